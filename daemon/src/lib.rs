@@ -1,0 +1,1 @@
+//! Daemon support code shared by the launcher, builder and CLI binaries.

@@ -1,0 +1,12 @@
+//! Core library shared by every Nodepool-in-Rust binary: the config schema, the ZooKeeper
+//! data model, client, locks and caches, the cloud drivers and the statsd metric names.
+//!
+//! Everything that two binaries must agree on lives here, so that the launcher, builder,
+//! CLI and TUI read and write exactly the same records as Python Nodepool 11.
+
+pub mod cloud;
+pub mod config;
+pub mod model;
+pub mod stats;
+pub mod testing;
+pub mod zk;

@@ -1,0 +1,1 @@
+//! End-to-end test harness: starts ZooKeeper, the OpenStack simulator and daemons on loopback.
