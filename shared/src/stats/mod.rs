@@ -1,0 +1,2 @@
+//! statsd metrics: metric name builders (reference §5) and a small client wrapper.
+//! (Being filled in.)
