@@ -28,4 +28,4 @@ pub use json::{now_epoch, to_python_json};
 pub use node::{Node, NodeState};
 pub use paths::ZkPath;
 pub use quota::QuotaInformation;
-pub use request::{NodeRequest, RequestState};
+pub use request::{NodeRequest, RequestPriority, RequestState};

@@ -183,6 +183,7 @@ impl Statsd {
 
     /// Spawns a tokio task that flushes every `period` until every clone of this client
     /// is dropped (it holds only a weak reference). `None` for the no-op client.
+    /// Must be called from within a tokio runtime.
     pub fn spawn_flush_task(&self, period: Duration) -> Option<tokio::task::JoinHandle<()>> {
         let weak: Weak<StatsdClient> = Arc::downgrade(self.inner.as_ref()?);
         Some(tokio::spawn(async move {
