@@ -1,0 +1,384 @@
+//! The HTTP layer under the OpenStack driver: one reqwest request per API call, with the
+//! provider's rate limit, a Keystone token (fetched on first use, renewed shortly before
+//! expiry or once after a 401), the Nova microversion header, a per-call timeout, a
+//! statsd timer `nodepool.task.<provider>.<service>.<METHOD>.<operation>`, and error
+//! classification of every non-2xx reply.
+//!
+//! Nothing here logs or returns request bodies or headers, so credentials and tokens
+//! stay out of logs and errors.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::auth::{self, Service, Token, AUTH_OPERATION};
+use super::clouds_yaml::{AuthConfig, CloudConfig};
+use super::error::CloudError;
+use super::rate::RateLimiter;
+use super::DriverOptions;
+use crate::stats::{names, Statsd};
+
+/// Renew the token when it expires within this margin (Keystone tokens last hours).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
+
+/// A request body.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Empty,
+    Json(Value),
+    /// Streamed from a file, never read into memory as a whole.
+    File(PathBuf),
+}
+
+/// One API call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub service: Service,
+    pub method: Method,
+    /// Path below the service endpoint, without a leading `/` (`servers/detail`).
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Body,
+    /// Metric operation, ids left out (`servers.detail`, `images.file`).
+    pub operation: &'static str,
+}
+
+impl Call {
+    pub fn new(service: Service, method: Method, operation: &'static str, path: String) -> Self {
+        Call {
+            service,
+            method,
+            path,
+            query: Vec::new(),
+            body: Body::Empty,
+            operation,
+        }
+    }
+
+    pub fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Body::Json(body);
+        self
+    }
+
+    pub fn file(mut self, path: PathBuf) -> Self {
+        self.body = Body::File(path);
+        self
+    }
+
+    /// `compute.POST.servers`: the name used in metrics and errors.
+    pub fn name(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.service.metric_name(),
+            self.method.as_str(),
+            self.operation
+        )
+    }
+}
+
+/// A 2xx reply.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Parses the body as `T`, naming `operation` when it cannot.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, operation: &str) -> Result<T, CloudError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            CloudError::bad_reply(
+                operation,
+                format!("unparsable JSON (HTTP {}): {e}", self.status),
+            )
+        })
+    }
+}
+
+/// Raw reply before classification.
+struct RawReply {
+    status: u16,
+    body: Bytes,
+    subject_token: Option<String>,
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    provider: String,
+    auth: AuthConfig,
+    region: Option<String>,
+    interface: String,
+    microversion: String,
+    limiter: RateLimiter,
+    statsd: Statsd,
+    api_timeout: Duration,
+    upload_timeout: Option<Duration>,
+    token: RwLock<Option<Arc<Token>>>,
+    auth_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("provider", &self.provider)
+            .field("auth_url", &self.auth.auth_url())
+            .field("region", &self.region)
+            .field("interface", &self.interface)
+            .field("microversion", &self.microversion)
+            .field("rate", &self.limiter.interval())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    pub fn new(cloud: &CloudConfig, opts: &DriverOptions) -> Result<Self, CloudError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .user_agent(concat!("nodepool-rs/", env!("CARGO_PKG_VERSION")));
+        if !cloud.verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(ca) = &cloud.cacert {
+            let pem = std::fs::read(ca).map_err(|source| CloudError::Io {
+                path: ca.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| CloudError::Config(format!("cacert {}: {e}", ca.display())))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| CloudError::Config(format!("HTTP client: {e}")))?;
+        Ok(Transport {
+            http,
+            provider: opts.provider.clone(),
+            auth: cloud.auth.clone(),
+            region: cloud
+                .region(opts.region_name.as_deref())
+                .map(str::to_string),
+            interface: cloud.interface.clone(),
+            microversion: cloud
+                .compute_api_version
+                .clone()
+                .unwrap_or_else(|| super::NOVA_MICROVERSION.to_string()),
+            limiter: RateLimiter::from_rate(opts.rate),
+            statsd: opts.statsd.clone(),
+            api_timeout: opts.api_timeout,
+            upload_timeout: opts.upload_timeout,
+            token: RwLock::new(None),
+            auth_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    fn current(&self) -> Option<Arc<Token>> {
+        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A valid token, authenticating first if there is none or it is about to expire.
+    pub async fn token(&self) -> Result<Arc<Token>, CloudError> {
+        if let Some(t) = self.current() {
+            if !t.expires_within(EXPIRY_MARGIN) {
+                return Ok(t);
+            }
+        }
+        self.renew(None).await
+    }
+
+    /// Authenticates unless another task already replaced `stale` (or the current
+    /// token) with a fresh one.
+    async fn renew(&self, stale: Option<&Arc<Token>>) -> Result<Arc<Token>, CloudError> {
+        let _guard = self.auth_lock.lock().await;
+        if let Some(cur) = self.current() {
+            let rejected = stale.is_some_and(|s| Arc::ptr_eq(s, &cur));
+            if !rejected && !cur.expires_within(EXPIRY_MARGIN) {
+                return Ok(cur);
+            }
+        }
+        let token = Arc::new(self.authenticate().await?);
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(token)
+    }
+
+    /// One `POST /v3/auth/tokens`.
+    async fn authenticate(&self) -> Result<Token, CloudError> {
+        let url = auth::token_url(self.auth.auth_url());
+        let req = self
+            .http
+            .post(&url)
+            .header(ACCEPT, "application/json")
+            .timeout(self.api_timeout)
+            .json(&auth::token_request_body(&self.auth));
+        let raw = self
+            .execute(req, AUTH_OPERATION, "identity", "POST", "auth.tokens")
+            .await?;
+        if raw.status == 401 {
+            return Err(CloudError::from_status(AUTH_OPERATION, 401, &raw.body));
+        }
+        if !(200..300).contains(&raw.status) {
+            return Err(CloudError::from_status(
+                AUTH_OPERATION,
+                raw.status,
+                &raw.body,
+            ));
+        }
+        let token = Token::from_reply(raw.subject_token.as_deref(), &raw.body)?;
+        tracing::debug!(provider = %self.provider, "authenticated to Keystone");
+        Ok(token)
+    }
+
+    /// The endpoint URL of `service` (authenticates if needed).
+    pub async fn endpoint(&self, service: Service) -> Result<String, CloudError> {
+        let token = self.token().await?;
+        token.endpoint(service, self.region.as_deref(), &self.interface)
+    }
+
+    /// Performs `call`: one HTTP request, or two when the first gets a 401 (the token is
+    /// renewed in between). Non-2xx replies become typed errors.
+    pub async fn call(&self, call: &Call) -> Result<Reply, CloudError> {
+        let name = call.name();
+        let token = self.token().await?;
+        let mut raw = self.send(&token, call, &name).await?;
+        if raw.status == 401 {
+            tracing::debug!(provider = %self.provider, call = %name, "401: renewing token");
+            let fresh = self.renew(Some(&token)).await?;
+            raw = self.send(&fresh, call, &name).await?;
+        }
+        if (200..300).contains(&raw.status) {
+            Ok(Reply {
+                status: raw.status,
+                body: raw.body,
+            })
+        } else {
+            Err(CloudError::from_status(&name, raw.status, &raw.body))
+        }
+    }
+
+    async fn send(&self, token: &Token, call: &Call, name: &str) -> Result<RawReply, CloudError> {
+        let base = token.endpoint(call.service, self.region.as_deref(), &self.interface)?;
+        let url = if call.path.is_empty() {
+            base
+        } else {
+            format!("{base}/{}", call.path)
+        };
+        let mut token_header = HeaderValue::from_str(token.value.expose())
+            .map_err(|_| CloudError::bad_reply(AUTH_OPERATION, "token is not a valid header"))?;
+        token_header.set_sensitive(true);
+        let mut req = self
+            .http
+            .request(call.method.clone(), &url)
+            .header("X-Auth-Token", token_header)
+            .header(ACCEPT, "application/json");
+        if call.service == Service::Compute {
+            req = req
+                .header(
+                    "OpenStack-API-Version",
+                    format!("compute {}", self.microversion),
+                )
+                .header("X-OpenStack-Nova-API-Version", self.microversion.as_str());
+        }
+        if !call.query.is_empty() {
+            req = req.query(&call.query);
+        }
+        req = match &call.body {
+            Body::Empty => req.timeout(self.api_timeout),
+            Body::Json(v) => req.timeout(self.api_timeout).json(v),
+            Body::File(path) => {
+                let io_err = |source| CloudError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let file = std::fs::File::open(path).map_err(io_err)?;
+                let len = file.metadata().map_err(io_err)?.len();
+                let stream = tokio_util::io::ReaderStream::with_capacity(
+                    tokio::fs::File::from_std(file),
+                    256 * 1024,
+                );
+                let req = req
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, len)
+                    .body(reqwest::Body::wrap_stream(stream));
+                match self.upload_timeout {
+                    Some(t) => req.timeout(t),
+                    None => req,
+                }
+            }
+        };
+        self.limiter.acquire().await;
+        self.execute(
+            req,
+            name,
+            call.service.metric_name(),
+            call.method.as_str(),
+            call.operation,
+        )
+        .await
+    }
+
+    /// Sends, reads the whole reply and records the timer.
+    async fn execute(
+        &self,
+        req: reqwest::RequestBuilder,
+        name: &str,
+        service: &str,
+        method: &str,
+        operation: &str,
+    ) -> Result<RawReply, CloudError> {
+        let start = Instant::now();
+        let result = async {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let subject_token = resp
+                .headers()
+                .get("X-Subject-Token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(RawReply {
+                status,
+                body,
+                subject_token,
+            })
+        }
+        .await;
+        let elapsed = start.elapsed();
+        self.statsd.timer_and_count(
+            &names::task(&self.provider, service, method, operation),
+            elapsed,
+        );
+        match result {
+            Ok(raw) => {
+                tracing::debug!(
+                    provider = %self.provider,
+                    call = %name,
+                    status = raw.status,
+                    ms = elapsed.as_millis() as u64,
+                    "cloud API call"
+                );
+                Ok(raw)
+            }
+            Err(e) => {
+                let err = CloudError::from_transport(name, &e);
+                tracing::debug!(provider = %self.provider, call = %name, error = %err, "cloud API call failed");
+                Err(err)
+            }
+        }
+    }
+}
