@@ -1,1 +1,3 @@
 //! End-to-end test harness: starts ZooKeeper, the OpenStack simulator and daemons on loopback.
+
+pub mod sim;

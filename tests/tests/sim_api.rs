@@ -1,0 +1,590 @@
+//! The OpenStack simulator over real HTTP (reqwest): Keystone, Nova, Glance, Neutron, admin.
+
+use std::time::Duration;
+
+use nodepool_tests::sim::{Quota, SimConfig, SimHandle, Simulator};
+use serde_json::{json, Value};
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn login(sim: &SimHandle) -> Client {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/v3/auth/tokens", sim.auth_url()))
+            .json(&password_auth("nodepool", "secret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+        Client {
+            http,
+            base: sim.url(),
+            token,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Auth-Token", &self.token)
+            .header("OpenStack-API-Version", "compute 2.96");
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    async fn create_server(&self, name: &str, flavor: &str) -> (u16, Value) {
+        let (_, images) = self.get("/image/v2/images?name=cirros-0.6.2").await;
+        let image = images["images"][0]["id"].as_str().unwrap().to_string();
+        self.post(
+            "/compute/v2.1/servers",
+            json!({"server": {"name": name, "flavorRef": flavor, "imageRef": image,
+                "metadata": {"nodepool_provider_name": "sim", "nodepool_node_id": "0000000001"}}}),
+        )
+        .await
+    }
+
+    /// Polls a server until its status is not BUILD (bounded).
+    async fn wait_server(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let (st, v) = self.get(&format!("/compute/v2.1/servers/{id}")).await;
+            assert_eq!(st, 200, "{v}");
+            if v["server"]["status"] != "BUILD" {
+                return v["server"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server {id} stayed in BUILD");
+    }
+}
+
+fn password_auth(user: &str, password: &str) -> Value {
+    json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"project": {"name": "nodepool", "domain": {"name": "Default"}}}
+    }})
+}
+
+async fn start() -> SimHandle {
+    Simulator::start(SimConfig::default()).await.unwrap()
+}
+
+#[tokio::test]
+async fn keystone_password_and_app_credential_and_catalog() {
+    let sim = start().await;
+    let http = reqwest::Client::new();
+    // Version documents.
+    let v: Value = http
+        .get(sim.auth_url())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["versions"]["values"][0]["id"], "v3.14");
+    let v: Value = http
+        .get(format!("{}/", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["versions"]["values"][0]["links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with("/identity/v3/"));
+
+    // Wrong password → 401.
+    let r = http
+        .post(format!("{}/v3/auth/tokens", sim.auth_url()))
+        .json(&password_auth("nodepool", "wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Application credential.
+    let r = http
+        .post(format!("{}/v3/auth/tokens", sim.url()))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["application_credential"],
+            "application_credential": {"id": "nodepool-appcred", "secret": "appcred-secret"}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().contains_key("x-subject-token"));
+    let body: Value = r.json().await.unwrap();
+    let token = &body["token"];
+    assert!(token["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(token["project"]["name"], "nodepool");
+    let types: Vec<&str> = token["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["identity", "compute", "image", "network"]);
+    for e in token["catalog"].as_array().unwrap() {
+        let ep = &e["endpoints"][0];
+        assert_eq!(ep["interface"], "public");
+        assert_eq!(ep["region"], "RegionOne");
+        assert!(ep["url"].as_str().unwrap().starts_with(&sim.url()));
+    }
+    // Wrong application credential secret → 401.
+    let r = http
+        .post(format!("{}/v3/auth/tokens", sim.url()))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["application_credential"],
+            "application_credential": {"id": "nodepool-appcred", "secret": "nope"}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn services_require_a_token() {
+    let sim = start().await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/compute/v2.1/servers/detail",
+        "/image/v2/images",
+        "/network/v2.0/floatingips",
+    ] {
+        let r = http
+            .get(format!("{}{path}", sim.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let r = http
+            .get(format!("{}{path}", sim.url()))
+            .header("X-Auth-Token", "bogus")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // Version documents are public, and compute advertises microversions.
+    let v: Value = http
+        .get(format!("{}/compute/v2.1/", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["version"]["version"], "2.96");
+    assert_eq!(v["version"]["min_version"], "2.1");
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_lifecycle_shape_and_ports() {
+    let sim = start().await;
+    sim.admin().update_knobs(|k| k.boot_delay_ms = 50);
+    let c = Client::login(&sim).await;
+    let (st, v) = c.create_server("np0000000001", "1").await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(v["server"]["status"], "BUILD");
+    let s = c.wait_server(&id).await;
+    assert_eq!(s["status"], "ACTIVE");
+    for key in [
+        "links",
+        "OS-EXT-AZ:availability_zone",
+        "OS-EXT-STS:vm_state",
+        "OS-EXT-STS:task_state",
+        "config_drive",
+        "hostId",
+        "accessIPv4",
+        "accessIPv6",
+        "addresses",
+    ] {
+        assert!(s.get(key).is_some(), "server lacks {key}: {s}");
+    }
+    assert_eq!(s["flavor"]["original_name"], "small");
+    assert_eq!(s["flavor"]["vcpus"], 2);
+    assert_eq!(s["metadata"]["nodepool_provider_name"], "sim");
+    let addr = &s["addresses"]["private"][0];
+    assert_eq!(addr["OS-EXT-IPS:type"], "fixed");
+    assert!(addr["addr"].as_str().unwrap().starts_with("10.0."));
+
+    // The server got a port.
+    let (_, ports) = c.get(&format!("/network/v2.0/ports?device_id={id}")).await;
+    let ports = ports["ports"].as_array().unwrap().clone();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["status"], "ACTIVE");
+    let port_id = ports[0]["id"].as_str().unwrap().to_string();
+
+    // Floating IP on the external network, attached to the port, shows in addresses.
+    let (_, nets) = c.get("/network/v2.0/networks?router:external=true").await;
+    let public = nets["networks"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(nets["networks"][0]["name"], "public");
+    let (st, f) = c
+        .post(
+            "/network/v2.0/floatingips",
+            json!({"floatingip": {"floating_network_id": public, "port_id": port_id}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{f}");
+    let fip = f["floatingip"]["floating_ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fip_id = f["floatingip"]["id"].as_str().unwrap().to_string();
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{id}")).await;
+    let addrs = v["server"]["addresses"]["private"].as_array().unwrap();
+    assert!(addrs
+        .iter()
+        .any(|a| a["addr"] == fip.as_str() && a["OS-EXT-IPS:type"] == "floating"));
+
+    // Delete: 204, port gone, floating IP detached (kept), then 404.
+    let (st, _) = c.delete(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(st, 204);
+    let (st, v) = c.get(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(st, 404);
+    assert!(v["itemNotFound"]["message"].as_str().unwrap().contains(&id));
+    let (st, _) = c.delete(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(st, 404);
+    let (st, _) = c.get(&format!("/network/v2.0/ports/{port_id}")).await;
+    assert_eq!(st, 404);
+    let (_, f) = c.get(&format!("/network/v2.0/floatingips/{fip_id}")).await;
+    assert_eq!(f["floatingip"]["port_id"], Value::Null);
+    assert_eq!(f["floatingip"]["status"], "DOWN");
+    let (st, _) = c
+        .delete(&format!("/network/v2.0/floatingips/{fip_id}"))
+        .await;
+    assert_eq!(st, 204);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_list_filters_and_pagination_end_with_empty_page() {
+    let sim = start().await;
+    sim.admin().set_quota(Quota {
+        instances: -1,
+        cores: -1,
+        ram: -1,
+    });
+    let c = Client::login(&sim).await;
+    for i in 0..5 {
+        let (st, _) = c.create_server(&format!("np000000000{i}"), "1").await;
+        assert_eq!(st, 202);
+    }
+    c.create_server("other", "1").await;
+    let (_, v) = c.get("/compute/v2.1/servers/detail?name=%5Enp").await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 5);
+    let (_, v) = c.get("/compute/v2.1/servers/detail?status=ACTIVE").await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 6);
+    let (_, v) = c.get("/compute/v2.1/servers/detail?status=ERROR").await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 0);
+
+    let mut seen = Vec::new();
+    let mut marker: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages < 10, "pagination does not end");
+        let path = match &marker {
+            Some(m) => format!("/compute/v2.1/servers/detail?limit=2&marker={m}"),
+            None => "/compute/v2.1/servers/detail?limit=2".to_string(),
+        };
+        let (st, v) = c.get(&path).await;
+        assert_eq!(st, 200);
+        let page = v["servers"].as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for s in page {
+            seen.push(s["id"].as_str().unwrap().to_string());
+        }
+        marker = seen.last().cloned();
+    }
+    assert_eq!(seen.len(), 6);
+    assert_eq!(pages, 4); // 2 + 2 + 2 + empty
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn quota_exceeded_is_403_with_novas_message_and_limits_report_usage() {
+    let sim = start().await;
+    sim.admin().set_quota(Quota {
+        instances: 2,
+        cores: -1,
+        ram: -1,
+    });
+    let c = Client::login(&sim).await;
+    assert_eq!(c.create_server("a", "1").await.0, 202);
+    assert_eq!(c.create_server("b", "1").await.0, 202);
+    let (st, v) = c.create_server("c", "1").await;
+    assert_eq!(st, 403);
+    assert_eq!(
+        v["forbidden"]["message"],
+        "Quota exceeded for instances: Requested 1, but already used 2 of 2 instances"
+    );
+    let (_, v) = c.get("/compute/v2.1/limits").await;
+    let abs = &v["limits"]["absolute"];
+    assert_eq!(abs["maxTotalInstances"], 2);
+    assert_eq!(abs["totalInstancesUsed"], 2);
+    assert_eq!(abs["totalCoresUsed"], 4);
+    assert_eq!(abs["totalRAMUsed"], 4096);
+    assert_eq!(abs["maxTotalCores"], -1);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn injected_boot_failures_hangs_and_api_errors() {
+    let sim = start().await;
+    let admin = sim.admin();
+    admin.update_knobs(|k| {
+        k.fail_next_boots = 1;
+        k.hang_next_boots = 1;
+    });
+    let c = Client::login(&sim).await;
+    let (_, v) = c.create_server("fails", "1").await;
+    let failed = v["server"]["id"].as_str().unwrap().to_string();
+    let (_, v) = c.create_server("hangs", "1").await;
+    let hung = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&failed).await;
+    assert_eq!(s["status"], "ERROR");
+    assert!(s["fault"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("No valid host"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{hung}")).await;
+    assert_eq!(v["server"]["status"], "BUILD");
+
+    // Deterministic API failure of the next call of one operation.
+    admin.fail_next("compute.servers.detail", 1, 503);
+    let (st, _) = c.get("/compute/v2.1/servers/detail").await;
+    assert_eq!(st, 503);
+    let (st, _) = c.get("/compute/v2.1/servers/detail").await;
+    assert_eq!(st, 200);
+    assert_eq!(admin.counter("compute.servers.detail"), 2);
+    assert_eq!(admin.counter("compute.servers.create"), 2);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn glance_create_upload_list_delete() {
+    let sim = start().await;
+    let c = Client::login(&sim).await;
+    let (st, v) = c
+        .post(
+            "/image/v2/images",
+            json!({"name": "ubuntu-jammy-0000000001", "disk_format": "qcow2", "container_format": "bare",
+                   "visibility": "private", "nodepool_build_id": "0000000001", "nodepool_upload_id": "0000000001",
+                   "nodepool_provider_name": "sim"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["status"], "queued");
+    assert_eq!(v["nodepool_build_id"], "0000000001");
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Upload 3 MiB as a stream (more than axum's default body limit).
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..48)
+        .map(|_| Ok(bytes::Bytes::from(vec![7u8; 65536])))
+        .collect();
+    let r = c
+        .http
+        .put(format!("{}/image/v2/images/{id}/file", sim.url()))
+        .header("X-Auth-Token", &c.token)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, v) = c.get(&format!("/image/v2/images/{id}")).await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["size"], 3 * 1024 * 1024);
+    assert_eq!(v["checksum"].as_str().unwrap().len(), 32);
+    assert_eq!(v["os_hash_algo"], "sha512");
+
+    // Filters by property and status; pagination by marker ends with an empty page.
+    let (_, v) = c.get("/image/v2/images?nodepool_provider_name=sim").await;
+    assert_eq!(v["images"].as_array().unwrap().len(), 1);
+    let (_, v) = c.get("/image/v2/images?status=active&limit=1").await;
+    assert_eq!(v["images"].as_array().unwrap().len(), 1);
+    assert!(v["next"].as_str().unwrap().contains("marker="));
+    let (_, v) = c.get("/image/v2/images?limit=5").await;
+    let last = v["images"].as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, v) = c
+        .get(&format!("/image/v2/images?limit=5&marker={last}"))
+        .await;
+    assert_eq!(v["images"].as_array().unwrap().len(), 0);
+
+    let (st, _) = c.delete(&format!("/image/v2/images/{id}")).await;
+    assert_eq!(st, 204);
+    let (st, _) = c.get(&format!("/image/v2/images/{id}")).await;
+    assert_eq!(st, 404);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn neutron_leaks_and_filters() {
+    let sim = start().await;
+    let admin = sim.admin();
+    let port = admin.inject_down_port();
+    let fip = admin.inject_leaked_floating_ip();
+    let server = admin.inject_leaked_server("sim", "0000000999", "main");
+    let c = Client::login(&sim).await;
+    let (_, v) = c
+        .get("/network/v2.0/ports?status=DOWN&device_owner=compute:nova")
+        .await;
+    let ids: Vec<&str> = v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [port.as_str()]);
+    let (_, v) = c.get("/network/v2.0/floatingips").await;
+    assert_eq!(v["floatingips"][0]["id"], fip.as_str());
+    assert_eq!(v["floatingips"][0]["port_id"], Value::Null);
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{server}")).await;
+    assert_eq!(v["server"]["status"], "ACTIVE");
+    assert_eq!(v["server"]["metadata"]["nodepool_node_id"], "0000000999");
+    let (st, _) = c.delete(&format!("/network/v2.0/ports/{port}")).await;
+    assert_eq!(st, 204);
+    let (st, v) = c.delete(&format!("/network/v2.0/ports/{port}")).await;
+    assert_eq!(st, 404);
+    assert_eq!(v["NeutronError"]["type"], "PortNotFound");
+    let (st, _) = c
+        .put(
+            &format!("/network/v2.0/floatingips/{fip}"),
+            json!({"floatingip": {"port_id": null}}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_http_api_knobs_counters_and_state() {
+    let sim = start().await;
+    let http = reqwest::Client::new();
+    let r = http
+        .patch(format!("{}/admin/knobs", sim.url()))
+        .json(&json!({"boot_delay_ms": 1234, "quota": {"instances": 3}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let k = sim.admin().knobs();
+    assert_eq!(k.boot_delay_ms, 1234);
+    assert_eq!(
+        k.quota,
+        Quota {
+            instances: 3,
+            cores: 20,
+            ram: 51200
+        }
+    );
+    let r = http
+        .patch(format!("{}/admin/knobs", sim.url()))
+        .json(&json!({"no_such_knob": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let r = http
+        .post(format!("{}/admin/leaks/servers", sim.url()))
+        .json(&json!({"provider": "sim", "node_id": "0000000042"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let c = Client::login(&sim).await;
+    c.get("/compute/v2.1/servers/detail").await;
+    let counters: Value = http
+        .get(format!("{}/admin/counters", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counters["compute.servers.detail"], 1);
+    assert_eq!(counters["identity.tokens.create"], 1);
+    let state: Value = http
+        .get(format!("{}/admin/state", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["world"]["servers"][0]["metadata"]["nodepool_node_id"],
+        "0000000042"
+    );
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn snapshot_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.json");
+    let cfg = SimConfig {
+        state_file: Some(path.clone()),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(cfg.clone()).await.unwrap();
+    let id = sim
+        .admin()
+        .inject_leaked_server("sim", "0000000007", "main");
+    sim.shutdown().await.unwrap();
+    let sim = Simulator::start(cfg).await.unwrap();
+    assert_eq!(sim.admin().servers()[0].id, id);
+    sim.shutdown().await.unwrap();
+
+    std::fs::write(&path, "{not json").unwrap();
+    let err = Simulator::start(SimConfig {
+        state_file: Some(path.clone()),
+        ..SimConfig::default()
+    })
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("sim.json"), "{err}");
+}
