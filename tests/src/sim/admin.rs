@@ -80,6 +80,13 @@ impl SimAdmin {
         });
     }
 
+    /// Replies `200 OK` with a non-JSON body to the next `count` calls of `op`.
+    pub fn garbage_next(&self, op: &str, count: u32) {
+        self.update_knobs(|k| {
+            k.garbage_next.insert(op.to_string(), count);
+        });
+    }
+
     /// A copy of the whole simulated cloud.
     pub fn world(&self) -> World {
         self.0.lock().world.clone()

@@ -30,6 +30,8 @@ pub struct ApiError {
     pub message: String,
     /// Neutron error type (e.g. `PortNotFound`); ignored by the other services.
     pub kind: String,
+    /// Reply `200 OK` with a body that is not JSON (knob `garbage_next`).
+    pub garbage: bool,
 }
 
 impl ApiError {
@@ -39,6 +41,7 @@ impl ApiError {
             status,
             message: message.into(),
             kind: String::new(),
+            garbage: false,
         }
     }
     pub fn bad_request(service: Service, message: impl Into<String>) -> Self {
@@ -71,6 +74,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.garbage {
+            return (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                format!("<html>{}</html>", self.message),
+            )
+                .into_response();
+        }
         let code = self.status.as_u16();
         let title = self.status.canonical_reason().unwrap_or("Error");
         if self.status == StatusCode::UNAUTHORIZED || self.service == Service::Identity {
@@ -235,6 +246,17 @@ impl Sim {
                     g.knobs.fail_next.remove(op);
                 }
                 return Err(injected(svc, status, op));
+            }
+        }
+        if let Some(n) = g.knobs.garbage_next.get_mut(op) {
+            if *n > 0 {
+                *n -= 1;
+                if *n == 0 {
+                    g.knobs.garbage_next.remove(op);
+                }
+                let mut e = injected(svc, StatusCode::OK, op);
+                e.garbage = true;
+                return Err(e);
             }
         }
         let rate = g

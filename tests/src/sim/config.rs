@@ -158,6 +158,8 @@ pub struct Knobs {
     pub hang_next_boots: u32,
     /// Every server created stays in BUILD forever.
     pub hang_all_boots: bool,
+    /// Reply `200 OK` with a body that is not JSON to the next N calls of an operation.
+    pub garbage_next: BTreeMap<String, u32>,
 }
 
 impl Default for Knobs {
@@ -175,6 +177,7 @@ impl Default for Knobs {
                 .into(),
             hang_next_boots: 0,
             hang_all_boots: false,
+            garbage_next: BTreeMap::new(),
         }
     }
 }
