@@ -145,6 +145,8 @@ impl Transport {
     pub fn new(cloud: &CloudConfig, opts: &DriverOptions) -> Result<Self, CloudError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
+            // Never forward the X-Auth-Token to wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("nodepool-rs/", env!("CARGO_PKG_VERSION")));
         if !cloud.verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
