@@ -152,7 +152,10 @@ async fn keystone_password_and_app_credential_and_catalog() {
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["identity", "compute", "image", "network"]);
+    assert_eq!(
+        types,
+        ["identity", "compute", "image", "network", "block-storage"]
+    );
     for e in token["catalog"].as_array().unwrap() {
         let ep = &e["endpoints"][0];
         assert_eq!(ep["interface"], "public");
@@ -294,11 +297,7 @@ async fn server_lifecycle_shape_and_ports() {
 #[tokio::test]
 async fn server_list_filters_and_pagination_end_with_empty_page() {
     let sim = start().await;
-    sim.admin().set_quota(Quota {
-        instances: -1,
-        cores: -1,
-        ram: -1,
-    });
+    sim.admin().set_quota(Quota::UNLIMITED);
     let c = Client::login(&sim).await;
     for i in 0..5 {
         let (st, _) = c.create_server(&format!("np000000000{i}"), "1").await;
@@ -343,8 +342,7 @@ async fn quota_exceeded_is_403_with_novas_message_and_limits_report_usage() {
     let sim = start().await;
     sim.admin().set_quota(Quota {
         instances: 2,
-        cores: -1,
-        ram: -1,
+        ..Quota::UNLIMITED
     });
     let c = Client::login(&sim).await;
     assert_eq!(c.create_server("a", "1").await.0, 202);
@@ -515,8 +513,7 @@ async fn admin_http_api_knobs_counters_and_state() {
         k.quota,
         Quota {
             instances: 3,
-            cores: 20,
-            ram: 51200
+            ..Quota::default()
         }
     );
     let r = http
@@ -587,4 +584,115 @@ async fn snapshot_round_trip() {
     .err()
     .unwrap();
     assert!(err.to_string().contains("sim.json"), "{err}");
+}
+
+#[tokio::test]
+async fn boot_from_volume_uses_cinder_quota() {
+    let sim = start().await;
+    sim.admin().set_quota(Quota {
+        gigabytes: 100,
+        ..Quota::default()
+    });
+    let c = Client::login(&sim).await;
+    let (_, images) = c.get("/image/v2/images?name=cirros-0.6.2").await;
+    let image = images["images"][0]["id"].as_str().unwrap().to_string();
+    let bfv = |name: &str, size: u64| {
+        json!({"server": {"name": name, "flavorRef": "1", "user_data": "IyEvYmluL3NoCg==",
+            "block_device_mapping_v2": [{"boot_index": 0, "uuid": image, "source_type": "image",
+                "destination_type": "volume", "volume_size": size.to_string(), "delete_on_termination": true}]}})
+    };
+    let (st, v) = c.post("/compute/v2.1/servers", bfv("bfv1", 80)).await;
+    assert_eq!(st, 202, "{v}");
+    let ok = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&ok).await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(s["image"], "");
+    let vol = s["os-extended-volumes:volumes_attached"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The volume service is in the catalog and reports usage.
+    let project = &sim.config().credentials.project_id;
+    let (st, v) = c.get(&format!("/volume/v3/{project}/limits")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["limits"]["absolute"]["maxTotalVolumeGigabytes"], 100);
+    assert_eq!(v["limits"]["absolute"]["totalGigabytesUsed"], 80);
+    assert_eq!(v["limits"]["absolute"]["totalVolumesUsed"], 1);
+
+    // Over the gigabytes quota: the build is aborted with a quota fault.
+    let (_, v) = c.post("/compute/v2.1/servers", bfv("bfv2", 80)).await;
+    let bad = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&bad).await;
+    assert_eq!(s["status"], "ERROR");
+    let fault = s["fault"]["message"].as_str().unwrap();
+    assert!(
+        fault.contains("exceeds") && fault.contains("quota"),
+        "{fault}"
+    );
+
+    // Deleting the server deletes its volume (delete_on_termination).
+    c.delete(&format!("/compute/v2.1/servers/{ok}")).await;
+    let (st, _) = c.get(&format!("/volume/v3/{project}/volumes/{vol}")).await;
+    assert_eq!(st, 404);
+
+    // user_data must be base64.
+    let (st, v) = c
+        .post(
+            "/compute/v2.1/servers",
+            json!({"server": {"name": "x", "flavorRef": "1", "imageRef": image, "user_data": "not base64!"}}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_problem() {
+    let sim = start().await;
+    let c = Client::login(&sim).await;
+    let (st, v) = c
+        .post(
+            "/compute/v2.1/servers",
+            json!({"server": {"name": "x", "flavorRef": "99", "imageRef": "nope"}}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Flavor 99"),
+        "{v}"
+    );
+    let (st, v) = c
+        .post(
+            "/compute/v2.1/servers",
+            json!({"server": {"name": "x", "flavorRef": "1", "imageRef": "nope"}}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Image nope"),
+        "{v}"
+    );
+    let r = c
+        .http
+        .post(format!("{}/compute/v2.1/servers", sim.url()))
+        .header("X-Auth-Token", &c.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (st, _) = c.get("/compute/v2.1/servers/detail?limit=abc").await;
+    assert_eq!(st, 400);
+    let (st, _) = c.get("/compute/v2.1/servers/detail?marker=unknown").await;
+    assert_eq!(st, 400);
+    let (st, _) = c.get("/no/such/path").await;
+    assert_eq!(st, 404);
+    sim.shutdown().await.unwrap();
 }

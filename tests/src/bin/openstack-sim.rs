@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use nodepool_tests::sim::{CloudsAuth, Quota, SimConfig, Simulator};
+use nodepool_tests::sim::{CloudsAuth, SimConfig, Simulator};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,6 +39,12 @@ struct Args {
     /// RAM quota in MiB (-1 = unlimited).
     #[arg(long, allow_hyphen_values = true)]
     quota_ram: Option<i64>,
+    /// Cinder volume count quota (-1 = unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    quota_volumes: Option<i64>,
+    /// Cinder volume size quota in GB (-1 = unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    quota_gigabytes: Option<i64>,
     /// Probability (0-1) that any API call fails with --error-status.
     #[arg(long)]
     error_rate: Option<f64>,
@@ -102,16 +108,18 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
     if let Some(v) = a.api_latency_ms {
         k.api_latency_ms = v;
     }
-    let Quota {
-        instances,
-        cores,
-        ram,
-    } = k.quota;
-    k.quota = Quota {
-        instances: a.quota_instances.unwrap_or(instances),
-        cores: a.quota_cores.unwrap_or(cores),
-        ram: a.quota_ram.unwrap_or(ram),
-    };
+    let q = &mut k.quota;
+    for (flag, field) in [
+        (a.quota_instances, &mut q.instances),
+        (a.quota_cores, &mut q.cores),
+        (a.quota_ram, &mut q.ram),
+        (a.quota_volumes, &mut q.volumes),
+        (a.quota_gigabytes, &mut q.gigabytes),
+    ] {
+        if let Some(v) = flag {
+            *field = v;
+        }
+    }
     if let Some(r) = a.error_rate {
         if !(0.0..=1.0).contains(&r) {
             return Err(format!("--error-rate must be between 0 and 1, got {r}"));

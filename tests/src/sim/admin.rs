@@ -11,6 +11,7 @@
 //! | `POST /admin/leaks/servers` | `{"provider", "node_id"?, "pool"?, "flavor"?}` | leaked server |
 //! | `POST /admin/leaks/floating-ips` | `{"count"?}` | unattached floating IPs |
 //! | `POST /admin/leaks/ports` | `{"count"?}` | DOWN ports owned by `compute:nova` |
+//! | `POST /admin/leaks/images` | `{"provider", "build_id", "upload_id"}` | image with Nodepool properties |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -152,11 +153,7 @@ impl SimAdmin {
         flavor: &str,
     ) -> Result<String, ApiError> {
         let mut knobs = Knobs {
-            quota: Quota {
-                instances: -1,
-                cores: -1,
-                ram: -1,
-            },
+            quota: Quota::UNLIMITED,
             ..Knobs::default()
         };
         let image = world
@@ -198,6 +195,38 @@ impl SimAdmin {
             .unwrap_or_default()
     }
 
+    /// Adds an active private Glance image carrying Nodepool upload properties (a leaked
+    /// upload when ZooKeeper does not know the build/upload ids).
+    pub fn inject_leaked_image(&self, provider: &str, build_id: &str, upload_id: &str) -> String {
+        let mut properties = serde_json::Map::new();
+        properties.insert("nodepool_provider_name".into(), json!(provider));
+        properties.insert("nodepool_build_id".into(), json!(build_id));
+        properties.insert("nodepool_upload_id".into(), json!(upload_id));
+        let now = now_secs();
+        let id = new_id();
+        self.0.lock().world.images.push(Image {
+            id: id.clone(),
+            name: Some(format!("leaked-{build_id}-{upload_id}")),
+            status: "active".into(),
+            disk_format: Some("qcow2".into()),
+            container_format: Some("bare".into()),
+            visibility: "private".into(),
+            protected: false,
+            os_hidden: false,
+            min_disk: 0,
+            min_ram: 0,
+            size: Some(0),
+            checksum: None,
+            os_hash_value: None,
+            tags: vec![],
+            properties,
+            created: now,
+            updated: now,
+            stored_path: None,
+        });
+        id
+    }
+
     /// Adds a DOWN port owned by `compute:nova` whose device no longer exists.
     pub fn inject_down_port(&self) -> String {
         let mut g = self.0.lock();
@@ -234,6 +263,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/admin/leaks/servers", post(leak_server))
         .route("/admin/leaks/floating-ips", post(leak_fips))
         .route("/admin/leaks/ports", post(leak_ports))
+        .route("/admin/leaks/images", post(leak_image))
 }
 
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {
@@ -368,6 +398,21 @@ async fn leak_server(State(sim): State<Arc<Sim>>, body: Bytes) -> ApiResult {
         StatusCode::CREATED,
         json!({"id": id, "node_id": node_id}),
     ))
+}
+
+async fn leak_image(State(sim): State<Arc<Sim>>, body: Bytes) -> ApiResult {
+    let b = body_json(&body)?;
+    let field = |k: &str| {
+        b.get(k)
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request(SVC, format!("'{k}' is required")))
+    };
+    let id = SimAdmin(sim).inject_leaked_image(
+        field("provider")?,
+        field("build_id")?,
+        field("upload_id")?,
+    );
+    Ok(json_response(StatusCode::CREATED, json!({"id": id})))
 }
 
 fn count_of(b: &Value) -> usize {

@@ -19,6 +19,7 @@ pub enum Service {
     Compute,
     Image,
     Network,
+    Volume,
     Admin,
 }
 
@@ -101,7 +102,7 @@ impl IntoResponse for ApiError {
             return r;
         }
         match self.service {
-            Service::Compute => {
+            Service::Compute | Service::Volume => {
                 let key = match code {
                     400 => "badRequest",
                     403 => "forbidden",

@@ -104,22 +104,40 @@ impl Default for Credentials {
     }
 }
 
-/// Nova quota (`-1` = unlimited).
+/// Nova and Cinder quota (`-1` = unlimited).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quota {
     pub instances: i64,
     pub cores: i64,
+    /// MiB.
     pub ram: i64,
+    /// Number of Cinder volumes (boot-from-volume).
+    pub volumes: i64,
+    /// Total Cinder volume size in GB.
+    pub gigabytes: i64,
+}
+
+impl Quota {
+    /// No limits at all.
+    pub const UNLIMITED: Quota = Quota {
+        instances: -1,
+        cores: -1,
+        ram: -1,
+        volumes: -1,
+        gigabytes: -1,
+    };
 }
 
 impl Default for Quota {
-    /// Nova's default quota.
+    /// Nova's and Cinder's default quota.
     fn default() -> Self {
         Quota {
             instances: 10,
             cores: 20,
             ram: 51200,
+            volumes: 10,
+            gigabytes: 1000,
         }
     }
 }

@@ -211,6 +211,11 @@ pub fn catalog(sim: &Sim) -> Value {
         entry("compute", "nova", "/compute/v2.1"),
         entry("image", "glance", "/image"),
         entry("network", "neutron", "/network"),
+        entry(
+            "block-storage",
+            "cinder",
+            &format!("/volume/v3/{}", sim.config.credentials.project_id),
+        ),
     ])
 }
 

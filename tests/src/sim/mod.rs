@@ -5,6 +5,7 @@
 //! URL layout on one port (`<base>` = `http://127.0.0.1:<port>`):
 //! * Keystone: `<base>/identity` (`auth_url`; `/v3/...` also answered at the root)
 //! * Nova: `<base>/compute/v2.1`, Glance: `<base>/image`, Neutron: `<base>/network`
+//! * Cinder (limits and boot-from-volume volumes only): `<base>/volume/v3/<project_id>`
 //! * test control: `<base>/admin/...` (see [`admin`])
 //!
 //! Every API call counts under an operation name (`compute.servers.create`,
@@ -12,6 +13,7 @@
 
 pub mod admin;
 mod app;
+mod cinder;
 pub mod config;
 mod glance;
 mod keystone;
@@ -132,6 +134,7 @@ fn router(sim: Arc<app::Sim>) -> Router {
         .merge(nova::routes())
         .merge(glance::routes())
         .merge(neutron::routes())
+        .merge(cinder::routes())
         .merge(admin::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())

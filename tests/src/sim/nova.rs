@@ -277,7 +277,6 @@ fn server_json(sim: &Sim, w: &World, idx: &AddrIndex, s: &Server, mv: Mv) -> Val
         }
         None => json!(""),
     };
-    let _ = w;
     let mut v = json!({
         "id": s.id,
         "name": s.name,
@@ -305,7 +304,7 @@ fn server_json(sim: &Sim, w: &World, idx: &AddrIndex, s: &Server, mv: Mv) -> Val
         "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:vm_state": s.status.vm_state(),
         "OS-EXT-STS:power_state": if s.status == ServerStatus::Active { 1 } else { 0 },
-        "os-extended-volumes:volumes_attached": s.volumes.iter().map(|v| json!({"id": v, "delete_on_termination": true})).collect::<Vec<_>>(),
+        "os-extended-volumes:volumes_attached": s.volumes.iter().map(|v| json!({"id": v, "delete_on_termination": w.volumes.iter().find(|x| &x.id == v).is_some_and(|x| x.delete_on_termination)})).collect::<Vec<_>>(),
         "locked": false,
     });
     let o = v.as_object_mut().expect("object literal");
@@ -467,6 +466,15 @@ fn parse_spec(body: &Value) -> Result<ServerSpec, ApiError> {
                 .collect()
         })
         .unwrap_or_default();
+    let user_data = str_field("user_data")?;
+    if let Some(u) = &user_data {
+        if !is_base64(u) {
+            return Err(ApiError::bad_request(
+                SVC,
+                "Invalid input for field/attribute user_data. Value is not a 'base64' string",
+            ));
+        }
+    }
     Ok(ServerSpec {
         name,
         flavor_ref,
@@ -475,7 +483,7 @@ fn parse_spec(body: &Value) -> Result<ServerSpec, ApiError> {
         networks,
         metadata,
         availability_zone: str_field("availability_zone")?,
-        user_data: str_field("user_data")?,
+        user_data,
         config_drive,
         block_device_mapping_v2: bdm,
         description: str_field("description")?,
@@ -484,6 +492,19 @@ fn parse_spec(body: &Value) -> Result<ServerSpec, ApiError> {
         access_ipv4: str_field("accessIPv4")?.unwrap_or_default(),
         access_ipv6: str_field("accessIPv6")?.unwrap_or_default(),
     })
+}
+
+/// Standard base64 with padding (what Nova accepts for `user_data`).
+fn is_base64(s: &str) -> bool {
+    let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !s.len().is_multiple_of(4) {
+        return false;
+    }
+    let body = s.iter().rev().skip_while(|b| **b == b'=').count();
+    s.len() - body <= 2
+        && s[..body]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 async fn create_server(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> ApiResult {

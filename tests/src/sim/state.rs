@@ -116,6 +116,21 @@ pub struct Server {
     pub delete_at: Option<Instant>,
 }
 
+/// A Cinder volume (only created by boot-from-volume).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    /// GB.
+    pub size: u64,
+    /// `in-use` while attached, `available` otherwise.
+    pub status: String,
+    pub server_id: Option<String>,
+    pub image_id: Option<String>,
+    pub delete_on_termination: bool,
+    pub created: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Keypair {
     pub name: String,
@@ -290,6 +305,8 @@ pub struct World {
     pub subnets: Vec<Subnet>,
     pub ports: Vec<Port>,
     pub floating_ips: Vec<FloatingIp>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
     pub availability_zones: Vec<String>,
     /// Stable `hostId` of the (single) simulated compute host.
     pub host_id: String,
@@ -456,6 +473,12 @@ impl World {
         u
     }
 
+    /// Cinder usage: number of volumes and their total size in GB.
+    pub fn volume_usage(&self) -> (i64, i64) {
+        let gb: u64 = self.volumes.iter().map(|v| v.size).sum();
+        (self.volumes.len() as i64, gb as i64)
+    }
+
     /// Creates a server (status BUILD) with its ports; enforces quota and validates references.
     pub fn create_server(
         &mut self,
@@ -582,10 +605,6 @@ impl World {
         } else {
             BootPlan::Active
         };
-        let ready_at = match boot {
-            BootPlan::Hang => None,
-            _ => Some(now + Duration::from_millis(knobs.boot_delay_ms)),
-        };
         let mut port_ids = Vec::new();
         for r in requests {
             match r {
@@ -604,11 +623,15 @@ impl World {
                 p.updated = secs;
             }
         }
-        let volumes = if boot_from_volume {
-            vec![new_id()]
-        } else {
-            vec![]
-        };
+        let mut boot = boot;
+        let mut volumes = Vec::new();
+        if boot_from_volume {
+            match self.create_boot_volume(&id, &spec.block_device_mapping_v2, &flavor, knobs) {
+                Ok(vid) => volumes.push(vid),
+                // Cinder refuses: the build is aborted and the server goes to ERROR.
+                Err(message) => boot = BootPlan::Error { message },
+            }
+        }
         self.servers.push(Server {
             id: id.clone(),
             name: spec.name,
@@ -638,9 +661,70 @@ impl World {
             } else {
                 spec.security_groups
             },
+            ready_at: match boot {
+                BootPlan::Hang => None,
+                _ => Some(now + Duration::from_millis(knobs.boot_delay_ms)),
+            },
             boot,
-            ready_at,
             delete_at: None,
+        });
+        Ok(id)
+    }
+
+    /// Creates the boot volume of a boot-from-volume server, or returns the fault message
+    /// when Cinder's quota refuses it.
+    fn create_boot_volume(
+        &mut self,
+        server_id: &str,
+        bdm: &[Value],
+        flavor: &Flavor,
+        knobs: &Knobs,
+    ) -> Result<String, String> {
+        let root = bdm
+            .iter()
+            .find(|b| b.get("destination_type").and_then(Value::as_str) == Some("volume"));
+        let size = root
+            .and_then(|b| b.get("volume_size"))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+            .unwrap_or(flavor.disk);
+        let delete_on_termination = root
+            .and_then(|b| b.get("delete_on_termination"))
+            .map(|v| {
+                v.as_bool()
+                    .unwrap_or_else(|| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")))
+            })
+            .unwrap_or(false);
+        let image_id = root
+            .and_then(|b| b.get("uuid"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let (count, gb) = self.volume_usage();
+        let q = knobs.quota;
+        if q.volumes >= 0 && count + 1 > q.volumes {
+            return Err(format!(
+                "Build of instance {server_id} aborted: VolumeLimitExceeded: Maximum number of volumes allowed ({}) exceeded for quota 'volumes'.",
+                q.volumes
+            ));
+        }
+        if q.gigabytes >= 0 && gb + size as i64 > q.gigabytes {
+            return Err(format!(
+                "Build of instance {server_id} aborted: VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed gigabytes quota. Requested {size}G, quota is {}G and {gb}G has been consumed.",
+                q.gigabytes
+            ));
+        }
+        let id = new_id();
+        self.volumes.push(Volume {
+            id: id.clone(),
+            name: String::new(),
+            size,
+            status: "in-use".into(),
+            server_id: Some(server_id.to_string()),
+            image_id,
+            delete_on_termination,
+            created: now_secs(),
         });
         Ok(id)
     }
@@ -722,6 +806,14 @@ impl World {
         };
         let server = self.servers.remove(pos);
         let secs = now_secs();
+        self.volumes.retain_mut(|v| {
+            if v.server_id.as_deref() != Some(id) {
+                return true;
+            }
+            v.server_id = None;
+            v.status = "available".into();
+            !v.delete_on_termination
+        });
         let mut removed = Vec::new();
         self.ports.retain_mut(|p| {
             if !server.port_ids.contains(&p.id) {
