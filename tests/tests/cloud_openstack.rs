@@ -309,6 +309,7 @@ async fn quota_errors_are_typed() {
             instances: 10,
             cores: 4,
             ram: 51200,
+            ..Quota::default()
         });
         let e = one_request(
             &admin,
@@ -325,6 +326,7 @@ async fn quota_errors_are_typed() {
             instances: 10,
             cores: 20,
             ram: 51200,
+            ..Quota::default()
         });
         admin.update_knobs(|k| {
             k.fail_next_boots = 1;
@@ -345,6 +347,7 @@ async fn quota_errors_are_typed() {
             instances: -1,
             cores: 8,
             ram: 4096,
+            ..Quota::default()
         });
         let l = one_request(&admin, "compute.limits", d.compute_limits())
             .await
@@ -542,10 +545,13 @@ async fn flavors_zones_and_limits() {
         .unwrap();
         assert_eq!(azs, ["az1", "az2"]);
 
-        // The simulator has no volume service: no volume limits, no request.
-        admin.reset_counters();
-        assert!(d.volume_limits().await.unwrap().is_none());
-        assert_eq!(total(&admin), 0);
+        // The simulator's volume service (Cinder) reports its default quota in one request.
+        let v = one_request(&admin, "volume.limits", d.volume_limits())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.volumes, Limit::Max(10));
+        assert_eq!(v.gigabytes, Limit::Max(1000));
     })
     .await;
 }

@@ -432,27 +432,11 @@ async fn upload(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
-    sim.enter(&headers, "image.images.upload", SVC).await?;
-    {
-        let mut g = sim.lock();
-        let img = g
-            .world
-            .images
-            .iter_mut()
-            .find(|i| i.id == id)
-            .ok_or_else(|| ApiError::not_found(SVC, format!("No image found with ID {id}")))?;
-        if img.status != "queued" {
-            return Err(ApiError::new(
-                SVC,
-                StatusCode::CONFLICT,
-                format!(
-                    "Image status transition from {} to saving is not allowed",
-                    img.status
-                ),
-            ));
-        }
-        img.status = "saving".into();
-        img.updated = now_secs();
+    if let Err(e) = start_upload(&sim, &headers, &id).await {
+        // Read (and discard) the data before refusing it: a reply while the client is still
+        // sending makes it see a broken pipe instead of the error.
+        drain(body).await;
+        return Err(e);
     }
     let result = receive(&sim, &id, body).await;
     let mut g = sim.lock();
@@ -482,6 +466,36 @@ async fn upload(
             Err(e)
         }
     }
+}
+
+/// Checks an upload may start and marks the image `saving`.
+async fn start_upload(sim: &Sim, headers: &HeaderMap, id: &str) -> Result<(), ApiError> {
+    sim.enter(headers, "image.images.upload", SVC).await?;
+    let mut g = sim.lock();
+    let img = g
+        .world
+        .images
+        .iter_mut()
+        .find(|i| i.id == id)
+        .ok_or_else(|| ApiError::not_found(SVC, format!("No image found with ID {id}")))?;
+    if img.status != "queued" {
+        return Err(ApiError::new(
+            SVC,
+            StatusCode::CONFLICT,
+            format!(
+                "Image status transition from {} to saving is not allowed",
+                img.status
+            ),
+        ));
+    }
+    img.status = "saving".into();
+    img.updated = now_secs();
+    Ok(())
+}
+
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(_)) = stream.next().await {}
 }
 
 type Received = (u64, String, String, Option<std::path::PathBuf>);
