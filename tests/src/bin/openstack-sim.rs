@@ -67,6 +67,9 @@ struct Args {
     /// Directory to store uploaded image data (default: count and hash only).
     #[arg(long)]
     image_store_dir: Option<PathBuf>,
+    /// Do not compute checksums of uploaded images (faster large uploads).
+    #[arg(long)]
+    no_hash_uploads: bool,
     /// Write a clouds.yaml for this simulator to this path once bound.
     #[arg(long)]
     write_clouds_yaml: Option<PathBuf>,
@@ -146,6 +149,9 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
     }
     if a.image_store_dir.is_some() {
         c.image_store_dir = a.image_store_dir.clone();
+    }
+    if a.no_hash_uploads {
+        c.hash_uploads = false;
     }
     Ok(c)
 }

@@ -31,6 +31,9 @@ pub struct SimConfig {
     pub state_file: Option<PathBuf>,
     /// Directory where uploaded image data is written; `None` only counts and hashes it.
     pub image_store_dir: Option<PathBuf>,
+    /// Compute Glance's `checksum` (MD5) and `os_hash_value` (SHA-512) of uploads; turn off
+    /// to make large uploads cheap in benchmarks (the fields then stay null).
+    pub hash_uploads: bool,
 }
 
 impl Default for SimConfig {
@@ -46,6 +49,7 @@ impl Default for SimConfig {
             token_ttl_secs: 3600,
             state_file: None,
             image_store_dir: None,
+            hash_uploads: true,
         }
     }
 }

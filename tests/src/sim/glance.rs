@@ -19,7 +19,7 @@ use super::app::{
     json_response, paginate, parse_body, ApiError, ApiResult, QueryPairs, Service, Sim,
 };
 use super::state::Image;
-use super::util::{hex, iso8601, new_id, now_secs, Md5};
+use super::util::{hex, iso8601, new_id, now_secs};
 
 const SVC: Service = Service::Image;
 
@@ -454,8 +454,8 @@ async fn upload(
     match result {
         Ok((size, md5, sha, path)) => {
             img.size = Some(size);
-            img.checksum = Some(md5);
-            img.os_hash_value = Some(sha);
+            img.checksum = md5;
+            img.os_hash_value = sha;
             img.stored_path = path;
             img.status = "active".into();
             img.updated = now_secs();
@@ -498,9 +498,15 @@ async fn drain(body: Body) {
     while let Some(Ok(_)) = stream.next().await {}
 }
 
-type Received = (u64, String, String, Option<std::path::PathBuf>);
+type Received = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<std::path::PathBuf>,
+);
 
 async fn receive(sim: &Sim, id: &str, body: Body) -> Result<Received, ApiError> {
+    use md5::Md5;
     use sha2::{Digest, Sha512};
     let mut file = None;
     let mut path = None;
@@ -516,6 +522,7 @@ async fn receive(sim: &Sim, id: &str, body: Body) -> Result<Received, ApiError> 
         file = Some(tokio::io::BufWriter::new(f));
         path = Some(p);
     }
+    let hash = sim.config.hash_uploads;
     let mut md5 = Md5::new();
     let mut sha = Sha512::new();
     let mut size = 0u64;
@@ -528,8 +535,10 @@ async fn receive(sim: &Sim, id: &str, body: Body) -> Result<Received, ApiError> 
             )
         })?;
         size += chunk.len() as u64;
-        md5.update(&chunk);
-        sha.update(&chunk);
+        if hash {
+            md5.update(&chunk);
+            sha.update(&chunk);
+        }
         if let Some(f) = file.as_mut() {
             f.write_all(&chunk).await.map_err(|e| {
                 ApiError::new(
@@ -549,7 +558,15 @@ async fn receive(sim: &Sim, id: &str, body: Body) -> Result<Received, ApiError> 
             )
         })?;
     }
-    Ok((size, hex(&md5.finish()), hex(&sha.finalize()), path))
+    if !hash {
+        return Ok((size, None, None, path));
+    }
+    Ok((
+        size,
+        Some(hex(&md5.finalize())),
+        Some(hex(&sha.finalize())),
+        path,
+    ))
 }
 
 async fn download(
