@@ -704,3 +704,150 @@ async fn bad_requests_name_the_problem() {
     assert_eq!(st, 404);
     sim.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn error_rates_delete_delay_and_hanging_boots() {
+    let sim = start().await;
+    let admin = sim.admin();
+    let c = Client::login(&sim).await;
+    // An error rate of 1.0 fails every call of that operation with `error_status`.
+    admin.update_knobs(|k| {
+        k.error_rates.insert("network.ports.list".into(), 1.0);
+        k.error_status = 503;
+    });
+    for _ in 0..3 {
+        let (st, v) = c.get("/network/v2.0/ports").await;
+        assert_eq!(st, 503);
+        assert!(v["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("network.ports.list"));
+    }
+    assert_eq!(c.get("/network/v2.0/networks").await.0, 200);
+    admin.update_knobs(|k| k.error_rates.clear());
+    assert_eq!(c.get("/network/v2.0/ports").await.0, 200);
+
+    // Every boot hangs in BUILD.
+    admin.update_knobs(|k| k.hang_all_boots = true);
+    let (_, v) = c.create_server("hang", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(v["server"]["status"], "BUILD");
+    assert_eq!(v["server"]["OS-EXT-STS:task_state"], "spawning");
+
+    // A delayed delete shows task_state `deleting`, then the server is gone.
+    admin.update_knobs(|k| k.delete_delay_ms = 50);
+    assert_eq!(
+        c.delete(&format!("/compute/v2.1/servers/{id}")).await.0,
+        204
+    );
+    let (st, v) = c.get(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["server"]["OS-EXT-STS:task_state"], "deleting");
+    let mut gone = false;
+    for _ in 0..200 {
+        if c.get(&format!("/compute/v2.1/servers/{id}")).await.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "server not deleted after its delete delay");
+    assert!(admin.ports().is_empty());
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn metadata_keypairs_token_validation_and_image_patch() {
+    let sim = start().await;
+    let c = Client::login(&sim).await;
+    let (_, v) = c.create_server("meta", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let base = format!("/compute/v2.1/servers/{id}/metadata");
+    let (st, v) = c.post(&base, json!({"metadata": {"a": "1"}})).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["metadata"]["a"], "1");
+    assert_eq!(v["metadata"]["nodepool_provider_name"], "sim");
+    let (_, v) = c
+        .put(&format!("{base}/b"), json!({"meta": {"b": "2"}}))
+        .await;
+    assert_eq!(v["meta"]["b"], "2");
+    assert_eq!(c.delete(&format!("{base}/a")).await.0, 204);
+    assert_eq!(c.get(&format!("{base}/a")).await.0, 404);
+    let (_, v) = c.put(&base, json!({"metadata": {"only": "this"}})).await;
+    assert_eq!(v["metadata"], json!({"only": "this"}));
+
+    // Keypairs: create, duplicate → 409, show, server create with it, delete.
+    let (st, v) = c
+        .post(
+            "/compute/v2.1/os-keypairs",
+            json!({"keypair": {"name": "k", "public_key": "ssh-ed25519 AAAA test"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = c
+        .post(
+            "/compute/v2.1/os-keypairs",
+            json!({"keypair": {"name": "k", "public_key": "ssh-ed25519 AAAA test"}}),
+        )
+        .await;
+    assert_eq!(st, 409);
+    let (_, v) = c.get("/compute/v2.1/os-keypairs").await;
+    assert_eq!(v["keypairs"][0]["keypair"]["name"], "k");
+    let (_, images) = c.get("/image/v2/images").await;
+    let image = images["images"][0]["id"].as_str().unwrap().to_string();
+    let (st, v) = c
+        .post("/compute/v2.1/servers", json!({"server": {"name": "withkey", "flavorRef": "1", "imageRef": image, "key_name": "nokey"}}))
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(c.delete("/compute/v2.1/os-keypairs/k").await.0, 204);
+    assert_eq!(c.delete("/compute/v2.1/os-keypairs/k").await.0, 404);
+
+    // Token validation.
+    let r = c
+        .http
+        .get(format!("{}/v3/auth/tokens", sim.auth_url()))
+        .header("X-Auth-Token", &c.token)
+        .header("X-Subject-Token", &c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .http
+        .get(format!("{}/v3/auth/tokens", sim.auth_url()))
+        .header("X-Auth-Token", &c.token)
+        .header("X-Subject-Token", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Glance JSON-patch of properties.
+    let r = c
+        .http
+        .patch(format!("{}/image/v2/images/{image}", sim.url()))
+        .header("X-Auth-Token", &c.token)
+        .header("Content-Type", "application/openstack-images-v2.1-json-patch")
+        .body(r#"[{"op": "add", "path": "/nodepool_build_id", "value": "0000000003"}, {"op": "replace", "path": "/name", "value": "renamed"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["nodepool_build_id"], "0000000003");
+    assert_eq!(v["name"], "renamed");
+    // Every reply carries a request id.
+    let r = c
+        .http
+        .get(format!("{}/compute/v2.1/", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req-"));
+    sim.shutdown().await.unwrap();
+}

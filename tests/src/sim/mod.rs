@@ -38,6 +38,9 @@ pub use admin::{SimAdmin, Snapshot};
 pub use config::{Credentials, FailNext, Knobs, Quota, SimConfig};
 pub use state::World;
 
+/// How long [`SimHandle::shutdown`] waits for in-flight requests.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the simulator could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -142,6 +145,15 @@ fn router(sim: Arc<app::Sim>) -> Router {
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::map_request(strip_trailing_slash))
+        .layer(axum::middleware::map_response(add_request_id))
+}
+
+/// Every OpenStack service answers with a request id.
+async fn add_request_id(mut res: axum::response::Response) -> axum::response::Response {
+    if let Ok(v) = format!("req-{}", util::new_id()).parse() {
+        res.headers_mut().insert("x-openstack-request-id", v);
+    }
+    res
 }
 
 async fn strip_trailing_slash(mut req: Request) -> Request {
@@ -234,8 +246,15 @@ impl SimHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.await.map_err(|e| SimError::Serve(e.to_string()))?;
+        if let Some(mut task) = self.task.take() {
+            // In-flight requests get a few seconds; a stuck client must not hang the caller.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+                Ok(res) => res.map_err(|e| SimError::Serve(e.to_string()))?,
+                Err(_) => {
+                    tracing::warn!("openstack-sim: requests still running after {SHUTDOWN_GRACE:?}; aborting them");
+                    task.abort();
+                }
+            }
         }
         if let Some(path) = self.sim.config.state_file.clone() {
             self.admin()
