@@ -31,11 +31,11 @@ trap "exit 143" TERM INT
 
 # Isolate the client from the caller's OpenStack settings and caches.
 while IFS= read -r var; do unset "$var"; done < <(env | grep -o '^OS_[A-Za-z_]*' || true)
-export HOME="$WORK/home" XDG_CACHE_HOME="$WORK/cache" XDG_CONFIG_HOME="$WORK/config"
-mkdir -p "$HOME"
+# (HOME stays: a user-level pip install of the client lives under it.)
+export XDG_CACHE_HOME="$WORK/cache"
 export OS_CLIENT_CONFIG_FILE="$WORK/clouds.yaml"
 
-"$SIM_BIN" --port 0 --boot-delay-ms 300 --write-clouds-yaml "$WORK/clouds.yaml" --cloud-name sim \
+"$SIM_BIN" --port 0 --boot-delay-ms 300 --write-clouds-yaml "$WORK/clouds.yaml" --cloud-name np-sim-check \
     >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 URL=""
@@ -54,7 +54,7 @@ echo "simulator at $URL"
 
 # A second cloud entry using application-credential auth.
 cat >>"$WORK/clouds.yaml" <<EOF
-  sim-appcred:
+  np-sim-check-appcred:
     auth_type: v3applicationcredential
     auth:
       auth_url: $URL/identity
@@ -67,7 +67,7 @@ EOF
 
 FAILED=0
 os() {
-    timeout 120 openstack --os-cloud "${CLOUD:-sim}" "$@" 2>"$WORK/last.err"
+    timeout 120 openstack --os-cloud "${CLOUD:-np-sim-check}" "$@" 2>"$WORK/last.err"
 }
 check() { # check <description> <command...>: command output must be non-empty and succeed
     local desc="$1"
@@ -133,7 +133,7 @@ check "server add floating ip" os server add floating ip np0000000001 "$fip"
 out="$(os server show np0000000001 -f value -c addresses || true)"
 check "server addresses include the floating ip" contains "$out" "$fip"
 
-out="$(CLOUD=sim-appcred os server list -f value -c Name || true)"
+out="$(CLOUD=np-sim-check-appcred os server list -f value -c Name || true)"
 check "application-credential auth works" contains "$out" "np0000000001"
 
 check "server delete --wait" os server delete --wait np0000000001
@@ -142,7 +142,7 @@ check "server list empty after delete" test -z "$out" -a ! -s "$WORK/last.err"
 
 check "floating ip delete" os floating ip delete "$fip"
 
-out="$(timeout 60 openstack --os-cloud sim --os-password wrong server list 2>&1 || true)"
+out="$(timeout 60 openstack --os-cloud np-sim-check --os-password wrong server list 2>&1 || true)"
 check "wrong password is rejected" contains "$out" "401"
 
 if [[ "$FAILED" != 0 ]]; then
