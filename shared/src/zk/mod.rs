@@ -1,0 +1,16 @@
+//! The ZooKeeper layer: a session-expiry-proof client, kazoo-compatible locks and election,
+//! a watch-driven tree cache of `/nodepool`, and typed store operations on the model records.
+//!
+//! * [`ZkSettings`] — where to connect ([`settings`]).
+//! * [`ZkClient`] — the client with timeouts and automatic new sessions ([`client`]).
+//! * [`ZkError`] — every failure, naming operation and path ([`error`]).
+
+pub mod client;
+pub mod error;
+pub mod settings;
+
+pub use client::{
+    ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
+};
+pub use error::{ZkError, ZkResult};
+pub use settings::{ZkSettings, ZkTls, DEFAULT_PORT};
