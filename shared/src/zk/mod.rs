@@ -3,14 +3,20 @@
 //!
 //! * [`ZkSettings`] — where to connect ([`settings`]).
 //! * [`ZkClient`] — the client with timeouts and automatic new sessions ([`client`]).
+//! * [`ZkLock`], [`Election`] — kazoo-compatible lock and leader election ([`lock`],
+//!   [`election`]).
 //! * [`ZkError`] — every failure, naming operation and path ([`error`]).
 
 pub mod client;
+pub mod election;
 pub mod error;
+pub mod lock;
 pub mod settings;
 
 pub use client::{
     ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
 };
+pub use election::Election;
 pub use error::{ZkError, ZkResult};
+pub use lock::{contender_identifiers, force_unlock, is_locked, lock_contenders, ZkLock};
 pub use settings::{ZkSettings, ZkTls, DEFAULT_PORT};
