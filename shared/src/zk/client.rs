@@ -319,7 +319,7 @@ impl ZkClient {
     pub async fn close(&self) {
         self.inner.cancel.cancel();
         let session = self.inner.session.write().unwrap().take();
-        let _ = self.inner.status.send(SessionStatus {
+        let _ = self.inner.status.send_replace(SessionStatus {
             state: ConnectionState::Closed,
             generation: self.generation(),
         });
@@ -707,7 +707,7 @@ async fn supervise(
                 }
                 zkc::SessionState::Closed => return,
             };
-            let _ = inner.status.send(SessionStatus {
+            let _ = inner.status.send_replace(SessionStatus {
                 state: cs,
                 generation,
             });
@@ -738,7 +738,7 @@ async fn supervise(
                     info!(generation, session = ?client.session_id(), "new ZooKeeper session");
                     *inner.session.write().unwrap() =
                         Some(Arc::new(Session { client, generation }));
-                    let _ = inner.status.send(SessionStatus {
+                    let _ = inner.status.send_replace(SessionStatus {
                         state: ConnectionState::Connected,
                         generation,
                     });

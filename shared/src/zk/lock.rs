@@ -442,6 +442,12 @@ impl ZkLock {
             return Ok(());
         };
         let path = join(&self.dir, &node);
+        if !self.is_held() {
+            // Lost with its session: the child is gone or going; one try for a lingering one.
+            self.state = LockState::Idle;
+            let _ = self.client.delete(&path, None).await;
+            return Ok(());
+        }
         let deadline = Instant::now() + self.client.settings().request_timeout;
         loop {
             match self.client.delete(&path, None).await {

@@ -1,0 +1,239 @@
+//! Session loss and server restarts against a real ZooKeeper: the client builds a new
+//! session, locks of the old one are reported lost and can be re-acquired, waiters re-queue,
+//! elections re-campaign; a server restart within the session timeout keeps everything.
+//!
+//! Expiry is forced the way ZooKeeper tests do it: a second connection resumes the session
+//! (same id and password) and closes it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::{
+    lock_contenders, ConnectionState, Election, SessionEvent, ZkClient, ZkLock,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Every wait in these tests is bounded by this.
+const BOUND: Duration = Duration::from_secs(30);
+
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
+}
+
+/// Ends the session of `c` on the server: resume it on a second connection, close that.
+async fn expire_session(zk: &TestZk, c: &ZkClient) {
+    let info = c.session_info().expect("client has a session");
+    let raw = bounded(
+        "resume the session on a second connection",
+        zookeeper_client::Client::connector()
+            .with_session(info)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&zk.kazoo_hosts()),
+    )
+    .await
+    .expect("resume session");
+    let mut watcher = raw.state_watcher();
+    drop(raw);
+    bounded("close the resumed session", async {
+        while !watcher.peek_state().is_terminated() {
+            if watcher.changed().await.is_terminated() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Waits (bounded) for `Reconnected(generation)` on `events`.
+async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, generation: u64) {
+    bounded("new session", async {
+        loop {
+            match events.recv().await {
+                Ok(SessionEvent::Reconnected(g)) if g == generation => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("session events: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+async fn wait_gone(c: &ZkClient, path: &str) {
+    bounded(&format!("{path} gone"), async {
+        while c.exists(path).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+async fn wait_contenders(c: &ZkClient, dir: &str, n: usize) -> Vec<String> {
+    bounded(&format!("{n} contenders at {dir}"), async {
+        loop {
+            let v = lock_contenders(c, dir).await.unwrap();
+            if v.len() == n {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn expiry_builds_new_session_and_held_lock_is_lost() {
+    let zk = TestZk::shared().await;
+    let (c, observer) = (zk.client().await, zk.client().await);
+    let mut events = c.subscribe();
+    let dir = "/nodepool/nodes/0000000001/lock";
+    let mut l = ZkLock::new(&c, dir, b"");
+    assert!(l.try_acquire().await.unwrap());
+    assert_eq!(l.generation(), Some(1));
+    assert!(l.is_held());
+    let old = l.node_path().unwrap();
+    let lost = l.lost();
+    let eph = c.create_ephemeral("/ephemeral", b"").await.unwrap();
+
+    expire_session(&zk, &c).await;
+    bounded("lock reported lost", lost).await;
+    wait_reconnected(&mut events, 2).await;
+    assert_eq!(c.generation(), 2);
+    assert_eq!(c.status().state, ConnectionState::Connected);
+    assert!(!l.is_held());
+    // The old session's ephemerals are gone.
+    wait_gone(&observer, &old).await;
+    wait_gone(&observer, &eph).await;
+    // The lock can be taken again, in the new session.
+    assert!(l.try_acquire().await.unwrap());
+    assert!(l.is_held());
+    assert_eq!(l.generation(), Some(2));
+    assert_ne!(l.node_path().unwrap(), old);
+    assert_eq!(lock_contenders(&observer, dir).await.unwrap().len(), 1);
+    l.release().await.unwrap();
+    assert!(lock_contenders(&observer, dir).await.unwrap().is_empty());
+    c.close().await;
+    observer.close().await;
+}
+
+#[tokio::test]
+async fn waiter_requeues_after_its_session_expired() {
+    let zk = TestZk::shared().await;
+    let (a, b) = (zk.client().await, zk.client().await);
+    let dir = "/nodepool/requests-lock/100-0000000009";
+    let mut la = ZkLock::new(&a, dir, b"holder");
+    assert!(la.try_acquire().await.unwrap());
+    let mut events = b.subscribe();
+    let b2 = b.clone();
+    let waiter = tokio::spawn(async move {
+        let mut lb = ZkLock::new(&b2, dir, b"waiter");
+        let ok = lb.acquire(Some(BOUND)).await.unwrap();
+        (ok, lb)
+    });
+    let before = wait_contenders(&a, dir, 2).await;
+    expire_session(&zk, &b).await;
+    wait_reconnected(&mut events, 2).await;
+    // The waiter queued again with a new contender in the new session.
+    bounded("waiter re-queued", async {
+        loop {
+            let now = lock_contenders(&a, dir).await.unwrap();
+            if now.len() == 2 && now[1] != before[1] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    la.release().await.unwrap();
+    let (ok, mut lb) = bounded("waiter acquires", waiter).await.unwrap();
+    assert!(ok);
+    assert_eq!(lb.generation(), Some(2));
+    lb.release().await.unwrap();
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn election_recampaigns_after_expiry() {
+    let zk = TestZk::shared().await;
+    let c = zk.client().await;
+    let observer = zk.client().await;
+    let dir = "/nodepool/elections/stats";
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = {
+        let (c, cancel) = (c.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut e = Election::new(&c, dir);
+            e.run(&cancel, |token| {
+                let (tx, c) = (tx.clone(), c.clone());
+                async move {
+                    let _ = tx.send(("elected", c.generation()));
+                    token.cancelled().await;
+                    let _ = tx.send(("stepped down", c.generation()));
+                }
+            })
+            .await
+        })
+    };
+    assert_eq!(bounded("elected", rx.recv()).await, Some(("elected", 1)));
+    expire_session(&zk, &c).await;
+    assert_eq!(
+        bounded("stepped down", rx.recv()).await.map(|m| m.0),
+        Some("stepped down")
+    );
+    assert_eq!(bounded("re-elected", rx.recv()).await, Some(("elected", 2)));
+    assert_eq!(lock_contenders(&observer, dir).await.unwrap().len(), 1);
+    cancel.cancel();
+    bounded("election task ends", task).await.unwrap().unwrap();
+    assert_eq!(
+        bounded("stepped down at cancel", rx.recv()).await,
+        Some(("stepped down", 2))
+    );
+    // Resigned on the way out.
+    wait_contenders(&observer, dir, 0).await;
+    c.close().await;
+    observer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_keeps_session_and_lock() {
+    let zk = TestZk::dedicated().await;
+    let c = zk.client().await;
+    let mut events = c.subscribe();
+    let dir = "/nodepool/nodes/0000000002/lock";
+    let mut l = ZkLock::new(&c, dir, b"");
+    assert!(l.try_acquire().await.unwrap());
+    let node = l.node_path().unwrap();
+    let server = zk.server().expect("dedicated server");
+    tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
+    bounded("suspended then connected again", async {
+        let mut suspended = false;
+        loop {
+            match events.recv().await {
+                Ok(SessionEvent::Suspended) => suspended = true,
+                Ok(SessionEvent::Connected) if suspended => return,
+                Ok(SessionEvent::Lost) | Ok(SessionEvent::Reconnected(_)) => {
+                    panic!("session lost across a short restart")
+                }
+                Ok(_) => {}
+                Err(e) => panic!("session events: {e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(c.generation(), 1);
+    assert!(l.is_held());
+    assert!(c.exists(&node).await.unwrap().is_some());
+    let other = zk.client().await;
+    let mut l2 = ZkLock::new(&other, dir, b"");
+    assert!(!l2.try_acquire().await.unwrap());
+    l.release().await.unwrap();
+    assert!(l2.try_acquire().await.unwrap());
+    l2.release().await.unwrap();
+    other.close().await;
+    c.close().await;
+}
