@@ -208,6 +208,17 @@ async fn server_restart_keeps_session_and_lock() {
     let mut l = ZkLock::new(&c, dir, b"");
     assert!(l.try_acquire().await.unwrap());
     let node = l.node_path().unwrap();
+    // A second client waits for the lock across the restart.
+    let other = zk.client().await;
+    let waiter = {
+        let other = other.clone();
+        tokio::spawn(async move {
+            let mut l2 = ZkLock::new(&other, dir, b"");
+            let ok = l2.acquire(Some(BOUND)).await.unwrap();
+            (ok, l2)
+        })
+    };
+    let before = wait_contenders(&c, dir, 2).await;
     let server = zk.server().expect("dedicated server");
     tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
     bounded("suspended then connected again", async {
@@ -228,11 +239,16 @@ async fn server_restart_keeps_session_and_lock() {
     assert_eq!(c.generation(), 1);
     assert!(l.is_held());
     assert!(c.exists(&node).await.unwrap().is_some());
-    let other = zk.client().await;
-    let mut l2 = ZkLock::new(&other, dir, b"");
-    assert!(!l2.try_acquire().await.unwrap());
+    // Same contenders as before: the waiter neither lost nor duplicated its child.
+    assert_eq!(lock_contenders(&c, dir).await.unwrap(), before);
+    let mut l3 = ZkLock::new(&other, dir, b"");
+    assert!(!l3.try_acquire().await.unwrap());
     l.release().await.unwrap();
-    assert!(l2.try_acquire().await.unwrap());
+    let (ok, mut l2) = bounded("waiter acquires after the restart", waiter)
+        .await
+        .unwrap();
+    assert!(ok && l2.is_held());
+    assert_eq!(l2.node_path().unwrap(), format!("{dir}/{}", before[1]));
     l2.release().await.unwrap();
     other.close().await;
     c.close().await;

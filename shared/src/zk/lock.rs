@@ -302,10 +302,16 @@ impl ZkLock {
         };
         let mut create_tried = false;
         let round = loop {
-            match self
-                .round(&prefix, &mut create_tried, blocking, deadline)
-                .await
-            {
+            let attempt = self.round(&prefix, &mut create_tried, blocking, deadline);
+            let res = match deadline {
+                // Bound the ZooKeeper calls too, not only the wait for the predecessor.
+                Some(d) if blocking => match tokio::time::timeout_at(d, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => break Round::TimedOut,
+                },
+                _ => attempt.await,
+            };
+            match res {
                 Ok(r) => break r,
                 Err(e) if e.is_connection_problem() && !matches!(e, ZkError::Closed) => {
                     if retry_until.is_some_and(|d| Instant::now() + RETRY_PAUSE >= d) {
