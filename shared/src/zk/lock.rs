@@ -417,6 +417,12 @@ impl ZkLock {
                 *create_tried = false;
                 continue;
             };
+            if node_gen != self.client.generation() {
+                // The session changed while we listed: our child may be a leftover.
+                own = None;
+                *create_tried = false;
+                continue;
+            }
             if idx == 0 {
                 return Ok(Round::Acquired(node, node_gen));
             }
