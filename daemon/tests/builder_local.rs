@@ -283,6 +283,11 @@ async fn missing_command_is_a_spawn_error() {
         .await
         .expect_err("cannot exec");
     assert!(matches!(err, RunError::Spawn { .. }), "{err}");
+    let log = read(&s.log_path());
+    assert!(
+        log.starts_with("Failed to exec '/nonexistent/disk-image-create -x"),
+        "{log}"
+    );
     s.dib_cmd = "'unclosed".into();
     let err = run_build(&s, &CancellationToken::new())
         .await

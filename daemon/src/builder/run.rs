@@ -176,7 +176,7 @@ pub async fn run_build(
         &spec.image_name,
         spec.build_log_retention,
     )?;
-    let log = tokio::fs::File::create(&log_path)
+    let mut log = tokio::fs::File::create(&log_path)
         .await
         .map_err(log_err(&log_path))?;
 
@@ -202,11 +202,20 @@ pub async fn run_build(
     // The command holds our copies of the pipe's write end; drop them so the reader
     // sees EOF once the build's processes are gone.
     drop(cmd);
-    let mut child = spawned.map_err(|source| RunError::Spawn {
-        build: build.clone(),
-        program: program.clone(),
-        source,
-    })?;
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(source) => {
+            // Leave the reason where operators look for it; the error is returned anyway.
+            let line = format!("Failed to exec '{}': {source}\n", spec.command_line());
+            let _ = log.write_all(line.as_bytes()).await;
+            let _ = log.flush().await;
+            return Err(RunError::Spawn {
+                build,
+                program: program.clone(),
+                source,
+            });
+        }
+    };
     let start = Instant::now();
     let pgid = child.id().and_then(|id| libc::pid_t::try_from(id).ok());
     let mut guard = GroupGuard { pgid };
