@@ -1,1 +1,3 @@
 //! Daemon support code shared by the launcher, builder and CLI binaries.
+
+pub mod builder;
