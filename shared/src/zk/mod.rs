@@ -8,9 +8,13 @@
 pub mod client;
 pub mod error;
 pub mod settings;
+pub mod store;
 
 pub use client::{
     ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
 };
 pub use error::{ZkError, ZkResult};
 pub use settings::{ZkSettings, ZkTls, DEFAULT_PORT};
+pub use store::{
+    is_lock_contender, sort_contenders, ComponentRegistration, FlagTimes, StoredComponent, ZkStore,
+};
