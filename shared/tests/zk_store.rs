@@ -454,21 +454,23 @@ async fn component_reregisters_after_session_expiry() {
     let reg = store.register_component(comp).await.unwrap();
     let first = reg.name();
     expire_session(&zk, &c).await;
-    // Re-registered under a new name with the latest content.
+    // Re-registered under a new name (the handle knows it), the old znode gone.
     let new_name = tokio::time::timeout(WAIT, async {
         loop {
-            let list = observer.components(ComponentKind::Launcher).await.unwrap();
-            if let Some(s) = list.iter().find(|s| s.name != first) {
-                if list.len() == 1 {
-                    break s.name.clone();
-                }
+            let name = reg.name();
+            if name != first {
+                break name;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
     .expect("re-registered within the bound");
-    assert_eq!(reg.name(), new_name);
+    let list = observer.components(ComponentKind::Launcher).await.unwrap();
+    assert_eq!(
+        list.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        [new_name.clone()]
+    );
     reg.update(|c| c.state = ComponentState::Stopped)
         .await
         .unwrap();
