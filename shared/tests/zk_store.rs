@@ -469,7 +469,7 @@ async fn component_reregisters_after_session_expiry() {
     let list = observer.components(ComponentKind::Launcher).await.unwrap();
     assert_eq!(
         list.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        [new_name.clone()]
+        vec![new_name.clone()]
     );
     reg.update(|c| c.state = ComponentState::Stopped)
         .await
