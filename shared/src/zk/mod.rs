@@ -12,6 +12,7 @@ pub mod election;
 pub mod error;
 pub mod lock;
 pub mod settings;
+pub mod store;
 
 pub use client::{
     ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
@@ -20,3 +21,6 @@ pub use election::Election;
 pub use error::{ZkError, ZkResult};
 pub use lock::{contender_identifiers, force_unlock, is_locked, lock_contenders, ZkLock};
 pub use settings::{ZkSettings, ZkTls, DEFAULT_PORT};
+pub use store::{
+    is_lock_contender, sort_contenders, ComponentRegistration, FlagTimes, StoredComponent, ZkStore,
+};
