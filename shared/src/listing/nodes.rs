@@ -1,0 +1,318 @@
+//! The node listing (`nodepool list [--detail]`, web `/node-list`): 9 columns, or 21 with
+//! `--detail` (the web always has 21).
+//!
+//! Values as Nodepool shows them: `label` is the node's label list (text joined by `,`,
+//! JSON a list), `server_id` the cloud server id, `ipv6` the public IPv6, `age` the
+//! formatted `DD:HH:MM:SS` since `state_time` (a string in JSON too), `locked`
+//! `locked`/`unlocked` (whether some client holds the node lock, a fact the caller
+//! supplies), `AZ` (upper case key) the availability zone, `connection_port` the port
+//! (an int; a non-integer port is shown as `redacted`, see [`redacted_port`]), and
+//! `user_data` / `driver_data` the opaque values. Rows are sorted by node id.
+
+use serde_json::Value;
+
+use super::age::format_age;
+use super::table::{Cell, Column, Table};
+use crate::model::Node;
+
+/// Which node columns to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeColumns {
+    /// The 9 columns of `nodepool list`.
+    Brief,
+    /// All 21 columns (`nodepool list --detail`, web `/node-list`).
+    Detail,
+}
+
+/// All 21 columns, in order.
+pub const NODE_COLUMNS: [Column; 21] = [
+    Column::new("id", "ID"),
+    Column::new("provider", "Provider"),
+    Column::new("label", "Label"),
+    Column::new("server_id", "Server ID"),
+    Column::new("public_ipv4", "Public IPv4"),
+    Column::new("ipv6", "IPv6"),
+    Column::new("state", "State"),
+    Column::new("age", "Age"),
+    Column::new("locked", "Locked"),
+    Column::new("pool", "Pool"),
+    Column::new("hostname", "Hostname"),
+    Column::new("private_ipv4", "Private IPv4"),
+    Column::new("AZ", "AZ"),
+    Column::new("username", "Username"),
+    Column::new("connection_port", "Port"),
+    Column::new("launcher", "Launcher"),
+    Column::new("allocated_to", "Allocated To"),
+    Column::new("hold_job", "Hold Job"),
+    Column::new("comment", "Comment"),
+    Column::new("user_data", "User Data"),
+    Column::new("driver_data", "Driver Data"),
+];
+
+/// The keys of the 9 brief columns (the `fields` the CLI uses without `--detail`).
+pub const NODE_BRIEF_KEYS: [&str; 9] = [
+    "id",
+    "provider",
+    "label",
+    "server_id",
+    "public_ipv4",
+    "ipv6",
+    "state",
+    "age",
+    "locked",
+];
+
+/// The port cell for a raw `connection_port` value: a JSON integer is shown as the
+/// number, anything else (e.g. the credentials dict some drivers keep
+/// there) as `redacted`.
+pub fn redacted_port(v: &Value) -> Cell {
+    match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Cell::Int(i),
+            None => Cell::from("redacted"),
+        },
+        _ => Cell::from("redacted"),
+    }
+}
+
+fn opt(v: &Option<String>) -> Cell {
+    Cell::opt(v.as_deref())
+}
+
+/// Builds the node listing from `(node, locked)` pairs, with ages relative to `now`
+/// (epoch seconds). Rows are sorted by node id.
+pub fn node_list<'a, I>(nodes: I, now: f64, columns: NodeColumns) -> Table
+where
+    I: IntoIterator<Item = (&'a Node, bool)>,
+{
+    let mut items: Vec<(&Node, bool)> = nodes.into_iter().collect();
+    items.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let ncols = match columns {
+        NodeColumns::Brief => 9,
+        NodeColumns::Detail => 21,
+    };
+    let mut table = Table::with_capacity(NODE_COLUMNS[..ncols].to_vec(), items.len());
+    for (node, locked) in items {
+        let mut row = Vec::with_capacity(ncols);
+        row.push(Cell::Str(node.id.to_string()));
+        row.push(opt(&node.provider));
+        row.push(Cell::List(node.node_type.clone()));
+        row.push(opt(&node.external_id));
+        row.push(opt(&node.public_ipv4));
+        row.push(opt(&node.public_ipv6));
+        row.push(Cell::from(node.state.as_str()));
+        row.push(Cell::Str(format_age(now - node.state_time)));
+        row.push(Cell::from(if locked { "locked" } else { "unlocked" }));
+        if columns == NodeColumns::Detail {
+            row.push(opt(&node.pool));
+            row.push(opt(&node.hostname));
+            row.push(opt(&node.private_ipv4));
+            row.push(opt(&node.az));
+            row.push(opt(&node.username));
+            row.push(Cell::Int(i64::from(node.connection_port)));
+            row.push(opt(&node.launcher));
+            row.push(Cell::opt(node.allocated_to.as_ref().map(|r| r.as_str())));
+            row.push(opt(&node.hold_job));
+            row.push(opt(&node.comment));
+            row.push(Cell::json(&node.user_data));
+            row.push(Cell::json(&node.driver_data));
+        }
+        table.push_row(row);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::table::{Fields, OutputFormat};
+    use crate::model::{NodeId, NodeState, RequestId};
+    use serde_json::json;
+
+    const NOW: f64 = 1_700_100_000.0;
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: NodeId::from(id),
+            state: NodeState::Ready,
+            state_time: NOW - 3_723.7,
+            provider: Some("fake-provider".into()),
+            pool: Some("main".into()),
+            node_type: vec!["fake-label".into()],
+            external_id: Some("fake-0001".into()),
+            public_ipv4: Some("198.51.100.1".into()),
+            private_ipv4: Some("10.0.0.1".into()),
+            public_ipv6: Some("2001:db8::1".into()),
+            az: Some("az1".into()),
+            username: Some("zuul".into()),
+            launcher: Some("fake-launcher".into()),
+            ..Node::default()
+        }
+    }
+
+    fn sample() -> Vec<Node> {
+        let mut b = node("0000000002");
+        b.node_type = vec!["a".into(), "b".into()];
+        b.state = NodeState::InUse;
+        b.allocated_to = Some(RequestId::from("100-0000000001"));
+        b.comment = Some("held for débug".into());
+        b.user_data = json!({"k": "v"});
+        b.driver_data = json!("opaque");
+        b.hostname = None;
+        b.public_ipv6 = None;
+        vec![b, node("0000000001")]
+    }
+
+    #[test]
+    fn brief_text() {
+        let nodes = sample();
+        let t = node_list(
+            nodes.iter().map(|n| (n, n.id == "0000000002")),
+            NOW,
+            NodeColumns::Brief,
+        );
+        assert_eq!(t.headers.len(), 9);
+        assert_eq!(
+            t.render_text(),
+            "+------------+---------------+------------+-----------+--------------+-------------+--------+-------------+----------+\n\
+             | ID         | Provider      | Label      | Server ID | Public IPv4  | IPv6        | State  | Age         | Locked   |\n\
+             +------------+---------------+------------+-----------+--------------+-------------+--------+-------------+----------+\n\
+             | 0000000001 | fake-provider | fake-label | fake-0001 | 198.51.100.1 | 2001:db8::1 | ready  | 00:01:02:03 | unlocked |\n\
+             | 0000000002 | fake-provider | a,b        | fake-0001 | 198.51.100.1 | None        | in-use | 00:01:02:03 | locked   |\n\
+             +------------+---------------+------------+-----------+--------------+-------------+--------+-------------+----------+"
+        );
+    }
+
+    #[test]
+    fn detail_text_has_21_columns() {
+        let nodes = sample();
+        let t = node_list(nodes.iter().map(|n| (n, false)), NOW, NodeColumns::Detail);
+        assert_eq!(t.headers.len(), 21);
+        let text = t.render_text();
+        let header = text.lines().nth(1).unwrap();
+        assert_eq!(
+            header,
+            "| ID         | Provider      | Label      | Server ID | Public IPv4  | IPv6        | State  | Age         | Locked   | Pool | Hostname | Private IPv4 | AZ  | Username | Port | Launcher      | Allocated To   | Hold Job | Comment        | User Data  | Driver Data |"
+        );
+        assert_eq!(
+            text.lines().nth(4).unwrap(),
+            "| 0000000002 | fake-provider | a,b        | fake-0001 | 198.51.100.1 | None        | in-use | 00:01:02:03 | unlocked | main | None     | 10.0.0.1     | az1 | zuul     | 22   | fake-launcher | 100-0000000001 | None     | held for débug | {'k': 'v'} | opaque      |"
+        );
+        // The brief listing equals the detailed one with the CLI's fields.
+        let brief = node_list(nodes.iter().map(|n| (n, false)), NOW, NodeColumns::Brief);
+        let f = Fields::from_keys(NODE_BRIEF_KEYS);
+        assert_eq!(t.render_text_fields(Some(&f)), brief.render_text());
+    }
+
+    #[test]
+    fn json_keys_and_types() {
+        let nodes = sample();
+        let t = node_list(nodes.iter().map(|n| (n, true)), NOW, NodeColumns::Detail);
+        let body = t.render(OutputFormat::Json, None);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let rows = v.as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        let keys: Vec<&str> = rows[1]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "provider",
+                "label",
+                "server_id",
+                "public_ipv4",
+                "ipv6",
+                "state",
+                "age",
+                "locked",
+                "pool",
+                "hostname",
+                "private_ipv4",
+                "AZ",
+                "username",
+                "connection_port",
+                "launcher",
+                "allocated_to",
+                "hold_job",
+                "comment",
+                "user_data",
+                "driver_data"
+            ]
+        );
+        let r = &rows[1];
+        assert_eq!(r["id"], json!("0000000002"));
+        assert_eq!(r["label"], json!(["a", "b"]));
+        assert_eq!(r["age"], json!("00:01:02:03"));
+        assert_eq!(r["locked"], json!("locked"));
+        assert_eq!(r["connection_port"], json!(22));
+        assert_eq!(r["ipv6"], Value::Null);
+        assert_eq!(r["user_data"], json!({"k": "v"}));
+        assert_eq!(r["driver_data"], json!("opaque"));
+        assert!(body.contains(r#""comment": "held for d\u00e9bug""#));
+        assert!(body.starts_with(
+            r#"[{"id": "0000000001", "provider": "fake-provider", "label": ["fake-label"]"#
+        ));
+    }
+
+    #[test]
+    fn odd_values_do_not_panic() {
+        let mut n = Node {
+            id: NodeId::from("x"),
+            state_time: f64::NAN,
+            ..Node::default()
+        };
+        n.comment = Some("multi\nline\tcomment \u{7f}".into());
+        n.user_data = json!([1, "two", null]);
+        n.driver_data = json!(["a", "b"]);
+        n.hostname = Some("ホスト".repeat(1000));
+        let t = node_list([(&n, false)], NOW, NodeColumns::Detail);
+        let text = t.render_text();
+        assert_eq!(text.lines().count(), 4 + 2);
+        assert!(text.contains("| [1, 'two', None] |"));
+        assert!(text.contains("| a,b         |"));
+        let v: Value = serde_json::from_str(&t.render_json()).unwrap();
+        assert_eq!(v[0]["provider"], Value::Null);
+        assert_eq!(v[0]["label"], json!([]));
+        assert_eq!(v[0]["age"], json!("00:00:00:00"));
+    }
+
+    #[test]
+    fn port_redaction() {
+        assert_eq!(redacted_port(&json!(2222)), Cell::Int(2222));
+        assert_eq!(
+            redacted_port(&json!({"token": "s3cret"})),
+            Cell::from("redacted")
+        );
+        assert_eq!(redacted_port(&json!("22")), Cell::from("redacted"));
+        assert_eq!(redacted_port(&json!(1.5)), Cell::from("redacted"));
+        assert_eq!(redacted_port(&Value::Null), Cell::from("redacted"));
+    }
+
+    #[test]
+    fn ten_thousand_nodes() {
+        let base = node("0");
+        let nodes: Vec<Node> = (0..10_000u64)
+            .rev()
+            .map(|i| Node {
+                id: NodeId::from_sequence(i),
+                ..base.clone()
+            })
+            .collect();
+        let t = node_list(nodes.iter().map(|n| (n, false)), NOW, NodeColumns::Brief);
+        let text = t.render_text();
+        assert_eq!(text.lines().count(), 10_004);
+        assert!(text.lines().nth(3).unwrap().starts_with("| 0000000000 |"));
+        let width = text.lines().next().unwrap().len();
+        assert!(text.lines().all(|l| l.len() == width));
+        let detail = node_list(nodes.iter().map(|n| (n, true)), NOW, NodeColumns::Detail);
+        assert_eq!(detail.render_text().lines().count(), 10_004);
+        let json = detail.render_json();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 10_000);
+    }
+}
