@@ -79,7 +79,12 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
         Ok(raw) => Ok(convert(raw, text)),
         Err(err) => {
             let pos = err.location().map(pos_of).unwrap_or_default();
-            let mut message = err.without_snippet().to_string();
+            let mut message = match err.without_snippet() {
+                serde_saphyr::Error::MultipleDocuments { .. } => {
+                    "the file holds more than one YAML document".to_string()
+                }
+                other => other.to_string(),
+            };
             for suffix in [
                 format!(" at line {}, column {}", pos.line, pos.column),
                 format!("line {} column {}: ", pos.line, pos.column),
