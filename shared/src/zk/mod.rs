@@ -5,11 +5,16 @@
 //! * [`ZkClient`] — the client with timeouts and automatic new sessions ([`client`]).
 //! * [`ZkError`] — every failure, naming operation and path ([`error`]).
 
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod settings;
 pub mod store;
 
+pub use cache::{
+    CacheEvent, CacheKind, CacheStatus, CachedBuild, CachedComponent, CachedNode, CachedRequest,
+    CachedUpload, Change, SyncState, TreeCache,
+};
 pub use client::{
     ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
 };
