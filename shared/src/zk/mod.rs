@@ -7,6 +7,7 @@
 //!   [`election`]).
 //! * [`ZkError`] — every failure, naming operation and path ([`error`]).
 
+pub mod cache;
 pub mod client;
 pub mod election;
 pub mod error;
@@ -14,6 +15,10 @@ pub mod lock;
 pub mod settings;
 pub mod store;
 
+pub use cache::{
+    CacheEvent, CacheKind, CacheStatus, CachedBuild, CachedComponent, CachedNode, CachedRequest,
+    CachedUpload, Change, SyncState, TreeCache,
+};
 pub use client::{
     ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
 };

@@ -1,0 +1,395 @@
+//! [`TreeCache`]: an in-memory copy of the whole `/nodepool` tree, kept current by ONE
+//! persistent recursive watch (Zuul-TreeCache style), so that the launcher's loops, the
+//! web API and the TUI read typed records without ever waiting on ZooKeeper.
+//!
+//! * Readers take cheap snapshots (`Vec<Arc<_>>`) under a short read lock.
+//! * Change notification: [`TreeCache::watch_generation`] (a counter bumped after every
+//!   applied change) and [`TreeCache::subscribe`] (typed [`CacheEvent`]s; lossy when a
+//!   subscriber lags — then re-read everything).
+//! * Corrupt records are skipped with a log line and counted ([`TreeCache::corrupt_records`]).
+//! * After a reconnect the tree is reloaded, after a new session the watch is re-added
+//!   first; what vanished meanwhile is dropped (and reported as `Removed`).
+//!
+//! The work is done by one task ([`sync`]); the state and its pure operations live in
+//! [`tree`].
+
+mod sync;
+pub mod tree;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::paths::ZkPath;
+use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
+use crate::zk::client::{SessionStatus, ZkClient};
+use crate::zk::store::FlagTimes;
+
+pub use tree::{
+    CacheEvent, CacheKind, CachedBuild, CachedComponent, CachedNode, CachedRequest, CachedUpload,
+    Change, UploadKey,
+};
+use tree::{Tree, Update};
+
+/// Whether the cache reflects ZooKeeper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// Adding the watch or loading the tree (contents may be old or empty).
+    Loading,
+    /// Loaded and following events.
+    Synced,
+    /// Disconnected or failing; contents are the last known state.
+    Stale,
+    /// Stopped (by [`TreeCache::stop`] or because the client was closed).
+    Stopped,
+}
+
+/// Status of the cache for status lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// Sync state.
+    pub state: SyncState,
+    /// ZooKeeper session generation the cache follows.
+    pub session_generation: u64,
+    /// Number of completed full loads (1 after the first sync).
+    pub loads: u64,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+pub(crate) struct Shared {
+    tree: RwLock<Tree>,
+    generation: watch::Sender<u64>,
+    events: broadcast::Sender<CacheEvent>,
+    status: watch::Sender<CacheStatus>,
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, Tree> {
+        self.tree.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, events: Vec<CacheEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        for e in events {
+            let _ = self.events.send(e);
+        }
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub(crate) fn apply(&self, update: Update) {
+        let mut out = Vec::new();
+        self.tree
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(update, &mut out);
+        self.publish(out);
+    }
+
+    pub(crate) fn replace(&self, new: Tree, session_generation: u64) {
+        let mut out = Vec::new();
+        self.tree
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace_with(new, &mut out);
+        out.push(CacheEvent {
+            kind: CacheKind::Tree,
+            path: ZkPath::Other,
+            change: Change::Resynced,
+        });
+        self.status.send_modify(|s| {
+            s.state = SyncState::Synced;
+            s.session_generation = session_generation;
+            s.loads += 1;
+            s.last_error = None;
+        });
+        self.publish(out);
+    }
+
+    pub(crate) fn set_state(&self, state: SyncState, generation: u64, error: Option<String>) {
+        self.status.send_if_modified(|s| {
+            let before = s.clone();
+            s.state = state;
+            s.session_generation = generation;
+            if error.is_some() {
+                s.last_error = error;
+            }
+            *s != before
+        });
+    }
+}
+
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// A cloneable handle on the cache; the background task stops when the last handle is
+/// dropped, on [`TreeCache::stop`], or when the client is closed.
+#[derive(Clone)]
+pub struct TreeCache {
+    shared: Arc<Shared>,
+    client: ZkClient,
+    stop: Arc<StopOnDrop>,
+}
+
+impl std::fmt::Debug for TreeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeCache")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl TreeCache {
+    /// Starts caching `/nodepool` (must be called inside a tokio runtime). Returns at once;
+    /// use [`Self::wait_synced`] to wait for the first load.
+    pub fn start(client: ZkClient) -> TreeCache {
+        let (generation, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(4096);
+        let (status, _) = watch::channel(CacheStatus {
+            state: SyncState::Loading,
+            session_generation: client.generation(),
+            loads: 0,
+            last_error: None,
+        });
+        let shared = Arc::new(Shared {
+            tree: RwLock::new(Tree::default()),
+            generation,
+            events,
+            status,
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(sync::run(client.clone(), shared.clone(), cancel.clone()));
+        TreeCache {
+            shared,
+            client,
+            stop: Arc::new(StopOnDrop(cancel)),
+        }
+    }
+
+    /// Stops following ZooKeeper (contents stay readable).
+    pub fn stop(&self) {
+        self.stop.0.cancel();
+    }
+
+    // ------------------------------------------------------------ status and notification
+
+    /// Current status.
+    pub fn status(&self) -> CacheStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// A watch on the status.
+    pub fn watch_status(&self) -> watch::Receiver<CacheStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// The client's connection status (for status lines).
+    pub fn connection(&self) -> SessionStatus {
+        self.client.status()
+    }
+
+    /// Waits until the cache is synced or `timeout` elapses; returns whether synced.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let mut rx = self.watch_status();
+        tokio::time::timeout(timeout, rx.wait_for(|s| s.state == SyncState::Synced))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Counter bumped after every applied change.
+    pub fn generation(&self) -> u64 {
+        *self.shared.generation.borrow()
+    }
+
+    /// A watch on the change counter (wake up on any change).
+    pub fn watch_generation(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    /// Typed change events from now on (lossy on lag: `RecvError::Lagged` means "re-read").
+    pub fn subscribe(&self) -> broadcast::Receiver<CacheEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Number of record znodes currently skipped because their data is corrupt.
+    pub fn corrupt_records(&self) -> usize {
+        self.shared.read().corrupt.len()
+    }
+
+    /// Paths of the corrupt record znodes.
+    pub fn corrupt_paths(&self) -> Vec<String> {
+        self.shared.read().corrupt.iter().cloned().collect()
+    }
+
+    // ------------------------------------------------------------ nodes
+
+    /// All nodes, sorted by id (empty node znodes are not nodes).
+    pub fn nodes(&self) -> Vec<Arc<CachedNode>> {
+        self.shared.read().nodes.values().cloned().collect()
+    }
+
+    /// One node.
+    pub fn node(&self, id: &NodeId) -> Option<Arc<CachedNode>> {
+        self.shared.read().nodes.get(id).cloned()
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.shared.read().nodes.len()
+    }
+
+    /// Ids of node znodes without data (§3.9.6).
+    pub fn empty_node_ids(&self) -> Vec<NodeId> {
+        self.shared.read().empty_nodes.iter().cloned().collect()
+    }
+
+    /// Lock contenders of a node (holder first); also for nodes not (yet) cached.
+    pub fn node_lock_contenders(&self, id: &NodeId) -> Vec<String> {
+        let t = self.shared.read();
+        match t.nodes.get(id) {
+            Some(n) => n.lock_contenders.clone(),
+            None => {
+                let mut v: Vec<String> = t
+                    .node_locks
+                    .get(id)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                crate::zk::store::sort_contenders(&mut v);
+                v
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ requests
+
+    /// All requests, sorted by id.
+    pub fn requests(&self) -> Vec<Arc<CachedRequest>> {
+        self.shared.read().requests.values().cloned().collect()
+    }
+
+    /// One request.
+    pub fn request(&self, id: &RequestId) -> Option<Arc<CachedRequest>> {
+        self.shared.read().requests.get(id).cloned()
+    }
+
+    /// Lock contenders of a request (holder first).
+    pub fn request_lock_contenders(&self, id: &RequestId) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .shared
+            .read()
+            .request_locks
+            .get(id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        crate::zk::store::sort_contenders(&mut v);
+        v
+    }
+
+    /// Whether someone holds or waits for the request's lock.
+    pub fn request_locked(&self, id: &RequestId) -> bool {
+        self.shared.read().request_locks.contains_key(id)
+    }
+
+    /// Ids of requests whose lock has contenders.
+    pub fn locked_requests(&self) -> Vec<RequestId> {
+        self.shared.read().request_locks.keys().cloned().collect()
+    }
+
+    // ------------------------------------------------------------ images
+
+    /// Names of the images with a znode.
+    pub fn images(&self) -> Vec<String> {
+        self.shared.read().images.iter().cloned().collect()
+    }
+
+    /// Whether the image is paused.
+    pub fn image_paused(&self, image: &str) -> bool {
+        self.shared.read().paused.contains(image)
+    }
+
+    /// Paused images.
+    pub fn paused_images(&self) -> Vec<String> {
+        self.shared.read().paused.iter().cloned().collect()
+    }
+
+    /// The image's manual build request, if any.
+    pub fn build_request(&self, image: &str) -> Option<FlagTimes> {
+        self.shared.read().build_requests.get(image).copied()
+    }
+
+    /// All manual build requests.
+    pub fn build_requests(&self) -> Vec<(String, FlagTimes)> {
+        self.shared
+            .read()
+            .build_requests
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// All builds, sorted by image and build id.
+    pub fn builds(&self) -> Vec<Arc<CachedBuild>> {
+        self.shared.read().builds.values().cloned().collect()
+    }
+
+    /// Builds of one image, sorted by build id.
+    pub fn image_builds(&self, image: &str) -> Vec<Arc<CachedBuild>> {
+        let t = self.shared.read();
+        t.builds
+            .range((image.to_string(), BuildId::default())..)
+            .take_while(|((i, _), _)| i == image)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// One build.
+    pub fn build(&self, image: &str, id: &BuildId) -> Option<Arc<CachedBuild>> {
+        self.shared
+            .read()
+            .builds
+            .get(&(image.to_string(), id.clone()))
+            .cloned()
+    }
+
+    /// All uploads, sorted by image, build, provider, upload id.
+    pub fn uploads(&self) -> Vec<Arc<CachedUpload>> {
+        self.shared.read().uploads.values().cloned().collect()
+    }
+
+    /// Uploads of one build (all providers).
+    pub fn build_uploads(&self, image: &str, build_id: &BuildId) -> Vec<Arc<CachedUpload>> {
+        let t = self.shared.read();
+        let start = (
+            image.to_string(),
+            build_id.clone(),
+            String::new(),
+            Default::default(),
+        );
+        t.uploads
+            .range(start..)
+            .take_while(|((i, b, _, _), _)| i == image && b == build_id)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    // ------------------------------------------------------------ components
+
+    /// Components of a kind, sorted by znode name.
+    pub fn components(&self, kind: ComponentKind) -> Vec<Arc<CachedComponent>> {
+        let t = self.shared.read();
+        t.components
+            .range((kind, String::new())..)
+            .take_while(|((k, _), _)| *k == kind)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,913 @@
+//! The cached contents of `/nodepool` as typed maps, and the pure operations on them:
+//! decoding a znode read into an [`Update`], applying it (emitting [`CacheEvent`]s), and
+//! diffing a freshly loaded tree against the live one after a resync. No I/O here, so it
+//! is unit-tested without ZooKeeper.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::model::paths::{self, ZkPath};
+use crate::model::{
+    BuildId, Component, ComponentKind, ImageBuild, ImageUpload, Node, NodeId, NodeRequest,
+    RequestId, UploadId,
+};
+use crate::zk::store::{is_lock_contender, sort_contenders, FlagTimes};
+use crate::zk::Stat;
+
+/// A cached node with its lock contenders.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedNode {
+    /// The record (shared; never copied per event).
+    pub node: Arc<Node>,
+    /// The znode stat (`version` for guarded writes, `mzxid` for ordering).
+    pub stat: Stat,
+    /// Lock contenders below `/nodepool/nodes/<id>/lock`, holder first.
+    pub lock_contenders: Vec<String>,
+}
+
+impl CachedNode {
+    /// The node id.
+    pub fn id(&self) -> &NodeId {
+        &self.node.id
+    }
+
+    /// True when someone holds or waits for the node's lock (§2 "probably locked").
+    pub fn probably_locked(&self) -> bool {
+        !self.lock_contenders.is_empty()
+    }
+}
+
+/// A cached request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedRequest {
+    /// The record.
+    pub request: NodeRequest,
+    /// The znode stat.
+    pub stat: Stat,
+}
+
+/// A cached image build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedBuild {
+    /// The record (`image` and `id` are set).
+    pub build: ImageBuild,
+    /// The znode stat.
+    pub stat: Stat,
+}
+
+/// A cached image upload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedUpload {
+    /// The record (`image`, `build_id`, `provider` and `id` are set).
+    pub upload: ImageUpload,
+    /// The znode stat.
+    pub stat: Stat,
+}
+
+/// A cached component.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedComponent {
+    /// The znode name (`<hostname><seq10>`).
+    pub name: String,
+    /// The record.
+    pub component: Component,
+    /// The znode stat.
+    pub stat: Stat,
+}
+
+/// What kind of cached object an event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheKind {
+    /// A node record.
+    Node,
+    /// A node lock contender.
+    NodeLock,
+    /// A request record.
+    Request,
+    /// A request lock contender.
+    RequestLock,
+    /// An image znode (`/nodepool/images/<image>`).
+    Image,
+    /// An image pause flag.
+    ImagePause,
+    /// An image build request flag.
+    BuildRequest,
+    /// An image build.
+    Build,
+    /// An image upload.
+    Upload,
+    /// A component.
+    Component,
+    /// The whole tree (after a full resync; re-read everything you derive from it).
+    Tree,
+}
+
+/// How it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// Appeared.
+    Added,
+    /// Changed content.
+    Updated,
+    /// Disappeared.
+    Removed,
+    /// The cache finished a full (re)load (with [`CacheKind::Tree`]).
+    Resynced,
+}
+
+/// One change of the cache, broadcast to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheEvent {
+    /// What kind of object.
+    pub kind: CacheKind,
+    /// Which one (typed ids; [`ZkPath::Other`] for [`CacheKind::Tree`]).
+    pub path: ZkPath,
+    /// What happened.
+    pub change: Change,
+}
+
+impl CacheEvent {
+    fn new(kind: CacheKind, path: ZkPath, change: Change) -> Self {
+        CacheEvent { kind, path, change }
+    }
+}
+
+/// Key of an upload: image, build id, provider, upload id.
+pub type UploadKey = (String, BuildId, String, UploadId);
+
+/// Everything the cache holds.
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub(crate) nodes: BTreeMap<NodeId, Arc<CachedNode>>,
+    pub(crate) empty_nodes: BTreeSet<NodeId>,
+    pub(crate) node_locks: BTreeMap<NodeId, BTreeSet<String>>,
+    pub(crate) requests: BTreeMap<RequestId, Arc<CachedRequest>>,
+    pub(crate) request_locks: BTreeMap<RequestId, BTreeSet<String>>,
+    pub(crate) images: BTreeSet<String>,
+    pub(crate) paused: BTreeSet<String>,
+    pub(crate) build_requests: BTreeMap<String, FlagTimes>,
+    pub(crate) builds: BTreeMap<(String, BuildId), Arc<CachedBuild>>,
+    pub(crate) uploads: BTreeMap<UploadKey, Arc<CachedUpload>>,
+    pub(crate) components: BTreeMap<(ComponentKind, String), Arc<CachedComponent>>,
+    pub(crate) corrupt: BTreeSet<String>,
+}
+
+/// A decoded znode read or presence change, ready to apply (short-lived, so the size
+/// difference between variants does not matter).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Update {
+    /// Node data (`None` = empty znode, i.e. no node).
+    Node(NodeId, Option<Node>, Stat),
+    /// Request data.
+    Request(RequestId, NodeRequest, Stat),
+    /// Build data.
+    Build(ImageBuild, Stat),
+    /// Upload data.
+    Upload(ImageUpload, Stat),
+    /// Component data.
+    Component(ComponentKind, String, Component, Stat),
+    /// The request-build flag exists with this stat.
+    BuildRequest(String, Stat),
+    /// A record znode is missing, or holds empty data where a record is required.
+    Gone(ZkPath),
+    /// A record znode holds data that cannot be read.
+    Corrupt(ZkPath, String),
+    /// A znode that matters by existence only (contenders, images, pause flags, lock dirs).
+    Present(ZkPath, bool),
+}
+
+/// Whether the cache reads the data of znodes at `p`.
+pub fn wants_data(p: &ZkPath) -> bool {
+    matches!(
+        p,
+        ZkPath::Node(_)
+            | ZkPath::Request(_)
+            | ZkPath::RequestBuild(_)
+            | ZkPath::Build(..)
+            | ZkPath::Upload { .. }
+            | ZkPath::Component(..)
+    )
+}
+
+/// Whether a full load lists the children of `p`.
+pub fn wants_children(p: &ZkPath) -> bool {
+    match p {
+        ZkPath::Node(_) | ZkPath::Image(_) | ZkPath::Build(..) | ZkPath::Other => true,
+        ZkPath::NodeLock(_, child) | ZkPath::RequestLock(_, child) => child.is_none(),
+        _ => false,
+    }
+}
+
+/// Whether `p` matters by existence only (no data read).
+pub fn presence_only(p: &ZkPath) -> bool {
+    matches!(
+        p,
+        ZkPath::NodeLock(..) | ZkPath::RequestLock(..) | ZkPath::Image(_) | ZkPath::Pause(_)
+    )
+}
+
+/// Decodes a read of `path` (`None` = missing) into an update; logs corrupt data.
+pub fn decode(path: &str, zp: ZkPath, read: Option<(Vec<u8>, Stat)>) -> Update {
+    let Some((data, stat)) = read else {
+        return Update::Gone(zp);
+    };
+    let res = match &zp {
+        ZkPath::Node(id) => Node::from_json(id, &data).map(|n| Update::Node(id.clone(), n, stat)),
+        ZkPath::Request(id) => NodeRequest::from_json(id, &data).map(|r| {
+            r.map_or(Update::Gone(zp.clone()), |r| {
+                Update::Request(id.clone(), r, stat)
+            })
+        }),
+        ZkPath::Build(image, id) => ImageBuild::from_json(image, id, &data)
+            .map(|b| b.map_or(Update::Gone(zp.clone()), |b| Update::Build(b, stat))),
+        ZkPath::Upload {
+            image,
+            build_id,
+            provider,
+            upload_id,
+        } => ImageUpload::from_json(image, build_id, provider, upload_id, &data)
+            .map(|u| u.map_or(Update::Gone(zp.clone()), |u| Update::Upload(u, stat))),
+        ZkPath::Component(kind, name) => Component::from_json(*kind, name, &data).map(|c| {
+            c.map_or(Update::Gone(zp.clone()), |c| {
+                Update::Component(*kind, name.clone(), c, stat)
+            })
+        }),
+        ZkPath::RequestBuild(image) => Ok(Update::BuildRequest(image.clone(), stat)),
+        _ => Ok(Update::Present(zp.clone(), true)),
+    };
+    match res {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(path = %path, "tree cache: skipping corrupt record: {e}");
+            Update::Corrupt(zp, e.to_string())
+        }
+    }
+}
+
+fn path_string(zp: &ZkPath) -> Option<String> {
+    Some(match zp {
+        ZkPath::Node(id) => paths::node(id),
+        ZkPath::Request(id) => paths::request(id),
+        ZkPath::Build(i, b) => paths::build(i, b),
+        ZkPath::Upload {
+            image,
+            build_id,
+            provider,
+            upload_id,
+        } => paths::upload(image, build_id, provider, upload_id),
+        ZkPath::Component(k, n) => paths::component(*k, n),
+        ZkPath::RequestBuild(i) => paths::image_request_build(i),
+        _ => return None,
+    })
+}
+
+/// Inserts `v` at `k` unless the cached entry is newer (by `mzxid`); emits Added/Updated.
+fn upsert<K: Ord + Clone, V>(
+    map: &mut BTreeMap<K, Arc<V>>,
+    k: K,
+    v: V,
+    mzxid: impl Fn(&V) -> i64,
+    kind: CacheKind,
+    zp: ZkPath,
+    out: &mut Vec<CacheEvent>,
+) {
+    let change = match map.get(&k) {
+        Some(old) if mzxid(old) > mzxid(&v) => return,
+        Some(old) if mzxid(old) == mzxid(&v) => None,
+        Some(_) => Some(Change::Updated),
+        None => Some(Change::Added),
+    };
+    map.insert(k, Arc::new(v));
+    if let Some(c) = change {
+        out.push(CacheEvent::new(kind, zp, c));
+    }
+}
+
+fn remove<K: Ord, V>(
+    map: &mut BTreeMap<K, V>,
+    k: &K,
+    kind: CacheKind,
+    zp: ZkPath,
+    out: &mut Vec<CacheEvent>,
+) {
+    if map.remove(k).is_some() {
+        out.push(CacheEvent::new(kind, zp, Change::Removed));
+    }
+}
+
+impl Tree {
+    fn contenders(&self, id: &NodeId) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .node_locks
+            .get(id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        sort_contenders(&mut v);
+        v
+    }
+
+    /// Re-attaches the current contender list to the cached node (cheap: the record is
+    /// shared).
+    fn refresh_node_locks(&mut self, id: &NodeId) {
+        let contenders = self.contenders(id);
+        if let Some(entry) = self.nodes.get_mut(id) {
+            if entry.lock_contenders != contenders {
+                *entry = Arc::new(CachedNode {
+                    node: entry.node.clone(),
+                    stat: entry.stat,
+                    lock_contenders: contenders,
+                });
+            }
+        }
+    }
+
+    /// Applies one update, pushing the resulting events to `out`.
+    pub fn apply(&mut self, update: Update, out: &mut Vec<CacheEvent>) {
+        match update {
+            Update::Node(id, Some(node), stat) => {
+                self.empty_nodes.remove(&id);
+                self.corrupt.remove(&paths::node(&id));
+                let mut node = node;
+                node.id = id.clone();
+                let v = CachedNode {
+                    node: Arc::new(node),
+                    stat,
+                    lock_contenders: self.contenders(&id),
+                };
+                let zp = ZkPath::Node(id.clone());
+                upsert(
+                    &mut self.nodes,
+                    id,
+                    v,
+                    |n| n.stat.mzxid,
+                    CacheKind::Node,
+                    zp,
+                    out,
+                );
+            }
+            Update::Node(id, None, _) => {
+                self.corrupt.remove(&paths::node(&id));
+                remove(
+                    &mut self.nodes,
+                    &id,
+                    CacheKind::Node,
+                    ZkPath::Node(id.clone()),
+                    out,
+                );
+                self.empty_nodes.insert(id);
+            }
+            Update::Request(id, req, stat) => {
+                self.corrupt.remove(&paths::request(&id));
+                let zp = ZkPath::Request(id.clone());
+                let v = CachedRequest { request: req, stat };
+                upsert(
+                    &mut self.requests,
+                    id,
+                    v,
+                    |r| r.stat.mzxid,
+                    CacheKind::Request,
+                    zp,
+                    out,
+                );
+            }
+            Update::Build(build, stat) => {
+                self.corrupt.remove(&build.path());
+                let zp = ZkPath::Build(build.image.clone(), build.id.clone());
+                let k = (build.image.clone(), build.id.clone());
+                upsert(
+                    &mut self.builds,
+                    k,
+                    CachedBuild { build, stat },
+                    |b| b.stat.mzxid,
+                    CacheKind::Build,
+                    zp,
+                    out,
+                );
+            }
+            Update::Upload(upload, stat) => {
+                self.corrupt.remove(&upload.path());
+                let zp = ZkPath::Upload {
+                    image: upload.image.clone(),
+                    build_id: upload.build_id.clone(),
+                    provider: upload.provider.clone(),
+                    upload_id: upload.id.clone(),
+                };
+                let k = (
+                    upload.image.clone(),
+                    upload.build_id.clone(),
+                    upload.provider.clone(),
+                    upload.id.clone(),
+                );
+                upsert(
+                    &mut self.uploads,
+                    k,
+                    CachedUpload { upload, stat },
+                    |u| u.stat.mzxid,
+                    CacheKind::Upload,
+                    zp,
+                    out,
+                );
+            }
+            Update::Component(kind, name, component, stat) => {
+                self.corrupt.remove(&paths::component(kind, &name));
+                let zp = ZkPath::Component(kind, name.clone());
+                let v = CachedComponent {
+                    name: name.clone(),
+                    component,
+                    stat,
+                };
+                upsert(
+                    &mut self.components,
+                    (kind, name),
+                    v,
+                    |c| c.stat.mzxid,
+                    CacheKind::Component,
+                    zp,
+                    out,
+                );
+            }
+            Update::BuildRequest(image, stat) => {
+                let t = FlagTimes::from_stat(&stat);
+                let change = match self.build_requests.insert(image.clone(), t) {
+                    None => Some(Change::Added),
+                    Some(old) if old != t => Some(Change::Updated),
+                    Some(_) => None,
+                };
+                if let Some(c) = change {
+                    out.push(CacheEvent::new(
+                        CacheKind::BuildRequest,
+                        ZkPath::RequestBuild(image),
+                        c,
+                    ));
+                }
+            }
+            Update::Gone(zp) => self.gone(zp, out),
+            Update::Corrupt(zp, _) => {
+                let path = path_string(&zp);
+                self.gone(zp, out);
+                if let Some(p) = path {
+                    self.corrupt.insert(p);
+                }
+            }
+            Update::Present(zp, present) => self.presence(zp, present, out),
+        }
+    }
+
+    fn gone(&mut self, zp: ZkPath, out: &mut Vec<CacheEvent>) {
+        if let Some(p) = path_string(&zp) {
+            self.corrupt.remove(&p);
+        }
+        match &zp {
+            ZkPath::Node(id) => {
+                self.empty_nodes.remove(id);
+                self.node_locks.remove(id);
+                remove(&mut self.nodes, id, CacheKind::Node, zp.clone(), out);
+            }
+            ZkPath::Request(id) => {
+                remove(&mut self.requests, id, CacheKind::Request, zp.clone(), out)
+            }
+            ZkPath::Build(i, b) => {
+                let k = (i.clone(), b.clone());
+                remove(&mut self.builds, &k, CacheKind::Build, zp.clone(), out)
+            }
+            ZkPath::Upload {
+                image,
+                build_id,
+                provider,
+                upload_id,
+            } => {
+                let k = (
+                    image.clone(),
+                    build_id.clone(),
+                    provider.clone(),
+                    upload_id.clone(),
+                );
+                remove(&mut self.uploads, &k, CacheKind::Upload, zp.clone(), out)
+            }
+            ZkPath::Component(kind, name) => {
+                let k = (*kind, name.clone());
+                remove(
+                    &mut self.components,
+                    &k,
+                    CacheKind::Component,
+                    zp.clone(),
+                    out,
+                )
+            }
+            ZkPath::RequestBuild(i) => remove(
+                &mut self.build_requests,
+                i,
+                CacheKind::BuildRequest,
+                zp.clone(),
+                out,
+            ),
+            _ => self.presence(zp, false, out),
+        }
+    }
+
+    fn presence(&mut self, zp: ZkPath, present: bool, out: &mut Vec<CacheEvent>) {
+        match zp {
+            ZkPath::NodeLock(id, Some(child)) => {
+                if !is_lock_contender(&child) {
+                    return;
+                }
+                let changed = if present {
+                    self.node_locks
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(child.clone())
+                } else {
+                    let set = self.node_locks.get_mut(&id);
+                    let r = set.as_ref().is_some_and(|s| s.contains(&child));
+                    if let Some(s) = set {
+                        s.remove(&child);
+                        if s.is_empty() {
+                            self.node_locks.remove(&id);
+                        }
+                    }
+                    r
+                };
+                if changed {
+                    self.refresh_node_locks(&id);
+                    let c = if present {
+                        Change::Added
+                    } else {
+                        Change::Removed
+                    };
+                    out.push(CacheEvent::new(
+                        CacheKind::NodeLock,
+                        ZkPath::NodeLock(id, Some(child)),
+                        c,
+                    ));
+                }
+            }
+            ZkPath::NodeLock(id, None) if !present => {
+                if let Some(set) = self.node_locks.remove(&id) {
+                    self.refresh_node_locks(&id);
+                    for child in set {
+                        out.push(CacheEvent::new(
+                            CacheKind::NodeLock,
+                            ZkPath::NodeLock(id.clone(), Some(child)),
+                            Change::Removed,
+                        ));
+                    }
+                }
+            }
+            ZkPath::RequestLock(id, Some(child)) => {
+                if !is_lock_contender(&child) {
+                    return;
+                }
+                let changed = if present {
+                    self.request_locks
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(child.clone())
+                } else {
+                    let set = self.request_locks.get_mut(&id);
+                    let r = set.as_ref().is_some_and(|s| s.contains(&child));
+                    if let Some(s) = set {
+                        s.remove(&child);
+                        if s.is_empty() {
+                            self.request_locks.remove(&id);
+                        }
+                    }
+                    r
+                };
+                if changed {
+                    let c = if present {
+                        Change::Added
+                    } else {
+                        Change::Removed
+                    };
+                    out.push(CacheEvent::new(
+                        CacheKind::RequestLock,
+                        ZkPath::RequestLock(id, Some(child)),
+                        c,
+                    ));
+                }
+            }
+            ZkPath::RequestLock(id, None) if !present => {
+                if let Some(set) = self.request_locks.remove(&id) {
+                    for child in set {
+                        out.push(CacheEvent::new(
+                            CacheKind::RequestLock,
+                            ZkPath::RequestLock(id.clone(), Some(child)),
+                            Change::Removed,
+                        ));
+                    }
+                }
+            }
+            ZkPath::Image(name) => set_flag(
+                &mut self.images,
+                name,
+                present,
+                CacheKind::Image,
+                out,
+                ZkPath::Image,
+            ),
+            ZkPath::Pause(name) => set_flag(
+                &mut self.paused,
+                name,
+                present,
+                CacheKind::ImagePause,
+                out,
+                ZkPath::Pause,
+            ),
+            _ => {}
+        }
+    }
+
+    /// Replaces this (live) tree with `new` (a full load), pushing events for every
+    /// difference so that subscribers see what vanished or changed meanwhile.
+    pub fn replace_with(&mut self, new: Tree, out: &mut Vec<CacheEvent>) {
+        diff_map(
+            &self.nodes,
+            &new.nodes,
+            |a, b| a.stat.mzxid == b.stat.mzxid,
+            |k| ZkPath::Node(k.clone()),
+            CacheKind::Node,
+            out,
+        );
+        let flat = |m: &BTreeMap<NodeId, BTreeSet<String>>| -> BTreeSet<(NodeId, String)> {
+            m.iter()
+                .flat_map(|(id, s)| s.iter().map(move |c| (id.clone(), c.clone())))
+                .collect()
+        };
+        diff_set(
+            &flat(&self.node_locks),
+            &flat(&new.node_locks),
+            |(id, c)| ZkPath::NodeLock(id.clone(), Some(c.clone())),
+            CacheKind::NodeLock,
+            out,
+        );
+        diff_map(
+            &self.requests,
+            &new.requests,
+            |a, b| a.stat.mzxid == b.stat.mzxid,
+            |k| ZkPath::Request(k.clone()),
+            CacheKind::Request,
+            out,
+        );
+        let flat = |m: &BTreeMap<RequestId, BTreeSet<String>>| -> BTreeSet<(RequestId, String)> {
+            m.iter()
+                .flat_map(|(id, s)| s.iter().map(move |c| (id.clone(), c.clone())))
+                .collect()
+        };
+        diff_set(
+            &flat(&self.request_locks),
+            &flat(&new.request_locks),
+            |(id, c)| ZkPath::RequestLock(id.clone(), Some(c.clone())),
+            CacheKind::RequestLock,
+            out,
+        );
+        diff_set(
+            &self.images,
+            &new.images,
+            |k| ZkPath::Image(k.clone()),
+            CacheKind::Image,
+            out,
+        );
+        diff_set(
+            &self.paused,
+            &new.paused,
+            |k| ZkPath::Pause(k.clone()),
+            CacheKind::ImagePause,
+            out,
+        );
+        diff_map(
+            &self.build_requests,
+            &new.build_requests,
+            |a, b| a == b,
+            |k| ZkPath::RequestBuild(k.clone()),
+            CacheKind::BuildRequest,
+            out,
+        );
+        diff_map(
+            &self.builds,
+            &new.builds,
+            |a, b| a.stat.mzxid == b.stat.mzxid,
+            |(i, b)| ZkPath::Build(i.clone(), b.clone()),
+            CacheKind::Build,
+            out,
+        );
+        diff_map(
+            &self.uploads,
+            &new.uploads,
+            |a, b| a.stat.mzxid == b.stat.mzxid,
+            |(i, b, p, u)| ZkPath::Upload {
+                image: i.clone(),
+                build_id: b.clone(),
+                provider: p.clone(),
+                upload_id: u.clone(),
+            },
+            CacheKind::Upload,
+            out,
+        );
+        diff_map(
+            &self.components,
+            &new.components,
+            |a, b| a.stat.mzxid == b.stat.mzxid,
+            |(k, n)| ZkPath::Component(*k, n.clone()),
+            CacheKind::Component,
+            out,
+        );
+        *self = new;
+    }
+}
+
+fn set_flag(
+    set: &mut BTreeSet<String>,
+    name: String,
+    present: bool,
+    kind: CacheKind,
+    out: &mut Vec<CacheEvent>,
+    mk: fn(String) -> ZkPath,
+) {
+    let changed = if present {
+        set.insert(name.clone())
+    } else {
+        set.remove(&name)
+    };
+    if changed {
+        let c = if present {
+            Change::Added
+        } else {
+            Change::Removed
+        };
+        out.push(CacheEvent::new(kind, mk(name), c));
+    }
+}
+
+fn diff_map<K: Ord, V>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    same: impl Fn(&V, &V) -> bool,
+    to_path: impl Fn(&K) -> ZkPath,
+    kind: CacheKind,
+    out: &mut Vec<CacheEvent>,
+) {
+    for (k, v) in old {
+        match new.get(k) {
+            None => out.push(CacheEvent::new(kind, to_path(k), Change::Removed)),
+            Some(n) if !same(v, n) => out.push(CacheEvent::new(kind, to_path(k), Change::Updated)),
+            Some(_) => {}
+        }
+    }
+    for k in new.keys() {
+        if !old.contains_key(k) {
+            out.push(CacheEvent::new(kind, to_path(k), Change::Added));
+        }
+    }
+}
+
+fn diff_set<K: Ord>(
+    old: &BTreeSet<K>,
+    new: &BTreeSet<K>,
+    to_path: impl Fn(&K) -> ZkPath,
+    kind: CacheKind,
+    out: &mut Vec<CacheEvent>,
+) {
+    for k in old.difference(new) {
+        out.push(CacheEvent::new(kind, to_path(k), Change::Removed));
+    }
+    for k in new.difference(old) {
+        out.push(CacheEvent::new(kind, to_path(k), Change::Added));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(mzxid: i64) -> Stat {
+        Stat {
+            czxid: 1,
+            mzxid,
+            pzxid: 1,
+            ctime: 1000,
+            mtime: 2000,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            data_length: 0,
+            num_children: 0,
+        }
+    }
+
+    fn node_update(id: &str, mzxid: i64, state: crate::model::NodeState) -> Update {
+        let mut n = Node::new();
+        n.set_state(state);
+        Update::Node(NodeId::from(id), Some(n), stat(mzxid))
+    }
+
+    #[test]
+    fn older_data_never_overwrites_newer() {
+        use crate::model::NodeState::*;
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        t.apply(node_update("0000000001", 5, Ready), &mut out);
+        t.apply(node_update("0000000001", 3, Init), &mut out);
+        let id = NodeId::from("0000000001");
+        assert_eq!(t.nodes[&id].node.state, Ready);
+        assert_eq!(t.nodes[&id].node.id, id);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].change, Change::Added);
+        t.apply(node_update("0000000001", 7, Used), &mut out);
+        assert_eq!(out[1].change, Change::Updated);
+        t.apply(Update::Gone(ZkPath::Node(id.clone())), &mut out);
+        assert!(t.nodes.is_empty());
+        assert_eq!(out[2].change, Change::Removed);
+    }
+
+    #[test]
+    fn lock_contenders_follow_presence() {
+        use crate::model::NodeState::*;
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        let id = NodeId::from("0000000001");
+        let c = |n: &str| ZkPath::NodeLock(id.clone(), Some(n.to_string()));
+        // A contender may be seen before the node's data.
+        t.apply(Update::Present(c("b__lock__0000000002"), true), &mut out);
+        t.apply(node_update("0000000001", 5, Ready), &mut out);
+        t.apply(Update::Present(c("a__lock__0000000001"), true), &mut out);
+        t.apply(Update::Present(c("junk"), true), &mut out);
+        assert_eq!(
+            t.nodes[&id].lock_contenders,
+            ["a__lock__0000000001", "b__lock__0000000002"]
+        );
+        t.apply(Update::Present(c("b__lock__0000000002"), false), &mut out);
+        assert_eq!(t.nodes[&id].lock_contenders, ["a__lock__0000000001"]);
+        t.apply(
+            Update::Present(ZkPath::NodeLock(id.clone(), None), false),
+            &mut out,
+        );
+        assert!(!t.nodes[&id].probably_locked());
+    }
+
+    #[test]
+    fn empty_and_corrupt_nodes() {
+        let id = NodeId::from("0000000001");
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        let u = decode(
+            "/nodepool/nodes/0000000001",
+            ZkPath::Node(id.clone()),
+            Some((Vec::new(), stat(1))),
+        );
+        t.apply(u, &mut out);
+        assert!(t.nodes.is_empty());
+        assert!(t.empty_nodes.contains(&id));
+        let u = decode(
+            "/nodepool/nodes/0000000001",
+            ZkPath::Node(id.clone()),
+            Some((b"{x".to_vec(), stat(2))),
+        );
+        t.apply(u, &mut out);
+        assert_eq!(t.corrupt.len(), 1);
+        t.apply(
+            node_update("0000000001", 3, crate::model::NodeState::Ready),
+            &mut out,
+        );
+        assert!(t.corrupt.is_empty());
+        assert!(t.empty_nodes.is_empty());
+        assert_eq!(t.nodes.len(), 1);
+    }
+
+    #[test]
+    fn replace_reports_differences() {
+        use crate::model::NodeState::*;
+        let mut live = Tree::default();
+        let mut out = Vec::new();
+        live.apply(node_update("0000000001", 1, Ready), &mut out);
+        live.apply(node_update("0000000002", 1, Ready), &mut out);
+        live.apply(Update::Present(ZkPath::Pause("img".into()), true), &mut out);
+        let mut new = Tree::default();
+        new.apply(node_update("0000000002", 4, Used), &mut out);
+        new.apply(node_update("0000000003", 4, Init), &mut out);
+        out.clear();
+        live.replace_with(new, &mut out);
+        let mut got: Vec<_> = out
+            .iter()
+            .map(|e| (e.kind, e.path.clone(), e.change))
+            .collect();
+        got.sort_by_key(|g| format!("{g:?}"));
+        let n = |s: &str| ZkPath::Node(NodeId::from(s));
+        let mut want = vec![
+            (CacheKind::Node, n("0000000001"), Change::Removed),
+            (CacheKind::Node, n("0000000002"), Change::Updated),
+            (CacheKind::Node, n("0000000003"), Change::Added),
+            (
+                CacheKind::ImagePause,
+                ZkPath::Pause("img".into()),
+                Change::Removed,
+            ),
+        ];
+        want.sort_by_key(|g| format!("{g:?}"));
+        assert_eq!(got, want);
+        assert_eq!(live.nodes.len(), 2);
+    }
+}
