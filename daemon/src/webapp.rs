@@ -1,0 +1,320 @@
+//! The launcher's read-only web API (reference §7): the same listings as the CLI, served
+//! from the launcher's ZooKeeper tree cache so a request never waits on ZooKeeper.
+//!
+//! Endpoints: `/node-list` (`node_id=`), `/request-list`, `/label-list`, `/image-list`,
+//! `/dib-image-list`, `/image-status`, `/ready` (503 until the launcher finished its first
+//! pass). Content negotiation on `Accept` (JSON only when `application/json` wins; a header
+//! matching no offer gets 406 where Python answered 500), `fields=` for text output,
+//! responses cached for one second per (path, query, format) with `Cache-Control`,
+//! `Last-Modified`, `Expires` and `If-Modified-Since` handling. Only GET and HEAD exist:
+//! the API never changes anything.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use nodepool_shared::listing::{
+    self, BuildRequest, BuildRequestState, Fields, ImageStatusEntry, NodeColumns, ResponseFormat,
+    Table,
+};
+use nodepool_shared::model::{now_epoch, BuildState, ComponentKind};
+use nodepool_shared::zk::TreeCache;
+use tokio_util::sync::CancellationToken;
+
+/// How long a rendered response is reused.
+const RESPONSE_TTL: Duration = Duration::from_secs(1);
+
+/// Longest query string we look at; longer ones are refused (400) rather than parsed.
+const MAX_QUERY_LEN: usize = 4096;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct WebState {
+    cache: TreeCache,
+    ready: Arc<AtomicBool>,
+    responses: Arc<Mutex<HashMap<String, CachedResponse>>>,
+}
+
+#[derive(Clone)]
+struct CachedResponse {
+    made: Instant,
+    modified: SystemTime,
+    status: StatusCode,
+    content_type: &'static str,
+    body: Arc<String>,
+}
+
+impl WebState {
+    /// State over `cache`; `/ready` answers 200 once `ready` is true.
+    pub fn new(cache: TreeCache, ready: Arc<AtomicBool>) -> Self {
+        WebState {
+            cache,
+            ready,
+            responses: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+/// The listings served, by path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    Nodes,
+    Requests,
+    Labels,
+    Images,
+    DibImages,
+    ImageStatus,
+}
+
+/// The router with every endpoint (also used by tests with `axum::serve`).
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route(
+            "/node-list",
+            get(|s, q, h, u| listing(s, q, h, u, Listing::Nodes)),
+        )
+        .route(
+            "/request-list",
+            get(|s, q, h, u| listing(s, q, h, u, Listing::Requests)),
+        )
+        .route(
+            "/label-list",
+            get(|s, q, h, u| listing(s, q, h, u, Listing::Labels)),
+        )
+        .route(
+            "/image-list",
+            get(|s, q, h, u| listing(s, q, h, u, Listing::Images)),
+        )
+        .route(
+            "/dib-image-list",
+            get(|s, q, h, u| listing(s, q, h, u, Listing::DibImages)),
+        )
+        .route(
+            "/image-status",
+            get(|s, q, h, u| listing(s, q, h, u, Listing::ImageStatus)),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Binds `addr` and serves until `cancel` fires. Returns the bound address through
+/// `bound` (useful with port 0) before serving.
+pub async fn serve(
+    addr: SocketAddr,
+    state: WebState,
+    cancel: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "web API listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(local);
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+async fn not_found() -> Response {
+    text_response(StatusCode::NOT_FOUND, "Not Found\n".to_string())
+}
+
+async fn ready(State(state): State<WebState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        text_response(StatusCode::OK, "OK".to_string())
+    } else {
+        text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: the launcher has not finished starting\n".to_string(),
+        )
+    }
+}
+
+fn text_response(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(listing::CONTENT_TYPE_TEXT),
+    );
+    resp
+}
+
+async fn listing(
+    State(state): State<WebState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    uri: Uri,
+    which: Listing,
+) -> Response {
+    let raw_query = uri.query().unwrap_or("");
+    if raw_query.len() > MAX_QUERY_LEN {
+        return text_response(StatusCode::BAD_REQUEST, "query string too long\n".into());
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let format = match listing::negotiate(accept.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return text_response(StatusCode::NOT_ACCEPTABLE, format!("{e}\n")),
+    };
+    let key = format!("{}?{}#{:?}", uri.path(), raw_query, format);
+    let now = Instant::now();
+    let cached = {
+        let map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&key)
+            .filter(|c| now.duration_since(c.made) < RESPONSE_TTL)
+            .cloned()
+    };
+    let entry = match cached {
+        Some(c) => c,
+        None => {
+            let param = |name: &str| {
+                query
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            let table = build_table(&state.cache, which, param("node_id"));
+            let body = match format {
+                ResponseFormat::Json => table.render_json(),
+                ResponseFormat::Text => {
+                    let fields = param("fields").and_then(Fields::parse);
+                    let mut s = table.render_text_fields(fields.as_ref());
+                    s.push('\n');
+                    s
+                }
+            };
+            let entry = CachedResponse {
+                made: now,
+                modified: SystemTime::now(),
+                status: StatusCode::OK,
+                content_type: format.content_type(),
+                body: Arc::new(body),
+            };
+            let mut map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
+            map.insert(key, entry.clone());
+            entry
+        }
+    };
+    respond(&entry, &headers)
+}
+
+fn respond(entry: &CachedResponse, headers: &HeaderMap) -> Response {
+    let last_modified = httpdate::fmt_http_date(entry.modified);
+    let expires = httpdate::fmt_http_date(entry.modified + RESPONSE_TTL);
+    let not_modified = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| {
+            // HTTP dates have whole seconds.
+            let modified = httpdate::parse_http_date(&last_modified).unwrap_or(entry.modified);
+            modified <= since
+        });
+    let mut resp = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (entry.status, entry.body.as_str().to_owned()).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(entry.content_type),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=1"),
+    );
+    for (name, value) in [
+        (header::LAST_MODIFIED, last_modified),
+        (header::EXPIRES, expires),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    resp
+}
+
+/// Builds one listing from the cache (pure apart from reading the cache).
+fn build_table(cache: &TreeCache, which: Listing, node_id: Option<&str>) -> Table {
+    let now = now_epoch();
+    match which {
+        Listing::Nodes => {
+            let nodes = cache.nodes();
+            let rows = nodes
+                .iter()
+                .filter(|n| node_id.is_none_or(|id| n.id().as_str() == id))
+                .map(|n| (&*n.node, n.probably_locked()));
+            listing::node_list(rows, now, NodeColumns::Detail)
+        }
+        Listing::Requests => {
+            let requests = cache.requests();
+            listing::request_list(requests.iter().map(|r| &r.request))
+        }
+        Listing::Labels => {
+            let pools = cache.components(ComponentKind::Pool);
+            listing::label_list(pools.iter().map(|c| &c.component))
+        }
+        Listing::Images => {
+            let uploads = cache.uploads();
+            listing::image_list(uploads.iter().map(|u| &u.upload), now)
+        }
+        Listing::DibImages => {
+            let builds = cache.builds();
+            let paused: HashSet<String> = cache.paused_images().into_iter().collect();
+            listing::dib_image_list(builds.iter().map(|b| &b.build), &paused, now)
+        }
+        Listing::ImageStatus => listing::image_status(&image_status_entries(cache), now),
+    }
+}
+
+/// One entry per image known to ZooKeeper. A build request counts as `building` while a
+/// build of that image is in state `building` (Python uses a lock-timing heuristic).
+fn image_status_entries(cache: &TreeCache) -> Vec<ImageStatusEntry> {
+    let paused: HashSet<String> = cache.paused_images().into_iter().collect();
+    let requests: HashMap<String, _> = cache.build_requests().into_iter().collect();
+    let mut names: Vec<String> = cache.images();
+    names.extend(requests.keys().cloned());
+    names.extend(paused.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|image| {
+            let build_request = requests.get(&image).map(|times| {
+                let building = cache
+                    .image_builds(&image)
+                    .iter()
+                    .any(|b| b.build.state == BuildState::Building);
+                BuildRequest {
+                    state: if building {
+                        BuildRequestState::Building
+                    } else {
+                        BuildRequestState::Pending
+                    },
+                    state_time: times.created,
+                }
+            });
+            ImageStatusEntry {
+                paused: paused.contains(&image),
+                image,
+                build_request,
+            }
+        })
+        .collect()
+}
