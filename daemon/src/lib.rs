@@ -1,1 +1,2 @@
 //! Daemon support code shared by the launcher, builder and CLI binaries.
+pub mod launcher;
