@@ -1,4 +1,5 @@
 //! Daemon support code shared by the launcher, builder and CLI binaries.
 
 pub mod builder;
+pub mod launcher;
 pub mod webapp;

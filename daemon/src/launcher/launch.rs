@@ -1,0 +1,707 @@
+//! Launching one server (reference §3.5): a [`LaunchSpec`] (what the label and pool ask
+//! for) is turned into a server by the [`LaunchMachine`], a state machine advanced by an
+//! async driver loop ([`LaunchMachine::run`]):
+//!
+//! ```text
+//! Start ─► ServerCreating ─► WaitingActive ─► FloatingIp ─► AttachingFloatingIp ─► Complete
+//!   │            │                 │               │                │
+//!   └────────────┴─────────────────┴───────────────┴────────────────┴──► Failed
+//! ```
+//!
+//! Polls back off ([`Backoff`]); waiting for `ACTIVE` is bounded by `boot-timeout`, the
+//! whole launch by `launch-timeout` (checked between steps; each API call is bounded by
+//! the driver's own call timeout). The result is the [`InstanceFacts`] to store on the
+//! node. Retries across attempts are [`super::retry`]'s job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use nodepool_shared::cloud::{CloudDriver, CreateServer, Flavor, FlavorWanted, Network, Server};
+use nodepool_shared::model::{Node, QuotaInformation};
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::failure::LaunchError;
+
+/// Lines of console log fetched after a failure when the label has `console-log`.
+pub const CONSOLE_LOG_LINES: u32 = 200;
+
+/// How a label picks its flavor (`flavor-name` and/or `min-ram`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlavorSpec {
+    /// `flavor-name`: exact name/id without `min-ram`, a name filter with it.
+    pub flavor_name: Option<String>,
+    /// `min-ram` in MiB.
+    pub min_ram: Option<u64>,
+}
+
+impl FlavorSpec {
+    /// As the shared flavor-choice input.
+    pub fn wanted(&self) -> FlavorWanted<'_> {
+        FlavorWanted {
+            min_ram: self.min_ram,
+            flavor_name: self.flavor_name.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for FlavorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.flavor_name, self.min_ram) {
+            (Some(n), Some(r)) => write!(f, "min-ram {r} and flavor-name `{n}`"),
+            (Some(n), None) => write!(f, "flavor-name `{n}`"),
+            (None, Some(r)) => write!(f, "min-ram {r}"),
+            (None, None) => f.write_str("no flavor-name or min-ram"),
+        }
+    }
+}
+
+/// The image to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRef {
+    /// A cloud image id (`image-id`, or an upload's external id): used as is.
+    Id(String),
+    /// A cloud image name (`image-name` / cloud-image name): looked up first.
+    Name(String),
+}
+
+impl Default for ImageRef {
+    fn default() -> Self {
+        ImageRef::Id(String::new())
+    }
+}
+
+/// Everything one launch needs (mapped from the provider, pool, label and image config).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchSpec {
+    /// Server name, `np<node id>` ([`super::metadata::server_name`]).
+    pub name: String,
+    pub flavor: FlavorSpec,
+    pub image: ImageRef,
+    pub key_name: Option<String>,
+    /// Network names or ids (label `networks`, else pool `networks`); empty = cloud default.
+    pub networks: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub availability_zone: Option<String>,
+    /// Instance metadata ([`super::metadata::build_metadata`]).
+    pub metadata: BTreeMap<String, String>,
+    pub userdata: Option<String>,
+    pub config_drive: Option<bool>,
+    pub boot_from_volume: bool,
+    /// `volume-size` in GB (Nodepool default 50).
+    pub volume_size: u64,
+    /// Pool `auto-floating-ip` (default true).
+    pub auto_floating_ip: bool,
+    /// Provider `boot-timeout` (default 60 s): create → `ACTIVE`.
+    pub boot_timeout: Duration,
+    /// Provider `launch-timeout` (default 3600 s): the whole attempt.
+    pub launch_timeout: Duration,
+    /// Label `console-log`: fetch the console after a failure.
+    pub console_log: bool,
+    /// The provider's cloud name (node `cloud`).
+    pub cloud: Option<String>,
+    /// The provider's region (node `region`).
+    pub region: Option<String>,
+    /// Polling intervals.
+    pub poll: Backoff,
+}
+
+impl Default for LaunchSpec {
+    /// Nodepool's defaults: volume 50 GB, auto floating IP, boot 60 s, launch 3600 s.
+    fn default() -> Self {
+        LaunchSpec {
+            name: String::new(),
+            flavor: FlavorSpec::default(),
+            image: ImageRef::default(),
+            key_name: None,
+            networks: Vec::new(),
+            security_groups: Vec::new(),
+            availability_zone: None,
+            metadata: BTreeMap::new(),
+            userdata: None,
+            config_drive: None,
+            boot_from_volume: false,
+            volume_size: 50,
+            auto_floating_ip: true,
+            boot_timeout: Duration::from_secs(60),
+            launch_timeout: Duration::from_secs(3600),
+            console_log: false,
+            cloud: None,
+            region: None,
+            poll: Backoff::default(),
+        }
+    }
+}
+
+impl LaunchSpec {
+    /// The label's quota need for `flavor` (1 instance, cores, RAM, plus one volume of
+    /// `volume-size` GB when booting from a volume).
+    pub fn quota_for(&self, flavor: &Flavor) -> QuotaInformation {
+        flavor.quota(self.boot_from_volume.then_some(self.volume_size))
+    }
+}
+
+/// What a completed launch stores on the node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceFacts {
+    pub external_id: String,
+    pub interface_ip: Option<String>,
+    pub public_ipv4: Option<String>,
+    pub private_ipv4: Option<String>,
+    pub public_ipv6: Option<String>,
+    pub host_id: Option<String>,
+    pub az: Option<String>,
+    pub cloud: Option<String>,
+    pub region: Option<String>,
+    /// The flavor's quota (node `resources`).
+    pub resources: QuotaInformation,
+}
+
+impl InstanceFacts {
+    /// Facts of an `ACTIVE` server. `interface_ip` is the public IPv4, else the public
+    /// IPv6, else the private IPv4.
+    pub fn from_server(server: &Server, spec: &LaunchSpec, resources: QuotaInformation) -> Self {
+        let public_ipv4 = server.public_ipv4();
+        let public_ipv6 = server.public_ipv6();
+        let private_ipv4 = server.private_ipv4();
+        let interface_ip = public_ipv4
+            .clone()
+            .or_else(|| public_ipv6.clone())
+            .or_else(|| private_ipv4.clone());
+        InstanceFacts {
+            external_id: server.id.clone(),
+            interface_ip,
+            public_ipv4,
+            private_ipv4,
+            public_ipv6,
+            host_id: server.host_id.clone().filter(|h| !h.is_empty()),
+            az: server
+                .availability_zone
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| spec.availability_zone.clone()),
+            cloud: spec.cloud.clone(),
+            region: spec.region.clone(),
+            resources,
+        }
+    }
+
+    /// Copies the facts onto a node record (the caller stores it).
+    pub fn apply_to(&self, node: &mut Node) {
+        node.external_id = Some(self.external_id.clone());
+        node.interface_ip = self.interface_ip.clone();
+        node.public_ipv4 = self.public_ipv4.clone();
+        node.private_ipv4 = self.private_ipv4.clone();
+        node.public_ipv6 = self.public_ipv6.clone();
+        node.host_id = self.host_id.clone();
+        node.az = self.az.clone();
+        node.cloud = self.cloud.clone();
+        node.region = self.region.clone();
+        node.resources = Some(self.resources.to_resources());
+    }
+}
+
+/// Where a launch is.
+#[derive(Debug)]
+pub enum LaunchState {
+    /// Nothing done yet: resolve flavor, image and networks.
+    Start,
+    /// Ready to submit the create call.
+    ServerCreating { request: Box<CreateServer> },
+    /// Created; polling until `ACTIVE` (or `ERROR`, or `boot_deadline`).
+    WaitingActive {
+        server_id: String,
+        boot_deadline: Instant,
+        last_status: String,
+    },
+    /// `ACTIVE` without a public address: allocate a floating IP on its port.
+    FloatingIp { server: Box<Server> },
+    /// Floating IP allocated; polling until the server shows it.
+    AttachingFloatingIp { server_id: String, address: String },
+    /// Done.
+    Complete(Box<InstanceFacts>),
+    /// Gave up.
+    Failed(LaunchError),
+}
+
+impl LaunchState {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LaunchState::Start => "start",
+            LaunchState::ServerCreating { .. } => "creating server",
+            LaunchState::WaitingActive { .. } => "waiting for active",
+            LaunchState::FloatingIp { .. } => "creating floating ip",
+            LaunchState::AttachingFloatingIp { .. } => "attaching floating ip",
+            LaunchState::Complete(_) => "complete",
+            LaunchState::Failed(_) => "failed",
+        }
+    }
+
+    /// True for `Complete` and `Failed`.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, LaunchState::Complete(_) | LaunchState::Failed(_))
+    }
+}
+
+/// The end of one attempt.
+#[derive(Debug)]
+pub struct LaunchOutcome {
+    pub result: Result<InstanceFacts, LaunchError>,
+    /// The server the attempt created, if any (also on failure: delete it).
+    pub external_id: Option<String>,
+    /// Console log fetched after a failure (label `console-log`).
+    pub console_log: Option<String>,
+    /// Launch duration (for the launch timers).
+    pub elapsed: Duration,
+}
+
+/// What one [`LaunchMachine::advance`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Moved on; advance again right away.
+    Progress,
+    /// Nothing changed yet; poll again after a backoff.
+    Wait,
+}
+
+/// One launch attempt.
+pub struct LaunchMachine {
+    spec: LaunchSpec,
+    state: LaunchState,
+    started: Instant,
+    flavor: Option<Flavor>,
+    networks: Option<Vec<Network>>,
+    external_id: Option<String>,
+    console: Option<String>,
+}
+
+impl LaunchMachine {
+    /// A fresh attempt; the launch-timeout clock starts now.
+    pub fn new(spec: LaunchSpec) -> Self {
+        LaunchMachine {
+            spec,
+            state: LaunchState::Start,
+            started: Instant::now(),
+            flavor: None,
+            networks: None,
+            external_id: None,
+            console: None,
+        }
+    }
+
+    /// Uses an already resolved flavor (from the caller's flavor cache).
+    pub fn with_flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = Some(flavor);
+        self
+    }
+
+    pub fn state(&self) -> &LaunchState {
+        &self.state
+    }
+
+    pub fn spec(&self) -> &LaunchSpec {
+        &self.spec
+    }
+
+    /// The server id as soon as the cloud accepted the create (store it on the node).
+    pub fn external_id(&self) -> Option<&str> {
+        self.external_id.as_deref()
+    }
+
+    /// The console log fetched after a failure (label `console-log`).
+    pub fn console_log(&self) -> Option<&str> {
+        self.console.as_deref()
+    }
+
+    /// The flavor's quota, once the flavor is known.
+    pub fn resources(&self) -> Option<QuotaInformation> {
+        self.flavor.as_ref().map(|f| self.spec.quota_for(f))
+    }
+
+    fn fail(&mut self, e: LaunchError) -> Step {
+        self.state = LaunchState::Failed(e);
+        Step::Progress
+    }
+
+    /// When this attempt runs out of `launch-timeout`.
+    pub fn deadline(&self) -> Instant {
+        self.started + self.spec.launch_timeout
+    }
+
+    /// Drives the attempt to its end: advance, back off while waiting, enforce
+    /// `launch-timeout` (checked between steps). Callers that must store the server id as
+    /// soon as it is known drive [`advance`](Self::advance) themselves instead.
+    pub async fn run(mut self, cloud: &dyn CloudDriver) -> LaunchOutcome {
+        let deadline = self.deadline();
+        let mut backoff = self.spec.poll.clone();
+        while !self.state.is_terminal() {
+            if Instant::now() >= deadline {
+                self.state = LaunchState::Failed(LaunchError::LaunchTimeout {
+                    server_id: self.external_id.clone(),
+                    timeout: self.spec.launch_timeout,
+                });
+                break;
+            }
+            let before = self.state.name();
+            match self.advance(cloud).await {
+                Step::Progress => {
+                    backoff.reset();
+                    tracing::debug!(server = %self.spec.name, from = before, to = self.state.name(), "launch advanced");
+                }
+                Step::Wait => tokio::time::sleep(backoff.next_before(deadline)).await,
+            }
+        }
+        let result = match std::mem::replace(&mut self.state, LaunchState::Start) {
+            LaunchState::Complete(facts) => Ok(*facts),
+            LaunchState::Failed(e) => {
+                self.fetch_console(cloud, &e).await;
+                Err(e)
+            }
+            other => Err(LaunchError::Internal(format!(
+                "launch loop ended in state {}",
+                other.name()
+            ))),
+        };
+        LaunchOutcome {
+            result,
+            external_id: self.external_id,
+            console_log: self.console,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    async fn fetch_console(&mut self, cloud: &dyn CloudDriver, e: &LaunchError) {
+        if !self.spec.console_log {
+            return;
+        }
+        let Some(id) = e.server_id().or(self.external_id.as_deref()) else {
+            return;
+        };
+        match cloud.console_output(id, Some(CONSOLE_LOG_LINES)).await {
+            Ok(log) => {
+                tracing::info!(server = %id, "console log of failed launch:\n{log}");
+                self.console = Some(log);
+            }
+            Err(err) => tracing::warn!(server = %id, error = %err, "cannot fetch console log"),
+        }
+    }
+
+    /// Performs at most one step (one or a few API calls).
+    pub async fn advance(&mut self, cloud: &dyn CloudDriver) -> Step {
+        match std::mem::replace(&mut self.state, LaunchState::Start) {
+            LaunchState::Start => match self.prepare(cloud).await {
+                Ok(request) => {
+                    self.state = LaunchState::ServerCreating {
+                        request: Box::new(request),
+                    };
+                    Step::Progress
+                }
+                Err(e) => self.fail(e),
+            },
+            LaunchState::ServerCreating { request } => match cloud.create_server(&request).await {
+                Ok(created) => {
+                    self.external_id = Some(created.id.clone());
+                    self.state = LaunchState::WaitingActive {
+                        server_id: created.id,
+                        boot_deadline: Instant::now() + self.spec.boot_timeout,
+                        last_status: "BUILD".into(),
+                    };
+                    Step::Progress
+                }
+                Err(e) => self.fail(LaunchError::cloud("create server", e, None)),
+            },
+            LaunchState::WaitingActive {
+                server_id,
+                boot_deadline,
+                last_status,
+            } => {
+                self.poll_active(cloud, server_id, boot_deadline, last_status)
+                    .await
+            }
+            LaunchState::FloatingIp { server } => self.create_floating_ip(cloud, *server).await,
+            LaunchState::AttachingFloatingIp { server_id, address } => {
+                match cloud.get_server(&server_id).await {
+                    Ok(Some(s)) if s.floating_ipv4().as_deref() == Some(address.as_str()) => {
+                        self.complete(&s)
+                    }
+                    Ok(Some(_)) => {
+                        self.state = LaunchState::AttachingFloatingIp { server_id, address };
+                        Step::Wait
+                    }
+                    Ok(None) => self.fail(LaunchError::ServerVanished { server_id }),
+                    Err(e) if e.is_retryable() => {
+                        self.state = LaunchState::AttachingFloatingIp { server_id, address };
+                        Step::Wait
+                    }
+                    Err(e) => self.fail(LaunchError::cloud("refresh server", e, Some(&server_id))),
+                }
+            }
+            terminal @ (LaunchState::Complete(_) | LaunchState::Failed(_)) => {
+                self.state = terminal;
+                Step::Wait
+            }
+        }
+    }
+
+    /// Resolves flavor, image and networks into a create request.
+    async fn prepare(&mut self, cloud: &dyn CloudDriver) -> Result<CreateServer, LaunchError> {
+        if self.flavor.is_none() {
+            let f = cloud
+                .find_flavor(self.spec.flavor.wanted())
+                .await
+                .map_err(|e| LaunchError::cloud("find flavor", e, None))?
+                .ok_or_else(|| LaunchError::FlavorNotFound {
+                    wanted: self.spec.flavor.to_string(),
+                })?;
+            self.flavor = Some(f);
+        }
+        let flavor_id = self
+            .flavor
+            .as_ref()
+            .map(|f| f.id.clone())
+            .unwrap_or_default();
+        let image_id = match &self.spec.image {
+            ImageRef::Id(id) => id.clone(),
+            ImageRef::Name(name) => {
+                cloud
+                    .find_image(name)
+                    .await
+                    .map_err(|e| LaunchError::cloud("find image", e, None))?
+                    .ok_or_else(|| LaunchError::ImageNotFound(name.clone()))?
+                    .id
+            }
+        };
+        let mut network_ids = Vec::with_capacity(self.spec.networks.len());
+        if !self.spec.networks.is_empty() {
+            let wanted_networks = self.spec.networks.clone();
+            let nets = self.networks(cloud).await?;
+            for wanted in &wanted_networks {
+                let id = nets
+                    .iter()
+                    .find(|n| &n.id == wanted)
+                    .or_else(|| nets.iter().find(|n| &n.name == wanted))
+                    .map(|n| n.id.clone())
+                    .ok_or_else(|| LaunchError::NetworkNotFound(wanted.clone()))?;
+                network_ids.push(id);
+            }
+        }
+        Ok(CreateServer {
+            name: self.spec.name.clone(),
+            flavor_id,
+            image_id,
+            key_name: self.spec.key_name.clone(),
+            networks: network_ids,
+            metadata: self.spec.metadata.clone(),
+            availability_zone: self.spec.availability_zone.clone(),
+            user_data: self.spec.userdata.clone(),
+            config_drive: self.spec.config_drive,
+            boot_from_volume: self.spec.boot_from_volume,
+            volume_size: self.spec.boot_from_volume.then_some(self.spec.volume_size),
+            security_groups: self.spec.security_groups.clone(),
+        })
+    }
+
+    /// The cloud's networks (listed once per attempt).
+    async fn networks(&mut self, cloud: &dyn CloudDriver) -> Result<&[Network], LaunchError> {
+        if self.networks.is_none() {
+            let n = cloud
+                .list_networks()
+                .await
+                .map_err(|e| LaunchError::cloud("list networks", e, None))?;
+            self.networks = Some(n);
+        }
+        Ok(self.networks.as_deref().unwrap_or_default())
+    }
+
+    async fn poll_active(
+        &mut self,
+        cloud: &dyn CloudDriver,
+        server_id: String,
+        boot_deadline: Instant,
+        last_status: String,
+    ) -> Step {
+        let timed_out = |status: String| LaunchError::BootTimeout {
+            server_id: server_id.clone(),
+            timeout: self.spec.boot_timeout,
+            status,
+        };
+        let server = match cloud.get_server(&server_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return self.fail(LaunchError::ServerVanished { server_id }),
+            Err(e) if e.is_retryable() => {
+                if Instant::now() >= boot_deadline {
+                    let e = timed_out(last_status);
+                    return self.fail(e);
+                }
+                self.state = LaunchState::WaitingActive {
+                    server_id,
+                    boot_deadline,
+                    last_status,
+                };
+                return Step::Wait;
+            }
+            Err(e) => return self.fail(LaunchError::cloud("refresh server", e, Some(&server_id))),
+        };
+        match server.status.as_str() {
+            "ACTIVE" => {
+                if self.spec.auto_floating_ip && self.needs_floating_ip(cloud, &server).await {
+                    self.state = LaunchState::FloatingIp {
+                        server: Box::new(server),
+                    };
+                    Step::Progress
+                } else {
+                    self.complete(&server)
+                }
+            }
+            "ERROR" => {
+                let fault = server.fault_message().map(str::to_string);
+                if server.has_quota_fault() {
+                    self.fail(LaunchError::Quota {
+                        server_id: Some(server_id),
+                        message: fault.unwrap_or_default(),
+                    })
+                } else {
+                    self.fail(LaunchError::ServerError { server_id, fault })
+                }
+            }
+            status => {
+                if Instant::now() >= boot_deadline {
+                    let e = timed_out(status.to_string());
+                    return self.fail(e);
+                }
+                self.state = LaunchState::WaitingActive {
+                    server_id,
+                    boot_deadline,
+                    last_status: status.to_string(),
+                };
+                Step::Wait
+            }
+        }
+    }
+
+    /// openstacksdk's rule: the cloud has an external network and the server has no
+    /// public IPv4. A failed network list counts as "no floating IPs".
+    async fn needs_floating_ip(&mut self, cloud: &dyn CloudDriver, server: &Server) -> bool {
+        if server.public_ipv4().is_some() {
+            return false;
+        }
+        match self.networks(cloud).await {
+            Ok(nets) => server.needs_floating_ip(nets.iter().any(|n| n.external)),
+            Err(e) => {
+                tracing::warn!(server = %server.id, error = %e, "cannot list networks for floating IP");
+                false
+            }
+        }
+    }
+
+    async fn create_floating_ip(&mut self, cloud: &dyn CloudDriver, server: Server) -> Step {
+        let server_id = server.id.clone();
+        let fip_err = |detail: String| LaunchError::FloatingIp {
+            server_id: server_id.clone(),
+            detail,
+        };
+        let external = match self.networks(cloud).await {
+            Ok(nets) => nets.iter().find(|n| n.external).map(|n| n.id.clone()),
+            Err(e) => return self.fail(e),
+        };
+        let Some(external) = external else {
+            let e = fip_err("no external network".into());
+            return self.fail(e);
+        };
+        let ports = match cloud.server_ports(&server_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                return self.fail(LaunchError::cloud("list server ports", e, Some(&server_id)))
+            }
+        };
+        let Some(port) = ports.first() else {
+            let e = fip_err("server has no port".into());
+            return self.fail(e);
+        };
+        match cloud.create_floating_ip(&external, Some(&port.id)).await {
+            Ok(fip) => {
+                self.state = LaunchState::AttachingFloatingIp {
+                    server_id,
+                    address: fip.floating_ip_address,
+                };
+                Step::Progress
+            }
+            Err(e) => self.fail(LaunchError::cloud(
+                "create floating ip",
+                e,
+                Some(&server_id),
+            )),
+        }
+    }
+
+    fn complete(&mut self, server: &Server) -> Step {
+        let resources = self.resources().unwrap_or_default();
+        self.state = LaunchState::Complete(Box::new(InstanceFacts::from_server(
+            server, &self.spec, resources,
+        )));
+        Step::Progress
+    }
+}
+
+/// One launch attempt from start to end ([`LaunchMachine::run`]).
+pub async fn launch_server(cloud: &dyn CloudDriver, spec: LaunchSpec) -> LaunchOutcome {
+    LaunchMachine::new(spec).run(cloud).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodepool_shared::cloud::ServerAddress;
+
+    fn addr(a: &str, kind: &str) -> ServerAddress {
+        ServerAddress {
+            addr: a.into(),
+            version: Some(if a.contains(':') { 6 } else { 4 }),
+            kind: Some(kind.into()),
+            mac_addr: None,
+        }
+    }
+
+    #[test]
+    fn facts_from_server() {
+        let s = Server {
+            id: "srv".into(),
+            status: "ACTIVE".into(),
+            addresses: BTreeMap::from([(
+                "private".to_string(),
+                vec![addr("10.0.0.5", "fixed"), addr("2001:db8::5", "fixed")],
+            )]),
+            host_id: Some("h".into()),
+            availability_zone: Some("nova".into()),
+            ..Default::default()
+        };
+        let spec = LaunchSpec {
+            cloud: Some("c".into()),
+            region: Some("r".into()),
+            ..Default::default()
+        };
+        let f = InstanceFacts::from_server(&s, &spec, QuotaInformation::usage());
+        assert_eq!(f.private_ipv4.as_deref(), Some("10.0.0.5"));
+        assert_eq!(f.public_ipv4, None);
+        assert_eq!(f.public_ipv6.as_deref(), Some("2001:db8::5"));
+        assert_eq!(f.interface_ip.as_deref(), Some("2001:db8::5"));
+        let mut node = Node::default();
+        f.apply_to(&mut node);
+        assert_eq!(node.external_id.as_deref(), Some("srv"));
+        assert_eq!(node.az.as_deref(), Some("nova"));
+        assert_eq!(node.region.as_deref(), Some("r"));
+        assert!(node.resources.is_some());
+    }
+
+    #[test]
+    fn flavor_spec_display() {
+        let f = FlavorSpec {
+            flavor_name: Some("m1".into()),
+            min_ram: None,
+        };
+        assert_eq!(f.to_string(), "flavor-name `m1`");
+        assert_eq!(f.wanted().flavor_name, Some("m1"));
+    }
+}

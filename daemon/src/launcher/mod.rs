@@ -1,0 +1,36 @@
+//! The cloud-facing half of `nodepool-launcher` (reference §3.5–3.6, §3.8, §3.11, §9),
+//! independent of ZooKeeper: everything here talks to a cloud through
+//! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
+//! the request handlers (which own ZooKeeper) map config and records onto them.
+//!
+//! * [`metadata`]: server name and instance metadata (§9).
+//! * [`pyformat`]: the subset of Python `str.format` used by
+//!   `dynamic-instance-properties`.
+//! * [`launch`]: the launch state machine and its driver loop (§3.5).
+//! * [`failure`]: launch failures and their statsd keys.
+//! * [`retry`]: the `launch-retries` policy (delete the half-built server, try again).
+//! * [`backoff`]: bounded exponential polling intervals.
+//! * [`delete`]: the delete state machine (§3.8).
+//! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks (§3.6).
+//! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs (§3.11).
+
+pub mod backoff;
+pub mod delete;
+pub mod failure;
+pub mod launch;
+pub mod leaks;
+pub mod metadata;
+pub mod pyformat;
+pub mod quota;
+pub mod retry;
+
+pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
+pub use failure::LaunchError;
+pub use launch::{
+    launch_server, FlavorSpec, ImageRef, InstanceFacts, LaunchMachine, LaunchOutcome, LaunchSpec,
+    LaunchState, Step,
+};
+pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
+pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
+pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
+pub use retry::{launch_with_retries, RetryOutcome};
