@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod pyformat;
 pub mod quota;
 pub mod retry;
+pub mod runtime;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::LaunchError;

@@ -1,0 +1,218 @@
+//! What every part of a running launcher shares: ZooKeeper (store + tree cache), statsd,
+//! the current config, the started providers, and the launcher's identity and intervals.
+//!
+//! The launcher is a set of tasks (pool workers, request handlers, the deleted-node
+//! worker, the cleanup worker, the stats worker, the web API) that all hold an
+//! `Arc<LauncherContext>`. The config is swapped as a whole on reload (`watch` channel),
+//! providers are started/stopped by the main loop and looked up by name.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use nodepool_shared::cloud::{CloudDriver, CloudError, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::config::{Config, Provider};
+use nodepool_shared::stats::Statsd;
+use nodepool_shared::zk::{TreeCache, ZkStore};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::leaks::{LeakCleaner, LeakSettings};
+use super::quota::{LabelNeedCache, ProviderQuota};
+
+/// How often the periodic workers run. Nodepool's values by default; tests shorten them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intervals {
+    /// CleanupWorker period (Nodepool: 60 s).
+    pub cleanup: Duration,
+    /// DeletedNodeWorker fallback period when no cache event arrives (Nodepool: 5 s).
+    pub delete: Duration,
+    /// Minimum time between two stats gauge passes (Nodepool: 1 s).
+    pub stats: Duration,
+    /// How often the config file's mtime is checked (Nodepool: 1 s).
+    pub config_check: Duration,
+    /// Pool worker fallback period when nothing wakes it (timeouts, paused handlers).
+    pub pool_tick: Duration,
+    /// Request-lock directories older than this are removed once their request is gone
+    /// (Nodepool: 8 h).
+    pub request_lock_age: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            cleanup: Duration::from_secs(60),
+            delete: Duration::from_secs(5),
+            stats: Duration::from_secs(1),
+            config_check: Duration::from_secs(1),
+            pool_tick: Duration::from_secs(1),
+            request_lock_age: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// Counters shown by the SIGUSR2 dump and the benchmark.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests accepted by a pool of this launcher.
+    pub requests_accepted: AtomicU64,
+    /// Requests declined by a pool of this launcher.
+    pub requests_declined: AtomicU64,
+    /// Requests fulfilled.
+    pub requests_fulfilled: AtomicU64,
+    /// Requests failed.
+    pub requests_failed: AtomicU64,
+    /// Launch attempts started.
+    pub launches_started: AtomicU64,
+    /// Launches that ended ready.
+    pub launches_ready: AtomicU64,
+    /// Launches that failed (after retries) or aborted.
+    pub launches_failed: AtomicU64,
+    /// Nodes deleted.
+    pub nodes_deleted: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `name=value` pairs of every counter.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("requests_accepted", get(&self.requests_accepted)),
+            ("requests_declined", get(&self.requests_declined)),
+            ("requests_fulfilled", get(&self.requests_fulfilled)),
+            ("requests_failed", get(&self.requests_failed)),
+            ("launches_started", get(&self.launches_started)),
+            ("launches_ready", get(&self.launches_ready)),
+            ("launches_failed", get(&self.launches_failed)),
+            ("nodes_deleted", get(&self.nodes_deleted)),
+        ]
+    }
+}
+
+/// One started provider: its cloud driver and the per-provider caches.
+pub struct ProviderRuntime {
+    /// The provider's config as it was when started (restart on change).
+    pub config: Provider,
+    /// The cloud.
+    pub driver: Arc<dyn CloudDriver>,
+    /// Provider quota (cloud limits − unmanaged usage), cached.
+    pub quota: ProviderQuota,
+    /// Quota need per label, cached.
+    pub label_needs: LabelNeedCache,
+    /// Leak detection state across cleanup passes.
+    pub leaks: tokio::sync::Mutex<LeakCleaner>,
+}
+
+impl ProviderRuntime {
+    /// Wraps a driver for `config` (tests pass any driver; daemons use [`Self::start`]).
+    pub fn new(config: Provider, driver: Arc<dyn CloudDriver>, statsd: Statsd) -> Self {
+        let mut leak = LeakSettings::new(config.name.clone());
+        leak.port_cleanup_interval = config.port_cleanup_interval.unwrap_or(Duration::ZERO);
+        leak.clean_floating_ips = config.clean_floating_ips;
+        ProviderRuntime {
+            quota: ProviderQuota::new(config.name.clone()),
+            label_needs: LabelNeedCache::new(),
+            leaks: tokio::sync::Mutex::new(LeakCleaner::new(leak, statsd)),
+            driver,
+            config,
+        }
+    }
+
+    /// Builds the OpenStack driver from clouds.yaml (`cloud`, `region-name`, `rate`).
+    pub fn start(
+        config: &Provider,
+        clouds: &CloudsFile,
+        statsd: &Statsd,
+    ) -> Result<Self, CloudError> {
+        let cloud = clouds.cloud(&config.cloud)?;
+        let mut opts = DriverOptions::new(config.name.clone());
+        opts.region_name = config.region_name.clone();
+        opts.rate = config.rate.as_secs_f64();
+        opts.statsd = statsd.clone();
+        let driver = OpenStackDriver::new(cloud, opts)?;
+        Ok(Self::new(config.clone(), Arc::new(driver), statsd.clone()))
+    }
+
+    /// The provider name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}
+
+/// Everything the launcher's tasks share.
+pub struct LauncherContext {
+    /// Typed ZooKeeper access (writes, locks via `store.client()`).
+    pub store: ZkStore,
+    /// The watch-driven cache of `/nodepool` (reads).
+    pub cache: TreeCache,
+    /// statsd (a no-op without `STATSD_HOST`).
+    pub statsd: Statsd,
+    /// The current config; replaced as a whole on reload.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// Started providers by name (the main loop adds and removes them).
+    pub providers: RwLock<HashMap<String, Arc<ProviderRuntime>>>,
+    /// `socket.gethostname()`.
+    pub hostname: String,
+    /// `socket.getfqdn()` (used in pool worker ids).
+    pub fqdn: String,
+    /// Periods of the workers.
+    pub intervals: Intervals,
+    /// Set once the main loop finished its first pass (`/ready`).
+    pub ready: Arc<AtomicBool>,
+    /// Counters for the state dump.
+    pub counters: Counters,
+    /// Fires on shutdown.
+    pub cancel: CancellationToken,
+    /// Human-readable state of each task (for the SIGUSR2 dump), by task name.
+    pub task_states: Mutex<HashMap<String, String>>,
+}
+
+impl LauncherContext {
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// A started provider by name.
+    pub fn provider(&self, name: &str) -> Option<Arc<ProviderRuntime>> {
+        self.providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Names of the started providers.
+    pub fn provider_names(&self) -> HashSet<String> {
+        self.providers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Records what a task is doing (shown by SIGUSR2).
+    pub fn set_task_state(&self, task: &str, state: impl Into<String>) {
+        self.task_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.to_string(), state.into());
+    }
+
+    /// Ids of every ZooKeeper node of `provider` (any state), for quota and leak checks.
+    pub fn known_node_ids(&self, provider: &str) -> HashSet<String> {
+        self.cache
+            .nodes()
+            .iter()
+            .filter(|n| n.node.provider.as_deref() == Some(provider))
+            .map(|n| n.id().as_str().to_string())
+            .collect()
+    }
+}
