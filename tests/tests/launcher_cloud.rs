@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nodepool_daemon::launcher::backoff::Backoff;
 use nodepool_daemon::launcher::delete::{delete_server, DELETE_TIMEOUT};
-use nodepool_daemon::launcher::failure::LaunchError;
+use nodepool_daemon::launcher::failure::{record_launch, LaunchError};
 use nodepool_daemon::launcher::launch::{launch_server, FlavorSpec, ImageRef, LaunchSpec};
 use nodepool_daemon::launcher::leaks::{LeakCleaner, LeakSettings};
 use nodepool_daemon::launcher::metadata::{
@@ -233,6 +233,26 @@ async fn quota_failures_are_classified_as_quota() {
         assert!(r.is_quota());
         assert_eq!(r.attempts, 1);
         assert_eq!(failures, ["error.quota"]);
+        // Launch stats for the outcome, over UDP.
+        let (sock, statsd) = statsd_pair();
+        record_launch(
+            &statsd,
+            "prov",
+            Some("nova"),
+            Some("zuul.example"),
+            failures[0],
+            Duration::from_millis(5),
+        );
+        statsd.flush();
+        statsd_lines_until(
+            &sock,
+            &[
+                "nodepool.launch.provider.prov.error.quota:1|c",
+                "nodepool.launch.error.quota:1|c",
+                "nodepool.launch.provider.prov.nova.error.quota:1|c",
+                "nodepool.launch.requestor.zuul_example.error.quota:1|c",
+            ],
+        );
     })
     .await;
 }
