@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use nodepool_shared::cloud::{is_quota_message, CloudError};
-use nodepool_shared::stats::names::result;
+use nodepool_shared::stats::names::{self, result};
+use nodepool_shared::stats::Statsd;
 
 /// A failed launch attempt.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,23 @@ impl LaunchError {
             | LaunchError::FloatingIp { server_id, .. } => Some(server_id),
             _ => None,
         }
+    }
+}
+
+/// Records one launch outcome (`ready` or a [`LaunchError::stats_key`]) as Nodepool
+/// does: a timer and a +1 counter for each of `nodepool.launch.provider.<p>.<result>`,
+/// `nodepool.launch.<result>`, `….provider.<p>.<az>.<result>` (with an AZ) and
+/// `nodepool.launch.requestor.<requestor>.<result>` (with a requestor).
+pub fn record_launch(
+    statsd: &Statsd,
+    provider: &str,
+    az: Option<&str>,
+    requestor: Option<&str>,
+    result_key: &str,
+    elapsed: Duration,
+) {
+    for key in names::launch_keys(provider, az, requestor, result_key) {
+        statsd.timer_and_count(&key, elapsed);
     }
 }
 

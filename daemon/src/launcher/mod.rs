@@ -26,7 +26,7 @@ pub mod retry;
 pub mod runtime;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
-pub use failure::LaunchError;
+pub use failure::{record_launch, LaunchError};
 pub use launch::{
     launch_server, FlavorSpec, ImageRef, InstanceFacts, LaunchMachine, LaunchOutcome, LaunchSpec,
     LaunchState, Step,

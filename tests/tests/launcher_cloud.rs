@@ -1,0 +1,576 @@
+//! The launcher's cloud half (`nodepool_daemon::launcher`) end to end against the
+//! OpenStack simulator over HTTP, through the real `OpenStackDriver`: launch (success,
+//! floating IP, boot timeout, ERROR fault, quota), retries, delete, the quota model with
+//! unmanaged servers, and leak cleanup with statsd captured on a real UDP socket.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::time::Duration;
+
+use nodepool_daemon::launcher::backoff::Backoff;
+use nodepool_daemon::launcher::delete::{delete_server, DELETE_TIMEOUT};
+use nodepool_daemon::launcher::failure::{record_launch, LaunchError};
+use nodepool_daemon::launcher::launch::{launch_server, FlavorSpec, ImageRef, LaunchSpec};
+use nodepool_daemon::launcher::leaks::{LeakCleaner, LeakSettings};
+use nodepool_daemon::launcher::metadata::{
+    build_metadata, server_name, MetadataInput, RequestAttributes,
+};
+use nodepool_daemon::launcher::quota::{LabelNeedCache, ProviderQuota};
+use nodepool_daemon::launcher::retry::launch_with_retries;
+use nodepool_shared::cloud::{
+    CloudDriver, CloudsFile, CreateServer, DriverOptions, OpenStackDriver,
+};
+use nodepool_shared::model::QuotaInformation;
+use nodepool_shared::stats::Statsd;
+use nodepool_tests::sim::{Quota, SimAdmin, SimConfig, SimHandle, Simulator};
+
+/// Upper bound for every test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test timed out");
+}
+
+async fn start() -> (SimHandle, OpenStackDriver) {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let yaml = sim.clouds_yaml("sim");
+    let file = CloudsFile::parse(&yaml, Path::new("clouds.yaml")).unwrap();
+    let mut o = DriverOptions::new("prov");
+    o.rate = 0.0;
+    o.api_timeout = Duration::from_secs(10);
+    let d = OpenStackDriver::new(file.cloud("sim").unwrap(), o).unwrap();
+    d.authenticate().await.unwrap();
+    (sim, d)
+}
+
+fn fast_poll() -> Backoff {
+    Backoff::new(Duration::from_millis(10), Duration::from_millis(100))
+}
+
+fn spec(node_id: &str) -> LaunchSpec {
+    let meta = build_metadata(&MetadataInput {
+        node_id: node_id.into(),
+        provider: "prov".into(),
+        pool: "main".into(),
+        image_name: "cirros".into(),
+        label: "small-label".into(),
+        instance_properties: BTreeMap::from([("team".to_string(), "infra".to_string())]),
+        dynamic_instance_properties: BTreeMap::from([(
+            "request".to_string(),
+            "{request.id} for {request.requestor}".to_string(),
+        )]),
+        request: RequestAttributes {
+            id: "100-0000000001".into(),
+            requestor: Some("zuul".into()),
+            ..Default::default()
+        },
+    });
+    assert!(meta.errors.is_empty());
+    LaunchSpec {
+        name: server_name(node_id),
+        flavor: FlavorSpec {
+            flavor_name: Some("small".into()),
+            min_ram: None,
+        },
+        image: ImageRef::Name("cirros-0.6.2".into()),
+        networks: vec!["private".into()],
+        metadata: meta.meta,
+        auto_floating_ip: false,
+        boot_timeout: Duration::from_secs(30),
+        launch_timeout: Duration::from_secs(60),
+        cloud: Some("sim".into()),
+        region: Some("RegionOne".into()),
+        poll: fast_poll(),
+        ..Default::default()
+    }
+}
+
+fn known(ids: &[&str]) -> HashSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn launch_success_facts_and_metadata() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        let out = launch_server(&d, spec("0000000001")).await;
+        let facts = out.result.unwrap();
+        assert_eq!(out.external_id.as_deref(), Some(facts.external_id.as_str()));
+        let s = admin.server(&facts.external_id).unwrap();
+        assert_eq!(s.name, "np0000000001");
+        assert_eq!(s.metadata["groups"], "prov,cirros,small-label");
+        assert_eq!(s.metadata["team"], "infra");
+        assert_eq!(s.metadata["request"], "100-0000000001 for zuul");
+        assert_eq!(s.metadata["nodepool_node_id"], "0000000001");
+        assert_eq!(s.metadata["nodepool_pool_name"], "main");
+        assert_eq!(s.metadata["nodepool_provider_name"], "prov");
+        assert!(facts
+            .private_ipv4
+            .as_deref()
+            .is_some_and(|a| a.starts_with("10.")));
+        assert_eq!(facts.public_ipv4, None);
+        assert_eq!(facts.interface_ip, facts.private_ipv4);
+        assert!(facts.host_id.is_some());
+        assert_eq!(facts.az.as_deref(), Some("nova"));
+        assert_eq!(facts.cloud.as_deref(), Some("sim"));
+        assert_eq!(facts.region.as_deref(), Some("RegionOne"));
+        assert_eq!(facts.resources.get("cores"), 2.0);
+        assert_eq!(facts.resources.get("ram"), 2048.0);
+        assert_eq!(facts.resources.get("instances"), 1.0);
+        // No floating IP was wanted.
+        assert!(admin.floating_ips().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn launch_attaches_floating_ip() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        let mut sp = spec("0000000002");
+        sp.auto_floating_ip = true;
+        let facts = launch_server(&d, sp).await.result.unwrap();
+        let fips = admin.floating_ips();
+        assert_eq!(fips.len(), 1);
+        assert_eq!(
+            facts.public_ipv4.as_deref(),
+            Some(fips[0].floating_ip_address.as_str())
+        );
+        assert_eq!(facts.interface_ip, facts.public_ipv4);
+        assert!(facts
+            .private_ipv4
+            .as_deref()
+            .is_some_and(|a| a.starts_with("10.")));
+        let port = admin.server(&facts.external_id).unwrap().port_ids[0].clone();
+        assert_eq!(fips[0].port_id.as_deref(), Some(port.as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn boot_timeout_when_boot_never_finishes() {
+    bounded(async {
+        let (sim, d) = start().await;
+        sim.admin().update_knobs(|k| k.hang_all_boots = true);
+        let mut sp = spec("0000000003");
+        sp.boot_timeout = Duration::from_millis(500);
+        let out = launch_server(&d, sp).await;
+        let e = out.result.unwrap_err();
+        assert!(matches!(e, LaunchError::BootTimeout { .. }), "{e:?}");
+        assert_eq!(e.stats_key(), "error.servercreatetimeout");
+        assert!(!e.is_quota());
+        // The half-built server is known so that it can be deleted.
+        let id = out.external_id.unwrap();
+        assert_eq!(e.server_id(), Some(id.as_str()));
+        assert!(sim.admin().server(&id).is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn error_server_fails_with_fault_text_and_console() {
+    bounded(async {
+        let (sim, d) = start().await;
+        sim.admin().update_knobs(|k| {
+            k.fail_next_boots = 1;
+            k.boot_fault_message =
+                "No valid host was found. There are not enough hosts available.".into();
+        });
+        let mut sp = spec("0000000004");
+        sp.console_log = true;
+        let out = launch_server(&d, sp).await;
+        let e = out.result.unwrap_err();
+        assert!(matches!(e, LaunchError::ServerError { .. }), "{e:?}");
+        assert!(e.to_string().contains("No valid host was found"), "{e}");
+        assert_eq!(e.stats_key(), "error.status");
+        assert!(out.console_log.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn quota_failures_are_classified_as_quota() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        // Nova refuses the create.
+        admin.set_quota(Quota {
+            cores: 1,
+            ..Quota::default()
+        });
+        let out = launch_server(&d, spec("0000000005")).await;
+        let e = out.result.unwrap_err();
+        assert!(e.is_quota(), "{e:?}");
+        assert_eq!(e.stats_key(), "error.quota");
+        assert!(out.external_id.is_none());
+        // Accepted, then ERROR with a quota fault.
+        admin.set_quota(Quota::default());
+        admin.update_knobs(|k| {
+            k.fail_next_boots = 1;
+            k.boot_fault_message =
+                "Build of instance aborted: VCPU count exceeds the project quota".into();
+        });
+        let out = launch_server(&d, spec("0000000006")).await;
+        let e = out.result.unwrap_err();
+        assert!(e.is_quota(), "{e:?}");
+        assert_eq!(e.server_id(), out.external_id.as_deref());
+        // Quota ends a retried launch at once.
+        admin.set_quota(Quota {
+            cores: 1,
+            ..Quota::default()
+        });
+        let mut failures = Vec::new();
+        let r = launch_with_retries(&d, &spec("0000000007"), 3, DELETE_TIMEOUT, |e, _| {
+            failures.push(e.stats_key())
+        })
+        .await;
+        assert!(r.is_quota());
+        assert_eq!(r.attempts, 1);
+        assert_eq!(failures, ["error.quota"]);
+        // Launch stats for the outcome, over UDP.
+        let (sock, statsd) = statsd_pair();
+        record_launch(
+            &statsd,
+            "prov",
+            Some("nova"),
+            Some("zuul.example"),
+            failures[0],
+            Duration::from_millis(5),
+        );
+        statsd.flush();
+        statsd_lines_until(
+            &sock,
+            &[
+                "nodepool.launch.provider.prov.error.quota:1|c",
+                "nodepool.launch.error.quota:1|c",
+                "nodepool.launch.provider.prov.nova.error.quota:1|c",
+                "nodepool.launch.requestor.zuul_example.error.quota:1|c",
+            ],
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retry_deletes_failed_attempt_then_succeeds() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        admin.update_knobs(|k| k.fail_next_boots = 1);
+        let mut failures = Vec::new();
+        let r = launch_with_retries(&d, &spec("0000000008"), 3, DELETE_TIMEOUT, |e, _| {
+            failures.push(e.stats_key())
+        })
+        .await;
+        let facts = r.result.unwrap();
+        assert_eq!(r.attempts, 2);
+        assert_eq!(failures, ["error.status"]);
+        // Only the second attempt's server is left.
+        let servers = admin.servers();
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0].id, facts.external_id);
+        // Out of attempts.
+        admin.update_knobs(|k| k.fail_next_boots = 2);
+        let r = launch_with_retries(&d, &spec("0000000009"), 2, DELETE_TIMEOUT, |_, _| {}).await;
+        assert_eq!(r.attempts, 2);
+        assert!(matches!(r.result, Err(LaunchError::ServerError { .. })));
+        // The first failed server was removed; the last one is left for the node delete.
+        assert_eq!(admin.servers().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_removes_floating_ip_and_server_and_accepts_404() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        admin.update_knobs(|k| k.delete_delay_ms = 300);
+        let mut sp = spec("0000000010");
+        sp.auto_floating_ip = true;
+        let facts = launch_server(&d, sp).await.result.unwrap();
+        assert_eq!(admin.floating_ips().len(), 1);
+        delete_server(&d, &facts.external_id, DELETE_TIMEOUT)
+            .await
+            .unwrap();
+        assert!(admin.server(&facts.external_id).is_none());
+        assert!(admin.floating_ips().is_empty());
+        // Already gone, and never existed: both success.
+        delete_server(&d, &facts.external_id, DELETE_TIMEOUT)
+            .await
+            .unwrap();
+        delete_server(&d, "no-such-server", DELETE_TIMEOUT)
+            .await
+            .unwrap();
+        // A 404 on the lookup means "already gone": success without a delete call.
+        admin.update_knobs(|k| k.delete_delay_ms = 0);
+        let facts = launch_server(&d, spec("0000000011")).await.result.unwrap();
+        admin.fail_next("compute.servers.get", 1, 404);
+        admin.reset_counters();
+        delete_server(&d, &facts.external_id, DELETE_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(admin.counter("compute.servers.delete"), 0);
+        // A temporary error is retried.
+        admin.fail_next("compute.servers.delete", 1, 503);
+        delete_server(&d, &facts.external_id, DELETE_TIMEOUT)
+            .await
+            .unwrap();
+        assert!(admin.server(&facts.external_id).is_none());
+        assert_eq!(admin.counter("compute.servers.delete"), 2);
+    })
+    .await;
+}
+
+async fn create_raw(d: &OpenStackDriver, name: &str, meta: &[(&str, &str)]) -> String {
+    let flavors = d.list_flavors().await.unwrap();
+    let small = flavors.iter().find(|f| f.name == "small").unwrap();
+    let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
+    let req = CreateServer {
+        name: name.into(),
+        flavor_id: small.id.clone(),
+        image_id: image.id,
+        metadata: meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    d.create_server(&req).await.unwrap().id
+}
+
+#[tokio::test]
+async fn provider_quota_subtracts_unmanaged_servers() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        // Unmanaged: no metadata, another provider, our provider with an unknown node.
+        create_raw(&d, "manual", &[]).await;
+        create_raw(
+            &d,
+            "other",
+            &[
+                ("nodepool_provider_name", "other"),
+                ("nodepool_node_id", "0000000001"),
+            ],
+        )
+        .await;
+        create_raw(
+            &d,
+            "np0000000077",
+            &[
+                ("nodepool_provider_name", "prov"),
+                ("nodepool_node_id", "0000000077"),
+            ],
+        )
+        .await;
+        // Managed: a known node of ours.
+        create_raw(
+            &d,
+            "np0000000001",
+            &[
+                ("nodepool_provider_name", "prov"),
+                ("nodepool_node_id", "0000000001"),
+            ],
+        )
+        .await;
+
+        let pq = ProviderQuota::new("prov");
+        let known = known(&["0000000001"]);
+        let limit = pq.limit(&d, &known).await.unwrap();
+        // Default quota 10 instances / 20 cores / 51200 MB; 3 unmanaged small servers.
+        assert_eq!(limit.get("instances"), 7.0);
+        assert_eq!(limit.get("cores"), 14.0);
+        assert_eq!(limit.get("ram"), 51200.0 - 3.0 * 2048.0);
+        assert_eq!(limit.get("volumes"), 10.0);
+        assert_eq!(limit.get("volume-gb"), 1000.0);
+
+        // Cached: no API calls, same value even though the cloud changed.
+        create_raw(&d, "manual2", &[]).await;
+        admin.reset_counters();
+        assert_eq!(pq.limit(&d, &known).await.unwrap(), limit);
+        assert_eq!(admin.counter("compute.limits"), 0);
+        pq.invalidate();
+        assert_eq!(pq.limit(&d, &known).await.unwrap().get("instances"), 6.0);
+
+        // Stale value reused on API error.
+        let pq = ProviderQuota::with_ttl("prov", Duration::ZERO);
+        let first = pq.limit(&d, &known).await.unwrap();
+        admin.fail_next("compute.limits", 1, 500);
+        assert_eq!(pq.limit(&d, &known).await.unwrap(), first);
+        // Without a cached value the error surfaces.
+        let fresh = ProviderQuota::new("prov");
+        admin.fail_next("compute.limits", 1, 500);
+        assert!(fresh.limit(&d, &known).await.is_err());
+
+        // Label need: flavor + volume when booting from one, cached per label.
+        let needs = LabelNeedCache::new();
+        let fl = FlavorSpec {
+            flavor_name: None,
+            min_ram: Some(4000),
+        };
+        admin.reset_counters();
+        let n = needs.need(&d, "medium-label", &fl, Some(80)).await.unwrap();
+        let n2 = needs.need(&d, "medium-label", &fl, Some(80)).await.unwrap();
+        assert_eq!(n, n2);
+        assert_eq!(admin.counter("compute.flavors.list"), 1);
+        let mut want = QuotaInformation::new(Some(4.0), Some(1.0), Some(8192.0), 0.0);
+        want.set("volumes", 1.0);
+        want.set("volume-gb", 80.0);
+        assert_eq!(n, want);
+    })
+    .await;
+}
+
+/// Collects statsd lines from `sock` until every `wanted` line was seen (bounded).
+fn statsd_lines_until(sock: &UdpSocket, wanted: &[&str]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !wanted.iter().all(|w| lines.iter().any(|l| l == w)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "statsd lines {wanted:?} not all seen in {lines:?}"
+        );
+        if let Ok(n) = sock.recv(&mut buf) {
+            lines.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    lines
+}
+
+fn statsd_pair() -> (UdpSocket, Statsd) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let statsd = Statsd::udp("127.0.0.1", port).unwrap();
+    (sock, statsd)
+}
+
+fn sim_has_server(admin: &SimAdmin, id: &str) -> bool {
+    admin.server(id).is_some()
+}
+
+#[tokio::test]
+async fn leaked_instance_removed_only_on_second_pass() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        let leaked = admin.inject_leaked_server("prov", "0000000099", "main");
+        let ours = admin.inject_leaked_server("prov", "0000000001", "main");
+        let other = admin.inject_leaked_server("other", "0000000099", "main");
+        let (sock, statsd) = statsd_pair();
+        let mut cleaner = LeakCleaner::new(
+            LeakSettings {
+                port_cleanup_interval: Duration::ZERO,
+                ..LeakSettings::new("prov")
+            },
+            statsd.clone(),
+        );
+        let known = known(&["0000000001"]);
+
+        let r1 = cleaner.pass(&d, &known).await;
+        assert!(r1.errors.is_empty(), "{:?}", r1.errors);
+        assert_eq!((r1.suspected_instances, r1.instances), (1, 0));
+        assert!(sim_has_server(&admin, &leaked));
+
+        let r2 = cleaner.pass(&d, &known).await;
+        assert!(r2.errors.is_empty(), "{:?}", r2.errors);
+        assert_eq!(r2.instances, 1);
+        assert!(!sim_has_server(&admin, &leaked));
+        assert!(sim_has_server(&admin, &ours));
+        assert!(sim_has_server(&admin, &other));
+
+        statsd.flush();
+        let lines = statsd_lines_until(&sock, &["nodepool.provider.prov.leaked.instances:1|c"]);
+        assert!(lines.iter().all(|l| !l.contains("downPorts")), "{lines:?}");
+
+        // A node id that becomes known between passes is no longer a leak.
+        let late = admin.inject_leaked_server("prov", "0000000100", "main");
+        assert_eq!(cleaner.pass(&d, &known).await.suspected_instances, 1);
+        let known2 = crate::known(&["0000000001", "0000000100"]);
+        let r = cleaner.pass(&d, &known2).await;
+        assert_eq!((r.suspected_instances, r.instances), (0, 0));
+        assert!(sim_has_server(&admin, &late));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn down_ports_and_unattached_floating_ips_removed_and_counted() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        let p1 = admin.inject_down_port();
+        let p2 = admin.inject_down_port();
+        admin.inject_leaked_floating_ip();
+        admin.inject_leaked_floating_ip();
+        // An attached floating IP and an active port must stay.
+        let mut sp = spec("0000000001");
+        sp.auto_floating_ip = true;
+        let facts = launch_server(&d, sp).await.result.unwrap();
+        let ports_before = admin.ports().len();
+
+        let (sock, statsd) = statsd_pair();
+        let interval = Duration::from_millis(200);
+        let mut cleaner = LeakCleaner::new(
+            LeakSettings {
+                provider: "prov".into(),
+                port_cleanup_interval: interval,
+                clean_floating_ips: true,
+            },
+            statsd.clone(),
+        );
+        let known = known(&["0000000001"]);
+
+        let r1 = cleaner.pass(&d, &known).await;
+        assert!(r1.errors.is_empty(), "{:?}", r1.errors);
+        assert_eq!(r1.ports, 0, "first sample only records DOWN ports");
+        assert_eq!(r1.floating_ips, 2);
+        assert_eq!(admin.floating_ips().len(), 1);
+        // A port that goes DOWN after the first sample is not removed yet.
+        let p3 = admin.inject_down_port();
+
+        // Within the interval nothing happens to ports.
+        let r = cleaner.pass(&d, &known).await;
+        assert_eq!(r.ports, 0);
+
+        tokio::time::sleep(interval + Duration::from_millis(50)).await;
+        let r2 = cleaner.pass(&d, &known).await;
+        assert!(r2.errors.is_empty(), "{:?}", r2.errors);
+        assert_eq!(r2.ports, 2);
+        assert_eq!(r2.floating_ips, 0);
+        let ports: Vec<String> = admin.ports().into_iter().map(|p| p.id).collect();
+        assert!(!ports.contains(&p1) && !ports.contains(&p2));
+        assert!(ports.contains(&p3));
+        assert_eq!(ports.len(), ports_before + 1 - 2);
+        assert!(admin.server(&facts.external_id).is_some());
+        assert_eq!(admin.floating_ips().len(), 1);
+
+        statsd.flush();
+        let lines = statsd_lines_until(
+            &sock,
+            &[
+                "nodepool.provider.prov.leaked.floatingips:2|c",
+                "nodepool.provider.prov.leaked.ports:2|c",
+            ],
+        );
+        assert!(lines.iter().all(|l| !l.contains("downPorts")), "{lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.contains("leaked.instances")),
+            "{lines:?}"
+        );
+    })
+    .await;
+}
