@@ -763,6 +763,85 @@ async fn binary_stream_count() {
     stub.stop().await;
 }
 
+/// Waits (bounded, via a recursive watch) until some node is `in-use`.
+async fn wait_for_in_use(client: &ZkClient) {
+    let (mut watcher, _) = client.watch_recursive(paths::NODES).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if all_nodes(client)
+                .await
+                .iter()
+                .any(|n| n["state"] == json!("in-use"))
+            {
+                return;
+            }
+            watcher.changed().await;
+        }
+    })
+    .await
+    .expect("no node in-use within 30 s");
+}
+
+#[tokio::test]
+async fn binary_stream_interrupted_returns_everything() {
+    let zk = TestZk::shared().await;
+    let stub = StubLauncher::start(&zk).await;
+    let client = zk.client().await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zuul-sim"));
+    cmd.args([
+        "--zk",
+        &zk.plain_hosts(),
+        "--chroot",
+        zk.chroot(),
+        "-l",
+        "small",
+        "--json",
+        "stream",
+        "--rate",
+        "10",
+        "--hold",
+        "600",
+        "--report-every",
+        "0.2",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let child = cmd.spawn().expect("start zuul-sim");
+    wait_for_in_use(&client).await;
+    let pid = child.id().expect("zuul-sim pid") as i32;
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("zuul-sim did not stop within 60 s of SIGINT")
+        .unwrap();
+    let out = Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    let v = parse_json(&out);
+    assert!(v["fulfilled"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(
+        v["requested"].as_u64(),
+        Some(v["fulfilled"].as_u64().unwrap() + v["cancelled"].as_u64().unwrap()),
+        "{v}"
+    );
+    // Everything handed back: nodes used and unlocked, no request left behind.
+    for n in all_nodes(&client).await {
+        assert_eq!(n["state"], json!("used"), "{n:?}");
+        let id = NodeId::from(n["id"].as_str().unwrap());
+        assert!(lock_children(&client, &id).await.is_empty());
+    }
+    assert!(no_requests_left(&client).await);
+    stub.stop().await;
+    client.close().await;
+}
+
 #[tokio::test]
 async fn binary_zookeeper_unreachable() {
     // A loopback port nobody listens on.
