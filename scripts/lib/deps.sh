@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Installs what scripts/run-tests and scripts/run-local need on a fresh Debian machine:
+# Debian packages (ZooKeeper 3.8, openssl, tmux, qemu-utils, python3-venv, a C toolchain),
+# Rust (rustup, only when cargo is missing) and, for the interop tests, kazoo and the
+# OpenStack command-line client in a venv under target/. Source this file, then call
+# deps_debian, deps_rust and (for tests) deps_python ROOT.
+
+deps_log() { printf '\n=== %s\n' "$*" >&2; }
+
+deps_as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# deps_debian — installs the missing Debian packages.
+deps_debian() {
+    local need=() p
+    for p in zookeeper openssl tmux qemu-utils python3 python3-venv curl ca-certificates; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    command -v cc >/dev/null 2>&1 || need+=(build-essential)
+    command -v cmake >/dev/null 2>&1 || need+=(cmake)
+    command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+    if [ ${#need[@]} -gt 0 ]; then
+        deps_log "installing Debian packages: ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        deps_as_root apt-get update
+        deps_as_root apt-get install -y "${need[@]}"
+    fi
+}
+
+# deps_rust — makes cargo (with clippy and rustfmt) available on PATH.
+deps_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        if [ -x "$HOME/.cargo/bin/cargo" ]; then
+            export PATH=$HOME/.cargo/bin:$PATH
+        else
+            deps_log "installing Rust (rustup, stable)"
+            curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
+                --component clippy,rustfmt
+            export PATH=$HOME/.cargo/bin:$PATH
+        fi
+    fi
+    if command -v rustup >/dev/null 2>&1; then
+        cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+        cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    fi
+}
+
+# deps_python ROOT — kazoo and python-openstackclient (interop tests), in ROOT/target/test-venv
+# unless python3 already has them.
+deps_python() {
+    local root=$1 venv
+    if ! python3 -c 'import kazoo' >/dev/null 2>&1 || ! command -v openstack >/dev/null 2>&1; then
+        venv=$root/target/test-venv
+        if [ ! -x "$venv/bin/openstack" ] || ! "$venv/bin/python3" -c 'import kazoo' 2>/dev/null; then
+            deps_log "installing kazoo and python-openstackclient into $venv"
+            python3 -m venv "$venv"
+            "$venv/bin/pip" install --quiet --upgrade pip
+            "$venv/bin/pip" install --quiet kazoo python-openstackclient
+        fi
+        export PATH=$venv/bin:$PATH
+    fi
+}
