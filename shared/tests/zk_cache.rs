@@ -452,6 +452,17 @@ async fn kill_session(zk: &TestZk, client: &ZkClient) {
     .expect("raw session closed");
 }
 
+/// Waits (at most 20 s) until `client` runs a session newer than `before`.
+async fn new_session(client: &ZkClient, before: u64) -> bool {
+    let mut st = client.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        st.wait_for(|s| s.generation > before),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
 #[tokio::test]
 async fn resyncs_after_session_expiry() {
     let zk = TestZk::dedicated().await;
@@ -479,11 +490,17 @@ async fn resyncs_after_session_expiry() {
     let mut req = NodeRequest::new(vec!["l".into()], "zuul");
     let rid = store.create_request(&mut req, "200", false).await.unwrap();
 
-    let mut st = cache_client.watch_status();
-    tokio::time::timeout(WAIT, st.wait_for(|s| s.generation > gen_before))
-        .await
-        .expect("new session")
-        .unwrap();
+    // The original client may win its session back before the second one closes it;
+    // then try again.
+    let mut renewed = new_session(&cache_client, gen_before).await;
+    for _ in 0..4 {
+        if renewed {
+            break;
+        }
+        kill_session(&zk, &cache_client).await;
+        renewed = new_session(&cache_client, gen_before).await;
+    }
+    assert!(renewed, "the cache's client got a new session");
     wait_until(&cache, "resynced in the new session", || {
         let s = cache.status();
         s.state == SyncState::Synced && s.session_generation > gen_before && s.loads >= 2
@@ -568,4 +585,40 @@ async fn holds_ten_thousand_nodes() {
         .await;
     assert!(store.node_ids().await.unwrap().is_empty());
     writer.close().await;
+}
+
+#[tokio::test]
+async fn reloads_after_reconnect_within_the_session() {
+    let zk = TestZk::dedicated().await;
+    let cache_client = zk.client().await;
+    let cache = TreeCache::start(cache_client.clone());
+    assert!(cache.wait_synced(WAIT).await);
+    let server = zk.server().expect("dedicated server");
+    // A short outage (shorter than the session timeout): the session survives, the cache
+    // goes stale and reloads once the connection is back.
+    let mut status = cache.watch_status();
+    server.stop();
+    tokio::time::timeout(WAIT, status.wait_for(|s| s.state == SyncState::Stale))
+        .await
+        .expect("stale while disconnected")
+        .unwrap();
+    server.restart().expect("restart");
+    wait_until(&cache, "reloaded after reconnect", || {
+        let s = cache.status();
+        s.state == SyncState::Synced && s.loads >= 2
+    })
+    .await;
+    let writer = zk.client().await;
+    let store = ZkStore::new(writer.clone());
+    let mut n = Node::new();
+    store.create_node(&mut n).await.unwrap();
+    wait_until(&cache, "event after reconnect", || {
+        cache.node(&n.id).is_some()
+    })
+    .await;
+    // The cache follows the client's current session.
+    assert_eq!(cache.status().session_generation, cache_client.generation());
+    cache.stop();
+    writer.close().await;
+    cache_client.close().await;
 }
