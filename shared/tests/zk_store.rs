@@ -53,28 +53,36 @@ async fn raw(c: &ZkClient, path: &str) -> Vec<u8> {
 }
 
 /// Expires `client`'s session on the server: opens a second session with the same id and
-/// password and closes it, then waits (bounded) for the client's replacement session.
+/// password and closes it, then waits (bounded) for the client's replacement session. The
+/// original client may win its session back before the second one closes it; then retry.
 async fn expire_session(zk: &TestZk, client: &ZkClient) {
     let before = client.generation();
-    let info = client.session_info().expect("session");
-    let raw = zkc::Client::connector()
-        .with_session(info)
-        .with_session_timeout(Duration::from_secs(10))
-        .connect(&zk.plain_hosts())
+    for _ in 0..5 {
+        let info = client.session_info().expect("session");
+        let raw = zkc::Client::connector()
+            .with_session(info)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&zk.plain_hosts())
+            .await
+            .expect("raw session");
+        let mut w = raw.state_watcher();
+        drop(raw);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !w.changed().await.is_terminated() {}
+        })
         .await
-        .expect("raw session");
-    let mut w = raw.state_watcher();
-    drop(raw);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !w.changed().await.is_terminated() {}
-    })
-    .await
-    .expect("raw session closed");
-    let mut st = client.watch_status();
-    tokio::time::timeout(WAIT, st.wait_for(|s| s.generation > before))
-        .await
-        .expect("new session within the bound")
-        .unwrap();
+        .expect("raw session closed");
+        let mut st = client.watch_status();
+        let renewed = tokio::time::timeout(
+            Duration::from_secs(20),
+            st.wait_for(|s| s.generation > before),
+        )
+        .await;
+        if renewed.is_ok_and(|r| r.is_ok()) {
+            return;
+        }
+    }
+    panic!("session of the client was not replaced");
 }
 
 #[tokio::test]

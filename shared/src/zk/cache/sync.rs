@@ -31,18 +31,25 @@ type StepFuture = Pin<Box<dyn Future<Output = ZkResult<Update>> + Send>>;
 
 enum Outcome {
     Cancelled,
+    /// Reload within the same session and watch (a read failed).
     Resync,
+    /// The connection came back within the same session: re-add the watch, then reload.
+    Reconnected,
     SessionEnded,
 }
 
 /// Runs until cancelled or the client is closed.
 pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: CancellationToken) {
+    // The watch being replaced after a reconnect; dropped once the new one is added so
+    // that the path is never without a watch.
+    let mut previous: Option<PersistentWatcher> = None;
     loop {
         shared.set_state(SyncState::Loading, client.generation(), None);
         let added = tokio::select! {
             _ = cancel.cancelled() => break,
             r = client.watch_recursive(paths::ROOT) => r,
         };
+        drop(previous.take());
         let (mut watcher, generation) = match added {
             Ok(w) => w,
             Err(ZkError::Closed) => break,
@@ -78,17 +85,24 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
                 }
             }
             match follow(&client, &shared, &mut watcher, generation, &cancel).await {
-                Outcome::Resync => {
+                Outcome::Resync if client.generation() == generation => {
                     debug!(generation, "tree cache: resync");
                     continue 'session;
                 }
                 other => break 'session other,
             }
         };
-        drop(watcher);
         match outcome {
             Outcome::Cancelled => break,
             Outcome::Resync => continue,
+            Outcome::Reconnected => {
+                // zookeeper-client 0.11.2 does not re-send persistent watches after a
+                // reconnect (`resend_watches` never reaches the SetWatches2 slots), so
+                // the server-side watch is gone: add it again.
+                debug!(generation, "tree cache: reconnected, re-adding the watch");
+                previous = Some(watcher);
+                continue;
+            }
             Outcome::SessionEnded => {
                 shared.set_state(SyncState::Stale, generation, None);
                 let mut status = client.watch_status();
@@ -214,8 +228,9 @@ async fn follow(
                             shared.set_state(SyncState::Stale, generation, None);
                         }
                         zkc::SessionState::SyncConnected | zkc::SessionState::ConnectedReadOnly => {
-                            // Events during the disconnection may be lost: reload.
-                            return Outcome::Resync;
+                            // Events during the disconnection may be lost (ZOOKEEPER-4698)
+                            // and the watch itself is not restored: re-add and reload.
+                            return Outcome::Reconnected;
                         }
                         s if s.is_terminated() => return Outcome::SessionEnded,
                         _ => {}
