@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
 use nodepool_shared::config::ConfigSource;
-use nodepool_shared::model::{BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState};
+use nodepool_shared::model::{
+    paths, BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState,
+};
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
@@ -48,6 +50,7 @@ struct Cfg {
     provider_lists_image: bool,
     env: Vec<(String, String)>,
     broken: bool,
+    hook: Option<PathBuf>,
 }
 
 impl Default for Cfg {
@@ -56,6 +59,7 @@ impl Default for Cfg {
             provider_lists_image: true,
             env: vec![("FAKE_DIB_SIZE".into(), "16M".into())],
             broken: false,
+            hook: None,
         }
     }
 }
@@ -116,6 +120,13 @@ impl World {
             chroot = s.chroot.clone().unwrap_or_default(),
             dib = fixture().display(),
         );
+        let text = match &cfg.hook {
+            Some(h) => text.replace(
+                "    rate: 0\n",
+                &format!("    rate: 0\n    post-upload-hook: {}\n", h.display()),
+            ),
+            None => text,
+        };
         let text = if cfg.broken {
             format!("{text}\nthis is: [not valid\n")
         } else {
@@ -621,4 +632,182 @@ async fn two_builders_build_and_upload_once() {
     b.stop();
     a.wait().await;
     b.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_a_build_kills_it_and_records_failed() {
+    let w = World::new().await;
+    let mut cfg = Cfg::default();
+    let pids = w.path("dib.pids");
+    cfg.env.push(("FAKE_DIB_SLEEP".into(), "120".into()));
+    cfg.env
+        .push(("FAKE_DIB_PID_FILE".into(), pids.display().to_string()));
+    w.write_config("nodepool.yaml", "images", &cfg);
+    let b = w.start("nodepool.yaml").await;
+    let text = wait_for("DIB to be running", || async {
+        std::fs::read_to_string(&pids).ok()
+    })
+    .await;
+    let builds = w.builds().await;
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0].state, BuildState::Building);
+    assert!(b.state_report().contains("building ubuntu-"));
+    b.stop();
+    tokio::time::timeout(Duration::from_secs(60), b.wait())
+        .await
+        .expect("builder stops within 60 s");
+    // The build is recorded failed, the lock is free, DIB and its child are gone.
+    let builds = w.builds().await;
+    assert_eq!(builds[0].state, BuildState::Failed);
+    assert!(w
+        .store
+        .lock_contenders(&paths::image_build_lock(IMAGE))
+        .await
+        .unwrap()
+        .is_empty());
+    for pid in text.split_whitespace() {
+        // Gone, or a zombie waiting for its (re)parent to reap it.
+        let stat = format!("/proc/{pid}/stat");
+        wait_for(&format!("DIB process {pid} to end"), || {
+            let dead = std::fs::read_to_string(&stat)
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true);
+            async move { dead.then_some(()) }
+        })
+        .await;
+    }
+    assert!(w
+        .store
+        .components(ComponentKind::Builder)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_post_upload_hook_deletes_the_image_and_fails_the_upload() {
+    let w = World::new().await;
+    let hook = w.path("hook.sh");
+    let args = w.path("hook.args");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$@\" >> {}\nexit 1\n", args.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = Cfg {
+        hook: Some(hook),
+        ..Cfg::default()
+    };
+    w.write_config("nodepool.yaml", "images", &cfg);
+    let b = w.start("nodepool.yaml").await;
+    let line = wait_for("the hook to run", || async {
+        std::fs::read_to_string(&args)
+            .ok()
+            .filter(|s| s.contains('\n'))
+    })
+    .await;
+    let words: Vec<&str> = line.lines().next().unwrap().split(' ').collect();
+    assert_eq!(words[0], PROVIDER);
+    assert!(words[2].ends_with(".qcow2"), "{line}");
+    wait_for(
+        "the failed upload recorded and its image deleted",
+        || async {
+            let failed = b.state_report().contains("uploads ready 0 failed 1");
+            (failed && !w.cloud_image_ids().contains(&words[1].to_string())).then_some(())
+        },
+    )
+    .await;
+    assert!(w
+        .uploads()
+        .await
+        .iter()
+        .all(|u| u.state != UploadState::Ready));
+    b.stop();
+    b.wait().await;
+}
+
+/// Benchmark, not a test (run explicitly, see docs/benchmarks.md): the builder binary
+/// builds a 1 GiB qcow2 of random data and uploads it to the simulator (no hashing);
+/// prints the upload time and the builder's peak RSS (VmHWM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run with --ignored bench_upload_1gib"]
+async fn bench_upload_1gib() {
+    let zk = TestZk::shared().await;
+    let sim = Simulator::start(SimConfig {
+        hash_uploads: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sim.write_clouds_yaml(&dir.path().join("clouds.yaml"), "simcloud")
+        .unwrap();
+    let w = World {
+        store: ZkStore::new(zk.client().await),
+        zk,
+        sim,
+        dir,
+    };
+    let cfg = Cfg {
+        env: vec![
+            ("FAKE_DIB_SIZE".into(), "1G".into()),
+            ("FAKE_DIB_WRITE_MB".into(), "1024".into()),
+        ],
+        ..Cfg::default()
+    };
+    w.write_config("nodepool.yaml", "images", &cfg);
+    let bin = tokio::task::spawn_blocking(builder_binary).await.unwrap();
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(w.path("nodepool.yaml"))
+        .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let p = Proc(child);
+    let status = format!("/proc/{}/status", p.0.id());
+    let hwm = || {
+        std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let built = wait_for("the build", || async {
+        w.ready_builds().await.into_iter().next()
+    })
+    .await;
+    let file = w.path(&format!("images/{IMAGE}-{}.qcow2", built.id));
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let hwm_after_build = hwm();
+    let t0 = Instant::now();
+    let up = wait_for("the upload", || w.ready_upload_of(&built)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let hwm_after_upload = hwm();
+    let img = w
+        .sim
+        .admin()
+        .images()
+        .into_iter()
+        .find(|i| Some(&i.id) == up.external_id.as_ref())
+        .unwrap();
+    println!(
+        "BENCH upload: file {size} bytes, cloud size {:?}, upload ≤ {secs:.2} s ({:.0} MiB/s), builder VmHWM after build {hwm_after_build}, after upload {hwm_after_upload}",
+        img.size,
+        size as f64 / 1048576.0 / secs
+    );
+    signal(&p, libc::SIGTERM);
 }
