@@ -1,0 +1,354 @@
+//! The periodic cleanup pass (reference §4 "Cleanup"): rotate builds and uploads
+//! (two newest ready builds per image, two newest ready uploads per image and
+//! provider), remove uploads of images a provider no longer lists, dead `building` /
+//! `uploading` records (their lock is free), `deleting` and `failed` records with their
+//! cloud images, records whose cloud image vanished, and local files of builds that are
+//! gone or being deleted (plus `delete-after-upload`). Emits the builder gauges.
+//!
+//! Every removal takes the object's lock without waiting and skips it when busy, so
+//! several builders can clean up at the same time; every step is idempotent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use nodepool_shared::config::Config;
+use nodepool_shared::model::{paths, BuildState, ImageBuild, ImageUpload, UploadState};
+use nodepool_shared::stats::names;
+use nodepool_shared::zk::{ZkError, ZkLock, ZkResult};
+use tracing::{debug, info, warn};
+
+use super::context::{Clouds, Ctx};
+use super::{files, formats, plan};
+
+/// One cleanup pass over every image in ZooKeeper and the local images dir.
+pub async fn cleanup_pass(ctx: &Ctx) -> ZkResult<()> {
+    let config = ctx.config();
+    let clouds = ctx.clouds();
+    // Which cloud images exist, per provider (for "vanished" records); unknown on error.
+    let mut cloud_images: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in &config.providers {
+        if let Some(c) = clouds.get(&p.name) {
+            match c.driver.list_images().await {
+                Ok(list) => {
+                    cloud_images.insert(p.name.clone(), list.into_iter().map(|i| i.id).collect());
+                }
+                Err(e) => debug!(provider = %p.name, "cannot list images for cleanup: {e}"),
+            }
+        }
+    }
+    for image in ctx.store.image_names().await? {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        if let Err(e) = cleanup_image(ctx, &config, &clouds, &cloud_images, &image).await {
+            warn!(%image, "cleanup of image failed: {e}");
+        }
+    }
+    cleanup_local_files(ctx).await?;
+    emit_gauges(ctx, &config).await?;
+    ctx.with_activity(|a| a.counters.cleanup_passes += 1);
+    Ok(())
+}
+
+async fn has_contenders(ctx: &Ctx, dir: &str) -> ZkResult<bool> {
+    Ok(!ctx.store.lock_contenders(dir).await?.is_empty())
+}
+
+async fn cleanup_image(
+    ctx: &Ctx,
+    config: &Config,
+    clouds: &Clouds,
+    cloud_images: &BTreeMap<String, BTreeSet<String>>,
+    image: &str,
+) -> ZkResult<()> {
+    let diskimage = config.diskimage(image);
+    let builds: Vec<ImageBuild> = ctx
+        .store
+        .builds(image)
+        .await?
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    let kept = plan::kept_builds(&builds, diskimage.is_some());
+    let build_lock_busy = has_contenders(ctx, &paths::image_build_lock(image)).await?;
+
+    // All uploads, by provider.
+    let mut by_provider: BTreeMap<String, Vec<(ImageUpload, BuildState)>> = BTreeMap::new();
+    for b in &builds {
+        for p in ctx.store.build_providers(image, &b.id).await? {
+            for (u, _) in ctx.store.uploads(image, &b.id, &p).await? {
+                by_provider.entry(p.clone()).or_default().push((u, b.state));
+            }
+        }
+    }
+    // Uploads left per build after this pass.
+    let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
+    for (provider, uploads) in &by_provider {
+        let configured = config.provider(provider);
+        let cloud = clouds.get(provider);
+        let (Some(pconf), Some(cloud)) = (configured, cloud) else {
+            // Unknown provider (or no cloud access): never touched, like Nodepool.
+            for (u, _) in uploads {
+                *remaining.entry(u.build_id.to_string()).or_default() += 1;
+            }
+            continue;
+        };
+        let lists = pconf.diskimage(image).is_some() && diskimage.is_some();
+        let recent = plan::recent_uploads(uploads, lists);
+        let existing = cloud_images.get(provider);
+        for (u, _) in uploads {
+            let key = (u.build_id.clone(), u.id.clone());
+            let keep = match u.state {
+                UploadState::Uploading => {
+                    has_contenders(
+                        ctx,
+                        &paths::provider_upload_lock(image, &u.build_id, provider),
+                    )
+                    .await?
+                }
+                UploadState::Ready => {
+                    let vanished = match (existing, &u.external_id) {
+                        (Some(set), Some(id)) => !set.contains(id),
+                        _ => false,
+                    };
+                    if vanished && recent.contains(&key) {
+                        info!(%image, %provider, upload = %u.id,
+                            "cloud image {:?} vanished; removing the record", u.external_id);
+                    }
+                    recent.contains(&key) && !vanished
+                }
+                UploadState::Deleting | UploadState::Failed => false,
+            };
+            if keep || !delete_upload(ctx, cloud.driver.as_ref(), u).await? {
+                *remaining.entry(u.build_id.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    for b in &builds {
+        let keep = kept.contains(&b.id) || (b.state == BuildState::Building && build_lock_busy);
+        if keep {
+            if b.state == BuildState::Ready {
+                if let Some(di) = diskimage {
+                    if di.delete_after_upload {
+                        delete_after_upload(ctx, config, clouds, b, &di.keep_formats).await?;
+                    }
+                }
+            }
+            continue;
+        }
+        let left = remaining.get(b.id.as_str()).copied().unwrap_or(0);
+        if left > 0 {
+            continue;
+        }
+        let mut lock = ZkLock::new(ctx.store.client(), &paths::build_lock(image, &b.id), b"");
+        if !lock.try_acquire().await? {
+            continue;
+        }
+        // Re-read under the lock: a build that became ready or is running stays.
+        let current = ctx.store.get_build(image, &b.id).await?;
+        let still_gone = match &current {
+            None => true,
+            Some((cur, _)) => {
+                cur.state == b.state
+                    && !(cur.state == BuildState::Building
+                        && has_contenders(ctx, &paths::image_build_lock(image)).await?)
+            }
+        };
+        if still_gone {
+            if let Err(e) = files::delete_build(&ctx.images_dir(), image, b.id.as_str()) {
+                warn!(%image, build = %b.id, "removing local files: {e}");
+            }
+            ctx.store.delete_build(image, &b.id).await?;
+            ctx.with_activity(|a| a.counters.builds_deleted += 1);
+            info!(%image, build = %b.id, state = %b.state, "deleted image build");
+            // The lock dir went with the build.
+            let _ = lock.release().await;
+        } else {
+            lock.release().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes one upload: under its lock, mark `deleting`, delete the cloud image, delete
+/// the record. Returns false when the lock was busy (left for later).
+async fn delete_upload(
+    ctx: &Ctx,
+    driver: &dyn nodepool_shared::cloud::CloudDriver,
+    u: &ImageUpload,
+) -> ZkResult<bool> {
+    let lock_dir = paths::upload_lock(&u.image, &u.build_id, &u.provider, &u.id);
+    let mut lock = ZkLock::new(ctx.store.client(), &lock_dir, b"");
+    if !lock.try_acquire().await? {
+        return Ok(false);
+    }
+    let result = async {
+        let Some((mut cur, stat)) = ctx
+            .store
+            .get_upload(&u.image, &u.build_id, &u.provider, &u.id)
+            .await?
+        else {
+            return Ok(true);
+        };
+        if cur.state != UploadState::Deleting {
+            cur.set_state(UploadState::Deleting);
+            ctx.store.store_upload(&cur, Some(stat.version)).await?;
+        }
+        if let Some(id) = &cur.external_id {
+            if let Err(e) = driver.delete_image(id).await {
+                warn!(image = %u.image, provider = %u.provider, upload = %u.id,
+                    "deleting cloud image {id}: {e}; will retry");
+                return Ok(false);
+            }
+        }
+        ctx.store
+            .delete_upload(&u.image, &u.build_id, &u.provider, &u.id)
+            .await?;
+        info!(image = %u.image, build = %u.build_id, provider = %u.provider, upload = %u.id,
+            external_id = ?cur.external_id, "deleted image upload");
+        ctx.with_activity(|a| a.counters.uploads_deleted += 1);
+        Ok::<bool, ZkError>(true)
+    }
+    .await;
+    match &result {
+        Ok(true) => {
+            let _ = lock.release().await;
+        }
+        _ => {
+            lock.release().await?;
+        }
+    }
+    result
+}
+
+/// `delete-after-upload`: once every provider listing the image has a ready upload of
+/// this build, remove its local image files except `keep-formats`.
+async fn delete_after_upload(
+    ctx: &Ctx,
+    config: &Config,
+    clouds: &Clouds,
+    b: &ImageBuild,
+    keep_formats: &[String],
+) -> ZkResult<()> {
+    for p in &config.providers {
+        if p.diskimage(&b.image).is_none() || clouds.get(&p.name).is_none() {
+            continue;
+        }
+        let uploads = ctx.store.uploads(&b.image, &b.id, &p.name).await?;
+        if !uploads.iter().any(|(u, _)| u.state == UploadState::Ready) {
+            return Ok(());
+        }
+    }
+    let images_dir = ctx.images_dir();
+    let local = match files::local_build(&images_dir, &b.image, b.id.as_str()) {
+        Ok(Some(l)) => l,
+        _ => return Ok(()),
+    };
+    let keep: BTreeSet<String> = keep_formats
+        .iter()
+        .map(|f| formats::extension(f).to_string())
+        .collect();
+    match files::delete_formats(
+        &images_dir,
+        &b.image,
+        b.id.as_str(),
+        &local.formats(),
+        &keep,
+    ) {
+        Ok(removed) if !removed.is_empty() => {
+            info!(image = %b.image, build = %b.id, "delete-after-upload removed {} files", removed.len())
+        }
+        Ok(_) => {}
+        Err(e) => warn!(image = %b.image, build = %b.id, "delete-after-upload: {e}"),
+    }
+    Ok(())
+}
+
+/// Removes local files of builds whose record is gone or `deleting`.
+async fn cleanup_local_files(ctx: &Ctx) -> ZkResult<()> {
+    let images_dir = ctx.images_dir();
+    let local = match files::list_local_builds(&images_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot list {}: {e}", images_dir.display());
+            return Ok(());
+        }
+    };
+    for l in local {
+        let id = l.build_id.as_str().into();
+        let gone = match ctx.store.get_build(&l.image, &id).await? {
+            None => true,
+            Some((b, _)) => b.state == BuildState::Deleting,
+        };
+        if gone {
+            match files::delete_build(&images_dir, &l.image, &l.build_id) {
+                Ok(removed) => info!(image = %l.image, build = %l.build_id,
+                    "removed {} local files of a deleted build", removed.len()),
+                Err(e) => warn!(image = %l.image, build = %l.build_id, "removing local files: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The builder gauges of §5: build requests, and per image build/upload state.
+async fn emit_gauges(ctx: &Ctx, config: &Config) -> ZkResult<()> {
+    use names::builder_state::{BUILDING, IDLE, PAUSED, UPLOADING};
+    let mut total = 0;
+    let (building, uploading): (BTreeSet<String>, BTreeSet<(String, String)>) =
+        ctx.with_activity(|a| {
+            (
+                a.builds.keys().cloned().collect(),
+                a.uploads.keys().cloned().collect(),
+            )
+        });
+    for di in &config.diskimages {
+        let requested = ctx.store.build_request(&di.name).await?.is_some();
+        total += u64::from(requested);
+        ctx.statsd
+            .gauge(&names::image_build_requests(&di.name), u64::from(requested));
+        let paused = di.pause || ctx.store.image_paused(&di.name).await?;
+        let state = if paused {
+            PAUSED
+        } else if building.contains(&di.name) {
+            BUILDING
+        } else {
+            IDLE
+        };
+        ctx.statsd
+            .gauge(&names::builder_build_state(&ctx.fqdn, &di.name), state);
+        for p in &config.providers {
+            let Some(pdi) = p.diskimage(&di.name) else {
+                continue;
+            };
+            let state = if pdi.pause {
+                PAUSED
+            } else if uploading.contains(&(di.name.clone(), p.name.clone())) {
+                UPLOADING
+            } else {
+                IDLE
+            };
+            ctx.statsd.gauge(
+                &names::builder_upload_state(&ctx.fqdn, &di.name, &p.name),
+                state,
+            );
+        }
+    }
+    ctx.statsd.gauge(names::IMAGE_BUILD_REQUESTS, total);
+    Ok(())
+}
+
+/// Runs cleanup passes every `cleanup-interval` until shutdown.
+pub async fn cleanup_loop(ctx: Arc<Ctx>) {
+    loop {
+        if let Err(e) = cleanup_pass(&ctx).await {
+            warn!("cleanup pass failed: {e}");
+        }
+        ctx.statsd.flush();
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(ctx.tunables.cleanup_interval) => {}
+        }
+    }
+}
