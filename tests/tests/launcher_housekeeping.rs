@@ -886,3 +886,106 @@ async fn dump_shows_tasks_providers_counters_cache_and_session() {
     })
     .await;
 }
+
+/// Expires `client`'s session from the outside (a second connection resumes and closes it).
+async fn expire_session(zk: &TestZk, client: &nodepool_shared::zk::ZkClient) {
+    let info = client.session_info().expect("client has a session");
+    let raw = tokio::time::timeout(
+        WAIT,
+        zookeeper_client::Client::connector()
+            .with_session(info)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&zk.kazoo_hosts()),
+    )
+    .await
+    .expect("resume the session in time")
+    .expect("resume the session");
+    let mut watcher = raw.state_watcher();
+    drop(raw);
+    tokio::time::timeout(WAIT, async {
+        while !watcher.peek_state().is_terminated() {
+            if watcher.changed().await.is_terminated() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("close the resumed session");
+}
+
+#[tokio::test]
+async fn stats_leader_losing_its_session_stops_and_campaigns_again() {
+    bounded(async {
+        let zk = TestZk::shared().await;
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let config = Config::from_yaml_str(&config_yaml(None), "nodepool.yaml").unwrap();
+        let intervals = Intervals {
+            stats: Duration::from_millis(50),
+            ..Intervals::default()
+        };
+        let (mut rx_a, statsd_a) = StatsRx::bind().await;
+        let (mut rx_b, statsd_b) = StatsRx::bind().await;
+        let (a, _ta) = context(
+            &zk,
+            &sim,
+            statsd_a,
+            config.clone(),
+            intervals.clone(),
+            false,
+        )
+        .await;
+        let (b, _tb) = context(&zk, &sim, statsd_b, config, intervals, false).await;
+
+        let ja = tokio::spawn(stats_worker::run(a.clone()));
+        rx_a.wait_line("nodepool.nodes.ready:0|g").await;
+        let jb = tokio::spawn(stats_worker::run(b.clone()));
+        let client = b.store.client().clone();
+        let contenders = || async {
+            nodepool_shared::zk::lock_contenders(&client, paths::STATS_ELECTION)
+                .await
+                .unwrap()
+                .len()
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while contenders().await < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "b never campaigned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        expire_session(&zk, a.store.client()).await;
+        // `b` takes over…
+        rx_b.wait_line("nodepool.nodes.ready:0|g").await;
+        // …and `a` queues again in its new session.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while contenders().await < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a never campaigned again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(a.task_states.lock().unwrap()["StatsWorker"], "campaigning");
+
+        // Only the new leader reports a change.
+        rx_a.drain();
+        rx_a.lines.clear();
+        let mut node = Node::new();
+        node.set_state(NodeState::Ready);
+        node.provider = Some(PROVIDER.into());
+        node.node_type = vec!["small".into()];
+        b.store.create_node(&mut node).await.unwrap();
+        rx_b.wait_line("nodepool.nodes.ready:1|g").await;
+        let ac = a.cache.clone();
+        let id = node.id.clone();
+        wait_until("a's cache to see the node", || ac.node(&id).is_some()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rx_a.drain();
+        assert!(rx_a.lines.is_empty(), "old leader emitted {:?}", rx_a.lines);
+
+        a.cancel.cancel();
+        b.cancel.cancel();
+        tokio::time::timeout(WAIT, ja).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, jb).await.unwrap().unwrap();
+    })
+    .await;
+}

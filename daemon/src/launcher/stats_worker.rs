@@ -164,7 +164,8 @@ pub async fn run(ctx: Arc<LauncherContext>) {
                 async move {
                     debug!("stats leader");
                     lead(&c, token).await;
-                    c.set_task_state(TASK, "leadership ended");
+                    // Election::run resigns and campaigns again (or returns on shutdown).
+                    c.set_task_state(TASK, "campaigning");
                 }
             })
             .await;
