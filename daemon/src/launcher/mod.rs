@@ -15,7 +15,10 @@
 //! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs (§3.11).
 
 pub mod backoff;
+pub mod cleanup;
 pub mod delete;
+pub mod deleter;
+pub mod dump;
 pub mod failure;
 pub mod launch;
 pub mod leaks;
@@ -24,6 +27,7 @@ pub mod pyformat;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
+pub mod stats_worker;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::{record_launch, LaunchError};

@@ -1,0 +1,384 @@
+//! The CleanupWorker (reference §3.9): every [`Intervals::cleanup`] it runs, in order,
+//!
+//! 1. [`request_locks`]: request-lock dirs whose request is gone and older than
+//!    [`Intervals::request_lock_age`] are removed;
+//! 2. [`leaked_resources`]: each started provider's [`LeakCleaner`] pass (§3.11);
+//! 3. [`lost_requests`]: `pending` requests whose lock can be taken (their handler died)
+//!    go back to `requested`; their allocated nodes are released (`init` ones are
+//!    marked `deleting`);
+//! 4. [`max_ready_age`]: unallocated `ready` nodes older than their label's
+//!    `max-ready-age` are marked `deleting`;
+//! 5. [`max_hold_age`]: `hold` nodes past `hold_expiration` / `max-hold-age` are marked
+//!    `deleting`;
+//! 6. [`empty_nodes`]: node znodes without data are removed.
+//!
+//! Each step runs even if an earlier one failed; the DeletedNodeWorker does the actual
+//! deleting of nodes marked here.
+//!
+//! [`Intervals::cleanup`]: super::runtime::Intervals::cleanup
+//! [`Intervals::request_lock_age`]: super::runtime::Intervals::request_lock_age
+//! [`LeakCleaner`]: super::leaks::LeakCleaner
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nodepool_shared::model::{now_epoch, paths, NodeId, NodeState, RequestState};
+use nodepool_shared::zk::{SyncState, ZkLock, ZkResult};
+use tracing::{debug, info, warn};
+
+use super::deleter::lock_node;
+use super::runtime::LauncherContext;
+
+/// Task name in the state dump.
+pub const TASK: &str = "CleanupWorker";
+
+/// What one [`pass`] did (counts per step, and the errors met).
+#[derive(Debug, Default)]
+pub struct CleanupReport {
+    /// Request-lock dirs removed.
+    pub request_locks: usize,
+    /// Leaked instances deleted (all providers).
+    pub leaked_instances: usize,
+    /// Leaked DOWN ports deleted.
+    pub leaked_ports: usize,
+    /// Leaked floating IPs deleted.
+    pub leaked_floating_ips: usize,
+    /// Lost requests reset to `requested`.
+    pub lost_requests: usize,
+    /// Ready nodes marked `deleting` for their age.
+    pub max_ready_age: usize,
+    /// Held nodes marked `deleting` for their age.
+    pub max_hold_age: usize,
+    /// Empty node znodes removed.
+    pub empty_nodes: usize,
+    /// What failed (the pass went on).
+    pub errors: Vec<String>,
+}
+
+impl CleanupReport {
+    fn error(&mut self, step: &str, e: impl std::fmt::Display) {
+        warn!("cleanup {step}: {e}");
+        self.errors.push(format!("{step}: {e}"));
+    }
+
+    /// One-line summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "request locks {}, leaked instances {}, ports {}, floating ips {}, lost requests {}, \
+             max-ready-age {}, max-hold-age {}, empty nodes {}, errors {}",
+            self.request_locks,
+            self.leaked_instances,
+            self.leaked_ports,
+            self.leaked_floating_ips,
+            self.lost_requests,
+            self.max_ready_age,
+            self.max_hold_age,
+            self.empty_nodes,
+            self.errors.len()
+        )
+    }
+}
+
+/// Milliseconds since the epoch (ZooKeeper's `mtime` unit).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One complete pass of all six steps, in order.
+pub async fn pass(ctx: &LauncherContext) -> CleanupReport {
+    let mut report = CleanupReport::default();
+    match request_locks(ctx).await {
+        Ok(n) => report.request_locks = n,
+        Err(e) => report.error("request locks", e),
+    }
+    leaked_resources(ctx, &mut report).await;
+    match lost_requests(ctx).await {
+        Ok(n) => report.lost_requests = n,
+        Err(e) => report.error("lost requests", e),
+    }
+    match max_ready_age(ctx).await {
+        Ok(n) => report.max_ready_age = n,
+        Err(e) => report.error("max-ready-age", e),
+    }
+    match max_hold_age(ctx).await {
+        Ok(n) => report.max_hold_age = n,
+        Err(e) => report.error("max-hold-age", e),
+    }
+    match empty_nodes(ctx).await {
+        Ok(n) => report.empty_nodes = n,
+        Err(e) => report.error("empty nodes", e),
+    }
+    report
+}
+
+/// Step 1: removes request-lock dirs whose request is gone and whose mtime is older
+/// than `intervals.request_lock_age`. Returns how many were removed.
+pub async fn request_locks(ctx: &LauncherContext) -> ZkResult<usize> {
+    let max_age = ctx.intervals.request_lock_age.as_millis() as i64;
+    let now = now_ms();
+    let mut removed = 0;
+    for (id, stat) in ctx.store.request_lock_dirs().await? {
+        if now - stat.mtime <= max_age {
+            continue;
+        }
+        if ctx
+            .store
+            .client()
+            .exists(&paths::request(&id))
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        debug!(request = %id, "removing old request lock dir");
+        ctx.store.delete_request_lock_dir(&id).await?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Step 2: one leak pass per started provider. Skipped while the tree cache is not
+/// synced: the known node ids would be incomplete.
+pub async fn leaked_resources(ctx: &LauncherContext, report: &mut CleanupReport) {
+    if ctx.cache.status().state != SyncState::Synced {
+        report.error("leaked resources", "tree cache not synced; skipped");
+        return;
+    }
+    let mut providers: Vec<_> = ctx
+        .providers
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    providers.sort_by(|a, b| a.name().cmp(b.name()));
+    for rt in providers {
+        let known = ctx.known_node_ids(rt.name());
+        let r = rt.leaks.lock().await.pass(&*rt.driver, &known).await;
+        report.leaked_instances += r.instances;
+        report.leaked_ports += r.ports;
+        report.leaked_floating_ips += r.floating_ips;
+        for e in r.errors {
+            report.error(&format!("leaked resources of {}", rt.name()), e);
+        }
+    }
+}
+
+/// Step 3: resets `pending` requests nobody holds (their handler died). Nodes allocated
+/// to such a request are locked: `init` ones become `deleting`, the others lose their
+/// allocation; the request goes back to `requested` with no nodes (`declined_by`
+/// kept). Returns how many requests were reset.
+pub async fn lost_requests(ctx: &LauncherContext) -> ZkResult<usize> {
+    let mut reset = 0;
+    for cached in ctx.cache.requests() {
+        let id = &cached.request.id;
+        if cached.request.state != RequestState::Pending || ctx.cache.request_locked(id) {
+            continue;
+        }
+        let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(id), b"");
+        if !lock.try_acquire().await? {
+            continue;
+        }
+        let r = reset_request(ctx, id).await;
+        if let Err(e) = lock.release().await {
+            warn!(request = %id, "cannot release request lock: {e}");
+        }
+        if r? {
+            reset += 1;
+        }
+    }
+    Ok(reset)
+}
+
+/// Resets one locked request if it is still `pending`.
+async fn reset_request(
+    ctx: &LauncherContext,
+    id: &nodepool_shared::model::RequestId,
+) -> ZkResult<bool> {
+    let Some((mut req, _)) = ctx.store.get_request(id).await? else {
+        return Ok(false);
+    };
+    if req.state != RequestState::Pending {
+        return Ok(false);
+    }
+    info!(request = %id, "resetting lost request");
+    let allocated: Vec<NodeId> = ctx
+        .cache
+        .nodes()
+        .iter()
+        .filter(|n| n.node.allocated_to.as_ref() == Some(id))
+        .map(|n| n.id().clone())
+        .collect();
+    for node_id in allocated {
+        let Some(mut locked) = lock_node(ctx, &node_id).await? else {
+            debug!(node = %node_id, "allocated node of lost request is locked; left alone");
+            continue;
+        };
+        if locked.node.allocated_to.as_ref() == Some(id) {
+            if locked.node.state == NodeState::Init {
+                locked.node.set_state(NodeState::Deleting);
+            } else {
+                locked.node.allocated_to = None;
+            }
+            if let Err(e) = ctx
+                .store
+                .store_node(&locked.node, Some(locked.version))
+                .await
+            {
+                locked.unlock().await;
+                return Err(e);
+            }
+        }
+        locked.unlock().await;
+    }
+    req.set_state(RequestState::Requested);
+    req.nodes.clear();
+    ctx.store.store_request(&req, None).await?;
+    Ok(true)
+}
+
+/// Locks a node, re-checks `still` on the fresh record and marks it `deleting`.
+async fn mark_deleting(
+    ctx: &LauncherContext,
+    id: &NodeId,
+    still: impl Fn(&nodepool_shared::model::Node) -> bool,
+    why: &str,
+) -> ZkResult<bool> {
+    let Some(mut locked) = lock_node(ctx, id).await? else {
+        return Ok(false);
+    };
+    if !still(&locked.node) {
+        locked.unlock().await;
+        return Ok(false);
+    }
+    info!(node = %id, "{why}: marking node deleting");
+    locked.node.set_state(NodeState::Deleting);
+    let r = ctx
+        .store
+        .store_node(&locked.node, Some(locked.version))
+        .await;
+    locked.unlock().await;
+    r.map(|_| true)
+}
+
+/// Step 4: unallocated `ready` nodes older than a label's `max-ready-age` (any label of
+/// the node that has one) are marked `deleting`. Returns how many.
+pub async fn max_ready_age(ctx: &LauncherContext) -> ZkResult<usize> {
+    let config = ctx.config();
+    let ages: Vec<(String, Duration)> = config
+        .labels
+        .iter()
+        .filter_map(|l| l.max_ready_age.map(|a| (l.name.clone(), a)))
+        .filter(|(_, a)| !a.is_zero())
+        .collect();
+    if ages.is_empty() {
+        return Ok(0);
+    }
+    let too_old = |node: &nodepool_shared::model::Node, now: f64| {
+        node.state == NodeState::Ready
+            && node.allocated_to.is_none()
+            && ages
+                .iter()
+                .any(|(l, a)| node.has_label(l) && now - node.state_time > a.as_secs_f64())
+    };
+    let mut marked = 0;
+    for n in ctx.cache.nodes() {
+        if n.probably_locked() || !too_old(&n.node, now_epoch()) {
+            continue;
+        }
+        if mark_deleting(ctx, n.id(), |f| too_old(f, now_epoch()), "max-ready-age").await? {
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
+/// The hold limit of a node in seconds: min(`hold_expiration` if > 0, `max-hold-age`);
+/// `None` = kept forever.
+pub fn hold_limit(hold_expiration: Option<i64>, max_hold_age: Option<Duration>) -> Option<f64> {
+    let exp = hold_expiration.filter(|e| *e > 0).map(|e| e as f64);
+    let max = max_hold_age
+        .filter(|a| !a.is_zero())
+        .map(|a| a.as_secs_f64());
+    match (exp, max) {
+        (Some(e), Some(m)) => Some(e.min(m)),
+        (e, m) => e.or(m),
+    }
+}
+
+/// Step 5: `hold` nodes held longer than their limit ([`hold_limit`]) are marked
+/// `deleting`. Returns how many.
+pub async fn max_hold_age(ctx: &LauncherContext) -> ZkResult<usize> {
+    let max = ctx.config().max_hold_age;
+    let expired = |node: &nodepool_shared::model::Node, now: f64| {
+        node.state == NodeState::Hold
+            && hold_limit(node.hold_expiration, max).is_some_and(|l| now - node.state_time >= l)
+    };
+    let mut marked = 0;
+    for n in ctx.cache.nodes() {
+        if n.probably_locked() || !expired(&n.node, now_epoch()) {
+            continue;
+        }
+        if mark_deleting(ctx, n.id(), |f| expired(f, now_epoch()), "max-hold-age").await? {
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
+/// Step 6: removes node znodes without data (left by a lock attempt on a deleted
+/// node, §2). Re-checked in ZooKeeper before deleting. Returns how many.
+pub async fn empty_nodes(ctx: &LauncherContext) -> ZkResult<usize> {
+    let mut removed = 0;
+    for id in ctx.cache.empty_node_ids() {
+        match ctx.store.client().get(&paths::node(&id)).await? {
+            Some((data, _)) if data.is_empty() => {}
+            _ => continue,
+        }
+        info!(node = %id, "removing empty node znode");
+        ctx.store.delete_node_znode(&id).await?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Runs a pass every `intervals.cleanup` until `ctx.cancel` fires.
+pub async fn run(ctx: Arc<LauncherContext>) {
+    let mut tick = tokio::time::interval(ctx.intervals.cleanup);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ctx.set_task_state(TASK, "waiting for the first pass");
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        ctx.set_task_state(TASK, "running a pass");
+        let report = tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            r = pass(&ctx) => r,
+        };
+        debug!("cleanup pass: {}", report.summary());
+        ctx.set_task_state(TASK, format!("idle; last pass: {}", report.summary()));
+    }
+    ctx.set_task_state(TASK, "stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_limits() {
+        let d = |s| Some(Duration::from_secs(s));
+        assert_eq!(hold_limit(None, None), None);
+        assert_eq!(hold_limit(Some(0), None), None);
+        assert_eq!(hold_limit(Some(-5), d(0)), None);
+        assert_eq!(hold_limit(Some(30), None), Some(30.0));
+        assert_eq!(hold_limit(None, d(60)), Some(60.0));
+        assert_eq!(hold_limit(Some(30), d(60)), Some(30.0));
+        assert_eq!(hold_limit(Some(90), d(60)), Some(60.0));
+    }
+}

@@ -1,0 +1,402 @@
+//! The DeletedNodeWorker (reference §3.8): reclaims nodes nobody holds any more.
+//!
+//! For every cached node of a provider started in this launcher that has no lock
+//! contenders:
+//! * `ready` and allocated to a request that no longer exists → lock, re-check, clear
+//!   `allocated_to` (the node becomes reusable);
+//! * `used`, `in-use`, `building`, `failed`, `deleting`, `deleted`, `aborted` (unlocked,
+//!   so their owner is done or dead) → lock non-blocking, re-check; a `deleted` node or
+//!   one without provider just loses its znode; otherwise `deleting` is stored, the
+//!   server is deleted in the cloud ([`delete_server`]) and the znode removed (which
+//!   also removes our lock). On error the lock is released and the next pass retries.
+//!
+//! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
+//! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
+//! of their own, so a slow cloud never delays the next pass; a node being deleted is
+//! never started twice.
+//!
+//! [`Intervals::delete`]: super::runtime::Intervals::delete
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use nodepool_shared::model::{paths, Node, NodeId, NodeState};
+use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::delete::{delete_server, DELETE_TIMEOUT};
+use super::runtime::{Counters, LauncherContext};
+
+/// Task name in the state dump.
+pub const TASK: &str = "DeletedNodeWorker";
+
+/// How many node deletes run at the same time.
+pub const MAX_CONCURRENT_DELETES: usize = 16;
+
+/// States an unlocked node is deleted in.
+pub const DELETABLE: [NodeState; 7] = [
+    NodeState::Used,
+    NodeState::InUse,
+    NodeState::Building,
+    NodeState::Failed,
+    NodeState::Deleting,
+    NodeState::Deleted,
+    NodeState::Aborted,
+];
+
+/// A node we locked, re-read after locking (double-check pattern, §2).
+pub struct LockedNode {
+    /// Our lock on `/nodepool/nodes/<id>/lock`.
+    pub lock: ZkLock,
+    /// The record as read after locking.
+    pub node: Node,
+    /// Its znode version.
+    pub version: i32,
+}
+
+impl LockedNode {
+    /// Releases the lock; a failure is only logged (the session ending releases it).
+    pub async fn unlock(mut self) {
+        if let Err(e) = self.lock.release().await {
+            warn!(node = %self.node.id, "cannot release node lock: {e}");
+        }
+    }
+}
+
+/// Locks node `id` without waiting and re-reads it. `Ok(None)` if someone else holds
+/// the lock or the node is gone; in the latter case the empty znode our lock attempt
+/// re-created (§2 quirk) is removed again.
+pub async fn lock_node(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Option<LockedNode>> {
+    let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
+    if !lock.try_acquire().await? {
+        return Ok(None);
+    }
+    match ctx.store.get_node(id).await {
+        Ok(Some((node, stat))) => Ok(Some(LockedNode {
+            lock,
+            node,
+            version: stat.version,
+        })),
+        Ok(None) => {
+            debug!(node = %id, "node vanished before we locked it");
+            ctx.store.delete_node_znode(id).await?;
+            let _ = lock.release().await;
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = lock.release().await;
+            Err(e)
+        }
+    }
+}
+
+/// What the worker would do with a cached node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Clear the allocation to a vanished request.
+    Deallocate,
+    /// Delete the node (cloud + ZooKeeper).
+    Delete,
+}
+
+/// What [`handle`] did with one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing (locked by someone else, changed meanwhile, or vanished).
+    Skipped,
+    /// `allocated_to` cleared.
+    Deallocated,
+    /// Server (if any) and znode deleted.
+    Deleted,
+    /// Only the znode was removed (`deleted` state or no provider).
+    ZnodeRemoved,
+}
+
+/// What one [`pass`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Nodes whose allocation was cleared.
+    pub deallocated: Vec<NodeId>,
+    /// Nodes deleted in the cloud and ZooKeeper.
+    pub deleted: Vec<NodeId>,
+    /// Nodes whose znode alone was removed.
+    pub znodes_removed: Vec<NodeId>,
+    /// Nodes that failed (retried next pass), with the reason.
+    pub failed: Vec<(NodeId, String)>,
+}
+
+/// Decides from the cache what to do with `n`, if anything. `ours` are the providers
+/// started in this launcher.
+pub fn action_for(ctx: &LauncherContext, n: &CachedNode, ours: &HashSet<String>) -> Option<Action> {
+    if n.probably_locked() {
+        return None;
+    }
+    let node = &n.node;
+    // A node without provider cannot belong to any launcher; whoever sees it cleans up.
+    if let Some(p) = node.provider.as_deref() {
+        if !ours.contains(p) {
+            return None;
+        }
+    } else if ours.is_empty() {
+        return None;
+    }
+    if node.state == NodeState::Ready {
+        let req = node.allocated_to.as_ref()?;
+        return ctx
+            .cache
+            .request(req)
+            .is_none()
+            .then_some(Action::Deallocate);
+    }
+    DELETABLE.contains(&node.state).then_some(Action::Delete)
+}
+
+/// The nodes a pass would act on now, in id order.
+pub fn candidates(ctx: &LauncherContext) -> Vec<(NodeId, Action)> {
+    let ours = ctx.provider_names();
+    let mut out: Vec<(NodeId, Action)> = ctx
+        .cache
+        .nodes()
+        .iter()
+        .filter_map(|n| action_for(ctx, n, &ours).map(|a| (n.id().clone(), a)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Clears `allocated_to` of a ready node whose request is gone.
+async fn deallocate(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Outcome> {
+    let Some(mut locked) = lock_node(ctx, id).await? else {
+        return Ok(Outcome::Skipped);
+    };
+    let gone = match &locked.node.allocated_to {
+        Some(req) if locked.node.state == NodeState::Ready => ctx
+            .store
+            .client()
+            .exists(&paths::request(req))
+            .await?
+            .is_none(),
+        _ => false,
+    };
+    if !gone {
+        locked.unlock().await;
+        return Ok(Outcome::Skipped);
+    }
+    info!(node = %id, request = ?locked.node.allocated_to, "clearing allocation to a vanished request");
+    locked.node.allocated_to = None;
+    let r = ctx
+        .store
+        .store_node(&locked.node, Some(locked.version))
+        .await;
+    locked.unlock().await;
+    r.map(|_| Outcome::Deallocated)
+}
+
+/// Why a node delete failed.
+#[derive(Debug, thiserror::Error)]
+enum NodeDeleteError {
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] ZkError),
+    #[error("cloud: {0}")]
+    Cloud(#[from] super::delete::DeleteError),
+    #[error("provider {0} is not started in this launcher")]
+    NoProvider(String),
+}
+
+/// Deletes an unlocked node: lock, re-check, `deleting`, server, znode.
+async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDeleteError> {
+    let Some(mut locked) = lock_node(ctx, id).await? else {
+        return Ok(Outcome::Skipped);
+    };
+    let node = &locked.node;
+    if !DELETABLE.contains(&node.state) {
+        debug!(node = %id, state = %node.state, "node changed state before we locked it");
+        locked.unlock().await;
+        return Ok(Outcome::Skipped);
+    }
+    let Some(provider) = node.provider.clone() else {
+        info!(node = %id, "removing node without provider");
+        ctx.store.delete_node(node).await?;
+        return Ok(Outcome::ZnodeRemoved);
+    };
+    if node.state == NodeState::Deleted {
+        info!(node = %id, "removing deleted node");
+        ctx.store.delete_node(node).await?;
+        return Ok(Outcome::ZnodeRemoved);
+    }
+    let Some(rt) = ctx.provider(&provider) else {
+        locked.unlock().await;
+        return Err(NodeDeleteError::NoProvider(provider));
+    };
+    info!(node = %id, provider = %provider, state = %node.state, server = ?node.external_id, "deleting node");
+    if node.state != NodeState::Deleting {
+        locked.node.set_state(NodeState::Deleting);
+        match ctx
+            .store
+            .store_node(&locked.node, Some(locked.version))
+            .await
+        {
+            Ok(stat) => locked.version = stat.version,
+            Err(e) => {
+                locked.unlock().await;
+                return Err(e.into());
+            }
+        }
+    }
+    if let Some(server) = locked.node.external_id.clone().filter(|s| !s.is_empty()) {
+        if let Err(e) = delete_server(&*rt.driver, &server, DELETE_TIMEOUT).await {
+            locked.unlock().await;
+            return Err(e.into());
+        }
+    }
+    // Writes `deleted`, then removes the znode with our lock below it.
+    if let Err(e) = ctx.store.delete_node(&locked.node).await {
+        locked.unlock().await;
+        return Err(e.into());
+    }
+    Counters::bump(&ctx.counters.nodes_deleted);
+    info!(node = %id, provider = %provider, "node deleted");
+    Ok(Outcome::Deleted)
+}
+
+/// Acts on one node (never fails the caller: errors come back as text).
+pub async fn handle(ctx: &LauncherContext, id: &NodeId, action: Action) -> Result<Outcome, String> {
+    let r = match action {
+        Action::Deallocate => deallocate(ctx, id).await.map_err(|e| e.to_string()),
+        Action::Delete => delete(ctx, id).await.map_err(|e| e.to_string()),
+    };
+    if let Err(e) = &r {
+        warn!(node = %id, "{action:?} failed, retrying next pass: {e}");
+    }
+    r
+}
+
+/// Running totals of the long-running worker (for the state dump).
+#[derive(Debug, Default)]
+struct Tally {
+    deleted: u64,
+    znodes_removed: u64,
+    deallocated: u64,
+    failures: u64,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Result<Outcome, String>) {
+        match r {
+            Ok(Outcome::Skipped) => {}
+            Ok(Outcome::Deallocated) => self.deallocated += 1,
+            Ok(Outcome::Deleted) => self.deleted += 1,
+            Ok(Outcome::ZnodeRemoved) => self.znodes_removed += 1,
+            Err(_) => self.failures += 1,
+        }
+    }
+}
+
+fn record(report: &mut PassReport, id: NodeId, r: Result<Outcome, String>) {
+    match r {
+        Ok(Outcome::Skipped) => {}
+        Ok(Outcome::Deallocated) => report.deallocated.push(id),
+        Ok(Outcome::Deleted) => report.deleted.push(id),
+        Ok(Outcome::ZnodeRemoved) => report.znodes_removed.push(id),
+        Err(e) => report.failed.push((id, e)),
+    }
+}
+
+/// One complete pass: acts on every candidate (bounded concurrency) and waits for all.
+pub async fn pass(ctx: &LauncherContext) -> PassReport {
+    let work = candidates(ctx);
+    let results: Vec<_> = stream::iter(work)
+        .map(|(id, action)| async move {
+            let r = handle(ctx, &id, action).await;
+            (id, r)
+        })
+        .buffer_unordered(MAX_CONCURRENT_DELETES)
+        .collect()
+        .await;
+    let mut report = PassReport::default();
+    for (id, r) in results {
+        record(&mut report, id, r);
+    }
+    report
+}
+
+/// True for cache events that may create work for this worker.
+fn relevant(kind: CacheKind) -> bool {
+    matches!(
+        kind,
+        CacheKind::Node | CacheKind::NodeLock | CacheKind::Request | CacheKind::Tree
+    )
+}
+
+/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; running
+/// ones are aborted on shutdown (their locks go with the session or are released in
+/// the background, and the next launcher finishes the job).
+pub async fn run(ctx: Arc<LauncherContext>) {
+    let mut events = ctx.cache.subscribe();
+    let mut tick = tokio::time::interval(ctx.intervals.delete);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running: JoinSet<(NodeId, Result<Outcome, String>)> = JoinSet::new();
+    let mut in_flight: HashSet<NodeId> = HashSet::new();
+    let mut tally = Tally::default();
+    ctx.set_task_state(TASK, "starting");
+    loop {
+        let mut wake = false;
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            _ = tick.tick() => wake = true,
+            ev = events.recv() => match ev {
+                Ok(e) => wake = relevant(e.kind),
+                Err(RecvError::Lagged(_)) => wake = true,
+                Err(RecvError::Closed) => {
+                    // The cache stopped: only the tick is left.
+                    events = ctx.cache.subscribe();
+                    tokio::select! {
+                        _ = ctx.cancel.cancelled() => break,
+                        _ = tick.tick() => wake = true,
+                    }
+                }
+            },
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok((id, r)) = done {
+                    in_flight.remove(&id);
+                    tally.add(&r);
+                }
+            }
+        }
+        if !wake {
+            continue;
+        }
+        // Coalesce a burst of events into one scan.
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+        for (id, action) in candidates(&ctx) {
+            if in_flight.len() >= MAX_CONCURRENT_DELETES {
+                break;
+            }
+            if !in_flight.insert(id.clone()) {
+                continue;
+            }
+            let ctx = ctx.clone();
+            running.spawn(async move {
+                let r = handle(&ctx, &id, action).await;
+                (id, r)
+            });
+        }
+        ctx.set_task_state(
+            TASK,
+            format!(
+                "{} in flight; deleted {}, znodes removed {}, deallocated {}, failures {}",
+                in_flight.len(),
+                tally.deleted,
+                tally.znodes_removed,
+                tally.deallocated,
+                tally.failures
+            ),
+        );
+    }
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    ctx.set_task_state(TASK, "stopped");
+}

@@ -1,0 +1,137 @@
+//! The SIGUSR2 state dump: what an operator needs to see in the log of a stuck
+//! launcher — every task and what it is doing, the started providers, the counters,
+//! the tree cache and the ZooKeeper session. Python Nodepool dumps thread stacks on
+//! SIGUSR2; our tasks have no stacks worth printing, so they report their state instead.
+//!
+//! [`dump`] builds the text (pure, for tests); the binary logs it on the signal.
+
+use std::fmt::Write as _;
+
+use nodepool_shared::model::{ComponentKind, NodeState};
+
+use super::runtime::LauncherContext;
+
+/// The human-readable, multi-line state of the launcher.
+pub fn dump(ctx: &LauncherContext) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "=== nodepool-launcher state dump ===");
+    let _ = writeln!(s, "hostname: {} (fqdn {})", ctx.hostname, ctx.fqdn);
+    let _ = writeln!(
+        s,
+        "ready: {}  shutting down: {}",
+        ctx.ready.load(std::sync::atomic::Ordering::Relaxed),
+        ctx.cancel.is_cancelled()
+    );
+
+    let _ = writeln!(s, "tasks:");
+    let mut tasks: Vec<(String, String)> = ctx
+        .task_states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tasks.sort();
+    if tasks.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for (name, state) in tasks {
+        let _ = writeln!(s, "  {name}: {state}");
+    }
+
+    let _ = writeln!(s, "providers:");
+    let mut providers: Vec<_> = ctx
+        .providers
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    providers.sort_by(|a, b| a.name().cmp(b.name()));
+    if providers.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    let nodes = ctx.cache.nodes();
+    for p in providers {
+        let pools: Vec<&str> = p.config.pools.iter().map(|x| x.name.as_str()).collect();
+        let count = nodes
+            .iter()
+            .filter(|n| n.node.provider.as_deref() == Some(p.name()))
+            .count();
+        let _ = writeln!(
+            s,
+            "  {}: cloud {}, pools [{}], {} nodes in ZooKeeper",
+            p.name(),
+            p.config.cloud,
+            pools.join(", "),
+            count
+        );
+    }
+
+    let _ = writeln!(s, "counters:");
+    for (name, value) in ctx.counters.snapshot() {
+        let _ = writeln!(s, "  {name}={value}");
+    }
+
+    let status = ctx.cache.status();
+    let _ = writeln!(s, "tree cache:");
+    let _ = writeln!(
+        s,
+        "  state {:?}, session generation {}, loads {}, corrupt records {}{}",
+        status.state,
+        status.session_generation,
+        status.loads,
+        ctx.cache.corrupt_records(),
+        status
+            .last_error
+            .as_deref()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default()
+    );
+    let mut by_state = Vec::new();
+    for st in NodeState::ALL {
+        let n = nodes.iter().filter(|n| n.node.state == st).count();
+        if n > 0 {
+            by_state.push(format!("{st}={n}"));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  nodes {} ({}), empty node znodes {}",
+        nodes.len(),
+        by_state.join(" "),
+        ctx.cache.empty_node_ids().len()
+    );
+    let _ = writeln!(
+        s,
+        "  requests {} (locked {}), images {}, builds {}, uploads {}",
+        ctx.cache.requests().len(),
+        ctx.cache.locked_requests().len(),
+        ctx.cache.images().len(),
+        ctx.cache.builds().len(),
+        ctx.cache.uploads().len()
+    );
+    let _ = writeln!(
+        s,
+        "  components: launchers {}, pools {}, builders {}",
+        ctx.cache.components(ComponentKind::Launcher).len(),
+        ctx.cache.components(ComponentKind::Pool).len(),
+        ctx.cache.components(ComponentKind::Builder).len()
+    );
+
+    let client = ctx.store.client();
+    let session = client.status();
+    let _ = writeln!(s, "zookeeper:");
+    let _ = writeln!(
+        s,
+        "  session {:?}, generation {}, session id {}",
+        session.state,
+        session.generation,
+        client
+            .session_info()
+            .map(|i| i.id().to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    let _ = write!(s, "=== end of state dump ===");
+    s
+}

@@ -1,0 +1,991 @@
+//! The launcher's housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker,
+//! state dump) against a real ZooKeeper, the OpenStack simulator over HTTP and statsd
+//! on a real UDP socket. The single-pass functions are driven directly so that every
+//! test is deterministic; one test runs the long-running tasks end to end.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use nodepool_daemon::launcher::runtime::{Counters, Intervals, LauncherContext, ProviderRuntime};
+use nodepool_daemon::launcher::{cleanup, deleter, dump, stats_worker};
+use nodepool_shared::cloud::{CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::config::Config;
+use nodepool_shared::model::{
+    now_epoch, paths, Component, ComponentKind, Node, NodeId, NodeRequest, NodeState, PoolInfo,
+    RequestId, RequestState,
+};
+use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::{TreeCache, ZkLock, ZkStore};
+use nodepool_tests::sim::{CloudsAuth, SimConfig, SimHandle, Simulator};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound of every test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Upper bound of every wait inside a test.
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test timed out");
+}
+
+/// Polls `cond` until true, failing the test after [`WAIT`].
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const PROVIDER: &str = "prov";
+
+fn config_yaml(max_hold_age: Option<u64>) -> String {
+    let hold = max_hold_age
+        .map(|a| format!("max-hold-age: {a}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"zookeeper-servers:
+  - host: 127.0.0.1
+{hold}labels:
+  - name: small
+    max-ready-age: 60
+  - name: big
+providers:
+  - name: {PROVIDER}
+    cloud: sim
+    rate: 0
+    clean-floating-ips: true
+    port-cleanup-interval: 600
+    cloud-images:
+      - name: cirros
+    pools:
+      - name: main
+        max-servers: 10
+        labels:
+          - name: small
+            cloud-image: cirros
+            flavor-name: small
+          - name: big
+            cloud-image: cirros
+            flavor-name: large
+"#
+    )
+}
+
+/// statsd on a real UDP socket.
+struct StatsRx {
+    socket: UdpSocket,
+    lines: Vec<String>,
+}
+
+impl StatsRx {
+    async fn bind() -> (StatsRx, Statsd) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let statsd = Statsd::udp("127.0.0.1", port).unwrap();
+        (
+            StatsRx {
+                socket,
+                lines: Vec::new(),
+            },
+            statsd,
+        )
+    }
+
+    /// Reads whatever has arrived without waiting.
+    fn drain(&mut self) {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = self.socket.try_recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.lines
+                .extend(text.lines().map(str::to_string).filter(|l| !l.is_empty()));
+        }
+    }
+
+    /// Waits until `line` was received (exact match).
+    async fn wait_line(&mut self, line: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.drain();
+            if self.lines.iter().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no statsd line {line}; got {:?}",
+                self.lines
+            );
+            let mut buf = [0u8; 1];
+            let _ =
+                tokio::time::timeout(Duration::from_millis(50), self.socket.peek(&mut buf)).await;
+        }
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.lines.iter().any(|l| l == line)
+    }
+}
+
+struct Harness {
+    _zk: TestZk,
+    sim: SimHandle,
+    ctx: Arc<LauncherContext>,
+    stats: StatsRx,
+    _config: watch::Sender<Arc<Config>>,
+}
+
+async fn context(
+    zk: &TestZk,
+    sim: &SimHandle,
+    statsd: Statsd,
+    config: Config,
+    intervals: Intervals,
+    with_provider: bool,
+) -> (Arc<LauncherContext>, watch::Sender<Arc<Config>>) {
+    let client = zk.client().await;
+    let store = ZkStore::new(client.clone());
+    let cache = TreeCache::start(client);
+    assert!(cache.wait_synced(WAIT).await, "tree cache did not sync");
+    let mut providers = HashMap::new();
+    if with_provider {
+        let yaml = sim.clouds_yaml_with("sim", CloudsAuth::Password);
+        let file = CloudsFile::parse(&yaml, Path::new("clouds.yaml")).unwrap();
+        let mut opts = DriverOptions::new(PROVIDER);
+        opts.rate = 0.0;
+        opts.api_timeout = Duration::from_secs(10);
+        let driver = OpenStackDriver::new(file.cloud("sim").unwrap(), opts).unwrap();
+        let mut pconf = config.provider(PROVIDER).unwrap().clone();
+        // Tiny port interval so two cleanup passes a moment apart remove DOWN ports.
+        pconf.port_cleanup_interval = Some(Duration::from_millis(50));
+        providers.insert(
+            PROVIDER.to_string(),
+            Arc::new(ProviderRuntime::new(
+                pconf,
+                Arc::new(driver),
+                statsd.clone(),
+            )),
+        );
+    }
+    let (tx, rx) = watch::channel(Arc::new(config));
+    let ctx = LauncherContext {
+        store,
+        cache,
+        statsd,
+        config: rx,
+        providers: RwLock::new(providers),
+        hostname: "testhost".into(),
+        fqdn: "testhost.example.org".into(),
+        intervals,
+        ready: Arc::new(AtomicBool::new(false)),
+        counters: Counters::default(),
+        cancel: CancellationToken::new(),
+        task_states: Mutex::new(HashMap::new()),
+    };
+    (Arc::new(ctx), tx)
+}
+
+async fn harness_with(max_hold_age: Option<u64>, intervals: Intervals) -> Harness {
+    let zk = TestZk::shared().await;
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let config = Config::from_yaml_str(&config_yaml(max_hold_age), "nodepool.yaml").unwrap();
+    let (stats, statsd) = StatsRx::bind().await;
+    let (ctx, tx) = context(&zk, &sim, statsd, config, intervals, true).await;
+    Harness {
+        _zk: zk,
+        sim,
+        ctx,
+        stats,
+        _config: tx,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(None, Intervals::default()).await
+}
+
+impl Harness {
+    fn store(&self) -> &ZkStore {
+        &self.ctx.store
+    }
+
+    /// Creates a node of our provider in `state` and waits until the cache has it.
+    async fn node(&self, state: NodeState, labels: &[&str], edit: impl FnOnce(&mut Node)) -> Node {
+        let mut node = Node::new();
+        node.set_state(state);
+        node.provider = Some(PROVIDER.into());
+        node.pool = Some("main".into());
+        node.node_type = labels.iter().map(|l| l.to_string()).collect();
+        edit(&mut node);
+        self.store().create_node(&mut node).await.unwrap();
+        self.wait_version(&node.id, 0).await;
+        node
+    }
+
+    /// Stores `node` and waits until the cache shows the stored version.
+    async fn save(&self, node: &Node) {
+        let stat = self.store().store_node(node, None).await.unwrap();
+        self.wait_version(&node.id, stat.version).await;
+    }
+
+    /// Waits until the cache has `version` of node `id`.
+    async fn wait_version(&self, id: &NodeId, version: i32) {
+        let cache = self.ctx.cache.clone();
+        wait_until("the node in the cache", || {
+            cache.node(id).is_some_and(|c| c.stat.version == version)
+        })
+        .await;
+    }
+
+    /// A server in the simulator that carries `node`'s id (as if we had launched it).
+    fn server_for(&self, node: &Node) -> String {
+        self.sim
+            .admin()
+            .inject_leaked_server(PROVIDER, node.id.as_str(), "main")
+    }
+
+    async fn get(&self, id: &NodeId) -> Option<Node> {
+        self.store().get_node(id).await.unwrap().map(|(n, _)| n)
+    }
+
+    async fn wait_gone_from_cache(&self, id: &NodeId) {
+        let cache = self.ctx.cache.clone();
+        wait_until("the node to leave the cache", || cache.node(id).is_none()).await;
+    }
+
+    fn server_exists(&self, id: &str) -> bool {
+        self.sim.admin().server(id).is_some()
+    }
+
+    async fn request(
+        &self,
+        state: RequestState,
+        edit: impl FnOnce(&mut NodeRequest),
+    ) -> NodeRequest {
+        let mut req = NodeRequest::new(vec!["small".into()], "zuul");
+        req.set_state(state);
+        edit(&mut req);
+        self.store()
+            .create_request(&mut req, "100", false)
+            .await
+            .unwrap();
+        let cache = self.ctx.cache.clone();
+        let id = req.id.clone();
+        wait_until("the request in the cache", || cache.request(&id).is_some()).await;
+        req
+    }
+}
+
+#[tokio::test]
+async fn used_node_is_deleted_from_cloud_and_zookeeper() {
+    bounded(async {
+        let h = harness().await;
+        let node = h.node(NodeState::Used, &["small"], |_| {}).await;
+        let server = h.server_for(&node);
+        let mut node = node;
+        node.external_id = Some(server.clone());
+        h.save(&node).await;
+        // A ready, unallocated node is none of the worker's business.
+        let ready = h.node(NodeState::Ready, &["small"], |_| {}).await;
+
+        let report = deleter::pass(&h.ctx).await;
+        assert_eq!(report.deleted, vec![node.id.clone()], "{report:?}");
+        assert!(report.failed.is_empty());
+        assert!(!h.server_exists(&server), "server still in the cloud");
+        assert!(h.get(&node.id).await.is_none());
+        assert!(h
+            .store()
+            .client()
+            .exists(&paths::node(&node.id))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(h.ctx.counters.nodes_deleted.load(Ordering::Relaxed), 1);
+        assert_eq!(h.get(&ready.id).await.unwrap().state, NodeState::Ready);
+
+        // Unlocked in-use / building / failed / aborted / deleting nodes are reclaimed too.
+        let mut ids = Vec::new();
+        for state in [
+            NodeState::InUse,
+            NodeState::Building,
+            NodeState::Failed,
+            NodeState::Aborted,
+            NodeState::Deleting,
+        ] {
+            ids.push(h.node(state, &["small"], |_| {}).await.id);
+        }
+        let report = deleter::pass(&h.ctx).await;
+        let mut deleted = report.deleted.clone();
+        deleted.sort();
+        assert_eq!(deleted, ids, "{report:?}");
+        assert_eq!(h.ctx.counters.nodes_deleted.load(Ordering::Relaxed), 6);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn locked_node_is_left_alone() {
+    bounded(async {
+        let h = harness().await;
+        let mut node = h.node(NodeState::Used, &["small"], |_| {}).await;
+        let server = h.server_for(&node);
+        node.external_id = Some(server.clone());
+        h.save(&node).await;
+
+        // Someone else (Zuul) holds the lock, in a session of its own.
+        let other = h._zk.client().await;
+        let mut lock = ZkLock::new(&other, &paths::node_lock(&node.id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+        let cache = h.ctx.cache.clone();
+        let id = node.id.clone();
+        wait_until("the lock in the cache", || {
+            cache.node(&id).is_some_and(|n| n.probably_locked())
+        })
+        .await;
+
+        let report = deleter::pass(&h.ctx).await;
+        assert_eq!(report, deleter::PassReport::default());
+        // Even when acting on it directly (a stale cache), the lock is respected.
+        let r = deleter::handle(&h.ctx, &node.id, deleter::Action::Delete).await;
+        assert_eq!(r, Ok(deleter::Outcome::Skipped));
+        assert!(h.server_exists(&server));
+        assert_eq!(h.get(&node.id).await.unwrap().state, NodeState::Used);
+
+        // Released → deleted on the next pass.
+        lock.release().await.unwrap();
+        wait_until("the unlock in the cache", || {
+            cache.node(&id).is_some_and(|n| !n.probably_locked())
+        })
+        .await;
+        let report = deleter::pass(&h.ctx).await;
+        assert_eq!(report.deleted, vec![node.id.clone()]);
+        assert!(!h.server_exists(&server));
+        other.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleted_and_providerless_nodes_only_lose_their_znode() {
+    bounded(async {
+        let h = harness().await;
+        // `deleted`: the cloud side is done; the server id here must NOT be deleted.
+        let mut deleted = h.node(NodeState::Deleted, &["small"], |_| {}).await;
+        let server = h.server_for(&deleted);
+        deleted.external_id = Some(server.clone());
+        h.save(&deleted).await;
+        let orphan = h
+            .node(NodeState::Used, &["small"], |n| {
+                n.provider = None;
+                n.external_id = Some("no-such-server".into());
+            })
+            .await;
+        // A node of a provider this launcher does not run is not ours.
+        let foreign = h
+            .node(NodeState::Used, &["small"], |n| {
+                n.provider = Some("elsewhere".into())
+            })
+            .await;
+
+        let report = deleter::pass(&h.ctx).await;
+        let mut removed = report.znodes_removed.clone();
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec![deleted.id.clone(), orphan.id.clone()],
+            "{report:?}"
+        );
+        assert!(report.deleted.is_empty());
+        assert!(h.get(&deleted.id).await.is_none());
+        assert!(h.get(&orphan.id).await.is_none());
+        assert!(
+            h.server_exists(&server),
+            "a deleted node's server was touched"
+        );
+        assert_eq!(h.get(&foreign.id).await.unwrap().state, NodeState::Used);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stale_allocation_is_cleared_when_the_request_vanished() {
+    bounded(async {
+        let h = harness().await;
+        let gone = h.request(RequestState::Fulfilled, |_| {}).await;
+        let kept = h.request(RequestState::Fulfilled, |_| {}).await;
+        let stale = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.allocated_to = Some(gone.id.clone())
+            })
+            .await;
+        let live = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.allocated_to = Some(kept.id.clone())
+            })
+            .await;
+        h.store().delete_request(&gone.id).await.unwrap();
+        let cache = h.ctx.cache.clone();
+        let gid = gone.id.clone();
+        wait_until("the request to leave the cache", || {
+            cache.request(&gid).is_none()
+        })
+        .await;
+
+        let report = deleter::pass(&h.ctx).await;
+        assert_eq!(report.deallocated, vec![stale.id.clone()], "{report:?}");
+        let n = h.get(&stale.id).await.unwrap();
+        assert_eq!(n.state, NodeState::Ready);
+        assert_eq!(n.allocated_to, None);
+        assert_eq!(
+            h.get(&live.id).await.unwrap().allocated_to,
+            Some(kept.id.clone())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leaked_resources_are_removed_and_counted() {
+    bounded(async {
+        let mut h = harness().await;
+        let admin = h.sim.admin();
+        let known = h.node(NodeState::Ready, &["small"], |_| {}).await;
+        let known_server = h.server_for(&known);
+        let leaked = admin.inject_leaked_server(PROVIDER, "0000099999", "main");
+        // Another provider's server is never ours to delete.
+        let foreign = admin.inject_leaked_server("elsewhere", "0000099998", "main");
+        let port = admin.inject_down_port();
+        admin.inject_leaked_floating_ip();
+        assert_eq!(admin.floating_ips().len(), 1);
+
+        let first = cleanup::pass(&h.ctx).await;
+        assert_eq!(first.leaked_instances, 0, "{}", first.summary());
+        assert_eq!(first.leaked_ports, 0);
+        assert_eq!(first.leaked_floating_ips, 1);
+        assert!(h.server_exists(&leaked), "deleted on the first sight");
+        assert!(admin.floating_ips().is_empty());
+
+        tokio::time::sleep(Duration::from_millis(100)).await; // > port-cleanup-interval
+        let second = cleanup::pass(&h.ctx).await;
+        assert_eq!(second.leaked_instances, 1, "{}", second.summary());
+        assert_eq!(second.leaked_ports, 1);
+        assert!(second.errors.is_empty(), "{:?}", second.errors);
+        assert!(!h.server_exists(&leaked));
+        assert!(h.server_exists(&known_server));
+        assert!(h.server_exists(&foreign));
+        assert!(!admin.ports().iter().any(|p| p.id == port));
+
+        h.ctx.statsd.flush();
+        for line in [
+            "nodepool.provider.prov.leaked.floatingips:1|c",
+            "nodepool.provider.prov.leaked.instances:1|c",
+            "nodepool.provider.prov.leaked.ports:1|c",
+        ] {
+            h.stats.wait_line(line).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lost_request_goes_back_to_requested() {
+    bounded(async {
+        let h = harness().await;
+        let lost = h
+            .request(RequestState::Pending, |r| {
+                r.declined_by = vec!["other-launcher".into()];
+            })
+            .await;
+        let init = h
+            .node(NodeState::Init, &["small"], |n| {
+                n.allocated_to = Some(lost.id.clone())
+            })
+            .await;
+        let ready = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.allocated_to = Some(lost.id.clone())
+            })
+            .await;
+        let mut lost = lost;
+        lost.nodes = vec![init.id.clone(), ready.id.clone()];
+        h.store().store_request(&lost, None).await.unwrap();
+
+        // A pending request whose handler is alive (holds the lock) is left alone.
+        let alive = h.request(RequestState::Pending, |_| {}).await;
+        let other = h._zk.client().await;
+        let mut lock = ZkLock::new(&other, &paths::request_lock(&alive.id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+        let cache = h.ctx.cache.clone();
+        let aid = alive.id.clone();
+        wait_until("the request lock in the cache", || {
+            cache.request_locked(&aid)
+        })
+        .await;
+
+        assert_eq!(cleanup::lost_requests(&h.ctx).await.unwrap(), 1);
+        let (r, _) = h.store().get_request(&lost.id).await.unwrap().unwrap();
+        assert_eq!(r.state, RequestState::Requested);
+        assert!(r.nodes.is_empty());
+        assert_eq!(r.declined_by, vec!["other-launcher".to_string()]);
+        assert_eq!(h.get(&init.id).await.unwrap().state, NodeState::Deleting);
+        let n = h.get(&ready.id).await.unwrap();
+        assert_eq!((n.state, n.allocated_to), (NodeState::Ready, None));
+        let (a, _) = h.store().get_request(&alive.id).await.unwrap().unwrap();
+        assert_eq!(a.state, RequestState::Pending);
+        // Our lock on the lost request was released.
+        assert!(h
+            .store()
+            .request_lock_contenders(&lost.id)
+            .await
+            .unwrap()
+            .is_empty());
+        lock.release().await.unwrap();
+        other.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn max_ready_age_and_max_hold_age_mark_nodes_deleting() {
+    bounded(async {
+        let h = harness_with(Some(3600), Intervals::default()).await;
+        let old = now_epoch() - 120.0;
+        // `small` has max-ready-age 60, `big` none.
+        let expired = h
+            .node(NodeState::Ready, &["small"], |n| n.state_time = old)
+            .await;
+        let fresh = h.node(NodeState::Ready, &["small"], |_| {}).await;
+        let ageless = h
+            .node(NodeState::Ready, &["big"], |n| n.state_time = old)
+            .await;
+        let allocated = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.state_time = old;
+                n.allocated_to = Some(RequestId::from("100-0000000001"));
+            })
+            .await;
+        // Holds: the global max-hold-age is 3600 s.
+        let held_long = h
+            .node(NodeState::Hold, &["small"], |n| {
+                n.state_time = now_epoch() - 7200.0
+            })
+            .await;
+        let held_short = h
+            .node(NodeState::Hold, &["small"], |n| {
+                n.state_time = now_epoch() - 100.0
+            })
+            .await;
+        let expiring = h
+            .node(NodeState::Hold, &["small"], |n| {
+                n.state_time = now_epoch() - 20.0;
+                n.hold_expiration = Some(10);
+            })
+            .await;
+        let not_yet = h
+            .node(NodeState::Hold, &["small"], |n| {
+                n.state_time = now_epoch() - 20.0;
+                n.hold_expiration = Some(600);
+            })
+            .await;
+
+        assert_eq!(cleanup::max_ready_age(&h.ctx).await.unwrap(), 1);
+        assert_eq!(cleanup::max_hold_age(&h.ctx).await.unwrap(), 2);
+        let state = |n: Option<Node>| n.unwrap().state;
+        assert_eq!(state(h.get(&expired.id).await), NodeState::Deleting);
+        assert_eq!(state(h.get(&fresh.id).await), NodeState::Ready);
+        assert_eq!(state(h.get(&ageless.id).await), NodeState::Ready);
+        assert_eq!(state(h.get(&allocated.id).await), NodeState::Ready);
+        assert_eq!(state(h.get(&held_long.id).await), NodeState::Deleting);
+        assert_eq!(state(h.get(&held_short.id).await), NodeState::Hold);
+        assert_eq!(state(h.get(&expiring.id).await), NodeState::Deleting);
+        assert_eq!(state(h.get(&not_yet.id).await), NodeState::Hold);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hold_without_any_limit_is_kept() {
+    bounded(async {
+        let h = harness().await; // no max-hold-age
+        let held = h
+            .node(NodeState::Hold, &["small"], |n| {
+                n.state_time = now_epoch() - 1e6
+            })
+            .await;
+        assert_eq!(cleanup::max_hold_age(&h.ctx).await.unwrap(), 0);
+        assert_eq!(h.get(&held.id).await.unwrap().state, NodeState::Hold);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn empty_node_znodes_and_old_request_lock_dirs_are_removed() {
+    bounded(async {
+        let intervals = Intervals {
+            request_lock_age: Duration::from_millis(1),
+            ..Intervals::default()
+        };
+        let h = harness_with(None, intervals).await;
+        let client = h.store().client().clone();
+        // An empty node znode, as left by a lock attempt on a deleted node.
+        let empty = NodeId::from("0000099999");
+        client.ensure_path(&paths::node_lock(&empty)).await.unwrap();
+        let cache = h.ctx.cache.clone();
+        let eid = empty.clone();
+        wait_until("the empty node in the cache", || {
+            cache.empty_node_ids().contains(&eid)
+        })
+        .await;
+        // Request-lock dirs: one of a vanished request, one of a live request.
+        let dead = RequestId::from("100-0000099999");
+        client
+            .ensure_path(&paths::request_lock(&dead))
+            .await
+            .unwrap();
+        let live = h.request(RequestState::Requested, |_| {}).await;
+        client
+            .ensure_path(&paths::request_lock(&live.id))
+            .await
+            .unwrap();
+        let real = h.node(NodeState::Ready, &["small"], |_| {}).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // older than request_lock_age
+
+        let report = cleanup::pass(&h.ctx).await;
+        assert_eq!(report.empty_nodes, 1, "{}", report.summary());
+        assert_eq!(report.request_locks, 1, "{}", report.summary());
+        assert!(client.exists(&paths::node(&empty)).await.unwrap().is_none());
+        assert!(client
+            .exists(&paths::request_lock(&dead))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(client
+            .exists(&paths::request_lock(&live.id))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(h.get(&real.id).await.is_some());
+    })
+    .await;
+}
+
+/// Registers a pool component serving `small` and `big` of our provider.
+async fn register_pool(store: &ZkStore) {
+    let mut c = Component::new(ComponentKind::Pool, "testhost", "11.0.0");
+    c.pool = Some(PoolInfo {
+        id: Some("testhost-prov-main-abc".into()),
+        name: Some("main".into()),
+        provider_name: Some(PROVIDER.into()),
+        supported_labels: vec!["small".into(), "big".into()],
+        ..PoolInfo::default()
+    });
+    store.create_component(&c).await.unwrap();
+}
+
+#[tokio::test]
+async fn gauges_include_zeros() {
+    bounded(async {
+        let mut h = harness().await;
+        register_pool(h.store()).await;
+        let cache = h.ctx.cache.clone();
+        wait_until("the pool component", || {
+            !cache.components(ComponentKind::Pool).is_empty()
+        })
+        .await;
+        h.node(NodeState::Ready, &["small"], |_| {}).await;
+        h.node(NodeState::InUse, &["small", "small", "big"], |_| {})
+            .await;
+        h.request(RequestState::Requested, |_| {}).await;
+        h.request(RequestState::Requested, |r| {
+            r.node_types = vec!["unknown".into()]
+        })
+        .await;
+
+        let g = stats_worker::gauges(&h.ctx);
+        assert_eq!(g["nodepool.nodes.ready"], 1);
+        assert_eq!(g["nodepool.nodes.in-use"], 1);
+        assert_eq!(g["nodepool.nodes.deleted"], 0);
+        assert_eq!(g["nodepool.provider.prov.nodes.in-use"], 1);
+        assert_eq!(g["nodepool.provider.prov.nodes.testing"], 0);
+        // Counted once per label even if a label repeats in `type`.
+        assert_eq!(g["nodepool.label.small.nodes.in-use"], 1);
+        assert_eq!(g["nodepool.label.big.nodes.in-use"], 1);
+        assert_eq!(g["nodepool.label.big.nodes.ready"], 0);
+        assert_eq!(
+            g["nodepool.provider.prov.pool.main.addressable_requests"],
+            1
+        );
+        assert_eq!(g.len(), 11 * 4 + 1);
+
+        let sent = stats_worker::emit_gauges(&h.ctx);
+        assert_eq!(sent, g.len());
+        h.stats.wait_line("nodepool.nodes.ready:1|g").await;
+        h.stats.wait_line("nodepool.label.big.nodes.hold:0|g").await;
+        h.stats
+            .wait_line("nodepool.provider.prov.pool.main.addressable_requests:1|g")
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_elected_stats_worker_emits() {
+    bounded(async {
+        let zk = TestZk::shared().await;
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let config = Config::from_yaml_str(&config_yaml(None), "nodepool.yaml").unwrap();
+        let intervals = Intervals {
+            stats: Duration::from_millis(50),
+            ..Intervals::default()
+        };
+        let (mut rx_a, statsd_a) = StatsRx::bind().await;
+        let (mut rx_b, statsd_b) = StatsRx::bind().await;
+        let (a, _ta) = context(
+            &zk,
+            &sim,
+            statsd_a,
+            config.clone(),
+            intervals.clone(),
+            false,
+        )
+        .await;
+        let (b, _tb) = context(&zk, &sim, statsd_b, config, intervals, false).await;
+        register_pool(&a.store).await;
+
+        let ja = tokio::spawn(stats_worker::run(a.clone()));
+        // Let `a` win before `b` campaigns.
+        let client = a.store.client().clone();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let c = nodepool_shared::zk::lock_contenders(&client, paths::STATS_ELECTION)
+                .await
+                .unwrap();
+            if !c.is_empty() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "a never campaigned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let jb = tokio::spawn(stats_worker::run(b.clone()));
+
+        rx_a.wait_line("nodepool.nodes.ready:0|g").await;
+        rx_a.wait_line("nodepool.provider.prov.nodes.used:0|g")
+            .await;
+        rx_a.wait_line("nodepool.label.big.nodes.deleting:0|g")
+            .await;
+
+        // A node change: the leader reports it.
+        let mut node = Node::new();
+        node.set_state(NodeState::Ready);
+        node.provider = Some(PROVIDER.into());
+        node.node_type = vec!["small".into()];
+        a.store.create_node(&mut node).await.unwrap();
+        rx_a.wait_line("nodepool.nodes.ready:1|g").await;
+        rx_a.wait_line("nodepool.label.small.nodes.ready:1|g").await;
+
+        // `b` saw the same change but is not the leader.
+        let bc = b.cache.clone();
+        let id = node.id.clone();
+        wait_until("b's cache to see the node", || bc.node(&id).is_some()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rx_b.drain();
+        assert!(rx_b.lines.is_empty(), "non-leader emitted {:?}", rx_b.lines);
+        assert!(a.task_states.lock().unwrap()["StatsWorker"].starts_with("leader"));
+        assert_eq!(b.task_states.lock().unwrap()["StatsWorker"], "campaigning");
+
+        // The leader stops: `b` takes over and emits.
+        a.cancel.cancel();
+        tokio::time::timeout(WAIT, ja).await.unwrap().unwrap();
+        rx_b.wait_line("nodepool.nodes.ready:1|g").await;
+        assert!(rx_b.has("nodepool.provider.prov.pool.main.addressable_requests:0|g"));
+        b.cancel.cancel();
+        tokio::time::timeout(WAIT, jb).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn running_tasks_delete_and_clean_until_cancelled() {
+    bounded(async {
+        let intervals = Intervals {
+            cleanup: Duration::from_millis(200),
+            delete: Duration::from_millis(200),
+            ..Intervals::default()
+        };
+        let h = harness_with(None, intervals).await;
+        let jd = tokio::spawn(deleter::run(h.ctx.clone()));
+        let jc = tokio::spawn(cleanup::run(h.ctx.clone()));
+
+        // A node that becomes `used`: deleted on the cache event.
+        let mut node = h.node(NodeState::Ready, &["small"], |_| {}).await;
+        let server = h.server_for(&node);
+        node.external_id = Some(server.clone());
+        node.set_state(NodeState::Used);
+        h.store().store_node(&node, None).await.unwrap();
+        h.wait_gone_from_cache(&node.id).await;
+        assert!(!h.server_exists(&server));
+
+        // An old ready node: cleanup marks it deleting, the deleter removes it.
+        let old = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.state_time = now_epoch() - 600.0
+            })
+            .await;
+        h.wait_gone_from_cache(&old.id).await;
+        assert_eq!(h.ctx.counters.nodes_deleted.load(Ordering::Relaxed), 2);
+
+        let text = dump::dump(&h.ctx);
+        assert!(text.contains("DeletedNodeWorker:"), "{text}");
+        assert!(text.contains("CleanupWorker:"), "{text}");
+
+        h.ctx.cancel.cancel();
+        tokio::time::timeout(WAIT, jd).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, jc).await.unwrap().unwrap();
+        let states = h.ctx.task_states.lock().unwrap().clone();
+        assert_eq!(states["DeletedNodeWorker"], "stopped");
+        assert_eq!(states["CleanupWorker"], "stopped");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dump_shows_tasks_providers_counters_cache_and_session() {
+    bounded(async {
+        let h = harness().await;
+        h.node(NodeState::Ready, &["small"], |_| {}).await;
+        for _ in 0..3 {
+            Counters::bump(&h.ctx.counters.nodes_deleted);
+        }
+        Counters::bump(&h.ctx.counters.requests_accepted);
+        h.ctx.set_task_state("PoolWorker.prov-main", "idle");
+        let text = dump::dump(&h.ctx);
+        for want in [
+            "nodes_deleted=3",
+            "requests_accepted=1",
+            "launches_failed=0",
+            "PoolWorker.prov-main: idle",
+            "prov: cloud sim, pools [main], 1 nodes in ZooKeeper",
+            "nodes 1 (ready=1)",
+            "state Synced",
+            "session Connected",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
+        assert!(text.lines().count() > 10);
+    })
+    .await;
+}
+
+/// Expires `client`'s session from the outside (a second connection resumes and closes it).
+async fn expire_session(zk: &TestZk, client: &nodepool_shared::zk::ZkClient) {
+    let info = client.session_info().expect("client has a session");
+    let raw = tokio::time::timeout(
+        WAIT,
+        zookeeper_client::Client::connector()
+            .with_session(info)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&zk.kazoo_hosts()),
+    )
+    .await
+    .expect("resume the session in time")
+    .expect("resume the session");
+    let mut watcher = raw.state_watcher();
+    drop(raw);
+    tokio::time::timeout(WAIT, async {
+        while !watcher.peek_state().is_terminated() {
+            if watcher.changed().await.is_terminated() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("close the resumed session");
+}
+
+#[tokio::test]
+async fn stats_leader_losing_its_session_stops_and_campaigns_again() {
+    bounded(async {
+        let zk = TestZk::shared().await;
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let config = Config::from_yaml_str(&config_yaml(None), "nodepool.yaml").unwrap();
+        let intervals = Intervals {
+            stats: Duration::from_millis(50),
+            ..Intervals::default()
+        };
+        let (mut rx_a, statsd_a) = StatsRx::bind().await;
+        let (mut rx_b, statsd_b) = StatsRx::bind().await;
+        let (a, _ta) = context(
+            &zk,
+            &sim,
+            statsd_a,
+            config.clone(),
+            intervals.clone(),
+            false,
+        )
+        .await;
+        let (b, _tb) = context(&zk, &sim, statsd_b, config, intervals, false).await;
+
+        let ja = tokio::spawn(stats_worker::run(a.clone()));
+        rx_a.wait_line("nodepool.nodes.ready:0|g").await;
+        let jb = tokio::spawn(stats_worker::run(b.clone()));
+        let client = b.store.client().clone();
+        let contenders = || async {
+            nodepool_shared::zk::lock_contenders(&client, paths::STATS_ELECTION)
+                .await
+                .unwrap()
+                .len()
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while contenders().await < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "b never campaigned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        expire_session(&zk, a.store.client()).await;
+        // `b` takes over…
+        rx_b.wait_line("nodepool.nodes.ready:0|g").await;
+        // …and `a` queues again in its new session.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while contenders().await < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a never campaigned again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(a.task_states.lock().unwrap()["StatsWorker"], "campaigning");
+
+        // Only the new leader reports a change.
+        rx_a.drain();
+        rx_a.lines.clear();
+        let mut node = Node::new();
+        node.set_state(NodeState::Ready);
+        node.provider = Some(PROVIDER.into());
+        node.node_type = vec!["small".into()];
+        b.store.create_node(&mut node).await.unwrap();
+        rx_b.wait_line("nodepool.nodes.ready:1|g").await;
+        let ac = a.cache.clone();
+        let id = node.id.clone();
+        wait_until("a's cache to see the node", || ac.node(&id).is_some()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rx_a.drain();
+        assert!(rx_a.lines.is_empty(), "old leader emitted {:?}", rx_a.lines);
+
+        a.cancel.cancel();
+        b.cancel.cancel();
+        tokio::time::timeout(WAIT, ja).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, jb).await.unwrap().unwrap();
+    })
+    .await;
+}
