@@ -15,15 +15,22 @@
 //! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs (§3.11).
 
 pub mod backoff;
+pub mod daemon;
 pub mod delete;
 pub mod failure;
+pub mod handler;
 pub mod launch;
 pub mod leaks;
 pub mod metadata;
+pub mod min_ready;
+pub mod node_launch;
+pub mod pool_worker;
+pub mod providers;
 pub mod pyformat;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
+// LEAD: lhouse's housekeeping modules go here (deleter, cleanup, stats_worker, dump).
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::LaunchError;
