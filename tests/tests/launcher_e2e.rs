@@ -759,3 +759,70 @@ async fn launch_metrics_go_to_statsd() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_servers_zero_disables_the_pool() {
+    bounded(async {
+        let shape = Shape {
+            max_servers: Some(0),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Failed);
+        assert_eq!(req.declined_by.len(), 1);
+        assert!(env.sim.admin().servers().is_empty());
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_request_unpauses_the_pool() {
+    bounded(async {
+        let shape = Shape {
+            max_servers: Some(1),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let first = env.submit(&["small-label"]).await;
+        let req1 = env.wait_done(&first).await;
+        assert_eq!(req1.state, RequestState::Fulfilled);
+        let _locks = env.accept(&req1).await;
+        let second = env.submit(&["small-label"]).await;
+        let store = env.store.clone();
+        let paused = |want: bool| {
+            let store = store.clone();
+            async move {
+                let pools = store.components(ComponentKind::Pool).await.ok()?;
+                pools
+                    .iter()
+                    .any(|p| p.component.pool.as_ref().is_some_and(|i| i.paused == want))
+                    .then_some(())
+            }
+        };
+        wait_for("paused pool", || paused(true)).await;
+        // Zuul cancels: deletes the pending request.
+        env.store.delete_request(&second).await.unwrap();
+        wait_for("unpaused pool", || paused(false)).await;
+        wait_for("request lock released", || {
+            let store = store.clone();
+            let id = second.clone();
+            async move {
+                store
+                    .request_lock_contenders(&id)
+                    .await
+                    .ok()?
+                    .is_empty()
+                    .then_some(())
+            }
+        })
+        .await;
+        assert_eq!(env.store.nodes().await.unwrap().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
