@@ -16,13 +16,19 @@
 
 pub mod backoff;
 pub mod cleanup;
+pub mod daemon;
 pub mod delete;
 pub mod deleter;
 pub mod dump;
 pub mod failure;
+pub mod handler;
 pub mod launch;
 pub mod leaks;
 pub mod metadata;
+pub mod min_ready;
+pub mod node_launch;
+pub mod pool_worker;
+pub mod providers;
 pub mod pyformat;
 pub mod quota;
 pub mod retry;

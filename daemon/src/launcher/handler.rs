@@ -1,0 +1,519 @@
+//! One accepted node request (reference §3.4), handled by its own task while the request
+//! lock is held: `pending` → per label reuse a ready node or launch a new one (pausing
+//! while the quota is used up) → wait for the launches → `fulfilled` (nodes unlocked
+//! first, then the request stored, then its lock released), or declined on failure, or
+//! cleaned up when the requestor deleted the request.
+//!
+//! ```text
+//! Accepting ─► Allocating ◄──► Paused
+//!                  │
+//!                  ▼
+//!              Launching ─► Fulfilling ─► Done
+//!                  │   └──► Declining ──► Done
+//!                  └──────► Vanished ───► Done
+//! ```
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use nodepool_shared::config::{Pool, PoolLabel, Provider};
+use nodepool_shared::model::{
+    paths, ComponentKind, NodeId, NodeRequest, NodeState, RequestId, RequestState,
+};
+use nodepool_shared::zk::{ZkError, ZkLock};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::node_launch::{create_node, run_launch, LaunchResult, NodeOrder, OwnedNode};
+use super::providers::ProviderHandle;
+use super::runtime::{Counters, LauncherContext};
+
+/// `requestor` of Nodepool's own min-ready requests.
+pub const MIN_READY_REQUESTOR: &str = "NodePool:min-ready";
+
+/// What a pool worker shares with its handlers.
+pub struct PoolContext {
+    /// The launcher.
+    pub ctx: Arc<LauncherContext>,
+    /// The provider.
+    pub provider: Arc<ProviderHandle>,
+    /// The provider config the worker was started with.
+    pub provider_config: Provider,
+    /// The pool config the worker was started with.
+    pub pool: Pool,
+    /// The pool worker id (`declined_by`, node `launcher`).
+    pub worker_id: String,
+    /// Number of paused handlers (the worker mirrors `> 0` into the component).
+    pub paused: watch::Sender<usize>,
+    /// Requests being handled by this pool.
+    pub handling: Mutex<HashSet<RequestId>>,
+}
+
+impl PoolContext {
+    /// The pool label named `name`.
+    pub fn label(&self, name: &str) -> Option<&PoolLabel> {
+        self.pool.label(name)
+    }
+
+    /// Whether some handler of this pool is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow() > 0
+    }
+
+    fn handling(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
+        self.handling.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a request as handled here (false if it already is).
+    pub fn start_handling(&self, id: &RequestId) -> bool {
+        self.handling().insert(id.clone())
+    }
+
+    /// Whether a request is handled here.
+    pub fn is_handling(&self, id: &RequestId) -> bool {
+        self.handling().contains(id)
+    }
+
+    fn stop_handling(&self, id: &RequestId) {
+        self.handling().remove(id);
+    }
+
+    /// Ids of every currently registered pool (from the cache).
+    pub fn registered_pool_ids(&self) -> Vec<String> {
+        self.ctx
+            .cache
+            .components(ComponentKind::Pool)
+            .iter()
+            .filter_map(|c| c.component.pool.as_ref().and_then(|p| p.id.clone()))
+            .collect()
+    }
+}
+
+/// Where a handler is (shown in the task states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerState {
+    Accepting,
+    Allocating,
+    Paused,
+    Launching,
+    Declining,
+    Fulfilling,
+    Vanished,
+    Done,
+}
+
+/// One slot of the node set (index = position in `node_types`).
+enum Slot {
+    /// Nothing yet.
+    Empty,
+    /// A launch is running for it.
+    Launching,
+    /// A ready node, locked.
+    Ready(Box<OwnedNode>),
+}
+
+/// Declines `request` (already locked by the caller): append `worker_id` to
+/// `declined_by`; `failed` when every registered pool declined, else back to
+/// `requested`; stored unconditionally. Re-reads the request first.
+pub async fn decline_request(
+    pc: &PoolContext,
+    id: &RequestId,
+    reason: &str,
+) -> Result<(), ZkError> {
+    let Some((mut req, _)) = pc.ctx.store.get_request(id).await? else {
+        return Ok(());
+    };
+    tracing::info!(request = %id, pool = %pc.worker_id, reason, "declining request");
+    if !req.declined_by.contains(&pc.worker_id) {
+        req.declined_by.push(pc.worker_id.clone());
+    }
+    let registered = pc.registered_pool_ids();
+    let all = registered.iter().all(|p| req.declined_by.contains(p));
+    if all {
+        req.set_state(RequestState::Failed);
+        Counters::bump(&pc.ctx.counters.requests_failed);
+    } else {
+        req.set_state(RequestState::Requested);
+    }
+    Counters::bump(&pc.ctx.counters.requests_declined);
+    pc.ctx.store.store_request(&req, None).await.map(|_| ())
+}
+
+/// The handler of one accepted request.
+pub struct Handler {
+    pc: Arc<PoolContext>,
+    request: Arc<NodeRequest>,
+    lock: ZkLock,
+    slots: Vec<Slot>,
+    launches: JoinSet<(usize, OwnedNode, LaunchResult)>,
+    az: Option<String>,
+    paused: bool,
+    failure: Option<String>,
+    state: HandlerState,
+}
+
+enum Fill {
+    Done,
+    NoQuota,
+    Fail(String),
+}
+
+impl Handler {
+    /// A handler for a request we locked and re-read (state `requested`).
+    pub fn new(pc: Arc<PoolContext>, request: NodeRequest, lock: ZkLock) -> Self {
+        let n = request.node_types.len();
+        Handler {
+            pc,
+            request: Arc::new(request),
+            lock,
+            slots: (0..n).map(|_| Slot::Empty).collect(),
+            launches: JoinSet::new(),
+            az: None,
+            paused: false,
+            failure: None,
+            state: HandlerState::Accepting,
+        }
+    }
+
+    fn set_state(&mut self, s: HandlerState) {
+        self.state = s;
+        self.pc.ctx.set_task_state(
+            &format!("handler {} {}", self.pc.worker_id, self.request.id),
+            format!("{s:?}"),
+        );
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if paused != self.paused {
+            self.paused = paused;
+            self.pc.paused.send_modify(|n| {
+                if paused {
+                    *n += 1
+                } else {
+                    *n = n.saturating_sub(1)
+                }
+            });
+            if paused {
+                tracing::info!(request = %self.request.id, pool = %self.pc.worker_id,
+                    "pausing handler: not enough quota");
+                self.set_state(HandlerState::Paused);
+            }
+        }
+    }
+
+    /// Runs the request to its end.
+    pub async fn run(mut self) {
+        let id = self.request.id.clone();
+        self.accept().await;
+        let state = self.drive().await;
+        self.set_paused(false);
+        self.set_state(state);
+        let ctx = self.pc.ctx.clone();
+        ctx.task_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&format!("handler {} {}", self.pc.worker_id, id));
+        self.pc.stop_handling(&id);
+        if let Err(e) = self.lock.release().await {
+            tracing::warn!(request = %id, error = %e, "cannot release request lock");
+        }
+    }
+
+    async fn accept(&mut self) {
+        let mut req = (*self.request).clone();
+        req.set_state(RequestState::Pending);
+        self.request = Arc::new(req);
+        Counters::bump(&self.pc.ctx.counters.requests_accepted);
+        if let Err(e) = self.pc.ctx.store.store_request(&self.request, None).await {
+            tracing::warn!(request = %self.request.id, error = %e, "cannot store pending request");
+            if matches!(e, ZkError::NoNode(_)) {
+                self.failure = Some("request vanished".into());
+            }
+        }
+        self.set_state(HandlerState::Allocating);
+    }
+
+    fn is_min_ready(&self) -> bool {
+        self.request.requestor.as_deref() == Some(MIN_READY_REQUESTOR)
+    }
+
+    async fn request_gone(&self) -> bool {
+        if self.pc.ctx.cache.request(&self.request.id).is_some() {
+            return false;
+        }
+        matches!(
+            self.pc.ctx.store.get_request(&self.request.id).await,
+            Ok(None)
+        )
+    }
+
+    async fn drive(&mut self) -> HandlerState {
+        let ctx = self.pc.ctx.clone();
+        let mut generation = ctx.cache.watch_generation();
+        loop {
+            if self.failure.is_none() {
+                let mut blocked = false;
+                for i in 0..self.slots.len() {
+                    if !matches!(self.slots[i], Slot::Empty) {
+                        continue;
+                    }
+                    match self.fill(i).await {
+                        Fill::Done => {}
+                        Fill::NoQuota => {
+                            blocked = true;
+                            break;
+                        }
+                        Fill::Fail(why) => {
+                            self.failure = Some(why);
+                            break;
+                        }
+                    }
+                }
+                self.set_paused(blocked && self.failure.is_none());
+            }
+            if self.launches.is_empty() {
+                if self.request_gone().await {
+                    self.vanished().await;
+                    return HandlerState::Vanished;
+                }
+                if let Some(why) = self.failure.take() {
+                    self.set_state(HandlerState::Declining);
+                    self.decline(&why).await;
+                    return HandlerState::Done;
+                }
+                if !self.paused {
+                    self.set_state(HandlerState::Fulfilling);
+                    self.fulfill().await;
+                    return HandlerState::Done;
+                }
+            } else if !self.paused {
+                self.set_state(HandlerState::Launching);
+            }
+            let paused = self.paused;
+            tokio::select! {
+                Some(res) = self.launches.join_next(), if !self.launches.is_empty() => {
+                    self.launch_done(res);
+                }
+                _ = generation.changed(), if paused => {}
+                _ = tokio::time::sleep(ctx.intervals.pool_tick), if paused => {}
+                _ = ctx.cancel.cancelled() => {
+                    // Shutdown: the closing session releases every lock we hold.
+                    return HandlerState::Done;
+                }
+            }
+        }
+    }
+
+    fn launch_done(
+        &mut self,
+        res: Result<(usize, OwnedNode, LaunchResult), tokio::task::JoinError>,
+    ) {
+        let (i, owned, result) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.failure = Some(format!("launch task failed: {e}"));
+                return;
+            }
+        };
+        match result {
+            LaunchResult::Ready => self.slots[i] = Slot::Ready(Box::new(owned)),
+            LaunchResult::Aborted => {
+                // Dropped from the set and unlocked; the DeletedNodeWorker removes it. A
+                // replacement is launched once quota allows (the handler pauses).
+                self.pc.provider.release_claim(&owned.node.id);
+                self.slots[i] = Slot::Empty;
+                tokio::spawn(owned.unlock());
+            }
+            LaunchResult::Failed(why) => {
+                self.pc.provider.release_claim(&owned.node.id);
+                tokio::spawn(owned.unlock());
+                self.slots[i] = Slot::Empty;
+                if self.failure.is_none() {
+                    self.failure = Some(why);
+                }
+            }
+        }
+    }
+
+    /// Reuses or launches a node for slot `i`.
+    async fn fill(&mut self, i: usize) -> Fill {
+        let label_name = self.request.node_types[i].clone();
+        let Some(label) = self.pc.label(&label_name).cloned() else {
+            return Fill::Fail(format!("node type {label_name} not available"));
+        };
+        if self.request.reuse {
+            if let Some(owned) = self.try_reuse(&label_name).await {
+                if self.az.is_none() {
+                    self.az = owned.node.az.clone();
+                }
+                self.slots[i] = Slot::Ready(Box::new(owned));
+                return Fill::Done;
+            }
+        }
+        let provider = self.pc.provider.clone();
+        let need = match provider.label_need(&label).await {
+            Ok(n) => n,
+            Err(e) => return Fill::Fail(e.to_string()),
+        };
+        let gate = provider.launch_gate.lock().await;
+        match provider
+            .has_quota_for(&self.pc.ctx, &self.pc.pool, &need)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                drop(gate);
+                if self.is_min_ready() {
+                    return Fill::Fail("not enough quota for a min-ready request".into());
+                }
+                return Fill::NoQuota;
+            }
+            Err(e) => return Fill::Fail(e.to_string()),
+        }
+        if self.az.is_none() && !self.pc.pool.availability_zones.is_empty() {
+            let zones = &self.pc.pool.availability_zones;
+            let pick = rand_index(zones.len());
+            self.az = zones.get(pick).cloned();
+        }
+        let order = NodeOrder {
+            launcher_id: self.pc.worker_id.clone(),
+            provider: self.pc.provider_config.clone(),
+            pool: self.pc.pool.clone(),
+            label,
+            request: self.request.clone(),
+            az: self.az.clone(),
+        };
+        let created = create_node(&self.pc.ctx, &order, &provider, need).await;
+        drop(gate);
+        match created {
+            Ok(owned) => {
+                tracing::debug!(node = %owned.node.id, request = %self.request.id, "launching node");
+                self.slots[i] = Slot::Launching;
+                let ctx = self.pc.ctx.clone();
+                self.launches.spawn(async move {
+                    let (owned, result) = run_launch(ctx, provider, order, owned).await;
+                    (i, owned, result)
+                });
+                Fill::Done
+            }
+            Err(e) => Fill::Fail(format!("creating node: {e}")),
+        }
+    }
+
+    /// A ready, unallocated, unlocked node of this provider and pool with `label`, locked
+    /// and allocated to the request.
+    async fn try_reuse(&self, label: &str) -> Option<OwnedNode> {
+        let ctx = &self.pc.ctx;
+        let provider = self.pc.provider.name();
+        let candidates: Vec<NodeId> = ctx
+            .cache
+            .nodes()
+            .iter()
+            .filter(|n| {
+                let node = &n.node;
+                node.state == NodeState::Ready
+                    && node.allocated_to.is_none()
+                    && node.provider.as_deref() == Some(provider)
+                    && node.pool.as_deref() == Some(self.pc.pool.name.as_str())
+                    && node.has_label(label)
+                    && !n.probably_locked()
+                    && (self.az.is_none() || node.az == self.az)
+            })
+            .map(|n| n.node.id.clone())
+            .collect();
+        for id in candidates {
+            let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"");
+            match lock.try_acquire().await {
+                Ok(true) => {}
+                _ => continue,
+            }
+            let node = match ctx.store.get_node(&id).await {
+                Ok(Some((n, _))) if n.state == NodeState::Ready && n.allocated_to.is_none() => n,
+                _ => {
+                    let _ = lock.release().await;
+                    continue;
+                }
+            };
+            let mut owned = OwnedNode { node, lock };
+            owned.node.allocated_to = Some(self.request.id.clone());
+            owned.node.tenant_name = self.request.tenant_name.clone();
+            owned.node.requestor = self.request.requestor.clone();
+            if owned.store(ctx).await.is_err() {
+                owned.unlock().await;
+                continue;
+            }
+            tracing::info!(node = %id, request = %self.request.id, "reusing ready node");
+            return Some(owned);
+        }
+        None
+    }
+
+    fn take_nodes(&mut self) -> Vec<OwnedNode> {
+        self.slots
+            .iter_mut()
+            .filter_map(|s| match std::mem::replace(s, Slot::Empty) {
+                Slot::Ready(o) => Some(*o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn fulfill(&mut self) {
+        let mut req = (*self.request).clone();
+        let nodes = self.take_nodes();
+        req.nodes = nodes.iter().map(|o| o.node.id.clone()).collect();
+        req.set_state(RequestState::Fulfilled);
+        for o in nodes {
+            self.pc.provider.release_claim(&o.node.id);
+            o.unlock().await;
+        }
+        match self.pc.ctx.store.store_request(&req, None).await {
+            Ok(_) => {
+                Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
+                tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+                    "request fulfilled");
+            }
+            // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
+            Err(e) => {
+                tracing::warn!(request = %req.id, error = %e, "cannot store fulfilled request")
+            }
+        }
+    }
+
+    async fn decline(&mut self, why: &str) {
+        for o in self.take_nodes() {
+            self.pc.provider.release_claim(&o.node.id);
+            o.unlock().await;
+        }
+        if let Err(e) = decline_request(&self.pc, &self.request.id, why).await {
+            tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
+        }
+    }
+
+    /// The request znode is gone: de-allocate our ready nodes and unlock everything.
+    async fn vanished(&mut self) {
+        tracing::info!(request = %self.request.id, "request vanished; releasing its nodes");
+        for mut o in self.take_nodes() {
+            self.pc.provider.release_claim(&o.node.id);
+            if o.node.state == NodeState::Ready {
+                o.node.allocated_to = None;
+                if let Err(e) = o.store(&self.pc.ctx).await {
+                    tracing::warn!(node = %o.node.id, error = %e, "cannot de-allocate node");
+                }
+            }
+            o.unlock().await;
+        }
+    }
+}
+
+/// A pseudo-random index below `n` (AZ choice; no need for a strong generator).
+fn rand_index(n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    nanos % n
+}

@@ -1,0 +1,399 @@
+//! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
+//! `init` record, lock it, `building`, resolve the image and store what the image config
+//! says (username, python_path, shell_type, connection, resources), boot the server via
+//! [`launch_with_retries`], store the instance facts and `ready` — or `aborted` on a quota
+//! error, `failed` after the retries. Launch metrics are emitted here.
+//!
+//! Host keys: the launcher does not scan SSH host keys (none of the simulator's servers
+//! run ssh); `host_keys` stays `[]`, as with `host-key-checking: false` in Nodepool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nodepool_shared::config::{Pool, PoolLabel, PoolLabelImage, Provider};
+use nodepool_shared::model::paths;
+use nodepool_shared::model::{Node, NodeId, NodeRequest, NodeState, QuotaInformation, UploadState};
+use nodepool_shared::stats::names;
+use nodepool_shared::zk::{ZkError, ZkLock};
+use serde_json::Value;
+
+use super::delete::DELETE_TIMEOUT;
+use super::failure::LaunchError;
+use super::launch::{ImageRef, LaunchSpec};
+use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
+use super::providers::{flavor_spec, ProviderHandle};
+use super::retry::launch_with_retries;
+use super::runtime::{Counters, LauncherContext};
+
+/// How a launch ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaunchResult {
+    /// The node is `ready`.
+    Ready,
+    /// The cloud refused for quota: the node is `aborted`; launch a replacement later.
+    Aborted,
+    /// Gave up (retries exhausted, image missing, ZooKeeper trouble).
+    Failed(String),
+}
+
+/// A node this launcher created and holds the lock of.
+pub struct OwnedNode {
+    /// The node as last stored.
+    pub node: Node,
+    /// Its lock (held).
+    pub lock: ZkLock,
+}
+
+impl OwnedNode {
+    /// Writes the node (unconditional set, as Nodepool does).
+    pub async fn store(&self, ctx: &LauncherContext) -> Result<(), ZkError> {
+        ctx.store.store_node(&self.node, None).await.map(|_| ())
+    }
+
+    /// Releases the lock (errors are logged: the session end releases it anyway).
+    pub async fn unlock(mut self) {
+        if let Err(e) = self.lock.release().await {
+            tracing::warn!(node = %self.node.id, error = %e, "cannot release node lock");
+        }
+    }
+}
+
+/// What a new node is for.
+#[derive(Clone)]
+pub struct NodeOrder {
+    /// Pool worker id (node `launcher`).
+    pub launcher_id: String,
+    /// The provider config.
+    pub provider: Provider,
+    /// The pool config.
+    pub pool: Pool,
+    /// The label config.
+    pub label: PoolLabel,
+    /// The request it is allocated to.
+    pub request: Arc<NodeRequest>,
+    /// Chosen availability zone.
+    pub az: Option<String>,
+}
+
+/// Creates the `init` record (allocated to the request), locks it and stores `building`.
+pub async fn create_node(
+    ctx: &LauncherContext,
+    order: &NodeOrder,
+    provider: &ProviderHandle,
+    need: QuotaInformation,
+) -> Result<OwnedNode, ZkError> {
+    let mut node = Node::new();
+    node.node_type = vec![order.label.name.clone()];
+    node.provider = Some(order.provider.name.clone());
+    node.pool = Some(order.pool.name.clone());
+    node.launcher = Some(order.launcher_id.clone());
+    node.allocated_to = Some(order.request.id.clone());
+    node.tenant_name = order.request.tenant_name.clone();
+    node.requestor = order.request.requestor.clone();
+    node.az = order.az.clone();
+    node.cloud = Some(order.provider.cloud.clone());
+    node.region = order.provider.region_name.clone();
+    node.attributes = if order.pool.node_attributes.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(order.pool.node_attributes.clone())
+    };
+    let id = ctx.store.create_node(&mut node).await?;
+    provider.claim(id.clone(), need);
+    let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"");
+    match lock.acquire(Some(Duration::from_secs(10))).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ZkError::Corrupt(format!(
+                "new node {id} is locked by someone else"
+            )))
+        }
+        Err(e) => return Err(e),
+    }
+    node.set_state(NodeState::Building);
+    let owned = OwnedNode { node, lock };
+    owned.store(ctx).await?;
+    Ok(owned)
+}
+
+/// The image a label boots: the spec reference, `image_id` for the node, and the image
+/// config values copied onto the node.
+struct ImageChoice {
+    image: ImageRef,
+    image_id: String,
+    image_name: String,
+    username: Option<String>,
+    python_path: Option<String>,
+    shell_type: Option<String>,
+    connection_type: String,
+    connection_port: u16,
+    config_drive: Option<bool>,
+}
+
+/// Newest `ready` upload of `image` for `provider` in the cache: (path, upload).
+pub fn newest_ready_upload(
+    ctx: &LauncherContext,
+    image: &str,
+    provider: &str,
+) -> Option<nodepool_shared::model::ImageUpload> {
+    ctx.cache
+        .uploads()
+        .into_iter()
+        .filter(|u| {
+            u.upload.image == image
+                && u.upload.provider == provider
+                && u.upload.state == UploadState::Ready
+                && u.upload.external_id.is_some()
+        })
+        .max_by(|a, b| {
+            a.upload
+                .state_time
+                .total_cmp(&b.upload.state_time)
+                .then(a.upload.id.cmp(&b.upload.id))
+        })
+        .map(|u| u.upload.clone())
+}
+
+async fn choose_image(
+    ctx: &LauncherContext,
+    provider: &ProviderHandle,
+    order: &NodeOrder,
+) -> Result<ImageChoice, LaunchError> {
+    match &order.label.image {
+        PoolLabelImage::DiskImage(name) => {
+            let upload = newest_ready_upload(ctx, name, &order.provider.name)
+                .ok_or_else(|| LaunchError::ImageNotFound(format!("{name} (no ready upload)")))?;
+            let pdi = order.provider.diskimage(name);
+            Ok(ImageChoice {
+                image: ImageRef::Id(upload.external_id.clone().unwrap_or_default()),
+                image_id: upload.path(),
+                image_name: name.clone(),
+                username: upload.username.clone(),
+                python_path: upload.python_path.clone(),
+                shell_type: upload.shell_type.clone(),
+                connection_type: pdi
+                    .map(|d| d.connection_type.clone())
+                    .unwrap_or_else(|| "ssh".into()),
+                connection_port: pdi.map(|d| d.connection_port).unwrap_or(22),
+                config_drive: pdi.and_then(|d| d.config_drive),
+            })
+        }
+        PoolLabelImage::CloudImage(name) => {
+            let ci = order
+                .provider
+                .cloud_image(name)
+                .ok_or_else(|| LaunchError::ImageNotFound(name.clone()))?;
+            let id = provider
+                .cloud_image_id(name)
+                .await?
+                .ok_or_else(|| LaunchError::ImageNotFound(name.clone()))?;
+            Ok(ImageChoice {
+                image: ImageRef::Id(id),
+                image_id: name.clone(),
+                image_name: name.clone(),
+                username: ci.username.clone(),
+                python_path: Some(ci.python_path.clone()),
+                shell_type: ci.shell_type.clone(),
+                connection_type: ci.connection_type.clone(),
+                connection_port: ci.connection_port,
+                config_drive: ci.config_drive,
+            })
+        }
+    }
+}
+
+fn stringify(map: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    map.iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+/// Sends the launch c+ms stats for one outcome.
+fn launch_stats(
+    ctx: &LauncherContext,
+    order: &NodeOrder,
+    az: Option<&str>,
+    result: &str,
+    elapsed: Duration,
+) {
+    for key in names::launch_keys(
+        &order.provider.name,
+        az,
+        order.request.requestor.as_deref(),
+        result,
+    ) {
+        ctx.statsd.timer_and_count(&key, elapsed);
+    }
+}
+
+/// Boots the server for a `building` node and stores the outcome (the lock stays held).
+pub async fn run_launch(
+    ctx: Arc<LauncherContext>,
+    provider: Arc<ProviderHandle>,
+    order: NodeOrder,
+    mut owned: OwnedNode,
+) -> (OwnedNode, LaunchResult) {
+    let _active = provider.launch_started();
+    Counters::bump(&ctx.counters.launches_started);
+    let started = tokio::time::Instant::now();
+    let image = match choose_image(&ctx, &provider, &order).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(node = %owned.node.id, error = %e, "cannot launch node");
+            launch_stats(
+                &ctx,
+                &order,
+                owned.node.az.as_deref(),
+                e.stats_key(),
+                started.elapsed(),
+            );
+            return fail(&ctx, owned, e.to_string()).await;
+        }
+    };
+    let flavor = provider.flavor(&order.label).await.ok();
+    {
+        let n = &mut owned.node;
+        n.image_id = Some(image.image_id.clone());
+        n.username = image.username.clone();
+        n.python_path = image.python_path.clone();
+        n.shell_type = image.shell_type.clone();
+        n.connection_type = Some(image.connection_type.clone());
+        n.connection_port = image.connection_port;
+        if let Some(f) = &flavor {
+            let bfv = order
+                .label
+                .boot_from_volume
+                .then_some(order.label.volume_size);
+            n.resources = Some(f.quota(bfv).to_resources());
+        }
+    }
+    if let Err(e) = owned.store(&ctx).await {
+        return fail(&ctx, owned, format!("storing node: {e}")).await;
+    }
+    let meta = build_metadata(&MetadataInput {
+        node_id: owned.node.id.as_str().to_string(),
+        provider: order.provider.name.clone(),
+        pool: order.pool.name.clone(),
+        image_name: image.image_name.clone(),
+        label: order.label.name.clone(),
+        instance_properties: stringify(&order.label.instance_properties),
+        dynamic_instance_properties: order.label.dynamic_instance_properties.clone(),
+        request: RequestAttributes::from_request(&order.request),
+    });
+    let spec = LaunchSpec {
+        name: server_name(owned.node.id.as_str()),
+        flavor: flavor_spec(&order.label),
+        image: image.image,
+        key_name: order.label.key_name.clone(),
+        networks: order.label.networks.clone(),
+        security_groups: order.pool.security_groups.clone(),
+        availability_zone: order.az.clone(),
+        metadata: meta.meta,
+        userdata: order.label.userdata.clone(),
+        config_drive: image.config_drive,
+        boot_from_volume: order.label.boot_from_volume,
+        volume_size: order.label.volume_size,
+        auto_floating_ip: order.pool.auto_floating_ip,
+        boot_timeout: order.provider.boot_timeout,
+        launch_timeout: order.provider.launch_timeout,
+        console_log: order.label.console_log,
+        cloud: Some(order.provider.cloud.clone()),
+        region: order.provider.region_name.clone(),
+        ..Default::default()
+    };
+    let az = order.az.clone();
+    let outcome = launch_with_retries(
+        provider.runtime.driver.as_ref(),
+        &spec,
+        order.provider.launch_retries,
+        DELETE_TIMEOUT,
+        |err, elapsed| {
+            if !err.is_quota() {
+                launch_stats(&ctx, &order, az.as_deref(), err.stats_key(), elapsed);
+            }
+        },
+    )
+    .await;
+    match outcome.result {
+        Ok(facts) => {
+            facts.apply_to(&mut owned.node);
+            if owned.node.resources.is_none() {
+                owned.node.resources = Some(facts.resources.to_resources());
+            }
+            owned.node.host_keys = Vec::new();
+            owned.node.set_state(NodeState::Ready);
+            if let Err(e) = owned.store(&ctx).await {
+                return fail(&ctx, owned, format!("storing ready node: {e}")).await;
+            }
+            launch_stats(
+                &ctx,
+                &order,
+                owned.node.az.as_deref(),
+                names::result::READY,
+                started.elapsed(),
+            );
+            Counters::bump(&ctx.counters.launches_ready);
+            tracing::info!(node = %owned.node.id, server = ?owned.node.external_id,
+                request = %order.request.id, "node ready");
+            (owned, LaunchResult::Ready)
+        }
+        Err(e) if e.is_quota() => {
+            launch_stats(
+                &ctx,
+                &order,
+                az.as_deref(),
+                e.stats_key(),
+                started.elapsed(),
+            );
+            provider.runtime.quota.invalidate();
+            tracing::warn!(node = %owned.node.id, error = %e, "launch aborted by cloud quota");
+            owned.node.external_id = outcome.external_id.or(owned.node.external_id.take());
+            owned.node.set_state(NodeState::Aborted);
+            if let Err(err) = owned.store(&ctx).await {
+                tracing::warn!(node = %owned.node.id, error = %err, "cannot store aborted node");
+            }
+            Counters::bump(&ctx.counters.launches_failed);
+            (owned, LaunchResult::Aborted)
+        }
+        Err(e) => {
+            if matches!(
+                e,
+                LaunchError::FlavorNotFound { .. } | LaunchError::ImageNotFound(_)
+            ) {
+                provider.forget_lookups();
+            }
+            tracing::error!(node = %owned.node.id, attempts = outcome.attempts, error = %e,
+                "launch failed");
+            if let Some(id) = outcome.external_id {
+                owned.node.external_id = Some(id);
+            }
+            fail(&ctx, owned, e.to_string()).await
+        }
+    }
+}
+
+/// Marks the node `failed` (stored; the DeletedNodeWorker removes it once unlocked).
+async fn fail(
+    ctx: &LauncherContext,
+    mut owned: OwnedNode,
+    why: String,
+) -> (OwnedNode, LaunchResult) {
+    Counters::bump(&ctx.counters.launches_failed);
+    owned.node.set_state(NodeState::Failed);
+    if let Err(e) = owned.store(ctx).await {
+        tracing::warn!(node = %owned.node.id, error = %e, "cannot store failed node");
+    }
+    (owned, LaunchResult::Failed(why))
+}
+
+/// The id of a node, for logs.
+pub fn id_of(o: &OwnedNode) -> &NodeId {
+    &o.node.id
+}

@@ -1,0 +1,333 @@
+//! One provider-pool worker (reference §3.2–3.3): registers the pool component, and on
+//! every tree-cache change (or a short fallback tick for timeouts and paused handlers)
+//! runs an assignment pass over the cached requests: serviceable ones first, then by
+//! priority; skips, yields and defers as Nodepool does; declines what this pool can never
+//! serve; locks and hands the rest to a [`Handler`] task each.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nodepool_shared::config::{Pool, PoolLabelImage, Provider};
+use nodepool_shared::model::{
+    paths, pool_worker_id, Component, ComponentKind, ComponentState, NodeRequest, PoolInfo,
+    RequestState,
+};
+use nodepool_shared::stats::names;
+use nodepool_shared::zk::{ComponentRegistration, ZkLock};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::{decline_request, Handler, PoolContext};
+use super::node_launch::newest_ready_upload;
+use super::providers::ProviderHandle;
+use super::runtime::LauncherContext;
+
+/// The version written into component records.
+pub const COMPONENT_VERSION: &str = "11.0.0";
+
+/// How long a new worker waits to see its own component in the cache.
+const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
+
+/// A registered pool as the assignment pass sees it.
+#[derive(Clone, Debug)]
+struct OnlinePool {
+    id: String,
+    provider: String,
+    labels: HashSet<String>,
+    priority: i64,
+    paused: bool,
+}
+
+fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
+    ctx.cache
+        .components(ComponentKind::Pool)
+        .iter()
+        .filter_map(|c| {
+            let p = c.component.pool.as_ref()?;
+            Some(OnlinePool {
+                id: p.id.clone()?,
+                provider: p.provider_name.clone().unwrap_or_default(),
+                labels: p.supported_labels.iter().cloned().collect(),
+                priority: p.priority,
+                paused: p.paused,
+            })
+        })
+        .collect()
+}
+
+/// The pool component content of a worker.
+pub fn pool_component(hostname: &str, worker_id: &str, provider: &str, pool: &Pool) -> Component {
+    let mut c = Component::new(ComponentKind::Pool, hostname, COMPONENT_VERSION);
+    c.state = ComponentState::Running;
+    c.pool = Some(PoolInfo {
+        id: Some(worker_id.to_string()),
+        name: Some(pool.name.clone()),
+        provider_name: Some(provider.to_string()),
+        supported_labels: pool.labels.iter().map(|l| l.name.clone()).collect(),
+        priority: pool.priority,
+        paused: false,
+    });
+    c
+}
+
+/// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
+/// Handlers already started finish on their own.
+pub async fn run(
+    ctx: Arc<LauncherContext>,
+    provider: Arc<ProviderHandle>,
+    provider_config: Provider,
+    pool: Pool,
+    stop: CancellationToken,
+) {
+    let worker_id = pool_worker_id(&ctx.fqdn, &provider_config.name, &pool.name);
+    let task = format!("PoolWorker.{}-{}", provider_config.name, pool.name);
+    let component = pool_component(&ctx.hostname, &worker_id, &provider_config.name, &pool);
+    let registration = loop {
+        match ctx.store.register_component(component.clone()).await {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::warn!(pool = %task, error = %e, "cannot register pool component; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(pool = %task, id = %worker_id, "pool worker started");
+    let (paused_tx, mut paused_rx) = watch::channel(0usize);
+    let pc = Arc::new(PoolContext {
+        ctx: ctx.clone(),
+        provider,
+        provider_config,
+        pool,
+        worker_id: worker_id.clone(),
+        paused: paused_tx,
+        handling: Mutex::new(HashSet::new()),
+    });
+    wait_visible(&ctx, &worker_id, &stop).await;
+    let mut generation = ctx.cache.watch_generation();
+    let mut last_gauge: Option<tokio::time::Instant> = None;
+    let mut component_paused = false;
+    loop {
+        generation.borrow_and_update();
+        ctx.set_task_state(&task, "assigning");
+        assign_pass(&pc).await;
+        if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            max_servers_gauge(&pc);
+            last_gauge = Some(tokio::time::Instant::now());
+        }
+        let paused = pc.is_paused();
+        if paused != component_paused {
+            component_paused = paused;
+            update_paused(&registration, paused).await;
+        }
+        ctx.set_task_state(&task, if paused { "paused" } else { "idle" });
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ctx.cancel.cancelled() => break,
+            _ = generation.changed() => {}
+            _ = paused_rx.changed() => {}
+            _ = tokio::time::sleep(ctx.intervals.pool_tick) => {}
+        }
+    }
+    ctx.task_states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&task);
+    if let Err(e) = registration.unregister().await {
+        tracing::warn!(pool = %task, error = %e, "cannot unregister pool component");
+    }
+    tracing::info!(pool = %task, "pool worker stopped");
+}
+
+async fn update_paused(registration: &ComponentRegistration, paused: bool) {
+    let r = registration
+        .update(|c| {
+            if let Some(p) = c.pool.as_mut() {
+                p.paused = paused;
+            }
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot update pool component paused flag");
+    }
+}
+
+async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
+    let deadline = tokio::time::Instant::now() + REGISTRATION_VISIBLE;
+    let mut generation = ctx.cache.watch_generation();
+    while !online_pools(ctx).iter().any(|p| p.id == id) {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = generation.changed() => {}
+        }
+    }
+}
+
+/// `nodepool.provider.<p>.max_servers`: the sum of the provider's pools' max-servers
+/// (not sent while any pool is unlimited).
+fn max_servers_gauge(pc: &PoolContext) {
+    let mut total: i64 = 0;
+    for p in &pc.provider_config.pools {
+        match p.max_servers {
+            Some(m) => total += m.max(0),
+            None => return,
+        }
+    }
+    pc.ctx.statsd.gauge(
+        &names::provider_max_servers(&pc.provider_config.name),
+        total.max(0) as u64,
+    );
+}
+
+/// Why this pool must decline `req`, if it must (§3.3.4).
+pub async fn decline_reason(pc: &PoolContext, req: &NodeRequest) -> Option<String> {
+    if pc.pool.max_servers.is_some_and(|m| m <= 0) {
+        return Some("pool is disabled by max_servers".into());
+    }
+    let missing: Vec<&String> = req
+        .node_types
+        .iter()
+        .filter(|l| pc.label(l).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("node type(s) {missing:?} not available"));
+    }
+    let mut labels = Vec::with_capacity(req.node_types.len());
+    for name in &req.node_types {
+        let Some(label) = pc.label(name) else {
+            continue;
+        };
+        let available = match &label.image {
+            PoolLabelImage::DiskImage(image) => {
+                newest_ready_upload(&pc.ctx, image, pc.provider.name()).is_some()
+            }
+            PoolLabelImage::CloudImage(image) => {
+                !matches!(pc.provider.cloud_image_id(image).await, Ok(None))
+            }
+        };
+        if !available {
+            return Some("images are not available".into());
+        }
+        labels.push(label);
+    }
+    match pc.provider.could_ever_fit(&pc.ctx, &pc.pool, &labels).await {
+        Ok(false) => Some("it would exceed quota".into()),
+        Ok(true) => None,
+        Err(e) => {
+            // Cannot tell now (cloud trouble): let the handler find out.
+            tracing::warn!(pool = %pc.worker_id, error = %e, "quota check failed");
+            None
+        }
+    }
+}
+
+/// One assignment pass over the cached requests.
+pub async fn assign_pass(pc: &Arc<PoolContext>) {
+    let ctx = &pc.ctx;
+    let max_concurrency = pc.provider_config.max_concurrency;
+    if max_concurrency == 0 {
+        return;
+    }
+    let my_provider = pc.provider_config.name.as_str();
+    let my_labels: HashSet<&str> = pc.pool.labels.iter().map(|l| l.name.as_str()).collect();
+    let mut requests: Vec<_> = ctx
+        .cache
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.request.state == RequestState::Requested
+                && !r.request.declined_by.contains(&pc.worker_id)
+                && !pc.is_handling(&r.request.id)
+        })
+        .collect();
+    if requests.is_empty() {
+        return;
+    }
+    let unserved = |r: &NodeRequest| {
+        r.node_types
+            .iter()
+            .filter(|l| !my_labels.contains(l.as_str()))
+            .count()
+    };
+    requests.sort_by(|a, b| {
+        unserved(&a.request)
+            .cmp(&unserved(&b.request))
+            .then_with(|| a.request.cmp_priority(&b.request))
+    });
+    let online = online_pools(ctx);
+    for cached in requests {
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+        let req = &cached.request;
+        let candidates: Vec<&OnlinePool> = online
+            .iter()
+            .filter(|p| {
+                p.id != pc.worker_id
+                    && !req.declined_by.contains(&p.id)
+                    && req.node_types.iter().all(|l| p.labels.contains(l))
+            })
+            .collect();
+        if let Some(wanted) = req.provider.as_deref() {
+            if wanted != my_provider && candidates.iter().any(|p| p.provider == wanted) {
+                continue;
+            }
+        }
+        if candidates
+            .iter()
+            .any(|p| p.priority < pc.pool.priority && !p.paused)
+        {
+            continue;
+        }
+        if unserved(req) > 0 && !candidates.is_empty() {
+            continue;
+        }
+        let reason = decline_reason(pc, req).await;
+        if reason.is_none() {
+            if pc.is_paused() {
+                continue;
+            }
+            if max_concurrency > 0 && pc.provider.active_launches() as i64 >= max_concurrency {
+                continue;
+            }
+        }
+        let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
+        match lock.try_acquire().await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::debug!(request = %req.id, error = %e, "cannot lock request");
+                continue;
+            }
+        }
+        let fresh = match ctx.store.get_request(&req.id).await {
+            Ok(Some((r, _)))
+                if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
+            {
+                r
+            }
+            _ => {
+                let _ = lock.release().await;
+                continue;
+            }
+        };
+        if let Some(reason) = reason {
+            if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
+                tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
+            }
+            let _ = lock.release().await;
+            continue;
+        }
+        if !pc.start_handling(&fresh.id) {
+            let _ = lock.release().await;
+            continue;
+        }
+        tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
+        let handler = Handler::new(pc.clone(), fresh, lock);
+        tokio::spawn(handler.run());
+    }
+}

@@ -1,0 +1,828 @@
+//! `nodepool-launcher` end to end: a real ZooKeeper (TestZk), the OpenStack simulator over
+//! HTTP and the launcher in-process (`launcher::daemon::run`). The test plays Zuul's part
+//! of the protocol (reference §3.13) with ZkStore + ZkLock: submit a request, wait for it
+//! to be fulfilled, check the nodes are allocated and unlocked, lock them, delete the
+//! request.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use nodepool_daemon::launcher::runtime::Intervals;
+use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::model::{
+    paths, ComponentKind, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
+};
+use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::{ZkLock, ZkStore};
+use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound of every wait.
+const WAIT: Duration = Duration::from_secs(60);
+const PROVIDER: &str = "sim-provider";
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Waits until `f` returns `Some`, polling every 50 ms, at most [`WAIT`].
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Pool and provider knobs for the generated config.
+#[derive(Clone)]
+struct Shape {
+    labels: Vec<(&'static str, &'static str)>,
+    max_servers: Option<i64>,
+    boot_timeout: u64,
+    launch_retries: u32,
+    min_ready: BTreeMap<&'static str, u32>,
+    extra_pool: Option<(&'static str, Vec<(&'static str, &'static str)>)>,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            labels: vec![("small-label", "small"), ("medium-label", "medium")],
+            max_servers: Some(20),
+            boot_timeout: 30,
+            launch_retries: 3,
+            min_ready: BTreeMap::new(),
+            extra_pool: None,
+        }
+    }
+}
+
+fn labels_yaml(labels: &[(&str, &str)]) -> String {
+    labels
+        .iter()
+        .map(|(name, flavor)| {
+            format!(
+                "          - name: {name}\n            cloud-image: cirros\n            flavor-name: {flavor}\n            instance-properties:\n              team: infra\n            dynamic-instance-properties:\n              zuul_tenant: \"{{request.tenant_name}}\"\n"
+            )
+        })
+        .collect()
+}
+
+fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
+    let (host, port) = zk
+        .plain_hosts()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .expect("host:port");
+    let mut all_labels: Vec<&str> = shape.labels.iter().map(|l| l.0).collect();
+    if let Some((_, extra)) = &shape.extra_pool {
+        all_labels.extend(extra.iter().map(|l| l.0));
+    }
+    let mut top = String::new();
+    for l in &all_labels {
+        let mr = shape.min_ready.get(l).copied().unwrap_or(0);
+        top.push_str(&format!("  - name: {l}\n    min-ready: {mr}\n"));
+    }
+    let max = shape
+        .max_servers
+        .map(|m| format!("        max-servers: {m}\n"))
+        .unwrap_or_default();
+    let mut pools = format!(
+        "      - name: main\n{max}        auto-floating-ip: false\n        node-attributes:\n          color: blue\n        labels:\n{}",
+        labels_yaml(&shape.labels)
+    );
+    if let Some((name, labels)) = &shape.extra_pool {
+        pools.push_str(&format!(
+            "      - name: {name}\n        max-servers: 10\n        auto-floating-ip: false\n        labels:\n{}",
+            labels_yaml(labels)
+        ));
+    }
+    format!(
+        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n{top}providers:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n    pools:\n{pools}",
+        chroot = zk.chroot(),
+        bt = shape.boot_timeout,
+        lr = shape.launch_retries,
+    )
+}
+
+struct Launcher {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Launcher {
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("launcher stops")
+            .expect("launcher task");
+    }
+}
+
+struct Env {
+    zk: TestZk,
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    clouds: PathBuf,
+    store: ZkStore,
+    statsd: Option<Statsd>,
+}
+
+impl Env {
+    async fn new(shape: &Shape, knobs: Knobs) -> Env {
+        init_logs();
+        let zk = TestZk::shared().await;
+        let sim = Simulator::start(SimConfig {
+            knobs,
+            ..Default::default()
+        })
+        .await
+        .expect("simulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("nodepool.yaml");
+        let clouds = dir.path().join("clouds.yaml");
+        sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
+        std::fs::write(&config, config_yaml(&zk, shape)).expect("config");
+        let store = ZkStore::new(zk.client().await);
+        Env {
+            zk,
+            sim,
+            dir,
+            config,
+            clouds,
+            store,
+            statsd: None,
+        }
+    }
+
+    fn rewrite_config(&self, shape: &Shape) {
+        // A new mtime is what triggers the reload; write to a temp file and rename.
+        let tmp = self.dir.path().join("nodepool.yaml.new");
+        std::fs::write(&tmp, config_yaml(&self.zk, shape)).expect("config");
+        std::fs::rename(&tmp, &self.config).expect("rename config");
+    }
+
+    fn start_launcher(&self, hostname: &str) -> Launcher {
+        let mut opts = LauncherOptions::new(self.config.clone());
+        opts.webapp = false;
+        opts.clouds_file = Some(self.clouds.clone());
+        opts.hostname = Some(hostname.to_string());
+        opts.statsd = Some(self.statsd.clone().unwrap_or_else(Statsd::noop));
+        opts.intervals = Intervals {
+            config_check: Duration::from_millis(200),
+            pool_tick: Duration::from_millis(200),
+            ..Intervals::default()
+        };
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move {
+            run(opts, c).await.expect("launcher run");
+        });
+        Launcher { cancel, task }
+    }
+
+    fn driver(&self) -> OpenStackDriver {
+        let file = CloudsFile::load_from(&self.clouds).expect("clouds");
+        let mut o = DriverOptions::new(PROVIDER);
+        o.rate = 0.0;
+        OpenStackDriver::new(file.cloud("sim").expect("cloud"), o).expect("driver")
+    }
+
+    /// Zuul's submit: persistent sequential `100-…`, state `requested`.
+    async fn submit(&self, labels: &[&str]) -> RequestId {
+        let mut r = NodeRequest::new(labels.iter().map(|s| s.to_string()).collect(), "zuul-test");
+        r.tenant_name = Some("tenant-one".into());
+        r.requestor_data = serde_json::json!({"build_set_uuid": "abc", "job_name": "j"});
+        self.store
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit request")
+    }
+
+    async fn wait_done(&self, id: &RequestId) -> NodeRequest {
+        let store = self.store.clone();
+        wait_for(&format!("request {id} done"), || {
+            let store = store.clone();
+            let id = id.clone();
+            async move {
+                let (r, _) = store.get_request(&id).await.ok()??;
+                matches!(r.state, RequestState::Fulfilled | RequestState::Failed).then_some(r)
+            }
+        })
+        .await
+    }
+
+    async fn node(&self, id: &NodeId) -> Node {
+        self.store
+            .get_node(id)
+            .await
+            .expect("read node")
+            .expect("node exists")
+            .0
+    }
+
+    /// Zuul's accept: check allocation, lock every node (30 s), then delete the request.
+    async fn accept(&self, req: &NodeRequest) -> Vec<ZkLock> {
+        let mut locks = Vec::new();
+        for id in &req.nodes {
+            let n = self.node(id).await;
+            assert_eq!(n.allocated_to.as_ref(), Some(&req.id));
+            let mut lock = ZkLock::new(self.store.client(), &paths::node_lock(id), b"");
+            assert!(lock
+                .acquire(Some(Duration::from_secs(30)))
+                .await
+                .expect("lock node"));
+            locks.push(lock);
+        }
+        self.store.delete_request(&req.id).await.expect("delete");
+        locks
+    }
+
+    /// Deletes a node the way the DeletedNodeWorker would (server, then znode).
+    async fn delete_node(&self, id: &NodeId) {
+        let n = self.node(id).await;
+        if let Some(ext) = &n.external_id {
+            self.driver()
+                .delete_server(ext)
+                .await
+                .expect("delete server");
+            let admin = self.sim.admin();
+            let ext = ext.clone();
+            wait_for("server gone", || {
+                let gone = admin.server(&ext).is_none();
+                async move { gone.then_some(()) }
+            })
+            .await;
+        }
+        self.store.delete_node(&n).await.expect("delete node");
+    }
+}
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(Duration::from_secs(180), f)
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fulfils_a_request_as_zuul_expects() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        // Components: one launcher, one pool with its labels.
+        let store = env.store.clone();
+        let pool = wait_for("pool component", || {
+            let store = store.clone();
+            async move {
+                let c = store.components(ComponentKind::Pool).await.ok()?;
+                c.into_iter().next()
+            }
+        })
+        .await;
+        let info = pool.component.pool.clone().expect("pool info");
+        assert_eq!(info.provider_name.as_deref(), Some(PROVIDER));
+        assert_eq!(info.name.as_deref(), Some("main"));
+        assert_eq!(info.supported_labels, ["small-label", "medium-label"]);
+        assert!(!info.paused);
+        let pool_id = info.id.clone().expect("pool id");
+        assert!(pool_id.starts_with("host-a-PoolWorker.sim-provider-main-"));
+        assert_eq!(
+            env.store
+                .components(ComponentKind::Launcher)
+                .await
+                .expect("launchers")
+                .len(),
+            1
+        );
+
+        let id = env.submit(&["medium-label", "small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled, "{req:?}");
+        assert_eq!(req.nodes.len(), 2);
+        assert_eq!(req.requestor_data["build_set_uuid"], "abc");
+        assert_eq!(req.tenant_name.as_deref(), Some("tenant-one"));
+        for (id, label) in req.nodes.iter().zip(["medium-label", "small-label"]) {
+            let n = env.node(id).await;
+            assert_eq!(n.state, NodeState::Ready);
+            assert_eq!(n.node_type, [label]);
+            assert_eq!(n.provider.as_deref(), Some(PROVIDER));
+            assert_eq!(n.pool.as_deref(), Some("main"));
+            assert_eq!(n.launcher.as_deref(), Some(pool_id.as_str()));
+            assert_eq!(n.tenant_name.as_deref(), Some("tenant-one"));
+            assert_eq!(n.requestor.as_deref(), Some("zuul-test"));
+            assert_eq!(n.image_id.as_deref(), Some("cirros"));
+            assert_eq!(n.username.as_deref(), Some("cirros"));
+            assert_eq!(n.attributes["color"], "blue");
+            assert!(n.interface_ip.is_some());
+            assert!(n.resources.is_some());
+            assert!(
+                env.store
+                    .node_lock_contenders(id)
+                    .await
+                    .expect("lock")
+                    .is_empty(),
+                "node {id} must be unlocked at fulfilment"
+            );
+            let ext = n.external_id.clone().expect("external id");
+            let server = env.sim.admin().server(&ext).expect("server in sim");
+            assert_eq!(server.name, format!("np{id}"));
+            let meta = &server.metadata;
+            assert_eq!(
+                meta.get("nodepool_node_id").map(String::as_str),
+                Some(id.as_str())
+            );
+            assert_eq!(
+                meta.get("nodepool_pool_name").map(String::as_str),
+                Some("main")
+            );
+            assert_eq!(
+                meta.get("nodepool_provider_name").map(String::as_str),
+                Some(PROVIDER)
+            );
+            assert_eq!(
+                meta.get("groups").map(String::as_str),
+                Some(format!("{PROVIDER},cirros,{label}").as_str())
+            );
+            assert_eq!(meta.get("team").map(String::as_str), Some("infra"));
+            assert_eq!(
+                meta.get("zuul_tenant").map(String::as_str),
+                Some("tenant-one")
+            );
+        }
+        // The request lock is released.
+        assert!(env
+            .store
+            .request_lock_contenders(&id)
+            .await
+            .expect("request lock")
+            .is_empty());
+        let locks = env.accept(&req).await;
+        drop(locks);
+        l.stop().await;
+        // Graceful stop: components gone at once.
+        assert!(env
+            .store
+            .components(ComponentKind::Pool)
+            .await
+            .expect("pools")
+            .is_empty());
+        assert!(env
+            .store
+            .components(ComponentKind::Launcher)
+            .await
+            .expect("launchers")
+            .is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_node_is_reused_by_a_request() {
+    bounded(async {
+        let shape = Shape {
+            min_ready: BTreeMap::from([("small-label", 1)]),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let store = env.store.clone();
+        let ready = wait_for("min-ready node", || {
+            let store = store.clone();
+            async move {
+                let nodes = store.nodes().await.ok()?;
+                nodes.into_iter().map(|(n, _)| n).find(|n| {
+                    n.state == NodeState::Ready
+                        && n.allocated_to.is_none()
+                        && n.requestor.as_deref() == Some("NodePool:min-ready")
+                })
+            }
+        })
+        .await;
+        assert_eq!(ready.node_type, ["small-label"]);
+        // The min-ready request is cleaned up.
+        wait_for("min-ready request deleted", || {
+            let store = store.clone();
+            async move {
+                let reqs = store.requests().await.ok()?;
+                (!reqs.iter().any(|(r, _)| {
+                    r.requestor.as_deref() == Some("NodePool:min-ready")
+                        && r.state == RequestState::Fulfilled
+                }))
+                .then_some(())
+            }
+        })
+        .await;
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        assert_eq!(
+            req.nodes,
+            std::slice::from_ref(&ready.id),
+            "the ready node is reused"
+        );
+        let n = env.node(&ready.id).await;
+        assert_eq!(n.allocated_to.as_ref(), Some(&id));
+        assert_eq!(n.requestor.as_deref(), Some("zuul-test"));
+        let _locks = env.accept(&req).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_quota_then_fulfils() {
+    bounded(async {
+        let knobs = Knobs {
+            quota: Quota {
+                instances: 1,
+                ..Quota::default()
+            },
+            ..Knobs::default()
+        };
+        let env = Env::new(&Shape::default(), knobs).await;
+        let l = env.start_launcher("host-a");
+        let first = env.submit(&["small-label"]).await;
+        let req1 = env.wait_done(&first).await;
+        assert_eq!(req1.state, RequestState::Fulfilled);
+        let locks = env.accept(&req1).await;
+        let second = env.submit(&["small-label"]).await;
+        // The second request is accepted and its handler pauses: the pool says so.
+        let store = env.store.clone();
+        wait_for("paused pool", || {
+            let store = store.clone();
+            async move {
+                let pools = store.components(ComponentKind::Pool).await.ok()?;
+                pools
+                    .iter()
+                    .any(|p| p.component.pool.as_ref().is_some_and(|i| i.paused))
+                    .then_some(())
+            }
+        })
+        .await;
+        let (r, _) = env.store.get_request(&second).await.unwrap().unwrap();
+        assert_eq!(r.state, RequestState::Pending);
+        assert_eq!(env.sim.admin().servers().len(), 1);
+        // Zuul is done with the first node; it gets deleted.
+        drop(locks);
+        env.delete_node(&req1.nodes[0]).await;
+        let req2 = env.wait_done(&second).await;
+        assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
+        assert_ne!(req2.nodes, req1.nodes);
+        let _l2 = env.accept(&req2).await;
+        assert_eq!(env.sim.admin().servers().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_failure_is_retried() {
+    bounded(async {
+        let knobs = Knobs {
+            fail_next_boots: 1,
+            ..Knobs::default()
+        };
+        let env = Env::new(&Shape::default(), knobs).await;
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled, "{req:?}");
+        let n = env.node(&req.nodes[0]).await;
+        assert_eq!(n.state, NodeState::Ready);
+        // The failed attempt's server was deleted; only the good one is left.
+        let admin = env.sim.admin();
+        wait_for("one server", || {
+            let n = admin.servers().len();
+            async move { (n == 1).then_some(()) }
+        })
+        .await;
+        assert_eq!(admin.servers()[0].id, n.external_id.clone().unwrap());
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_timeout_fails_the_request_after_retries() {
+    bounded(async {
+        let shape = Shape {
+            boot_timeout: 1,
+            launch_retries: 2,
+            ..Shape::default()
+        };
+        let knobs = Knobs {
+            hang_all_boots: true,
+            ..Knobs::default()
+        };
+        let env = Env::new(&shape, knobs).await;
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Failed);
+        assert_eq!(req.declined_by.len(), 1);
+        assert!(env.sim.admin().counter("compute.servers.create") >= 2);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_label_is_declined_by_all_pools() {
+    bounded(async {
+        let shape = Shape {
+            extra_pool: Some(("second", vec![("large-label", "large")])),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let store = env.store.clone();
+        wait_for("two pools", || {
+            let store = store.clone();
+            async move {
+                let n = store.components(ComponentKind::Pool).await.ok()?.len();
+                (n == 2).then_some(())
+            }
+        })
+        .await;
+        let id = env.submit(&["no-such-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Failed);
+        assert_eq!(req.declined_by.len(), 2, "{:?}", req.declined_by);
+        assert!(req.nodes.is_empty());
+        assert!(env.sim.admin().servers().is_empty());
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_launchers_share_the_work() {
+    bounded(async {
+        let shape = Shape {
+            max_servers: Some(40),
+            ..Shape::default()
+        };
+        let knobs = Knobs {
+            quota: Quota::UNLIMITED,
+            ..Knobs::default()
+        };
+        let env = Env::new(&shape, knobs).await;
+        let a = env.start_launcher("host-a");
+        let b = env.start_launcher("host-b");
+        let store = env.store.clone();
+        wait_for("two pools", || {
+            let store = store.clone();
+            async move {
+                let n = store.components(ComponentKind::Pool).await.ok()?.len();
+                (n == 2).then_some(())
+            }
+        })
+        .await;
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let label = if i % 2 == 0 {
+                "small-label"
+            } else {
+                "medium-label"
+            };
+            ids.push(env.submit(&[label]).await);
+        }
+        let mut nodes = HashSet::new();
+        let mut launchers = HashSet::new();
+        for id in &ids {
+            let req = env.wait_done(id).await;
+            assert_eq!(req.state, RequestState::Fulfilled, "{req:?}");
+            for n in &req.nodes {
+                assert!(nodes.insert(n.clone()), "node {n} given twice");
+                launchers.insert(env.node(n).await.launcher.unwrap());
+            }
+        }
+        assert_eq!(nodes.len(), 20);
+        assert_eq!(env.sim.admin().servers().len(), 20, "no double launches");
+        assert_eq!(env.store.nodes().await.unwrap().len(), 20);
+        tracing::info!("launchers used: {launchers:?}");
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_adds_a_pool() {
+    bounded(async {
+        let shape = Shape::default();
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let store = env.store.clone();
+        wait_for("one pool", || {
+            let store = store.clone();
+            async move {
+                let n = store.components(ComponentKind::Pool).await.ok()?.len();
+                (n == 1).then_some(())
+            }
+        })
+        .await;
+        // Give the mtime a chance to differ on coarse file systems.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let bigger = Shape {
+            extra_pool: Some(("second", vec![("large-label", "large")])),
+            ..shape.clone()
+        };
+        env.rewrite_config(&bigger);
+        wait_for("pool serving large-label", || {
+            let store = store.clone();
+            async move {
+                let pools = store.components(ComponentKind::Pool).await.ok()?;
+                pools
+                    .iter()
+                    .any(|p| {
+                        p.component
+                            .pool
+                            .as_ref()
+                            .is_some_and(|i| i.supported_labels.iter().any(|l| l == "large-label"))
+                    })
+                    .then_some(())
+            }
+        })
+        .await;
+        let id = env.submit(&["large-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled, "{req:?}");
+        let n = env.node(&req.nodes[0]).await;
+        assert_eq!(n.pool.as_deref(), Some("second"));
+        // A bad config is ignored: the launcher keeps serving.
+        std::fs::write(&env.config, "providers: [ {").unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_metrics_go_to_statsd() {
+    bounded(async {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let mut env = Env::new(&Shape::default(), Knobs::default()).await;
+        env.statsd = Some(Statsd::udp("127.0.0.1", port).unwrap());
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let az = env.node(&req.nodes[0]).await.az.unwrap_or_default();
+        let want = [
+            "nodepool.launch.ready:1|c".to_string(),
+            "nodepool.launch.ready:".to_string() + "|ms",
+            format!("nodepool.launch.provider.{PROVIDER}.ready:1|c"),
+            format!("nodepool.launch.provider.{PROVIDER}.{az}.ready:1|c"),
+            "nodepool.launch.requestor.zuul-test.ready:1|c".to_string(),
+            format!("nodepool.provider.{PROVIDER}.max_servers:20|g"),
+        ];
+        let sock = Arc::new(sock);
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut lines: Vec<String> = Vec::new();
+            let deadline = std::time::Instant::now() + WAIT;
+            let mut buf = [0u8; 2048];
+            while std::time::Instant::now() < deadline {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    lines.extend(text.lines().map(str::to_string));
+                }
+                let have = |w: &str| {
+                    if let Some((pre, suf)) = w.split_once(":|") {
+                        lines.iter().any(|l| {
+                            l.starts_with(&format!("{pre}:")) && l.ends_with(&format!("|{suf}"))
+                        })
+                    } else {
+                        lines.iter().any(|l| l == w)
+                    }
+                };
+                let done = [
+                    "nodepool.launch.ready:1|c".to_string(),
+                    format!("nodepool.provider.{PROVIDER}.max_servers:20|g"),
+                ]
+                .iter()
+                .all(|w| have(w));
+                if done
+                    && lines
+                        .iter()
+                        .any(|l| l.starts_with("nodepool.launch.requestor"))
+                {
+                    break;
+                }
+            }
+            lines
+        })
+        .await
+        .unwrap();
+        for w in &want {
+            let ok = if let Some(pre) = w.strip_suffix("|ms") {
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(pre) && l.ends_with("|ms"))
+            } else {
+                lines.iter().any(|l| l == w)
+            };
+            assert!(ok, "missing {w} in {lines:?}");
+        }
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_servers_zero_disables_the_pool() {
+    bounded(async {
+        let shape = Shape {
+            max_servers: Some(0),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Failed);
+        assert_eq!(req.declined_by.len(), 1);
+        assert!(env.sim.admin().servers().is_empty());
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_request_unpauses_the_pool() {
+    bounded(async {
+        let shape = Shape {
+            max_servers: Some(1),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let first = env.submit(&["small-label"]).await;
+        let req1 = env.wait_done(&first).await;
+        assert_eq!(req1.state, RequestState::Fulfilled);
+        let _locks = env.accept(&req1).await;
+        let second = env.submit(&["small-label"]).await;
+        let store = env.store.clone();
+        let paused = |want: bool| {
+            let store = store.clone();
+            async move {
+                let pools = store.components(ComponentKind::Pool).await.ok()?;
+                pools
+                    .iter()
+                    .any(|p| p.component.pool.as_ref().is_some_and(|i| i.paused == want))
+                    .then_some(())
+            }
+        };
+        wait_for("paused pool", || paused(true)).await;
+        // Zuul cancels: deletes the pending request.
+        env.store.delete_request(&second).await.unwrap();
+        wait_for("unpaused pool", || paused(false)).await;
+        wait_for("request lock released", || {
+            let store = store.clone();
+            let id = second.clone();
+            async move {
+                store
+                    .request_lock_contenders(&id)
+                    .await
+                    .ok()?
+                    .is_empty()
+                    .then_some(())
+            }
+        })
+        .await;
+        assert_eq!(env.store.nodes().await.unwrap().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
