@@ -55,6 +55,8 @@ struct Cfg {
     delete_after_upload: bool,
     keep_formats: Vec<&'static str>,
     build_timeout: Option<u64>,
+    /// The provider lists the diskimage (else `diskimages: []`).
+    provider_lists_image: bool,
     /// Provider diskimage `pause`.
     provider_pause: bool,
     env: Vec<(String, String)>,
@@ -68,6 +70,7 @@ impl Default for Cfg {
             delete_after_upload: false,
             keep_formats: Vec::new(),
             build_timeout: None,
+            provider_lists_image: true,
             provider_pause: false,
             env: vec![("FAKE_DIB_SIZE".into(), "16M".into())],
         }
@@ -138,7 +141,7 @@ impl World {
         } else {
             " []\n".to_string()
         };
-        let provider_images = if cfg.image_configured {
+        let provider_images = if cfg.image_configured && cfg.provider_lists_image {
             format!(
                 "\n      - name: {IMAGE}\n        pause: {}\n",
                 cfg.provider_pause
@@ -844,6 +847,65 @@ async fn build_timeout_fails_the_build_and_keeps_the_last_good_image() {
         .local_files()
         .iter()
         .any(|f| f.contains(building.id.as_str())));
+    b.stop();
+    b.wait().await;
+}
+
+// ------------------------------------------------------------- record shapes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploading_and_deleting_records_keep_nodepool_shape() {
+    let paused = Cfg {
+        provider_pause: true,
+        ..Cfg::default()
+    };
+    let w = World::new(&paused).await;
+    let b = w.start().await;
+    let build = wait_for("a ready build", || async {
+        w.ready_builds().await.into_iter().next()
+    })
+    .await;
+    // A slow cloud makes the transient records visible.
+    w.sim.admin().update_knobs(|k| k.api_latency_ms = 1000);
+    w.write_config(&Cfg::default());
+    let raw = wait_for("an uploading record", || async {
+        for u in w.uploads_of(&build.id).await {
+            if u.state == UploadState::Uploading {
+                return w.raw_upload(&u).await;
+            }
+        }
+        None
+    })
+    .await;
+    check_upload_record(&raw, "uploading");
+    assert!(raw["external_id"].is_null(), "{raw}");
+    let up = wait_for("the ready upload", || w.ready_upload_of(&build.id)).await;
+    check_upload_record(&w.raw_upload(&up).await.unwrap(), "ready");
+
+    // The provider stops listing the image: cleanup marks the upload `deleting`, then
+    // deletes the cloud image (slowly) and the record.
+    w.write_config(&Cfg {
+        provider_lists_image: false,
+        ..Cfg::default()
+    });
+    let raw = wait_for("a deleting record", || async {
+        w.raw_upload(&up)
+            .await
+            .filter(|raw| raw["state"] == "deleting")
+    })
+    .await;
+    check_upload_record(&raw, "deleting");
+    assert_eq!(raw["external_id"].as_str(), up.external_id.as_deref());
+    wait_for("the upload to go", || async {
+        (w.uploads().await.is_empty() && w.cloud_image_ids().is_empty()).then_some(())
+    })
+    .await;
+    w.sim.admin().update_knobs(|k| k.api_latency_ms = 0);
+    check_build_record(
+        &w.raw_build(&build.id).await.unwrap(),
+        "ready",
+        Some("qcow2"),
+    );
     b.stop();
     b.wait().await;
 }
