@@ -219,13 +219,16 @@ async fn run_and_finish(
         }
         Err(e) => warn!(image = %image.name, build = %build.id, "cannot run DIB: {e}"),
     }
+    // The final record as Nodepool writes it: builder, builder_id and the diskimage's
+    // username/python_path/shell_type in both outcomes, `formats` only when ready.
+    build.username = Some(image.username.clone());
+    build.python_path = Some(image.python_path.clone());
+    build.shell_type = image.shell_type.clone();
     if ok {
         build.set_state(BuildState::Ready);
-        build.username = Some(image.username.clone());
-        build.python_path = Some(image.python_path.clone());
-        build.shell_type = image.shell_type.clone();
     } else {
         build.set_state(BuildState::Failed);
+        build.formats.clear();
         if let Err(e) = files::delete_build(&images_dir, &image.name, build.id.as_str()) {
             warn!(image = %image.name, build = %build.id, "removing files of failed build: {e}");
         }

@@ -106,17 +106,20 @@ async fn cleanup_image(
                     )
                     .await?
                 }
-                UploadState::Ready => {
-                    let vanished = match (existing, &u.external_id) {
-                        (Some(set), Some(id)) => !set.contains(id),
-                        _ => false,
-                    };
-                    if vanished && recent.contains(&key) {
-                        info!(%image, %provider, upload = %u.id,
-                            "cloud image {:?} vanished; removing the record", u.external_id);
+                UploadState::Ready if !recent.contains(&key) => false,
+                UploadState::Ready => match (existing, &u.external_id) {
+                    // Missing from the listing taken at the start of the pass: confirm
+                    // (the upload may have become ready after that listing).
+                    (Some(set), Some(id)) if !set.contains(id) => {
+                        let vanished = image_gone(cloud.driver.as_ref(), id).await;
+                        if vanished {
+                            info!(%image, %provider, upload = %u.id,
+                                "cloud image {id} vanished; removing the record");
+                        }
+                        !vanished
                     }
-                    recent.contains(&key) && !vanished
-                }
+                    _ => true,
+                },
                 UploadState::Deleting | UploadState::Failed => false,
             };
             if keep || !delete_upload(ctx, cloud.driver.as_ref(), u).await? {
@@ -169,6 +172,19 @@ async fn cleanup_image(
         }
     }
     Ok(())
+}
+
+/// Whether cloud image `id` is really gone (absent, or in a terminal deleted state);
+/// an error answers "no" (checked again next pass).
+async fn image_gone(driver: &dyn nodepool_shared::cloud::CloudDriver, id: &str) -> bool {
+    match driver.get_image(id).await {
+        Ok(None) => true,
+        Ok(Some(i)) => matches!(i.status.as_str(), "deleted" | "killed"),
+        Err(e) => {
+            debug!(image_id = %id, "cannot check whether the image exists: {e}");
+            false
+        }
+    }
 }
 
 /// Removes one upload: under its lock, mark `deleting`, delete the cloud image, delete
