@@ -1,3 +1,4 @@
 //! Daemon support code shared by the launcher, builder and CLI binaries.
 
 pub mod builder;
+pub mod cli;
