@@ -131,18 +131,33 @@ pub async fn import_doc(store: &ZkStore, doc: &BTreeMap<String, String>) -> Resu
             *h = (*h).max(n);
         }
     }
+    // Builds and flags first (sorted by path), then the counters (which create the upload
+    // directories below the builds), then the uploads.
+    for (k, v) in doc
+        .iter()
+        .filter(|(k, _)| upload_dir_and_number(k).is_none())
+    {
+        create(client, k, v).await?;
+    }
     for (dir, n) in &highest {
         bump_sequence(client, dir, *n)
             .await
             .wrap_err_with(|| format!("cannot raise the sequence counter of {dir}"))?;
     }
-    // Sorted by path: a build comes before its uploads.
-    for (k, v) in doc {
-        client
-            .create_persistent(k, v.as_bytes())
-            .await
-            .wrap_err_with(|| format!("cannot create {k}"))?;
+    for (k, v) in doc
+        .iter()
+        .filter(|(k, _)| upload_dir_and_number(k).is_some())
+    {
+        create(client, k, v).await?;
     }
+    Ok(())
+}
+
+async fn create(client: &ZkClient, path: &str, data: &str) -> Result<()> {
+    client
+        .create_persistent(path, data.as_bytes())
+        .await
+        .wrap_err_with(|| format!("cannot create {path}"))?;
     Ok(())
 }
 
