@@ -281,13 +281,41 @@ async fn list_brief_and_detail_text_and_json() {
     lock.release().await.unwrap();
 }
 
+/// More nodes than one multi-read batch, over TLS: the batched reader (its own TLS
+/// session) must give the same rows and lock flags as one-by-one reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_over_tls() {
+async fn list_many_nodes_over_tls() {
     let env = Env::with(true).await;
-    let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
-    let o = env.run(&["list"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..600 {
+        ids.push(env.add_node("fake-provider", NodeState::Ready, 5.0).await);
+    }
+    let mut locks = Vec::new();
+    for id in ids.iter().step_by(50) {
+        let mut lock = ZkLock::new(env.store.client(), &paths::node_lock(id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+        locks.push(lock);
+    }
+    let o = env.run(&["--debug", "list", "--format", "json"]).await;
     assert_ok(&o);
-    assert!(stdout(&o).contains(a.as_str()), "{}", stdout(&o));
+    // The batched path was taken (no fallback to one-by-one reads).
+    assert!(!stderr(&o).contains("one by one"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 600);
+    for (row, id) in rows.iter().zip(&ids) {
+        assert_eq!(row["id"], id.as_str());
+    }
+    let locked: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["locked"] == "locked")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = ids.iter().step_by(50).map(|i| i.as_str()).collect();
+    assert_eq!(locked, expected);
+    for mut l in locks {
+        l.release().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,10 +8,11 @@
 //!
 //! * [`args`]: the command line.
 //! * [`context`]: config loading, connecting, printing.
-//! * [`read`]: pipelined bulk reads for the listings.
+//! * [`read`], [`bulk`]: pipelined and batched reads for the listings.
 //! * [`nodes`], [`images`], [`provider`], [`image_data`]: the subcommands.
 
 pub mod args;
+pub mod bulk;
 pub mod context;
 pub mod image_data;
 pub mod images;
@@ -130,7 +131,9 @@ pub async fn run(g: &Globals, command: Command) -> Result<()> {
             print_out(String::from_utf8_lossy(&out).trim_end_matches('\n'))
         }
         other => {
+            let start = std::time::Instant::now();
             let session = g.connect().await?;
+            tracing::debug!(elapsed = ?start.elapsed(), "connected");
             let r = run_zk(&session, other).await;
             session.close().await;
             r

@@ -12,8 +12,9 @@ use nodepool_shared::listing::{node_list, NodeColumns, OutputFormat};
 use nodepool_shared::model::{now_epoch, paths, Node, NodeId, NodeState};
 use nodepool_shared::zk::{ZkLock, ZkStore};
 
+use super::bulk::nodes_with_locks;
 use super::context::{print_out, Session};
-use super::read::{node_with_lock, nodes_with_locks};
+use super::read::node_with_lock;
 
 /// How long the CLI waits for a node lock (Python: 5 s).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,14 +23,18 @@ pub const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `nodepool list [--detail]`.
 pub async fn list(s: &Session, detail: bool, format: OutputFormat) -> Result<()> {
+    let start = std::time::Instant::now();
     let nodes = nodes_with_locks(&s.store).await?;
+    tracing::debug!(nodes = nodes.len(), elapsed = ?start.elapsed(), "read nodes");
     let columns = if detail {
         NodeColumns::Detail
     } else {
         NodeColumns::Brief
     };
     let table = node_list(nodes.iter().map(|(n, l)| (n, *l)), now_epoch(), columns);
-    print_out(&table.render(format, None))
+    let text = table.render(format, None);
+    tracing::debug!(elapsed = ?start.elapsed(), "rendered");
+    print_out(&text)
 }
 
 /// Prints the brief row of one node (what `delete` and `hold` show afterwards).

@@ -1,6 +1,6 @@
-//! Bulk reads for the listings, pipelined: many ZooKeeper requests are in flight at once
-//! on the one connection, which is what makes `nodepool list` fast with thousands of
-//! nodes (a sequential read costs one round trip per znode).
+//! Reads for the listings, pipelined: many ZooKeeper requests are in flight at once on
+//! the one connection (a sequential read costs one round trip per znode). The node
+//! listing uses batched multi-reads instead ([`super::bulk`]).
 //!
 //! "Locked" is computed from the node's lock contenders without creating the lock
 //! directory (Python's `contenders()` runs `ensure_path`, so its `list` writes; we
@@ -9,44 +9,11 @@
 use std::collections::HashSet;
 
 use futures::stream::{self, StreamExt};
-use nodepool_shared::model::{paths, ImageBuild, ImageUpload, Node, NodeId};
-use nodepool_shared::zk::{is_lock_contender, ZkResult, ZkStore};
-use tracing::warn;
+use nodepool_shared::model::{ImageBuild, ImageUpload, Node, NodeId};
+use nodepool_shared::zk::{ZkResult, ZkStore};
 
-/// Requests kept in flight by the node reader (two per node).
-const NODE_WINDOW: usize = 2048;
 /// Image-tree reads kept in flight.
 const IMAGE_WINDOW: usize = 64;
-
-/// Every node with its "locked" flag (some lock contender exists), sorted by id. Empty
-/// and corrupt node znodes are skipped (corrupt ones with a warning).
-pub async fn nodes_with_locks(store: &ZkStore) -> ZkResult<Vec<(Node, bool)>> {
-    let client = store.client();
-    let mut ids = client.get_children(paths::NODES).await?.unwrap_or_default();
-    ids.sort();
-    let reads = ids.into_iter().map(|id| async move {
-        let id = NodeId::from(id);
-        let path = paths::node(&id);
-        let lock = paths::node_lock(&id);
-        let (data, children) = futures::join!(client.get(&path), client.get_children(&lock));
-        (id, path, data, children)
-    });
-    let results: Vec<_> = stream::iter(reads).buffered(NODE_WINDOW).collect().await;
-    let mut out = Vec::with_capacity(results.len());
-    for (id, path, data, children) in results {
-        let Some((data, _)) = data? else { continue };
-        let locked = children?
-            .unwrap_or_default()
-            .iter()
-            .any(|c| is_lock_contender(c));
-        match Node::from_json(&id, &data) {
-            Ok(Some(node)) => out.push((node, locked)),
-            Ok(None) => {}
-            Err(e) => warn!(path = %path, "skipping corrupt node record: {e}"),
-        }
-    }
-    Ok(out)
-}
 
 /// One node with its locked flag; `None` if it does not exist.
 pub async fn node_with_lock(store: &ZkStore, id: &NodeId) -> ZkResult<Option<(Node, bool)>> {
