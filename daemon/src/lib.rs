@@ -1,5 +1,6 @@
 //! Daemon support code shared by the launcher, builder and CLI binaries.
 
 pub mod builder;
+pub mod cli;
 pub mod launcher;
 pub mod webapp;

@@ -1,0 +1,273 @@
+//! The command line of `nodepool`: global options and every subcommand, as Nodepool 11
+//! spells them, plus our additions (`--format json`, `--zk-timeout`, `--yes`,
+//! `completions`). clap turns usage errors into exit status 2.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nodepool_shared::listing::OutputFormat;
+
+/// Default config file, as in Python Nodepool.
+pub const DEFAULT_CONFIG: &str = "/etc/nodepool/nodepool.yaml";
+
+/// The `nodepool` operator command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nodepool",
+    about = "Nodepool operator command: inspect and manage nodes, images and requests in ZooKeeper.",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Path to the config file (nodepool.yaml).
+    #[arg(
+        short = 'c',
+        value_name = "CONFIG",
+        env = "NODEPOOL_CONFIG",
+        default_value = DEFAULT_CONFIG,
+        global = true
+    )]
+    pub config: PathBuf,
+
+    /// Path to the secure config file (overrides ZooKeeper settings).
+    #[arg(short = 's', value_name = "SECURE", global = true)]
+    pub secure: Option<PathBuf>,
+
+    /// Show debug logging (and full error reports) on stderr.
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Python logging config file; accepted for compatibility and ignored (see docs/cli.md).
+    #[arg(short = 'l', value_name = "LOGCONFIG", global = true)]
+    pub logconfig: Option<PathBuf>,
+
+    /// How long to try to reach ZooKeeper, and the bound of every ZooKeeper call, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        value_parser = parse_seconds,
+        global = true
+    )]
+    pub zk_timeout: f64,
+
+    /// Show the version and exit.
+    #[arg(long)]
+    pub version: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1.0e6 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+/// Output format of a listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A PrettyTable-style text table (as Python Nodepool prints it).
+    #[default]
+    Text,
+    /// A JSON list of objects, byte-identical to the web API's JSON.
+    Json,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Text => OutputFormat::Text,
+            Format::Json => OutputFormat::Json,
+        }
+    }
+}
+
+/// `--format` of the listing commands.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List nodes (ID, Provider, Label, Server ID, Public IPv4, IPv6, State, Age, Locked).
+    List {
+        /// Show all 21 columns (Pool, Hostname, Private IPv4, AZ, Username, Port, Launcher,
+        /// Allocated To, Hold Job, Comment, User Data, Driver Data in addition).
+        #[arg(long)]
+        detail: bool,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Mark a node for deletion (the launcher deletes it), or delete it now.
+    ///
+    /// Locks the node (waiting up to 5 s), sets its state to `deleting` and unlocks it;
+    /// prints the node's row. With --now the cloud server is deleted right here through
+    /// the node's provider from the local config, then the node record.
+    Delete {
+        /// Node id (e.g. 0000000042).
+        id: String,
+        /// Delete the server and the node record in the foreground.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Put a node on hold: it is kept until deleted by hand (or max-hold-age).
+    ///
+    /// Locks the node (waiting up to 5 s), sets its state to `hold`, unlocks it and prints
+    /// its row.
+    Hold {
+        /// Node id (e.g. 0000000042).
+        id: String,
+        /// Why the node is held (stored as the node's comment).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// List image builds (ID, Image, Builder, Formats, State, Age).
+    DibImageList {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// List image uploads to providers.
+    ImageList {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Show, per image, whether it is paused and any outstanding manual build request.
+    ImageStatus {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Request a build of a diskimage (it must be in the config and not paused there).
+    ImageBuild {
+        /// Diskimage name.
+        image: String,
+    },
+    /// Mark an image build for deletion (`<image>-<build-id>`, as dib-image-list shows).
+    ///
+    /// A build that is still building is refused. The builder's cleanup then removes its
+    /// uploads, local files and record.
+    DibImageDelete {
+        /// Build id as shown by dib-image-list: `<image>-<build-id>`.
+        id: String,
+    },
+    /// Mark one image upload for deletion (the builder's cleanup removes it).
+    ///
+    /// An upload in progress is refused. Note that an upload worker uploads the newest
+    /// build again unless the image is paused.
+    ImageDelete {
+        /// Provider name.
+        #[arg(long)]
+        provider: String,
+        /// Image name.
+        #[arg(long)]
+        image: String,
+        /// Build id.
+        #[arg(long)]
+        build_id: String,
+        /// Upload id.
+        #[arg(long)]
+        upload_id: String,
+    },
+    /// Pause an image: no builds and uploads until unpaused.
+    ImagePause {
+        /// Image name.
+        image: String,
+    },
+    /// Unpause an image.
+    ImageUnpause {
+        /// Image name.
+        image: String,
+    },
+    /// Show the ZooKeeper data of a provider: its image uploads and its nodes.
+    Info {
+        /// Provider name.
+        provider: String,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Erase the ZooKeeper data of a provider (its upload records and node records).
+    ///
+    /// Nothing is deleted in the cloud. Asks for confirmation unless --force or --yes;
+    /// without a terminal to ask on it refuses.
+    Erase {
+        /// Provider name.
+        provider: String,
+        /// Do not ask for confirmation (as Nodepool).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation (same as --force).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// List images in the clouds that carry Nodepool's build id but match no ready upload.
+    AlienImageList {
+        /// Only this provider.
+        provider: Option<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// List node requests.
+    RequestList {
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Validate the config file; prints every problem as file:line:column (no ZooKeeper).
+    ConfigValidate,
+    /// Write all image build/upload records and pause flags to a JSON file (mode 0600).
+    ExportImageData {
+        /// Output file (created or truncated).
+        path: PathBuf,
+    },
+    /// Re-create image records from an export-image-data file.
+    ///
+    /// First raises each upload directory's sequence counter past the highest imported
+    /// upload id, so new uploads never reuse an imported id. Refuses if any imported
+    /// record already exists.
+    ImportImageData {
+        /// Input file written by export-image-data.
+        path: PathBuf,
+    },
+    /// Print a shell completion script (e.g. `nodepool completions bash > /etc/bash_completion.d/nodepool`).
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_globals_after_subcommand() {
+        let cli = Cli::try_parse_from(["nodepool", "list", "--detail", "-c", "/x.yaml"]).unwrap();
+        assert_eq!(cli.config, PathBuf::from("/x.yaml"));
+        assert!(matches!(
+            cli.command,
+            Some(Command::List { detail: true, .. })
+        ));
+    }
+
+    #[test]
+    fn image_delete_needs_all_ids() {
+        let e = Cli::try_parse_from(["nodepool", "image-delete", "--provider", "p"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_timeout() {
+        assert!(Cli::try_parse_from(["nodepool", "--zk-timeout", "0", "list"]).is_err());
+        assert!(Cli::try_parse_from(["nodepool", "--zk-timeout", "x", "list"]).is_err());
+    }
+}

@@ -1,0 +1,748 @@
+//! The `nodepool` binary against a real ZooKeeper: each test writes a nodepool.yaml that
+//! points at its own chroot, puts records there through `ZkStore`, runs the built binary
+//! and checks its output, exit status and what it changed in ZooKeeper.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use nodepool_shared::model::{
+    now_epoch, paths, BuildId, BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest,
+    NodeState, RequestState, UploadState,
+};
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::{ZkLock, ZkSettings, ZkStore};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nodepool");
+
+/// A test's ZooKeeper chroot, config file and store.
+struct Env {
+    _zk: TestZk,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    store: ZkStore,
+}
+
+fn yaml_for(settings: &ZkSettings) -> String {
+    let (host, port) = &settings.hosts[0];
+    let mut y = format!(
+        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {}\n",
+        settings.chroot.as_deref().unwrap_or("/")
+    );
+    if let Some(tls) = &settings.tls {
+        y.push_str(&format!(
+            "zookeeper-tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
+            tls.cert.display(),
+            tls.key.display(),
+            tls.ca.display()
+        ));
+    }
+    y.push_str(
+        "labels:\n  - name: small\n\
+         diskimages:\n  - name: debian\n    elements: [vm]\n  - name: paused-image\n    pause: true\n\
+         providers:\n  - name: fake-provider\n    cloud: fake\n    diskimages:\n      - name: debian\n\
+         \x20   pools:\n      - name: main\n        max-servers: 10\n        labels:\n\
+         \x20         - name: small\n            diskimage: debian\n            min-ram: 1024\n",
+    );
+    y
+}
+
+impl Env {
+    async fn new() -> Env {
+        Self::with(false).await
+    }
+
+    async fn with(tls: bool) -> Env {
+        let zk = TestZk::shared().await;
+        let settings = if tls {
+            zk.tls_settings().expect("test ZooKeeper has a TLS port")
+        } else {
+            zk.settings()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("nodepool.yaml");
+        std::fs::write(&config, yaml_for(&settings)).expect("write config");
+        let store = ZkStore::new(zk.client().await);
+        Env {
+            _zk: zk,
+            dir,
+            config,
+            store,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        run_with(&self.config, args).await
+    }
+
+    async fn add_node(&self, provider: &str, state: NodeState, age: f64) -> NodeId {
+        let mut n = Node::new();
+        n.state = state;
+        n.state_time = now_epoch() - age;
+        n.provider = Some(provider.into());
+        n.pool = Some("main".into());
+        n.node_type = vec!["small".into()];
+        n.external_id = Some(format!("srv-{}", uuid::Uuid::new_v4().simple()));
+        n.public_ipv4 = Some("192.0.2.10".into());
+        n.username = Some("zuul".into());
+        self.store.create_node(&mut n).await.expect("create node")
+    }
+
+    async fn add_build(&self, image: &str, state: BuildState) -> ImageBuild {
+        let mut b = ImageBuild::new(image, BuildId::generate());
+        b.state = state;
+        b.builder = Some("builder.example.org".into());
+        b.formats = vec!["qcow2".into()];
+        self.store.create_build(&mut b).await.expect("create build");
+        b
+    }
+
+    async fn add_upload(&self, b: &ImageBuild, provider: &str, state: UploadState) -> ImageUpload {
+        let mut u = ImageUpload::new(&b.image, b.id.clone(), provider);
+        u.state = state;
+        u.external_id = Some(format!("img-{}", uuid::Uuid::new_v4().simple()));
+        u.external_name = Some(format!("{}-1700000000", b.image));
+        u.format = Some("qcow2".into());
+        self.store
+            .create_upload(&mut u)
+            .await
+            .expect("create upload");
+        u
+    }
+}
+
+async fn run_with(config: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("NODEPOOL_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run nodepool")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+#[track_caller]
+fn assert_fails(o: &Output, code: i32, message: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout {}\nstderr {}",
+        stdout(o),
+        stderr(o)
+    );
+    assert!(
+        stderr(o).contains(message),
+        "stderr lacks {message:?}:\n{}",
+        stderr(o)
+    );
+}
+
+/// Replaces every `DD:HH:MM:SS` age with `AGE________` (same width), so tables can be
+/// compared exactly although a second may pass.
+fn mask_ages(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let is_age = |w: &[u8]| {
+        w.len() == 11
+            && w.iter().enumerate().all(|(k, c)| {
+                if k % 3 == 2 {
+                    *c == b':'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+    };
+    while i < b.len() {
+        if i + 11 <= b.len() && is_age(&b[i..i + 11]) {
+            out.push_str("AGE________");
+            i += 11;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_brief_and_detail_text_and_json() {
+    let env = Env::new().await;
+    let a = env
+        .add_node("fake-provider", NodeState::Ready, 3723.0)
+        .await;
+    let b = env.add_node("other", NodeState::InUse, 10.0).await;
+    // b is locked by someone else.
+    let mut lock = ZkLock::new(env.store.client(), &paths::node_lock(&b), b"");
+    assert!(lock.try_acquire().await.unwrap());
+    let (na, _) = env.store.get_node(&a).await.unwrap().unwrap();
+    let (nb, _) = env.store.get_node(&b).await.unwrap().unwrap();
+    let sa = na.external_id.clone().unwrap();
+    let sb = nb.external_id.clone().unwrap();
+
+    let o = env.run(&["list"]).await;
+    assert_ok(&o);
+    let w = sa.len();
+    let dash = "-".repeat(w + 2);
+    let expected = format!(
+        "+------------+---------------+-------+{dash}+-------------+------+--------+-------------+----------+\n\
+         | ID         | Provider      | Label | {sid:<w$} | Public IPv4 | IPv6 | State  | Age         | Locked   |\n\
+         +------------+---------------+-------+{dash}+-------------+------+--------+-------------+----------+\n\
+         | {a} | fake-provider | small | {sa} | 192.0.2.10  | None | ready  | AGE________ | unlocked |\n\
+         | {b} | other         | small | {sb} | 192.0.2.10  | None | in-use | AGE________ | locked   |\n\
+         +------------+---------------+-------+{dash}+-------------+------+--------+-------------+----------+\n",
+        sid = "Server ID",
+    );
+    assert_eq!(mask_ages(&stdout(&o)), expected);
+    assert!(
+        stdout(&o).contains("| 00:01:02:0"),
+        "age of a: {}",
+        stdout(&o)
+    );
+
+    let o = env.run(&["list", "--detail"]).await;
+    assert_ok(&o);
+    let text = stdout(&o);
+    let header = text.lines().nth(1).unwrap();
+    assert_eq!(header.matches(" | ").count() + 1, 21, "{header}");
+    for col in [
+        "Pool",
+        "Hostname",
+        "Username",
+        "Port",
+        "Launcher",
+        "User Data",
+        "Driver Data",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(text.contains("| main "), "{text}");
+
+    // JSON: the web API's node-list objects (21 keys) with --detail, 9 without.
+    let o = env.run(&["list", "--detail", "--format", "json"]).await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].as_object().unwrap().len(), 21);
+    assert_eq!(rows[0]["id"], a.as_str());
+    assert_eq!(rows[0]["label"], serde_json::json!(["small"]));
+    assert_eq!(rows[0]["locked"], "unlocked");
+    assert_eq!(rows[1]["locked"], "locked");
+    assert_eq!(rows[0]["connection_port"], 22);
+    // Same bytes as the listing library renders (what the web API serves).
+    let now = now_epoch();
+    let table = nodepool_shared::listing::node_list(
+        [(&na, false), (&nb, true)],
+        now,
+        nodepool_shared::listing::NodeColumns::Detail,
+    );
+    assert_eq!(
+        mask_ages(&stdout(&o)),
+        mask_ages(&format!("{}\n", table.render_json()))
+    );
+
+    let o = env.run(&["list", "--format", "json"]).await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0].as_object().unwrap().len(), 9);
+
+    // Listing does not create lock dirs (Python's does; we stay read-only).
+    assert!(env
+        .store
+        .client()
+        .exists(&paths::node_lock(&a))
+        .await
+        .unwrap()
+        .is_none());
+    lock.release().await.unwrap();
+}
+
+/// More nodes than one multi-read batch, over TLS: the batched reader (its own TLS
+/// session) must give the same rows and lock flags as one-by-one reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_many_nodes_over_tls() {
+    let env = Env::with(true).await;
+    let mut ids = Vec::new();
+    for _ in 0..600 {
+        ids.push(env.add_node("fake-provider", NodeState::Ready, 5.0).await);
+    }
+    let mut locks = Vec::new();
+    for id in ids.iter().step_by(50) {
+        let mut lock = ZkLock::new(env.store.client(), &paths::node_lock(id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+        locks.push(lock);
+    }
+    let o = env.run(&["--debug", "list", "--format", "json"]).await;
+    assert_ok(&o);
+    // The batched path was taken (no fallback to one-by-one reads).
+    assert!(!stderr(&o).contains("one by one"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 600);
+    for (row, id) in rows.iter().zip(&ids) {
+        assert_eq!(row["id"], id.as_str());
+    }
+    let locked: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["locked"] == "locked")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = ids.iter().step_by(50).map(|i| i.as_str()).collect();
+    assert_eq!(locked, expected);
+    for mut l in locks {
+        l.release().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_marks_deleting_and_unknown_id_fails() {
+    let env = Env::new().await;
+    let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let o = env.run(&["delete", a.as_str()]).await;
+    assert_ok(&o);
+    let (n, _) = env.store.get_node(&a).await.unwrap().unwrap();
+    assert_eq!(n.state, NodeState::Deleting);
+    assert!(stdout(&o).contains("deleting"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("unlocked"), "{}", stdout(&o));
+    // The lock was released.
+    assert!(env.store.node_lock_contenders(&a).await.unwrap().is_empty());
+
+    let o = env.run(&["delete", "0000999999"]).await;
+    assert_fails(&o, 1, "Node id 0000999999 not found");
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    // No empty znode left behind by a lock attempt.
+    assert!(env
+        .store
+        .client()
+        .exists(&paths::node(&NodeId::from("0000999999")))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_of_locked_node_times_out() {
+    let env = Env::new().await;
+    let a = env.add_node("fake-provider", NodeState::InUse, 5.0).await;
+    let mut lock = ZkLock::new(env.store.client(), &paths::node_lock(&a), b"");
+    assert!(lock.try_acquire().await.unwrap());
+    let o = env.run(&["delete", a.as_str()]).await;
+    assert_fails(&o, 1, "is locked by another client");
+    let (n, _) = env.store.get_node(&a).await.unwrap().unwrap();
+    assert_eq!(n.state, NodeState::InUse);
+    lock.release().await.unwrap();
+    // Our contender is gone too; only none remain.
+    assert!(env.store.node_lock_contenders(&a).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_sets_state_and_reason() {
+    let env = Env::new().await;
+    let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let o = env
+        .run(&["hold", a.as_str(), "--reason", "debugging"])
+        .await;
+    assert_ok(&o);
+    let (n, _) = env.store.get_node(&a).await.unwrap().unwrap();
+    assert_eq!(n.state, NodeState::Hold);
+    assert_eq!(n.comment.as_deref(), Some("debugging"));
+    assert!(stdout(&o).contains("| hold "), "{}", stdout(&o));
+    let o = env.run(&["hold", "0000000077"]).await;
+    assert_fails(&o, 1, "Node id 0000000077 not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pause_unpause_build_and_status() {
+    let env = Env::new().await;
+    let o = env.run(&["image-pause", "debian"]).await;
+    assert_ok(&o);
+    assert!(env.store.image_paused("debian").await.unwrap());
+    let o = env.run(&["image-status", "--format", "json"]).await;
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "[{\"image\": \"debian\", \"paused\": true, \"build_request\": null, \"build_request_age\": null}]\n"
+    );
+    let o = env.run(&["image-unpause", "debian"]).await;
+    assert_ok(&o);
+    assert!(!env.store.image_paused("debian").await.unwrap());
+
+    let o = env.run(&["image-build", "debian"]).await;
+    assert_ok(&o);
+    assert!(env.store.build_request("debian").await.unwrap().is_some());
+    let o = env.run(&["image-status"]).await;
+    assert_ok(&o);
+    assert!(
+        mask_ages(&stdout(&o)).contains("| debian | False  | pending       | AGE________       |"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = env.run(&["image-build", "nope"]).await;
+    assert_fails(
+        &o,
+        1,
+        "Trying to build a non disk-image-builder image: nope",
+    );
+    let o = env.run(&["image-build", "paused-image"]).await;
+    assert_fails(&o, 1, "paused");
+    assert!(env
+        .store
+        .build_request("paused-image")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dib_image_delete_rules() {
+    let env = Env::new().await;
+    let ready = env.add_build("debian", BuildState::Ready).await;
+    let building = env.add_build("debian", BuildState::Building).await;
+
+    let o = env.run(&["dib-image-list"]).await;
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains(&format!("debian-{}", ready.id)),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = env
+        .run(&["dib-image-delete", &format!("debian-{}", building.id)])
+        .await;
+    assert_fails(&o, 1, "Cannot delete a build in progress");
+    let (b, _) = env
+        .store
+        .get_build("debian", &building.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.state, BuildState::Building);
+
+    let o = env
+        .run(&["dib-image-delete", &format!("debian-{}", ready.id)])
+        .await;
+    assert_ok(&o);
+    let (b, _) = env
+        .store
+        .get_build("debian", &ready.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.state, BuildState::Deleting);
+
+    let o = env.run(&["dib-image-delete", "debian-0123"]).await;
+    assert_fails(&o, 1, "Build debian-0123 not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_delete_rules_and_image_list() {
+    let env = Env::new().await;
+    let b = env.add_build("debian", BuildState::Ready).await;
+    let up = env
+        .add_upload(&b, "fake-provider", UploadState::Uploading)
+        .await;
+    let ready = env
+        .add_upload(&b, "fake-provider", UploadState::Ready)
+        .await;
+
+    let o = env.run(&["image-list", "--format", "json"]).await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["upload_id"], ready.id.as_str());
+    assert_eq!(v[1]["state"], "ready");
+
+    let args = |u: &ImageUpload| {
+        vec![
+            "image-delete".to_string(),
+            "--provider".into(),
+            "fake-provider".into(),
+            "--image".into(),
+            "debian".into(),
+            "--build-id".into(),
+            b.id.to_string(),
+            "--upload-id".into(),
+            u.id.to_string(),
+        ]
+    };
+    let env_ref = &env;
+    let run = |a: Vec<String>| async move {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        env_ref.run(&refs).await
+    };
+    let o = run(args(&up)).await;
+    assert_fails(&o, 1, "Cannot delete because image upload in progress");
+    let o = run(args(&ready)).await;
+    assert_ok(&o);
+    let (u, _) = env
+        .store
+        .get_upload("debian", &b.id, "fake-provider", &ready.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.state, UploadState::Deleting);
+    let mut missing = args(&ready);
+    *missing.last_mut().unwrap() = "0000000999".into();
+    let o = run(missing).await;
+    assert_fails(&o, 1, "Image upload not found");
+
+    // Missing required option: usage error.
+    let o = env
+        .run(&["image-delete", "--provider", "fake-provider"])
+        .await;
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_list_text_and_json() {
+    let env = Env::new().await;
+    let mut r = NodeRequest {
+        node_types: vec!["small".into(), "small".into()],
+        requestor: Some("zuul-scheduler".into()),
+        state: RequestState::Requested,
+        relative_priority: 3,
+        ..NodeRequest::default()
+    };
+    let id = env
+        .store
+        .create_request(&mut r, "100", false)
+        .await
+        .unwrap();
+    let o = env.run(&["request-list"]).await;
+    assert_ok(&o);
+    let t = stdout(&o);
+    assert!(t.contains("Request ID"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "| {id} | 3        | requested | zuul-scheduler | small,small"
+        )),
+        "{t}"
+    );
+    let o = env.run(&["request-list", "--format", "json"]).await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["node_types"], serde_json::json!(["small", "small"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_and_erase() {
+    let env = Env::new().await;
+    let b = env.add_build("debian", BuildState::Ready).await;
+    let u1 = env
+        .add_upload(&b, "fake-provider", UploadState::Ready)
+        .await;
+    let u2 = env.add_upload(&b, "other", UploadState::Ready).await;
+    let n1 = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let n2 = env.add_node("other", NodeState::Ready, 5.0).await;
+
+    let o = env.run(&["info", "fake-provider"]).await;
+    assert_ok(&o);
+    let t = stdout(&o);
+    assert!(
+        t.starts_with("ZooKeeper data for provider fake-provider\n\nImage data:\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("| debian     | {} | {} |", b.id, u1.id)),
+        "{t}"
+    );
+    assert!(t.contains(n1.as_str()) && !t.contains(n2.as_str()), "{t}");
+
+    // Without --force/--yes and without a terminal: refused, nothing erased.
+    let o = env.run(&["erase", "fake-provider"]).await;
+    assert_fails(&o, 1, "stdin is not a terminal");
+    assert!(env.store.get_node(&n1).await.unwrap().is_some());
+
+    let o = env.run(&["erase", "fake-provider", "--yes"]).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("Erasing build data for fake-provider..."));
+    assert!(env.store.get_node(&n1).await.unwrap().is_none());
+    assert!(env.store.get_node(&n2).await.unwrap().is_some());
+    let providers = env.store.build_providers("debian", &b.id).await.unwrap();
+    assert_eq!(providers, vec!["other".to_string()]);
+    assert!(env
+        .store
+        .get_upload("debian", &b.id, "other", &u2.id)
+        .await
+        .unwrap()
+        .is_some());
+
+    let o = env.run(&["erase", "other", "--force"]).await;
+    assert_ok(&o);
+    assert!(env.store.get_node(&n2).await.unwrap().is_none());
+    assert!(env
+        .store
+        .build_providers("debian", &b.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_round_trip_bumps_sequences() {
+    let src = Env::new().await;
+    let b = src.add_build("debian", BuildState::Ready).await;
+    let mut last = None;
+    for _ in 0..7 {
+        last = Some(
+            src.add_upload(&b, "fake-provider", UploadState::Ready)
+                .await,
+        );
+    }
+    let last = last.unwrap();
+    assert_eq!(last.id.as_str(), "0000000006");
+    src.store.pause_image("debian").await.unwrap();
+
+    let file = src.dir.path().join("export.json");
+    // A longer old file must not leave trailing bytes.
+    std::fs::write(&file, "x".repeat(100_000)).unwrap();
+    let o = src
+        .run(&["export-image-data", file.to_str().unwrap()])
+        .await;
+    assert_ok(&o);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let doc: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc.len(), 1 + 7 + 1);
+    assert_eq!(doc[&paths::image_pause("debian")], "");
+
+    let dst = Env::new().await;
+    let o = dst
+        .run(&["import-image-data", file.to_str().unwrap()])
+        .await;
+    assert_ok(&o);
+    let (b2, _) = dst.store.get_build("debian", &b.id).await.unwrap().unwrap();
+    assert_eq!(b2.state, BuildState::Ready);
+    assert_eq!(
+        dst.store
+            .uploads("debian", &b.id, "fake-provider")
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
+    assert!(dst.store.image_paused("debian").await.unwrap());
+    // The next upload gets a number above every imported one.
+    let next = dst
+        .add_upload(&b, "fake-provider", UploadState::Uploading)
+        .await;
+    assert!(next.id.sequence().unwrap() > 6, "{}", next.id);
+
+    // Importing again is refused (records exist); nothing half-written.
+    let o = dst
+        .run(&["import-image-data", file.to_str().unwrap()])
+        .await;
+    assert_fails(&o, 1, "already exist");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_validate_good_and_bad() {
+    let env = Env::new().await;
+    let o = env.run(&["config-validate"]).await;
+    assert_ok(&o);
+    let bad = env.dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "zookeeper-servers:\n  - host: 127.0.0.1\n    port: nope\nlabels:\n  - name: small\n    bogus: 1\n",
+    )
+    .unwrap();
+    let o = run_with(&bad, &["config-validate"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    let b = bad.display();
+    assert!(
+        e.contains(&format!("{b}:3:11: zookeeper-servers[0].port")),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("{b}:6:5: labels[0]: unknown key `bogus`")),
+        "{e}"
+    );
+    // Other commands refuse an invalid config the same way, before touching ZooKeeper.
+    let o = run_with(&bad, &["list"]).await;
+    assert_fails(&o, 1, &format!("{b}:6:5"));
+    let o = run_with(&env.dir.path().join("missing.yaml"), &["list"]).await;
+    assert_fails(&o, 1, "cannot read config file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_zookeeper_fails_within_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = dir.path().join("nodepool.yaml");
+    let mut settings = ZkSettings::new(vec![("127.0.0.1".into(), port)]);
+    settings.chroot = Some("/nodepool".into());
+    std::fs::write(&config, yaml_for(&settings)).unwrap();
+    let start = Instant::now();
+    let o = run_with(&config, &["--zk-timeout", "2", "list"]).await;
+    let took = start.elapsed();
+    assert_fails(
+        &o,
+        1,
+        &format!("ZooKeeper unreachable: no connection to 127.0.0.1:{port}/nodepool within 2s"),
+    );
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_version_help_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("none.yaml");
+    let o = run_with(&config, &[]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("Usage: nodepool"), "{}", stdout(&o));
+    let o = run_with(&config, &["--version"]).await;
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        format!("Nodepool version: {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let o = run_with(&config, &["no-such-command"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let o = run_with(&config, &["delete", "--help"]).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("--now"), "{}", stdout(&o));
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run_with(&config, &["completions", shell]).await;
+        assert_ok(&o);
+        assert!(
+            stdout(&o).contains("image-delete"),
+            "{shell}: {}",
+            stdout(&o)
+        );
+    }
+}
