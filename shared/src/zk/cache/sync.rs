@@ -1,7 +1,8 @@
 //! The task that keeps a [`super::TreeCache`] in step with ZooKeeper: one persistent
 //! recursive watch on `/nodepool`, a pipelined full load, then the watch events applied
-//! in order; a resync after every reconnect (events may be lost then, ZOOKEEPER-4698)
-//! and a new watch plus resync after every new session.
+//! in order; the watch re-added and a resync after every reconnect (events may be lost
+//! then, ZOOKEEPER-4698, and the client library does not restore persistent watches) and
+//! a new watch plus resync after every new session.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,7 +32,10 @@ type StepFuture = Pin<Box<dyn Future<Output = ZkResult<Update>> + Send>>;
 
 enum Outcome {
     Cancelled,
+    /// Reload the tree (the watch is fine).
     Resync,
+    /// The connection came back: the watch must be re-added, then the tree reloaded.
+    Reconnected,
     SessionEnded,
 }
 
@@ -82,13 +86,39 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
                     debug!(generation, "tree cache: resync");
                     continue 'session;
                 }
+                Outcome::Reconnected => {
+                    // zookeeper-client 0.11.2 does not re-register persistent watches on
+                    // the server after a reconnect (its SetWatches omits them), so the
+                    // old watcher would stay silent forever: add the watch again (before
+                    // dropping the old one, so no RemoveWatches is sent), then reload.
+                    let added = tokio::select! {
+                        _ = cancel.cancelled() => break 'session Outcome::Cancelled,
+                        r = client.watch_recursive(paths::ROOT) => r,
+                    };
+                    match added {
+                        Ok((w, g)) if g == generation => {
+                            debug!(generation, "tree cache: reconnected, watch re-added");
+                            watcher = w;
+                            continue 'session;
+                        }
+                        Ok(_) => break 'session Outcome::SessionEnded,
+                        Err(ZkError::Closed) => break 'session Outcome::Cancelled,
+                        Err(e) => {
+                            warn!(
+                                "tree cache: cannot re-add the watch on {}: {e}",
+                                paths::ROOT
+                            );
+                            break 'session Outcome::Resync;
+                        }
+                    }
+                }
                 other => break 'session other,
             }
         };
         drop(watcher);
         match outcome {
             Outcome::Cancelled => break,
-            Outcome::Resync => continue,
+            Outcome::Resync | Outcome::Reconnected => continue,
             Outcome::SessionEnded => {
                 shared.set_state(SyncState::Stale, generation, None);
                 let mut status = client.watch_status();
@@ -214,8 +244,9 @@ async fn follow(
                             shared.set_state(SyncState::Stale, generation, None);
                         }
                         zkc::SessionState::SyncConnected | zkc::SessionState::ConnectedReadOnly => {
-                            // Events during the disconnection may be lost: reload.
-                            return Outcome::Resync;
+                            // Events during the disconnection may be lost, and the server
+                            // forgot the watch: re-add it and reload.
+                            return Outcome::Reconnected;
                         }
                         s if s.is_terminated() => return Outcome::SessionEnded,
                         _ => {}
