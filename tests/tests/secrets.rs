@@ -207,3 +207,18 @@ async fn no_password_or_token_in_logs_debug_or_errors() {
         errors.len()
     );
 }
+
+#[test]
+fn secret_type_never_prints_its_value() {
+    let s = nodepool_shared::cloud::Secret::new(PASSWORD);
+    for shown in [
+        format!("{s}"),
+        format!("{s:?}"),
+        format!("{s:#?}"),
+        format!("{:?}", Some(&s)),
+    ] {
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+    assert_eq!(s.expose(), PASSWORD);
+}
