@@ -70,11 +70,21 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
+/// Deepest nesting of sequences and mappings accepted (a syntax error beyond).
+const MAX_DEPTH: usize = 24;
+
 /// Parses one YAML document. An empty document (or one holding only comments) is `Null`.
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
     options.legacy_octal_numbers = true;
     options.with_snippet = false;
+    // Deserialising the generic tree recurses per nesting level with large frames (about
+    // 30 KiB each in debug builds): the default depth budget of 64 overflows a 2 MiB
+    // thread stack (tokio workers, test threads) and aborts the process. No Nodepool
+    // config nests deeper than about 10.
+    let mut budget = options.budget.take().unwrap_or_default();
+    budget.max_depth = MAX_DEPTH;
+    options.budget = Some(budget);
     match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
         Ok(raw) => Ok(convert(raw, text)),
         Err(err) => {

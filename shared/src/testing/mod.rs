@@ -13,6 +13,7 @@
 //! `NODEPOOL_TEST_ZK_KEY` (PEM files).
 
 mod certs;
+mod ensemble;
 mod server;
 mod spawn;
 
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub use certs::TestCerts;
+pub use ensemble::{MemberMode, ZkEnsemble};
 pub use server::{four_letter_word, test_settings, ZkServer};
 pub use spawn::spawn_tied;
 

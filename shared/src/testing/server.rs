@@ -16,7 +16,7 @@ use crate::zk::{ZkSettings, ZkTls};
 /// Jars (in `/usr/share/java`, override with `NODEPOOL_ZK_JAR_DIR`) needed besides the
 /// ones `zookeeper.jar`'s manifest pulls in: Netty's codec/resolver for the TLS port and a
 /// log4j binding for slf4j.
-const JARS: &[&str] = &[
+pub(super) const JARS: &[&str] = &[
     "zookeeper.jar",
     "zookeeper-jute.jar",
     "netty-codec.jar",
