@@ -121,7 +121,7 @@ fn delete_node_confirm_run_and_outcome() {
     let want = Action::DeleteNode(NodeId::from_sequence(1));
     assert_eq!(a.mode(), &Mode::Confirm(want.clone()));
     assert_eq!(a.update(key('y')), Some(Command::Run(want.clone())));
-    assert_eq!(a.running(), [want.clone()]);
+    assert_eq!(a.running(), std::slice::from_ref(&want));
     assert!(a.message().unwrap().text.contains("delete node 0000000001"));
     a.update(AppEvent::Outcome(ActionOutcome {
         action: want.clone(),
