@@ -130,9 +130,18 @@ fn render_bench() {
         term.draw(|f| app.render(f)).expect("draw");
         sorted_label.push(t.elapsed());
     }
-    println!("render, {NODES} nodes, 120x40, redraw only:           {}", stats(redraw));
-    println!("render, {NODES} nodes, 120x40, new data + redraw (ID): {}", stats(with_data));
-    println!("render, {NODES} nodes, 120x40, new data + redraw (Label sort): {}", stats(sorted_label));
+    println!(
+        "render, {NODES} nodes, 120x40, redraw only:           {}",
+        stats(redraw)
+    );
+    println!(
+        "render, {NODES} nodes, 120x40, new data + redraw (ID): {}",
+        stats(with_data)
+    );
+    println!(
+        "render, {NODES} nodes, 120x40, new data + redraw (Label sort): {}",
+        stats(sorted_label)
+    );
 }
 
 async fn latency_bench() {
@@ -161,7 +170,10 @@ async fn latency_bench() {
     println!("created {NODES} nodes in {:.1?}", t.elapsed());
     let (id, mut node) = first.expect("a node");
     let cache = TreeCache::start(client.clone());
-    assert!(cache.wait_synced(Duration::from_secs(120)).await, "cache synced");
+    assert!(
+        cache.wait_synced(Duration::from_secs(120)).await,
+        "cache synced"
+    );
     let mut app = App::new(AppOptions {
         hosts: zk.plain_hosts(),
         now: nodepool_shared::model::now_epoch(),
@@ -203,8 +215,14 @@ async fn latency_bench() {
         write.push(t1 - t0);
         lat.push(t1.elapsed());
     }
-    println!("ZooKeeper set (store_node round trip):            {}", stats(write));
-    println!("latency write-acknowledged -> in rendered frame:  {}", stats(lat));
+    println!(
+        "ZooKeeper set (store_node round trip):            {}",
+        stats(write)
+    );
+    println!(
+        "latency write-acknowledged -> in rendered frame:  {}",
+        stats(lat)
+    );
     cache.stop();
     client.close().await;
 }

@@ -150,11 +150,24 @@ pub struct Row {
 impl Row {
     /// A row of `cells` for `key`.
     pub fn new(key: RecordKey, cells: Vec<Cell>) -> Row {
-        let mut haystack = String::new();
+        use std::fmt::Write as _;
+        let len: usize = cells
+            .iter()
+            .map(|c| match &c.value {
+                Value::Text(s) => s.len() + 1,
+                _ => 21,
+            })
+            .sum();
+        let mut haystack = String::with_capacity(len);
         for c in &cells {
             match &c.value {
-                Value::Text(s) => haystack.push_str(&s.to_lowercase()),
-                Value::Num(n) => haystack.push_str(&n.to_string()),
+                Value::Text(s) if s.is_ascii() => {
+                    haystack.extend(s.chars().map(|ch| ch.to_ascii_lowercase()))
+                }
+                Value::Text(s) => haystack.extend(s.chars().flat_map(char::to_lowercase)),
+                Value::Num(n) => {
+                    let _ = write!(haystack, "{n}");
+                }
                 Value::Time(_) => {}
             }
             haystack.push('\u{1f}');
