@@ -1,0 +1,238 @@
+//! Benchmark of the console (not a test; run it in release, once):
+//!
+//! ```text
+//! cargo run --release -p nodepool-tui --example bench
+//! ```
+//!
+//! 1. Rendering: the nodes view with 10,000 nodes at 120×40 into a test backend —
+//!    per-frame time of a redraw, and of a redraw after new data (rows rebuilt, sorted).
+//! 2. Latency: a real ZooKeeper (the shared test server, or one started here), a
+//!    TreeCache and the App; time from `ZkStore::store_node` returning to the changed
+//!    value being in the rendered frame, with 10,000 nodes in the cache.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nodepool_shared::model::{Node, NodeId, NodeState};
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::{CachedNode, Stat, TreeCache, ZkStore};
+use nodepool_tui::app::{App, AppEvent, AppOptions};
+use nodepool_tui::data::{Health, Snapshot};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+const NODES: usize = 10_000;
+const NOW: f64 = 1_700_000_000.0;
+
+fn synthetic(i: usize) -> Node {
+    let states = [
+        NodeState::Ready,
+        NodeState::InUse,
+        NodeState::Building,
+        NodeState::Used,
+        NodeState::Deleting,
+    ];
+    Node {
+        id: NodeId::from_sequence(i as u64),
+        state: states[i % states.len()],
+        state_time: NOW - (i % 5000) as f64,
+        provider: Some(format!("provider-{}", i % 7)),
+        pool: Some("main".into()),
+        node_type: vec![format!("label-{}", i % 13)],
+        public_ipv4: Some(format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)),
+        external_id: Some(format!("{i:08x}-0000-4000-8000-000000000000")),
+        ..Node::default()
+    }
+}
+
+fn stats(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let mean = v.iter().sum::<Duration>() / v.len() as u32;
+    let p = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    format!(
+        "n={} mean={:.2?} p50={:.2?} p99={:.2?} max={:.2?}",
+        v.len(),
+        mean,
+        p(0.5),
+        p(0.99),
+        v[v.len() - 1]
+    )
+}
+
+fn render_bench() {
+    let stat = Stat {
+        czxid: 1,
+        mzxid: 1,
+        pzxid: 1,
+        ctime: 0,
+        mtime: 0,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: 0,
+        data_length: 0,
+        num_children: 0,
+    };
+    let nodes: Vec<Arc<CachedNode>> = (0..NODES)
+        .map(|i| {
+            Arc::new(CachedNode {
+                node: Arc::new(synthetic(i)),
+                stat,
+                lock_contenders: vec![],
+            })
+        })
+        .collect();
+    let snap = Snapshot {
+        nodes,
+        ..Default::default()
+    };
+    let mut app = App::new(AppOptions {
+        hosts: "bench".into(),
+        now: NOW,
+        ..Default::default()
+    });
+    let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    // Warm up.
+    app.update(AppEvent::Data(snap.clone()));
+    term.draw(|f| app.render(f)).expect("draw");
+    let mut redraw = Vec::new();
+    for i in 0..300 {
+        // Move the selection so each frame differs.
+        app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
+            if i % 50 < 25 {
+                ratatui::crossterm::event::KeyCode::PageDown
+            } else {
+                ratatui::crossterm::event::KeyCode::PageUp
+            },
+        )));
+        let t = Instant::now();
+        term.draw(|f| app.render(f)).expect("draw");
+        redraw.push(t.elapsed());
+    }
+    let mut with_data = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        app.update(AppEvent::Data(snap.clone()));
+        term.draw(|f| app.render(f)).expect("draw");
+        with_data.push(t.elapsed());
+    }
+    // Sorted by age, descending (a string-free comparison) and by label (strings).
+    app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
+        ratatui::crossterm::event::KeyCode::Char('s'),
+    )));
+    app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
+        ratatui::crossterm::event::KeyCode::Char('s'),
+    )));
+    let mut sorted_label = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        app.update(AppEvent::Data(snap.clone()));
+        term.draw(|f| app.render(f)).expect("draw");
+        sorted_label.push(t.elapsed());
+    }
+    println!(
+        "render, {NODES} nodes, 120x40, redraw only:           {}",
+        stats(redraw)
+    );
+    println!(
+        "render, {NODES} nodes, 120x40, new data + redraw (ID): {}",
+        stats(with_data)
+    );
+    println!(
+        "render, {NODES} nodes, 120x40, new data + redraw (Label sort): {}",
+        stats(sorted_label)
+    );
+}
+
+async fn latency_bench() {
+    let zk = TestZk::shared().await;
+    let client = zk.client().await;
+    let store = ZkStore::new(client.clone());
+    // Fill ZooKeeper with 10,000 nodes (pipelined).
+    let t = Instant::now();
+    let mut first = None;
+    for chunk in (0..NODES).collect::<Vec<_>>().chunks(200) {
+        let futs = chunk.iter().map(|&i| {
+            let store = store.clone();
+            async move {
+                let mut n = synthetic(i);
+                n.id = NodeId::default();
+                store.create_node(&mut n).await.map(|id| (id, n))
+            }
+        });
+        for r in futures::future::join_all(futs).await {
+            let (id, n) = r.expect("create node");
+            if first.as_ref().is_none_or(|(f, _): &(NodeId, Node)| id < *f) {
+                first = Some((id, n));
+            }
+        }
+    }
+    println!("created {NODES} nodes in {:.1?}", t.elapsed());
+    let (id, mut node) = first.expect("a node");
+    let cache = TreeCache::start(client.clone());
+    assert!(
+        cache.wait_synced(Duration::from_secs(120)).await,
+        "cache synced"
+    );
+    let mut app = App::new(AppOptions {
+        hosts: zk.plain_hosts(),
+        now: nodepool_shared::model::now_epoch(),
+        ..Default::default()
+    });
+    let health = |c: &TreeCache| Health {
+        hosts: String::new(),
+        connection: client.status(),
+        cache: c.status(),
+        changes: c.generation(),
+    };
+    app.update(AppEvent::Health(health(&cache)));
+    app.update(AppEvent::Data(Snapshot::from_cache(&cache)));
+    let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    term.draw(|f| app.render(f)).expect("draw");
+    let mut generation = cache.watch_generation();
+    let mut lat = Vec::new();
+    let mut write = Vec::new();
+    for round in 0..30 {
+        let marker = format!("lat-{round}");
+        node.provider = Some(marker.clone());
+        node.id = id.clone();
+        let t0 = Instant::now();
+        store.store_node(&node, None).await.expect("store node");
+        let t1 = Instant::now();
+        loop {
+            tokio::time::timeout(Duration::from_secs(10), generation.changed())
+                .await
+                .expect("a change within 10 s")
+                .expect("cache running");
+            app.update(AppEvent::Data(Snapshot::from_cache(&cache)));
+            term.draw(|f| app.render(f)).expect("draw");
+            let buf = term.backend().buffer();
+            let text: String = buf.content().iter().map(|c| c.symbol()).collect();
+            if text.contains(&marker) {
+                break;
+            }
+        }
+        write.push(t1 - t0);
+        lat.push(t1.elapsed());
+    }
+    println!(
+        "ZooKeeper set (store_node round trip):            {}",
+        stats(write)
+    );
+    println!(
+        "latency write-acknowledged -> in rendered frame:  {}",
+        stats(lat)
+    );
+    cache.stop();
+    client.close().await;
+}
+
+fn main() {
+    render_bench();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(latency_bench());
+}

@@ -1,0 +1,291 @@
+//! The operator actions and their ZooKeeper side. The app builds an [`Action`] from the
+//! selected row, checks it against the cache ([`precheck`], pure, for an immediate
+//! answer) and asks for confirmation; the runtime then runs [`execute`] in a spawned
+//! task, which re-reads the record and checks again (the cache may be behind), and
+//! reports an [`ActionOutcome`] back over a channel.
+//!
+//! Node changes are made under the node lock, waited for at most 5 s like the
+//! `nodepool` CLI; build and upload changes are guarded by the znode version.
+
+use std::time::Duration;
+
+use nodepool_shared::model::{paths, BuildId, BuildState, NodeId, NodeState, UploadState};
+use nodepool_shared::zk::cache::UploadKey;
+use nodepool_shared::zk::{ZkError, ZkLock, ZkStore};
+
+use crate::data::{ConfigInfo, Snapshot};
+
+/// How long a node action waits for the node lock (as `nodepool delete`/`hold`).
+pub const NODE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An operator action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Set the node `deleting` (the launcher then deletes it).
+    DeleteNode(NodeId),
+    /// Set the node `hold`, with an optional comment.
+    HoldNode {
+        /// The node.
+        id: NodeId,
+        /// Stored in the node's `comment` when not empty.
+        comment: String,
+    },
+    /// Release a held node: set it `used` (as Zuul does), so the launcher deletes it.
+    UnholdNode(NodeId),
+    /// Create `/nodepool/images/<image>/pause`.
+    PauseImage(String),
+    /// Delete `/nodepool/images/<image>/pause`.
+    UnpauseImage(String),
+    /// Create `/nodepool/images/<image>/request-build`.
+    RequestBuild(String),
+    /// Set a build `deleting` (refused while `building`).
+    DeleteBuild(String, BuildId),
+    /// Set an upload `deleting` (refused while `uploading`).
+    DeleteUpload(UploadKey),
+}
+
+impl Action {
+    /// Short description, e.g. `hold node 0000000042`.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::DeleteNode(id) => format!("delete node {id}"),
+            Action::HoldNode { id, .. } => format!("hold node {id}"),
+            Action::UnholdNode(id) => format!("release hold of node {id}"),
+            Action::PauseImage(i) => format!("pause image {i}"),
+            Action::UnpauseImage(i) => format!("unpause image {i}"),
+            Action::RequestBuild(i) => format!("request a build of image {i}"),
+            Action::DeleteBuild(i, b) => format!("delete build {i}-{b}"),
+            Action::DeleteUpload(k) => {
+                format!("delete upload {} of {}-{} in {}", k.3, k.0, k.1, k.2)
+            }
+        }
+    }
+
+    /// What the confirmation dialog explains.
+    pub fn consequence(&self) -> &'static str {
+        match self {
+            Action::DeleteNode(_) => "The node is set to `deleting`; the launcher deletes the instance.",
+            Action::HoldNode { .. } => "The node is set to `hold`: kept for you, never reused or cleaned up.",
+            Action::UnholdNode(_) => "The node is set to `used` (as Zuul releases holds); the launcher then deletes it.",
+            Action::PauseImage(_) => "The builder stops building and uploading this image.",
+            Action::UnpauseImage(_) => "The builder resumes building and uploading this image.",
+            Action::RequestBuild(_) => "The builder builds a new image as soon as it can.",
+            Action::DeleteBuild(..) => "The build is set to `deleting`; the builder removes its uploads and files.",
+            Action::DeleteUpload(_) => "The upload is set to `deleting`; the builder removes the cloud image (it may re-upload unless paused).",
+        }
+    }
+}
+
+/// The result of an action as shown to the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionOutcome {
+    /// The action.
+    pub action: Action,
+    /// Success text or the error text.
+    pub result: Result<String, String>,
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The record is not there (any more).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The record's state forbids the action.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Someone else holds the node lock.
+    #[error("node {0} is locked by someone else (waited {1:?})")]
+    Locked(NodeId, Duration),
+    /// ZooKeeper failed.
+    #[error(transparent)]
+    Zk(#[from] ZkError),
+}
+
+/// Checks an action against the cached records; `Err` is the refusal text.
+pub fn precheck(action: &Action, snap: &Snapshot, cfg: &ConfigInfo) -> Result<(), String> {
+    match action {
+        Action::DeleteNode(id) | Action::HoldNode { id, .. } | Action::UnholdNode(id) => {
+            let n = snap
+                .node(id)
+                .ok_or_else(|| format!("node {id} not found"))?;
+            check_node(action, n.node.state).map_err(|e| e.to_string())
+        }
+        Action::DeleteBuild(image, id) => {
+            let b = snap
+                .build(image, id)
+                .ok_or_else(|| format!("build {image}-{id} not found"))?;
+            check_build(b.build.state, image, id).map_err(|e| e.to_string())
+        }
+        Action::DeleteUpload(k) => {
+            let u = snap
+                .upload(k)
+                .ok_or_else(|| format!("upload {} not found", k.3))?;
+            check_upload(u.upload.state, k).map_err(|e| e.to_string())
+        }
+        Action::RequestBuild(image) => {
+            if cfg.loaded && !cfg.diskimages.iter().any(|d| d == image) {
+                return Err(format!(
+                    "refused: {image} is not a diskimage of the configuration"
+                ));
+            }
+            Ok(())
+        }
+        Action::PauseImage(_) | Action::UnpauseImage(_) => Ok(()),
+    }
+}
+
+fn check_node(action: &Action, state: NodeState) -> Result<(), ActionError> {
+    match action {
+        Action::UnholdNode(id) if state != NodeState::Hold => Err(ActionError::Refused(format!(
+            "node {id} is {state}, not hold"
+        ))),
+        Action::HoldNode { id, .. } if state == NodeState::Hold => {
+            Err(ActionError::Refused(format!("node {id} is already held")))
+        }
+        Action::HoldNode { id, .. } | Action::DeleteNode(id)
+            if matches!(state, NodeState::Deleting | NodeState::Deleted) =>
+        {
+            Err(ActionError::Refused(format!(
+                "node {id} is already {state}"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_build(state: BuildState, image: &str, id: &BuildId) -> Result<(), ActionError> {
+    match state {
+        BuildState::Building => Err(ActionError::Refused(format!(
+            "build {image}-{id} is still building"
+        ))),
+        BuildState::Deleting => Err(ActionError::Refused(format!(
+            "build {image}-{id} is already deleting"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_upload(state: UploadState, k: &UploadKey) -> Result<(), ActionError> {
+    match state {
+        UploadState::Uploading => Err(ActionError::Refused(format!(
+            "upload {} is still uploading",
+            k.3
+        ))),
+        UploadState::Deleting => Err(ActionError::Refused(format!(
+            "upload {} is already deleting",
+            k.3
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Runs the action against ZooKeeper; `Ok` is the success text.
+pub async fn execute(store: &ZkStore, action: &Action) -> Result<String, ActionError> {
+    match action {
+        Action::DeleteNode(id) => {
+            update_node(store, action, id, |n| n.set_state(NodeState::Deleting)).await?;
+            Ok(format!("node {id} set to deleting"))
+        }
+        Action::HoldNode { id, comment } => {
+            update_node(store, action, id, |n| {
+                n.set_state(NodeState::Hold);
+                if !comment.trim().is_empty() {
+                    n.comment = Some(comment.trim().to_string());
+                }
+            })
+            .await?;
+            Ok(format!("node {id} held"))
+        }
+        Action::UnholdNode(id) => {
+            update_node(store, action, id, |n| n.set_state(NodeState::Used)).await?;
+            Ok(format!("hold of node {id} released (now used)"))
+        }
+        Action::PauseImage(image) => {
+            store.pause_image(image).await?;
+            Ok(format!("image {image} paused"))
+        }
+        Action::UnpauseImage(image) => {
+            store.unpause_image(image).await?;
+            Ok(format!("image {image} unpaused"))
+        }
+        Action::RequestBuild(image) => {
+            store.request_build(image).await?;
+            Ok(format!("build of image {image} requested"))
+        }
+        Action::DeleteBuild(image, id) => {
+            let (mut b, stat) = store
+                .get_build(image, id)
+                .await?
+                .ok_or_else(|| ActionError::NotFound(format!("build {image}-{id}")))?;
+            check_build(b.state, image, id)?;
+            b.set_state(BuildState::Deleting);
+            store.store_build(&b, Some(stat.version)).await?;
+            Ok(format!("build {image}-{id} set to deleting"))
+        }
+        Action::DeleteUpload(k) => {
+            let (mut u, stat) = store
+                .get_upload(&k.0, &k.1, &k.2, &k.3)
+                .await?
+                .ok_or_else(|| ActionError::NotFound(format!("upload {}", k.3)))?;
+            check_upload(u.state, k)?;
+            u.set_state(UploadState::Deleting);
+            store.store_upload(&u, Some(stat.version)).await?;
+            Ok(format!("upload {} set to deleting", k.3))
+        }
+    }
+}
+
+/// Locks the node (≤ 5 s), re-reads it, checks the action, applies `change`, writes it
+/// guarded by version, unlocks.
+async fn update_node(
+    store: &ZkStore,
+    action: &Action,
+    id: &NodeId,
+    change: impl FnOnce(&mut nodepool_shared::model::Node),
+) -> Result<(), ActionError> {
+    // Check first: a lock attempt on a deleted node would re-create its znode.
+    if store.get_node(id).await?.is_none() {
+        return Err(ActionError::NotFound(format!("node {id}")));
+    }
+    let mut lock = ZkLock::new(store.client(), &paths::node_lock(id), b"");
+    if !lock.acquire(Some(NODE_LOCK_TIMEOUT)).await? {
+        return Err(ActionError::Locked(id.clone(), NODE_LOCK_TIMEOUT));
+    }
+    let result = async {
+        let (mut node, stat) = store
+            .get_node(id)
+            .await?
+            .ok_or_else(|| ActionError::NotFound(format!("node {id}")))?;
+        check_node(action, node.state)?;
+        change(&mut node);
+        store.store_node(&node, Some(stat.version)).await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("releasing the lock of node {id}: {e}");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals() {
+        let id = NodeId::from("0000000001");
+        assert!(check_node(&Action::UnholdNode(id.clone()), NodeState::Ready).is_err());
+        assert!(check_node(&Action::UnholdNode(id.clone()), NodeState::Hold).is_ok());
+        assert!(check_node(&Action::DeleteNode(id.clone()), NodeState::InUse).is_ok());
+        assert!(check_node(&Action::DeleteNode(id.clone()), NodeState::Deleting).is_err());
+        let b = BuildId::from("abc");
+        assert!(check_build(BuildState::Building, "img", &b).is_err());
+        assert!(check_build(BuildState::Ready, "img", &b).is_ok());
+        assert!(check_build(BuildState::Failed, "img", &b).is_ok());
+        let k: UploadKey = ("i".into(), b, "p".into(), "0000000001".into());
+        assert!(check_upload(UploadState::Uploading, &k).is_err());
+        assert!(check_upload(UploadState::Ready, &k).is_ok());
+    }
+}
