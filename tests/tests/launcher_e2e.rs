@@ -487,9 +487,12 @@ async fn waits_for_quota_then_fulfils() {
         let (r, _) = env.store.get_request(&second).await.unwrap().unwrap();
         assert_eq!(r.state, RequestState::Pending);
         assert_eq!(env.sim.admin().servers().len(), 1);
-        // Zuul is done with the first node; it gets deleted.
+        // Zuul is done with the first node: it marks it `used` and unlocks it; the
+        // launcher's DeletedNodeWorker deletes it, which frees the quota.
+        let mut used = env.node(&req1.nodes[0]).await;
+        used.set_state(NodeState::Used);
+        env.store.store_node(&used, None).await.unwrap();
         drop(locks);
-        env.delete_node(&req1.nodes[0]).await;
         let req2 = env.wait_done(&second).await;
         assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
         assert_ne!(req2.nodes, req1.nodes);
