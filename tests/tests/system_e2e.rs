@@ -468,3 +468,43 @@ async fn rebuild_keeps_the_previous_and_dib_image_delete_falls_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_delete_now_and_alien_image_list() {
+    bounded(async {
+        let w = World::new().await;
+        let b = w.start_builder(Statsd::noop()).await;
+        let l = w.start_launcher(Statsd::noop());
+        let built = w.wait_ready(1).await;
+        let known = built[0].1.external_id.clone().expect("external id");
+
+        // A ready node, unlocked (Zuul accepted it, then let go of it).
+        let zuul = w.zuul(w.zk.client().await);
+        let (node, held) = w.request_node(&zuul).await;
+        zuul.unlock(held).await;
+        let ext = node.external_id.clone().expect("external id");
+        assert!(w.sim.admin().server(&ext).is_some());
+
+        // `delete --now`: the server goes from the cloud, then the znode.
+        let out = w.cli_ok(&["delete", "--now", node.id.as_str()]).await;
+        assert!(out.contains(node.id.as_str()), "{out}");
+        assert!(w.sim.admin().server(&ext).is_none(), "server deleted");
+        assert!(w.node(&node.id).await.is_none(), "znode deleted");
+        l.stop().await;
+
+        // The builder would remove a leaked image; stop it first.
+        b.stop();
+        b.wait().await;
+        let alien = w
+            .sim
+            .admin()
+            .inject_leaked_image(PROVIDER, "0000009999", "0000000042");
+        let out = w.cli_ok(&["alien-image-list"]).await;
+        assert!(out.contains(&alien), "alien image listed: {out}");
+        assert!(out.contains(PROVIDER), "{out}");
+        assert!(!out.contains(&known), "a known upload is no alien: {out}");
+        let out = w.cli_ok(&["alien-image-list", PROVIDER]).await;
+        assert!(out.contains(&alien), "{out}");
+    })
+    .await;
+}
