@@ -1,0 +1,510 @@
+//! The whole system end to end: `nodepool-builder` and `nodepool-launcher` in-process on
+//! one config, a fake Zuul submitting requests, the `nodepool` CLI binary as an operator
+//! would run it, the OpenStack simulator over HTTP, a real ZooKeeper, `fake-image-create`
+//! writing real qcow2 images and statsd over UDP. Every wait is bounded.
+
+use std::future::Future;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
+use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use nodepool_daemon::launcher::runtime::Intervals;
+use nodepool_shared::config::ConfigSource;
+use nodepool_shared::model::{BuildState, ImageBuild, ImageUpload, Node, NodeId, UploadState};
+use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::ZkStore;
+use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
+use nodepool_tests::zuul::{FakeZuul, Outcome};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound of every wait.
+const WAIT: Duration = Duration::from_secs(90);
+const IMAGE: &str = "ubuntu";
+const PROVIDER: &str = "sim";
+const LABEL: &str = "ubuntu-small";
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, at most [`WAIT`].
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create")
+}
+
+/// The `nodepool` CLI binary of this workspace, built if needed (a dev-dependency's
+/// binaries are not built for us, and `CARGO_BIN_EXE_` only covers this crate's own).
+fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/system_e2e-… → target/<profile>/nodepool
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("profile dir")
+        .to_path_buf();
+    let bin = profile_dir.join("nodepool");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "nodepool-daemon", "--bin", "nodepool"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building nodepool failed");
+    assert!(bin.is_file(), "{} missing", bin.display());
+    bin
+}
+
+/// Collects every statsd line sent to a UDP socket on 127.0.0.1 (a background thread,
+/// stopped when dropped).
+struct StatsSink {
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StatsSink {
+    fn start() -> StatsSink {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd socket");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        let port = sock.local_addr().expect("local addr").port();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if let Ok(mut g) = l.lock() {
+                        g.extend(text.lines().map(str::to_string));
+                    }
+                }
+            }
+        });
+        StatsSink { port, lines, stop }
+    }
+
+    fn statsd(&self) -> Statsd {
+        Statsd::udp("127.0.0.1", self.port).expect("statsd client")
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for StatsSink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+struct Launcher {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Launcher {
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("launcher stops")
+            .expect("launcher task");
+    }
+}
+
+/// One test's world: ZooKeeper chroot, simulator, a temp dir with one nodepool.yaml for
+/// both daemons and the CLI, and clouds.yaml.
+struct World {
+    zk: TestZk,
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+    store: ZkStore,
+}
+
+impl World {
+    async fn new() -> World {
+        init_logs();
+        let zk = TestZk::shared().await;
+        let sim = Simulator::start(SimConfig::default())
+            .await
+            .expect("simulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        sim.write_clouds_yaml(&dir.path().join("clouds.yaml"), "simcloud")
+            .expect("clouds.yaml");
+        let store = ZkStore::new(zk.client().await);
+        let w = World {
+            zk,
+            sim,
+            dir,
+            store,
+        };
+        w.write_config();
+        w
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_config(&self) {
+        let s = self.zk.settings();
+        let (host, port) = s.hosts[0].clone();
+        let text = format!(
+            "images-dir: {images}\n\
+             build-log-dir: {logs}\n\
+             zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n\
+             labels:\n  - name: {LABEL}\n    min-ready: 0\n\
+             diskimages:\n  - name: {IMAGE}\n    dib-cmd: {dib}\n    elements: [base, vm]\n    release: noble\n\
+             \x20   env-vars:\n      FAKE_DIB_SIZE: \"16M\"\n\
+             providers:\n  - name: {PROVIDER}\n    cloud: simcloud\n    rate: 0\n    boot-timeout: 30\n\
+             \x20   image-name-format: '{{image_name}}-{{upload_id}}'\n\
+             \x20   diskimages:\n      - name: {IMAGE}\n\
+             \x20   pools:\n      - name: main\n        max-servers: 10\n        auto-floating-ip: false\n\
+             \x20       labels:\n          - name: {LABEL}\n            diskimage: {IMAGE}\n            flavor-name: small\n",
+            images = self.path("images").display(),
+            logs = self.path("logs").display(),
+            chroot = s.chroot.clone().unwrap_or_default(),
+            dib = fixture().display(),
+        );
+        std::fs::write(self.path("nodepool.yaml"), text).expect("write config");
+    }
+
+    async fn start_builder(&self, statsd: Statsd) -> BuilderHandle {
+        let mut o = BuilderOptions::new(ConfigSource::new(self.path("nodepool.yaml"), None));
+        o.clouds_file = Some(self.path("clouds.yaml"));
+        o.cleanup_interval = Duration::from_millis(500);
+        o.retry_delay = Duration::from_secs(1);
+        o.config_check_interval = Duration::from_millis(200);
+        o.statsd = statsd;
+        builder::start(o).await.expect("start builder")
+    }
+
+    fn start_launcher(&self, statsd: Statsd) -> Launcher {
+        let mut opts = LauncherOptions::new(self.path("nodepool.yaml"));
+        opts.webapp = false;
+        opts.clouds_file = Some(self.path("clouds.yaml"));
+        opts.hostname = Some("launcher-host".into());
+        opts.statsd = Some(statsd);
+        opts.intervals = Intervals {
+            config_check: Duration::from_millis(200),
+            pool_tick: Duration::from_millis(200),
+            delete: Duration::from_millis(500),
+            ..Intervals::default()
+        };
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move {
+            run(opts, c).await.expect("launcher run");
+        });
+        Launcher { cancel, task }
+    }
+
+    fn zuul(&self, client: nodepool_shared::zk::ZkClient) -> FakeZuul {
+        FakeZuul::new(client, "zuul-system-e2e")
+    }
+
+    /// Runs the `nodepool` CLI with this world's config and clouds.yaml.
+    async fn cli(&self, args: &[&str]) -> Output {
+        let bin = tokio::task::spawn_blocking(cli_binary)
+            .await
+            .expect("build cli");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c")
+            .arg(self.path("nodepool.yaml"))
+            .args(args)
+            .env("OS_CLIENT_CONFIG_FILE", self.path("clouds.yaml"))
+            .env("NO_COLOR", "1");
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("join")
+            .expect("run nodepool");
+        out
+    }
+
+    /// Runs the CLI and requires success; returns stdout.
+    async fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args).await;
+        assert!(
+            out.status.success(),
+            "nodepool {args:?} failed: {}\nstdout: {}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    async fn ready_builds(&self) -> Vec<ImageBuild> {
+        let mut v: Vec<ImageBuild> = self
+            .store
+            .builds(IMAGE)
+            .await
+            .expect("builds")
+            .into_iter()
+            .map(|(b, _)| b)
+            .filter(|b| b.state == BuildState::Ready)
+            .collect();
+        v.sort_by(|a, b| a.state_time.total_cmp(&b.state_time));
+        v
+    }
+
+    async fn ready_upload_of(&self, build: &ImageBuild) -> Option<ImageUpload> {
+        self.store
+            .uploads(IMAGE, &build.id, PROVIDER)
+            .await
+            .expect("uploads")
+            .into_iter()
+            .map(|(u, _)| u)
+            .find(|u| u.state == UploadState::Ready)
+    }
+
+    /// Waits until `n` ready builds exist and each has a ready upload; returns them
+    /// (oldest first) with their uploads.
+    async fn wait_ready(&self, n: usize) -> Vec<(ImageBuild, ImageUpload)> {
+        wait_for(&format!("{n} ready builds, all uploaded"), || async {
+            let ready = self.ready_builds().await;
+            if ready.len() != n {
+                return None;
+            }
+            let mut out = Vec::new();
+            for b in ready {
+                let up = self.ready_upload_of(&b).await?;
+                out.push((b, up));
+            }
+            Some(out)
+        })
+        .await
+    }
+
+    async fn node(&self, id: &NodeId) -> Option<Node> {
+        self.store
+            .get_node(id)
+            .await
+            .expect("read node")
+            .map(|n| n.0)
+    }
+
+    /// A Zuul request for [`LABEL`], fulfilled; returns the node.
+    async fn request_node(&self, zuul: &FakeZuul) -> (Node, Vec<nodepool_tests::zuul::HeldNode>) {
+        let id = zuul
+            .submit(&[LABEL.to_string()], 200, 0, "tenant-one", None)
+            .await
+            .expect("submit");
+        let req = match zuul.wait(&id, WAIT).await.expect("wait") {
+            Outcome::Fulfilled(r) => r,
+            other => panic!("request {id} not fulfilled: {other:?}"),
+        };
+        assert_eq!(req.nodes.len(), 1);
+        let held = zuul.accept(&req).await.expect("accept");
+        let node = self.node(&req.nodes[0]).await.expect("node exists");
+        (node, held)
+    }
+
+    /// Waits until the node record and its server are both gone.
+    async fn wait_node_deleted(&self, node: &Node) {
+        let ext = node.external_id.clone().expect("external id");
+        wait_for(&format!("node {} deleted", node.id), || async {
+            let gone =
+                self.node(&node.id).await.is_none() && self.sim.admin().server(&ext).is_none();
+            gone.then_some(())
+        })
+        .await;
+    }
+}
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(Duration::from_secs(300), f)
+        .await
+        .expect("test timed out");
+}
+
+/// Checks that `node` booted the upload `up` of `build`.
+fn check_booted_from(w: &World, node: &Node, build: &ImageBuild, up: &ImageUpload) {
+    assert_eq!(node.image_id.as_deref(), Some(up.path().as_str()));
+    assert!(
+        up.path().ends_with(&format!(
+            "/{IMAGE}/builds/{}/providers/{PROVIDER}/images/{}",
+            build.id, up.id
+        )),
+        "{}",
+        up.path()
+    );
+    let ext = node.external_id.clone().expect("external id");
+    let server = w.sim.admin().server(&ext).expect("server in the simulator");
+    assert_eq!(server.image_id.as_deref(), up.external_id.as_deref());
+    assert_eq!(node.username.as_deref(), Some("zuul"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_upload_launch_use_return_delete_with_metrics() {
+    bounded(async {
+        let w = World::new().await;
+        let sink = StatsSink::start();
+        let b = w.start_builder(sink.statsd()).await;
+        let l = w.start_launcher(sink.statsd());
+        let built = w.wait_ready(1).await;
+        let (build, up) = &built[0];
+
+        let zuul = w.zuul(w.zk.client().await);
+        let (node, mut held) = w.request_node(&zuul).await;
+        assert_eq!(node.node_type, [LABEL]);
+        assert_eq!(node.provider.as_deref(), Some(PROVIDER));
+        check_booted_from(&w, &node, build, up);
+
+        // Zuul uses the node and returns it; the launcher deletes it.
+        zuul.use_nodes(&mut held, "org/project").await.expect("use");
+        let n = w.node(&node.id).await.expect("node");
+        assert_eq!(n.state.as_str(), "in-use");
+        zuul.return_nodes(held).await.expect("return");
+        w.wait_node_deleted(&node).await;
+
+        // statsd: builder and launcher metrics both arrived.
+        let want = [
+            format!("nodepool.dib_image_build.{IMAGE}.status.rc:0|g"),
+            format!("nodepool.image_update.{IMAGE}.{PROVIDER}:"),
+            "nodepool.launch.ready:1|c".to_string(),
+        ];
+        let lines = wait_for("builder and launcher metrics", || async {
+            let lines = sink.lines();
+            want.iter()
+                .all(|k| lines.iter().any(|l| l.starts_with(k.as_str())))
+                .then_some(lines)
+        })
+        .await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("nodepool.launch.ready:") && l.ends_with("|ms")),
+            "{lines:?}"
+        );
+
+        l.stop().await;
+        b.stop();
+        b.wait().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_keeps_the_previous_and_dib_image_delete_falls_back() {
+    bounded(async {
+        let w = World::new().await;
+        let b = w.start_builder(Statsd::noop()).await;
+        let l = w.start_launcher(Statsd::noop());
+        let first = w.wait_ready(1).await;
+
+        // The operator asks for a rebuild; both builds end up ready and uploaded.
+        w.cli_ok(&["image-build", IMAGE]).await;
+        let both = w.wait_ready(2).await;
+        assert_eq!(both[0].0.id, first[0].0.id, "the previous build is kept");
+        let (old_build, old_up) = both[0].clone();
+        let (new_build, new_up) = both[1].clone();
+        let listing = w.cli_ok(&["dib-image-list"]).await;
+        for b in [&old_build, &new_build] {
+            assert!(listing.contains(&format!("{IMAGE}-{}", b.id)), "{listing}");
+        }
+
+        // A node now boots from the newest image.
+        let zuul = w.zuul(w.zk.client().await);
+        let (node, mut held) = w.request_node(&zuul).await;
+        check_booted_from(&w, &node, &new_build, &new_up);
+        zuul.use_nodes(&mut held, "org/project").await.expect("use");
+        zuul.return_nodes(held).await.expect("return");
+        w.wait_node_deleted(&node).await;
+
+        // The newest is deleted: its record and cloud image go, the previous stays.
+        w.cli_ok(&["dib-image-delete", &format!("{IMAGE}-{}", new_build.id)])
+            .await;
+        let gone = new_up.external_id.clone().expect("external id");
+        wait_for("the newest build and its cloud image removed", || async {
+            let record = w
+                .store
+                .get_build(IMAGE, &new_build.id)
+                .await
+                .expect("get build");
+            let image = w.sim.admin().images().into_iter().any(|i| i.id == gone);
+            (record.is_none() && !image).then_some(())
+        })
+        .await;
+        assert_eq!(w.wait_ready(1).await[0].0.id, old_build.id);
+
+        // The next node boots from the previous image.
+        let (node, held) = w.request_node(&zuul).await;
+        check_booted_from(&w, &node, &old_build, &old_up);
+        zuul.return_nodes(held).await.expect("return");
+
+        l.stop().await;
+        b.stop();
+        b.wait().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_delete_now_and_alien_image_list() {
+    bounded(async {
+        let w = World::new().await;
+        let b = w.start_builder(Statsd::noop()).await;
+        let l = w.start_launcher(Statsd::noop());
+        let built = w.wait_ready(1).await;
+        let known = built[0].1.external_id.clone().expect("external id");
+
+        // A ready node, unlocked (Zuul accepted it, then let go of it).
+        let zuul = w.zuul(w.zk.client().await);
+        let (node, held) = w.request_node(&zuul).await;
+        zuul.unlock(held).await;
+        let ext = node.external_id.clone().expect("external id");
+        assert!(w.sim.admin().server(&ext).is_some());
+
+        // `delete --now`: the server goes from the cloud, then the znode.
+        let out = w.cli_ok(&["delete", "--now", node.id.as_str()]).await;
+        assert!(out.contains(node.id.as_str()), "{out}");
+        assert!(w.sim.admin().server(&ext).is_none(), "server deleted");
+        assert!(w.node(&node.id).await.is_none(), "znode deleted");
+        l.stop().await;
+
+        // The builder would remove a leaked image; stop it first.
+        b.stop();
+        b.wait().await;
+        let alien = w
+            .sim
+            .admin()
+            .inject_leaked_image(PROVIDER, "0000009999", "0000000042");
+        let out = w.cli_ok(&["alien-image-list"]).await;
+        assert!(out.contains(&alien), "alien image listed: {out}");
+        assert!(out.contains(PROVIDER), "{out}");
+        assert!(!out.contains(&known), "a known upload is no alien: {out}");
+        let out = w.cli_ok(&["alien-image-list", PROVIDER]).await;
+        assert!(out.contains(&alien), "{out}");
+    })
+    .await;
+}
