@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
 use nodepool_daemon::launcher::runtime::Intervals;
-use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
 use nodepool_shared::model::{
     paths, ComponentKind, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
 };
@@ -206,13 +205,6 @@ impl Env {
         Launcher { cancel, task }
     }
 
-    fn driver(&self) -> OpenStackDriver {
-        let file = CloudsFile::load_from(&self.clouds).expect("clouds");
-        let mut o = DriverOptions::new(PROVIDER);
-        o.rate = 0.0;
-        OpenStackDriver::new(file.cloud("sim").expect("cloud"), o).expect("driver")
-    }
-
     /// Zuul's submit: persistent sequential `100-…`, state `requested`.
     async fn submit(&self, labels: &[&str]) -> RequestId {
         let mut r = NodeRequest::new(labels.iter().map(|s| s.to_string()).collect(), "zuul-test");
@@ -261,25 +253,6 @@ impl Env {
         }
         self.store.delete_request(&req.id).await.expect("delete");
         locks
-    }
-
-    /// Deletes a node the way the DeletedNodeWorker would (server, then znode).
-    async fn delete_node(&self, id: &NodeId) {
-        let n = self.node(id).await;
-        if let Some(ext) = &n.external_id {
-            self.driver()
-                .delete_server(ext)
-                .await
-                .expect("delete server");
-            let admin = self.sim.admin();
-            let ext = ext.clone();
-            wait_for("server gone", || {
-                let gone = admin.server(&ext).is_none();
-                async move { gone.then_some(()) }
-            })
-            .await;
-        }
-        self.store.delete_node(&n).await.expect("delete node");
     }
 }
 
