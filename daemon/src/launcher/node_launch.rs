@@ -215,7 +215,8 @@ fn stringify(map: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Sends the launch c+ms stats for one outcome.
+/// Sends the launch c+ms stats for one outcome: the [`names::launch_keys`] and, for a
+/// diskimage label, `nodepool.launch.image.<image>.<result>`.
 fn launch_stats(
     ctx: &LauncherContext,
     order: &NodeOrder,
@@ -230,6 +231,10 @@ fn launch_stats(
         result,
     ) {
         ctx.statsd.timer_and_count(&key, elapsed);
+    }
+    if let PoolLabelImage::DiskImage(image) = &order.label.image {
+        ctx.statsd
+            .timer_and_count(&names::launch_image(image, result), elapsed);
     }
 }
 

@@ -167,20 +167,25 @@ async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken)
     }
 }
 
-/// `nodepool.provider.<p>.max_servers`: the sum of the provider's pools' max-servers
-/// (not sent while any pool is unlimited).
+/// `nodepool.provider.<p>.max_servers`: the sum of the provider's pools' max-servers.
+/// A pool without `max-servers` is unlimited, which makes the sum infinite: then the
+/// gauge is sent as `inf` (`…max_servers:inf|g`), the value Python Nodepool sends for
+/// its `math.inf` sum.
 fn max_servers_gauge(pc: &PoolContext) {
-    let mut total: i64 = 0;
-    for p in &pc.provider_config.pools {
-        match p.max_servers {
-            Some(m) => total += m.max(0),
-            None => return,
-        }
+    let key = names::provider_max_servers(&pc.provider_config.name);
+    match provider_max_servers(&pc.provider_config) {
+        Some(total) => pc.ctx.statsd.gauge(&key, total),
+        None => pc.ctx.statsd.gauge_f64(&key, f64::INFINITY),
     }
-    pc.ctx.statsd.gauge(
-        &names::provider_max_servers(&pc.provider_config.name),
-        total.max(0) as u64,
-    );
+}
+
+/// The sum of a provider's pools' `max-servers` (negative counts as 0); `None` when
+/// some pool is unlimited.
+pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
+    provider
+        .pools
+        .iter()
+        .try_fold(0u64, |acc, p| p.max_servers.map(|m| acc + m.max(0) as u64))
 }
 
 /// Why this pool must decline `req`, if it must (§3.3.4).

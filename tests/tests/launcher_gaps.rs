@@ -1,0 +1,314 @@
+//! The launcher's formerly known gaps, end to end (real ZooKeeper, the OpenStack
+//! simulator over HTTP, statsd over UDP, `launcher::daemon::run` in-process):
+//! diskimage launch metrics, the unlimited `max_servers` gauge, the server id stored
+//! while the launch runs, freeing quota by deleting the oldest unused ready node, and the
+//! AZ picked from the cloud's list.
+
+use std::future::Future;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use nodepool_daemon::launcher::runtime::Intervals;
+use nodepool_shared::model::{
+    BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, RequestId, RequestState,
+    UploadState,
+};
+use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::ZkStore;
+use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound of every wait.
+const WAIT: Duration = Duration::from_secs(60);
+const PROVIDER: &str = "sim-provider";
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Waits until `f` returns `Some`, polling every 50 ms, at most [`WAIT`].
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(Duration::from_secs(180), f)
+        .await
+        .expect("test timed out");
+}
+
+/// The generated config's knobs.
+#[derive(Clone, Default)]
+struct Shape {
+    /// Lines under the pool (8-space indent), e.g. `        max-servers: 2\n`.
+    pool_extra: String,
+    boot_timeout: Option<u64>,
+}
+
+fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
+    let (host, port) = zk
+        .plain_hosts()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .expect("host:port");
+    let bt = shape.boot_timeout.unwrap_or(30);
+    let chroot = zk.chroot();
+    let lines = [
+        "zookeeper-servers:".to_string(),
+        format!("  - host: {host}"),
+        format!("    port: {port}"),
+        format!("    chroot: {chroot}"),
+        "labels:".into(),
+        "  - name: small-label".into(),
+        "  - name: disk-label".into(),
+        "diskimages:".into(),
+        "  - name: dimg".into(),
+        "providers:".into(),
+        format!("  - name: {PROVIDER}"),
+        "    cloud: sim".into(),
+        "    rate: 0".into(),
+        format!("    boot-timeout: {bt}"),
+        "    launch-retries: 1".into(),
+        "    cloud-images:".into(),
+        "      - name: cirros".into(),
+        "        image-name: cirros-0.6.2".into(),
+        "        username: cirros".into(),
+        "    diskimages:".into(),
+        "      - name: dimg".into(),
+        "    pools:".into(),
+        "      - name: main".into(),
+        "        auto-floating-ip: false".into(),
+        format!("{}        labels:", shape.pool_extra),
+        "          - name: small-label".into(),
+        "            cloud-image: cirros".into(),
+        "            flavor-name: small".into(),
+        "          - name: disk-label".into(),
+        "            diskimage: dimg".into(),
+        "            flavor-name: small".into(),
+    ];
+    lines.join("\n") + "\n"
+}
+
+struct Launcher {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Launcher {
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("launcher stops")
+            .expect("launcher task");
+    }
+}
+
+/// statsd lines received on a loopback UDP socket (collected by a thread).
+struct StatsSink {
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StatsSink {
+    fn start() -> StatsSink {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let port = sock.local_addr().expect("addr").port();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, s) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    l.lock().unwrap().extend(text.lines().map(str::to_string));
+                }
+            }
+        });
+        StatsSink { port, lines, stop }
+    }
+
+    fn has(&self, pred: impl Fn(&str) -> bool) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| pred(l))
+    }
+
+    async fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !self.has(&pred) {
+            if tokio::time::Instant::now() >= deadline {
+                panic!("no statsd line {what} in {:?}", self.lines.lock().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for StatsSink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+struct Env {
+    _zk: TestZk,
+    sim: SimHandle,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    clouds: PathBuf,
+    store: ZkStore,
+    stats: StatsSink,
+}
+
+impl Env {
+    async fn new(shape: &Shape, sim_config: SimConfig) -> Env {
+        init_logs();
+        let zk = TestZk::shared().await;
+        let sim = Simulator::start(sim_config).await.expect("simulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("nodepool.yaml");
+        let clouds = dir.path().join("clouds.yaml");
+        sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
+        std::fs::write(&config, config_yaml(&zk, shape)).expect("config");
+        let store = ZkStore::new(zk.client().await);
+        Env {
+            _zk: zk,
+            sim,
+            _dir: dir,
+            config,
+            clouds,
+            store,
+            stats: StatsSink::start(),
+        }
+    }
+
+    fn options(&self) -> LauncherOptions {
+        let mut opts = LauncherOptions::new(self.config.clone());
+        opts.webapp = false;
+        opts.clouds_file = Some(self.clouds.clone());
+        opts.hostname = Some("host-a".to_string());
+        opts.statsd = Some(Statsd::udp("127.0.0.1", self.stats.port).expect("statsd"));
+        opts.intervals = Intervals {
+            config_check: Duration::from_millis(200),
+            pool_tick: Duration::from_millis(200),
+            ..Intervals::default()
+        };
+        opts
+    }
+
+    fn start_with(&self, opts: LauncherOptions) -> Launcher {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move {
+            run(opts, c).await.expect("launcher run");
+        });
+        Launcher { cancel, task }
+    }
+
+    fn start_launcher(&self) -> Launcher {
+        self.start_with(self.options())
+    }
+
+    async fn submit(&self, labels: &[&str]) -> RequestId {
+        let mut r = NodeRequest::new(labels.iter().map(|s| s.to_string()).collect(), "zuul-test");
+        r.tenant_name = Some("tenant-one".into());
+        self.store
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit request")
+    }
+
+    async fn request(&self, id: &RequestId) -> Option<NodeRequest> {
+        self.store.get_request(id).await.ok()?.map(|(r, _)| r)
+    }
+
+    async fn wait_done(&self, id: &RequestId) -> NodeRequest {
+        wait_for(&format!("request {id} done"), || async {
+            let r = self.request(id).await?;
+            matches!(r.state, RequestState::Fulfilled | RequestState::Failed).then_some(r)
+        })
+        .await
+    }
+
+    async fn node(&self, id: &NodeId) -> Option<Node> {
+        self.store.get_node(id).await.ok()?.map(|(n, _)| n)
+    }
+
+    /// A `ready` build and upload of `dimg` whose cloud image is the simulator's cirros.
+    async fn ready_upload(&self) {
+        let image_id = self
+            .sim
+            .admin()
+            .images()
+            .into_iter()
+            .find(|i| i.name.as_deref() == Some("cirros-0.6.2"))
+            .expect("cirros image")
+            .id;
+        let mut build = ImageBuild::new("dimg", Default::default());
+        build.set_state(BuildState::Ready);
+        let build_id = self.store.create_build(&mut build).await.expect("build");
+        let mut upload = ImageUpload::new("dimg", build_id, PROVIDER);
+        upload.external_id = Some(image_id);
+        upload.external_name = Some("dimg-0000000001".into());
+        upload.username = Some("zuul".into());
+        upload.set_state(UploadState::Ready);
+        self.store.create_upload(&mut upload).await.expect("upload");
+    }
+}
+
+/// Item 1: a diskimage label's launch sends `nodepool.launch.image.<image>.<result>`
+/// (c+ms); a pool without `max-servers` makes `…max_servers` `inf`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diskimage_launch_metrics_and_unlimited_max_servers() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        env.ready_upload().await;
+        let l = env.start_launcher();
+        let id = env.submit(&["disk-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let node = env.node(&req.nodes[0]).await.expect("node");
+        assert!(node.image_id.as_deref().unwrap_or("").contains("/dimg/"));
+        env.stats
+            .wait_line("launch.image counter", |l| {
+                l == "nodepool.launch.image.dimg.ready:1|c"
+            })
+            .await;
+        env.stats
+            .wait_line("launch.image timer", |l| {
+                l.starts_with("nodepool.launch.image.dimg.ready:") && l.ends_with("|ms")
+            })
+            .await;
+        let key = format!("nodepool.provider.{PROVIDER}.max_servers:inf|g");
+        env.stats.wait_line(&key, |l| l == key).await;
+        l.stop().await;
+    })
+    .await;
+}
