@@ -13,13 +13,13 @@ use std::time::Duration;
 use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::model::{
-    BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, RequestId, RequestState,
-    UploadState,
+    BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, RequestId,
+    RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::ZkStore;
-use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
+use nodepool_tests::sim::{Knobs, SimConfig, SimHandle, Simulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -261,6 +261,16 @@ impl Env {
         self.store.get_node(id).await.ok()?.map(|(n, _)| n)
     }
 
+    async fn nodes(&self) -> Vec<Node> {
+        self.store
+            .nodes()
+            .await
+            .expect("list nodes")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     /// A `ready` build and upload of `dimg` whose cloud image is the simulator's cirros.
     async fn ready_upload(&self) {
         let image_id = self
@@ -308,6 +318,46 @@ async fn diskimage_launch_metrics_and_unlimited_max_servers() {
             .await;
         let key = format!("nodepool.provider.{PROVIDER}.max_servers:inf|g");
         env.stats.wait_line(&key, |l| l == key).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Item 2: the server id is on the node while it is still `building` (the server never
+/// becomes ACTIVE here), so a launcher dying now leaves a cleanable node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_id_is_stored_while_building() {
+    bounded(async {
+        let shape = Shape {
+            boot_timeout: Some(120),
+            ..Shape::default()
+        };
+        let sim_config = SimConfig {
+            knobs: Knobs {
+                hang_all_boots: true,
+                ..Knobs::default()
+            },
+            ..SimConfig::default()
+        };
+        let env = Env::new(&shape, sim_config).await;
+        let l = env.start_launcher();
+        let _id = env.submit(&["small-label"]).await;
+        let (node, server) = wait_for("building node with a server id", || async {
+            let n = env
+                .nodes()
+                .await
+                .into_iter()
+                .find(|n| n.state == NodeState::Building && n.external_id.is_some())?;
+            let ext = n.external_id.clone()?;
+            Some((n, ext))
+        })
+        .await;
+        let s = env
+            .sim
+            .admin()
+            .server(&server)
+            .expect("server exists in the cloud");
+        assert_eq!(s.name, format!("np{}", node.id.as_str()));
         l.stop().await;
     })
     .await;

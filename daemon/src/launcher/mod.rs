@@ -44,4 +44,4 @@ pub use launch::{
 pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
 pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
 pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
-pub use retry::{launch_with_retries, RetryOutcome};
+pub use retry::{launch_with_retries, launch_with_retries_reporting, RetryOutcome};
