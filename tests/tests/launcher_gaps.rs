@@ -13,8 +13,8 @@ use std::time::Duration;
 use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::model::{
-    BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, RequestId,
-    RequestState, UploadState,
+    BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, QuotaInformation,
+    RequestId, RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::testing::TestZk;
@@ -358,6 +358,36 @@ async fn server_id_is_stored_while_building() {
             .server(&server)
             .expect("server exists in the cloud");
         assert_eq!(s.name, format!("np{}", node.id.as_str()));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Item 3: with the pool full of an unused ready node, a request for another label makes
+/// the handler delete that (oldest unused) node before pausing, then fulfils.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pool_deletes_oldest_unused_ready_node() {
+    bounded(async {
+        let shape = Shape {
+            pool_extra: "        max-servers: 1\n".into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        // An unused ready node of this pool (no server: the deleter just drops it).
+        let mut old = Node::new();
+        old.node_type = vec!["old-label".into()];
+        old.provider = Some(PROVIDER.into());
+        old.pool = Some("main".into());
+        old.resources =
+            Some(QuotaInformation::new(Some(1.0), Some(1.0), Some(512.0), 0.0).to_resources());
+        old.set_state(NodeState::Ready);
+        let old_id = env.store.create_node(&mut old).await.expect("old node");
+        let l = env.start_launcher();
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        assert!(env.node(&old_id).await.is_none(), "old node deleted");
+        assert_ne!(req.nodes[0], old_id);
         l.stop().await;
     })
     .await;

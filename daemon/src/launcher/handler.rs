@@ -366,6 +366,7 @@ impl Handler {
                 if self.is_min_ready() {
                     return Fill::Fail("not enough quota for a min-ready request".into());
                 }
+                self.delete_oldest_unused().await;
                 return Fill::NoQuota;
             }
             Err(e) => return Fill::Fail(e.to_string()),
@@ -446,6 +447,70 @@ impl Handler {
             return Some(owned);
         }
         None
+    }
+
+    /// Frees quota before pausing (§3.4): the oldest `ready`, unallocated, unlocked node
+    /// of this provider and pool goes to `deleting` (the DeletedNodeWorker removes it).
+    /// At most one such deletion runs per pool at a time: nothing is done while a node
+    /// of the pool is already `deleting`, so a paused handler polling every tick does not
+    /// delete one ready node per tick before the first deletion freed its quota.
+    async fn delete_oldest_unused(&self) {
+        let ctx = &self.pc.ctx;
+        let provider = self.pc.provider.name();
+        let pool = self.pc.pool.name.as_str();
+        let nodes = ctx.cache.nodes();
+        let ours = |n: &nodepool_shared::model::Node| {
+            n.provider.as_deref() == Some(provider) && n.pool.as_deref() == Some(pool)
+        };
+        if nodes
+            .iter()
+            .any(|n| ours(&n.node) && n.node.state == NodeState::Deleting)
+        {
+            return;
+        }
+        let mut candidates: Vec<_> = nodes
+            .iter()
+            .filter(|n| {
+                ours(&n.node)
+                    && n.node.state == NodeState::Ready
+                    && n.node.allocated_to.is_none()
+                    && !n.probably_locked()
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            a.node
+                .state_time
+                .total_cmp(&b.node.state_time)
+                .then(a.node.id.cmp(&b.node.id))
+        });
+        for c in candidates {
+            let id = &c.node.id;
+            let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
+            if !matches!(lock.try_acquire().await, Ok(true)) {
+                continue;
+            }
+            let fresh = match ctx.store.get_node(id).await {
+                Ok(Some((n, _))) if n.state == NodeState::Ready && n.allocated_to.is_none() => n,
+                _ => {
+                    let _ = lock.release().await;
+                    continue;
+                }
+            };
+            let mut owned = OwnedNode { node: fresh, lock };
+            owned.node.set_state(NodeState::Deleting);
+            let stored = owned.store(ctx).await;
+            owned.unlock().await;
+            match stored {
+                Ok(()) => {
+                    tracing::info!(node = %id, request = %self.request.id,
+                        "deleting oldest unused ready node to free quota");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "cannot mark unused node deleting")
+                }
+            }
+        }
     }
 
     fn take_nodes(&mut self) -> Vec<OwnedNode> {
