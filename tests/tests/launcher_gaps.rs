@@ -392,3 +392,44 @@ async fn full_pool_deletes_oldest_unused_ready_node() {
     })
     .await;
 }
+
+/// Item 4: without pool `availability-zones` the AZ comes from the cloud's list: it is
+/// on the node from the start and in the provider+AZ launch metric, even for a launch
+/// that fails before the server reports its zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn az_is_picked_from_the_cloud_list() {
+    bounded(async {
+        let zones = ["az-a".to_string(), "az-b".to_string()];
+        let sim_config = SimConfig {
+            availability_zones: zones.to_vec(),
+            knobs: Knobs {
+                fail_next_boots: 1,
+                ..Knobs::default()
+            },
+            ..SimConfig::default()
+        };
+        let env = Env::new(&Shape::default(), sim_config).await;
+        let l = env.start_launcher();
+        // First request: its only launch attempt fails (launch-retries 1).
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Failed);
+        env.stats
+            .wait_line("provider+az error metric", |l| {
+                zones.iter().any(|z| {
+                    l == format!("nodepool.launch.provider.{PROVIDER}.{z}.error.status:1|c")
+                })
+            })
+            .await;
+        // Second request: fulfilled in one of the cloud's zones, metric with that zone.
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let az = env.node(&req.nodes[0]).await.expect("node").az.expect("az");
+        assert!(zones.contains(&az), "{az} in {zones:?}");
+        let key = format!("nodepool.launch.provider.{PROVIDER}.{az}.ready:1|c");
+        env.stats.wait_line(&key, |l| l == key).await;
+        l.stop().await;
+    })
+    .await;
+}

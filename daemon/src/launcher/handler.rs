@@ -355,6 +355,16 @@ impl Handler {
             Ok(n) => n,
             Err(e) => return Fill::Fail(e.to_string()),
         };
+        if self.az.is_none() {
+            // Random from the pool's `availability-zones`, else from the cloud's list;
+            // the first reused node (above) fixes it otherwise (§3.4).
+            let zones = if self.pc.pool.availability_zones.is_empty() {
+                provider.availability_zones().await
+            } else {
+                self.pc.pool.availability_zones.clone()
+            };
+            self.az = zones.get(rand_index(zones.len())).cloned();
+        }
         let gate = provider.launch_gate.lock().await;
         match provider
             .has_quota_for(&self.pc.ctx, &self.pc.pool, &need)
@@ -370,11 +380,6 @@ impl Handler {
                 return Fill::NoQuota;
             }
             Err(e) => return Fill::Fail(e.to_string()),
-        }
-        if self.az.is_none() && !self.pc.pool.availability_zones.is_empty() {
-            let zones = &self.pc.pool.availability_zones;
-            let pick = rand_index(zones.len());
-            self.az = zones.get(pick).cloned();
         }
         let order = NodeOrder {
             launcher_id: self.pc.worker_id.clone(),
