@@ -433,3 +433,90 @@ async fn az_is_picked_from_the_cloud_list() {
     })
     .await;
 }
+
+/// Item 5: the real daemon with its web API on a free loopback port and ZooKeeper over
+/// TLS (from `zookeeper-tls` in the config): `/ready` answers 503 until the first pass
+/// and then 200; `/node-list` shows the fulfilled request's node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_api_and_tls_zookeeper_through_the_daemon() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let tls = env._zk.tls_settings().expect("test ZooKeeper has a TLS port");
+        let files = tls.tls.clone().expect("tls files");
+        let (host, port) = tls.hosts[0].clone();
+        let chroot = tls.chroot.clone().expect("chroot");
+        let plain = config_yaml(&env._zk, &Shape::default());
+        let rest = plain
+            .split_once("labels:\n")
+            .map(|(_, r)| r)
+            .expect("labels section");
+        let config = format!(
+            "webapp:\n  port: 0\n  listen_address: 127.0.0.1\nzookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nzookeeper-tls:\n  ca: {}\n  cert: {}\n  key: {}\nlabels:\n{rest}",
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display(),
+        );
+        std::fs::write(&env.config, config).expect("config");
+        let mut opts = env.options();
+        opts.webapp = true;
+        let bound = Arc::new(Mutex::new(None));
+        opts.web_bound = Some(bound.clone());
+        let l = env.start_with(opts);
+        let addr = wait_for("web API bound", || {
+            let a = *bound.lock().unwrap();
+            async move { a }
+        })
+        .await;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        // Every answer before the first 200 is a 503; then it stays 200. (The first pass
+        // is quick: whether a 503 is seen at all depends on timing, about half the runs.)
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while seen.last() != Some(&200) {
+            assert!(tokio::time::Instant::now() < deadline, "/ready: {seen:?}");
+            if let Ok(r) = http.get(format!("http://{addr}/ready")).send().await {
+                seen.push(r.status().as_u16());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (last, before) = seen.split_last().expect("answers");
+        assert_eq!(*last, 200);
+        assert!(before.iter().all(|s| *s == 503), "{seen:?}");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let node_id = req.nodes[0].as_str().to_string();
+        let body = wait_for("node in /node-list", || async {
+            let r = http
+                .get(format!("http://{addr}/node-list"))
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .ok()?;
+            let body: serde_json::Value = r.json().await.ok()?;
+            let found = body
+                .as_array()?
+                .iter()
+                .any(|n| n["id"].as_str() == Some(node_id.as_str()));
+            found.then_some(body)
+        })
+        .await;
+        let node = body
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["id"].as_str() == Some(node_id.as_str())))
+            .expect("node row");
+        assert_eq!(node["state"].as_str(), Some("ready"), "{node}");
+        let r = http
+            .get(format!("http://{addr}/ready"))
+            .send()
+            .await
+            .expect("ready");
+        assert_eq!(r.status().as_u16(), 200);
+        l.stop().await;
+    })
+    .await;
+}
