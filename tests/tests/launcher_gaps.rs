@@ -66,6 +66,8 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
 struct Shape {
     /// Lines under the pool (8-space indent), e.g. `        max-servers: 2\n`.
     pool_extra: String,
+    /// Top-level lines (no indent), e.g. `tenant-resource-limits:` and its entries.
+    top_extra: String,
     boot_timeout: Option<u64>,
 }
 
@@ -82,7 +84,7 @@ fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
         format!("  - host: {host}"),
         format!("    port: {port}"),
         format!("    chroot: {chroot}"),
-        "labels:".into(),
+        format!("{}labels:", shape.top_extra),
         "  - name: small-label".into(),
         "  - name: disk-label".into(),
         "diskimages:".into(),
@@ -516,6 +518,54 @@ async fn web_api_and_tls_zookeeper_through_the_daemon() {
             .await
             .expect("ready");
         assert_eq!(r.status().as_u16(), 200);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Item 6: a tenant at its `tenant-resource-limits` has its next request deferred (left
+/// `requested`, never declined) until one of its nodes is gone; the limits are reported
+/// as `nodepool.tenant_limits.<tenant>.<limit>` (unset ones as `inf`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_limits_defer_requests() {
+    bounded(async {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let l = env.start_launcher();
+        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(first.state, RequestState::Fulfilled);
+        let second = env.submit(&["small-label"]).await;
+        // Absence of progress can only be observed over some time: several pool passes
+        // (pool_tick is 200 ms) must leave the request untouched.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let r = env.request(&second).await.expect("second request");
+            assert_eq!(r.state, RequestState::Requested, "deferred");
+            assert!(
+                r.declined_by.is_empty(),
+                "never declined: {:?}",
+                r.declined_by
+            );
+        }
+        // Free the tenant's node: the deleter removes it, then the request goes through.
+        let (mut node, _) = env
+            .store
+            .get_node(&first.nodes[0])
+            .await
+            .expect("read")
+            .expect("node");
+        node.set_state(NodeState::Deleting);
+        env.store.store_node(&node, None).await.expect("store");
+        let r = env.wait_done(&second).await;
+        assert_eq!(r.state, RequestState::Fulfilled);
+        let key = "nodepool.tenant_limits.tenant-one.instances:1|g";
+        env.stats.wait_line(key, |l| l == key).await;
+        let key = "nodepool.tenant_limits.tenant-one.cores:inf|g";
+        env.stats.wait_line(key, |l| l == key).await;
         l.stop().await;
     })
     .await;

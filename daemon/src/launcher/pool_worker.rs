@@ -1,7 +1,7 @@
 //! One provider-pool worker (reference §3.2–3.3): registers the pool component, and on
 //! every tree-cache change (or a short fallback tick for timeouts and paused handlers)
 //! runs an assignment pass over the cached requests: serviceable ones first, then by
-//! priority; skips, yields and defers as Nodepool does; declines what this pool can never
+//! priority; skips, yields and defers as Nodepool does (also for tenant limits); declines what this pool can never
 //! serve; locks and hands the rest to a [`Handler`] task each.
 
 use std::collections::HashSet;
@@ -22,6 +22,7 @@ use super::handler::{decline_request, Handler, PoolContext};
 use super::node_launch::newest_ready_upload;
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
+use super::tenant_limits;
 
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = "11.0.0";
@@ -116,6 +117,7 @@ pub async fn run(
         assign_pass(&pc).await;
         if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             max_servers_gauge(&pc);
+            tenant_limits::emit_gauges(&ctx);
             last_gauge = Some(tokio::time::Instant::now());
         }
         let paused = pc.is_paused();
@@ -293,6 +295,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
         }
         let reason = decline_reason(pc, req).await;
         if reason.is_none() {
+            if !tenant_limits::request_fits(pc, req).await {
+                continue;
+            }
             if pc.is_paused() {
                 continue;
             }
