@@ -487,9 +487,10 @@ async fn waits_for_quota_then_fulfils() {
         let (r, _) = env.store.get_request(&second).await.unwrap().unwrap();
         assert_eq!(r.state, RequestState::Pending);
         assert_eq!(env.sim.admin().servers().len(), 1);
-        // Zuul is done with the first node; it gets deleted.
-        drop(locks);
+        // Zuul is done with the first node; it gets deleted. (Deleted before the lock goes:
+        // an unlocked ready node whose request vanished is de-allocated and reusable.)
         env.delete_node(&req1.nodes[0]).await;
+        drop(locks);
         let req2 = env.wait_done(&second).await;
         assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
         assert_ne!(req2.nodes, req1.nodes);
@@ -733,11 +734,7 @@ async fn launch_metrics_go_to_statsd() {
                 ]
                 .iter()
                 .all(|w| have(w));
-                if done
-                    && lines
-                        .iter()
-                        .any(|l| l.starts_with("nodepool.launch.requestor"))
-                {
+                if done && have("nodepool.launch.requestor.zuul-test.ready:1|c") {
                     break;
                 }
             }
