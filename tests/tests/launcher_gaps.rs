@@ -570,3 +570,41 @@ async fn tenant_limits_defer_requests() {
     })
     .await;
 }
+
+/// Item 6, burst: of two requests of a tenant limited to one server submitted together,
+/// one is fulfilled and the other stays deferred (the accepted one counts with its need
+/// before its node exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_limits_hold_for_a_burst() {
+    bounded(async {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let a = env.submit(&["small-label"]).await;
+        let b = env.submit(&["small-label"]).await;
+        let l = env.start_launcher();
+        let done = wait_for("one request fulfilled", || async {
+            for id in [&a, &b] {
+                let r = env.request(id).await?;
+                if r.state == RequestState::Fulfilled {
+                    return Some(id.clone());
+                }
+            }
+            None
+        })
+        .await;
+        let other = if done == a { &b } else { &a };
+        // Several pool passes (pool_tick is 200 ms) must leave the other one untouched.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let r = env.request(other).await.expect("other request");
+            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
+        }
+        assert_eq!(env.sim.admin().servers().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}

@@ -13,12 +13,12 @@
 //!                  └──────► Vanished ───► Done
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use nodepool_shared::config::{Pool, PoolLabel, Provider};
 use nodepool_shared::model::{
-    paths, ComponentKind, NodeId, NodeRequest, NodeState, RequestId, RequestState,
+    paths, ComponentKind, NodeId, NodeRequest, NodeState, QuotaInformation, RequestId, RequestState,
 };
 use nodepool_shared::zk::{ZkError, ZkLock};
 use tokio::sync::watch;
@@ -47,6 +47,9 @@ pub struct PoolContext {
     pub paused: watch::Sender<usize>,
     /// Requests being handled by this pool.
     pub handling: Mutex<HashSet<RequestId>>,
+    /// Tenant needs of the requests being handled (tenant-resource-limits), until their
+    /// handler ends: counted instead of their nodes, which may not be cached yet.
+    pub tenant_claims: Mutex<HashMap<RequestId, (String, QuotaInformation)>>,
 }
 
 impl PoolContext {
@@ -76,6 +79,23 @@ impl PoolContext {
 
     fn stop_handling(&self, id: &RequestId) {
         self.handling().remove(id);
+        self.tenant_claims().remove(id);
+    }
+
+    fn tenant_claims(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RequestId, (String, QuotaInformation)>> {
+        self.tenant_claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `need` against `tenant` while the request's handler runs.
+    pub fn claim_tenant(&self, id: &RequestId, tenant: String, need: QuotaInformation) {
+        self.tenant_claims().insert(id.clone(), (tenant, need));
+    }
+
+    /// The tenant claims now (request → tenant, need).
+    pub fn tenant_claims_snapshot(&self) -> HashMap<RequestId, (String, QuotaInformation)> {
+        self.tenant_claims().clone()
     }
 
     /// Ids of every currently registered pool (from the cache).

@@ -4,7 +4,7 @@
 //! priority; skips, yields and defers as Nodepool does (also for tenant limits); declines what this pool can never
 //! serve; locks and hands the rest to a [`Handler`] task each.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use super::handler::{decline_request, Handler, PoolContext};
 use super::node_launch::newest_ready_upload;
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
-use super::tenant_limits;
+use super::tenant_limits::{self, TenantCheck};
 
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = "11.0.0";
@@ -106,6 +106,7 @@ pub async fn run(
         worker_id: worker_id.clone(),
         paused: paused_tx,
         handling: Mutex::new(HashSet::new()),
+        tenant_claims: Mutex::new(HashMap::new()),
     });
     wait_visible(&ctx, &worker_id, &stop).await;
     let mut generation = ctx.cache.watch_generation();
@@ -294,9 +295,11 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
             continue;
         }
         let reason = decline_reason(pc, req).await;
+        let mut tenant_claim = None;
         if reason.is_none() {
-            if !tenant_limits::request_fits(pc, req).await {
-                continue;
+            match tenant_limits::check(pc, req).await {
+                TenantCheck::Defer => continue,
+                TenantCheck::Fits(claim) => tenant_claim = claim,
             }
             if pc.is_paused() {
                 continue;
@@ -335,6 +338,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
         if !pc.start_handling(&fresh.id) {
             let _ = lock.release().await;
             continue;
+        }
+        if let Some((tenant, need)) = tenant_claim {
+            pc.claim_tenant(&fresh.id, tenant, need);
         }
         tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
         let handler = Handler::new(pc.clone(), fresh, lock);

@@ -4,12 +4,17 @@
 //!
 //! Usage is the sum of the `resources` of all nodes carrying that `tenant_name` (every
 //! provider, any state; nodes without `resources` count as nothing); the need is this
-//! pool's quota for the request's labels that the pool serves. Unset limits are
-//! unlimited; their gauge is sent as `inf`, as Python Nodepool sends its `math.inf`.
+//! pool's quota for the request's labels that the pool serves. Requests this pool accepted
+//! count with their need until their handler ends (in place of their nodes), so a burst
+//! of requests of one tenant cannot all be accepted before their nodes exist. Unset
+//! limits are unlimited; their gauge is sent as `inf`, as Python Nodepool sends its
+//! `math.inf`.
+
+use std::collections::HashMap;
 
 use nodepool_shared::config::TenantResourceLimit;
 use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
-use nodepool_shared::model::{NodeRequest, QuotaInformation};
+use nodepool_shared::model::{NodeRequest, QuotaInformation, RequestId};
 use nodepool_shared::stats::names;
 
 use super::handler::PoolContext;
@@ -39,15 +44,33 @@ pub fn limit_quota(t: &TenantResourceLimit) -> QuotaInformation {
     q
 }
 
-/// What the nodes of `tenant` use now (from the tree cache).
-pub fn usage(ctx: &LauncherContext, tenant: &str) -> QuotaInformation {
+/// What `tenant` uses now: the `resources` of its nodes in the tree cache, except nodes
+/// allocated to a request in `claims`, plus the needs in `claims` (requests of this pool
+/// being handled, whose nodes may not be created or cached yet).
+pub fn usage(
+    ctx: &LauncherContext,
+    tenant: &str,
+    claims: &HashMap<RequestId, (String, QuotaInformation)>,
+) -> QuotaInformation {
     let mut used = QuotaInformation::usage();
     for n in ctx.cache.nodes() {
         if n.node.tenant_name.as_deref() != Some(tenant) {
             continue;
         }
+        if n.node
+            .allocated_to
+            .as_ref()
+            .is_some_and(|r| claims.contains_key(r))
+        {
+            continue;
+        }
         if let Some(q) = n.node.resources_quota() {
             used.add(&q);
+        }
+    }
+    for (t, need) in claims.values() {
+        if t == tenant {
+            used.add(need);
         }
     }
     used
@@ -63,35 +86,46 @@ fn tenant_entry(ctx: &LauncherContext, tenant: &str) -> Option<TenantResourceLim
         .cloned()
 }
 
-/// False when accepting `req` here would take its tenant over its limits (defer it).
-/// Requests without a tenant, or of a tenant without limits, always fit; so does a
-/// request whose need cannot be computed now (the handler finds out).
-pub async fn request_fits(pc: &PoolContext, req: &NodeRequest) -> bool {
+/// The verdict of [`check`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TenantCheck {
+    /// Accept; when the tenant has limits, the (tenant, need) to claim while handling.
+    Fits(Option<(String, QuotaInformation)>),
+    /// The tenant would exceed its limits: leave the request for a later pass.
+    Defer,
+}
+
+/// Whether accepting `req` here keeps its tenant within its limits. Requests without a
+/// tenant, or of a tenant without limits, always fit; so does a request whose need
+/// cannot be computed now (the handler finds out).
+pub async fn check(pc: &PoolContext, req: &NodeRequest) -> TenantCheck {
     let Some(tenant) = req.tenant_name.as_deref() else {
-        return true;
+        return TenantCheck::Fits(None);
     };
     let Some(entry) = tenant_entry(&pc.ctx, tenant) else {
-        return true;
+        return TenantCheck::Fits(None);
     };
-    let mut room = limit_quota(&entry);
-    room.subtract(&usage(&pc.ctx, tenant));
+    let mut need = QuotaInformation::usage();
     for name in &req.node_types {
         let Some(label) = pc.label(name) else {
             continue;
         };
         match pc.provider.label_need(label).await {
-            Ok(need) => room.subtract(&need),
+            Ok(n) => need.add(&n),
             Err(e) => {
                 tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");
-                return true;
+                return TenantCheck::Fits(None);
             }
         }
     }
-    let fits = room.non_negative();
-    if !fits {
+    let mut room = limit_quota(&entry);
+    room.subtract(&usage(&pc.ctx, tenant, &pc.tenant_claims_snapshot()));
+    if room.fits(&need) {
+        TenantCheck::Fits(Some((tenant.to_string(), need)))
+    } else {
         tracing::debug!(request = %req.id, tenant, "deferring request: tenant limits reached");
+        TenantCheck::Defer
     }
-    fits
 }
 
 /// Sends `nodepool.tenant_limits.<tenant>.<limit>` for every configured tenant.
