@@ -326,7 +326,8 @@ async fn diskimage_launch_metrics_and_unlimited_max_servers() {
 }
 
 /// Item 2: the server id is on the node while it is still `building` (the server never
-/// becomes ACTIVE here), so a launcher dying now leaves a cleanable node.
+/// becomes ACTIVE here), so a launcher stopping now leaves a node whose server the next
+/// launcher's deleter removes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_id_is_stored_while_building() {
     bounded(async {
@@ -360,6 +361,20 @@ async fn server_id_is_stored_while_building() {
             .server(&server)
             .expect("server exists in the cloud");
         assert_eq!(s.name, format!("np{}", node.id.as_str()));
+        // The launcher goes away mid-launch; the next one's deleter removes the
+        // abandoned node and, thanks to the stored id, its server.
+        l.stop().await;
+        let l = env.start_launcher();
+        let admin = env.sim.admin();
+        wait_for("abandoned server deleted", || {
+            let gone = admin.server(&server).is_none();
+            async move { gone.then_some(()) }
+        })
+        .await;
+        wait_for("abandoned node removed", || async {
+            env.node(&node.id).await.is_none().then_some(())
+        })
+        .await;
         l.stop().await;
     })
     .await;
