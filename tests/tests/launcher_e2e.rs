@@ -709,11 +709,7 @@ async fn launch_metrics_go_to_statsd() {
                 ]
                 .iter()
                 .all(|w| have(w));
-                if done
-                    && lines
-                        .iter()
-                        .any(|l| l.starts_with("nodepool.launch.requestor"))
-                {
+                if done && have("nodepool.launch.requestor.zuul-test.ready:1|c") {
                     break;
                 }
             }

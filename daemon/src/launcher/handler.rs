@@ -13,12 +13,12 @@
 //!                  └──────► Vanished ───► Done
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use nodepool_shared::config::{Pool, PoolLabel, Provider};
 use nodepool_shared::model::{
-    paths, ComponentKind, NodeId, NodeRequest, NodeState, RequestId, RequestState,
+    paths, ComponentKind, NodeId, NodeRequest, NodeState, QuotaInformation, RequestId, RequestState,
 };
 use nodepool_shared::zk::{ZkError, ZkLock};
 use tokio::sync::watch;
@@ -47,6 +47,9 @@ pub struct PoolContext {
     pub paused: watch::Sender<usize>,
     /// Requests being handled by this pool.
     pub handling: Mutex<HashSet<RequestId>>,
+    /// Tenant needs of the requests being handled (tenant-resource-limits), until their
+    /// handler ends: counted instead of their nodes, which may not be cached yet.
+    pub tenant_claims: Mutex<HashMap<RequestId, (String, QuotaInformation)>>,
 }
 
 impl PoolContext {
@@ -76,6 +79,23 @@ impl PoolContext {
 
     fn stop_handling(&self, id: &RequestId) {
         self.handling().remove(id);
+        self.tenant_claims().remove(id);
+    }
+
+    fn tenant_claims(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RequestId, (String, QuotaInformation)>> {
+        self.tenant_claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `need` against `tenant` while the request's handler runs.
+    pub fn claim_tenant(&self, id: &RequestId, tenant: String, need: QuotaInformation) {
+        self.tenant_claims().insert(id.clone(), (tenant, need));
+    }
+
+    /// The tenant claims now (request → tenant, need).
+    pub fn tenant_claims_snapshot(&self) -> HashMap<RequestId, (String, QuotaInformation)> {
+        self.tenant_claims().clone()
     }
 
     /// Ids of every currently registered pool (from the cache).
@@ -355,6 +375,16 @@ impl Handler {
             Ok(n) => n,
             Err(e) => return Fill::Fail(e.to_string()),
         };
+        if self.az.is_none() {
+            // Random from the pool's `availability-zones`, else from the cloud's list;
+            // the first reused node (above) fixes it otherwise (§3.4).
+            let zones = if self.pc.pool.availability_zones.is_empty() {
+                provider.availability_zones().await
+            } else {
+                self.pc.pool.availability_zones.clone()
+            };
+            self.az = zones.get(rand_index(zones.len())).cloned();
+        }
         let gate = provider.launch_gate.lock().await;
         match provider
             .has_quota_for(&self.pc.ctx, &self.pc.pool, &need)
@@ -366,14 +396,10 @@ impl Handler {
                 if self.is_min_ready() {
                     return Fill::Fail("not enough quota for a min-ready request".into());
                 }
+                self.delete_oldest_unused().await;
                 return Fill::NoQuota;
             }
             Err(e) => return Fill::Fail(e.to_string()),
-        }
-        if self.az.is_none() && !self.pc.pool.availability_zones.is_empty() {
-            let zones = &self.pc.pool.availability_zones;
-            let pick = rand_index(zones.len());
-            self.az = zones.get(pick).cloned();
         }
         let order = NodeOrder {
             launcher_id: self.pc.worker_id.clone(),
@@ -446,6 +472,70 @@ impl Handler {
             return Some(owned);
         }
         None
+    }
+
+    /// Frees quota before pausing (§3.4): the oldest `ready`, unallocated, unlocked node
+    /// of this provider and pool goes to `deleting` (the DeletedNodeWorker removes it).
+    /// At most one such deletion runs per pool at a time: nothing is done while a node
+    /// of the pool is already `deleting`, so a paused handler polling every tick does not
+    /// delete one ready node per tick before the first deletion freed its quota.
+    async fn delete_oldest_unused(&self) {
+        let ctx = &self.pc.ctx;
+        let provider = self.pc.provider.name();
+        let pool = self.pc.pool.name.as_str();
+        let nodes = ctx.cache.nodes();
+        let ours = |n: &nodepool_shared::model::Node| {
+            n.provider.as_deref() == Some(provider) && n.pool.as_deref() == Some(pool)
+        };
+        if nodes
+            .iter()
+            .any(|n| ours(&n.node) && n.node.state == NodeState::Deleting)
+        {
+            return;
+        }
+        let mut candidates: Vec<_> = nodes
+            .iter()
+            .filter(|n| {
+                ours(&n.node)
+                    && n.node.state == NodeState::Ready
+                    && n.node.allocated_to.is_none()
+                    && !n.probably_locked()
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            a.node
+                .state_time
+                .total_cmp(&b.node.state_time)
+                .then(a.node.id.cmp(&b.node.id))
+        });
+        for c in candidates {
+            let id = &c.node.id;
+            let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
+            if !matches!(lock.try_acquire().await, Ok(true)) {
+                continue;
+            }
+            let fresh = match ctx.store.get_node(id).await {
+                Ok(Some((n, _))) if n.state == NodeState::Ready && n.allocated_to.is_none() => n,
+                _ => {
+                    let _ = lock.release().await;
+                    continue;
+                }
+            };
+            let mut owned = OwnedNode { node: fresh, lock };
+            owned.node.set_state(NodeState::Deleting);
+            let stored = owned.store(ctx).await;
+            owned.unlock().await;
+            match stored {
+                Ok(()) => {
+                    tracing::info!(node = %id, request = %self.request.id,
+                        "deleting oldest unused ready node to free quota");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "cannot mark unused node deleting")
+                }
+            }
+        }
     }
 
     fn take_nodes(&mut self) -> Vec<OwnedNode> {

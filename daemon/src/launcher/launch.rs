@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use nodepool_shared::cloud::{CloudDriver, CreateServer, Flavor, FlavorWanted, Network, Server};
 use nodepool_shared::model::{Node, QuotaInformation};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
@@ -275,6 +276,7 @@ pub struct LaunchMachine {
     networks: Option<Vec<Network>>,
     external_id: Option<String>,
     console: Option<String>,
+    created: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl LaunchMachine {
@@ -288,7 +290,15 @@ impl LaunchMachine {
             networks: None,
             external_id: None,
             console: None,
+            created: None,
         }
+    }
+
+    /// Sends the server id on `created` as soon as the cloud accepted the create, so the
+    /// caller can store it on the node before the launch ends (reference §3.5.3).
+    pub fn report_created(mut self, created: mpsc::UnboundedSender<String>) -> Self {
+        self.created = Some(created);
+        self
     }
 
     /// Uses an already resolved flavor (from the caller's flavor cache).
@@ -403,6 +413,10 @@ impl LaunchMachine {
             LaunchState::ServerCreating { request } => match cloud.create_server(&request).await {
                 Ok(created) => {
                     self.external_id = Some(created.id.clone());
+                    if let Some(tx) = &self.created {
+                        // The receiver may be gone (caller not interested any more).
+                        let _ = tx.send(created.id.clone());
+                    }
                     self.state = LaunchState::WaitingActive {
                         server_id: created.id,
                         boot_deadline: Instant::now() + self.spec.boot_timeout,

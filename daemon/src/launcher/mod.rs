@@ -34,6 +34,7 @@ pub mod quota;
 pub mod retry;
 pub mod runtime;
 pub mod stats_worker;
+pub mod tenant_limits;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::{record_launch, LaunchError};
@@ -44,4 +45,4 @@ pub use launch::{
 pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
 pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
 pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
-pub use retry::{launch_with_retries, RetryOutcome};
+pub use retry::{launch_with_retries, launch_with_retries_reporting, RetryOutcome};

@@ -1,7 +1,7 @@
 //! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
 //! `init` record, lock it, `building`, resolve the image and store what the image config
 //! says (username, python_path, shell_type, connection, resources), boot the server via
-//! [`launch_with_retries`], store the instance facts and `ready` — or `aborted` on a quota
+//! [`launch_with_retries_reporting`] (storing the server id as soon as it exists), store the instance facts and `ready` — or `aborted` on a quota
 //! error, `failed` after the retries. Launch metrics are emitted here.
 //!
 //! Host keys: the launcher does not scan SSH host keys (none of the simulator's servers
@@ -17,13 +17,14 @@ use nodepool_shared::model::{Node, NodeId, NodeRequest, NodeState, QuotaInformat
 use nodepool_shared::stats::names;
 use nodepool_shared::zk::{ZkError, ZkLock};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::delete::DELETE_TIMEOUT;
 use super::failure::LaunchError;
 use super::launch::{ImageRef, LaunchSpec};
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
 use super::providers::{flavor_spec, ProviderHandle};
-use super::retry::launch_with_retries;
+use super::retry::launch_with_retries_reporting;
 use super::runtime::{Counters, LauncherContext};
 
 /// How a launch ended.
@@ -215,7 +216,8 @@ fn stringify(map: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Sends the launch c+ms stats for one outcome.
+/// Sends the launch c+ms stats for one outcome: the [`names::launch_keys`] and, for a
+/// diskimage label, `nodepool.launch.image.<image>.<result>`.
 fn launch_stats(
     ctx: &LauncherContext,
     order: &NodeOrder,
@@ -230,6 +232,10 @@ fn launch_stats(
         result,
     ) {
         ctx.statsd.timer_and_count(&key, elapsed);
+    }
+    if let PoolLabelImage::DiskImage(image) = &order.label.image {
+        ctx.statsd
+            .timer_and_count(&names::launch_image(image, result), elapsed);
     }
 }
 
@@ -309,18 +315,33 @@ pub async fn run_launch(
         ..Default::default()
     };
     let az = order.az.clone();
-    let outcome = launch_with_retries(
+    let (created_tx, mut created_rx) = mpsc::unbounded_channel();
+    let launch = launch_with_retries_reporting(
         provider.runtime.driver.as_ref(),
         &spec,
         order.provider.launch_retries,
         DELETE_TIMEOUT,
+        Some(created_tx),
         |err, elapsed| {
             if !err.is_quota() {
                 launch_stats(&ctx, &order, az.as_deref(), err.stats_key(), elapsed);
             }
         },
-    )
-    .await;
+    );
+    tokio::pin!(launch);
+    // Store each attempt's server id as soon as it exists (§3.5.3): a launcher that dies
+    // now leaves a node whose server the deleter can find.
+    let outcome = loop {
+        tokio::select! {
+            out = &mut launch => break out,
+            Some(server_id) = created_rx.recv() => {
+                owned.node.external_id = Some(server_id);
+                if let Err(e) = owned.store(&ctx).await {
+                    tracing::warn!(node = %owned.node.id, error = %e, "cannot store server id");
+                }
+            }
+        }
+    };
     match outcome.result {
         Ok(facts) => {
             facts.apply_to(&mut owned.node);

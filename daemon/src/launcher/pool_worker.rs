@@ -1,10 +1,10 @@
 //! One provider-pool worker (reference §3.2–3.3): registers the pool component, and on
 //! every tree-cache change (or a short fallback tick for timeouts and paused handlers)
 //! runs an assignment pass over the cached requests: serviceable ones first, then by
-//! priority; skips, yields and defers as Nodepool does; declines what this pool can never
+//! priority; skips, yields and defers as Nodepool does (also for tenant limits); declines what this pool can never
 //! serve; locks and hands the rest to a [`Handler`] task each.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use super::handler::{decline_request, Handler, PoolContext};
 use super::node_launch::newest_ready_upload;
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
+use super::tenant_limits::{self, TenantCheck};
 
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = "11.0.0";
@@ -105,6 +106,7 @@ pub async fn run(
         worker_id: worker_id.clone(),
         paused: paused_tx,
         handling: Mutex::new(HashSet::new()),
+        tenant_claims: Mutex::new(HashMap::new()),
     });
     wait_visible(&ctx, &worker_id, &stop).await;
     let mut generation = ctx.cache.watch_generation();
@@ -116,6 +118,7 @@ pub async fn run(
         assign_pass(&pc).await;
         if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             max_servers_gauge(&pc);
+            tenant_limits::emit_gauges(&ctx);
             last_gauge = Some(tokio::time::Instant::now());
         }
         let paused = pc.is_paused();
@@ -167,20 +170,25 @@ async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken)
     }
 }
 
-/// `nodepool.provider.<p>.max_servers`: the sum of the provider's pools' max-servers
-/// (not sent while any pool is unlimited).
+/// `nodepool.provider.<p>.max_servers`: the sum of the provider's pools' max-servers.
+/// A pool without `max-servers` is unlimited, which makes the sum infinite: then the
+/// gauge is sent as `inf` (`…max_servers:inf|g`), the value Python Nodepool sends for
+/// its `math.inf` sum.
 fn max_servers_gauge(pc: &PoolContext) {
-    let mut total: i64 = 0;
-    for p in &pc.provider_config.pools {
-        match p.max_servers {
-            Some(m) => total += m.max(0),
-            None => return,
-        }
+    let key = names::provider_max_servers(&pc.provider_config.name);
+    match provider_max_servers(&pc.provider_config) {
+        Some(total) => pc.ctx.statsd.gauge(&key, total),
+        None => pc.ctx.statsd.gauge_f64(&key, f64::INFINITY),
     }
-    pc.ctx.statsd.gauge(
-        &names::provider_max_servers(&pc.provider_config.name),
-        total.max(0) as u64,
-    );
+}
+
+/// The sum of a provider's pools' `max-servers` (negative counts as 0); `None` when
+/// some pool is unlimited.
+pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
+    provider
+        .pools
+        .iter()
+        .try_fold(0u64, |acc, p| p.max_servers.map(|m| acc + m.max(0) as u64))
 }
 
 /// Why this pool must decline `req`, if it must (§3.3.4).
@@ -287,7 +295,12 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
             continue;
         }
         let reason = decline_reason(pc, req).await;
+        let mut tenant_claim = None;
         if reason.is_none() {
+            match tenant_limits::check(pc, req).await {
+                TenantCheck::Defer => continue,
+                TenantCheck::Fits(claim) => tenant_claim = claim,
+            }
             if pc.is_paused() {
                 continue;
             }
@@ -325,6 +338,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
         if !pc.start_handling(&fresh.id) {
             let _ = lock.release().await;
             continue;
+        }
+        if let Some((tenant, need)) = tenant_claim {
+            pc.claim_tenant(&fresh.id, tenant, need);
         }
         tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
         let handler = Handler::new(pc.clone(), fresh, lock);

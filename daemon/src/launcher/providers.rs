@@ -47,6 +47,7 @@ pub struct ProviderHandle {
     pub runtime: Arc<ProviderRuntime>,
     flavors: Mutex<HashMap<String, Flavor>>,
     cloud_images: Mutex<HashMap<String, String>>,
+    zones: Mutex<Option<Vec<String>>>,
     claims: Mutex<HashMap<NodeId, QuotaInformation>>,
     /// Held while checking quota and creating a node znode.
     pub launch_gate: tokio::sync::Mutex<()>,
@@ -60,6 +61,7 @@ impl ProviderHandle {
             runtime,
             flavors: Mutex::new(HashMap::new()),
             cloud_images: Mutex::new(HashMap::new()),
+            zones: Mutex::new(None),
             claims: Mutex::new(HashMap::new()),
             launch_gate: tokio::sync::Mutex::new(()),
             active_launches: AtomicUsize::new(0),
@@ -126,10 +128,30 @@ impl ProviderHandle {
         }))
     }
 
-    /// Forgets resolved flavors and images (after a launch failed on them).
+    /// The cloud's availability zones (listed once, then cached; a failed listing is
+    /// logged, not cached, and gives none: the cloud then picks).
+    pub async fn availability_zones(&self) -> Vec<String> {
+        if let Some(z) = lock(&self.zones).as_ref() {
+            return z.clone();
+        }
+        match self.runtime.driver.list_availability_zones().await {
+            Ok(z) => {
+                *lock(&self.zones) = Some(z.clone());
+                z
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.name(), error = %e,
+                    "cannot list availability zones");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Forgets resolved flavors, images and zones (after a launch failed on them).
     pub fn forget_lookups(&self) {
         lock(&self.flavors).clear();
         lock(&self.cloud_images).clear();
+        *lock(&self.zones) = None;
     }
 
     /// Records a node this launcher just created (counted until the cache shows it).

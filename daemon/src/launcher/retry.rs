@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use nodepool_shared::cloud::CloudDriver;
+use tokio::sync::mpsc;
 
 use super::delete::delete_server;
 use super::failure::LaunchError;
@@ -70,6 +71,23 @@ pub async fn launch_with_retries<F>(
     spec: &LaunchSpec,
     retries: u32,
     delete_timeout: Duration,
+    on_failure: F,
+) -> RetryOutcome
+where
+    F: FnMut(&LaunchError, Duration) + Send,
+{
+    launch_with_retries_reporting(cloud, spec, retries, delete_timeout, None, on_failure).await
+}
+
+/// [`launch_with_retries`] that also sends every attempt's server id on `created` as soon
+/// as the cloud accepted the create (the caller stores it on the node at once, so a
+/// launcher dying mid-launch leaves a node the deleter can clean up).
+pub async fn launch_with_retries_reporting<F>(
+    cloud: &dyn CloudDriver,
+    spec: &LaunchSpec,
+    retries: u32,
+    delete_timeout: Duration,
+    created: Option<mpsc::UnboundedSender<String>>,
     mut on_failure: F,
 ) -> RetryOutcome
 where
@@ -78,12 +96,16 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let mut machine = LaunchMachine::new(spec.clone());
+        if let Some(tx) = &created {
+            machine = machine.report_created(tx.clone());
+        }
         let LaunchOutcome {
             result,
             external_id,
             console_log,
             elapsed,
-        } = LaunchMachine::new(spec.clone()).run(cloud).await;
+        } = machine.run(cloud).await;
         let error = match result {
             Ok(facts) => {
                 return RetryOutcome {

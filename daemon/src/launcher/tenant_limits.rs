@@ -1,0 +1,177 @@
+//! `tenant-resource-limits` (reference §3.3, §3.6, §5): a request whose tenant would go
+//! over its limits is deferred — left `requested` for a later pass, never declined — and
+//! every pool worker loop reports the limits as `nodepool.tenant_limits.<tenant>.<limit>`.
+//!
+//! Usage is the sum of the `resources` of all nodes carrying that `tenant_name` (every
+//! provider, any state; nodes without `resources` count as nothing); the need is this
+//! pool's quota for the request's labels that the pool serves. Requests this pool accepted
+//! count with their need until their handler ends (in place of their nodes), so a burst
+//! of requests of one tenant cannot all be accepted before their nodes exist. Unset
+//! limits are unlimited; their gauge is sent as `inf`, as Python Nodepool sends its
+//! `math.inf`.
+
+use std::collections::HashMap;
+
+use nodepool_shared::config::TenantResourceLimit;
+use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
+use nodepool_shared::model::{NodeRequest, QuotaInformation, RequestId};
+use nodepool_shared::stats::names;
+
+use super::handler::PoolContext;
+use super::runtime::LauncherContext;
+
+/// The limits of one tenant in gauge order: `cores`, `instances`, `ram`, `volumes`,
+/// `volume-gb`, then custom resources; unset = +∞.
+pub fn limits(t: &TenantResourceLimit) -> Vec<(String, f64)> {
+    let v = |x: Option<i64>| x.map_or(f64::INFINITY, |n| n as f64);
+    let mut out = vec![
+        (CORES.to_string(), v(t.max_cores)),
+        (INSTANCES.to_string(), v(t.max_servers)),
+        (RAM.to_string(), v(t.max_ram)),
+        (VOLUMES.to_string(), v(t.max_volumes)),
+        (VOLUME_GB.to_string(), v(t.max_volume_gb)),
+    ];
+    out.extend(t.other.iter().map(|(k, n)| (k.clone(), *n as f64)));
+    out
+}
+
+/// The limits as a quota (keys not limited are +∞).
+pub fn limit_quota(t: &TenantResourceLimit) -> QuotaInformation {
+    let mut q = QuotaInformation::unlimited();
+    for (k, v) in limits(t) {
+        q.set(&k, v);
+    }
+    q
+}
+
+/// What `tenant` uses now: the `resources` of its nodes in the tree cache, except nodes
+/// allocated to a request in `claims`, plus the needs in `claims` (requests of this pool
+/// being handled, whose nodes may not be created or cached yet).
+pub fn usage(
+    ctx: &LauncherContext,
+    tenant: &str,
+    claims: &HashMap<RequestId, (String, QuotaInformation)>,
+) -> QuotaInformation {
+    let mut used = QuotaInformation::usage();
+    for n in ctx.cache.nodes() {
+        if n.node.tenant_name.as_deref() != Some(tenant) {
+            continue;
+        }
+        if n.node
+            .allocated_to
+            .as_ref()
+            .is_some_and(|r| claims.contains_key(r))
+        {
+            continue;
+        }
+        if let Some(q) = n.node.resources_quota() {
+            used.add(&q);
+        }
+    }
+    for (t, need) in claims.values() {
+        if t == tenant {
+            used.add(need);
+        }
+    }
+    used
+}
+
+/// The configured limits of `tenant`, if any.
+fn tenant_entry(ctx: &LauncherContext, tenant: &str) -> Option<TenantResourceLimit> {
+    ctx.config
+        .borrow()
+        .tenant_resource_limits
+        .iter()
+        .find(|t| t.tenant_name == tenant)
+        .cloned()
+}
+
+/// The verdict of [`check`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TenantCheck {
+    /// Accept; when the tenant has limits, the (tenant, need) to claim while handling.
+    Fits(Option<(String, QuotaInformation)>),
+    /// The tenant would exceed its limits: leave the request for a later pass.
+    Defer,
+}
+
+/// Whether accepting `req` here keeps its tenant within its limits. Requests without a
+/// tenant, or of a tenant without limits, always fit; so does a request whose need
+/// cannot be computed now (the handler finds out).
+pub async fn check(pc: &PoolContext, req: &NodeRequest) -> TenantCheck {
+    let Some(tenant) = req.tenant_name.as_deref() else {
+        return TenantCheck::Fits(None);
+    };
+    let Some(entry) = tenant_entry(&pc.ctx, tenant) else {
+        return TenantCheck::Fits(None);
+    };
+    let mut need = QuotaInformation::usage();
+    for name in &req.node_types {
+        let Some(label) = pc.label(name) else {
+            continue;
+        };
+        match pc.provider.label_need(label).await {
+            Ok(n) => need.add(&n),
+            Err(e) => {
+                tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");
+                return TenantCheck::Fits(None);
+            }
+        }
+    }
+    let mut room = limit_quota(&entry);
+    room.subtract(&usage(&pc.ctx, tenant, &pc.tenant_claims_snapshot()));
+    if room.fits(&need) {
+        TenantCheck::Fits(Some((tenant.to_string(), need)))
+    } else {
+        tracing::debug!(request = %req.id, tenant, "deferring request: tenant limits reached");
+        TenantCheck::Defer
+    }
+}
+
+/// Sends `nodepool.tenant_limits.<tenant>.<limit>` for every configured tenant.
+pub fn emit_gauges(ctx: &LauncherContext) {
+    let entries = ctx.config.borrow().tenant_resource_limits.clone();
+    for t in &entries {
+        for (k, v) in limits(t) {
+            ctx.statsd
+                .gauge_f64(&names::tenant_limit(&t.tenant_name, &k), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn limits_in_gauge_order_with_unset_unlimited() {
+        let t = TenantResourceLimit {
+            tenant_name: "t".into(),
+            max_servers: Some(2),
+            max_cores: None,
+            max_ram: Some(1024),
+            max_volumes: None,
+            max_volume_gb: None,
+            other: BTreeMap::from([("gpu".to_string(), 1)]),
+        };
+        let l = limits(&t);
+        let keys: Vec<&str> = l.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["cores", "instances", "ram", "volumes", "volume-gb", "gpu"]
+        );
+        assert!(l[0].1.is_infinite());
+        assert_eq!(l[1].1, 2.0);
+        let mut room = limit_quota(&t);
+        room.subtract(&QuotaInformation::new(
+            Some(4.0),
+            Some(2.0),
+            Some(512.0),
+            0.0,
+        ));
+        assert!(room.non_negative());
+        room.subtract(&QuotaInformation::new(Some(1.0), Some(1.0), Some(1.0), 0.0));
+        assert!(!room.non_negative());
+    }
+}
