@@ -467,7 +467,12 @@ impl Handler {
             self.pc.provider.release_claim(&o.node.id);
             o.unlock().await;
         }
-        match self.pc.ctx.store.store_request(&req, None).await {
+        let store = &self.pc.ctx.store;
+        let stored = super::zk_retry::retry_transient("storing fulfilled request", || {
+            store.store_request(&req, None)
+        })
+        .await;
+        match stored {
             Ok(_) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),

@@ -34,6 +34,7 @@ pub mod quota;
 pub mod retry;
 pub mod runtime;
 pub mod stats_worker;
+pub mod zk_retry;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::{record_launch, LaunchError};

@@ -1,0 +1,541 @@
+//! Fault suite with the real daemons (issue "Reliability and security"): the
+//! `nodepool-launcher` binary as a child process, a real ZooKeeper, the OpenStack
+//! simulator over HTTP. The test plays Zuul with `ZkStore` (submit `100-…` requests,
+//! read them back). Figures are printed (`--nocapture`) and copied into
+//! docs/reliability.md; no assertion is on timing, every wait is bounded.
+//!
+//! Needs the debug launcher binary: `cargo build -p nodepool-daemon --bin
+//! nodepool-launcher` (or `NODEPOOL_LAUNCHER_BIN`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nodepool_shared::model::{ComponentKind, NodeRequest, NodeState, RequestId, RequestState};
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::ZkStore;
+use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
+
+const PROVIDER: &str = "fault-provider";
+const LABEL: &str = "small";
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The launcher binary: `NODEPOOL_LAUNCHER_BIN`, else next to this test's `deps/` dir.
+fn launcher_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NODEPOOL_LAUNCHER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let bin = dir.join("nodepool-launcher");
+    assert!(
+        bin.is_file(),
+        "build the launcher first: cargo build -p nodepool-daemon --bin nodepool-launcher ({})",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, at most `limit`.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Provider knobs of the generated config.
+#[derive(Clone)]
+struct Shape {
+    max_servers: u32,
+    boot_timeout: u64,
+    launch_retries: u32,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            max_servers: 200,
+            boot_timeout: 60,
+            launch_retries: 3,
+        }
+    }
+}
+
+fn config_yaml(hosts: &[(String, u16)], chroot: &str, s: &Shape) -> String {
+    let servers: String = hosts
+        .iter()
+        .map(|(h, p)| format!("  - host: {h}\n    port: {p}\n    chroot: {chroot}\n"))
+        .collect();
+    format!(
+        "zookeeper-servers:\n{servers}labels:\n  - name: {LABEL}\n    min-ready: 0\nproviders:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n    pools:\n      - name: main\n        max-servers: {ms}\n        auto-floating-ip: false\n        labels:\n          - name: {LABEL}\n            cloud-image: cirros\n            flavor-name: small\n",
+        bt = s.boot_timeout,
+        lr = s.launch_retries,
+        ms = s.max_servers,
+    )
+}
+
+/// A launcher child process; killed (SIGKILL) on drop.
+struct LauncherProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl LauncherProc {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// `kill -9`, then reap.
+    fn kill9(mut self) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// SIGINT and wait (bounded); SIGKILL if it does not stop.
+    async fn stop(mut self) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGINT);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for LauncherProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    zk: TestZk,
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    clouds: PathBuf,
+    store: ZkStore,
+    started: u32,
+}
+
+impl Env {
+    async fn new(zk: TestZk, hosts: Vec<(String, u16)>, shape: &Shape, knobs: Knobs) -> Env {
+        init_logs();
+        let sim = Simulator::start(SimConfig {
+            knobs,
+            ..Default::default()
+        })
+        .await
+        .expect("simulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("nodepool.yaml");
+        let clouds = dir.path().join("clouds.yaml");
+        sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
+        std::fs::write(&config, config_yaml(&hosts, zk.chroot(), shape)).expect("config");
+        let store = ZkStore::new(zk.client().await);
+        Env {
+            zk,
+            sim,
+            dir,
+            config,
+            clouds,
+            store,
+            started: 0,
+        }
+    }
+
+    async fn shared(shape: &Shape, knobs: Knobs) -> Env {
+        let zk = TestZk::shared().await;
+        let hosts = vec![split_host(&zk.plain_hosts())];
+        Env::new(zk, hosts, shape, knobs).await
+    }
+
+    /// Starts `nodepool-launcher` with short test intervals; stderr goes to a log file.
+    fn spawn_launcher(&mut self, extra: &[&str]) -> LauncherProc {
+        self.started += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("launcher-{}.log", self.started));
+        let err = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(launcher_bin())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--clouds")
+            .arg(&self.clouds)
+            .arg("--no-webapp")
+            .args([
+                "--cleanup-interval",
+                "2",
+                "--delete-interval",
+                "1",
+                "--config-check-interval",
+                "0.5",
+                "--pool-tick",
+                "0.5",
+            ])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("FAULTS_LAUNCHER_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("start launcher");
+        LauncherProc { child, log }
+    }
+
+    async fn wait_registered(&self) {
+        let store = self.store.clone();
+        wait_for("pool component", Duration::from_secs(60), || {
+            let store = store.clone();
+            async move {
+                let c = store.components(ComponentKind::Pool).await.ok()?;
+                (!c.is_empty()).then_some(())
+            }
+        })
+        .await;
+    }
+
+    async fn submit(&self, n: usize) -> Vec<RequestId> {
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut r = NodeRequest::new(vec![LABEL.to_string()], "fault-test");
+            ids.push(
+                self.store
+                    .create_request(&mut r, "100", false)
+                    .await
+                    .expect("submit"),
+            );
+        }
+        ids
+    }
+
+    /// Reads all `ids`; `None` for a missing or unreadable request.
+    async fn states(&self, ids: &[RequestId]) -> BTreeMap<RequestId, Option<NodeRequest>> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let r = self.store.get_request(id).await.ok().flatten().map(|r| r.0);
+            out.insert(id.clone(), r);
+        }
+        out
+    }
+
+    /// Waits until every request is fulfilled or failed; returns them.
+    async fn wait_all_done(&self, ids: &[RequestId], limit: Duration) -> Vec<NodeRequest> {
+        let t = Instant::now();
+        loop {
+            let s = self.states(ids).await;
+            let done: Vec<NodeRequest> = s
+                .values()
+                .flatten()
+                .filter(|r| matches!(r.state, RequestState::Fulfilled | RequestState::Failed))
+                .cloned()
+                .collect();
+            if done.len() == ids.len() {
+                return done;
+            }
+            if t.elapsed() > limit {
+                let open: Vec<String> = s
+                    .iter()
+                    .filter(|(_, r)| {
+                        !r.as_ref().is_some_and(|r| {
+                            matches!(r.state, RequestState::Fulfilled | RequestState::Failed)
+                        })
+                    })
+                    .take(10)
+                    .map(|(id, r)| format!("{id}: {:?}", r.as_ref().map(|r| &r.state)))
+                    .collect();
+                panic!(
+                    "{} of {} requests not done after {limit:?}: {open:?}",
+                    ids.len() - done.len(),
+                    ids.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Node ids currently in ZooKeeper with their state.
+    async fn node_states(&self) -> HashMap<String, NodeState> {
+        self.store
+            .nodes()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| (n.id.as_str().to_string(), n.state))
+            .collect()
+    }
+
+    /// Simulator servers of our provider: server id → `nodepool_node_id`.
+    fn sim_servers(&self) -> HashMap<String, String> {
+        self.sim
+            .admin()
+            .servers()
+            .into_iter()
+            .filter(|s| {
+                s.metadata.get("nodepool_provider_name").map(String::as_str) == Some(PROVIDER)
+            })
+            .map(|s| {
+                let node = s
+                    .metadata
+                    .get("nodepool_node_id")
+                    .cloned()
+                    .unwrap_or_default();
+                (s.id.clone(), node)
+            })
+            .collect()
+    }
+
+    /// Asserts every fulfilled request's nodes are distinct across requests.
+    fn assert_no_double_allocation(done: &[NodeRequest]) {
+        let mut seen = HashSet::new();
+        for r in done.iter().filter(|r| r.state == RequestState::Fulfilled) {
+            assert_eq!(r.nodes.len(), 1, "{r:?}");
+            for n in &r.nodes {
+                assert!(seen.insert(n.clone()), "node {n} allocated twice");
+            }
+        }
+    }
+
+    /// Waits until no node is `init`/`building` and every simulator server of our
+    /// provider has a node in ZooKeeper (leaked ones cleaned up). Returns the time taken.
+    async fn wait_converged(&self, limit: Duration) -> Duration {
+        let t = Instant::now();
+        loop {
+            let nodes = self.node_states().await;
+            let stuck: Vec<_> = nodes
+                .iter()
+                .filter(|(_, s)| matches!(s, NodeState::Init | NodeState::Building))
+                .collect();
+            let servers = self.sim_servers();
+            let orphans: Vec<_> = servers
+                .iter()
+                .filter(|(_, node)| !nodes.contains_key(node.as_str()))
+                .collect();
+            if stuck.is_empty() && orphans.is_empty() {
+                return t.elapsed();
+            }
+            if t.elapsed() > limit {
+                panic!(
+                    "not converged after {limit:?}: {} stuck nodes {:?}, {} orphan servers {:?}",
+                    stuck.len(),
+                    stuck.iter().take(5).collect::<Vec<_>>(),
+                    orphans.len(),
+                    orphans.iter().take(5).collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn split_host(hp: &str) -> (String, u16) {
+    let (h, p) = hp.rsplit_once(':').expect("host:port");
+    (h.to_string(), p.parse().expect("port"))
+}
+
+fn count_states(done: &[NodeRequest]) -> (usize, usize) {
+    let f = done
+        .iter()
+        .filter(|r| r.state == RequestState::Fulfilled)
+        .count();
+    (f, done.len() - f)
+}
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(Duration::from_secs(170), f)
+        .await
+        .expect("test timed out");
+}
+
+/// 1. `kill -9` of the launcher in the middle of a burst (boot delay 200 ms), restart:
+/// every request ends fulfilled or failed, no node left `init`/`building`, and the leak
+/// cleanup removes every simulator server without a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_kill9_during_burst_recovers() {
+    bounded(async {
+        let n: usize = std::env::var("FAULTS_BURST")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(120);
+        let mut env = Env::shared(
+            &Shape {
+                max_servers: (n as u32) + 20,
+                ..Shape::default()
+            },
+            Knobs {
+                boot_delay_ms: 200,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let l1 = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let ids = env.submit(n).await;
+        // Kill once a good part of the burst is in flight (servers created, nodes building).
+        let admin = env.sim.admin();
+        let kill_at = n / 3;
+        wait_for("servers created", Duration::from_secs(60), || {
+            let c = admin.counter("compute.servers.create") as usize;
+            async move { (c >= kill_at).then_some(()) }
+        })
+        .await;
+        let before = env.states(&ids).await;
+        let fulfilled_before = before
+            .values()
+            .flatten()
+            .filter(|r| r.state == RequestState::Fulfilled)
+            .count();
+        let building_before = env
+            .node_states()
+            .await
+            .values()
+            .filter(|s| matches!(s, NodeState::Init | NodeState::Building))
+            .count();
+        l1.kill9();
+        let killed = Instant::now();
+        let servers_at_kill = env.sim_servers().len();
+
+        let l2 = env.spawn_launcher(&[]);
+        let done = env.wait_all_done(&ids, Duration::from_secs(120)).await;
+        let all_done = killed.elapsed();
+        let (ok, failed) = count_states(&done);
+        Env::assert_no_double_allocation(&done);
+        let converge = env.wait_converged(Duration::from_secs(60)).await;
+        let servers = env.sim_servers();
+        let nodes = env.node_states().await;
+        println!(
+            "kill -9 during burst of {n}: at kill {fulfilled_before} fulfilled, {building_before} nodes building, {servers_at_kill} servers; \
+             after restart all done in {:.1} s ({ok} fulfilled, {failed} failed); converged {:.1} s later: {} servers, {} nodes",
+            all_done.as_secs_f64(),
+            converge.as_secs_f64(),
+            servers.len(),
+            nodes.len()
+        );
+        assert!(ok > 0, "some requests fulfilled");
+        // Every fulfilled request's node exists and has its server.
+        let server_nodes: HashSet<&String> = servers.values().collect();
+        for r in done.iter().filter(|r| r.state == RequestState::Fulfilled) {
+            for id in &r.nodes {
+                assert!(
+                    server_nodes.contains(&id.as_str().to_string()),
+                    "node {id} of {} has no server",
+                    r.id
+                );
+            }
+        }
+        let log = l2.log_text();
+        l2.stop().await;
+        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+    })
+    .await;
+}
+
+/// 2. ZooKeeper server restart (`kill` + start on the same data dir) in the middle of a
+/// burst: the launcher reconnects, requests submitted before and after are fulfilled,
+/// no node is allocated to two requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_restart_under_load() {
+    bounded(async {
+        let zk = TestZk::dedicated().await;
+        let hosts = vec![split_host(&zk.plain_hosts())];
+        let mut env = Env::new(
+            zk,
+            hosts,
+            &Shape::default(),
+            Knobs {
+                boot_delay_ms: 200,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let mut ids = env.submit(60).await;
+        let admin = env.sim.admin();
+        wait_for("servers created", Duration::from_secs(60), || {
+            let c = admin.counter("compute.servers.create");
+            async move { (c >= 20).then_some(()) }
+        })
+        .await;
+        let server = env.zk.server().expect("dedicated server");
+        let t = Instant::now();
+        server.restart().expect("restart ZooKeeper");
+        let restarted = t.elapsed();
+        // Submit more after the restart (our own client reconnects too).
+        let t = Instant::now();
+        ids.extend(env.submit(40).await);
+        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
+        let all_done = t.elapsed();
+        let (ok, failed) = count_states(&done);
+        Env::assert_no_double_allocation(&done);
+        let converge = env.wait_converged(Duration::from_secs(60)).await;
+        println!(
+            "ZooKeeper restart under load: restart took {:.1} s; all 100 requests done {:.1} s after it ({ok} fulfilled, {failed} failed); converged {:.1} s later; {} servers",
+            restarted.as_secs_f64(),
+            all_done.as_secs_f64(),
+            converge.as_secs_f64(),
+            env.sim_servers().len()
+        );
+        let log = l.log_text();
+        if failed > 0 {
+            let bad: Vec<String> = done
+                .iter()
+                .filter(|r| r.state == RequestState::Failed)
+                .map(|r| r.id.as_str().to_string())
+                .collect();
+            for line in log.lines().filter(|l| {
+                l.contains("WARN") || l.contains("ERROR") || bad.iter().any(|b| l.contains(b.as_str()))
+            }) {
+                println!("launcher: {line}");
+            }
+        }
+        assert_eq!(failed, 0, "no request fails because of a ZooKeeper restart");
+        l.stop().await;
+        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+    })
+    .await;
+}
