@@ -155,6 +155,8 @@ struct Env {
     clouds: PathBuf,
     store: ZkStore,
     started: u32,
+    /// Extra environment of the launcher (statsd).
+    env_vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -180,6 +182,7 @@ impl Env {
             clouds,
             store,
             started: 0,
+            env_vars: Vec::new(),
         }
     }
 
@@ -214,6 +217,7 @@ impl Env {
                 "0.5",
             ])
             .args(extra)
+            .envs(self.env_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("FAULTS_LAUNCHER_LOG").unwrap_or_else(|_| "info".into()),
@@ -367,6 +371,71 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// A statsd sink on loopback: every received line is kept.
+struct StatsdSink {
+    port: u16,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StatsdSink {
+    fn start() -> StatsdSink {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind statsd");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let port = sock.local_addr().expect("addr").port();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, st) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let mut g = l.lock().unwrap_or_else(|e| e.into_inner());
+                    g.extend(text.lines().map(str::to_string));
+                }
+            }
+        });
+        StatsdSink { port, lines, stop }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("STATSD_HOST".into(), "127.0.0.1".into()),
+            ("STATSD_PORT".into(), self.port.to_string()),
+        ]
+    }
+
+    /// Sum of the counter `key` (`key:N|c` lines).
+    fn count(&self, key: &str) -> u64 {
+        let g = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        g.iter()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .filter_map(|v| v.strip_suffix("|c")?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Distinct keys starting with `prefix`.
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let g = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k: Vec<String> = g
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.split(':').next().map(str::to_string))
+            .collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+}
+
+impl Drop for StatsdSink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -536,6 +605,210 @@ async fn zookeeper_restart_under_load() {
         assert_eq!(failed, 0, "no request fails because of a ZooKeeper restart");
         l.stop().await;
         assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+    })
+    .await;
+}
+
+/// 5a. 30 % of server creates fail with HTTP 500: every request is still fulfilled
+/// (launch retries) and `nodepool.launch.error.*` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_5xx_bursts_are_retried() {
+    bounded(async {
+        let mut knobs = Knobs {
+            boot_delay_ms: 100,
+            quota: Quota::UNLIMITED,
+            ..Knobs::default()
+        };
+        knobs
+            .error_rates
+            .insert("compute.servers.create".into(), 0.3);
+        let mut env = Env::shared(
+            &Shape {
+                launch_retries: 6,
+                ..Shape::default()
+            },
+            knobs,
+        )
+        .await;
+        let sink = StatsdSink::start();
+        env.env_vars = sink.env();
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let ids = env.submit(40).await;
+        let t = Instant::now();
+        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
+        let (ok, failed) = count_states(&done);
+        Env::assert_no_double_allocation(&done);
+        env.wait_converged(Duration::from_secs(60)).await;
+        // Let the last stats flush.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let errors = sink.keys("nodepool.launch.error.");
+        let unknown = sink.count("nodepool.launch.error.unknown");
+        let creates = env.sim.admin().counter("compute.servers.create");
+        println!(
+            "5xx on 30 % of creates: 40 requests done in {:.1} s ({ok} fulfilled, {failed} failed), {creates} create calls, error keys {errors:?}, error.unknown {unknown}",
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(failed, 0);
+        assert!(!errors.is_empty(), "launch errors counted in statsd");
+        assert!(sink.count("nodepool.launch.ready") >= 40);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// 5b. Cloud quota exhausted: requests wait (not failed), then are fulfilled once the
+/// quota is raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_exhausted_requests_wait_then_fulfil() {
+    bounded(async {
+        let mut env = Env::shared(
+            &Shape::default(),
+            Knobs {
+                quota: Quota {
+                    instances: 4,
+                    ..Quota::UNLIMITED
+                },
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let ids = env.submit(10).await;
+        // Four fit; the others wait.
+        let store = env.store.clone();
+        let ids2 = ids.clone();
+        wait_for("4 fulfilled", Duration::from_secs(60), || {
+            let (store, ids) = (store.clone(), ids2.clone());
+            async move {
+                let mut n = 0;
+                for id in &ids {
+                    if let Ok(Some((r, _))) = store.get_request(id).await {
+                        if r.state == RequestState::Fulfilled {
+                            n += 1;
+                        }
+                    }
+                }
+                (n >= 4).then_some(())
+            }
+        })
+        .await;
+        // Give the launcher time to (wrongly) fail the rest.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s = env.states(&ids).await;
+        let fulfilled = s
+            .values()
+            .flatten()
+            .filter(|r| r.state == RequestState::Fulfilled)
+            .count();
+        let failed = s
+            .values()
+            .flatten()
+            .filter(|r| r.state == RequestState::Failed)
+            .count();
+        assert_eq!(fulfilled, 4, "only the quota's worth is fulfilled");
+        assert_eq!(failed, 0, "waiting requests are not failed");
+        assert_eq!(env.sim_servers().len(), 4);
+        // Quota returns: Zuul is done with the nodes of fulfilled requests (`used`), the
+        // launcher deletes them and the waiting requests get their turn. (Raising the
+        // cloud limit would only be seen after the 5-minute limits cache, as in Nodepool.)
+        let t = Instant::now();
+        let mut released = HashSet::new();
+        loop {
+            let s = env.states(&ids).await;
+            for r in s.values().flatten() {
+                if r.state != RequestState::Fulfilled {
+                    continue;
+                }
+                for id in &r.nodes {
+                    if !released.insert(id.clone()) {
+                        continue;
+                    }
+                    if let Ok(Some((mut n, _))) = env.store.get_node(id).await {
+                        n.state = NodeState::Used;
+                        env.store.store_node(&n, None).await.expect("store used node");
+                    }
+                }
+            }
+            if s.values().flatten().all(|r| r.state == RequestState::Fulfilled) {
+                break;
+            }
+            assert!(
+                s.values().flatten().all(|r| r.state != RequestState::Failed),
+                "a request waiting for quota failed"
+            );
+            assert!(t.elapsed() < Duration::from_secs(90), "requests not fulfilled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
+        let (ok, failed) = count_states(&done);
+        println!(
+            "quota 4 with 10 requests: 4 fulfilled, 6 waiting, 0 failed; after the first nodes were used and deleted, the rest fulfilled in {:.1} s ({ok} fulfilled, {failed} failed)",
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(failed, 0);
+        Env::assert_no_double_allocation(&done);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// 5c. Servers stuck in BUILD: the boot timeout fails the request cleanly
+/// (`error.servercreatetimeout`), the servers and nodes are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_timeout_fails_cleanly() {
+    bounded(async {
+        let mut env = Env::shared(
+            &Shape {
+                boot_timeout: 2,
+                launch_retries: 2,
+                ..Shape::default()
+            },
+            Knobs {
+                hang_all_boots: true,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let sink = StatsdSink::start();
+        env.env_vars = sink.env();
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let ids = env.submit(3).await;
+        let t = Instant::now();
+        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
+        let (ok, failed) = count_states(&done);
+        let took = t.elapsed();
+        // Failed nodes and their servers are deleted.
+        let store = env.store.clone();
+        let admin = env.sim.admin();
+        wait_for("nodes and servers deleted", Duration::from_secs(60), || {
+            let store = store.clone();
+            let servers = admin
+                .servers()
+                .into_iter()
+                .filter(|s| s.metadata.get("nodepool_provider_name").map(String::as_str) == Some(PROVIDER))
+                .count();
+            async move {
+                let nodes = store.node_ids().await.ok()?.len();
+                (nodes == 0 && servers == 0).then_some(())
+            }
+        })
+        .await;
+        let cleaned = t.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let timeouts = sink.count("nodepool.launch.error.servercreatetimeout");
+        let creates = env.sim.admin().counter("compute.servers.create");
+        println!(
+            "boot never finishes (boot-timeout 2 s, launch-retries 2): 3 requests failed after {:.1} s ({ok} fulfilled, {failed} failed), {creates} creates, {timeouts} servercreatetimeout, all servers and nodes gone after {:.1} s",
+            took.as_secs_f64(),
+            cleaned.as_secs_f64()
+        );
+        assert_eq!(failed, 3);
+        assert!(timeouts >= 3, "servercreatetimeout counted ({timeouts})");
+        l.stop().await;
     })
     .await;
 }
