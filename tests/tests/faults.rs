@@ -812,3 +812,52 @@ async fn boot_timeout_fails_cleanly() {
     })
     .await;
 }
+
+/// 6. Corrupt JSON in node and request znodes (new ones, and a valid request
+/// overwritten) while the launcher runs: it skips them and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_znodes_are_skipped() {
+    bounded(async {
+        let mut env = Env::shared(
+            &Shape::default(),
+            Knobs {
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let mut l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let client = env.store.client().clone();
+        let garbage: [&[u8]; 4] = [b"{not json", b"[1,2,3]", b"\xff\xfe\x00", b""];
+        for (i, g) in garbage.iter().enumerate() {
+            client
+                .create_persistent(&format!("/nodepool/nodes/99999999{i:02}"), g)
+                .await
+                .expect("corrupt node");
+            client
+                .create_persistent(&format!("/nodepool/requests/100-99999999{i:02}"), g)
+                .await
+                .expect("corrupt request");
+        }
+        // A valid request overwritten with garbage right after submission.
+        let victim = env.submit(1).await.remove(0);
+        let _ = client
+            .set(&format!("/nodepool/requests/{}", victim.as_str()), b"{\"state\":", None)
+            .await;
+        let ids = env.submit(10).await;
+        let done = env.wait_all_done(&ids, Duration::from_secs(60)).await;
+        let (ok, failed) = count_states(&done);
+        println!("corrupt znodes: 8 garbage + 1 overwritten; then 10 requests: {ok} fulfilled, {failed} failed");
+        assert_eq!(ok, 10);
+        assert!(l_alive(&mut l), "launcher still running");
+        let log = l.log_text();
+        l.stop().await;
+        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+    })
+    .await;
+}
+
+fn l_alive(l: &mut LauncherProc) -> bool {
+    matches!(l.child.try_wait(), Ok(None))
+}
