@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{ComponentKind, NodeRequest, NodeState, RequestId, RequestState};
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{TestZk, ZkEnsemble};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
 
@@ -148,7 +148,8 @@ impl Drop for LauncherProc {
 }
 
 struct Env {
-    zk: TestZk,
+    /// The single-server fixture (`None` with an ensemble).
+    zk: Option<TestZk>,
     sim: SimHandle,
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -161,6 +162,19 @@ struct Env {
 
 impl Env {
     async fn new(zk: TestZk, hosts: Vec<(String, u16)>, shape: &Shape, knobs: Knobs) -> Env {
+        let chroot = zk.chroot().to_string();
+        let client = zk.client().await;
+        Env::with_zk(Some(zk), client, &chroot, hosts, shape, knobs).await
+    }
+
+    async fn with_zk(
+        zk: Option<TestZk>,
+        client: nodepool_shared::zk::ZkClient,
+        chroot: &str,
+        hosts: Vec<(String, u16)>,
+        shape: &Shape,
+        knobs: Knobs,
+    ) -> Env {
         init_logs();
         let sim = Simulator::start(SimConfig {
             knobs,
@@ -172,8 +186,8 @@ impl Env {
         let config = dir.path().join("nodepool.yaml");
         let clouds = dir.path().join("clouds.yaml");
         sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
-        std::fs::write(&config, config_yaml(&hosts, zk.chroot(), shape)).expect("config");
-        let store = ZkStore::new(zk.client().await);
+        std::fs::write(&config, config_yaml(&hosts, chroot, shape)).expect("config");
+        let store = ZkStore::new(client);
         Env {
             zk,
             sim,
@@ -245,12 +259,19 @@ impl Env {
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
             let mut r = NodeRequest::new(vec![LABEL.to_string()], "fault-test");
-            ids.push(
-                self.store
-                    .create_request(&mut r, "100", false)
-                    .await
-                    .expect("submit"),
-            );
+            // Zuul retries a submit that failed on a connection loss (leader election).
+            let mut tries = 0;
+            let id = loop {
+                match self.store.create_request(&mut r, "100", false).await {
+                    Ok(id) => break id,
+                    Err(e) if e.is_connection_problem() && tries < 100 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("submit: {e}"),
+                }
+            };
+            ids.push(id);
         }
         ids
     }
@@ -570,7 +591,11 @@ async fn zookeeper_restart_under_load() {
             async move { (c >= 20).then_some(()) }
         })
         .await;
-        let server = env.zk.server().expect("dedicated server");
+        let server = env
+            .zk
+            .as_ref()
+            .and_then(|z| z.server())
+            .expect("dedicated server");
         let t = Instant::now();
         server.restart().expect("restart ZooKeeper");
         let restarted = t.elapsed();
@@ -860,4 +885,79 @@ async fn corrupt_znodes_are_skipped() {
 
 fn l_alive(l: &mut LauncherProc) -> bool {
     matches!(l.child.try_wait(), Ok(None))
+}
+
+/// 3. A 3-member ensemble loses its leader under load: the launcher carries on,
+/// requests submitted before and after are fulfilled, no node allocated twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensemble_leader_loss_under_load() {
+    bounded(async {
+        let ens = tokio::task::spawn_blocking(|| ZkEnsemble::start(3))
+            .await
+            .expect("join")
+            .expect("ensemble");
+        let chroot = format!("/nodepool_test/{}", uuid::Uuid::new_v4().simple());
+        let root = nodepool_shared::zk::ZkClient::connect(ens.settings())
+            .await
+            .expect("connect");
+        root.ensure_path(&chroot).await.expect("chroot");
+        root.close().await;
+        let client = nodepool_shared::zk::ZkClient::connect(
+            ens.settings().with_chroot(Some(chroot.clone())),
+        )
+        .await
+        .expect("connect");
+        let hosts: Vec<(String, u16)> = (0..ens.len())
+            .map(|i| ("127.0.0.1".to_string(), ens.client_port(i)))
+            .collect();
+        let mut env = Env::with_zk(
+            None,
+            client,
+            &chroot,
+            hosts,
+            &Shape::default(),
+            Knobs {
+                boot_delay_ms: 200,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let mut ids = env.submit(60).await;
+        let admin = env.sim.admin();
+        wait_for("servers created", Duration::from_secs(60), || {
+            let c = admin.counter("compute.servers.create");
+            async move { (c >= 20).then_some(()) }
+        })
+        .await;
+        let leader = ens.leader_index().expect("leader");
+        let t = Instant::now();
+        ens.stop(leader);
+        ids.extend(env.submit(40).await);
+        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
+        let all_done = t.elapsed();
+        let (ok, failed) = count_states(&done);
+        Env::assert_no_double_allocation(&done);
+        let converge = env.wait_converged(Duration::from_secs(60)).await;
+        println!(
+            "ensemble leader loss under load: all 100 requests done {:.1} s after the leader was killed ({ok} fulfilled, {failed} failed); converged {:.1} s later; {} servers",
+            all_done.as_secs_f64(),
+            converge.as_secs_f64(),
+            env.sim_servers().len()
+        );
+        let log = l.log_text();
+        if failed > 0 {
+            for line in log.lines().filter(|l| l.contains("WARN") || l.contains("declin")) {
+                println!("launcher: {line}");
+            }
+        }
+        assert_eq!(failed, 0, "no request fails because of a leader loss");
+        l.stop().await;
+        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+        drop(env);
+        drop(ens);
+    })
+    .await;
 }

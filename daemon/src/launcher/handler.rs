@@ -396,6 +396,14 @@ impl Handler {
                 });
                 Fill::Done
             }
+            // A connection loss (server restart, leader election) keeps the session:
+            // wait and try again like a quota pause instead of declining the request.
+            // A half-applied create leaves an unlocked `init` node the cleanup removes.
+            Err(e @ (ZkError::ConnectionLoss { .. } | ZkError::Timeout { .. })) => {
+                tracing::info!(request = %self.request.id, error = %e,
+                    "creating node: ZooKeeper connection problem; will retry");
+                Fill::NoQuota
+            }
             Err(e) => Fill::Fail(format!("creating node: {e}")),
         }
     }
