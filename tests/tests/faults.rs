@@ -961,3 +961,154 @@ async fn ensemble_leader_loss_under_load() {
     })
     .await;
 }
+
+/// The builder binary next to the launcher's (built on demand by `builder_binary`).
+fn builder_bin() -> PathBuf {
+    let l = launcher_bin();
+    let bin = l.with_file_name("nodepool-builder");
+    assert!(
+        bin.is_file(),
+        "build the builder first: cargo build -p nodepool-daemon --bin nodepool-builder ({})",
+        bin.display()
+    );
+    bin
+}
+
+/// 4. Two launchers and two builders at once (all four as processes), one diskimage
+/// label: one build and one upload, every request fulfilled once, servers == nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_launchers_two_builders_no_double_work() {
+    bounded(async {
+        let zk = TestZk::shared().await;
+        let hosts = vec![split_host(&zk.plain_hosts())];
+        let mut env = Env::new(
+            zk,
+            hosts,
+            &Shape::default(),
+            Knobs {
+                boot_delay_ms: 100,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        // Rewrite the config: a diskimage built by fake-image-create, labelled.
+        let dib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create");
+        let base = std::fs::read_to_string(&env.config).expect("config");
+        let base = base
+            .replace(
+                "            cloud-image: cirros\n",
+                "            diskimage: ubuntu\n",
+            )
+            .replace(
+                "    cloud-images:\n",
+                "    diskimages:\n      - name: ubuntu\n    cloud-images:\n",
+            );
+        let mut builders = Vec::new();
+        for name in ["a", "b"] {
+            let text = format!(
+                "images-dir: {images}\nbuild-log-dir: {logs}\ndiskimages:\n  - name: ubuntu\n    dib-cmd: {dib}\n    elements: [base, vm]\n    release: noble\n    env-vars:\n      FAKE_DIB_SIZE: \"16M\"\n      FAKE_DIB_SLEEP: \"2\"\n{base}",
+                images = env.dir.path().join(format!("images-{name}")).display(),
+                logs = env.dir.path().join(format!("logs-{name}")).display(),
+                dib = dib.display(),
+            );
+            let cfg = env.dir.path().join(format!("builder-{name}.yaml"));
+            std::fs::write(&cfg, &text).expect("builder config");
+            if name == "a" {
+                std::fs::write(&env.config, &text).expect("launcher config");
+            }
+            let log = std::fs::File::create(env.dir.path().join(format!("builder-{name}.log")))
+                .expect("log");
+            let child = Command::new(builder_bin())
+                .arg("-c")
+                .arg(&cfg)
+                .arg("-f")
+                .args(["--cleanup-interval", "1", "--config-check-interval", "0.2"])
+                .env("OS_CLIENT_CONFIG_FILE", &env.clouds)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start nodepool-builder");
+            builders.push(LauncherProc {
+                child,
+                log: env.dir.path().join(format!("builder-{name}.log")),
+            });
+        }
+        let l1 = env.spawn_launcher(&[]);
+        let l2 = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        // Without a ready image a request is declined (as in Nodepool): wait for it.
+        let t = Instant::now();
+        let store = env.store.clone();
+        wait_for("ready upload", Duration::from_secs(90), || {
+            let store = store.clone();
+            async move {
+                for (b, _) in store.builds("ubuntu").await.ok()? {
+                    for (u, _) in store.uploads("ubuntu", &b.id, PROVIDER).await.ok()? {
+                        if u.state == nodepool_shared::model::UploadState::Ready {
+                            return Some(());
+                        }
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        let image_ready = t.elapsed();
+        let ids = env.submit(40).await;
+        let t = Instant::now();
+        let done = env.wait_all_done(&ids, Duration::from_secs(120)).await;
+        let took = t.elapsed();
+        let (ok, failed) = count_states(&done);
+        Env::assert_no_double_allocation(&done);
+        env.wait_converged(Duration::from_secs(60)).await;
+        // Give everyone a chance to duplicate work.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let builds = env.store.builds("ubuntu").await.expect("builds");
+        let mut uploads = 0;
+        for (b, _) in &builds {
+            uploads += env
+                .store
+                .uploads("ubuntu", &b.id, PROVIDER)
+                .await
+                .map(|u| u.len())
+                .unwrap_or(0);
+        }
+        let images = env.sim.admin().images().len();
+        let servers = env.sim_servers().len();
+        let nodes = env.node_states().await.len();
+        let pools = env
+            .store
+            .components(ComponentKind::Pool)
+            .await
+            .expect("pools")
+            .len();
+        let by_launcher: BTreeMap<String, usize> = {
+            let mut m = BTreeMap::new();
+            for (n, _) in env.store.nodes().await.unwrap_or_default() {
+                *m.entry(n.launcher.unwrap_or_default()).or_insert(0) += 1;
+            }
+            m
+        };
+        println!(
+            "2 launchers + 2 builders: image ready after {:.1} s; 40 requests done {:.1} s after submission ({ok} fulfilled, {failed} failed); {} builds, {uploads} uploads, {images} sim images, {servers} servers, {nodes} nodes, nodes per pool worker {:?}",
+            image_ready.as_secs_f64(),
+            took.as_secs_f64(),
+            builds.len(),
+            by_launcher.values().collect::<Vec<_>>()
+        );
+        assert_eq!(pools, 2, "two pool workers registered");
+        assert_eq!(failed, 0);
+        assert_eq!(builds.len(), 1, "exactly one build");
+        assert_eq!(uploads, 1, "exactly one upload");
+        assert_eq!(servers, nodes, "no double launch");
+        assert_eq!(nodes, 40);
+        l1.stop().await;
+        l2.stop().await;
+        for b in builders {
+            b.stop().await;
+        }
+    })
+    .await;
+}
