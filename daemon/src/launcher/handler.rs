@@ -150,6 +150,9 @@ pub struct Handler {
     paused: bool,
     failure: Option<String>,
     state: HandlerState,
+    /// A node create hit a connection problem: it may have been applied on the server
+    /// without us learning the id (an unlocked `init` orphan, swept at the end).
+    create_interrupted: bool,
 }
 
 enum Fill {
@@ -172,6 +175,7 @@ impl Handler {
             paused: false,
             failure: None,
             state: HandlerState::Accepting,
+            create_interrupted: false,
         }
     }
 
@@ -206,6 +210,9 @@ impl Handler {
         let id = self.request.id.clone();
         self.accept().await;
         let state = self.drive().await;
+        if self.create_interrupted {
+            self.sweep_orphan_inits().await;
+        }
         self.set_paused(false);
         self.set_state(state);
         let ctx = self.pc.ctx.clone();
@@ -402,6 +409,7 @@ impl Handler {
             Err(e @ (ZkError::ConnectionLoss { .. } | ZkError::Timeout { .. })) => {
                 tracing::info!(request = %self.request.id, error = %e,
                     "creating node: ZooKeeper connection problem; will retry");
+                self.create_interrupted = true;
                 Fill::NoQuota
             }
             Err(e) => Fill::Fail(format!("creating node: {e}")),
@@ -500,6 +508,37 @@ impl Handler {
         }
         if let Err(e) = decline_request(&self.pc, &self.request.id, why).await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
+        }
+    }
+
+    /// Marks `deleting` every `init` node allocated to this request that nobody holds:
+    /// creates whose reply was lost. Runs once no launch of ours is in flight (our own
+    /// nodes are then locked or past `init`).
+    async fn sweep_orphan_inits(&self) {
+        let ctx = &self.pc.ctx;
+        let Ok(nodes) = ctx.store.nodes().await else {
+            return;
+        };
+        for (n, _) in nodes {
+            if n.state != NodeState::Init || n.allocated_to.as_ref() != Some(&self.request.id) {
+                continue;
+            }
+            let Ok(Some(mut locked)) = super::deleter::lock_node(ctx, &n.id).await else {
+                continue;
+            };
+            if locked.node.state == NodeState::Init {
+                tracing::info!(node = %n.id, request = %self.request.id,
+                    "deleting init node left by an interrupted create");
+                locked.node.set_state(NodeState::Deleting);
+                if let Err(e) = ctx
+                    .store
+                    .store_node(&locked.node, Some(locked.version))
+                    .await
+                {
+                    tracing::warn!(node = %n.id, error = %e, "cannot mark orphan init node deleting");
+                }
+            }
+            locked.unlock().await;
         }
     }
 
