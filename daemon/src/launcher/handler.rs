@@ -170,6 +170,9 @@ pub struct Handler {
     paused: bool,
     failure: Option<String>,
     state: HandlerState,
+    /// A node create hit a connection problem: it may have been applied on the server
+    /// without us learning the id (an unlocked `init` orphan, swept at the end).
+    create_interrupted: bool,
 }
 
 enum Fill {
@@ -192,6 +195,7 @@ impl Handler {
             paused: false,
             failure: None,
             state: HandlerState::Accepting,
+            create_interrupted: false,
         }
     }
 
@@ -226,6 +230,9 @@ impl Handler {
         let id = self.request.id.clone();
         self.accept().await;
         let state = self.drive().await;
+        if self.create_interrupted {
+            self.sweep_orphan_inits().await;
+        }
         self.set_paused(false);
         self.set_state(state);
         let ctx = self.pc.ctx.clone();
@@ -422,6 +429,15 @@ impl Handler {
                 });
                 Fill::Done
             }
+            // A connection loss (server restart, leader election) keeps the session:
+            // wait and try again like a quota pause instead of declining the request.
+            // A half-applied create leaves an unlocked `init` node the cleanup removes.
+            Err(e @ (ZkError::ConnectionLoss { .. } | ZkError::Timeout { .. })) => {
+                tracing::info!(request = %self.request.id, error = %e,
+                    "creating node: ZooKeeper connection problem; will retry");
+                self.create_interrupted = true;
+                Fill::NoQuota
+            }
             Err(e) => Fill::Fail(format!("creating node: {e}")),
         }
     }
@@ -557,7 +573,12 @@ impl Handler {
             self.pc.provider.release_claim(&o.node.id);
             o.unlock().await;
         }
-        match self.pc.ctx.store.store_request(&req, None).await {
+        let store = &self.pc.ctx.store;
+        let stored = super::zk_retry::retry_transient("storing fulfilled request", || {
+            store.store_request(&req, None)
+        })
+        .await;
+        match stored {
             Ok(_) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
@@ -577,6 +598,37 @@ impl Handler {
         }
         if let Err(e) = decline_request(&self.pc, &self.request.id, why).await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
+        }
+    }
+
+    /// Marks `deleting` every `init` node allocated to this request that nobody holds:
+    /// creates whose reply was lost. Runs once no launch of ours is in flight (our own
+    /// nodes are then locked or past `init`).
+    async fn sweep_orphan_inits(&self) {
+        let ctx = &self.pc.ctx;
+        let Ok(nodes) = ctx.store.nodes().await else {
+            return;
+        };
+        for (n, _) in nodes {
+            if n.state != NodeState::Init || n.allocated_to.as_ref() != Some(&self.request.id) {
+                continue;
+            }
+            let Ok(Some(mut locked)) = super::deleter::lock_node(ctx, &n.id).await else {
+                continue;
+            };
+            if locked.node.state == NodeState::Init {
+                tracing::info!(node = %n.id, request = %self.request.id,
+                    "deleting init node left by an interrupted create");
+                locked.node.set_state(NodeState::Deleting);
+                if let Err(e) = ctx
+                    .store
+                    .store_node(&locked.node, Some(locked.version))
+                    .await
+                {
+                    tracing::warn!(node = %n.id, error = %e, "cannot mark orphan init node deleting");
+                }
+            }
+            locked.unlock().await;
         }
     }
 

@@ -47,9 +47,12 @@ pub struct OwnedNode {
 }
 
 impl OwnedNode {
-    /// Writes the node (unconditional set, as Nodepool does).
+    /// Writes the node (unconditional set, as Nodepool does); retried across a
+    /// connection loss (we hold the lock, the write is idempotent).
     pub async fn store(&self, ctx: &LauncherContext) -> Result<(), ZkError> {
-        ctx.store.store_node(&self.node, None).await.map(|_| ())
+        super::zk_retry::retry_transient("storing node", || ctx.store.store_node(&self.node, None))
+            .await
+            .map(|_| ())
     }
 
     /// Releases the lock (errors are logged: the session end releases it anyway).
