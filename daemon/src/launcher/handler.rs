@@ -12,6 +12,11 @@
 //!                  │   └──► Declining ──► Done
 //!                  └──────► Vanished ───► Done
 //! ```
+//!
+//! From any state the handler goes to `Abandoned` when the request lock goes with the
+//! ZooKeeper session (expired or replaced, e.g. after the process was frozen): another
+//! launcher's lost-request cleanup may own the request and its nodes by then, so the
+//! handler writes nothing more about either and only waits for its launches to stop.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -119,6 +124,7 @@ pub enum HandlerState {
     Declining,
     Fulfilling,
     Vanished,
+    Abandoned,
     Done,
 }
 
@@ -230,7 +236,9 @@ impl Handler {
         let id = self.request.id.clone();
         self.accept().await;
         let state = self.drive().await;
-        if self.create_interrupted {
+        // After an abandon the request may be someone else's: an unlocked `init` node
+        // allocated to it can be their create in progress, so nothing is swept.
+        if self.create_interrupted && state != HandlerState::Abandoned {
             self.sweep_orphan_inits().await;
         }
         self.set_paused(false);
@@ -274,10 +282,22 @@ impl Handler {
         )
     }
 
+    /// True once the request lock went with its ZooKeeper session.
+    fn lock_lost(&self) -> bool {
+        !self.lock.is_held()
+    }
+
     async fn drive(&mut self) -> HandlerState {
         let ctx = self.pc.ctx.clone();
         let mut generation = ctx.cache.watch_generation();
+        let lost = self.lock.lost();
+        tokio::pin!(lost);
+        let mut lost_fired = false;
         loop {
+            if self.lock_lost() {
+                self.abandon().await;
+                return HandlerState::Abandoned;
+            }
             if self.failure.is_none() {
                 let mut blocked = false;
                 for i in 0..self.slots.len() {
@@ -323,6 +343,7 @@ impl Handler {
                 }
                 _ = generation.changed(), if paused => {}
                 _ = tokio::time::sleep(ctx.intervals.pool_tick), if paused => {}
+                () = &mut lost, if !lost_fired => lost_fired = true,
                 _ = ctx.cancel.cancelled() => {
                     // Shutdown: the closing session releases every lock we hold.
                     return HandlerState::Done;
@@ -364,6 +385,10 @@ impl Handler {
 
     /// Reuses or launches a node for slot `i`.
     async fn fill(&mut self, i: usize) -> Fill {
+        if self.lock_lost() {
+            // The drive loop abandons the request; take no node for it.
+            return Fill::NoQuota;
+        }
         let label_name = self.request.node_types[i].clone();
         let Some(label) = self.pc.label(&label_name).cloned() else {
             return Fill::Fail(format!("node type {label_name} not available"));
@@ -415,6 +440,7 @@ impl Handler {
             label,
             request: self.request.clone(),
             az: self.az.clone(),
+            session: self.lock.generation(),
         };
         let created = create_node(&self.pc.ctx, &order, &provider, need).await;
         drop(gate);
@@ -432,7 +458,11 @@ impl Handler {
             // A connection loss (server restart, leader election) keeps the session:
             // wait and try again like a quota pause instead of declining the request.
             // A half-applied create leaves an unlocked `init` node the cleanup removes.
-            Err(e @ (ZkError::ConnectionLoss { .. } | ZkError::Timeout { .. })) => {
+            Err(
+                e @ (ZkError::ConnectionLoss { .. }
+                | ZkError::Timeout { .. }
+                | ZkError::SessionExpired { .. }),
+            ) => {
                 tracing::info!(request = %self.request.id, error = %e,
                     "creating node: ZooKeeper connection problem; will retry");
                 self.create_interrupted = true;
@@ -565,6 +595,10 @@ impl Handler {
     }
 
     async fn fulfill(&mut self) {
+        if self.lock_lost() {
+            self.abandon().await;
+            return;
+        }
         let mut req = (*self.request).clone();
         let nodes = self.take_nodes();
         req.nodes = nodes.iter().map(|o| o.node.id.clone()).collect();
@@ -592,6 +626,10 @@ impl Handler {
     }
 
     async fn decline(&mut self, why: &str) {
+        if self.lock_lost() {
+            self.abandon().await;
+            return;
+        }
         for o in self.take_nodes() {
             self.pc.provider.release_claim(&o.node.id);
             o.unlock().await;
@@ -632,12 +670,35 @@ impl Handler {
         }
     }
 
+    /// The request lock went with the ZooKeeper session: write nothing about the request
+    /// or its nodes (another launcher's lost-request cleanup resets them), wait for our
+    /// launches to stop (each notices its own lost node lock) and free their quota claims.
+    async fn abandon(&mut self) {
+        self.set_state(HandlerState::Abandoned);
+        tracing::warn!(request = %self.request.id, pool = %self.pc.worker_id,
+            "request lock lost with the ZooKeeper session: abandoning the request");
+        Counters::bump(&self.pc.ctx.counters.requests_abandoned);
+        while let Some(res) = self.launches.join_next().await {
+            self.launch_done(res);
+        }
+        // A node created on the new session (between the session change and our noticing
+        // it) is still ours: de-allocate it so that any request can reuse it.
+        self.release_nodes_unallocated().await;
+        self.failure = None;
+    }
+
     /// The request znode is gone: de-allocate our ready nodes and unlock everything.
     async fn vanished(&mut self) {
         tracing::info!(request = %self.request.id, "request vanished; releasing its nodes");
+        self.release_nodes_unallocated().await;
+    }
+
+    /// Unlocks every node we hold, de-allocating the `ready` ones whose lock is still
+    /// held (the others are not ours to write any more).
+    async fn release_nodes_unallocated(&mut self) {
         for mut o in self.take_nodes() {
             self.pc.provider.release_claim(&o.node.id);
-            if o.node.state == NodeState::Ready {
+            if o.node.state == NodeState::Ready && !o.lock_lost() {
                 o.node.allocated_to = None;
                 if let Err(e) = o.store(&self.pc.ctx).await {
                     tracing::warn!(node = %o.node.id, error = %e, "cannot de-allocate node");

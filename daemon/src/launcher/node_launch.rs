@@ -48,11 +48,31 @@ pub struct OwnedNode {
 
 impl OwnedNode {
     /// Writes the node (unconditional set, as Nodepool does); retried across a
-    /// connection loss (we hold the lock, the write is idempotent).
+    /// connection loss (we hold the lock, the write is idempotent). Once the lock's
+    /// session is gone (expired or replaced) nothing is written: the node may already
+    /// belong to another launcher's cleanup, so the write fails with
+    /// [`ZkError::SessionExpired`] instead (checked again before every retry).
     pub async fn store(&self, ctx: &LauncherContext) -> Result<(), ZkError> {
-        super::zk_retry::retry_transient("storing node", || ctx.store.store_node(&self.node, None))
-            .await
-            .map(|_| ())
+        super::zk_retry::retry_transient("storing node", || async {
+            if !self.lock.is_held() {
+                return Err(self.lock_lost_error());
+            }
+            ctx.store.store_node(&self.node, None).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// True once the node's lock went with its ZooKeeper session.
+    pub fn lock_lost(&self) -> bool {
+        !self.lock.is_held()
+    }
+
+    fn lock_lost_error(&self) -> ZkError {
+        ZkError::SessionExpired {
+            op: "set",
+            path: paths::node(&self.node.id),
+        }
     }
 
     /// Releases the lock (errors are logged: the session end releases it anyway).
@@ -78,6 +98,9 @@ pub struct NodeOrder {
     pub request: Arc<NodeRequest>,
     /// Chosen availability zone.
     pub az: Option<String>,
+    /// The ZooKeeper session generation the request lock was taken in: a node created
+    /// in another session is not launched (see [`create_node`]).
+    pub session: Option<u64>,
 }
 
 /// Creates the `init` record (allocated to the request), locks it and stores `building`.
@@ -103,8 +126,10 @@ pub async fn create_node(
     } else {
         Value::Object(order.pool.node_attributes.clone())
     };
+    let generation = order
+        .session
+        .unwrap_or_else(|| ctx.store.client().generation());
     let id = ctx.store.create_node(&mut node).await?;
-    provider.claim(id.clone(), need);
     let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"");
     match lock.acquire(Some(Duration::from_secs(10))).await {
         Ok(true) => {}
@@ -115,6 +140,25 @@ pub async fn create_node(
         }
         Err(e) => return Err(e),
     }
+    // The session changed around the create (the process was frozen past its session
+    // timeout): the request lock is gone, so this node must not be launched. Either the
+    // create ran on the new session (an `init` node nobody else would ever remove), or
+    // it ran on the old one and another launcher's cleanup removed the unlocked node,
+    // after which the lock (kazoo's recipe creates missing parents) re-created an empty
+    // znode. We hold the lock now (new session): remove the znode either way.
+    if lock.generation() != Some(generation) {
+        tracing::warn!(node = %id, request = %order.request.id,
+            "ZooKeeper session changed while creating the node; removing it");
+        if let Err(e) = ctx.store.delete_node_znode(&id).await {
+            tracing::warn!(node = %id, error = %e, "cannot remove the node");
+        }
+        let _ = lock.release().await;
+        return Err(ZkError::SessionExpired {
+            op: "create",
+            path: paths::node(&id),
+        });
+    }
+    provider.claim(id.clone(), need);
     node.set_state(NodeState::Building);
     let owned = OwnedNode { node, lock };
     owned.store(ctx).await?;
@@ -284,6 +328,9 @@ pub async fn run_launch(
         }
     }
     if let Err(e) = owned.store(&ctx).await {
+        if owned.lock_lost() {
+            return abandon(&ctx, &order, owned, started.elapsed());
+        }
         return fail(&ctx, owned, format!("storing node: {e}")).await;
     }
     let meta = build_metadata(&MetadataInput {
@@ -332,11 +379,18 @@ pub async fn run_launch(
         },
     );
     tokio::pin!(launch);
+    let lost = owned.lock.lost();
+    tokio::pin!(lost);
     // Store each attempt's server id as soon as it exists (§3.5.3): a launcher that dies
     // now leaves a node whose server the deleter can find.
     let outcome = loop {
         tokio::select! {
             out = &mut launch => break out,
+            // The session (and with it the node lock) is gone: stop here. Whoever cleans
+            // up the unlocked node deletes its server (or the leak cleanup does).
+            () = &mut lost => {
+                return abandon(&ctx, &order, owned, started.elapsed());
+            }
             Some(server_id) = created_rx.recv() => {
                 owned.node.external_id = Some(server_id);
                 if let Err(e) = owned.store(&ctx).await {
@@ -354,6 +408,9 @@ pub async fn run_launch(
             owned.node.host_keys = Vec::new();
             owned.node.set_state(NodeState::Ready);
             if let Err(e) = owned.store(&ctx).await {
+                if owned.lock_lost() {
+                    return abandon(&ctx, &order, owned, started.elapsed());
+                }
                 return fail(&ctx, owned, format!("storing ready node: {e}")).await;
             }
             launch_stats(
@@ -403,12 +460,39 @@ pub async fn run_launch(
     }
 }
 
+/// Gives up a launch whose node lock went with the ZooKeeper session
+/// (`nodepool.launch.error.zksession`, reference §3.5): nothing more is written, the
+/// node now belongs to whoever cleans up unlocked nodes.
+fn abandon(
+    ctx: &LauncherContext,
+    order: &NodeOrder,
+    owned: OwnedNode,
+    elapsed: Duration,
+) -> (OwnedNode, LaunchResult) {
+    tracing::warn!(node = %owned.node.id, request = %order.request.id,
+        "ZooKeeper session lost during the launch: abandoning the node");
+    launch_stats(
+        ctx,
+        order,
+        owned.node.az.as_deref(),
+        names::result::ERROR_ZKSESSION,
+        elapsed,
+    );
+    Counters::bump(&ctx.counters.launches_failed);
+    (owned, LaunchResult::Failed("ZooKeeper session lost".into()))
+}
+
 /// Marks the node `failed` (stored; the DeletedNodeWorker removes it once unlocked).
 async fn fail(
     ctx: &LauncherContext,
     mut owned: OwnedNode,
     why: String,
 ) -> (OwnedNode, LaunchResult) {
+    if owned.lock_lost() {
+        tracing::warn!(node = %owned.node.id, why, "launch failed after the ZooKeeper session was lost; not storing it");
+        Counters::bump(&ctx.counters.launches_failed);
+        return (owned, LaunchResult::Failed(why));
+    }
     Counters::bump(&ctx.counters.launches_failed);
     owned.node.set_state(NodeState::Failed);
     if let Err(e) = owned.store(ctx).await {

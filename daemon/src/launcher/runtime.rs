@@ -63,6 +63,8 @@ pub struct Counters {
     pub requests_fulfilled: AtomicU64,
     /// Requests failed.
     pub requests_failed: AtomicU64,
+    /// Requests abandoned because their lock went with the ZooKeeper session.
+    pub requests_abandoned: AtomicU64,
     /// Launch attempts started.
     pub launches_started: AtomicU64,
     /// Launches that ended ready.
@@ -87,6 +89,7 @@ impl Counters {
             ("requests_declined", get(&self.requests_declined)),
             ("requests_fulfilled", get(&self.requests_fulfilled)),
             ("requests_failed", get(&self.requests_failed)),
+            ("requests_abandoned", get(&self.requests_abandoned)),
             ("launches_started", get(&self.launches_started)),
             ("launches_ready", get(&self.launches_ready)),
             ("launches_failed", get(&self.launches_failed)),
