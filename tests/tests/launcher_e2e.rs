@@ -100,6 +100,9 @@ fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
     if let Some((_, extra)) = &shape.extra_pool {
         all_labels.extend(extra.iter().map(|l| l.0));
     }
+    // A label served by both pools is defined once.
+    let mut seen = HashSet::new();
+    all_labels.retain(|l| seen.insert(*l));
     let mut top = String::new();
     for l in &all_labels {
         let mr = shape.min_ready.get(l).copied().unwrap_or(0);
@@ -115,7 +118,7 @@ fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
     );
     if let Some((name, labels)) = &shape.extra_pool {
         pools.push_str(&format!(
-            "      - name: {name}\n        max-servers: 10\n        auto-floating-ip: false\n        labels:\n{}",
+            "      - name: {name}\n        max-servers: 10\n        priority: 200\n        auto-floating-ip: false\n        labels:\n{}",
             labels_yaml(labels)
         ));
     }
@@ -471,6 +474,96 @@ async fn waits_for_quota_then_fulfils() {
         assert_ne!(req2.nodes, req1.nodes);
         let _l2 = env.accept(&req2).await;
         assert_eq!(env.sim.admin().servers().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A pool without quota takes at most one request it cannot serve (its handler pauses),
+/// as Nodepool's pool worker does: the rest of a burst stays `requested` and goes to
+/// another pool with room, instead of waiting behind the full pool. `main` (priority
+/// 100) is preferred; `second` (priority 200) only takes requests while `main` is
+/// paused, so a `main` that accepted the whole burst would keep six of them waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pool_leaves_the_burst_to_a_pool_with_room() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            max_servers: Some(2),
+            extra_pool: Some(("second", vec![("small-label", "small")])),
+            ..Shape::default()
+        };
+        let knobs = Knobs {
+            boot_delay_ms: 300,
+            quota: Quota::UNLIMITED,
+            ..Knobs::default()
+        };
+        let env = Env::new(&shape, knobs).await;
+        let l = env.start_launcher("host-a");
+        let store = env.store.clone();
+        wait_for("two pools", || {
+            let store = store.clone();
+            async move {
+                let n = store.components(ComponentKind::Pool).await.ok()?.len();
+                (n == 2).then_some(())
+            }
+        })
+        .await;
+        let mut ids = Vec::new();
+        for _ in 0..8 {
+            ids.push(env.submit(&["small-label"]).await);
+        }
+        // Seven can be served at once (2 by `main`, the rest by `second`, max-servers 10);
+        // at most one may wait paused in `main`.
+        let store = env.store.clone();
+        let ids2 = ids.clone();
+        let done = wait_for("seven fulfilled", || {
+            let store = store.clone();
+            let ids = ids2.clone();
+            async move {
+                let mut done = Vec::new();
+                for id in &ids {
+                    let (r, _) = store.get_request(id).await.ok()??;
+                    if r.state == RequestState::Fulfilled {
+                        done.push(r);
+                    }
+                }
+                (done.len() >= 7).then_some(done)
+            }
+        })
+        .await;
+        let mut per_pool: BTreeMap<String, usize> = BTreeMap::new();
+        let mut in_main = Vec::new();
+        for r in &done {
+            let pool = env.node(&r.nodes[0]).await.pool.unwrap_or_default();
+            if pool == "main" {
+                in_main.push(r.clone());
+            }
+            *per_pool.entry(pool).or_insert(0) += 1;
+        }
+        assert!(in_main.len() <= 2, "{per_pool:?}");
+        // Return a node of `main` (used → deleted): a request paused there goes on.
+        if done.len() < 8 {
+            let main_req = in_main
+                .first()
+                .cloned()
+                .expect("main is full, so it has nodes");
+            let locks = env.accept(&main_req).await;
+            for id in &main_req.nodes {
+                let mut n = env.node(id).await;
+                n.set_state(NodeState::Used);
+                env.store.store_node(&n, None).await.unwrap();
+            }
+            drop(locks);
+        }
+        for id in &ids {
+            if let Ok(Some((r, _))) = env.store.get_request(id).await {
+                if r.state != RequestState::Fulfilled {
+                    let r = env.wait_done(id).await;
+                    assert_eq!(r.state, RequestState::Fulfilled, "{r:?}");
+                }
+            }
+        }
         l.stop().await;
     })
     .await;

@@ -179,6 +179,11 @@ pub struct Handler {
     /// A node create hit a connection problem: it may have been applied on the server
     /// without us learning the id (an unlocked `init` orphan, swept at the end).
     create_interrupted: bool,
+    /// Told once the first allocation round is over: `true` if the handler paused for
+    /// quota. The pool worker waits for it before accepting the next request, so a pool
+    /// takes at most one request it has no quota for (as Nodepool's pool worker does)
+    /// and leaves the rest `requested` for other pools.
+    first_round: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 enum Fill {
@@ -202,7 +207,14 @@ impl Handler {
             failure: None,
             state: HandlerState::Accepting,
             create_interrupted: false,
+            first_round: None,
         }
+    }
+
+    /// Reports the end of the first allocation round on `tx` (see `first_round`).
+    pub fn report_first_round(mut self, tx: tokio::sync::oneshot::Sender<bool>) -> Self {
+        self.first_round = Some(tx);
+        self
     }
 
     fn set_state(&mut self, s: HandlerState) {
@@ -317,6 +329,9 @@ impl Handler {
                     }
                 }
                 self.set_paused(blocked && self.failure.is_none());
+            }
+            if let Some(tx) = self.first_round.take() {
+                let _ = tx.send(self.paused);
             }
             if self.launches.is_empty() {
                 if self.request_gone().await {

@@ -343,7 +343,13 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
             pc.claim_tenant(&fresh.id, tenant, need);
         }
         tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
-        let handler = Handler::new(pc.clone(), fresh, lock);
+        let (first_round, paused) = tokio::sync::oneshot::channel();
+        let handler = Handler::new(pc.clone(), fresh, lock).report_first_round(first_round);
         tokio::spawn(handler.run());
+        // Like Nodepool's pool worker: once a handler pauses for quota, this pool takes
+        // no more requests (they stay `requested` for other pools) until it unpauses.
+        if let Ok(true) = paused.await {
+            return;
+        }
     }
 }
