@@ -5,12 +5,19 @@
 //! cloud images, records whose cloud image vanished, and local files of builds that are
 //! gone or being deleted (plus `delete-after-upload`). Emits the builder gauges.
 //!
+//! Unlike Nodepool, a record without `external_id` (an upload that died before it
+//! could record its image: builder killed, session lost) takes with it the cloud images
+//! that carry its `nodepool_build_id`/`nodepool_upload_id`/`nodepool_provider_name`
+//! properties, so a half-uploaded (`queued`/`saving`) image is not left behind for
+//! `alien-image-list`.
+//!
 //! Every removal takes the object's lock without waiting and skips it when busy, so
 //! several builders can clean up at the same time; every step is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use nodepool_shared::cloud::Image;
 use nodepool_shared::config::Config;
 use nodepool_shared::model::{paths, BuildState, ImageBuild, ImageUpload, UploadState};
 use nodepool_shared::stats::names;
@@ -24,13 +31,14 @@ use super::{files, formats, plan};
 pub async fn cleanup_pass(ctx: &Ctx) -> ZkResult<()> {
     let config = ctx.config();
     let clouds = ctx.clouds();
-    // Which cloud images exist, per provider (for "vanished" records); unknown on error.
-    let mut cloud_images: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Which cloud images exist, per provider (for "vanished" records and the images of
+    // uploads that died unrecorded); unknown on error.
+    let mut cloud_images: BTreeMap<String, CloudListing> = BTreeMap::new();
     for p in &config.providers {
         if let Some(c) = clouds.get(&p.name) {
             match c.driver.list_images().await {
                 Ok(list) => {
-                    cloud_images.insert(p.name.clone(), list.into_iter().map(|i| i.id).collect());
+                    cloud_images.insert(p.name.clone(), CloudListing::new(&p.name, list));
                 }
                 Err(e) => debug!(provider = %p.name, "cannot list images for cleanup: {e}"),
             }
@@ -50,6 +58,50 @@ pub async fn cleanup_pass(ctx: &Ctx) -> ZkResult<()> {
     Ok(())
 }
 
+/// One provider's cloud images, as listed at the start of a cleanup pass.
+#[derive(Default)]
+struct CloudListing {
+    /// Every image id.
+    ids: BTreeSet<String>,
+    /// Ids of the images carrying Nodepool upload properties of this provider, by
+    /// (build id, upload id).
+    by_upload: BTreeMap<(String, String), Vec<String>>,
+}
+
+impl CloudListing {
+    fn new(provider: &str, images: Vec<Image>) -> CloudListing {
+        let mut l = CloudListing::default();
+        for i in images {
+            let keys = (
+                i.property("nodepool_provider_name"),
+                i.property("nodepool_build_id"),
+                i.property("nodepool_upload_id"),
+            );
+            if let (Some(p), Some(b), Some(u)) = keys {
+                if p == provider {
+                    l.by_upload.entry((b, u)).or_default().push(i.id.clone());
+                }
+            }
+            l.ids.insert(i.id);
+        }
+        l
+    }
+
+    /// The images of upload `u` other than its recorded `external_id`.
+    fn strays(&self, u: &ImageUpload) -> Vec<String> {
+        let key = (u.build_id.to_string(), u.id.to_string());
+        self.by_upload
+            .get(&key)
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| u.external_id.as_deref() != Some(id.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 async fn has_contenders(ctx: &Ctx, dir: &str) -> ZkResult<bool> {
     Ok(!ctx.store.lock_contenders(dir).await?.is_empty())
 }
@@ -58,7 +110,7 @@ async fn cleanup_image(
     ctx: &Ctx,
     config: &Config,
     clouds: &Clouds,
-    cloud_images: &BTreeMap<String, BTreeSet<String>>,
+    cloud_images: &BTreeMap<String, CloudListing>,
     image: &str,
 ) -> ZkResult<()> {
     let diskimage = config.diskimage(image);
@@ -110,7 +162,7 @@ async fn cleanup_image(
                 UploadState::Ready => match (existing, &u.external_id) {
                     // Missing from the listing taken at the start of the pass: confirm
                     // (the upload may have become ready after that listing).
-                    (Some(set), Some(id)) if !set.contains(id) => {
+                    (Some(listing), Some(id)) if !listing.ids.contains(id) => {
                         let vanished = image_gone(cloud.driver.as_ref(), id).await;
                         if vanished {
                             info!(%image, %provider, upload = %u.id,
@@ -122,7 +174,7 @@ async fn cleanup_image(
                 },
                 UploadState::Deleting | UploadState::Failed => false,
             };
-            if keep || !delete_upload(ctx, cloud.driver.as_ref(), u).await? {
+            if keep || !delete_upload(ctx, cloud.driver.as_ref(), existing, u).await? {
                 *remaining.entry(u.build_id.to_string()).or_default() += 1;
             }
         }
@@ -187,13 +239,22 @@ async fn image_gone(driver: &dyn nodepool_shared::cloud::CloudDriver, id: &str) 
     }
 }
 
-/// Removes one upload: under its lock, mark `deleting`, delete the cloud image, delete
-/// the record. Returns false when the lock was busy (left for later).
+/// Removes one upload: under its lock, mark `deleting`, delete the cloud image (and any
+/// other image carrying this upload's properties), delete the record. Returns false
+/// when the lock was busy or a cloud image could not be deleted (left for later). A
+/// record without `external_id` waits for a pass with a cloud listing, so an image it
+/// may have left behind is found.
 async fn delete_upload(
     ctx: &Ctx,
     driver: &dyn nodepool_shared::cloud::CloudDriver,
+    listing: Option<&CloudListing>,
     u: &ImageUpload,
 ) -> ZkResult<bool> {
+    if u.external_id.is_none() && listing.is_none() {
+        debug!(image = %u.image, provider = %u.provider, upload = %u.id,
+            "no cloud image listing this pass; removing the upload record later");
+        return Ok(false);
+    }
     let lock_dir = paths::upload_lock(&u.image, &u.build_id, &u.provider, &u.id);
     let mut lock = ZkLock::new(ctx.store.client(), &lock_dir, b"");
     if !lock.try_acquire().await? {
@@ -211,12 +272,17 @@ async fn delete_upload(
             cur.set_state(UploadState::Deleting);
             ctx.store.store_upload(&cur, Some(stat.version)).await?;
         }
-        if let Some(id) = &cur.external_id {
+        let strays = listing.map(|l| l.strays(&cur)).unwrap_or_default();
+        for id in cur.external_id.iter().chain(strays.iter()) {
             if let Err(e) = driver.delete_image(id).await {
                 warn!(image = %u.image, provider = %u.provider, upload = %u.id,
                     "deleting cloud image {id}: {e}; will retry");
                 return Ok(false);
             }
+        }
+        if !strays.is_empty() {
+            info!(image = %u.image, provider = %u.provider, upload = %u.id, state = %u.state,
+                "deleted cloud images {strays:?} left by an unfinished upload");
         }
         ctx.store
             .delete_upload(&u.image, &u.build_id, &u.provider, &u.id)

@@ -293,12 +293,13 @@ async fn schedule_pass(
         ctx.with_activity(|a| (a.build_backoff.clone(), a.upload_backoff.clone()));
     for di in &config.diskimages {
         let required = plan::required_formats(&config, di, |p| clouds.image_format(p));
-        if required.is_empty() || di.pause {
+        if required.is_empty() {
             continue;
         }
-        if ctx.store.image_paused(&di.name).await? {
-            continue;
-        }
+        // Like Nodepool's BuildWorker, a paused image (config `pause` or the ZooKeeper
+        // flag) only stops builds; uploads stop only for a paused provider diskimage
+        // entry (UploadWorker), so a new provider still gets the newest ready build.
+        let build_paused = di.pause || ctx.store.image_paused(&di.name).await?;
         let builds: Vec<ImageBuild> = ctx
             .store
             .builds(&di.name)
@@ -307,15 +308,18 @@ async fn schedule_pass(
             .map(|(b, _)| b)
             .collect();
         // Builds.
-        if let Some(due) = plan::rebuild_due(&builds, di.rebuild_age) {
-            let secs = (due - epoch).max(0.0);
-            consider(now + Duration::from_secs_f64(secs.min(1e9)));
+        if !build_paused {
+            if let Some(due) = plan::rebuild_due(&builds, di.rebuild_age) {
+                let secs = (due - epoch).max(0.0);
+                consider(now + Duration::from_secs_f64(secs.min(1e9)));
+            }
         }
         let blocked = build_backoff.get(&di.name).filter(|t| **t > now);
-        if let Some(t) = blocked {
+        if let Some(t) = blocked.filter(|_| !build_paused) {
             consider(*t);
         }
-        if !running_builds.contains(&di.name)
+        if !build_paused
+            && !running_builds.contains(&di.name)
             && blocked.is_none()
             && running_builds.len() < ctx.tunables.build_workers
         {

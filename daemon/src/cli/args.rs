@@ -173,7 +173,9 @@ pub enum Command {
         #[arg(long)]
         upload_id: String,
     },
-    /// Pause an image: no builds and uploads until unpaused.
+    /// Pause an image: no builds (scheduled or requested) until unpaused. Uploads of
+    /// existing builds go on (as in Nodepool); `pause: true` on a provider's diskimage
+    /// entry stops uploads.
     ImagePause {
         /// Image name.
         image: String,

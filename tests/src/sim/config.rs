@@ -164,6 +164,9 @@ pub struct Knobs {
     pub delete_delay_ms: u64,
     /// Added to every API call (admin API excepted).
     pub api_latency_ms: u64,
+    /// Time an image upload (`PUT /v2/images/{id}/file`) spends with the image in
+    /// `saving` before the data is read: a slow transfer to kill a builder in.
+    pub image_upload_delay_ms: u64,
     /// Probability (0.0–1.0) that a call of an operation fails; key `*` applies to all operations.
     pub error_rates: BTreeMap<String, f64>,
     /// HTTP status used for random failures from `error_rates`.
@@ -190,6 +193,7 @@ impl Default for Knobs {
             boot_delay_ms: 0,
             delete_delay_ms: 0,
             api_latency_ms: 0,
+            image_upload_delay_ms: 0,
             error_rates: BTreeMap::new(),
             error_status: 500,
             fail_next: BTreeMap::new(),

@@ -438,6 +438,10 @@ async fn upload(
         drain(body).await;
         return Err(e);
     }
+    let delay = sim.lock().knobs.image_upload_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let result = receive(&sim, &id, body).await;
     let mut g = sim.lock();
     let Some(img) = g.world.images.iter_mut().find(|i| i.id == id) else {

@@ -1,0 +1,120 @@
+//! The workspace's daemons as child processes, for tests that crash, signal and restart
+//! them: where the built binaries are, a child handle (`kill -9`, graceful stop, its
+//! log) that never outlives the test, and the bounded polling every such test waits
+//! with. Shared so fault tests do not each grow their own copy.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 100 ms until it returns `Some`; panics with `what` after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The binary `name` of this workspace (`target/<profile>/<name>`, next to the test
+/// executable's `deps/` dir). Panics with the build command when it is missing: build
+/// it first (`cargo build -p nodepool-daemon --bins`), tests do not run cargo.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "build it first: cargo build -p nodepool-daemon --bins ({} missing)",
+        bin.display()
+    );
+    bin
+}
+
+/// A daemon child process whose stderr goes to a log file; killed (SIGKILL) on drop.
+pub struct DaemonProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl DaemonProc {
+    /// Starts `cmd` with stdout discarded and stderr appended to `log`.
+    pub fn spawn(mut cmd: Command, log: &Path) -> DaemonProc {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("daemon log file");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("start daemon");
+        DaemonProc {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// `kill -9`, then reap: no chance to clean up anything.
+    pub fn kill9(mut self) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (bounded); SIGKILL if it does not stop within 30 s. Returns
+    /// whether it exited by itself.
+    pub async fn stop(mut self) -> bool {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
