@@ -1117,6 +1117,69 @@ async fn session_expiry_of_a_frozen_launcher() {
     .await;
 }
 
+/// The launcher binary's signals: SIGUSR2 writes the state dump to the log and the
+/// launcher carries on; SIGINT, SIGTERM and SIGUSR1 each stop it in order (exit 0,
+/// within the bounded wait) and its pool and launcher components vanish at once (the
+/// session is closed, not left to time out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_signals_dump_and_stop_in_order() {
+    bounded(async {
+        let mut env = Env::shared(&Shape::default(), Knobs::default()).await;
+        for (name, sig) in [
+            ("SIGINT", libc::SIGINT),
+            ("SIGTERM", libc::SIGTERM),
+            ("SIGUSR1", libc::SIGUSR1),
+        ] {
+            let mut l = env.spawn_launcher(&[]);
+            env.wait_registered().await;
+            let ids = env.submit(2).await;
+            let done = env.wait_all_done(&ids, Duration::from_secs(60)).await;
+            assert_eq!(count_states(&done), (2, 0));
+            // SAFETY: plain kill(2) of our own child.
+            unsafe {
+                libc::kill(l.pid(), libc::SIGUSR2);
+            }
+            let log_path = l.log.clone();
+            wait_for("state dump in the log", Duration::from_secs(20), || {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                async move { text.contains("=== end of state dump ===").then_some(()) }
+            })
+            .await;
+            assert!(l_alive(&mut l), "SIGUSR2 does not stop the launcher");
+            let t = Instant::now();
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(l.pid(), sig);
+            }
+            let status = loop {
+                if let Ok(Some(status)) = l.child.try_wait() {
+                    break status;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(20),
+                    "{name}: launcher still running after 20 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let took = t.elapsed();
+            assert!(status.success(), "{name}: exit status {status:?}");
+            // Components are ephemeral: gone as soon as the session is closed.
+            for kind in [ComponentKind::Pool, ComponentKind::Launcher] {
+                let left = env.store.components(kind).await.expect("components");
+                assert!(
+                    left.is_empty(),
+                    "{name}: {kind:?} components left: {left:?}"
+                );
+            }
+            println!("{name}: launcher stopped in {} ms", took.as_millis());
+            let log = l.log_text();
+            assert!(log.contains(&format!("{name}: stopping")), "{name}: {log}");
+            assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+        }
+    })
+    .await;
+}
+
 /// The builder binary next to the launcher's (built on demand by `builder_binary`).
 fn builder_bin() -> PathBuf {
     let l = launcher_bin();

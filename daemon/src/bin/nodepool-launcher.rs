@@ -117,15 +117,19 @@ fn main() -> std::process::ExitCode {
         let c = cancel.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
+            let (Ok(mut int), Ok(mut term), Ok(mut usr1)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
+                signal(SignalKind::user_defined1()),
             ) else {
                 return;
             };
+            // SIGINT and SIGUSR1 stop in order as in Nodepool; SIGTERM, an immediate
+            // exit there, stops in order here too (locks released, components removed).
             tokio::select! {
                 _ = int.recv() => tracing::info!("SIGINT: stopping"),
                 _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = usr1.recv() => tracing::info!("SIGUSR1: stopping"),
             }
             c.cancel();
         });
