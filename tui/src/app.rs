@@ -300,7 +300,7 @@ impl App {
                         self.mode = Mode::Normal;
                     }
                     KeyCode::Enter => self.mode = Mode::Normal,
-                    KeyCode::Backspace => {
+                    keys::ERASE_KEY => {
                         st.filter.pop();
                     }
                     KeyCode::Char(c) => st.filter.push(c),
@@ -314,40 +314,32 @@ impl App {
                 None
             }
             Mode::Help(scroll) => {
-                match key.code {
-                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter => {
-                        self.mode = Mode::Normal
-                    }
-                    _ => {
-                        if let Some(s) = self.scroll(scroll, key) {
-                            self.mode = Mode::Help(s);
-                        }
-                    }
+                if keys::closes(&key, true) {
+                    self.mode = Mode::Normal;
+                } else if let Some(s) = self.scroll(scroll, key) {
+                    self.mode = Mode::Help(s);
                 }
                 None
             }
             Mode::Detail(k, scroll) => {
-                match key.code {
-                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => self.mode = Mode::Normal,
-                    _ => {
-                        if let Some(s) = self.scroll(scroll, key) {
-                            self.mode = Mode::Detail(k, s);
-                        }
-                    }
+                if keys::closes(&key, false) {
+                    self.mode = Mode::Normal;
+                } else if let Some(s) = self.scroll(scroll, key) {
+                    self.mode = Mode::Detail(k, s);
                 }
                 None
             }
-            Mode::Confirm(action) => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+            Mode::Confirm(action) => match keys::answer(&key) {
+                Some(true) => {
                     self.mode = Mode::Normal;
                     Some(self.start(action))
                 }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
+                Some(false) => {
                     self.mode = Mode::Normal;
                     self.say(format!("cancelled: {}", action.describe()), Tone::Plain);
                     None
                 }
-                _ => None,
+                None => None,
             },
             Mode::HoldComment(id, mut text) => match key.code {
                 KeyCode::Enter => {
@@ -359,7 +351,7 @@ impl App {
                     self.say(format!("cancelled: hold node {id}"), Tone::Plain);
                     None
                 }
-                KeyCode::Backspace => {
+                keys::ERASE_KEY => {
                     text.pop();
                     self.mode = Mode::HoldComment(id, text);
                     None
@@ -402,12 +394,12 @@ impl App {
         let page = self.page.max(1) as isize;
         match intent {
             Intent::Quit => return Some(Command::Quit),
-            Intent::Escape => {
-                if self.states[i].filter.is_empty() {
-                    return Some(Command::Quit);
+            Intent::ClearFilter => {
+                // Never quits: Esc is pressed to close dialogs, often once too often.
+                if !self.states[i].filter.is_empty() {
+                    self.states[i].filter.clear();
+                    self.refresh();
                 }
-                self.states[i].filter.clear();
-                self.refresh();
             }
             Intent::Tab(t) => self.switch(t),
             Intent::NextTab => self.switch((i + 1) % ViewKind::ALL.len()),

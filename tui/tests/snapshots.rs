@@ -99,3 +99,99 @@ fn read_only_refusal_and_message() {
     keys(&mut a, "d");
     both("read_only", &mut a);
 }
+
+/// The held node with values longer than any screen line: a long comment and host keys.
+fn app_with_long_values() -> App {
+    use std::sync::Arc;
+    let mut snap = fixture();
+    let held = snap
+        .nodes
+        .iter_mut()
+        .find(|c| c.node.state == nodepool_shared::model::NodeState::Hold)
+        .expect("the fixture has a held node");
+    let mut node = (*held.node).clone();
+    node.comment = Some(
+        "held for debugging tox-py311: the job fails only on this provider, \
+         please keep it until the network team has looked at the MTU settings"
+            .into(),
+    );
+    node.host_keys = vec![
+        format!(
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQ{}",
+            "C7x9".repeat(40)
+        ),
+        format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{}", "Kq3Z".repeat(8)),
+    ];
+    *held = Arc::new(nodepool_shared::zk::CachedNode {
+        node: Arc::new(node),
+        stat: held.stat,
+        lock_contenders: held.lock_contenders.clone(),
+    });
+    let mut a = App::new(AppOptions {
+        hosts: "zk01.example.org:2281/nodepool".into(),
+        now: NOW,
+        config: config(),
+        ..Default::default()
+    });
+    a.update(nodepool_tui::app::AppEvent::Health(health()));
+    a.update(nodepool_tui::app::AppEvent::Data(snap));
+    a
+}
+
+/// The detail pane wraps long lines (nothing is cut) and scrolls with a position
+/// indicator: the first page, a page down, and the end.
+#[test]
+fn detail_pane_long_values_wrap_and_scroll() {
+    let mut a = app_with_long_values();
+    a.update(code(KeyCode::End));
+    a.update(code(KeyCode::Enter));
+    assert_snapshot!("detail_long_top_80x24", draw(&mut a, 80, 24).backend());
+    a.update(code(KeyCode::PageDown));
+    assert_snapshot!("detail_long_page2_80x24", draw(&mut a, 80, 24).backend());
+    a.update(code(KeyCode::End));
+    assert_snapshot!("detail_long_end_80x24", draw(&mut a, 80, 24).backend());
+    // Every character of the long values is on some line of the pane.
+    let mut all = String::new();
+    a.update(code(KeyCode::Home));
+    loop {
+        let s = screen(&mut a, 80, 24);
+        all.push_str(&s);
+        let before = a.mode().clone();
+        a.update(code(KeyCode::PageDown));
+        if *a.mode() == before {
+            break;
+        }
+    }
+    let squeezed: String = all
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect::<Vec<_>>()
+        .join("");
+    assert!(
+        squeezed.contains(&"C7x9".repeat(40)),
+        "host key cut:\n{all}"
+    );
+    assert!(squeezed.contains("MTUsettings") || squeezed.contains("MTU settings"));
+}
+
+#[test]
+fn confirm_dialogs_of_every_action() {
+    // Builds (view 3): the second row is a ready build of ubuntu-jammy.
+    let mut a = app();
+    keys(&mut a, "3jd");
+    both("confirm_delete_build", &mut a);
+    let mut a = app();
+    keys(&mut a, "3jb");
+    both("confirm_rebuild", &mut a);
+    // Uploads (view 4): the first row is a ready upload.
+    let mut a = app();
+    keys(&mut a, "4d");
+    both("confirm_delete_upload", &mut a);
+    // Images (view 7): centos-9 is paused, ubuntu-jammy is not.
+    let mut a = app();
+    keys(&mut a, "7jp");
+    both("confirm_pause", &mut a);
+    let mut a = app();
+    keys(&mut a, "7p");
+    both("confirm_unpause", &mut a);
+}
