@@ -9,15 +9,15 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use nodepool_shared::cloud::{CloudDriver, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
 use nodepool_shared::listing::{node_list, NodeColumns, OutputFormat};
-use nodepool_shared::model::{now_epoch, paths, Node, NodeId, NodeState};
-use nodepool_shared::zk::{ZkLock, ZkStore};
+use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
+use nodepool_shared::zk::{ops, ZkStore};
 
 use super::bulk::nodes_with_locks;
 use super::context::{print_out, Session};
 use super::read::node_with_lock;
 
 /// How long the CLI waits for a node lock (Python: 5 s).
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const LOCK_TIMEOUT: Duration = ops::NODE_LOCK_TIMEOUT;
 /// How long `delete --now` waits for the cloud to report the server gone.
 pub const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -50,49 +50,17 @@ async fn print_current(store: &ZkStore, id: &NodeId) -> Result<()> {
     }
 }
 
-fn not_found(id: &str) -> color_eyre::Report {
-    eyre!("Node id {id} not found")
-}
-
-/// Locks node `id` (up to [`LOCK_TIMEOUT`]) and returns the lock and the node as re-read
-/// under the lock, with its version.
-async fn lock_node(store: &ZkStore, id: &NodeId) -> Result<(ZkLock, Node, i32)> {
-    if store.get_node(id).await?.is_none() {
-        return Err(not_found(id.as_str()));
-    }
-    let mut lock = ZkLock::new(store.client(), &paths::node_lock(id), b"");
-    if !lock.acquire(Some(LOCK_TIMEOUT)).await? {
-        return Err(eyre!(
-            "Node id {id} is locked by another client (waited {}s)",
-            LOCK_TIMEOUT.as_secs()
-        ));
-    }
-    match store.get_node(id).await {
-        Ok(Some((node, stat))) => Ok((lock, node, stat.version)),
-        Ok(None) => {
-            // Deleted while we waited: our lock attempt re-created an empty znode; remove it.
-            let _ = lock.release().await;
-            let _ = store.delete_node_znode(id).await;
-            Err(not_found(id.as_str()))
-        }
-        Err(e) => {
-            let _ = lock.release().await;
-            Err(e.into())
-        }
-    }
-}
-
 /// `nodepool hold ID [--reason TEXT]`.
 pub async fn hold(s: &Session, id: &str, reason: Option<&str>) -> Result<()> {
     let id = NodeId::from(id);
-    let (mut lock, mut node, version) = lock_node(&s.store, &id).await?;
-    node.set_state(NodeState::Hold);
-    if let Some(r) = reason {
-        node.comment = Some(r.to_string());
-    }
-    let stored = s.store.store_node(&node, Some(version)).await;
-    lock.release().await?;
-    stored.wrap_err_with(|| format!("cannot store node {id}"))?;
+    ops::update_node(&s.store, &id, LOCK_TIMEOUT, |node| {
+        node.set_state(NodeState::Hold);
+        if let Some(r) = reason {
+            node.comment = Some(r.to_string());
+        }
+        Ok(())
+    })
+    .await?;
     print_current(&s.store, &id).await
 }
 
@@ -102,11 +70,11 @@ pub async fn delete(s: &Session, id: &str, now: bool) -> Result<()> {
     if now {
         return delete_now(s, &id).await;
     }
-    let (mut lock, mut node, version) = lock_node(&s.store, &id).await?;
-    node.set_state(NodeState::Deleting);
-    let stored = s.store.store_node(&node, Some(version)).await;
-    lock.release().await?;
-    stored.wrap_err_with(|| format!("cannot store node {id}"))?;
+    ops::update_node(&s.store, &id, LOCK_TIMEOUT, |node| {
+        node.set_state(NodeState::Deleting);
+        Ok(())
+    })
+    .await?;
     print_current(&s.store, &id).await
 }
 
@@ -115,12 +83,16 @@ pub async fn delete(s: &Session, id: &str, now: bool) -> Result<()> {
 /// znode with its lock). Prints the node's last row.
 async fn delete_now(s: &Session, id: &NodeId) -> Result<()> {
     let Some((node, _)) = s.store.get_node(id).await? else {
-        return Err(not_found(id.as_str()));
+        return Err(ops::OpError::NodeNotFound(id.clone()).into());
     };
     let provider = node.provider.clone().unwrap_or_default();
     let driver = driver_for(&s.config, &provider)
         .wrap_err_with(|| format!("cannot delete node {id} now"))?;
-    let (_lock, mut node, _) = lock_node(&s.store, id).await?;
+    let ops::LockedNode {
+        lock: _lock,
+        mut node,
+        ..
+    } = ops::lock_node(&s.store, id, LOCK_TIMEOUT).await?;
     if let Some(server) = node.external_id.clone() {
         delete_server(driver.as_ref(), &server)
             .await
