@@ -103,6 +103,9 @@ pub struct App {
     pub(crate) last_event: Option<(String, f64)>,
     pub(crate) read_only: bool,
     pub(crate) running: Vec<Action>,
+    /// The connection came back after a suspension or a session loss (the status line
+    /// then says "reconnected").
+    pub(crate) recovered: bool,
     /// Rows of the table on screen at the last render (page size).
     pub(crate) page: usize,
     /// Lines of the detail pane / help at the last render (for scrolling bounds).
@@ -141,6 +144,7 @@ impl App {
             last_event: None,
             read_only: opts.read_only,
             running: Vec::new(),
+            recovered: false,
             page: 20,
             pane_lines: 0,
             pane_height: 20,
@@ -244,6 +248,9 @@ impl App {
         let before = self.health.connection;
         let after = h.connection;
         if before.generation != 0 && before != after {
+            if after.state == ConnectionState::Connected {
+                self.recovered = true;
+            }
             match after.state {
                 ConnectionState::Suspended => self.say(
                     "ZooKeeper connection suspended: reconnecting (the session may survive)…"

@@ -242,7 +242,7 @@ fn segment(priority: u8, spans: Vec<Span<'static>>) -> Segment {
 fn render_status(app: &App, f: &mut Frame, area: Rect) {
     let h = &app.health;
     let (conn, conn_tone) = match h.connection.state {
-        ConnectionState::Connected if h.connection.generation > 1 => {
+        ConnectionState::Connected if h.connection.generation > 1 || app.recovered => {
             ("reconnected".to_string(), Tone::Good)
         }
         ConnectionState::Connected => ("connected".to_string(), Tone::Good),

@@ -283,6 +283,23 @@ fn session_changes_are_announced() {
 }
 
 #[test]
+fn same_session_recovery_is_shown_on_the_status_line() {
+    let mut a = app();
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("● connected s#1"), "{s}");
+    let mut h = health();
+    h.connection.state = ConnectionState::Suspended;
+    a.update(AppEvent::Health(h.clone()));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("● suspended s#1"), "{s}");
+    h.connection.state = ConnectionState::Connected;
+    a.update(AppEvent::Health(h));
+    assert!(a.message().unwrap().text.contains("same session"));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("● reconnected s#1"), "{s}");
+}
+
+#[test]
 fn selection_follows_its_record_and_last_event_is_shown() {
     let mut a = app();
     keys(&mut a, "jj");
