@@ -13,7 +13,8 @@ use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
 use nodepool_shared::zk::{ops, ZkStore};
 
 use super::bulk::nodes_with_locks;
-use super::context::{print_out, Session};
+use super::context::{ask_yes, print_out, Session};
+use super::provider::Confirm;
 use super::read::node_with_lock;
 
 /// How long the CLI waits for a node lock (Python: 5 s).
@@ -64,24 +65,86 @@ pub async fn hold(s: &Session, id: &str, reason: Option<&str>) -> Result<()> {
     print_current(&s.store, &id).await
 }
 
-/// `nodepool delete ID [--now]`.
+/// `nodepool delete ID [--now]`: one node, exactly as Python Nodepool does it.
 pub async fn delete(s: &Session, id: &str, now: bool) -> Result<()> {
     let id = NodeId::from(id);
     if now {
-        return delete_now(s, &id).await;
+        let node = delete_now(s, &id).await?;
+        return print_row(&node, false);
     }
-    ops::update_node(&s.store, &id, LOCK_TIMEOUT, |node| {
+    mark_deleting(s, &id).await?;
+    print_current(&s.store, &id).await
+}
+
+/// `nodepool delete ID ID… [--now] [--yes]`: several nodes, after confirmation (asked
+/// on a terminal unless `--yes`; refused without one). Each node is handled as by
+/// [`delete`]; a failure is reported and the others are still deleted; the rows of the
+/// deleted nodes are printed as one table. One id is [`delete`], unasked.
+pub async fn delete_many(s: &Session, ids: &[String], now: bool, confirm: Confirm) -> Result<()> {
+    if let [id] = ids {
+        return delete(s, id, now).await;
+    }
+    if confirm == Confirm::Ask {
+        let question = format!(
+            "Delete {} nodes{} ({})?",
+            ids.len(),
+            if now { " and their servers now" } else { "" },
+            ids.join(", ")
+        );
+        let refusal = format!(
+            "refusing to delete {} nodes without confirmation: stdin is not a terminal (use --yes)",
+            ids.len()
+        );
+        if !ask_yes(&question, &refusal)? {
+            return print_out("Aborting. No node deleted.");
+        }
+    }
+    let mut rows: Vec<(Node, bool)> = Vec::new();
+    let mut failed = 0usize;
+    for id in ids {
+        let id = NodeId::from(id.as_str());
+        let done = if now {
+            delete_now(s, &id).await.map(|n| Some((n, false)))
+        } else {
+            match mark_deleting(s, &id).await {
+                Ok(()) => node_with_lock(&s.store, &id).await.map_err(Into::into),
+                Err(e) => Err(e),
+            }
+        };
+        match done {
+            Ok(row) => rows.extend(row),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed += 1;
+            }
+        }
+    }
+    let table = node_list(
+        rows.iter().map(|(n, l)| (n, *l)),
+        now_epoch(),
+        NodeColumns::Brief,
+    );
+    print_out(&table.render_text())?;
+    if failed > 0 {
+        return Err(eyre!("{failed} of {} nodes not deleted", ids.len()));
+    }
+    Ok(())
+}
+
+/// Sets node `id` `deleting` under its lock (the launcher then deletes it).
+async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
+    ops::update_node(&s.store, id, LOCK_TIMEOUT, |node| {
         node.set_state(NodeState::Deleting);
         Ok(())
     })
     .await?;
-    print_current(&s.store, &id).await
+    Ok(())
 }
 
 /// `delete --now`: delete the server through the provider of the local config, wait until
 /// the cloud no longer lists it, then delete the node record (state `deleted`, then the
-/// znode with its lock). Prints the node's last row.
-async fn delete_now(s: &Session, id: &NodeId) -> Result<()> {
+/// znode with its lock). Returns the node as it was last (state `deleted`).
+async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
     let Some((node, _)) = s.store.get_node(id).await? else {
         return Err(ops::OpError::NodeNotFound(id.clone()).into());
     };
@@ -100,7 +163,7 @@ async fn delete_now(s: &Session, id: &NodeId) -> Result<()> {
     }
     s.store.delete_node(&node).await?;
     node.set_state(NodeState::Deleted);
-    print_row(&node, false)
+    Ok(node)
 }
 
 /// The cloud driver of `provider` from the local config (OpenStack via clouds.yaml).
