@@ -195,3 +195,55 @@ fn confirm_dialogs_of_every_action() {
     keys(&mut a, "7p");
     both("confirm_unpause", &mut a);
 }
+
+/// A snapshot as docs/tui.md shows it: the screen lines, right-trimmed, runs of blank
+/// lines collapsed to one, no trailing blank line.
+fn doc_capture(snap: &str) -> Option<String> {
+    let body = snap.splitn(3, "---\n").nth(2)?;
+    let mut out: Vec<&str> = Vec::new();
+    for l in body.lines().filter(|l| l.len() >= 2 && l.starts_with('"')) {
+        let l = l[1..l.len() - 1].trim_end();
+        if l.is_empty() && out.last().is_some_and(|p| p.is_empty()) {
+            continue;
+        }
+        out.push(l);
+    }
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    Some(out.join("\n"))
+}
+
+/// Every screen capture in docs/tui.md is one of the accepted snapshots, so the
+/// documentation shows what the console draws.
+#[test]
+fn docs_captures_are_snapshots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut snaps = Vec::new();
+    for e in std::fs::read_dir(dir.join("tests/snapshots")).expect("snapshots dir") {
+        let p = e.expect("dir entry").path();
+        if p.extension().is_some_and(|x| x == "snap") {
+            let text = std::fs::read_to_string(&p).expect("read snapshot");
+            snaps.push(doc_capture(&text).expect("snapshot body"));
+        }
+    }
+    let doc = std::fs::read_to_string(dir.join("../docs/tui.md")).expect("docs/tui.md");
+    let mut checked = 0;
+    for block in doc.split("```text\n").skip(1) {
+        let Some((body, _)) = block.split_once("\n```") else {
+            continue;
+        };
+        if !body.starts_with(" 1 Nodes") {
+            continue;
+        }
+        assert!(
+            snaps.iter().any(|s| s == body),
+            "docs/tui.md shows a screen that is no snapshot:\n{body}"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} captures found in docs/tui.md"
+    );
+}
