@@ -1,7 +1,8 @@
 //! The image commands: the listings (`dib-image-list`, `image-list`, `image-status`,
 //! `alien-image-list`) and the flags and state changes the builder acts on
 //! (`image-build`, `image-pause`/`image-unpause`, `dib-image-delete`, `image-delete`).
-//! Deletes only mark records `deleting`; the builder's cleanup does the work.
+//! Deletes only mark records `deleting` ([`nodepool_shared::zk::ops`], shared with
+//! `nodepool-tui`); the builder's cleanup does the work.
 
 use std::collections::HashSet;
 

@@ -1,6 +1,8 @@
 //! `list`, `delete` and `hold`: the node commands. Changes are made under the node lock
 //! (kazoo recipe, waiting up to 5 s as Python's CLI does) and re-read after locking, so
-//! the launcher and Zuul never see a half-made change.
+//! the launcher and Zuul never see a half-made change; the writes are
+//! [`nodepool_shared::zk::ops`], which `nodepool-tui` runs too. `delete` takes several
+//! ids (ours), confirmed on a terminal or with `--yes`.
 
 use std::sync::Arc;
 use std::time::Duration;
