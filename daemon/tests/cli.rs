@@ -345,6 +345,119 @@ async fn delete_marks_deleting_and_unknown_id_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_several_ids_needs_yes_without_a_terminal() {
+    let env = Env::new().await;
+    let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let b = env.add_node("fake-provider", NodeState::InUse, 5.0).await;
+    let state = |id: NodeId| {
+        let store = env.store.clone();
+        async move { store.get_node(&id).await.unwrap().unwrap().0.state }
+    };
+
+    // No terminal on stdin and no --yes: refused, nothing changed.
+    let o = env.run(&["delete", a.as_str(), b.as_str()]).await;
+    assert_fails(
+        &o,
+        1,
+        "refusing to delete 2 nodes without confirmation: stdin is not a terminal (use --yes)",
+    );
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert_eq!(state(a.clone()).await, NodeState::Ready);
+    assert_eq!(state(b.clone()).await, NodeState::InUse);
+
+    // --yes: both deleting, both rows in one table, locks released.
+    let o = env.run(&["delete", "--yes", a.as_str(), b.as_str()]).await;
+    assert_ok(&o);
+    assert_eq!(state(a.clone()).await, NodeState::Deleting);
+    assert_eq!(state(b.clone()).await, NodeState::Deleting);
+    let out = stdout(&o);
+    for id in [&a, &b] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(id.as_str()) && l.contains("deleting")),
+            "{out}"
+        );
+        assert!(env.store.node_lock_contenders(id).await.unwrap().is_empty());
+    }
+    assert_eq!(out.matches("| ID ").count(), 1, "one table:\n{out}");
+
+    // One unknown id among several: the others are deleted, the failure is named, exit 1.
+    let c = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let o = env.run(&["delete", "-y", "0000999999", c.as_str()]).await;
+    assert_fails(&o, 1, "Node id 0000999999 not found");
+    assert!(
+        stderr(&o).contains("1 of 2 nodes not deleted"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(state(c.clone()).await, NodeState::Deleting);
+    assert!(stdout(&o).contains(c.as_str()), "{}", stdout(&o));
+
+    // One id needs no --yes, as in Python Nodepool.
+    let d = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    assert_ok(&env.run(&["delete", d.as_str()]).await);
+    assert_eq!(state(d).await, NodeState::Deleting);
+    // No id at all: usage error.
+    assert_eq!(env.run(&["delete"]).await.status.code(), Some(2));
+}
+
+/// Runs `nodepool ARGS` on a pseudo-terminal (util-linux `script`), typing `input`.
+async fn run_on_terminal(env: &Env, args: &[&str], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut words = vec![
+        BIN.to_string(),
+        "-c".into(),
+        env.config.display().to_string(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    let command = words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("type");
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("nodepool on a terminal finishes")
+        .expect("script output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_several_ids_asks_on_a_terminal() {
+    let env = Env::new().await;
+    let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let b = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let o = run_on_terminal(&env, &["delete", a.as_str(), b.as_str()], "n\n").await;
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(&format!("Delete 2 nodes ({a}, {b})? [N/y]")),
+        "{out}"
+    );
+    assert!(out.contains("Aborting. No node deleted."), "{out}");
+    for id in [&a, &b] {
+        let (n, _) = env.store.get_node(id).await.unwrap().unwrap();
+        assert_eq!(n.state, NodeState::Ready);
+    }
+    let o = run_on_terminal(&env, &["delete", a.as_str(), b.as_str()], "y\n").await;
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    for id in [&a, &b] {
+        let (n, _) = env.store.get_node(id).await.unwrap().unwrap();
+        assert_eq!(n.state, NodeState::Deleting);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_of_locked_node_times_out() {
     let env = Env::new().await;
     let a = env.add_node("fake-provider", NodeState::InUse, 5.0).await;
@@ -745,4 +858,161 @@ async fn usage_version_help_and_completions() {
             stdout(&o)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dib_image_list_json() {
+    let env = Env::new().await;
+    let ready = env.add_build("debian", BuildState::Ready).await;
+    let building = env.add_build("paused-image", BuildState::Building).await;
+    env.store.pause_image("paused-image").await.unwrap();
+    let o = env.run(&["dib-image-list", "--format", "json"]).await;
+    assert_ok(&o);
+    assert!(stdout(&o).ends_with("]\n"), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no row {id} in {v}"))
+            .clone()
+    };
+    let r = row(&format!("debian-{}", ready.id));
+    let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["id", "image", "builder", "formats", "state", "age"],
+        "the web API's keys, in its order: {r}"
+    );
+    assert_eq!(r["image"], "debian");
+    assert_eq!(r["builder"], "builder.example.org");
+    assert_eq!(r["formats"], serde_json::json!(["qcow2"]));
+    assert_eq!(r["state"], "ready");
+    // `age` is the int epoch of state_time.
+    assert_eq!(r["age"], serde_json::json!(ready.state_time as i64));
+    let p = row(&format!("paused-image-{}", building.id));
+    assert_eq!(
+        p["state"], "paused",
+        "a paused image's builds show `paused`"
+    );
+    assert_eq!(p["formats"], serde_json::json!(["qcow2"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_json() {
+    let env = Env::new().await;
+    let b = env.add_build("debian", BuildState::Ready).await;
+    let u1 = env
+        .add_upload(&b, "fake-provider", UploadState::Ready)
+        .await;
+    let u2 = env
+        .add_upload(&b, "fake-provider", UploadState::Ready)
+        .await;
+    env.add_upload(&b, "other", UploadState::Ready).await;
+    let n1 = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    env.add_node("other", NodeState::Ready, 5.0).await;
+    let o = env
+        .run(&["info", "fake-provider", "--format", "json"])
+        .await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["image_data", "nodes"], "{v}");
+    assert_eq!(
+        v["image_data"],
+        serde_json::json!([{
+            "image": "debian",
+            "build_id": b.id.as_str(),
+            "upload_ids": [u1.id.as_str(), u2.id.as_str()],
+        }]),
+        "{v}"
+    );
+    let (n, _) = env.store.get_node(&n1).await.unwrap().unwrap();
+    assert_eq!(
+        v["nodes"],
+        serde_json::json!([{"id": n1.as_str(), "server_id": n.external_id}]),
+        "{v}"
+    );
+    // An unknown provider: two empty lists.
+    let o = env.run(&["info", "nowhere", "--format", "json"]).await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v, serde_json::json!({"image_data": [], "nodes": []}));
+}
+
+/// `alien-image-list --format json` against the OpenStack simulator: the cloud images
+/// with a `nodepool_build_id` property that no ready upload of the provider knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alien_image_list_json_against_the_simulator() {
+    use nodepool_tests::sim::{SimConfig, Simulator};
+    let env = Env::new().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator");
+    let clouds = env.dir.path().join("clouds.yaml");
+    sim.write_clouds_yaml(&clouds, "simcloud")
+        .expect("clouds.yaml");
+    // A provider on the simulator (names starting with `fake` would get the fake driver).
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let zk_part = base.split("labels:").next().unwrap().to_string();
+    let config = env.dir.path().join("sim.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{zk_part}diskimages:\n  - name: debian\n\
+             providers:\n  - name: sim-provider\n    cloud: simcloud\n    diskimages:\n      - name: debian\n"
+        ),
+    )
+    .unwrap();
+    let admin = sim.admin();
+    let alien = admin.inject_leaked_image("sim-provider", "0000009999", "0000000042");
+    let known = admin.inject_leaked_image("sim-provider", "0000001111", "0000000001");
+    let b = env.add_build("debian", BuildState::Ready).await;
+    let mut u = ImageUpload::new("debian", b.id.clone(), "sim-provider");
+    u.state = UploadState::Ready;
+    u.external_id = Some(known.clone());
+    env.store.create_upload(&mut u).await.unwrap();
+
+    let run = |args: &'static [&'static str]| {
+        let config = config.clone();
+        let clouds = clouds.clone();
+        async move {
+            tokio::process::Command::new(BIN)
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .env("NO_COLOR", "1")
+                .env("OS_CLIENT_CONFIG_FILE", &clouds)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .expect("run nodepool")
+        }
+    };
+    let o = run(&["alien-image-list", "--format", "json"]).await;
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{
+            "provider": "sim-provider",
+            "name": "leaked-0000009999-0000000042",
+            "image_id": alien,
+        }]),
+        "{v}"
+    );
+    let o = run(&["alien-image-list", "sim-provider", "--format", "json"]).await;
+    assert_ok(&o);
+    let v2: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v2, v);
+    // The text form lists the same image.
+    let o = run(&["alien-image-list"]).await;
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains(&alien) && !stdout(&o).contains(&known),
+        "{}",
+        stdout(&o)
+    );
+    sim.shutdown().await.expect("simulator shutdown");
 }

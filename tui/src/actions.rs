@@ -4,19 +4,21 @@
 //! task, which re-reads the record and checks again (the cache may be behind), and
 //! reports an [`ActionOutcome`] back over a channel.
 //!
-//! Node changes are made under the node lock, waited for at most 5 s like the
-//! `nodepool` CLI; build and upload changes are guarded by the znode version.
+//! The ZooKeeper writes are [`nodepool_shared::zk::ops`], the same code the `nodepool`
+//! CLI runs: node changes under the node lock (waited for at most 5 s), build and upload
+//! changes guarded by the znode version.
 
 use std::time::Duration;
 
-use nodepool_shared::model::{paths, BuildId, BuildState, NodeId, NodeState, UploadState};
+use nodepool_shared::model::{BuildId, BuildState, NodeId, NodeState, UploadState};
 use nodepool_shared::zk::cache::UploadKey;
-use nodepool_shared::zk::{ZkError, ZkLock, ZkStore};
+use nodepool_shared::zk::ops::{self, OpError};
+use nodepool_shared::zk::{ZkError, ZkStore};
 
 use crate::data::{ConfigInfo, Snapshot};
 
 /// How long a node action waits for the node lock (as `nodepool delete`/`hold`).
-pub const NODE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const NODE_LOCK_TIMEOUT: Duration = ops::NODE_LOCK_TIMEOUT;
 
 /// An operator action.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +102,22 @@ pub enum ActionError {
     /// ZooKeeper failed.
     #[error(transparent)]
     Zk(#[from] ZkError),
+}
+
+impl From<OpError> for ActionError {
+    fn from(e: OpError) -> ActionError {
+        match e {
+            OpError::NodeNotFound(id) => ActionError::NotFound(format!("node {id}")),
+            OpError::NodeLocked { id, secs } => ActionError::Locked(id, Duration::from_secs(secs)),
+            OpError::BuildNotFound(b) => ActionError::NotFound(format!("build {b}")),
+            OpError::UploadNotFound => ActionError::NotFound("upload".into()),
+            OpError::BuildInProgress | OpError::UploadInProgress => {
+                ActionError::Refused(e.to_string())
+            }
+            OpError::Refused(text) => ActionError::Refused(text),
+            OpError::Zk(z) => ActionError::Zk(z),
+        }
+    }
 }
 
 /// Checks an action against the cached records; `Err` is the refusal text.
@@ -214,59 +232,34 @@ pub async fn execute(store: &ZkStore, action: &Action) -> Result<String, ActionE
             Ok(format!("build of image {image} requested"))
         }
         Action::DeleteBuild(image, id) => {
-            let (mut b, stat) = store
-                .get_build(image, id)
-                .await?
-                .ok_or_else(|| ActionError::NotFound(format!("build {image}-{id}")))?;
-            check_build(b.state, image, id)?;
-            b.set_state(BuildState::Deleting);
-            store.store_build(&b, Some(stat.version)).await?;
+            ops::mark_build_deleting(store, image, id).await?;
             Ok(format!("build {image}-{id} set to deleting"))
         }
         Action::DeleteUpload(k) => {
-            let (mut u, stat) = store
-                .get_upload(&k.0, &k.1, &k.2, &k.3)
-                .await?
-                .ok_or_else(|| ActionError::NotFound(format!("upload {}", k.3)))?;
-            check_upload(u.state, k)?;
-            u.set_state(UploadState::Deleting);
-            store.store_upload(&u, Some(stat.version)).await?;
+            ops::mark_upload_deleting(store, &k.0, &k.1, &k.2, &k.3).await?;
             Ok(format!("upload {} set to deleting", k.3))
         }
     }
 }
 
-/// Locks the node (≤ 5 s), re-reads it, checks the action, applies `change`, writes it
-/// guarded by version, unlocks.
+/// The node change of `nodepool hold`/`delete` ([`ops::update_node`]), after checking
+/// the action against the node as re-read under the lock.
 async fn update_node(
     store: &ZkStore,
     action: &Action,
     id: &NodeId,
     change: impl FnOnce(&mut nodepool_shared::model::Node),
 ) -> Result<(), ActionError> {
-    // Check first: a lock attempt on a deleted node would re-create its znode.
-    if store.get_node(id).await?.is_none() {
-        return Err(ActionError::NotFound(format!("node {id}")));
-    }
-    let mut lock = ZkLock::new(store.client(), &paths::node_lock(id), b"");
-    if !lock.acquire(Some(NODE_LOCK_TIMEOUT)).await? {
-        return Err(ActionError::Locked(id.clone(), NODE_LOCK_TIMEOUT));
-    }
-    let result = async {
-        let (mut node, stat) = store
-            .get_node(id)
-            .await?
-            .ok_or_else(|| ActionError::NotFound(format!("node {id}")))?;
-        check_node(action, node.state)?;
-        change(&mut node);
-        store.store_node(&node, Some(stat.version)).await?;
+    ops::update_node(store, id, NODE_LOCK_TIMEOUT, |node| {
+        check_node(action, node.state).map_err(|e| match e {
+            ActionError::Refused(text) => OpError::Refused(text),
+            other => OpError::Refused(other.to_string()),
+        })?;
+        change(node);
         Ok(())
-    }
-    .await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("releasing the lock of node {id}: {e}");
-    }
-    result
+    })
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

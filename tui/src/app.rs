@@ -103,6 +103,9 @@ pub struct App {
     pub(crate) last_event: Option<(String, f64)>,
     pub(crate) read_only: bool,
     pub(crate) running: Vec<Action>,
+    /// The connection came back after a suspension or a session loss (the status line
+    /// then says "reconnected").
+    pub(crate) recovered: bool,
     /// Rows of the table on screen at the last render (page size).
     pub(crate) page: usize,
     /// Lines of the detail pane / help at the last render (for scrolling bounds).
@@ -141,6 +144,7 @@ impl App {
             last_event: None,
             read_only: opts.read_only,
             running: Vec::new(),
+            recovered: false,
             page: 20,
             pane_lines: 0,
             pane_height: 20,
@@ -244,6 +248,9 @@ impl App {
         let before = self.health.connection;
         let after = h.connection;
         if before.generation != 0 && before != after {
+            if after.state == ConnectionState::Connected {
+                self.recovered = true;
+            }
             match after.state {
                 ConnectionState::Suspended => self.say(
                     "ZooKeeper connection suspended: reconnecting (the session may survive)…"
@@ -300,7 +307,7 @@ impl App {
                         self.mode = Mode::Normal;
                     }
                     KeyCode::Enter => self.mode = Mode::Normal,
-                    KeyCode::Backspace => {
+                    keys::ERASE_KEY => {
                         st.filter.pop();
                     }
                     KeyCode::Char(c) => st.filter.push(c),
@@ -314,40 +321,32 @@ impl App {
                 None
             }
             Mode::Help(scroll) => {
-                match key.code {
-                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter => {
-                        self.mode = Mode::Normal
-                    }
-                    _ => {
-                        if let Some(s) = self.scroll(scroll, key) {
-                            self.mode = Mode::Help(s);
-                        }
-                    }
+                if keys::closes(&key, true) {
+                    self.mode = Mode::Normal;
+                } else if let Some(s) = self.scroll(scroll, key) {
+                    self.mode = Mode::Help(s);
                 }
                 None
             }
             Mode::Detail(k, scroll) => {
-                match key.code {
-                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => self.mode = Mode::Normal,
-                    _ => {
-                        if let Some(s) = self.scroll(scroll, key) {
-                            self.mode = Mode::Detail(k, s);
-                        }
-                    }
+                if keys::closes(&key, false) {
+                    self.mode = Mode::Normal;
+                } else if let Some(s) = self.scroll(scroll, key) {
+                    self.mode = Mode::Detail(k, s);
                 }
                 None
             }
-            Mode::Confirm(action) => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+            Mode::Confirm(action) => match keys::answer(&key) {
+                Some(true) => {
                     self.mode = Mode::Normal;
                     Some(self.start(action))
                 }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
+                Some(false) => {
                     self.mode = Mode::Normal;
                     self.say(format!("cancelled: {}", action.describe()), Tone::Plain);
                     None
                 }
-                _ => None,
+                None => None,
             },
             Mode::HoldComment(id, mut text) => match key.code {
                 KeyCode::Enter => {
@@ -359,7 +358,7 @@ impl App {
                     self.say(format!("cancelled: hold node {id}"), Tone::Plain);
                     None
                 }
-                KeyCode::Backspace => {
+                keys::ERASE_KEY => {
                     text.pop();
                     self.mode = Mode::HoldComment(id, text);
                     None
@@ -402,12 +401,12 @@ impl App {
         let page = self.page.max(1) as isize;
         match intent {
             Intent::Quit => return Some(Command::Quit),
-            Intent::Escape => {
-                if self.states[i].filter.is_empty() {
-                    return Some(Command::Quit);
+            Intent::ClearFilter => {
+                // Never quits: Esc is pressed to close dialogs, often once too often.
+                if !self.states[i].filter.is_empty() {
+                    self.states[i].filter.clear();
+                    self.refresh();
                 }
-                self.states[i].filter.clear();
-                self.refresh();
             }
             Intent::Tab(t) => self.switch(t),
             Intent::NextTab => self.switch((i + 1) % ViewKind::ALL.len()),

@@ -123,6 +123,10 @@ pub async fn run(
                             connection: Some(s.client.watch_status()),
                             events: Some(s.cache.subscribe()),
                         };
+                        // The cache may have loaded before the receivers above were
+                        // made (they start with its current value marked seen): take
+                        // the contents now, later changes wake the loop.
+                        app.update(AppEvent::Data(Snapshot::from_cache(&s.cache)));
                         app.update(AppEvent::Health(s.health()));
                         source = Some(s);
                     }

@@ -242,7 +242,7 @@ fn segment(priority: u8, spans: Vec<Span<'static>>) -> Segment {
 fn render_status(app: &App, f: &mut Frame, area: Rect) {
     let h = &app.health;
     let (conn, conn_tone) = match h.connection.state {
-        ConnectionState::Connected if h.connection.generation > 1 => {
+        ConnectionState::Connected if h.connection.generation > 1 || app.recovered => {
             ("reconnected".to_string(), Tone::Good)
         }
         ConnectionState::Connected => ("connected".to_string(), Tone::Good),
@@ -386,7 +386,9 @@ fn render_bottom(app: &App, f: &mut Frame, area: Rect) {
                     ViewKind::Builds => {
                         hints.extend([("d", "delete"), ("p", "pause"), ("b", "build")])
                     }
-                    ViewKind::Uploads => hints.extend([("d", "delete"), ("p", "pause")]),
+                    ViewKind::Uploads => {
+                        hints.extend([("d", "delete"), ("p", "pause"), ("b", "build")])
+                    }
                     ViewKind::Images => hints.extend([("p", "pause"), ("b", "build")]),
                     _ => {}
                 }
@@ -489,28 +491,110 @@ fn render_detail(
                 vec!["The record no longer exists in ZooKeeper.".to_string()],
             )
         });
-    app.pane_lines = lines.len();
-    app.pane_height = usize::from(area.height.saturating_sub(2));
-    let scroll = scroll.min(lines.len().saturating_sub(app.pane_height));
-    let text: Vec<Line> = lines
-        .into_iter()
-        .map(|l| {
-            if l.starts_with(' ') || l.starts_with('{') || l.starts_with('}') {
-                Line::raw(l)
+    // Inside the borders; long values (host keys, comments) are wrapped, never cut.
+    let width = usize::from(area.width.saturating_sub(2)).max(1);
+    let mut text: Vec<Line> = Vec::new();
+    for l in lines {
+        let plain = l.starts_with(' ') || l.starts_with('{') || l.starts_with('}');
+        for part in wrap_line(&l, width) {
+            text.push(if plain {
+                Line::raw(part)
             } else {
-                Line::styled(l, Style::new().add_modifier(Modifier::DIM))
-            }
-        })
-        .collect();
+                Line::styled(part, Style::new().add_modifier(Modifier::DIM))
+            });
+        }
+    }
+    app.pane_lines = text.len();
+    app.pane_height = usize::from(area.height.saturating_sub(2));
+    let scroll = scroll.min(text.len().saturating_sub(app.pane_height));
+    let shown_end = (scroll + app.pane_height).min(text.len());
+    let position = if text.len() > app.pane_height {
+        format!(" lines {}–{shown_end} of {} ", scroll + 1, text.len())
+    } else {
+        format!(" all {} lines ", text.len())
+    };
     f.render_widget(Clear, area);
     f.render_widget(
         Paragraph::new(text).scroll((scroll as u16, 0)).block(
             Block::default()
                 .borders(Borders::ALL)
                 .title(format!(" {title} "))
-                .title_bottom(" j/k PgUp/PgDn scroll · Esc close ")
+                .title_bottom(" j/k PgUp/PgDn Home/End scroll · Esc close ")
+                .title_bottom(Line::from(position).right_aligned())
                 .border_style(theme::key()),
         ),
         area,
     );
+}
+
+/// Splits `line` into pieces of at most `width` columns, keeping every character:
+/// breaks after a space when one is in the second half of the piece, else mid-word;
+/// continuation pieces are indented two more than the line (JSON nesting stays
+/// readable) or, for the `key:     value` head lines, to the value column.
+pub fn wrap_line(line: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= width || width == 0 {
+        return vec![line.to_string()];
+    }
+    let lead = chars.iter().take_while(|c| **c == ' ').count();
+    let indent = if lead == 0 {
+        // "path:     /nodepool/…": the value column.
+        match chars.windows(3).position(|w| w == [':', ' ', ' ']) {
+            Some(i) => i + 1 + chars[i + 1..].iter().take_while(|c| **c == ' ').count(),
+            None => 2,
+        }
+    } else {
+        lead + 2
+    };
+    let indent = indent.min(width / 2);
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut first = true;
+    while at < chars.len() {
+        let room = if first { width } else { width - indent };
+        let mut end = (at + room).min(chars.len());
+        if end < chars.len() {
+            if let Some(sp) = chars[at..end].iter().rposition(|c| *c == ' ') {
+                if sp + 1 > room / 2 {
+                    end = at + sp + 1;
+                }
+            }
+        }
+        let piece: String = chars[at..end].iter().collect();
+        out.push(if first {
+            piece
+        } else {
+            format!("{}{piece}", " ".repeat(indent))
+        });
+        first = false;
+        at = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_line;
+
+    #[test]
+    fn wrap_keeps_every_character_within_the_width() {
+        let line = format!("  \"host_keys\": \"ssh-ed25519 {}\",", "A".repeat(150));
+        let parts = wrap_line(&line, 40);
+        assert!(parts.len() > 3, "{parts:?}");
+        assert!(parts.iter().all(|p| p.chars().count() <= 40), "{parts:?}");
+        let joined: String = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if i == 0 { p.as_str() } else { &p[4..] })
+            .collect();
+        assert_eq!(joined, line);
+        assert_eq!(wrap_line("short", 40), vec!["short".to_string()]);
+    }
+
+    #[test]
+    fn head_lines_continue_at_the_value_column() {
+        let parts = wrap_line(&format!("lock:     held ({})", "x".repeat(30)), 20);
+        assert!(parts[1].starts_with("          "), "{parts:?}");
+        assert!(parts.iter().all(|p| p.chars().count() <= 20), "{parts:?}");
+    }
 }

@@ -84,10 +84,45 @@ fn filter_is_live_and_esc_clears_it() {
     assert_eq!(a.visible_keys().len(), 3);
     keys(&mut a, "1");
     assert_eq!(a.visible_keys().len(), 2);
-    // Esc clears the filter first, then quits.
+    // Esc clears the filter, and never quits, however often it is pressed.
     assert_eq!(a.update(code(KeyCode::Esc)), None);
     assert_eq!(a.visible_keys().len(), 7);
-    assert_eq!(a.update(code(KeyCode::Esc)), Some(Command::Quit));
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.mode(), &Mode::Normal);
+}
+
+#[test]
+fn esc_closes_dialogs_and_never_quits() {
+    let mut a = app();
+    // Twice Esc to leave the confirmation dialog: the console stays.
+    keys(&mut a, "d");
+    assert!(matches!(a.mode(), Mode::Confirm(_)));
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.mode(), &Mode::Normal);
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    // Same for the help, the detail pane and the hold dialog.
+    keys(&mut a, "?");
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    a.update(code(KeyCode::Enter));
+    assert!(matches!(a.mode(), Mode::Detail(..)));
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    keys(&mut a, "h");
+    assert!(matches!(a.mode(), Mode::HoldComment(..)));
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.update(code(KeyCode::Esc)), None);
+    assert_eq!(a.mode(), &Mode::Normal);
+    // q and Ctrl-C quit.
+    assert_eq!(a.update(key('q')), Some(Command::Quit));
+    assert_eq!(
+        a.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::new(
+            KeyCode::Char('c'),
+            ratatui::crossterm::event::KeyModifiers::CONTROL
+        ))),
+        Some(Command::Quit)
+    );
 }
 
 #[test]
@@ -248,6 +283,23 @@ fn session_changes_are_announced() {
 }
 
 #[test]
+fn same_session_recovery_is_shown_on_the_status_line() {
+    let mut a = app();
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("● connected s#1"), "{s}");
+    let mut h = health();
+    h.connection.state = ConnectionState::Suspended;
+    a.update(AppEvent::Health(h.clone()));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("● suspended s#1"), "{s}");
+    h.connection.state = ConnectionState::Connected;
+    a.update(AppEvent::Health(h));
+    assert!(a.message().unwrap().text.contains("same session"));
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("● reconnected s#1"), "{s}");
+}
+
+#[test]
 fn selection_follows_its_record_and_last_event_is_shown() {
     let mut a = app();
     keys(&mut a, "jj");
@@ -284,4 +336,38 @@ fn narrow_and_tiny_terminals_do_not_panic() {
         draw(&mut a, w, h);
         a.update(code(KeyCode::Esc));
     }
+}
+
+/// The keys the help names for actions work where it says: `Delete` deletes like `d`,
+/// `b` and `p` work in views 3, 4 and 7.
+#[test]
+fn delete_key_and_image_keys_in_views_3_4_7() {
+    let mut a = app();
+    a.update(code(KeyCode::Delete));
+    assert_eq!(
+        a.mode(),
+        &Mode::Confirm(Action::DeleteNode(NodeId::from_sequence(1)))
+    );
+    a.update(code(KeyCode::Esc));
+    for (view, image) in [("3", "centos-9"), ("4", "ubuntu-jammy"), ("7", "centos-9")] {
+        keys(&mut a, view);
+        keys(&mut a, "b");
+        assert_eq!(
+            a.mode(),
+            &Mode::Confirm(Action::RequestBuild(image.into())),
+            "b in view {view}"
+        );
+        a.update(code(KeyCode::Esc));
+        keys(&mut a, "p");
+        assert!(
+            matches!(a.mode(), Mode::Confirm(Action::PauseImage(i) | Action::UnpauseImage(i)) if i == image),
+            "p in view {view}: {:?}",
+            a.mode()
+        );
+        a.update(code(KeyCode::Esc));
+    }
+    // Elsewhere they explain where they work.
+    keys(&mut a, "2b");
+    assert_eq!(a.mode(), &Mode::Normal);
+    assert!(a.message().unwrap().text.contains("views 3, 4, 7"));
 }

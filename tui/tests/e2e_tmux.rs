@@ -1,13 +1,18 @@
 //! End to end: the real `nodepool-tui` binary in a tmux pane (120×40) against a real
 //! ZooKeeper, with records written through `ZkStore`. Checks that the nodes view shows
 //! them, that a record written later appears, that holding a node with keys sets the
-//! znode to `hold`, and that `q` quits. Every wait is bounded.
+//! znode to `hold`, and that `q` quits; then, on a ZooKeeper of its own, the requests,
+//! builds and uploads views, a window resize, and a real session loss (the server
+//! stopped for longer than the session timeout) shown and recovered on screen. Every
+//! wait is bounded.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nodepool_shared::model::{Node, NodeId, NodeState};
+use nodepool_shared::model::{
+    BuildId, BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, UploadState,
+};
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::ZkStore;
 
@@ -16,12 +21,15 @@ const WAIT: Duration = Duration::from_secs(15);
 /// A private tmux server (own socket), killed on drop.
 struct Tmux {
     socket: String,
+    /// The console's log file, shown when a wait times out.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
-    fn start(command: &str) -> Tmux {
-        let socket = format!("nptui-{}", std::process::id());
-        let t = Tmux { socket };
+    /// `name` makes the socket unique among the tests of this process.
+    fn start(name: &str, command: &str) -> Tmux {
+        let socket = format!("nptui-{}-{name}", std::process::id());
+        let t = Tmux { socket, log: None };
         let ok = t
             .cmd(&[
                 "new-session",
@@ -61,6 +69,16 @@ impl Tmux {
         assert!(self.cmd(&args).status().expect("tmux send-keys").success());
     }
 
+    fn resize(&self, w: u16, h: u16) {
+        let (w, h) = (w.to_string(), h.to_string());
+        let ok = self
+            .cmd(&["resize-window", "-t", "tui", "-x", &w, "-y", &h])
+            .status()
+            .expect("tmux resize-window")
+            .success();
+        assert!(ok, "tmux resize-window failed");
+    }
+
     /// Polls the pane until `pred` holds (at most [`WAIT`]); panics with the screen.
     async fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -70,7 +88,12 @@ impl Tmux {
                 return s;
             }
             if start.elapsed() > WAIT {
-                panic!("timed out waiting for {what}; screen:\n{s}");
+                let log = self
+                    .log
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                panic!("timed out waiting for {what}; screen:\n{s}\nlog:\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -111,13 +134,14 @@ async fn console_follows_zookeeper_and_holds_a_node() {
     let log = dir.path().join("tui.log");
     let bin = env!("CARGO_BIN_EXE_nodepool-tui");
     let command = format!(
-        "{} --zk {} --chroot {} --log-file {}; echo TUI-EXITED $?; sleep 30",
+        "RUST_LOG=info,nodepool_shared=debug {} --zk {} --chroot {} --log-file {}; echo TUI-EXITED $?; sleep 30",
         shell_quote(bin),
         shell_quote(&zk.plain_hosts()),
         shell_quote(zk.chroot()),
         shell_quote(&log.display().to_string()),
     );
-    let tmux = Tmux::start(&command);
+    let mut tmux = Tmux::start("hold", &command);
+    tmux.log = Some(log.clone());
 
     // Both nodes are listed, the cache is synced.
     tmux.wait_for("both nodes", |s| {
@@ -176,4 +200,163 @@ async fn console_follows_zookeeper_and_holds_a_node() {
     assert!(!s.contains("Nodes "), "screen not restored:\n{s}");
     client.close().await;
     assert!(Path::new(&log).exists());
+}
+
+/// The status line (second last line of the screen).
+fn status_line(screen: &str) -> &str {
+    let lines: Vec<&str> = screen.lines().collect();
+    lines.len().checked_sub(2).map_or("", |i| lines[i])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_resize_and_session_loss() {
+    let zk = TestZk::dedicated().await;
+    let client = zk.client().await;
+    let store = ZkStore::new(client.clone());
+    let mut n = ready_node("e2e-delta");
+    let node_id = store.create_node(&mut n).await.expect("create node");
+    let mut r = NodeRequest::new(vec!["e2e-label".into()], "e2e-requestor");
+    let req_id = store
+        .create_request(&mut r, "100", false)
+        .await
+        .expect("create request");
+    let mut b = ImageBuild::new("e2e-image", BuildId::generate());
+    b.state = BuildState::Ready;
+    b.builder = Some("e2e-builder".into());
+    b.formats = vec!["qcow2".into()];
+    store.create_build(&mut b).await.expect("create build");
+    let mut u = ImageUpload::new("e2e-image", b.id.clone(), "e2e-cloud");
+    u.state = UploadState::Ready;
+    u.external_name = Some("e2e-image-ext".into());
+    u.format = Some("qcow2".into());
+    store.create_upload(&mut u).await.expect("create upload");
+
+    // A config file with a short ZooKeeper timeout: a 2 s session, which the client
+    // gives up after 2.8 s without the server.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("nodepool.yaml");
+    let settings = zk.settings();
+    let (host, port) = &settings.hosts[0];
+    std::fs::write(
+        &config,
+        format!(
+            "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {}\nzookeeper-timeout: 2\n",
+            zk.chroot()
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("tui.log");
+    let command = format!(
+        "{} -c {} --log-file {}; echo TUI-EXITED $?; sleep 30",
+        shell_quote(env!("CARGO_BIN_EXE_nodepool-tui")),
+        shell_quote(&config.display().to_string()),
+        shell_quote(&log.display().to_string()),
+    );
+    let mut tmux = Tmux::start("views", &command);
+    tmux.log = Some(log.clone());
+    tmux.wait_for("the node and a synced cache", |s| {
+        s.contains(node_id.as_str()) && s.contains("cache synced")
+    })
+    .await;
+
+    // The requests, builds and uploads views show their records.
+    tmux.send(&["2"]);
+    tmux.wait_for("the requests view", |s| {
+        s.contains("Requests 1") && s.contains(req_id.as_str()) && s.contains("e2e-label")
+    })
+    .await;
+    tmux.send(&["3"]);
+    tmux.wait_for("the builds view", |s| {
+        s.contains("Builds 1") && s.contains(b.id.as_str()) && s.contains("e2e-builder")
+    })
+    .await;
+    tmux.send(&["4"]);
+    let wide = tmux
+        .wait_for("the uploads view", |s| {
+            s.contains("Uploads 1") && s.contains("e2e-cloud") && s.contains("e2e-image-ext")
+        })
+        .await;
+    assert_eq!(wide.lines().count(), 40, "{wide}");
+
+    // Resize to 80×24: the console redraws to the new size, status and hints included.
+    tmux.resize(80, 24);
+    let small = tmux
+        .wait_for("the redraw at 80x24", |s| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines.len() == 24
+                && lines[0].contains("1 Nodes")
+                && lines[1].starts_with("Uploads 1")
+                && s.contains("e2e-cloud")
+                && lines[23].contains("q quit")
+                && status_line(s).contains("cache synced")
+        })
+        .await;
+    assert!(
+        small.lines().all(|l| l.chars().count() <= 80),
+        "wider than the window:\n{small}"
+    );
+    tmux.resize(120, 40);
+    tmux.wait_for("the redraw at 120x40", |s| {
+        s.lines().count() == 40 && s.contains("e2e-image-ext")
+    })
+    .await;
+
+    // A real session loss: the server is gone longer than the session timeout.
+    let server = zk.server().expect("dedicated server");
+    let stopped = Instant::now();
+    tokio::task::block_in_place(|| server.stop());
+    let lost = tmux
+        .wait_for("the session loss on screen", |s| {
+            status_line(s).contains("session lost")
+        })
+        .await;
+    assert!(lost.contains("ZooKeeper session lost"), "{lost}");
+    let lost_after = stopped.elapsed();
+    let restarting = Instant::now();
+    tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
+    let restart_took = restarting.elapsed();
+    let back = tmux
+        .wait_for("the new session on screen", |s| {
+            status_line(s).contains("reconnected s#2") && status_line(s).contains("cache synced")
+        })
+        .await;
+    assert!(
+        back.contains("Reconnected: new ZooKeeper session #2"),
+        "{back}"
+    );
+    // Figures, not assertions: how long the screen took to tell.
+    println!(
+        "session loss shown {:.1}s after the server stopped (2 s session); server restart \
+         took {:.1}s; `reconnected s#2` and a synced cache shown {:.1}s after the restart",
+        lost_after.as_secs_f64(),
+        restart_took.as_secs_f64(),
+        (restarting.elapsed() - restart_took).as_secs_f64()
+    );
+    // The cache follows the new session: a node written now appears.
+    tmux.send(&["1"]);
+    let mut n2 = ready_node("e2e-after-loss");
+    let start = Instant::now();
+    let id2 = loop {
+        match store.create_node(&mut n2).await {
+            Ok(id) => break id,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < WAIT,
+                    "cannot write after the restart: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    tmux.wait_for("the node written after the loss", |s| {
+        s.contains(id2.as_str()) && s.contains("e2e-after-loss")
+    })
+    .await;
+
+    tmux.send(&["q"]);
+    let s = tmux
+        .wait_for("the exit", |s| s.contains("TUI-EXITED"))
+        .await;
+    assert!(s.contains("TUI-EXITED 0"), "{s}");
+    client.close().await;
 }

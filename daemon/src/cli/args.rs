@@ -104,17 +104,22 @@ pub enum Command {
         #[command(flatten)]
         format: FormatArg,
     },
-    /// Mark a node for deletion (the launcher deletes it), or delete it now.
+    /// Mark nodes for deletion (the launcher deletes them), or delete them now.
     ///
-    /// Locks the node (waiting up to 5 s), sets its state to `deleting` and unlocks it;
-    /// prints the node's row. With --now the cloud server is deleted right here through
-    /// the node's provider from the local config, then the node record.
+    /// Locks each node (waiting up to 5 s), sets its state to `deleting` and unlocks it;
+    /// prints the nodes' rows. With --now the cloud server is deleted right here through
+    /// the node's provider from the local config, then the node record. More than one id
+    /// asks for confirmation on a terminal unless --yes (without a terminal: refused).
     Delete {
-        /// Node id (e.g. 0000000042).
-        id: String,
+        /// Node ids (e.g. 0000000042); Python Nodepool takes exactly one.
+        #[arg(value_name = "ID", required = true, num_args = 1..)]
+        ids: Vec<String>,
         /// Delete the server and the node record in the foreground.
         #[arg(long)]
         now: bool,
+        /// Do not ask before deleting several nodes.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Put a node on hold: it is kept until deleted by hand (or max-hold-age).
     ///

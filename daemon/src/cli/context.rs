@@ -98,3 +98,19 @@ pub fn print_out(text: &str) -> Result<()> {
         Err(e) => Err(eyre!("cannot write to stdout: {e}")),
     }
 }
+
+/// Asks `question` followed by ` [N/y] ` on the terminal; true only for `y`/`Y`. Without
+/// a terminal on stdin it fails with `refusal` (never reads EOF as an answer).
+pub fn ask_yes(question: &str, refusal: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(eyre!("{refusal}"));
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{question} [N/y] ")?;
+    out.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("y"))
+}

@@ -1,7 +1,8 @@
 //! The image commands: the listings (`dib-image-list`, `image-list`, `image-status`,
 //! `alien-image-list`) and the flags and state changes the builder acts on
 //! (`image-build`, `image-pause`/`image-unpause`, `dib-image-delete`, `image-delete`).
-//! Deletes only mark records `deleting`; the builder's cleanup does the work.
+//! Deletes only mark records `deleting` ([`nodepool_shared::zk::ops`], shared with
+//! `nodepool-tui`); the builder's cleanup does the work.
 
 use std::collections::HashSet;
 
@@ -11,8 +12,8 @@ use nodepool_shared::listing::{
     alien_image_list, dib_image_list, image_list, image_status, AlienImage, BuildRequest,
     BuildRequestState, ImageStatusEntry, OutputFormat,
 };
-use nodepool_shared::model::{now_epoch, paths, BuildId, BuildState, UploadId, UploadState};
-use nodepool_shared::zk::{ZkResult, ZkStore};
+use nodepool_shared::model::{now_epoch, paths, BuildId, UploadId, UploadState};
+use nodepool_shared::zk::{ops, ZkResult, ZkStore};
 use tracing::warn;
 
 use super::context::{print_out, Session};
@@ -113,19 +114,11 @@ pub async fn dib_delete(s: &Session, id: &str) -> Result<()> {
             "Build {id} not found (expected <image>-<build-id>, as dib-image-list shows)"
         ));
     };
-    let build_id = BuildId::from(build_id);
-    let Some((mut build, stat)) = s.store.get_build(image, &build_id).await? else {
-        return Err(eyre!("Build {id} not found"));
-    };
-    if build.state == BuildState::Building {
-        return Err(eyre!("Cannot delete a build in progress"));
+    match ops::mark_build_deleting(&s.store, image, &BuildId::from(build_id)).await {
+        Ok(_) => Ok(()),
+        Err(e @ (ops::OpError::BuildNotFound(_) | ops::OpError::BuildInProgress)) => Err(e.into()),
+        Err(e) => Err(e).wrap_err_with(|| format!("cannot mark build {id} deleting")),
     }
-    build.set_state(BuildState::Deleting);
-    s.store
-        .store_build(&build, Some(stat.version))
-        .await
-        .wrap_err_with(|| format!("cannot mark build {id} deleting"))?;
-    Ok(())
 }
 
 /// `nodepool image-delete --provider --image --build-id --upload-id`.
@@ -138,22 +131,11 @@ pub async fn upload_delete(
 ) -> Result<()> {
     let build_id = BuildId::from(build_id);
     let upload_id = UploadId::from(upload_id);
-    let Some((mut upload, stat)) = s
-        .store
-        .get_upload(image, &build_id, provider, &upload_id)
-        .await?
-    else {
-        return Err(eyre!("Image upload not found"));
-    };
-    if upload.state == UploadState::Uploading {
-        return Err(eyre!("Cannot delete because image upload in progress"));
+    match ops::mark_upload_deleting(&s.store, image, &build_id, provider, &upload_id).await {
+        Ok(_) => Ok(()),
+        Err(e @ (ops::OpError::UploadNotFound | ops::OpError::UploadInProgress)) => Err(e.into()),
+        Err(e) => Err(e).wrap_err("cannot mark the upload deleting"),
     }
-    upload.set_state(UploadState::Deleting);
-    s.store
-        .store_upload(&upload, Some(stat.version))
-        .await
-        .wrap_err("cannot mark the upload deleting")?;
-    Ok(())
 }
 
 /// `nodepool alien-image-list [PROVIDER]`: for each provider of the config (or the one

@@ -144,7 +144,10 @@ pub async fn run(g: &Globals, command: Command) -> Result<()> {
 async fn run_zk(s: &Session, command: Command) -> Result<()> {
     match command {
         Command::List { detail, format } => nodes::list(s, detail, format.format.into()).await,
-        Command::Delete { id, now } => nodes::delete(s, &id, now).await,
+        Command::Delete { ids, now, yes } => {
+            let confirm = if yes { Confirm::Given } else { Confirm::Ask };
+            nodes::delete_many(s, &ids, now, confirm).await
+        }
         Command::Hold { id, reason } => nodes::hold(s, &id, reason.as_deref()).await,
         Command::DibImageList { format } => images::dib_list(s, format.format.into()).await,
         Command::ImageList { format } => images::upload_list(s, format.format.into()).await,

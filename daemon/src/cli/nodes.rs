@@ -1,6 +1,8 @@
 //! `list`, `delete` and `hold`: the node commands. Changes are made under the node lock
 //! (kazoo recipe, waiting up to 5 s as Python's CLI does) and re-read after locking, so
-//! the launcher and Zuul never see a half-made change.
+//! the launcher and Zuul never see a half-made change; the writes are
+//! [`nodepool_shared::zk::ops`], which `nodepool-tui` runs too. `delete` takes several
+//! ids (ours), confirmed on a terminal or with `--yes`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +11,16 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use nodepool_shared::cloud::{CloudDriver, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
 use nodepool_shared::listing::{node_list, NodeColumns, OutputFormat};
-use nodepool_shared::model::{now_epoch, paths, Node, NodeId, NodeState};
-use nodepool_shared::zk::{ZkLock, ZkStore};
+use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
+use nodepool_shared::zk::{ops, ZkStore};
 
 use super::bulk::nodes_with_locks;
-use super::context::{print_out, Session};
+use super::context::{ask_yes, print_out, Session};
+use super::provider::Confirm;
 use super::read::node_with_lock;
 
 /// How long the CLI waits for a node lock (Python: 5 s).
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const LOCK_TIMEOUT: Duration = ops::NODE_LOCK_TIMEOUT;
 /// How long `delete --now` waits for the cloud to report the server gone.
 pub const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -50,77 +53,111 @@ async fn print_current(store: &ZkStore, id: &NodeId) -> Result<()> {
     }
 }
 
-fn not_found(id: &str) -> color_eyre::Report {
-    eyre!("Node id {id} not found")
-}
-
-/// Locks node `id` (up to [`LOCK_TIMEOUT`]) and returns the lock and the node as re-read
-/// under the lock, with its version.
-async fn lock_node(store: &ZkStore, id: &NodeId) -> Result<(ZkLock, Node, i32)> {
-    if store.get_node(id).await?.is_none() {
-        return Err(not_found(id.as_str()));
-    }
-    let mut lock = ZkLock::new(store.client(), &paths::node_lock(id), b"");
-    if !lock.acquire(Some(LOCK_TIMEOUT)).await? {
-        return Err(eyre!(
-            "Node id {id} is locked by another client (waited {}s)",
-            LOCK_TIMEOUT.as_secs()
-        ));
-    }
-    match store.get_node(id).await {
-        Ok(Some((node, stat))) => Ok((lock, node, stat.version)),
-        Ok(None) => {
-            // Deleted while we waited: our lock attempt re-created an empty znode; remove it.
-            let _ = lock.release().await;
-            let _ = store.delete_node_znode(id).await;
-            Err(not_found(id.as_str()))
-        }
-        Err(e) => {
-            let _ = lock.release().await;
-            Err(e.into())
-        }
-    }
-}
-
 /// `nodepool hold ID [--reason TEXT]`.
 pub async fn hold(s: &Session, id: &str, reason: Option<&str>) -> Result<()> {
     let id = NodeId::from(id);
-    let (mut lock, mut node, version) = lock_node(&s.store, &id).await?;
-    node.set_state(NodeState::Hold);
-    if let Some(r) = reason {
-        node.comment = Some(r.to_string());
-    }
-    let stored = s.store.store_node(&node, Some(version)).await;
-    lock.release().await?;
-    stored.wrap_err_with(|| format!("cannot store node {id}"))?;
+    ops::update_node(&s.store, &id, LOCK_TIMEOUT, |node| {
+        node.set_state(NodeState::Hold);
+        if let Some(r) = reason {
+            node.comment = Some(r.to_string());
+        }
+        Ok(())
+    })
+    .await?;
     print_current(&s.store, &id).await
 }
 
-/// `nodepool delete ID [--now]`.
+/// `nodepool delete ID [--now]`: one node, exactly as Python Nodepool does it.
 pub async fn delete(s: &Session, id: &str, now: bool) -> Result<()> {
     let id = NodeId::from(id);
     if now {
-        return delete_now(s, &id).await;
+        let node = delete_now(s, &id).await?;
+        return print_row(&node, false);
     }
-    let (mut lock, mut node, version) = lock_node(&s.store, &id).await?;
-    node.set_state(NodeState::Deleting);
-    let stored = s.store.store_node(&node, Some(version)).await;
-    lock.release().await?;
-    stored.wrap_err_with(|| format!("cannot store node {id}"))?;
+    mark_deleting(s, &id).await?;
     print_current(&s.store, &id).await
+}
+
+/// `nodepool delete ID ID… [--now] [--yes]`: several nodes, after confirmation (asked
+/// on a terminal unless `--yes`; refused without one). Each node is handled as by
+/// [`delete`]; a failure is reported and the others are still deleted; the rows of the
+/// deleted nodes are printed as one table. One id is [`delete`], unasked.
+pub async fn delete_many(s: &Session, ids: &[String], now: bool, confirm: Confirm) -> Result<()> {
+    if let [id] = ids {
+        return delete(s, id, now).await;
+    }
+    if confirm == Confirm::Ask {
+        let question = format!(
+            "Delete {} nodes{} ({})?",
+            ids.len(),
+            if now { " and their servers now" } else { "" },
+            ids.join(", ")
+        );
+        let refusal = format!(
+            "refusing to delete {} nodes without confirmation: stdin is not a terminal (use --yes)",
+            ids.len()
+        );
+        if !ask_yes(&question, &refusal)? {
+            return print_out("Aborting. No node deleted.");
+        }
+    }
+    let mut rows: Vec<(Node, bool)> = Vec::new();
+    let mut failed = 0usize;
+    for id in ids {
+        let id = NodeId::from(id.as_str());
+        let done = if now {
+            delete_now(s, &id).await.map(|n| Some((n, false)))
+        } else {
+            match mark_deleting(s, &id).await {
+                Ok(()) => node_with_lock(&s.store, &id).await.map_err(Into::into),
+                Err(e) => Err(e),
+            }
+        };
+        match done {
+            Ok(row) => rows.extend(row),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed += 1;
+            }
+        }
+    }
+    let table = node_list(
+        rows.iter().map(|(n, l)| (n, *l)),
+        now_epoch(),
+        NodeColumns::Brief,
+    );
+    print_out(&table.render_text())?;
+    if failed > 0 {
+        return Err(eyre!("{failed} of {} nodes not deleted", ids.len()));
+    }
+    Ok(())
+}
+
+/// Sets node `id` `deleting` under its lock (the launcher then deletes it).
+async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
+    ops::update_node(&s.store, id, LOCK_TIMEOUT, |node| {
+        node.set_state(NodeState::Deleting);
+        Ok(())
+    })
+    .await?;
+    Ok(())
 }
 
 /// `delete --now`: delete the server through the provider of the local config, wait until
 /// the cloud no longer lists it, then delete the node record (state `deleted`, then the
-/// znode with its lock). Prints the node's last row.
-async fn delete_now(s: &Session, id: &NodeId) -> Result<()> {
+/// znode with its lock). Returns the node as it was last (state `deleted`).
+async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
     let Some((node, _)) = s.store.get_node(id).await? else {
-        return Err(not_found(id.as_str()));
+        return Err(ops::OpError::NodeNotFound(id.clone()).into());
     };
     let provider = node.provider.clone().unwrap_or_default();
     let driver = driver_for(&s.config, &provider)
         .wrap_err_with(|| format!("cannot delete node {id} now"))?;
-    let (_lock, mut node, _) = lock_node(&s.store, id).await?;
+    let ops::LockedNode {
+        lock: _lock,
+        mut node,
+        ..
+    } = ops::lock_node(&s.store, id, LOCK_TIMEOUT).await?;
     if let Some(server) = node.external_id.clone() {
         delete_server(driver.as_ref(), &server)
             .await
@@ -128,7 +165,7 @@ async fn delete_now(s: &Session, id: &NodeId) -> Result<()> {
     }
     s.store.delete_node(&node).await?;
     node.set_state(NodeState::Deleted);
-    print_row(&node, false)
+    Ok(node)
 }
 
 /// The cloud driver of `provider` from the local config (OpenStack via clouds.yaml).

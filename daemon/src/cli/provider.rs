@@ -2,15 +2,13 @@
 //! removing it (after the provider was removed from service). `erase` only touches
 //! ZooKeeper, never the cloud; it asks before deleting unless told not to.
 
-use std::io::{BufRead, IsTerminal, Write};
-
-use color_eyre::eyre::{eyre, Result};
+use color_eyre::eyre::Result;
 use futures::stream::{self, StreamExt};
 use nodepool_shared::listing::{info_builds, info_nodes, info_text, OutputFormat};
 use nodepool_shared::model::{paths, BuildId, Node};
 use nodepool_shared::zk::ZkStore;
 
-use super::context::{print_out, Session};
+use super::context::{ask_yes, print_out, Session};
 use super::read::image_tree;
 
 /// `nodepool info PROVIDER`. JSON: `{"image_data": [...], "nodes": [...]}` with the two
@@ -96,23 +94,16 @@ pub async fn erase(s: &Session, provider: &str, confirm: Confirm) -> Result<()> 
 
 /// Asks `[N/y]` on the terminal; refuses when stdin is not one.
 fn ask(provider: &str, data: &ProviderData) -> Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(eyre!(
+    ask_yes(
+        &format!(
+            "\nWARNING! This action is not reversible!\n\
+             ({} build(s) with uploads and {} node(s) of {provider} in ZooKeeper)\n\
+             Erase ZooKeeper data for provider {provider}?",
+            data.builds.len(),
+            data.nodes.len()
+        ),
+        &format!(
             "refusing to erase provider {provider} without confirmation: stdin is not a terminal (use --force or --yes)"
-        ));
-    }
-    let mut out = std::io::stdout().lock();
-    write!(
-        out,
-        "\nWARNING! This action is not reversible!\n\
-         ({} build(s) with uploads and {} node(s) of {provider} in ZooKeeper)\n\
-         Erase ZooKeeper data for provider {provider}? [N/y] ",
-        data.builds.len(),
-        data.nodes.len()
-    )?;
-    out.flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(answer.trim().eq_ignore_ascii_case("y"))
+        ),
+    )
 }

@@ -6,12 +6,14 @@
 //! * [`ZkLock`], [`Election`] — kazoo-compatible lock and leader election ([`lock`],
 //!   [`election`]).
 //! * [`ZkError`] — every failure, naming operation and path ([`error`]).
+//! * [`ops`] — the operator changes shared by the CLI and the TUI.
 
 pub mod cache;
 pub mod client;
 pub mod election;
 pub mod error;
 pub mod lock;
+pub mod ops;
 pub mod settings;
 pub mod store;
 
