@@ -243,7 +243,7 @@ async fn server_lifecycle_shape_and_ports() {
     assert_eq!(s["metadata"]["nodepool_provider_name"], "sim");
     let addr = &s["addresses"]["private"][0];
     assert_eq!(addr["OS-EXT-IPS:type"], "fixed");
-    assert!(addr["addr"].as_str().unwrap().starts_with("10.0."));
+    assert!(addr["addr"].as_str().unwrap().starts_with("127.10."));
 
     // The server got a port.
     let (_, ports) = c.get(&format!("/network/v2.0/ports?device_id={id}")).await;

@@ -294,6 +294,13 @@ pub struct Usage {
     pub ram: i64,
 }
 
+/// The `public` (external, floating IPs) network: loopback, so anything that connects to a
+/// simulated server's address (the launcher's SSH host-key scan) never leaves the host
+/// (on Linux all of 127.0.0.0/8 is local).
+pub const PUBLIC_NET: Ipv4Addr = Ipv4Addr::new(127, 24, 0, 0);
+/// The `private` (fixed IPs) network, loopback as well.
+pub const PRIVATE_NET: Ipv4Addr = Ipv4Addr::new(127, 10, 0, 0);
+
 /// The whole simulated cloud.
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct World {
@@ -349,8 +356,8 @@ impl World {
             });
         }
         for (name, external, net, prefix) in [
-            ("public", true, Ipv4Addr::new(172, 24, 0, 0), 16u8),
-            ("private", false, Ipv4Addr::new(10, 0, 0, 0), 16u8),
+            ("public", true, PUBLIC_NET, 16u8),
+            ("private", false, PRIVATE_NET, 16u8),
         ] {
             let net_id = new_id();
             let subnet_id = new_id();
@@ -1063,13 +1070,13 @@ mod tests {
             id: "s".into(),
             name: "s".into(),
             network_id: "n".into(),
-            network: Ipv4Addr::new(10, 0, 0, 0),
+            network: Ipv4Addr::new(127, 10, 0, 0),
             prefix: 30,
             next_host: 2,
             created: 0,
         };
-        assert_eq!(s.allocate(), Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(s.allocate(), Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(s.gateway(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
+        assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
+        assert_eq!(s.gateway(), Ipv4Addr::new(127, 10, 0, 1));
     }
 }
