@@ -317,6 +317,10 @@ pub struct World {
     pub availability_zones: Vec<String>,
     /// Stable `hostId` of the (single) simulated compute host.
     pub host_id: String,
+    /// Bumped whenever the set of addresses of `ACTIVE` servers may have changed (a boot
+    /// finished, a server, port or floating IP came or went): the fake sshds follow it.
+    #[serde(skip)]
+    pub net_epoch: u64,
 }
 
 impl World {
@@ -385,6 +389,7 @@ impl World {
 
     /// Makes a snapshot loaded from disk runnable again (instants are not persisted).
     pub fn after_load(&mut self, now: Instant) {
+        self.net_epoch += 1;
         for s in &mut self.servers {
             if s.status == ServerStatus::Build && s.boot != BootPlan::Hang {
                 s.ready_at = Some(now);
@@ -424,6 +429,7 @@ impl World {
             }
         }
         if !booted.is_empty() {
+            self.net_epoch += 1;
             for p in &mut self.ports {
                 if p.nova_created && booted.contains(&p.device_id) {
                     p.status = "ACTIVE".into();
@@ -440,6 +446,35 @@ impl World {
         for id in gone {
             self.remove_server(&id);
         }
+    }
+
+    /// Where the fake sshds listen: every address (fixed and floating IPv4) of every
+    /// `ACTIVE` server, with the server's id.
+    pub fn ssh_endpoints(&self) -> Vec<(Ipv4Addr, String)> {
+        let mut out = Vec::new();
+        for s in self
+            .servers
+            .iter()
+            .filter(|s| s.status == ServerStatus::Active)
+        {
+            for port_id in &s.port_ids {
+                if let Some(p) = self.port(port_id) {
+                    for f in &p.fixed_ips {
+                        if let Ok(ip) = f.ip_address.parse() {
+                            out.push((ip, s.id.clone()));
+                        }
+                    }
+                }
+                for f in self.floating_ips.iter() {
+                    if f.port_id.as_deref() == Some(port_id.as_str()) {
+                        if let Ok(ip) = f.floating_ip_address.parse() {
+                            out.push((ip, s.id.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub fn server(&self, id: &str) -> Option<&Server> {
@@ -743,6 +778,7 @@ impl World {
         fixed_ip: Option<String>,
         nova_created: bool,
     ) -> Result<String, DomainError> {
+        self.net_epoch += 1;
         let net = self.network(network_id).ok_or_else(|| {
             DomainError::NotFound(format!("Network {network_id} could not be found."))
         })?;
@@ -808,6 +844,7 @@ impl World {
     /// Removes a server for good: Nova-created ports go, other ports are unbound;
     /// floating IPs on removed ports are disassociated.
     pub fn remove_server(&mut self, id: &str) {
+        self.net_epoch += 1;
         let Some(pos) = self.servers.iter().position(|s| s.id == id) else {
             return;
         };
@@ -848,6 +885,7 @@ impl World {
 
     /// Deletes a port (disassociating floating IPs on it and detaching it from its server).
     pub fn delete_port(&mut self, id: &str) -> Result<(), DomainError> {
+        self.net_epoch += 1;
         let pos = self
             .ports
             .iter()
@@ -876,6 +914,7 @@ impl World {
         fixed_ip: Option<String>,
         description: String,
     ) -> Result<String, DomainError> {
+        self.net_epoch += 1;
         let net = self.network(network_id).ok_or_else(|| {
             DomainError::NotFound(format!("Network {network_id} could not be found."))
         })?;
@@ -921,6 +960,7 @@ impl World {
         port_id: Option<String>,
         fixed_ip: Option<String>,
     ) -> Result<(), DomainError> {
+        self.net_epoch += 1;
         if !self.floating_ips.iter().any(|f| f.id == id) {
             return Err(DomainError::NotFound(format!(
                 "Floating IP {id} could not be found"
@@ -971,6 +1011,7 @@ impl World {
     }
 
     pub fn delete_floating_ip(&mut self, id: &str) -> Result<(), DomainError> {
+        self.net_epoch += 1;
         let before = self.floating_ips.len();
         self.floating_ips.retain(|f| f.id != id);
         if self.floating_ips.len() == before {
