@@ -4,8 +4,9 @@
 //! [`launch_with_retries_reporting`] (storing the server id as soon as it exists), store the instance facts and `ready` — or `aborted` on a quota
 //! error, `failed` after the retries. Launch metrics are emitted here.
 //!
-//! Host keys: the launcher does not scan SSH host keys (none of the simulator's servers
-//! run ssh); `host_keys` stays `[]`, as with `host-key-checking: false` in Nodepool.
+//! Host keys: unless the label has `host-key-checking: false`, the launch scans the
+//! server's `connection-port` once it is reachable ([`KeyscanSpec`]) and the keys found
+//! are stored in `host_keys` with the `ready` state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::delete::DELETE_TIMEOUT;
 use super::failure::LaunchError;
-use super::launch::{ImageRef, LaunchSpec};
+use super::launch::{ImageRef, KeyscanSpec, LaunchSpec};
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
 use super::providers::{flavor_spec, ProviderHandle};
 use super::retry::launch_with_retries_reporting;
@@ -312,6 +313,10 @@ pub async fn run_launch(
         auto_floating_ip: order.pool.auto_floating_ip,
         boot_timeout: order.provider.boot_timeout,
         launch_timeout: order.provider.launch_timeout,
+        keyscan: order
+            .label
+            .host_key_checking
+            .then(|| KeyscanSpec::new(image.connection_port, &image.connection_type)),
         console_log: order.label.console_log,
         cloud: Some(order.provider.cloud.clone()),
         region: order.provider.region_name.clone(),
@@ -351,7 +356,6 @@ pub async fn run_launch(
             if owned.node.resources.is_none() {
                 owned.node.resources = Some(facts.resources.to_resources());
             }
-            owned.node.host_keys = Vec::new();
             owned.node.set_state(NodeState::Ready);
             if let Err(e) = owned.store(&ctx).await {
                 return fail(&ctx, owned, format!("storing ready node: {e}")).await;
