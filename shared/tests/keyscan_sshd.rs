@@ -84,6 +84,7 @@ async fn keys_from_real_openssh_equal_the_pub_files() {
         .spawn()
         .expect("start sshd");
     // The scan itself waits for the port to answer.
+    let t0 = Instant::now();
     let keys = scan_host_keys(
         "127.0.0.1",
         port,
@@ -94,6 +95,10 @@ async fn keys_from_real_openssh_equal_the_pub_files() {
     let _ = sshd.start_kill();
     let _ = sshd.wait().await;
     let keys = keys.expect("scan the real sshd");
+    println!(
+        "real sshd: 3 host keys (3 connections) scanned in {:?} incl. waiting for sshd to start",
+        t0.elapsed()
+    );
     assert_eq!(keys, vec![ed, ec, rsa]);
 }
 
