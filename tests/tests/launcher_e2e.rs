@@ -597,6 +597,49 @@ async fn keyscan_timeout_fails_the_request_with_error_keyscan() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_are_stored_before_the_host_key_scan() {
+    bounded(async {
+        // The sshd answers 1.5 s after ACTIVE: meanwhile the node is `building` with its
+        // addresses and no host keys (as Nodepool stores the instance facts first).
+        let knobs = Knobs {
+            ssh_delay_ms: 1500,
+            ..Knobs::default()
+        };
+        let env = Env::new(&Shape::default(), knobs).await;
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let store = env.store.clone();
+        let building = wait_for("a building node with addresses", || {
+            let store = store.clone();
+            async move {
+                for nid in store.node_ids().await.ok()? {
+                    let (n, _) = store.get_node(&nid).await.ok()??;
+                    if n.state == NodeState::Building && n.interface_ip.is_some() {
+                        return Some(n);
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        assert!(building.host_keys.is_empty());
+        assert!(building
+            .interface_ip
+            .as_deref()
+            .is_some_and(|a| a.starts_with("127.10.")));
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let n = env.node(&req.nodes[0]).await;
+        assert_eq!(n.id, building.id);
+        assert_eq!(n.interface_ip, building.interface_ip);
+        let server = n.external_id.clone().expect("external id");
+        assert_eq!(n.host_keys, env.sim.admin().host_keys(&server));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_label_is_declined_by_all_pools() {
     bounded(async {
         let shape = Shape {

@@ -239,6 +239,15 @@ impl InstanceFacts {
     }
 }
 
+/// Progress a caller stores on the node before the attempt ends (reference §3.5 steps 3-4).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaunchProgress {
+    /// The cloud accepted the create: the server id.
+    Created(String),
+    /// The server is up and reachable (addresses known); the host-key scan starts now.
+    Reachable(Box<InstanceFacts>),
+}
+
 /// Where a launch is.
 #[derive(Debug)]
 pub enum LaunchState {
@@ -317,7 +326,7 @@ pub struct LaunchMachine {
     networks: Option<Vec<Network>>,
     external_id: Option<String>,
     console: Option<String>,
-    created: Option<mpsc::UnboundedSender<String>>,
+    progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
 }
 
 impl LaunchMachine {
@@ -331,14 +340,15 @@ impl LaunchMachine {
             networks: None,
             external_id: None,
             console: None,
-            created: None,
+            progress: None,
         }
     }
 
-    /// Sends the server id on `created` as soon as the cloud accepted the create, so the
-    /// caller can store it on the node before the launch ends (reference §3.5.3).
-    pub fn report_created(mut self, created: mpsc::UnboundedSender<String>) -> Self {
-        self.created = Some(created);
+    /// Sends [`LaunchProgress`] on `progress`: the server id as soon as the cloud accepted
+    /// the create, and the instance facts before the host-key scan, so the caller can
+    /// store them on the node before the launch ends (reference §3.5 steps 3-4).
+    pub fn report_progress(mut self, progress: mpsc::UnboundedSender<LaunchProgress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -454,9 +464,9 @@ impl LaunchMachine {
             LaunchState::ServerCreating { request } => match cloud.create_server(&request).await {
                 Ok(created) => {
                     self.external_id = Some(created.id.clone());
-                    if let Some(tx) = &self.created {
+                    if let Some(tx) = &self.progress {
                         // The receiver may be gone (caller not interested any more).
-                        let _ = tx.send(created.id.clone());
+                        let _ = tx.send(LaunchProgress::Created(created.id.clone()));
                     }
                     self.state = LaunchState::WaitingActive {
                         server_id: created.id,
@@ -676,6 +686,9 @@ impl LaunchMachine {
         let resources = self.resources().unwrap_or_default();
         let facts = Box::new(InstanceFacts::from_server(server, &self.spec, resources));
         self.state = if self.spec.keyscan.is_some() {
+            if let Some(tx) = &self.progress {
+                let _ = tx.send(LaunchProgress::Reachable(facts.clone()));
+            }
             LaunchState::KeyScanning {
                 facts,
                 deadline: Instant::now() + self.spec.boot_timeout,

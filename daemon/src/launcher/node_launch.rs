@@ -1,7 +1,8 @@
 //! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
 //! `init` record, lock it, `building`, resolve the image and store what the image config
 //! says (username, python_path, shell_type, connection, resources), boot the server via
-//! [`launch_with_retries_reporting`] (storing the server id as soon as it exists), store the instance facts and `ready` — or `aborted` on a quota
+//! [`launch_with_retries_reporting`] (storing the server id as soon as it exists, and the
+//! instance facts before the host-key scan), store the instance facts and `ready` — or `aborted` on a quota
 //! error, `failed` after the retries. Launch metrics are emitted here.
 //!
 //! Host keys: unless the label has `host-key-checking: false`, the launch scans the
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::delete::DELETE_TIMEOUT;
 use super::failure::LaunchError;
-use super::launch::{ImageRef, KeyscanSpec, LaunchSpec};
+use super::launch::{ImageRef, KeyscanSpec, LaunchProgress, LaunchSpec};
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
 use super::providers::{flavor_spec, ProviderHandle};
 use super::retry::launch_with_retries_reporting;
@@ -323,13 +324,13 @@ pub async fn run_launch(
         ..Default::default()
     };
     let az = order.az.clone();
-    let (created_tx, mut created_rx) = mpsc::unbounded_channel();
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let launch = launch_with_retries_reporting(
         provider.runtime.driver.as_ref(),
         &spec,
         order.provider.launch_retries,
         DELETE_TIMEOUT,
-        Some(created_tx),
+        Some(progress_tx),
         |err, elapsed| {
             if !err.is_quota() {
                 launch_stats(&ctx, &order, az.as_deref(), err.stats_key(), elapsed);
@@ -338,14 +339,24 @@ pub async fn run_launch(
     );
     tokio::pin!(launch);
     // Store each attempt's server id as soon as it exists (§3.5.3): a launcher that dies
-    // now leaves a node whose server the deleter can find.
+    // now leaves a node whose server the deleter can find. Then, as Nodepool does, the
+    // instance facts (addresses …) once the server is up, before the host-key scan.
     let outcome = loop {
         tokio::select! {
             out = &mut launch => break out,
-            Some(server_id) = created_rx.recv() => {
-                owned.node.external_id = Some(server_id);
+            Some(progress) = progress_rx.recv() => {
+                let what = match progress {
+                    LaunchProgress::Created(server_id) => {
+                        owned.node.external_id = Some(server_id);
+                        "server id"
+                    }
+                    LaunchProgress::Reachable(facts) => {
+                        facts.apply_to(&mut owned.node);
+                        "instance facts"
+                    }
+                };
                 if let Err(e) = owned.store(&ctx).await {
-                    tracing::warn!(node = %owned.node.id, error = %e, "cannot store server id");
+                    tracing::warn!(node = %owned.node.id, error = %e, "cannot store {what}");
                 }
             }
         }
