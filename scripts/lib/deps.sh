@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Installs what scripts/run-tests and scripts/run-local need on a fresh Debian machine:
-# Debian packages (ZooKeeper 3.8, openssl, tmux, qemu-utils, python3-venv, a C toolchain),
+# Debian packages (ZooKeeper 3.8, openssl, openssh-server (the real sshd of the host-key scan
+# test), tmux, qemu-utils, python3-venv, a C toolchain),
 # Rust (rustup, only when cargo is missing) and, for the interop tests, kazoo and the
 # OpenStack command-line client in a venv under target/. Source this file, then call
 # deps_debian, deps_rust and (for tests) deps_python ROOT.
@@ -14,7 +15,7 @@ deps_as_root() {
 # deps_debian — installs the missing Debian packages.
 deps_debian() {
     local need=() p
-    for p in zookeeper openssl tmux qemu-utils python3 python3-venv curl ca-certificates; do
+    for p in zookeeper openssl openssh-server tmux qemu-utils python3 python3-venv curl ca-certificates; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     command -v cc >/dev/null 2>&1 || need+=(build-essential)

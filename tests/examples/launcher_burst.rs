@@ -27,6 +27,7 @@ use nodepool_tests::sim::{Knobs, Quota, SimConfig, Simulator};
 
 const PROVIDER: &str = "bench";
 
+/// The launcher config (no host-key scan: this measures the launcher's request path).
 fn config_yaml(zk: &TestZk) -> String {
     let (host, port) = zk
         .plain_hosts()
@@ -34,7 +35,7 @@ fn config_yaml(zk: &TestZk) -> String {
         .map(|(h, p)| (h.to_string(), p.to_string()))
         .expect("host:port");
     format!(
-        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n  - name: small\nproviders:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n    pools:\n      - name: main\n        max-servers: 100000\n        auto-floating-ip: false\n        labels:\n          - name: small\n            cloud-image: cirros\n            flavor-name: small\n",
+        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n  - name: small\nproviders:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n    pools:\n      - name: main\n        max-servers: 100000\n        auto-floating-ip: false\n        host-key-checking: false\n        labels:\n          - name: small\n            cloud-image: cirros\n            flavor-name: small\n",
         chroot = zk.chroot()
     )
 }

@@ -118,13 +118,13 @@ check "server create --wait reaches ACTIVE" test "$out" = "ACTIVE"
 
 out="$(os server list -f value -c Name -c Status -c Networks || true)"
 check "server list shows the server with its address" contains "$out" "np0000000001 ACTIVE"
-check "server list shows a private address" contains "$out" "10.0."
+check "server list shows a private address" contains "$out" "127.10."
 
 out="$(os server show np0000000001 -f value -c properties || true)"
 check "server show has the nodepool metadata" contains "$out" "nodepool_node_id"
 
 fip="$(os floating ip create public -f value -c floating_ip_address || true)"
-check "floating ip create on public" contains "$fip" "172.24."
+check "floating ip create on public" contains "$fip" "127.24."
 
 out="$(os floating ip list -f value -c "Floating IP Address" || true)"
 check "floating ip list shows it" contains "$out" "$fip"

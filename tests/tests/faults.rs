@@ -72,6 +72,7 @@ where
 struct Shape {
     max_servers: u32,
     boot_timeout: u64,
+    launch_timeout: u64,
     launch_retries: u32,
     /// `zookeeper-timeout` (the session timeout), when not the default.
     zk_timeout: Option<u64>,
@@ -82,13 +83,16 @@ impl Default for Shape {
         Shape {
             max_servers: 200,
             boot_timeout: 60,
+            launch_timeout: 3600,
             launch_retries: 3,
             zk_timeout: None,
         }
     }
 }
 
-fn config_yaml(hosts: &[(String, u16)], chroot: &str, s: &Shape) -> String {
+/// The launcher config; `connection-port` is the simulator's fake sshd port, so launches
+/// scan host keys as in production.
+fn config_yaml(hosts: &[(String, u16)], chroot: &str, s: &Shape, ssh_port: u16) -> String {
     let servers: String = hosts
         .iter()
         .map(|(h, p)| format!("  - host: {h}\n    port: {p}\n    chroot: {chroot}\n"))
@@ -98,8 +102,9 @@ fn config_yaml(hosts: &[(String, u16)], chroot: &str, s: &Shape) -> String {
         .map(|t| format!("zookeeper-timeout: {t}\n"))
         .unwrap_or_default();
     format!(
-        "zookeeper-servers:\n{servers}{timeout}labels:\n  - name: {LABEL}\n    min-ready: 0\nproviders:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n    pools:\n      - name: main\n        max-servers: {ms}\n        auto-floating-ip: false\n        labels:\n          - name: {LABEL}\n            cloud-image: cirros\n            flavor-name: small\n",
+        "zookeeper-servers:\n{servers}{timeout}labels:\n  - name: {LABEL}\n    min-ready: 0\nproviders:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-timeout: {lt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n        connection-port: {ssh_port}\n    pools:\n      - name: main\n        max-servers: {ms}\n        auto-floating-ip: false\n        labels:\n          - name: {LABEL}\n            cloud-image: cirros\n            flavor-name: small\n",
         bt = s.boot_timeout,
+        lt = s.launch_timeout,
         lr = s.launch_retries,
         ms = s.max_servers,
     )
@@ -200,6 +205,7 @@ impl Env {
         init_logs();
         let sim = Simulator::start(SimConfig {
             knobs,
+            ssh_port: 0,
             ..Default::default()
         })
         .await
@@ -208,7 +214,8 @@ impl Env {
         let config = dir.path().join("nodepool.yaml");
         let clouds = dir.path().join("clouds.yaml");
         sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
-        std::fs::write(&config, config_yaml(&hosts, chroot, shape)).expect("config");
+        std::fs::write(&config, config_yaml(&hosts, chroot, shape, sim.ssh_port()))
+            .expect("config");
         let store = ZkStore::new(client);
         Env {
             zk,
@@ -817,14 +824,15 @@ async fn quota_exhausted_requests_wait_then_fulfil() {
     .await;
 }
 
-/// 5c. Servers stuck in BUILD: the boot timeout fails the request cleanly
-/// (`error.servercreatetimeout`), the servers and nodes are deleted.
+/// 5c. Servers stuck in BUILD: the launch timeout (which, as in Nodepool 11, bounds the
+/// wait for ACTIVE) fails the request cleanly (`error.servercreatetimeout`), the servers
+/// and nodes are deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boot_timeout_fails_cleanly() {
+async fn launch_timeout_fails_cleanly() {
     bounded(async {
         let mut env = Env::shared(
             &Shape {
-                boot_timeout: 2,
+                launch_timeout: 2,
                 launch_retries: 2,
                 ..Shape::default()
             },
@@ -865,7 +873,7 @@ async fn boot_timeout_fails_cleanly() {
         let timeouts = sink.count("nodepool.launch.error.servercreatetimeout");
         let creates = env.sim.admin().counter("compute.servers.create");
         println!(
-            "boot never finishes (boot-timeout 2 s, launch-retries 2): 3 requests failed after {:.1} s ({ok} fulfilled, {failed} failed), {creates} creates, {timeouts} servercreatetimeout, all servers and nodes gone after {:.1} s",
+            "boot never finishes (launch-timeout 2 s, launch-retries 2): 3 requests failed after {:.1} s ({ok} fulfilled, {failed} failed), {creates} creates, {timeouts} servercreatetimeout, all servers and nodes gone after {:.1} s",
             took.as_secs_f64(),
             cleaned.as_secs_f64()
         );
@@ -1220,7 +1228,10 @@ async fn two_launchers_two_builders_no_double_work() {
             )
             .replace(
                 "    cloud-images:\n",
-                "    diskimages:\n      - name: ubuntu\n    cloud-images:\n",
+                &format!(
+                    "    diskimages:\n      - name: ubuntu\n        connection-port: {}\n    cloud-images:\n",
+                    env.sim.ssh_port()
+                ),
             );
         let mut builders = Vec::new();
         for name in ["a", "b"] {

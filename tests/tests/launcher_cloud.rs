@@ -1,6 +1,6 @@
 //! The launcher's cloud half (`nodepool_daemon::launcher`) end to end against the
 //! OpenStack simulator over HTTP, through the real `OpenStackDriver`: launch (success,
-//! floating IP, boot timeout, ERROR fault, quota), retries, delete, the quota model with
+//! floating IP, host-key scan, launch and keyscan timeouts, ERROR fault, quota), retries, delete, the quota model with
 //! unmanaged servers, and leak cleanup with statsd captured on a real UDP socket.
 
 use std::collections::{BTreeMap, HashSet};
@@ -12,7 +12,9 @@ use std::time::Duration;
 use nodepool_daemon::launcher::backoff::Backoff;
 use nodepool_daemon::launcher::delete::{delete_server, DELETE_TIMEOUT};
 use nodepool_daemon::launcher::failure::{record_launch, LaunchError};
-use nodepool_daemon::launcher::launch::{launch_server, FlavorSpec, ImageRef, LaunchSpec};
+use nodepool_daemon::launcher::launch::{
+    launch_server, FlavorSpec, ImageRef, KeyscanSpec, LaunchSpec,
+};
 use nodepool_daemon::launcher::leaks::{LeakCleaner, LeakSettings};
 use nodepool_daemon::launcher::metadata::{
     build_metadata, server_name, MetadataInput, RequestAttributes,
@@ -36,7 +38,13 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
 }
 
 async fn start() -> (SimHandle, OpenStackDriver) {
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    // A free SSH port of our own for the fake sshds (see `scanning`).
+    let sim = Simulator::start(SimConfig {
+        ssh_port: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
     let yaml = sim.clouds_yaml("sim");
     let file = CloudsFile::parse(&yaml, Path::new("clouds.yaml")).unwrap();
     let mut o = DriverOptions::new("prov");
@@ -89,6 +97,17 @@ fn spec(node_id: &str) -> LaunchSpec {
     }
 }
 
+/// `spec` with the host-key scan on the simulator's fake sshd port (I/O bound short, so
+/// a closed port fails fast).
+fn scanning(node_id: &str, sim: &SimHandle) -> LaunchSpec {
+    let mut ks = KeyscanSpec::new(sim.ssh_port(), "ssh");
+    ks.io_timeout = Duration::from_secs(2);
+    LaunchSpec {
+        keyscan: Some(ks),
+        ..spec(node_id)
+    }
+}
+
 fn known(ids: &[&str]) -> HashSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
@@ -98,8 +117,11 @@ async fn launch_success_facts_and_metadata() {
     bounded(async {
         let (sim, d) = start().await;
         let admin = sim.admin();
-        let out = launch_server(&d, spec("0000000001")).await;
+        let out = launch_server(&d, scanning("0000000001", &sim)).await;
         let facts = out.result.unwrap();
+        // The scan read the fake sshd's key on the server's (loopback) address.
+        assert_eq!(facts.host_keys, admin.host_keys(&facts.external_id));
+        assert_eq!(facts.host_keys.len(), 1);
         assert_eq!(out.external_id.as_deref(), Some(facts.external_id.as_str()));
         let s = admin.server(&facts.external_id).unwrap();
         assert_eq!(s.name, "np0000000001");
@@ -112,7 +134,7 @@ async fn launch_success_facts_and_metadata() {
         assert!(facts
             .private_ipv4
             .as_deref()
-            .is_some_and(|a| a.starts_with("10.")));
+            .is_some_and(|a| a.starts_with("127.10.")));
         assert_eq!(facts.public_ipv4, None);
         assert_eq!(facts.interface_ip, facts.private_ipv4);
         assert!(facts.host_id.is_some());
@@ -133,9 +155,15 @@ async fn launch_attaches_floating_ip() {
     bounded(async {
         let (sim, d) = start().await;
         let admin = sim.admin();
-        let mut sp = spec("0000000002");
+        let mut sp = scanning("0000000002", &sim);
         sp.auto_floating_ip = true;
         let facts = launch_server(&d, sp).await.result.unwrap();
+        // Scanned on the floating address (the interface IP) once attached.
+        assert!(facts
+            .interface_ip
+            .as_deref()
+            .is_some_and(|a| a.starts_with("127.24.")));
+        assert_eq!(facts.host_keys, admin.host_keys(&facts.external_id));
         let fips = admin.floating_ips();
         assert_eq!(fips.len(), 1);
         assert_eq!(
@@ -146,7 +174,7 @@ async fn launch_attaches_floating_ip() {
         assert!(facts
             .private_ipv4
             .as_deref()
-            .is_some_and(|a| a.starts_with("10.")));
+            .is_some_and(|a| a.starts_with("127.10.")));
         let port = admin.server(&facts.external_id).unwrap().port_ids[0].clone();
         assert_eq!(fips[0].port_id.as_deref(), Some(port.as_str()));
     })
@@ -154,21 +182,71 @@ async fn launch_attaches_floating_ip() {
 }
 
 #[tokio::test]
-async fn boot_timeout_when_boot_never_finishes() {
+async fn launch_timeout_when_boot_never_finishes() {
     bounded(async {
         let (sim, d) = start().await;
         sim.admin().update_knobs(|k| k.hang_all_boots = true);
-        let mut sp = spec("0000000003");
-        sp.boot_timeout = Duration::from_millis(500);
+        // As in Nodepool 11, launch-timeout (not boot-timeout) bounds the wait for ACTIVE.
+        let mut sp = scanning("0000000003", &sim);
+        sp.launch_timeout = Duration::from_millis(500);
+        sp.boot_timeout = Duration::from_secs(600);
         let out = launch_server(&d, sp).await;
         let e = out.result.unwrap_err();
-        assert!(matches!(e, LaunchError::BootTimeout { .. }), "{e:?}");
+        assert!(matches!(e, LaunchError::LaunchTimeout { .. }), "{e:?}");
         assert_eq!(e.stats_key(), "error.servercreatetimeout");
         assert!(!e.is_quota());
         // The half-built server is known so that it can be deleted.
         let id = out.external_id.unwrap();
         assert_eq!(e.server_id(), Some(id.as_str()));
         assert!(sim.admin().server(&id).is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keyscan_timeout_when_sshd_never_answers() {
+    bounded(async {
+        let (sim, d) = start().await;
+        sim.admin().update_knobs(|k| k.ssh_never = true);
+        let mut sp = scanning("0000000013", &sim);
+        sp.boot_timeout = Duration::from_millis(700);
+        sp.console_log = true;
+        let out = launch_server(&d, sp).await;
+        let e = out.result.unwrap_err();
+        assert!(matches!(e, LaunchError::Keyscan { .. }), "{e:?}");
+        assert_eq!(e.stats_key(), "error.keyscan");
+        let id = out.external_id.unwrap();
+        assert_eq!(e.server_id(), Some(id.as_str()));
+        // The server did boot; the console log of a failed scan is fetched.
+        assert_eq!(sim.admin().server(&id).unwrap().status.as_str(), "ACTIVE");
+        assert!(out.console_log.is_some());
+        // Without the scan the same server would have been fine.
+        let plain = launch_server(&d, spec("0000000014")).await;
+        assert!(plain.result.unwrap().host_keys.is_empty());
+        // Launch-timeout shorter than boot-timeout wins while scanning.
+        let mut sp = scanning("0000000015", &sim);
+        sp.boot_timeout = Duration::from_secs(600);
+        sp.launch_timeout = Duration::from_millis(700);
+        let e = launch_server(&d, sp).await.result.unwrap_err();
+        assert!(matches!(e, LaunchError::LaunchTimeout { .. }), "{e:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keyscan_waits_for_a_slow_sshd() {
+    bounded(async {
+        let (sim, d) = start().await;
+        sim.admin().update_knobs(|k| k.ssh_delay_ms = 600);
+        let mut sp = scanning("0000000016", &sim);
+        sp.boot_timeout = Duration::from_secs(20);
+        let out = launch_server(&d, sp).await;
+        let facts = out.result.unwrap();
+        assert_eq!(facts.host_keys, sim.admin().host_keys(&facts.external_id));
+        println!(
+            "launch with a sshd answering 600 ms after ACTIVE took {:?}",
+            out.elapsed
+        );
     })
     .await;
 }

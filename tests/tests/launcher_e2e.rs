@@ -61,6 +61,7 @@ struct Shape {
     labels: Vec<(&'static str, &'static str)>,
     max_servers: Option<i64>,
     boot_timeout: u64,
+    launch_timeout: u64,
     launch_retries: u32,
     min_ready: BTreeMap<&'static str, u32>,
     extra_pool: Option<(&'static str, Vec<(&'static str, &'static str)>)>,
@@ -72,6 +73,7 @@ impl Default for Shape {
             labels: vec![("small-label", "small"), ("medium-label", "medium")],
             max_servers: Some(20),
             boot_timeout: 30,
+            launch_timeout: 3600,
             launch_retries: 3,
             min_ready: BTreeMap::new(),
             extra_pool: None,
@@ -90,7 +92,9 @@ fn labels_yaml(labels: &[(&str, &str)]) -> String {
         .collect()
 }
 
-fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
+/// The launcher config; the cloud image's `connection-port` is the simulator's fake sshd
+/// port, so every launch scans host keys (label `host-key-checking` defaults to true).
+fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
     let (host, port) = zk
         .plain_hosts()
         .rsplit_once(':')
@@ -123,9 +127,10 @@ fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
         ));
     }
     format!(
-        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n{top}providers:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n    pools:\n{pools}",
+        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n{top}providers:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-timeout: {lt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n        connection-port: {ssh_port}\n    pools:\n{pools}",
         chroot = zk.chroot(),
         bt = shape.boot_timeout,
+        lt = shape.launch_timeout,
         lr = shape.launch_retries,
     )
 }
@@ -161,6 +166,7 @@ impl Env {
         let zk = TestZk::shared().await;
         let sim = Simulator::start(SimConfig {
             knobs,
+            ssh_port: 0,
             ..Default::default()
         })
         .await
@@ -169,7 +175,7 @@ impl Env {
         let config = dir.path().join("nodepool.yaml");
         let clouds = dir.path().join("clouds.yaml");
         sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
-        std::fs::write(&config, config_yaml(&zk, shape)).expect("config");
+        std::fs::write(&config, config_yaml(&zk, shape, sim.ssh_port())).expect("config");
         let store = ZkStore::new(zk.client().await);
         Env {
             zk,
@@ -185,7 +191,7 @@ impl Env {
     fn rewrite_config(&self, shape: &Shape) {
         // A new mtime is what triggers the reload; write to a temp file and rename.
         let tmp = self.dir.path().join("nodepool.yaml.new");
-        std::fs::write(&tmp, config_yaml(&self.zk, shape)).expect("config");
+        std::fs::write(&tmp, config_yaml(&self.zk, shape, self.sim.ssh_port())).expect("config");
         std::fs::rename(&tmp, &self.config).expect("rename config");
     }
 
@@ -316,6 +322,10 @@ async fn fulfils_a_request_as_zuul_expects() {
             assert_eq!(n.attributes["color"], "blue");
             assert!(n.interface_ip.is_some());
             assert!(n.resources.is_some());
+            // Scanned: the fake sshd's key of this very server.
+            let server_id = n.external_id.clone().expect("external id");
+            assert_eq!(n.host_keys, env.sim.admin().host_keys(&server_id));
+            assert!(!n.host_keys.is_empty());
             assert!(
                 env.store
                     .node_lock_contenders(id)
@@ -597,10 +607,12 @@ async fn boot_failure_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boot_timeout_fails_the_request_after_retries() {
+async fn launch_timeout_fails_the_request_after_retries() {
     bounded(async {
+        // Servers never leave BUILD: launch-timeout (not boot-timeout) gives up on them.
         let shape = Shape {
-            boot_timeout: 1,
+            launch_timeout: 1,
+            boot_timeout: 600,
             launch_retries: 2,
             ..Shape::default()
         };
@@ -615,6 +627,106 @@ async fn boot_timeout_fails_the_request_after_retries() {
         assert_eq!(req.state, RequestState::Failed);
         assert_eq!(req.declined_by.len(), 1);
         assert!(env.sim.admin().counter("compute.servers.create") >= 2);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyscan_timeout_fails_the_request_with_error_keyscan() {
+    bounded(async {
+        // Servers go ACTIVE but their sshd never answers: each attempt fails after
+        // boot-timeout with error.keyscan, and is retried on a new server.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let shape = Shape {
+            boot_timeout: 1,
+            launch_retries: 2,
+            ..Shape::default()
+        };
+        let knobs = Knobs {
+            ssh_never: true,
+            ..Knobs::default()
+        };
+        let mut env = Env::new(&shape, knobs).await;
+        env.statsd = Some(Statsd::udp("127.0.0.1", port).unwrap());
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Failed);
+        assert_eq!(env.sim.admin().counter("compute.servers.create"), 2);
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut lines: Vec<String> = Vec::new();
+            let deadline = std::time::Instant::now() + WAIT;
+            let mut buf = [0u8; 2048];
+            let want = format!("nodepool.launch.provider.{PROVIDER}.error.keyscan:1|c");
+            while std::time::Instant::now() < deadline
+                && lines.iter().filter(|l| **l == want).count() < 2
+            {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    lines.extend(text.lines().map(str::to_string));
+                }
+            }
+            lines
+        })
+        .await
+        .unwrap();
+        let keyscan = format!("nodepool.launch.provider.{PROVIDER}.error.keyscan:1|c");
+        assert_eq!(
+            lines.iter().filter(|l| **l == keyscan).count(),
+            2,
+            "one error.keyscan per attempt: {lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("servercreatetimeout")),
+            "{lines:?}"
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_are_stored_before_the_host_key_scan() {
+    bounded(async {
+        // The sshd answers 1.5 s after ACTIVE: meanwhile the node is `building` with its
+        // addresses and no host keys (as Nodepool stores the instance facts first).
+        let knobs = Knobs {
+            ssh_delay_ms: 1500,
+            ..Knobs::default()
+        };
+        let env = Env::new(&Shape::default(), knobs).await;
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["small-label"]).await;
+        let store = env.store.clone();
+        let building = wait_for("a building node with addresses", || {
+            let store = store.clone();
+            async move {
+                for nid in store.node_ids().await.ok()? {
+                    let (n, _) = store.get_node(&nid).await.ok()??;
+                    if n.state == NodeState::Building && n.interface_ip.is_some() {
+                        return Some(n);
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        assert!(building.host_keys.is_empty());
+        assert!(building
+            .interface_ip
+            .as_deref()
+            .is_some_and(|a| a.starts_with("127.10.")));
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let n = env.node(&req.nodes[0]).await;
+        assert_eq!(n.id, building.id);
+        assert_eq!(n.interface_ip, building.interface_ip);
+        let server = n.external_id.clone().expect("external id");
+        assert_eq!(n.host_keys, env.sim.admin().host_keys(&server));
         l.stop().await;
     })
     .await;

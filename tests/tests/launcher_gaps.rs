@@ -68,16 +68,19 @@ struct Shape {
     pool_extra: String,
     /// Top-level lines (no indent), e.g. `tenant-resource-limits:` and its entries.
     top_extra: String,
-    boot_timeout: Option<u64>,
+    /// Provider `launch-timeout` (default 3600 s; bounds the wait for ACTIVE).
+    launch_timeout: Option<u64>,
 }
 
-fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
+/// The launcher config; `connection-port` is the simulator's fake sshd port (the launch
+/// scans host keys).
+fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
     let (host, port) = zk
         .plain_hosts()
         .rsplit_once(':')
         .map(|(h, p)| (h.to_string(), p.to_string()))
         .expect("host:port");
-    let bt = shape.boot_timeout.unwrap_or(30);
+    let lt = shape.launch_timeout.unwrap_or(3600);
     let chroot = zk.chroot();
     let lines = [
         "zookeeper-servers:".to_string(),
@@ -93,14 +96,17 @@ fn config_yaml(zk: &TestZk, shape: &Shape) -> String {
         format!("  - name: {PROVIDER}"),
         "    cloud: sim".into(),
         "    rate: 0".into(),
-        format!("    boot-timeout: {bt}"),
+        "    boot-timeout: 30".into(),
+        format!("    launch-timeout: {lt}"),
         "    launch-retries: 1".into(),
         "    cloud-images:".into(),
         "      - name: cirros".into(),
         "        image-name: cirros-0.6.2".into(),
         "        username: cirros".into(),
+        format!("        connection-port: {ssh_port}"),
         "    diskimages:".into(),
         "      - name: dimg".into(),
+        format!("        connection-port: {ssh_port}"),
         "    pools:".into(),
         "      - name: main".into(),
         "        auto-floating-ip: false".into(),
@@ -193,12 +199,17 @@ impl Env {
     async fn new(shape: &Shape, sim_config: SimConfig) -> Env {
         init_logs();
         let zk = TestZk::shared().await;
-        let sim = Simulator::start(sim_config).await.expect("simulator");
+        let sim = Simulator::start(SimConfig {
+            ssh_port: 0,
+            ..sim_config
+        })
+        .await
+        .expect("simulator");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("nodepool.yaml");
         let clouds = dir.path().join("clouds.yaml");
         sim.write_clouds_yaml(&clouds, "sim").expect("clouds.yaml");
-        std::fs::write(&config, config_yaml(&zk, shape)).expect("config");
+        std::fs::write(&config, config_yaml(&zk, shape, sim.ssh_port())).expect("config");
         let store = ZkStore::new(zk.client().await);
         Env {
             _zk: zk,
@@ -332,7 +343,7 @@ async fn diskimage_launch_metrics_and_unlimited_max_servers() {
 async fn server_id_is_stored_while_building() {
     bounded(async {
         let shape = Shape {
-            boot_timeout: Some(120),
+            launch_timeout: Some(120),
             ..Shape::default()
         };
         let sim_config = SimConfig {
@@ -462,7 +473,7 @@ async fn web_api_and_tls_zookeeper_through_the_daemon() {
         let files = tls.tls.clone().expect("tls files");
         let (host, port) = tls.hosts[0].clone();
         let chroot = tls.chroot.clone().expect("chroot");
-        let plain = config_yaml(&env._zk, &Shape::default());
+        let plain = config_yaml(&env._zk, &Shape::default(), env.sim.ssh_port());
         let rest = plain
             .split_once("labels:\n")
             .map(|(_, r)| r)

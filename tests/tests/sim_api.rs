@@ -243,7 +243,7 @@ async fn server_lifecycle_shape_and_ports() {
     assert_eq!(s["metadata"]["nodepool_provider_name"], "sim");
     let addr = &s["addresses"]["private"][0];
     assert_eq!(addr["OS-EXT-IPS:type"], "fixed");
-    assert!(addr["addr"].as_str().unwrap().starts_with("10.0."));
+    assert!(addr["addr"].as_str().unwrap().starts_with("127.10."));
 
     // The server got a port.
     let (_, ports) = c.get(&format!("/network/v2.0/ports?device_id={id}")).await;
@@ -850,4 +850,95 @@ async fn metadata_keypairs_token_validation_and_image_patch() {
         .unwrap()
         .starts_with("req-"));
     sim.shutdown().await.unwrap();
+}
+
+/// The fake sshd of an ACTIVE server answers our keyscan on the server's loopback address
+/// with the key the admin API reports; it goes away with the server; `ssh_never` keeps
+/// the port closed.
+#[tokio::test]
+async fn fake_sshd_per_active_server() {
+    use nodepool_shared::ssh::{scan_host_keys, ScanOptions};
+    let sim = Simulator::start(SimConfig {
+        ssh_port: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = sim.ssh_port();
+    assert_ne!(port, 0);
+    let c = Client::login(&sim).await;
+    let (st, v) = c.create_server("scan-me", "1").await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&id).await;
+    let ip = s["addresses"]["private"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with("127.10."), "{ip}");
+    let opts = ScanOptions {
+        io_timeout: Duration::from_secs(2),
+        ..ScanOptions::default()
+    };
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
+    let keys = scan_host_keys(&ip, port, deadline(), &opts).await.unwrap();
+    assert_eq!(keys, sim.admin().host_keys(&id));
+    // The admin API reports the same.
+    let (_, ssh) = c.get("/admin/ssh").await;
+    assert_eq!(ssh["port"], port);
+    assert_eq!(ssh["host_keys"][&id], json!(keys));
+    assert!(ssh["listening"].as_array().unwrap().contains(&json!(ip)));
+
+    // A floating IP gets its own listener with the same key.
+    let (_, nets) = c.get("/network/v2.0/networks?router:external=true").await;
+    let public = nets["networks"][0]["id"].as_str().unwrap().to_string();
+    let (_, ports) = c.get(&format!("/network/v2.0/ports?device_id={id}")).await;
+    let port_id = ports["ports"][0]["id"].as_str().unwrap().to_string();
+    let (st, f) = c
+        .post(
+            "/network/v2.0/floatingips",
+            json!({"floatingip": {"floating_network_id": public, "port_id": port_id}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{f}");
+    let fip = f["floatingip"]["floating_ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fip.starts_with("127.24."), "{fip}");
+    c.get(&format!("/compute/v2.1/servers/{id}")).await;
+    let keys = scan_host_keys(&fip, port, deadline(), &opts).await.unwrap();
+    assert_eq!(keys, sim.admin().host_keys(&id));
+
+    // Deleted: the listeners go with it (the port refuses).
+    let (st, _) = c.delete(&format!("/compute/v2.1/servers/{id}")).await;
+    assert_eq!(st, 204);
+    assert!(sim.admin().sshd_addresses().is_empty());
+    let gone = scan_host_keys(
+        &ip,
+        port,
+        tokio::time::Instant::now() + Duration::from_millis(300),
+        &opts,
+    )
+    .await;
+    assert!(gone.is_err(), "{gone:?}");
+
+    // ssh_never: ACTIVE, but nothing answers.
+    sim.admin().update_knobs(|k| k.ssh_never = true);
+    let (_, v) = c.create_server("silent", "1").await;
+    let id2 = v["server"]["id"].as_str().unwrap().to_string();
+    let s2 = c.wait_server(&id2).await;
+    let ip2 = s2["addresses"]["private"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sim.admin().sshd_addresses().len(), 1);
+    let r = scan_host_keys(
+        &ip2,
+        port,
+        tokio::time::Instant::now() + Duration::from_millis(500),
+        &opts,
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
 }

@@ -155,9 +155,12 @@ impl World {
     async fn new() -> World {
         init_logs();
         let zk = TestZk::shared().await;
-        let sim = Simulator::start(SimConfig::default())
-            .await
-            .expect("simulator");
+        let sim = Simulator::start(SimConfig {
+            ssh_port: 0,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator");
         let dir = tempfile::tempdir().expect("tempdir");
         sim.write_clouds_yaml(&dir.path().join("clouds.yaml"), "simcloud")
             .expect("clouds.yaml");
@@ -188,13 +191,14 @@ impl World {
              \x20   env-vars:\n      FAKE_DIB_SIZE: \"16M\"\n\
              providers:\n  - name: {PROVIDER}\n    cloud: simcloud\n    rate: 0\n    boot-timeout: 30\n\
              \x20   image-name-format: '{{image_name}}-{{upload_id}}'\n\
-             \x20   diskimages:\n      - name: {IMAGE}\n\
+             \x20   diskimages:\n      - name: {IMAGE}\n        connection-port: {ssh_port}\n\
              \x20   pools:\n      - name: main\n        max-servers: 10\n        auto-floating-ip: false\n\
              \x20       labels:\n          - name: {LABEL}\n            diskimage: {IMAGE}\n            flavor-name: small\n",
             images = self.path("images").display(),
             logs = self.path("logs").display(),
             chroot = s.chroot.clone().unwrap_or_default(),
             dib = fixture().display(),
+            ssh_port = self.sim.ssh_port(),
         );
         std::fs::write(self.path("nodepool.yaml"), text).expect("write config");
     }
@@ -362,6 +366,9 @@ fn check_booted_from(w: &World, node: &Node, build: &ImageBuild, up: &ImageUploa
     let server = w.sim.admin().server(&ext).expect("server in the simulator");
     assert_eq!(server.image_id.as_deref(), up.external_id.as_deref());
     assert_eq!(node.username.as_deref(), Some("zuul"));
+    // The launcher scanned the server's fake sshd on its loopback address.
+    assert_eq!(node.host_keys, w.sim.admin().host_keys(&ext));
+    assert!(!node.host_keys.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,14 +24,11 @@ pub enum LaunchError {
         server_id: String,
         fault: Option<String>,
     },
-    /// The server was not `ACTIVE` within `boot-timeout`.
-    #[error("server {server_id} not active after boot-timeout {}s (last status {status})", timeout.as_secs())]
-    BootTimeout {
-        server_id: String,
-        timeout: Duration,
-        status: String,
-    },
-    /// The whole launch took longer than `launch-timeout`.
+    /// The SSH host-key scan found nothing within `boot-timeout` (Nodepool's
+    /// `ConnectionTimeoutException` from nodescan).
+    #[error("host-key scan of server {server_id} failed: {detail}")]
+    Keyscan { server_id: String, detail: String },
+    /// The whole launch (waiting for `ACTIVE` included) took longer than `launch-timeout`.
     #[error("timeout waiting for instance creation (launch-timeout {}s){}", timeout.as_secs(), server_suffix(.server_id))]
     LaunchTimeout {
         server_id: Option<String>,
@@ -90,9 +87,8 @@ impl LaunchError {
             LaunchError::ServerError { .. } | LaunchError::ServerVanished { .. } => {
                 result::ERROR_STATUS
             }
-            LaunchError::BootTimeout { .. } | LaunchError::LaunchTimeout { .. } => {
-                result::ERROR_SERVER_CREATE_TIMEOUT
-            }
+            LaunchError::LaunchTimeout { .. } => result::ERROR_SERVER_CREATE_TIMEOUT,
+            LaunchError::Keyscan { .. } => result::ERROR_KEYSCAN,
             LaunchError::FloatingIp { .. } => result::ERROR_NETWORK,
             LaunchError::FlavorNotFound { .. }
             | LaunchError::ImageNotFound(_)
@@ -114,7 +110,7 @@ impl LaunchError {
                 server_id.as_deref()
             }
             LaunchError::ServerError { server_id, .. }
-            | LaunchError::BootTimeout { server_id, .. }
+            | LaunchError::Keyscan { server_id, .. }
             | LaunchError::ServerVanished { server_id }
             | LaunchError::FloatingIp { server_id, .. } => Some(server_id),
             _ => None,
@@ -170,11 +166,17 @@ mod tests {
         assert_eq!(e.stats_key(), "error.status");
         assert!(e.to_string().contains("No valid host"));
         assert_eq!(e.server_id(), Some("s"));
-        let e = LaunchError::BootTimeout {
-            server_id: "s".into(),
-            timeout: Duration::from_secs(60),
-            status: "BUILD".into(),
+        let e = LaunchError::LaunchTimeout {
+            server_id: Some("s".into()),
+            timeout: Duration::from_secs(3600),
         };
         assert_eq!(e.stats_key(), "error.servercreatetimeout");
+        assert_eq!(e.server_id(), Some("s"));
+        let e = LaunchError::Keyscan {
+            server_id: "s".into(),
+            detail: "timeout".into(),
+        };
+        assert_eq!(e.stats_key(), "error.keyscan");
+        assert_eq!(e.server_id(), Some("s"));
     }
 }

@@ -3,15 +3,18 @@
 //! async driver loop ([`LaunchMachine::run`]):
 //!
 //! ```text
-//! Start ─► ServerCreating ─► WaitingActive ─► FloatingIp ─► AttachingFloatingIp ─► Complete
-//!   │            │                 │               │                │
-//!   └────────────┴─────────────────┴───────────────┴────────────────┴──► Failed
+//! Start ─► ServerCreating ─► WaitingActive ─► FloatingIp ─► AttachingFloatingIp ─► KeyScanning ─► Complete
+//!   │            │                 │               │                │                    │
+//!   └────────────┴─────────────────┴───────────────┴────────────────┴────────────────────┴──► Failed
 //! ```
 //!
-//! Polls back off ([`Backoff`]); waiting for `ACTIVE` is bounded by `boot-timeout`, the
-//! whole launch by `launch-timeout` (checked between steps; each API call is bounded by
-//! the driver's own call timeout). The result is the [`InstanceFacts`] to store on the
-//! node. Retries across attempts are [`super::retry`]'s job.
+//! As in Nodepool 11: `launch-timeout` (default 3600 s) bounds the whole attempt from its
+//! start — waiting for `ACTIVE` included, and checked while the host-key scan runs —
+//! (`error.servercreatetimeout`); `boot-timeout` (default 60 s) is the deadline of the SSH
+//! host-key scan ([`KeyscanSpec`], `error.keyscan`), which starts once the server is
+//! `ACTIVE` and its floating IP attached. Polls back off ([`Backoff`]); each API call is
+//! bounded by the driver's own call timeout. The result is the [`InstanceFacts`] to store
+//! on the node. Retries across attempts are [`super::retry`]'s job.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use nodepool_shared::cloud::{CloudDriver, CreateServer, Flavor, FlavorWanted, Network, Server};
 use nodepool_shared::model::{Node, QuotaInformation};
+use nodepool_shared::ssh::{scan_host_keys, KeyscanError, ScanOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -73,6 +77,29 @@ impl Default for ImageRef {
     }
 }
 
+/// The host-key scan after boot (label `host-key-checking`, reference §3.5 step 4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyscanSpec {
+    /// `connection-port` of the image.
+    pub port: u16,
+    /// Gather host keys (`connection-type` `ssh` / `network_cli`); otherwise only wait
+    /// until the port answers.
+    pub gather_keys: bool,
+    /// Per connect/read/write bound.
+    pub io_timeout: Duration,
+}
+
+impl KeyscanSpec {
+    /// Scan `port`, gathering keys for `connection_type` `ssh`/`network_cli`.
+    pub fn new(port: u16, connection_type: &str) -> Self {
+        KeyscanSpec {
+            port,
+            gather_keys: matches!(connection_type, "ssh" | "network_cli"),
+            io_timeout: ScanOptions::default().io_timeout,
+        }
+    }
+}
+
 /// Everything one launch needs (mapped from the provider, pool, label and image config).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LaunchSpec {
@@ -94,10 +121,14 @@ pub struct LaunchSpec {
     pub volume_size: u64,
     /// Pool `auto-floating-ip` (default true).
     pub auto_floating_ip: bool,
-    /// Provider `boot-timeout` (default 60 s): create → `ACTIVE`.
+    /// Provider `boot-timeout` (default 60 s): the host-key scan's deadline.
     pub boot_timeout: Duration,
-    /// Provider `launch-timeout` (default 3600 s): the whole attempt.
+    /// Provider `launch-timeout` (default 3600 s): the whole attempt (waiting for
+    /// `ACTIVE` included).
     pub launch_timeout: Duration,
+    /// Scan the server's SSH host keys before it is ready (`None`: label
+    /// `host-key-checking: false`).
+    pub keyscan: Option<KeyscanSpec>,
     /// Label `console-log`: fetch the console after a failure.
     pub console_log: bool,
     /// The provider's cloud name (node `cloud`).
@@ -127,6 +158,7 @@ impl Default for LaunchSpec {
             auto_floating_ip: true,
             boot_timeout: Duration::from_secs(60),
             launch_timeout: Duration::from_secs(3600),
+            keyscan: None,
             console_log: false,
             cloud: None,
             region: None,
@@ -157,6 +189,8 @@ pub struct InstanceFacts {
     pub region: Option<String>,
     /// The flavor's quota (node `resources`).
     pub resources: QuotaInformation,
+    /// `"<type> <base64>"` per host key found by the scan (empty without one).
+    pub host_keys: Vec<String>,
 }
 
 impl InstanceFacts {
@@ -185,6 +219,7 @@ impl InstanceFacts {
             cloud: spec.cloud.clone(),
             region: spec.region.clone(),
             resources,
+            host_keys: Vec::new(),
         }
     }
 
@@ -200,7 +235,17 @@ impl InstanceFacts {
         node.cloud = self.cloud.clone();
         node.region = self.region.clone();
         node.resources = Some(self.resources.to_resources());
+        node.host_keys = self.host_keys.clone();
     }
+}
+
+/// Progress a caller stores on the node before the attempt ends (reference §3.5 steps 3-4).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaunchProgress {
+    /// The cloud accepted the create: the server id.
+    Created(String),
+    /// The server is up and reachable (addresses known); the host-key scan starts now.
+    Reachable(Box<InstanceFacts>),
 }
 
 /// Where a launch is.
@@ -210,16 +255,20 @@ pub enum LaunchState {
     Start,
     /// Ready to submit the create call.
     ServerCreating { request: Box<CreateServer> },
-    /// Created; polling until `ACTIVE` (or `ERROR`, or `boot_deadline`).
+    /// Created; polling until `ACTIVE` (or `ERROR`; `launch-timeout` bounds the wait).
     WaitingActive {
         server_id: String,
-        boot_deadline: Instant,
         last_status: String,
     },
     /// `ACTIVE` without a public address: allocate a floating IP on its port.
     FloatingIp { server: Box<Server> },
     /// Floating IP allocated; polling until the server shows it.
     AttachingFloatingIp { server_id: String, address: String },
+    /// Reachable: scanning `interface_ip` for host keys until `deadline` (`boot-timeout`).
+    KeyScanning {
+        facts: Box<InstanceFacts>,
+        deadline: Instant,
+    },
     /// Done.
     Complete(Box<InstanceFacts>),
     /// Gave up.
@@ -235,6 +284,7 @@ impl LaunchState {
             LaunchState::WaitingActive { .. } => "waiting for active",
             LaunchState::FloatingIp { .. } => "creating floating ip",
             LaunchState::AttachingFloatingIp { .. } => "attaching floating ip",
+            LaunchState::KeyScanning { .. } => "scanning host keys",
             LaunchState::Complete(_) => "complete",
             LaunchState::Failed(_) => "failed",
         }
@@ -276,7 +326,7 @@ pub struct LaunchMachine {
     networks: Option<Vec<Network>>,
     external_id: Option<String>,
     console: Option<String>,
-    created: Option<mpsc::UnboundedSender<String>>,
+    progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
 }
 
 impl LaunchMachine {
@@ -290,14 +340,15 @@ impl LaunchMachine {
             networks: None,
             external_id: None,
             console: None,
-            created: None,
+            progress: None,
         }
     }
 
-    /// Sends the server id on `created` as soon as the cloud accepted the create, so the
-    /// caller can store it on the node before the launch ends (reference §3.5.3).
-    pub fn report_created(mut self, created: mpsc::UnboundedSender<String>) -> Self {
-        self.created = Some(created);
+    /// Sends [`LaunchProgress`] on `progress`: the server id as soon as the cloud accepted
+    /// the create, and the instance facts before the host-key scan, so the caller can
+    /// store them on the node before the launch ends (reference §3.5 steps 3-4).
+    pub fn report_progress(mut self, progress: mpsc::UnboundedSender<LaunchProgress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -413,13 +464,12 @@ impl LaunchMachine {
             LaunchState::ServerCreating { request } => match cloud.create_server(&request).await {
                 Ok(created) => {
                     self.external_id = Some(created.id.clone());
-                    if let Some(tx) = &self.created {
+                    if let Some(tx) = &self.progress {
                         // The receiver may be gone (caller not interested any more).
-                        let _ = tx.send(created.id.clone());
+                        let _ = tx.send(LaunchProgress::Created(created.id.clone()));
                     }
                     self.state = LaunchState::WaitingActive {
                         server_id: created.id,
-                        boot_deadline: Instant::now() + self.spec.boot_timeout,
                         last_status: "BUILD".into(),
                     };
                     Step::Progress
@@ -428,12 +478,9 @@ impl LaunchMachine {
             },
             LaunchState::WaitingActive {
                 server_id,
-                boot_deadline,
                 last_status,
-            } => {
-                self.poll_active(cloud, server_id, boot_deadline, last_status)
-                    .await
-            }
+            } => self.poll_active(cloud, server_id, last_status).await,
+            LaunchState::KeyScanning { facts, deadline } => self.scan(*facts, deadline).await,
             LaunchState::FloatingIp { server } => self.create_floating_ip(cloud, *server).await,
             LaunchState::AttachingFloatingIp { server_id, address } => {
                 match cloud.get_server(&server_id).await {
@@ -533,25 +580,14 @@ impl LaunchMachine {
         &mut self,
         cloud: &dyn CloudDriver,
         server_id: String,
-        boot_deadline: Instant,
         last_status: String,
     ) -> Step {
-        let timed_out = |status: String| LaunchError::BootTimeout {
-            server_id: server_id.clone(),
-            timeout: self.spec.boot_timeout,
-            status,
-        };
         let server = match cloud.get_server(&server_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return self.fail(LaunchError::ServerVanished { server_id }),
             Err(e) if e.is_retryable() => {
-                if Instant::now() >= boot_deadline {
-                    let e = timed_out(last_status);
-                    return self.fail(e);
-                }
                 self.state = LaunchState::WaitingActive {
                     server_id,
-                    boot_deadline,
                     last_status,
                 };
                 return Step::Wait;
@@ -581,13 +617,8 @@ impl LaunchMachine {
                 }
             }
             status => {
-                if Instant::now() >= boot_deadline {
-                    let e = timed_out(status.to_string());
-                    return self.fail(e);
-                }
                 self.state = LaunchState::WaitingActive {
                     server_id,
-                    boot_deadline,
                     last_status: status.to_string(),
                 };
                 Step::Wait
@@ -650,12 +681,66 @@ impl LaunchMachine {
         }
     }
 
+    /// The server is up (and reachable): scan its host keys, or done.
     fn complete(&mut self, server: &Server) -> Step {
         let resources = self.resources().unwrap_or_default();
-        self.state = LaunchState::Complete(Box::new(InstanceFacts::from_server(
-            server, &self.spec, resources,
-        )));
+        let facts = Box::new(InstanceFacts::from_server(server, &self.spec, resources));
+        self.state = if self.spec.keyscan.is_some() {
+            if let Some(tx) = &self.progress {
+                let _ = tx.send(LaunchProgress::Reachable(facts.clone()));
+            }
+            LaunchState::KeyScanning {
+                facts,
+                deadline: Instant::now() + self.spec.boot_timeout,
+            }
+        } else {
+            LaunchState::Complete(facts)
+        };
         Step::Progress
+    }
+
+    /// Scans until the port answers, `deadline` (`boot-timeout` → `error.keyscan`) or the
+    /// launch deadline (→ `error.servercreatetimeout`), whichever comes first.
+    async fn scan(&mut self, mut facts: InstanceFacts, deadline: Instant) -> Step {
+        let Some(ks) = self.spec.keyscan.clone() else {
+            self.state = LaunchState::Complete(Box::new(facts));
+            return Step::Progress;
+        };
+        let server_id = facts.external_id.clone();
+        let Some(ip) = facts.interface_ip.clone() else {
+            return self.fail(LaunchError::Keyscan {
+                server_id,
+                detail: "the server has no address to scan".into(),
+            });
+        };
+        let launch_deadline = self.deadline();
+        let opts = ScanOptions {
+            io_timeout: ks.io_timeout,
+            key_types: if ks.gather_keys {
+                ScanOptions::default().key_types
+            } else {
+                Vec::new()
+            },
+            ..ScanOptions::default()
+        };
+        match scan_host_keys(&ip, ks.port, deadline.min(launch_deadline), &opts).await {
+            Ok(keys) => {
+                tracing::debug!(server = %server_id, %ip, keys = keys.len(), "host keys scanned");
+                facts.host_keys = keys;
+                self.state = LaunchState::Complete(Box::new(facts));
+                Step::Progress
+            }
+            Err(KeyscanError::Timeout { .. }) if launch_deadline <= deadline => {
+                self.fail(LaunchError::LaunchTimeout {
+                    server_id: Some(server_id),
+                    timeout: self.spec.launch_timeout,
+                })
+            }
+            Err(e) => self.fail(LaunchError::Keyscan {
+                server_id,
+                detail: e.to_string(),
+            }),
+        }
     }
 }
 

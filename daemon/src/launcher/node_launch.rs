@@ -1,11 +1,13 @@
 //! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
 //! `init` record, lock it, `building`, resolve the image and store what the image config
 //! says (username, python_path, shell_type, connection, resources), boot the server via
-//! [`launch_with_retries_reporting`] (storing the server id as soon as it exists), store the instance facts and `ready` — or `aborted` on a quota
+//! [`launch_with_retries_reporting`] (storing the server id as soon as it exists, and the
+//! instance facts before the host-key scan), store the instance facts and `ready` — or `aborted` on a quota
 //! error, `failed` after the retries. Launch metrics are emitted here.
 //!
-//! Host keys: the launcher does not scan SSH host keys (none of the simulator's servers
-//! run ssh); `host_keys` stays `[]`, as with `host-key-checking: false` in Nodepool.
+//! Host keys: unless the label has `host-key-checking: false`, the launch scans the
+//! server's `connection-port` once it is reachable ([`KeyscanSpec`]) and the keys found
+//! are stored in `host_keys` with the `ready` state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::delete::DELETE_TIMEOUT;
 use super::failure::LaunchError;
-use super::launch::{ImageRef, LaunchSpec};
+use super::launch::{ImageRef, KeyscanSpec, LaunchProgress, LaunchSpec};
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
 use super::providers::{flavor_spec, ProviderHandle};
 use super::retry::launch_with_retries_reporting;
@@ -359,19 +361,23 @@ pub async fn run_launch(
         auto_floating_ip: order.pool.auto_floating_ip,
         boot_timeout: order.provider.boot_timeout,
         launch_timeout: order.provider.launch_timeout,
+        keyscan: order
+            .label
+            .host_key_checking
+            .then(|| KeyscanSpec::new(image.connection_port, &image.connection_type)),
         console_log: order.label.console_log,
         cloud: Some(order.provider.cloud.clone()),
         region: order.provider.region_name.clone(),
         ..Default::default()
     };
     let az = order.az.clone();
-    let (created_tx, mut created_rx) = mpsc::unbounded_channel();
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let launch = launch_with_retries_reporting(
         provider.runtime.driver.as_ref(),
         &spec,
         order.provider.launch_retries,
         DELETE_TIMEOUT,
-        Some(created_tx),
+        Some(progress_tx),
         |err, elapsed| {
             if !err.is_quota() {
                 launch_stats(&ctx, &order, az.as_deref(), err.stats_key(), elapsed);
@@ -382,7 +388,8 @@ pub async fn run_launch(
     let lost = owned.lock.lost();
     tokio::pin!(lost);
     // Store each attempt's server id as soon as it exists (§3.5.3): a launcher that dies
-    // now leaves a node whose server the deleter can find.
+    // now leaves a node whose server the deleter can find. Then, as Nodepool does, the
+    // instance facts (addresses …) once the server is up, before the host-key scan.
     let outcome = loop {
         tokio::select! {
             out = &mut launch => break out,
@@ -391,10 +398,19 @@ pub async fn run_launch(
             () = &mut lost => {
                 return abandon(&ctx, &order, owned, started.elapsed());
             }
-            Some(server_id) = created_rx.recv() => {
-                owned.node.external_id = Some(server_id);
+            Some(progress) = progress_rx.recv() => {
+                let what = match progress {
+                    LaunchProgress::Created(server_id) => {
+                        owned.node.external_id = Some(server_id);
+                        "server id"
+                    }
+                    LaunchProgress::Reachable(facts) => {
+                        facts.apply_to(&mut owned.node);
+                        "instance facts"
+                    }
+                };
                 if let Err(e) = owned.store(&ctx).await {
-                    tracing::warn!(node = %owned.node.id, error = %e, "cannot store server id");
+                    tracing::warn!(node = %owned.node.id, error = %e, "cannot store {what}");
                 }
             }
         }
@@ -405,7 +421,6 @@ pub async fn run_launch(
             if owned.node.resources.is_none() {
                 owned.node.resources = Some(facts.resources.to_resources());
             }
-            owned.node.host_keys = Vec::new();
             owned.node.set_state(NodeState::Ready);
             if let Err(e) = owned.store(&ctx).await {
                 if owned.lock_lost() {

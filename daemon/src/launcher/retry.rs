@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::delete::delete_server;
 use super::failure::LaunchError;
-use super::launch::{InstanceFacts, LaunchMachine, LaunchOutcome, LaunchSpec};
+use super::launch::{InstanceFacts, LaunchMachine, LaunchOutcome, LaunchProgress, LaunchSpec};
 
 /// Nodepool's default `launch-retries`.
 pub const DEFAULT_LAUNCH_RETRIES: u32 = 3;
@@ -79,15 +79,16 @@ where
     launch_with_retries_reporting(cloud, spec, retries, delete_timeout, None, on_failure).await
 }
 
-/// [`launch_with_retries`] that also sends every attempt's server id on `created` as soon
-/// as the cloud accepted the create (the caller stores it on the node at once, so a
-/// launcher dying mid-launch leaves a node the deleter can clean up).
+/// [`launch_with_retries`] that also sends every attempt's [`LaunchProgress`] on `progress`:
+/// the server id as soon as the cloud accepted the create (the caller stores it on the node
+/// at once, so a launcher dying mid-launch leaves a node the deleter can clean up), and
+/// the instance facts before the host-key scan.
 pub async fn launch_with_retries_reporting<F>(
     cloud: &dyn CloudDriver,
     spec: &LaunchSpec,
     retries: u32,
     delete_timeout: Duration,
-    created: Option<mpsc::UnboundedSender<String>>,
+    progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
     mut on_failure: F,
 ) -> RetryOutcome
 where
@@ -97,8 +98,8 @@ where
     loop {
         attempt += 1;
         let mut machine = LaunchMachine::new(spec.clone());
-        if let Some(tx) = &created {
-            machine = machine.report_created(tx.clone());
+        if let Some(tx) = &progress {
+            machine = machine.report_progress(tx.clone());
         }
         let LaunchOutcome {
             result,

@@ -79,6 +79,16 @@ struct Args {
     /// Use application-credential auth in the written clouds.yaml.
     #[arg(long)]
     app_credential_auth: bool,
+    /// Port of the fake sshds on the simulated servers' loopback addresses (default 22,
+    /// which needs root; 0 = a free port, printed at start).
+    #[arg(long)]
+    ssh_port: Option<u16>,
+    /// Milliseconds after a server becomes reachable before its fake sshd answers.
+    #[arg(long)]
+    ssh_delay_ms: Option<u64>,
+    /// The fake sshds never answer (their ports stay closed).
+    #[arg(long)]
+    ssh_never: bool,
 }
 
 fn build_config(a: &Args) -> Result<SimConfig, String> {
@@ -98,6 +108,9 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
         None => SimConfig::default(),
     };
     c.port = a.port;
+    if let Some(p) = a.ssh_port {
+        c.ssh_port = p;
+    }
     if let Some(r) = &a.region {
         c.region = r.clone();
     }
@@ -110,6 +123,12 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
     }
     if let Some(v) = a.api_latency_ms {
         k.api_latency_ms = v;
+    }
+    if let Some(v) = a.ssh_delay_ms {
+        k.ssh_delay_ms = v;
+    }
+    if a.ssh_never {
+        k.ssh_never = true;
     }
     let q = &mut k.quota;
     for (flag, field) in [
@@ -192,6 +211,7 @@ async fn main() -> std::process::ExitCode {
         }
     }
     println!("openstack-sim listening on {}", handle.url());
+    println!("openstack-sim fake sshd port {}", handle.ssh_port());
     use std::io::Write;
     let _ = std::io::stdout().flush();
 

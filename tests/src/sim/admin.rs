@@ -12,6 +12,7 @@
 //! | `POST /admin/leaks/floating-ips` | `{"count"?}` | unattached floating IPs |
 //! | `POST /admin/leaks/ports` | `{"count"?}` | DOWN ports owned by `compute:nova` |
 //! | `POST /admin/leaks/images` | `{"provider", "build_id", "upload_id"}` | image with Nodepool properties |
+//! | `GET /admin/ssh` | – | `{"port", "listening": [addr], "host_keys": {server id: [key]}}` (fake sshds) |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,6 +55,22 @@ impl SimAdmin {
     /// Number of calls of one operation.
     pub fn counter(&self, op: &str) -> u64 {
         self.0.lock().counters.get(op).copied().unwrap_or(0)
+    }
+
+    /// The `host_keys` a scan of server `server_id` finds (its fake sshd's fixed key).
+    pub fn host_keys(&self, server_id: &str) -> Vec<String> {
+        super::sshd::host_keys(server_id)
+    }
+
+    /// The fake sshds' port.
+    pub fn ssh_port(&self) -> u16 {
+        self.0.config.ssh_port
+    }
+
+    /// Addresses that have a fake sshd (bound; open once `ssh_delay_ms` passed, never with
+    /// `ssh_never`).
+    pub fn sshd_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.0.lock().sshds.addresses()
     }
 
     pub fn reset_counters(&self) {
@@ -264,6 +281,25 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/admin/leaks/floating-ips", post(leak_fips))
         .route("/admin/leaks/ports", post(leak_ports))
         .route("/admin/leaks/images", post(leak_image))
+        .route("/admin/ssh", get(ssh))
+}
+
+async fn ssh(State(sim): State<Arc<Sim>>) -> ApiResult {
+    let admin = SimAdmin(sim);
+    let keys: BTreeMap<String, Vec<String>> = admin
+        .servers()
+        .iter()
+        .map(|s| (s.id.clone(), admin.host_keys(&s.id)))
+        .collect();
+    let listening: Vec<String> = admin
+        .sshd_addresses()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"port": admin.ssh_port(), "listening": listening, "host_keys": keys}),
+    ))
 }
 
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {

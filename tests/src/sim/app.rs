@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::config::{Knobs, SimConfig};
+use super::sshd::Sshds;
 use super::state::{DomainError, World};
 
 /// Which API a request belongs to (decides the error body format).
@@ -167,6 +168,8 @@ pub struct Inner {
     pub knobs: Knobs,
     pub counters: BTreeMap<String, u64>,
     pub tokens: HashMap<String, Token>,
+    /// The fake sshds, kept in line with the world's `ACTIVE` servers on every lock.
+    pub sshds: Sshds,
 }
 
 /// The simulator shared by all handlers.
@@ -175,11 +178,19 @@ pub struct Sim {
     /// `http://127.0.0.1:<port>` (no trailing slash).
     pub base: String,
     inner: Mutex<Inner>,
+    /// Holds `config.ssh_port` when the simulator picked it (bound, never listening).
+    _ssh_reservation: Option<tokio::net::TcpSocket>,
 }
 
 impl Sim {
-    pub fn new(config: SimConfig, base: String, world: World) -> Sim {
+    pub fn new(
+        config: SimConfig,
+        base: String,
+        world: World,
+        ssh_reservation: Option<tokio::net::TcpSocket>,
+    ) -> Sim {
         let knobs = config.knobs.clone();
+        let sshds = Sshds::new(config.ssh_port);
         Sim {
             config,
             base,
@@ -188,14 +199,29 @@ impl Sim {
                 knobs,
                 counters: BTreeMap::new(),
                 tokens: HashMap::new(),
+                sshds,
             }),
+            _ssh_reservation: ssh_reservation,
         }
     }
 
-    /// Locks the state and applies due time-driven transitions first.
+    /// Locks the state and applies due time-driven transitions first (and brings the fake
+    /// sshds in line with them).
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.world.tick(Instant::now());
+        let Inner {
+            world,
+            knobs,
+            sshds,
+            ..
+        } = &mut *g;
+        sshds.reconcile(
+            world.net_epoch,
+            || world.ssh_endpoints(),
+            Duration::from_millis(knobs.ssh_delay_ms),
+            knobs.ssh_never,
+        );
         g
     }
 

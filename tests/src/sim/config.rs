@@ -34,6 +34,10 @@ pub struct SimConfig {
     /// Compute Glance's `checksum` (MD5) and `os_hash_value` (SHA-512) of uploads; turn off
     /// to make large uploads cheap in benchmarks (the fields then stay null).
     pub hash_uploads: bool,
+    /// Port of the fake sshds on the servers' (loopback) addresses; default 22 (needs
+    /// root). 0 = a free port the simulator reserves at start ([`super::SimHandle::ssh_port`]):
+    /// what tests use, with `connection-port` set to it.
+    pub ssh_port: u16,
 }
 
 impl Default for SimConfig {
@@ -50,6 +54,7 @@ impl Default for SimConfig {
             state_file: None,
             image_store_dir: None,
             hash_uploads: true,
+            ssh_port: 22,
         }
     }
 }
@@ -185,6 +190,11 @@ pub struct Knobs {
     pub hang_all_boots: bool,
     /// Reply `200 OK` with a body that is not JSON to the next N calls of an operation.
     pub garbage_next: BTreeMap<String, u32>,
+    /// A server's fake sshd opens its port only this long after the server became
+    /// reachable (applies to servers that become `ACTIVE` afterwards).
+    pub ssh_delay_ms: u64,
+    /// Fake sshds never answer: their ports stay closed (for keyscan timeouts).
+    pub ssh_never: bool,
 }
 
 impl Default for Knobs {
@@ -204,6 +214,8 @@ impl Default for Knobs {
             hang_next_boots: 0,
             hang_all_boots: false,
             garbage_next: BTreeMap::new(),
+            ssh_delay_ms: 0,
+            ssh_never: false,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! * Nova: `<base>/compute/v2.1`, Glance: `<base>/image`, Neutron: `<base>/network`
 //! * Cinder (limits and boot-from-volume volumes only): `<base>/volume/v3/<project_id>`
 //! * test control: `<base>/admin/...` (see [`admin`])
+//! * a fake sshd on every address of every `ACTIVE` server (all in 127.0.0.0/8), port
+//!   [`SimConfig::ssh_port`] (see [`sshd`]), for the launcher's host-key scan
 //!
 //! Every API call counts under an operation name (`compute.servers.create`,
 //! `image.images.upload`, `network.floatingips.list`, ...); see [`SimAdmin::counters`].
@@ -19,6 +21,7 @@ mod glance;
 mod keystone;
 mod neutron;
 mod nova;
+pub mod sshd;
 pub mod state;
 mod util;
 
@@ -86,7 +89,21 @@ impl Simulator {
         let base = format!("http://{addr}");
         let mut config = config;
         config.knobs = knobs;
-        let sim = Arc::new(app::Sim::new(config, base, world));
+        // Port 0: reserve a free port on 127.0.0.1 for the simulator's lifetime (bound, not
+        // listening), so concurrent simulators never share an SSH port.
+        let ssh_reservation = if config.ssh_port == 0 {
+            let s = tokio::net::TcpSocket::new_v4()
+                .and_then(|s| s.bind(([127, 0, 0, 1], 0).into()).map(|_| s))
+                .map_err(|source| SimError::Bind { port: 0, source })?;
+            config.ssh_port = s
+                .local_addr()
+                .map_err(|source| SimError::Bind { port: 0, source })?
+                .port();
+            Some(s)
+        } else {
+            None
+        };
+        let sim = Arc::new(app::Sim::new(config, base, world, ssh_reservation));
         let router = router(sim.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -219,6 +236,11 @@ impl SimHandle {
 
     pub fn config(&self) -> &SimConfig {
         &self.sim.config
+    }
+
+    /// The port the fake sshds listen on (`connection-port` for the launcher's config).
+    pub fn ssh_port(&self) -> u16 {
+        self.sim.config.ssh_port
     }
 
     /// Test control (counters, knobs, leaks, state).

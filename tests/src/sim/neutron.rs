@@ -213,7 +213,7 @@ fn matches(v: &Value, q: &QueryPairs) -> bool {
             .map(|(_, v)| v.as_str())
             .collect();
         if *key == "fixed_ips" {
-            // fixed_ips=ip_address=10.0.0.5 or subnet_id=...
+            // fixed_ips=ip_address=127.10.0.5 or subnet_id=...
             return wanted.iter().any(|w| {
                 let (fk, fv) = w.split_once('=').unwrap_or(("ip_address", w));
                 v["fixed_ips"]

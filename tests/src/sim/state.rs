@@ -294,6 +294,13 @@ pub struct Usage {
     pub ram: i64,
 }
 
+/// The `public` (external, floating IPs) network: loopback, so anything that connects to a
+/// simulated server's address (the launcher's SSH host-key scan) never leaves the host
+/// (on Linux all of 127.0.0.0/8 is local).
+pub const PUBLIC_NET: Ipv4Addr = Ipv4Addr::new(127, 24, 0, 0);
+/// The `private` (fixed IPs) network, loopback as well.
+pub const PRIVATE_NET: Ipv4Addr = Ipv4Addr::new(127, 10, 0, 0);
+
 /// The whole simulated cloud.
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct World {
@@ -310,6 +317,10 @@ pub struct World {
     pub availability_zones: Vec<String>,
     /// Stable `hostId` of the (single) simulated compute host.
     pub host_id: String,
+    /// Bumped whenever the set of addresses of `ACTIVE` servers may have changed (a boot
+    /// finished, a server, port or floating IP came or went): the fake sshds follow it.
+    #[serde(skip)]
+    pub net_epoch: u64,
 }
 
 impl World {
@@ -349,8 +360,8 @@ impl World {
             });
         }
         for (name, external, net, prefix) in [
-            ("public", true, Ipv4Addr::new(172, 24, 0, 0), 16u8),
-            ("private", false, Ipv4Addr::new(10, 0, 0, 0), 16u8),
+            ("public", true, PUBLIC_NET, 16u8),
+            ("private", false, PRIVATE_NET, 16u8),
         ] {
             let net_id = new_id();
             let subnet_id = new_id();
@@ -378,6 +389,7 @@ impl World {
 
     /// Makes a snapshot loaded from disk runnable again (instants are not persisted).
     pub fn after_load(&mut self, now: Instant) {
+        self.net_epoch += 1;
         for s in &mut self.servers {
             if s.status == ServerStatus::Build && s.boot != BootPlan::Hang {
                 s.ready_at = Some(now);
@@ -417,6 +429,7 @@ impl World {
             }
         }
         if !booted.is_empty() {
+            self.net_epoch += 1;
             for p in &mut self.ports {
                 if p.nova_created && booted.contains(&p.device_id) {
                     p.status = "ACTIVE".into();
@@ -433,6 +446,35 @@ impl World {
         for id in gone {
             self.remove_server(&id);
         }
+    }
+
+    /// Where the fake sshds listen: every address (fixed and floating IPv4) of every
+    /// `ACTIVE` server, with the server's id.
+    pub fn ssh_endpoints(&self) -> Vec<(Ipv4Addr, String)> {
+        let mut out = Vec::new();
+        for s in self
+            .servers
+            .iter()
+            .filter(|s| s.status == ServerStatus::Active)
+        {
+            for port_id in &s.port_ids {
+                if let Some(p) = self.port(port_id) {
+                    for f in &p.fixed_ips {
+                        if let Ok(ip) = f.ip_address.parse() {
+                            out.push((ip, s.id.clone()));
+                        }
+                    }
+                }
+                for f in self.floating_ips.iter() {
+                    if f.port_id.as_deref() == Some(port_id.as_str()) {
+                        if let Ok(ip) = f.floating_ip_address.parse() {
+                            out.push((ip, s.id.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     pub fn server(&self, id: &str) -> Option<&Server> {
@@ -736,6 +778,7 @@ impl World {
         fixed_ip: Option<String>,
         nova_created: bool,
     ) -> Result<String, DomainError> {
+        self.net_epoch += 1;
         let net = self.network(network_id).ok_or_else(|| {
             DomainError::NotFound(format!("Network {network_id} could not be found."))
         })?;
@@ -801,6 +844,7 @@ impl World {
     /// Removes a server for good: Nova-created ports go, other ports are unbound;
     /// floating IPs on removed ports are disassociated.
     pub fn remove_server(&mut self, id: &str) {
+        self.net_epoch += 1;
         let Some(pos) = self.servers.iter().position(|s| s.id == id) else {
             return;
         };
@@ -841,6 +885,7 @@ impl World {
 
     /// Deletes a port (disassociating floating IPs on it and detaching it from its server).
     pub fn delete_port(&mut self, id: &str) -> Result<(), DomainError> {
+        self.net_epoch += 1;
         let pos = self
             .ports
             .iter()
@@ -869,6 +914,7 @@ impl World {
         fixed_ip: Option<String>,
         description: String,
     ) -> Result<String, DomainError> {
+        self.net_epoch += 1;
         let net = self.network(network_id).ok_or_else(|| {
             DomainError::NotFound(format!("Network {network_id} could not be found."))
         })?;
@@ -914,6 +960,7 @@ impl World {
         port_id: Option<String>,
         fixed_ip: Option<String>,
     ) -> Result<(), DomainError> {
+        self.net_epoch += 1;
         if !self.floating_ips.iter().any(|f| f.id == id) {
             return Err(DomainError::NotFound(format!(
                 "Floating IP {id} could not be found"
@@ -964,6 +1011,7 @@ impl World {
     }
 
     pub fn delete_floating_ip(&mut self, id: &str) -> Result<(), DomainError> {
+        self.net_epoch += 1;
         let before = self.floating_ips.len();
         self.floating_ips.retain(|f| f.id != id);
         if self.floating_ips.len() == before {
@@ -1063,13 +1111,13 @@ mod tests {
             id: "s".into(),
             name: "s".into(),
             network_id: "n".into(),
-            network: Ipv4Addr::new(10, 0, 0, 0),
+            network: Ipv4Addr::new(127, 10, 0, 0),
             prefix: 30,
             next_host: 2,
             created: 0,
         };
-        assert_eq!(s.allocate(), Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(s.allocate(), Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(s.gateway(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
+        assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
+        assert_eq!(s.gateway(), Ipv4Addr::new(127, 10, 0, 1));
     }
 }
