@@ -74,8 +74,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Submits one request and waits (data watch) until it is fulfilled; returns the latency
-/// and deletes the request like Zuul does after accepting.
+/// Submits one request and waits (data watch) until it is fulfilled; returns the latency.
+/// Then it returns the nodes as Zuul does after a job (state `used`, which the launcher
+/// deletes with their servers) and deletes the request. Returning them matters: a node
+/// left `ready` would be de-allocated once its request is gone and reused by the next
+/// request, which would then measure reuse instead of launches.
 async fn one_request(store: &ZkStore, client: &ZkClient) -> Duration {
     let mut r = NodeRequest::new(vec!["small".into()], "bench");
     let start = Instant::now();
@@ -83,18 +86,25 @@ async fn one_request(store: &ZkStore, client: &ZkClient) -> Duration {
         .create_request(&mut r, "100", false)
         .await
         .expect("submit");
-    let latency = wait_fulfilled(client, &id).await;
+    let done = wait_fulfilled(client, &id).await.expect("fulfilled");
+    let latency = start.elapsed();
+    for node_id in &done.nodes {
+        if let Ok(Some((mut n, _))) = store.get_node(node_id).await {
+            n.set_state(NodeState::Used);
+            let _ = store.store_node(&n, None).await;
+        }
+    }
     store.delete_request(&id).await.expect("delete request");
-    latency.map(|_| start.elapsed()).expect("fulfilled")
+    latency
 }
 
-async fn wait_fulfilled(client: &ZkClient, id: &RequestId) -> Option<()> {
+async fn wait_fulfilled(client: &ZkClient, id: &RequestId) -> Option<NodeRequest> {
     let path = paths::request(id);
     loop {
         let (data, _, watcher) = client.get_and_watch(&path).await.ok()??;
         if let Ok(Some(r)) = NodeRequest::from_json(id, &data) {
             match r.state {
-                RequestState::Fulfilled => return Some(()),
+                RequestState::Fulfilled => return Some(r),
                 RequestState::Failed => panic!("request {id} failed"),
                 _ => {}
             }
