@@ -4,13 +4,16 @@
 //!
 //! Expiry is forced the way ZooKeeper tests do it: a second connection resumes the session
 //! (same id and password) and closes it.
+//!
+//! A frozen (`SIGSTOP`) or stopped server shows the request timeout: every call returns
+//! `Timeout` or `ConnectionLoss` within it, and the same client works again afterwards.
 
 use std::future::Future;
 use std::time::Duration;
 
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{
-    lock_contenders, ConnectionState, Election, SessionEvent, ZkClient, ZkLock,
+    lock_contenders, ConnectionState, Election, SessionEvent, ZkClient, ZkError, ZkLock,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -251,5 +254,102 @@ async fn server_restart_keeps_session_and_lock() {
     assert_eq!(l2.node_path().unwrap(), format!("{dir}/{}", before[1]));
     l2.release().await.unwrap();
     other.close().await;
+    c.close().await;
+}
+
+/// Request timeout of the clients in the unreachable-server tests (short, so that the
+/// server stays frozen for less than the 10 s session timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs get, set and create against an unreachable server: each must fail with `Timeout`
+/// or `ConnectionLoss`, and return within the request timeout (plus a margin for the
+/// runtime; the bound is what is asserted, the elapsed time is printed).
+async fn calls_fail_within_request_timeout(c: &ZkClient, what: &str) {
+    let limit = REQUEST_TIMEOUT + Duration::from_secs(3);
+    for op in ["get", "set", "create"] {
+        let t = std::time::Instant::now();
+        let call = async {
+            match op {
+                "get" => c.get("/t").await.map(|_| ()),
+                "set" => c.set("/t", b"during", None).await.map(|_| ()),
+                _ => c.create_persistent("/during", b"").await.map(|_| ()),
+            }
+        };
+        let r = tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: {op} still running after {limit:?}"));
+        let elapsed = t.elapsed();
+        println!(
+            "{what}: {op} returned after {:.2} s (request timeout {:?}): {r:?}",
+            elapsed.as_secs_f64(),
+            REQUEST_TIMEOUT
+        );
+        match r {
+            Err(ZkError::Timeout { timeout, .. }) => assert_eq!(timeout, REQUEST_TIMEOUT),
+            Err(ZkError::ConnectionLoss { .. }) => {}
+            other => panic!("{what}: {op} gave {other:?}, expected Timeout or ConnectionLoss"),
+        }
+    }
+}
+
+/// The client answers again: get, set and create succeed (a few attempts, each waiting
+/// for the connection first; a write issued while the server was away may still land).
+async fn client_works_again(c: &ZkClient, what: &str) {
+    let mut last = None;
+    for _ in 0..5 {
+        assert!(
+            c.wait_connected(BOUND).await,
+            "{what}: not connected again within {BOUND:?}"
+        );
+        let r = async {
+            c.set("/t", b"after", None).await?;
+            let (data, _) = c.get("/t").await?.expect("/t exists");
+            c.create_persistent(&format!("/after-{}", c.generation()), b"")
+                .await
+                .or_else(|e| match e {
+                    ZkError::NodeExists(p) => Ok(p),
+                    e => Err(e),
+                })?;
+            Ok::<_, ZkError>(data)
+        }
+        .await;
+        match r {
+            Ok(data) => {
+                assert_eq!(data, b"after");
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("{what}: client still failing after the server came back: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_time_out_while_the_server_is_frozen_and_work_after() {
+    let zk = TestZk::dedicated().await;
+    let mut settings = zk.settings();
+    settings.request_timeout = REQUEST_TIMEOUT;
+    let c = ZkClient::connect(settings).await.unwrap();
+    c.create_persistent("/t", b"before").await.unwrap();
+    let server = zk.server().expect("dedicated server");
+    assert!(server.freeze(), "SIGSTOP the ZooKeeper process");
+    calls_fail_within_request_timeout(&c, "frozen server").await;
+    assert!(server.thaw(), "SIGCONT the ZooKeeper process");
+    client_works_again(&c, "after thaw").await;
+    c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_while_the_server_is_down_and_work_after_restart() {
+    let zk = TestZk::dedicated().await;
+    let mut settings = zk.settings();
+    settings.request_timeout = REQUEST_TIMEOUT;
+    let c = ZkClient::connect(settings).await.unwrap();
+    c.create_persistent("/t", b"before").await.unwrap();
+    let server = zk.server().expect("dedicated server");
+    tokio::task::block_in_place(|| server.stop());
+    calls_fail_within_request_timeout(&c, "stopped server").await;
+    tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
+    client_works_again(&c, "after restart").await;
     c.close().await;
 }

@@ -955,3 +955,93 @@ async fn bench_upload_memory() {
     }
     child.kill().await.unwrap();
 }
+
+/// Gaps in milliseconds between consecutive arrivals the simulator logged.
+fn arrival_gaps(admin: &SimAdmin, op: &str, calls: usize) -> Vec<f64> {
+    let log = admin.requests();
+    let at: Vec<f64> = log
+        .iter()
+        .filter(|r| r.operation == op)
+        .map(|r| r.at_ms)
+        .collect();
+    assert_eq!(
+        at.len(),
+        calls,
+        "one `{op}` request per call and nothing else: {log:?}"
+    );
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// `rate` of nodepool.yaml (seconds between API calls) goes through the launcher's
+/// `ProviderRuntime::start` into the real driver: the simulator sees consecutive calls —
+/// sequential or concurrent — at least `rate` apart; with `rate: 0` they are not spaced.
+#[tokio::test]
+async fn provider_rate_spaces_api_calls_as_seen_by_the_simulator() {
+    use nodepool_daemon::launcher::runtime::ProviderRuntime;
+    use nodepool_shared::config::Config;
+
+    /// Calls per burst.
+    const N: usize = 6;
+    /// Allowed shortfall of a gap: request send jitter on a loaded machine.
+    const TOLERANCE_MS: f64 = 50.0;
+    const OP: &str = "compute.servers.detail";
+    bounded(async {
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let admin = sim.admin();
+        let clouds = CloudsFile::parse(&sim.clouds_yaml("sim"), Path::new("clouds.yaml")).unwrap();
+        for rate in [0.2, 0.0] {
+            let yaml = format!("providers:\n  - name: prov\n    cloud: sim\n    rate: {rate}\n");
+            let config = Config::from_yaml_str(&yaml, "nodepool.yaml").unwrap();
+            assert_eq!(config.providers[0].rate.as_secs_f64(), rate);
+            let rt = ProviderRuntime::start(&config.providers[0], &clouds, &Statsd::noop()).unwrap();
+            // Authenticate and take the first slot.
+            rt.driver.list_servers().await.unwrap();
+
+            admin.reset_counters();
+            for _ in 0..N {
+                rt.driver.list_servers().await.unwrap();
+            }
+            let sequential = arrival_gaps(&admin, OP, N);
+
+            admin.reset_counters();
+            let calls = (0..N).map(|_| rt.driver.list_servers());
+            for r in futures::future::join_all(calls).await {
+                r.unwrap();
+            }
+            let concurrent = arrival_gaps(&admin, OP, N);
+
+            let fmt = |g: &[f64]| {
+                g.iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "rate {rate}: gaps between {N} calls at the simulator (ms): sequential [{}], concurrent [{}]",
+                fmt(&sequential),
+                fmt(&concurrent)
+            );
+            let interval_ms = rate * 1000.0;
+            if rate > 0.0 {
+                for (what, gaps) in [("sequential", &sequential), ("concurrent", &concurrent)] {
+                    assert!(
+                        min(gaps) >= interval_ms - TOLERANCE_MS,
+                        "{what} calls closer than rate {rate} s: {gaps:?} ms"
+                    );
+                }
+            } else {
+                // Unlimited: concurrent calls arrive together, far closer than 200 ms.
+                assert!(
+                    min(&concurrent) < 100.0,
+                    "rate 0 spaced concurrent calls: {concurrent:?} ms"
+                );
+            }
+        }
+        sim.shutdown().await.unwrap();
+    })
+    .await;
+}

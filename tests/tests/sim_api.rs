@@ -941,4 +941,123 @@ async fn fake_sshd_per_active_server() {
     )
     .await;
     assert!(r.is_err(), "{r:?}");
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_flips_servers_to_error_and_hangs_builds() {
+    let sim = start().await;
+    sim.admin().update_knobs(|k| k.boot_delay_ms = 100);
+    let c = Client::login(&sim).await;
+    let http = reqwest::Client::new();
+    let admin_post = |path: String, body: Value| {
+        let http = http.clone();
+        let url = format!("{}/admin/{path}", sim.url());
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (_, v) = c.create_server("active", "1").await;
+    let active = v["server"]["id"].as_str().unwrap().to_string();
+    let (_, v) = c.create_server("hung", "1").await;
+    let hung = v["server"]["id"].as_str().unwrap().to_string();
+
+    // A BUILD server made to hang never finishes, while its twin boots.
+    let (st, v) = admin_post(format!("servers/{hung}/hang"), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(c.wait_server(&active).await["status"], "ACTIVE");
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{hung}")).await;
+    assert_eq!(v["server"]["status"], "BUILD");
+    // Only BUILD servers can be made to hang.
+    let (st, v) = admin_post(format!("servers/{active}/hang"), json!({})).await;
+    assert_eq!(st, 409, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("ACTIVE"));
+
+    // An ACTIVE server flips to ERROR with the given fault.
+    let (st, v) = admin_post(
+        format!("servers/{active}/error"),
+        json!({"message": "Hypervisor went away"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{active}")).await;
+    assert_eq!(v["server"]["status"], "ERROR");
+    assert_eq!(v["server"]["OS-EXT-STS:vm_state"], "error");
+    assert_eq!(v["server"]["fault"]["message"], "Hypervisor went away");
+    assert_eq!(v["server"]["fault"]["code"], 500);
+    let (st, _) = admin_post(format!("servers/{active}/error"), json!({})).await;
+    assert_eq!(st, 409, "already in ERROR");
+    // The hung BUILD server can be failed too (default fault message).
+    let (st, _) = admin_post(format!("servers/{hung}/error"), json!({})).await;
+    assert_eq!(st, 200);
+    let (_, v) = c.get(&format!("/compute/v2.1/servers/{hung}")).await;
+    assert_eq!(v["server"]["status"], "ERROR");
+    assert!(v["server"]["fault"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("openstack-sim"));
+    // Unknown servers and bad bodies.
+    let (st, _) = admin_post("servers/nope/error".into(), json!({})).await;
+    assert_eq!(st, 404);
+    let (st, _) = admin_post("servers/nope/hang".into(), json!({})).await;
+    assert_eq!(st, 404);
+    let (st, _) = admin_post(format!("servers/{hung}/error"), json!({"message": 5})).await;
+    assert_eq!(st, 400);
+    // In-process equivalents.
+    assert!(sim.admin().hang_server(&active).is_err());
+    assert!(sim.admin().fail_server(&active, None).is_err());
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_request_log_records_arrivals_in_order() {
+    let sim = start().await;
+    let c = Client::login(&sim).await;
+    sim.admin().reset_counters();
+    assert!(sim.admin().requests().is_empty(), "reset clears the log");
+    c.get("/compute/v2.1/flavors").await;
+    c.get("/compute/v2.1/servers/detail").await;
+    c.get("/compute/v2.1/flavors").await;
+    let log: Value = reqwest::get(format!("{}/admin/requests", sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ops: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "compute.flavors.list",
+            "compute.servers.detail",
+            "compute.flavors.list"
+        ]
+    );
+    let at: Vec<f64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at_ms"].as_f64().unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+    let r = reqwest::Client::new()
+        .delete(format!("{}/admin/requests", sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(sim.admin().requests().is_empty());
+    assert_eq!(
+        sim.admin().counter("compute.flavors.list"),
+        2,
+        "counters kept"
+    );
+    sim.shutdown().await.unwrap();
 }

@@ -145,6 +145,31 @@ impl ZkServer {
         }
     }
 
+    /// Freezes the process with `SIGSTOP`: connections stay open but nothing is answered
+    /// (a hung server, unlike [`Self::stop`] which refuses connections). Returns whether
+    /// a running process was signalled.
+    pub fn freeze(&self) -> bool {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Resumes a process frozen by [`Self::freeze`] (`SIGCONT`).
+    pub fn thaw(&self) -> bool {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, sig: libc::c_int) -> bool {
+        let guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(child) = guard.as_ref() else {
+            return false;
+        };
+        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+            return false;
+        };
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped (the
+        // handle is still held), so the pid cannot have been reused.
+        unsafe { libc::kill(pid, sig) == 0 }
+    }
+
     /// Starts the process again on the same ports with the same dataDir (stops it first
     /// if it runs).
     pub fn restart(&self) -> Result<(), HarnessError> {

@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `GET /admin/state` | – | full dump: world, knobs, counters |
 //! | `POST /admin/snapshot` | `{"path"?: str}` | write the JSON snapshot |
-//! | `GET /admin/counters` / `DELETE /admin/counters` | – | calls per operation / reset |
+//! | `GET /admin/counters` / `DELETE /admin/counters` | – | calls per operation / reset (also clears the request log) |
+//! | `GET /admin/requests` / `DELETE /admin/requests` | – | arrival log `[{"operation", "at_ms"}]` / clear |
 //! | `GET /admin/knobs` / `PATCH /admin/knobs` | partial [`Knobs`] | read / merge knobs |
 //! | `POST /admin/fail` | `{"operation", "count", "status"?}` | fail the next N calls |
 //! | `POST /admin/leaks/servers` | `{"provider", "node_id"?, "pool"?, "flavor"?}` | leaked server |
@@ -13,6 +14,8 @@
 //! | `POST /admin/leaks/ports` | `{"count"?}` | DOWN ports owned by `compute:nova` |
 //! | `POST /admin/leaks/images` | `{"provider", "build_id", "upload_id"}` | image with Nodepool properties |
 //! | `GET /admin/ssh` | – | `{"port", "listening": [addr], "host_keys": {server id: [key]}}` (fake sshds) |
+//! | `POST /admin/servers/{id}/error` | `{"message"?}` | ACTIVE or BUILD server goes to ERROR with a fault |
+//! | `POST /admin/servers/{id}/hang` | – | BUILD server never finishes booting |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -30,10 +33,69 @@ use serde_json::{json, Value};
 
 use super::app::{json_response, ApiError, ApiResult, Service, Sim};
 use super::config::{FailNext, Knobs, Quota};
-use super::state::{FloatingIp, Image, Port, Server, ServerSpec, ServerStatus, World};
+use super::state::{
+    BootPlan, DomainError, Fault, FloatingIp, Image, Port, Server, ServerSpec, ServerStatus, World,
+};
 use super::util::{new_id, now_secs};
 
 const SVC: Service = Service::Admin;
+
+/// Fault message of [`SimAdmin::fail_server`] when none is given.
+pub const DEFAULT_SERVER_FAULT: &str = "Simulated failure (injected by openstack-sim)";
+
+/// One API call as the simulator saw it arrive (before latency and injected failures).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RequestRecord {
+    /// Operation name, e.g. `compute.servers.detail`.
+    pub operation: String,
+    /// Milliseconds since the simulator started.
+    pub at_ms: f64,
+}
+
+/// A leaked server to inject: what `POST /admin/leaks/servers` and `--leak-server` take.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeakedServer {
+    /// `nodepool_provider_name` metadata.
+    pub provider: String,
+    /// `nodepool_node_id` metadata; random 10-digit id when absent.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// `nodepool_pool_name` metadata; `main` when absent.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Flavor id or name; the first flavor when absent.
+    #[serde(default)]
+    pub flavor: Option<String>,
+}
+
+/// Why an admin operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("Unknown flavor {0}")]
+    UnknownFlavor(String),
+    #[error("Instance {0} could not be found.")]
+    NoServer(String),
+    #[error("Instance {id} is in {status}, expected {expected}")]
+    WrongStatus {
+        id: String,
+        status: &'static str,
+        expected: &'static str,
+    },
+    #[error("Cannot create the server: {0}")]
+    Refused(String),
+}
+
+impl AdminError {
+    fn into_api(self) -> ApiError {
+        let status = match &self {
+            AdminError::UnknownFlavor(_) | AdminError::Refused(_) => StatusCode::BAD_REQUEST,
+            AdminError::NoServer(_) => StatusCode::NOT_FOUND,
+            AdminError::WrongStatus { .. } => StatusCode::CONFLICT,
+        };
+        ApiError::new(SVC, status, self.to_string())
+    }
+}
 
 /// What a snapshot file holds.
 #[derive(Serialize, Deserialize)]
@@ -73,8 +135,77 @@ impl SimAdmin {
         self.0.lock().sshds.addresses()
     }
 
+    /// Clears the counters and the request log.
     pub fn reset_counters(&self) {
-        self.0.lock().counters.clear();
+        let mut g = self.0.lock();
+        g.counters.clear();
+        g.requests.clear();
+    }
+
+    /// Arrival of the most recent API calls (up to 10 000), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.0.lock().requests.iter().cloned().collect()
+    }
+
+    /// Clears the request log only.
+    pub fn clear_requests(&self) {
+        self.0.lock().requests.clear();
+    }
+
+    /// Turns an ACTIVE or BUILD server into ERROR with a fault carrying `message`
+    /// ([`DEFAULT_SERVER_FAULT`] when `None`), as Nova does when a host fails.
+    pub fn fail_server(&self, id: &str, message: Option<&str>) -> Result<(), AdminError> {
+        let mut g = self.0.lock();
+        let s = g
+            .world
+            .servers
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or_else(|| AdminError::NoServer(id.to_string()))?;
+        if s.status == ServerStatus::Error {
+            return Err(AdminError::WrongStatus {
+                id: id.to_string(),
+                status: s.status.as_str(),
+                expected: "ACTIVE or BUILD",
+            });
+        }
+        let message = message.unwrap_or(DEFAULT_SERVER_FAULT).to_string();
+        let secs = now_secs();
+        s.status = ServerStatus::Error;
+        s.task_state = None;
+        s.ready_at = None;
+        s.updated = secs;
+        s.boot = BootPlan::Error {
+            message: message.clone(),
+        };
+        s.fault = Some(Fault {
+            code: 500,
+            message,
+            details: String::new(),
+            created: secs,
+        });
+        Ok(())
+    }
+
+    /// Makes a server in BUILD stay there forever.
+    pub fn hang_server(&self, id: &str) -> Result<(), AdminError> {
+        let mut g = self.0.lock();
+        let s = g
+            .world
+            .servers
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or_else(|| AdminError::NoServer(id.to_string()))?;
+        if s.status != ServerStatus::Build {
+            return Err(AdminError::WrongStatus {
+                id: id.to_string(),
+                status: s.status.as_str(),
+                expected: "BUILD",
+            });
+        }
+        s.boot = BootPlan::Hang;
+        s.ready_at = None;
+        Ok(())
     }
 
     pub fn knobs(&self) -> Knobs {
@@ -150,53 +281,39 @@ impl SimAdmin {
     /// Adds an ACTIVE server carrying Nodepool metadata for `provider` and `node_id` (a leak when
     /// ZooKeeper does not know the node). Counts towards quota; bypasses quota checks.
     pub fn inject_leaked_server(&self, provider: &str, node_id: &str, pool: &str) -> String {
-        let mut g = self.0.lock();
-        let flavor = g
-            .world
-            .flavors
-            .first()
-            .map(|f| f.id.clone())
-            .unwrap_or_default();
-        self.inject_server(&mut g.world, provider, node_id, pool, &flavor)
-            .unwrap_or_default()
+        self.leak_server(&LeakedServer {
+            provider: provider.to_string(),
+            node_id: Some(node_id.to_string()),
+            pool: Some(pool.to_string()),
+            flavor: None,
+        })
+        .map(|(id, _)| id)
+        .unwrap_or_default()
     }
 
-    fn inject_server(
-        &self,
-        world: &mut World,
-        provider: &str,
-        node_id: &str,
-        pool: &str,
-        flavor: &str,
-    ) -> Result<String, ApiError> {
-        let mut knobs = Knobs {
-            quota: Quota::UNLIMITED,
-            ..Knobs::default()
+    /// Adds an ACTIVE leaked server; returns its id and node id.
+    pub fn leak_server(&self, leak: &LeakedServer) -> Result<(String, String), AdminError> {
+        let node_id = leak
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{:010}", rand::random::<u32>()));
+        let pool = leak.pool.as_deref().unwrap_or("main");
+        let mut g = self.0.lock();
+        let flavor = match &leak.flavor {
+            Some(f) => g
+                .world
+                .flavor(f)
+                .map(|f| f.id.clone())
+                .ok_or_else(|| AdminError::UnknownFlavor(f.clone()))?,
+            None => g
+                .world
+                .flavors
+                .first()
+                .map(|f| f.id.clone())
+                .unwrap_or_default(),
         };
-        let image = world
-            .images
-            .iter()
-            .find(|i| i.status == "active")
-            .map(|i| i.id.clone());
-        let mut metadata = BTreeMap::new();
-        metadata.insert("nodepool_provider_name".into(), provider.to_string());
-        metadata.insert("nodepool_node_id".into(), node_id.to_string());
-        metadata.insert("nodepool_pool_name".into(), pool.to_string());
-        let spec = ServerSpec {
-            name: format!("np{node_id}"),
-            flavor_ref: flavor.to_string(),
-            image_ref: image,
-            metadata,
-            ..ServerSpec::default()
-        };
-        let id = world
-            .create_server(spec, &mut knobs, Instant::now())
-            .map_err(|e| ApiError::from_domain(SVC, e))?;
-        world.tick(Instant::now());
-        debug_assert!(world
-            .server(&id)
-            .is_some_and(|s| s.status == ServerStatus::Active));
-        Ok(id)
+        let id = inject_server(&mut g.world, &leak.provider, &node_id, pool, &flavor)?;
+        Ok((id, node_id))
     }
 
     /// Adds an unattached floating IP on the external network.
@@ -267,6 +384,51 @@ impl SimAdmin {
     }
 }
 
+/// Creates an ACTIVE server with Nodepool metadata, ignoring quota and injected failures.
+fn inject_server(
+    world: &mut World,
+    provider: &str,
+    node_id: &str,
+    pool: &str,
+    flavor: &str,
+) -> Result<String, AdminError> {
+    let mut knobs = Knobs {
+        quota: Quota::UNLIMITED,
+        ..Knobs::default()
+    };
+    let image = world
+        .images
+        .iter()
+        .find(|i| i.status == "active")
+        .map(|i| i.id.clone());
+    let mut metadata = BTreeMap::new();
+    metadata.insert("nodepool_provider_name".into(), provider.to_string());
+    metadata.insert("nodepool_node_id".into(), node_id.to_string());
+    metadata.insert("nodepool_pool_name".into(), pool.to_string());
+    let spec = ServerSpec {
+        name: format!("np{node_id}"),
+        flavor_ref: flavor.to_string(),
+        image_ref: image,
+        metadata,
+        ..ServerSpec::default()
+    };
+    let id = world
+        .create_server(spec, &mut knobs, Instant::now())
+        .map_err(|e| {
+            AdminError::Refused(match e {
+                DomainError::BadRequest(m)
+                | DomainError::NotFound(m)
+                | DomainError::Forbidden(m)
+                | DomainError::Conflict(m) => m,
+            })
+        })?;
+    world.tick(Instant::now());
+    debug_assert!(world
+        .server(&id)
+        .is_some_and(|s| s.status == ServerStatus::Active));
+    Ok(id)
+}
+
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/admin/state", get(state))
@@ -282,6 +444,9 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/admin/leaks/ports", post(leak_ports))
         .route("/admin/leaks/images", post(leak_image))
         .route("/admin/ssh", get(ssh))
+        .route("/admin/requests", get(requests).delete(clear_requests))
+        .route("/admin/servers/{id}/error", post(server_error))
+        .route("/admin/servers/{id}/hang", post(server_hang))
 }
 
 async fn ssh(State(sim): State<Arc<Sim>>) -> ApiResult {
@@ -404,35 +569,62 @@ async fn fail(State(sim): State<Arc<Sim>>, body: Bytes) -> ApiResult {
 
 async fn leak_server(State(sim): State<Arc<Sim>>, body: Bytes) -> ApiResult {
     let b = body_json(&body)?;
-    let provider = b
-        .get("provider")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request(SVC, "'provider' is required"))?;
-    let node_id = b
-        .get("node_id")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{:010}", rand::random::<u32>()));
-    let pool = b.get("pool").and_then(Value::as_str).unwrap_or("main");
-    let admin = SimAdmin(sim);
-    let mut g = admin.0.lock();
-    let flavor = match b.get("flavor").and_then(Value::as_str) {
-        Some(f) => g
-            .world
-            .flavor(f)
-            .map(|f| f.id.clone())
-            .ok_or_else(|| ApiError::bad_request(SVC, format!("Unknown flavor {f}")))?,
-        None => g
-            .world
-            .flavors
-            .first()
-            .map(|f| f.id.clone())
-            .unwrap_or_default(),
-    };
-    let id = admin.inject_server(&mut g.world, provider, &node_id, pool, &flavor)?;
+    let leak: LeakedServer = serde_json::from_value(b).map_err(|e| {
+        ApiError::bad_request(
+            SVC,
+            format!("Invalid leaked server (needs 'provider'): {e}"),
+        )
+    })?;
+    let (id, node_id) = SimAdmin(sim)
+        .leak_server(&leak)
+        .map_err(AdminError::into_api)?;
     Ok(json_response(
         StatusCode::CREATED,
         json!({"id": id, "node_id": node_id}),
+    ))
+}
+
+async fn requests(State(sim): State<Arc<Sim>>) -> ApiResult {
+    Ok(json_response(
+        StatusCode::OK,
+        json!(SimAdmin(sim).requests()),
+    ))
+}
+
+async fn clear_requests(State(sim): State<Arc<Sim>>) -> ApiResult {
+    SimAdmin(sim).clear_requests();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn server_error(
+    State(sim): State<Arc<Sim>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult {
+    let b = body_json(&body)?;
+    let message = match b.get("message") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.as_str()),
+        Some(_) => return Err(ApiError::bad_request(SVC, "'message' must be a string")),
+    };
+    let admin = SimAdmin(sim);
+    admin
+        .fail_server(&id, message)
+        .map_err(AdminError::into_api)?;
+    let fault = admin.server(&id).and_then(|s| s.fault);
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"id": id, "status": "ERROR", "fault": fault}),
+    ))
+}
+
+async fn server_hang(State(sim): State<Arc<Sim>>, UrlPath(id): UrlPath<String>) -> ApiResult {
+    SimAdmin(sim)
+        .hang_server(&id)
+        .map_err(AdminError::into_api)?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"id": id, "status": "BUILD"}),
     ))
 }
 

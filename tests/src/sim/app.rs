@@ -1,7 +1,7 @@
 //! Shared request plumbing: the simulator's state, per-call bookkeeping (counter, latency,
 //! token check, injected failures), error bodies in each service's format, and pagination.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::admin::RequestRecord;
 use super::config::{Knobs, SimConfig};
 use super::sshd::Sshds;
 use super::state::{DomainError, World};
@@ -170,13 +171,20 @@ pub struct Inner {
     pub tokens: HashMap<String, Token>,
     /// The fake sshds, kept in line with the world's `ACTIVE` servers on every lock.
     pub sshds: Sshds,
+    /// Arrival of the most recent API calls, oldest first (at most [`REQUEST_LOG_LEN`]).
+    pub requests: VecDeque<RequestRecord>,
 }
+
+/// How many API call arrivals the request log keeps.
+pub const REQUEST_LOG_LEN: usize = 10_000;
 
 /// The simulator shared by all handlers.
 pub struct Sim {
     pub config: SimConfig,
     /// `http://127.0.0.1:<port>` (no trailing slash).
     pub base: String,
+    /// When the simulator started; request arrival times count from here.
+    pub started: Instant,
     inner: Mutex<Inner>,
     /// Holds `config.ssh_port` when the simulator picked it (bound, never listening).
     _ssh_reservation: Option<tokio::net::TcpSocket>,
@@ -194,12 +202,14 @@ impl Sim {
         Sim {
             config,
             base,
+            started: Instant::now(),
             inner: Mutex::new(Inner {
                 world,
                 knobs,
                 counters: BTreeMap::new(),
                 tokens: HashMap::new(),
                 sshds,
+                requests: VecDeque::new(),
             }),
             _ssh_reservation: ssh_reservation,
         }
@@ -225,7 +235,7 @@ impl Sim {
         g
     }
 
-    /// Bookkeeping for an authenticated API call: counts it, applies latency, checks the
+    /// Bookkeeping for an authenticated API call: counts and logs it, applies latency, checks the
     /// `X-Auth-Token` and injected failures.
     pub async fn enter(&self, headers: &HeaderMap, op: &str, svc: Service) -> Result<(), ApiError> {
         self.enter_inner(Some(headers), op, svc).await
@@ -243,8 +253,16 @@ impl Sim {
         svc: Service,
     ) -> Result<(), ApiError> {
         let latency = {
+            let at = self.started.elapsed();
             let mut g = self.lock();
             *g.counters.entry(op.to_string()).or_insert(0) += 1;
+            if g.requests.len() >= REQUEST_LOG_LEN {
+                g.requests.pop_front();
+            }
+            g.requests.push_back(RequestRecord {
+                operation: op.to_string(),
+                at_ms: at.as_secs_f64() * 1000.0,
+            });
             g.knobs.api_latency_ms
         };
         if latency > 0 {

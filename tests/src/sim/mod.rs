@@ -37,7 +37,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use admin::{SimAdmin, Snapshot};
+pub use admin::{AdminError, LeakedServer, RequestRecord, SimAdmin, Snapshot};
 pub use config::{Credentials, FailNext, Knobs, Quota, SimConfig};
 pub use state::World;
 
