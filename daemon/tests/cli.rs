@@ -1016,3 +1016,128 @@ async fn alien_image_list_json_against_the_simulator() {
     );
     sim.shutdown().await.expect("simulator shutdown");
 }
+
+/// CLI garbage (fixed seed, 300 argument vectors made of real subcommands and options
+/// mixed with hostile words): every run ends within the bound with exit code 0, 1 or 2
+/// and never panics. The config points at a closed loopback port, so commands that get
+/// as far as ZooKeeper fail after `--zk-timeout`.
+#[test]
+fn garbage_arguments_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = dir.path().join("nodepool.yaml");
+    std::fs::write(
+        &config,
+        format!("zookeeper-servers:\n  - host: 127.0.0.1\n    port: {port}\nlabels: []\nproviders: []\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let words = [
+        "list",
+        "delete",
+        "hold",
+        "info",
+        "erase",
+        "image-list",
+        "dib-image-list",
+        "image-build",
+        "image-delete",
+        "dib-image-delete",
+        "image-pause",
+        "image-unpause",
+        "request-list",
+        "config-validate",
+        "export-image-data",
+        "import-image-data",
+        "alien-image-list",
+        "completions",
+        "--detail",
+        "--now",
+        "--yes",
+        "--format",
+        "json",
+        "text",
+        "xml",
+        "--reason",
+        "--provider",
+        "--image",
+        "--build-id",
+        "--upload-id",
+        "-c",
+        "/nonexistent.yaml",
+        "-s",
+        "--debug",
+        "--zk-timeout",
+        "0.3",
+        "-1",
+        "0000000000",
+        "abc-0000000001",
+        "",
+        "\u{1}x",
+        "\u{202e}evil",
+        "😀",
+        "--",
+        "-",
+        "--zk-timeout=nan",
+        "--format=",
+        "ubuntu",
+        "ubuntu-0000000001",
+        "/dev/null",
+        "%s%n",
+        "a b c",
+    ];
+    let mut state: u64 = 0x0bad_c0de_dead_beef;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for case in 0..300 {
+        let n = (next() % 5) as usize;
+        let mut args: Vec<String> = vec![
+            "-c".into(),
+            config.clone(),
+            "--zk-timeout".into(),
+            "0.3".into(),
+        ];
+        for _ in 0..=n {
+            args.push(words[(next() % words.len() as u64) as usize].to_string());
+        }
+        let mut child = std::process::Command::new(BIN)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start nodepool");
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("case {case}: {args:?} still running after 20 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        use std::io::Read;
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        assert!(!err.contains("panicked"), "case {case}: {args:?}: {err}");
+        let code = status.code();
+        assert!(
+            matches!(code, Some(0..=2)),
+            "case {case}: {args:?}: exit {status:?}: {err}"
+        );
+        if code != Some(0) {
+            assert!(
+                !err.trim().is_empty(),
+                "case {case}: {args:?}: exit {code:?} without a message"
+            );
+        }
+    }
+}
