@@ -8,7 +8,7 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use nodepool_shared::cloud::{CloudDriver, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
-use nodepool_shared::listing::{node_list, NodeColumns, OutputFormat};
+use nodepool_shared::listing::{node_list, node_list_owned, NodeColumns, OutputFormat};
 use nodepool_shared::model::{now_epoch, paths, Node, NodeId, NodeState};
 use nodepool_shared::zk::{ZkLock, ZkStore};
 
@@ -34,7 +34,7 @@ pub async fn list(s: &Session, detail: bool, format: OutputFormat) -> Result<()>
     } else {
         NodeColumns::Brief
     };
-    let table = node_list(nodes.iter().map(|(n, l)| (n, *l)), now_epoch(), columns);
+    let table = node_list_owned(nodes, now_epoch(), columns);
     let text = table.render(format, None);
     tracing::debug!(elapsed = ?start.elapsed(), "rendered");
     let printed = print_out(&text);
@@ -42,7 +42,7 @@ pub async fn list(s: &Session, detail: bool, format: OutputFormat) -> Result<()>
     tracing::debug!(elapsed = ?start.elapsed(), "printed, session closed");
     // The process ends right after this: freeing 10,000 records and their cells one by
     // one would only add time (~10 ms), so they are left to the exit.
-    std::mem::forget((nodes, table, text));
+    std::mem::forget((table, text));
     printed
 }
 
