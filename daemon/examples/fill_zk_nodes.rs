@@ -1,6 +1,7 @@
 //! Benchmark helper (not a test): fills a ZooKeeper chroot with N realistic node records
-//! (every 10th with a lock contender; persistent, so it outlives this process) and writes
-//! a nodepool.yaml pointing at it, for timing `nodepool list` (see docs/benchmarks.md).
+//! (every 10th with a lock contender; persistent, so it outlives this process; with
+//! `--lock-dirs` every other node gets an empty lock dir) and writes a nodepool.yaml
+//! pointing at it, for timing `nodepool list` (see docs/benchmarks.md).
 //!
 //! `cargo run --release -p nodepool-daemon --example fill_zk_nodes -- \
 //!     --zk 127.0.0.1:2181 --chroot /bench --count 10000 --config /tmp/bench.yaml`
@@ -26,6 +27,10 @@ struct Args {
     /// Where to write the nodepool.yaml.
     #[arg(long)]
     config: PathBuf,
+    /// Give every node an (empty) lock dir, as in a live system where the launcher locked
+    /// each node it launched; without it only the nodes with a contender have one.
+    #[arg(long)]
+    lock_dirs: bool,
 }
 
 #[tokio::main]
@@ -46,6 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         NodeState::Building,
         NodeState::Used,
     ];
+    let lock_dirs = args.lock_dirs;
     let creates = (0..args.count).map(|i| {
         let store = store.clone();
         async move {
@@ -74,6 +80,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     uuid::Uuid::new_v4().simple()
                 );
                 store.client().create_persistent(&path, b"").await?;
+            } else if lock_dirs {
+                store.client().ensure_path(&paths::node_lock(&id)).await?;
             }
             Ok::<_, nodepool_shared::zk::ZkError>(())
         }

@@ -282,7 +282,8 @@ async fn list_brief_and_detail_text_and_json() {
 }
 
 /// More nodes than one multi-read batch, over TLS: the batched reader (its own TLS
-/// session) must give the same rows and lock flags as one-by-one reads.
+/// session) must give the same rows and lock flags as one-by-one reads, for nodes without
+/// a lock dir (not read), with a held lock, and with an empty lock dir (read, unlocked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_many_nodes_over_tls() {
     let env = Env::with(true).await;
@@ -295,6 +296,12 @@ async fn list_many_nodes_over_tls() {
         let mut lock = ZkLock::new(env.store.client(), &paths::node_lock(id), b"");
         assert!(lock.try_acquire().await.unwrap());
         locks.push(lock);
+    }
+    // Locked once and released: an empty lock dir, i.e. unlocked.
+    for id in ids.iter().skip(25).step_by(50) {
+        let mut lock = ZkLock::new(env.store.client(), &paths::node_lock(id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+        lock.release().await.unwrap();
     }
     let o = env.run(&["--debug", "list", "--format", "json"]).await;
     assert_ok(&o);

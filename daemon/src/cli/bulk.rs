@@ -1,7 +1,9 @@
 //! Batched reads with ZooKeeper's `multiRead` (3.6+): hundreds of `getData` /
 //! `getChildren` operations per request. Reading 10,000 nodes and their lock dirs one
 //! request each takes ~250 ms even fully pipelined (the per-request cost on both ends
-//! dominates); in batches it takes ~50 ms (docs/benchmarks.md).
+//! dominates); in batches it takes ~50 ms (docs/benchmarks.md). A node's lock dir is read
+//! only if the node znode has children (no `lock` dir, no lock holder); each batch's
+//! records are parsed on a pool thread while the next batches are read.
 //!
 //! [`ZkClient`](nodepool_shared::zk::ZkClient) has no multi-read, so this opens a second,
 //! plain library session from the same settings (TLS included) for the bulk reads. A
@@ -16,7 +18,7 @@ use nodepool_shared::zk::{is_lock_contender, ZkError, ZkResult, ZkSettings, ZkSt
 use tracing::{debug, warn};
 use zookeeper_client as zkc;
 
-/// Nodes per multi-read request (two operations each).
+/// Nodes per batch (one multi-read of their records, one of their lock dirs).
 const NODES_PER_BATCH: usize = 250;
 /// Multi-read requests in flight.
 const BATCHES_IN_FLIGHT: usize = 16;
@@ -75,10 +77,41 @@ async fn raw_connect(settings: &ZkSettings) -> ZkResult<zkc::Client> {
     }
 }
 
-/// One node's reads: its data and its lock dir's children (`None` = no such znode).
-type NodeRead = (NodeId, Option<Vec<u8>>, Option<Vec<String>>);
+/// One node's reads: its data (`None` = no such znode) and whether its lock dir holds a
+/// kazoo lock contender.
+struct NodeRead {
+    id: NodeId,
+    data: Option<Vec<u8>>,
+    locked: bool,
+}
 
-/// Reads a batch in one multi-read; `Err` if the request as a whole failed.
+fn locked(children: Option<Vec<String>>) -> bool {
+    children
+        .unwrap_or_default()
+        .iter()
+        .any(|c| is_lock_contender(c))
+}
+
+/// Commits a multi-read (bounded by `timeout`) and checks it answered every operation.
+async fn commit(
+    mut reader: zkc::MultiReader<'_>,
+    ops: usize,
+    timeout: Duration,
+) -> Result<Vec<zkc::MultiReadResult>, String> {
+    let results = match tokio::time::timeout(timeout, reader.commit()).await {
+        Err(_) => return Err(format!("timed out after {timeout:?}")),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(r)) => r,
+    };
+    if results.len() != ops {
+        return Err(format!("{} results for {ops} reads", results.len()));
+    }
+    Ok(results)
+}
+
+/// Reads a batch in two multi-reads: the node records, then the lock dirs of the nodes
+/// that have one (a node znode without children has no `lock` dir, so nothing can hold
+/// its lock). `Err` if a request as a whole failed.
 async fn read_batch(
     client: &zkc::Client,
     ids: &[NodeId],
@@ -88,39 +121,52 @@ async fn read_batch(
     for id in ids {
         r.add_get_data(&paths::node(id))
             .map_err(|e| e.to_string())?;
-        r.add_get_children(&paths::node_lock(id))
-            .map_err(|e| e.to_string())?;
-    }
-    let results = match tokio::time::timeout(timeout, r.commit()).await {
-        Err(_) => return Err(format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(r)) => r,
-    };
-    if results.len() != ids.len() * 2 {
-        return Err(format!(
-            "{} results for {} reads",
-            results.len(),
-            ids.len() * 2
-        ));
     }
     let mut out = Vec::with_capacity(ids.len());
-    let mut it = results.into_iter();
-    for id in ids {
-        let data = match it.next() {
-            Some(zkc::MultiReadResult::Data { data, .. }) => Some(data),
-            Some(zkc::MultiReadResult::Error {
+    let mut with_lock_dir = Vec::new();
+    for (id, result) in ids.iter().zip(commit(r, ids.len(), timeout).await?) {
+        let data = match result {
+            zkc::MultiReadResult::Data { data, stat } => {
+                if stat.num_children > 0 && !data.is_empty() {
+                    with_lock_dir.push(out.len());
+                }
+                Some(data)
+            }
+            zkc::MultiReadResult::Error {
                 err: zkc::Error::NoNode,
-            }) => None,
-            other => return Err(format!("unexpected reply for {}: {other:?}", id)),
+            } => None,
+            other => return Err(format!("unexpected reply for {id}: {other:?}")),
         };
-        let children = match it.next() {
-            Some(zkc::MultiReadResult::Children { children }) => Some(children),
-            Some(zkc::MultiReadResult::Error {
+        out.push(NodeRead {
+            id: id.clone(),
+            data,
+            locked: false,
+        });
+    }
+    if with_lock_dir.is_empty() {
+        return Ok(out);
+    }
+    let mut r = client.new_multi_reader();
+    for &i in &with_lock_dir {
+        r.add_get_children(&paths::node_lock(&out[i].id))
+            .map_err(|e| e.to_string())?;
+    }
+    for (&i, result) in with_lock_dir
+        .iter()
+        .zip(commit(r, with_lock_dir.len(), timeout).await?)
+    {
+        out[i].locked = match result {
+            zkc::MultiReadResult::Children { children } => locked(Some(children)),
+            zkc::MultiReadResult::Error {
                 err: zkc::Error::NoNode,
-            }) => None,
-            other => return Err(format!("unexpected reply for {} lock: {other:?}", id)),
+            } => false,
+            other => {
+                return Err(format!(
+                    "unexpected reply for {} lock: {other:?}",
+                    out[i].id
+                ))
+            }
         };
-        out.push((id.clone(), data, children));
     }
     Ok(out)
 }
@@ -131,7 +177,11 @@ async fn read_single(store: &ZkStore, ids: &[NodeId]) -> ZkResult<Vec<NodeRead>>
     let reads = ids.iter().map(|id| async move {
         let (node, lock) = (paths::node(id), paths::node_lock(id));
         let (d, c) = futures::join!(client.get(&node), client.get_children(&lock));
-        Ok::<_, ZkError>((id.clone(), d?.map(|(d, _)| d), c?))
+        Ok::<_, ZkError>(NodeRead {
+            id: id.clone(),
+            data: d?.map(|(d, _)| d),
+            locked: locked(c?),
+        })
     });
     stream::iter(reads)
         .buffered(512)
@@ -139,6 +189,21 @@ async fn read_single(store: &ZkStore, ids: &[NodeId]) -> ZkResult<Vec<NodeRead>>
         .await
         .into_iter()
         .collect()
+}
+
+/// The nodes of a batch of reads; empty and corrupt node znodes are skipped (corrupt
+/// ones with a warning).
+fn parse(reads: Vec<NodeRead>) -> Vec<(Node, bool)> {
+    let mut out = Vec::with_capacity(reads.len());
+    for NodeRead { id, data, locked } in reads {
+        let Some(data) = data else { continue };
+        match Node::from_json(&id, &data) {
+            Ok(Some(node)) => out.push((node, locked)),
+            Ok(None) => {}
+            Err(e) => warn!(path = %paths::node(&id), "skipping corrupt node record: {e}"),
+        }
+    }
+    out
 }
 
 /// Every node with its "locked" flag (any lock contender), sorted by id; empty and
@@ -167,33 +232,30 @@ pub async fn nodes_with_locks(store: &ZkStore) -> ZkResult<Vec<(Node, bool)>> {
     let batches = ids.chunks(NODES_PER_BATCH).map(|chunk| {
         let raw = raw.as_ref();
         async move {
+            let mut reads = None;
             if let Some(c) = raw {
                 match read_batch(c, chunk, timeout).await {
-                    Ok(r) => return Ok(r),
+                    Ok(r) => reads = Some(r),
                     Err(e) => debug!("multi-read failed, reading one by one: {e}"),
                 }
             }
-            read_single(store, chunk).await
+            let reads = match reads {
+                Some(r) => r,
+                None => read_single(store, chunk).await?,
+            };
+            // Parsed on a pool thread, while the other batches are still being read.
+            tokio::task::spawn_blocking(move || parse(reads))
+                .await
+                .map_err(|e| ZkError::Corrupt(format!("parsing node records: {e}")))
         }
     });
-    let results: Vec<ZkResult<Vec<NodeRead>>> = stream::iter(batches)
+    let results: Vec<ZkResult<Vec<(Node, bool)>>> = stream::iter(batches)
         .buffered(BATCHES_IN_FLIGHT)
         .collect()
         .await;
     let mut out = Vec::with_capacity(ids.len());
     for batch in results {
-        for (id, data, children) in batch? {
-            let Some(data) = data else { continue };
-            let locked = children
-                .unwrap_or_default()
-                .iter()
-                .any(|c| is_lock_contender(c));
-            match Node::from_json(&id, &data) {
-                Ok(Some(node)) => out.push((node, locked)),
-                Ok(None) => {}
-                Err(e) => warn!(path = %paths::node(&id), "skipping corrupt node record: {e}"),
-            }
-        }
+        out.extend(batch?);
     }
     Ok(out)
 }

@@ -33,6 +33,6 @@ pub use images::{
     BuildRequest, BuildRequestState, ImageStatusEntry,
 };
 pub use misc::{info_builds, info_nodes, info_text, label_list};
-pub use nodes::{node_list, redacted_port, NodeColumns, NODE_BRIEF_KEYS};
+pub use nodes::{node_list, node_list_owned, redacted_port, NodeColumns, NODE_BRIEF_KEYS};
 pub use requests::request_list;
 pub use table::{Cell, Column, Fields, OutputFormat, Table};

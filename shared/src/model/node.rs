@@ -1,6 +1,7 @@
 //! The Node record (`/nodepool/nodes/<id>`, reference §1.3): one cloud instance or static
 //! host and its life cycle, shared with Zuul.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -253,6 +254,176 @@ fn coerce_hold_expiration(v: Value) -> Option<i64> {
     }
 }
 
+/// A node being read key by key (from a parsed map or straight from the JSON text).
+struct NodeBuilder {
+    n: Node,
+    state: Option<NodeState>,
+    connection_port: Option<Value>,
+    ssh_port: Option<Value>,
+}
+
+impl NodeBuilder {
+    fn new(id: &NodeId) -> Self {
+        NodeBuilder {
+            n: Node {
+                id: id.clone(),
+                username: Some("zuul".to_string()),
+                node_properties: Map::new(),
+                ..Node::default()
+            },
+            state: None,
+            connection_port: None,
+            ssh_port: None,
+        }
+    }
+
+    /// Applies one key of the record.
+    fn apply(&mut self, r: &Reader<'_>, k: Cow<'_, str>, v: Value) -> Result<(), ModelError> {
+        let n = &mut self.n;
+        match k.as_ref() {
+            "state" => {
+                self.state = Some(r.state("state", v, NodeState::from_wire, "a node state")?)
+            }
+            "state_time" => n.state_time = r.opt_f64("state_time", v)?.unwrap_or(0.0),
+            "cloud" => n.cloud = r.opt_string("cloud", v)?,
+            "provider" => n.provider = r.opt_string("provider", v)?,
+            "pool" => n.pool = r.opt_string("pool", v)?,
+            "type" => {
+                n.node_type = match v {
+                    Value::String(s) if s.is_empty() => Vec::new(),
+                    Value::String(s) => vec![s],
+                    Value::Bool(false) => Vec::new(),
+                    other => r.string_list("type", other)?,
+                }
+            }
+            "allocated_to" => {
+                n.allocated_to = r.opt_string("allocated_to", v)?.map(RequestId::from)
+            }
+            "az" => n.az = r.opt_string("az", v)?,
+            "region" => n.region = r.opt_string("region", v)?,
+            "public_ipv4" => n.public_ipv4 = r.opt_string("public_ipv4", v)?,
+            "private_ipv4" => n.private_ipv4 = r.opt_string("private_ipv4", v)?,
+            "public_ipv6" => n.public_ipv6 = r.opt_string("public_ipv6", v)?,
+            "host_id" => n.host_id = r.opt_string("host_id", v)?,
+            "interface_ip" => n.interface_ip = r.opt_string("interface_ip", v)?,
+            "connection_port" => self.connection_port = Some(v),
+            "ssh_port" => self.ssh_port = Some(v),
+            "image_id" => n.image_id = r.opt_string("image_id", v)?,
+            "launcher" => n.launcher = r.opt_string("launcher", v)?,
+            "created_time" => n.created_time = r.opt_f64("created_time", v)?,
+            "external_id" => n.external_id = r.opt_string("external_id", v)?,
+            "hostname" => n.hostname = r.opt_string("hostname", v)?,
+            "comment" => n.comment = r.opt_string("comment", v)?,
+            "user_data" => n.user_data = v,
+            "hold_job" => n.hold_job = r.opt_string("hold_job", v)?,
+            "host_keys" => n.host_keys = r.string_list("host_keys", v)?,
+            "username" => n.username = r.opt_string("username", v)?,
+            "connection_type" => n.connection_type = r.opt_string("connection_type", v)?,
+            "shell_type" => n.shell_type = r.opt_string("shell_type", v)?,
+            "hold_expiration" => n.hold_expiration = coerce_hold_expiration(v),
+            "resources" => n.resources = r.opt_object("resources", v)?,
+            "slot" => n.slot = r.opt_i64("slot", v)?,
+            "attributes" => n.attributes = v,
+            "python_path" => n.python_path = r.opt_string("python_path", v)?,
+            "tenant_name" => n.tenant_name = r.opt_string("tenant_name", v)?,
+            "driver_data" => n.driver_data = v,
+            "requestor" => n.requestor = r.opt_string("requestor", v)?,
+            "node_properties" => {
+                n.node_properties = r.opt_object("node_properties", v)?.unwrap_or_default()
+            }
+            _ => {
+                n.extra.insert(k.into_owned(), v);
+            }
+        }
+        Ok(())
+    }
+
+    /// The node, once every key was applied.
+    fn finish(self, r: &Reader<'_>) -> Result<Node, ModelError> {
+        let mut n = self.n;
+        n.state = self.state.ok_or_else(|| r.missing("state"))?;
+        let port = |key: &str, v: Value| -> Result<u16, ModelError> {
+            match &v {
+                Value::Null => Ok(22),
+                Value::Number(num) => num
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| r.err(key, "a port number", &v)),
+                Value::String(s) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| r.err(key, "a port number", &v)),
+                _ => Err(r.err(key, "a port number", &v)),
+            }
+        };
+        n.connection_port = match (self.connection_port, self.ssh_port) {
+            (Some(v), _) => port("connection_port", v)?,
+            (None, Some(v)) => port("ssh_port", v)?,
+            (None, None) => 22,
+        };
+        Ok(n)
+    }
+}
+
+/// A map key, borrowed from the JSON text unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads a node record straight from JSON text ([`Node::from_json`]'s fast path).
+struct NodeSeed<'a> {
+    id: &'a NodeId,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for NodeSeed<'_> {
+    type Value = Node;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NodeSeed<'_> {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a node record (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        use serde::de::Error;
+        let id = self.id;
+        let record = || format!("node {id}");
+        let r = Reader { record: &record };
+        let mut b = NodeBuilder::new(id);
+        while let Some(Key(k)) = map.next_key()? {
+            let v: Value = map.next_value()?;
+            b.apply(&r, k, v).map_err(A::Error::custom)?;
+        }
+        b.finish(&r).map_err(A::Error::custom)
+    }
+}
+
 impl Node {
     /// A new `init` node stamped with the current time as `state_time` and `created_time`.
     pub fn new() -> Self {
@@ -274,6 +445,19 @@ impl Node {
     /// re-created by a lock attempt on a deleted node.
     pub fn from_json(id: &NodeId, data: &[u8]) -> Result<Option<Node>, ModelError> {
         let record = || format!("node {id}");
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        // Fast path: the object's entries are applied as they are parsed, without building
+        // a map first (listing 10,000 nodes, docs/benchmarks.md). Whatever it refuses (not
+        // an object, bad JSON, a bad value) is read again below, so errors, and duplicate
+        // keys (the map keeps the last), come out exactly as from the map.
+        let mut de = serde_json::Deserializer::from_slice(data);
+        if let Ok(node) = serde::de::DeserializeSeed::deserialize(NodeSeed { id }, &mut de) {
+            if de.end().is_ok() {
+                return Ok(Some(node));
+            }
+        }
         match json::parse_object(&record, data)? {
             Some(map) => Self::from_map(id, map).map(Some),
             None => Ok(None),
@@ -284,93 +468,11 @@ impl Node {
     pub fn from_map(id: &NodeId, map: Map<String, Value>) -> Result<Node, ModelError> {
         let record = || format!("node {id}");
         let r = Reader { record: &record };
-        let mut n = Node {
-            id: id.clone(),
-            username: Some("zuul".to_string()),
-            node_properties: Map::new(),
-            ..Node::default()
-        };
-        let mut state = None;
-        let mut connection_port: Option<Value> = None;
-        let mut ssh_port: Option<Value> = None;
+        let mut b = NodeBuilder::new(id);
         for (k, v) in map {
-            match k.as_str() {
-                "state" => {
-                    state = Some(r.state("state", v, NodeState::from_wire, "a node state")?)
-                }
-                "state_time" => n.state_time = r.opt_f64("state_time", v)?.unwrap_or(0.0),
-                "cloud" => n.cloud = r.opt_string("cloud", v)?,
-                "provider" => n.provider = r.opt_string("provider", v)?,
-                "pool" => n.pool = r.opt_string("pool", v)?,
-                "type" => {
-                    n.node_type = match v {
-                        Value::String(s) if s.is_empty() => Vec::new(),
-                        Value::String(s) => vec![s],
-                        Value::Bool(false) => Vec::new(),
-                        other => r.string_list("type", other)?,
-                    }
-                }
-                "allocated_to" => {
-                    n.allocated_to = r.opt_string("allocated_to", v)?.map(RequestId::from)
-                }
-                "az" => n.az = r.opt_string("az", v)?,
-                "region" => n.region = r.opt_string("region", v)?,
-                "public_ipv4" => n.public_ipv4 = r.opt_string("public_ipv4", v)?,
-                "private_ipv4" => n.private_ipv4 = r.opt_string("private_ipv4", v)?,
-                "public_ipv6" => n.public_ipv6 = r.opt_string("public_ipv6", v)?,
-                "host_id" => n.host_id = r.opt_string("host_id", v)?,
-                "interface_ip" => n.interface_ip = r.opt_string("interface_ip", v)?,
-                "connection_port" => connection_port = Some(v),
-                "ssh_port" => ssh_port = Some(v),
-                "image_id" => n.image_id = r.opt_string("image_id", v)?,
-                "launcher" => n.launcher = r.opt_string("launcher", v)?,
-                "created_time" => n.created_time = r.opt_f64("created_time", v)?,
-                "external_id" => n.external_id = r.opt_string("external_id", v)?,
-                "hostname" => n.hostname = r.opt_string("hostname", v)?,
-                "comment" => n.comment = r.opt_string("comment", v)?,
-                "user_data" => n.user_data = v,
-                "hold_job" => n.hold_job = r.opt_string("hold_job", v)?,
-                "host_keys" => n.host_keys = r.string_list("host_keys", v)?,
-                "username" => n.username = r.opt_string("username", v)?,
-                "connection_type" => n.connection_type = r.opt_string("connection_type", v)?,
-                "shell_type" => n.shell_type = r.opt_string("shell_type", v)?,
-                "hold_expiration" => n.hold_expiration = coerce_hold_expiration(v),
-                "resources" => n.resources = r.opt_object("resources", v)?,
-                "slot" => n.slot = r.opt_i64("slot", v)?,
-                "attributes" => n.attributes = v,
-                "python_path" => n.python_path = r.opt_string("python_path", v)?,
-                "tenant_name" => n.tenant_name = r.opt_string("tenant_name", v)?,
-                "driver_data" => n.driver_data = v,
-                "requestor" => n.requestor = r.opt_string("requestor", v)?,
-                "node_properties" => {
-                    n.node_properties = r.opt_object("node_properties", v)?.unwrap_or_default()
-                }
-                _ => {
-                    n.extra.insert(k, v);
-                }
-            }
+            b.apply(&r, Cow::Owned(k), v)?;
         }
-        n.state = state.ok_or_else(|| r.missing("state"))?;
-        let port = |key: &str, v: Value| -> Result<u16, ModelError> {
-            match &v {
-                Value::Null => Ok(22),
-                Value::Number(num) => num
-                    .as_u64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .ok_or_else(|| r.err(key, "a port number", &v)),
-                Value::String(s) => s
-                    .trim()
-                    .parse()
-                    .map_err(|_| r.err(key, "a port number", &v)),
-                _ => Err(r.err(key, "a port number", &v)),
-            }
-        };
-        n.connection_port = match (connection_port, ssh_port) {
-            (Some(v), _) => port("connection_port", v)?,
-            (None, Some(v)) => port("ssh_port", v)?,
-            (None, None) => 22,
-        };
-        Ok(n)
+        b.finish(&r)
     }
 
     /// The record as a JSON object, keys in Python's `Node.toDict` order, then `extra`.
@@ -470,6 +572,48 @@ mod tests {
 
     fn read(v: Value) -> Result<Option<Node>, ModelError> {
         Node::from_json(&NodeId::from("0000000001"), v.to_string().as_bytes())
+    }
+
+    /// The map-based reading, which `from_json`'s fast path must equal.
+    fn via_map(data: &str) -> Result<Option<Node>, String> {
+        let id = NodeId::from("0000000001");
+        let record = || format!("node {id}");
+        match json::parse_object(&record, data.as_bytes()) {
+            Ok(Some(map)) => Node::from_map(&id, map).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn fast_path_equals_map_path() {
+        let cases = [
+            r#"{"state": "ready", "provider": "p", "type": ["a", "b"], "zuul": {"x": 1}, "id": "7"}"#,
+            // Escaped keys, unknown keys in order, ports as strings.
+            r#"{"st\u0061te": "in-use", "b": 1, "a": 2, "connection_port": "2022", "ssh_port": 22}"#,
+            // Duplicates: the last one counts, even when an earlier one is invalid.
+            r#"{"state": "bogus", "state": "ready", "extra": 1, "extra": [2]}"#,
+            r#"{"state": "ready", "connection_port": 22, "connection_port": "x"}"#,
+            r#"{"state": "ready", "host_keys": 5}"#,
+            r#"{"provider": "p"}"#,
+            r#"["not", "an", "object"]"#,
+            r#"{"state": "ready"} trailing"#,
+            r#"{"state": "ready""#,
+            "  \n ",
+            r#"{"state": "ready", "user_data": {"k": [1.5, null]}, "hold_expiration": "12"}"#,
+        ];
+        for data in cases {
+            let fast = Node::from_json(&NodeId::from("0000000001"), data.as_bytes())
+                .map_err(|e| e.to_string());
+            assert_eq!(fast, via_map(data), "{data}");
+        }
+        // And the valid ones are read at all (not only equal failures).
+        assert!(via_map(cases[0]).unwrap().is_some());
+        assert_eq!(
+            via_map(cases[2]).unwrap().unwrap().extra.get("extra"),
+            Some(&json!([2]))
+        );
     }
 
     #[test]
