@@ -184,6 +184,9 @@ pub struct Handler {
     /// takes at most one request it has no quota for (as Nodepool's pool worker does)
     /// and leaves the rest `requested` for other pools.
     first_round: Option<tokio::sync::oneshot::Sender<bool>>,
+    /// The provider claim under which the pool worker reserved the request's need when
+    /// it accepted it; replaced by the node claims in the first quota check.
+    reservation: Option<NodeId>,
 }
 
 enum Fill {
@@ -208,6 +211,20 @@ impl Handler {
             state: HandlerState::Accepting,
             create_interrupted: false,
             first_round: None,
+            reservation: None,
+        }
+    }
+
+    /// The reservation the pool worker made for this request (see `reservation`).
+    pub fn with_reservation(mut self, reservation: Option<NodeId>) -> Self {
+        self.reservation = reservation;
+        self
+    }
+
+    /// Drops the pool worker's reservation (at the first quota check, or at the end).
+    fn release_reservation(&mut self) {
+        if let Some(id) = self.reservation.take() {
+            self.pc.provider.release_claim(&id);
         }
     }
 
@@ -248,6 +265,7 @@ impl Handler {
         let id = self.request.id.clone();
         self.accept().await;
         let state = self.drive().await;
+        self.release_reservation();
         // After an abandon the request may be someone else's: an unlocked `init` node
         // allocated to it can be their create in progress, so nothing is swept.
         if self.create_interrupted && state != HandlerState::Abandoned {
@@ -433,6 +451,9 @@ impl Handler {
             self.az = zones.get(rand_index(zones.len())).cloned();
         }
         let gate = provider.launch_gate.lock().await;
+        // Our own reservation must not count against us; from here on, our node claims
+        // (made under the gate) take its place.
+        self.release_reservation();
         match provider
             .has_quota_for(&self.pc.ctx, &self.pc.pool, &need)
             .await

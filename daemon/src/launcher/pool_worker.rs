@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use nodepool_shared::config::{Pool, PoolLabelImage, Provider};
 use nodepool_shared::model::{
-    paths, pool_worker_id, Component, ComponentKind, ComponentState, NodeRequest, PoolInfo,
-    RequestState,
+    paths, pool_worker_id, Component, ComponentKind, ComponentState, NodeId, NodeRequest, PoolInfo,
+    QuotaInformation, RequestId, RequestState,
 };
 use nodepool_shared::stats::names;
 use nodepool_shared::zk::{ComponentRegistration, ZkLock};
@@ -343,13 +343,54 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
             pc.claim_tenant(&fresh.id, tenant, need);
         }
         tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
+        // Like Nodepool's pool worker, a pool takes at most one request it has no quota
+        // for: that handler pauses and the pass stops, leaving the rest `requested` for
+        // other pools. While there is room, the request's need is reserved until its
+        // handler has claimed its nodes, so the pass can go on at once (handlers run in
+        // parallel) without taking more than the quota holds.
+        // The check and the claim run under the provider's launch gate, like a handler's
+        // quota check and node claim, so neither sees the other half-way.
+        let reservation = match request_need(pc, &fresh).await {
+            Some(need) => {
+                let _gate = pc.provider.launch_gate.lock().await;
+                if matches!(
+                    pc.provider.has_quota_for(ctx, &pc.pool, &need).await,
+                    Ok(true)
+                ) {
+                    let id = reservation_id(&fresh.id);
+                    pc.provider.claim(id.clone(), need);
+                    Some(id)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
         let (first_round, paused) = tokio::sync::oneshot::channel();
-        let handler = Handler::new(pc.clone(), fresh, lock).report_first_round(first_round);
+        let must_wait = reservation.is_none();
+        let handler = Handler::new(pc.clone(), fresh, lock)
+            .report_first_round(first_round)
+            .with_reservation(reservation);
         tokio::spawn(handler.run());
-        // Like Nodepool's pool worker: once a handler pauses for quota, this pool takes
-        // no more requests (they stay `requested` for other pools) until it unpauses.
-        if let Ok(true) = paused.await {
-            return;
+        if must_wait {
+            if let Ok(true) = paused.await {
+                return;
+            }
         }
     }
+}
+
+/// The claim key of a request's reservation (never a node id: those are digits).
+pub fn reservation_id(id: &RequestId) -> NodeId {
+    NodeId::from(format!("reservation-{id}"))
+}
+
+/// The quota the request's labels need in this pool, if every label's flavor is known.
+async fn request_need(pc: &PoolContext, req: &NodeRequest) -> Option<QuotaInformation> {
+    let mut total = QuotaInformation::usage();
+    for name in &req.node_types {
+        let label = pc.label(name)?;
+        total.add(&pc.provider.label_need(label).await.ok()?);
+    }
+    Some(total)
 }
