@@ -1148,3 +1148,53 @@ fn garbage_arguments_get_clear_errors() {
         }
     }
 }
+
+/// `-s SECURE`: the secure file's `zookeeper-servers` replace the main file's (as in
+/// Nodepool). The main file points at a closed port; only with `-s` does `list` reach
+/// the test ZooKeeper and show its node.
+#[tokio::test]
+async fn secure_file_replaces_the_zookeeper_servers() {
+    let env = Env::new().await;
+    let id = env.add_node("fake-provider", NodeState::Ready, 10.0).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let main = std::fs::read_to_string(&env.config).unwrap();
+    // Split the working file: its `zookeeper-servers` go to the secure file, the main
+    // file gets a dead server instead.
+    let (servers, rest) = main.split_once("labels:\n").expect("labels section");
+    let dead =
+        format!("zookeeper-servers:\n  - host: 127.0.0.1\n    port: {port}\nlabels:\n{rest}");
+    let config = env.dir.path().join("main.yaml");
+    let secure = env.dir.path().join("secure.yaml");
+    std::fs::write(&config, dead).unwrap();
+    std::fs::write(&secure, servers).unwrap();
+    let config_s = config.to_str().unwrap();
+    let secure_s = secure.to_str().unwrap();
+    let without = run_with(&config, &["--zk-timeout", "1", "list"]).await;
+    assert!(
+        !without.status.success(),
+        "the main file alone points at a closed port"
+    );
+    let with = run_with(&config, &["-s", secure_s, "--zk-timeout", "10", "list"]).await;
+    let out = String::from_utf8_lossy(&with.stdout);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(out.contains(id.as_str()), "{out}");
+    let valid = run_with(&config, &["-s", secure_s, "config-validate"]).await;
+    assert!(
+        valid.status.success(),
+        "{config_s}: {}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    // A secure file with a key it may not carry is an error naming the file.
+    std::fs::write(&secure, "labels: []\n").unwrap();
+    let bad = run_with(&config, &["-s", secure_s, "config-validate"]).await;
+    assert!(!bad.status.success());
+    let err =
+        String::from_utf8_lossy(&bad.stdout).to_string() + &String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("secure.yaml"), "{err}");
+}

@@ -462,13 +462,29 @@ async fn az_is_picked_from_the_cloud_list() {
     .await;
 }
 
+/// The cloud password of the web API test: unique, so that finding it anywhere means
+/// it leaked.
+const WEB_TEST_PASSWORD: &str = "pw-3c9e1f7a-never-shown";
+
 /// Item 5: the real daemon with its web API on a free loopback port and ZooKeeper over
 /// TLS (from `zookeeper-tls` in the config): `/ready` answers 503 until the first pass
-/// and then 200; `/node-list` shows the fulfilled request's node.
+/// and then 200; `/node-list` shows the fulfilled request's node. Security: the cloud
+/// password appears in no web API answer (text or JSON) and in no znode under the
+/// chroot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_api_and_tls_zookeeper_through_the_daemon() {
     bounded(async {
-        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let env = Env::new(
+            &Shape::default(),
+            SimConfig {
+                credentials: nodepool_tests::sim::Credentials {
+                    password: WEB_TEST_PASSWORD.into(),
+                    ..Default::default()
+                },
+                ..SimConfig::default()
+            },
+        )
+        .await;
         let tls = env._zk.tls_settings().expect("test ZooKeeper has a TLS port");
         let files = tls.tls.clone().expect("tls files");
         let (host, port) = tls.hosts[0].clone();
@@ -544,6 +560,47 @@ async fn web_api_and_tls_zookeeper_through_the_daemon() {
             .await
             .expect("ready");
         assert_eq!(r.status().as_u16(), 200);
+        // The password is nowhere in what the web API shows…
+        for path in [
+            "/node-list",
+            "/request-list",
+            "/image-list",
+            "/dib-image-list",
+            "/label-list",
+        ] {
+            for accept in ["application/json", "text/plain"] {
+                let body = http
+                    .get(format!("http://{addr}{path}"))
+                    .header("Accept", accept)
+                    .send()
+                    .await
+                    .expect("web API")
+                    .text()
+                    .await
+                    .expect("body");
+                assert!(
+                    !body.contains(WEB_TEST_PASSWORD),
+                    "{path} ({accept}) shows the cloud password"
+                );
+            }
+        }
+        // …nor in any znode the launcher wrote.
+        let client = env.store.client().clone();
+        let mut stack = vec!["/".to_string()];
+        let mut znodes = 0;
+        while let Some(path) = stack.pop() {
+            if let Ok(Some((data, _))) = client.get(&path).await {
+                znodes += 1;
+                assert!(
+                    !String::from_utf8_lossy(&data).contains(WEB_TEST_PASSWORD),
+                    "znode {path} holds the cloud password"
+                );
+            }
+            for child in client.get_children(&path).await.ok().flatten().unwrap_or_default() {
+                stack.push(nodepool_shared::zk::client::join(&path, &child));
+            }
+        }
+        assert!(znodes > 5, "walked {znodes} znodes");
         l.stop().await;
     })
     .await;
