@@ -252,6 +252,95 @@ async fn kill9_during_upload_then_restart() {
     .await;
 }
 
+/// b2. The builder freezes (SIGSTOP) past its ZooKeeper session timeout while Glance
+/// holds its upload, then resumes (SIGCONT): its upload lock went with the session, so it
+/// stops that upload, deletes the image it was creating and writes no record for it; the
+/// stale `uploading` record is cleaned, a new upload ends ready and its image is the only
+/// Nodepool image in the cloud (nothing leaked), and the builder keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_during_upload() {
+    bounded(async {
+        let zk = TestZk::shared().await;
+        let knobs = Knobs {
+            image_upload_delay_ms: 60_000,
+            ..Knobs::default()
+        };
+        let cfg = BuilderCfg {
+            zk_timeout: 3,
+            ..BuilderCfg::default()
+        };
+        let mut w = BuilderWorld::new(zk, knobs, &cfg).await;
+        let mut b = w.spawn_builder();
+        let (stale, cloud) = wait_for("an upload in progress", WAIT, || async {
+            let u = w
+                .uploads(PROVIDER)
+                .await
+                .into_iter()
+                .find(|u| u.state == UploadState::Uploading)?;
+            let img = w.nodepool_images().into_iter().find(|i| {
+                image_property(i, "nodepool_upload_id").as_deref() == Some(u.id.as_str())
+            })?;
+            Some((u, img))
+        })
+        .await;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(b.pid(), libc::SIGSTOP);
+        }
+        let frozen = Instant::now();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        w.sim.admin().update_knobs(|k| k.image_upload_delay_ms = 0);
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(b.pid(), libc::SIGCONT);
+        }
+        let (_, up) = w.wait_uploaded(PROVIDER, WAIT).await;
+        let ready_after = frozen.elapsed();
+        assert_ne!(up.id, stale.id, "a new upload");
+        let cleaned = wait_for("the stale record and its image removed", WAIT, || async {
+            let records = w.uploads(PROVIDER).await;
+            let images = w.nodepool_images();
+            let record_left = records.iter().any(|u| u.id == stale.id);
+            let image_left = images.iter().any(|i| i.id == cloud.id);
+            (!record_left && !image_left).then(|| frozen.elapsed())
+        })
+        .await;
+        wait_for("no lock left taken", WAIT, || async {
+            no_stuck_locks(&w).await.then_some(())
+        })
+        .await;
+        let records = w.uploads(PROVIDER).await;
+        let images = w.nodepool_images();
+        println!(
+            "builder frozen 7 s past a 3 s session during an upload: new upload ready {:.1} s after the freeze, \
+             stale record and image gone at {:.1} s; {} upload records, {} Nodepool images in the cloud",
+            ready_after.as_secs_f64(),
+            cleaned.as_secs_f64(),
+            records.len(),
+            images.len()
+        );
+        assert!(
+            records.iter().all(|u| u.state == UploadState::Ready),
+            "only ready upload records remain: {records:?}"
+        );
+        let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![up.external_id.as_deref().unwrap_or_default()],
+            "the ready upload's image is the only Nodepool image left"
+        );
+        assert!(b.alive(), "the builder keeps running");
+        let log = b.log_text();
+        assert!(
+            log.contains("upload lock lost with the ZooKeeper session"),
+            "the builder stopped the upload it no longer held:\n{log}"
+        );
+        assert!(b.stop().await, "the builder stops on SIGTERM");
+        assert!(!log.contains("panicked"), "builder panicked:\n{log}");
+    })
+    .await;
+}
+
 /// c. ZooKeeper restart (kill + start on the same data dir) while DIB runs: the builder
 /// reconnects within its session, the same build ends ready and is uploaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,8 @@ enum UploadError {
     Hook { hook: String, detail: String },
     #[error("builder is stopping")]
     Stopping,
+    #[error("the upload lock went with the ZooKeeper session")]
+    SessionLost,
 }
 
 /// Runs one upload if the lock is free and it is still needed. Returns whether an
@@ -70,7 +72,7 @@ pub async fn upload_image(ctx: Arc<Ctx>, job: UploadJob) -> bool {
             return false;
         }
     }
-    let result = locked_upload(&ctx, &job).await;
+    let result = locked_upload(&ctx, &job, &lock).await;
     if let Err(e) = lock.release().await {
         warn!(%image, %provider, "releasing the upload lock: {e}");
     }
@@ -97,7 +99,12 @@ pub async fn upload_image(ctx: Arc<Ctx>, job: UploadJob) -> bool {
 }
 
 /// `Ok(None)`: nothing to do after the re-check.
-async fn locked_upload(ctx: &Ctx, job: &UploadJob) -> Result<Option<bool>, ZkError> {
+///
+/// The upload stops when the upload lock goes with the ZooKeeper session (the builder
+/// was frozen past its session timeout): by then a cleanup may have removed its
+/// `uploading` record as dead, so the image it was creating is deleted and no record is
+/// written (a new upload starts on the new session).
+async fn locked_upload(ctx: &Ctx, job: &UploadJob, lock: &ZkLock) -> Result<Option<bool>, ZkError> {
     let (image, provider) = (&job.image.name, &job.provider.name);
     let build_id = &job.build.id;
     match ctx.store.get_build(image, build_id).await? {
@@ -155,6 +162,7 @@ async fn locked_upload(ctx: &Ctx, job: &UploadJob) -> Result<Option<bool>, ZkErr
     let transfer = transfer(driver.as_ref(), &req, &job.file, &mut created);
     let result = tokio::select! {
         _ = ctx.cancel.cancelled() => Err(UploadError::Stopping),
+        _ = lock.lost() => Err(UploadError::SessionLost),
         r = tokio::time::timeout(timeout, transfer) => match r {
             Ok(r) => r,
             Err(_) => Err(UploadError::Timeout(timeout)),
@@ -166,6 +174,14 @@ async fn locked_upload(ctx: &Ctx, job: &UploadJob) -> Result<Option<bool>, ZkErr
             None => Ok(id),
         },
         Err(e) => Err(e),
+    };
+    // Done, but without the lock: the record may be gone or be someone else's now.
+    let result = match result {
+        Ok(id) if !lock.is_held() => {
+            created = Some(id);
+            Err(UploadError::SessionLost)
+        }
+        other => other,
     };
     match result {
         Ok(id) => {
@@ -185,6 +201,11 @@ async fn locked_upload(ctx: &Ctx, job: &UploadJob) -> Result<Option<bool>, ZkErr
                 if let Err(e) = driver.delete_image(&id).await {
                     warn!(%provider, image_id = %id, "deleting the failed upload's image: {e}");
                 }
+            }
+            if !lock.is_held() {
+                warn!(%image, %provider, upload = %upload_id,
+                    "upload lock lost with the ZooKeeper session; leaving the record to the cleanup");
+                return Ok(Some(false));
             }
             upload.set_state(UploadState::Failed);
             ctx.store.store_upload(&upload, None).await?;
