@@ -168,6 +168,82 @@ async fn kill9_during_build_then_restart() {
     .await;
 }
 
+/// a2. The builder freezes (SIGSTOP) past its ZooKeeper session timeout while DIB runs,
+/// then resumes: its build lock went with the session, so it kills the DIB and the build
+/// ends `failed` or is removed (never `ready`); a new build becomes ready and is
+/// uploaded, no file of the stopped build is left, no lock stays taken, and the builder
+/// keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_during_build() {
+    bounded(async {
+        let zk = TestZk::shared().await;
+        let mut w = BuilderWorld::new(zk, Knobs::default(), &BuilderCfg::default()).await;
+        let cfg = BuilderCfg {
+            zk_timeout: 3,
+            ..BuilderCfg::default()
+        }
+        .with_env("FAKE_DIB_SLEEP", "10")
+        .with_env("FAKE_DIB_PARTIAL", "1");
+        w.write_config(&cfg);
+        let mut b = w.spawn_builder();
+        let stopped = wait_for("a build running", WAIT, || async {
+            w.builds()
+                .await
+                .into_iter()
+                .find(|b| b.state == BuildState::Building)
+        })
+        .await;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(b.pid(), libc::SIGSTOP);
+        }
+        let frozen = Instant::now();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(b.pid(), libc::SIGCONT);
+        }
+        let (ready, up) = w.wait_uploaded(PROVIDER, WAIT).await;
+        let ready_after = frozen.elapsed();
+        assert_ne!(ready.id, stopped.id, "a new build, not the stopped one");
+        let gone = wait_for("the stopped build and its files gone", WAIT, || async {
+            let record = w.store.get_build(IMAGE, &stopped.id).await.ok()?;
+            let files = w
+                .local_files()
+                .into_iter()
+                .any(|f| f.contains(stopped.id.as_str()));
+            (record.is_none() && !files).then(|| frozen.elapsed())
+        })
+        .await;
+        wait_for("no lock left taken", WAIT, || async {
+            no_stuck_locks(&w).await.then_some(())
+        })
+        .await;
+        let builds = w.builds().await;
+        println!(
+            "builder frozen 7 s past a 3 s session during a build: new build uploaded {:.1} s after the freeze, \
+             the stopped build's record and files gone at {:.1} s; builds now {:?}",
+            ready_after.as_secs_f64(),
+            gone.as_secs_f64(),
+            builds.iter().map(|b| b.state.to_string()).collect::<Vec<_>>()
+        );
+        assert_eq!(up.state, UploadState::Ready);
+        assert!(
+            builds.iter().all(|b| b.state == BuildState::Ready),
+            "only ready builds remain: {builds:?}"
+        );
+        assert!(b.alive(), "the builder keeps running");
+        let log = b.log_text();
+        assert!(
+            log.contains("ZooKeeper session lost during the build"),
+            "the builder stopped the build it no longer held:\n{log}"
+        );
+        assert!(b.stop().await, "the builder stops on SIGTERM");
+        assert!(!log.contains("panicked"), "builder panicked:\n{log}");
+    })
+    .await;
+}
+
 /// b. `kill -9` of the builder while Glance receives the image (the simulator holds
 /// the upload in `saving`), restart: the dead `uploading` record is removed once its
 /// lock is free, together with the half-uploaded cloud image it never recorded; a new
