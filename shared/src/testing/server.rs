@@ -149,7 +149,30 @@ impl ZkServer {
     /// (a hung server, unlike [`Self::stop`] which refuses connections). Returns whether
     /// a running process was signalled.
     pub fn freeze(&self) -> bool {
-        self.signal(libc::SIGSTOP)
+        if !self.signal(libc::SIGSTOP) {
+            return false;
+        }
+        // SIGSTOP takes effect asynchronously: a JVM thread running on another core can
+        // still answer a request or two. Wait (bounded) until every thread is stopped.
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if all_threads_stopped(pid) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// The process id, while the process runs.
+    fn pid(&self) -> Option<libc::pid_t> {
+        let guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
     }
 
     /// Resumes a process frozen by [`Self::freeze`] (`SIGCONT`).
@@ -330,4 +353,27 @@ pub fn test_settings(hosts: Vec<(String, u16)>, tls: Option<ZkTls>) -> ZkSetting
         request_timeout: Duration::from_secs(15),
         connect_timeout: Some(Duration::from_secs(30)),
     }
+}
+
+/// True when every thread of `pid` is in the stopped state (`T` in `/proc/.../stat`).
+fn all_threads_stopped(pid: libc::pid_t) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The state follows the command, which is in parentheses and may hold spaces.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if !matches!(state, Some("T") | Some("t")) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
