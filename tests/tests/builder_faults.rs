@@ -10,10 +10,11 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use nodepool_shared::model::{paths, BuildState, UploadState};
+use nodepool_shared::model::{paths, BuildState, ImageUpload, UploadState};
 use nodepool_shared::testing::TestZk;
 use nodepool_tests::builder_world::{image_property, BuilderCfg, BuilderWorld, IMAGE};
-use nodepool_tests::daemons::wait_for;
+use nodepool_tests::daemons::{wait_for, DaemonProc};
+use nodepool_tests::sim::state::Image;
 use nodepool_tests::sim::Knobs;
 
 const PROVIDER: &str = "sim";
@@ -65,6 +66,77 @@ async fn no_stuck_locks(w: &BuilderWorld) -> bool {
         }
     }
     true
+}
+
+/// A world whose Glance holds every upload in `saving` (60 s), with the given session
+/// timeout, and an upload of it in progress: the `uploading` record and its cloud image.
+async fn world_with_upload_in_progress(
+    zk_timeout: u64,
+) -> (BuilderWorld, DaemonProc, ImageUpload, Image) {
+    let zk = TestZk::shared().await;
+    let knobs = Knobs {
+        image_upload_delay_ms: 60_000,
+        ..Knobs::default()
+    };
+    let cfg = BuilderCfg {
+        zk_timeout,
+        ..BuilderCfg::default()
+    };
+    let mut w = BuilderWorld::new(zk, knobs, &cfg).await;
+    let b = w.spawn_builder();
+    let (upload, cloud) = wait_for("an upload in progress", WAIT, || async {
+        let u = w
+            .uploads(PROVIDER)
+            .await
+            .into_iter()
+            .find(|u| u.state == UploadState::Uploading)?;
+        let img = w
+            .nodepool_images()
+            .into_iter()
+            .find(|i| image_property(i, "nodepool_upload_id").as_deref() == Some(u.id.as_str()))?;
+        Some((u, img))
+    })
+    .await;
+    (w, b, upload, cloud)
+}
+
+/// Waits until the upload record `gone` and cloud image `image` are removed and no lock
+/// is left taken; returns the time since `since`.
+async fn wait_upload_cleaned(
+    w: &BuilderWorld,
+    gone: &ImageUpload,
+    image: &Image,
+    since: Instant,
+) -> Duration {
+    let cleaned = wait_for(
+        "the upload record and its cloud image removed",
+        WAIT,
+        || async {
+            let record_left = w.uploads(PROVIDER).await.iter().any(|u| u.id == gone.id);
+            let image_left = w.nodepool_images().iter().any(|i| i.id == image.id);
+            (!record_left && !image_left).then(|| since.elapsed())
+        },
+    )
+    .await;
+    wait_for("no lock left taken", WAIT, || async {
+        no_stuck_locks(w).await.then_some(())
+    })
+    .await;
+    cleaned
+}
+
+/// Only ready upload records remain, and the cloud holds exactly the image of `ready`.
+fn assert_only_the_ready_upload(records: &[ImageUpload], images: &[Image], ready: &ImageUpload) {
+    assert!(
+        records.iter().all(|u| u.state == UploadState::Ready),
+        "only ready upload records remain: {records:?}"
+    );
+    let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![ready.external_id.as_deref().unwrap_or_default()],
+        "the ready upload's image is the only Nodepool image left"
+    );
 }
 
 /// a. `kill -9` of the builder while DIB runs (and has left a partial image), restart:
@@ -251,30 +323,7 @@ async fn session_expiry_during_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_upload_then_restart() {
     bounded(async {
-        let zk = TestZk::shared().await;
-        let knobs = Knobs {
-            image_upload_delay_ms: 60_000,
-            ..Knobs::default()
-        };
-        let cfg = BuilderCfg {
-            zk_timeout: 5,
-            ..BuilderCfg::default()
-        };
-        let mut w = BuilderWorld::new(zk, knobs, &cfg).await;
-        let b1 = w.spawn_builder();
-        let (dead, cloud) = wait_for("an upload in progress", WAIT, || async {
-            let u = w
-                .uploads(PROVIDER)
-                .await
-                .into_iter()
-                .find(|u| u.state == UploadState::Uploading)?;
-            let img = w.nodepool_images().into_iter().find(|i| {
-                image_property(i, "nodepool_upload_id").as_deref() == Some(u.id.as_str())
-                    && i.status == "saving"
-            })?;
-            Some((u, img))
-        })
-        .await;
+        let (mut w, b1, dead, cloud) = world_with_upload_in_progress(5).await;
         b1.kill9();
         let killed = Instant::now();
         w.sim.admin().update_knobs(|k| k.image_upload_delay_ms = 0);
@@ -283,22 +332,7 @@ async fn kill9_during_upload_then_restart() {
         let (_, up) = w.wait_uploaded(PROVIDER, WAIT).await;
         let ready_after = killed.elapsed();
         assert_ne!(up.id, dead.id, "a new upload");
-        let cleaned = wait_for(
-            "the dead upload record and its cloud image removed",
-            WAIT,
-            || async {
-                let records = w.uploads(PROVIDER).await;
-                let images = w.nodepool_images();
-                let record_left = records.iter().any(|u| u.id == dead.id);
-                let image_left = images.iter().any(|i| i.id == cloud.id);
-                (!record_left && !image_left).then(|| killed.elapsed())
-            },
-        )
-        .await;
-        wait_for("no lock left taken", WAIT, || async {
-            no_stuck_locks(&w).await.then_some(())
-        })
-        .await;
+        let cleaned = wait_upload_cleaned(&w, &dead, &cloud, killed).await;
         let records = w.uploads(PROVIDER).await;
         let images = w.nodepool_images();
         println!(
@@ -311,16 +345,7 @@ async fn kill9_during_upload_then_restart() {
             records.len(),
             images.len()
         );
-        assert!(
-            records.iter().all(|u| u.state == UploadState::Ready),
-            "only ready upload records remain: {records:?}"
-        );
-        let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            vec![up.external_id.as_deref().unwrap_or_default()],
-            "the ready upload's image is the only Nodepool image left"
-        );
+        assert_only_the_ready_upload(&records, &images, &up);
         let log = b2.log_text();
         assert!(b2.stop().await, "the builder stops on SIGTERM");
         assert!(!log.contains("panicked"), "builder panicked:\n{log}");
@@ -336,29 +361,7 @@ async fn kill9_during_upload_then_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_during_upload() {
     bounded(async {
-        let zk = TestZk::shared().await;
-        let knobs = Knobs {
-            image_upload_delay_ms: 60_000,
-            ..Knobs::default()
-        };
-        let cfg = BuilderCfg {
-            zk_timeout: 3,
-            ..BuilderCfg::default()
-        };
-        let mut w = BuilderWorld::new(zk, knobs, &cfg).await;
-        let mut b = w.spawn_builder();
-        let (stale, cloud) = wait_for("an upload in progress", WAIT, || async {
-            let u = w
-                .uploads(PROVIDER)
-                .await
-                .into_iter()
-                .find(|u| u.state == UploadState::Uploading)?;
-            let img = w.nodepool_images().into_iter().find(|i| {
-                image_property(i, "nodepool_upload_id").as_deref() == Some(u.id.as_str())
-            })?;
-            Some((u, img))
-        })
-        .await;
+        let (w, mut b, stale, cloud) = world_with_upload_in_progress(3).await;
         // SAFETY: plain kill(2) of our own child.
         unsafe {
             libc::kill(b.pid(), libc::SIGSTOP);
@@ -373,18 +376,7 @@ async fn session_expiry_during_upload() {
         let (_, up) = w.wait_uploaded(PROVIDER, WAIT).await;
         let ready_after = frozen.elapsed();
         assert_ne!(up.id, stale.id, "a new upload");
-        let cleaned = wait_for("the stale record and its image removed", WAIT, || async {
-            let records = w.uploads(PROVIDER).await;
-            let images = w.nodepool_images();
-            let record_left = records.iter().any(|u| u.id == stale.id);
-            let image_left = images.iter().any(|i| i.id == cloud.id);
-            (!record_left && !image_left).then(|| frozen.elapsed())
-        })
-        .await;
-        wait_for("no lock left taken", WAIT, || async {
-            no_stuck_locks(&w).await.then_some(())
-        })
-        .await;
+        let cleaned = wait_upload_cleaned(&w, &stale, &cloud, frozen).await;
         let records = w.uploads(PROVIDER).await;
         let images = w.nodepool_images();
         println!(
@@ -395,16 +387,7 @@ async fn session_expiry_during_upload() {
             records.len(),
             images.len()
         );
-        assert!(
-            records.iter().all(|u| u.state == UploadState::Ready),
-            "only ready upload records remain: {records:?}"
-        );
-        let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            vec![up.external_id.as_deref().unwrap_or_default()],
-            "the ready upload's image is the only Nodepool image left"
-        );
+        assert_only_the_ready_upload(&records, &images, &up);
         assert!(b.alive(), "the builder keeps running");
         let log = b.log_text();
         assert!(
