@@ -69,7 +69,8 @@ async fn no_stuck_locks(w: &BuilderWorld) -> bool {
 }
 
 /// A world whose Glance holds every upload in `saving` (60 s), with the given session
-/// timeout, and an upload of it in progress: the `uploading` record and its cloud image.
+/// timeout, and an upload of it in progress: the `uploading` record and its cloud image
+/// (in `saving`).
 async fn world_with_upload_in_progress(
     zk_timeout: u64,
 ) -> (BuilderWorld, DaemonProc, ImageUpload, Image) {
@@ -90,10 +91,10 @@ async fn world_with_upload_in_progress(
             .await
             .into_iter()
             .find(|u| u.state == UploadState::Uploading)?;
-        let img = w
-            .nodepool_images()
-            .into_iter()
-            .find(|i| image_property(i, "nodepool_upload_id").as_deref() == Some(u.id.as_str()))?;
+        let img = w.nodepool_images().into_iter().find(|i| {
+            image_property(i, "nodepool_upload_id").as_deref() == Some(u.id.as_str())
+                && i.status == "saving"
+        })?;
         Some((u, img))
     })
     .await;
