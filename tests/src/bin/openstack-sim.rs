@@ -450,20 +450,25 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
+    // The handlers exist before the "listening" line: whoever reads it may signal at once
+    // (a signal before that killed the process instead of stopping it in order).
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("openstack-sim: cannot install SIGTERM/SIGINT handlers: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     println!("openstack-sim listening on {}", handle.url());
     println!("openstack-sim fake sshd port {}", handle.ssh_port());
     use std::io::Write;
     let _ = std::io::stdout().flush();
-
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("openstack-sim: cannot install SIGTERM handler: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     match handle.shutdown().await {
