@@ -140,6 +140,39 @@ fn assert_only_the_ready_upload(records: &[ImageUpload], images: &[Image], ready
     );
 }
 
+/// Freezes the builder (SIGSTOP) for `long` (past its session timeout); it stays
+/// stopped until [`thaw`]. Returns when the freeze began.
+async fn freeze(b: &DaemonProc, long: Duration) -> Instant {
+    // SAFETY: plain kill(2) of our own child.
+    unsafe {
+        libc::kill(b.pid(), libc::SIGSTOP);
+    }
+    let frozen = Instant::now();
+    tokio::time::sleep(long).await;
+    frozen
+}
+
+/// Resumes a builder stopped by [`freeze`] (SIGCONT).
+fn thaw(b: &DaemonProc) {
+    // SAFETY: plain kill(2) of our own child.
+    unsafe {
+        libc::kill(b.pid(), libc::SIGCONT);
+    }
+}
+
+/// The resumed builder still runs, logged `noticed` (it saw its lock go with the
+/// session), stops on SIGTERM and never panicked.
+async fn resumed_builder_is_fine(mut b: DaemonProc, noticed: &str) {
+    assert!(b.alive(), "the builder keeps running");
+    let log = b.log_text();
+    assert!(
+        log.contains(noticed),
+        "the builder stopped the work it no longer held (`{noticed}`):\n{log}"
+    );
+    assert!(b.stop().await, "the builder stops on SIGTERM");
+    assert!(!log.contains("panicked"), "builder panicked:\n{log}");
+}
+
 /// a. `kill -9` of the builder while DIB runs (and has left a partial image), restart:
 /// the dead `building` record is recognised once its lock is free and removed with its
 /// files, a new build becomes ready and is uploaded, no lock stays taken.
@@ -258,7 +291,7 @@ async fn session_expiry_during_build() {
         .with_env("FAKE_DIB_SLEEP", "10")
         .with_env("FAKE_DIB_PARTIAL", "1");
         w.write_config(&cfg);
-        let mut b = w.spawn_builder();
+        let b = w.spawn_builder();
         let stopped = wait_for("a build running", WAIT, || async {
             w.builds()
                 .await
@@ -266,16 +299,8 @@ async fn session_expiry_during_build() {
                 .find(|b| b.state == BuildState::Building)
         })
         .await;
-        // SAFETY: plain kill(2) of our own child.
-        unsafe {
-            libc::kill(b.pid(), libc::SIGSTOP);
-        }
-        let frozen = Instant::now();
-        tokio::time::sleep(Duration::from_secs(7)).await;
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(b.pid(), libc::SIGCONT);
-        }
+        let frozen = freeze(&b, Duration::from_secs(7)).await;
+        thaw(&b);
         let (ready, up) = w.wait_uploaded(PROVIDER, WAIT).await;
         let ready_after = frozen.elapsed();
         assert_ne!(ready.id, stopped.id, "a new build, not the stopped one");
@@ -305,14 +330,7 @@ async fn session_expiry_during_build() {
             builds.iter().all(|b| b.state == BuildState::Ready),
             "only ready builds remain: {builds:?}"
         );
-        assert!(b.alive(), "the builder keeps running");
-        let log = b.log_text();
-        assert!(
-            log.contains("ZooKeeper session lost during the build"),
-            "the builder stopped the build it no longer held:\n{log}"
-        );
-        assert!(b.stop().await, "the builder stops on SIGTERM");
-        assert!(!log.contains("panicked"), "builder panicked:\n{log}");
+        resumed_builder_is_fine(b, "ZooKeeper session lost during the build").await;
     })
     .await;
 }
@@ -362,18 +380,10 @@ async fn kill9_during_upload_then_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_during_upload() {
     bounded(async {
-        let (w, mut b, stale, cloud) = world_with_upload_in_progress(3).await;
-        // SAFETY: plain kill(2) of our own child.
-        unsafe {
-            libc::kill(b.pid(), libc::SIGSTOP);
-        }
-        let frozen = Instant::now();
-        tokio::time::sleep(Duration::from_secs(7)).await;
+        let (w, b, stale, cloud) = world_with_upload_in_progress(3).await;
+        let frozen = freeze(&b, Duration::from_secs(7)).await;
         w.sim.admin().update_knobs(|k| k.image_upload_delay_ms = 0);
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(b.pid(), libc::SIGCONT);
-        }
+        thaw(&b);
         let (_, up) = w.wait_uploaded(PROVIDER, WAIT).await;
         let ready_after = frozen.elapsed();
         assert_ne!(up.id, stale.id, "a new upload");
@@ -389,14 +399,7 @@ async fn session_expiry_during_upload() {
             images.len()
         );
         assert_only_the_ready_upload(&records, &images, &up);
-        assert!(b.alive(), "the builder keeps running");
-        let log = b.log_text();
-        assert!(
-            log.contains("upload lock lost with the ZooKeeper session"),
-            "the builder stopped the upload it no longer held:\n{log}"
-        );
-        assert!(b.stop().await, "the builder stops on SIGTERM");
-        assert!(!log.contains("panicked"), "builder panicked:\n{log}");
+        resumed_builder_is_fine(b, "upload lock lost with the ZooKeeper session").await;
     })
     .await;
 }
