@@ -173,6 +173,7 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
             match main.source.load() {
                 Ok(c) => {
                     tracing::info!("configuration changed; reloading");
+                    crate::zk_settings::apply(&client, c.zk_settings()).await;
                     main.config_tx.send_replace(Arc::new(c));
                 }
                 Err(e) => {
@@ -216,12 +217,14 @@ async fn register_launcher(
     }
 }
 
-/// The housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker).
+/// The housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker, the local
+/// ZooKeeper gauges).
 fn spawn_housekeeping(ctx: &Arc<LauncherContext>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(super::deleter::run(ctx.clone())),
         tokio::spawn(super::cleanup::run(ctx.clone())),
         tokio::spawn(super::stats_worker::run(ctx.clone())),
+        tokio::spawn(super::zk_stats::run(ctx.clone())),
     ]
 }
 
