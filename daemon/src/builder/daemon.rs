@@ -53,6 +53,8 @@ pub struct BuilderOptions {
     pub config_check_interval: Duration,
     /// Metrics sink.
     pub statsd: Statsd,
+    /// What `%p` in `dib-cmd` stands for (default: the directory of the executable).
+    pub program_dir: PathBuf,
 }
 
 impl BuilderOptions {
@@ -68,6 +70,7 @@ impl BuilderOptions {
             scan_interval: Duration::from_secs(60),
             config_check_interval: Duration::from_secs(5),
             statsd: Statsd::noop(),
+            program_dir: super::dib::program_dir(),
         }
     }
 }
@@ -166,6 +169,7 @@ pub async fn start(opts: BuilderOptions) -> Result<BuilderHandle, BuilderError> 
         cleanup_interval: opts.cleanup_interval,
         retry_delay: opts.retry_delay,
         scan_interval: opts.scan_interval,
+        program_dir: opts.program_dir.clone(),
     };
     let ctx = Arc::new(Ctx::new(
         store,

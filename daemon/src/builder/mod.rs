@@ -12,6 +12,7 @@ pub mod cleanup;
 pub mod context;
 pub mod daemon;
 pub mod dib;
+pub mod disk;
 pub mod files;
 pub mod formats;
 pub mod host;
