@@ -214,7 +214,11 @@ async fn missing_chroot_is_created_by_the_first_write_like_kazoo() {
         if creatable {
             assert_eq!(kazoo["ensure_path"], "ok", "{kazoo}");
             made.unwrap();
-            assert!(c.exists("/nodepool/images/img/pause").await.unwrap().is_some());
+            assert!(c
+                .exists("/nodepool/images/img/pause")
+                .await
+                .unwrap()
+                .is_some());
             // A sequential create with parents works the same way.
             let c2 = ZkClient::connect(
                 zk.settings()

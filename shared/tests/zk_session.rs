@@ -422,7 +422,9 @@ async fn reconfigure_moves_session_locks_and_components_to_another_ensemble() {
     assert_eq!(launcher_names(&watch_old).await.len(), 1);
     let mut events = c.subscribe();
 
-    let moved = bounded("move", c.reconfigure(new.settings())).await.unwrap();
+    let moved = bounded("move", c.reconfigure(new.settings()))
+        .await
+        .unwrap();
     assert_eq!(moved, Reconfigured::Moved { generation: 2 });
     assert_eq!(c.settings(), new.settings());
     assert_eq!(c.generation(), 2);
@@ -436,7 +438,10 @@ async fn reconfigure_moves_session_locks_and_components_to_another_ensemble() {
         }
     })
     .await;
-    assert!(!lock.is_held(), "a lock of the old session is reported lost");
+    assert!(
+        !lock.is_held(),
+        "a lock of the old session is reported lost"
+    );
     // The component record follows the new session onto the new ensemble.
     bounded("component on the new ensemble", async {
         while launcher_names(&watch_new).await.len() != 1 {
@@ -485,7 +490,11 @@ async fn reconfigure_to_more_servers_of_the_same_ensemble_keeps_the_session() {
     assert_eq!(r, Reconfigured::SameEnsemble);
     assert_eq!(c.generation(), 1);
     assert!(lock.is_held(), "the session and its lock stay");
-    assert_eq!(c.settings(), more, "the new list is kept for the next session");
+    assert_eq!(
+        c.settings(),
+        more,
+        "the new list is kept for the next session"
+    );
     lock.release().await.unwrap();
     c.close().await;
 }
@@ -502,11 +511,20 @@ async fn reconfigure_to_unreachable_servers_stays_and_moves_once_they_answer() {
     let err = bounded("reconfigure", c.reconfigure(target.clone()))
         .await
         .unwrap_err();
-    assert!(err.is_connection_problem() || matches!(err, ZkError::Connect { .. }), "{err}");
+    assert!(
+        err.is_connection_problem() || matches!(err, ZkError::Connect { .. }),
+        "{err}"
+    );
     // Still on the old servers, working.
     assert_eq!(c.generation(), 1);
     c.create_persistent("/still-old", b"").await.unwrap();
-    assert!(old.client().await.exists("/still-old").await.unwrap().is_some());
+    assert!(old
+        .client()
+        .await
+        .exists("/still-old")
+        .await
+        .unwrap()
+        .is_some());
     // The move is retried in the background once the new servers answer.
     tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
     let mut status = c.watch_status();
@@ -517,6 +535,12 @@ async fn reconfigure_to_unreachable_servers_stays_and_moves_once_they_answer() {
     })
     .await;
     c.create_persistent("/now-new", b"").await.unwrap();
-    assert!(new.client().await.exists("/now-new").await.unwrap().is_some());
+    assert!(new
+        .client()
+        .await
+        .exists("/now-new")
+        .await
+        .unwrap()
+        .is_some());
     c.close().await;
 }
