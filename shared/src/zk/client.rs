@@ -297,7 +297,7 @@ async fn open_session(settings: &ZkSettings, generation: u64) -> ZkResult<Sessio
         {
             // Its own target, so that the CLI (which hides this module's connection
             // retries) shows it, as Python's prints kazoo's warning.
-            warn!(target: "nodepool_shared::zk::chroot", chroot = %c,
+            warn!(target: "nodepool_shared::zk::chroot",
                 "the ZooKeeper chroot {c} does not exist; the first write creates it \
                  (its parent must exist), reads find nothing until then");
         }
