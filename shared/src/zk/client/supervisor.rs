@@ -189,7 +189,11 @@ impl Supervisor {
             return Err(ZkError::Closed);
         };
         let next = self.generation + 1;
-        let new = match open_session(&wanted, next).await {
+        let opened = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(ZkError::Closed),
+            r = open_session(&wanted, next) => r,
+        };
+        let new = match opened {
             Ok(s) => s,
             Err(e) => {
                 warn!(hosts = %wanted.connect_string(), "cannot reach the new ZooKeeper \
@@ -207,6 +211,9 @@ impl Supervisor {
                  (the new list is used for the next session)");
             self.accepted = wanted;
             return Ok(Reconfigured::SameEnsemble);
+        }
+        if self.cancel.is_cancelled() {
+            return Err(ZkError::Closed);
         }
         self.install(&inner, new, true);
         info!(from = %self.accepted.connect_string(), to = %wanted.connect_string(),
