@@ -4,3 +4,4 @@ pub mod builder;
 pub mod cli;
 pub mod launcher;
 pub mod webapp;
+pub mod zk_settings;

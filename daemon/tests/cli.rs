@@ -538,6 +538,45 @@ async fn image_pause_unpause_build_and_status() {
         .is_none());
 }
 
+/// A `chroot` that does not exist yet behaves as with Python Nodepool (kazoo): a warning,
+/// reads find nothing (`list` prints an empty table, exit 0), and the first write
+/// (`image-pause`) creates the chroot node — which needs its parent; without it the
+/// write fails with an error naming the chroot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_chroot_warns_lists_nothing_and_is_created_by_a_write() {
+    let env = Env::new().await;
+    let missing = format!("{}/missing", env._zk.chroot());
+    let config = env.dir.path().join("missing.yaml");
+    let settings = env._zk.settings().with_chroot(Some(missing.clone()));
+    std::fs::write(&config, yaml_for(&settings)).unwrap();
+    let o = run_with(&config, &["list"]).await;
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains(&format!("chroot {missing} does not exist")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("small"), "{}", stdout(&o));
+    let o = run_with(&config, &["image-pause", "debian"]).await;
+    assert_ok(&o);
+    let there = ZkStore::new(
+        nodepool_shared::zk::ZkClient::connect(settings)
+            .await
+            .unwrap(),
+    );
+    assert!(there.image_paused("debian").await.unwrap());
+
+    let deep = format!("{}/a/b", env._zk.chroot());
+    let settings = env._zk.settings().with_chroot(Some(deep.clone()));
+    std::fs::write(&config, yaml_for(&settings)).unwrap();
+    let o = run_with(&config, &["image-pause", "debian"]).await;
+    assert_fails(
+        &o,
+        1,
+        &format!("ZooKeeper chroot {deep} does not exist and cannot be created"),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dib_image_delete_rules() {
     let env = Env::new().await;

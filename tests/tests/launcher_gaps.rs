@@ -691,3 +691,130 @@ async fn tenant_limits_hold_for_a_burst() {
     })
     .await;
 }
+
+/// Writes `text` to `path` through a rename, so a reload never reads half a file.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, path).expect("rename config");
+}
+
+/// Launcher component names registered on the ZooKeeper `store` talks to.
+async fn launchers(store: &ZkStore) -> Vec<String> {
+    store
+        .components(nodepool_shared::model::ComponentKind::Launcher)
+        .await
+        .map(|v| v.into_iter().map(|c| c.component.hostname).collect())
+        .unwrap_or_default()
+}
+
+/// A reload that points `zookeeper-servers` at another ensemble (a second real
+/// ZooKeeper) moves the running launcher there: its component record leaves the old
+/// ensemble and appears on the new one, whose requests it then fulfils.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_servers_change_moves_the_launcher() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let l = env.start_launcher();
+        wait_for("launcher registered", || async {
+            (launchers(&env.store).await == ["host-a"]).then_some(())
+        })
+        .await;
+        let other = TestZk::dedicated().await;
+        let there = ZkStore::new(other.client().await);
+        replace_file(
+            &env.config,
+            &config_yaml(&other, &Shape::default(), env.sim.ssh_port()),
+        );
+        wait_for("launcher on the new ensemble only", || async {
+            let moved =
+                launchers(&there).await == ["host-a"] && launchers(&env.store).await.is_empty();
+            moved.then_some(())
+        })
+        .await;
+        let mut r = NodeRequest::new(vec!["small-label".into()], "zuul-test");
+        let id = there
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit");
+        let req = wait_for("request on the new ensemble done", || async {
+            let (r, _) = there.get_request(&id).await.ok()??;
+            matches!(r.state, RequestState::Fulfilled | RequestState::Failed).then_some(r)
+        })
+        .await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        l.stop().await;
+        assert!(launchers(&there).await.is_empty(), "unregistered at stop");
+    })
+    .await;
+}
+
+/// A `chroot` that does not exist yet is created by the launcher's first write (its
+/// component record), as kazoo does for Python Nodepool; the launcher then works there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_creates_a_missing_chroot_like_kazoo() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let missing = format!("{}/not-yet", env._zk.chroot());
+        let text = config_yaml(&env._zk, &Shape::default(), env.sim.ssh_port()).replace(
+            &format!("chroot: {}\n", env._zk.chroot()),
+            &format!("chroot: {missing}\n"),
+        );
+        replace_file(&env.config, &text);
+        let there = ZkStore::new(
+            nodepool_shared::zk::ZkClient::connect(
+                env._zk.settings().with_chroot(Some(missing.clone())),
+            )
+            .await
+            .expect("connect"),
+        );
+        let l = env.start_launcher();
+        wait_for("launcher registered under the new chroot", || async {
+            (launchers(&there).await == ["host-a"]).then_some(())
+        })
+        .await;
+        let mut r = NodeRequest::new(vec!["small-label".into()], "zuul-test");
+        let id = there
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit");
+        let req = wait_for("request done", || async {
+            let (r, _) = there.get_request(&id).await.ok()??;
+            matches!(r.state, RequestState::Fulfilled | RequestState::Failed).then_some(r)
+        })
+        .await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Every launcher sends Nodepool's local ZooKeeper gauges over statsd:
+/// `nodepool.launcher.<hostname>.zk.client.connection_queue` and
+/// `…zk.{node,request,image}_cache.{event,playback}_queue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_sends_zk_queue_gauges() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let l = env.start_launcher();
+        let mut names = vec!["nodepool.launcher.host-a.zk.client.connection_queue:".to_string()];
+        for cache in ["node", "request", "image"] {
+            for queue in ["event", "playback"] {
+                names.push(format!(
+                    "nodepool.launcher.host-a.zk.{cache}_cache.{queue}_queue:"
+                ));
+            }
+        }
+        for name in &names {
+            env.stats
+                .wait_line(name, |l| {
+                    l.strip_prefix(name.as_str())
+                        .and_then(|v| v.strip_suffix("|g"))
+                        .is_some_and(|v| v.parse::<u64>().is_ok())
+                })
+                .await;
+        }
+        l.stop().await;
+    })
+    .await;
+}

@@ -169,6 +169,8 @@ pub struct Tunables {
     pub retry_delay: Duration,
     /// Safety-net scheduler pass interval (ZooKeeper watches do the real work).
     pub scan_interval: Duration,
+    /// What `%p` in `dib-cmd` stands for.
+    pub program_dir: PathBuf,
 }
 
 /// The shared state (cheap to clone through `Arc`).

@@ -1,7 +1,8 @@
 //! The `nodepool-launcher` main loop (reference §3.1, §3.14): read the config, connect
 //! ZooKeeper, start the tree cache, register the launcher component, start providers
 //! and one pool worker per provider-pool, spawn the housekeeping tasks and the web API,
-//! then every `config_check` interval: re-read the config if its files changed, reconcile
+//! then every `config_check` interval: re-read the config if its files changed (moving
+//! to new ZooKeeper servers if those changed, [`crate::zk_settings`]), reconcile
 //! providers and pool workers with it, and run min-ready. `ready` is set after the first
 //! full pass. On cancel: stop the pool workers (they unregister), unregister the
 //! launcher, close the ZooKeeper session so every lock and ephemeral goes at once.
@@ -173,6 +174,7 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
             match main.source.load() {
                 Ok(c) => {
                     tracing::info!("configuration changed; reloading");
+                    crate::zk_settings::apply(&client, c.zk_settings()).await;
                     main.config_tx.send_replace(Arc::new(c));
                 }
                 Err(e) => {
@@ -216,12 +218,14 @@ async fn register_launcher(
     }
 }
 
-/// The housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker).
+/// The housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker, the local
+/// ZooKeeper gauges).
 fn spawn_housekeeping(ctx: &Arc<LauncherContext>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(super::deleter::run(ctx.clone())),
         tokio::spawn(super::cleanup::run(ctx.clone())),
         tokio::spawn(super::stats_worker::run(ctx.clone())),
+        tokio::spawn(super::zk_stats::run(ctx.clone())),
     ]
 }
 

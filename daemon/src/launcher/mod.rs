@@ -36,6 +36,7 @@ pub mod runtime;
 pub mod stats_worker;
 pub mod tenant_limits;
 pub mod zk_retry;
+pub mod zk_stats;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::{record_launch, LaunchError};
