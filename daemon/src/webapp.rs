@@ -20,11 +20,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use axum::body::Bytes;
 use nodepool_shared::listing::{
-    self, BuildRequest, BuildRequestState, Fields, ImageStatusEntry, NodeColumns, ResponseFormat,
-    Table,
+    self, BuildRequest, BuildRequestState, Fields, ImageStatusEntry, NodeColumns, OutputFormat,
+    ResponseFormat, Table,
 };
-use nodepool_shared::model::{now_epoch, BuildState, ComponentKind};
+use nodepool_shared::model::{now_epoch, BuildState, ComponentKind, NodeId};
 use nodepool_shared::zk::TreeCache;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +49,9 @@ struct CachedResponse {
     modified: SystemTime,
     status: StatusCode,
     content_type: &'static str,
-    body: Arc<String>,
+    /// Shared by every answer within the TTL (a `/node-list` of 100,000 nodes is tens of
+    /// MB: it is never copied per response).
+    body: Bytes,
 }
 
 impl WebState {
@@ -183,22 +186,20 @@ async fn listing(
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.as_str())
             };
-            let table = build_table(&state.cache, which, param("node_id"));
-            let body = match format {
-                ResponseFormat::Json => table.render_json(),
-                ResponseFormat::Text => {
-                    let fields = param("fields").and_then(Fields::parse);
-                    let mut s = table.render_text_fields(fields.as_ref());
-                    s.push('\n');
-                    s
-                }
-            };
+            let fields = param("fields").and_then(Fields::parse);
+            let body = render(
+                &state.cache,
+                which,
+                param("node_id"),
+                format,
+                fields.as_ref(),
+            );
             let entry = CachedResponse {
                 made: now,
                 modified: SystemTime::now(),
                 status: StatusCode::OK,
                 content_type: format.content_type(),
-                body: Arc::new(body),
+                body: Bytes::from(body),
             };
             let mut map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
             map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
@@ -224,7 +225,7 @@ fn respond(entry: &CachedResponse, headers: &HeaderMap) -> Response {
     let mut resp = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (entry.status, entry.body.as_str().to_owned()).into_response()
+        (entry.status, entry.body.clone()).into_response()
     };
     let h = resp.headers_mut();
     h.insert(
@@ -250,17 +251,49 @@ fn respond(entry: &CachedResponse, headers: &HeaderMap) -> Response {
     resp
 }
 
-/// Builds one listing from the cache (pure apart from reading the cache).
-fn build_table(cache: &TreeCache, which: Listing, node_id: Option<&str>) -> Table {
+/// The body of one listing (text with a final newline, as Nodepool's web API).
+fn render(
+    cache: &TreeCache,
+    which: Listing,
+    node_id: Option<&str>,
+    format: ResponseFormat,
+    fields: Option<&Fields>,
+) -> String {
+    let format = match format {
+        ResponseFormat::Json => OutputFormat::Json,
+        ResponseFormat::Text => OutputFormat::Text,
+    };
+    let mut body = match which {
+        // Written from a snapshot of the cache, twice for text (widths first): no copy
+        // of the records or of their cells (100,000 nodes).
+        Listing::Nodes => {
+            let snapshot = match node_id {
+                Some(id) => cache.node(&NodeId::from(id)).into_iter().collect(),
+                None => cache.nodes(),
+            };
+            let pairs: Vec<_> = snapshot
+                .iter()
+                .map(|n| (&*n.node, n.probably_locked()))
+                .collect();
+            listing::render_compact_nodes(&pairs, now_epoch(), NodeColumns::Detail, format, fields)
+        }
+        _ => build_table(cache, which).render(format, fields),
+    };
+    if format == OutputFormat::Text {
+        body.push('\n');
+    }
+    body
+}
+
+/// Builds one of the smaller listings from the cache (pure apart from reading the cache).
+fn build_table(cache: &TreeCache, which: Listing) -> Table {
     let now = now_epoch();
     match which {
         Listing::Nodes => {
             let nodes = cache.nodes();
-            let rows = nodes
-                .iter()
-                .filter(|n| node_id.is_none_or(|id| n.id().as_str() == id))
-                .map(|n| (&*n.node, n.probably_locked()));
-            listing::node_list(rows, now, NodeColumns::Detail)
+            let rows: Vec<_> = nodes.iter().map(|n| n.node.to_node()).collect();
+            let locked = nodes.iter().map(|n| n.probably_locked());
+            listing::node_list(rows.iter().zip(locked), now, NodeColumns::Detail)
         }
         Listing::Requests => {
             let requests = cache.requests();

@@ -65,7 +65,7 @@ fn cached_nodes(cache: &TreeCache) -> NodeView {
                 c.id().clone(),
                 c.stat.version,
                 c.stat.mzxid,
-                (*c.node).clone(),
+                c.node.to_node(),
                 c.lock_contenders.clone(),
             )
         })
@@ -105,7 +105,7 @@ async fn follows_every_record_kind() {
     assert_eq!(cache.status().loads, 1);
     assert_eq!(cache.nodes().len(), 1);
     assert_eq!(
-        cache.node(&before.id).unwrap().node.provider.as_deref(),
+        cache.node(&before.id).unwrap().node.provider(),
         Some("p")
     );
     let mut events = cache.subscribe();
@@ -190,7 +190,7 @@ async fn follows_every_record_kind() {
     wait_until(&cache, "node ready", || {
         cache
             .node(&nid)
-            .is_some_and(|c| c.node.state == NodeState::Ready && c.stat.version == 1)
+            .is_some_and(|c| c.node.state() == NodeState::Ready && c.stat.version == 1)
     })
     .await;
     store.delete_request(&rid).await.unwrap();
@@ -230,7 +230,7 @@ async fn golden_records_through_the_cache() {
     let cache = TreeCache::start(zk.client().await);
     assert!(cache.wait_synced(WAIT).await);
     let id = NodeId::from("0000004351");
-    assert_eq!(cache.node(&id).unwrap().node.to_value(), g["data"]);
+    assert_eq!(cache.node(&id).unwrap().node.to_node().to_value(), g["data"]);
 
     let gr = golden("request-pending.json");
     let rpath = gr["path"].as_str().unwrap();
@@ -262,10 +262,10 @@ async fn golden_records_through_the_cache() {
     wait_until(&cache, "node in-use", || {
         cache
             .node(&id)
-            .is_some_and(|n| n.node.state == NodeState::InUse)
+            .is_some_and(|n| n.node.state() == NodeState::InUse)
     })
     .await;
-    assert_eq!(cache.node(&id).unwrap().node.to_value(), gu["data"]);
+    assert_eq!(cache.node(&id).unwrap().node.to_node().to_value(), gu["data"]);
     c.close().await;
 }
 
@@ -509,7 +509,7 @@ async fn resyncs_after_session_expiry() {
     assert_nodes_converge(&cache, &store).await;
     assert!(cache.node(&doomed.id).is_none());
     assert_eq!(
-        cache.node(&changed.id).unwrap().node.state,
+        cache.node(&changed.id).unwrap().node.state(),
         NodeState::Ready
     );
     assert!(cache.node(&fresh.id).is_some());

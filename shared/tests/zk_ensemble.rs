@@ -273,7 +273,7 @@ async fn tree_cache_stays_converged_across_leader_loss() {
             let seen_during = cache.node(&id_during).is_some();
             let seen_update = cache
                 .node(&id_before)
-                .is_some_and(|n| n.node.state == NodeState::InUse);
+                .is_some_and(|n| n.node.state() == NodeState::InUse);
             if seen_during && seen_update {
                 return;
             }

@@ -76,7 +76,7 @@ fn render_bench() {
     let nodes: Vec<Arc<CachedNode>> = (0..NODES)
         .map(|i| {
             Arc::new(CachedNode {
-                node: Arc::new(synthetic(i)),
+                node: Arc::new(synthetic(i).into()),
                 stat,
                 lock_contenders: vec![],
             })

@@ -127,7 +127,7 @@ pub fn precheck(action: &Action, snap: &Snapshot, cfg: &ConfigInfo) -> Result<()
             let n = snap
                 .node(id)
                 .ok_or_else(|| format!("node {id} not found"))?;
-            check_node(action, n.node.state).map_err(|e| e.to_string())
+            check_node(action, n.node.state()).map_err(|e| e.to_string())
         }
         Action::DeleteBuild(image, id) => {
             let b = snap

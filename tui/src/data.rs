@@ -86,10 +86,10 @@ impl Snapshot {
     /// The node with `id`.
     pub fn node(&self, id: &NodeId) -> Option<&Arc<CachedNode>> {
         self.nodes
-            .binary_search_by(|n| n.node.id.cmp(id))
+            .binary_search_by(|n| n.node.id().cmp(id))
             .ok()
             .map(|i| &self.nodes[i])
-            .or_else(|| self.nodes.iter().find(|n| &n.node.id == id))
+            .or_else(|| self.nodes.iter().find(|n| n.node.id() == id))
     }
 
     /// The build of `image` with `id`.

@@ -109,30 +109,25 @@ fn node_rows(snap: &Snapshot) -> Vec<Row> {
         .map(|c| {
             let n = &c.node;
             let ip = n
-                .interface_ip
-                .clone()
-                .or_else(|| n.public_ipv4.clone())
-                .or_else(|| n.public_ipv6.clone())
-                .or_else(|| n.private_ipv4.clone());
+                .interface_ip()
+                .or_else(|| n.public_ipv4())
+                .or_else(|| n.public_ipv6())
+                .or_else(|| n.private_ipv4());
+            let opt = |v: Option<&str>| Cell::opt(&v.map(str::to_string));
             Row::new(
-                RecordKey::Node(n.id.clone()),
+                RecordKey::Node(n.id().clone()),
                 vec![
-                    Cell::text(n.id.as_str()),
-                    Cell::state(n.state.as_str()),
-                    Cell::text(n.node_type.join(",")),
-                    Cell::opt(&n.provider),
-                    Cell::time(Some(n.state_time)),
-                    Cell::opt(&ip),
+                    Cell::text(n.id().as_str()),
+                    Cell::state(n.state().as_str()),
+                    Cell::text(n.labels().collect::<Vec<_>>().join(",")),
+                    opt(n.provider()),
+                    Cell::time(Some(n.state_time())),
+                    opt(ip),
                     Cell::text(if c.probably_locked() { "locked" } else { "" }),
-                    Cell::opt(&n.pool),
-                    Cell::opt(&n.external_id),
-                    Cell::text(
-                        n.allocated_to
-                            .as_ref()
-                            .map(|r| r.to_string())
-                            .unwrap_or_default(),
-                    ),
-                    Cell::opt(&n.comment),
+                    opt(n.pool()),
+                    opt(n.external_id()),
+                    Cell::text(n.allocated_to().unwrap_or_default()),
+                    opt(n.comment()),
                 ],
             )
         })
@@ -323,10 +318,13 @@ pub fn label_counts(snap: &Snapshot, cfg: &ConfigInfo) -> BTreeMap<String, Label
         out.entry(name.clone()).or_default();
     }
     for c in &snap.nodes {
-        let labels: BTreeSet<&String> = c.node.node_type.iter().collect();
+        let labels: BTreeSet<&str> = c.node.labels().collect();
         for l in labels {
-            let e = out.entry(l.clone()).or_default();
-            match c.node.state {
+            let e = match out.get_mut(l) {
+                Some(e) => e,
+                None => out.entry(l.to_string()).or_default(),
+            };
+            match c.node.state() {
                 NodeState::Ready => e.ready += 1,
                 NodeState::InUse => e.in_use += 1,
                 NodeState::Init | NodeState::Building | NodeState::Testing => e.building += 1,
@@ -570,7 +568,7 @@ pub fn detail(
                     format!("held ({})", c.lock_contenders.join(", "))
                 }
             ));
-            (format!("Node {id}"), head, c.node.to_value())
+            (format!("Node {id}"), head, c.node.to_node().to_value())
         }
         RecordKey::Request(id) => {
             let c = snap.request(id)?;
@@ -613,11 +611,11 @@ pub fn detail(
             let counts = label_counts(snap, cfg).remove(label)?;
             let mut by_state: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
             for n in &snap.nodes {
-                if n.node.node_type.iter().any(|l| l == label) {
+                if n.node.has_label(label) {
                     by_state
-                        .entry(n.node.state.as_str())
+                        .entry(n.node.state().as_str())
                         .or_default()
-                        .push(n.node.id.as_str());
+                        .push(n.node.id().as_str());
                 }
             }
             let pools: Vec<String> = snap

@@ -107,9 +107,9 @@ fn app_with_long_values() -> App {
     let held = snap
         .nodes
         .iter_mut()
-        .find(|c| c.node.state == nodepool_shared::model::NodeState::Hold)
+        .find(|c| c.node.state() == nodepool_shared::model::NodeState::Hold)
         .expect("the fixture has a held node");
-    let mut node = (*held.node).clone();
+    let mut node = held.node.to_node();
     node.comment = Some(
         "held for debugging tox-py311: the job fails only on this provider, \
          please keep it until the network team has looked at the MTU settings"
@@ -123,7 +123,7 @@ fn app_with_long_values() -> App {
         format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{}", "Kq3Z".repeat(8)),
     ];
     *held = Arc::new(nodepool_shared::zk::CachedNode {
-        node: Arc::new(node),
+        node: Arc::new(node.into()),
         stat: held.stat,
         lock_contenders: held.lock_contenders.clone(),
     });

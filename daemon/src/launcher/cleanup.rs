@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nodepool_shared::model::{now_epoch, paths, NodeId, NodeState, RequestState};
+use nodepool_shared::model::{now_epoch, paths, NodeId, NodeState, NodeView, RequestState};
 use nodepool_shared::zk::{SyncState, ZkLock, ZkResult};
 use tracing::{debug, info, warn};
 
@@ -209,7 +209,7 @@ async fn reset_request(
         .cache
         .nodes()
         .iter()
-        .filter(|n| n.node.allocated_to.as_ref() == Some(id))
+        .filter(|n| n.node.is_allocated_to(id))
         .map(|n| n.id().clone())
         .collect();
     for node_id in allocated {
@@ -277,16 +277,16 @@ pub async fn max_ready_age(ctx: &LauncherContext) -> ZkResult<usize> {
     if ages.is_empty() {
         return Ok(0);
     }
-    let too_old = |node: &nodepool_shared::model::Node, now: f64| {
-        node.state == NodeState::Ready
-            && node.allocated_to.is_none()
-            && ages
-                .iter()
-                .any(|(l, a)| node.has_label(l) && now - node.state_time > a.as_secs_f64())
+    let too_old = |node: &dyn NodeView, now: f64| {
+        node.node_state() == NodeState::Ready
+            && node.node_allocated_to().is_none()
+            && ages.iter().any(|(l, a)| {
+                node.node_has_label(l) && now - node.node_state_time() > a.as_secs_f64()
+            })
     };
     let mut marked = 0;
     for n in ctx.cache.nodes() {
-        if n.probably_locked() || !too_old(&n.node, now_epoch()) {
+        if n.probably_locked() || !too_old(&*n.node, now_epoch()) {
             continue;
         }
         if mark_deleting(ctx, n.id(), |f| too_old(f, now_epoch()), "max-ready-age").await? {
@@ -313,13 +313,14 @@ pub fn hold_limit(hold_expiration: Option<i64>, max_hold_age: Option<Duration>) 
 /// `deleting`. Returns how many.
 pub async fn max_hold_age(ctx: &LauncherContext) -> ZkResult<usize> {
     let max = ctx.config().max_hold_age;
-    let expired = |node: &nodepool_shared::model::Node, now: f64| {
-        node.state == NodeState::Hold
-            && hold_limit(node.hold_expiration, max).is_some_and(|l| now - node.state_time >= l)
+    let expired = |node: &dyn NodeView, now: f64| {
+        node.node_state() == NodeState::Hold
+            && hold_limit(node.node_hold_expiration(), max)
+                .is_some_and(|l| now - node.node_state_time() >= l)
     };
     let mut marked = 0;
     for n in ctx.cache.nodes() {
-        if n.probably_locked() || !expired(&n.node, now_epoch()) {
+        if n.probably_locked() || !expired(&*n.node, now_epoch()) {
             continue;
         }
         if mark_deleting(ctx, n.id(), |f| expired(f, now_epoch()), "max-hold-age").await? {

@@ -136,22 +136,18 @@ pub fn action_for(ctx: &LauncherContext, n: &CachedNode, ours: &HashSet<String>)
     }
     let node = &n.node;
     // A node without provider cannot belong to any launcher; whoever sees it cleans up.
-    if let Some(p) = node.provider.as_deref() {
+    if let Some(p) = node.provider() {
         if !ours.contains(p) {
             return None;
         }
     } else if ours.is_empty() {
         return None;
     }
-    if node.state == NodeState::Ready {
-        let req = node.allocated_to.as_ref()?;
-        return ctx
-            .cache
-            .request(req)
-            .is_none()
-            .then_some(Action::Deallocate);
+    if node.state() == NodeState::Ready {
+        let req = node.allocated_to()?;
+        return (!ctx.cache.has_request(req)).then_some(Action::Deallocate);
     }
-    DELETABLE.contains(&node.state).then_some(Action::Delete)
+    DELETABLE.contains(&node.state()).then_some(Action::Delete)
 }
 
 /// The nodes a pass would act on now, in id order.

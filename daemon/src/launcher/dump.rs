@@ -56,7 +56,7 @@ pub fn dump(ctx: &LauncherContext) -> String {
         let pools: Vec<&str> = p.config.pools.iter().map(|x| x.name.as_str()).collect();
         let count = nodes
             .iter()
-            .filter(|n| n.node.provider.as_deref() == Some(p.name()))
+            .filter(|n| n.node.provider() == Some(p.name()))
             .count();
         let _ = writeln!(
             s,
@@ -90,7 +90,7 @@ pub fn dump(ctx: &LauncherContext) -> String {
     );
     let mut by_state = Vec::new();
     for st in NodeState::ALL {
-        let n = nodes.iter().filter(|n| n.node.state == st).count();
+        let n = nodes.iter().filter(|n| n.node.state() == st).count();
         if n > 0 {
             by_state.push(format!("{st}={n}"));
         }

@@ -515,19 +515,18 @@ impl Handler {
         let provider = self.pc.provider.name();
         let candidates: Vec<NodeId> = ctx
             .cache
-            .nodes()
-            .iter()
-            .filter(|n| {
+            .select_nodes(|n| {
                 let node = &n.node;
-                node.state == NodeState::Ready
-                    && node.allocated_to.is_none()
-                    && node.provider.as_deref() == Some(provider)
-                    && node.pool.as_deref() == Some(self.pc.pool.name.as_str())
+                node.state() == NodeState::Ready
+                    && node.allocated_to().is_none()
+                    && node.provider() == Some(provider)
+                    && node.pool() == Some(self.pc.pool.name.as_str())
                     && node.has_label(label)
                     && !n.probably_locked()
-                    && (self.az.is_none() || node.az == self.az)
+                    && (self.az.is_none() || node.az() == self.az.as_deref())
             })
-            .map(|n| n.node.id.clone())
+            .iter()
+            .map(|n| n.id().clone())
             .collect();
         for id in candidates {
             let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"");
@@ -565,33 +564,28 @@ impl Handler {
         let ctx = &self.pc.ctx;
         let provider = self.pc.provider.name();
         let pool = self.pc.pool.name.as_str();
-        let nodes = ctx.cache.nodes();
-        let ours = |n: &nodepool_shared::model::Node| {
-            n.provider.as_deref() == Some(provider) && n.pool.as_deref() == Some(pool)
-        };
-        if nodes
-            .iter()
-            .any(|n| ours(&n.node) && n.node.state == NodeState::Deleting)
-        {
+        let nodes = ctx.cache.select_nodes(|n| {
+            n.node.provider() == Some(provider) && n.node.pool() == Some(pool)
+        });
+        if nodes.iter().any(|n| n.node.state() == NodeState::Deleting) {
             return;
         }
         let mut candidates: Vec<_> = nodes
             .iter()
             .filter(|n| {
-                ours(&n.node)
-                    && n.node.state == NodeState::Ready
-                    && n.node.allocated_to.is_none()
+                n.node.state() == NodeState::Ready
+                    && n.node.allocated_to().is_none()
                     && !n.probably_locked()
             })
             .collect();
         candidates.sort_by(|a, b| {
             a.node
-                .state_time
-                .total_cmp(&b.node.state_time)
-                .then(a.node.id.cmp(&b.node.id))
+                .state_time()
+                .total_cmp(&b.node.state_time())
+                .then(a.id().cmp(b.id()))
         });
         for c in candidates {
-            let id = &c.node.id;
+            let id = c.id();
             let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
             if !matches!(lock.try_acquire().await, Ok(true)) {
                 continue;

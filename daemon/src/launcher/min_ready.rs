@@ -50,16 +50,15 @@ impl MinReady {
             {
                 continue;
             }
-            let ready = ctx
-                .cache
-                .nodes()
-                .iter()
-                .filter(|n| {
-                    n.node.state == NodeState::Ready
-                        && n.node.allocated_to.is_none()
-                        && n.node.has_label(&label.name)
-                })
-                .count();
+            let mut ready = 0;
+            ctx.cache.for_each_node(|n| {
+                if n.node.state() == NodeState::Ready
+                    && n.node.allocated_to().is_none()
+                    && n.node.has_label(&label.name)
+                {
+                    ready += 1;
+                }
+            });
             let want = label.min_ready as usize;
             if ready >= want || !image_available(ctx, &config, &label.name) {
                 continue;

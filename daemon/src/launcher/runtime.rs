@@ -211,11 +211,12 @@ impl LauncherContext {
 
     /// Ids of every ZooKeeper node of `provider` (any state), for quota and leak checks.
     pub fn known_node_ids(&self, provider: &str) -> HashSet<String> {
-        self.cache
-            .nodes()
-            .iter()
-            .filter(|n| n.node.provider.as_deref() == Some(provider))
-            .map(|n| n.id().as_str().to_string())
-            .collect()
+        let mut ids = HashSet::new();
+        self.cache.for_each_node(|n| {
+            if n.node.provider() == Some(provider) {
+                ids.insert(n.id().as_str().to_string());
+            }
+        });
+        ids
     }
 }

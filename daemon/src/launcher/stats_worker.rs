@@ -17,7 +17,7 @@
 //!
 //! [`Intervals::stats`]: super::runtime::Intervals::stats
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use nodepool_shared::model::{paths, ComponentKind, NodeState};
@@ -62,16 +62,45 @@ pub fn gauges(ctx: &LauncherContext) -> BTreeMap<String, u64> {
     for l in &labels {
         zero(&mut out, &|s| names::label_nodes(l, s));
     }
-    for n in ctx.cache.nodes() {
-        let node = &n.node;
-        *out.entry(names::nodes(node.state)).or_insert(0) += 1;
-        if let Some(p) = &node.provider {
-            *out.entry(names::provider_nodes(p, node.state)).or_insert(0) += 1;
+    // Counted by name and state index first: no key is formatted per node.
+    let mut all = [0u64; NodeState::ALL.len()];
+    let mut by_provider: HashMap<String, [u64; NodeState::ALL.len()]> = HashMap::new();
+    let mut by_label: HashMap<String, [u64; NodeState::ALL.len()]> = HashMap::new();
+    let bump = |m: &mut HashMap<String, [u64; NodeState::ALL.len()]>, k: &str, i: usize| {
+        match m.get_mut(k) {
+            Some(c) => c[i] += 1,
+            None => {
+                let mut c = [0; NodeState::ALL.len()];
+                c[i] = 1;
+                m.insert(k.to_string(), c);
+            }
         }
-        let mut seen = BTreeSet::new();
-        for l in &node.node_type {
-            if seen.insert(l) {
-                *out.entry(names::label_nodes(l, node.state)).or_insert(0) += 1;
+    };
+    ctx.cache.for_each_node(|n| {
+        let node = &n.node;
+        let i = state_index(node.state());
+        all[i] += 1;
+        if let Some(p) = node.provider() {
+            bump(&mut by_provider, p, i);
+        }
+        for (j, l) in node.labels().enumerate() {
+            // A label listed twice counts once.
+            if !node.labels().take(j).any(|e| e == l) {
+                bump(&mut by_label, l, i);
+            }
+        }
+    });
+    let mut add = |key: String, v: u64| *out.entry(key).or_insert(0) += v;
+    for (i, st) in NodeState::ALL.into_iter().enumerate() {
+        add(names::nodes(st), all[i]);
+        for (p, c) in &by_provider {
+            if c[i] > 0 {
+                add(names::provider_nodes(p, st), c[i]);
+            }
+        }
+        for (l, c) in &by_label {
+            if c[i] > 0 {
+                add(names::label_nodes(l, st), c[i]);
             }
         }
     }
@@ -92,6 +121,13 @@ pub fn gauges(ctx: &LauncherContext) -> BTreeMap<String, u64> {
         out.insert(names::addressable_requests(provider, name), count);
     }
     out
+}
+
+fn state_index(state: NodeState) -> usize {
+    NodeState::ALL
+        .iter()
+        .position(|s| *s == state)
+        .unwrap_or_default()
 }
 
 /// Emits one pass of gauges and flushes. Returns how many were sent.

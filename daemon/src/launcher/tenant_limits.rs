@@ -53,21 +53,17 @@ pub fn usage(
     claims: &HashMap<RequestId, (String, QuotaInformation)>,
 ) -> QuotaInformation {
     let mut used = QuotaInformation::usage();
-    for n in ctx.cache.nodes() {
-        if n.node.tenant_name.as_deref() != Some(tenant) {
-            continue;
+    ctx.cache.for_each_node(|n| {
+        if n.node.tenant_name() != Some(tenant) {
+            return;
         }
-        if n.node
-            .allocated_to
-            .as_ref()
-            .is_some_and(|r| claims.contains_key(r))
-        {
-            continue;
+        if n.node.allocated_to().is_some_and(|r| claims.contains_key(r)) {
+            return;
         }
         if let Some(q) = n.node.resources_quota() {
             used.add(&q);
         }
-    }
+    });
     for (t, need) in claims.values() {
         if t == tenant {
             used.add(need);

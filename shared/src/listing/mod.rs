@@ -7,6 +7,8 @@
 //! touches ZooKeeper, so every listing is unit-testable.
 //!
 //! * [`table`]: [`Table`], [`Column`], [`Cell`], field selection and the two renderers.
+//! * [`writer`]: [`TableWriter`] and [`TextLayout`], for listings written row by row
+//!   (100,000 nodes) without a table of every row's cells.
 //! * [`width`]: the display width PrettyTable uses to pad cells.
 //! * [`pyfmt`]: Python's `str()` of opaque values and `json.dumps` string escaping.
 //! * [`age`]: `DD:HH:MM:SS` ages and the TUI's relative "3m ago".
@@ -22,6 +24,7 @@ pub mod pyfmt;
 pub mod requests;
 pub mod table;
 pub mod width;
+pub mod writer;
 
 pub use accept::{
     acceptable_offers, negotiate, NegotiationError, ResponseFormat, CONTENT_TYPE_JSON,
@@ -33,6 +36,10 @@ pub use images::{
     BuildRequest, BuildRequestState, ImageStatusEntry,
 };
 pub use misc::{info_builds, info_nodes, info_text, label_list};
-pub use nodes::{node_list, node_list_owned, redacted_port, NodeColumns, NODE_BRIEF_KEYS};
+pub use nodes::{
+    node_list, node_list_owned, redacted_port, render_compact_nodes, NodeColumns, NodeListing,
+    NODE_BRIEF_KEYS,
+};
 pub use requests::request_list;
 pub use table::{Cell, Column, Fields, OutputFormat, Table};
+pub use writer::{TableWriter, TextLayout};

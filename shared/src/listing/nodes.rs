@@ -12,8 +12,9 @@
 use serde_json::Value;
 
 use super::age::format_age;
-use super::table::{Cell, Column, Table};
-use crate::model::Node;
+use super::table::{Cell, Column, Fields, OutputFormat, Table};
+use super::writer::{write_json_row, TableWriter, TextLayout};
+use crate::model::{CompactNode, Node};
 
 /// Which node columns to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,49 +85,83 @@ fn owned(v: Option<String>) -> Cell {
     v.map_or(Cell::Null, Cell::Str)
 }
 
-/// The cells of one node, in [`NODE_COLUMNS`] order. `$text!(field)` turns an
-/// `Option<String>` field into a cell and `$labels!()` gives the label list, so that the
-/// borrowing and the consuming listing share one column order.
+/// The cells of one node, in [`NODE_COLUMNS`] order, pushed to `$row`. `$text!(node,
+/// field)` turns a text field into a cell, `$get!(node, field)` reads any other field
+/// and `$labels` gives the label list, so that the listings of borrowed, consumed and
+/// cached nodes share one column order.
 macro_rules! node_row {
-    ($node:ident, $locked:expr, $now:expr, $columns:expr, $text:ident, $labels:expr) => {{
-        let ncols = match $columns {
-            NodeColumns::Brief => 9,
-            NodeColumns::Detail => 21,
-        };
-        let mut row = Vec::with_capacity(ncols);
-        row.push(Cell::Str($node.id.to_string()));
-        row.push($text!($node.provider));
+    ($row:expr, $node:ident, $locked:expr, $now:expr, $columns:expr, $text:ident, $get:ident, $labels:expr) => {{
+        let row: &mut Vec<Cell> = $row;
+        row.push(Cell::Str($get!($node, id).to_string()));
+        row.push($text!($node, provider));
         row.push(Cell::List($labels));
-        row.push($text!($node.external_id));
-        row.push($text!($node.public_ipv4));
-        row.push($text!($node.public_ipv6));
-        row.push(Cell::from($node.state.as_str()));
-        row.push(Cell::Str(format_age($now - $node.state_time)));
+        row.push($text!($node, external_id));
+        row.push($text!($node, public_ipv4));
+        row.push($text!($node, public_ipv6));
+        row.push(Cell::from($get!($node, state).as_str()));
+        row.push(Cell::Str(format_age($now - $get!($node, state_time))));
         row.push(Cell::from(if $locked { "locked" } else { "unlocked" }));
         if $columns == NodeColumns::Detail {
-            row.push($text!($node.pool));
-            row.push($text!($node.hostname));
-            row.push($text!($node.private_ipv4));
-            row.push($text!($node.az));
-            row.push($text!($node.username));
-            row.push(Cell::Int(i64::from($node.connection_port)));
-            row.push($text!($node.launcher));
-            row.push(Cell::opt($node.allocated_to.as_ref().map(|r| r.as_str())));
-            row.push($text!($node.hold_job));
-            row.push($text!($node.comment));
-            row.push(Cell::json(&$node.user_data));
-            row.push(Cell::json(&$node.driver_data));
+            row.push($text!($node, pool));
+            row.push($text!($node, hostname));
+            row.push($text!($node, private_ipv4));
+            row.push($text!($node, az));
+            row.push($text!($node, username));
+            row.push(Cell::Int(i64::from($get!($node, connection_port))));
+            row.push($text!($node, launcher));
+            row.push(Cell::opt($get!($node, allocated_to)));
+            row.push($text!($node, hold_job));
+            row.push($text!($node, comment));
+            row.push(Cell::json(&$get!($node, user_data)));
+            row.push(Cell::json(&$get!($node, driver_data)));
         }
-        row
     }};
 }
 
-fn table_for(columns: NodeColumns, rows: usize) -> Table {
-    let ncols = match columns {
+/// A field of a [`Node`].
+macro_rules! field {
+    ($n:ident, allocated_to) => {
+        $n.allocated_to.as_ref().map(|r| r.as_str())
+    };
+    ($n:ident, $f:ident) => {
+        $n.$f
+    };
+}
+
+/// A field of a [`CompactNode`] (its accessor).
+macro_rules! accessor {
+    ($n:ident, $f:ident) => {
+        $n.$f()
+    };
+}
+
+macro_rules! copied {
+    ($n:ident, $f:ident) => {
+        opt(&$n.$f)
+    };
+}
+
+macro_rules! moved {
+    ($n:ident, $f:ident) => {
+        owned($n.$f.take())
+    };
+}
+
+macro_rules! cached {
+    ($n:ident, $f:ident) => {
+        Cell::opt($n.$f())
+    };
+}
+
+fn ncols(columns: NodeColumns) -> usize {
+    match columns {
         NodeColumns::Brief => 9,
         NodeColumns::Detail => 21,
-    };
-    Table::with_capacity(NODE_COLUMNS[..ncols].to_vec(), rows)
+    }
+}
+
+fn table_for(columns: NodeColumns, rows: usize) -> Table {
+    Table::with_capacity(NODE_COLUMNS[..ncols(columns)].to_vec(), rows)
 }
 
 /// Builds the node listing from `(node, locked)` pairs, with ages relative to `now`
@@ -138,20 +173,10 @@ where
     let mut items: Vec<(&Node, bool)> = nodes.into_iter().collect();
     items.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let mut table = table_for(columns, items.len());
-    macro_rules! copied {
-        ($f:expr) => {
-            opt(&$f)
-        };
-    }
     for (node, locked) in items {
-        table.push_row(node_row!(
-            node,
-            locked,
-            now,
-            columns,
-            copied,
-            node.node_type.clone()
-        ));
+        let mut row = Vec::with_capacity(ncols(columns));
+        node_row!(&mut row, node, locked, now, columns, copied, field, node.node_type.clone());
+        table.push_row(row);
     }
     table
 }
@@ -161,16 +186,136 @@ where
 pub fn node_list_owned(mut nodes: Vec<(Node, bool)>, now: f64, columns: NodeColumns) -> Table {
     nodes.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let mut table = table_for(columns, nodes.len());
-    macro_rules! moved {
-        ($f:expr) => {
-            owned($f.take())
-        };
-    }
     for (mut node, locked) in nodes {
         let labels = std::mem::take(&mut node.node_type);
-        table.push_row(node_row!(node, locked, now, columns, moved, labels));
+        let mut row = Vec::with_capacity(ncols(columns));
+        node_row!(&mut row, node, locked, now, columns, moved, field, labels);
+        table.push_row(row);
     }
     table
+}
+
+/// The node listing written node by node: what [`node_list`] renders, without a
+/// [`Table`] of every row (a listing of 100,000 nodes keeps only its output and, for
+/// text, the cell texts; see [`TableWriter`]). Nodes must be pushed in id order.
+pub struct NodeListing {
+    writer: TableWriter,
+    now: f64,
+    columns: NodeColumns,
+    row: Vec<Cell>,
+}
+
+impl NodeListing {
+    /// An empty listing with ages relative to `now`; `fields` selects text columns.
+    pub fn new(
+        now: f64,
+        columns: NodeColumns,
+        format: OutputFormat,
+        fields: Option<&Fields>,
+    ) -> Self {
+        let headers = NODE_COLUMNS[..ncols(columns)].to_vec();
+        NodeListing {
+            writer: TableWriter::new(headers, format, fields),
+            now,
+            columns,
+            row: Vec::with_capacity(ncols(columns)),
+        }
+    }
+
+    /// Appends a node (its texts are copied).
+    pub fn push(&mut self, node: &Node, locked: bool) {
+        let (now, columns) = (self.now, self.columns);
+        self.row.clear();
+        node_row!(&mut self.row, node, locked, now, columns, copied, field, node.node_type.clone());
+        self.writer.push_row(&self.row);
+    }
+
+    /// Appends a node the caller no longer needs (its texts are moved).
+    pub fn push_owned(&mut self, mut node: Node, locked: bool) {
+        let (now, columns) = (self.now, self.columns);
+        let labels = std::mem::take(&mut node.node_type);
+        self.row.clear();
+        node_row!(&mut self.row, node, locked, now, columns, moved, field, labels);
+        self.writer.push_row(&self.row);
+    }
+
+    /// Appends a cached node (its texts are copied; the record is not rebuilt).
+    pub fn push_compact(&mut self, node: &CompactNode, locked: bool) {
+        let (now, columns) = (self.now, self.columns);
+        let labels = node.labels().map(str::to_string).collect();
+        self.row.clear();
+        node_row!(&mut self.row, node, locked, now, columns, cached, accessor, labels);
+        self.writer.push_row(&self.row);
+    }
+
+    /// Number of nodes pushed.
+    pub fn len(&self) -> usize {
+        self.writer.rows()
+    }
+
+    /// True when no node was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole output (no trailing newline).
+    pub fn finish(self) -> String {
+        self.writer.finish()
+    }
+
+    /// Writes the output (no trailing newline) to `out`.
+    pub fn write_to<W: std::io::Write>(self, out: W) -> std::io::Result<()> {
+        self.writer.write_to(out)
+    }
+}
+
+/// The node listing of cached nodes (in id order), written in two passes over them for
+/// text (the column widths first), so that nothing but the output is kept: the web
+/// API's `/node-list` of 100,000 nodes.
+pub fn render_compact_nodes(
+    nodes: &[(&CompactNode, bool)],
+    now: f64,
+    columns: NodeColumns,
+    format: OutputFormat,
+    fields: Option<&Fields>,
+) -> String {
+    let headers = NODE_COLUMNS[..ncols(columns)].to_vec();
+    let mut row = Vec::with_capacity(headers.len());
+    let fill = |row: &mut Vec<Cell>, node: &CompactNode, locked: bool| {
+        row.clear();
+        let labels = node.labels().map(str::to_string).collect();
+        node_row!(row, node, locked, now, columns, cached, accessor, labels);
+    };
+    match format {
+        OutputFormat::Json => {
+            let mut out = String::from("[");
+            for (i, (node, locked)) in nodes.iter().enumerate() {
+                fill(&mut row, node, *locked);
+                write_json_row(&headers, &row, i == 0, &mut out);
+                if i == 0 {
+                    // Sized from the first row (+25 %), instead of doubling as it grows.
+                    out.reserve(out.len() * nodes.len() / 4 * 5);
+                }
+            }
+            out.push(']');
+            out
+        }
+        OutputFormat::Text => {
+            let mut layout = TextLayout::new(headers, fields);
+            for (node, locked) in nodes {
+                fill(&mut row, node, *locked);
+                layout.measure(&row);
+            }
+            let mut out = String::with_capacity(layout.len_hint());
+            layout.write_header(&mut out);
+            for (node, locked) in nodes {
+                fill(&mut row, node, *locked);
+                layout.write_row(&row, &mut out);
+            }
+            layout.write_footer(&mut out);
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +423,44 @@ mod tests {
             assert_eq!(owned.rows, borrowed.rows);
             assert_eq!(owned.render_text(), borrowed.render_text());
             assert_eq!(owned.render_json(), borrowed.render_json());
+        }
+    }
+
+    #[test]
+    fn streamed_listing_equals_the_table() {
+        let mut nodes = sample();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        nodes[0].comment = Some("two\nlines".into());
+        let locked = |n: &Node| n.id == "0000000002";
+        for columns in [NodeColumns::Brief, NodeColumns::Detail] {
+            let table = node_list(nodes.iter().map(|n| (n, locked(n))), NOW, columns);
+            for format in [OutputFormat::Text, OutputFormat::Json] {
+                for fields in [None, Some(Fields::from_keys(NODE_BRIEF_KEYS))] {
+                    let want = table.render(format, fields.as_ref());
+                    let mut borrowed = NodeListing::new(NOW, columns, format, fields.as_ref());
+                    let mut owned = NodeListing::new(NOW, columns, format, fields.as_ref());
+                    let mut compact = NodeListing::new(NOW, columns, format, fields.as_ref());
+                    for n in &nodes {
+                        borrowed.push(n, locked(n));
+                        owned.push_owned(n.clone(), locked(n));
+                        compact.push_compact(&CompactNode::from(n.clone()), locked(n));
+                    }
+                    assert_eq!(borrowed.len(), 2);
+                    assert_eq!(borrowed.finish(), want);
+                    assert_eq!(compact.finish(), want);
+                    let cached: Vec<CompactNode> =
+                        nodes.iter().map(|n| CompactNode::from(n.clone())).collect();
+                    let pairs: Vec<(&CompactNode, bool)> =
+                        cached.iter().map(|c| (c, c.id() == "0000000002")).collect();
+                    assert_eq!(
+                        render_compact_nodes(&pairs, NOW, columns, format, fields.as_ref()),
+                        want
+                    );
+                    let mut out = Vec::new();
+                    owned.write_to(&mut out).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), want);
+                }
+            }
         }
     }
 

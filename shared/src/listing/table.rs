@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::pyfmt::{json_str_into, json_value_into, py_str};
-use super::width::{block_size, line_width};
+use super::writer::TableWriter;
 
 /// A column: its key (JSON key and `fields=` name) and its title (text header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,15 +233,6 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
-/// A cell's text prepared for rendering: the text and its measured size.
-struct Prepared<'a> {
-    text: Cow<'a, str>,
-    width: i64,
-    lines: usize,
-}
-
-static EMPTY_CELL: Cell = Cell::Empty;
-
 impl Table {
     /// An empty table with these columns.
     pub fn new(headers: Vec<Column>) -> Self {
@@ -305,126 +296,20 @@ impl Table {
 
     /// The PrettyTable text of the columns selected by `fields` (no trailing newline).
     pub fn render_text_fields(&self, fields: Option<&Fields>) -> String {
-        let cols = self.selected_columns(fields);
-        if cols.is_empty() {
-            return self.render_no_columns();
-        }
-        let ncols = cols.len();
-        let mut widths: Vec<i64> = cols
-            .iter()
-            .map(|&c| block_size(self.headers[c].title).0)
-            .collect();
-        let header_lines = cols
-            .iter()
-            .map(|&c| block_size(self.headers[c].title).1)
-            .max()
-            .unwrap_or(1);
-
-        // Measure every cell once; texts of owned cells are kept for the output pass.
-        let mut prepared: Vec<Prepared<'_>> = Vec::with_capacity(self.rows.len() * ncols);
-        let mut heights: Vec<usize> = Vec::with_capacity(self.rows.len());
-        let mut extra_bytes = 0usize;
-        for row in &self.rows {
-            let mut height = 1;
-            for (j, &c) in cols.iter().enumerate() {
-                let cell = row.get(c).unwrap_or(&EMPTY_CELL);
-                let text = cell.text();
-                let (width, lines) = block_size(&text);
-                widths[j] = widths[j].max(width);
-                height = height.max(lines);
-                extra_bytes += text.len().saturating_sub(width.max(0) as usize);
-                prepared.push(Prepared { text, width, lines });
-            }
-            heights.push(height);
-        }
-
-        // `+` and per column: padding, content, padding, `+` (or `|`).
-        let line_len: usize = 1 + widths.iter().map(|w| w.max(&0) + 3).sum::<i64>() as usize;
-        let total_lines: usize = 4 + header_lines - 1 + heights.iter().sum::<usize>();
-        let mut out = String::with_capacity(total_lines * (line_len + 1) + extra_bytes + 16);
-
-        let mut rule = String::with_capacity(line_len);
-        rule.push('+');
-        for w in &widths {
-            push_repeat(&mut rule, '-', (*w + 2).max(0) as usize);
-            rule.push('+');
-        }
-
-        out.push_str(&rule);
-        out.push('\n');
-        for y in 0..header_lines {
-            out.push('|');
-            for (j, &c) in cols.iter().enumerate() {
-                let line = self.headers[c].title.split('\n').nth(y).unwrap_or("");
-                push_padded(&mut out, line, line_width(line), widths[j]);
-            }
-            out.push('\n');
-        }
-        out.push_str(&rule);
-
-        for (r, height) in heights.iter().enumerate() {
-            let cells = &prepared[r * ncols..(r + 1) * ncols];
-            if *height == 1 {
-                out.push('\n');
-                out.push('|');
-                for (j, p) in cells.iter().enumerate() {
-                    push_padded(&mut out, &p.text, p.width, widths[j]);
-                }
-            } else {
-                let mut iters: Vec<std::str::Split<'_, char>> =
-                    cells.iter().map(|p| p.text.split('\n')).collect();
-                for y in 0..*height {
-                    out.push('\n');
-                    out.push('|');
-                    for (j, it) in iters.iter_mut().enumerate() {
-                        let line = it.next().unwrap_or("");
-                        let w = if y == 0 && cells[j].lines == 1 {
-                            cells[j].width
-                        } else {
-                            line_width(line)
-                        };
-                        push_padded(&mut out, line, w, widths[j]);
-                    }
-                }
-            }
-        }
-        out.push('\n');
-        out.push_str(&rule);
-        out
-    }
-
-    /// PrettyTable's output for a table without columns.
-    fn render_no_columns(&self) -> String {
-        let mut out = String::with_capacity(14 + self.rows.len());
-        out.push_str("++\n||\n++");
-        for _ in &self.rows {
-            out.push('\n');
-        }
-        out.push_str("\n++");
-        out
+        self.render_with(OutputFormat::Text, fields)
     }
 
     /// The JSON list of objects, as Python's `json.dumps(objs)` writes it.
     pub fn render_json(&self) -> String {
-        let mut out = String::with_capacity(2 + self.rows.len() * (self.headers.len() * 24 + 4));
-        out.push('[');
-        for (r, row) in self.rows.iter().enumerate() {
-            if r > 0 {
-                out.push_str(", ");
-            }
-            out.push('{');
-            for (j, col) in self.headers.iter().enumerate() {
-                if j > 0 {
-                    out.push_str(", ");
-                }
-                json_str_into(col.key, &mut out);
-                out.push_str(": ");
-                row.get(j).unwrap_or(&Cell::Null).write_json(&mut out);
-            }
-            out.push('}');
+        self.render_with(OutputFormat::Json, None)
+    }
+
+    fn render_with(&self, format: OutputFormat, fields: Option<&Fields>) -> String {
+        let mut w = TableWriter::new(self.headers.clone(), format, fields);
+        for row in &self.rows {
+            w.push_row(row);
         }
-        out.push(']');
-        out
+        w.finish()
     }
 
     /// The JSON list as a value (for callers that embed it).
@@ -445,26 +330,6 @@ impl Table {
                 .collect(),
         )
     }
-}
-
-const SPACES: &str = "                                                                ";
-const DASHES: &str = "----------------------------------------------------------------";
-
-fn push_repeat(out: &mut String, c: char, mut n: usize) {
-    let chunk = if c == ' ' { SPACES } else { DASHES };
-    while n > 0 {
-        let k = n.min(chunk.len());
-        out.push_str(&chunk[..k]);
-        n -= k;
-    }
-}
-
-/// Appends ` text<pad> |` where the pad fills `text` (measured `width`) to `col_width`.
-fn push_padded(out: &mut String, text: &str, width: i64, col_width: i64) {
-    out.push(' ');
-    out.push_str(text);
-    push_repeat(out, ' ', (col_width - width).max(0) as usize);
-    out.push_str(" |");
 }
 
 #[cfg(test)]

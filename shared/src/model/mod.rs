@@ -7,9 +7,11 @@
 //!   (bytes exactly as Python's `json.dumps` would write them).
 //! * Unknown keys are ignored by the logic but kept in `extra` and written back.
 //! * Corrupt data gives a [`ModelError`] naming the record and key, never a panic.
+//! * [`CompactNode`] is a node as the tree cache keeps it (a third of the memory).
 //! * [`paths`] builds and classifies every ZooKeeper path; [`quota`] does resource
 //!   arithmetic; [`ids`] holds the id types.
 
+pub mod compact;
 pub mod component;
 pub mod error;
 pub mod ids;
@@ -20,6 +22,7 @@ pub mod paths;
 pub mod quota;
 pub mod request;
 
+pub use compact::{CompactNode, NodeView};
 pub use component::{pool_worker_id, Component, ComponentKind, ComponentState, PoolInfo};
 pub use error::ModelError;
 pub use ids::{split_sequence, BuildId, NodeId, RequestId, UploadId};

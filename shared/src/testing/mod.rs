@@ -8,12 +8,15 @@
 //!   ([`TestZk::server`]).
 //! * [`ZkServer`] — the process itself; [`TestCerts`] — the throw-away CA.
 //!
+//! * [`scale`] — realistic node records for scale benchmarks.
+//!
 //! Environment (set by `scripts/run-tests`): `NODEPOOL_TEST_ZK` (plain `host:port`),
 //! `NODEPOOL_TEST_ZK_TLS` (`host:port`), `NODEPOOL_TEST_ZK_CA`, `NODEPOOL_TEST_ZK_CERT`,
 //! `NODEPOOL_TEST_ZK_KEY` (PEM files).
 
 mod certs;
 mod ensemble;
+pub mod scale;
 mod server;
 mod spawn;
 

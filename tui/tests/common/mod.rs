@@ -65,7 +65,7 @@ fn node(
         ..Node::default()
     };
     Arc::new(CachedNode {
-        node: Arc::new(n),
+        node: Arc::new(n.into()),
         stat: stat(3, age),
         lock_contenders: if locked {
             vec!["8d6b0c__lock__0000000000".into()]
@@ -112,14 +112,14 @@ pub fn fixture() -> Snapshot {
             false,
         ),
     ];
-    let mut held = (*nodes[3].node).clone();
+    let mut held = nodes[3].node.to_node();
     held.id = NodeId::from_sequence(7);
     held.state = NodeState::Hold;
     held.comment = Some("debugging job tox-py311 failure".into());
     held.hold_job = Some("tenant-one project tox-py311 .*".into());
     held.allocated_to = Some(RequestId::from("100-0000000002"));
     nodes.push(Arc::new(CachedNode {
-        node: Arc::new(held),
+        node: Arc::new(held.into()),
         stat: stat(9, 600.0),
         lock_contenders: vec![],
     }));

@@ -249,6 +249,25 @@ impl TreeCache {
         self.shared.read().nodes.values().cloned().collect()
     }
 
+    /// The nodes for which `keep` is true, sorted by id; the others are not copied (a
+    /// scan of 100,000 nodes that keeps a few). `keep` runs under the cache's read lock:
+    /// it must not call the cache.
+    pub fn select_nodes(&self, mut keep: impl FnMut(&CachedNode) -> bool) -> Vec<Arc<CachedNode>> {
+        self.shared
+            .read()
+            .nodes
+            .values()
+            .filter(|n| keep(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Calls `f` for every node, in id order, under the cache's read lock (`f` must not
+    /// call the cache).
+    pub fn for_each_node(&self, f: impl FnMut(&CachedNode)) {
+        self.shared.read().nodes.values().map(|n| &**n).for_each(f)
+    }
+
     /// One node.
     pub fn node(&self, id: &NodeId) -> Option<Arc<CachedNode>> {
         self.shared.read().nodes.get(id).cloned()
@@ -291,6 +310,11 @@ impl TreeCache {
     /// One request.
     pub fn request(&self, id: &RequestId) -> Option<Arc<CachedRequest>> {
         self.shared.read().requests.get(id).cloned()
+    }
+
+    /// Whether the request with this id is cached.
+    pub fn has_request(&self, id: &str) -> bool {
+        self.shared.read().requests.contains_key(id)
     }
 
     /// Lock contenders of a request (holder first).

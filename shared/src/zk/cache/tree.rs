@@ -10,8 +10,8 @@ use tracing::warn;
 
 use crate::model::paths::{self, ZkPath};
 use crate::model::{
-    BuildId, Component, ComponentKind, ImageBuild, ImageUpload, Node, NodeId, NodeRequest,
-    RequestId, UploadId,
+    BuildId, CompactNode, Component, ComponentKind, ImageBuild, ImageUpload, Node, NodeId,
+    NodeRequest, RequestId, UploadId,
 };
 use crate::zk::store::{is_lock_contender, sort_contenders, FlagTimes};
 use crate::zk::Stat;
@@ -19,8 +19,9 @@ use crate::zk::Stat;
 /// A cached node with its lock contenders.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachedNode {
-    /// The record (shared; never copied per event).
-    pub node: Arc<Node>,
+    /// The record in compact form (shared; never copied per event); read its fields with
+    /// the accessors, or [`CompactNode::to_node`] for the whole [`Node`].
+    pub node: Arc<CompactNode>,
     /// The znode stat (`version` for guarded writes, `mzxid` for ordering).
     pub stat: Stat,
     /// Lock contenders below `/nodepool/nodes/<id>/lock`, holder first.
@@ -28,9 +29,18 @@ pub struct CachedNode {
 }
 
 impl CachedNode {
+    /// A cached node made from a record (for tests and tools that build snapshots).
+    pub fn new(node: Node, stat: Stat, lock_contenders: Vec<String>) -> Self {
+        CachedNode {
+            node: Arc::new(CompactNode::from(node)),
+            stat,
+            lock_contenders,
+        }
+    }
+
     /// The node id.
     pub fn id(&self) -> &NodeId {
-        &self.node.id
+        self.node.id()
     }
 
     /// True when someone holds or waits for the node's lock (§2 "probably locked").
@@ -160,7 +170,7 @@ pub struct Tree {
 #[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// Node data (`None` = empty znode, i.e. no node).
-    Node(NodeId, Option<Node>, Stat),
+    Node(NodeId, Option<CompactNode>, Stat),
     /// Request data.
     Request(RequestId, NodeRequest, Stat),
     /// Build data.
@@ -215,7 +225,13 @@ pub fn decode(path: &str, zp: ZkPath, read: Option<(Vec<u8>, Stat)>) -> Update {
         return Update::Gone(zp);
     };
     let res = match &zp {
-        ZkPath::Node(id) => Node::from_json(id, &data).map(|n| Update::Node(id.clone(), n, stat)),
+        ZkPath::Node(id) => Node::from_json(id, &data).map(|n| {
+            let n = n.map(|mut n| {
+                n.id = id.clone();
+                CompactNode::from(n)
+            });
+            Update::Node(id.clone(), n, stat)
+        }),
         ZkPath::Request(id) => NodeRequest::from_json(id, &data).map(|r| {
             r.map_or(Update::Gone(zp.clone()), |r| {
                 Update::Request(id.clone(), r, stat)
@@ -299,6 +315,11 @@ fn remove<K: Ord, V>(
 }
 
 impl Tree {
+    /// The cached nodes in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<CachedNode>> {
+        self.nodes.values()
+    }
+
     fn contenders(&self, id: &NodeId) -> Vec<String> {
         let mut v: Vec<String> = self
             .node_locks
@@ -330,8 +351,6 @@ impl Tree {
             Update::Node(id, Some(node), stat) => {
                 self.empty_nodes.remove(&id);
                 self.corrupt.remove(&paths::node(&id));
-                let mut node = node;
-                node.id = id.clone();
                 let v = CachedNode {
                     node: Arc::new(node),
                     stat,
@@ -801,7 +820,8 @@ mod tests {
     fn node_update(id: &str, mzxid: i64, state: crate::model::NodeState) -> Update {
         let mut n = Node::new();
         n.set_state(state);
-        Update::Node(NodeId::from(id), Some(n), stat(mzxid))
+        n.id = NodeId::from(id);
+        Update::Node(NodeId::from(id), Some(n.into()), stat(mzxid))
     }
 
     #[test]
@@ -812,8 +832,8 @@ mod tests {
         t.apply(node_update("0000000001", 5, Ready), &mut out);
         t.apply(node_update("0000000001", 3, Init), &mut out);
         let id = NodeId::from("0000000001");
-        assert_eq!(t.nodes[&id].node.state, Ready);
-        assert_eq!(t.nodes[&id].node.id, id);
+        assert_eq!(t.nodes[&id].node.state(), Ready);
+        assert_eq!(t.nodes[&id].node.id(), &id);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].change, Change::Added);
         t.apply(node_update("0000000001", 7, Used), &mut out);

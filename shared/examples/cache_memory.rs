@@ -1,0 +1,169 @@
+//! Memory benchmark (not a test): bytes per node of the tree cache and of the node
+//! listing, counted by a global allocator that tracks live and peak heap bytes. No
+//! ZooKeeper: the records are decoded exactly as the cache decodes a read.
+//!
+//! ```text
+//! CARGO_PROFILE_RELEASE_DEBUG=0 cargo run --release -p nodepool-shared --example cache_memory -- 100000
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use nodepool_shared::listing::{
+    node_list, render_compact_nodes, NodeColumns, NodeListing, OutputFormat,
+};
+use nodepool_shared::model::paths::{self, ZkPath};
+use nodepool_shared::model::{now_epoch, NodeId};
+use nodepool_shared::testing::scale::{realistic_node, FleetShape};
+use nodepool_shared::zk::cache::tree::{decode, Tree};
+use nodepool_shared::zk::Stat;
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        ALLOCS.fetch_sub(1, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if new > l.size() {
+            let now = LIVE.fetch_add(new - l.size(), Ordering::Relaxed) + new - l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        } else {
+            LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
+        }
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn reset_peak() {
+    PEAK.store(live(), Ordering::Relaxed);
+}
+
+fn stat(i: usize, len: usize) -> Stat {
+    Stat {
+        czxid: i as i64,
+        mzxid: i as i64,
+        pzxid: i as i64,
+        ctime: 0,
+        mtime: 0,
+        version: 1,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: 0,
+        data_length: len as i32,
+        num_children: 0,
+    }
+}
+
+fn mib(b: usize) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let now = now_epoch();
+    let records: Vec<Vec<u8>> = (0..n)
+        .map(|i| realistic_node(i, FleetShape::default(), now).to_json())
+        .collect();
+    let json_bytes: usize = records.iter().map(Vec::len).sum();
+    println!(
+        "{n} node records, {:.0} bytes of JSON each",
+        json_bytes as f64 / n as f64
+    );
+
+    let base = live();
+    let allocs0 = ALLOCS.load(Ordering::Relaxed);
+    let t = Instant::now();
+    let mut tree = Tree::default();
+    let mut events = Vec::new();
+    for (i, data) in records.iter().enumerate() {
+        let id = NodeId::from_sequence(i as u64);
+        let path = paths::node(&id);
+        let u = decode(&path, ZkPath::Node(id), Some((data.clone(), stat(i, data.len()))));
+        tree.apply(u, &mut events);
+        events.clear();
+    }
+    let cache = live() - base;
+    println!(
+        "tree cache: {:.1} MiB live = {:.0} bytes/node, {:.1} allocations/node, built in {:.2} s",
+        mib(cache),
+        cache as f64 / n as f64,
+        (ALLOCS.load(Ordering::Relaxed) - allocs0) as f64 / n as f64,
+        t.elapsed().as_secs_f64()
+    );
+    drop(records);
+
+    let nodes: Vec<_> = tree.nodes().cloned().collect();
+    // The records as the listings took them before the compact cache (whole `Node`s).
+    let full: Vec<_> = nodes.iter().map(|c| c.node.to_node()).collect();
+    for (columns, name) in [
+        (NodeColumns::Brief, "list"),
+        (NodeColumns::Detail, "node-list"),
+    ] {
+        for format in [OutputFormat::Text, OutputFormat::Json] {
+            reset_peak();
+            let before = live();
+            let t = Instant::now();
+            let table = node_list(
+                full.iter().zip(&nodes).map(|(n, c)| (n, c.probably_locked())),
+                now,
+                columns,
+            );
+            let body = table.render(format, None);
+            let peak = PEAK.load(Ordering::Relaxed) - before;
+            let took = t.elapsed();
+            drop((table, body));
+            reset_peak();
+            let before = live();
+            let t = Instant::now();
+            let out = if columns == NodeColumns::Detail {
+                // The web API: two passes over a snapshot of the cache.
+                let pairs: Vec<_> = nodes
+                    .iter()
+                    .map(|c| (&*c.node, c.probably_locked()))
+                    .collect();
+                render_compact_nodes(&pairs, now, columns, format, None)
+            } else {
+                // The CLI: rows as they come (packed cell texts for text).
+                let mut listing = NodeListing::new(now, columns, format, None);
+                for c in &nodes {
+                    listing.push_compact(&c.node, c.probably_locked());
+                }
+                listing.finish()
+            };
+            let streamed = PEAK.load(Ordering::Relaxed) - before;
+            println!(
+                "{name} {format:?}: Table + render peak {:.1} MiB ({:.2} s); streamed peak {:.1} MiB ({:.2} s), body {:.1} MiB",
+                mib(peak),
+                took.as_secs_f64(),
+                mib(streamed),
+                t.elapsed().as_secs_f64(),
+                mib(out.len())
+            );
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! [`CompactNode`]: a node record as the tree cache keeps it, about a third of the
+//! memory of a [`Node`] (a launcher caches every node of the system: 100,000 on a large
+//! deployment; docs/benchmarks.md).
+//!
+//! A [`Node`] is about 1 kB before its texts (three `serde_json::Value`s and three maps
+//! inline, 18 optional strings) plus one allocation per text. Here:
+//!
+//! * the texts a whole fleet shares (cloud, provider, pool, labels, AZ, region, image,
+//!   launcher, username, connection and shell type, python path, tenant, requestor) form
+//!   one interned [`Profile`], shared by every node with the same values;
+//! * the node's own texts (addresses, server and host ids, hostname, allocation,
+//!   comment, hold job, host keys) are packed into one buffer;
+//! * the `resources` a launcher writes (`cores`, `instances`, `ram` as integers, in that
+//!   order) are three integers; anything else, and the opaque or rarely set keys
+//!   (`user_data`, `attributes`, `driver_data`, `node_properties`, `slot`,
+//!   `hold_expiration`, unknown keys), go to one boxed [`Rare`] part that most nodes do
+//!   not have.
+//!
+//! [`CompactNode::to_node`] gives back exactly the [`Node`] it was made from (tested
+//! on every golden record and by the property tests), so the record written back or
+//! shown is never changed by the cache.
+
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+use super::quota::{QuotaInformation, CORES, INSTANCES, RAM};
+use super::{Node, NodeId, NodeState, RequestId};
+
+/// The texts nodes of a fleet share; interned, so equal profiles are stored once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Profile {
+    cloud: Option<Box<str>>,
+    provider: Option<Box<str>>,
+    pool: Option<Box<str>>,
+    labels: Box<[Box<str>]>,
+    az: Option<Box<str>>,
+    region: Option<Box<str>>,
+    image_id: Option<Box<str>>,
+    launcher: Option<Box<str>>,
+    username: Option<Box<str>>,
+    connection_type: Option<Box<str>>,
+    shell_type: Option<Box<str>>,
+    python_path: Option<Box<str>>,
+    tenant_name: Option<Box<str>>,
+    requestor: Option<Box<str>>,
+}
+
+/// A set of shared values. Entries nobody uses any more are dropped whenever the set
+/// has doubled since the last sweep, so hostile or churning values cannot make it grow
+/// beyond twice the values in use.
+struct Interner<T: Eq + Hash> {
+    set: HashSet<Arc<T>>,
+    sweep_at: usize,
+}
+
+const MIN_SWEEP: usize = 1024;
+
+impl<T: Eq + Hash> Interner<T> {
+    fn intern(&mut self, v: T) -> Arc<T> {
+        if let Some(a) = self.set.get(&v) {
+            return a.clone();
+        }
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.sweep_at = (self.set.len() * 2).max(MIN_SWEEP);
+        }
+        let a = Arc::new(v);
+        self.set.insert(a.clone());
+        a
+    }
+}
+
+static PROFILES: Mutex<Option<Interner<Profile>>> = Mutex::new(None);
+
+fn intern_profile(p: Profile) -> Arc<Profile> {
+    let mut g = PROFILES.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(|| Interner {
+        set: HashSet::new(),
+        sweep_at: MIN_SWEEP,
+    })
+    .intern(p)
+}
+
+/// Number of distinct profiles held (for tests and benchmarks).
+pub fn interned_profiles() -> usize {
+    PROFILES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or(0, |i| i.set.len())
+}
+
+/// The per-node texts, in this order, then the host keys.
+#[derive(Clone, Copy)]
+enum Text {
+    AllocatedTo,
+    PublicIpv4,
+    PrivateIpv4,
+    PublicIpv6,
+    HostId,
+    InterfaceIp,
+    ExternalId,
+    Hostname,
+    Comment,
+    HoldJob,
+}
+
+const TEXTS: usize = 10;
+
+/// Optional texts packed into one buffer: `ends[i]` is where text `i` ends; a text
+/// whose bit in `present` is clear is `None`.
+#[derive(Clone, Debug, PartialEq, Default)]
+struct Packed {
+    buf: Box<str>,
+    ends: Box<[u32]>,
+    present: u16,
+}
+
+impl Packed {
+    fn new(texts: [Option<String>; TEXTS], host_keys: Vec<String>) -> Packed {
+        let len: usize = texts.iter().flatten().map(String::len).sum::<usize>()
+            + host_keys.iter().map(String::len).sum::<usize>();
+        let mut buf = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(TEXTS + host_keys.len());
+        let mut present = 0u16;
+        for (i, t) in texts.iter().enumerate() {
+            if let Some(t) = t {
+                buf.push_str(t);
+                present |= 1 << i;
+            }
+            ends.push(buf.len());
+        }
+        for k in &host_keys {
+            buf.push_str(k);
+            ends.push(buf.len());
+        }
+        // A record is at most ZooKeeper's 1 MB znode limit (jute.maxbuffer): far below 4 GB.
+        let ends = ends
+            .into_iter()
+            .map(|e| u32::try_from(e).unwrap_or(u32::MAX))
+            .collect();
+        Packed {
+            buf: buf.into_boxed_str(),
+            ends,
+            present,
+        }
+    }
+
+    fn slice(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends[i] as usize;
+        self.buf.get(start..end).unwrap_or("")
+    }
+
+    fn get(&self, t: Text) -> Option<&str> {
+        let i = t as usize;
+        (self.present & (1 << i) != 0).then(|| self.slice(i))
+    }
+
+    fn host_keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (TEXTS..self.ends.len()).map(|i| self.slice(i))
+    }
+}
+
+/// `resources` as a launcher writes it, or anything else (kept as is in [`Rare`]).
+#[derive(Clone, Debug, PartialEq)]
+enum Resources {
+    None,
+    /// `{"cores": c, "instances": i, "ram": r}`, integers, in this order.
+    Standard([i64; 3]),
+    /// Another shape (other keys, floats, another order): in [`Rare::resources`].
+    Other,
+}
+
+/// The keys most nodes leave at their defaults.
+#[derive(Clone, Debug, PartialEq, Default)]
+struct Rare {
+    user_data: Value,
+    attributes: Value,
+    driver_data: Value,
+    node_properties: Map<String, Value>,
+    extra: Map<String, Value>,
+    resources: Option<Map<String, Value>>,
+    slot: Option<i64>,
+    hold_expiration: Option<i64>,
+}
+
+impl Rare {
+    fn is_default(&self) -> bool {
+        self.user_data.is_null()
+            && self.attributes.is_null()
+            && self.driver_data.is_null()
+            && self.node_properties.is_empty()
+            && self.extra.is_empty()
+            && self.resources.is_none()
+            && self.slot.is_none()
+            && self.hold_expiration.is_none()
+    }
+}
+
+fn standard_resources(m: &Map<String, Value>) -> Option<[i64; 3]> {
+    if m.len() != 3 {
+        return None;
+    }
+    let mut out = [0i64; 3];
+    for (slot, ((k, v), want)) in out.iter_mut().zip(m.iter().zip([CORES, INSTANCES, RAM])) {
+        if k != want {
+            return None;
+        }
+        // Only plain integers: a float such as 4.0 must be written back as 4.0.
+        match v {
+            Value::Number(n) if n.is_i64() || n.is_u64() => *slot = n.as_i64()?,
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn boxed(s: Option<String>) -> Option<Box<str>> {
+    s.map(String::into_boxed_str)
+}
+
+fn unboxed(s: &Option<Box<str>>) -> Option<String> {
+    s.as_deref().map(str::to_string)
+}
+
+/// A node record in compact form (see the module doc); read it with the accessors or
+/// turn it back into a [`Node`] with [`CompactNode::to_node`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompactNode {
+    id: NodeId,
+    state: NodeState,
+    connection_port: u16,
+    state_time: f64,
+    created_time: Option<f64>,
+    profile: Arc<Profile>,
+    texts: Packed,
+    resources: Resources,
+    rare: Option<Box<Rare>>,
+}
+
+impl From<Node> for CompactNode {
+    fn from(n: Node) -> Self {
+        let profile = intern_profile(Profile {
+            cloud: boxed(n.cloud),
+            provider: boxed(n.provider),
+            pool: boxed(n.pool),
+            labels: n.node_type.into_iter().map(String::into_boxed_str).collect(),
+            az: boxed(n.az),
+            region: boxed(n.region),
+            image_id: boxed(n.image_id),
+            launcher: boxed(n.launcher),
+            username: boxed(n.username),
+            connection_type: boxed(n.connection_type),
+            shell_type: boxed(n.shell_type),
+            python_path: boxed(n.python_path),
+            tenant_name: boxed(n.tenant_name),
+            requestor: boxed(n.requestor),
+        });
+        let texts = Packed::new(
+            [
+                n.allocated_to.map(RequestId::into_string),
+                n.public_ipv4,
+                n.private_ipv4,
+                n.public_ipv6,
+                n.host_id,
+                n.interface_ip,
+                n.external_id,
+                n.hostname,
+                n.comment,
+                n.hold_job,
+            ],
+            n.host_keys,
+        );
+        let (resources, other) = match n.resources {
+            None => (Resources::None, None),
+            Some(m) => match standard_resources(&m) {
+                Some(v) => (Resources::Standard(v), None),
+                None => (Resources::Other, Some(m)),
+            },
+        };
+        let rare = Rare {
+            user_data: n.user_data,
+            attributes: n.attributes,
+            driver_data: n.driver_data,
+            node_properties: n.node_properties,
+            extra: n.extra,
+            resources: other,
+            slot: n.slot,
+            hold_expiration: n.hold_expiration,
+        };
+        CompactNode {
+            id: n.id,
+            state: n.state,
+            connection_port: n.connection_port,
+            state_time: n.state_time,
+            created_time: n.created_time,
+            profile,
+            texts,
+            resources,
+            rare: (!rare.is_default()).then(|| Box::new(rare)),
+        }
+    }
+}
+
+impl CompactNode {
+    /// The record as a [`Node`], exactly as it was read.
+    pub fn to_node(&self) -> Node {
+        let p = &*self.profile;
+        let t = |k: Text| self.texts.get(k).map(str::to_string);
+        let rare = self.rare.as_deref();
+        let r = |f: fn(&Rare) -> Value| rare.map_or(Value::Null, f);
+        Node {
+            id: self.id.clone(),
+            state: self.state,
+            state_time: self.state_time,
+            cloud: unboxed(&p.cloud),
+            provider: unboxed(&p.provider),
+            pool: unboxed(&p.pool),
+            node_type: p.labels.iter().map(|l| l.to_string()).collect(),
+            allocated_to: self.texts.get(Text::AllocatedTo).map(RequestId::from),
+            az: unboxed(&p.az),
+            region: unboxed(&p.region),
+            public_ipv4: t(Text::PublicIpv4),
+            private_ipv4: t(Text::PrivateIpv4),
+            public_ipv6: t(Text::PublicIpv6),
+            host_id: t(Text::HostId),
+            interface_ip: t(Text::InterfaceIp),
+            connection_port: self.connection_port,
+            image_id: unboxed(&p.image_id),
+            launcher: unboxed(&p.launcher),
+            created_time: self.created_time,
+            external_id: t(Text::ExternalId),
+            hostname: t(Text::Hostname),
+            comment: t(Text::Comment),
+            user_data: r(|r| r.user_data.clone()),
+            hold_job: t(Text::HoldJob),
+            host_keys: self.texts.host_keys().map(str::to_string).collect(),
+            username: unboxed(&p.username),
+            connection_type: unboxed(&p.connection_type),
+            shell_type: unboxed(&p.shell_type),
+            hold_expiration: rare.and_then(|r| r.hold_expiration),
+            resources: self.resources(),
+            slot: rare.and_then(|r| r.slot),
+            attributes: r(|r| r.attributes.clone()),
+            python_path: unboxed(&p.python_path),
+            tenant_name: unboxed(&p.tenant_name),
+            driver_data: r(|r| r.driver_data.clone()),
+            requestor: unboxed(&p.requestor),
+            node_properties: rare.map(|r| r.node_properties.clone()).unwrap_or_default(),
+            extra: rare.map(|r| r.extra.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The znode name.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+    /// `state`.
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+    /// `state_time` (epoch seconds).
+    pub fn state_time(&self) -> f64 {
+        self.state_time
+    }
+    /// `created_time` (epoch seconds).
+    pub fn created_time(&self) -> Option<f64> {
+        self.created_time
+    }
+    /// `connection_port`.
+    pub fn connection_port(&self) -> u16 {
+        self.connection_port
+    }
+    /// `cloud`.
+    pub fn cloud(&self) -> Option<&str> {
+        self.profile.cloud.as_deref()
+    }
+    /// `provider`.
+    pub fn provider(&self) -> Option<&str> {
+        self.profile.provider.as_deref()
+    }
+    /// `pool`.
+    pub fn pool(&self) -> Option<&str> {
+        self.profile.pool.as_deref()
+    }
+    /// `type`: the labels.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.profile.labels.iter().map(Borrow::borrow)
+    }
+    /// The first label.
+    pub fn first_label(&self) -> Option<&str> {
+        self.profile.labels.first().map(Borrow::borrow)
+    }
+    /// True if the node carries `label` in its `type` list.
+    pub fn has_label(&self, label: &str) -> bool {
+        self.profile.labels.iter().any(|l| &**l == label)
+    }
+    /// `az`.
+    pub fn az(&self) -> Option<&str> {
+        self.profile.az.as_deref()
+    }
+    /// `region`.
+    pub fn region(&self) -> Option<&str> {
+        self.profile.region.as_deref()
+    }
+    /// `image_id`.
+    pub fn image_id(&self) -> Option<&str> {
+        self.profile.image_id.as_deref()
+    }
+    /// `launcher`.
+    pub fn launcher(&self) -> Option<&str> {
+        self.profile.launcher.as_deref()
+    }
+    /// `username`.
+    pub fn username(&self) -> Option<&str> {
+        self.profile.username.as_deref()
+    }
+    /// `tenant_name`.
+    pub fn tenant_name(&self) -> Option<&str> {
+        self.profile.tenant_name.as_deref()
+    }
+    /// `requestor`.
+    pub fn requestor(&self) -> Option<&str> {
+        self.profile.requestor.as_deref()
+    }
+    /// `allocated_to`: the request id.
+    pub fn allocated_to(&self) -> Option<&str> {
+        self.texts.get(Text::AllocatedTo)
+    }
+    /// True if the node is allocated to `request`.
+    pub fn is_allocated_to(&self, request: &RequestId) -> bool {
+        self.allocated_to() == Some(request.as_str())
+    }
+    /// `public_ipv4`.
+    pub fn public_ipv4(&self) -> Option<&str> {
+        self.texts.get(Text::PublicIpv4)
+    }
+    /// `private_ipv4`.
+    pub fn private_ipv4(&self) -> Option<&str> {
+        self.texts.get(Text::PrivateIpv4)
+    }
+    /// `public_ipv6`.
+    pub fn public_ipv6(&self) -> Option<&str> {
+        self.texts.get(Text::PublicIpv6)
+    }
+    /// `interface_ip`.
+    pub fn interface_ip(&self) -> Option<&str> {
+        self.texts.get(Text::InterfaceIp)
+    }
+    /// `external_id`: the cloud server id.
+    pub fn external_id(&self) -> Option<&str> {
+        self.texts.get(Text::ExternalId)
+    }
+    /// `hostname`.
+    pub fn hostname(&self) -> Option<&str> {
+        self.texts.get(Text::Hostname)
+    }
+    /// `comment`.
+    pub fn comment(&self) -> Option<&str> {
+        self.texts.get(Text::Comment)
+    }
+    /// `hold_job`.
+    pub fn hold_job(&self) -> Option<&str> {
+        self.texts.get(Text::HoldJob)
+    }
+    /// `host_keys`.
+    pub fn host_keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.texts.host_keys()
+    }
+    /// `hold_expiration`.
+    pub fn hold_expiration(&self) -> Option<i64> {
+        self.rare.as_ref().and_then(|r| r.hold_expiration)
+    }
+    /// `user_data` (`null` when unset).
+    pub fn user_data(&self) -> &Value {
+        self.rare.as_ref().map_or(&Value::Null, |r| &r.user_data)
+    }
+    /// `driver_data` (`null` when unset).
+    pub fn driver_data(&self) -> &Value {
+        self.rare.as_ref().map_or(&Value::Null, |r| &r.driver_data)
+    }
+    /// `resources`, as the record has it.
+    pub fn resources(&self) -> Option<Map<String, Value>> {
+        match &self.resources {
+            Resources::None => None,
+            Resources::Standard(v) => Some(
+                [CORES, INSTANCES, RAM]
+                    .into_iter()
+                    .zip(v)
+                    .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                    .collect(),
+            ),
+            Resources::Other => self.rare.as_ref().and_then(|r| r.resources.clone()),
+        }
+    }
+    /// `cores`, `instances` and `ram` when `resources` is exactly these three integers
+    /// (what a launcher writes), for summing usage without building a
+    /// [`QuotaInformation`] per node.
+    pub fn standard_resources(&self) -> Option<[i64; 3]> {
+        match self.resources {
+            Resources::Standard(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// `resources` as quota usage, like [`Node::resources_quota`].
+    pub fn resources_quota(&self) -> Option<QuotaInformation> {
+        match &self.resources {
+            Resources::None => None,
+            Resources::Standard([c, i, r]) => {
+                let mut q = QuotaInformation::usage();
+                q.set(CORES, *c as f64);
+                q.set(INSTANCES, *i as f64);
+                q.set(RAM, *r as f64);
+                Some(q)
+            }
+            Resources::Other => self
+                .rare
+                .as_ref()
+                .and_then(|r| r.resources.as_ref())
+                .map(QuotaInformation::from_resources),
+        }
+    }
+}
+
+/// What code that filters nodes reads, the same for a [`Node`] and a cached
+/// [`CompactNode`] (so a check made on the cache is re-made on the record read under
+/// the lock with the same function).
+pub trait NodeView {
+    /// The znode name.
+    fn node_id(&self) -> &NodeId;
+    /// `state`.
+    fn node_state(&self) -> NodeState;
+    /// `state_time`.
+    fn node_state_time(&self) -> f64;
+    /// `provider`.
+    fn node_provider(&self) -> Option<&str>;
+    /// `pool`.
+    fn node_pool(&self) -> Option<&str>;
+    /// `az`.
+    fn node_az(&self) -> Option<&str>;
+    /// `allocated_to`.
+    fn node_allocated_to(&self) -> Option<&str>;
+    /// `hold_expiration`.
+    fn node_hold_expiration(&self) -> Option<i64>;
+    /// True if `label` is in `type`.
+    fn node_has_label(&self, label: &str) -> bool;
+}
+
+impl NodeView for Node {
+    fn node_id(&self) -> &NodeId {
+        &self.id
+    }
+    fn node_state(&self) -> NodeState {
+        self.state
+    }
+    fn node_state_time(&self) -> f64 {
+        self.state_time
+    }
+    fn node_provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+    fn node_pool(&self) -> Option<&str> {
+        self.pool.as_deref()
+    }
+    fn node_az(&self) -> Option<&str> {
+        self.az.as_deref()
+    }
+    fn node_allocated_to(&self) -> Option<&str> {
+        self.allocated_to.as_ref().map(RequestId::as_str)
+    }
+    fn node_hold_expiration(&self) -> Option<i64> {
+        self.hold_expiration
+    }
+    fn node_has_label(&self, label: &str) -> bool {
+        self.has_label(label)
+    }
+}
+
+impl NodeView for CompactNode {
+    fn node_id(&self) -> &NodeId {
+        self.id()
+    }
+    fn node_state(&self) -> NodeState {
+        self.state()
+    }
+    fn node_state_time(&self) -> f64 {
+        self.state_time()
+    }
+    fn node_provider(&self) -> Option<&str> {
+        self.provider()
+    }
+    fn node_pool(&self) -> Option<&str> {
+        self.pool()
+    }
+    fn node_az(&self) -> Option<&str> {
+        self.az()
+    }
+    fn node_allocated_to(&self) -> Option<&str> {
+        self.allocated_to()
+    }
+    fn node_hold_expiration(&self) -> Option<i64> {
+        self.hold_expiration()
+    }
+    fn node_has_label(&self, label: &str) -> bool {
+        self.has_label(label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::scale::{realistic_node, FleetShape};
+    use serde_json::json;
+
+    fn round_trip(n: Node) {
+        let c = CompactNode::from(n.clone());
+        assert_eq!(c.to_node(), n);
+        assert_eq!(c.to_node().to_json(), n.to_json());
+        assert_eq!(c.resources_quota(), n.resources_quota());
+        assert_eq!(c.provider(), n.provider.as_deref());
+        assert_eq!(c.allocated_to(), n.allocated_to.as_ref().map(|r| r.as_str()));
+        assert_eq!(c.labels().collect::<Vec<_>>(), n.node_type);
+        assert_eq!(c.host_keys().collect::<Vec<_>>(), n.host_keys);
+    }
+
+    #[test]
+    fn round_trips_every_shape() {
+        round_trip(Node::default());
+        round_trip(realistic_node(7, FleetShape::default(), 1.7e9));
+        let mut n = realistic_node(8, FleetShape::default(), 1.7e9);
+        n.comment = Some(String::new());
+        n.hold_job = Some("ünïcode \u{0} job".into());
+        n.user_data = json!({"b": 1, "a": [null, 2.5]});
+        n.attributes = json!("x");
+        n.driver_data = json!([1]);
+        n.node_properties.insert("spot".into(), json!(false));
+        n.extra.insert("id".into(), json!("0000000008"));
+        n.slot = Some(-3);
+        n.hold_expiration = Some(0);
+        n.host_keys.clear();
+        n.node_type = vec!["a".into(), "b".into(), String::new()];
+        round_trip(n.clone());
+        for resources in [
+            json!({"cores": 4.0, "instances": 1, "ram": 8192}),
+            json!({"instances": 1, "cores": 4, "ram": 8192}),
+            json!({"cores": 4, "instances": 1, "ram": 8192, "volumes": 2}),
+            json!({"cores": 4, "instances": 1, "ram": u64::MAX}),
+            json!({"cores": -1, "instances": 1, "ram": "x"}),
+            json!({}),
+        ] {
+            n.resources = resources.as_object().cloned();
+            round_trip(n.clone());
+        }
+    }
+
+    #[test]
+    fn a_fleet_shares_its_profiles() {
+        let nodes: Vec<CompactNode> = (0..2000)
+            .map(|i| realistic_node(i, FleetShape::default(), 1.7e9).into())
+            .collect();
+        // The profile depends on the label (which fixes the provider) and on whether the
+        // node is in use: 40 combinations for 2,000 nodes.
+        assert!(Arc::ptr_eq(&nodes[0].profile, &nodes[40].profile));
+        let distinct: HashSet<*const Profile> =
+            nodes.iter().map(|n| Arc::as_ptr(&n.profile)).collect();
+        assert!(distinct.len() <= 40, "{}", distinct.len());
+    }
+
+    #[test]
+    fn unused_profiles_are_swept() {
+        // Distinct hostile values: the interner must not keep them once unused.
+        for i in 0..(4 * MIN_SWEEP) {
+            let n = Node {
+                provider: Some(format!("churn-{i}")),
+                ..Node::default()
+            };
+            drop(CompactNode::from(n));
+        }
+        assert!(interned_profiles() <= 2 * MIN_SWEEP + 100, "{}", interned_profiles());
+    }
+}
