@@ -22,8 +22,8 @@ pub use cache::{
     CachedNode, CachedRequest, CachedUpload, Change, SyncState, TreeCache,
 };
 pub use client::{
-    ConnectionState, CreateKind, Op, OpResult, Reconfigured, SessionEvent, SessionStatus, Stat,
-    ZkClient,
+    ConnectionState, CreateKind, Op, OpResult, Read, ReadResult, Reconfigured, SessionEvent,
+    SessionStatus, Stat, ZkClient,
 };
 pub use election::Election;
 pub use error::{ZkError, ZkResult};

@@ -1,5 +1,5 @@
 //! The task that keeps a [`super::TreeCache`] in step with ZooKeeper: one persistent
-//! recursive watch on `/nodepool`, a pipelined full load, then the watch events applied
+//! recursive watch on `/nodepool`, a full load in multi-read batches, then the watch events applied
 //! in order; a resync after every reconnect (events may be lost then, ZOOKEEPER-4698)
 //! and a new watch plus resync after every new session.
 
@@ -18,10 +18,14 @@ use super::queues::{CachePart, CacheQueue};
 use super::tree::{decode, presence_only, wants_children, wants_data, Tree, Update};
 use super::{Shared, SyncState};
 use crate::model::paths::{self, classify, ZkPath};
-use crate::zk::client::{join, ConnectionState, PersistentWatcher, ZkClient};
+use crate::zk::client::{join, ConnectionState, PersistentWatcher, Read, ReadResult, ZkClient};
 use crate::zk::error::{ZkError, ZkResult};
 
-/// Reads kept in flight during a full load.
+/// Znodes per multi-read during a full load.
+const LOAD_BATCH: usize = 250;
+/// Multi-reads kept in flight during a full load.
+const LOAD_BATCHES: usize = 16;
+/// Single reads kept in flight when a batch is read one znode at a time.
 const LOAD_PIPELINE: usize = 64;
 /// Reads kept in flight while following events.
 const FOLLOW_PIPELINE: usize = 256;
@@ -134,67 +138,197 @@ async fn pause(cancel: &CancellationToken) -> bool {
     }
 }
 
-type LoadResult = ZkResult<(
-    String,
-    ZkPath,
-    Option<Option<(Vec<u8>, zkc::Stat)>>,
-    Option<Vec<String>>,
-)>;
+/// One znode of a full load: its path and what was read of it.
+struct Loaded {
+    path: String,
+    /// The decoded data, if the cache reads its data (`Gone` when missing).
+    update: Option<Update>,
+    /// Its children, if the cache lists them and it exists.
+    children: Option<Vec<String>>,
+}
 
-/// Reads the whole tree below `/nodepool` (pipelined) into a fresh [`Tree`].
+/// Reads one batch of the load: one multi-read for the data of the record znodes and
+/// the children of the directories, then one for the children of the records that
+/// have any (a node znode without children has no `lock` dir). The records are decoded
+/// on a pool thread. A batch the server refuses as a whole (a reply over its size
+/// limit) is read again one znode at a time.
+async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loaded>> {
+    let zps: Vec<ZkPath> = paths.iter().map(|p| classify(p)).collect();
+    let reads: Vec<Read> = paths
+        .iter()
+        .zip(&zps)
+        .filter_map(|(p, zp)| {
+            if wants_data(zp) {
+                Some(Read::Data(p.clone()))
+            } else if wants_children(zp) {
+                Some(Read::Children(p.clone()))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let first = match client.multi_read(&reads).await {
+        Ok(r) => r,
+        Err(e) if e.is_connection_problem() => return Err(e),
+        Err(e) => {
+            debug!("tree cache: multi-read failed ({e}), reading one by one");
+            return read_one_by_one(client, paths, zps).await;
+        }
+    };
+    let mut data = Vec::with_capacity(paths.len());
+    let mut children: Vec<Option<Vec<String>>> = vec![None; paths.len()];
+    let mut second = Vec::new();
+    let mut results = first.into_iter();
+    for (i, zp) in zps.iter().enumerate() {
+        if wants_data(zp) {
+            let Some(ReadResult::Data(read)) = results.next() else {
+                return Err(ZkError::Corrupt("multi-read answers out of order".into()));
+            };
+            let has_children = read.as_ref().is_some_and(|(_, st)| st.num_children > 0);
+            if wants_children(zp) && has_children {
+                second.push((i, Read::Children(paths[i].clone())));
+            }
+            data.push((i, read));
+        } else if wants_children(zp) {
+            let Some(ReadResult::Children(c)) = results.next() else {
+                return Err(ZkError::Corrupt("multi-read answers out of order".into()));
+            };
+            children[i] = c;
+        }
+    }
+    if !second.is_empty() {
+        let reads: Vec<Read> = second.iter().map(|(_, r)| r.clone()).collect();
+        for ((i, _), r) in second.iter().zip(client.multi_read(&reads).await?) {
+            if let ReadResult::Children(c) = r {
+                children[*i] = c;
+            }
+        }
+    }
+    decode_batch(paths, zps, data, children).await
+}
+
+/// Decodes the data read for a batch (on a pool thread: 100,000 records take seconds of
+/// CPU) and assembles the batch's entries.
+async fn decode_batch(
+    paths: Vec<String>,
+    zps: Vec<ZkPath>,
+    data: Vec<(usize, Option<(Vec<u8>, zkc::Stat)>)>,
+    mut children: Vec<Option<Vec<String>>>,
+) -> ZkResult<Vec<Loaded>> {
+    let decoded = tokio::task::spawn_blocking(move || {
+        let mut updates: Vec<Option<Update>> = Vec::new();
+        updates.resize_with(paths.len(), || None);
+        for (i, read) in data {
+            updates[i] = Some(decode(&paths[i], zps[i].clone(), read));
+        }
+        (paths, zps, updates)
+    })
+    .await;
+    let (paths, zps, updates) =
+        decoded.map_err(|e| ZkError::Corrupt(format!("decoding records: {e}")))?;
+    Ok(paths
+        .into_iter()
+        .zip(zps)
+        .zip(updates)
+        .enumerate()
+        .map(|(i, ((path, _), update))| Loaded {
+            path,
+            update,
+            children: children[i].take(),
+        })
+        .collect())
+}
+
+/// [`read_batch`] one request per znode.
+async fn read_one_by_one(
+    client: &ZkClient,
+    paths: Vec<String>,
+    zps: Vec<ZkPath>,
+) -> ZkResult<Vec<Loaded>> {
+    let mut read = Vec::with_capacity(paths.len());
+    let mut pending = FuturesOrdered::new();
+    for (path, zp) in paths.iter().cloned().zip(zps.iter().cloned()) {
+        let client = client.clone();
+        pending.push_back(async move {
+            let data = if wants_data(&zp) {
+                Some(client.get(&path).await?)
+            } else {
+                None
+            };
+            let listed = match &data {
+                Some(Some((_, st))) => st.num_children > 0,
+                Some(None) => false,
+                None => true,
+            };
+            let children = if wants_children(&zp) && listed {
+                client.get_children(&path).await?
+            } else {
+                None
+            };
+            Ok::<_, ZkError>((data, children))
+        });
+        if pending.len() >= LOAD_PIPELINE {
+            if let Some(r) = pending.next().await {
+                read.push(r?);
+            }
+        }
+    }
+    while let Some(r) = pending.next().await {
+        read.push(r?);
+    }
+    let mut data = Vec::new();
+    let mut children = Vec::with_capacity(read.len());
+    for (i, (d, c)) in read.into_iter().enumerate() {
+        if let Some(d) = d {
+            data.push((i, d));
+        }
+        children.push(c);
+    }
+    decode_batch(paths, zps, data, children).await
+}
+
+/// Reads the whole tree below `/nodepool` into a fresh [`Tree`]: breadth first, in
+/// multi-read batches of [`LOAD_BATCH`] znodes, [`LOAD_BATCHES`] in flight.
 async fn load(client: &ZkClient) -> ZkResult<Tree> {
     let mut tree = Tree::default();
     let mut ignored = Vec::new();
     let mut queue: VecDeque<String> = VecDeque::from([paths::ROOT.to_string()]);
     let mut pending = FuturesUnordered::new();
-    let read = |path: String| {
-        let client = client.clone();
-        async move {
-            let zp = classify(&path);
-            let data = async {
-                if wants_data(&zp) {
-                    client.get(&path).await.map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
-            let children = async {
-                if wants_children(&zp) {
-                    client.get_children(&path).await
-                } else {
-                    Ok(None)
-                }
-            };
-            let (data, children) = futures::join!(data, children);
-            let r: LoadResult = Ok((path, zp, data?, children?));
-            r
-        }
-    };
     loop {
-        while pending.len() < LOAD_PIPELINE {
-            let Some(p) = queue.pop_front() else { break };
-            pending.push(read(p));
+        while pending.len() < LOAD_BATCHES && !queue.is_empty() {
+            let n = queue.len().min(LOAD_BATCH);
+            let batch: Vec<String> = queue.drain(..n).collect();
+            let client = client.clone();
+            pending.push(Box::pin(async move { read_batch(&client, batch).await }));
         }
-        let Some(r) = pending.next().await else { break };
-        let (path, zp, data, children) = r?;
-        if let Some(read) = data {
-            let missing = read.is_none();
-            tree.apply(decode(&path, zp.clone(), read), &mut ignored);
-            if missing {
-                continue;
+        let Some(batch) = pending.next().await else {
+            break;
+        };
+        for Loaded {
+            path,
+            update,
+            children,
+        } in batch?
+        {
+            if let Some(update) = update {
+                let missing = matches!(update, Update::Gone(_));
+                tree.apply(update, &mut ignored);
+                if missing {
+                    continue;
+                }
             }
+            for child in children.unwrap_or_default() {
+                let cpath = join(&path, &child);
+                let czp = classify(&cpath);
+                if presence_only(&czp) {
+                    tree.apply(Update::Present(czp.clone(), true), &mut ignored);
+                }
+                if wants_data(&czp) || wants_children(&czp) {
+                    queue.push_back(cpath);
+                }
+            }
+            ignored.clear();
         }
-        for child in children.unwrap_or_default() {
-            let cpath = join(&path, &child);
-            let czp = classify(&cpath);
-            if presence_only(&czp) {
-                tree.apply(Update::Present(czp.clone(), true), &mut ignored);
-            }
-            if wants_data(&czp) || wants_children(&czp) {
-                queue.push_back(cpath);
-            }
-        }
-        ignored.clear();
     }
     Ok(tree)
 }
