@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use axum::body::Bytes;
 use nodepool_shared::listing::{
     self, BuildRequest, BuildRequestState, Fields, ImageStatusEntry, NodeColumns, OutputFormat,
     ResponseFormat, Table,

@@ -103,7 +103,11 @@ fn main() {
     for (i, data) in records.iter().enumerate() {
         let id = NodeId::from_sequence(i as u64);
         let path = paths::node(&id);
-        let u = decode(&path, ZkPath::Node(id), Some((data.clone(), stat(i, data.len()))));
+        let u = decode(
+            &path,
+            ZkPath::Node(id),
+            Some((data.clone(), stat(i, data.len()))),
+        );
         tree.apply(u, &mut events);
         events.clear();
     }
@@ -129,7 +133,9 @@ fn main() {
             let before = live();
             let t = Instant::now();
             let table = node_list(
-                full.iter().zip(&nodes).map(|(n, c)| (n, c.probably_locked())),
+                full.iter()
+                    .zip(&nodes)
+                    .map(|(n, c)| (n, c.probably_locked())),
                 now,
                 columns,
             );

@@ -104,10 +104,7 @@ async fn follows_every_record_kind() {
     assert!(cache.wait_synced(WAIT).await, "first sync");
     assert_eq!(cache.status().loads, 1);
     assert_eq!(cache.nodes().len(), 1);
-    assert_eq!(
-        cache.node(&before.id).unwrap().node.provider(),
-        Some("p")
-    );
+    assert_eq!(cache.node(&before.id).unwrap().node.provider(), Some("p"));
     let mut events = cache.subscribe();
 
     // … and everything else appears through watch events.
@@ -230,7 +227,10 @@ async fn golden_records_through_the_cache() {
     let cache = TreeCache::start(zk.client().await);
     assert!(cache.wait_synced(WAIT).await);
     let id = NodeId::from("0000004351");
-    assert_eq!(cache.node(&id).unwrap().node.to_node().to_value(), g["data"]);
+    assert_eq!(
+        cache.node(&id).unwrap().node.to_node().to_value(),
+        g["data"]
+    );
 
     let gr = golden("request-pending.json");
     let rpath = gr["path"].as_str().unwrap();
@@ -265,7 +265,10 @@ async fn golden_records_through_the_cache() {
             .is_some_and(|n| n.node.state() == NodeState::InUse)
     })
     .await;
-    assert_eq!(cache.node(&id).unwrap().node.to_node().to_value(), gu["data"]);
+    assert_eq!(
+        cache.node(&id).unwrap().node.to_node().to_value(),
+        gu["data"]
+    );
     c.close().await;
 }
 

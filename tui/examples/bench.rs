@@ -21,7 +21,13 @@ use nodepool_tui::data::{Health, Snapshot};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-const NODES: usize = 10_000;
+/// Nodes in the snapshot and in ZooKeeper (`BENCH_NODES`, default 10,000).
+fn nodes_count() -> usize {
+    std::env::var("BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
 const NOW: f64 = 1_700_000_000.0;
 
 fn synthetic(i: usize) -> Node {
@@ -73,7 +79,7 @@ fn render_bench() {
         data_length: 0,
         num_children: 0,
     };
-    let nodes: Vec<Arc<CachedNode>> = (0..NODES)
+    let nodes: Vec<Arc<CachedNode>> = (0..nodes_count())
         .map(|i| {
             Arc::new(CachedNode {
                 node: Arc::new(synthetic(i).into()),
@@ -131,15 +137,18 @@ fn render_bench() {
         sorted_label.push(t.elapsed());
     }
     println!(
-        "render, {NODES} nodes, 120x40, redraw only:           {}",
+        "render, {} nodes, 120x40, redraw only:           {}",
+        nodes_count(),
         stats(redraw)
     );
     println!(
-        "render, {NODES} nodes, 120x40, new data + redraw (ID): {}",
+        "render, {} nodes, 120x40, new data + redraw (ID): {}",
+        nodes_count(),
         stats(with_data)
     );
     println!(
-        "render, {NODES} nodes, 120x40, new data + redraw (Label sort): {}",
+        "render, {} nodes, 120x40, new data + redraw (Label sort): {}",
+        nodes_count(),
         stats(sorted_label)
     );
 }
@@ -151,7 +160,7 @@ async fn latency_bench() {
     // Fill ZooKeeper with 10,000 nodes (pipelined).
     let t = Instant::now();
     let mut first = None;
-    for chunk in (0..NODES).collect::<Vec<_>>().chunks(200) {
+    for chunk in (0..nodes_count()).collect::<Vec<_>>().chunks(200) {
         let futs = chunk.iter().map(|&i| {
             let store = store.clone();
             async move {
@@ -167,7 +176,7 @@ async fn latency_bench() {
             }
         }
     }
-    println!("created {NODES} nodes in {:.1?}", t.elapsed());
+    println!("created {} nodes in {:.1?}", nodes_count(), t.elapsed());
     let (id, mut node) = first.expect("a node");
     let cache = TreeCache::start(client.clone());
     assert!(

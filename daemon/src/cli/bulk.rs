@@ -206,9 +206,14 @@ fn parse(reads: Vec<NodeRead>) -> Vec<(Node, bool)> {
     out
 }
 
-/// Every node with its "locked" flag (any lock contender), sorted by id; empty and
-/// corrupt node znodes are skipped (corrupt ones with a warning).
-pub async fn nodes_with_locks(store: &ZkStore) -> ZkResult<Vec<(Node, bool)>> {
+/// Every node with its "locked" flag (any lock contender), in id order, handed to
+/// `sink` batch by batch as the batches are read (a listing of 100,000 nodes never holds
+/// them all); empty and corrupt node znodes are skipped (corrupt ones with a warning).
+/// Returns the number of nodes.
+pub async fn read_nodes_with_locks(
+    store: &ZkStore,
+    mut sink: impl FnMut(Vec<(Node, bool)>),
+) -> ZkResult<usize> {
     let settings = store.client().settings().clone();
     let timeout = settings.request_timeout;
     let mut ids = store
@@ -249,13 +254,12 @@ pub async fn nodes_with_locks(store: &ZkStore) -> ZkResult<Vec<(Node, bool)>> {
                 .map_err(|e| ZkError::Corrupt(format!("parsing node records: {e}")))
         }
     });
-    let results: Vec<ZkResult<Vec<(Node, bool)>>> = stream::iter(batches)
-        .buffered(BATCHES_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut out = Vec::with_capacity(ids.len());
-    for batch in results {
-        out.extend(batch?);
+    let mut batches = stream::iter(batches).buffered(BATCHES_IN_FLIGHT);
+    let mut count = 0;
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        count += batch.len();
+        sink(batch);
     }
-    Ok(out)
+    Ok(count)
 }

@@ -10,11 +10,11 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use nodepool_shared::cloud::{CloudDriver, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
-use nodepool_shared::listing::{node_list, node_list_owned, NodeColumns, OutputFormat};
+use nodepool_shared::listing::{node_list, NodeColumns, NodeListing, OutputFormat};
 use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
 use nodepool_shared::zk::{ops, ZkStore};
 
-use super::bulk::nodes_with_locks;
+use super::bulk::read_nodes_with_locks;
 use super::context::{ask_yes, print_out, Session};
 use super::provider::Confirm;
 use super::read::node_with_lock;
@@ -24,29 +24,48 @@ pub const LOCK_TIMEOUT: Duration = ops::NODE_LOCK_TIMEOUT;
 /// How long `delete --now` waits for the cloud to report the server gone.
 pub const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// `nodepool list [--detail]`.
+/// `nodepool list [--detail]`: the nodes are read in batches and each batch goes into
+/// the listing at once (text keeps only the cell texts until the widths are known,
+/// JSON only its output), so 100,000 nodes are never all in memory as records.
 pub async fn list(s: &Session, detail: bool, format: OutputFormat) -> Result<()> {
     let start = std::time::Instant::now();
-    let nodes = nodes_with_locks(&s.store).await?;
-    tracing::debug!(nodes = nodes.len(), elapsed = ?start.elapsed(), "read nodes");
-    // Nothing more to read: the session closes (a round trip) while the table is built.
-    let client = s.store.client().clone();
-    let closing = tokio::spawn(async move { client.close().await });
     let columns = if detail {
         NodeColumns::Detail
     } else {
         NodeColumns::Brief
     };
-    let table = node_list_owned(nodes, now_epoch(), columns);
-    let text = table.render(format, None);
-    tracing::debug!(elapsed = ?start.elapsed(), "rendered");
-    let printed = print_out(&text);
+    let mut listing = NodeListing::new(now_epoch(), columns, format, None);
+    let count = read_nodes_with_locks(&s.store, |batch| {
+        for (node, locked) in batch {
+            listing.push_owned(node, locked);
+        }
+    })
+    .await?;
+    tracing::debug!(nodes = count, elapsed = ?start.elapsed(), "read nodes");
+    // Nothing more to read: the session closes (a round trip) while the table is written.
+    let client = s.store.client().clone();
+    let closing = tokio::spawn(async move { client.close().await });
+    let printed = print_listing(listing);
+    tracing::debug!(elapsed = ?start.elapsed(), "printed");
     let _ = closing.await;
-    tracing::debug!(elapsed = ?start.elapsed(), "printed, session closed");
-    // The process ends right after this: freeing 10,000 records and their cells one by
-    // one would only add time (~10 ms), so they are left to the exit.
-    std::mem::forget((table, text));
+    tracing::debug!(elapsed = ?start.elapsed(), "session closed");
     printed
+}
+
+/// Writes a listing and a newline to stdout (a closed pipe is not an error, as in
+/// [`print_out`]).
+fn print_listing(listing: NodeListing) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let r = listing
+        .write_to(&mut out)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(eyre!("cannot write to stdout: {e}")),
+    }
 }
 
 /// Prints the brief row of one node (what `delete` and `hold` show afterwards).

@@ -564,9 +564,9 @@ impl Handler {
         let ctx = &self.pc.ctx;
         let provider = self.pc.provider.name();
         let pool = self.pc.pool.name.as_str();
-        let nodes = ctx.cache.select_nodes(|n| {
-            n.node.provider() == Some(provider) && n.node.pool() == Some(pool)
-        });
+        let nodes = ctx
+            .cache
+            .select_nodes(|n| n.node.provider() == Some(provider) && n.node.pool() == Some(pool));
         if nodes.iter().any(|n| n.node.state() == NodeState::Deleting) {
             return;
         }

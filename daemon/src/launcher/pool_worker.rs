@@ -267,6 +267,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
             .then_with(|| a.request.cmp_priority(&b.request))
     });
     let online = online_pools(ctx);
+    let mut tenant_usage = tenant_limits::UsageMemo::new();
     for cached in requests {
         if ctx.cancel.is_cancelled() {
             return;
@@ -297,7 +298,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
         let reason = decline_reason(pc, req).await;
         let mut tenant_claim = None;
         if reason.is_none() {
-            match tenant_limits::check(pc, req).await {
+            match tenant_limits::check(pc, req, &mut tenant_usage).await {
                 TenantCheck::Defer => continue,
                 TenantCheck::Fits(claim) => tenant_claim = claim,
             }
@@ -340,6 +341,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
             continue;
         }
         if let Some((tenant, need)) = tenant_claim {
+            tenant_usage.remove(&tenant);
             pc.claim_tenant(&fresh.id, tenant, need);
         }
         tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");

@@ -207,7 +207,10 @@ impl ProviderHandle {
             let q = node
                 .resources_quota()
                 .or_else(|| claims.get(node.id()).cloned())
-                .or_else(|| node.first_label().and_then(|l| self.runtime.label_needs.get(l)))
+                .or_else(|| {
+                    node.first_label()
+                        .and_then(|l| self.runtime.label_needs.get(l))
+                })
                 .or_else(|| {
                     let l = node.first_label()?;
                     let f = lock(&self.flavors).get(l).cloned()?;
@@ -243,6 +246,10 @@ impl ProviderHandle {
     ) -> Result<QuotaInformation, QuotaError> {
         if pool.ignore_provider_quota {
             return Ok(QuotaInformation::unlimited());
+        }
+        // The node ids (a scan of the whole cache) are needed only to refresh the limit.
+        if let Some(limit) = self.runtime.quota.fresh() {
+            return Ok(limit);
         }
         let known = ctx.known_node_ids(self.name());
         self.runtime

@@ -75,6 +75,14 @@ impl ProviderQuota {
         self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The cached limit if it is still fresh (no cloud call, no list of node ids needed).
+    pub fn fresh(&self) -> Option<QuotaInformation> {
+        self.lock()
+            .as_ref()
+            .filter(|c| c.at.elapsed() < self.ttl)
+            .map(|c| c.limit.clone())
+    }
+
     /// The provider limit, from the cache if fresh. On a cloud error the stale value is
     /// returned if there is one.
     pub async fn limit(

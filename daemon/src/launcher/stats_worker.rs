@@ -66,14 +66,14 @@ pub fn gauges(ctx: &LauncherContext) -> BTreeMap<String, u64> {
     let mut all = [0u64; NodeState::ALL.len()];
     let mut by_provider: HashMap<String, [u64; NodeState::ALL.len()]> = HashMap::new();
     let mut by_label: HashMap<String, [u64; NodeState::ALL.len()]> = HashMap::new();
-    let bump = |m: &mut HashMap<String, [u64; NodeState::ALL.len()]>, k: &str, i: usize| {
-        match m.get_mut(k) {
-            Some(c) => c[i] += 1,
-            None => {
-                let mut c = [0; NodeState::ALL.len()];
-                c[i] = 1;
-                m.insert(k.to_string(), c);
-            }
+    let bump = |m: &mut HashMap<String, [u64; NodeState::ALL.len()]>, k: &str, i: usize| match m
+        .get_mut(k)
+    {
+        Some(c) => c[i] += 1,
+        None => {
+            let mut c = [0; NodeState::ALL.len()];
+            c[i] = 1;
+            m.insert(k.to_string(), c);
         }
     };
     ctx.cache.for_each_node(|n| {

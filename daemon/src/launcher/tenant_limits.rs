@@ -57,7 +57,10 @@ pub fn usage(
         if n.node.tenant_name() != Some(tenant) {
             return;
         }
-        if n.node.allocated_to().is_some_and(|r| claims.contains_key(r)) {
+        if n.node
+            .allocated_to()
+            .is_some_and(|r| claims.contains_key(r))
+        {
             return;
         }
         if let Some(q) = n.node.resources_quota() {
@@ -91,10 +94,15 @@ pub enum TenantCheck {
     Defer,
 }
 
+/// The usage of each tenant seen during one assignment pass: computing it scans every
+/// cached node, and a backlog of thousands of deferred requests of one tenant must not
+/// cost one scan each. Forget a tenant when the pass claims for it.
+pub type UsageMemo = HashMap<String, QuotaInformation>;
+
 /// Whether accepting `req` here keeps its tenant within its limits. Requests without a
 /// tenant, or of a tenant without limits, always fit; so does a request whose need
 /// cannot be computed now (the handler finds out).
-pub async fn check(pc: &PoolContext, req: &NodeRequest) -> TenantCheck {
+pub async fn check(pc: &PoolContext, req: &NodeRequest, memo: &mut UsageMemo) -> TenantCheck {
     let Some(tenant) = req.tenant_name.as_deref() else {
         return TenantCheck::Fits(None);
     };
@@ -114,8 +122,16 @@ pub async fn check(pc: &PoolContext, req: &NodeRequest) -> TenantCheck {
             }
         }
     }
+    let used = match memo.get(tenant) {
+        Some(u) => u.clone(),
+        None => {
+            let u = usage(&pc.ctx, tenant, &pc.tenant_claims_snapshot());
+            memo.insert(tenant.to_string(), u.clone());
+            u
+        }
+    };
     let mut room = limit_quota(&entry);
-    room.subtract(&usage(&pc.ctx, tenant, &pc.tenant_claims_snapshot()));
+    room.subtract(&used);
     if room.fits(&need) {
         TenantCheck::Fits(Some((tenant.to_string(), need)))
     } else {

@@ -175,7 +175,16 @@ where
     let mut table = table_for(columns, items.len());
     for (node, locked) in items {
         let mut row = Vec::with_capacity(ncols(columns));
-        node_row!(&mut row, node, locked, now, columns, copied, field, node.node_type.clone());
+        node_row!(
+            &mut row,
+            node,
+            locked,
+            now,
+            columns,
+            copied,
+            field,
+            node.node_type.clone()
+        );
         table.push_row(row);
     }
     table
@@ -226,7 +235,16 @@ impl NodeListing {
     pub fn push(&mut self, node: &Node, locked: bool) {
         let (now, columns) = (self.now, self.columns);
         self.row.clear();
-        node_row!(&mut self.row, node, locked, now, columns, copied, field, node.node_type.clone());
+        node_row!(
+            &mut self.row,
+            node,
+            locked,
+            now,
+            columns,
+            copied,
+            field,
+            node.node_type.clone()
+        );
         self.writer.push_row(&self.row);
     }
 
@@ -235,7 +253,16 @@ impl NodeListing {
         let (now, columns) = (self.now, self.columns);
         let labels = std::mem::take(&mut node.node_type);
         self.row.clear();
-        node_row!(&mut self.row, node, locked, now, columns, moved, field, labels);
+        node_row!(
+            &mut self.row,
+            node,
+            locked,
+            now,
+            columns,
+            moved,
+            field,
+            labels
+        );
         self.writer.push_row(&self.row);
     }
 
@@ -244,7 +271,16 @@ impl NodeListing {
         let (now, columns) = (self.now, self.columns);
         let labels = node.labels().map(str::to_string).collect();
         self.row.clear();
-        node_row!(&mut self.row, node, locked, now, columns, cached, accessor, labels);
+        node_row!(
+            &mut self.row,
+            node,
+            locked,
+            now,
+            columns,
+            cached,
+            accessor,
+            labels
+        );
         self.writer.push_row(&self.row);
     }
 

@@ -452,7 +452,11 @@ mod tests {
             Column::new("name", "Name"),
             Column::new("list", "List"),
         ]);
-        t.push_row(vec![Cell::from("1"), Cell::from("alpha"), Cell::List(vec![])]);
+        t.push_row(vec![
+            Cell::from("1"),
+            Cell::from("alpha"),
+            Cell::List(vec![]),
+        ]);
         t.push_row(vec![Cell::from("22"), Cell::from("b\nc\n"), Cell::Int(3)]);
         t.push_row(vec![Cell::from("日本"), Cell::Null]);
         t.push_row(vec![Cell::from("ab\u{8}"), Cell::from("x".repeat(300_000))]);
@@ -471,7 +475,11 @@ mod tests {
                 }
                 let mut out = Vec::new();
                 w.write_to(&mut out).unwrap();
-                assert_eq!(String::from_utf8(out).unwrap(), want, "{format:?} {fields:?}");
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    want,
+                    "{format:?} {fields:?}"
+                );
             }
         }
     }
@@ -500,7 +508,10 @@ mod tests {
         struct Broken;
         impl std::io::Write for Broken {
             fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "closed"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "closed",
+                ))
             }
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())

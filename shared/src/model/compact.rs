@@ -249,7 +249,11 @@ impl From<Node> for CompactNode {
             cloud: boxed(n.cloud),
             provider: boxed(n.provider),
             pool: boxed(n.pool),
-            labels: n.node_type.into_iter().map(String::into_boxed_str).collect(),
+            labels: n
+                .node_type
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
             az: boxed(n.az),
             region: boxed(n.region),
             image_id: boxed(n.image_id),
@@ -624,7 +628,10 @@ mod tests {
         assert_eq!(c.to_node().to_json(), n.to_json());
         assert_eq!(c.resources_quota(), n.resources_quota());
         assert_eq!(c.provider(), n.provider.as_deref());
-        assert_eq!(c.allocated_to(), n.allocated_to.as_ref().map(|r| r.as_str()));
+        assert_eq!(
+            c.allocated_to(),
+            n.allocated_to.as_ref().map(|r| r.as_str())
+        );
         assert_eq!(c.labels().collect::<Vec<_>>(), n.node_type);
         assert_eq!(c.host_keys().collect::<Vec<_>>(), n.host_keys);
     }
@@ -682,6 +689,10 @@ mod tests {
             };
             drop(CompactNode::from(n));
         }
-        assert!(interned_profiles() <= 2 * MIN_SWEEP + 100, "{}", interned_profiles());
+        assert!(
+            interned_profiles() <= 2 * MIN_SWEEP + 100,
+            "{}",
+            interned_profiles()
+        );
     }
 }

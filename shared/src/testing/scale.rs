@@ -103,7 +103,10 @@ pub fn realistic_node(i: usize, shape: FleetShape, now: f64) -> Node {
     ));
     n.hostname = Some(format!("np{:010}", i));
     n.host_keys = vec![
-        format!("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQ{}", base64ish(seed, 516)),
+        format!(
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQ{}",
+            base64ish(seed, 516)
+        ),
         format!(
             "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBB{}",
             base64ish(seed + 7, 87)

@@ -292,8 +292,10 @@ impl ZkServer {
         let log2 = log
             .try_clone()
             .map_err(|e| HarnessError::new(e.to_string()))?;
+        // Scale benchmarks hold 100,000 node records: NODEPOOL_ZK_HEAP raises the heap.
+        let heap = std::env::var("NODEPOOL_ZK_HEAP").unwrap_or_else(|_| "256m".into());
         let mut cmd = Command::new("java");
-        cmd.arg("-Xmx256m")
+        cmd.arg(format!("-Xmx{heap}"))
             .arg("-XX:+UseSerialGC")
             .arg("-XX:TieredStopAtLevel=1")
             .arg("-Dzookeeper.jmx.log4j.disable=true")

@@ -827,12 +827,18 @@ impl ZkClient {
                 (Read::Children(_), zkc::MultiReadResult::Children { children }) => {
                     Ok(ReadResult::Children(Some(children)))
                 }
-                (Read::Data(_), zkc::MultiReadResult::Error { err: zkc::Error::NoNode }) => {
-                    Ok(ReadResult::Data(None))
-                }
-                (Read::Children(_), zkc::MultiReadResult::Error { err: zkc::Error::NoNode }) => {
-                    Ok(ReadResult::Children(None))
-                }
+                (
+                    Read::Data(_),
+                    zkc::MultiReadResult::Error {
+                        err: zkc::Error::NoNode,
+                    },
+                ) => Ok(ReadResult::Data(None)),
+                (
+                    Read::Children(_),
+                    zkc::MultiReadResult::Error {
+                        err: zkc::Error::NoNode,
+                    },
+                ) => Ok(ReadResult::Children(None)),
                 (read, zkc::MultiReadResult::Error { err }) => {
                     Err(ZkError::from_client("multi_read", read.path(), err))
                 }

@@ -69,6 +69,7 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
         };
         let outcome = 'session: loop {
             shared.set_state(SyncState::Loading, generation, None);
+            let started = std::time::Instant::now();
             let loaded = tokio::select! {
                 _ = cancel.cancelled() => break 'session Outcome::Cancelled,
                 r = load(&client) => r,
@@ -78,7 +79,16 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
                 break 'session Outcome::SessionEnded;
             }
             match loaded {
-                Ok(tree) => shared.replace(tree, generation),
+                Ok(tree) => {
+                    let (nodes, requests) = (tree.nodes.len(), tree.requests.len());
+                    shared.replace(tree, generation);
+                    info!(
+                        nodes,
+                        requests,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "tree cache loaded"
+                    );
+                }
                 Err(ZkError::Closed) => break 'session Outcome::Cancelled,
                 Err(e) => {
                     warn!("tree cache: loading {} failed: {e}", paths::ROOT);

@@ -1,0 +1,594 @@
+//! Scale benchmark (not a test): a large Zuul's busiest day on one machine.
+//!
+//! A ZooKeeper of its own (over TLS), filled with 100,000 realistic node records
+//! (`nodepool_shared::testing::scale`: 90 % `in-use`, 10 % `hold`, three host keys each)
+//! over 20 providers and 40 labels, plus 5,000 requests waiting on a tenant whose
+//! `tenant-resource-limits` are used up (deferred, never declined: the backlog of a busy
+//! day); the OpenStack simulator in-process (zero boot delay, unlimited quota); three
+//! release `nodepool-launcher` processes sharing the 20 providers.
+//!
+//! Measures, per launcher: time to ready after start (and to the first full cache load),
+//! RSS, CPU at rest; idle request→fulfilled latency; a burst of multi-node requests
+//! over many labels (throughput, latency, CPU); RSS after the burst; the web API's
+//! `/node-list` (time, size, RSS after); `nodepool list` over TLS (time, peak RSS); the
+//! time the launchers take to reload their caches after ZooKeeper restarts.
+//!
+//! ```text
+//! CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release -p nodepool-daemon --bins \
+//!     -p nodepool-tests --example launcher_scale
+//! ./target/release/examples/launcher_scale [--nodes 100000] [--waiting 5000] ...
+//! ```
+//! `NODEPOOL_LAUNCHER_BIN` / `NODEPOOL_CLI_BIN` override the binaries (default
+//! `target/release/…`); `NODEPOOL_ZK_HEAP` the ZooKeeper heap (default here 3g).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::stream::{self, StreamExt};
+use nodepool_shared::model::{now_epoch, paths, NodeRequest, NodeState, RequestId, RequestState};
+use nodepool_shared::testing::scale::{realistic_node, FleetShape};
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::{ZkClient, ZkStore};
+use nodepool_tests::sim::{Knobs, Quota, SimConfig, Simulator};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Node records in ZooKeeper.
+    #[arg(long, default_value_t = 100_000)]
+    nodes: usize,
+    /// Requests waiting (deferred by their tenant's limits).
+    #[arg(long, default_value_t = 5_000)]
+    waiting: usize,
+    /// Providers (all served by every launcher).
+    #[arg(long, default_value_t = 20)]
+    providers: usize,
+    /// Labels.
+    #[arg(long, default_value_t = 40)]
+    labels: usize,
+    /// Launcher processes.
+    #[arg(long, default_value_t = 3)]
+    launchers: usize,
+    /// Sequential requests for the idle latency.
+    #[arg(long, default_value_t = 50)]
+    idle: usize,
+    /// Requests of the burst (each for `--per-request` nodes of random labels).
+    #[arg(long, default_value_t = 300)]
+    burst: usize,
+    /// Nodes per burst request.
+    #[arg(long, default_value_t = 3)]
+    per_request: usize,
+    /// Seconds the CPU at rest is measured over.
+    #[arg(long, default_value_t = 30)]
+    rest: u64,
+    /// `nodepool list` runs.
+    #[arg(long, default_value_t = 5)]
+    list_runs: usize,
+}
+
+const BACKLOG_TENANT: &str = "backlog-tenant";
+/// Nodes of the backlog tenant (its `max-servers`, used up).
+const BACKLOG_NODES: usize = 100;
+
+fn bin(var: &str, name: &str) -> PathBuf {
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("target/release/{name}")));
+    assert!(p.is_file(), "build it first: {}", p.display());
+    p
+}
+
+/// The config of every launcher (web API only on the first).
+fn config_yaml(zk: &TestZk, a: &Args, web_port: Option<u16>) -> String {
+    let tls = zk.tls_settings().expect("TLS");
+    let (tls_host, tls_port) = tls.hosts[0].clone();
+    let t = tls.tls.expect("tls files");
+    let mut y = format!(
+        "zookeeper-servers:\n  - host: {tls_host}\n    port: {tls_port}\n    chroot: {chroot}\nzookeeper-tls:\n  ca: {ca}\n  cert: {cert}\n  key: {key}\n",
+        chroot = zk.chroot(),
+        ca = t.ca.display(),
+        cert = t.cert.display(),
+        key = t.key.display()
+    );
+    if let Some(p) = web_port {
+        y.push_str(&format!(
+            "webapp:\n  port: {p}\n  listen_address: 127.0.0.1\n"
+        ));
+    }
+    y.push_str(&format!(
+        "tenant-resource-limits:\n  - tenant-name: {BACKLOG_TENANT}\n    max-servers: {BACKLOG_NODES}\nlabels:\n"
+    ));
+    for l in 0..a.labels {
+        y.push_str(&format!("  - name: label-{l}\n"));
+    }
+    y.push_str("providers:\n");
+    for p in 0..a.providers {
+        y.push_str(&format!(
+            "  - name: provider-{p}\n    cloud: sim\n    rate: 0\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n    pools:\n      - name: main\n        max-servers: 1000000\n        auto-floating-ip: false\n        host-key-checking: false\n        labels:\n"
+        ));
+        for l in 0..a.labels {
+            y.push_str(&format!(
+                "          - name: label-{l}\n            cloud-image: cirros\n            flavor-name: small\n"
+            ));
+        }
+    }
+    y
+}
+
+/// Writes the node records (`in-use` and `hold`, no locks: Zuul's locks are not needed
+/// for the launchers to leave them alone) and the backlog.
+async fn fill(store: &ZkStore, a: &Args) {
+    let shape = FleetShape {
+        providers: a.providers,
+        labels: a.labels,
+    };
+    let now = now_epoch();
+    let t = Instant::now();
+    stream::iter(0..a.nodes)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                let mut n = realistic_node(i, shape, now);
+                n.state = if i % 10 == 9 {
+                    NodeState::Hold
+                } else {
+                    NodeState::InUse
+                };
+                if i < BACKLOG_NODES {
+                    n.tenant_name = Some(BACKLOG_TENANT.into());
+                }
+                store.create_node(&mut n).await.expect("create node");
+            }
+        })
+        .buffer_unordered(500)
+        .collect::<Vec<_>>()
+        .await;
+    println!(
+        "filled {} nodes in {:.1} s",
+        a.nodes,
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    stream::iter(0..a.waiting)
+        .map(move |i| {
+            let store = store.clone();
+            async move {
+                let label = format!("label-{}", i % a.labels);
+                let mut r = NodeRequest::new(vec![label], "zuul-scheduler");
+                r.tenant_name = Some(BACKLOG_TENANT.into());
+                store
+                    .create_request(&mut r, "200", false)
+                    .await
+                    .expect("create request");
+            }
+        })
+        .buffer_unordered(200)
+        .collect::<Vec<_>>()
+        .await;
+    println!(
+        "{} waiting requests in {:.1} s",
+        a.waiting,
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// A launcher process and its log.
+struct Launcher {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Launcher {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_text(&self) -> String {
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        strip_ansi(&raw)
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn spawn_launcher(dir: &Path, i: usize, config: &Path, clouds: &Path, web: bool) -> Launcher {
+    let log = dir.join(format!("launcher-{i}.log"));
+    let err = std::fs::File::create(&log).expect("log");
+    let mut cmd = Command::new(bin("NODEPOOL_LAUNCHER_BIN", "nodepool-launcher"));
+    cmd.arg("-c").arg(config).arg("--clouds").arg(clouds);
+    if !web {
+        cmd.arg("--no-webapp");
+    }
+    let child = cmd
+        .env(
+            "RUST_LOG",
+            "warn,nodepool_daemon::launcher::daemon=info,nodepool_shared::zk::cache=info",
+        )
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("start launcher");
+    Launcher { child, log }
+}
+
+/// utime+stime of `pid` in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (get(14) + get(15)) as f64 / hz
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+/// Waits until `pred` holds for the launcher's log (bounded); returns the time waited.
+async fn wait_log(
+    l: &Launcher,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Duration {
+    let t = Instant::now();
+    loop {
+        if pred(&l.log_text()) {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < limit,
+            "launcher {}: no {what} after {limit:?}:\n{}",
+            l.pid(),
+            l.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `elapsed_ms` of every "tree cache loaded" line so far.
+fn cache_loads(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("tree cache loaded"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("elapsed_ms="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
+}
+
+/// Submits a request for `labels`, waits until fulfilled, returns its nodes as Zuul does
+/// after a job (`used`) and deletes the request. Returns the latency.
+async fn one_request(store: &ZkStore, client: &ZkClient, labels: Vec<String>) -> Duration {
+    let mut r = NodeRequest::new(labels, "scale-bench");
+    let start = Instant::now();
+    let id = store
+        .create_request(&mut r, "100", false)
+        .await
+        .expect("submit");
+    let done = wait_fulfilled(client, &id).await;
+    let latency = start.elapsed();
+    for node_id in &done.nodes {
+        if let Ok(Some((mut n, _))) = store.get_node(node_id).await {
+            n.set_state(NodeState::Used);
+            let _ = store.store_node(&n, None).await;
+        }
+    }
+    let _ = store.delete_request(&id).await;
+    latency
+}
+
+async fn wait_fulfilled(client: &ZkClient, id: &RequestId) -> NodeRequest {
+    let path = paths::request(id);
+    loop {
+        let (data, _, watcher) = client
+            .get_and_watch(&path)
+            .await
+            .expect("read request")
+            .expect("request exists");
+        if let Ok(Some(r)) = NodeRequest::from_json(id, &data) {
+            match r.state {
+                RequestState::Fulfilled => return r,
+                RequestState::Failed => panic!("request {id} failed: {r:?}"),
+                _ => {}
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(120), watcher.changed())
+            .await
+            .expect("request not fulfilled within 120 s");
+    }
+}
+
+/// Runs the CLI and returns (wall time, max RSS in KiB).
+fn run_cli(config: &Path, args: &[&str]) -> (Duration, u64) {
+    let t = Instant::now();
+    let child = Command::new(bin("NODEPOOL_CLI_BIN", "nodepool"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nodepool");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    unsafe {
+        libc::wait4(child.id() as i32, &mut status, 0, &mut usage);
+    }
+    assert_eq!(status, 0, "nodepool {args:?} failed");
+    (t.elapsed(), usage.ru_maxrss as u64)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = Args::parse();
+    if std::env::var_os("NODEPOOL_ZK_HEAP").is_none() {
+        std::env::set_var("NODEPOOL_ZK_HEAP", "3g");
+    }
+    println!("load average at start: {}", load_average());
+    let zk = TestZk::dedicated().await;
+    let sim = Simulator::start(SimConfig {
+        knobs: Knobs {
+            quota: Quota::UNLIMITED,
+            ..Knobs::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clouds = dir.path().join("clouds.yaml");
+    sim.write_clouds_yaml(&clouds, "sim").expect("clouds");
+    let web_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let configs: Vec<PathBuf> = (0..a.launchers)
+        .map(|i| {
+            let p = dir.path().join(format!("nodepool-{i}.yaml"));
+            std::fs::write(&p, config_yaml(&zk, &a, (i == 0).then_some(web_port))).expect("config");
+            p
+        })
+        .collect();
+    let client = zk.client().await;
+    let store = ZkStore::new(client.clone());
+    fill(&store, &a).await;
+
+    // Start: all launchers at once.
+    let mut launchers: Vec<Launcher> = (0..a.launchers)
+        .map(|i| spawn_launcher(dir.path(), i, &configs[i], &clouds, i == 0))
+        .collect();
+    let mut starts = Vec::new();
+    for l in &launchers {
+        let ready = wait_log(l, "ready", Duration::from_secs(300), |t| {
+            t.contains("launcher ready")
+        })
+        .await;
+        starts.push(ready);
+    }
+    for (i, l) in launchers.iter().enumerate() {
+        println!(
+            "launcher {i}: ready {:.2} s after start (first cache load {:?} ms), RSS {}",
+            starts[i].as_secs_f64(),
+            cache_loads(&l.log_text()).first(),
+            mib(status_kib(l.pid(), "VmRSS:"))
+        );
+    }
+
+    // At rest: 5,000 deferred requests, nothing to do.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    tokio::time::sleep(Duration::from_secs(a.rest)).await;
+    for (i, l) in launchers.iter().enumerate() {
+        println!(
+            "launcher {i} at rest: CPU {:.1} % of a core over {} s, RSS {}",
+            (cpu_secs(l.pid()) - cpu0[i]) * 100.0 / a.rest as f64,
+            a.rest,
+            mib(status_kib(l.pid(), "VmRSS:"))
+        );
+    }
+
+    // Idle latency: one request at a time.
+    let mut idle = Vec::new();
+    for i in 0..a.idle {
+        idle.push(one_request(&store, &client, vec![format!("label-{}", i % a.labels)]).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    idle.sort();
+    println!(
+        "idle ({} sequential requests): p50 {} p90 {} max {}",
+        a.idle,
+        ms(pct(&idle, 0.5)),
+        ms(pct(&idle, 0.9)),
+        ms(pct(&idle, 1.0))
+    );
+
+    // Burst: multi-node requests over random labels, all at once.
+    let mut rng = StdRng::seed_from_u64(17);
+    let requests: Vec<Vec<String>> = (0..a.burst)
+        .map(|_| {
+            (0..a.per_request)
+                .map(|_| format!("label-{}", rng.random_range(0..a.labels)))
+                .collect()
+        })
+        .collect();
+    let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    let t = Instant::now();
+    let mut lat: Vec<Duration> = stream::iter(requests)
+        .map(|labels| {
+            let (store, client) = (store.clone(), client.clone());
+            async move { one_request(&store, &client, labels).await }
+        })
+        .buffer_unordered(a.burst)
+        .collect()
+        .await;
+    let took = t.elapsed();
+    lat.sort();
+    let cpu: Vec<f64> = launchers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| cpu_secs(l.pid()) - cpu0[i])
+        .collect();
+    println!(
+        "burst of {} requests × {} nodes: {:.0} req/s ({:.0} nodes/s, {:.2} s), latency p50 {} p99 {}; launcher CPU {:?} s",
+        a.burst,
+        a.per_request,
+        a.burst as f64 / took.as_secs_f64(),
+        (a.burst * a.per_request) as f64 / took.as_secs_f64(),
+        took.as_secs_f64(),
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99)),
+        cpu.iter().map(|c| (c * 100.0).round() / 100.0).collect::<Vec<_>>()
+    );
+    for (i, l) in launchers.iter().enumerate() {
+        println!(
+            "launcher {i} after the burst: RSS {} (peak {})",
+            mib(status_kib(l.pid(), "VmRSS:")),
+            mib(status_kib(l.pid(), "VmHWM:"))
+        );
+    }
+
+    // Web API.
+    let http = reqwest::Client::new();
+    for accept in ["application/json", "text/plain"] {
+        let t = Instant::now();
+        let body = http
+            .get(format!("http://127.0.0.1:{web_port}/node-list"))
+            .header("Accept", accept)
+            .send()
+            .await
+            .expect("GET /node-list")
+            .bytes()
+            .await
+            .expect("body");
+        println!(
+            "/node-list ({accept}): {} in {}, launcher 0 RSS after {} (peak {})",
+            format_args!("{:.1} MB", body.len() as f64 / 1e6),
+            ms(t.elapsed()),
+            mib(status_kib(launchers[0].pid(), "VmRSS:")),
+            mib(status_kib(launchers[0].pid(), "VmHWM:"))
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    // The CLI over TLS (the launchers' config is a TLS one).
+    for args in [&["list"][..], &["list", "--detail"][..]] {
+        let mut runs: Vec<(Duration, u64)> = (0..a.list_runs)
+            .map(|_| run_cli(&configs[1], args))
+            .collect();
+        runs.sort();
+        println!(
+            "nodepool {} over TLS ({} runs): median {}, min {}, peak RSS {}",
+            args.join(" "),
+            a.list_runs,
+            ms(runs[runs.len() / 2].0),
+            ms(runs[0].0),
+            mib(runs.iter().map(|r| r.1).max().unwrap_or(0))
+        );
+    }
+    println!(
+        "hyperfine -N --warmup 1 --runs 10 '{} -c {} list'",
+        bin("NODEPOOL_CLI_BIN", "nodepool").display(),
+        configs[1].display()
+    );
+
+    // Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
+    let before: Vec<usize> = launchers
+        .iter()
+        .map(|l| cache_loads(&l.log_text()).len())
+        .collect();
+    let t = Instant::now();
+    zk.server()
+        .expect("dedicated")
+        .restart()
+        .expect("restart ZooKeeper");
+    let restarted = t.elapsed();
+    for (i, l) in launchers.iter().enumerate() {
+        let waited = wait_log(l, "reload", Duration::from_secs(120), |text| {
+            cache_loads(text).len() > before[i]
+        })
+        .await;
+        let loads = cache_loads(&l.log_text());
+        println!(
+            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms",
+            waited.as_secs_f64(),
+            restarted.as_secs_f64(),
+            loads.last()
+        );
+    }
+    for l in &mut launchers {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(l.pid() as i32, libc::SIGINT);
+        }
+    }
+    for l in &mut launchers {
+        let _ = l.child.wait();
+        let text = l.log_text();
+        assert!(!text.contains("panicked"), "a launcher panicked:\n{text}");
+    }
+    println!("load average at the end: {}", load_average());
+}
