@@ -150,6 +150,11 @@ impl LauncherProc {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether the process still runs.
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for LauncherProc {
@@ -227,6 +232,26 @@ impl Env {
             started: 0,
             env_vars: Vec::new(),
         }
+    }
+
+    /// An environment on a fresh chroot of `ens`, the launcher configured with all its
+    /// members.
+    async fn on_ensemble(ens: &ZkEnsemble, shape: &Shape, knobs: Knobs) -> Env {
+        let chroot = format!("/nodepool_test/{}", uuid::Uuid::new_v4().simple());
+        let root = nodepool_shared::zk::ZkClient::connect(ens.settings())
+            .await
+            .expect("connect");
+        root.ensure_path(&chroot).await.expect("chroot");
+        root.close().await;
+        let client = nodepool_shared::zk::ZkClient::connect(
+            ens.settings().with_chroot(Some(chroot.clone())),
+        )
+        .await
+        .expect("connect");
+        let hosts: Vec<(String, u16)> = (0..ens.len())
+            .map(|i| ("127.0.0.1".to_string(), ens.client_port(i)))
+            .collect();
+        Env::with_zk(None, client, &chroot, hosts, shape, knobs).await
     }
 
     async fn shared(shape: &Shape, knobs: Knobs) -> Env {
@@ -942,25 +967,8 @@ async fn ensemble_leader_loss_under_load() {
             .await
             .expect("join")
             .expect("ensemble");
-        let chroot = format!("/nodepool_test/{}", uuid::Uuid::new_v4().simple());
-        let root = nodepool_shared::zk::ZkClient::connect(ens.settings())
-            .await
-            .expect("connect");
-        root.ensure_path(&chroot).await.expect("chroot");
-        root.close().await;
-        let client = nodepool_shared::zk::ZkClient::connect(
-            ens.settings().with_chroot(Some(chroot.clone())),
-        )
-        .await
-        .expect("connect");
-        let hosts: Vec<(String, u16)> = (0..ens.len())
-            .map(|i| ("127.0.0.1".to_string(), ens.client_port(i)))
-            .collect();
-        let mut env = Env::with_zk(
-            None,
-            client,
-            &chroot,
-            hosts,
+        let mut env = Env::on_ensemble(
+            &ens,
             &Shape::default(),
             Knobs {
                 boot_delay_ms: 200,
@@ -1006,6 +1014,118 @@ async fn ensemble_leader_loss_under_load() {
         drop(ens);
     })
     .await;
+}
+
+/// The simulator's `compute.servers.create` count.
+fn creates(env: &Env) -> u64 {
+    env.sim.admin().counter("compute.servers.create")
+}
+
+/// 3a. The ensemble loses its quorum: two of three members (the leader among them) are
+/// killed for longer than the launcher's session timeout while launches are in flight,
+/// then they come back. The launcher keeps running, creates no server while there is no
+/// quorum (nothing it could record), and resumes by itself: every request ends
+/// fulfilled, no node is allocated twice, no server is left without its node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensemble_quorum_loss_under_load() {
+    // Longer than the 4 s session timeout of the launcher (and of our own client).
+    quorum_loss(Duration::from_secs(12)).await;
+}
+
+/// The same with the 60-second outage of docs/reliability.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ensemble_quorum_loss_of_60_seconds() {
+    quorum_loss(Duration::from_secs(60)).await;
+}
+
+async fn quorum_loss(outage: Duration) {
+    let _serial = SERIAL.lock().await;
+    tokio::time::timeout(outage + Duration::from_secs(200), async {
+        let ens = tokio::task::spawn_blocking(|| ZkEnsemble::start(3))
+            .await
+            .expect("join")
+            .expect("ensemble");
+        let shape = Shape {
+            zk_timeout: Some(4),
+            ..Shape::default()
+        };
+        let knobs = Knobs {
+            boot_delay_ms: 500,
+            quota: Quota::UNLIMITED,
+            ..Knobs::default()
+        };
+        let mut env = Env::on_ensemble(&ens, &shape, knobs).await;
+        let mut l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let mut ids = env.submit(60).await;
+        wait_for("launches in flight", Duration::from_secs(60), || {
+            let c = creates(&env);
+            async move { (c >= 20).then_some(()) }
+        })
+        .await;
+        let leader = ens.leader_index().expect("leader");
+        let other = (0..3).find(|&i| i != leader).expect("a follower");
+        let lost = Instant::now();
+        ens.stop(leader);
+        ens.stop(other);
+        // Launches that had their server create on the wire finish it; after that no
+        // new server is created until the quorum is back.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let creates_early = creates(&env);
+        tokio::time::sleep(outage.saturating_sub(lost.elapsed())).await;
+        let creates_late = creates(&env);
+        assert!(l.alive(), "the launcher exited during the outage:\n{}", l.log_text());
+        for i in [leader, other] {
+            ens.start_member(i).expect("restart member");
+        }
+        let back = Instant::now();
+        tokio::task::block_in_place(|| ens.wait_quorum(Duration::from_secs(60))).expect("quorum");
+        let quorum_after = back.elapsed();
+        // Zuul submits again once ZooKeeper answers; the launcher must take them.
+        let probe = env.submit(1).await;
+        let probe_done = env.wait_all_done(&probe, Duration::from_secs(120)).await;
+        let resumed = back.elapsed();
+        ids.extend(env.submit(30).await);
+        ids.extend(probe);
+        let done = env.wait_all_done(&ids, Duration::from_secs(120)).await;
+        let all_done = back.elapsed();
+        let (ok, failed) = count_states(&done);
+        Env::assert_no_double_allocation(&done);
+        let converge = env.wait_converged(Duration::from_secs(90)).await;
+        let servers = env.sim_servers();
+        let nodes = env.node_states().await;
+        println!(
+            "quorum lost for {:.0} s: server creates {creates_early} → {creates_late} during the outage; quorum back {:.1} s after the restart; \
+             a new request fulfilled {:.1} s after the restart; all {} requests done {:.1} s after it ({ok} fulfilled, {failed} failed); converged {:.1} s later: {} servers, {} nodes",
+            outage.as_secs_f64(),
+            quorum_after.as_secs_f64(),
+            resumed.as_secs_f64(),
+            ids.len(),
+            all_done.as_secs_f64(),
+            converge.as_secs_f64(),
+            servers.len(),
+            nodes.len()
+        );
+        assert_eq!(probe_done[0].state, RequestState::Fulfilled);
+        assert_eq!(creates_late, creates_early, "servers created while there was no quorum");
+        assert_eq!(failed, 0, "no request fails because of a quorum loss");
+        // Every fulfilled request's node exists with its server.
+        let server_nodes: HashSet<&String> = servers.values().collect();
+        for r in &done {
+            for id in &r.nodes {
+                assert!(server_nodes.contains(&id.as_str().to_string()), "node {id} of {} has no server", r.id);
+            }
+        }
+        assert!(l.alive(), "the launcher exited");
+        let log = l.log_text();
+        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+        l.stop().await;
+        drop(env);
+        drop(ens);
+    })
+    .await
+    .expect("test timed out");
 }
 
 /// 3b. One of two launchers freezes (SIGSTOP) longer than its ZooKeeper session
