@@ -19,6 +19,8 @@ pub mod image;
 pub mod json;
 pub mod node;
 pub mod paths;
+#[cfg(test)]
+mod props;
 pub mod quota;
 pub mod request;
 

@@ -391,3 +391,35 @@ mod tests {
         assert!(matches!(r, Err(KeyscanError::Timeout { .. })), "{r:?}");
     }
 }
+
+/// Property tests of the host-key blob a server returns: any bytes give a key line or a
+/// [`FetchError`], and a well-formed blob gives `"<type> <base64 of the blob>"`.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::testing::fuzz;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(fuzz::config(5000, 0x5348_0002))]
+
+        #[test]
+        fn any_blob_gives_a_line_or_an_error(blob in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(line) = host_key_line(&blob) {
+                let (t, b64) = line.split_once(' ').expect("type and key");
+                prop_assert!(!t.is_empty() && t.len() <= 64);
+                let decoded = base64::engine::general_purpose::STANDARD.decode(b64);
+                prop_assert_eq!(decoded.ok(), Some(blob));
+            }
+        }
+
+        #[test]
+        fn well_formed_blobs_are_read(t in "[a-z0-9@.-]{1,40}", material in prop::collection::vec(any::<u8>(), 1..600)) {
+            let mut w = Writer::default();
+            w.string(t.as_bytes()).raw(&material);
+            let line = host_key_line(&w.buf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let prefix = format!("{t} ");
+            prop_assert!(line.starts_with(&prefix), "{line}");
+        }
+    }
+}

@@ -512,3 +512,121 @@ mod tests {
         assert_eq!(w.buf, vec![0, 0, 0, 0]);
     }
 }
+
+/// Property tests: whatever bytes a server on the network sends, the readers return a
+/// bounded value or a [`WireError`], never a panic, and never allocate more than one
+/// packet's bound.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::testing::fuzz;
+    use proptest::prelude::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    fn dl() -> Deadline {
+        Deadline {
+            end: Instant::now() + Duration::from_secs(5),
+            io: Duration::from_secs(5),
+        }
+    }
+
+    /// A stream that starts like a real server's and goes wrong anywhere.
+    fn server_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let good = (
+            prop::collection::vec("[ -~]{0,40}", 0..3),
+            any::<[u8; 16]>(),
+            prop::collection::vec("[a-z0-9@.-]{1,24}", 0..4),
+        )
+            .prop_map(|(banner, cookie, algs)| {
+                let mut b = Vec::new();
+                for l in banner {
+                    b.extend_from_slice(l.as_bytes());
+                    b.extend_from_slice(b"\r\n");
+                }
+                b.extend_from_slice(b"SSH-2.0-OpenSSH_9.6\r\n");
+                let algs: Vec<&str> = algs.iter().map(String::as_str).collect();
+                b.extend(frame(&KexInit::build(cookie, &algs, &algs)));
+                b
+            });
+        prop_oneof![
+            1 => prop::collection::vec(any::<u8>(), 0..1024),
+            2 => (good.clone(), prop::collection::vec(any::<u8>(), 0..512)).prop_map(|(mut g, tail)| {
+                g.extend(tail);
+                g
+            }),
+            2 => (good, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut g, i, x)| {
+                let at = i.index(g.len());
+                g[at] ^= x | 1;
+                g
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(fuzz::config(3000, 0x5348_0001))]
+
+        #[test]
+        fn reading_a_server_never_panics(bytes in server_bytes()) {
+            rt().block_on(async {
+                let mut r: &[u8] = &bytes;
+                if let Ok(ident) = read_ident(&mut r, &dl()).await {
+                    prop_assert!(ident.len() <= MAX_LINE);
+                    prop_assert!(ident.starts_with("SSH-2.0-") || ident.starts_with("SSH-1.99-"));
+                    if let Ok(p) = read_message(&mut r, MSG_KEXINIT, &dl()).await {
+                        prop_assert!(!p.is_empty() && p.len() <= MAX_PACKET);
+                        let _ = KexInit::parse(&p);
+                    }
+                }
+                let mut r: &[u8] = &bytes;
+                if let Ok(p) = read_packet(&mut r, &dl()).await {
+                    prop_assert!(!p.is_empty() && p.len() <= MAX_PACKET);
+                }
+                Ok(())
+            })?;
+        }
+
+        #[test]
+        fn payload_readers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), ops in prop::collection::vec(0u8..6, 0..24)) {
+            let _ = KexInit::parse(&bytes);
+            let mut r = Reader::new(&bytes);
+            for op in ops {
+                let before = r.remaining();
+                let ok = match op {
+                    0 => r.u8().is_ok(),
+                    1 => r.u32().is_ok(),
+                    2 => r.string().map(|s| s.len() <= before).unwrap_or(true),
+                    3 => r.name_list().is_ok(),
+                    4 => r.bytes(16).is_ok(),
+                    _ => r.bytes(usize::MAX).is_ok(),
+                };
+                let _ = ok;
+                prop_assert!(r.remaining() <= before);
+            }
+        }
+
+        #[test]
+        fn packets_and_kexinit_round_trip(
+            payload in prop::collection::vec(any::<u8>(), 1..4096),
+            cookie in any::<[u8; 16]>(),
+            kex in prop::collection::vec("[a-z0-9@.-]{1,24}", 0..5),
+            hk in prop::collection::vec("[a-z0-9@.-]{1,24}", 0..5),
+        ) {
+            let f = frame(&payload);
+            prop_assert_eq!(f.len() % 8, 0);
+            let got = rt().block_on(async { read_packet(&mut f.as_slice(), &dl()).await });
+            prop_assert_eq!(got.ok(), Some(payload));
+            let kex: Vec<&str> = kex.iter().map(String::as_str).collect();
+            let hk: Vec<&str> = hk.iter().map(String::as_str).collect();
+            let parsed = KexInit::parse(&KexInit::build(cookie, &kex, &hk));
+            let parsed = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(parsed.kex, kex.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            prop_assert_eq!(parsed.host_key, hk.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        }
+    }
+}

@@ -16,6 +16,8 @@
 
 mod certs;
 mod ensemble;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod scale;
 mod server;
 mod spawn;
