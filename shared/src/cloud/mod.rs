@@ -31,6 +31,8 @@ pub mod clouds_yaml;
 pub mod error;
 pub mod flavor;
 pub mod openstack;
+#[cfg(test)]
+mod props;
 pub mod rate;
 pub(crate) mod transport;
 pub mod types;

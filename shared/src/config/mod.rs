@@ -16,6 +16,8 @@ mod env;
 mod error;
 mod general;
 mod pool;
+#[cfg(test)]
+mod props;
 mod provider;
 mod reader;
 mod secure;

@@ -155,3 +155,107 @@ pub fn mangled_json(
         }),
     ]
 }
+
+/// YAML text for a JSON-like tree, in block style: strings are double-quoted (JSON
+/// escapes are valid YAML) except, one time in four, written plain, which lets YAML's
+/// own typing (`yes`, `017`, `~`) and syntax characters loose on the reader.
+pub fn to_yaml(v: &Value, plain: &mut impl FnMut() -> bool) -> String {
+    let mut out = String::new();
+    yaml_into(v, 0, plain, &mut out);
+    out
+}
+
+fn yaml_scalar(v: &Value, plain: &mut impl FnMut() -> bool) -> String {
+    match v {
+        Value::Null => "~".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if plain() && !s.contains('\n') => s.clone(),
+        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        Value::Object(m) if m.is_empty() => "{}".into(),
+        _ => String::new(),
+    }
+}
+
+fn is_block(v: &Value) -> bool {
+    matches!(v, Value::Array(a) if !a.is_empty()) || matches!(v, Value::Object(m) if !m.is_empty())
+}
+
+fn yaml_into(v: &Value, indent: usize, plain: &mut impl FnMut() -> bool, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, val) in m {
+                let key = yaml_scalar(&Value::String(k.clone()), plain);
+                if is_block(val) {
+                    out.push_str(&format!("{pad}{key}:\n"));
+                    yaml_into(val, indent + 2, plain, out);
+                } else {
+                    out.push_str(&format!("{pad}{key}: {}\n", yaml_scalar(val, plain)));
+                }
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for item in a {
+                if is_block(item) {
+                    // The first entry of a mapping goes on the dash line.
+                    let mut inner = String::new();
+                    yaml_into(item, indent + 2, plain, &mut inner);
+                    let inner = inner.trim_start();
+                    out.push_str(&format!("{pad}- {inner}"));
+                } else {
+                    out.push_str(&format!("{pad}- {}\n", yaml_scalar(item, plain)));
+                }
+            }
+        }
+        other => {
+            out.push_str(&pad);
+            out.push_str(&yaml_scalar(other, plain));
+            out.push('\n');
+        }
+    }
+}
+
+/// `text` after one line-level accident: a line dropped, doubled, indented or
+/// outdented by one, cut in the middle, or a byte replaced.
+pub fn mangled_lines(text: String) -> impl Strategy<Value = String> {
+    (0u8..8, any::<prop::sample::Index>(), any::<u8>()).prop_map(move |(op, i, b)| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.is_empty() {
+            return text.clone();
+        }
+        let at = i.index(lines.len());
+        match op {
+            0 => {
+                lines.remove(at);
+            }
+            1 => lines.insert(at, lines[at].clone()),
+            2 => lines[at].insert(0, ' '),
+            3 => {
+                if lines[at].starts_with(' ') {
+                    lines[at].remove(0);
+                }
+            }
+            4 => {
+                let cut = lines[at].len() / 2;
+                let cut = (0..=cut)
+                    .rev()
+                    .find(|c| lines[at].is_char_boundary(*c))
+                    .unwrap_or(0);
+                lines[at].truncate(cut);
+            }
+            5 => {
+                let mut bytes = lines[at].clone().into_bytes();
+                if !bytes.is_empty() {
+                    let j = usize::from(b) % bytes.len();
+                    let syntax = b"{}[]:&*!|>'\"%@`#,-?\t";
+                    bytes[j] = syntax[usize::from(b) % syntax.len()];
+                }
+                lines[at] = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            _ => return text.clone(),
+        }
+        lines.join("\n")
+    })
+}
