@@ -1461,3 +1461,784 @@ async fn two_launchers_two_builders_no_double_work() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------- chaos soak
+//
+// Two launchers and two builders on a three-member ensemble and the simulator; a fake
+// Zuul (`nodepool_tests::zuul::FakeZuul`) runs a steady stream of jobs (submit, wait,
+// lock the nodes, use them, return them) while a seeded injector applies one fault after
+// another: `kill -9` or `SIGSTOP` past the session timeout of a launcher or a builder, a
+// ZooKeeper member restart, cloud 5xx, hung or failing boots, live config edits
+// (max-servers, a provider added and removed, the image paused). Invariants are checked
+// all along and, after the faults stop and the system settles, at the end.
+
+mod soak {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use nodepool_shared::model::{paths, Node, NodeId};
+    use nodepool_shared::testing::four_letter_word;
+    use nodepool_shared::zk::{is_lock_contender, ZkClient};
+    use nodepool_tests::builder_world::fixture;
+    use nodepool_tests::daemons::{workspace_bin, DaemonProc};
+    use nodepool_tests::zuul::{FakeZuul, Outcome, ZuulError};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The session timeout of every daemon (`zookeeper-timeout`).
+    const SESSION_TIMEOUT: u64 = 4;
+    const PROVIDERS: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
+    /// Jobs in flight at any time.
+    const JOBS: usize = 6;
+
+    /// What the injector edits in the live config.
+    #[derive(Clone, Debug)]
+    struct LiveConfig {
+        max_servers_a: u32,
+        with_c: bool,
+        image_paused: bool,
+    }
+
+    impl Default for LiveConfig {
+        fn default() -> Self {
+            LiveConfig {
+                max_servers_a: 20,
+                with_c: true,
+                image_paused: false,
+            }
+        }
+    }
+
+    /// The one `nodepool.yaml` of the launchers and builders.
+    fn config_yaml(
+        dir: &std::path::Path,
+        hosts: &[(String, u16)],
+        chroot: &str,
+        c: &LiveConfig,
+    ) -> String {
+        let servers: String = hosts
+            .iter()
+            .map(|(h, p)| format!("  - host: {h}\n    port: {p}\n    chroot: {chroot}\n"))
+            .collect();
+        let provider = |name: &str, max: u32, dib: bool| {
+            let dib_label = if dib {
+                "          - name: dib\n            diskimage: ubuntu\n            flavor-name: small\n"
+            } else {
+                ""
+            };
+            let diskimages = if dib {
+                "    diskimages:\n      - name: ubuntu\n"
+            } else {
+                "    diskimages: []\n"
+            };
+            format!(
+                "  - name: {name}\n    cloud: simcloud\n    rate: 0\n    boot-timeout: 15\n    launch-timeout: 20\n    launch-retries: 3\n    image-name-format: '{{image_name}}-{{upload_id}}'\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n{diskimages}    pools:\n      - name: main\n        max-servers: {max}\n        auto-floating-ip: false\n        host-key-checking: false\n        labels:\n          - name: small\n            cloud-image: cirros\n            flavor-name: small\n{dib_label}"
+            )
+        };
+        let mut providers =
+            provider(PROVIDERS[0], c.max_servers_a, true) + &provider(PROVIDERS[1], 10, false);
+        if c.with_c {
+            providers += &provider(PROVIDERS[2], 10, false);
+        }
+        format!(
+            "images-dir: {images}\nbuild-log-dir: {logs}\nzookeeper-timeout: {SESSION_TIMEOUT}\nzookeeper-servers:\n{servers}labels:\n  - name: small\n    min-ready: 1\n  - name: dib\n    min-ready: 0\ndiskimages:\n  - name: ubuntu\n    dib-cmd: {dib}\n    elements: [base, vm]\n    release: noble\n    pause: {pause}\n    env-vars:\n      FAKE_DIB_SIZE: \"4M\"\nproviders:\n{providers}",
+            images = dir.join("images").display(),
+            logs = dir.join("logs").display(),
+            dib = fixture().display(),
+            pause = c.image_paused,
+        )
+    }
+
+    /// Everything counted during a soak.
+    #[derive(Default, Debug)]
+    struct Tally {
+        submitted: u64,
+        fulfilled: u64,
+        failed: u64,
+        checks: u64,
+        faults: BTreeMap<&'static str, u64>,
+        /// Fault kind, and how long after its end every request submitted before that
+        /// end was done.
+        recoveries: Vec<(&'static str, Duration)>,
+        violations: Vec<String>,
+    }
+
+    struct World {
+        ens: ZkEnsemble,
+        sim: SimHandle,
+        dir: tempfile::TempDir,
+        hosts: Vec<(String, u16)>,
+        chroot: String,
+        client: ZkClient,
+        store: ZkStore,
+        zuul: FakeZuul,
+        live: Mutex<LiveConfig>,
+        tally: Mutex<Tally>,
+        /// Nodes our jobs hold the lock of now.
+        held: Mutex<HashSet<NodeId>>,
+        /// Requests submitted and not done yet.
+        outstanding: Mutex<HashSet<RequestId>>,
+        started: std::sync::atomic::AtomicU32,
+    }
+
+    impl World {
+        fn config_path(&self) -> PathBuf {
+            self.dir.path().join("nodepool.yaml")
+        }
+
+        /// Writes the live config (write, then rename: a reload never sees half a file).
+        fn write_config(&self) {
+            let c = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let tmp = self.dir.path().join("nodepool.yaml.tmp");
+            std::fs::write(
+                &tmp,
+                config_yaml(self.dir.path(), &self.hosts, &self.chroot, &c),
+            )
+            .expect("config");
+            std::fs::rename(&tmp, self.config_path()).expect("rename config");
+        }
+
+        fn log(&self, what: &str) -> PathBuf {
+            let n = self.started.fetch_add(1, Ordering::Relaxed);
+            self.dir.path().join(format!("{what}-{n}.log"))
+        }
+
+        fn spawn_launcher(&self) -> DaemonProc {
+            let mut cmd = Command::new(workspace_bin("nodepool-launcher"));
+            cmd.arg("-c")
+                .arg(self.config_path())
+                .arg("--clouds")
+                .arg(self.dir.path().join("clouds.yaml"))
+                .arg("--no-webapp")
+                .args([
+                    "--cleanup-interval",
+                    "2",
+                    "--delete-interval",
+                    "1",
+                    "--config-check-interval",
+                    "0.5",
+                    "--pool-tick",
+                    "0.5",
+                ])
+                .env(
+                    "RUST_LOG",
+                    std::env::var("FAULTS_LAUNCHER_LOG").unwrap_or_else(|_| "info".into()),
+                );
+            DaemonProc::spawn(cmd, &self.log("launcher"))
+        }
+
+        fn spawn_builder(&self) -> DaemonProc {
+            let mut cmd = Command::new(workspace_bin("nodepool-builder"));
+            cmd.arg("-c")
+                .arg(self.config_path())
+                .arg("-f")
+                .args([
+                    "--cleanup-interval",
+                    "1",
+                    "--retry-delay",
+                    "1",
+                    "--config-check-interval",
+                    "0.2",
+                ])
+                .env("OS_CLIENT_CONFIG_FILE", self.dir.path().join("clouds.yaml"))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("BUILDER_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                );
+            DaemonProc::spawn(cmd, &self.log("builder"))
+        }
+
+        fn violation(&self, v: String) {
+            eprintln!("INVARIANT VIOLATED: {v}");
+            self.tally
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .violations
+                .push(v);
+        }
+
+        fn count(&self, f: impl FnOnce(&mut Tally)) {
+            f(&mut self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+
+        /// Our simulator servers, by provider: server id → `nodepool_node_id`.
+        fn servers(&self) -> HashMap<String, (String, String)> {
+            self.sim
+                .admin()
+                .servers()
+                .into_iter()
+                .filter_map(|s| {
+                    let p = s.metadata.get("nodepool_provider_name")?.clone();
+                    PROVIDERS.contains(&p.as_str()).then(|| {
+                        let node = s
+                            .metadata
+                            .get("nodepool_node_id")
+                            .cloned()
+                            .unwrap_or_default();
+                        (s.id.clone(), (p, node))
+                    })
+                })
+                .collect()
+        }
+
+        async fn nodes(&self) -> Option<Vec<(Node, i32)>> {
+            self.store
+                .nodes()
+                .await
+                .ok()
+                .map(|v| v.into_iter().map(|(n, s)| (n, s.version)).collect())
+        }
+    }
+
+    /// Retries a fake-Zuul call while ZooKeeper is unreachable (as Zuul does), up to 90 s.
+    async fn retrying<T, F, Fut>(mut f: F) -> Result<T, ZuulError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ZuulError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match f().await {
+                Err(ZuulError::Zk(e)) if e.is_connection_problem() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One job: submit, wait, lock the nodes, use them a moment, return them.
+    async fn job(w: &World, rng: &mut StdRng) {
+        let labels: Vec<String> = match rng.random_range(0..10) {
+            0..=5 => vec!["small".into()],
+            6 | 7 => vec!["small".into(), "small".into()],
+            _ => vec!["dib".into()],
+        };
+        let Ok(id) = retrying(|| w.zuul.submit(&labels, 100, 0, "soak-tenant", None)).await else {
+            return w.violation(format!("cannot submit a request for {labels:?}"));
+        };
+        w.count(|t| t.submitted += 1);
+        w.outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone());
+        let outcome = retrying(|| w.zuul.wait(&id, Duration::from_secs(300))).await;
+        w.outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        match outcome {
+            Ok(Outcome::Fulfilled(req)) => {
+                let nodes = match retrying(|| w.zuul.accept(&req)).await {
+                    Ok(n) => n,
+                    Err(e) => return w.violation(format!("fulfilled request {id}: {e}")),
+                };
+                {
+                    let mut held = w.held.lock().unwrap_or_else(|e| e.into_inner());
+                    for n in &nodes {
+                        if !held.insert(n.id().clone()) {
+                            drop(held);
+                            return w.violation(format!(
+                                "node {} given to {id} while another job holds it",
+                                n.id()
+                            ));
+                        }
+                    }
+                }
+                w.count(|t| t.fulfilled += 1);
+                let mut nodes = nodes;
+                // Written while we hold the locks; retried while ZooKeeper is away.
+                let deadline = Instant::now() + Duration::from_secs(90);
+                loop {
+                    match w.zuul.use_nodes(&mut nodes, "soak").await {
+                        Err(ZuulError::Zk(e))
+                            if e.is_connection_problem() && Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        Err(e) => {
+                            w.violation(format!("cannot use the nodes of {id}: {e}"));
+                            break;
+                        }
+                        Ok(()) => break,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..2000))).await;
+                let ids: Vec<NodeId> = nodes.iter().map(|n| n.id().clone()).collect();
+                if let Err(e) = w.zuul.return_nodes(nodes).await {
+                    w.violation(format!("cannot return the nodes of {id}: {e}"));
+                }
+                let mut held = w.held.lock().unwrap_or_else(|e| e.into_inner());
+                for n in ids {
+                    held.remove(&n);
+                }
+            }
+            Ok(Outcome::Failed(req)) => {
+                // The reason: every pool that could not serve it declined it.
+                if req.declined_by.is_empty() {
+                    w.violation(format!("request {id} failed without any pool declining it"));
+                }
+                w.count(|t| t.failed += 1);
+                let _ = retrying(|| w.zuul.cancel(&id)).await;
+            }
+            Ok(Outcome::Gone) => w.violation(format!("request {id} vanished")),
+            Err(e) => w.violation(format!("request {id}: {e}")),
+        }
+    }
+
+    /// Checks, again and again, what must hold at every moment.
+    async fn check_once(w: &World) {
+        let Some(before) = w.nodes().await else {
+            return;
+        };
+        let servers = w.servers();
+        let Some(after) = w.nodes().await else { return };
+        w.count(|t| t.checks += 1);
+        // No two nodes share a server.
+        let mut by_server: HashMap<(String, String), &NodeId> = HashMap::new();
+        for (n, _) in &after {
+            if let (Some(p), Some(s)) = (&n.provider, &n.external_id) {
+                if let Some(other) = by_server.insert((p.clone(), s.clone()), &n.id) {
+                    w.violation(format!("nodes {other} and {} share server {s}", n.id));
+                }
+            }
+        }
+        // No `ready` node without its server (the node unchanged across the server read).
+        let after_versions: HashMap<&NodeId, i32> =
+            after.iter().map(|(n, v)| (&n.id, *v)).collect();
+        for (n, v) in &before {
+            if n.state != NodeState::Ready || after_versions.get(&n.id) != Some(v) {
+                continue;
+            }
+            if !PROVIDERS.contains(&n.provider.as_deref().unwrap_or_default()) {
+                continue;
+            }
+            match &n.external_id {
+                Some(s) if servers.contains_key(s) => {}
+                other => w.violation(format!("ready node {} has no server ({other:?})", n.id)),
+            }
+        }
+    }
+
+    /// The faults, applied one after another until `until`.
+    async fn inject(w: &World, procs: &Mutex<Procs>, rng: &mut StdRng, until: Instant) {
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(4000..10_000))).await;
+            if Instant::now() >= until {
+                break;
+            }
+            let kind = match rng.random_range(0..12) {
+                0 => "kill -9 launcher",
+                1 => "SIGSTOP launcher",
+                2 => "kill -9 builder",
+                3 => "SIGSTOP builder",
+                4 => "ZooKeeper member restart",
+                5 => "cloud 5xx",
+                6 => "hung boots",
+                7 => "boots in ERROR",
+                8 => "max-servers",
+                9 => "provider removed and added",
+                10 => "image paused",
+                _ => "kill -9 launcher",
+            };
+            eprintln!("soak: {kind}");
+            w.count(|t| *t.faults.entry(kind).or_default() += 1);
+            apply(w, procs, rng, kind).await;
+            let end = Instant::now();
+            // Recovery: every request submitted before the end of the fault is done.
+            let pending: HashSet<RequestId> = w
+                .outstanding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let drained = tokio::time::timeout(Duration::from_secs(120), async {
+                loop {
+                    let left = w
+                        .outstanding
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .intersection(&pending)
+                        .count();
+                    if left == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            match drained {
+                Ok(()) => w.count(|tally| tally.recoveries.push((kind, end.elapsed()))),
+                Err(_) => w.violation(format!(
+                    "requests from before the end of {kind} not done within 120 s"
+                )),
+            }
+        }
+    }
+
+    /// The daemon processes (restarted by the injector).
+    struct Procs {
+        launchers: Vec<DaemonProc>,
+        builders: Vec<DaemonProc>,
+    }
+
+    fn signal(p: &DaemonProc, sig: i32) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(p.pid(), sig);
+        }
+    }
+
+    async fn apply(w: &World, procs: &Mutex<Procs>, rng: &mut StdRng, kind: &'static str) {
+        let which = rng.random_range(0..2usize);
+        let session = Duration::from_secs(SESSION_TIMEOUT);
+        match kind {
+            "kill -9 launcher" | "kill -9 builder" => {
+                let old = {
+                    let mut p = procs.lock().unwrap_or_else(|e| e.into_inner());
+                    let list = if kind.ends_with("launcher") {
+                        &mut p.launchers
+                    } else {
+                        &mut p.builders
+                    };
+                    list.remove(which)
+                };
+                old.kill9();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..3000))).await;
+                let new = if kind.ends_with("launcher") {
+                    w.spawn_launcher()
+                } else {
+                    w.spawn_builder()
+                };
+                let mut p = procs.lock().unwrap_or_else(|e| e.into_inner());
+                let list = if kind.ends_with("launcher") {
+                    &mut p.launchers
+                } else {
+                    &mut p.builders
+                };
+                list.insert(which, new);
+            }
+            "SIGSTOP launcher" | "SIGSTOP builder" => {
+                let pid = {
+                    let p = procs.lock().unwrap_or_else(|e| e.into_inner());
+                    let list = if kind.ends_with("launcher") {
+                        &p.launchers
+                    } else {
+                        &p.builders
+                    };
+                    list[which].pid()
+                };
+                // SAFETY: plain kill(2) of our own child.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                tokio::time::sleep(session + Duration::from_millis(rng.random_range(1500..4000)))
+                    .await;
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            }
+            "ZooKeeper member restart" => {
+                let i = rng.random_range(0..3usize);
+                w.ens.stop(i);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1000..4000))).await;
+                let ens = &w.ens;
+                tokio::task::block_in_place(|| {
+                    ens.start_member(i).expect("restart member");
+                    ens.wait_quorum(Duration::from_secs(60)).expect("quorum");
+                });
+            }
+            "cloud 5xx" => {
+                let admin = w.sim.admin();
+                admin.update_knobs(|k| {
+                    k.error_rates.insert("compute.servers.create".into(), 0.3);
+                    k.error_rates.insert("compute.servers.delete".into(), 0.2);
+                });
+                tokio::time::sleep(Duration::from_millis(rng.random_range(5000..15_000))).await;
+                admin.update_knobs(|k| k.error_rates.clear());
+            }
+            "hung boots" => w.sim.admin().update_knobs(|k| k.hang_next_boots += 2),
+            "boots in ERROR" => w.sim.admin().update_knobs(|k| k.fail_next_boots += 3),
+            "max-servers" => {
+                let v = [4, 10, 20][rng.random_range(0..3usize)];
+                w.live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .max_servers_a = v;
+                w.write_config();
+            }
+            "provider removed and added" => {
+                w.live.lock().unwrap_or_else(|e| e.into_inner()).with_c = false;
+                w.write_config();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(3000..8000))).await;
+                w.live.lock().unwrap_or_else(|e| e.into_inner()).with_c = true;
+                w.write_config();
+            }
+            "image paused" => {
+                w.live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .image_paused = true;
+                w.write_config();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(3000..8000))).await;
+                w.live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .image_paused = false;
+                w.write_config();
+            }
+            _ => {}
+        }
+        let _ = signal;
+    }
+
+    /// After the faults: nothing stuck, cloud servers equal node records, no lock held
+    /// by a session that is not connected. Returns the time it took to get there.
+    async fn settle(w: &World, limit: Duration) -> Duration {
+        let t = Instant::now();
+        loop {
+            let nodes = w.nodes().await.unwrap_or_default();
+            let servers = w.servers();
+            let node_servers: HashSet<&String> = nodes
+                .iter()
+                .filter_map(|(n, _)| n.external_id.as_ref())
+                .collect();
+            let stuck: Vec<String> = nodes
+                .iter()
+                .filter(|(n, _)| {
+                    !matches!(
+                        n.state,
+                        NodeState::Ready | NodeState::InUse | NodeState::Hold
+                    )
+                })
+                .map(|(n, _)| format!("{} {}", n.id, n.state))
+                .collect();
+            let orphans: Vec<&String> = servers
+                .keys()
+                .filter(|s| !node_servers.contains(s))
+                .collect();
+            let serverless: Vec<String> = nodes
+                .iter()
+                .filter(|(n, _)| {
+                    n.state == NodeState::Ready
+                        && !n
+                            .external_id
+                            .as_ref()
+                            .is_some_and(|s| servers.contains_key(s))
+                })
+                .map(|(n, _)| n.id.to_string())
+                .collect();
+            if stuck.is_empty() && orphans.is_empty() && serverless.is_empty() {
+                return t.elapsed();
+            }
+            let last = format!("{} nodes not settled {:?}, {} servers without node {:?}, ready nodes without server {:?}", stuck.len(), stuck.iter().take(5).collect::<Vec<_>>(), orphans.len(), orphans.iter().take(5).collect::<Vec<_>>(), serverless);
+            if t.elapsed() > limit {
+                w.violation(format!("not settled after {limit:?}: {last}"));
+                return t.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Every lock contender znode under the chroot belongs to a session some member
+    /// has connected now.
+    async fn check_locks(w: &World) {
+        let mut live = HashSet::new();
+        for i in 0..w.ens.len() {
+            if let Ok(out) = four_letter_word(w.ens.client_port(i), "cons") {
+                for part in out.split(|c: char| c == ',' || c == '(' || c == ')') {
+                    if let Some(sid) = part.trim().strip_prefix("sid=0x") {
+                        if let Ok(v) = i64::from_str_radix(sid, 16) {
+                            live.insert(v);
+                        }
+                    }
+                }
+            }
+        }
+        let mut queue = vec![paths::ROOT.to_string()];
+        while let Some(p) = queue.pop() {
+            let children = w
+                .client
+                .get_children(&p)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            for c in children {
+                let child = format!("{p}/{c}");
+                if is_lock_contender(&c) {
+                    if let Ok(Some(stat)) = w.client.exists(&child).await {
+                        if stat.ephemeral_owner == 0 || !live.contains(&stat.ephemeral_owner) {
+                            w.violation(format!(
+                                "lock {child} held by session {:#x}, which is not connected",
+                                stat.ephemeral_owner
+                            ));
+                        }
+                    }
+                } else {
+                    queue.push(child);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn run(chaos: Duration, seed: u64) {
+        let ens = tokio::task::spawn_blocking(|| ZkEnsemble::start(3))
+            .await
+            .expect("join")
+            .expect("ensemble");
+        let chroot = format!("/nodepool_test/{}", uuid::Uuid::new_v4().simple());
+        let root = ZkClient::connect(ens.settings()).await.expect("connect");
+        root.ensure_path(&chroot).await.expect("chroot");
+        root.close().await;
+        let client = ZkClient::connect(ens.settings().with_chroot(Some(chroot.clone())))
+            .await
+            .expect("connect");
+        let sim = Simulator::start(SimConfig {
+            knobs: Knobs {
+                boot_delay_ms: 300,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("simulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        sim.write_clouds_yaml(&dir.path().join("clouds.yaml"), "simcloud")
+            .expect("clouds.yaml");
+        let hosts: Vec<(String, u16)> = (0..ens.len())
+            .map(|i| ("127.0.0.1".to_string(), ens.client_port(i)))
+            .collect();
+        let w = Arc::new(World {
+            ens,
+            sim,
+            dir,
+            hosts,
+            chroot,
+            store: ZkStore::new(client.clone()),
+            zuul: FakeZuul::new(client.clone(), "soak-zuul"),
+            client,
+            live: Mutex::new(LiveConfig::default()),
+            tally: Mutex::new(Tally::default()),
+            held: Mutex::new(HashSet::new()),
+            outstanding: Mutex::new(HashSet::new()),
+            started: Default::default(),
+        });
+        w.write_config();
+        let procs = Arc::new(Mutex::new(Procs {
+            launchers: vec![w.spawn_launcher(), w.spawn_launcher()],
+            builders: vec![w.spawn_builder(), w.spawn_builder()],
+        }));
+        // The image first: requests for `dib` are declined until an upload is ready.
+        let store = w.store.clone();
+        wait_for("an image uploaded", Duration::from_secs(120), || {
+            let store = store.clone();
+            async move {
+                let builds = store.builds("ubuntu").await.ok()?;
+                for (b, _) in builds {
+                    let ups = store.uploads("ubuntu", &b.id, PROVIDERS[0]).await.ok()?;
+                    if ups
+                        .iter()
+                        .any(|(u, _)| u.state == nodepool_shared::model::UploadState::Ready)
+                    {
+                        return Some(());
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        let start = Instant::now();
+        let until = start + chaos;
+        let stop_jobs = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for j in 0..JOBS {
+            let (w, stop) = (w.clone(), stop_jobs.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed ^ (j as u64 + 1));
+                while !stop.load(Ordering::Relaxed) {
+                    job(&w, &mut rng).await;
+                }
+            }));
+        }
+        let checker = {
+            let (w, stop) = (w.clone(), stop_jobs.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    check_once(&w).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            })
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        inject(&w, &procs, &mut rng, until).await;
+        let chaos_took = start.elapsed();
+        // Faults over: restore the config, let the last jobs finish, then settle.
+        *w.live.lock().unwrap_or_else(|e| e.into_inner()) = LiveConfig::default();
+        w.write_config();
+        stop_jobs.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(400), t).await;
+        }
+        let _ = checker.await;
+        check_once(&w).await;
+        let settled = settle(&w, Duration::from_secs(120)).await;
+        check_locks(&w).await;
+        {
+            let mut p = procs.lock().unwrap_or_else(|e| e.into_inner());
+            let p = &mut *p;
+            for d in p.launchers.iter_mut().chain(p.builders.iter_mut()) {
+                assert!(d.alive(), "a daemon died:\n{}", d.log_text());
+                let log = d.log_text();
+                assert!(!log.contains("panicked"), "a daemon panicked:\n{log}");
+            }
+        }
+        let t = w.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let faults: u64 = t.faults.values().sum();
+        let mut rec: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for (k, d) in &t.recoveries {
+            rec.entry(k).or_default().push(d.as_secs_f64());
+        }
+        println!(
+            "chaos soak (seed {seed:#x}): {:.0} s of faults, {faults} faults {:?}; {} requests submitted, {} fulfilled, {} failed; {} invariant checks; settled {:.1} s after the faults; {} violations",
+            chaos_took.as_secs_f64(),
+            t.faults,
+            t.submitted,
+            t.fulfilled,
+            t.failed,
+            t.checks,
+            settled.as_secs_f64(),
+            t.violations.len()
+        );
+        for (k, v) in &rec {
+            let max = v.iter().cloned().fold(0.0, f64::max);
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            println!(
+                "  recovery after {k}: mean {mean:.1} s, max {max:.1} s ({} times)",
+                v.len()
+            );
+        }
+        assert!(
+            t.violations.is_empty(),
+            "invariants violated:\n{}",
+            t.violations.join("\n")
+        );
+        assert!(t.fulfilled > 0, "no job was fulfilled");
+    }
+}
+
+/// The chaos soak of CI: four minutes of faults, then the settle and the final checks
+/// (about five minutes in all). It runs beside the other fault tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_soak() {
+    let secs = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(240);
+    soak::run(Duration::from_secs(secs), 0x50a4_0001).await;
+}
+
+/// The hour-long soak of docs/reliability.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn chaos_soak_one_hour() {
+    soak::run(Duration::from_secs(3600), 0x50a4_0002).await;
+}
