@@ -1821,27 +1821,37 @@ mod soak {
         }
     }
 
-    /// The faults, applied one after another until `until`.
+    /// Every kind of fault.
+    const FAULTS: [&str; 11] = [
+        "kill -9 launcher",
+        "SIGSTOP launcher",
+        "kill -9 builder",
+        "SIGSTOP builder",
+        "ZooKeeper member restart",
+        "cloud 5xx",
+        "hung boots",
+        "boots in ERROR",
+        "max-servers",
+        "provider removed and added",
+        "image paused",
+    ];
+
+    /// The faults, applied one after another until `until`: rounds of every kind in a
+    /// seeded random order, a random pause before each.
     async fn inject(w: &World, procs: &Mutex<Procs>, rng: &mut StdRng, until: Instant) {
+        let mut round: Vec<&'static str> = Vec::new();
         while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(rng.random_range(4000..10_000))).await;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(3000..8000))).await;
             if Instant::now() >= until {
                 break;
             }
-            let kind = match rng.random_range(0..12) {
-                0 => "kill -9 launcher",
-                1 => "SIGSTOP launcher",
-                2 => "kill -9 builder",
-                3 => "SIGSTOP builder",
-                4 => "ZooKeeper member restart",
-                5 => "cloud 5xx",
-                6 => "hung boots",
-                7 => "boots in ERROR",
-                8 => "max-servers",
-                9 => "provider removed and added",
-                10 => "image paused",
-                _ => "kill -9 launcher",
-            };
+            if round.is_empty() {
+                round = FAULTS.to_vec();
+                for i in (1..round.len()).rev() {
+                    round.swap(i, rng.random_range(0..=i));
+                }
+            }
+            let kind = round.pop().unwrap_or(FAULTS[0]);
             eprintln!("soak: {kind}");
             w.count(|t| *t.faults.entry(kind).or_default() += 1);
             apply(w, procs, rng, kind).await;
