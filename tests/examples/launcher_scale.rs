@@ -1,7 +1,8 @@
 //! Scale benchmark (not a test): a large Zuul's busiest day on one machine.
 //!
 //! A ZooKeeper of its own (over TLS), filled with 100,000 realistic node records
-//! (`nodepool_shared::testing::scale`: 90 % `in-use`, 10 % `hold`, three host keys each)
+//! (`nodepool_shared::testing::scale`: 90 % `in-use` with Zuul's lock on them, 10 % `hold`,
+//! three host keys each)
 //! over 20 providers and 40 labels, plus 5,000 requests waiting on a tenant whose
 //! `tenant-resource-limits` are used up (deferred, never declined: the backlog of a busy
 //! day); the OpenStack simulator in-process (zero boot delay, unlimited quota); three
@@ -118,8 +119,8 @@ fn config_yaml(zk: &TestZk, a: &Args, web_port: Option<u16>) -> String {
     y
 }
 
-/// Writes the node records (`in-use` and `hold`, no locks: Zuul's locks are not needed
-/// for the launchers to leave them alone) and the backlog.
+/// Writes the node records (`in-use` ones with a lock contender, as Zuul holds their
+/// locks; `hold` ones unlocked) and the backlog.
 async fn fill(store: &ZkStore, a: &Args) {
     let shape = FleetShape {
         providers: a.providers,
@@ -140,7 +141,21 @@ async fn fill(store: &ZkStore, a: &Args) {
                 if i < BACKLOG_NODES {
                     n.tenant_name = Some(BACKLOG_TENANT.into());
                 }
-                store.create_node(&mut n).await.expect("create node");
+                let id = store.create_node(&mut n).await.expect("create node");
+                if n.state == NodeState::InUse {
+                    // Zuul holds the lock of every node in use; an unlocked `in-use`
+                    // node is one Zuul is done with, which the launchers delete.
+                    let path = format!(
+                        "{}/{}__lock__0000000000",
+                        paths::node_lock(&id),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    store
+                        .client()
+                        .create_persistent(&path, b"")
+                        .await
+                        .expect("lock contender");
+                }
             }
         })
         .buffer_unordered(500)
