@@ -217,12 +217,15 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
     decode_batch(paths, zps, data, children).await
 }
 
+/// What a data read of one znode gave: its bytes and stat, or `None` if it is gone.
+type DataRead = Option<(Vec<u8>, zkc::Stat)>;
+
 /// Decodes the data read for a batch (on a pool thread: 100,000 records take seconds of
 /// CPU) and assembles the batch's entries.
 async fn decode_batch(
     paths: Vec<String>,
     zps: Vec<ZkPath>,
-    data: Vec<(usize, Option<(Vec<u8>, zkc::Stat)>)>,
+    data: Vec<(usize, DataRead)>,
     mut children: Vec<Option<Vec<String>>>,
 ) -> ZkResult<Vec<Loaded>> {
     let decoded = tokio::task::spawn_blocking(move || {
