@@ -5,6 +5,7 @@
 //! `docs/decisions.md` for why it is not the `openstack` or `openstack_sdk` crate.
 //!
 //! * [`clouds_yaml`]: clouds.yaml search and parsing, credentials as [`Secret`]s.
+//! * [`console`]: server console logs for operators (driver per provider, safe text).
 //! * [`auth`]: Keystone v3 token request/reply and service-catalog endpoint selection.
 //! * [`transport`]: one HTTP request per call, rate limit, token renewal, statsd timer.
 //! * [`openstack`]: the OpenStack API calls and reply parsing.
@@ -28,6 +29,7 @@
 
 pub mod auth;
 pub mod clouds_yaml;
+pub mod console;
 pub mod error;
 pub mod flavor;
 pub mod openstack;
