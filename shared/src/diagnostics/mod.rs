@@ -29,6 +29,7 @@ pub mod trackers;
 
 use std::collections::BTreeMap;
 
+pub use checks::images::failing_streak;
 pub use facts::{ConfigFacts, ImageFacts, PoolFacts, ProviderFacts};
 pub use locks::LockOwners;
 pub use problem::{
