@@ -394,7 +394,7 @@ fn docs_captures_are_snapshots() {
         let Some((body, _)) = block.split_once("\n```") else {
             continue;
         };
-        if !body.starts_with(" 0 Overview") {
+        if !body.starts_with(" 0 Over") {
             continue;
         }
         assert!(
@@ -404,7 +404,7 @@ fn docs_captures_are_snapshots() {
         checked += 1;
     }
     assert!(
-        checked >= 15,
+        checked >= 25,
         "only {checked} captures found in docs/tui.md"
     );
 }

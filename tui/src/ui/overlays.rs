@@ -163,7 +163,7 @@ fn help_lines() -> Vec<Line<'static>> {
 
 fn render_help(app: &mut App, f: &mut Frame, area: Rect, scroll: usize) {
     let lines = help_lines();
-    let width = 70u16.min(area.width);
+    let width = 74u16.min(area.width);
     let r = centered(area, width, lines.len() as u16 + 2);
     app.pane_lines = lines.len();
     app.pane_height = usize::from(r.height.saturating_sub(2));
