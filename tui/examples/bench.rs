@@ -228,6 +228,29 @@ fn overview_bench() {
         app.update(AppEvent::Tick(start + f64::from(step) * 10.0));
         app.update(AppEvent::Data(snap.clone()));
     }
+    // The parts of a data change the Overview adds: the inspections of the Problems
+    // view and the history (sparklines, failures, min-ready tracking).
+    let cfg = big_config();
+    let mut inspect = Vec::new();
+    let mut observe = Vec::new();
+    let mut history = nodepool_tui::history::History::new(NOW);
+    for i in 0..50 {
+        let t = Instant::now();
+        let inputs = nodepool_shared::diagnostics::Inputs::new(&snap, &cfg, NOW);
+        std::hint::black_box(nodepool_shared::diagnostics::inspect(&inputs));
+        inspect.push(t.elapsed());
+        let t = Instant::now();
+        history.observe(&snap, &cfg, NOW + f64::from(i));
+        observe.push(t.elapsed());
+    }
+    println!(
+        "inspections (Problems view), {NODES} nodes, {PROVIDERS} providers: {}",
+        stats(inspect)
+    );
+    println!(
+        "history observe, {NODES} nodes:                     {}",
+        stats(observe)
+    );
     for (w, h) in [(80u16, 24u16), (120, 40), (200, 50)] {
         let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
         term.draw(|f| app.render(f)).expect("draw");

@@ -357,8 +357,10 @@ impl Tab {
     pub fn set_rows(&mut self, rows: Vec<Row>, columns: usize) {
         self.rows = Rows::new(rows, columns);
         self.dirty = false;
-        let keys: BTreeSet<&RecordKey> = self.rows.rows.iter().map(|r| &r.key).collect();
-        self.state.marked.retain(|k| keys.contains(k));
+        if !self.state.marked.is_empty() {
+            let keys: BTreeSet<&RecordKey> = self.rows.rows.iter().map(|r| &r.key).collect();
+            self.state.marked.retain(|k| keys.contains(k));
+        }
         self.refresh();
     }
 

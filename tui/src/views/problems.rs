@@ -7,14 +7,14 @@ use nodepool_shared::diagnostics::{Problem, RecordKey, Severity};
 use crate::table::{Cell, ColumnDef, Row};
 use crate::theme::Tone;
 
-/// Columns of the Problems tab.
-pub const PROBLEM_COLUMNS: [ColumnDef; 6] = [
+/// Columns of the Problems tab (the suggested action is in the box below the table:
+/// as a column it would take the summary's room).
+pub const PROBLEM_COLUMNS: [ColumnDef; 5] = [
     ColumnDef::new("Severity", 7, 8, 0),
     ColumnDef::new("Problem", 8, 26, 0),
-    ColumnDef::new("Record", 6, 40, 1),
-    ColumnDef::new("Since", 7, 8, 2),
-    ColumnDef::new("Summary", 7, 400, 1),
-    ColumnDef::new("Action", 6, 400, 3),
+    ColumnDef::new("Record", 6, 40, 2),
+    ColumnDef::new("Since", 7, 8, 1),
+    ColumnDef::new("Summary", 20, 400, 0),
 ];
 
 /// The tone of a severity.
@@ -52,7 +52,6 @@ pub fn problem_rows(problems: &[Problem]) -> Vec<Row> {
                     Cell::text(p.records.first().map(|r| r.describe()).unwrap_or_default()),
                     Cell::time(p.since),
                     Cell::text(&p.summary),
-                    Cell::text(&p.action),
                 ],
             )
         })

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::created;
-use crate::diagnostics::trackers::ready_unallocated;
+use crate::diagnostics::trackers::ready_unallocated_counts;
 use crate::diagnostics::{
     format_duration, Inputs, Problem, ProblemKind, RecordKey, Severity, BELOW_MIN_READY_LIMIT,
     MIN_READY_REQUESTOR, REQUEST_WAIT_LIMIT,
@@ -132,11 +132,23 @@ fn short_since(i: &Inputs<'_>, label: &str) -> Option<f64> {
 }
 
 fn below_min_ready(i: &Inputs<'_>, out: &mut Vec<Problem>) {
+    let wanted: Vec<&str> = i
+        .config
+        .labels
+        .iter()
+        .filter(|(_, m)| *m > 0)
+        .map(|(l, _)| l.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    // One pass over the nodes for every label.
+    let ready = ready_unallocated_counts(i.snapshot, &wanted);
     for (label, min) in &i.config.labels {
         if *min == 0 {
             continue;
         }
-        let ready = ready_unallocated(i.snapshot, label);
+        let ready = ready.get(label.as_str()).copied().unwrap_or(0);
         if ready >= *min as usize {
             continue;
         }
