@@ -374,8 +374,9 @@ async fn views_resize_and_session_loss() {
 /// binary against a real ZooKeeper and the OpenStack simulator (HTTP): the Overview
 /// shows the provider against its `max-servers` with the cloud's quota and no pool
 /// worker; view 8 lists that problem; `Enter` `c` on the node whose server is in the
-/// simulator shows the server's console log; two nodes marked with Space are deleted
-/// with one confirmation.
+/// simulator shows the server's console log, and on a node of a provider whose cloud is
+/// not in clouds.yaml says there are no credentials; two nodes marked with Space are
+/// deleted with one confirmation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overview_problems_console_log_and_marked_delete() {
     use nodepool_tests::sim::{Quota, SimConfig, Simulator};
@@ -406,19 +407,30 @@ async fn overview_problems_console_log_and_marked_delete() {
         n.provider = Some("e2e-sim".into());
         ids.push(store.create_node(&mut n).await.expect("node"));
     }
+    // A node of a provider whose cloud is not in clouds.yaml (no credentials).
+    let mut no_creds = ready_node("e2e-small");
+    no_creds.provider = Some("e2e-nocreds".into());
+    no_creds.external_id = Some("no-such-server".into());
+    let id_no_creds = store.create_node(&mut no_creds).await.expect("node");
     let settings = zk.settings();
     let (host, port) = &settings.hosts[0];
     let config = dir.path().join("nodepool.yaml");
+    let provider = |name: &str, cloud: &str| {
+        format!(
+            "  - name: {name}\n    cloud: {cloud}\n    cloud-images:\n\
+             \x20     - name: cirros\n        image-name: cirros-0.6.2\n    pools:\n\
+             \x20     - name: main\n        max-servers: 4\n        labels:\n\
+             \x20         - name: e2e-small\n            cloud-image: cirros\n            min-ram: 512\n"
+        )
+    };
     std::fs::write(
         &config,
         format!(
             "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {}\n\
-             labels:\n  - name: e2e-small\n\
-             providers:\n  - name: e2e-sim\n    cloud: simcloud\n    cloud-images:\n\
-             \x20     - name: cirros\n        image-name: cirros-0.6.2\n    pools:\n\
-             \x20     - name: main\n        max-servers: 4\n        labels:\n\
-             \x20         - name: e2e-small\n            cloud-image: cirros\n            min-ram: 512\n",
-            zk.chroot()
+             labels:\n  - name: e2e-small\nproviders:\n{}{}",
+            zk.chroot(),
+            provider("e2e-sim", "simcloud"),
+            provider("e2e-nocreds", "no-such-cloud"),
         ),
     )
     .expect("write config");
@@ -441,7 +453,7 @@ async fn overview_problems_console_log_and_marked_delete() {
         })
         .await;
     assert!(s.contains("pools 0/1"), "{s}");
-    assert!(s.contains("8 Problems (1)"), "{s}");
+    assert!(s.contains("8 Problems (2)"), "{s}");
     // The Problems view names it.
     tmux.send(&["8"]);
     tmux.wait_for("the problem", |s| {
@@ -502,6 +514,28 @@ async fn overview_problems_console_log_and_marked_delete() {
         s.contains("delete 2 nodes: all 2 done")
     })
     .await;
+
+    // The node whose provider's cloud has no credentials: the pane says so.
+    tmux.send(&["G"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("its detail", |s| {
+        s.contains(&format!("Node {id_no_creds}")) && s.contains("c console log")
+    })
+    .await;
+    tmux.send(&["c"]);
+    let s = tmux
+        .wait_for("the explanation", |s| s.contains("no credentials"))
+        .await;
+    assert!(
+        s.contains("provider e2e-nocreds") && s.contains("no-such-cloud"),
+        "{s}"
+    );
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the detail again", |s| !s.contains("no credentials"))
+        .await;
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the table again", |s| !s.contains("c console log"))
+        .await;
     tmux.send(&["q"]);
     let s = tmux
         .wait_for("the exit", |s| s.contains("TUI-EXITED"))

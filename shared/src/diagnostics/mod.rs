@@ -120,6 +120,98 @@ pub fn format_duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Node, NodeId, NodeState};
+    use crate::zk::{CachedNode, Stat};
+    use std::sync::Arc;
+
+    const NOW: f64 = 1_700_000_000.0;
+
+    fn node(seq: u64, state: NodeState, age: f64, provider: &str) -> Arc<CachedNode> {
+        let mut n = Node::new();
+        n.id = NodeId::from_sequence(seq);
+        n.state = state;
+        n.state_time = NOW - age;
+        n.provider = Some(provider.into());
+        n.node_type = vec!["small".into()];
+        Arc::new(CachedNode {
+            node: Arc::new(n),
+            stat: Stat {
+                czxid: 1,
+                mzxid: 1,
+                pzxid: 1,
+                ctime: 0,
+                mtime: 0,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                ephemeral_owner: 0,
+                data_length: 0,
+                num_children: 0,
+            },
+            lock_contenders: vec!["abc__lock__0000000000".into()],
+        })
+    }
+
+    fn kinds(snap: &Snapshot, owners: Option<&LockOwners>) -> Vec<(ProblemKind, Severity)> {
+        let cfg = ConfigFacts::default();
+        let mut i = Inputs::new(snap, &cfg, NOW);
+        i.lock_owners = owners;
+        inspect(&i).iter().map(|p| (p.kind, p.severity)).collect()
+    }
+
+    /// The limits are "longer than": at the limit nothing is reported.
+    #[test]
+    fn limits_are_exclusive_and_severity_grows_with_the_attempts() {
+        let at_limit = Snapshot {
+            nodes: vec![
+                node(1, NodeState::Deleting, DELETING_LIMIT, "p"),
+                node(2, NodeState::Building, DEFAULT_ATTEMPT_LIMIT, "p"),
+            ],
+            ..Snapshot::default()
+        };
+        // Without a config, a provider with nodes and no pool worker is a warning.
+        assert_eq!(
+            kinds(&at_limit, None),
+            [(ProblemKind::ProviderWithoutPoolWorker, Severity::Warning)]
+        );
+        let over = Snapshot {
+            nodes: vec![
+                node(1, NodeState::Deleting, DELETING_LIMIT + 1.0, "p"),
+                node(2, NodeState::Building, DEFAULT_ATTEMPT_LIMIT + 1.0, "p"),
+                node(
+                    3,
+                    NodeState::Building,
+                    DEFAULT_ATTEMPT_LIMIT * f64::from(DEFAULT_LAUNCH_RETRIES) + 1.0,
+                    "p",
+                ),
+            ],
+            ..Snapshot::default()
+        };
+        let k = kinds(&over, None);
+        assert!(k.contains(&(ProblemKind::NodeBuildingTooLong, Severity::Error)));
+        assert!(k.contains(&(ProblemKind::NodeBuildingTooLong, Severity::Warning)));
+        assert!(k.contains(&(ProblemKind::NodeDeletingTooLong, Severity::Warning)));
+        assert_eq!(k[0].1, Severity::Error, "errors first: {k:?}");
+    }
+
+    /// Only a contender owned by no session (owner 0) is reported; without the owners
+    /// the check is skipped.
+    #[test]
+    fn lock_check_needs_the_owners() {
+        let snap = Snapshot {
+            nodes: vec![node(1, NodeState::InUse, 10.0, "p")],
+            ..Snapshot::default()
+        };
+        let path = "/nodepool/nodes/0000000001/lock/abc__lock__0000000000".to_string();
+        let live: LockOwners = [(path.clone(), 0x1234)].into_iter().collect();
+        let dead: LockOwners = [(path, 0)].into_iter().collect();
+        let has = |k: &[(ProblemKind, Severity)]| {
+            k.iter().any(|(k, _)| *k == ProblemKind::LockWithoutSession)
+        };
+        assert!(!has(&kinds(&snap, None)));
+        assert!(!has(&kinds(&snap, Some(&live))));
+        assert!(has(&kinds(&snap, Some(&dead))));
+    }
 
     #[test]
     fn durations() {
