@@ -2,5 +2,6 @@
 
 pub mod builder;
 pub mod cli;
+pub mod host;
 pub mod launcher;
 pub mod webapp;

@@ -14,7 +14,7 @@ pub mod daemon;
 pub mod dib;
 pub mod files;
 pub mod formats;
-pub mod host;
+pub use crate::host;
 pub mod plan;
 pub mod run;
 pub mod shell_words;

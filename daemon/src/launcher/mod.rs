@@ -17,6 +17,7 @@
 pub mod backoff;
 pub mod cleanup;
 pub mod daemon;
+pub mod decline;
 pub mod delete;
 pub mod deleter;
 pub mod dump;
@@ -27,6 +28,7 @@ pub mod leaks;
 pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
+pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
 pub mod pyformat;
@@ -34,6 +36,7 @@ pub mod quota;
 pub mod retry;
 pub mod runtime;
 pub mod stats_worker;
+pub mod tasks;
 pub mod tenant_limits;
 pub mod zk_retry;
 
