@@ -121,7 +121,7 @@ fn first_address(name: &str) -> Option<(c_int, Vec<u8>)> {
     }
     // SAFETY: res is the head of a valid list from getaddrinfo; ai_addr points to a
     // sockaddr of ai_family's type. The list is freed exactly once.
-    let found = unsafe {
+    unsafe {
         let ai = &*res;
         let found = match ai.ai_family {
             libc::AF_INET if !ai.ai_addr.is_null() => {
@@ -136,8 +136,7 @@ fn first_address(name: &str) -> Option<(c_int, Vec<u8>)> {
         };
         libc::freeaddrinfo(res);
         found
-    };
-    found
+    }
 }
 
 #[cfg(test)]

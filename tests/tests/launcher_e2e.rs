@@ -1103,7 +1103,7 @@ async fn paused_gets_declined() {
         });
         let req2 = env.wait_done(&second).await;
         assert_eq!(req2.state, RequestState::Failed, "{req2:?}");
-        assert_eq!(req2.declined_by, [pool_id.clone()]);
+        assert_eq!(req2.declined_by, std::slice::from_ref(&pool_id));
         env.wait_pool_paused(&pool_id, false).await;
         assert_eq!(
             env.pool_id("main").await,
@@ -1147,7 +1147,7 @@ async fn paused_request_goes_to_another_pool_when_its_label_is_removed() {
         });
         let req2 = env.wait_done(&second_req).await;
         assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
-        assert_eq!(req2.declined_by, [main_id.clone()]);
+        assert_eq!(req2.declined_by, std::slice::from_ref(&main_id));
         for id in &req2.nodes {
             assert_eq!(env.node(id).await.pool.as_deref(), Some("second"));
         }

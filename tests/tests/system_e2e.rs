@@ -690,7 +690,7 @@ async fn removing_a_provider_step_by_step() {
             Outcome::Fulfilled(r) => r,
             other => panic!("paused request not fulfilled: {other:?}"),
         };
-        assert_eq!(req.declined_by, [pool_a.clone()]);
+        assert_eq!(req.declined_by, [pool_a]);
         let node_b = w.node(&req.nodes[0]).await.expect("node");
         assert_eq!(node_b.provider.as_deref(), Some(CLOUD_B));
         let held_b = zuul.accept(&req).await.expect("accept");
