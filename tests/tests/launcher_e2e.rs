@@ -1166,6 +1166,46 @@ async fn paused_request_goes_to_another_pool_when_its_label_is_removed() {
     .await;
 }
 
+/// A paused request whose pool a reload removes is declined by that pool's (stopping)
+/// worker and fulfilled by the provider's other pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_request_goes_to_another_pool_when_its_pool_is_removed() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            max_servers: Some(2),
+            extra_pool: Some(("second", vec![("small-label", "small")])),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let second_id = env.pool_id("second").await;
+        let (main_id, second_req, _locks) = full_pool_with_a_paused_request(&env).await;
+        // Only the pool `second` is left (with room for two more nodes).
+        env.rewrite_config(&Shape {
+            pool_name: "second",
+            max_servers: Some(10),
+            extra_pool: None,
+            ..shape
+        });
+        let req2 = env.wait_done(&second_req).await;
+        assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
+        assert_eq!(req2.declined_by, std::slice::from_ref(&main_id));
+        for id in &req2.nodes {
+            let n = env.node(id).await;
+            assert_eq!(n.pool.as_deref(), Some("second"));
+            assert_eq!(n.launcher.as_deref(), Some(second_id.as_str()));
+        }
+        wait_for("main's component gone", || async {
+            let pools = env.pools().await;
+            (pools.len() == 1 && pools[0].id.as_deref() == Some(second_id.as_str())).then_some(())
+        })
+        .await;
+        l.stop().await;
+    })
+    .await;
+}
+
 /// A paused request whose provider a reload removes is declined by the stopping pool
 /// (`failed`: no pool is left) instead of staying `pending` forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -412,7 +412,8 @@ impl MainLoop {
     }
 
     /// Stops the workers whose pool is gone (or whose provider is not started) and
-    /// starts one for every pool of a started provider that has none.
+    /// starts one for every pool of a started provider that has none — also in place of
+    /// one that ended by itself (as Nodepool restarts a dead pool worker thread).
     async fn reconcile_workers(&mut self, config: &Config) {
         let wanted: Vec<(String, String)> = config
             .providers
@@ -426,9 +427,15 @@ impl MainLoop {
             .collect();
         let gone: Vec<(String, String)> = self
             .workers
-            .keys()
-            .filter(|k| !wanted.contains(k))
-            .cloned()
+            .iter()
+            .filter(|(k, w)| {
+                let ended = w.task.is_finished();
+                if ended && wanted.contains(k) {
+                    tracing::warn!(pool = %w.pc.task_name(), "pool worker ended; restarting it");
+                }
+                ended || !wanted.contains(k)
+            })
+            .map(|(k, _)| k.clone())
             .collect();
         if !gone.is_empty() {
             self.stop_workers(|k| gone.contains(k)).await;

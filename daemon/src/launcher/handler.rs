@@ -751,6 +751,8 @@ impl Handler {
         if let Err(e) = self.lock.release().await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot release request lock");
         }
+        // Not ours any more: its tenant need no longer counts here.
+        self.pc.stop_handling(&self.request.id);
         if !self.launches.is_empty() {
             self.set_state(HandlerState::Draining);
             self.drain_launches().await;
