@@ -340,7 +340,7 @@ impl Handler {
                     self.launch_done(res).await;
                 }
                 _ = generation.changed(), if waiting => {}
-                _ = config.changed(), if waiting => {}
+                Ok(()) = config.changed(), if waiting => {}
                 _ = tokio::time::sleep(ctx.intervals.pool_tick), if waiting => {}
                 () = &mut lost, if !lost_fired => lost_fired = true,
                 _ = ctx.cancel.cancelled() => {
@@ -516,7 +516,7 @@ impl Handler {
 
     /// Picks the request's AZ if none is fixed yet: at random from the pool's
     /// `availability-zones`, else from the cloud's list (a reused node fixes it
-    /// otherwise, §3.4).
+    /// otherwise).
     async fn choose_az(&mut self, view: &PoolView) {
         if self.az.is_some() {
             return;

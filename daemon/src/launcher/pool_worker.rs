@@ -177,7 +177,7 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
             _ = ctx.cancel.cancelled() => break,
             _ = generation.changed() => {}
             _ = paused_rx.changed() => {}
-            _ = config.changed() => {}
+            Ok(()) = config.changed() => {}
             _ = tokio::time::sleep(ctx.intervals.pool_tick) => {}
         }
     }
