@@ -331,14 +331,15 @@ fn relevant(kind: CacheKind) -> bool {
     )
 }
 
-/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; running
-/// ones are aborted on shutdown (their locks go with the session or are released in
-/// the background, and the next launcher finishes the job).
+/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; on
+/// shutdown the running ones stop at their next step (their locks go with the session
+/// or are released in the background, and the next launcher finishes the job), and any
+/// that does not within `stop_grace` is aborted.
 pub async fn run(ctx: Arc<LauncherContext>) {
     let mut events = ctx.cache.subscribe();
     let mut tick = tokio::time::interval(ctx.intervals.delete);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut running: JoinSet<(NodeId, Result<Outcome, String>)> = JoinSet::new();
+    let mut running: JoinSet<Option<(NodeId, Result<Outcome, String>)>> = JoinSet::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
     let mut tally = Tally::default();
     ctx.set_task_state(TASK, "starting");
@@ -360,7 +361,7 @@ pub async fn run(ctx: Arc<LauncherContext>) {
                 }
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((id, r)) = done {
+                if let Ok(Some((id, r))) = done {
                     in_flight.remove(&id);
                     tally.add(&r);
                 }
@@ -380,8 +381,10 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             }
             let ctx = ctx.clone();
             running.spawn(async move {
-                let r = handle(&ctx, &id, action).await;
-                (id, r)
+                tokio::select! {
+                    r = handle(&ctx, &id, action) => Some((id, r)),
+                    _ = ctx.cancel.cancelled() => None,
+                }
             });
         }
         ctx.set_task_state(
@@ -396,7 +399,6 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             ),
         );
     }
-    running.abort_all();
-    while running.join_next().await.is_some() {}
+    super::tasks::drain_set(&mut running, ctx.intervals.stop_grace, |_| {}).await;
     ctx.set_task_state(TASK, "stopped");
 }

@@ -4,13 +4,23 @@
 //! per-provider launch gate that makes "check quota, then create the node" atomic within
 //! this launcher, and the count of active launches (`max-concurrency`).
 //!
+//! A cloud image found missing is remembered as missing for `image_recheck` (Nodepool
+//! caches its image lookups and clears a miss every 5 minutes), so the per-request
+//! decline check and min-ready do not ask the cloud every second for an image that is
+//! not there; images are looked up with their status, and only an `active` one counts.
+//!
+//! [`ProviderHandles`] is the registry of started providers the main loop maintains and
+//! the pool workers and handlers read (a provider restarted after a config change gets
+//! a new handle; the pool workers pick it up on their next pass).
+//!
 //! Quota usage (§3.6) is the sum of the `resources` of every node of the provider in the
 //! tree cache, plus nodes this launcher created that the cache has not shown yet
 //! ("claims"), so a burst of handlers cannot overshoot between a write and its watch event.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use nodepool_shared::cloud::Flavor;
 use nodepool_shared::config::{CloudImageRef, Pool, PoolLabel};
@@ -41,12 +51,60 @@ pub fn flavor_spec(label: &PoolLabel) -> FlavorSpec {
     }
 }
 
+/// The started providers by name, shared by the main loop (which installs, replaces
+/// and removes them) and the pool workers and handlers (which look them up).
+#[derive(Default)]
+pub struct ProviderHandles(RwLock<HashMap<String, Arc<ProviderHandle>>>);
+
+impl ProviderHandles {
+    /// The started provider `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<ProviderHandle>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Names of the started providers.
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Installs (or replaces) the provider `name`.
+    pub fn insert(&self, name: &str, handle: Arc<ProviderHandle>) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), handle);
+    }
+
+    /// Removes the provider `name`.
+    pub fn remove(&self, name: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+}
+
+/// How long a missing cloud image is taken as missing by default (Nodepool: 5 min).
+pub const IMAGE_RECHECK: Duration = Duration::from_secs(300);
+
 /// One started provider with the launch-side caches.
 pub struct ProviderHandle {
     /// The shared runtime (also used by the housekeeping tasks).
     pub runtime: Arc<ProviderRuntime>,
     flavors: Mutex<HashMap<String, Flavor>>,
     cloud_images: Mutex<HashMap<String, String>>,
+    /// Cloud image names found missing, and when.
+    missing_images: Mutex<HashMap<String, Instant>>,
+    image_recheck: Duration,
     zones: Mutex<Option<Vec<String>>>,
     claims: Mutex<HashMap<NodeId, QuotaInformation>>,
     /// Held while checking quota and creating a node znode.
@@ -61,11 +119,19 @@ impl ProviderHandle {
             runtime,
             flavors: Mutex::new(HashMap::new()),
             cloud_images: Mutex::new(HashMap::new()),
+            missing_images: Mutex::new(HashMap::new()),
+            image_recheck: IMAGE_RECHECK,
             zones: Mutex::new(None),
             claims: Mutex::new(HashMap::new()),
             launch_gate: tokio::sync::Mutex::new(()),
             active_launches: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets how long a missing cloud image is taken as missing (see the module doc).
+    pub fn with_image_recheck(mut self, recheck: Duration) -> Self {
+        self.image_recheck = recheck;
+        self
     }
 
     /// The provider name.
@@ -103,8 +169,9 @@ impl ProviderHandle {
         Ok(f.quota(label.boot_from_volume.then_some(label.volume_size)))
     }
 
-    /// The cloud id of a cloud image (`image-id` as is; `image-name` looked up once).
-    /// `Ok(None)` when the cloud does not have it.
+    /// The cloud id of a cloud image (`image-id` as is, taken on trust; `image-name`
+    /// looked up once, then cached). `Ok(None)` when the cloud has no `active` image of
+    /// that name, or had none less than `image_recheck` ago (not asked again before).
     pub async fn cloud_image_id(&self, name: &str) -> Result<Option<String>, LaunchError> {
         let Some(ci) = self.runtime.config.cloud_image(name) else {
             return Ok(None);
@@ -116,16 +183,32 @@ impl ProviderHandle {
         if let Some(id) = lock(&self.cloud_images).get(&wanted) {
             return Ok(Some(id.clone()));
         }
+        if lock(&self.missing_images)
+            .get(&wanted)
+            .is_some_and(|at| at.elapsed() < self.image_recheck)
+        {
+            return Ok(None);
+        }
         let found = self
             .runtime
             .driver
             .find_image(&wanted)
             .await
-            .map_err(|e| LaunchError::cloud("find image", e, None))?;
-        Ok(found.map(|img| {
-            lock(&self.cloud_images).insert(wanted, img.id.clone());
-            img.id
-        }))
+            .map_err(|e| LaunchError::cloud("find image", e, None))?
+            .filter(|img| img.status.eq_ignore_ascii_case("active"));
+        match found {
+            Some(img) => {
+                lock(&self.missing_images).remove(&wanted);
+                lock(&self.cloud_images).insert(wanted, img.id.clone());
+                Ok(Some(img.id))
+            }
+            None => {
+                tracing::warn!(provider = %self.name(), cloud_image = %name, image = %wanted,
+                    "cloud image not found in the cloud; labels using it are not available");
+                lock(&self.missing_images).insert(wanted, Instant::now());
+                Ok(None)
+            }
+        }
     }
 
     /// The cloud's availability zones (listed once, then cached; a failed listing is
@@ -151,6 +234,7 @@ impl ProviderHandle {
     pub fn forget_lookups(&self) {
         lock(&self.flavors).clear();
         lock(&self.cloud_images).clear();
+        lock(&self.missing_images).clear();
         *lock(&self.zones) = None;
     }
 

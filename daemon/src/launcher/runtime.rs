@@ -37,6 +37,12 @@ pub struct Intervals {
     /// Request-lock directories older than this are removed once their request is gone
     /// (Nodepool: 8 h).
     pub request_lock_age: Duration,
+    /// How long a stopping task (pool worker, request handler, launch, housekeeping
+    /// worker) may take to end by itself before it is aborted.
+    pub stop_grace: Duration,
+    /// How long a cloud image found missing is taken as missing before the cloud is
+    /// asked again (Nodepool: 5 min).
+    pub image_recheck: Duration,
 }
 
 impl Default for Intervals {
@@ -48,6 +54,8 @@ impl Default for Intervals {
             config_check: Duration::from_secs(1),
             pool_tick: Duration::from_secs(1),
             request_lock_age: Duration::from_secs(8 * 3600),
+            stop_grace: Duration::from_secs(10),
+            image_recheck: Duration::from_secs(300),
         }
     }
 }
