@@ -30,6 +30,14 @@ struct Args {
     /// Region name in the service catalog.
     #[arg(long)]
     region: Option<String>,
+    /// An availability zone Nova offers (repeatable; the first is the default; replaces
+    /// the configured ones). PUT /admin/availability-zones changes them at run time.
+    #[arg(long, value_name = "NAME")]
+    availability_zone: Vec<String>,
+    /// Give the shared `provider` network an IPv6 subnet too (IPv4-mapped addresses,
+    /// ::ffff:127.30.x.y): its servers also get a public IPv6 address.
+    #[arg(long)]
+    ipv6: bool,
     /// Milliseconds a server stays in BUILD.
     #[arg(long)]
     boot_delay_ms: Option<u64>,
@@ -168,6 +176,20 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
     }
     if let Some(r) = &a.region {
         c.region = r.clone();
+    }
+    if !a.availability_zone.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        for z in &a.availability_zone {
+            if z.is_empty() || !seen.insert(z) {
+                return Err(format!(
+                    "--availability-zone `{z}`: zone names must be non-empty and distinct"
+                ));
+            }
+        }
+        c.availability_zones = a.availability_zone.clone();
+    }
+    if a.ipv6 {
+        c.ipv6 = true;
     }
     let k = &mut c.knobs;
     if let Some(v) = a.boot_delay_ms {

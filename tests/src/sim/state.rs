@@ -175,6 +175,9 @@ pub struct Network {
     pub subnet_ids: Vec<String>,
     pub mtu: u32,
     pub created: u64,
+    /// `provider:physical_network` (a flat provider network when set).
+    #[serde(default)]
+    pub physical_network: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,14 +191,40 @@ pub struct Subnet {
     /// Next host offset to hand out.
     pub next_host: u32,
     pub created: u64,
+    /// 4, or 6 for an IPv6 subnet of IPv4-mapped addresses (`::ffff:<v4>`): a port gets
+    /// the mapped twin of its IPv4 address on the same network, so anything connecting
+    /// to it still reaches the loopback address (and its fake sshd).
+    #[serde(default = "four")]
+    pub ip_version: u8,
+}
+
+fn four() -> u8 {
+    4
 }
 
 impl Subnet {
     pub fn cidr(&self) -> String {
-        format!("{}/{}", self.network, self.prefix)
+        if self.ip_version == 6 {
+            format!("::ffff:{}/{}", self.network, 96 + u32::from(self.prefix))
+        } else {
+            format!("{}/{}", self.network, self.prefix)
+        }
     }
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+    /// `gateway()` as this subnet writes addresses.
+    pub fn gateway_ip(&self) -> String {
+        mapped(self.ip_version, self.gateway())
+    }
+    /// The first and last address handed out, as this subnet writes addresses.
+    pub fn pool(&self) -> (String, String) {
+        let first = Ipv4Addr::from(u32::from(self.network) + 2);
+        let last = Ipv4Addr::from(u32::from(self.network) + self.size() - 2);
+        (
+            mapped(self.ip_version, first),
+            mapped(self.ip_version, last),
+        )
     }
     fn size(&self) -> u32 {
         1u32 << (32 - u32::from(self.prefix))
@@ -245,6 +274,15 @@ pub struct FloatingIp {
     pub description: String,
     pub created: u64,
     pub updated: u64,
+}
+
+/// `ip` as written on a subnet of `ip_version` (IPv4-mapped for 6).
+fn mapped(ip_version: u8, ip: Ipv4Addr) -> String {
+    if ip_version == 6 {
+        format!("::ffff:{ip}")
+    } else {
+        ip.to_string()
+    }
 }
 
 /// A failure of a domain operation, mapped to each service's error format by the HTTP layer.
@@ -300,6 +338,11 @@ pub struct Usage {
 pub const PUBLIC_NET: Ipv4Addr = Ipv4Addr::new(127, 24, 0, 0);
 /// The `private` (fixed IPs) network, loopback as well.
 pub const PRIVATE_NET: Ipv4Addr = Ipv4Addr::new(127, 10, 0, 0);
+/// The `provider` network: a shared flat provider network whose addresses are reachable
+/// directly (openstacksdk counts it as external), where servers without networks go.
+pub const PROVIDER_NET: Ipv4Addr = Ipv4Addr::new(127, 30, 0, 0);
+/// The name of [`PROVIDER_NET`]'s network.
+pub const PROVIDER_NETWORK: &str = "provider";
 
 /// The whole simulated cloud.
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
@@ -324,7 +367,9 @@ pub struct World {
 }
 
 impl World {
-    /// A fresh cloud: flavors, AZs, cloud images, a `public` external network and a `private` one.
+    /// A fresh cloud: flavors, AZs, cloud images, a `public` external network (floating
+    /// IPs), a `private` tenant network and a shared `provider` network (dual-stack with
+    /// [`SimConfig::ipv6`]).
     pub fn new(config: &SimConfig) -> World {
         let now = now_secs();
         let mut w = World {
@@ -359,32 +404,56 @@ impl World {
                 stored_path: None,
             });
         }
-        for (name, external, net, prefix) in [
-            ("public", true, PUBLIC_NET, 16u8),
-            ("private", false, PRIVATE_NET, 16u8),
+        for (name, external, net, physnet) in [
+            ("public", true, PUBLIC_NET, Some("public")),
+            ("private", false, PRIVATE_NET, None),
+            (PROVIDER_NETWORK, false, PROVIDER_NET, Some("physnet1")),
         ] {
             let net_id = new_id();
-            let subnet_id = new_id();
-            w.subnets.push(Subnet {
-                id: subnet_id.clone(),
-                name: format!("{name}-subnet"),
-                network_id: net_id.clone(),
-                network: net,
-                prefix,
-                next_host: 2,
-                created: now,
-            });
+            let mut versions = vec![4];
+            if config.ipv6 && name == PROVIDER_NETWORK {
+                versions.push(6);
+            }
+            let mut subnet_ids = Vec::new();
+            for ip_version in versions {
+                let subnet_id = new_id();
+                w.subnets.push(Subnet {
+                    id: subnet_id.clone(),
+                    name: if ip_version == 6 {
+                        format!("{name}-v6-subnet")
+                    } else {
+                        format!("{name}-subnet")
+                    },
+                    network_id: net_id.clone(),
+                    network: net,
+                    prefix: 16,
+                    next_host: 2,
+                    created: now,
+                    ip_version,
+                });
+                subnet_ids.push(subnet_id);
+            }
             w.networks.push(Network {
                 id: net_id,
                 name: name.into(),
                 external,
-                shared: false,
-                subnet_ids: vec![subnet_id],
+                shared: physnet.is_some(),
+                subnet_ids,
                 mtu: 1500,
                 created: now,
+                physical_network: physnet.map(str::to_string),
             });
         }
         w
+    }
+
+    /// Where Nova puts a server created without networks: the shared provider network,
+    /// else the first one that is not external.
+    pub fn default_network(&self) -> Option<&Network> {
+        self.networks
+            .iter()
+            .find(|n| n.shared && !n.external)
+            .or_else(|| self.networks.iter().find(|n| !n.external))
     }
 
     /// Makes a snapshot loaded from disk runnable again (instants are not persisted).
@@ -600,7 +669,7 @@ impl World {
         // Validate networks before allocating anything.
         let requests = match &spec.networks {
             Some(n) => n.clone(),
-            None => match self.networks.iter().find(|n| !n.external) {
+            None => match self.default_network() {
                 Some(n) => vec![NetworkRequest::Network {
                     uuid: n.id.clone(),
                     fixed_ip: None,
@@ -782,9 +851,10 @@ impl World {
         let net = self.network(network_id).ok_or_else(|| {
             DomainError::NotFound(format!("Network {network_id} could not be found."))
         })?;
-        let subnet_id = net.subnet_ids.first().cloned();
+        let subnet_ids = net.subnet_ids.clone();
         let mut fixed_ips = Vec::new();
-        if let Some(sid) = subnet_id {
+        let mut v4: Option<String> = fixed_ip;
+        for sid in subnet_ids {
             let subnet = self
                 .subnets
                 .iter_mut()
@@ -792,9 +862,16 @@ impl World {
                 .ok_or_else(|| {
                     DomainError::NotFound(format!("Subnet {sid} could not be found."))
                 })?;
-            let ip = match fixed_ip {
-                Some(ip) => ip,
-                None => subnet.allocate().to_string(),
+            let ip = if subnet.ip_version == 6 {
+                // The IPv4-mapped twin of the port's IPv4 address.
+                match &v4 {
+                    Some(a) => format!("::ffff:{a}"),
+                    None => continue,
+                }
+            } else {
+                let a = v4.take().unwrap_or_else(|| subnet.allocate().to_string());
+                v4 = Some(a.clone());
+                a
             };
             fixed_ips.push(FixedIp {
                 subnet_id: sid,
