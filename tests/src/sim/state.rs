@@ -1192,9 +1192,13 @@ mod tests {
             prefix: 30,
             next_host: 2,
             created: 0,
+            ip_version: 4,
         };
         assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
         assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
         assert_eq!(s.gateway(), Ipv4Addr::new(127, 10, 0, 1));
+        s.ip_version = 6;
+        assert_eq!(s.cidr(), "::ffff:127.10.0.0/126");
+        assert_eq!(s.gateway_ip(), "::ffff:127.10.0.1");
     }
 }
