@@ -793,13 +793,12 @@ async fn test_node_ipv6() {
     bounded(async {
         let shape = Shape {
             pool_extra: "        networks:\n          - provider\n".into(),
-            more_providers: format!(
-                "  - name: sim-provider2\n    cloud: sim\n    rate: 0\n    boot-timeout: 30\n    \
+            more_providers: "  - name: sim-provider2\n    cloud: sim\n    rate: 0\n    boot-timeout: 30\n    \
                  cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        \
-                 connection-port: {{ssh}}\n    pools:\n      - name: main\n        \
+                 connection-port: {ssh}\n    pools:\n      - name: main\n        \
                  networks:\n          - private\n        labels:\n          - name: label2\n            \
                  cloud-image: cirros\n            flavor-name: small\n"
-            ),
+                .into(),
             ..Shape::default()
         };
         let env = Env::new(

@@ -567,68 +567,7 @@ impl RawCloud {
             .as_deref()
             .unwrap_or("password")
             .to_lowercase();
-        let auth = match auth_type.as_str() {
-            "password" | "v3password" => {
-                let password = a
-                    .password
-                    .clone()
-                    .ok_or("auth.password is missing (auth_type password)")?;
-                if a.username.is_none() && a.user_id.is_none() {
-                    return Err("auth.username (or user_id) is missing".to_string());
-                }
-                let project_id = a.project_id.clone().or(a.tenant_id.clone());
-                let project_name = a.project_name.clone().or(a.tenant_name.clone());
-                if project_id.is_none() && project_name.is_none() {
-                    return Err(
-                        "auth.project_name (or project_id) is missing: a project-scoped token is needed for the service catalog"
-                            .to_string(),
-                    );
-                }
-                AuthConfig::Password(PasswordAuth {
-                    auth_url,
-                    user_id: a.user_id.clone(),
-                    username: a.username.clone(),
-                    user_domain: domain(&a.user_domain_id, &a.user_domain_name, &a),
-                    password: Secret(password),
-                    project_id,
-                    project_name,
-                    project_domain: domain(&a.project_domain_id, &a.project_domain_name, &a),
-                })
-            }
-            "v3applicationcredential" | "applicationcredential" | "application_credential" => {
-                let secret = a
-                    .application_credential_secret
-                    .clone()
-                    .ok_or("auth.application_credential_secret is missing")?;
-                if a.application_credential_id.is_none() {
-                    if a.application_credential_name.is_none() {
-                        return Err(
-                            "auth.application_credential_id (or _name) is missing".to_string()
-                        );
-                    }
-                    if a.username.is_none() && a.user_id.is_none() {
-                        return Err(
-                            "auth.username (or user_id) is needed with application_credential_name"
-                                .to_string(),
-                        );
-                    }
-                }
-                AuthConfig::ApplicationCredential(AppCredentialAuth {
-                    auth_url,
-                    id: a.application_credential_id.clone(),
-                    name: a.application_credential_name.clone(),
-                    user_id: a.user_id.clone(),
-                    username: a.username.clone(),
-                    user_domain: domain(&a.user_domain_id, &a.user_domain_name, &a),
-                    secret: Secret(secret),
-                })
-            }
-            other => {
-                return Err(format!(
-                    "auth_type `{other}` is not supported (use password or v3applicationcredential)"
-                ))
-            }
-        };
+        let auth = auth_config(&auth_type, auth_url, &a)?;
         let regions: Vec<String> = self
             .regions
             .unwrap_or_default()
@@ -664,6 +603,70 @@ impl RawCloud {
             addresses,
         })
     }
+}
+
+/// The credentials of one cloud entry for `auth_type`.
+fn auth_config(auth_type: &str, auth_url: String, a: &RawAuth) -> Result<AuthConfig, String> {
+    Ok(match auth_type {
+        "password" | "v3password" => {
+            let password = a
+                .password
+                .clone()
+                .ok_or("auth.password is missing (auth_type password)")?;
+            if a.username.is_none() && a.user_id.is_none() {
+                return Err("auth.username (or user_id) is missing".to_string());
+            }
+            let project_id = a.project_id.clone().or(a.tenant_id.clone());
+            let project_name = a.project_name.clone().or(a.tenant_name.clone());
+            if project_id.is_none() && project_name.is_none() {
+                return Err(
+                    "auth.project_name (or project_id) is missing: a project-scoped token is needed for the service catalog"
+                        .to_string(),
+                );
+            }
+            AuthConfig::Password(PasswordAuth {
+                auth_url,
+                user_id: a.user_id.clone(),
+                username: a.username.clone(),
+                user_domain: domain(&a.user_domain_id, &a.user_domain_name, a),
+                password: Secret(password),
+                project_id,
+                project_name,
+                project_domain: domain(&a.project_domain_id, &a.project_domain_name, a),
+            })
+        }
+        "v3applicationcredential" | "applicationcredential" | "application_credential" => {
+            let secret = a
+                .application_credential_secret
+                .clone()
+                .ok_or("auth.application_credential_secret is missing")?;
+            if a.application_credential_id.is_none() {
+                if a.application_credential_name.is_none() {
+                    return Err("auth.application_credential_id (or _name) is missing".to_string());
+                }
+                if a.username.is_none() && a.user_id.is_none() {
+                    return Err(
+                        "auth.username (or user_id) is needed with application_credential_name"
+                            .to_string(),
+                    );
+                }
+            }
+            AuthConfig::ApplicationCredential(AppCredentialAuth {
+                auth_url,
+                id: a.application_credential_id.clone(),
+                name: a.application_credential_name.clone(),
+                user_id: a.user_id.clone(),
+                username: a.username.clone(),
+                user_domain: domain(&a.user_domain_id, &a.user_domain_name, a),
+                secret: Secret(secret),
+            })
+        }
+        other => {
+            return Err(format!(
+                "auth_type `{other}` is not supported (use password or v3applicationcredential)"
+            ))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -612,110 +612,20 @@ impl World {
                     .map(|v| v.as_i64() == Some(0) || v.as_str() == Some("0"))
                     .unwrap_or(false)
         });
-        let mut image_id = None;
-        match spec.image_ref.as_deref().filter(|s| !s.is_empty()) {
-            Some(r) => {
-                let id = r.rsplit('/').next().unwrap_or_default();
-                let img = self.image(id).ok_or_else(|| {
-                    DomainError::BadRequest(format!("Image {id} could not be found."))
-                })?;
-                if img.status != "active" {
-                    return Err(DomainError::BadRequest(format!(
-                        "Image {id} is not active."
-                    )));
-                }
-                if !boot_from_volume {
-                    image_id = Some(id.to_string());
-                }
-            }
-            None => {
-                // Boot from volume: the image comes from the block device mapping.
-                let src = spec.block_device_mapping_v2.iter().find_map(|b| {
-                    (b.get("source_type").and_then(Value::as_str) == Some("image"))
-                        .then(|| b.get("uuid").and_then(Value::as_str))
-                        .flatten()
-                });
-                match (boot_from_volume, src) {
-                    (true, Some(id)) => {
-                        if self.image(id).is_none() {
-                            return Err(DomainError::BadRequest(format!(
-                                "Image {id} could not be found."
-                            )));
-                        }
-                    }
-                    (true, None) => {}
-                    (false, _) => {
-                        return Err(DomainError::BadRequest("Missing imageRef attribute".into()))
-                    }
-                }
-            }
-        }
+        let image_id = self.server_image(&spec, boot_from_volume)?;
         if let Some(k) = &spec.key_name {
             if !self.keypairs.iter().any(|kp| &kp.name == k) {
                 return Err(DomainError::BadRequest("Invalid key_name provided.".into()));
             }
         }
-        let az = match &spec.availability_zone {
-            Some(az) if !az.is_empty() => {
-                if !self.availability_zones.contains(az) {
-                    return Err(DomainError::BadRequest(
-                        "The requested availability zone is not available".into(),
-                    ));
-                }
-                az.clone()
-            }
-            _ => self.availability_zones[0].clone(),
-        };
+        let az = self.server_az(&spec)?;
         // Validate networks before allocating anything.
-        let requests = match &spec.networks {
-            Some(n) => n.clone(),
-            None => match self.default_network() {
-                Some(n) => vec![NetworkRequest::Network {
-                    uuid: n.id.clone(),
-                    fixed_ip: None,
-                }],
-                None => vec![],
-            },
-        };
-        for r in &requests {
-            match r {
-                NetworkRequest::Network { uuid, .. } => {
-                    if self.network(uuid).is_none() {
-                        return Err(DomainError::BadRequest(format!(
-                            "Network {uuid} could not be found."
-                        )));
-                    }
-                }
-                NetworkRequest::Port(id) => match self.port(id) {
-                    None => {
-                        return Err(DomainError::BadRequest(format!(
-                            "Port id {id} could not be found."
-                        )))
-                    }
-                    Some(p) if !p.device_id.is_empty() => {
-                        return Err(DomainError::Conflict(format!("Port {id} is still in use.")))
-                    }
-                    Some(_) => {}
-                },
-            }
-        }
+        let requests = self.network_requests(&spec)?;
         check_quota(self.usage(), &flavor, knobs)?;
 
         let secs = now_secs();
         let id = new_id();
-        let boot = if knobs.fail_next_boots > 0 {
-            knobs.fail_next_boots -= 1;
-            BootPlan::Error {
-                message: knobs.boot_fault_message.clone(),
-            }
-        } else if knobs.hang_all_boots {
-            BootPlan::Hang
-        } else if knobs.hang_next_boots > 0 {
-            knobs.hang_next_boots -= 1;
-            BootPlan::Hang
-        } else {
-            BootPlan::Active
-        };
+        let boot = next_boot_plan(knobs);
         let mut port_ids = Vec::new();
         for r in requests {
             match r {
@@ -780,6 +690,108 @@ impl World {
             delete_at: None,
         });
         Ok(id)
+    }
+
+    /// The image a server boots from (`None` when it boots from a volume), checked.
+    fn server_image(
+        &self,
+        spec: &ServerSpec,
+        boot_from_volume: bool,
+    ) -> Result<Option<String>, DomainError> {
+        let mut image_id = None;
+        match spec.image_ref.as_deref().filter(|s| !s.is_empty()) {
+            Some(r) => {
+                let id = r.rsplit('/').next().unwrap_or_default();
+                let img = self.image(id).ok_or_else(|| {
+                    DomainError::BadRequest(format!("Image {id} could not be found."))
+                })?;
+                if img.status != "active" {
+                    return Err(DomainError::BadRequest(format!(
+                        "Image {id} is not active."
+                    )));
+                }
+                if !boot_from_volume {
+                    image_id = Some(id.to_string());
+                }
+            }
+            None => {
+                // Boot from volume: the image comes from the block device mapping.
+                let src = spec.block_device_mapping_v2.iter().find_map(|b| {
+                    (b.get("source_type").and_then(Value::as_str) == Some("image"))
+                        .then(|| b.get("uuid").and_then(Value::as_str))
+                        .flatten()
+                });
+                match (boot_from_volume, src) {
+                    (true, Some(id)) => {
+                        if self.image(id).is_none() {
+                            return Err(DomainError::BadRequest(format!(
+                                "Image {id} could not be found."
+                            )));
+                        }
+                    }
+                    (true, None) => {}
+                    (false, _) => {
+                        return Err(DomainError::BadRequest("Missing imageRef attribute".into()))
+                    }
+                }
+            }
+        }
+        Ok(image_id)
+    }
+
+    /// The zone a server goes to: the one asked for (Nova's 400 when the cloud has no
+    /// such zone), else the first.
+    fn server_az(&self, spec: &ServerSpec) -> Result<String, DomainError> {
+        Ok(match &spec.availability_zone {
+            Some(az) if !az.is_empty() => {
+                if !self.availability_zones.contains(az) {
+                    return Err(DomainError::BadRequest(
+                        "The requested availability zone is not available".into(),
+                    ));
+                }
+                az.clone()
+            }
+            _ => self.availability_zones[0].clone(),
+        })
+    }
+
+    /// The networks and ports a server asks for (Nova's default network when none),
+    /// each checked to exist (and ports to be free).
+    fn network_requests(&self, spec: &ServerSpec) -> Result<Vec<NetworkRequest>, DomainError> {
+        // Validate networks before allocating anything.
+        let requests = match &spec.networks {
+            Some(n) => n.clone(),
+            None => match self.default_network() {
+                Some(n) => vec![NetworkRequest::Network {
+                    uuid: n.id.clone(),
+                    fixed_ip: None,
+                }],
+                None => vec![],
+            },
+        };
+        for r in &requests {
+            match r {
+                NetworkRequest::Network { uuid, .. } => {
+                    if self.network(uuid).is_none() {
+                        return Err(DomainError::BadRequest(format!(
+                            "Network {uuid} could not be found."
+                        )));
+                    }
+                }
+                NetworkRequest::Port(id) => match self.port(id) {
+                    None => {
+                        return Err(DomainError::BadRequest(format!(
+                            "Port id {id} could not be found."
+                        )))
+                    }
+                    Some(p) if !p.device_id.is_empty() => {
+                        return Err(DomainError::Conflict(format!("Port {id} is still in use.")))
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        Ok(requests)
     }
 
     /// Creates the boot volume of a boot-from-volume server, or returns the fault message
@@ -1106,6 +1118,24 @@ impl World {
         } else {
             "DOWN"
         }
+    }
+}
+
+/// What happens to the next server when it has booted, per the knobs (which count
+/// down).
+fn next_boot_plan(knobs: &mut Knobs) -> BootPlan {
+    if knobs.fail_next_boots > 0 {
+        knobs.fail_next_boots -= 1;
+        BootPlan::Error {
+            message: knobs.boot_fault_message.clone(),
+        }
+    } else if knobs.hang_all_boots {
+        BootPlan::Hang
+    } else if knobs.hang_next_boots > 0 {
+        knobs.hang_next_boots -= 1;
+        BootPlan::Hang
+    } else {
+        BootPlan::Active
     }
 }
 
