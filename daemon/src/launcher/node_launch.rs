@@ -399,7 +399,7 @@ impl NodeLaunch<'_> {
     }
 
     /// Boots the server (with `launch-retries`), storing each attempt's server id as soon
-    /// as it exists (§3.5.3: a launcher that dies now leaves a node whose server the
+    /// as it exists (a launcher that dies now leaves a node whose server the
     /// deleter can find) and, as Nodepool does, the instance facts once the server is up,
     /// before the host-key scan. Stops when the node lock goes with the session.
     async fn boot(
