@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod config;
 pub mod listing;
 pub mod model;
+pub mod pyfmt;
 pub mod ssh;
 pub mod stats;
 pub mod testing;

@@ -782,7 +782,7 @@ async fn addresses_are_stored_before_the_host_key_scan() {
         assert!(building
             .interface_ip
             .as_deref()
-            .is_some_and(|a| a.starts_with("127.10.")));
+            .is_some_and(|a| a.starts_with("127.30.")));
         let req = env.wait_done(&id).await;
         assert_eq!(req.state, RequestState::Fulfilled);
         let n = env.node(&req.nodes[0]).await;
