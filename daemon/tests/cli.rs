@@ -538,6 +538,45 @@ async fn image_pause_unpause_build_and_status() {
         .is_none());
 }
 
+/// A `chroot` that does not exist yet behaves as with Python Nodepool (kazoo): a warning,
+/// reads find nothing (`list` prints an empty table, exit 0), and the first write
+/// (`image-pause`) creates the chroot node — which needs its parent; without it the
+/// write fails with an error naming the chroot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_chroot_warns_lists_nothing_and_is_created_by_a_write() {
+    let env = Env::new().await;
+    let missing = format!("{}/missing", env._zk.chroot());
+    let config = env.dir.path().join("missing.yaml");
+    let settings = env._zk.settings().with_chroot(Some(missing.clone()));
+    std::fs::write(&config, yaml_for(&settings)).unwrap();
+    let o = run_with(&config, &["list"]).await;
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains(&format!("chroot {missing} does not exist")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("small"), "{}", stdout(&o));
+    let o = run_with(&config, &["image-pause", "debian"]).await;
+    assert_ok(&o);
+    let there = ZkStore::new(
+        nodepool_shared::zk::ZkClient::connect(settings)
+            .await
+            .unwrap(),
+    );
+    assert!(there.image_paused("debian").await.unwrap());
+
+    let deep = format!("{}/a/b", env._zk.chroot());
+    let settings = env._zk.settings().with_chroot(Some(deep.clone()));
+    std::fs::write(&config, yaml_for(&settings)).unwrap();
+    let o = run_with(&config, &["image-pause", "debian"]).await;
+    assert_fails(
+        &o,
+        1,
+        &format!("ZooKeeper chroot {deep} does not exist and cannot be created"),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dib_image_delete_rules() {
     let env = Env::new().await;
@@ -1020,6 +1059,93 @@ async fn alien_image_list_json_against_the_simulator() {
         stdout(&o).contains(&alien) && !stdout(&o).contains(&known),
         "{}",
         stdout(&o)
+    );
+    sim.shutdown().await.expect("simulator shutdown");
+}
+
+/// Nodepool's `test_delete_now`: `delete --now` runs the launcher's own node-delete
+/// sequence against the cloud: the server's floating IP goes first, a temporary error
+/// of the server delete (503) is retried, and once the cloud no longer has the server
+/// the node record is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delete_now() {
+    use nodepool_shared::cloud::{CloudDriver, CloudsFile, CreateServer, DriverOptions};
+    use nodepool_tests::sim::{SimConfig, Simulator};
+    let env = Env::new().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator");
+    let clouds = env.dir.path().join("clouds.yaml");
+    sim.write_clouds_yaml(&clouds, "simcloud")
+        .expect("clouds.yaml");
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let zk_part = base.split("labels:").next().unwrap().to_string();
+    let config = env.dir.path().join("sim.yaml");
+    std::fs::write(
+        &config,
+        format!("{zk_part}providers:\n  - name: sim-provider\n    cloud: simcloud\n    rate: 0\n"),
+    )
+    .unwrap();
+    // A server on the private network with a floating IP, and its ready node.
+    let file = CloudsFile::load_from(&clouds).unwrap();
+    let d = nodepool_shared::cloud::OpenStackDriver::new(
+        file.cloud("simcloud").unwrap(),
+        DriverOptions::new("sim-provider"),
+    )
+    .unwrap();
+    let nets = d.list_networks().await.unwrap();
+    let private = nets.iter().find(|n| n.name == "private").unwrap();
+    let public = nets.iter().find(|n| n.external).unwrap();
+    let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
+    let server = d
+        .create_server(&CreateServer {
+            name: "np-delete-now".into(),
+            flavor_id: "1".into(),
+            image_id: image.id,
+            networks: vec![private.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let port = d.server_ports(&server).await.unwrap().remove(0);
+    d.create_floating_ip(&public.id, Some(&port.id))
+        .await
+        .unwrap();
+    let mut n = Node::new();
+    n.state = NodeState::Ready;
+    n.provider = Some("sim-provider".into());
+    n.pool = Some("main".into());
+    n.node_type = vec!["small".into()];
+    n.external_id = Some(server.clone());
+    let id = env.store.create_node(&mut n).await.unwrap();
+    let admin = sim.admin();
+    admin.fail_next("compute.servers.delete", 1, 503);
+    admin.reset_counters();
+
+    let o = tokio::process::Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .args(["delete", "--now", id.as_str()])
+        .env("NO_COLOR", "1")
+        .env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run nodepool");
+    assert_ok(&o);
+    assert!(stdout(&o).contains(id.as_str()), "{}", stdout(&o));
+    assert!(admin.server(&server).is_none(), "server deleted");
+    assert!(admin.floating_ips().is_empty(), "floating IP deleted");
+    assert_eq!(admin.counter("network.floatingips.delete"), 1);
+    assert_eq!(
+        admin.counter("compute.servers.delete"),
+        2,
+        "503, then retried"
+    );
+    assert!(
+        env.store.get_node(&id).await.unwrap().is_none(),
+        "node removed"
     );
     sim.shutdown().await.expect("simulator shutdown");
 }

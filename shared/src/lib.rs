@@ -9,6 +9,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod listing;
 pub mod model;
+pub mod pyfmt;
 pub mod ssh;
 pub mod stats;
 pub mod testing;

@@ -3,9 +3,9 @@
 //! config and its clouds.yaml cloud. Printed as the cloud returns it.
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
-use nodepool_shared::cloud::console::driver_for;
-use nodepool_shared::cloud::CloudDriver;
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::model::NodeId;
+use nodepool_shared::stats::Statsd;
 
 use super::context::{print_out, Session};
 
@@ -28,7 +28,9 @@ pub async fn console_log(s: &Session, id: &str, lines: Option<u32>) -> Result<()
     let p = s.config.provider(&provider_name).ok_or_else(|| {
         eyre!("Provider {provider_name} of node {id} is not defined in the config")
     })?;
-    let driver = driver_for(&p.name, &p.cloud, p.region_name.clone(), p.rate)
+    let driver = CloudsFile::load()
+        .map_err(Into::into)
+        .and_then(|clouds| provider_driver(p, &clouds, &Statsd::noop()))
         .wrap_err_with(|| format!("provider {provider_name}: cloud {}", p.cloud))?;
     let text = driver
         .console_output(&server, lines)

@@ -4,20 +4,26 @@
 
 use std::time::Duration;
 
-use super::{CloudError, DriverOptions, OpenStackDriver};
+use super::{CloudError, CloudsFile, DriverOptions, OpenStackDriver};
 
-/// A driver for `provider`, whose `cloud` is looked up in clouds.yaml (the standard
-/// places, or `OS_CLIENT_CONFIG_FILE`). No network traffic until the first call.
+/// A driver for `provider` from the few facts a console keeps of it (its clouds.yaml
+/// `cloud`, `region-name` and `rate`), set up as [`super::setup::driver_options`] sets
+/// up the daemons' drivers; `cloud` is looked up in clouds.yaml (the standard places,
+/// or `OS_CLIENT_CONFIG_FILE`). No network traffic until the first call.
 pub fn driver_for(
     provider: &str,
     cloud: &str,
     region_name: Option<String>,
     rate: Duration,
 ) -> Result<OpenStackDriver, CloudError> {
+    let clouds = CloudsFile::load()?;
+    let config = clouds
+        .cloud(cloud)
+        .map_err(|e| CloudError::Config(format!("provider {provider}: {e}")))?;
     let mut opts = DriverOptions::new(provider);
     opts.region_name = region_name;
     opts.rate = rate.as_secs_f64();
-    OpenStackDriver::from_clouds_yaml(cloud, opts)
+    OpenStackDriver::new(config, opts)
 }
 
 /// The log as plain lines: escape sequences (colours, cursor moves, titles) removed,

@@ -10,9 +10,13 @@
 //! * After a reconnect the tree is reloaded, after a new session the watch is re-added
 //!   first; what vanished meanwhile is dropped (and reported as `Removed`).
 //!
+//! * [`TreeCache::queues`] — how many watch events wait to be read and applied
+//!   ([`queues`]; the launcher's `zk.*_cache.*_queue` gauges).
+//!
 //! The work is done by one task ([`sync`]); the state and its pure operations live in
 //! [`tree`].
 
+pub mod queues;
 mod sync;
 pub mod tree;
 
@@ -27,6 +31,7 @@ use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
 use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
 
+pub use queues::{CachePart, CacheQueue, QueueSizes};
 pub use tree::{
     CacheEvent, CacheKind, CachedBuild, CachedComponent, CachedNode, CachedRequest, CachedUpload,
     Change, UploadKey,
@@ -64,6 +69,7 @@ pub(crate) struct Shared {
     generation: watch::Sender<u64>,
     events: broadcast::Sender<CacheEvent>,
     status: watch::Sender<CacheStatus>,
+    queues: QueueSizes,
 }
 
 impl Shared {
@@ -165,6 +171,7 @@ impl TreeCache {
             generation,
             events,
             status,
+            queues: QueueSizes::default(),
         });
         let cancel = CancellationToken::new();
         tokio::spawn(sync::run(client.clone(), shared.clone(), cancel.clone()));
@@ -218,6 +225,11 @@ impl TreeCache {
     /// Typed change events from now on (lossy on lag: `RecvError::Lagged` means "re-read").
     pub fn subscribe(&self) -> broadcast::Receiver<CacheEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The sizes of the event and playback queues, by part of the tree.
+    pub fn queues(&self) -> &QueueSizes {
+        &self.shared.queues
     }
 
     /// Number of record znodes currently skipped because their data is corrupt.
