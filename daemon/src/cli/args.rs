@@ -84,6 +84,25 @@ impl From<Format> for OutputFormat {
     }
 }
 
+/// Output format of `doctor`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One block per problem (severity, kind, summary, records, action), then a count.
+    #[default]
+    Text,
+    /// One JSON object: the problems, and how many errors, warnings and info.
+    Json,
+}
+
+impl From<ReportFormat> for OutputFormat {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Text => OutputFormat::Text,
+            ReportFormat::Json => OutputFormat::Json,
+        }
+    }
+}
+
 /// `--format` of the listing commands.
 #[derive(Clone, Copy, Debug, Args)]
 pub struct FormatArg {
@@ -233,8 +252,9 @@ pub enum Command {
     /// Exit status: 0 no problem (or only info), 1 warnings, 2 errors or the inspection
     /// failed (config, ZooKeeper): usable from cron or as a monitoring check.
     Doctor {
-        #[command(flatten)]
-        format: FormatArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Print the console log of a node's server, fetched from its cloud.
     ///

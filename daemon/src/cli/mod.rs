@@ -131,7 +131,7 @@ pub async fn run(g: &Globals, command: Command) -> Result<()> {
             g.load_config()?;
             print_out("Configuration validation complete")
         }
-        Command::Doctor { format } => doctor::doctor(g, format.format.into()).await,
+        Command::Doctor { format } => doctor::doctor(g, format.into()).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "nodepool", &mut out);
