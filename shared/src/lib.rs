@@ -6,6 +6,7 @@
 
 pub mod cloud;
 pub mod config;
+pub mod diagnostics;
 pub mod listing;
 pub mod model;
 pub mod pyfmt;

@@ -1063,6 +1063,61 @@ async fn admin_request_log_records_arrivals_in_order() {
     sim.shutdown().await.unwrap();
 }
 
+/// `os-getConsoleOutput`: a booting server has only the kernel's first lines, an active
+/// one a whole boot log ending at its login prompt (serial-console `\r\n` line ends and
+/// colour escapes included), one in ERROR a kernel panic with its fault; `length` keeps
+/// the last lines; an unknown server is 404.
+#[tokio::test]
+async fn console_output_follows_the_server() {
+    let sim = start().await;
+    sim.admin().update_knobs(|k| k.boot_delay_ms = 300);
+    let c = Client::login(&sim).await;
+    let (_, v) = c.create_server("np0000000042", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let console = |length: Value| {
+        let c = &c;
+        let id = id.clone();
+        async move {
+            let (st, v) = c
+                .post(
+                    &format!("/compute/v2.1/servers/{id}/action"),
+                    json!({"os-getConsoleOutput": {"length": length}}),
+                )
+                .await;
+            assert_eq!(st, 200, "{v}");
+            v["output"].as_str().unwrap().to_string()
+        }
+    };
+    let booting = console(Value::Null).await;
+    assert!(booting.contains("Linux version"), "{booting}");
+    assert!(!booting.contains("login:"), "{booting}");
+    c.wait_server(&id).await;
+    let full = console(Value::Null).await;
+    assert!(full.contains("np0000000042 login: \r\n"), "{full}");
+    assert!(full.contains(&id), "{full}");
+    assert!(full.contains("\u{1b}[0;32m  OK  \u{1b}[0m"), "{full}");
+    assert!(full.lines().count() > 20, "{full}");
+    let tail = console(json!(3)).await;
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+    assert!(full.ends_with(&tail), "{tail}");
+    assert_eq!(console(json!("2")).await.lines().count(), 2);
+    assert_eq!(console(json!(-1)).await, full);
+    sim.admin()
+        .fail_server(&id, Some("Hypervisor went away"))
+        .unwrap();
+    let failed = console(Value::Null).await;
+    assert!(failed.contains("Kernel panic"), "{failed}");
+    assert!(failed.contains("Hypervisor went away"), "{failed}");
+    let (st, _) = c
+        .post(
+            "/compute/v2.1/servers/nope/action",
+            json!({"os-getConsoleOutput": {}}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    sim.shutdown().await.unwrap();
+}
+
 /// `PUT /admin/availability-zones` changes Nova's zones at run time: the zone list
 /// shows the new ones and a create naming an old zone gets Nova's 400; bad bodies are
 /// refused.

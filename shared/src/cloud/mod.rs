@@ -6,6 +6,7 @@
 //!
 //! * [`setup`]: the one constructor of a provider's driver (launcher, builder, CLI).
 //! * [`clouds_yaml`]: clouds.yaml search and parsing, credentials as [`Secret`]s.
+//! * [`console`]: server console logs for operators (driver per provider, safe text).
 //! * [`addresses`]: a server's node addresses, as openstacksdk computes them.
 //! * [`auth`]: Keystone v3 token request/reply and service-catalog endpoint selection.
 //! * [`transport`]: one HTTP request per call, rate limit, token renewal, statsd timer.
@@ -31,6 +32,7 @@
 pub mod addresses;
 pub mod auth;
 pub mod clouds_yaml;
+pub mod console;
 pub mod error;
 pub mod flavor;
 pub mod openstack;

@@ -742,10 +742,15 @@ async fn server_action(
         .unwrap_or_default();
     let r = match action.as_str() {
         "os-getConsoleOutput" => {
-            let output = format!(
-                "[    0.000000] Linux version 6.1.0-sim (openstack-sim)\n[    1.000000] {} login: \n",
-                s.name
-            );
+            let length = body
+                .get("os-getConsoleOutput")
+                .and_then(|a| a.get("length"))
+                .and_then(|l| match l {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(t) => t.parse().ok(),
+                    _ => None,
+                });
+            let output = super::console::console_output(&g.world, s, s.status, length);
             json_response(StatusCode::OK, json!({"output": output}))
         }
         "reboot" | "os-start" | "os-stop" => StatusCode::ACCEPTED.into_response(),
