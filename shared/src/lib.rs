@@ -7,8 +7,10 @@
 pub mod cloud;
 pub mod config;
 pub mod listing;
+pub mod logging;
 pub mod model;
 pub mod ssh;
 pub mod stats;
 pub mod testing;
+pub mod version;
 pub mod zk;

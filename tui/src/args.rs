@@ -23,7 +23,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/nodepool/nodepool.yaml";
 /// zookeeper-timeout), or given with `--zk` (then `--chroot` and the `--tls-*` files
 /// apply). Without either, /etc/nodepool/nodepool.yaml is read.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "nodepool-tui", version)]
+#[command(name = "nodepool-tui", version = nodepool_shared::version::LONG)]
 pub struct Args {
     /// Nodepool configuration file (for ZooKeeper settings and label min-ready).
     #[arg(short = 'c', long = "config", value_name = "CONFIG")]

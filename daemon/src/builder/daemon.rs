@@ -35,7 +35,7 @@ use super::plan;
 use super::upload::{local_file, mark_active, upload_image, UploadJob};
 
 /// The version written into the component record (the Nodepool release we mirror).
-pub const COMPONENT_VERSION: &str = "11.0.0";
+pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
 /// How long a stop waits for running builds and uploads to wind down.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
