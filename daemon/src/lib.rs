@@ -3,4 +3,5 @@
 pub mod builder;
 pub mod cli;
 pub mod launcher;
+pub mod service;
 pub mod webapp;

@@ -316,7 +316,7 @@ async fn binary_builds_uploads_and_emits_metrics() {
         .env("STATSD_HOST", "127.0.0.1")
         .env("STATSD_PORT", statsd_port.to_string())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nodepool-builder");
@@ -766,11 +766,12 @@ async fn bench_upload_1gib() {
     w.write_config("nodepool.yaml", "images", &cfg);
     let bin = tokio::task::spawn_blocking(builder_binary).await.unwrap();
     let child = Command::new(bin)
+        .arg("-f")
         .arg("-c")
         .arg(w.path("nodepool.yaml"))
         .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();

@@ -46,6 +46,9 @@ pub struct LauncherOptions {
     pub hostname: Option<String>,
     /// Called with the web API's bound address.
     pub web_bound: Option<Arc<Mutex<Option<SocketAddr>>>>,
+    /// Notified once, after the first full pass (ZooKeeper connected, config loaded,
+    /// launcher and pool components registered): systemd's `READY=1`.
+    pub on_ready: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl LauncherOptions {
@@ -60,6 +63,7 @@ impl LauncherOptions {
             statsd: None,
             hostname: None,
             web_bound: None,
+            on_ready: None,
         }
     }
 }
@@ -162,6 +166,9 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         main.min_ready.pass(&ctx).await;
         if !ready.swap(true, Ordering::AcqRel) {
             tracing::info!("launcher ready");
+            if let Some(n) = &opts.on_ready {
+                n.notify_one();
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

@@ -71,7 +71,7 @@ pub struct LogOptions {
 }
 
 /// The installed logging: reopen its files on SIGHUP.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Logging {
     sinks: Vec<Arc<sink::Sink>>,
     /// Notes about the config (e.g. a logger naming a Python-only library), to log once

@@ -1,0 +1,489 @@
+//! The daemons run as services, as Python Nodepool's do: Nodepool's daemon flags
+//! (`-d`, `-f`, `-p`, `-l`) with its meaning — detaching with a pidfile, a stale pidfile
+//! replaced and a live one refused —, systemd's notify protocol (READY=1 only once
+//! registered in ZooKeeper, WATCHDOG=1, STOPPING=1, in that order), Python dictConfig
+//! logging with files that follow logrotate and SIGHUP, JSON log lines, and one version
+//! story across `--version` and the component records. Real ZooKeeper, real binaries.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nodepool_shared::model::ComponentKind;
+use nodepool_shared::testing::TestZk;
+use nodepool_shared::zk::ZkStore;
+use nodepool_tests::daemons::{wait_for, workspace_bin, DaemonProc};
+
+/// A temp dir with a `nodepool.yaml` on the test ZooKeeper (no providers: a launcher
+/// with nothing to launch still connects, registers and becomes ready) and an
+/// `images-dir` for the builder.
+struct Env {
+    dir: tempfile::TempDir,
+    zk: TestZk,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let zk = TestZk::shared().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (host, port) = zk
+            .plain_hosts()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+            .expect("host:port");
+        let config = format!(
+            "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n\
+             zookeeper-timeout: 10\nimages-dir: {images}\n\
+             labels: []\nproviders: []\ndiskimages: []\n",
+            chroot = zk.chroot(),
+            images = dir.path().join("images").display(),
+        );
+        std::fs::write(dir.path().join("nodepool.yaml"), config).expect("config");
+        Env { dir, zk }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(workspace_bin(bin));
+        cmd.arg("-c").arg(self.path("nodepool.yaml"));
+        if bin == "nodepool-launcher" {
+            cmd.arg("--no-webapp");
+        }
+        cmd.env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
+        cmd
+    }
+
+    async fn store(&self) -> ZkStore {
+        ZkStore::new(self.zk.client().await)
+    }
+
+    /// Writes a dictConfig with one handler of `class` writing to `file`.
+    fn logconfig(&self, class: &str, file: &Path) -> PathBuf {
+        let p = self.path(&format!(
+            "logging-{}.yaml",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(
+            &p,
+            format!(
+                "version: 1\nformatters:\n  simple:\n    class: nodepool.logconfig.MultiLineFormatter\n    \
+                 format: '%(asctime)s %(levelname)s %(name)s: %(message)s'\nhandlers:\n  file:\n    \
+                 class: {class}\n    filename: {file}\n    formatter: simple\nloggers:\n  nodepool:\n    \
+                 level: INFO\n    handlers: [file]\n  kazoo:\n    level: WARNING\n    handlers: [file]\n\
+                 root:\n  handlers: []\n",
+                file = file.display()
+            ),
+        )
+        .expect("logging config");
+        p
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn pid_of(p: &Path) -> Option<i32> {
+    read(p).trim().parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) of a daemon this test started.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Kills a detached daemon (not our child) when a test fails half-way.
+struct Detached(i32);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            signal(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+async fn wait_gone(pid: i32, what: &str) {
+    wait_for(what, Duration::from_secs(30), || async move {
+        (!alive(pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .then_some(())
+    })
+    .await;
+}
+
+/// Without `-d`/`-f` the launcher detaches as Python Nodepool's does: the command
+/// returns once the daemon (in a session of its own, cwd `/`) holds the pidfile; a second
+/// start on a live pidfile is refused with a clear message; a stale pidfile is replaced;
+/// SIGTERM stops it and the pidfile goes. Relative paths keep working after `chdir /`.
+#[tokio::test]
+async fn launcher_detaches_with_a_pidfile_like_nodepool() {
+    let env = Env::new().await;
+    let pidfile = env.path("launcher.pid");
+    let log = env.path("launcher.log");
+    let logconfig = env.logconfig("logging.handlers.WatchedFileHandler", &log);
+    // A stale pidfile (no such process) is replaced.
+    std::fs::write(&pidfile, "99999999\n").unwrap();
+    let start = || {
+        env.command("nodepool-launcher")
+            .current_dir(env.dir.path())
+            .args(["-p", "launcher.pid", "-l"])
+            .arg(logconfig.file_name().unwrap())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nodepool-launcher")
+    };
+    let out = start();
+    assert!(out.status.success(), "{out:?}");
+    let pid = pid_of(&pidfile).expect("pidfile written before the command returned");
+    let _guard = Detached(pid);
+    assert!(alive(pid));
+    // Detached: its own session, not our child, cwd `/`.
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    // SAFETY: getsid(0) has no preconditions.
+    let our_session = unsafe { libc::getsid(0) };
+    assert_ne!(
+        fields[3],
+        our_session.to_string(),
+        "a session of its own: {stat}"
+    );
+    assert_eq!(
+        fields[2], fields[3],
+        "the new session's process group: {stat}"
+    );
+    assert_ne!(
+        fields[3],
+        pid.to_string(),
+        "not a session leader (double fork): {stat}"
+    );
+    assert_ne!(fields[1], std::process::id().to_string());
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/")
+    );
+    // It works: registered in ZooKeeper with the one version story.
+    let store = env.store().await;
+    let launcher = wait_for("launcher component", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            store
+                .components(ComponentKind::Launcher)
+                .await
+                .ok()?
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    let version = launcher.component.version.unwrap_or_default();
+    assert_eq!(version, nodepool_shared::version::COMPONENT_VERSION);
+    assert!(version.starts_with("11.0.0+rust."), "{version}");
+    // A second start refuses: the pidfile names a running process.
+    let out = start();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("names process {pid}, which is running")),
+        "{err}"
+    );
+    assert_eq!(pid_of(&pidfile), Some(pid));
+    // SIGTERM: a graceful stop, the pidfile removed, the component gone.
+    signal(pid, libc::SIGTERM);
+    wait_gone(pid, "launcher exit").await;
+    wait_for("pidfile removed", Duration::from_secs(10), || async {
+        (!pidfile.exists()).then_some(())
+    })
+    .await;
+    let text = read(&log);
+    assert!(
+        text.contains(" INFO nodepool.launcher.daemon: launcher started"),
+        "{text}"
+    );
+    assert!(text.contains("launcher stopped"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour codes in a log file:\n{text}"
+    );
+}
+
+/// A failing start of a detaching daemon is reported by the command itself (exit 1 and
+/// the reason on stderr), before anything detaches.
+#[tokio::test]
+async fn detaching_start_errors_reach_the_terminal() {
+    let env = Env::new().await;
+    let bad = env.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: 1\nhandlers:\n  h:\n    class: logging.handlers.SysLogHandler\n",
+    )
+    .unwrap();
+    for bin in ["nodepool-launcher", "nodepool-builder"] {
+        let out = env
+            .command(bin)
+            .arg("-p")
+            .arg(env.path("x.pid"))
+            .arg("-l")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("line 4: `handlers.h.class`: handler class `logging.handlers.SysLogHandler` is not supported"),
+            "{bin}: {err}"
+        );
+        let good = env.logconfig("logging.FileHandler", &env.path(&format!("{bin}.log")));
+        let out = Command::new(workspace_bin(bin))
+            .args(["-c", "/nonexistent/nodepool.yaml", "-p"])
+            .arg(env.path("x.pid"))
+            .arg("-l")
+            .arg(good)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/nonexistent/nodepool.yaml"), "{bin}: {err}");
+        assert!(!env.path("x.pid").exists());
+    }
+}
+
+/// What a `NOTIFY_SOCKET` received, in order.
+fn notifications(sock: &UnixDatagram) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        out.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+/// `Type=notify`: READY=1 is sent only once the component is registered in ZooKeeper,
+/// WATCHDOG=1 keeps coming at half of `WATCHDOG_USEC`, STOPPING=1 comes on SIGTERM —
+/// in that order — for both daemons.
+#[tokio::test]
+async fn systemd_notify_ready_watchdog_stopping() {
+    let env = Env::new().await;
+    let store = env.store().await;
+    for (bin, kind) in [
+        ("nodepool-launcher", ComponentKind::Launcher),
+        ("nodepool-builder", ComponentKind::Builder),
+    ] {
+        let sock_path = env.path(&format!("{bin}.notify"));
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut cmd = env.command(bin);
+        cmd.arg("-f")
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "400000");
+        let mut d = DaemonProc::spawn(cmd, &env.path(&format!("{bin}.out")));
+        let mut seen = Vec::new();
+        let registered_at_ready = wait_for("READY=1", Duration::from_secs(60), || {
+            let got = notifications(&sock);
+            let ready = got.iter().any(|l| l == "READY=1");
+            seen.extend(got);
+            let store = store.clone();
+            async move {
+                if !ready {
+                    return None;
+                }
+                Some(!store.components(kind).await.ok()?.is_empty())
+            }
+        })
+        .await;
+        assert!(
+            registered_at_ready,
+            "{bin}: READY=1 before its component was registered"
+        );
+        assert!(
+            seen.iter().any(|l| l.starts_with("STATUS=ready")),
+            "{bin}: {seen:?}"
+        );
+        // The watchdog keeps pinging (period 400 ms: every 200 ms).
+        wait_for("WATCHDOG=1", Duration::from_secs(10), || {
+            let got = notifications(&sock);
+            let n = got.iter().filter(|l| *l == "WATCHDOG=1").count();
+            seen.extend(got);
+            async move { (n > 0).then_some(()) }
+        })
+        .await;
+        assert!(d.alive());
+        signal(d.pid(), libc::SIGTERM);
+        wait_for("STOPPING=1", Duration::from_secs(30), || {
+            let got = notifications(&sock);
+            let done = got.iter().any(|l| l == "STOPPING=1");
+            seen.extend(got);
+            async move { done.then_some(()) }
+        })
+        .await;
+        assert!(d.stop().await, "{bin} stops after SIGTERM");
+        let pos = |s: &str| seen.iter().position(|l| l == s).unwrap_or(usize::MAX);
+        assert!(pos("READY=1") < pos("WATCHDOG=1"), "{bin}: {seen:?}");
+        assert!(pos("WATCHDOG=1") < pos("STOPPING=1"), "{bin}: {seen:?}");
+        assert_eq!(
+            seen.iter().filter(|l| *l == "READY=1").count(),
+            1,
+            "{bin}: {seen:?}"
+        );
+    }
+}
+
+/// `-l` with Python's dictConfig: Nodepool's line format and logger names in the file,
+/// a `WatchedFileHandler` reopening the path after logrotate moved the file, a plain
+/// `FileHandler` reopening on SIGHUP; and `--log-format json` writing one JSON object per
+/// line; no colour codes anywhere.
+#[tokio::test]
+async fn python_logging_config_logrotate_sighup_and_json() {
+    let env = Env::new().await;
+    let watched = env.path("watched.log");
+    let plain = env.path("plain.log");
+    let lw = env.logconfig("logging.handlers.WatchedFileHandler", &watched);
+    let lp = env.logconfig("logging.FileHandler", &plain);
+    // A second handler in one config: both files from one launcher.
+    let both = env.path("both.yaml");
+    let text = read(&lw).replace(
+        "handlers:\n  file:",
+        &format!("handlers:\n  plain:\n    class: logging.FileHandler\n    filename: {}\n    formatter: simple\n  file:", plain.display()),
+    ).replace("handlers: [file]\n  kazoo", "handlers: [file, plain]\n  kazoo");
+    std::fs::write(&both, text).unwrap();
+    let _ = lp;
+    let mut cmd = env.command("nodepool-launcher");
+    cmd.arg("-f").arg("-l").arg(&both);
+    let d = DaemonProc::spawn(cmd, &env.path("launcher.out"));
+    let line_re = regex::Regex::new(
+        r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO nodepool\.launcher\.daemon: launcher ready$",
+    )
+    .unwrap();
+    for f in [&watched, &plain] {
+        wait_for(
+            "launcher ready in the log file",
+            Duration::from_secs(60),
+            || async { line_re.is_match(&read(f)).then_some(()) },
+        )
+        .await;
+    }
+    // logrotate moves both files; SIGUSR2 logs a state dump.
+    std::fs::rename(&watched, env.path("watched.log.1")).unwrap();
+    std::fs::rename(&plain, env.path("plain.log.1")).unwrap();
+    signal(d.pid(), libc::SIGUSR2);
+    wait_for(
+        "state dump in the new watched file",
+        Duration::from_secs(30),
+        || async {
+            read(&watched)
+                .contains("nodepool-launcher state dump")
+                .then_some(())
+        },
+    )
+    .await;
+    // The plain FileHandler kept writing to the moved file…
+    assert!(!plain.exists());
+    assert!(read(&env.path("plain.log.1")).contains("state dump"));
+    // …until SIGHUP.
+    signal(d.pid(), libc::SIGHUP);
+    wait_for("plain file reopened", Duration::from_secs(30), || async {
+        plain.exists().then_some(())
+    })
+    .await;
+    signal(d.pid(), libc::SIGUSR2);
+    wait_for(
+        "state dump in the new plain file",
+        Duration::from_secs(30),
+        || async { read(&plain).contains("state dump").then_some(()) },
+    )
+    .await;
+    // Multi-line messages repeat the prefix (Nodepool's MultiLineFormatter).
+    let dump = read(&watched);
+    let lines: Vec<&str> = dump
+        .lines()
+        .filter(|l| l.contains("nodepool.launcher.daemon:"))
+        .collect();
+    assert!(lines.len() > 3, "{dump}");
+    assert!(d.stop().await);
+    assert_eq!(
+        read(&env.path("launcher.out")),
+        "",
+        "nothing on stdout/stderr with -l"
+    );
+    for f in [&watched, &plain, &env.path("watched.log.1")] {
+        assert!(!read(f).contains('\x1b'), "colour codes in {}", f.display());
+    }
+
+    // --log-format json, foreground without -l: Nodepool's stdout logging as JSON lines.
+    let mut cmd = env.command("nodepool-launcher");
+    cmd.args(["-f", "--log-format", "json"]);
+    let out = env.path("json.out");
+    let d = DaemonProc::spawn(cmd, &out);
+    wait_for("ready", Duration::from_secs(60), || async {
+        read(&out).contains("launcher ready").then_some(())
+    })
+    .await;
+    assert!(d.stop().await);
+    let text = read(&out);
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+        assert!(
+            v["logger"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("nodepool.")),
+            "{line}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#""message":"launcher ready""#)),
+        "{text}"
+    );
+}
+
+/// Every binary's `--version` tells the same story: our version and the Nodepool
+/// release we are compatible with (which is also what the component records carry).
+#[test]
+fn every_binary_reports_one_version() {
+    let want = format!(
+        "{} (Nodepool in Rust; compatible with Nodepool {})",
+        env!("CARGO_PKG_VERSION"),
+        nodepool_shared::version::NODEPOOL_COMPAT
+    );
+    for bin in [
+        "nodepool-launcher",
+        "nodepool-builder",
+        "nodepool",
+        "nodepool-tui",
+        "openstack-sim",
+        "zuul-sim",
+    ] {
+        let path = workspace_bin(bin);
+        let out = Command::new(&path).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{bin}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{bin} {want}\n")
+        );
+    }
+}
