@@ -3,5 +3,6 @@
 pub mod builder;
 pub mod cli;
 pub mod launcher;
+pub mod metrics;
 pub mod service;
 pub mod webapp;

@@ -178,7 +178,11 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
             text.contains(" INFO nodepool.").then_some(text)
         })
         .unwrap_or_else(|| panic!("{} has no INFO line", path.display()));
-        assert!(!log.contains('\x1b'), "escape codes in {}:\n{log}", path.display());
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
+        );
     }
 
     // Ctrl-C: SIGINT to the whole foreground process group.

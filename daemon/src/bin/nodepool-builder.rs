@@ -14,7 +14,7 @@ use clap::Parser;
 use nodepool_daemon::builder::{self, BuilderOptions};
 use nodepool_daemon::service::{self, absolute, notify, DaemonArgs};
 use nodepool_shared::config::ConfigSource;
-use nodepool_shared::stats::Statsd;
+use nodepool_shared::stats::{Metrics, Statsd};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
@@ -60,6 +60,10 @@ struct Args {
     /// Number of concurrent uploads.
     #[arg(long, default_value_t = 4)]
     upload_workers: usize,
+    /// Serve Prometheus `/metrics` and a `/health` check (200 while running and connected
+    /// to ZooKeeper, else 503) on this address, e.g. 127.0.0.1:9105 (off by default).
+    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Accepted for compatibility: there is no REPL (SIGUSR2 logs the activity instead).
     #[arg(long = "repl")]
     repl: bool,
@@ -89,7 +93,7 @@ fn options(args: &Args) -> Result<BuilderOptions, String> {
     opts.retry_delay = args.retry_delay;
     opts.scan_interval = args.scan_interval;
     opts.config_check_interval = args.config_check_interval;
-    opts.statsd = statsd;
+    opts.statsd = statsd.with_prometheus(std::sync::Arc::new(Metrics::new()));
     Ok(opts)
 }
 
@@ -128,14 +132,15 @@ fn main() -> ExitCode {
     svc.started();
     let code = runtime.block_on(async {
         let _hup = svc.spawn_sighup();
-        run(opts).await
+        run(opts, args.metrics_listen).await
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(svc);
     code
 }
 
-async fn run(opts: BuilderOptions) -> ExitCode {
+async fn run(opts: BuilderOptions, metrics_listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let metrics = opts.statsd.prometheus().cloned();
     let (mut term, mut int, mut usr2) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -154,6 +159,18 @@ async fn run(opts: BuilderOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop_listener = tokio_util::sync::CancellationToken::new();
+    if let (Some(addr), Some(metrics)) = (metrics_listen, metrics) {
+        let health: nodepool_daemon::metrics::Health = std::sync::Arc::new(handle.health());
+        if let Err(e) =
+            nodepool_daemon::metrics::serve_builder(addr, metrics, health, stop_listener.clone())
+                .await
+        {
+            error!("{e}");
+            handle.stop();
+            return ExitCode::FAILURE;
+        }
+    }
     notify::ready("ready: connected to ZooKeeper, builder registered");
     // systemd's watchdog runs from READY=1 on.
     let watchdog = notify::spawn_watchdog();
@@ -169,6 +186,7 @@ async fn run(opts: BuilderOptions) -> ExitCode {
         w.abort();
     }
     handle.stop();
+    stop_listener.cancel();
     handle.wait().await;
     ExitCode::SUCCESS
 }

@@ -122,6 +122,17 @@ impl BuilderHandle {
         self.ctx.cancel.cancel();
     }
 
+    /// The health check (`/health` of the metrics listener): not stopping, and connected
+    /// to ZooKeeper.
+    pub fn health(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let ctx = self.ctx.clone();
+        move || {
+            !ctx.cancel.is_cancelled()
+                && ctx.store.client().status().state
+                    == nodepool_shared::zk::ConnectionState::Connected
+        }
+    }
+
     /// Waits until the builder has stopped.
     pub async fn wait(self) {
         let _ = self.task.await;

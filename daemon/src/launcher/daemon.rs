@@ -128,6 +128,13 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         .clone()
         .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
     let (config_tx, config_rx) = watch::channel(config.clone());
+    // Prometheus (`/metrics`): the statsd calls' series plus gauges from the cache.
+    let mut metrics = nodepool_shared::stats::Metrics::new();
+    metrics.register_collector(Box::new(crate::metrics::LauncherCollector::new(
+        cache.clone(),
+        config_rx.clone(),
+    )));
+    let statsd = statsd.with_prometheus(Arc::new(metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let ctx_cancel = cancel.child_token();
     let ctx = Arc::new(LauncherContext {
@@ -253,7 +260,10 @@ fn spawn_webapp(
     bound: Option<Arc<Mutex<Option<SocketAddr>>>>,
 ) -> JoinHandle<()> {
     let addr = format!("{}:{}", config.webapp.listen_address, config.webapp.port);
-    let state = crate::webapp::WebState::new(ctx.cache.clone(), ctx.ready.clone());
+    let mut state = crate::webapp::WebState::new(ctx.cache.clone(), ctx.ready.clone());
+    if let Some(m) = ctx.statsd.prometheus() {
+        state = state.with_metrics(m.clone());
+    }
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {
         let Ok(addr) = addr.parse::<SocketAddr>() else {
