@@ -330,6 +330,24 @@ mod tests {
             "nodepool.tenant_limits.ten_ant.volume-gb"
         );
         assert_eq!(leaked("p", "ports"), "nodepool.provider.p.leaked.ports");
+        use crate::stats::prometheus::{Fam, MetricKey};
+        let s = leaked("p", "ports").series().cloned().unwrap();
+        assert_eq!(s.fam, Fam::Leaked);
+        assert_eq!(
+            s.labels,
+            [
+                ("provider", "p".to_string()),
+                ("resource", "ports".to_string())
+            ]
+        );
+        let keys = launch_keys("p", Some("az1"), Some("a:b"), "error.quota");
+        let s = keys[0].series().unwrap();
+        assert_eq!(s.fam, Fam::LaunchDuration);
+        assert_eq!(s.labels[2], ("requestor", "a_b".to_string()));
+        assert!(
+            keys[1..].iter().all(|k| k.series().is_none()),
+            "one observation per launch"
+        );
         assert_eq!(
             zk_connection_queue("h"),
             "nodepool.launcher.h.zk.client.connection_queue"
