@@ -487,3 +487,155 @@ fn every_binary_reports_one_version() {
         );
     }
 }
+
+/// `scripts/package --debug` builds the Debian package from the debug binaries (the
+/// same code as a release build, quicker in CI). Its contents: the four binaries, man
+/// pages and completions generated from their clap definitions, the systemd units, the
+/// example config, the maintainer scripts; the binaries run from the unpacked tree
+/// (`--version`, `config-validate` on the shipped example) and the units pass
+/// `systemd-analyze verify` where systemd is installed.
+#[test]
+fn debian_package_contents_and_binaries() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(root.join("scripts/package"))
+        .args(["--debug", "--out"])
+        .arg(dir.path())
+        .current_dir(root)
+        .output()
+        .expect("run scripts/package");
+    assert!(out.status.success(), "scripts/package: {out:?}");
+    let deb = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(deb.starts_with(dir.path()) && deb.exists(), "{deb:?}");
+    let info = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let control = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(control.contains("Package: nodepool\n"), "{control}");
+    assert!(
+        control.contains(&format!("Version: {}\n", env!("CARGO_PKG_VERSION"))),
+        "{control}"
+    );
+    let tree = dir.path().join("root");
+    assert!(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tree)
+        .status()
+        .unwrap()
+        .success());
+    let ctl = dir.path().join("control");
+    assert!(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&ctl)
+        .status()
+        .unwrap()
+        .success());
+    for f in [
+        "usr/bin/nodepool",
+        "usr/bin/nodepool-launcher",
+        "usr/bin/nodepool-builder",
+        "usr/bin/nodepool-tui",
+        "usr/share/man/man1/nodepool.1.gz",
+        "usr/share/man/man1/nodepool-launcher.1.gz",
+        "usr/share/man/man1/nodepool-builder.1.gz",
+        "usr/share/man/man1/nodepool-tui.1.gz",
+        "usr/share/bash-completion/completions/nodepool",
+        "usr/share/zsh/vendor-completions/_nodepool-launcher",
+        "usr/share/fish/vendor_completions.d/nodepool-builder.fish",
+        "lib/systemd/system/nodepool-launcher.service",
+        "lib/systemd/system/nodepool-builder.service",
+        "etc/nodepool/nodepool.yaml",
+        "etc/nodepool/logging.example.yaml",
+        "etc/default/nodepool",
+        "usr/share/doc/nodepool/CHANGELOG.md",
+        "usr/share/doc/nodepool/docs/installation.md",
+    ] {
+        assert!(tree.join(f).is_file(), "{f} missing from the package");
+    }
+    let conffiles = read(&ctl.join("conffiles"));
+    assert!(
+        conffiles.contains("/etc/nodepool/nodepool.yaml"),
+        "{conffiles}"
+    );
+    assert!(read(&ctl.join("postinst")).contains("adduser --system"));
+    // The man page is the binary's own --help, with the daemon flags.
+    let man = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc {}",
+            tree.join("usr/share/man/man1/nodepool-launcher.1.gz")
+                .display()
+        ))
+        .output()
+        .unwrap();
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains("nodaemon") && man.contains("logconfig") && man.contains("pidfile"),
+        "{man}"
+    );
+    // The unpacked binaries run.
+    for b in [
+        "nodepool",
+        "nodepool-launcher",
+        "nodepool-builder",
+        "nodepool-tui",
+    ] {
+        let out = Command::new(tree.join("usr/bin").join(b))
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{b} --version: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("{b} {}", env!("CARGO_PKG_VERSION"))));
+    }
+    let out = Command::new(tree.join("usr/bin/nodepool"))
+        .arg("-c")
+        .arg(tree.join("etc/nodepool/nodepool.yaml"))
+        .arg("config-validate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "config-validate of the example: {out:?}"
+    );
+    let logging = tree.join("etc/nodepool/logging.example.yaml");
+    let parsed = nodepool_shared::logging::LogConfig::load(&logging);
+    assert!(parsed.is_ok(), "{parsed:?}");
+    // systemd's own check of the units, against the unpacked tree.
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
+        return;
+    }
+    // The units name /usr/bin/…: point them at the unpacked binaries.
+    let units_dir = dir.path().join("units");
+    std::fs::create_dir_all(&units_dir).unwrap();
+    let mut units = Vec::new();
+    for u in ["nodepool-launcher.service", "nodepool-builder.service"] {
+        let text = read(&tree.join("lib/systemd/system").join(u))
+            .replace("/usr/bin/", &format!("{}/", tree.join("usr/bin").display()));
+        std::fs::write(units_dir.join(u), text).unwrap();
+        units.push(units_dir.join(u));
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(&units)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("nodepool"),
+        "systemd-analyze verify: {out:?}"
+    );
+}

@@ -6,13 +6,13 @@
 //! is ready. SIGINT/SIGTERM stop it gracefully; SIGUSR2 logs the current activity;
 //! SIGHUP reopens the log files.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use nodepool_daemon::builder::{self, BuilderOptions};
-use nodepool_daemon::service::{self, absolute, notify, DaemonArgs};
+use nodepool_daemon::service::args::BuilderArgs as Args;
+use nodepool_daemon::service::{self, absolute, notify};
 use nodepool_shared::config::ConfigSource;
 use nodepool_shared::stats::{Metrics, Statsd};
 use tokio::signal::unix::{signal, SignalKind};
@@ -20,68 +20,6 @@ use tracing::{error, info};
 
 /// Nodepool's app name for the builder: its default pidfile and log file names.
 const APP: &str = "nodepool-builder";
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{s}` is not a non-negative number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "nodepool-builder",
-    version = nodepool_shared::version::LONG,
-    about = "Build diskimages and upload them to the providers (Nodepool 11 compatible).",
-    long_about = "Build diskimages and upload them to the providers (Nodepool 11 compatible).\n\n\
-        Without -d or -f it detaches (pidfile -p, default \
-        /var/run/nodepool/nodepool-builder.pid) and logs to \
-        /var/log/nodepool/nodepool-builder.log; -f stays in the foreground logging to stdout, \
-        -d also logs at DEBUG; -l reads a Python logging config (YAML dictConfig). Under \
-        systemd Type=notify it sends READY=1 once registered in ZooKeeper. SIGHUP reopens \
-        the log files. SIGINT/SIGTERM stop gracefully \
-        (a running build is killed and recorded failed, locks are released); SIGUSR2 \
-        logs the current builds, uploads and counters. statsd: STATSD_HOST/STATSD_PORT. \
-        clouds.yaml: OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack."
-)]
-struct Args {
-    /// Path to the config file.
-    #[arg(short = 'c', default_value = "/etc/nodepool/nodepool.yaml")]
-    config: PathBuf,
-    /// Path to the secure config file.
-    #[arg(short = 's')]
-    secure: Option<PathBuf>,
-    /// Number of concurrent builds.
-    #[arg(long, default_value_t = 1)]
-    build_workers: usize,
-    /// Number of concurrent uploads.
-    #[arg(long, default_value_t = 4)]
-    upload_workers: usize,
-    /// Serve Prometheus `/metrics` and a `/health` check (200 while running and connected
-    /// to ZooKeeper, else 503) on this address, e.g. 127.0.0.1:9105 (off by default).
-    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
-    metrics_listen: Option<std::net::SocketAddr>,
-    /// Accepted for compatibility: there is no REPL (SIGUSR2 logs the activity instead).
-    #[arg(long = "repl")]
-    repl: bool,
-    #[command(flatten)]
-    daemon: DaemonArgs,
-    /// Seconds between cleanup passes.
-    #[arg(long, default_value = "60", value_parser = seconds)]
-    cleanup_interval: Duration,
-    /// Seconds to wait after a failed build or upload before retrying that image.
-    #[arg(long, default_value = "10", value_parser = seconds)]
-    retry_delay: Duration,
-    /// Seconds between safety-net scheduler passes (ZooKeeper watches trigger the rest).
-    #[arg(long, default_value = "60", value_parser = seconds)]
-    scan_interval: Duration,
-    /// Seconds between checks of the config files for changes.
-    #[arg(long, default_value = "5", value_parser = seconds)]
-    config_check_interval: Duration,
-}
 
 fn options(args: &Args) -> Result<BuilderOptions, String> {
     let statsd = Statsd::from_env().map_err(|e| format!("statsd: {e}"))?;

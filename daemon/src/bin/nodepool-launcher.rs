@@ -3,7 +3,6 @@
 //! unless `-d`/`-f` (pidfile `-p`, default `/var/run/nodepool/nodepool.pid`), logs as
 //! `-l`'s Python logging config says, and tells systemd when it is ready.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,66 +10,13 @@ use std::time::Duration;
 use clap::Parser;
 use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
 use nodepool_daemon::launcher::runtime::Intervals;
-use nodepool_daemon::service::{self, absolute, notify, DaemonArgs};
+use nodepool_daemon::service::args::LauncherArgs as Args;
+use nodepool_daemon::service::{self, absolute, notify};
 use nodepool_shared::config::ConfigSource;
 use tokio_util::sync::CancellationToken;
 
 /// Nodepool's app name for the launcher: its default pidfile and log file names.
 const APP: &str = "nodepool";
-
-/// Launch and manage cloud nodes for Zuul (Nodepool 11 compatible).
-#[derive(Parser, Debug)]
-#[command(
-    name = "nodepool-launcher",
-    version = nodepool_shared::version::LONG,
-    long_about = "Launch and manage cloud nodes for Zuul (Nodepool 11 compatible).\n\n\
-        Without -d or -f it detaches (pidfile -p, default /var/run/nodepool/nodepool.pid) \
-        and logs to /var/log/nodepool/nodepool.log; -f stays in the foreground logging to \
-        stdout, -d also logs at DEBUG; -l reads a Python logging config (YAML dictConfig). \
-        Under systemd Type=notify it sends READY=1 once connected to ZooKeeper with its \
-        components registered. SIGINT, SIGTERM and SIGUSR1 stop gracefully, SIGUSR2 logs a \
-        state dump, SIGHUP reopens the log files. statsd: STATSD_HOST/STATSD_PORT; \
-        clouds.yaml: --clouds, OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, \
-        /etc/openstack."
-)]
-struct Args {
-    /// Path to the config file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        default_value = "/etc/nodepool/nodepool.yaml"
-    )]
-    config: PathBuf,
-    /// Path to the secure file.
-    #[arg(short = 's', long = "secure")]
-    secure: Option<PathBuf>,
-    /// Do not start the web API.
-    #[arg(long = "no-webapp")]
-    no_webapp: bool,
-    /// Accepted for compatibility: there is no REPL (SIGUSR2 logs a state dump instead).
-    #[arg(long = "repl")]
-    repl: bool,
-    #[command(flatten)]
-    daemon: DaemonArgs,
-    /// clouds.yaml to use (default: the openstacksdk search path, OS_CLIENT_CONFIG_FILE first).
-    #[arg(long = "clouds")]
-    clouds: Option<PathBuf>,
-    /// Test knob: CleanupWorker period in seconds (default 60).
-    #[arg(long = "cleanup-interval", value_name = "SECONDS")]
-    cleanup_interval: Option<f64>,
-    /// Test knob: DeletedNodeWorker fallback period in seconds (default 5).
-    #[arg(long = "delete-interval", value_name = "SECONDS")]
-    delete_interval: Option<f64>,
-    /// Test knob: minimum seconds between stats gauge passes (default 1).
-    #[arg(long = "stats-interval", value_name = "SECONDS")]
-    stats_interval: Option<f64>,
-    /// Test knob: config-file check and min-ready period in seconds (default 1).
-    #[arg(long = "config-check-interval", value_name = "SECONDS")]
-    config_check_interval: Option<f64>,
-    /// Test knob: pool worker fallback tick in seconds (default 1).
-    #[arg(long = "pool-tick", value_name = "SECONDS")]
-    pool_tick: Option<f64>,
-}
 
 fn secs(v: Option<f64>, default: Duration) -> Duration {
     v.filter(|s| s.is_finite() && *s > 0.0)

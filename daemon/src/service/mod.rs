@@ -4,6 +4,7 @@
 //! reopens log files. The launcher's and builder's `main` call [`start`] before building
 //! their async runtime and get back a [`Service`] to report readiness and stop with.
 
+pub mod args;
 pub mod detach;
 pub mod notify;
 pub mod pidfile;
