@@ -184,6 +184,15 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
             path.display()
         );
     }
+    for name in ["openstack-sim", "zuul-sim"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
+        );
+    }
 
     // Ctrl-C: SIGINT to the whole foreground process group.
     let pgid = run.child.id() as i32;
