@@ -41,16 +41,6 @@ impl Gauges {
             .insert(labels, v);
     }
 
-    fn add(&mut self, fam: &'static str, help: &'static str, labels: Labels, v: f64) {
-        *self
-            .0
-            .entry(fam)
-            .or_insert((help, BTreeMap::new()))
-            .1
-            .entry(labels)
-            .or_insert(0.0) += v;
-    }
-
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, (help, series)) in &self.0 {
             let mut fam = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -86,100 +76,108 @@ impl LauncherCollector {
     fn gauges(&self) -> Gauges {
         let mut g = Gauges::default();
         let pools = self.cache.components(ComponentKind::Pool);
-        let mut providers = BTreeSet::new();
-        let mut labels = BTreeSet::new();
-        for c in &pools {
-            if let Some(p) = &c.component.pool {
-                providers.extend(p.provider_name.clone());
-                labels.extend(p.supported_labels.iter().cloned());
-            }
-        }
         let nodes = self.cache.nodes();
-        for n in &nodes {
-            providers.extend(n.node.provider.clone());
-            labels.extend(n.node.node_type.iter().cloned());
-        }
-        for state in NodeState::ALL {
-            let s = || ("state", state.as_str().to_string());
-            g.set(NODES, NODES_HELP, vec![s()], 0.0);
-            for p in &providers {
-                g.set(
-                    PROVIDER_NODES,
-                    PROVIDER_NODES_HELP,
-                    vec![("provider", p.clone()), s()],
-                    0.0,
-                );
-            }
-            for l in &labels {
-                g.set(
-                    LABEL_NODES,
-                    LABEL_NODES_HELP,
-                    vec![("label", l.clone()), s()],
-                    0.0,
-                );
-            }
-        }
-        for n in &nodes {
-            let node = &n.node;
-            let s = || ("state", node.state.as_str().to_string());
-            g.add(NODES, NODES_HELP, vec![s()], 1.0);
-            if let Some(p) = &node.provider {
-                g.add(
-                    PROVIDER_NODES,
-                    PROVIDER_NODES_HELP,
-                    vec![("provider", p.clone()), s()],
-                    1.0,
-                );
-                let pool = node.pool.clone().unwrap_or_default();
-                let at = || vec![("provider", p.clone()), ("pool", pool.clone())];
-                g.add(
-                    "nodepool_pool_nodes",
-                    "Nodes of a provider pool in any state: its usage of max-servers",
-                    at(),
-                    1.0,
-                );
-                for (k, v) in node.resources.iter().flatten() {
-                    if let Some(v) = v.as_f64() {
-                        let mut l = at();
-                        l.push(("resource", k.clone()));
-                        g.add("nodepool_pool_resources", "Quota resources (cores, instances, ram, …) held by a provider pool's nodes", l, v);
-                    }
-                }
-            }
-            let mut seen = BTreeSet::new();
-            for l in &node.node_type {
-                if seen.insert(l) {
-                    g.add(
-                        LABEL_NODES,
-                        LABEL_NODES_HELP,
-                        vec![("label", l.clone()), s()],
-                        1.0,
-                    );
-                }
-            }
-        }
+        self.nodes(&mut g, &pools, &nodes);
         self.requests(&mut g, &pools);
         self.quota(&mut g);
         g
     }
 
+    /// Node gauges. Counted on borrowed names first (one map entry per provider, label
+    /// and pool, not per node), so a scrape of 10,000 nodes allocates little.
+    fn nodes(
+        &self,
+        g: &mut Gauges,
+        pools: &[Arc<nodepool_shared::zk::CachedComponent>],
+        nodes: &[Arc<nodepool_shared::zk::CachedNode>],
+    ) {
+        let mut providers: BTreeSet<&str> = BTreeSet::new();
+        let mut labels: BTreeSet<&str> = BTreeSet::new();
+        for c in pools {
+            if let Some(p) = &c.component.pool {
+                providers.extend(p.provider_name.as_deref());
+                labels.extend(p.supported_labels.iter().map(String::as_str));
+            }
+        }
+        let mut by_state: BTreeMap<NodeState, u64> = BTreeMap::new();
+        let mut by_provider: BTreeMap<(&str, NodeState), u64> = BTreeMap::new();
+        let mut by_label: BTreeMap<(&str, NodeState), u64> = BTreeMap::new();
+        let mut by_pool: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        let mut resources: BTreeMap<(&str, &str, &str), f64> = BTreeMap::new();
+        for n in nodes {
+            let node = &n.node;
+            *by_state.entry(node.state).or_default() += 1;
+            if let Some(p) = node.provider.as_deref() {
+                providers.insert(p);
+                *by_provider.entry((p, node.state)).or_default() += 1;
+                let pool = node.pool.as_deref().unwrap_or("");
+                *by_pool.entry((p, pool)).or_default() += 1;
+                for (k, v) in node.resources.iter().flatten() {
+                    if let Some(v) = v.as_f64() {
+                        *resources.entry((p, pool, k.as_str())).or_default() += v;
+                    }
+                }
+            }
+            // A node counts once per label in its type.
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            for l in &node.node_type {
+                labels.insert(l);
+                if seen.insert(l) {
+                    *by_label.entry((l.as_str(), node.state)).or_default() += 1;
+                }
+            }
+        }
+        for state in NodeState::ALL {
+            let s = ("state", state.as_str().to_string());
+            let n = by_state.get(&state).copied().unwrap_or(0);
+            g.set(NODES, NODES_HELP, vec![s.clone()], n as f64);
+            for p in &providers {
+                let n = by_provider.get(&(*p, state)).copied().unwrap_or(0);
+                let l = vec![("provider", p.to_string()), s.clone()];
+                g.set(PROVIDER_NODES, PROVIDER_NODES_HELP, l, n as f64);
+            }
+            for l in &labels {
+                let n = by_label.get(&(*l, state)).copied().unwrap_or(0);
+                let ls = vec![("label", l.to_string()), s.clone()];
+                g.set(LABEL_NODES, LABEL_NODES_HELP, ls, n as f64);
+            }
+        }
+        for ((p, pool), n) in by_pool {
+            g.set(
+                "nodepool_pool_nodes",
+                "Nodes of a provider pool in any state: its usage of max-servers",
+                vec![("provider", p.to_string()), ("pool", pool.to_string())],
+                n as f64,
+            );
+        }
+        for ((p, pool, r), v) in resources {
+            g.set(
+                "nodepool_pool_resources",
+                "Quota resources (cores, instances, ram, …) held by a provider pool's nodes",
+                vec![
+                    ("provider", p.to_string()),
+                    ("pool", pool.to_string()),
+                    ("resource", r.to_string()),
+                ],
+                v,
+            );
+        }
+    }
+
     fn requests(&self, g: &mut Gauges, pools: &[Arc<nodepool_shared::zk::CachedComponent>]) {
         let requests = self.cache.requests();
         const HELP: &str = "Node requests by state";
+        let mut by_state: BTreeMap<RequestState, u64> = BTreeMap::new();
+        for r in &requests {
+            *by_state.entry(r.request.state).or_default() += 1;
+        }
         for s in RequestState::ALL {
+            let n = by_state.get(&s).copied().unwrap_or(0);
             g.set(
                 "nodepool_requests",
                 HELP,
                 vec![("state", s.as_str().into())],
-                0.0,
-            );
-        }
-        for r in &requests {
-            g.add(
-                "nodepool_requests",
-                HELP,
-                vec![("state", r.request.state.as_str().into())],
-                1.0,
+                n as f64,
             );
         }
         for c in pools {
