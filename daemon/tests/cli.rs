@@ -888,7 +888,10 @@ async fn usage_version_help_and_completions() {
     assert_ok(&o);
     assert_eq!(
         stdout(&o),
-        format!("Nodepool version: {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "nodepool {} (Nodepool in Rust; compatible with Nodepool 11.0.0)\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     let o = run_with(&config, &["no-such-command"]).await;
     assert_eq!(o.status.code(), Some(2));

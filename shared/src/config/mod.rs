@@ -21,7 +21,7 @@ mod reader;
 mod secure;
 mod source;
 mod validate;
-mod yaml;
+pub(crate) mod yaml;
 mod zookeeper;
 
 use std::path::{Path, PathBuf};
