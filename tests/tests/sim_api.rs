@@ -853,6 +853,96 @@ async fn metadata_keypairs_token_validation_and_image_patch() {
     sim.shutdown().await.unwrap();
 }
 
+/// The fake sshd finishes the key exchange as a real sshd does: its ECDH reply is signed
+/// by the server's host key over the exchange hash, and SSH_MSG_NEWKEYS follows it.
+/// Clients that complete the exchange before reading the key — paramiko, so Python
+/// Nodepool's host-key scan — wait for that NEWKEYS (without it they time out).
+#[tokio::test]
+async fn fake_sshd_finishes_the_key_exchange_with_newkeys() {
+    use aws_lc_rs::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, X25519};
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{UnparsedPublicKey as VerifyKey, ED25519};
+    use nodepool_shared::ssh::wire::{self, Deadline, KexInit, Reader, Writer};
+    use sha2::{Digest, Sha256};
+
+    let sim = Simulator::start(SimConfig {
+        ssh_port: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::login(&sim).await;
+    let (_, v) = c.create_server("kex", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&id).await;
+    let ip = s["addresses"]["provider"][0]["addr"].as_str().unwrap();
+    // The listener opens just after the server turns ACTIVE: retry a refused connect.
+    let mut conn = nodepool_tests::daemons::wait_for("fake sshd", Duration::from_secs(5), || {
+        let port = sim.ssh_port();
+        async move { tokio::net::TcpStream::connect((ip, port)).await.ok() }
+    })
+    .await;
+    let (mut rd, mut wr) = conn.split();
+    let dl = Deadline {
+        end: tokio::time::Instant::now() + Duration::from_secs(5),
+        io: Duration::from_secs(5),
+    };
+    let v_c = "SSH-2.0-test_client";
+    wire::write_ident(&mut wr, v_c, &dl).await.unwrap();
+    let i_c = KexInit::build([7; 16], &["curve25519-sha256"], &["ssh-ed25519"]);
+    wire::write_packet(&mut wr, &i_c, &dl).await.unwrap();
+    let v_s = wire::read_ident(&mut rd, &dl).await.unwrap();
+    let i_s = wire::read_message(&mut rd, wire::MSG_KEXINIT, &dl)
+        .await
+        .unwrap();
+    let eph = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new()).unwrap();
+    let q_c = eph.compute_public_key().unwrap().as_ref().to_vec();
+    let mut init = Writer::new(wire::MSG_KEX_ECDH_INIT);
+    init.string(&q_c);
+    wire::write_packet(&mut wr, &init.buf, &dl).await.unwrap();
+    let reply = wire::read_message(&mut rd, wire::MSG_KEX_ECDH_REPLY, &dl)
+        .await
+        .unwrap();
+    let mut r = Reader::new(&reply[1..]);
+    let (k_s, q_s, sig_blob) = (
+        r.string().unwrap().to_vec(),
+        r.string().unwrap().to_vec(),
+        r.string().unwrap().to_vec(),
+    );
+    let shared = agree_ephemeral(eph, UnparsedPublicKey::new(&X25519, &q_s), (), |k| {
+        Ok(k.to_vec())
+    })
+    .unwrap();
+    let mut h = Writer::default();
+    h.string(v_c.as_bytes())
+        .string(v_s.as_bytes())
+        .string(&i_c)
+        .string(&i_s)
+        .string(&k_s)
+        .string(&q_c)
+        .string(&q_s)
+        .mpint(&shared);
+    let hash = Sha256::digest(&h.buf);
+    let mut key = Reader::new(&k_s);
+    assert_eq!(key.string().unwrap(), b"ssh-ed25519");
+    let public = key.string().unwrap();
+    let mut sig = Reader::new(&sig_blob);
+    assert_eq!(sig.string().unwrap(), b"ssh-ed25519");
+    VerifyKey::new(&ED25519, public)
+        .verify(&hash, sig.string().unwrap())
+        .expect("the exchange hash is signed by the host key");
+    // The key blob is the one the admin API reports for the server.
+    use base64::Engine;
+    let line = format!(
+        "ssh-ed25519 {}",
+        base64::engine::general_purpose::STANDARD.encode(&k_s)
+    );
+    assert_eq!(vec![line], sim.admin().host_keys(&id));
+    let newkeys = wire::read_message(&mut rd, wire::MSG_NEWKEYS, &dl).await;
+    assert_eq!(newkeys.unwrap(), vec![wire::MSG_NEWKEYS]);
+    sim.shutdown().await.unwrap();
+}
+
 /// The fake sshd of an ACTIVE server answers our keyscan on the server's loopback address
 /// with the key the admin API reports; it goes away with the server; `ssh_never` keeps
 /// the port closed.
