@@ -9,9 +9,10 @@
 //! host key, derived from its id, and an honest signature of the exchange hash) followed
 //! by SSH_MSG_NEWKEYS as a real sshd does — clients that finish the key exchange before
 //! reading the key (paramiko, so Python Nodepool's scan) wait for it —, then waits for
-//! the client to hang up and closes without reading anything encrypted. A client asking for another key type gets a
-//! DISCONNECT. Knobs: `ssh_delay_ms` (the port opens only that long after the server
-//! became reachable) and `ssh_never` (the address and port stay reserved but closed).
+//! the client to hang up and closes without reading anything encrypted. A client asking
+//! for another key type gets a DISCONNECT. Knobs: `ssh_delay_ms` (the port opens only
+//! that long after the server became reachable) and `ssh_never` (the address and port
+//! stay reserved but closed).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
