@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tokio::io::AsyncBufReadExt;
+
 use nodepool_shared::model::{ComponentKind, NodeState};
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::daemons::{wait_for, workspace_bin, DaemonProc};
+use nodepool_tests::zuul::{FakeZuul, Outcome};
 
 /// A temp dir with a `nodepool.yaml` on the test ZooKeeper (no providers: a launcher
 /// with nothing to launch still connects, registers and becomes ready) and an
@@ -658,208 +661,379 @@ fn python_nodepool_bin() -> Option<PathBuf> {
         .map(|d| d.join("nodepool-launcher"))
 }
 
-/// The migration of docs/migration.md, with the real thing: Python Nodepool 11.0.0's
-/// launcher and ours on one ZooKeeper and one cloud (the simulator), each running its own
-/// provider (the state half-way through moving providers one at a time). Requests for
-/// each provider's label are fulfilled by that side, and each side's CLI lists the
-/// other's nodes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_nodepool_11_launcher_beside_ours() {
-    let Some(py_launcher) = python_nodepool_bin() else {
-        eprintln!("SKIPPED: Python Nodepool 11 is not installed (scripts/lib/deps.sh installs it in target/test-venv)");
-        return;
-    };
-    let py_cli = py_launcher.with_file_name("nodepool");
-    let env = Env::new().await;
-    // The simulator as a process, as Python's openstacksdk meets a real cloud.
-    let clouds = env.path("clouds.yaml");
-    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
-        .arg("--write-clouds-yaml")
-        .arg(&clouds)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start openstack-sim");
-    let text = wait_for("clouds.yaml", Duration::from_secs(30), || async {
-        let t = read(&clouds);
-        t.contains("region_name").then_some(t)
-    })
-    .await;
-    // `private: true`: openstacksdk takes the server's fixed address (the simulator's
-    // are all on loopback) as its interface IP, which Python Nodepool needs.
-    std::fs::write(&clouds, text + "    private: true\n").unwrap();
-    // Python Nodepool insists on TLS to ZooKeeper.
-    let Some(tls) = env.zk.tls_settings() else {
-        eprintln!("SKIPPED: the test ZooKeeper has no TLS port");
-        return;
-    };
-    let (host, port) = tls.hosts[0].clone();
-    let certs = tls.tls.clone().expect("tls files");
-    let config = |provider: &str, label: &str, extra: &str| {
-        format!(
+/// One provider of the side-by-side test: `name` serves `label` from the simulator's
+/// `cirros` image (its sshd on `ssh_port`), with Nodepool's defaults otherwise (host-key checking, automatic
+/// floating IPs) — a config as an operator writes it.
+fn interop_provider(name: &str, label: &str, ssh_port: u16) -> String {
+    format!(
+        "  - name: {name}\n    cloud: sim\n    rate: 0.01\n    boot-timeout: 60\n    launch-timeout: 120\n\
+         \x20   cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n        connection-port: {ssh_port}\n\
+         \x20   pools:\n      - name: main\n        max-servers: 5\n\
+         \x20       labels:\n          - name: {label}\n            cloud-image: cirros\n            min-ram: 512\n"
+    )
+}
+
+/// Python Nodepool 11 beside ours: one ZooKeeper (TLS, which Python requires), one
+/// simulator process, a config file per launcher, and Python's CLI.
+struct SideBySide {
+    env: Env,
+    zk_section: String,
+    sim: tokio::process::Child,
+    sim_url: String,
+    ssh_port: u16,
+    clouds: PathBuf,
+    py_cli: PathBuf,
+    py_yaml: PathBuf,
+    rs_yaml: PathBuf,
+}
+
+impl SideBySide {
+    /// `None` (test skipped) without Python Nodepool or a TLS port on the test ZooKeeper.
+    async fn start() -> Option<SideBySide> {
+        let Some(py_launcher) = python_nodepool_bin() else {
+            eprintln!("SKIPPED: Python Nodepool 11 is not installed (scripts/lib/deps.sh installs it in target/test-venv)");
+            return None;
+        };
+        let env = Env::new().await;
+        let Some(tls) = env.zk.tls_settings() else {
+            eprintln!("SKIPPED: the test ZooKeeper has no TLS port");
+            return None;
+        };
+        let (host, port) = tls.hosts[0].clone();
+        let certs = tls.tls.clone().expect("tls files");
+        let zk_section = format!(
             "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n\
              zookeeper-tls:\n  ca: {ca}\n  cert: {cert}\n  key: {key}\n\
-             labels:\n  - name: py-label\n  - name: rs-label\n\
-             providers:\n  - name: {provider}\n    cloud: sim\n    rate: 0.01\n    boot-timeout: 60\n    launch-timeout: 120\n\
-             \x20   cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n        connection-port: {ssh}\n\
-             \x20   pools:\n      - name: main\n        max-servers: 5\n{extra}\
-             \x20       labels:\n          - name: {label}\n            cloud-image: cirros\n            min-ram: 512\n",
+             labels:\n  - name: py-label\n  - name: rs-label\n",
             chroot = env.zk.chroot(),
             ca = certs.ca.display(),
             cert = certs.cert.display(),
             key = certs.key.display(),
-            ssh = 22,
-        )
-    };
-    let py_yaml = env.path("python.yaml");
-    std::fs::write(
-        &py_yaml,
-        config(
-            "py-provider",
-            "py-label",
-            "        host-key-checking: false\n        auto-floating-ip: false\n        use-internal-ip: true\n",
-        ),
-    )
-    .unwrap();
-    let rs_yaml = env.path("rust.yaml");
-    std::fs::write(
-        &rs_yaml,
-        config(
-            "rs-provider",
-            "rs-label",
-            "        host-key-checking: false\n        auto-floating-ip: false\n",
-        ),
-    )
-    .unwrap();
+        );
+        // The simulator as a process, met over HTTP as a real cloud. A server takes a
+        // second to boot, as on Nova, where a server is never ACTIVE on the first read
+        // after its create: Python Nodepool 11 relies on that (an instantly ACTIVE server
+        // is taken from openstacksdk's create result, which carries no interface IP).
+        // Its fake sshds on a free port (not 22: no root needed, no clash with another
+        // simulator on this host).
+        let clouds = env.path("clouds.yaml");
+        let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
+            .arg("--write-clouds-yaml")
+            .arg(&clouds)
+            .args(["--boot-delay-ms", "1000", "--ssh-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start openstack-sim");
+        let mut lines = tokio::io::BufReader::new(sim.stdout.take().expect("stdout")).lines();
+        let (mut sim_url, mut ssh_port) = (None, None);
+        while sim_url.is_none() || ssh_port.is_none() {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("openstack-sim start")
+                .expect("openstack-sim stdout")
+                .expect("openstack-sim exited");
+            if let Some(u) = line.strip_prefix("openstack-sim listening on ") {
+                sim_url = Some(u.to_string());
+            } else if let Some(p) = line.strip_prefix("openstack-sim fake sshd port ") {
+                ssh_port = p.parse::<u16>().ok();
+            }
+        }
+        let (sim_url, ssh_port) = (sim_url.unwrap(), ssh_port.unwrap());
+        wait_for("clouds.yaml", Duration::from_secs(30), || async {
+            read(&clouds).contains("region_name").then_some(())
+        })
+        .await;
+        let (py_yaml, rs_yaml) = (env.path("python.yaml"), env.path("rust.yaml"));
+        Some(SideBySide {
+            py_cli: py_launcher.with_file_name("nodepool"),
+            env,
+            zk_section,
+            sim,
+            sim_url,
+            ssh_port,
+            clouds,
+            py_yaml,
+            rs_yaml,
+        })
+    }
 
-    let mut py = Command::new(&py_launcher);
-    py.args(["-f", "--no-webapp", "-c"])
-        .arg(&py_yaml)
-        .env("OS_CLIENT_CONFIG_FILE", &clouds);
-    let py = DaemonProc::spawn(py, &env.path("python-launcher.log"));
-    let mut rs = Command::new(workspace_bin("nodepool-launcher"));
-    rs.args(["-f", "--no-webapp", "-c"])
-        .arg(&rs_yaml)
-        .env("OS_CLIENT_CONFIG_FILE", &clouds)
-        .env_remove("RUST_LOG");
-    let rs = DaemonProc::spawn(rs, &env.path("rust-launcher.log"));
-
-    let store = env.store().await;
-    // Both launchers register their pools (Python's component records parse as ours).
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let pools = loop {
-        let pools = store
-            .components(ComponentKind::Pool)
-            .await
-            .unwrap_or_default();
-        let names: Vec<String> = pools
+    /// Writes a launcher's config with `providers` (as [`interop_provider`] entries).
+    fn write_config(&self, path: &Path, providers: &[(&str, &str)]) {
+        let list: String = providers
             .iter()
-            .filter_map(|c| c.component.pool.as_ref()?.provider_name.clone())
+            .map(|(p, l)| interop_provider(p, l, self.ssh_port))
             .collect();
-        if names.iter().any(|n| n == "py-provider") && names.iter().any(|n| n == "rs-provider") {
-            break pools;
+        let providers = if list.is_empty() {
+            "providers: []\n".to_string()
+        } else {
+            format!("providers:\n{list}")
+        };
+        std::fs::write(path, format!("{}{providers}", self.zk_section)).expect("config");
+    }
+
+    fn python_launcher(&self) -> DaemonProc {
+        let mut py = Command::new(self.py_cli.with_file_name("nodepool-launcher"));
+        py.args(["-f", "--no-webapp", "-c"])
+            .arg(&self.py_yaml)
+            .env("OS_CLIENT_CONFIG_FILE", &self.clouds);
+        DaemonProc::spawn(py, &self.env.path("python-launcher.log"))
+    }
+
+    fn our_launcher(&self) -> DaemonProc {
+        let mut rs = Command::new(workspace_bin("nodepool-launcher"));
+        rs.args(["-f", "--no-webapp", "-c"])
+            .arg(&self.rs_yaml)
+            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
+            .env_remove("RUST_LOG");
+        DaemonProc::spawn(rs, &self.env.path("rust-launcher.log"))
+    }
+
+    /// Runs `nodepool ARGS` of Python (`python`) or ours with that side's config.
+    fn cli(&self, python: bool, args: &[&str]) -> String {
+        let (bin, yaml) = if python {
+            (self.py_cli.clone(), &self.py_yaml)
+        } else {
+            (workspace_bin("nodepool"), &self.rs_yaml)
+        };
+        let out = Command::new(bin)
+            .arg("-c")
+            .arg(yaml)
+            .args(args)
+            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
+            .output()
+            .unwrap();
+        let who = if python { "Python's" } else { "our" };
+        assert!(out.status.success(), "{who} nodepool {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Host keys of every server the simulator has, by server id.
+    async fn sim_servers(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v: serde_json::Value = reqwest::get(format!("{}/admin/ssh", self.sim_url))
+            .await
+            .expect("simulator admin API")
+            .json()
+            .await
+            .expect("admin JSON");
+        v["host_keys"].as_object().cloned().unwrap_or_default()
+    }
+
+    /// Waits until node `id`'s record and its server are both gone.
+    async fn wait_deleted(&self, store: &ZkStore, id: &str, server: &str, who: &str) {
+        wait_for(
+            &format!("node {id} (server {server}) deleted by {who}"),
+            Duration::from_secs(90),
+            || async {
+                let node_gone = store.get_node(&id.into()).await.ok()?.is_none();
+                let server_gone = !self.sim_servers().await.contains_key(server);
+                (node_gone && server_gone).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// The pools registered now: provider name → (pool worker id, component version).
+async fn pool_owners(store: &ZkStore) -> std::collections::BTreeMap<String, (String, String)> {
+    let pools = store
+        .components(ComponentKind::Pool)
+        .await
+        .unwrap_or_default();
+    pools
+        .into_iter()
+        .filter_map(|c| {
+            let pool = c.component.pool?;
+            Some((
+                pool.provider_name?,
+                (pool.id?, c.component.version.unwrap_or_default()),
+            ))
+        })
+        .collect()
+}
+
+/// Waits until `provider`'s pool is registered by the launcher of `version` (and only by
+/// it); returns the pool worker id.
+async fn wait_pool_owner(
+    store: &ZkStore,
+    provider: &str,
+    version: &str,
+    logs: &dyn Fn() -> String,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let owners = pool_owners(store).await;
+        let mine: Vec<_> = owners.iter().filter(|(p, _)| *p == provider).collect();
+        if let [(_, (id, v))] = mine.as_slice() {
+            if v == version {
+                return id.clone();
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "pools registered: {names:?}\npython log:\n{}\nrust log:\n{}",
-            py.log_text(),
-            rs.log_text()
+            "{provider} not registered by {version}: {owners:?}\n{}",
+            logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let versions: Vec<String> = pools
-        .iter()
-        .filter_map(|c| c.component.version.clone())
-        .collect();
-    assert!(versions.contains(&"11.0.0".to_string()), "{versions:?}");
-    assert!(
-        versions.contains(&nodepool_shared::version::COMPONENT_VERSION.to_string()),
-        "{versions:?}"
-    );
+    }
+}
 
-    let submit = |label: &'static str| {
-        let store = store.clone();
+/// A node record without what is unique to the node (ids, times, its own address,
+/// keys, provider and label): what is left must be the same whichever launcher wrote it.
+fn node_shape(
+    rec: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    const UNIQUE: &[&str] = &[
+        "external_id",
+        "created_time",
+        "state_time",
+        "launcher",
+        "host_keys",
+        "provider",
+        "type",
+        "allocated_to",
+        "id",
+    ];
+    let ip = rec.get("interface_ip").cloned();
+    rec.iter()
+        .filter(|(k, _)| !UNIQUE.contains(&k.as_str()))
+        .map(|(k, v)| {
+            let v = if Some(v) == ip.as_ref() {
+                serde_json::json!("<interface_ip>")
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// The migration of docs/migration.md, with the real thing: Python Nodepool 11.0.0's
+/// launcher and ours on one ZooKeeper and one cloud (the simulator). Half-way through
+/// (each side runs one provider) requests for each provider's label are fulfilled by that
+/// side, host keys scanned from the simulator's sshd, the node records the same shape;
+/// each side's CLI lists and deletes the other's nodes, and each launcher deletes its
+/// own. Then Python's provider moves to our config: Python's pool goes, ours takes the
+/// provider, deletes the node Python launched once Zuul returns it, and fulfils the
+/// provider's next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_nodepool_11_launcher_beside_ours() {
+    let Some(mut t) = SideBySide::start().await else {
+        return;
+    };
+    t.write_config(&t.py_yaml, &[("py-provider", "py-label")]);
+    t.write_config(&t.rs_yaml, &[("rs-provider", "rs-label")]);
+    let py = t.python_launcher();
+    let rs = t.our_launcher();
+    let logs = || {
+        format!(
+            "python log:\n{}\nrust log:\n{}",
+            py.log_text(),
+            rs.log_text()
+        )
+    };
+    let store = t.env.store().await;
+    let ours = nodepool_shared::version::COMPONENT_VERSION;
+    let py_pool = wait_pool_owner(&store, "py-provider", "11.0.0", &logs).await;
+    let rs_pool = wait_pool_owner(&store, "rs-provider", ours, &logs).await;
+
+    // Requests for each side's label, accepted (nodes locked) as Zuul does.
+    let zuul = FakeZuul::new(t.env.zk.client().await, "zuul-test");
+    let request = |label: &'static str| {
+        let zuul = zuul.clone();
         async move {
-            let mut r =
-                nodepool_shared::model::NodeRequest::new(vec![label.to_string()], "zuul-test");
-            store
-                .create_request(&mut r, "100", false)
+            let id = zuul
+                .submit(&[label.to_string()], 100, 0, "tenant", None)
                 .await
-                .expect("submit")
+                .unwrap();
+            match zuul.wait(&id, Duration::from_secs(120)).await.unwrap() {
+                Outcome::Fulfilled(r) => zuul.accept(&r).await.unwrap().remove(0),
+                other => panic!("{label} request {id}: {}", other.name()),
+            }
         }
     };
-    let rs_req = submit("rs-label").await;
-    let py_req = submit("py-label").await;
-    // Ours fulfils the request for its provider's label beside the Python launcher.
-    let req = wait_for(
-        "rs-label request fulfilled",
-        Duration::from_secs(120),
-        || {
-            let store = store.clone();
-            let id = rs_req.clone();
-            async move {
-                let (r, _) = store.get_request(&id).await.ok()??;
-                (r.state == nodepool_shared::model::RequestState::Fulfilled).then_some(r)
-            }
-        },
-    )
-    .await;
-    let (rs_node, _) = store.get_node(&req.nodes[0]).await.unwrap().unwrap();
-    assert_eq!(rs_node.provider.as_deref(), Some("rs-provider"));
-    assert_eq!(rs_node.state, NodeState::Ready);
-    // Python's launcher accepts the request for its label and launches a node for it in
-    // the same cloud (it cannot finish it: its openstacksdk finds no interface IP for the
-    // simulator's servers, so its host-key scan step fails — see docs/migration.md).
-    let py_node = wait_for(
-        "Python's node for py-label",
-        Duration::from_secs(120),
-        || {
-            let store = store.clone();
-            async move {
-                let nodes = store.nodes().await.ok()?;
-                nodes
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .find(|n| n.provider.as_deref() == Some("py-provider"))
-            }
-        },
-    )
-    .await;
-    let (pending, _) = store.get_request(&py_req).await.unwrap().unwrap();
-    assert!(
-        pending
-            .declined_by
-            .iter()
-            .all(|d| !d.contains("rs-provider"))
-            || pending.state != nodepool_shared::model::RequestState::Failed,
-        "{pending:?}"
+    let (rs_a, py_a, mut py_b) = tokio::join!(
+        request("rs-label"),
+        request("py-label"),
+        request("py-label")
     );
-    // Each side's CLI lists the other's node.
-    let ours = Command::new(workspace_bin("nodepool"))
-        .arg("-c")
-        .arg(&rs_yaml)
-        .arg("list")
-        .output()
-        .unwrap();
-    let theirs = Command::new(&py_cli)
-        .arg("-c")
-        .arg(&py_yaml)
-        .arg("list")
-        .env("OS_CLIENT_CONFIG_FILE", &clouds)
-        .output()
-        .unwrap();
-    for (who, out, other) in [("ours", &ours, &py_node), ("Python's", &theirs, &rs_node)] {
-        assert!(out.status.success(), "{who} nodepool list: {out:?}");
-        let text = String::from_utf8_lossy(&out.stdout);
+    let servers = t.sim_servers().await;
+    for (held, provider, pool) in [
+        (&rs_a, "rs-provider", &rs_pool),
+        (&py_a, "py-provider", &py_pool),
+        (&py_b, "py-provider", &py_pool),
+    ] {
+        let n = held.node().unwrap();
+        assert_eq!(n.provider.as_deref(), Some(provider), "{n:?}");
+        assert_eq!(n.launcher.as_deref(), Some(pool.as_str()), "{n:?}");
+        assert_eq!(n.state, NodeState::Ready);
+        let server = n.external_id.clone().expect("external_id");
+        assert_eq!(
+            Some(&serde_json::json!(n.host_keys)),
+            servers.get(&server),
+            "{n:?}"
+        );
         assert!(
-            text.contains(other.id.as_str()) && text.contains(other.provider.as_deref().unwrap()),
-            "{who} `nodepool list` lacks node {} of {:?}:\n{text}",
-            other.id,
-            other.provider
+            n.interface_ip
+                .as_deref()
+                .is_some_and(|ip| ip.starts_with("127.30.")),
+            "{n:?}"
         );
     }
+    // Both implementations describe a server of the same cloud the same way.
+    assert_eq!(node_shape(py_a.record()), node_shape(rs_a.record()));
+
+    // Each side's CLI lists the other's nodes, and deletes one of them: the node's own
+    // launcher deletes its server.
+    let (ours_list, theirs_list) = (t.cli(false, &["list"]), t.cli(true, &["list"]));
+    for id in [py_a.id(), py_b.id()] {
+        assert!(ours_list.contains(id.as_str()), "{ours_list}");
+    }
+    assert!(theirs_list.contains(rs_a.id().as_str()), "{theirs_list}");
+    let (rs_a_id, rs_a_server) = (
+        rs_a.id().to_string(),
+        rs_a.node().unwrap().external_id.unwrap(),
+    );
+    let (py_a_id, py_a_server) = (
+        py_a.id().to_string(),
+        py_a.node().unwrap().external_id.unwrap(),
+    );
+    zuul.unlock(vec![rs_a, py_a]).await;
+    t.cli(false, &["delete", &py_a_id]);
+    t.cli(true, &["delete", &rs_a_id]);
+    t.wait_deleted(&store, &py_a_id, &py_a_server, "Python's launcher")
+        .await;
+    t.wait_deleted(&store, &rs_a_id, &rs_a_server, "ours").await;
+
+    // Move py-provider from Python's config to ours, while Zuul uses py_b.
+    zuul.use_nodes(std::slice::from_mut(&mut py_b), "project")
+        .await
+        .unwrap();
+    t.write_config(&t.py_yaml, &[]);
+    t.write_config(
+        &t.rs_yaml,
+        &[("rs-provider", "rs-label"), ("py-provider", "py-label")],
+    );
+    let moved_pool = wait_pool_owner(&store, "py-provider", ours, &logs).await;
+    // Zuul returns py_b: ours deletes the node Python launched.
+    let (py_b_id, py_b_server) = (
+        py_b.id().to_string(),
+        py_b.node().unwrap().external_id.unwrap(),
+    );
+    zuul.return_nodes(vec![py_b]).await.unwrap();
+    t.wait_deleted(&store, &py_b_id, &py_b_server, "ours after the move")
+        .await;
+    // py-label's next request is ours.
+    let py_c = request("py-label").await;
+    let n = py_c.node().unwrap();
+    assert_eq!(n.provider.as_deref(), Some("py-provider"));
+    assert_eq!(n.launcher.as_deref(), Some(moved_pool.as_str()));
+    zuul.unlock(vec![py_c]).await;
+
+    let mut py = py;
+    assert!(py.alive(), "Python's launcher died:\n{}", py.log_text());
     assert!(rs.stop().await);
     drop(py);
-    let _ = sim.kill().await;
+    let _ = t.sim.kill().await;
 }
