@@ -916,7 +916,7 @@ fn node_shape(
 /// each side's CLI lists and deletes the other's nodes, and each launcher deletes its
 /// own. Then Python's provider moves to our config: Python's pool goes, ours takes the
 /// provider, deletes the node Python launched once Zuul returns it, and fulfils the
-/// provider's next request.
+/// provider's next request; and back (the rollback), the other way round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_nodepool_11_launcher_beside_ours() {
     let Some(mut t) = SideBySide::start().await else {
@@ -1025,11 +1025,34 @@ async fn python_nodepool_11_launcher_beside_ours() {
     t.wait_deleted(&store, &py_b_id, &py_b_server, "ours after the move")
         .await;
     // py-label's next request is ours.
-    let py_c = request("py-label").await;
+    let mut py_c = request("py-label").await;
     let n = py_c.node().unwrap();
     assert_eq!(n.provider.as_deref(), Some("py-provider"));
     assert_eq!(n.launcher.as_deref(), Some(moved_pool.as_str()));
-    zuul.unlock(vec![py_c]).await;
+    zuul.use_nodes(std::slice::from_mut(&mut py_c), "project")
+        .await
+        .unwrap();
+
+    // Rollback: py-provider back to Python, which deletes the node ours launched once
+    // Zuul returns it, and fulfils the next request.
+    t.write_config(&t.py_yaml, &[("py-provider", "py-label")]);
+    t.write_config(&t.rs_yaml, &[("rs-provider", "rs-label")]);
+    let back_pool = wait_pool_owner(&store, "py-provider", "11.0.0", &logs).await;
+    let (py_c_id, py_c_server) = (py_c.id().to_string(), n.external_id.unwrap());
+    zuul.return_nodes(vec![py_c]).await.unwrap();
+    t.wait_deleted(
+        &store,
+        &py_c_id,
+        &py_c_server,
+        "Python's launcher after the rollback",
+    )
+    .await;
+    let py_d = request("py-label").await;
+    assert_eq!(
+        py_d.node().unwrap().launcher.as_deref(),
+        Some(back_pool.as_str())
+    );
+    zuul.unlock(vec![py_d]).await;
 
     let mut py = py;
     assert!(py.alive(), "Python's launcher died:\n{}", py.log_text());
