@@ -16,7 +16,7 @@ use nodepool_shared::model::{ComponentKind, NodeState};
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::daemons::{wait_for, workspace_bin, DaemonProc};
-use nodepool_tests::zuul::{FakeZuul, Outcome};
+use nodepool_tests::zuul::{FakeZuul, HeldNode, Outcome};
 
 /// A temp dir with a `nodepool.yaml` on the test ZooKeeper (no providers: a launcher
 /// with nothing to launch still connects, registers and becomes ready) and an
@@ -909,12 +909,81 @@ fn node_shape(
         .collect()
 }
 
+/// Submits a request for `label` as Zuul does and accepts it (its node locked by us).
+async fn fulfil(zuul: &FakeZuul, label: &str) -> HeldNode {
+    let id = zuul
+        .submit(&[label.to_string()], 100, 0, "tenant", None)
+        .await
+        .unwrap();
+    match zuul.wait(&id, Duration::from_secs(120)).await.unwrap() {
+        Outcome::Fulfilled(r) => zuul.accept(&r).await.unwrap().remove(0),
+        other => panic!("{label} request {id}: {}", other.name()),
+    }
+}
+
+/// The node's id and its server's id.
+fn node_and_server(held: &HeldNode) -> (String, String) {
+    let server = held.node().unwrap().external_id.expect("external_id");
+    (held.id().to_string(), server)
+}
+
+/// Half-way through the migration (each side runs one provider): requests for each
+/// side's label are fulfilled by that side, with the host keys the simulator's sshd
+/// serves and records of the same shape; each side's CLI lists the other's nodes and
+/// deletes one, which the node's own launcher then deletes. Returns a node of Python's
+/// still held (in use) by Zuul.
+async fn half_way(t: &SideBySide, store: &ZkStore, zuul: &FakeZuul, pools: [&str; 2]) -> HeldNode {
+    let [py_pool, rs_pool] = pools;
+    let (rs_a, py_a, mut py_b) = tokio::join!(
+        fulfil(zuul, "rs-label"),
+        fulfil(zuul, "py-label"),
+        fulfil(zuul, "py-label")
+    );
+    let servers = t.sim_servers().await;
+    for (held, provider, pool) in [
+        (&rs_a, "rs-provider", rs_pool),
+        (&py_a, "py-provider", py_pool),
+        (&py_b, "py-provider", py_pool),
+    ] {
+        let n = held.node().unwrap();
+        assert_eq!(n.provider.as_deref(), Some(provider), "{n:?}");
+        assert_eq!(n.launcher.as_deref(), Some(pool), "{n:?}");
+        assert_eq!(n.state, NodeState::Ready);
+        let (_, server) = node_and_server(held);
+        assert_eq!(
+            Some(&serde_json::json!(n.host_keys)),
+            servers.get(&server),
+            "{n:?}"
+        );
+        let ip = n.interface_ip.as_deref().unwrap_or_default();
+        assert!(ip.starts_with("127.30."), "{n:?}");
+    }
+    // Both implementations describe a server of the same cloud the same way.
+    assert_eq!(node_shape(py_a.record()), node_shape(rs_a.record()));
+
+    let (ours_list, theirs_list) = (t.cli(false, &["list"]), t.cli(true, &["list"]));
+    for id in [py_a.id(), py_b.id()] {
+        assert!(ours_list.contains(id.as_str()), "{ours_list}");
+    }
+    assert!(theirs_list.contains(rs_a.id().as_str()), "{theirs_list}");
+    let (rs_a_id, rs_a_server) = node_and_server(&rs_a);
+    let (py_a_id, py_a_server) = node_and_server(&py_a);
+    zuul.unlock(vec![rs_a, py_a]).await;
+    t.cli(false, &["delete", &py_a_id]);
+    t.cli(true, &["delete", &rs_a_id]);
+    t.wait_deleted(store, &py_a_id, &py_a_server, "Python's launcher")
+        .await;
+    t.wait_deleted(store, &rs_a_id, &rs_a_server, "ours").await;
+    zuul.use_nodes(std::slice::from_mut(&mut py_b), "project")
+        .await
+        .unwrap();
+    py_b
+}
+
 /// The migration of docs/migration.md, with the real thing: Python Nodepool 11.0.0's
 /// launcher and ours on one ZooKeeper and one cloud (the simulator). Half-way through
-/// (each side runs one provider) requests for each provider's label are fulfilled by that
-/// side, host keys scanned from the simulator's sshd, the node records the same shape;
-/// each side's CLI lists and deletes the other's nodes, and each launcher deletes its
-/// own. Then Python's provider moves to our config: Python's pool goes, ours takes the
+/// (see [`half_way`]) both fulfil requests and each side's CLI works on the other's
+/// nodes. Then Python's provider moves to our config: Python's pool goes, ours takes the
 /// provider, deletes the node Python launched once Zuul returns it, and fulfils the
 /// provider's next request; and back (the rollback), the other way round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -924,7 +993,7 @@ async fn python_nodepool_11_launcher_beside_ours() {
     };
     t.write_config(&t.py_yaml, &[("py-provider", "py-label")]);
     t.write_config(&t.rs_yaml, &[("rs-provider", "rs-label")]);
-    let py = t.python_launcher();
+    let mut py = t.python_launcher();
     let rs = t.our_launcher();
     let logs = || {
         format!(
@@ -937,95 +1006,21 @@ async fn python_nodepool_11_launcher_beside_ours() {
     let ours = nodepool_shared::version::COMPONENT_VERSION;
     let py_pool = wait_pool_owner(&store, "py-provider", "11.0.0", &logs).await;
     let rs_pool = wait_pool_owner(&store, "rs-provider", ours, &logs).await;
-
-    // Requests for each side's label, accepted (nodes locked) as Zuul does.
     let zuul = FakeZuul::new(t.env.zk.client().await, "zuul-test");
-    let request = |label: &'static str| {
-        let zuul = zuul.clone();
-        async move {
-            let id = zuul
-                .submit(&[label.to_string()], 100, 0, "tenant", None)
-                .await
-                .unwrap();
-            match zuul.wait(&id, Duration::from_secs(120)).await.unwrap() {
-                Outcome::Fulfilled(r) => zuul.accept(&r).await.unwrap().remove(0),
-                other => panic!("{label} request {id}: {}", other.name()),
-            }
-        }
-    };
-    let (rs_a, py_a, mut py_b) = tokio::join!(
-        request("rs-label"),
-        request("py-label"),
-        request("py-label")
-    );
-    let servers = t.sim_servers().await;
-    for (held, provider, pool) in [
-        (&rs_a, "rs-provider", &rs_pool),
-        (&py_a, "py-provider", &py_pool),
-        (&py_b, "py-provider", &py_pool),
-    ] {
-        let n = held.node().unwrap();
-        assert_eq!(n.provider.as_deref(), Some(provider), "{n:?}");
-        assert_eq!(n.launcher.as_deref(), Some(pool.as_str()), "{n:?}");
-        assert_eq!(n.state, NodeState::Ready);
-        let server = n.external_id.clone().expect("external_id");
-        assert_eq!(
-            Some(&serde_json::json!(n.host_keys)),
-            servers.get(&server),
-            "{n:?}"
-        );
-        assert!(
-            n.interface_ip
-                .as_deref()
-                .is_some_and(|ip| ip.starts_with("127.30.")),
-            "{n:?}"
-        );
-    }
-    // Both implementations describe a server of the same cloud the same way.
-    assert_eq!(node_shape(py_a.record()), node_shape(rs_a.record()));
+    let py_b = half_way(&t, &store, &zuul, [&py_pool, &rs_pool]).await;
 
-    // Each side's CLI lists the other's nodes, and deletes one of them: the node's own
-    // launcher deletes its server.
-    let (ours_list, theirs_list) = (t.cli(false, &["list"]), t.cli(true, &["list"]));
-    for id in [py_a.id(), py_b.id()] {
-        assert!(ours_list.contains(id.as_str()), "{ours_list}");
-    }
-    assert!(theirs_list.contains(rs_a.id().as_str()), "{theirs_list}");
-    let (rs_a_id, rs_a_server) = (
-        rs_a.id().to_string(),
-        rs_a.node().unwrap().external_id.unwrap(),
-    );
-    let (py_a_id, py_a_server) = (
-        py_a.id().to_string(),
-        py_a.node().unwrap().external_id.unwrap(),
-    );
-    zuul.unlock(vec![rs_a, py_a]).await;
-    t.cli(false, &["delete", &py_a_id]);
-    t.cli(true, &["delete", &rs_a_id]);
-    t.wait_deleted(&store, &py_a_id, &py_a_server, "Python's launcher")
-        .await;
-    t.wait_deleted(&store, &rs_a_id, &rs_a_server, "ours").await;
-
-    // Move py-provider from Python's config to ours, while Zuul uses py_b.
-    zuul.use_nodes(std::slice::from_mut(&mut py_b), "project")
-        .await
-        .unwrap();
+    // Move py-provider from Python's config to ours while Zuul uses py_b.
     t.write_config(&t.py_yaml, &[]);
-    t.write_config(
-        &t.rs_yaml,
-        &[("rs-provider", "rs-label"), ("py-provider", "py-label")],
-    );
+    let both = [("rs-provider", "rs-label"), ("py-provider", "py-label")];
+    t.write_config(&t.rs_yaml, &both);
     let moved_pool = wait_pool_owner(&store, "py-provider", ours, &logs).await;
     // Zuul returns py_b: ours deletes the node Python launched.
-    let (py_b_id, py_b_server) = (
-        py_b.id().to_string(),
-        py_b.node().unwrap().external_id.unwrap(),
-    );
+    let (py_b_id, py_b_server) = node_and_server(&py_b);
     zuul.return_nodes(vec![py_b]).await.unwrap();
     t.wait_deleted(&store, &py_b_id, &py_b_server, "ours after the move")
         .await;
     // py-label's next request is ours.
-    let mut py_c = request("py-label").await;
+    let mut py_c = fulfil(&zuul, "py-label").await;
     let n = py_c.node().unwrap();
     assert_eq!(n.provider.as_deref(), Some("py-provider"));
     assert_eq!(n.launcher.as_deref(), Some(moved_pool.as_str()));
@@ -1038,23 +1033,15 @@ async fn python_nodepool_11_launcher_beside_ours() {
     t.write_config(&t.py_yaml, &[("py-provider", "py-label")]);
     t.write_config(&t.rs_yaml, &[("rs-provider", "rs-label")]);
     let back_pool = wait_pool_owner(&store, "py-provider", "11.0.0", &logs).await;
-    let (py_c_id, py_c_server) = (py_c.id().to_string(), n.external_id.unwrap());
+    let (py_c_id, py_c_server) = node_and_server(&py_c);
     zuul.return_nodes(vec![py_c]).await.unwrap();
-    t.wait_deleted(
-        &store,
-        &py_c_id,
-        &py_c_server,
-        "Python's launcher after the rollback",
-    )
-    .await;
-    let py_d = request("py-label").await;
-    assert_eq!(
-        py_d.node().unwrap().launcher.as_deref(),
-        Some(back_pool.as_str())
-    );
+    let who = "Python's launcher after the rollback";
+    t.wait_deleted(&store, &py_c_id, &py_c_server, who).await;
+    let py_d = fulfil(&zuul, "py-label").await;
+    let launcher = py_d.node().unwrap().launcher;
+    assert_eq!(launcher.as_deref(), Some(back_pool.as_str()));
     zuul.unlock(vec![py_d]).await;
 
-    let mut py = py;
     assert!(py.alive(), "Python's launcher died:\n{}", py.log_text());
     assert!(rs.stop().await);
     drop(py);
