@@ -50,8 +50,9 @@ deps_rust() {
 
 # deps_python ROOT — kazoo, python-openstackclient and Python Nodepool 11.0.0 (interop and
 # migration tests), in ROOT/target/test-venv unless python3 already has them. Nodepool
-# 11.0.0 imports cachetools without declaring it. pip's cache (~/.cache/pip) keeps a
-# re-install in a fresh clone short.
+# 11.0.0 imports cachetools without declaring it. The venv is reused while it works;
+# building it from empty takes about a minute (pip's cache hardly shortens it, see
+# docs/migration.md#tested), so CI should cache target/test-venv.
 deps_python() {
     local root=$1 venv
     if ! python3 -c 'import kazoo, nodepool, cachetools' >/dev/null 2>&1 \
