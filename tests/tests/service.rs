@@ -715,12 +715,14 @@ impl SideBySide {
         // after its create: Python Nodepool 11 relies on that (an instantly ACTIVE server
         // is taken from openstacksdk's create result, which carries no interface IP).
         // Its fake sshds on a free port (not 22: no root needed, no clash with another
-        // simulator on this host).
+        // simulator on this host). Dual-stack (`--ipv6`): which address each launcher
+        // picks (openstacksdk prefers IPv6 when this host has a global IPv6 address) is
+        // part of the comparison.
         let clouds = env.path("clouds.yaml");
         let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_openstack-sim"))
             .arg("--write-clouds-yaml")
             .arg(&clouds)
-            .args(["--boot-delay-ms", "1000", "--ssh-port", "0"])
+            .args(["--boot-delay-ms", "1000", "--ssh-port", "0", "--ipv6"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -879,8 +881,10 @@ async fn wait_pool_owner(
     }
 }
 
-/// A node record without what is unique to the node (ids, times, its own address,
-/// keys, provider and label): what is left must be the same whichever launcher wrote it.
+/// A node record without what is unique to the node (ids, times, keys, provider and
+/// label, the host part of its addresses): what is left must be the same whichever
+/// launcher wrote it — the same fields, and the same choice among the server's
+/// addresses (`127.30.*` or its IPv6 twin `::ffff:127.30.*`) for each address field.
 fn node_shape(
     rec: &serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -895,17 +899,13 @@ fn node_shape(
         "allocated_to",
         "id",
     ];
-    let ip = rec.get("interface_ip").cloned();
+    let mask = |v: &serde_json::Value| match v.as_str().and_then(|a| a.find("127.30.")) {
+        Some(i) => serde_json::json!(format!("{}127.30.*", &v.as_str().unwrap()[..i])),
+        None => v.clone(),
+    };
     rec.iter()
         .filter(|(k, _)| !UNIQUE.contains(&k.as_str()))
-        .map(|(k, v)| {
-            let v = if Some(v) == ip.as_ref() {
-                serde_json::json!("<interface_ip>")
-            } else {
-                v.clone()
-            };
-            (k.clone(), v)
-        })
+        .map(|(k, v)| (k.clone(), mask(v)))
         .collect()
 }
 
@@ -956,6 +956,7 @@ async fn half_way(t: &SideBySide, store: &ZkStore, zuul: &FakeZuul, pools: [&str
             "{n:?}"
         );
         let ip = n.interface_ip.as_deref().unwrap_or_default();
+        let ip = ip.strip_prefix("::ffff:").unwrap_or(ip);
         assert!(ip.starts_with("127.30."), "{n:?}");
     }
     // Both implementations describe a server of the same cloud the same way.
