@@ -1,4 +1,4 @@
-//! The launcher's read-only web API (reference §7): the same listings as the CLI, served
+//! The launcher's read-only web API (docs/operation.md): the same listings as the CLI, served
 //! from the launcher's ZooKeeper tree cache so a request never waits on ZooKeeper.
 //!
 //! Endpoints: `/node-list` (`node_id=`), `/request-list`, `/label-list`, `/image-list`,

@@ -1,5 +1,5 @@
-//! `nodepool-builder` cleanup paths end to end (reference §4 "Cleanup" and "Manual
-//! deletes"): real ZooKeeper, the OpenStack simulator over HTTP, `fake-image-create`
+//! `nodepool-builder` cleanup paths end to end (docs/builder.md: cleanup
+//! and manual deletes): real ZooKeeper, the OpenStack simulator over HTTP, `fake-image-create`
 //! writing real images with qemu-img, the builder in-process through
 //! `nodepool_daemon::builder::start`. Covers vanished cloud images, delete-after-upload
 //! with keep-formats, dead records (free and held locks), an image leaving the config,
@@ -340,7 +340,7 @@ fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// A build record as Nodepool 11 writes it (reference §1.5): `formats` a comma-joined
+/// A build record as Nodepool 11 writes it: `formats` a comma-joined
 /// sorted string, present unless the build failed; `builder`/`builder_id` strings;
 /// `state_time` a float; username/python_path/shell_type string or null.
 fn check_build_record(v: &Value, state: &str, formats: Option<&str>) {
@@ -375,7 +375,7 @@ fn check_build_record(v: &Value, state: &str, formats: Option<&str>) {
     }
 }
 
-/// An upload record as Nodepool 11 writes it (reference §1.5): always every key.
+/// An upload record as Nodepool 11 writes it: always every key.
 fn check_upload_record(v: &Value, state: &str) {
     assert_eq!(
         keys(v),

@@ -1,5 +1,5 @@
-//! What starts and stops the `nodepool-builder` scheduler (reference §4 "Scheduled
-//! builds" and "Uploads"), with the binary as a child process, a real ZooKeeper and the
+//! What starts and stops the `nodepool-builder` scheduler (docs/builder.md,
+//! scheduled builds and uploads), with the binary as a child process, a real ZooKeeper and the
 //! simulator over HTTP: `rebuild-age` triggers a rebuild; the ZooKeeper pause flag and
 //! the diskimage's config `pause` stop builds but — as in Nodepool, whose UploadWorker
 //! only looks at the provider diskimage entry — not uploads; a provider diskimage

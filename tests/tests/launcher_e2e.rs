@@ -1,6 +1,6 @@
 //! `nodepool-launcher` end to end: a real ZooKeeper (TestZk), the OpenStack simulator over
 //! HTTP and the launcher in-process (`launcher::daemon::run`). The test plays Zuul's part
-//! of the protocol (reference §3.13) with ZkStore + ZkLock: submit a request, wait for it
+//! of the protocol with ZkStore + ZkLock: submit a request, wait for it
 //! to be fulfilled, check the nodes are allocated and unlocked, lock them, delete the
 //! request.
 

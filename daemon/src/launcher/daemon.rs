@@ -1,4 +1,4 @@
-//! The `nodepool-launcher` main loop (reference §3.1, §3.14): read the config, connect
+//! The `nodepool-launcher` main loop (docs/launcher.md): read the config, connect
 //! ZooKeeper, start the tree cache, register the launcher component, start providers
 //! and one pool worker per provider-pool, spawn the housekeeping tasks and the web API,
 //! then every `config_check` interval: re-read the config if its files changed, reconcile

@@ -1,4 +1,4 @@
-//! The DeletedNodeWorker (reference §3.8): reclaims nodes nobody holds any more.
+//! The DeletedNodeWorker: reclaims nodes nobody holds any more.
 //!
 //! For every cached node of a provider started in this launcher that has no lock
 //! contenders:
@@ -47,7 +47,8 @@ pub const DELETABLE: [NodeState; 7] = [
     NodeState::Aborted,
 ];
 
-/// A node we locked, re-read after locking (double-check pattern, §2).
+/// A node we locked, re-read after locking (double-check pattern: the record may
+/// have changed between the cache's view and the lock).
 pub struct LockedNode {
     /// Our lock on `/nodepool/nodes/<id>/lock`.
     pub lock: ZkLock,
@@ -68,7 +69,7 @@ impl LockedNode {
 
 /// Locks node `id` without waiting and re-reads it. `Ok(None)` if someone else holds
 /// the lock or the node is gone; in the latter case the empty znode our lock attempt
-/// re-created (§2 quirk) is removed again.
+/// re-created (kazoo's recipe makes the lock dir's parents) is removed again.
 pub async fn lock_node(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Option<LockedNode>> {
     let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
     if !lock.try_acquire().await? {

@@ -1,4 +1,4 @@
-//! One accepted node request (reference §3.4), handled by its own task while the request
+//! One accepted node request, handled by its own task while the request
 //! lock is held: `pending` → per label reuse a ready node or launch a new one (pausing
 //! while the quota is used up) → wait for the launches → `fulfilled` (nodes unlocked
 //! first, then the request stored, then its lock released), or declined on failure, or
@@ -442,7 +442,7 @@ impl Handler {
         };
         if self.az.is_none() {
             // Random from the pool's `availability-zones`, else from the cloud's list;
-            // the first reused node (above) fixes it otherwise (§3.4).
+            // the first reused node (above) fixes it otherwise, as in Nodepool.
             let zones = if self.pc.pool.availability_zones.is_empty() {
                 provider.availability_zones().await
             } else {
@@ -556,7 +556,7 @@ impl Handler {
         None
     }
 
-    /// Frees quota before pausing (§3.4): the oldest `ready`, unallocated, unlocked node
+    /// Frees quota before pausing, as Nodepool does: the oldest `ready`, unallocated, unlocked node
     /// of this provider and pool goes to `deleting` (the DeletedNodeWorker removes it).
     /// At most one such deletion runs per pool at a time: nothing is done while a node
     /// of the pool is already `deleting`, so a paused handler polling every tick does not

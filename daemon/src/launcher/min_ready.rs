@@ -1,4 +1,4 @@
-//! min-ready (reference §3.7): keep `min-ready` ready, unallocated nodes of each label by
+//! min-ready: keep `min-ready` ready, unallocated nodes of each label by
 //! submitting Nodepool's own single-label requests (`900-…`, ephemeral, requestor
 //! `NodePool:min-ready`, `reuse` false), and clean up those requests once they are done
 //! (fulfilled: free the nodes for anybody; failed: just delete).

@@ -1,18 +1,18 @@
-//! The cloud-facing half of `nodepool-launcher` (reference §3.5–3.6, §3.8, §3.11, §9),
+//! The cloud-facing half of `nodepool-launcher` (launch, quota, delete, leak cleanup),
 //! independent of ZooKeeper: everything here talks to a cloud through
 //! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
 //! the request handlers (which own ZooKeeper) map config and records onto them.
 //!
-//! * [`metadata`]: server name and instance metadata (§9).
+//! * [`metadata`]: server name and instance metadata.
 //! * [`pyformat`]: the subset of Python `str.format` used by
 //!   `dynamic-instance-properties`.
-//! * [`launch`]: the launch state machine and its driver loop (§3.5).
+//! * [`launch`]: the launch state machine and its driver loop.
 //! * [`failure`]: launch failures and their statsd keys.
 //! * [`retry`]: the `launch-retries` policy (delete the half-built server, try again).
 //! * [`backoff`]: bounded exponential polling intervals.
-//! * [`delete`]: the delete state machine (§3.8).
-//! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks (§3.6).
-//! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs (§3.11).
+//! * [`delete`]: the delete state machine.
+//! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks.
+//! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs.
 
 pub mod backoff;
 pub mod cleanup;

@@ -1,4 +1,4 @@
-//! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
+//! The ZooKeeper side of launching one node: create the
 //! `init` record, lock it, `building`, resolve the image and store what the image config
 //! says (username, python_path, shell_type, connection, resources), boot the server via
 //! [`launch_with_retries_reporting`] (storing the server id as soon as it exists, and the
@@ -387,7 +387,7 @@ pub async fn run_launch(
     tokio::pin!(launch);
     let lost = owned.lock.lost();
     tokio::pin!(lost);
-    // Store each attempt's server id as soon as it exists (§3.5.3): a launcher that dies
+    // Store each attempt's server id as soon as it exists, as Nodepool does: a launcher that dies
     // now leaves a node whose server the deleter can find. Then, as Nodepool does, the
     // instance facts (addresses …) once the server is up, before the host-key scan.
     let outcome = loop {
@@ -476,7 +476,7 @@ pub async fn run_launch(
 }
 
 /// Gives up a launch whose node lock went with the ZooKeeper session
-/// (`nodepool.launch.error.zksession`, reference §3.5): nothing more is written, the
+/// (`nodepool.launch.error.zksession`): nothing more is written, the
 /// node now belongs to whoever cleans up unlocked nodes.
 fn abandon(
     ctx: &LauncherContext,

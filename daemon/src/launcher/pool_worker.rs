@@ -1,4 +1,4 @@
-//! One provider-pool worker (reference §3.2–3.3): registers the pool component, and on
+//! One provider-pool worker: registers the pool component, and on
 //! every tree-cache change (or a short fallback tick for timeouts and paused handlers)
 //! runs an assignment pass over the cached requests: serviceable ones first, then by
 //! priority; skips, yields and defers as Nodepool does (also for tenant limits); declines what this pool can never
@@ -191,7 +191,8 @@ pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
         .try_fold(0u64, |acc, p| p.max_servers.map(|m| acc + m.max(0) as u64))
 }
 
-/// Why this pool must decline `req`, if it must (§3.3.4).
+/// Why this pool must decline `req`, if it must: the pool is disabled,
+/// lacks a label, has no image for it, or the request could never fit its quota.
 pub async fn decline_reason(pc: &PoolContext, req: &NodeRequest) -> Option<String> {
     if pc.pool.max_servers.is_some_and(|m| m <= 0) {
         return Some("pool is disabled by max_servers".into());

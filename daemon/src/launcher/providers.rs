@@ -4,7 +4,7 @@
 //! per-provider launch gate that makes "check quota, then create the node" atomic within
 //! this launcher, and the count of active launches (`max-concurrency`).
 //!
-//! Quota usage (§3.6) is the sum of the `resources` of every node of the provider in the
+//! Quota usage is the sum of the `resources` of every node of the provider in the
 //! tree cache, plus nodes this launcher created that the cache has not shown yet
 //! ("claims"), so a burst of handlers cannot overshoot between a write and its watch event.
 
@@ -233,7 +233,8 @@ impl ProviderHandle {
             .await
     }
 
-    /// Whether one more node with `need` fits now (§3.6 launch check).
+    /// Whether one more node with `need` fits now (provider limit and pool limits minus
+    /// current usage).
     pub async fn has_quota_for(
         &self,
         ctx: &LauncherContext,
@@ -251,7 +252,8 @@ impl ProviderHandle {
         ))
     }
 
-    /// Whether the whole request could ever fit (§3.3 decline check).
+    /// Whether the whole request could ever fit (the same limits without current
+    /// usage; a request that never fits is declined).
     pub async fn could_ever_fit(
         &self,
         ctx: &LauncherContext,

@@ -1,4 +1,4 @@
-//! The quota model (reference §3.6).
+//! The quota model (docs/launcher.md).
 //!
 //! * [`ProviderQuota`]: the provider limit = cloud compute (+ volume) limits minus the
 //!   usage of **unmanaged** servers (metadata not naming this provider, or naming a node

@@ -1,6 +1,6 @@
-//! Component registry records (`/nodepool/components/<kind>/<hostname><seq>`, reference
-//! §1.6): one ephemeral znode per launcher, builder and provider-pool worker. Zuul reads
-//! the pool records to learn which labels are served.
+//! Component registry records (`/nodepool/components/<kind>/<hostname><seq>`): one
+//! ephemeral znode per launcher, builder and provider-pool worker. Zuul reads the pool records
+//! to learn which labels are served.
 //!
 //! Written with sorted keys, like Python's `json.dumps(..., sort_keys=True)`.
 

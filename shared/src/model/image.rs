@@ -1,4 +1,4 @@
-//! ImageBuild and ImageUpload records (reference §1.5): what the builder has built
+//! ImageBuild and ImageUpload records: what the builder has built
 //! (`/nodepool/images/<image>/builds/<build-id>`) and uploaded to each provider
 //! (`…/providers/<provider>/images/<upload-id>`).
 

@@ -1,4 +1,4 @@
-//! The Node record (`/nodepool/nodes/<id>`, reference §1.3): one cloud instance or static
+//! The Node record (`/nodepool/nodes/<id>`): one cloud instance or static
 //! host and its life cycle, shared with Zuul.
 
 use std::borrow::Cow;
@@ -50,7 +50,7 @@ pub enum NodeState {
 }
 
 impl NodeState {
-    /// All 11 states, in the order of the reference.
+    /// All 11 states, in the order of Python's `Node.VALID_STATES`.
     pub const ALL: [NodeState; 11] = [
         NodeState::Init,
         NodeState::Building,

@@ -1,4 +1,4 @@
-//! The NodeRequest record (`/nodepool/requests/<prio>-<seq>`, reference §1.4): Zuul (or
+//! The NodeRequest record (`/nodepool/requests/<prio>-<seq>`): Zuul (or
 //! min-ready) asks for a set of labels; a launcher fulfils or fails it.
 
 use std::cmp::Ordering;

@@ -1,4 +1,4 @@
-//! statsd metrics: the exact metric names Nodepool emits (reference §5) in [`names`],
+//! statsd metrics: the exact metric names Nodepool emits (docs/metrics.md) in [`names`],
 //! and a small client wrapper in [`client`] configured from `STATSD_HOST` /
 //! `STATSD_PORT` (a no-op when unset).
 //!

@@ -1,4 +1,4 @@
-//! Builders for every statsd metric name Nodepool emits (reference §5), so that the
+//! Builders for every statsd metric name Nodepool emits (docs/metrics.md), so that the
 //! launcher, builder and docs agree on one spelling. Names are exact; only the parts
 //! Python normalises (requestor, tenant-limit names) go through [`normalize`].
 

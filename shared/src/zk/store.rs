@@ -1,14 +1,16 @@
-//! [`ZkStore`]: typed reads and writes of every Nodepool record (reference §1), for the
+//! [`ZkStore`]: typed reads and writes of every Nodepool record, for the
 //! launcher, the builder and the CLI, so that nobody builds paths or parses JSON by hand.
 //!
 //! * Reads return the record plus its [`Stat`] (the `version` is what a guarded
 //!   `store_*` call takes). A missing znode is `Ok(None)`; an empty node znode (a lock
-//!   attempt on a deleted node re-creates it, §2) also reads as `None`.
+//!   attempt on a deleted node re-creates it: kazoo's recipe makes the lock dir's parents)
+//!   also reads as `None`.
 //! * Corrupt JSON: `get_*` returns [`ZkError::Corrupt`] naming the path; the list
 //!   functions skip the record with a warning naming the path. Nothing here panics.
 //! * List functions read all records pipelined (many requests in flight at once).
 //! * Locks are not taken here (see the lock module); [`ZkStore::node_lock_contenders`]
-//!   only reports who holds or waits for a lock ("probably locked", §2).
+//!   only reports who holds or waits for a lock ("probably locked": a node with contenders
+//!   is skipped).
 //! * Components register through [`ComponentRegistration`] (see [`ZkStore::register_component`]).
 
 use std::sync::{Arc, Mutex};
@@ -174,7 +176,7 @@ impl ZkStore {
         self.read_many(ids, paths::node, Node::from_json).await
     }
 
-    /// Ids of node znodes without data (§3.9.6: to be deleted recursively).
+    /// Ids of node znodes without data (the CleanupWorker deletes them recursively).
     pub async fn empty_node_ids(&self) -> ZkResult<Vec<NodeId>> {
         let ids = self.node_ids().await?;
         let client = &self.client;
@@ -238,7 +240,8 @@ impl ZkStore {
     }
 
     /// Lock contenders of a node (`/nodepool/nodes/<id>/lock/*__lock__<seq>`), holder
-    /// first; empty if none (or no lock dir). Non-empty = "probably locked" (§2).
+    /// first; empty if none (or no lock dir). Non-empty = "probably locked" (skipped
+    /// without trying to lock it).
     pub async fn node_lock_contenders(&self, id: &NodeId) -> ZkResult<Vec<String>> {
         self.lock_contenders(&paths::node_lock(id)).await
     }
@@ -326,7 +329,7 @@ impl ZkStore {
         self.lock_contenders(&paths::request_lock(id)).await
     }
 
-    /// The request lock dirs with their stats (CleanupWorker §3.9.1 removes those whose
+    /// The request lock dirs with their stats (the CleanupWorker removes those whose
     /// request is gone and whose mtime is old).
     pub async fn request_lock_dirs(&self) -> ZkResult<Vec<(RequestId, Stat)>> {
         let ids = self.children(paths::REQUEST_LOCKS).await?;

@@ -247,7 +247,7 @@ impl TreeCache {
         self.shared.read().nodes.len()
     }
 
-    /// Ids of node znodes without data (§3.9.6).
+    /// Ids of node znodes without data (the CleanupWorker deletes them).
     pub fn empty_node_ids(&self) -> Vec<NodeId> {
         self.shared.read().empty_nodes.iter().cloned().collect()
     }
