@@ -20,6 +20,7 @@ pub mod node;
 pub mod paths;
 pub mod quota;
 pub mod request;
+mod wire_enum;
 
 pub use component::{pool_worker_id, Component, ComponentKind, ComponentState, PoolInfo};
 pub use error::ModelError;
