@@ -25,6 +25,7 @@ use nodepool_shared::listing::{
     Table,
 };
 use nodepool_shared::model::{now_epoch, BuildState, ComponentKind};
+use nodepool_shared::sync::MutexExt;
 use nodepool_shared::zk::TreeCache;
 use tokio_util::sync::CancellationToken;
 
@@ -169,7 +170,7 @@ async fn listing(
     let key = format!("{}?{}#{:?}", uri.path(), raw_query, format);
     let now = Instant::now();
     let cached = {
-        let map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+        let map = state.responses.lock_or_recover();
         map.get(&key)
             .filter(|c| now.duration_since(c.made) < RESPONSE_TTL)
             .cloned()
@@ -200,7 +201,7 @@ async fn listing(
                 content_type: format.content_type(),
                 body: Arc::new(body),
             };
-            let mut map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = state.responses.lock_or_recover();
             map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
             map.insert(key, entry.clone());
             entry

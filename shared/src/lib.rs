@@ -10,5 +10,6 @@ pub mod listing;
 pub mod model;
 pub mod ssh;
 pub mod stats;
+pub mod sync;
 pub mod testing;
 pub mod zk;

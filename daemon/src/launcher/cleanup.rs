@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::deleter::lock_node;
 use super::runtime::LauncherContext;
+use nodepool_shared::sync::RwLockExt;
 
 /// Task name in the state dump.
 pub const TASK: &str = "CleanupWorker";
@@ -147,13 +148,7 @@ pub async fn leaked_resources(ctx: &LauncherContext, report: &mut CleanupReport)
         report.error("leaked resources", "tree cache not synced; skipped");
         return;
     }
-    let mut providers: Vec<_> = ctx
-        .providers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let mut providers: Vec<_> = ctx.providers.read_or_recover().values().cloned().collect();
     providers.sort_by(|a, b| a.name().cmp(b.name()));
     for rt in providers {
         let known = ctx.known_node_ids(rt.name());

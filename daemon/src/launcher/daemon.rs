@@ -26,6 +26,7 @@ use super::min_ready::MinReady;
 use super::pool_worker::{self, COMPONENT_VERSION};
 use super::providers::ProviderHandle;
 use super::runtime::{Intervals, LauncherContext, ProviderRuntime};
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// How the launcher is started (the binary maps its flags onto this).
 #[derive(Clone, Debug)]
@@ -257,7 +258,7 @@ fn spawn_webapp(
         if let Some(b) = bound {
             tokio::spawn(async move {
                 if let Ok(a) = rx.await {
-                    *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                    *b.lock_or_recover() = Some(a);
                 }
             });
         }
@@ -296,11 +297,7 @@ impl MainLoop {
             tracing::info!(provider = %name, "stopping provider (removed or changed)");
             self.stop_workers(|(p, _)| p == &name).await;
             self.handles.remove(&name);
-            self.ctx
-                .providers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&name);
+            self.ctx.providers.write_or_recover().remove(&name);
         }
         // New providers.
         let missing: Vec<&Provider> = config
@@ -317,8 +314,7 @@ impl MainLoop {
                             tracing::info!(provider = %p.name, "provider started");
                             self.ctx
                                 .providers
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner())
+                                .write_or_recover()
                                 .insert(p.name.clone(), rt.clone());
                             self.handles
                                 .insert(p.name.clone(), Arc::new(ProviderHandle::new(rt)));

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use nodepool_shared::model::{ComponentKind, NodeState};
 
 use super::runtime::LauncherContext;
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// The human-readable, multi-line state of the launcher.
 pub fn dump(ctx: &LauncherContext) -> String {
@@ -26,8 +27,7 @@ pub fn dump(ctx: &LauncherContext) -> String {
     let _ = writeln!(s, "tasks:");
     let mut tasks: Vec<(String, String)> = ctx
         .task_states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .lock_or_recover()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -40,13 +40,7 @@ pub fn dump(ctx: &LauncherContext) -> String {
     }
 
     let _ = writeln!(s, "providers:");
-    let mut providers: Vec<_> = ctx
-        .providers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let mut providers: Vec<_> = ctx.providers.read_or_recover().values().cloned().collect();
     providers.sort_by(|a, b| a.name().cmp(b.name()));
     if providers.is_empty() {
         let _ = writeln!(s, "  (none)");

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use super::node_launch::{create_node, run_launch, LaunchResult, NodeOrder, OwnedNode};
 use super::providers::ProviderHandle;
 use super::runtime::{Counters, LauncherContext};
+use nodepool_shared::sync::MutexExt;
 
 /// `requestor` of Nodepool's own min-ready requests.
 pub const MIN_READY_REQUESTOR: &str = "NodePool:min-ready";
@@ -69,7 +70,7 @@ impl PoolContext {
     }
 
     fn handling(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
-        self.handling.lock().unwrap_or_else(|e| e.into_inner())
+        self.handling.lock_or_recover()
     }
 
     /// Marks a request as handled here (false if it already is).
@@ -90,7 +91,7 @@ impl PoolContext {
     fn tenant_claims(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<RequestId, (String, QuotaInformation)>> {
-        self.tenant_claims.lock().unwrap_or_else(|e| e.into_inner())
+        self.tenant_claims.lock_or_recover()
     }
 
     /// Counts `need` against `tenant` while the request's handler runs.
@@ -275,8 +276,7 @@ impl Handler {
         self.set_state(state);
         let ctx = self.pc.ctx.clone();
         ctx.task_states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_or_recover()
             .remove(&format!("handler {} {}", self.pc.worker_id, id));
         self.pc.stop_handling(&id);
         if let Err(e) = self.lock.release().await {

@@ -23,6 +23,7 @@ use super::node_launch::newest_ready_upload;
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
 use super::tenant_limits::{self, TenantCheck};
+use nodepool_shared::sync::MutexExt;
 
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = "11.0.0";
@@ -135,10 +136,7 @@ pub async fn run(
             _ = tokio::time::sleep(ctx.intervals.pool_tick) => {}
         }
     }
-    ctx.task_states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&task);
+    ctx.task_states.lock_or_recover().remove(&task);
     if let Err(e) = registration.unregister().await {
         tracing::warn!(pool = %task, error = %e, "cannot unregister pool component");
     }

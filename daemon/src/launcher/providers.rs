@@ -20,6 +20,7 @@ use super::failure::LaunchError;
 use super::launch::FlavorSpec;
 use super::quota::{fits, would_ever_fit, PoolLimits, QuotaError};
 use super::runtime::{LauncherContext, ProviderRuntime};
+use nodepool_shared::sync::MutexExt;
 
 /// Pool limits of a pool config (`None` = unlimited; negative counts as 0).
 pub fn pool_limits(pool: &Pool) -> PoolLimits {
@@ -75,7 +76,7 @@ impl ProviderHandle {
 
     /// The flavor of a pool label (one flavor list on first use, then cached).
     pub async fn flavor(&self, label: &PoolLabel) -> Result<Flavor, QuotaError> {
-        if let Some(f) = lock(&self.flavors).get(&label.name) {
+        if let Some(f) = self.flavors.lock_or_recover().get(&label.name) {
             return Ok(f.clone());
         }
         let spec = flavor_spec(label);
@@ -93,7 +94,9 @@ impl ProviderHandle {
                 label: label.name.clone(),
                 wanted: spec.to_string(),
             })?;
-        lock(&self.flavors).insert(label.name.clone(), f.clone());
+        self.flavors
+            .lock_or_recover()
+            .insert(label.name.clone(), f.clone());
         Ok(f)
     }
 
@@ -113,7 +116,7 @@ impl ProviderHandle {
             CloudImageRef::Id(id) => return Ok(Some(id.clone())),
             CloudImageRef::Name(n) => n.clone(),
         };
-        if let Some(id) = lock(&self.cloud_images).get(&wanted) {
+        if let Some(id) = self.cloud_images.lock_or_recover().get(&wanted) {
             return Ok(Some(id.clone()));
         }
         let found = self
@@ -123,7 +126,9 @@ impl ProviderHandle {
             .await
             .map_err(|e| LaunchError::cloud("find image", e, None))?;
         Ok(found.map(|img| {
-            lock(&self.cloud_images).insert(wanted, img.id.clone());
+            self.cloud_images
+                .lock_or_recover()
+                .insert(wanted, img.id.clone());
             img.id
         }))
     }
@@ -131,12 +136,12 @@ impl ProviderHandle {
     /// The cloud's availability zones (listed once, then cached; a failed listing is
     /// logged, not cached, and gives none: the cloud then picks).
     pub async fn availability_zones(&self) -> Vec<String> {
-        if let Some(z) = lock(&self.zones).as_ref() {
+        if let Some(z) = self.zones.lock_or_recover().as_ref() {
             return z.clone();
         }
         match self.runtime.driver.list_availability_zones().await {
             Ok(z) => {
-                *lock(&self.zones) = Some(z.clone());
+                *self.zones.lock_or_recover() = Some(z.clone());
                 z
             }
             Err(e) => {
@@ -149,19 +154,19 @@ impl ProviderHandle {
 
     /// Forgets resolved flavors, images and zones (after a launch failed on them).
     pub fn forget_lookups(&self) {
-        lock(&self.flavors).clear();
-        lock(&self.cloud_images).clear();
-        *lock(&self.zones) = None;
+        self.flavors.lock_or_recover().clear();
+        self.cloud_images.lock_or_recover().clear();
+        *self.zones.lock_or_recover() = None;
     }
 
     /// Records a node this launcher just created (counted until the cache shows it).
     pub fn claim(&self, id: NodeId, need: QuotaInformation) {
-        lock(&self.claims).insert(id, need);
+        self.claims.lock_or_recover().insert(id, need);
     }
 
     /// Drops a claim (the node's handler is done with it).
     pub fn release_claim(&self, id: &NodeId) {
-        lock(&self.claims).remove(id);
+        self.claims.lock_or_recover().remove(id);
     }
 
     /// Launches running now (for `max-concurrency`).
@@ -180,7 +185,7 @@ impl ProviderHandle {
     pub fn usage(&self, ctx: &LauncherContext, pool: &str) -> (QuotaInformation, QuotaInformation) {
         let mut provider = QuotaInformation::usage();
         let mut in_pool = QuotaInformation::usage();
-        let claims = lock(&self.claims).clone();
+        let claims = self.claims.lock_or_recover().clone();
         let mut seen = std::collections::HashSet::new();
         for n in ctx.cache.nodes() {
             let node = &n.node;
@@ -198,7 +203,7 @@ impl ProviderHandle {
                 })
                 .or_else(|| {
                     let l = node.node_type.first()?;
-                    let f = lock(&self.flavors).get(l).cloned()?;
+                    let f = self.flavors.lock_or_recover().get(l).cloned()?;
                     Some(f.quota(None))
                 });
             if let Some(q) = q {
@@ -280,10 +285,6 @@ impl Drop for LaunchGuard {
     fn drop(&mut self) {
         self.0.active_launches.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

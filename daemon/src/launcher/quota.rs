@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::launch::FlavorSpec;
 use super::metadata::{NODE_ID, PROVIDER_NAME};
+use nodepool_shared::sync::MutexExt;
 
 /// How long a provider limit is reused (Nodepool: 5 minutes).
 pub const PROVIDER_QUOTA_TTL: Duration = Duration::from_secs(300);
@@ -72,7 +73,7 @@ impl ProviderQuota {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
-        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+        self.cached.lock_or_recover()
     }
 
     /// The provider limit, from the cache if fresh. On a cloud error the stale value is
@@ -206,7 +207,7 @@ impl LabelNeedCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, QuotaInformation>> {
-        self.needs.lock().unwrap_or_else(|p| p.into_inner())
+        self.needs.lock_or_recover()
     }
 
     pub fn clear(&self) {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::leaks::{LeakCleaner, LeakSettings};
 use super::quota::{LabelNeedCache, ProviderQuota};
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// How often the periodic workers run. Nodepool's values by default; tests shorten them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,28 +185,18 @@ impl LauncherContext {
 
     /// A started provider by name.
     pub fn provider(&self, name: &str) -> Option<Arc<ProviderRuntime>> {
-        self.providers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.providers.read_or_recover().get(name).cloned()
     }
 
     /// Names of the started providers.
     pub fn provider_names(&self) -> HashSet<String> {
-        self.providers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.providers.read_or_recover().keys().cloned().collect()
     }
 
     /// Records what a task is doing (shown by SIGUSR2).
     pub fn set_task_state(&self, task: &str, state: impl Into<String>) {
         self.task_states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_or_recover()
             .insert(task.to_string(), state.into());
     }
 

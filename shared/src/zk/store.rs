@@ -26,6 +26,7 @@ use crate::model::{
     paths, BuildId, Component, ComponentKind, ImageBuild, ImageUpload, ModelError, Node, NodeId,
     NodeRequest, NodeState, RequestId, UploadId,
 };
+use crate::sync::MutexExt;
 
 /// How many reads a list function keeps in flight.
 const PIPELINE: usize = 64;
@@ -691,26 +692,18 @@ impl Drop for ComponentRegistration {
 impl ComponentRegistration {
     /// The current znode name (`<hostname><seq10>`; changes after a re-registration).
     pub fn name(&self) -> String {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .name
-            .clone()
+        self.state.lock_or_recover().name.clone()
     }
 
     /// The current znode path.
     pub fn path(&self) -> String {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.state.lock_or_recover();
         paths::component(st.component.kind, &st.name)
     }
 
     /// The content as last written.
     pub fn component(&self) -> Component {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .component
-            .clone()
+        self.state.lock_or_recover().component.clone()
     }
 
     /// Changes the content (`f` edits a copy) and writes it with a version check. While
@@ -718,7 +711,7 @@ impl ComponentRegistration {
     /// new content is kept and written by the re-registration.
     pub async fn update(&self, f: impl FnOnce(&mut Component)) -> ZkResult<()> {
         let (name, component, version) = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = self.state.lock_or_recover();
             f(&mut st.component);
             (st.name.clone(), st.component.clone(), st.version)
         };
@@ -736,7 +729,7 @@ impl ComponentRegistration {
             r => r,
         };
         let stat = r?;
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock_or_recover();
         if st.name == name {
             st.version = stat.version;
         }
@@ -758,7 +751,7 @@ impl ComponentRegistration {
 async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: CancellationToken) {
     let mut status = store.client.watch_status();
     loop {
-        let registered = state.lock().unwrap_or_else(|e| e.into_inner()).generation;
+        let registered = state.lock_or_recover().generation;
         let wait = status.wait_for(|s| {
             (s.generation > registered && s.state == ConnectionState::Connected)
                 || s.state == ConnectionState::Closed
@@ -774,7 +767,7 @@ async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: Cancell
             return;
         }
         let (old, component) = {
-            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let st = state.lock_or_recover();
             (
                 paths::component(st.component.kind, &st.name),
                 st.component.clone(),
@@ -786,7 +779,7 @@ async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: Cancell
             Ok((name, stat)) => {
                 info!(kind = %component.kind, name = %name, generation = now.generation,
                     "re-registered component after new session");
-                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = state.lock_or_recover();
                 st.name = name;
                 st.version = stat.version;
                 st.generation = now.generation;

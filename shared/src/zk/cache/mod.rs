@@ -27,6 +27,7 @@ use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
 use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
 
+use crate::sync::RwLockExt;
 pub use tree::{
     CacheEvent, CacheKind, CachedBuild, CachedComponent, CachedNode, CachedRequest, CachedUpload,
     Change, UploadKey,
@@ -68,7 +69,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, Tree> {
-        self.tree.read().unwrap_or_else(|e| e.into_inner())
+        self.tree.read_or_recover()
     }
 
     fn publish(&self, events: Vec<CacheEvent>) {
@@ -83,19 +84,13 @@ impl Shared {
 
     pub(crate) fn apply(&self, update: Update) {
         let mut out = Vec::new();
-        self.tree
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply(update, &mut out);
+        self.tree.write_or_recover().apply(update, &mut out);
         self.publish(out);
     }
 
     pub(crate) fn replace(&self, new: Tree, session_generation: u64) {
         let mut out = Vec::new();
-        self.tree
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace_with(new, &mut out);
+        self.tree.write_or_recover().replace_with(new, &mut out);
         out.push(CacheEvent {
             kind: CacheKind::Tree,
             path: ZkPath::Other,
