@@ -11,5 +11,6 @@ pub mod model;
 pub mod ssh;
 pub mod stats;
 pub mod sync;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod zk;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nodepool_shared::config::{
     CloudImageRef, Config, ConfigError, ConfigSource, PoolLabelImage, DEFAULT_BUILD_LOG_DIR,
 };
+use nodepool_shared::testing::{is_child_test, run_test_in_child};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -294,10 +295,26 @@ fn merge_keys_and_aliases() {
         && m.ends_with("].boot-timeout: expected a non-negative number of seconds, got string \"slow\"")), "{got:?}");
 }
 
+/// `%(NODEPOOL_…)` comes from the process environment: the variables are set for a child
+/// process that runs [`nodepool_environment_variables_are_substituted_in_child`] (setting
+/// them here, while other tests' threads read the environment, is undefined behaviour).
 #[test]
 fn nodepool_environment_variables_are_substituted() {
-    std::env::set_var("NODEPOOL_CFGTEST_ZK_HOST", "zk.internal");
-    std::env::set_var("NODEPOOL_CFGTEST_ZK_PORT", "2999");
+    run_test_in_child(
+        "config::nodepool_environment_variables_are_substituted_in_child",
+        &[
+            ("NODEPOOL_CFGTEST_ZK_HOST", "zk.internal"),
+            ("NODEPOOL_CFGTEST_ZK_PORT", "2999"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process of nodepool_environment_variables_are_substituted"]
+fn nodepool_environment_variables_are_substituted_in_child() {
+    if !is_child_test("config::nodepool_environment_variables_are_substituted_in_child") {
+        return;
+    }
     let c = load("env.yaml");
     assert_eq!(c.zookeeper_servers[0].host, "zk.internal");
     assert_eq!(c.zookeeper_servers[0].port, 2999);

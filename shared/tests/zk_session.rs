@@ -8,9 +8,9 @@
 //! A frozen (`SIGSTOP`) or stopped server shows the request timeout: every call returns
 //! `Timeout` or `ConnectionLoss` within it, and the same client works again afterwards.
 
-use std::future::Future;
 use std::time::Duration;
 
+use nodepool_shared::testing::step;
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{
     lock_contenders, ConnectionState, Election, SessionEvent, ZkClient, ZkError, ZkLock,
@@ -21,16 +21,10 @@ use tokio_util::sync::CancellationToken;
 /// Every wait in these tests is bounded by this.
 const BOUND: Duration = Duration::from_secs(30);
 
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
-
 /// Ends the session of `c` on the server: resume it on a second connection, close that.
 async fn expire_session(zk: &TestZk, c: &ZkClient) {
     let info = c.session_info().expect("client has a session");
-    let raw = bounded(
+    let raw = step(
         "resume the session on a second connection",
         zookeeper_client::Client::connector()
             .with_session(info)
@@ -41,7 +35,7 @@ async fn expire_session(zk: &TestZk, c: &ZkClient) {
     .expect("resume session");
     let mut watcher = raw.state_watcher();
     drop(raw);
-    bounded("close the resumed session", async {
+    step("close the resumed session", async {
         while !watcher.peek_state().is_terminated() {
             if watcher.changed().await.is_terminated() {
                 break;
@@ -53,7 +47,7 @@ async fn expire_session(zk: &TestZk, c: &ZkClient) {
 
 /// Waits (bounded) for `Reconnected(generation)` on `events`.
 async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, generation: u64) {
-    bounded("new session", async {
+    step("new session", async {
         loop {
             match events.recv().await {
                 Ok(SessionEvent::Reconnected(g)) if g == generation => return,
@@ -66,7 +60,7 @@ async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, genera
 }
 
 async fn wait_gone(c: &ZkClient, path: &str) {
-    bounded(&format!("{path} gone"), async {
+    step(&format!("{path} gone"), async {
         while c.exists(path).await.unwrap().is_some() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -75,7 +69,7 @@ async fn wait_gone(c: &ZkClient, path: &str) {
 }
 
 async fn wait_contenders(c: &ZkClient, dir: &str, n: usize) -> Vec<String> {
-    bounded(&format!("{n} contenders at {dir}"), async {
+    step(&format!("{n} contenders at {dir}"), async {
         loop {
             let v = lock_contenders(c, dir).await.unwrap();
             if v.len() == n {
@@ -102,7 +96,7 @@ async fn expiry_builds_new_session_and_held_lock_is_lost() {
     let eph = c.create_ephemeral("/ephemeral", b"").await.unwrap();
 
     expire_session(&zk, &c).await;
-    bounded("lock reported lost", lost).await;
+    step("lock reported lost", lost).await;
     wait_reconnected(&mut events, 2).await;
     assert_eq!(c.generation(), 2);
     assert_eq!(c.status().state, ConnectionState::Connected);
@@ -140,7 +134,7 @@ async fn waiter_requeues_after_its_session_expired() {
     expire_session(&zk, &b).await;
     wait_reconnected(&mut events, 2).await;
     // The waiter queued again with a new contender in the new session.
-    bounded("waiter re-queued", async {
+    step("waiter re-queued", async {
         loop {
             let now = lock_contenders(&a, dir).await.unwrap();
             if now.len() == 2 && now[1] != before[1] {
@@ -151,7 +145,7 @@ async fn waiter_requeues_after_its_session_expired() {
     })
     .await;
     la.release().await.unwrap();
-    let (ok, mut lb) = bounded("waiter acquires", waiter).await.unwrap();
+    let (ok, mut lb) = step("waiter acquires", waiter).await.unwrap();
     assert!(ok);
     assert_eq!(lb.generation(), Some(2));
     lb.release().await.unwrap();
@@ -182,18 +176,18 @@ async fn election_recampaigns_after_expiry() {
             .await
         })
     };
-    assert_eq!(bounded("elected", rx.recv()).await, Some(("elected", 1)));
+    assert_eq!(step("elected", rx.recv()).await, Some(("elected", 1)));
     expire_session(&zk, &c).await;
     assert_eq!(
-        bounded("stepped down", rx.recv()).await.map(|m| m.0),
+        step("stepped down", rx.recv()).await.map(|m| m.0),
         Some("stepped down")
     );
-    assert_eq!(bounded("re-elected", rx.recv()).await, Some(("elected", 2)));
+    assert_eq!(step("re-elected", rx.recv()).await, Some(("elected", 2)));
     assert_eq!(lock_contenders(&observer, dir).await.unwrap().len(), 1);
     cancel.cancel();
-    bounded("election task ends", task).await.unwrap().unwrap();
+    step("election task ends", task).await.unwrap().unwrap();
     assert_eq!(
-        bounded("stepped down at cancel", rx.recv()).await,
+        step("stepped down at cancel", rx.recv()).await,
         Some(("stepped down", 2))
     );
     // Resigned on the way out.
@@ -224,7 +218,7 @@ async fn server_restart_keeps_session_and_lock() {
     let before = wait_contenders(&c, dir, 2).await;
     let server = zk.server().expect("dedicated server");
     tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
-    bounded("suspended then connected again", async {
+    step("suspended then connected again", async {
         let mut suspended = false;
         loop {
             match events.recv().await {
@@ -247,7 +241,7 @@ async fn server_restart_keeps_session_and_lock() {
     let mut l3 = ZkLock::new(&other, dir, b"");
     assert!(!l3.try_acquire().await.unwrap());
     l.release().await.unwrap();
-    let (ok, mut l2) = bounded("waiter acquires after the restart", waiter)
+    let (ok, mut l2) = step("waiter acquires after the restart", waiter)
         .await
         .unwrap();
     assert!(ok && l2.is_held());

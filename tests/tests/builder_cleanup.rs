@@ -7,43 +7,22 @@
 //! every build and upload record the builder writes. Every wait is bounded.
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
 use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{paths, BuildId, BuildState, ImageBuild, ImageUpload, UploadState};
+use nodepool_shared::testing::wait_for;
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{ZkLock, ZkStore};
+use nodepool_tests::builder_world::fixture;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
-/// Upper bound of every wait for the builder to reach a state.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create")
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// What the config file says.
 #[derive(Clone)]

@@ -13,16 +13,8 @@ use nodepool_shared::cloud::{
     Limit, OpenStackDriver, PortFilter,
 };
 use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::bounded;
 use nodepool_tests::sim::{CloudsAuth, Quota, SimAdmin, SimConfig, SimHandle, Simulator};
-
-/// Upper bound for every test (they take well under a second normally).
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
-}
 
 fn options(provider: &str) -> DriverOptions {
     let mut o = DriverOptions::new(provider);
@@ -890,7 +882,7 @@ fn peak_rss_kib() -> u64 {
 /// separate `openstack-sim` process and reports this process's peak RSS after each, to
 /// show that the upload is streamed (memory does not grow with the image size).
 ///
-/// `cargo test -p nodepool-tests --test cloud_openstack -- --ignored --nocapture bench_upload_memory`
+/// `cargo test -p nodepool-tests --test integration cloud_openstack::bench_upload_memory -- --ignored --nocapture`
 #[tokio::test]
 #[ignore]
 async fn bench_upload_memory() {

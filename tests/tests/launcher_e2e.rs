@@ -5,55 +5,26 @@
 //! request.
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use crate::support::Launcher;
+use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::model::{
     paths, ComponentKind, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, init_logs, wait_for};
 use nodepool_shared::zk::{ZkLock, ZkStore};
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Upper bound of every wait.
 const WAIT: Duration = Duration::from_secs(60);
 const PROVIDER: &str = "sim-provider";
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Waits until `f` returns `Some`, polling every 50 ms, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Pool and provider knobs for the generated config.
 #[derive(Clone)]
@@ -135,21 +106,6 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
     )
 }
 
-struct Launcher {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Launcher {
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("launcher stops")
-            .expect("launcher task");
-    }
-}
-
 struct Env {
     zk: TestZk,
     sim: SimHandle,
@@ -206,12 +162,7 @@ impl Env {
             pool_tick: Duration::from_millis(200),
             ..Intervals::default()
         };
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            run(opts, c).await.expect("launcher run");
-        });
-        Launcher { cancel, task }
+        Launcher::start(opts)
     }
 
     /// Zuul's submit: persistent sequential `100-…`, state `requested`.
@@ -263,12 +214,6 @@ impl Env {
         self.store.delete_request(&req.id).await.expect("delete");
         locks
     }
-}
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(180), f)
-        .await
-        .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
