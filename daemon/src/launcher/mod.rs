@@ -1,8 +1,26 @@
-//! The cloud-facing half of `nodepool-launcher` (launch, quota, delete, leak cleanup),
-//! independent of ZooKeeper: everything here talks to a cloud through
-//! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
-//! the request handlers (which own ZooKeeper) map config and records onto them.
+//! `nodepool-launcher`: fulfils node requests from OpenStack clouds (docs/launcher.md; the
+//! path of one request through these modules is in ARCHITECTURE.md).
 //!
+//! The ZooKeeper side — tasks that read the tree cache and write records:
+//! * [`daemon`]: the main loop: config (re)loads, ZooKeeper, the tree cache, providers
+//!   and pool workers reconciled with the config, the housekeeping tasks, the web API.
+//! * [`runtime`]: what every task shares (store, cache, statsd, intervals, counters).
+//! * [`providers`]: a started provider: flavor and image lookups, quota usage, the
+//!   launch gate.
+//! * [`pool_worker`]: one per provider-pool: assignment passes, declines, accepts.
+//! * [`handler`]: one accepted request: reuse or launch per label, pause, fulfil.
+//! * [`node_launch`]: the node record of one launch, around the cloud side's launch.
+//! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
+//! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
+//! * [`deleter`]: the DeletedNodeWorker (deletes unlocked used/failed nodes).
+//! * [`cleanup`]: the CleanupWorker (lost requests, leaks, ages, empty znodes).
+//! * [`stats_worker`]: the node gauges, from the election winner only.
+//! * [`dump`]: the SIGUSR2 state dump.
+//! * [`zk_retry`]: retrying idempotent writes across a connection loss.
+//!
+//! The cloud side — independent of ZooKeeper: everything here talks to a cloud through
+//! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
+//! the ZooKeeper side maps config and records onto them:
 //! * [`metadata`]: server name and instance metadata.
 //! * [`pyformat`]: the subset of Python `str.format` used by
 //!   `dynamic-instance-properties`.
