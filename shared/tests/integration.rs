@@ -13,6 +13,8 @@ mod config;
 mod golden;
 /// The SSH host-key scan against a real OpenSSH server.
 mod keyscan_sshd;
+/// The workspace's own rules (no test harness in production builds).
+mod workspace;
 /// The tree cache against a real ZooKeeper.
 mod zk_cache;
 /// The raw ZooKeeper client: CRUD, TLS, multi.
