@@ -14,8 +14,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{Node, NodeState};
-use nodepool_shared::testing::step;
-use nodepool_shared::testing::{MemberMode, ZkEnsemble};
+use nodepool_shared::testing::{step, MemberMode, ZkEnsemble};
 use nodepool_shared::zk::TreeCache;
 use nodepool_shared::zk::{ZkClient, ZkError, ZkSettings, ZkStore};
 

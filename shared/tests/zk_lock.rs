@@ -4,8 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use nodepool_shared::testing::step;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{step, TestZk};
 use nodepool_shared::zk::election::default_identifier;
 use nodepool_shared::zk::{
     contender_identifiers, force_unlock, is_locked, lock_contenders, Election, ZkClient, ZkLock,

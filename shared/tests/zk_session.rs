@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use nodepool_shared::testing::step;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{step, TestZk};
 use nodepool_shared::zk::{
     lock_contenders, ConnectionState, Election, SessionEvent, ZkClient, ZkError, ZkLock,
 };

@@ -14,15 +14,12 @@ use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{
     paths, BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState,
 };
-use nodepool_shared::testing::wait_for;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{wait_for, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::builder_world::fixture;
 use nodepool_tests::daemons::workspace_bin;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 
-/// Upper bound of every wait for the builder to reach a state.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
 

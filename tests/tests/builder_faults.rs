@@ -10,8 +10,7 @@
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{paths, BuildState, ImageUpload, UploadState};
-use nodepool_shared::testing::TestZk;
-use nodepool_shared::testing::{bounded_serial, wait_for_within};
+use nodepool_shared::testing::{bounded_serial, wait_for_within, TestZk};
 use nodepool_tests::builder_world::{image_property, BuilderCfg, BuilderWorld, IMAGE};
 use nodepool_tests::daemons::DaemonProc;
 use nodepool_tests::sim::state::Image;

@@ -10,8 +10,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nodepool_shared::model::BuildState;
-use nodepool_shared::testing::TestZk;
-use nodepool_shared::testing::{bounded_serial, wait_for_within};
+use nodepool_shared::testing::{bounded_serial, wait_for_within, TestZk};
 use nodepool_tests::builder_world::{BuilderCfg, BuilderWorld, ProviderCfg, IMAGE};
 use nodepool_tests::sim::Knobs;
 

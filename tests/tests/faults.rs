@@ -13,8 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{ComponentKind, NodeRequest, NodeState, RequestId, RequestState};
-use nodepool_shared::testing::{bounded_serial, init_logs, wait_for_within, StatsSink};
-use nodepool_shared::testing::{TestZk, ZkEnsemble};
+use nodepool_shared::testing::{
+    bounded_serial, init_logs, wait_for_within, StatsSink, TestZk, ZkEnsemble,
+};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::daemons::workspace_bin;
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};

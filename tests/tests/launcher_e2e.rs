@@ -17,13 +17,10 @@ use nodepool_shared::model::{
     paths, ComponentKind, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
-use nodepool_shared::testing::{bounded, init_logs, wait_for};
+use nodepool_shared::testing::{bounded, init_logs, wait_for, TestZk, WAIT};
 use nodepool_shared::zk::{ZkLock, ZkStore};
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(60);
 const PROVIDER: &str = "sim-provider";
 
 /// Pool and provider knobs for the generated config.

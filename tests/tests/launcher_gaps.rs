@@ -16,13 +16,10 @@ use nodepool_shared::model::{
     RequestId, RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
-use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink};
+use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::sim::{Knobs, SimConfig, SimHandle, Simulator};
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(60);
 const PROVIDER: &str = "sim-provider";
 
 /// The generated config's knobs.

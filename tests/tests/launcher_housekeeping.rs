@@ -18,8 +18,7 @@ use nodepool_shared::model::{
     RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::bounded;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, TestZk};
 use nodepool_shared::zk::{TreeCache, ZkLock, ZkStore};
 use nodepool_tests::sim::{CloudsAuth, SimConfig, SimHandle, Simulator};
 use tokio::net::UdpSocket;

@@ -14,16 +14,13 @@ use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{BuildState, ImageBuild, ImageUpload, Node, NodeId, UploadState};
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
-use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink};
+use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::builder_world::fixture;
 use nodepool_tests::daemons::workspace_bin;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use nodepool_tests::zuul::{FakeZuul, Outcome};
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
 const LABEL: &str = "ubuntu-small";
