@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 ///
 /// Cargo builds a dev-dependency's library for the tests but not its binaries, so the
 /// first call per test process runs `cargo build --workspace --bins`: a test never runs a
-/// stale daemon. It is a no-op after `cargo test --workspace` (as `scripts/run-tests`
-/// runs it), which builds the same binaries with the same features; a narrower build
-/// (`-p nodepool-daemon`) would resolve other features and rebuild the daemon and its
-/// dependencies once more.
+/// stale daemon. (`--workspace` resolves the same features as `cargo test --workspace`,
+/// so after that it is a no-op; `-p nodepool-daemon` would resolve other features and
+/// rebuild the daemon and its dependencies once more.) `scripts/run-tests` sets
+/// `NODEPOOL_TEST_BINS_BUILT` when its `cargo test --workspace` has just built them.
 pub fn workspace_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        if std::env::var_os("NODEPOOL_TEST_BINS_BUILT").is_some() {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-q", "--workspace", "--bins"])
