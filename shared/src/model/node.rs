@@ -736,4 +736,34 @@ mod tests {
         let fresh = Node::new();
         assert_eq!(fresh.created_time, Some(fresh.state_time));
     }
+
+    /// Benchmark (run explicitly, release): reading and writing 10,000 node records (the
+    /// golden `node-ready.json`), the per-record cost under every listing and cache load.
+    /// `cargo test --release -p nodepool-shared --lib bench_node_read_write -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_node_read_write() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/node-ready.json");
+        let golden: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let data = serde_json::to_vec(&golden["data"]).unwrap();
+        let id = NodeId::from("0000004351");
+        let n = 10_000;
+        for round in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(Node::from_json(&id, std::hint::black_box(&data)).unwrap());
+            }
+            let read = t.elapsed();
+            let node = Node::from_json(&id, &data).unwrap().unwrap();
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(std::hint::black_box(&node).to_json());
+            }
+            println!(
+                "round {round}: read {n}: {read:?}, write {n}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
 }
