@@ -2,5 +2,7 @@
 
 pub mod builder;
 pub mod cli;
+pub mod host;
 pub mod launcher;
 pub mod webapp;
+pub mod zk_settings;

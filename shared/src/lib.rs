@@ -6,8 +6,10 @@
 
 pub mod cloud;
 pub mod config;
+pub mod diagnostics;
 pub mod listing;
 pub mod model;
+pub mod pyfmt;
 pub mod ssh;
 pub mod stats;
 pub mod sync;

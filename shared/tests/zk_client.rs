@@ -160,3 +160,91 @@ async fn tls_requires_client_certificate() {
     let err = ZkClient::connect(s).await.unwrap_err();
     assert!(matches!(err, ZkError::Tls { .. }), "{err}");
 }
+
+/// What kazoo does with chroot `chroot` (missing) of `zk`, from `tests/kazoo/chroot_helper.py`.
+async fn kazoo_on_missing_chroot(zk: &TestZk, chroot: &str) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kazoo/chroot_helper.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(zk.plain_hosts())
+            .arg(chroot)
+            .output(),
+    )
+    .await
+    .expect("kazoo helper within 60 s")
+    .unwrap_or_else(|e| panic!("cannot run python3 (needed for kazoo interop): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.starts_with("NO_KAZOO"),
+        "kazoo is not installed for the python3 on PATH; run ./scripts/run-tests \
+         (it installs it) or `python3 -m pip install kazoo`"
+    );
+    assert!(out.status.success(), "kazoo helper: {}: {text}", out.status);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("kazoo helper said {text:?}: {e}"))
+}
+
+/// A chroot that does not exist: reads find nothing, and the first write creates the
+/// chroot node when its parent exists; with the parent missing too the write fails —
+/// exactly what kazoo (Python Nodepool's client) does, checked side by side.
+#[tokio::test]
+async fn missing_chroot_is_created_by_the_first_write_like_kazoo() {
+    let zk = TestZk::shared().await;
+    let root = ZkClient::connect(zk.root_settings()).await.unwrap();
+    for (ours, theirs, creatable) in [
+        ("missing", "kazoo-missing", true),
+        ("a/b", "kazoo-a/b", false),
+    ] {
+        let (ours, theirs) = (
+            format!("{}/{ours}", zk.chroot()),
+            format!("{}/{theirs}", zk.chroot()),
+        );
+        let kazoo = kazoo_on_missing_chroot(&zk, &theirs).await;
+        assert_eq!(kazoo["warned"], true, "{kazoo}");
+        assert_eq!(kazoo["list_nodes"], "NoNodeError", "{kazoo}");
+        assert_eq!(kazoo["chroot_exists"], creatable, "{kazoo}");
+
+        let c = ZkClient::connect(zk.settings().with_chroot(Some(ours.clone())))
+            .await
+            .unwrap();
+        // Nodepool's list treats NoNodeError as "no nodes": an empty listing for us.
+        assert!(c.get_children("/nodepool/nodes").await.unwrap().is_none());
+        let made = c.ensure_path("/nodepool/images/img/pause").await;
+        if creatable {
+            assert_eq!(kazoo["ensure_path"], "ok", "{kazoo}");
+            made.unwrap();
+            assert!(c
+                .exists("/nodepool/images/img/pause")
+                .await
+                .unwrap()
+                .is_some());
+            // A sequential create with parents works the same way.
+            let c2 = ZkClient::connect(
+                zk.settings()
+                    .with_chroot(Some(format!("{}/missing-2", zk.chroot()))),
+            )
+            .await
+            .unwrap();
+            let p = c2
+                .create_sequential("/nodepool/components/launcher/h", b"{}", true)
+                .await
+                .unwrap();
+            assert_eq!(p, "/nodepool/components/launcher/h0000000000");
+            c2.close().await;
+        } else {
+            assert_eq!(kazoo["ensure_path"], "NoNodeError", "{kazoo}");
+            let err = made.unwrap_err();
+            assert!(
+                matches!(&err, ZkError::NoChroot { chroot, parent }
+                    if *chroot == ours && *parent == format!("{}/a", zk.chroot())),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(&ours) && text.contains("chroot"), "{text}");
+        }
+        assert_eq!(root.exists(&ours).await.unwrap().is_some(), creatable);
+        c.close().await;
+    }
+    root.close().await;
+}

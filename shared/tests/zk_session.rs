@@ -6,13 +6,20 @@
 //! (same id and password) and closes it.
 //!
 //! A frozen (`SIGSTOP`) or stopped server shows the request timeout: every call returns
-//! `Timeout` or `ConnectionLoss` within it, and the same client works again afterwards.
+//! `Timeout` or `ConnectionLoss` within it, and the same client works again afterwards
+//! (and the calls waiting meanwhile are counted as pending).
+//!
+//! `reconfigure` moves a client to other servers: to another ensemble (a second real
+//! ZooKeeper) as a new session that locks and component records follow, to more servers
+//! of the same ensemble without losing the session, and to servers that answer only later.
 
 use std::time::Duration;
 
+use nodepool_shared::model::{Component, ComponentKind};
 use nodepool_shared::testing::{step, TestZk};
 use nodepool_shared::zk::{
-    lock_contenders, ConnectionState, Election, SessionEvent, ZkClient, ZkError, ZkLock,
+    lock_contenders, ConnectionState, Election, Reconfigured, SessionEvent, ZkClient, ZkError,
+    ZkLock, ZkStore,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -344,5 +351,187 @@ async fn calls_fail_while_the_server_is_down_and_work_after_restart() {
     calls_fail_within_request_timeout(&c, "stopped server").await;
     tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
     client_works_again(&c, "after restart").await;
+    c.close().await;
+}
+
+// --- pending requests (the launcher's zk.client.connection_queue gauge) ---------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_requests_count_calls_waiting_for_a_frozen_server() {
+    let zk = TestZk::dedicated().await;
+    let c = zk.client().await;
+    c.create_persistent("/t", b"x").await.unwrap();
+    assert_eq!(c.pending_requests(), 0);
+    let server = zk.server().expect("dedicated server");
+    assert!(server.freeze(), "SIGSTOP the ZooKeeper process");
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.get("/t").await })
+        })
+        .collect();
+    step("3 calls pending", async {
+        while c.pending_requests() != 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(server.thaw(), "SIGCONT the ZooKeeper process");
+    for call in calls {
+        let _ = step("call ends", call).await;
+    }
+    assert_eq!(c.pending_requests(), 0);
+    c.close().await;
+}
+
+// --- moving to other servers (a reloaded zookeeper-servers) --------------------------------
+
+/// Components registered through the store under `kind` on the server `c` talks to.
+async fn launcher_names(c: &ZkClient) -> Vec<String> {
+    ZkStore::new(c.clone())
+        .components(ComponentKind::Launcher)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_moves_session_locks_and_components_to_another_ensemble() {
+    let old = TestZk::shared().await;
+    let new = TestZk::dedicated().await;
+    let c = old.client().await;
+    let store = ZkStore::new(c.clone());
+    let reg = store
+        .register_component(Component::new(ComponentKind::Launcher, "mover", "11.0.0"))
+        .await
+        .unwrap();
+    let mut lock = ZkLock::new(&c, "/nodepool/images/img/lock", b"");
+    assert!(lock.try_acquire().await.unwrap());
+    c.create_ephemeral("/eph", b"").await.unwrap();
+    let watch_old = old.client().await;
+    let watch_new = new.client().await;
+    assert_eq!(launcher_names(&watch_old).await.len(), 1);
+    let mut events = c.subscribe();
+
+    let moved = step("move", c.reconfigure(new.settings())).await.unwrap();
+    assert_eq!(moved, Reconfigured::Moved { generation: 2 });
+    assert_eq!(c.settings(), new.settings());
+    assert_eq!(c.generation(), 2);
+    assert!(matches!(events.recv().await, Ok(SessionEvent::Lost)));
+    wait_reconnected(&mut events, 2).await;
+    // The old session was closed: its ephemerals are gone from the old ensemble.
+    wait_gone(&watch_old, "/eph").await;
+    step("old component gone", async {
+        while !launcher_names(&watch_old).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        !lock.is_held(),
+        "a lock of the old session is reported lost"
+    );
+    // The component record follows the new session onto the new ensemble.
+    step("component on the new ensemble", async {
+        while launcher_names(&watch_new).await.len() != 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // Calls go to the new ensemble; the lock can be taken there.
+    c.create_persistent("/after-move", b"").await.unwrap();
+    assert!(watch_new.exists("/after-move").await.unwrap().is_some());
+    assert!(watch_old.exists("/after-move").await.unwrap().is_none());
+    let mut again = ZkLock::new(&c, "/nodepool/images/img/lock", b"");
+    assert!(again.try_acquire().await.unwrap());
+    again.release().await.unwrap();
+    // Moving back with only a timeout changed: nothing to do but remember the timeout.
+    let mut same = new.settings();
+    same.request_timeout += Duration::from_secs(1);
+    assert_eq!(
+        c.reconfigure(same.clone()).await.unwrap(),
+        Reconfigured::Unchanged
+    );
+    assert_eq!(c.settings(), same);
+    assert_eq!(c.generation(), 2);
+    reg.unregister().await.unwrap();
+    c.close().await;
+    watch_old.close().await;
+    watch_new.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_to_more_servers_of_the_same_ensemble_keeps_the_session() {
+    let zk = TestZk::shared().await;
+    let c = zk.client().await;
+    c.ensure_path("/nodepool").await.unwrap();
+    let mut lock = ZkLock::new(&c, "/nodepool/images/img/lock", b"");
+    assert!(lock.try_acquire().await.unwrap());
+    // The same server plus one that does not answer: the same ensemble.
+    let mut more = zk.settings();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    more.hosts.push(("127.0.0.1".into(), dead_port));
+    let r = step("reconfigure", c.reconfigure(more.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r, Reconfigured::SameEnsemble);
+    assert_eq!(c.generation(), 1);
+    assert!(lock.is_held(), "the session and its lock stay");
+    assert_eq!(
+        c.settings(),
+        more,
+        "the new list is kept for the next session"
+    );
+    lock.release().await.unwrap();
+    c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_to_unreachable_servers_stays_and_moves_once_they_answer() {
+    let old = TestZk::shared().await;
+    let new = TestZk::dedicated().await;
+    let server = new.server().expect("dedicated server");
+    tokio::task::block_in_place(|| server.stop());
+    let c = old.client().await;
+    let mut target = new.settings();
+    target.session_timeout = Duration::from_secs(2);
+    let err = step("reconfigure", c.reconfigure(target.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_connection_problem() || matches!(err, ZkError::Connect { .. }),
+        "{err}"
+    );
+    // Still on the old servers, working.
+    assert_eq!(c.generation(), 1);
+    c.create_persistent("/still-old", b"").await.unwrap();
+    assert!(old
+        .client()
+        .await
+        .exists("/still-old")
+        .await
+        .unwrap()
+        .is_some());
+    // The move is retried in the background once the new servers answer.
+    tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
+    let mut status = c.watch_status();
+    step("moved after the restart", async {
+        while status.borrow_and_update().generation < 2 {
+            status.changed().await.unwrap();
+        }
+    })
+    .await;
+    c.create_persistent("/now-new", b"").await.unwrap();
+    assert!(new
+        .client()
+        .await
+        .exists("/now-new")
+        .await
+        .unwrap()
+        .is_some());
     c.close().await;
 }

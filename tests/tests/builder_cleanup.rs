@@ -2,9 +2,11 @@
 //! and manual deletes): real ZooKeeper, the OpenStack simulator over HTTP, `fake-image-create`
 //! writing real images with qemu-img, the builder in-process through
 //! `nodepool_daemon::builder::start`. Covers vanished cloud images, delete-after-upload
-//! with keep-formats, dead records (free and held locks), an image leaving the config,
-//! `image-delete` and pause, upload retries, the build timeout, and the exact shape of
-//! every build and upload record the builder writes. Every wait is bounded.
+//! with keep-formats, dead records (free and held locks), an image leaving the config
+//! (its local files going first while the cloud refuses deletes), `image-delete` and
+//! pause, upload retries, the build timeout, the exact shape of every build and upload
+//! record the builder writes, `%p` in `dib-cmd`, and a reload that moves the builder to
+//! another ZooKeeper. Every wait is bounded.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -13,9 +15,11 @@ use std::time::{Duration, Instant};
 use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
 use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::ConfigSource;
-use nodepool_shared::model::{paths, BuildId, BuildState, ImageBuild, ImageUpload, UploadState};
+use nodepool_shared::model::{
+    paths, BuildId, BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState,
+};
 use nodepool_shared::testing::{wait_for, TestZk};
-use nodepool_shared::zk::{ZkLock, ZkStore};
+use nodepool_shared::zk::{ZkLock, ZkSettings, ZkStore};
 use nodepool_tests::builder_world::fixture;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use serde_json::Value;
@@ -38,6 +42,10 @@ struct Cfg {
     /// Provider diskimage `pause`.
     provider_pause: bool,
     env: Vec<(String, String)>,
+    /// `dib-cmd` (default: the fake `disk-image-create` fixture).
+    dib_cmd: Option<String>,
+    /// The ZooKeeper to point `zookeeper-servers` at (default: the world's).
+    zk: Option<ZkSettings>,
 }
 
 impl Default for Cfg {
@@ -51,6 +59,8 @@ impl Default for Cfg {
             provider_lists_image: true,
             provider_pause: false,
             env: vec![("FAKE_DIB_SIZE".into(), "16M".into())],
+            dib_cmd: None,
+            zk: None,
         }
     }
 }
@@ -91,13 +101,16 @@ impl World {
 
     /// (Re)writes `nodepool.yaml` (write-then-rename, so a reload never sees half a file).
     fn write_config(&self, cfg: &Cfg) {
-        let s = self.zk.settings();
+        let s = cfg.zk.clone().unwrap_or_else(|| self.zk.settings());
         let (host, port) = s.hosts[0].clone();
         let list = |v: &[&str]| format!("[{}]", v.join(", "));
         let diskimages = if cfg.image_configured {
+            let dib = cfg
+                .dib_cmd
+                .clone()
+                .unwrap_or_else(|| fixture().display().to_string());
             let mut d = format!(
-                "\n  - name: {IMAGE}\n    dib-cmd: {dib}\n    elements: [base, vm]\n    release: noble\n",
-                dib = fixture().display()
+                "\n  - name: {IMAGE}\n    dib-cmd: '{dib}'\n    elements: [base, vm]\n    release: noble\n"
             );
             if !cfg.formats.is_empty() {
                 d += &format!("    formats: {}\n", list(&cfg.formats));
@@ -600,6 +613,54 @@ async fn image_removed_from_config_is_deleted_everywhere() {
     b.wait().await;
 }
 
+/// Nodepool's `test_image_removal_dib_deletes_first`: while a removed image's cloud
+/// image cannot be deleted, its upload stays `deleting`, the build is marked `deleting`
+/// and its local files go at once; once the cloud deletes again, everything goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_image_removal_dib_deletes_first() {
+    let w = World::new(&Cfg::default()).await;
+    let b = w.start().await;
+    let (ready, up) = w.wait_ready(1).await;
+    let build = ready[0].id.clone();
+    assert!(w.image_file(&build, "qcow2").is_file());
+    // Break cloud image deletes.
+    w.sim.admin().update_knobs(|k| {
+        k.error_rates.insert("image.images.delete".into(), 1.0);
+    });
+    w.write_config(&Cfg {
+        image_configured: false,
+        ..Cfg::default()
+    });
+    wait_for("the build's local files to go first", || async {
+        w.local_files().is_empty().then_some(())
+    })
+    .await;
+    // The cloud image and both records are still there, `deleting`.
+    let ext = up.external_id.clone().unwrap();
+    assert!(w.cloud_image_ids().contains(&ext), "cloud image kept");
+    let uploads = w.uploads_of(&build).await;
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(uploads[0].state, UploadState::Deleting);
+    let builds = w.builds().await;
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert_eq!(builds[0].state, BuildState::Deleting);
+    check_build_record(
+        &w.raw_build(&build).await.unwrap(),
+        "deleting",
+        Some("qcow2"),
+    );
+
+    // Unbroken: the cloud image, the upload and the build go.
+    w.sim.admin().update_knobs(|k| k.error_rates.clear());
+    wait_for("cloud image, upload and build to go", || async {
+        (w.builds().await.is_empty() && w.cloud_image_ids().is_empty()).then_some(())
+    })
+    .await;
+    assert!(w.local_files().is_empty());
+    b.stop();
+    b.wait().await;
+}
+
 // ----------------------------------------------------------- 5. image-delete
 
 /// `nodepool image-delete`: the upload is set `deleting` (refused while uploading).
@@ -886,4 +947,80 @@ async fn uploading_and_deleting_records_keep_nodepool_shape() {
     );
     b.stop();
     b.wait().await;
+}
+
+// ------------------------------------------------------------ dib-cmd %p
+
+/// `%p` in `dib-cmd` is the directory of the builder's executable (Nodepool: of its
+/// Python package); here the embedder points it at the fixtures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dib_cmd_percent_p_is_the_program_directory() {
+    let w = World::new(&Cfg {
+        dib_cmd: Some("%p/fake-image-create".into()),
+        ..Cfg::default()
+    })
+    .await;
+    let mut opts = w.options();
+    opts.program_dir = fixture().parent().unwrap().to_path_buf();
+    let b = builder::start(opts).await.unwrap();
+    let (ready, _) = w.wait_ready(1).await;
+    assert!(w.image_file(&ready[0].id, "qcow2").is_file());
+    assert_eq!(totals(&b, "builds").1, 0, "no failed build");
+    b.stop();
+    b.wait().await;
+}
+
+// ------------------------------------------------- zookeeper-servers reloaded
+
+/// A reload that points `zookeeper-servers` at another ensemble (a second real
+/// ZooKeeper) moves the builder there without a restart: its component record leaves
+/// the old ensemble and appears on the new one, where it builds and uploads the image
+/// (the new ensemble has no build of it). The old ensemble's records stay untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_servers_change_moves_the_builder() {
+    let w = World::new(&Cfg::default()).await;
+    let b = w.start().await;
+    let (ready, _) = w.wait_ready(1).await;
+    let builders = |store: &ZkStore| {
+        let store = store.clone();
+        async move {
+            store
+                .components(ComponentKind::Builder)
+                .await
+                .map(|c| c.len())
+                .unwrap_or(usize::MAX)
+        }
+    };
+    assert_eq!(builders(&w.store).await, 1);
+    let other = TestZk::dedicated().await;
+    let other_store = ZkStore::new(other.client().await);
+    w.write_config(&Cfg {
+        zk: Some(other.settings()),
+        ..Cfg::default()
+    });
+    wait_for("the builder on the new ensemble only", || async {
+        (builders(&other_store).await == 1 && builders(&w.store).await == 0).then_some(())
+    })
+    .await;
+    let up = wait_for("a ready build uploaded on the new ensemble", || async {
+        let builds = other_store.builds(IMAGE).await.ok()?;
+        let (b, _) = builds
+            .into_iter()
+            .find(|(b, _)| b.state == BuildState::Ready)?;
+        let ups = other_store.uploads(IMAGE, &b.id, PROVIDER).await.ok()?;
+        ups.into_iter()
+            .map(|(u, _)| u)
+            .find(|u| u.state == UploadState::Ready)
+    })
+    .await;
+    assert!(w
+        .cloud_image_ids()
+        .contains(up.external_id.as_ref().unwrap()));
+    // Nothing was done to the old ensemble's records.
+    let old = w.ready_builds().await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].id, ready[0].id);
+    b.stop();
+    b.wait().await;
+    assert_eq!(builders(&other_store).await, 0, "unregistered at stop");
 }

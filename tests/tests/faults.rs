@@ -580,9 +580,11 @@ async fn cloud_5xx_bursts_are_retried() {
         knobs
             .error_rates
             .insert("compute.servers.create".into(), 0.3);
+        // Creates fail at random: with 6 attempts one of the 40 nodes failed all of
+        // them in about 3 % of runs (0.3^6 × 40); with 10 it is 1 in 4,000.
         let mut env = Env::shared(
             &Shape {
-                launch_retries: 6,
+                launch_retries: 10,
                 ..Shape::default()
             },
             knobs,
@@ -1223,6 +1225,84 @@ async fn two_launchers_two_builders_no_double_work() {
         for b in builders {
             b.stop().await;
         }
+    })
+    .await;
+}
+
+/// 9. A ZooKeeper outage while a handler allocates (the server is down from just after
+/// the request went `pending` until past the client's 10 s request timeout, so the node
+/// create fails; the 40 s session survives) is retried, not taken for a full pool: the
+/// pool component is never marked `paused` (its record is not written at all), and the
+/// request is fulfilled once ZooKeeper is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
+    bounded_serial(async {
+        let zk = TestZk::dedicated().await;
+        let hosts = vec![split_host(&zk.plain_hosts())];
+        let shape = Shape {
+            zk_timeout: Some(40),
+            ..Shape::default()
+        };
+        let mut env = Env::new(
+            zk,
+            hosts,
+            &shape,
+            Knobs {
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let pool_version = |env: &Env| {
+            let store = env.store.clone();
+            async move {
+                let pools = store.components(ComponentKind::Pool).await.ok()?;
+                let p = pools.into_iter().next()?;
+                Some((p.stat.version, p.component.pool?.paused))
+            }
+        };
+        let before = pool_version(&env).await.expect("pool component");
+        // Slow cloud calls: the handler spends ~3 s listing the cloud's availability
+        // zones before it creates its node; ZooKeeper goes down in that window.
+        env.sim.admin().update_knobs(|k| k.api_latency_ms = 3000);
+        let id = env.submit(1).await.remove(0);
+        let store = env.store.clone();
+        wait_for_within("request pending", Duration::from_secs(90), || {
+            let store = store.clone();
+            let id = id.clone();
+            async move {
+                let (r, _) = store.get_request(&id).await.ok()??;
+                (r.state == RequestState::Pending).then_some(())
+            }
+        })
+        .await;
+        let server = env
+            .zk
+            .as_ref()
+            .and_then(|z| z.server())
+            .expect("dedicated server");
+        server.stop();
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        server.restart().expect("start ZooKeeper again");
+        env.sim.admin().update_knobs(|k| k.api_latency_ms = 0);
+        let done = env
+            .wait_all_done(std::slice::from_ref(&id), Duration::from_secs(90))
+            .await;
+        assert_eq!(done[0].state, RequestState::Fulfilled, "{:?}", done[0]);
+        let log = l.log_text();
+        assert!(
+            log.contains("ZooKeeper connection problem"),
+            "the outage did not hit node creation; launcher log:\n{log}"
+        );
+        let after = pool_version(&env).await.expect("pool component");
+        assert_eq!(
+            after, before,
+            "pool component rewritten (paused?) during a ZooKeeper blip; launcher log:\n{log}"
+        );
+        l.stop().await;
+        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
     })
     .await;
 }

@@ -33,6 +33,10 @@ struct Shape {
     launch_retries: u32,
     min_ready: BTreeMap<&'static str, u32>,
     extra_pool: Option<(&'static str, Vec<(&'static str, &'static str)>)>,
+    /// The name of the first pool.
+    pool_name: &'static str,
+    /// The cloud image's `image-name` (the simulator has `cirros-0.6.2`).
+    image_name: &'static str,
 }
 
 impl Default for Shape {
@@ -45,6 +49,8 @@ impl Default for Shape {
             launch_retries: 3,
             min_ready: BTreeMap::new(),
             extra_pool: None,
+            pool_name: "main",
+            image_name: "cirros-0.6.2",
         }
     }
 }
@@ -85,7 +91,8 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
         .map(|m| format!("        max-servers: {m}\n"))
         .unwrap_or_default();
     let mut pools = format!(
-        "      - name: main\n{max}        auto-floating-ip: false\n        node-attributes:\n          color: blue\n        labels:\n{}",
+        "      - name: {}\n{max}        auto-floating-ip: false\n        node-attributes:\n          color: blue\n        labels:\n{}",
+        shape.pool_name,
         labels_yaml(&shape.labels)
     );
     if let Some((name, labels)) = &shape.extra_pool {
@@ -95,11 +102,12 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
         ));
     }
     format!(
-        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n{top}providers:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-timeout: {lt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        username: cirros\n        connection-port: {ssh_port}\n    pools:\n{pools}",
+        "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\nlabels:\n{top}providers:\n  - name: {PROVIDER}\n    cloud: sim\n    rate: 0\n    boot-timeout: {bt}\n    launch-timeout: {lt}\n    launch-retries: {lr}\n    cloud-images:\n      - name: cirros\n        image-name: {image}\n        username: cirros\n        connection-port: {ssh_port}\n    pools:\n{pools}",
         chroot = zk.chroot(),
         bt = shape.boot_timeout,
         lt = shape.launch_timeout,
         lr = shape.launch_retries,
+        image = shape.image_name,
     )
 }
 
@@ -142,21 +150,32 @@ impl Env {
     }
 
     fn rewrite_config(&self, shape: &Shape) {
+        self.rewrite_config_text(&config_yaml(&self.zk, shape, self.sim.ssh_port()));
+    }
+
+    fn rewrite_config_text(&self, text: &str) {
         // A new mtime is what triggers the reload; write to a temp file and rename.
         let tmp = self.dir.path().join("nodepool.yaml.new");
-        std::fs::write(&tmp, config_yaml(&self.zk, shape, self.sim.ssh_port())).expect("config");
+        std::fs::write(&tmp, text).expect("config");
         std::fs::rename(&tmp, &self.config).expect("rename config");
     }
 
     fn start_launcher(&self, hostname: &str) -> Launcher {
+        self.start_launcher_as(Some(hostname))
+    }
+
+    /// A launcher named `hostname`, or by this machine's names when `None`.
+    fn start_launcher_as(&self, hostname: Option<&str>) -> Launcher {
         let mut opts = LauncherOptions::new(self.config.clone());
         opts.webapp = false;
         opts.clouds_file = Some(self.clouds.clone());
-        opts.hostname = Some(hostname.to_string());
+        opts.hostname = hostname.map(str::to_string);
         opts.statsd = Some(self.statsd.clone().unwrap_or_else(Statsd::noop));
         opts.intervals = Intervals {
             config_check: Duration::from_millis(200),
             pool_tick: Duration::from_millis(200),
+            stop_grace: Duration::from_millis(500),
+            image_recheck: Duration::from_millis(500),
             ..Intervals::default()
         };
         Launcher::start(opts)
@@ -193,6 +212,50 @@ impl Env {
             .expect("read node")
             .expect("node exists")
             .0
+    }
+
+    /// The registered pool components' `PoolInfo`s.
+    async fn pools(&self) -> Vec<nodepool_shared::model::PoolInfo> {
+        self.store
+            .components(ComponentKind::Pool)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.component.pool)
+            .collect()
+    }
+
+    /// Waits until the pool with worker id `id` is registered with `paused` == `want`.
+    async fn wait_pool_paused(&self, id: &str, want: bool) {
+        wait_for(&format!("pool {id} paused={want}"), || async {
+            self.pools()
+                .await
+                .iter()
+                .any(|p| p.id.as_deref() == Some(id) && p.paused == want)
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The id of the registered pool named `name` (waits for it).
+    async fn pool_id(&self, name: &str) -> String {
+        wait_for(&format!("pool {name} registered"), || async {
+            self.pools()
+                .await
+                .into_iter()
+                .find(|p| p.name.as_deref() == Some(name))
+                .and_then(|p| p.id)
+        })
+        .await
+    }
+
+    /// Waits until request `id` is in `state`.
+    async fn wait_state(&self, id: &RequestId, state: RequestState) -> NodeRequest {
+        wait_for(&format!("request {id} {state:?}"), || async {
+            let (r, _) = self.store.get_request(id).await.ok()??;
+            (r.state == state).then_some(r)
+        })
+        .await
     }
 
     /// Zuul's accept: check allocation, lock every node (30 s), then delete the request.
@@ -661,7 +724,7 @@ async fn addresses_are_stored_before_the_host_key_scan() {
         assert!(building
             .interface_ip
             .as_deref()
-            .is_some_and(|a| a.starts_with("127.10.")));
+            .is_some_and(|a| a.starts_with("127.30.")));
         let req = env.wait_done(&id).await;
         assert_eq!(req.state, RequestState::Fulfilled);
         let n = env.node(&req.nodes[0]).await;
@@ -941,6 +1004,344 @@ async fn cancelled_request_unpauses_the_pool() {
         })
         .await;
         assert_eq!(env.store.nodes().await.unwrap().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Fills the one pool (`max-servers` 2) with a two-node request that Zuul keeps, then
+/// submits a second two-node request, which its handler accepts and pauses on (quota):
+/// returns (pool id, the second request's id).
+async fn full_pool_with_a_paused_request(env: &Env) -> (String, RequestId, Vec<ZkLock>) {
+    let pool_id = env.pool_id("main").await;
+    let first = env.submit(&["small-label", "small-label"]).await;
+    let req1 = env.wait_done(&first).await;
+    assert_eq!(req1.state, RequestState::Fulfilled, "{req1:?}");
+    let locks = env.accept(&req1).await;
+    let second = env.submit(&["small-label", "small-label"]).await;
+    env.wait_state(&second, RequestState::Pending).await;
+    env.wait_pool_paused(&pool_id, true).await;
+    (pool_id, second, locks)
+}
+
+/// Nodepool's `test_paused_gets_declined`: a request paused at quota is declined once a
+/// reload lowers `max-servers` below what it needs: the paused handler re-checks the
+/// request against the current config, declines it (only pool → `failed`) and unpauses
+/// the pool. The pool worker is not restarted by the reload (same id, as in Nodepool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_gets_declined() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            max_servers: Some(2),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let (pool_id, second, _locks) = full_pool_with_a_paused_request(&env).await;
+        env.rewrite_config(&Shape {
+            max_servers: Some(1),
+            ..shape
+        });
+        let req2 = env.wait_done(&second).await;
+        assert_eq!(req2.state, RequestState::Failed, "{req2:?}");
+        assert_eq!(req2.declined_by, std::slice::from_ref(&pool_id));
+        env.wait_pool_paused(&pool_id, false).await;
+        assert_eq!(
+            env.pool_id("main").await,
+            pool_id,
+            "same worker after the reload"
+        );
+        assert_eq!(
+            env.sim.admin().servers().len(),
+            2,
+            "nothing launched for it"
+        );
+        assert!(env
+            .store
+            .request_lock_contenders(&second)
+            .await
+            .expect("lock")
+            .is_empty());
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A paused request whose label a reload removes from its pool is declined by that
+/// pool and fulfilled by another pool that serves the label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_request_goes_to_another_pool_when_its_label_is_removed() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small"), ("medium-label", "medium")],
+            max_servers: Some(2),
+            extra_pool: Some(("second", vec![("small-label", "small")])),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        env.pool_id("second").await;
+        let (main_id, second_req, _locks) = full_pool_with_a_paused_request(&env).await;
+        env.rewrite_config(&Shape {
+            labels: vec![("medium-label", "medium")],
+            ..shape
+        });
+        let req2 = env.wait_done(&second_req).await;
+        assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
+        assert_eq!(req2.declined_by, std::slice::from_ref(&main_id));
+        for id in &req2.nodes {
+            assert_eq!(env.node(id).await.pool.as_deref(), Some("second"));
+        }
+        env.wait_pool_paused(&main_id, false).await;
+        let main = env.pools().await;
+        let main = main
+            .iter()
+            .find(|p| p.id.as_deref() == Some(main_id.as_str()));
+        assert_eq!(
+            main.map(|p| p.supported_labels.clone()),
+            Some(vec!["medium-label".to_string()]),
+            "the component follows the reload"
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A paused request whose pool a reload removes is declined by that pool's (stopping)
+/// worker and fulfilled by the provider's other pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_request_goes_to_another_pool_when_its_pool_is_removed() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            max_servers: Some(2),
+            extra_pool: Some(("second", vec![("small-label", "small")])),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let second_id = env.pool_id("second").await;
+        let (main_id, second_req, _locks) = full_pool_with_a_paused_request(&env).await;
+        // Only the pool `second` is left (with room for two more nodes).
+        env.rewrite_config(&Shape {
+            pool_name: "second",
+            max_servers: Some(10),
+            extra_pool: None,
+            ..shape
+        });
+        let req2 = env.wait_done(&second_req).await;
+        assert_eq!(req2.state, RequestState::Fulfilled, "{req2:?}");
+        assert_eq!(req2.declined_by, std::slice::from_ref(&main_id));
+        for id in &req2.nodes {
+            let n = env.node(id).await;
+            assert_eq!(n.pool.as_deref(), Some("second"));
+            assert_eq!(n.launcher.as_deref(), Some(second_id.as_str()));
+        }
+        wait_for("main's component gone", || async {
+            let pools = env.pools().await;
+            (pools.len() == 1 && pools[0].id.as_deref() == Some(second_id.as_str())).then_some(())
+        })
+        .await;
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A paused request whose provider a reload removes is declined by the stopping pool
+/// (`failed`: no pool is left) instead of staying `pending` forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_request_fails_when_its_provider_is_removed() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            max_servers: Some(2),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let (pool_id, second, _locks) = full_pool_with_a_paused_request(&env).await;
+        let text = config_yaml(&env.zk, &shape, env.sim.ssh_port());
+        let cut = text.find("providers:").expect("providers");
+        env.rewrite_config_text(&format!("{}providers: []\n", &text[..cut]));
+        let req2 = env.wait_done(&second).await;
+        assert_eq!(req2.state, RequestState::Failed, "{req2:?}");
+        assert_eq!(req2.declined_by, [pool_id]);
+        wait_for("pool unregistered", || async {
+            env.pools().await.is_empty().then_some(())
+        })
+        .await;
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Nodepool's `labelImageIsAvailable`: min-ready submits nothing for a cloud-image
+/// label whose image the cloud does not have (no request every pass, declined and
+/// failed), and starts as soon as the image exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_waits_for_the_cloud_image() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            min_ready: BTreeMap::from([("small-label", 1)]),
+            image_name: "later-image",
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        env.pool_id("main").await;
+        // Many min-ready passes (every 200 ms) and image re-checks (every 500 ms).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Request ids are sequential: a first request numbered 0 proves that min-ready
+        // created none meanwhile.
+        let probe = env.submit(&["small-label"]).await;
+        assert!(
+            probe.as_str().ends_with("-0000000000"),
+            "min-ready submitted requests for a label without image: probe is {probe}"
+        );
+        let probe = env.wait_done(&probe).await;
+        assert_eq!(
+            probe.state,
+            RequestState::Failed,
+            "images are not available"
+        );
+        env.store.delete_request(&probe.id).await.expect("delete");
+        // The image appears in the cloud (as an operator's `openstack image create`).
+        let clouds = nodepool_shared::cloud::CloudsFile::load_from(&env.clouds).expect("clouds");
+        let driver = nodepool_shared::cloud::OpenStackDriver::new(
+            clouds.cloud("sim").expect("sim cloud"),
+            nodepool_shared::cloud::DriverOptions::new("test"),
+        )
+        .expect("driver");
+        let image = nodepool_shared::cloud::CloudDriver::create_image(
+            &driver,
+            &nodepool_shared::cloud::ImageCreate {
+                name: "later-image".into(),
+                disk_format: "qcow2".into(),
+                container_format: None,
+                properties: BTreeMap::new(),
+            },
+        )
+        .await
+        .expect("create image");
+        let data = env.dir.path().join("image.qcow2");
+        std::fs::write(&data, b"not really qcow2").expect("image data");
+        nodepool_shared::cloud::CloudDriver::upload_image_data(&driver, &image.id, &data)
+            .await
+            .expect("upload image");
+        let store = env.store.clone();
+        let ready = wait_for("min-ready node", || {
+            let store = store.clone();
+            async move {
+                let nodes = store.nodes().await.ok()?;
+                nodes.into_iter().map(|(n, _)| n).find(|n| {
+                    n.state == NodeState::Ready
+                        && n.allocated_to.is_none()
+                        && n.requestor.as_deref() == Some("NodePool:min-ready")
+                })
+            }
+        })
+        .await;
+        assert_eq!(ready.node_type, ["small-label"]);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// What Python's `socket.getfqdn()` says on this machine (`None` without python3,
+/// which only CI insists on).
+fn python_getfqdn() -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import socket; print(socket.getfqdn())"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        other => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "python3 is needed under CI: {other:?}"
+            );
+            None
+        }
+    }
+}
+
+/// Pool worker ids carry the fully qualified name Python's `socket.getfqdn()` gives,
+/// component records the short `gethostname()`, as in Nodepool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_worker_id_uses_the_fqdn() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), Knobs::default()).await;
+        let l = env.start_launcher_as(None);
+        let id = env.pool_id("main").await;
+        let fqdn = python_getfqdn().unwrap_or_else(|| {
+            eprintln!("python3 missing: comparing with our own getfqdn");
+            nodepool_daemon::host::fqdn()
+        });
+        assert!(
+            id.starts_with(&format!("{fqdn}-PoolWorker.{PROVIDER}-main-")),
+            "{id} (fqdn {fqdn})"
+        );
+        let pools = env
+            .store
+            .components(ComponentKind::Pool)
+            .await
+            .expect("pools");
+        assert_eq!(
+            pools[0].component.hostname,
+            nodepool_daemon::host::hostname()
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A pool worker that does not stop within its grace period (here: its pass waits on a
+/// slow cloud) is aborted when a reload removes its pool: its component is gone at
+/// once, it never takes the request, and the replacement pool serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_pool_worker_is_aborted_after_its_grace_period() {
+    bounded(async {
+        let shape = Shape {
+            labels: vec![("small-label", "small")],
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, Knobs::default()).await;
+        let l = env.start_launcher("host-a");
+        let old_id = env.pool_id("main").await;
+        // Every cloud call now takes 15 s: the pass that looks at the next request
+        // (image, flavor and quota lookups) is stuck for far longer than the 0.5 s grace
+        // period.
+        env.sim.admin().update_knobs(|k| k.api_latency_ms = 15_000);
+        let id = env.submit(&["small-label"]).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        env.rewrite_config(&Shape {
+            pool_name: "renamed",
+            ..shape
+        });
+        let t = std::time::Instant::now();
+        wait_for("old pool component gone", || async {
+            let pools = env.pools().await;
+            (!pools
+                .iter()
+                .any(|p| p.id.as_deref() == Some(old_id.as_str())))
+            .then_some(())
+        })
+        .await;
+        // Not a speed check: left running, the worker would stay for the whole 15 s call.
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "the stuck worker was left running for {took:?}"
+        );
+        env.sim.admin().update_knobs(|k| k.api_latency_ms = 0);
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled, "{req:?}");
+        assert!(!req.declined_by.contains(&old_id), "{req:?}");
+        let node = env.node(&req.nodes[0]).await;
+        assert_eq!(node.pool.as_deref(), Some("renamed"));
+        assert_ne!(node.launcher.as_deref(), Some(old_id.as_str()));
         l.stop().await;
     })
     .await;

@@ -1,8 +1,9 @@
 //! The launcher's formerly known gaps, end to end (real ZooKeeper, the OpenStack
 //! simulator over HTTP, statsd over UDP, `launcher::daemon::run` in-process):
 //! diskimage launch metrics, the unlimited `max_servers` gauge, the server id stored
-//! while the launch runs, freeing quota by deleting the oldest unused ready node, and the
-//! AZ picked from the cloud's list.
+//! while the launch runs, freeing quota by deleting the oldest unused ready node, the
+//! AZ picked from the cloud's list (and re-listed after Nova's 400), node addresses as
+//! openstacksdk reads them, and a diskimage node's login facts from the config.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,14 @@ struct Shape {
     top_extra: String,
     /// Provider `launch-timeout` (default 3600 s; bounds the wait for ACTIVE).
     launch_timeout: Option<u64>,
+    /// Lines under the top-level `dimg` diskimage (4-space indent).
+    diskimage_extra: String,
+    /// Lines under `small-label` (12-space indent), e.g. `networks:`.
+    small_label_extra: String,
+    /// Pool `auto-floating-ip` (default false here).
+    auto_floating_ip: bool,
+    /// More provider entries (2-space indent, `  - name: …`), after the first.
+    more_providers: String,
 }
 
 /// The launcher config; `connection-port` is the simulator's fake sshd port (the launch
@@ -53,7 +62,7 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
         "  - name: disk-label".into(),
         "diskimages:".into(),
         "  - name: dimg".into(),
-        "providers:".into(),
+        format!("{}providers:", shape.diskimage_extra),
         format!("  - name: {PROVIDER}"),
         "    cloud: sim".into(),
         "    rate: 0".into(),
@@ -70,14 +79,15 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
         format!("        connection-port: {ssh_port}"),
         "    pools:".into(),
         "      - name: main".into(),
-        "        auto-floating-ip: false".into(),
+        format!("        auto-floating-ip: {}", shape.auto_floating_ip),
         format!("{}        labels:", shape.pool_extra),
         "          - name: small-label".into(),
         "            cloud-image: cirros".into(),
-        "            flavor-name: small".into(),
+        format!("{}            flavor-name: small", shape.small_label_extra),
         "          - name: disk-label".into(),
         "            diskimage: dimg".into(),
         "            flavor-name: small".into(),
+        shape.more_providers.trim_end().to_string(),
     ];
     lines.join("\n") + "\n"
 }
@@ -579,6 +589,351 @@ async fn tenant_limits_hold_for_a_burst() {
             assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
         }
         assert_eq!(env.sim.admin().servers().len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Writes `text` to `path` through a rename, so a reload never reads half a file.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, path).expect("rename config");
+}
+
+/// Launcher component names registered on the ZooKeeper `store` talks to.
+async fn launchers(store: &ZkStore) -> Vec<String> {
+    store
+        .components(nodepool_shared::model::ComponentKind::Launcher)
+        .await
+        .map(|v| v.into_iter().map(|c| c.component.hostname).collect())
+        .unwrap_or_default()
+}
+
+/// A reload that points `zookeeper-servers` at another ensemble (a second real
+/// ZooKeeper) moves the running launcher there: its component record leaves the old
+/// ensemble and appears on the new one, whose requests it then fulfils.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_servers_change_moves_the_launcher() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let l = env.start_launcher();
+        wait_for("launcher registered", || async {
+            (launchers(&env.store).await == ["host-a"]).then_some(())
+        })
+        .await;
+        let other = TestZk::dedicated().await;
+        let there = ZkStore::new(other.client().await);
+        replace_file(
+            &env.config,
+            &config_yaml(&other, &Shape::default(), env.sim.ssh_port()),
+        );
+        wait_for("launcher on the new ensemble only", || async {
+            let moved =
+                launchers(&there).await == ["host-a"] && launchers(&env.store).await.is_empty();
+            moved.then_some(())
+        })
+        .await;
+        let mut r = NodeRequest::new(vec!["small-label".into()], "zuul-test");
+        let id = there
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit");
+        let req = wait_for("request on the new ensemble done", || async {
+            let (r, _) = there.get_request(&id).await.ok()??;
+            matches!(r.state, RequestState::Fulfilled | RequestState::Failed).then_some(r)
+        })
+        .await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        l.stop().await;
+        assert!(launchers(&there).await.is_empty(), "unregistered at stop");
+    })
+    .await;
+}
+
+/// A `chroot` that does not exist yet is created by the launcher's first write (its
+/// component record), as kazoo does for Python Nodepool; the launcher then works there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_creates_a_missing_chroot_like_kazoo() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let missing = format!("{}/not-yet", env._zk.chroot());
+        let text = config_yaml(&env._zk, &Shape::default(), env.sim.ssh_port()).replace(
+            &format!("chroot: {}\n", env._zk.chroot()),
+            &format!("chroot: {missing}\n"),
+        );
+        replace_file(&env.config, &text);
+        let there = ZkStore::new(
+            nodepool_shared::zk::ZkClient::connect(
+                env._zk.settings().with_chroot(Some(missing.clone())),
+            )
+            .await
+            .expect("connect"),
+        );
+        let l = env.start_launcher();
+        wait_for("launcher registered under the new chroot", || async {
+            (launchers(&there).await == ["host-a"]).then_some(())
+        })
+        .await;
+        let mut r = NodeRequest::new(vec!["small-label".into()], "zuul-test");
+        let id = there
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit");
+        let req = wait_for("request done", || async {
+            let (r, _) = there.get_request(&id).await.ok()??;
+            matches!(r.state, RequestState::Fulfilled | RequestState::Failed).then_some(r)
+        })
+        .await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Every launcher sends Nodepool's local ZooKeeper gauges over statsd:
+/// `nodepool.launcher.<hostname>.zk.client.connection_queue` and
+/// `…zk.{node,request,image}_cache.{event,playback}_queue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_sends_zk_queue_gauges() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let l = env.start_launcher();
+        let mut names = vec!["nodepool.launcher.host-a.zk.client.connection_queue:".to_string()];
+        for cache in ["node", "request", "image"] {
+            for queue in ["event", "playback"] {
+                names.push(format!(
+                    "nodepool.launcher.host-a.zk.{cache}_cache.{queue}_queue:"
+                ));
+            }
+        }
+        for name in &names {
+            env.stats
+                .wait_line(name, |l| {
+                    l.strip_prefix(name.as_str())
+                        .and_then(|v| v.strip_suffix("|g"))
+                        .is_some_and(|v| v.parse::<u64>().is_ok())
+                })
+                .await;
+        }
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Nodepool's `test_az_change_recover`: the cloud's zones change under a running
+/// launcher. The next request fails (its launch asks for a zone from the cached list,
+/// which Nova refuses with 400), and that 400 makes the provider forget its cached zones
+/// (and flavors, images, networks), so the request after it lists them again and is
+/// fulfilled in one of the new zones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_az_change_recover() {
+    bounded(async {
+        let sim_config = SimConfig {
+            availability_zones: vec!["az1".into(), "az2".into()],
+            ..SimConfig::default()
+        };
+        let env = Env::new(&Shape::default(), sim_config).await;
+        let l = env.start_launcher();
+        let req = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        // Now change the zones in the cloud.
+        let new_zones = vec!["new-az1".to_string(), "new-az2".to_string()];
+        env.sim
+            .admin()
+            .set_availability_zones(&new_zones)
+            .expect("zones");
+        // This one fails: the cached zones are not available any more.
+        let req2 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(req2.state, RequestState::Failed);
+        // This one recovers from the stale zone cache.
+        let req3 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(req3.state, RequestState::Fulfilled);
+        let az = env.node(&req3.nodes[0]).await.expect("node").az;
+        assert!(
+            az.as_ref().is_some_and(|z| new_zones.contains(z)),
+            "{az:?} in {new_zones:?}"
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+/// `interface_ip` as openstacksdk picks it on this host: the public IPv6 address when
+/// the host has IPv6 (other than loopback and link-local), else the public IPv4 one.
+fn expected_interface(v4: &str, v6: &str) -> String {
+    if nodepool_shared::cloud::addresses::local_host_has_ipv6() && !v6.is_empty() {
+        v6.to_string()
+    } else {
+        v4.to_string()
+    }
+}
+
+/// A node on the dual-stack provider network: its public IPv4 and IPv6 addresses (the
+/// IPv6 one is the IPv4-mapped twin), no private one (so Nodepool stores the public
+/// IPv4 there too), and the interface IP openstacksdk prefers.
+fn assert_dual_stack(n: &Node) {
+    let v4 = n.public_ipv4.clone().unwrap_or_default();
+    assert!(v4.starts_with("127.30."), "{n:?}");
+    assert_eq!(
+        n.public_ipv6.as_deref(),
+        Some(format!("::ffff:{v4}").as_str())
+    );
+    assert_eq!(n.private_ipv4.as_deref(), Some(v4.as_str()));
+    assert_eq!(
+        n.interface_ip,
+        Some(expected_interface(
+            &v4,
+            n.public_ipv6.as_deref().unwrap_or("")
+        ))
+    );
+    assert!(n.host_id.as_deref().is_some_and(|h| !h.is_empty()));
+    assert_eq!(n.host_keys.len(), 1, "scanned on the interface IP");
+}
+
+/// A node on the private network behind a floating IP: no IPv6 (`""`, as Nodepool
+/// stores it), the floating address public and the interface IP.
+fn assert_floating_v4(n: &Node) {
+    let v4 = n.public_ipv4.clone().unwrap_or_default();
+    assert!(v4.starts_with("127.24."), "{n:?}");
+    assert_eq!(n.public_ipv6.as_deref(), Some(""));
+    assert!(n
+        .private_ipv4
+        .as_deref()
+        .is_some_and(|a| a.starts_with("127.10.")));
+    assert_eq!(n.interface_ip.as_deref(), Some(v4.as_str()));
+    assert_eq!(n.host_keys.len(), 1, "scanned on the floating IP");
+}
+
+/// Nodepool's `test_node_ipv6`: one provider's servers have an IPv6 address, the other's
+/// have none; both kinds of node get their addresses right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_node_ipv6() {
+    bounded(async {
+        let shape = Shape {
+            pool_extra: "        networks:\n          - provider\n".into(),
+            more_providers: "  - name: sim-provider2\n    cloud: sim\n    rate: 0\n    boot-timeout: 30\n    \
+                 cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        \
+                 connection-port: {ssh}\n    pools:\n      - name: main\n        \
+                 networks:\n          - private\n        labels:\n          - name: label2\n            \
+                 cloud-image: cirros\n            flavor-name: small\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(
+            &shape,
+            SimConfig {
+                ipv6: true,
+                ..SimConfig::default()
+            },
+        )
+        .await;
+        // The second provider's connection port and label.
+        let text = std::fs::read_to_string(&env.config).expect("config");
+        let text = text
+            .replace("{ssh}", &env.sim.ssh_port().to_string())
+            .replace(
+                "labels:\n  - name: small-label\n",
+                "labels:\n  - name: small-label\n  - name: label2\n",
+            );
+        std::fs::write(&env.config, text).expect("config");
+        let l = env.start_launcher();
+        let r1 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        let r2 = env.wait_done(&env.submit(&["label2"]).await).await;
+        assert_eq!((r1.state, r2.state), (RequestState::Fulfilled, RequestState::Fulfilled));
+        let n1 = env.node(&r1.nodes[0]).await.expect("node 1");
+        let n2 = env.node(&r2.nodes[0]).await.expect("node 2");
+        // IPv6 address available.
+        assert_eq!(n1.provider.as_deref(), Some(PROVIDER));
+        assert_dual_stack(&n1);
+        // IPv6 address unavailable.
+        assert_eq!(n2.provider.as_deref(), Some("sim-provider2"));
+        assert_floating_v4(&n2);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Nodepool's `test_node_net_name`: a label on the pool's networks (private, behind a
+/// floating IP) and a label with networks of its own (the dual-stack provider network).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_node_net_name() {
+    bounded(async {
+        let shape = Shape {
+            pool_extra: "        networks:\n          - private\n".into(),
+            auto_floating_ip: true,
+            small_label_extra: "            networks:\n              - provider\n".into(),
+            ..Shape::default()
+        };
+        let env = Env::new(
+            &shape,
+            SimConfig {
+                ipv6: true,
+                ..SimConfig::default()
+            },
+        )
+        .await;
+        env.ready_upload().await;
+        let l = env.start_launcher();
+        let r1 = env.wait_done(&env.submit(&["disk-label"]).await).await;
+        let r2 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(
+            (r1.state, r2.state),
+            (RequestState::Fulfilled, RequestState::Fulfilled)
+        );
+        // IPv6 address unavailable.
+        assert_floating_v4(&env.node(&r1.nodes[0]).await.expect("node 1"));
+        // IPv6 address available.
+        assert_dual_stack(&env.node(&r2.nodes[0]).await.expect("node 2"));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A node on the provider network only (no private address): `private_ipv4` falls back
+/// to the public IPv4 address, as Nodepool does for OpenStack nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_ipv4_falls_back_to_the_public_address() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let l = env.start_launcher();
+        let r = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(r.state, RequestState::Fulfilled);
+        let n = env.node(&r.nodes[0]).await.expect("node");
+        let v4 = n.public_ipv4.clone().unwrap_or_default();
+        assert!(v4.starts_with("127.30."), "{n:?}");
+        assert_eq!(n.private_ipv4.as_deref(), Some(v4.as_str()));
+        assert_eq!(n.public_ipv6.as_deref(), Some(""));
+        assert_eq!(n.interface_ip.as_deref(), Some(v4.as_str()));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A diskimage label's node takes `username`, `python-path` and `shell-type` from the
+/// current config's diskimage (and the connection from the provider's entry), not the
+/// copies in the upload record, which may come from an older config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diskimage_node_login_facts_come_from_the_config() {
+    bounded(async {
+        let shape = Shape {
+            diskimage_extra:
+                "    username: ubuntu\n    python-path: /usr/bin/python3\n    shell-type: csh\n"
+                    .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        // The upload says `zuul`, no python path or shell type.
+        env.ready_upload().await;
+        let l = env.start_launcher();
+        let r = env.wait_done(&env.submit(&["disk-label"]).await).await;
+        assert_eq!(r.state, RequestState::Fulfilled);
+        let n = env.node(&r.nodes[0]).await.expect("node");
+        assert_eq!(n.username.as_deref(), Some("ubuntu"));
+        assert_eq!(n.python_path.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(n.shell_type.as_deref(), Some("csh"));
+        assert_eq!(n.connection_type.as_deref(), Some("ssh"));
+        assert_eq!(n.connection_port, env.sim.ssh_port());
         l.stop().await;
     })
     .await;

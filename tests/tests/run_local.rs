@@ -168,12 +168,13 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
         panic!("no disk image build started; builder log:\n{log}")
     });
     let started = processes_under(run.tmp.path());
+    // (The fake Zuul starts only once an image is uploaded, which this build never
+    // finishes: its requests could only fail before.)
     for name in [
         "java",
         "openstack-sim",
         "nodepool-launcher",
         "nodepool-builder",
-        "zuul-sim",
     ] {
         assert!(
             started.iter().any(|(_, cmd)| cmd.contains(name)),

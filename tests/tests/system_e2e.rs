@@ -12,12 +12,14 @@ use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
 use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::config::ConfigSource;
-use nodepool_shared::model::{BuildState, ImageBuild, ImageUpload, Node, NodeId, UploadState};
+use nodepool_shared::model::{
+    BuildState, ComponentKind, ImageBuild, ImageUpload, Node, NodeId, RequestState, UploadState,
+};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::builder_world::fixture;
-use nodepool_tests::daemons::workspace_bin;
+use nodepool_tests::daemons::{workspace_bin, DaemonProc};
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use nodepool_tests::zuul::{FakeZuul, Outcome};
 
@@ -384,6 +386,225 @@ async fn cli_delete_now_and_alien_image_list() {
         assert!(!out.contains(&known), "a known upload is no alien: {out}");
         let out = w.cli_ok(&["alien-image-list", PROVIDER]).await;
         assert!(out.contains(&alien), "{out}");
+    })
+    .await;
+}
+
+/// Provider `cloud-a`'s stage in [`removing_a_provider_step_by_step`], as the
+/// operation guide's "Removing a provider" walks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageA {
+    /// Serving, `max-servers: 1`, preferred (pool priority 100; `cloud-b`'s is 200).
+    Serving,
+    /// Step 1: `max-servers: 0`.
+    Disabled,
+    /// Step 2: `diskimages: []`, no pools.
+    NoImages,
+    /// Step 3: removed from the config.
+    Removed,
+}
+
+const CLOUD_A: &str = "cloud-a";
+const CLOUD_B: &str = "cloud-b";
+
+impl World {
+    /// One config for the builder, the launcher and the CLI: providers `cloud-a` (at
+    /// `stage`) and `cloud-b` (`max-servers: 5`) on the one simulated cloud, both
+    /// uploading [`IMAGE`] and serving [`LABEL`] from it.
+    fn write_two_providers(&self, stage: StageA) {
+        let s = self.zk.settings();
+        let (host, port) = s.hosts[0].clone();
+        let provider = |name: &str, max_servers: Option<u32>, priority: u32| {
+            let head = format!(
+                "  - name: {name}\n    cloud: simcloud\n    rate: 0\n    boot-timeout: 30\n"
+            );
+            match max_servers {
+                None => format!("{head}    diskimages: []\n    pools: []\n"),
+                Some(m) => format!(
+                    "{head}    diskimages:\n      - name: {IMAGE}\n        connection-port: {ssh}\n\
+                     \x20   pools:\n      - name: main\n        max-servers: {m}\n        priority: {priority}\n\
+                     \x20       auto-floating-ip: false\n        labels:\n          - name: {LABEL}\n\
+                     \x20           diskimage: {IMAGE}\n            flavor-name: small\n",
+                    ssh = self.sim.ssh_port(),
+                ),
+            }
+        };
+        let a = match stage {
+            StageA::Serving => provider(CLOUD_A, Some(1), 100),
+            StageA::Disabled => provider(CLOUD_A, Some(0), 100),
+            StageA::NoImages => provider(CLOUD_A, None, 100),
+            StageA::Removed => String::new(),
+        };
+        let text = format!(
+            "images-dir: {images}\nbuild-log-dir: {logs}\n\
+             zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n\
+             labels:\n  - name: {LABEL}\n    min-ready: 0\n\
+             diskimages:\n  - name: {IMAGE}\n    dib-cmd: {dib}\n    elements: [base, vm]\n    release: noble\n\
+             \x20   env-vars:\n      FAKE_DIB_SIZE: \"16M\"\n\
+             providers:\n{a}{b}",
+            images = self.path("images").display(),
+            logs = self.path("logs").display(),
+            chroot = s.chroot.clone().unwrap_or_default(),
+            dib = fixture().display(),
+            b = provider(CLOUD_B, Some(5), 200),
+        );
+        // Write, then rename: a daemon never reads half a file.
+        let tmp = self.path("nodepool.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, self.path("nodepool.yaml")).expect("rename config");
+    }
+
+    /// Every upload record of [`IMAGE`] to `provider`.
+    async fn uploads_to(&self, provider: &str) -> Vec<ImageUpload> {
+        let mut out = Vec::new();
+        for (b, _) in self.store.builds(IMAGE).await.unwrap_or_default() {
+            for (u, _) in self
+                .store
+                .uploads(IMAGE, &b.id, provider)
+                .await
+                .unwrap_or_default()
+            {
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// Simulator images uploaded for `provider` (Nodepool's image properties).
+    fn cloud_images_of(&self, provider: &str) -> usize {
+        self.sim
+            .admin()
+            .images()
+            .into_iter()
+            .filter(|i| {
+                i.properties
+                    .get("nodepool_provider_name")
+                    .and_then(|v| v.as_str())
+                    == Some(provider)
+            })
+            .count()
+    }
+
+    /// Simulator servers booted for `provider`.
+    fn servers_of(&self, provider: &str) -> usize {
+        self.sim
+            .admin()
+            .servers()
+            .into_iter()
+            .filter(|s| {
+                s.metadata.get("nodepool_provider_name").map(String::as_str) == Some(provider)
+            })
+            .count()
+    }
+}
+
+/// The operation guide's "Removing a provider", step by step, with the builder as a
+/// real `nodepool-builder` process: `cloud-a` is full (its one node held by Zuul) and
+/// holds a paused request. Step 1 (`max-servers: 0`): no server is created on it, the
+/// paused request is declined there and fulfilled by `cloud-b`, and `cloud-a`'s node is
+/// deleted once Zuul returns it (`used`) — `nodepool list` shows none left. Step 2
+/// (`diskimages: []`, no pools): the builder deletes its uploads, in the cloud and in
+/// ZooKeeper — `nodepool image-list` shows none left. Step 3: the provider is removed
+/// from the config; `cloud-b` goes on serving and `nodepool info cloud-a` finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_provider_step_by_step() {
+    bounded(async {
+        let w = World::new().await;
+        w.sim
+            .admin()
+            .set_quota(nodepool_tests::sim::Quota::UNLIMITED);
+        w.write_two_providers(StageA::Serving);
+        let mut cmd = Command::new(workspace_bin("nodepool-builder"));
+        cmd.arg("-c")
+            .arg(w.path("nodepool.yaml"))
+            .args(["--cleanup-interval", "1", "--config-check-interval", "0.2"])
+            .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
+            .env("RUST_LOG", "info");
+        let builder = DaemonProc::spawn(cmd, &w.path("builder.log"));
+        let l = w.start_launcher(Statsd::noop());
+        for p in [CLOUD_A, CLOUD_B] {
+            wait_for(&format!("an upload to {p}"), || async {
+                let ups = w.uploads_to(p).await;
+                ups.iter()
+                    .any(|u| u.state == UploadState::Ready)
+                    .then_some(())
+            })
+            .await;
+        }
+        let zuul = w.zuul(w.zk.client().await);
+        let (node_a, mut held_a) = w.request_node(&zuul).await;
+        assert_eq!(node_a.provider.as_deref(), Some(CLOUD_A));
+        zuul.use_nodes(&mut held_a, "org/project")
+            .await
+            .expect("use");
+        // `cloud-a` is full: the next request waits there, paused.
+        let label = [LABEL.to_string()];
+        let paused_req = zuul
+            .submit(&label, 200, 0, "tenant-one", None)
+            .await
+            .expect("submit");
+        let pool_a = wait_for("cloud-a paused with the request", || async {
+            let (r, _) = w.store.get_request(&paused_req).await.ok()??;
+            let pools = w.store.components(ComponentKind::Pool).await.ok()?;
+            let a = pools
+                .into_iter()
+                .filter_map(|c| c.component.pool)
+                .find(|p| p.provider_name.as_deref() == Some(CLOUD_A) && p.paused)?;
+            (r.state == RequestState::Pending).then_some(a.id?)
+        })
+        .await;
+        assert_eq!(w.servers_of(CLOUD_A), 1);
+
+        // Step 1: stop launching on cloud-a.
+        w.write_two_providers(StageA::Disabled);
+        let req = match zuul.wait(&paused_req, WAIT).await.expect("wait") {
+            Outcome::Fulfilled(r) => r,
+            other => panic!("paused request not fulfilled: {other:?}"),
+        };
+        assert_eq!(req.declined_by, [pool_a]);
+        let node_b = w.node(&req.nodes[0]).await.expect("node");
+        assert_eq!(node_b.provider.as_deref(), Some(CLOUD_B));
+        let held_b = zuul.accept(&req).await.expect("accept");
+        assert_eq!(w.servers_of(CLOUD_A), 1, "no new server on cloud-a");
+        // Zuul returns cloud-a's node: it is deleted, and nothing replaces it.
+        zuul.return_nodes(held_a).await.expect("return");
+        w.wait_node_deleted(&node_a).await;
+        let listing = w.cli_ok(&["list"]).await;
+        assert!(!listing.contains(CLOUD_A), "{listing}");
+        assert!(listing.contains(CLOUD_B), "{listing}");
+        assert_eq!(w.servers_of(CLOUD_A), 0);
+
+        // Step 2: remove its images.
+        assert!(w.cloud_images_of(CLOUD_A) > 0);
+        w.write_two_providers(StageA::NoImages);
+        wait_for("cloud-a's uploads removed", || async {
+            (w.uploads_to(CLOUD_A).await.is_empty() && w.cloud_images_of(CLOUD_A) == 0)
+                .then_some(())
+        })
+        .await;
+        let images = w.cli_ok(&["image-list"]).await;
+        assert!(!images.contains(CLOUD_A), "{images}");
+        assert!(images.contains(CLOUD_B), "{images}");
+        assert_eq!(w.cloud_images_of(CLOUD_B), 1, "cloud-b keeps its image");
+
+        // Step 3: remove the provider; cloud-b goes on serving.
+        w.write_two_providers(StageA::Removed);
+        wait_for("cloud-a's pool gone", || async {
+            let pools = w.store.components(ComponentKind::Pool).await.ok()?;
+            (pools.len() == 1).then_some(())
+        })
+        .await;
+        let (node, held) = w.request_node(&zuul).await;
+        assert_eq!(node.provider.as_deref(), Some(CLOUD_B));
+        // Nothing is left to `nodepool erase`.
+        let info = w.cli_ok(&["info", CLOUD_A, "--format", "json"]).await;
+        let info: serde_json::Value = serde_json::from_str(&info).expect("info JSON");
+        assert_eq!(info["image_data"], serde_json::json!([]), "{info}");
+        assert_eq!(info["nodes"], serde_json::json!([]), "{info}");
+        zuul.return_nodes(held).await.expect("return");
+        zuul.return_nodes(held_b).await.expect("return");
+        l.stop().await;
+        assert!(builder.stop().await, "the builder stops on SIGTERM");
     })
     .await;
 }

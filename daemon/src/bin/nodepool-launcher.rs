@@ -95,7 +95,7 @@ fn main() -> std::process::ExitCode {
         stats: secs(args.stats_interval, d.stats),
         config_check: secs(args.config_check_interval, d.config_check),
         pool_tick: secs(args.pool_tick, d.pool_tick),
-        request_lock_age: d.request_lock_age,
+        ..d
     };
     let mut opts = LauncherOptions::new(args.config.clone());
     opts.secure = args.secure.clone();

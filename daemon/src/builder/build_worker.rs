@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use super::context::{ActiveBuild, Ctx};
 use super::plan::{self, BuildReason};
-use super::{files, formats, run_build, stats, BuildResult, DibSpec};
+use super::{disk, formats, run_build, stats, BuildResult, DibSpec};
 
 fn now_epoch() -> f64 {
     SystemTime::now()
@@ -145,23 +145,8 @@ async fn run_and_finish(
     lock: &ZkLock,
     build: &mut ImageBuild,
 ) -> bool {
-    let config = ctx.config();
     let images_dir = ctx.images_dir();
-    let mut spec = DibSpec::new(
-        &image.name,
-        build.id.as_str(),
-        &images_dir,
-        &config.build_log_dir,
-    );
-    spec.dib_cmd = image.dib_cmd.clone();
-    spec.elements = image.elements.clone();
-    spec.release = image.release.clone();
-    spec.env_vars = image.env_vars.clone();
-    spec.formats = required.clone();
-    spec.elements_dir = config.elements_dir.clone();
-    spec.build_log_retention = config.build_log_retention;
-    spec.build_timeout = image.build_timeout;
-
+    let spec = dib_spec(ctx, image, required, build);
     // Stop the build on shutdown or when the lock's session goes.
     let cancel = CancellationToken::new();
     let stopper = {
@@ -178,47 +163,13 @@ async fn run_and_finish(
     };
     let outcome = run_build(&spec, &cancel).await;
     stopper.abort();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut ok = false;
-    match outcome {
-        Ok(outcome) => {
-            let mut sizes = Default::default();
-            if outcome.result == BuildResult::Succeeded && lock.is_held() {
-                match formats::ensure_formats(
-                    &images_dir,
-                    &image.name,
-                    build.id.as_str(),
-                    required,
-                    Some(&spec.qemu_img_options),
-                )
-                .await
-                .and_then(|_| {
-                    formats::image_sizes(&images_dir, &image.name, build.id.as_str(), required)
-                }) {
-                    Ok(s) => {
-                        sizes = s;
-                        ok = true;
-                    }
-                    Err(e) => {
-                        warn!(image = %image.name, build = %build.id, "build output incomplete: {e}")
-                    }
-                }
-            } else {
-                warn!(image = %image.name, build = %build.id, rc = outcome.rc,
-                    log = %outcome.log_path.display(), "DIB ended {:?}", outcome.result);
-            }
-            let mut reported = outcome.clone();
-            if !ok && reported.rc == 0 {
-                reported.rc = 1;
-                reported.result = BuildResult::Failed(1);
-            }
-            stats::report_build(&ctx.statsd, &image.name, &reported, &sizes, now);
+    let ok = match outcome {
+        Ok(outcome) => check_output(ctx, image, required, lock, build, &spec, outcome).await,
+        Err(e) => {
+            warn!(image = %image.name, build = %build.id, "cannot run DIB: {e}");
+            false
         }
-        Err(e) => warn!(image = %image.name, build = %build.id, "cannot run DIB: {e}"),
-    }
+    };
     // The final record as Nodepool writes it: builder, builder_id and the diskimage's
     // username/python_path/shell_type in both outcomes, `formats` only when ready.
     build.username = Some(image.username.clone());
@@ -229,9 +180,87 @@ async fn run_and_finish(
     } else {
         build.set_state(BuildState::Failed);
         build.formats.clear();
-        if let Err(e) = files::delete_build(&images_dir, &image.name, build.id.as_str()) {
+        if let Err(e) = disk::delete_build(&images_dir, &image.name, build.id.as_str()).await {
             warn!(image = %image.name, build = %build.id, "removing files of failed build: {e}");
         }
     }
+    ok
+}
+
+/// The DIB run of `build` as the current configuration describes it.
+fn dib_spec(
+    ctx: &Ctx,
+    image: &DiskImage,
+    required: &BTreeSet<String>,
+    build: &ImageBuild,
+) -> DibSpec {
+    let config = ctx.config();
+    let mut spec = DibSpec::new(
+        &image.name,
+        build.id.as_str(),
+        ctx.images_dir(),
+        &config.build_log_dir,
+    );
+    spec.dib_cmd = image.dib_cmd.clone();
+    spec.elements = image.elements.clone();
+    spec.release = image.release.clone();
+    spec.env_vars = image.env_vars.clone();
+    spec.formats = required.clone();
+    spec.elements_dir = config.elements_dir.clone();
+    spec.build_log_retention = config.build_log_retention;
+    spec.build_timeout = image.build_timeout;
+    spec.program_dir = ctx.tunables.program_dir.clone();
+    spec
+}
+
+/// After DIB ended: a successful run still holding the lock gets its missing formats
+/// converted and must have every one of them. Reports the build metrics (incomplete
+/// output counts as rc 1); returns whether the build is ready.
+async fn check_output(
+    ctx: &Ctx,
+    image: &DiskImage,
+    required: &BTreeSet<String>,
+    lock: &ZkLock,
+    build: &ImageBuild,
+    spec: &DibSpec,
+    outcome: super::BuildOutcome,
+) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let images_dir = &spec.images_dir;
+    let mut ok = false;
+    let mut sizes = Default::default();
+    if outcome.result == BuildResult::Succeeded && lock.is_held() {
+        let id = build.id.as_str();
+        let complete = formats::ensure_formats(
+            images_dir,
+            &image.name,
+            id,
+            required,
+            Some(&spec.qemu_img_options),
+        )
+        .await
+        .and_then(|_| formats::image_sizes(images_dir, &image.name, id, required));
+        match complete {
+            Ok(s) => {
+                sizes = s;
+                ok = true;
+            }
+            Err(e) => {
+                warn!(image = %image.name, build = %build.id, "build output incomplete: {e}")
+            }
+        }
+    } else {
+        warn!(image = %image.name, build = %build.id, rc = outcome.rc,
+            log = %outcome.log_path.display(), "DIB ended {:?}", outcome.result);
+    }
+    let mut reported = outcome;
+    if !ok && reported.rc == 0 {
+        reported.rc = 1;
+        reported.result = BuildResult::Failed(1);
+    }
+    stats::report_build(&ctx.statsd, &image.name, &reported, &sizes, now);
     ok
 }

@@ -19,13 +19,15 @@ use std::sync::Arc;
 
 use nodepool_shared::cloud::Image;
 use nodepool_shared::config::Config;
-use nodepool_shared::model::{paths, BuildState, ImageBuild, ImageUpload, UploadState};
+use nodepool_shared::model::{
+    paths, BuildId, BuildState, ImageBuild, ImageUpload, UploadId, UploadState,
+};
 use nodepool_shared::stats::names;
 use nodepool_shared::zk::{ZkError, ZkLock, ZkResult};
 use tracing::{debug, info, warn};
 
-use super::context::{Clouds, Ctx};
-use super::{files, formats, plan};
+use super::context::{Clouds, Ctx, ProviderCloud};
+use super::{disk, formats, plan};
 
 /// One cleanup pass over every image in ZooKeeper and the local images dir.
 pub async fn cleanup_pass(ctx: &Ctx) -> ZkResult<()> {
@@ -106,6 +108,8 @@ async fn has_contenders(ctx: &Ctx, dir: &str) -> ZkResult<bool> {
     Ok(!ctx.store.lock_contenders(dir).await?.is_empty())
 }
 
+/// One image: its uploads first ([`cleanup_uploads`]), then its builds
+/// ([`cleanup_builds`]) knowing which uploads are left.
 async fn cleanup_image(
     ctx: &Ctx,
     config: &Config,
@@ -113,7 +117,6 @@ async fn cleanup_image(
     cloud_images: &BTreeMap<String, CloudListing>,
     image: &str,
 ) -> ZkResult<()> {
-    let diskimage = config.diskimage(image);
     let builds: Vec<ImageBuild> = ctx
         .store
         .builds(image)
@@ -121,10 +124,6 @@ async fn cleanup_image(
         .into_iter()
         .map(|(b, _)| b)
         .collect();
-    let kept = plan::kept_builds(&builds, diskimage.is_some());
-    let build_lock_busy = has_contenders(ctx, &paths::image_build_lock(image)).await?;
-
-    // All uploads, by provider.
     let mut by_provider: BTreeMap<String, Vec<(ImageUpload, BuildState)>> = BTreeMap::new();
     for b in &builds {
         for p in ctx.store.build_providers(image, &b.id).await? {
@@ -133,96 +132,217 @@ async fn cleanup_image(
             }
         }
     }
-    // Uploads left per build after this pass.
-    let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
-    for (provider, uploads) in &by_provider {
-        let configured = config.provider(provider);
-        let cloud = clouds.get(provider);
-        let (Some(pconf), Some(cloud)) = (configured, cloud) else {
-            // Unknown provider (or no cloud access): never touched, like Nodepool.
-            for (u, _) in uploads {
-                *remaining.entry(u.build_id.to_string()).or_default() += 1;
-            }
-            continue;
-        };
-        let lists = pconf.diskimage(image).is_some() && diskimage.is_some();
-        let recent = plan::recent_uploads(uploads, lists);
-        let existing = cloud_images.get(provider);
-        for (u, _) in uploads {
-            let key = (u.build_id.clone(), u.id.clone());
-            let keep = match u.state {
-                UploadState::Uploading => {
-                    has_contenders(
-                        ctx,
-                        &paths::provider_upload_lock(image, &u.build_id, provider),
-                    )
-                    .await?
+    let pass = ImagePass {
+        ctx,
+        config,
+        clouds,
+        image,
+    };
+    let left = pass.cleanup_uploads(cloud_images, &by_provider).await?;
+    pass.cleanup_builds(&builds, &left).await
+}
+
+/// The uploads of one build still there after the upload phase of a pass.
+#[derive(Clone, Copy, Debug, Default)]
+struct Left {
+    /// All of them.
+    total: usize,
+    /// Those not (yet) `deleting`.
+    not_deleting: usize,
+}
+
+impl Left {
+    fn add(&mut self, state: UploadState) {
+        self.total += 1;
+        if state != UploadState::Deleting {
+            self.not_deleting += 1;
+        }
+    }
+}
+
+/// What [`delete_upload`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Removal {
+    /// Record and cloud image gone.
+    Deleted,
+    /// Left as it was (lock busy, or no image listing this pass).
+    Untouched,
+    /// Marked `deleting`, but its cloud image could not be deleted yet.
+    Deleting,
+}
+
+/// One image's cleanup within a pass.
+struct ImagePass<'a> {
+    ctx: &'a Ctx,
+    config: &'a Config,
+    clouds: &'a Clouds,
+    image: &'a str,
+}
+
+impl ImagePass<'_> {
+    /// Deletes the uploads that are neither kept nor in progress; returns what is left
+    /// per build id.
+    async fn cleanup_uploads(
+        &self,
+        cloud_images: &BTreeMap<String, CloudListing>,
+        by_provider: &BTreeMap<String, Vec<(ImageUpload, BuildState)>>,
+    ) -> ZkResult<BTreeMap<String, Left>> {
+        let (ctx, image) = (self.ctx, self.image);
+        let in_config = self.config.diskimage(image).is_some();
+        let mut left: BTreeMap<String, Left> = BTreeMap::new();
+        for (provider, uploads) in by_provider {
+            let configured = self.config.provider(provider);
+            let (Some(pconf), Some(cloud)) = (configured, self.clouds.get(provider)) else {
+                // Unknown provider (or no cloud access): never touched, like Nodepool.
+                for (u, _) in uploads {
+                    left.entry(u.build_id.to_string()).or_default().add(u.state);
                 }
-                UploadState::Ready if !recent.contains(&key) => false,
-                UploadState::Ready => match (existing, &u.external_id) {
-                    // Missing from the listing taken at the start of the pass: confirm
-                    // (the upload may have become ready after that listing).
-                    (Some(listing), Some(id)) if !listing.ids.contains(id) => {
-                        let vanished = image_gone(cloud.driver.as_ref(), id).await;
-                        if vanished {
-                            info!(%image, %provider, upload = %u.id,
-                                "cloud image {id} vanished; removing the record");
-                        }
-                        !vanished
-                    }
-                    _ => true,
-                },
-                UploadState::Deleting | UploadState::Failed => false,
+                continue;
             };
-            if keep || !delete_upload(ctx, cloud.driver.as_ref(), existing, u).await? {
-                *remaining.entry(u.build_id.to_string()).or_default() += 1;
+            let lists = pconf.diskimage(image).is_some() && in_config;
+            let recent = plan::recent_uploads(uploads, lists);
+            let listing = cloud_images.get(provider);
+            for (u, _) in uploads {
+                let key = (u.build_id.clone(), u.id.clone());
+                let state = if self.keep_upload(cloud, listing, u, &recent, &key).await? {
+                    u.state
+                } else {
+                    match delete_upload(ctx, cloud.driver.as_ref(), listing, u).await? {
+                        Removal::Deleted => continue,
+                        Removal::Untouched => u.state,
+                        Removal::Deleting => UploadState::Deleting,
+                    }
+                };
+                left.entry(u.build_id.to_string()).or_default().add(state);
             }
         }
+        Ok(left)
     }
 
-    for b in &builds {
-        let keep = kept.contains(&b.id) || (b.state == BuildState::Building && build_lock_busy);
-        if keep {
-            if b.state == BuildState::Ready {
-                if let Some(di) = diskimage {
-                    if di.delete_after_upload {
-                        delete_after_upload(ctx, config, clouds, b, &di.keep_formats).await?;
+    /// Whether upload `u` stays: in progress (its lock held), or among the recent ready
+    /// ones with its cloud image still there.
+    async fn keep_upload(
+        &self,
+        cloud: &ProviderCloud,
+        listing: Option<&CloudListing>,
+        u: &ImageUpload,
+        recent: &BTreeSet<(BuildId, UploadId)>,
+        key: &(BuildId, UploadId),
+    ) -> ZkResult<bool> {
+        let (ctx, image) = (self.ctx, self.image);
+        Ok(match u.state {
+            UploadState::Uploading => {
+                has_contenders(
+                    ctx,
+                    &paths::provider_upload_lock(image, &u.build_id, &u.provider),
+                )
+                .await?
+            }
+            UploadState::Ready if !recent.contains(key) => false,
+            UploadState::Ready => match (listing, &u.external_id) {
+                // Missing from the listing taken at the start of the pass: confirm
+                // (the upload may have become ready after that listing).
+                (Some(listing), Some(id)) if !listing.ids.contains(id) => {
+                    let vanished = image_gone(cloud.driver.as_ref(), id).await;
+                    if vanished {
+                        info!(%image, provider = %u.provider, upload = %u.id,
+                            "cloud image {id} vanished; removing the record");
+                    }
+                    !vanished
+                }
+                _ => true,
+            },
+            UploadState::Deleting | UploadState::Failed => false,
+        })
+    }
+
+    /// Deletes the builds that are neither kept nor running once no upload is left;
+    /// a build whose remaining uploads are all `deleting` is marked `deleting` itself,
+    /// so its local files go at once instead of waiting for slow clouds (as Nodepool).
+    /// Kept ready builds get `delete-after-upload`.
+    async fn cleanup_builds(
+        &self,
+        builds: &[ImageBuild],
+        left: &BTreeMap<String, Left>,
+    ) -> ZkResult<()> {
+        let (ctx, image) = (self.ctx, self.image);
+        let diskimage = self.config.diskimage(image);
+        let kept = plan::kept_builds(builds, diskimage.is_some());
+        let build_lock_busy = has_contenders(ctx, &paths::image_build_lock(image)).await?;
+        for b in builds {
+            let keep = kept.contains(&b.id) || (b.state == BuildState::Building && build_lock_busy);
+            if keep {
+                if let Some(di) = diskimage.filter(|d| d.delete_after_upload) {
+                    if b.state == BuildState::Ready {
+                        delete_after_upload(ctx, self.config, self.clouds, b, &di.keep_formats)
+                            .await?;
                     }
                 }
+                continue;
             }
-            continue;
-        }
-        let left = remaining.get(b.id.as_str()).copied().unwrap_or(0);
-        if left > 0 {
-            continue;
-        }
-        let mut lock = ZkLock::new(ctx.store.client(), &paths::build_lock(image, &b.id), b"");
-        if !lock.try_acquire().await? {
-            continue;
-        }
-        // Re-read under the lock: a build that became ready or is running stays.
-        let current = ctx.store.get_build(image, &b.id).await?;
-        let still_gone = match &current {
-            None => true,
-            Some((cur, _)) => {
-                cur.state == b.state
-                    && !(cur.state == BuildState::Building
-                        && has_contenders(ctx, &paths::image_build_lock(image)).await?)
+            let left = left.get(b.id.as_str()).copied().unwrap_or_default();
+            if left.total == 0 {
+                delete_build(ctx, image, b).await?;
+            } else if left.not_deleting == 0 && b.state != BuildState::Deleting {
+                mark_build_deleting(ctx, image, b).await?;
             }
-        };
-        if still_gone {
-            if let Err(e) = files::delete_build(&ctx.images_dir(), image, b.id.as_str()) {
-                warn!(%image, build = %b.id, "removing local files: {e}");
-            }
-            ctx.store.delete_build(image, &b.id).await?;
-            ctx.with_activity(|a| a.counters.builds_deleted += 1);
-            info!(%image, build = %b.id, state = %b.state, "deleted image build");
-            // The lock dir went with the build.
-            let _ = lock.release().await;
-        } else {
-            lock.release().await?;
         }
+        Ok(())
     }
+}
+
+/// Marks build `b` `deleting` under its lock (skipped when busy or changed meanwhile);
+/// the local-files step of the pass then removes its files.
+async fn mark_build_deleting(ctx: &Ctx, image: &str, b: &ImageBuild) -> ZkResult<()> {
+    let mut lock = ZkLock::new(ctx.store.client(), &paths::build_lock(image, &b.id), b"");
+    if !lock.try_acquire().await? {
+        return Ok(());
+    }
+    let marked = async {
+        let Some((mut cur, stat)) = ctx.store.get_build(image, &b.id).await? else {
+            return Ok(());
+        };
+        if cur.state != b.state {
+            return Ok(());
+        }
+        cur.set_state(BuildState::Deleting);
+        ctx.store.store_build(&cur, Some(stat.version)).await?;
+        info!(%image, build = %b.id, "every upload of the build is being deleted; \
+            marked the build deleting so its local files go first");
+        Ok::<(), ZkError>(())
+    }
+    .await;
+    lock.release().await?;
+    marked
+}
+
+/// Deletes build `b` (record and local files) under its lock, unless it became ready
+/// or is being built meanwhile.
+async fn delete_build(ctx: &Ctx, image: &str, b: &ImageBuild) -> ZkResult<()> {
+    let mut lock = ZkLock::new(ctx.store.client(), &paths::build_lock(image, &b.id), b"");
+    if !lock.try_acquire().await? {
+        return Ok(());
+    }
+    // Re-read under the lock: a build that became ready or is running stays.
+    let still_gone = match ctx.store.get_build(image, &b.id).await? {
+        None => true,
+        Some((cur, _)) => {
+            cur.state == b.state
+                && !(cur.state == BuildState::Building
+                    && has_contenders(ctx, &paths::image_build_lock(image)).await?)
+        }
+    };
+    if !still_gone {
+        return lock.release().await;
+    }
+    if let Err(e) = disk::delete_build(&ctx.images_dir(), image, b.id.as_str()).await {
+        warn!(%image, build = %b.id, "removing local files: {e}");
+    }
+    ctx.store.delete_build(image, &b.id).await?;
+    ctx.with_activity(|a| a.counters.builds_deleted += 1);
+    info!(%image, build = %b.id, state = %b.state, "deleted image build");
+    // The lock dir went with the build.
+    let _ = lock.release().await;
     Ok(())
 }
 
@@ -240,61 +360,29 @@ async fn image_gone(driver: &dyn nodepool_shared::cloud::CloudDriver, id: &str) 
 }
 
 /// Removes one upload: under its lock, mark `deleting`, delete the cloud image (and any
-/// other image carrying this upload's properties), delete the record. Returns false
-/// when the lock was busy or a cloud image could not be deleted (left for later). A
-/// record without `external_id` waits for a pass with a cloud listing, so an image it
-/// may have left behind is found.
+/// other image carrying this upload's properties), delete the record. A record without
+/// `external_id` waits for a pass with a cloud listing, so an image it may have left
+/// behind is found.
 async fn delete_upload(
     ctx: &Ctx,
     driver: &dyn nodepool_shared::cloud::CloudDriver,
     listing: Option<&CloudListing>,
     u: &ImageUpload,
-) -> ZkResult<bool> {
+) -> ZkResult<Removal> {
     if u.external_id.is_none() && listing.is_none() {
         debug!(image = %u.image, provider = %u.provider, upload = %u.id,
             "no cloud image listing this pass; removing the upload record later");
-        return Ok(false);
+        return Ok(Removal::Untouched);
     }
     let lock_dir = paths::upload_lock(&u.image, &u.build_id, &u.provider, &u.id);
     let mut lock = ZkLock::new(ctx.store.client(), &lock_dir, b"");
     if !lock.try_acquire().await? {
-        return Ok(false);
+        return Ok(Removal::Untouched);
     }
-    let result = async {
-        let Some((mut cur, stat)) = ctx
-            .store
-            .get_upload(&u.image, &u.build_id, &u.provider, &u.id)
-            .await?
-        else {
-            return Ok(true);
-        };
-        if cur.state != UploadState::Deleting {
-            cur.set_state(UploadState::Deleting);
-            ctx.store.store_upload(&cur, Some(stat.version)).await?;
-        }
-        let strays = listing.map(|l| l.strays(&cur)).unwrap_or_default();
-        for id in cur.external_id.iter().chain(strays.iter()) {
-            if let Err(e) = driver.delete_image(id).await {
-                warn!(image = %u.image, provider = %u.provider, upload = %u.id,
-                    "deleting cloud image {id}: {e}; will retry");
-                return Ok(false);
-            }
-        }
-        if !strays.is_empty() {
-            info!(image = %u.image, provider = %u.provider, upload = %u.id, state = %u.state,
-                "deleted cloud images {strays:?} left by an unfinished upload");
-        }
-        ctx.store
-            .delete_upload(&u.image, &u.build_id, &u.provider, &u.id)
-            .await?;
-        info!(image = %u.image, build = %u.build_id, provider = %u.provider, upload = %u.id,
-            external_id = ?cur.external_id, "deleted image upload");
-        ctx.with_activity(|a| a.counters.uploads_deleted += 1);
-        Ok::<bool, ZkError>(true)
-    }
-    .await;
+    let result = locked_delete_upload(ctx, driver, listing, u).await;
     match &result {
-        Ok(true) => {
+        // The lock dir went with the record.
+        Ok(Removal::Deleted) => {
             let _ = lock.release().await;
         }
         _ => {
@@ -302,6 +390,44 @@ async fn delete_upload(
         }
     }
     result
+}
+
+async fn locked_delete_upload(
+    ctx: &Ctx,
+    driver: &dyn nodepool_shared::cloud::CloudDriver,
+    listing: Option<&CloudListing>,
+    u: &ImageUpload,
+) -> ZkResult<Removal> {
+    let Some((mut cur, stat)) = ctx
+        .store
+        .get_upload(&u.image, &u.build_id, &u.provider, &u.id)
+        .await?
+    else {
+        return Ok(Removal::Deleted);
+    };
+    if cur.state != UploadState::Deleting {
+        cur.set_state(UploadState::Deleting);
+        ctx.store.store_upload(&cur, Some(stat.version)).await?;
+    }
+    let strays = listing.map(|l| l.strays(&cur)).unwrap_or_default();
+    for id in cur.external_id.iter().chain(strays.iter()) {
+        if let Err(e) = driver.delete_image(id).await {
+            warn!(image = %u.image, provider = %u.provider, upload = %u.id,
+                "deleting cloud image {id}: {e}; will retry");
+            return Ok(Removal::Deleting);
+        }
+    }
+    if !strays.is_empty() {
+        info!(image = %u.image, provider = %u.provider, upload = %u.id, state = %u.state,
+            "deleted cloud images {strays:?} left by an unfinished upload");
+    }
+    ctx.store
+        .delete_upload(&u.image, &u.build_id, &u.provider, &u.id)
+        .await?;
+    info!(image = %u.image, build = %u.build_id, provider = %u.provider, upload = %u.id,
+        external_id = ?cur.external_id, "deleted image upload");
+    ctx.with_activity(|a| a.counters.uploads_deleted += 1);
+    Ok(Removal::Deleted)
 }
 
 /// `delete-after-upload`: once every provider listing the image has a ready upload of
@@ -323,7 +449,7 @@ async fn delete_after_upload(
         }
     }
     let images_dir = ctx.images_dir();
-    let local = match files::local_build(&images_dir, &b.image, b.id.as_str()) {
+    let local = match disk::local_build(&images_dir, &b.image, b.id.as_str()).await {
         Ok(Some(l)) => l,
         _ => return Ok(()),
     };
@@ -331,13 +457,7 @@ async fn delete_after_upload(
         .iter()
         .map(|f| formats::extension(f).to_string())
         .collect();
-    match files::delete_formats(
-        &images_dir,
-        &b.image,
-        b.id.as_str(),
-        &local.formats(),
-        &keep,
-    ) {
+    match disk::delete_formats(&images_dir, &b.image, b.id.as_str(), local.formats(), keep).await {
         Ok(removed) if !removed.is_empty() => {
             info!(image = %b.image, build = %b.id, "delete-after-upload removed {} files", removed.len())
         }
@@ -350,7 +470,7 @@ async fn delete_after_upload(
 /// Removes local files of builds whose record is gone or `deleting`.
 async fn cleanup_local_files(ctx: &Ctx) -> ZkResult<()> {
     let images_dir = ctx.images_dir();
-    let local = match files::list_local_builds(&images_dir) {
+    let local = match disk::list_local_builds(&images_dir).await {
         Ok(l) => l,
         Err(e) => {
             warn!("cannot list {}: {e}", images_dir.display());
@@ -364,7 +484,7 @@ async fn cleanup_local_files(ctx: &Ctx) -> ZkResult<()> {
             Some((b, _)) => b.state == BuildState::Deleting,
         };
         if gone {
-            match files::delete_build(&images_dir, &l.image, &l.build_id) {
+            match disk::delete_build(&images_dir, &l.image, &l.build_id).await {
                 Ok(removed) => info!(image = %l.image, build = %l.build_id,
                     "removed {} local files of a deleted build", removed.len()),
                 Err(e) => warn!(image = %l.image, build = %l.build_id, "removing local files: {e}"),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::sync::{MutexExt, RwLockExt};
@@ -53,24 +53,14 @@ impl Clouds {
             }
         };
         for p in &config.providers {
-            let cloud = match file.cloud(&p.cloud) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(provider = %p.name, "cloud `{}` unusable: {e}", p.cloud);
-                    continue;
-                }
-            };
-            let mut opts = DriverOptions::new(&p.name);
-            opts.region_name = p.region_name.clone();
-            opts.rate = p.rate.as_secs_f64();
-            opts.statsd = statsd.clone();
-            match OpenStackDriver::new(cloud, opts) {
+            match provider_driver(p, &file, statsd) {
                 Ok(d) => {
+                    let image_format = d.image_format().to_string();
                     providers.insert(
                         p.name.clone(),
                         ProviderCloud {
                             driver: Arc::new(d),
-                            image_format: cloud.image_format().to_string(),
+                            image_format,
                         },
                     );
                 }
@@ -170,6 +160,8 @@ pub struct Tunables {
     pub retry_delay: Duration,
     /// Safety-net scheduler pass interval (ZooKeeper watches do the real work).
     pub scan_interval: Duration,
+    /// What `%p` in `dib-cmd` stands for.
+    pub program_dir: PathBuf,
 }
 
 /// The shared state (cheap to clone through `Arc`).

@@ -5,9 +5,16 @@
 //! Nodepool formats the whole command as one string and splits it shell-style, so the
 //! elements, `dib-cmd` and even the output path are subject to word splitting; this
 //! module does the same so the argv is identical.
+//!
+//! `%p` in `dib-cmd` is the only substitution (every occurrence; there is no escape and
+//! no other `%` sequence means anything). Nodepool replaces it with the directory of its
+//! Python package, so that a script shipped next to the code (its CI's
+//! `%p/tests/fake-image-create`) is found without knowing where Nodepool is installed;
+//! here it is the directory of the `nodepool-builder` executable
+//! ([`DibSpec::program_dir`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::shell_words::{self, SplitError};
@@ -56,6 +63,23 @@ pub struct DibSpec {
     pub qemu_img_options: String,
     /// Time between SIGTERM and SIGKILL of the process group on timeout/cancellation.
     pub kill_grace: Duration,
+    /// What `%p` in `dib-cmd` stands for: the directory of the running executable
+    /// ([`program_dir`]) unless set otherwise.
+    pub program_dir: PathBuf,
+}
+
+/// The directory of the running executable (`.` if it cannot be found): what `%p` in
+/// `dib-cmd` stands for.
+pub fn program_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `dib_cmd` with every `%p` replaced by `program_dir`.
+pub fn expand_dib_cmd(dib_cmd: &str, program_dir: &Path) -> String {
+    dib_cmd.replace("%p", &program_dir.display().to_string())
 }
 
 impl DibSpec {
@@ -82,6 +106,7 @@ impl DibSpec {
             build_timeout: DEFAULT_BUILD_TIMEOUT,
             qemu_img_options: DEFAULT_QEMU_IMG_OPTIONS.to_string(),
             kill_grace: DEFAULT_KILL_GRACE,
+            program_dir: program_dir(),
         }
     }
 
@@ -101,7 +126,8 @@ impl DibSpec {
     }
 
     /// The command as one string, exactly as Nodepool formats (and logs) it:
-    /// `<dib-cmd> -x -t <fmts> --checksum --no-tmpfs [--qemu-img-options '<opts>'] -o <base> <elements>`.
+    /// `<dib-cmd> -x -t <fmts> --checksum --no-tmpfs [--qemu-img-options '<opts>'] -o <base> <elements>`,
+    /// with `%p` in `dib-cmd` expanded.
     pub fn command_line(&self) -> String {
         let types = self.formats.iter().cloned().collect::<Vec<_>>().join(",");
         let qemu = if self.formats.contains("qcow2") {
@@ -114,7 +140,7 @@ impl DibSpec {
         };
         format!(
             "{} -x -t {} --checksum --no-tmpfs {} -o {} {}",
-            self.dib_cmd,
+            expand_dib_cmd(&self.dib_cmd, &self.program_dir),
             types,
             qemu,
             self.output_base().display(),
@@ -243,6 +269,39 @@ mod tests {
                 ("TMPDIR".into(), "/opt/tmp".into()),
             ]
         );
+    }
+
+    #[test]
+    fn percent_p_is_the_program_directory() {
+        let mut s = spec();
+        s.formats = ["raw".to_string()].into();
+        s.program_dir = PathBuf::from("/opt/nodepool/bin");
+        s.dib_cmd = "%p/fake-image-create --from %p/../share %%p 100%".into();
+        let argv = s.argv().expect("argv");
+        assert_eq!(
+            argv[..4],
+            [
+                "/opt/nodepool/bin/fake-image-create",
+                "--from",
+                "/opt/nodepool/bin/../share",
+                "%/opt/nodepool/bin",
+            ]
+        );
+        assert_eq!(argv[4], "100%");
+        assert!(s
+            .command_line()
+            .starts_with("/opt/nodepool/bin/fake-image-create "));
+        // A directory with a space is split like the rest of the command (as Nodepool).
+        s.program_dir = PathBuf::from("/a b");
+        assert_eq!(s.argv().expect("argv")[..2], ["/a", "b/fake-image-create"]);
+        // The default is the running executable's directory.
+        let exe_dir = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        assert_eq!(program_dir(), exe_dir);
+        assert_eq!(DibSpec::new("i", "b", "/x", "/y").program_dir, exe_dir);
     }
 
     #[test]

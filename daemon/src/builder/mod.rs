@@ -2,7 +2,7 @@
 //! without ZooKeeper: the builder id, the diskimage-builder command and its run (logs,
 //! timeout, cancellation), the image formats produced, and the local image files of
 //! builds. The ZooKeeper half — the scheduler and its build, upload and cleanup
-//! workers ([`daemon`], [`build_worker`], [`upload`], [`cleanup`]) — calls into these
+//! workers ([`daemon`], [`scheduler`], [`build_worker`], [`upload`], [`cleanup`]) — calls into these
 //! with plain inputs and decides with the pure rules in [`plan`].
 
 pub mod build_log;
@@ -12,13 +12,16 @@ pub mod cleanup;
 pub mod context;
 pub mod daemon;
 pub mod dib;
+pub mod disk;
 pub mod files;
 pub mod formats;
-pub mod host;
+pub use crate::host;
 pub mod plan;
 pub mod run;
+pub mod scheduler;
 pub mod shell_words;
 pub mod stats;
+pub mod tasks;
 pub mod upload;
 
 pub use daemon::{start, BuilderError, BuilderHandle, BuilderOptions};

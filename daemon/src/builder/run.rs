@@ -1,9 +1,11 @@
-//! Running one diskimage-builder build: prune old logs, start the command in a process
-//! group of its own with the build environment, stream its stdout and stderr (one pipe,
-//! in order) into `<build-log-dir>/<image>-<build-id>.log`, end the log with
-//! `Exit code: N`, and kill the whole process group on `build-timeout`, on
-//! cancellation, or when the future is dropped — so no DIB child (qemu-img, chroot
-//! scripts) outlives the build that started it.
+//! Running one diskimage-builder build, in phases: prune old logs and open the new one
+//! ([`open_log`]), start the command in a process group of its own with the build
+//! environment, its stdout and stderr in one pipe streamed in order into
+//! `<build-log-dir>/<image>-<build-id>.log` ([`start`]), wait for its end
+//! ([`wait_for_end`]) and end the log with `Exit code: N` ([`finish_log`]). The whole
+//! process group is killed on `build-timeout`, on cancellation, or when the future is
+//! dropped — so no DIB child (qemu-img, chroot scripts) outlives the build that started
+//! it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -162,24 +164,69 @@ pub async fn run_build(
     let Some((program, args)) = argv.split_first() else {
         return Err(RunError::EmptyCommand { build });
     };
+    let log = open_log(spec).await?;
+    let mut started = start(spec, program, args, log).await?;
+    let (result, status) = wait_for_end(spec, &mut started, cancel).await?;
+    let duration = started.start.elapsed();
+    let rc = exit_code(status);
+    finish_log(spec, started.pump, result, rc).await?;
+    match result {
+        BuildResult::Succeeded => tracing::info!(build = %build, ?duration, "DIB image is built"),
+        _ => tracing::info!(build = %build, ?result, rc, "DIB failed"),
+    }
+    Ok(BuildOutcome {
+        result,
+        rc,
+        duration,
+        log_path: spec.log_path(),
+    })
+}
 
-    let log_path = spec.log_path();
-    let log_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RunError::Log { path, source }
-    };
+fn log_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Log { path, source }
+}
+
+/// Creates the log directory, prunes old logs of the image (on a blocking thread: a
+/// directory of many logs must not stall the runtime) and creates the new log.
+async fn open_log(spec: &DibSpec) -> Result<tokio::fs::File, RunError> {
     tokio::fs::create_dir_all(&spec.build_log_dir)
         .await
-        .map_err(log_err(&spec.build_log_dir))?;
-    build_log::prune(
-        &spec.build_log_dir,
-        &spec.image_name,
+        .map_err(log_error(&spec.build_log_dir))?;
+    let (dir, image, retention) = (
+        spec.build_log_dir.clone(),
+        spec.image_name.clone(),
         spec.build_log_retention,
-    )?;
-    let mut log = tokio::fs::File::create(&log_path)
+    );
+    tokio::task::spawn_blocking(move || build_log::prune(&dir, &image, retention))
         .await
-        .map_err(log_err(&log_path))?;
+        .map_err(|e| log_error(&spec.build_log_dir)(std::io::Error::other(e)))??;
+    let log_path = spec.log_path();
+    tokio::fs::File::create(&log_path)
+        .await
+        .map_err(log_error(&log_path))
+}
 
+/// A started build process.
+struct Started {
+    child: tokio::process::Child,
+    /// Kills the process group unless disarmed.
+    guard: GroupGuard,
+    /// Copies the output into the log.
+    pump: AbortOnDrop<std::io::Result<tokio::fs::File>>,
+    start: Instant,
+}
+
+/// Starts the command in a process group of its own, stdout and stderr into one pipe
+/// that a task copies into `log`. A command that cannot be started leaves the reason
+/// in the log.
+async fn start(
+    spec: &DibSpec,
+    program: &str,
+    args: &[String],
+    mut log: tokio::fs::File,
+) -> Result<Started, RunError> {
+    let build = spec.base_name();
     let pipe_err = |source| RunError::Pipe {
         build: build.clone(),
         source,
@@ -189,7 +236,7 @@ pub async fn run_build(
     let reader =
         tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(pipe_err)?;
 
-    tracing::info!(build = %build, command = %spec.command_line(), log = %log_path.display(), "running DIB");
+    tracing::info!(build = %build, command = %spec.command_line(), log = %spec.log_path().display(), "running DIB");
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .envs(spec.env_overrides())
@@ -202,7 +249,7 @@ pub async fn run_build(
     // The command holds our copies of the pipe's write end; drop them so the reader
     // sees EOF once the build's processes are gone.
     drop(cmd);
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(child) => child,
         Err(source) => {
             // Leave the reason where operators look for it; the error is returned anyway.
@@ -211,84 +258,100 @@ pub async fn run_build(
             let _ = log.flush().await;
             return Err(RunError::Spawn {
                 build,
-                program: program.clone(),
+                program: program.to_string(),
                 source,
             });
         }
     };
-    let start = Instant::now();
     let pgid = child.id().and_then(|id| libc::pid_t::try_from(id).ok());
-    let mut guard = GroupGuard { pgid };
+    Ok(Started {
+        child,
+        guard: GroupGuard { pgid },
+        pump: AbortOnDrop(tokio::spawn(pump_output(reader, log))),
+        start: Instant::now(),
+    })
+}
 
-    let mut pump = AbortOnDrop(tokio::spawn(pump_output(reader, log)));
-
+/// Waits for the process to exit, the timeout or the cancellation; on the latter two,
+/// SIGTERM then (after `kill_grace`) SIGKILL to the whole group.
+async fn wait_for_end(
+    spec: &DibSpec,
+    started: &mut Started,
+    cancel: &CancellationToken,
+) -> Result<(BuildResult, std::process::ExitStatus), RunError> {
     enum Ending {
         Exited(std::io::Result<std::process::ExitStatus>),
         TimedOut,
         Cancelled,
     }
+    let build = spec.base_name();
+    let wait_err = |source| RunError::Wait {
+        build: build.clone(),
+        source,
+    };
+    let child = &mut started.child;
+    let guard = &mut started.guard;
     let ending = tokio::select! {
         status = child.wait() => Ending::Exited(status),
         _ = tokio::time::sleep(spec.build_timeout) => Ending::TimedOut,
         _ = cancel.cancelled() => Ending::Cancelled,
     };
-    let (result, status) = match ending {
+    let result = match ending {
         Ending::Exited(status) => {
             guard.disarm();
-            let status = status.map_err(|source| RunError::Wait {
-                build: build.clone(),
-                source,
-            })?;
+            let status = status.map_err(wait_err)?;
             let rc = exit_code(status);
             let result = if rc == 0 {
                 BuildResult::Succeeded
             } else {
                 BuildResult::Failed(rc)
             };
-            (result, status)
+            return Ok((result, status));
         }
-        Ending::TimedOut | Ending::Cancelled => {
-            let result = if matches!(ending, Ending::TimedOut) {
-                tracing::error!(build = %build, timeout = ?spec.build_timeout, log = %log_path.display(), "build timeout, killing DIB");
-                BuildResult::TimedOut
-            } else {
-                tracing::warn!(build = %build, "build cancelled, killing DIB");
-                BuildResult::Cancelled
-            };
-            guard.signal(libc::SIGTERM);
-            let status = match tokio::time::timeout(spec.kill_grace, child.wait()).await {
-                Ok(status) => status,
-                Err(_) => {
-                    guard.signal(libc::SIGKILL);
-                    child.wait().await
-                }
-            };
-            // Members of the group that ignored SIGTERM go now too.
-            guard.signal(libc::SIGKILL);
-            guard.disarm();
-            let status = status.map_err(|source| RunError::Wait {
-                build: build.clone(),
-                source,
-            })?;
-            (result, status)
+        Ending::TimedOut => {
+            tracing::error!(build = %build, timeout = ?spec.build_timeout, log = %spec.log_path().display(), "build timeout, killing DIB");
+            BuildResult::TimedOut
+        }
+        Ending::Cancelled => {
+            tracing::warn!(build = %build, "build cancelled, killing DIB");
+            BuildResult::Cancelled
         }
     };
-    let duration = start.elapsed();
-    let rc = exit_code(status);
+    guard.signal(libc::SIGTERM);
+    let status = match tokio::time::timeout(spec.kill_grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            guard.signal(libc::SIGKILL);
+            child.wait().await
+        }
+    };
+    // Members of the group that ignored SIGTERM go now too.
+    guard.signal(libc::SIGKILL);
+    guard.disarm();
+    Ok((result, status.map_err(wait_err)?))
+}
 
-    // Collect the rest of the output, then write the trailer.
+/// Collects the rest of the output (bounded: a straggler keeping the pipe open is not
+/// waited for), then writes the trailer.
+async fn finish_log(
+    spec: &DibSpec,
+    mut pump: AbortOnDrop<std::io::Result<tokio::fs::File>>,
+    result: BuildResult,
+    rc: i32,
+) -> Result<(), RunError> {
+    let log_path = spec.log_path();
     let mut log = match tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, &mut pump.0).await {
         Ok(Ok(Ok(log))) => log,
-        Ok(Ok(Err(e))) => return Err(log_err(&log_path)(e)),
-        Ok(Err(join)) => return Err(log_err(&log_path)(std::io::Error::other(join))),
+        Ok(Ok(Err(e))) => return Err(log_error(&log_path)(e)),
+        Ok(Err(join)) => return Err(log_error(&log_path)(std::io::Error::other(join))),
         Err(_) => {
             pump.0.abort();
-            tracing::warn!(build = %build, "build output still open after the process ended; not waiting for it");
+            tracing::warn!(build = %spec.base_name(), "build output still open after the process ended; not waiting for it");
             tokio::fs::OpenOptions::new()
                 .append(true)
                 .open(&log_path)
                 .await
-                .map_err(log_err(&log_path))?
+                .map_err(log_error(&log_path))?
         }
     };
     let mut trailer = String::new();
@@ -303,19 +366,8 @@ pub async fn run_build(
     trailer.push_str(&format!("Exit code: {rc}\n"));
     log.write_all(trailer.as_bytes())
         .await
-        .map_err(log_err(&log_path))?;
-    log.flush().await.map_err(log_err(&log_path))?;
-
-    match result {
-        BuildResult::Succeeded => tracing::info!(build = %build, ?duration, "DIB image is built"),
-        _ => tracing::info!(build = %build, ?result, rc, "DIB failed"),
-    }
-    Ok(BuildOutcome {
-        result,
-        rc,
-        duration,
-        log_path,
-    })
+        .map_err(log_error(&log_path))?;
+    log.flush().await.map_err(log_error(&log_path))
 }
 
 /// Copies everything from the pipe into the log until EOF, flushing as it goes so the

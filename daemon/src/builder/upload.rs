@@ -105,76 +105,16 @@ pub async fn upload_image(ctx: Arc<Ctx>, job: UploadJob) -> bool {
 /// `uploading` record as dead, so the image it was creating is deleted and no record is
 /// written (a new upload starts on the new session).
 async fn locked_upload(ctx: &Ctx, job: &UploadJob, lock: &ZkLock) -> Result<Option<bool>, ZkError> {
-    let (image, provider) = (&job.image.name, &job.provider.name);
-    let build_id = &job.build.id;
-    match ctx.store.get_build(image, build_id).await? {
-        Some((b, _)) if b.state == BuildState::Ready => {}
-        _ => return Ok(None),
-    }
-    let existing = ctx.store.uploads(image, build_id, provider).await?;
-    if existing.iter().any(|(u, _)| u.state == UploadState::Ready) {
+    let Some(mut upload) = start_record(ctx, job).await? else {
         return Ok(None);
-    }
-    let format = job.cloud.image_format.clone();
-    let mut upload = ImageUpload::new(image, build_id.clone(), provider);
-    upload.format = Some(format.clone());
-    upload.username = job.build.username.clone();
-    upload.python_path = job.build.python_path.clone();
-    upload.shell_type = job.build.shell_type.clone();
-    let upload_id = ctx.store.create_upload(&mut upload).await?;
-    ctx.with_activity(|a| {
-        if let Some(u) = a.uploads.get_mut(&(image.clone(), provider.clone())) {
-            u.upload_id = Some(upload_id.to_string());
-        }
-    });
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let name = plan::image_name(
-        &job.provider.image_name_format,
-        image,
-        timestamp,
-        upload_id.as_str(),
-    );
-    let props = plan::image_properties(
-        &job.image.metadata,
-        job.provider
-            .diskimage(image)
-            .map(|d| &d.meta)
-            .unwrap_or(&serde_json::Map::new()),
-        build_id.as_str(),
-        upload_id.as_str(),
-        provider,
-    );
-    let req = ImageCreate {
-        name: name.clone(),
-        disk_format: format.clone(),
-        container_format: None,
-        properties: props,
     };
-    info!(%image, %provider, build = %build_id, upload = %upload_id, %name,
+    let (image, provider) = (&job.image.name, &job.provider.name);
+    let req = image_request(job, &upload);
+    info!(%image, %provider, build = %job.build.id, upload = %upload.id, name = %req.name,
         file = %job.file.display(), "uploading image");
     let started = Instant::now();
-    let driver = job.cloud.driver.clone();
     let mut created: Option<String> = None;
-    let timeout = job.provider.image_upload_timeout;
-    let transfer = transfer(driver.as_ref(), &req, &job.file, &mut created);
-    let result = tokio::select! {
-        _ = ctx.cancel.cancelled() => Err(UploadError::Stopping),
-        _ = lock.lost() => Err(UploadError::SessionLost),
-        r = tokio::time::timeout(timeout, transfer) => match r {
-            Ok(r) => r,
-            Err(_) => Err(UploadError::Timeout(timeout)),
-        },
-    };
-    let result = match result {
-        Ok(id) => match &job.provider.post_upload_hook {
-            Some(hook) => run_hook(hook, provider, &id, &job.file).await.map(|()| id),
-            None => Ok(id),
-        },
-        Err(e) => Err(e),
-    };
+    let result = transfer_and_hook(ctx, job, lock, &req, &mut created).await;
     // Done, but without the lock: the record may be gone or be someone else's now.
     let result = match result {
         Ok(id) if !lock.is_held() => {
@@ -186,24 +126,24 @@ async fn locked_upload(ctx: &Ctx, job: &UploadJob, lock: &ZkLock) -> Result<Opti
     match result {
         Ok(id) => {
             upload.external_id = Some(id.clone());
-            upload.external_name = Some(name);
+            upload.external_name = Some(req.name);
             upload.set_state(UploadState::Ready);
             ctx.store.store_upload(&upload, None).await?;
             ctx.statsd
                 .timer_and_count(&names::image_update(image, provider), started.elapsed());
-            info!(%image, %provider, upload = %upload_id, external_id = %id,
+            info!(%image, %provider, upload = %upload.id, external_id = %id,
                 secs = started.elapsed().as_secs_f64(), "image upload ready");
             Ok(Some(true))
         }
         Err(e) => {
-            warn!(%image, %provider, upload = %upload_id, "image upload failed: {e}");
+            warn!(%image, %provider, upload = %upload.id, "image upload failed: {e}");
             if let Some(id) = created {
-                if let Err(e) = driver.delete_image(&id).await {
+                if let Err(e) = job.cloud.driver.delete_image(&id).await {
                     warn!(%provider, image_id = %id, "deleting the failed upload's image: {e}");
                 }
             }
             if !lock.is_held() {
-                warn!(%image, %provider, upload = %upload_id,
+                warn!(%image, %provider, upload = %upload.id,
                     "upload lock lost with the ZooKeeper session; leaving the record to the cleanup");
                 return Ok(Some(false));
             }
@@ -212,6 +152,91 @@ async fn locked_upload(ctx: &Ctx, job: &UploadJob, lock: &ZkLock) -> Result<Opti
             Ok(Some(false))
         }
     }
+}
+
+/// The re-check under the lock (build still ready, no ready upload yet), then the new
+/// `uploading` record; `None` when there is nothing to do.
+async fn start_record(ctx: &Ctx, job: &UploadJob) -> Result<Option<ImageUpload>, ZkError> {
+    let (image, provider) = (&job.image.name, &job.provider.name);
+    let build_id = &job.build.id;
+    match ctx.store.get_build(image, build_id).await? {
+        Some((b, _)) if b.state == BuildState::Ready => {}
+        _ => return Ok(None),
+    }
+    let existing = ctx.store.uploads(image, build_id, provider).await?;
+    if existing.iter().any(|(u, _)| u.state == UploadState::Ready) {
+        return Ok(None);
+    }
+    let mut upload = ImageUpload::new(image, build_id.clone(), provider);
+    upload.format = Some(job.cloud.image_format.clone());
+    upload.username = job.build.username.clone();
+    upload.python_path = job.build.python_path.clone();
+    upload.shell_type = job.build.shell_type.clone();
+    let upload_id = ctx.store.create_upload(&mut upload).await?;
+    ctx.with_activity(|a| {
+        if let Some(u) = a.uploads.get_mut(&(image.clone(), provider.clone())) {
+            u.upload_id = Some(upload_id.to_string());
+        }
+    });
+    Ok(Some(upload))
+}
+
+/// The cloud image to create: its name from `image-name-format`, the upload format and
+/// the Glance properties.
+fn image_request(job: &UploadJob, upload: &ImageUpload) -> ImageCreate {
+    let image = &job.image.name;
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let no_meta = serde_json::Map::new();
+    let meta = job
+        .provider
+        .diskimage(image)
+        .map(|d| &d.meta)
+        .unwrap_or(&no_meta);
+    ImageCreate {
+        name: plan::image_name(
+            &job.provider.image_name_format,
+            image,
+            timestamp,
+            upload.id.as_str(),
+        ),
+        disk_format: job.cloud.image_format.clone(),
+        container_format: None,
+        properties: plan::image_properties(
+            &job.image.metadata,
+            meta,
+            job.build.id.as_str(),
+            upload.id.as_str(),
+            &job.provider.name,
+        ),
+    }
+}
+
+/// The transfer bounded by `image-upload-timeout`, stopped by shutdown or the loss of
+/// the lock, then the `post-upload-hook`; returns the cloud image id.
+async fn transfer_and_hook(
+    ctx: &Ctx,
+    job: &UploadJob,
+    lock: &ZkLock,
+    req: &ImageCreate,
+    created: &mut Option<String>,
+) -> Result<String, UploadError> {
+    let timeout = job.provider.image_upload_timeout;
+    let transfer = transfer(job.cloud.driver.as_ref(), req, &job.file, created);
+    let id = tokio::select! {
+        _ = ctx.cancel.cancelled() => Err(UploadError::Stopping),
+        _ = lock.lost() => Err(UploadError::SessionLost),
+        r = tokio::time::timeout(timeout, transfer) => match r {
+            Ok(r) => r,
+            Err(_) => Err(UploadError::Timeout(timeout)),
+        },
+    }?;
+    if let Some(hook) = &job.provider.post_upload_hook {
+        run_hook(hook, &job.provider.name, &id, &job.file).await?;
+    }
+    Ok(id)
 }
 
 /// Creates the image, streams the data and waits for `active`; `created` gets the

@@ -6,9 +6,11 @@
 //!   `allocated_to` (the node becomes reusable);
 //! * `used`, `in-use`, `building`, `failed`, `deleting`, `deleted`, `aborted` (unlocked,
 //!   so their owner is done or dead) → lock non-blocking, re-check; a `deleted` node or
-//!   one without provider just loses its znode; otherwise `deleting` is stored, the
-//!   server is deleted in the cloud ([`delete_server`]) and the znode removed (which
-//!   also removes our lock). On error the lock is released and the next pass retries.
+//!   one without provider just loses its znode; otherwise [`delete_locked_node`]:
+//!   `deleting` is stored, the server is deleted in the cloud ([`delete_server`]:
+//!   floating IPs first, temporary errors retried) and the znode removed (which also
+//!   removes our lock). On error the lock is released and the next pass retries.
+//!   `nodepool delete --now` runs the same [`delete_locked_node`].
 //!
 //! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
 //! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
@@ -21,8 +23,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
+use nodepool_shared::cloud::CloudDriver;
 use nodepool_shared::model::{paths, Node, NodeId, NodeState};
-use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult};
+use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult, ZkStore};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -198,13 +201,38 @@ async fn deallocate(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Outcome> {
 
 /// Why a node delete failed.
 #[derive(Debug, thiserror::Error)]
-enum NodeDeleteError {
+pub enum NodeDeleteError {
     #[error("ZooKeeper: {0}")]
     Zk(#[from] ZkError),
     #[error("cloud: {0}")]
     Cloud(#[from] super::delete::DeleteError),
     #[error("provider {0} is not started in this launcher")]
     NoProvider(String),
+}
+
+/// Nodepool's node deleter for a node we hold the lock of: stores `deleting` (guarded
+/// by `version` when given; the stored version is kept up to date), deletes its server
+/// through the delete state machine ([`delete_server`]: floating IPs first, temporary
+/// errors retried, within `timeout`), then writes `deleted` and removes the znode with
+/// the lock below it. On an error nothing more is written and the caller still holds
+/// the lock (release it; the next attempt starts over).
+pub async fn delete_locked_node(
+    store: &ZkStore,
+    driver: &dyn CloudDriver,
+    node: &mut Node,
+    version: &mut Option<i32>,
+    timeout: std::time::Duration,
+) -> Result<(), NodeDeleteError> {
+    if node.state != NodeState::Deleting {
+        node.set_state(NodeState::Deleting);
+        let stat = store.store_node(node, *version).await?;
+        *version = Some(stat.version);
+    }
+    if let Some(server) = node.external_id.clone().filter(|s| !s.is_empty()) {
+        delete_server(driver, &server, timeout).await?;
+    }
+    store.delete_node(node).await?;
+    Ok(())
 }
 
 /// Deletes an unlocked node: lock, re-check, `deleting`, server, znode.
@@ -233,30 +261,18 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
         return Err(NodeDeleteError::NoProvider(provider));
     };
     info!(node = %id, provider = %provider, state = %node.state, server = ?node.external_id, "deleting node");
-    if node.state != NodeState::Deleting {
-        locked.node.set_state(NodeState::Deleting);
-        match ctx
-            .store
-            .store_node(&locked.node, Some(locked.version))
-            .await
-        {
-            Ok(stat) => locked.version = stat.version,
-            Err(e) => {
-                locked.unlock().await;
-                return Err(e.into());
-            }
-        }
-    }
-    if let Some(server) = locked.node.external_id.clone().filter(|s| !s.is_empty()) {
-        if let Err(e) = delete_server(&*rt.driver, &server, DELETE_TIMEOUT).await {
-            locked.unlock().await;
-            return Err(e.into());
-        }
-    }
-    // Writes `deleted`, then removes the znode with our lock below it.
-    if let Err(e) = ctx.store.delete_node(&locked.node).await {
+    let mut version = Some(locked.version);
+    let r = delete_locked_node(
+        &ctx.store,
+        &*rt.driver,
+        &mut locked.node,
+        &mut version,
+        DELETE_TIMEOUT,
+    )
+    .await;
+    if let Err(e) = r {
         locked.unlock().await;
-        return Err(e.into());
+        return Err(e);
     }
     Counters::bump(&ctx.counters.nodes_deleted);
     info!(node = %id, provider = %provider, "node deleted");
@@ -332,14 +348,15 @@ fn relevant(kind: CacheKind) -> bool {
     )
 }
 
-/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; running
-/// ones are aborted on shutdown (their locks go with the session or are released in
-/// the background, and the next launcher finishes the job).
+/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; on
+/// shutdown the running ones stop at their next step (their locks go with the session
+/// or are released in the background, and the next launcher finishes the job), and any
+/// that does not within `stop_grace` is aborted.
 pub async fn run(ctx: Arc<LauncherContext>) {
     let mut events = ctx.cache.subscribe();
     let mut tick = tokio::time::interval(ctx.intervals.delete);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut running: JoinSet<(NodeId, Result<Outcome, String>)> = JoinSet::new();
+    let mut running: JoinSet<Option<(NodeId, Result<Outcome, String>)>> = JoinSet::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
     let mut tally = Tally::default();
     ctx.set_task_state(TASK, "starting");
@@ -361,7 +378,7 @@ pub async fn run(ctx: Arc<LauncherContext>) {
                 }
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((id, r)) = done {
+                if let Ok(Some((id, r))) = done {
                     in_flight.remove(&id);
                     tally.add(&r);
                 }
@@ -381,8 +398,10 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             }
             let ctx = ctx.clone();
             running.spawn(async move {
-                let r = handle(&ctx, &id, action).await;
-                (id, r)
+                tokio::select! {
+                    r = handle(&ctx, &id, action) => Some((id, r)),
+                    _ = ctx.cancel.cancelled() => None,
+                }
             });
         }
         ctx.set_task_state(
@@ -397,7 +416,6 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             ),
         );
     }
-    running.abort_all();
-    while running.join_next().await.is_some() {}
+    super::tasks::drain_set(&mut running, ctx.intervals.stop_grace, |_| {}).await;
     ctx.set_task_state(TASK, "stopped");
 }

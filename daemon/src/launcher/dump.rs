@@ -3,7 +3,8 @@
 //! the tree cache and the ZooKeeper session. Python Nodepool dumps thread stacks on
 //! SIGUSR2; our tasks have no stacks worth printing, so they report their state instead.
 //!
-//! [`dump`] builds the text (pure, for tests); the binary logs it on the signal.
+//! [`dump`] builds the text (pure, for tests), one section per function; the binary
+//! logs it on the signal.
 
 use std::fmt::Write as _;
 
@@ -23,7 +24,20 @@ pub fn dump(ctx: &LauncherContext) -> String {
         ctx.ready.load(std::sync::atomic::Ordering::Relaxed),
         ctx.cancel.is_cancelled()
     );
+    tasks(&mut s, ctx);
+    providers(&mut s, ctx);
+    let _ = writeln!(s, "counters:");
+    for (name, value) in ctx.counters.snapshot() {
+        let _ = writeln!(s, "  {name}={value}");
+    }
+    tree_cache(&mut s, ctx);
+    zookeeper(&mut s, ctx);
+    let _ = write!(s, "=== end of state dump ===");
+    s
+}
 
+/// Every task and its state, sorted by name.
+fn tasks(s: &mut String, ctx: &LauncherContext) {
     let _ = writeln!(s, "tasks:");
     let mut tasks: Vec<(String, String)> = ctx
         .task_states
@@ -38,16 +52,23 @@ pub fn dump(ctx: &LauncherContext) -> String {
     for (name, state) in tasks {
         let _ = writeln!(s, "  {name}: {state}");
     }
+}
 
+/// The started providers: cloud, pools (as the current config has them), node count.
+fn providers(s: &mut String, ctx: &LauncherContext) {
     let _ = writeln!(s, "providers:");
     let mut providers: Vec<_> = ctx.providers.read_or_recover().values().cloned().collect();
     providers.sort_by(|a, b| a.name().cmp(b.name()));
     if providers.is_empty() {
         let _ = writeln!(s, "  (none)");
     }
+    let config = ctx.config();
     let nodes = ctx.cache.nodes();
     for p in providers {
-        let pools: Vec<&str> = p.config.pools.iter().map(|x| x.name.as_str()).collect();
+        let pools: Vec<&str> = config
+            .provider(p.name())
+            .map(|c| c.pools.iter().map(|x| x.name.as_str()).collect())
+            .unwrap_or_default();
         let count = nodes
             .iter()
             .filter(|n| n.node.provider.as_deref() == Some(p.name()))
@@ -61,13 +82,12 @@ pub fn dump(ctx: &LauncherContext) -> String {
             count
         );
     }
+}
 
-    let _ = writeln!(s, "counters:");
-    for (name, value) in ctx.counters.snapshot() {
-        let _ = writeln!(s, "  {name}={value}");
-    }
-
+/// The tree cache: state, session, sizes.
+fn tree_cache(s: &mut String, ctx: &LauncherContext) {
     let status = ctx.cache.status();
+    let nodes = ctx.cache.nodes();
     let _ = writeln!(s, "tree cache:");
     let _ = writeln!(
         s,
@@ -112,7 +132,10 @@ pub fn dump(ctx: &LauncherContext) -> String {
         ctx.cache.components(ComponentKind::Pool).len(),
         ctx.cache.components(ComponentKind::Builder).len()
     );
+}
 
+/// The ZooKeeper session.
+fn zookeeper(s: &mut String, ctx: &LauncherContext) {
     let client = ctx.store.client();
     let session = client.status();
     let _ = writeln!(s, "zookeeper:");
@@ -126,6 +149,4 @@ pub fn dump(ctx: &LauncherContext) -> String {
             .map(|i| i.id().to_string())
             .unwrap_or_else(|| "-".into())
     );
-    let _ = write!(s, "=== end of state dump ===");
-    s
 }

@@ -5,28 +5,31 @@
 //! * [`daemon`]: the main loop: config (re)loads, ZooKeeper, the tree cache, providers
 //!   and pool workers reconciled with the config, the housekeeping tasks, the web API.
 //! * [`runtime`]: what every task shares (store, cache, statsd, intervals, counters).
-//! * [`providers`]: a started provider: flavor and image lookups, quota usage, the
-//!   launch gate.
+//! * [`tasks`]: tracked tasks and the one way to stop them (cancel, grace, abort).
+//! * [`providers`]: a started provider: cloud lookups, quota usage, the launch gate.
+//! * [`pool_context`]: what a pool worker shares with its handlers.
 //! * [`pool_worker`]: one per provider-pool: assignment passes, declines, accepts.
-//! * [`handler`]: one accepted request: reuse or launch per label, pause, fulfil.
+//! * [`decline`]: why a pool cannot serve a request, checked before and after accepting.
+//! * [`handler`]: one accepted request: allocation rounds, pause, fulfil.
 //! * [`node_launch`]: the node record of one launch, around the cloud side's launch.
 //! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
 //! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
 //! * [`deleter`]: the DeletedNodeWorker (deletes unlocked used/failed nodes).
 //! * [`cleanup`]: the CleanupWorker (lost requests, leaks, ages, empty znodes).
 //! * [`stats_worker`]: the node gauges, from the election winner only.
+//! * [`zk_stats`]: this launcher's own ZooKeeper gauges.
 //! * [`dump`]: the SIGUSR2 state dump.
 //! * [`zk_retry`]: retrying idempotent writes across a connection loss.
 //!
 //! The cloud side — independent of ZooKeeper: everything here talks to a cloud through
 //! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
 //! the ZooKeeper side maps config and records onto them:
-//! * [`metadata`]: server name and instance metadata.
-//! * [`pyformat`]: the subset of Python `str.format` used by
-//!   `dynamic-instance-properties`.
+//! * [`metadata`]: server name and instance metadata; `dynamic-instance-properties` are
+//!   rendered by the workspace's one Python-formatting module, [`nodepool_shared::pyfmt`].
 //! * [`launch`]: the launch state machine and its driver loop.
 //! * [`failure`]: launch failures and their statsd keys.
 //! * [`retry`]: the `launch-retries` policy (delete the half-built server, try again).
+//! * [`lookups`]: a provider's cached flavors, networks, images and zones.
 //! * [`backoff`]: bounded exponential polling intervals.
 //! * [`delete`]: the delete state machine.
 //! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks.
@@ -35,6 +38,7 @@
 pub mod backoff;
 pub mod cleanup;
 pub mod daemon;
+pub mod decline;
 pub mod delete;
 pub mod deleter;
 pub mod dump;
@@ -42,18 +46,21 @@ pub mod failure;
 pub mod handler;
 pub mod launch;
 pub mod leaks;
+pub mod lookups;
 pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
+pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
-pub mod pyformat;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
 pub mod stats_worker;
+pub mod tasks;
 pub mod tenant_limits;
 pub mod zk_retry;
+pub mod zk_stats;
 
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::{record_launch, LaunchError};
@@ -64,4 +71,4 @@ pub use launch::{
 pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
 pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
 pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
-pub use retry::{launch_with_retries, launch_with_retries_reporting, RetryOutcome};
+pub use retry::{launch_with_retries, launch_with_retries_reporting, AttemptOptions, RetryOutcome};

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use nodepool_shared::cloud::{CloudDriver, CloudError, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudError, CloudsFile};
 use nodepool_shared::config::{Config, Provider};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{TreeCache, ZkStore};
@@ -38,6 +38,12 @@ pub struct Intervals {
     /// Request-lock directories older than this are removed once their request is gone
     /// (Nodepool: 8 h).
     pub request_lock_age: Duration,
+    /// How long a stopping task (pool worker, request handler, launch, housekeeping
+    /// worker) may take to end by itself before it is aborted.
+    pub stop_grace: Duration,
+    /// How long a cloud image found missing is taken as missing before the cloud is
+    /// asked again (Nodepool: 5 min).
+    pub image_recheck: Duration,
 }
 
 impl Default for Intervals {
@@ -49,6 +55,8 @@ impl Default for Intervals {
             config_check: Duration::from_secs(1),
             pool_tick: Duration::from_secs(1),
             request_lock_age: Duration::from_secs(8 * 3600),
+            stop_grace: Duration::from_secs(10),
+            image_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -128,18 +136,13 @@ impl ProviderRuntime {
         }
     }
 
-    /// Builds the OpenStack driver from clouds.yaml (`cloud`, `region-name`, `rate`).
+    /// Builds the provider's OpenStack driver ([`provider_driver`]).
     pub fn start(
         config: &Provider,
         clouds: &CloudsFile,
         statsd: &Statsd,
     ) -> Result<Self, CloudError> {
-        let cloud = clouds.cloud(&config.cloud)?;
-        let mut opts = DriverOptions::new(config.name.clone());
-        opts.region_name = config.region_name.clone();
-        opts.rate = config.rate.as_secs_f64();
-        opts.statsd = statsd.clone();
-        let driver = OpenStackDriver::new(cloud, opts)?;
+        let driver = provider_driver(config, clouds, statsd)?;
         Ok(Self::new(config.clone(), Arc::new(driver), statsd.clone()))
     }
 

@@ -17,7 +17,7 @@ use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
 use nodepool_shared::model::{NodeRequest, QuotaInformation, RequestId};
 use nodepool_shared::stats::names;
 
-use super::handler::PoolContext;
+use super::pool_context::{PoolContext, PoolView};
 use super::runtime::LauncherContext;
 
 /// The limits of one tenant in gauge order: `cores`, `instances`, `ram`, `volumes`,
@@ -98,7 +98,7 @@ pub enum TenantCheck {
 /// Whether accepting `req` here keeps its tenant within its limits. Requests without a
 /// tenant, or of a tenant without limits, always fit; so does a request whose need
 /// cannot be computed now (the handler finds out).
-pub async fn check(pc: &PoolContext, req: &NodeRequest) -> TenantCheck {
+pub async fn check(pc: &PoolContext, view: &PoolView, req: &NodeRequest) -> TenantCheck {
     let Some(tenant) = req.tenant_name.as_deref() else {
         return TenantCheck::Fits(None);
     };
@@ -107,10 +107,10 @@ pub async fn check(pc: &PoolContext, req: &NodeRequest) -> TenantCheck {
     };
     let mut need = QuotaInformation::usage();
     for name in &req.node_types {
-        let Some(label) = pc.label(name) else {
+        let Some(label) = view.label(name) else {
             continue;
         };
-        match pc.provider.label_need(label).await {
+        match view.provider.label_need(label).await {
             Ok(n) => need.add(&n),
             Err(e) => {
                 tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");

@@ -7,19 +7,29 @@
 //! * after `Expired` the crate never reconnects, so a supervisor task builds a new session
 //!   and announces it ([`SessionEvent::Reconnected`] with a new generation) so that owners
 //!   re-register ephemerals and re-acquire locks;
-//! * [`ZkClient::close`] closes the session and waits for the server to confirm.
+//! * [`ZkClient::close`] closes the session and waits for the server to confirm;
+//! * [`ZkClient::reconfigure`] moves it to new servers, chroot or TLS settings (a changed
+//!   `zookeeper-servers`) without a restart ([`supervisor`] does the work);
+//! * a chroot that does not exist yet is created by the first write that needs it, as
+//!   kazoo does (only the chroot node itself: its parent must exist);
+//! * [`ZkClient::pending_requests`] counts the calls waiting for an answer (the
+//!   `zk.client.connection_queue` gauge).
 
-use std::sync::{Arc, RwLock, Weak};
+mod supervisor;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use zookeeper_client as zkc;
 
 use super::error::{ZkError, ZkResult};
 use super::settings::ZkSettings;
+use crate::sync::RwLockExt;
 
 pub use zookeeper_client::{OneshotWatcher, PersistentWatcher, Stat};
 
@@ -135,22 +145,73 @@ pub enum OpResult {
     Delete,
 }
 
+/// What [`ZkClient::reconfigure`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconfigured {
+    /// Same servers, chroot and TLS files: the session stays; changed timeouts apply to
+    /// the next session.
+    Unchanged,
+    /// The new servers answer for the same ensemble (the same `/nodepool` znode) under
+    /// the same chroot: the session stays; the new list is used for the next session.
+    SameEnsemble,
+    /// A new session on the new settings replaced the old one, which was closed (its
+    /// ephemeral nodes and locks went with it). Owners see [`SessionEvent::Lost`] and
+    /// [`SessionEvent::Reconnected`] with this generation, as after a session expiry.
+    Moved {
+        /// The generation of the new session.
+        generation: u64,
+    },
+    /// The session was lost and is being rebuilt: the rebuild uses the new settings.
+    NextSession,
+}
+
 struct Session {
     client: zkc::Client,
+    /// The same session without chroot (creates a missing chroot node).
+    root: zkc::Client,
+    /// The normalized chroot the session was opened with.
+    chroot: Option<String>,
     generation: u64,
 }
 
 struct Inner {
-    settings: ZkSettings,
+    /// The settings every new session is opened with (the latest of
+    /// [`ZkClient::reconfigure`]).
+    settings: RwLock<ZkSettings>,
     session: RwLock<Option<Arc<Session>>>,
     status: watch::Sender<SessionStatus>,
     events: broadcast::Sender<SessionEvent>,
     cancel: CancellationToken,
+    commands: mpsc::UnboundedSender<supervisor::Command>,
+    /// Calls issued and not yet answered.
+    in_flight: AtomicUsize,
+}
+
+impl Inner {
+    fn settings(&self) -> ZkSettings {
+        self.settings.read_or_recover().clone()
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// Counts one call in [`Inner::in_flight`] while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -163,7 +224,7 @@ pub struct ZkClient {
 impl std::fmt::Debug for ZkClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZkClient")
-            .field("hosts", &self.inner.settings.connect_string())
+            .field("hosts", &self.inner.settings().connect_string())
             .field("status", &*self.inner.status.borrow())
             .finish()
     }
@@ -222,14 +283,39 @@ async fn connect_once(settings: &ZkSettings) -> ZkResult<zkc::Client> {
     }
 }
 
+/// Opens a session with `settings` as generation `generation`; warns (like kazoo) when
+/// its chroot does not exist yet.
+async fn open_session(settings: &ZkSettings, generation: u64) -> ZkResult<Session> {
+    let client = connect_once(settings).await?;
+    let chroot = settings.normalized_chroot();
+    let root = client.clone().chroot("/").unwrap_or_else(|same| same);
+    if let Some(c) = &chroot {
+        if let Ok(Ok(None)) =
+            tokio::time::timeout(settings.request_timeout, root.check_stat(c)).await
+        {
+            // Its own target, so that the CLI (which hides this module's connection
+            // retries) shows it, as Python's prints kazoo's warning.
+            warn!(target: "nodepool_shared::zk::chroot",
+                "the ZooKeeper chroot {c} does not exist; the first write creates it \
+                 (its parent must exist), reads find nothing until then");
+        }
+    }
+    Ok(Session {
+        client,
+        root,
+        chroot,
+        generation,
+    })
+}
+
 impl ZkClient {
     /// Connects (retrying every second up to `settings.connect_timeout`, forever if
     /// `None`) and starts the session supervisor. Must be called inside a tokio runtime.
     pub async fn connect(settings: ZkSettings) -> ZkResult<ZkClient> {
         let deadline = settings.connect_timeout.map(|t| Instant::now() + t);
-        let client = loop {
-            match connect_once(&settings).await {
-                Ok(c) => break c,
+        let session = loop {
+            match open_session(&settings, 1).await {
+                Ok(s) => break s,
                 Err(e) => {
                     if matches!(e, ZkError::Tls { .. }) {
                         return Err(e);
@@ -244,37 +330,63 @@ impl ZkClient {
         };
         info!(
             hosts = %settings.connect_string(),
-            session = ?client.session_id(),
+            session = ?session.client.session_id(),
             "connected to ZooKeeper"
         );
-        let state_watcher = client.state_watcher();
+        let state_watcher = session.client.state_watcher();
         let (status, _) = watch::channel(SessionStatus {
             state: ConnectionState::Connected,
             generation: 1,
         });
         let (events, _) = broadcast::channel(64);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            settings,
-            session: RwLock::new(Some(Arc::new(Session {
-                client,
-                generation: 1,
-            }))),
+            settings: RwLock::new(settings.clone()),
+            session: RwLock::new(Some(Arc::new(session))),
             status,
             events,
             cancel: CancellationToken::new(),
+            commands,
+            in_flight: AtomicUsize::new(0),
         });
-        tokio::spawn(supervise(
-            Arc::downgrade(&inner),
-            inner.cancel.clone(),
-            state_watcher,
-            1,
-        ));
+        tokio::spawn(
+            supervisor::Supervisor::new(&inner, commands_rx, state_watcher, settings).run(),
+        );
         Ok(ZkClient { inner })
     }
 
-    /// The settings this client was built from.
-    pub fn settings(&self) -> &ZkSettings {
-        &self.inner.settings
+    /// Moves the client to `settings` (a reloaded `zookeeper-servers`, chroot or TLS
+    /// configuration) without a restart, and says what it did:
+    ///
+    /// * servers, chroot and TLS files unchanged → [`Reconfigured::Unchanged`];
+    /// * the new servers are the same ensemble under the same chroot → the session
+    ///   stays ([`Reconfigured::SameEnsemble`]), so no lock is lost;
+    /// * otherwise a session is opened on the new settings and replaces the old one,
+    ///   which is closed ([`Reconfigured::Moved`]): as after a session expiry, owners
+    ///   re-create their ephemeral records, re-take their locks and reload their caches;
+    /// * the session being rebuilt after a loss → [`Reconfigured::NextSession`].
+    ///
+    /// When the new servers cannot be reached, the error is returned, the client stays
+    /// on its current session and keeps trying to move in the background.
+    pub async fn reconfigure(&self, settings: ZkSettings) -> ZkResult<Reconfigured> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(supervisor::Command::Reconfigure { settings, reply })
+            .map_err(|_| ZkError::Closed)?;
+        answer.await.map_err(|_| ZkError::Closed)?
+    }
+
+    /// Calls issued and not yet answered (they pile up while ZooKeeper is slow or
+    /// unreachable): Nodepool's `zk.client.connection_queue`.
+    pub fn pending_requests(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The settings new sessions are opened with: those of [`Self::connect`], or of the
+    /// latest [`Self::reconfigure`].
+    pub fn settings(&self) -> ZkSettings {
+        self.inner.settings()
     }
 
     /// Current state and generation.
@@ -341,6 +453,14 @@ impl ZkClient {
         }
     }
 
+    fn request_timeout(&self) -> Duration {
+        self.inner.settings.read_or_recover().request_timeout
+    }
+
+    fn in_flight(&self) -> InFlight<'_> {
+        InFlight::new(&self.inner.in_flight)
+    }
+
     fn current(&self) -> ZkResult<Arc<Session>> {
         self.inner
             .session
@@ -354,7 +474,7 @@ impl ZkClient {
         ZkError::Timeout {
             op,
             path: path.to_string(),
-            timeout: self.inner.settings.request_timeout,
+            timeout: self.request_timeout(),
         }
     }
 
@@ -388,7 +508,8 @@ impl ZkClient {
 /// until the request timeout.
 macro_rules! read_call {
     ($self:ident, $op:expr, $path:expr, |$c:ident| $body:expr) => {{
-        let deadline = Instant::now() + $self.inner.settings.request_timeout;
+        let _in_flight = $self.in_flight();
+        let deadline = Instant::now() + $self.request_timeout();
         loop {
             let session = $self.current()?;
             let $c = &session.client;
@@ -409,9 +530,10 @@ macro_rules! read_call {
 /// Runs a call once, bounded by the request timeout.
 macro_rules! write_call {
     ($self:ident, $op:expr, $path:expr, |$c:ident| $body:expr) => {{
+        let _in_flight = $self.in_flight();
         let session = $self.current()?;
         let $c = &session.client;
-        match tokio::time::timeout($self.inner.settings.request_timeout, $body).await {
+        match tokio::time::timeout($self.request_timeout(), $body).await {
             Err(_) => Err($self.timeout_err($op, $path)),
             Ok(r) => r.map_err(|e| ZkError::from_client($op, $path, e)),
         }
@@ -468,7 +590,8 @@ impl ZkClient {
     /// and the session generation it belongs to. The watcher ends with a session event
     /// (`Expired`/`Closed`) when its session ends; never poll it after that.
     pub async fn watch_recursive(&self, path: &str) -> ZkResult<(PersistentWatcher, u64)> {
-        let deadline = Instant::now() + self.inner.settings.request_timeout;
+        let _in_flight = self.in_flight();
+        let deadline = Instant::now() + self.request_timeout();
         loop {
             let session = self.current()?;
             let fut = session
@@ -511,9 +634,8 @@ impl ZkClient {
                 }
                 Err(ZkError::NoNode(_)) if makepath && !made_parent => {
                     made_parent = true;
-                    if let Some(parent) = parent_of(path) {
-                        self.ensure_path(parent).await?;
-                    }
+                    // A top-level path's parent is the chroot, which may be missing too.
+                    self.ensure_path(parent_of(path).unwrap_or("/")).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -547,13 +669,52 @@ impl ZkClient {
     }
 
     /// Creates `path` and all missing parents (persistent, empty data); no error if it
-    /// exists. Like kazoo's `ensure_path`.
+    /// exists. Like kazoo's `ensure_path`, this also creates a missing chroot node when
+    /// the chroot's parent exists ([`ZkError::NoChroot`] otherwise).
     pub async fn ensure_path(&self, path: &str) -> ZkResult<()> {
         if path == "/" || path.is_empty() {
-            return Ok(());
+            return self.ensure_chroot().await;
         }
         let opts = zkc::CreateMode::Persistent.with_acls(ACLS);
-        read_call!(self, "ensure_path", path, |c| c.mkdir(path, &opts))
+        let made = read_call!(self, "ensure_path", path, |c| c.mkdir(path, &opts));
+        match made {
+            // mkdir creates every missing parent below the chroot: NoNode means the
+            // chroot itself is missing.
+            Err(ZkError::NoNode(_)) if self.current()?.chroot.is_some() => {
+                self.ensure_chroot().await?;
+                read_call!(self, "ensure_path", path, |c| c.mkdir(path, &opts))
+            }
+            other => other,
+        }
+    }
+
+    /// Creates the chroot node if it is missing (kazoo creates it on `ensure_path("/")`):
+    /// only the chroot node itself, so its parent must exist.
+    async fn ensure_chroot(&self) -> ZkResult<()> {
+        let session = self.current()?;
+        let Some(chroot) = session.chroot.clone() else {
+            return Ok(());
+        };
+        let opts = zkc::CreateMode::Persistent.with_acls(ACLS);
+        let _in_flight = self.in_flight();
+        let created = tokio::time::timeout(
+            self.request_timeout(),
+            session.root.create(&chroot, b"", &opts),
+        )
+        .await;
+        match created {
+            Err(_) => Err(self.timeout_err("create", &chroot)),
+            Ok(Ok(_)) => {
+                info!(%chroot, "created the ZooKeeper chroot");
+                Ok(())
+            }
+            Ok(Err(zkc::Error::NodeExists)) => Ok(()),
+            Ok(Err(zkc::Error::NoNode)) => Err(ZkError::NoChroot {
+                parent: parent_of(&chroot).unwrap_or("/").to_string(),
+                chroot,
+            }),
+            Ok(Err(e)) => Err(ZkError::from_client("create", &chroot, e)),
+        }
     }
 
     /// Sets data (guarded by `version` if given); returns the new stat.
@@ -604,6 +765,7 @@ impl ZkClient {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        let _in_flight = self.in_flight();
         let session = self.current()?;
         let mut w = session.client.new_multi_writer();
         let first = ops[0].path().to_string();
@@ -624,7 +786,7 @@ impl ZkClient {
             .map_err(|e| bad(op, e))?;
         }
         let fut = w.commit();
-        let r = tokio::time::timeout(self.inner.settings.request_timeout, fut).await;
+        let r = tokio::time::timeout(self.request_timeout(), fut).await;
         let results = match r {
             Err(_) => return Err(self.timeout_err("multi", &first)),
             Ok(Err(zkc::MultiWriteError::OperationFailed { index, source })) => {
@@ -673,87 +835,6 @@ pub fn parent_of(path: &str) -> Option<&str> {
         None
     } else {
         Some(&path[..i])
-    }
-}
-
-/// Watches the current session's state; on expiry builds a new session.
-async fn supervise(
-    inner: Weak<Inner>,
-    cancel: CancellationToken,
-    mut watcher: zkc::StateWatcher,
-    mut generation: u64,
-) {
-    loop {
-        // Follow the current session until it ends.
-        let lost = loop {
-            let state = tokio::select! {
-                _ = cancel.cancelled() => return,
-                s = watcher.changed() => s,
-            };
-            let Some(inner) = inner.upgrade() else { return };
-            debug!(?state, generation, "ZooKeeper session state");
-            let (cs, ev) = match state {
-                zkc::SessionState::Disconnected => {
-                    warn!(generation, "ZooKeeper connection suspended");
-                    (ConnectionState::Suspended, SessionEvent::Suspended)
-                }
-                zkc::SessionState::SyncConnected | zkc::SessionState::ConnectedReadOnly => {
-                    info!(generation, "ZooKeeper connection re-established");
-                    (ConnectionState::Connected, SessionEvent::Connected)
-                }
-                zkc::SessionState::Expired | zkc::SessionState::AuthFailed => {
-                    warn!(generation, ?state, "ZooKeeper session lost");
-                    (ConnectionState::Lost, SessionEvent::Lost)
-                }
-                zkc::SessionState::Closed => return,
-            };
-            let _ = inner.status.send_replace(SessionStatus {
-                state: cs,
-                generation,
-            });
-            let _ = inner.events.send(ev);
-            if cs == ConnectionState::Lost {
-                break true;
-            }
-        };
-        debug_assert!(lost);
-        // Build a new session, forever (until closed/dropped).
-        loop {
-            let settings = match inner.upgrade() {
-                Some(i) => i.settings.clone(),
-                None => return,
-            };
-            let res = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = connect_once(&settings) => r,
-            };
-            match res {
-                Ok(client) => {
-                    let Some(inner) = inner.upgrade() else { return };
-                    if cancel.is_cancelled() {
-                        return;
-                    }
-                    generation += 1;
-                    watcher = client.state_watcher();
-                    info!(generation, session = ?client.session_id(), "new ZooKeeper session");
-                    *inner.session.write().unwrap() =
-                        Some(Arc::new(Session { client, generation }));
-                    let _ = inner.status.send_replace(SessionStatus {
-                        state: ConnectionState::Connected,
-                        generation,
-                    });
-                    let _ = inner.events.send(SessionEvent::Reconnected(generation));
-                    break;
-                }
-                Err(e) => {
-                    warn!("ZooKeeper reconnect failed, retrying: {e}");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(RECONNECT_PAUSE) => {}
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -9,6 +9,13 @@ pub enum ZkError {
     /// The znode does not exist.
     #[error("ZooKeeper node {0} does not exist")]
     NoNode(String),
+    /// The chroot does not exist and cannot be created because its parent is missing
+    /// too (kazoo creates only the chroot node itself).
+    #[error(
+        "ZooKeeper chroot {chroot} does not exist and cannot be created: its parent \
+         {parent} does not exist either (create it, or fix `chroot` in zookeeper-servers)"
+    )]
+    NoChroot { chroot: String, parent: String },
     /// The znode already exists.
     #[error("ZooKeeper node {0} already exists")]
     NodeExists(String),

@@ -18,11 +18,12 @@ pub mod settings;
 pub mod store;
 
 pub use cache::{
-    CacheEvent, CacheKind, CacheStatus, CachedBuild, CachedComponent, CachedNode, CachedRequest,
-    CachedUpload, Change, SyncState, TreeCache,
+    CacheEvent, CacheKind, CachePart, CacheQueue, CacheStatus, CachedBuild, CachedComponent,
+    CachedNode, CachedRequest, CachedUpload, Change, SyncState, TreeCache,
 };
 pub use client::{
-    ConnectionState, CreateKind, Op, OpResult, SessionEvent, SessionStatus, Stat, ZkClient,
+    ConnectionState, CreateKind, Op, OpResult, Reconfigured, SessionEvent, SessionStatus, Stat,
+    ZkClient,
 };
 pub use election::Election;
 pub use error::{ZkError, ZkResult};

@@ -97,7 +97,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Mode {
-    /// Submit one request, wait for it and print the outcome and the nodes' JSON.
+    /// Submit one request, wait for it and print the outcome and the nodes' JSON;
+    /// returns as soon as the request is done (its nodes used for --hold seconds and
+    /// returned, or the request failed, vanished or timed out), e.g. to wait in a script.
     Once {
         /// Seconds to keep the nodes in use before returning them.
         #[arg(long, default_value_t = 0.0, value_name = "SECS")]

@@ -10,9 +10,13 @@
 //! * After a reconnect the tree is reloaded, after a new session the watch is re-added
 //!   first; what vanished meanwhile is dropped (and reported as `Removed`).
 //!
+//! * [`TreeCache::queues`] — how many watch events wait to be read and applied
+//!   ([`queues`]; the launcher's `zk.*_cache.*_queue` gauges).
+//!
 //! The work is done by one task ([`sync`]); the state and its pure operations live in
 //! [`tree`].
 
+pub mod queues;
 mod sync;
 pub mod tree;
 
@@ -26,6 +30,8 @@ use crate::model::paths::ZkPath;
 use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
 use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
+
+pub use queues::{CachePart, CacheQueue, QueueSizes};
 
 use crate::sync::RwLockExt;
 pub use tree::{
@@ -65,6 +71,7 @@ pub(crate) struct Shared {
     generation: watch::Sender<u64>,
     events: broadcast::Sender<CacheEvent>,
     status: watch::Sender<CacheStatus>,
+    queues: QueueSizes,
 }
 
 impl Shared {
@@ -160,6 +167,7 @@ impl TreeCache {
             generation,
             events,
             status,
+            queues: QueueSizes::default(),
         });
         let cancel = CancellationToken::new();
         tokio::spawn(sync::run(client.clone(), shared.clone(), cancel.clone()));
@@ -213,6 +221,11 @@ impl TreeCache {
     /// Typed change events from now on (lossy on lag: `RecvError::Lagged` means "re-read").
     pub fn subscribe(&self) -> broadcast::Receiver<CacheEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The sizes of the event and playback queues, by part of the tree.
+    pub fn queues(&self) -> &QueueSizes {
+        &self.shared.queues
     }
 
     /// Number of record znodes currently skipped because their data is corrupt.

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client as zkc;
 
+use super::queues::{CachePart, CacheQueue};
 use super::tree::{decode, presence_only, wants_children, wants_data, Tree, Update};
 use super::{Shared, SyncState};
 use crate::model::paths::{self, classify, ZkPath};
@@ -198,8 +199,34 @@ async fn load(client: &ZkClient) -> ZkResult<Tree> {
     Ok(tree)
 }
 
+/// What to do for one node event: the read (or the known outcome) to play back, or
+/// nothing for events the cache ignores.
+fn step_for(client: &ZkClient, ev: zkc::WatchedEvent) -> Option<StepFuture> {
+    use zkc::EventType as E;
+    let zp = classify(&ev.path);
+    if ev.event_type == E::NodeDeleted {
+        return Some(Box::pin(futures::future::ready(Ok(Update::Gone(zp)))));
+    }
+    if wants_data(&zp) {
+        let client = client.clone();
+        let path = ev.path;
+        return Some(Box::pin(async move {
+            let read = client.get(&path).await?;
+            Ok(decode(&path, zp, read))
+        }));
+    }
+    if presence_only(&zp) && ev.event_type == E::NodeCreated {
+        return Some(Box::pin(futures::future::ready(Ok(Update::Present(
+            zp, true,
+        )))));
+    }
+    None
+}
+
 /// Applies watch events in order (reads pipelined) until a resync is needed, the session
-/// ended or the cache is stopped.
+/// ended or the cache is stopped. Events are taken from the watcher as they come into
+/// the event queue; at most [`FOLLOW_PIPELINE`] of them are being read (the playback
+/// queue); both are counted in [`Shared::queues`].
 async fn follow(
     client: &ZkClient,
     shared: &Shared,
@@ -207,20 +234,44 @@ async fn follow(
     generation: u64,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let mut queue: FuturesOrdered<StepFuture> = FuturesOrdered::new();
-    loop {
+    let queues = &shared.queues;
+    let mut events: VecDeque<(zkc::WatchedEvent, Option<CachePart>)> = VecDeque::new();
+    let mut playback: FuturesOrdered<StepFuture> = FuturesOrdered::new();
+    let mut playback_parts: VecDeque<Option<CachePart>> = VecDeque::new();
+    let mut status = client.watch_status();
+    let outcome = loop {
+        while playback.len() < FOLLOW_PIPELINE {
+            let Some((ev, part)) = events.pop_front() else {
+                break;
+            };
+            queues.remove(part, CacheQueue::Event);
+            if let Some(step) = step_for(client, ev) {
+                playback.push_back(step);
+                playback_parts.push_back(part);
+                queues.add(part, CacheQueue::Playback);
+            }
+        }
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Outcome::Cancelled,
-            Some(step) = queue.next(), if !queue.is_empty() => match step {
-                Ok(update) => shared.apply(update),
-                Err(ZkError::Closed) => return Outcome::Cancelled,
-                Err(e) => {
-                    warn!("tree cache: read failed, resyncing: {e}");
-                    return Outcome::Resync;
+            _ = cancel.cancelled() => break Outcome::Cancelled,
+            Some(step) = playback.next(), if !playback.is_empty() => {
+                queues.remove(playback_parts.pop_front().flatten(), CacheQueue::Playback);
+                match step {
+                    Ok(update) => shared.apply(update),
+                    Err(ZkError::Closed) => break Outcome::Cancelled,
+                    Err(e) => {
+                        warn!("tree cache: read failed, resyncing: {e}");
+                        break Outcome::Resync;
+                    }
                 }
             },
-            ev = watcher.changed(), if queue.len() < FOLLOW_PIPELINE => {
+            // A new session (e.g. the client moved to other servers): start over on it.
+            Ok(()) = status.changed() => {
+                if status.borrow_and_update().generation != generation {
+                    break Outcome::SessionEnded;
+                }
+            },
+            ev = watcher.changed() => {
                 use zkc::EventType as E;
                 match ev.event_type {
                     E::Session => match ev.session_state {
@@ -230,33 +281,22 @@ async fn follow(
                         zkc::SessionState::SyncConnected | zkc::SessionState::ConnectedReadOnly => {
                             // Events during the disconnection may be lost (ZOOKEEPER-4698)
                             // and the watch itself is not restored: re-add and reload.
-                            return Outcome::Reconnected;
+                            break Outcome::Reconnected;
                         }
-                        s if s.is_terminated() => return Outcome::SessionEnded,
+                        s if s.is_terminated() => break Outcome::SessionEnded,
                         _ => {}
                     },
                     E::NodeCreated | E::NodeDataChanged | E::NodeDeleted => {
-                        let zp = classify(&ev.path);
-                        let deleted = ev.event_type == E::NodeDeleted;
-                        let step: StepFuture = if deleted {
-                            Box::pin(futures::future::ready(Ok(Update::Gone(zp))))
-                        } else if wants_data(&zp) {
-                            let client = client.clone();
-                            let path = ev.path;
-                            Box::pin(async move {
-                                let read = client.get(&path).await?;
-                                Ok(decode(&path, zp, read))
-                            })
-                        } else if presence_only(&zp) && ev.event_type == E::NodeCreated {
-                            Box::pin(futures::future::ready(Ok(Update::Present(zp, true))))
-                        } else {
-                            continue;
-                        };
-                        queue.push_back(step);
+                        let part = CachePart::of(&ev.path);
+                        queues.add(part, CacheQueue::Event);
+                        events.push_back((ev, part));
                     }
                     E::NodeChildrenChanged => {}
                 }
             }
         }
-    }
+    };
+    // What was queued is dropped: the next load reads everything again.
+    queues.clear();
+    outcome
 }
