@@ -154,20 +154,27 @@ async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
 
 /// `delete --now`: delete the server through the provider of the local config, wait until
 /// the cloud no longer lists it, then delete the node record (state `deleted`, then the
-/// znode with its lock). Returns the node as it was last (state `deleted`).
+/// znode with its lock). Returns the node as it was last (state `deleted`). A node of a
+/// static provider has no server: only its record goes (the launcher registers its
+/// host's slot again).
 async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
     let Some((node, _)) = s.store.get_node(id).await? else {
         return Err(ops::OpError::NodeNotFound(id.clone()).into());
     };
     let provider = node.provider.clone().unwrap_or_default();
-    let driver = driver_for(&s.config, &provider)
-        .wrap_err_with(|| format!("cannot delete node {id} now"))?;
+    let driver = match s.config.static_provider(&provider) {
+        Some(_) => None,
+        None => Some(
+            driver_for(&s.config, &provider)
+                .wrap_err_with(|| format!("cannot delete node {id} now"))?,
+        ),
+    };
     let ops::LockedNode {
         lock: _lock,
         mut node,
         ..
     } = ops::lock_node(&s.store, id, LOCK_TIMEOUT).await?;
-    if let Some(server) = node.external_id.clone() {
+    if let (Some(driver), Some(server)) = (driver, node.external_id.clone()) {
         delete_server(driver.as_ref(), &server)
             .await
             .wrap_err_with(|| format!("cannot delete server {server} of node {id}"))?;

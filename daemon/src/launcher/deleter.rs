@@ -9,6 +9,8 @@
 //!   one without provider just loses its znode; otherwise `deleting` is stored, the
 //!   server is deleted in the cloud ([`delete_server`]) and the znode removed (which
 //!   also removes our lock). On error the lock is released and the next pass retries.
+//!   A static provider's node has no server: only its znode goes (the provider's sync
+//!   then registers its slot again).
 //!
 //! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
 //! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
@@ -28,7 +30,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::delete::{delete_server, DELETE_TIMEOUT};
-use super::runtime::{Counters, LauncherContext};
+use super::runtime::{Counters, LauncherContext, StartedProvider};
 
 /// Task name in the state dump.
 pub const TASK: &str = "DeletedNodeWorker";
@@ -227,7 +229,7 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
         ctx.store.delete_node(node).await?;
         return Ok(Outcome::ZnodeRemoved);
     }
-    let Some(rt) = ctx.provider(&provider) else {
+    let Some(started) = ctx.started_provider(&provider) else {
         locked.unlock().await;
         return Err(NodeDeleteError::NoProvider(provider));
     };
@@ -246,7 +248,8 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
             }
         }
     }
-    if let Some(server) = locked.node.external_id.clone().filter(|s| !s.is_empty()) {
+    let server = locked.node.external_id.clone().filter(|s| !s.is_empty());
+    if let (StartedProvider::Cloud(rt), Some(server)) = (started, server) {
         if let Err(e) = delete_server(&*rt.driver, &server, DELETE_TIMEOUT).await {
             locked.unlock().await;
             return Err(e.into());

@@ -13,6 +13,7 @@
 //! * [`delete`]: the delete state machine (§3.8).
 //! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks (§3.6).
 //! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs (§3.11).
+//! * [`static_driver`]: fixed hosts registered as nodes (Nodepool's `static` driver).
 
 pub mod backoff;
 pub mod cleanup;
@@ -35,6 +36,7 @@ pub mod pyformat;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
+pub mod static_driver;
 pub mod stats_worker;
 pub mod tasks;
 pub mod tenant_limits;
