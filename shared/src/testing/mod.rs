@@ -7,6 +7,7 @@
 //! * [`TestZk::dedicated`] — a ZooKeeper of its own, for tests that stop or restart it
 //!   ([`TestZk::server`]).
 //! * [`ZkServer`] — the process itself; [`TestCerts`] — the throw-away CA.
+//! * [`TestSshd`] — a real OpenSSH server on a loopback address (static hosts, scans).
 //!
 //! Environment (set by `scripts/run-tests`): `NODEPOOL_TEST_ZK` (plain `host:port`),
 //! `NODEPOOL_TEST_ZK_TLS` (`host:port`), `NODEPOOL_TEST_ZK_CA`, `NODEPOOL_TEST_ZK_CERT`,
@@ -16,6 +17,7 @@ mod certs;
 mod ensemble;
 mod server;
 mod spawn;
+mod sshd;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -24,6 +26,7 @@ pub use certs::TestCerts;
 pub use ensemble::{MemberMode, ZkEnsemble};
 pub use server::{four_letter_word, test_settings, ZkServer};
 pub use spawn::spawn_tied;
+pub use sshd::{sshd_available, TestSshd, SSHD};
 
 use crate::zk::{ZkClient, ZkSettings, ZkTls};
 
