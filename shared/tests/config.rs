@@ -56,7 +56,9 @@ fn documented_example_loads_with_every_key() {
         blocks.len() >= 2,
         "the doc has the example and a secure file"
     );
-    let c = Config::from_yaml_strs(&blocks[0], "example", &blocks[1], "secure-example")
+    // The first block is the example, the last one the secure file.
+    let secure = blocks.last().expect("blocks");
+    let c = Config::from_yaml_strs(&blocks[0], "example", secure, "secure-example")
         .unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(c.webapp.port, 8005);

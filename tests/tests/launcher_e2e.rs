@@ -1591,6 +1591,20 @@ impl StaticEnv {
         .await
     }
 
+    /// The request was never written since Zuul created it: deferred, not accepted and
+    /// put back (nor declined).
+    async fn assert_untouched(&self, id: &RequestId) {
+        let (r, stat) = self
+            .store
+            .get_request(id)
+            .await
+            .expect("read request")
+            .expect("request exists");
+        assert_eq!(r.state, RequestState::Requested);
+        assert!(r.declined_by.is_empty(), "{r:?}");
+        assert_eq!(stat.version, 0, "request {id} was written: {r:?}");
+    }
+
     async fn node(&self, id: &NodeId) -> Node {
         self.store
             .get_node(id)
@@ -2120,10 +2134,9 @@ async fn static_waiting_handler() {
         let other = env.submit(&["fake-label2"]).await;
         let other = env.wait_state(&other, RequestState::Fulfilled).await;
         assert_ne!(other.nodes[0], used);
-        // fake-label has no node available: the request waits untouched.
-        let w = env.request(&waiting).await;
-        assert_eq!(w.state, RequestState::Requested);
-        assert!(w.declined_by.is_empty());
+        // fake-label has no node available: the request waits untouched (the pass
+        // that served the later request passed it over without writing it).
+        env.assert_untouched(&waiting).await;
         env.give_back(&used, lock).await;
         env.wait_deleted(&used).await;
         env.wait_state(&waiting, RequestState::Fulfilled).await;
@@ -2151,9 +2164,7 @@ async fn label_quota() {
         let used = req1.nodes[0].clone();
         let lock = env.lock_in_use(&used).await;
         env.wait_state(&r2, RequestState::Fulfilled).await;
-        let w = env.request(&waiting).await;
-        assert_eq!(w.state, RequestState::Requested);
-        assert!(w.declined_by.is_empty());
+        env.assert_untouched(&waiting).await;
         env.give_back(&used, lock).await;
         env.wait_deleted(&used).await;
         env.wait_state(&waiting, RequestState::Fulfilled).await;
@@ -2178,7 +2189,7 @@ async fn static_ignore_assigned_ready_nodes() {
         let waiting = env.submit(&["fake-label"]).await;
         // Several cleanup passes (1 s each) and pool passes go by.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(env.request(&waiting).await.state, RequestState::Requested);
+        env.assert_untouched(&waiting).await;
         let n = env.node(&req.nodes[0]).await;
         assert_eq!(n.state, NodeState::Ready);
         assert_eq!(n.allocated_to.as_ref(), Some(&id));
@@ -2209,14 +2220,14 @@ async fn static_waiting_handler_order() {
         env.wait_deleted(&node).await;
         // The one node goes to the highest precedence, then the oldest.
         let r2 = env.wait_state(&w2, RequestState::Fulfilled).await;
-        assert_eq!(env.request(&w1).await.state, RequestState::Requested);
-        assert_eq!(env.request(&w3).await.state, RequestState::Requested);
+        env.assert_untouched(&w1).await;
+        env.assert_untouched(&w3).await;
         let n2 = r2.nodes[0].clone();
         assert_eq!(env.node(&n2).await.slot, Some(0));
         let lock = env.lock_in_use(&n2).await;
         env.give_back(&n2, lock).await;
         let r3 = env.wait_state(&w3, RequestState::Fulfilled).await;
-        assert_eq!(env.request(&w1).await.state, RequestState::Requested);
+        env.assert_untouched(&w1).await;
         let n3 = r3.nodes[0].clone();
         assert_eq!(env.node(&n3).await.slot, Some(0));
         let lock = env.lock_in_use(&n3).await;
