@@ -56,8 +56,6 @@ pub enum StaticHandlerState {
 pub struct Handled {
     /// The labels of every node handed out (the pool worker counts them as taken).
     pub taken_labels: Vec<String>,
-    /// Whether the request was fulfilled.
-    pub fulfilled: bool,
 }
 
 /// The host of the pool a cached node belongs to, if the node is one the pool may hand
@@ -251,12 +249,11 @@ impl<'a> StaticHandler<'a> {
         let nodes = std::mem::take(&mut self.nodes);
         self.request.nodes = nodes.iter().map(|n| n.node.id.clone()).collect();
         self.request.set_state(RequestState::Fulfilled);
-        let mut handled = Handled {
+        let handled = Handled {
             taken_labels: nodes
                 .iter()
                 .flat_map(|n| n.node.node_type.iter().cloned())
                 .collect(),
-            fulfilled: false,
         };
         for n in nodes {
             n.unlock().await;
@@ -273,7 +270,6 @@ impl<'a> StaticHandler<'a> {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 info!(request = %req.id, nodes = ?req.nodes.iter().map(NodeId::as_str).collect::<Vec<_>>(),
                     "request fulfilled from static nodes");
-                handled.fulfilled = true;
             }
             // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
             Err(e) => warn!(request = %req.id, error = %e, "cannot store fulfilled request"),
