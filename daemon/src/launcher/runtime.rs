@@ -31,7 +31,8 @@ use super::static_driver::StaticProvider;
 /// How often the periodic workers run. Nodepool's values by default; tests shorten them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Intervals {
-    /// CleanupWorker period (Nodepool: 60 s).
+    /// CleanupWorker period (Nodepool: 60 s); also the retry delay of a static host that
+    /// failed its check (Nodepool retries it in its cleanup pass).
     pub cleanup: Duration,
     /// DeletedNodeWorker fallback period when no cache event arrives (Nodepool: 5 s).
     pub delete: Duration,
