@@ -783,7 +783,7 @@ async fn addresses_are_stored_before_the_host_key_scan() {
         assert!(building
             .interface_ip
             .as_deref()
-            .is_some_and(|a| a.starts_with("127.10.")));
+            .is_some_and(|a| a.starts_with("127.30.")));
         let req = env.wait_done(&id).await;
         assert_eq!(req.state, RequestState::Fulfilled);
         let n = env.node(&req.nodes[0]).await;
@@ -2665,6 +2665,145 @@ async fn static_nodes_in_stats_and_the_web_api() {
         assert_eq!(row["launcher"].as_str(), Some("static driver"), "{row}");
         assert_eq!(row["state"].as_str(), Some("ready"), "{row}");
         assert_eq!(row["label"], serde_json::json!(["fake-label"]), "{row}");
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Parses a Prometheus text page into `name{labels}` → value.
+fn prometheus_samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `GET /metrics` on the web API after a run: node counts by state, requests by state,
+/// the pool's usage and max-servers agree with ZooKeeper; every launch and cloud API call
+/// was observed (the same calls that send statsd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_match_zookeeper() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), Knobs::default()).await;
+        let mut text = std::fs::read_to_string(&env.config).unwrap();
+        text.push_str("webapp:\n  listen_address: 127.0.0.1\n  port: 0\n");
+        std::fs::write(&env.config, text).unwrap();
+        let mut opts = LauncherOptions::new(env.config.clone());
+        opts.clouds_file = Some(env.clouds.clone());
+        opts.hostname = Some("host-a".into());
+        opts.statsd = Some(Statsd::noop());
+        let bound = Arc::new(std::sync::Mutex::new(None));
+        opts.web_bound = Some(bound.clone());
+        opts.intervals = Intervals {
+            config_check: Duration::from_millis(200),
+            pool_tick: Duration::from_millis(200),
+            ..Intervals::default()
+        };
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move { run(opts, c).await.expect("launcher run") });
+        let l = Launcher { cancel, task };
+        let a = env.submit(&["small-label"]).await;
+        let b = env.submit(&["small-label", "small-label"]).await;
+        let ra = env.wait_done(&a).await;
+        let rb = env.wait_done(&b).await;
+        assert_eq!(
+            (ra.state, rb.state),
+            (RequestState::Fulfilled, RequestState::Fulfilled)
+        );
+        let _locks = env.accept(&ra).await;
+        let addr = wait_for("web API address", || {
+            let b = bound.clone();
+            async move { *b.lock().unwrap() }
+        })
+        .await;
+        let url = format!("http://{addr}/metrics");
+        let store = env.store.clone();
+        let (page, zk_nodes) = wait_for("metrics agree with ZooKeeper", || {
+            let (url, store) = (url.clone(), store.clone());
+            async move {
+                let resp = reqwest::get(&url).await.ok()?;
+                let ct = resp
+                    .headers()
+                    .get("content-type")?
+                    .to_str()
+                    .ok()?
+                    .to_string();
+                assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+                let page = prometheus_samples(&resp.text().await.ok()?);
+                let nodes: Vec<Node> = store
+                    .nodes()
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                let requests = store.requests().await.ok()?;
+                for s in NodeState::ALL {
+                    let want = nodes.iter().filter(|n| n.state == s).count() as f64;
+                    let got = page.get(&format!(r#"nodepool_nodes{{state="{s}"}}"#))?;
+                    (*got == want).then_some(())?;
+                    let got = page.get(&format!(
+                        r#"nodepool_provider_nodes{{provider="{PROVIDER}",state="{s}"}}"#
+                    ))?;
+                    (*got == want).then_some(())?;
+                }
+                for s in RequestState::ALL {
+                    let want = requests.iter().filter(|(r, _)| r.state == s).count() as f64;
+                    (page.get(&format!(r#"nodepool_requests{{state="{s}"}}"#))? == &want)
+                        .then_some(())?;
+                }
+                let usage = page.get(&format!(
+                    r#"nodepool_pool_nodes{{provider="{PROVIDER}",pool="main"}}"#
+                ))?;
+                (*usage == nodes.len() as f64).then_some((page, nodes))
+            }
+        })
+        .await;
+        assert_eq!(zk_nodes.len(), 3);
+        assert_eq!(
+            page.get(&format!(
+                r#"nodepool_provider_max_servers{{provider="{PROVIDER}"}}"#
+            )),
+            Some(&20.0)
+        );
+        let launches: f64 = page
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("nodepool_launch_duration_seconds_count{")
+                    && k.contains(&format!(r#"provider="{PROVIDER}""#))
+                    && k.contains(r#"requestor="zuul-test""#)
+                    && k.contains(r#"result="ready""#)
+            })
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(launches, 3.0, "one observation per launched node");
+        let creates: f64 = page
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("nodepool_cloud_api_duration_seconds_count{")
+                    && k.contains(r#"service="compute""#)
+                    && k.contains(r#"method="POST""#)
+                    && k.contains(r#"operation="servers""#)
+            })
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(creates, 3.0, "one server create per node: {page:?}");
+        let cores: f64 = zk_nodes
+            .iter()
+            .filter_map(|n| n.resources.as_ref()?.get("cores")?.as_f64())
+            .sum();
+        assert_eq!(
+            page.get(&format!(
+                r#"nodepool_pool_resources{{provider="{PROVIDER}",pool="main",resource="cores"}}"#
+            ))
+            .copied()
+            .unwrap_or(0.0),
+            cores
+        );
         l.stop().await;
     })
     .await;

@@ -157,16 +157,41 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
         panic!("no disk image build started; builder log:\n{log}")
     });
     let started = processes_under(run.tmp.path());
+    // (The fake Zuul starts only once an image is uploaded, which this build never
+    // finishes: its requests could only fail before.)
     for name in [
         "java",
         "openstack-sim",
         "nodepool-launcher",
         "nodepool-builder",
-        "zuul-sim",
     ] {
         assert!(
             started.iter().any(|(_, cmd)| cmd.contains(name)),
             "{name} is not running: {started:?}"
+        );
+    }
+    // The daemons' logs are files: Nodepool's plain lines, no colour escape codes
+    // (issue #12: launcher.log used to be full of them).
+    for name in ["launcher", "builder"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = poll(Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.contains(" INFO nodepool.").then_some(text)
+        })
+        .unwrap_or_else(|| panic!("{} has no INFO line", path.display()));
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
+        );
+    }
+    for name in ["openstack-sim", "zuul-sim"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
         );
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::ZkStore;
@@ -52,24 +52,14 @@ impl Clouds {
             }
         };
         for p in &config.providers {
-            let cloud = match file.cloud(&p.cloud) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(provider = %p.name, "cloud `{}` unusable: {e}", p.cloud);
-                    continue;
-                }
-            };
-            let mut opts = DriverOptions::new(&p.name);
-            opts.region_name = p.region_name.clone();
-            opts.rate = p.rate.as_secs_f64();
-            opts.statsd = statsd.clone();
-            match OpenStackDriver::new(cloud, opts) {
+            match provider_driver(p, &file, statsd) {
                 Ok(d) => {
+                    let image_format = d.image_format().to_string();
                     providers.insert(
                         p.name.clone(),
                         ProviderCloud {
                             driver: Arc::new(d),
-                            image_format: cloud.image_format().to_string(),
+                            image_format,
                         },
                     );
                 }

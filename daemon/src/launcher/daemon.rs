@@ -61,6 +61,9 @@ pub struct LauncherOptions {
     pub hostname: Option<String>,
     /// Called with the web API's bound address.
     pub web_bound: Option<Arc<Mutex<Option<SocketAddr>>>>,
+    /// Notified once, after the first full pass (ZooKeeper connected, config loaded,
+    /// launcher and pool components registered): systemd's `READY=1`.
+    pub on_ready: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl LauncherOptions {
@@ -75,6 +78,7 @@ impl LauncherOptions {
             statsd: None,
             hostname: None,
             web_bound: None,
+            on_ready: None,
         }
     }
 }
@@ -146,6 +150,13 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
     }
     let (hostname, fqdn) = names(opts.hostname.clone()).await;
     let (config_tx, config_rx) = watch::channel(config.clone());
+    // Prometheus (`/metrics`): the statsd calls' series plus gauges from the cache.
+    let mut metrics = nodepool_shared::stats::Metrics::new();
+    metrics.register_collector(Box::new(crate::metrics::LauncherCollector::new(
+        cache.clone(),
+        config_rx.clone(),
+    )));
+    let statsd = statsd.with_prometheus(Arc::new(metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let ctx_cancel = cancel.child_token();
     let ctx = Arc::new(LauncherContext {
@@ -182,6 +193,9 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         main.min_ready.pass(&ctx, &main.handles).await;
         if !ready.swap(true, Ordering::AcqRel) {
             tracing::info!("launcher ready");
+            if let Some(n) = &opts.on_ready {
+                n.notify_one();
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -293,12 +307,15 @@ fn serve_webapp(
     bound: Option<Arc<Mutex<Option<SocketAddr>>>>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let addr = format!("{}:{}", config.webapp.listen_address, config.webapp.port);
+    let mut state = crate::webapp::WebState::new(ctx.cache.clone(), ctx.ready.clone());
+    if let Some(m) = ctx.statsd.prometheus() {
+        state = state.with_metrics(m.clone());
+    }
     async move {
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             tracing::error!(address = %addr, "invalid web API listen address");
             return;
         };
-        let state = crate::webapp::WebState::new(ctx.cache.clone(), ctx.ready.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let serve = crate::webapp::serve(addr, state, ctx.cancel.clone(), Some(tx));
         let report = async move {

@@ -6,9 +6,11 @@
 //!   `allocated_to` (the node becomes reusable);
 //! * `used`, `in-use`, `building`, `failed`, `deleting`, `deleted`, `aborted` (unlocked,
 //!   so their owner is done or dead) → lock non-blocking, re-check; a `deleted` node or
-//!   one without provider just loses its znode; otherwise `deleting` is stored, the
-//!   server is deleted in the cloud ([`delete_server`]) and the znode removed (which
-//!   also removes our lock). On error the lock is released and the next pass retries.
+//!   one without provider just loses its znode; otherwise [`delete_locked_node`]:
+//!   `deleting` is stored, the server is deleted in the cloud ([`delete_server`]:
+//!   floating IPs first, temporary errors retried) and the znode removed (which also
+//!   removes our lock). On error the lock is released and the next pass retries.
+//!   `nodepool delete --now` runs the same [`delete_locked_node`].
 //!   A static provider's node has no server: only its znode goes (the provider's sync
 //!   then registers its slot again).
 //!
@@ -23,8 +25,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
+use nodepool_shared::cloud::CloudDriver;
 use nodepool_shared::model::{paths, Node, NodeId, NodeState};
-use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult};
+use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult, ZkStore};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -199,13 +202,39 @@ async fn deallocate(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Outcome> {
 
 /// Why a node delete failed.
 #[derive(Debug, thiserror::Error)]
-enum NodeDeleteError {
+pub enum NodeDeleteError {
     #[error("ZooKeeper: {0}")]
     Zk(#[from] ZkError),
     #[error("cloud: {0}")]
     Cloud(#[from] super::delete::DeleteError),
     #[error("provider {0} is not started in this launcher")]
     NoProvider(String),
+}
+
+/// Nodepool's node deleter for a node we hold the lock of: stores `deleting` (guarded
+/// by `version` when given; the stored version is kept up to date), deletes its server
+/// (if it has one: a static node has no driver and no server) through the delete state machine ([`delete_server`]: floating IPs first, temporary
+/// errors retried, within `timeout`), then writes `deleted` and removes the znode with
+/// the lock below it. On an error nothing more is written and the caller still holds
+/// the lock (release it; the next attempt starts over).
+pub async fn delete_locked_node(
+    store: &ZkStore,
+    driver: Option<&dyn CloudDriver>,
+    node: &mut Node,
+    version: &mut Option<i32>,
+    timeout: std::time::Duration,
+) -> Result<(), NodeDeleteError> {
+    if node.state != NodeState::Deleting {
+        node.set_state(NodeState::Deleting);
+        let stat = store.store_node(node, *version).await?;
+        *version = Some(stat.version);
+    }
+    let server = node.external_id.clone().filter(|s| !s.is_empty());
+    if let (Some(driver), Some(server)) = (driver, server) {
+        delete_server(driver, &server, timeout).await?;
+    }
+    store.delete_node(node).await?;
+    Ok(())
 }
 
 /// Deletes an unlocked node: lock, re-check, `deleting`, server, znode.
@@ -234,31 +263,22 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
         return Err(NodeDeleteError::NoProvider(provider));
     };
     info!(node = %id, provider = %provider, state = %node.state, server = ?node.external_id, "deleting node");
-    if node.state != NodeState::Deleting {
-        locked.node.set_state(NodeState::Deleting);
-        match ctx
-            .store
-            .store_node(&locked.node, Some(locked.version))
-            .await
-        {
-            Ok(stat) => locked.version = stat.version,
-            Err(e) => {
-                locked.unlock().await;
-                return Err(e.into());
-            }
-        }
-    }
-    let server = locked.node.external_id.clone().filter(|s| !s.is_empty());
-    if let (StartedProvider::Cloud(rt), Some(server)) = (started, server) {
-        if let Err(e) = delete_server(&*rt.driver, &server, DELETE_TIMEOUT).await {
-            locked.unlock().await;
-            return Err(e.into());
-        }
-    }
-    // Writes `deleted`, then removes the znode with our lock below it.
-    if let Err(e) = ctx.store.delete_node(&locked.node).await {
+    let driver: Option<&dyn CloudDriver> = match &started {
+        StartedProvider::Cloud(rt) => Some(&*rt.driver),
+        StartedProvider::Static(_) => None,
+    };
+    let mut version = Some(locked.version);
+    let r = delete_locked_node(
+        &ctx.store,
+        driver,
+        &mut locked.node,
+        &mut version,
+        DELETE_TIMEOUT,
+    )
+    .await;
+    if let Err(e) = r {
         locked.unlock().await;
-        return Err(e.into());
+        return Err(e);
     }
     Counters::bump(&ctx.counters.nodes_deleted);
     info!(node = %id, provider = %provider, "node deleted");

@@ -4,11 +4,12 @@
 //! the request handlers (which own ZooKeeper) map config and records onto them.
 //!
 //! * [`metadata`]: server name and instance metadata (§9).
-//! * [`pyformat`]: the subset of Python `str.format` used by
-//!   `dynamic-instance-properties`.
+//!   `dynamic-instance-properties` are rendered by the workspace's one Python-formatting
+//!   module, [`nodepool_shared::pyfmt`].
 //! * [`launch`]: the launch state machine and its driver loop (§3.5).
 //! * [`failure`]: launch failures and their statsd keys.
 //! * [`retry`]: the `launch-retries` policy (delete the half-built server, try again).
+//! * [`lookups`]: a provider's cached flavors, networks, images and zones.
 //! * [`backoff`]: bounded exponential polling intervals.
 //! * [`delete`]: the delete state machine (§3.8).
 //! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks (§3.6).
@@ -26,13 +27,13 @@ pub mod failure;
 pub mod handler;
 pub mod launch;
 pub mod leaks;
+pub mod lookups;
 pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
 pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
-pub mod pyformat;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
@@ -52,4 +53,4 @@ pub use launch::{
 pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
 pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
 pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
-pub use retry::{launch_with_retries, launch_with_retries_reporting, RetryOutcome};
+pub use retry::{launch_with_retries, launch_with_retries_reporting, AttemptOptions, RetryOutcome};

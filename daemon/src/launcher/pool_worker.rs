@@ -38,7 +38,7 @@ use super::runtime::LauncherContext;
 use super::tenant_limits::{self, TenantCheck};
 
 /// The version written into component records.
-pub const COMPONENT_VERSION: &str = "11.0.0";
+pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);

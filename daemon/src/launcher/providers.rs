@@ -1,8 +1,9 @@
 //! A started provider as the request handlers see it: the shared [`ProviderRuntime`]
-//! (driver, provider quota cache) plus what launching needs on top — resolved flavors
-//! and cloud images (cached like openstacksdk does, until a launch fails on them), the
-//! per-provider launch gate that makes "check quota, then create the node" atomic within
-//! this launcher, and the count of active launches (`max-concurrency`).
+//! (driver, provider quota cache) plus what launching needs on top — the cloud lookups
+//! (flavors, networks, cloud images, availability zones; [`CloudLookups`], cached as
+//! Nodepool's adapter does until a launch shows them stale), the per-provider launch gate
+//! that makes "check quota, then create the node" atomic within this launcher, and the
+//! count of active launches (`max-concurrency`).
 //!
 //! A cloud image found missing is remembered as missing for `image_recheck` (Nodepool
 //! caches its image lookups and clears a miss every 5 minutes), so the per-request
@@ -20,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nodepool_shared::cloud::Flavor;
 use nodepool_shared::config::{CloudImageRef, Pool, PoolLabel};
@@ -28,6 +29,7 @@ use nodepool_shared::model::{NodeId, QuotaInformation};
 
 use super::failure::LaunchError;
 use super::launch::FlavorSpec;
+use super::lookups::CloudLookups;
 use super::quota::{fits, would_ever_fit, PoolLimits, QuotaError};
 use super::runtime::{LauncherContext, ProviderRuntime};
 
@@ -100,12 +102,8 @@ pub const IMAGE_RECHECK: Duration = Duration::from_secs(300);
 pub struct ProviderHandle {
     /// The shared runtime (also used by the housekeeping tasks).
     pub runtime: Arc<ProviderRuntime>,
-    flavors: Mutex<HashMap<String, Flavor>>,
-    cloud_images: Mutex<HashMap<String, String>>,
-    /// Cloud image names found missing, and when.
-    missing_images: Mutex<HashMap<String, Instant>>,
-    image_recheck: Duration,
-    zones: Mutex<Option<Vec<String>>>,
+    /// Flavors, networks, cloud images and zones as last listed.
+    pub lookups: Arc<CloudLookups>,
     claims: Mutex<HashMap<NodeId, QuotaInformation>>,
     /// Held while checking quota and creating a node znode.
     pub launch_gate: tokio::sync::Mutex<()>,
@@ -116,12 +114,8 @@ impl ProviderHandle {
     /// Wraps a started runtime.
     pub fn new(runtime: Arc<ProviderRuntime>) -> Self {
         ProviderHandle {
+            lookups: Arc::new(CloudLookups::new(runtime.name())),
             runtime,
-            flavors: Mutex::new(HashMap::new()),
-            cloud_images: Mutex::new(HashMap::new()),
-            missing_images: Mutex::new(HashMap::new()),
-            image_recheck: IMAGE_RECHECK,
-            zones: Mutex::new(None),
             claims: Mutex::new(HashMap::new()),
             launch_gate: tokio::sync::Mutex::new(()),
             active_launches: AtomicUsize::new(0),
@@ -130,7 +124,7 @@ impl ProviderHandle {
 
     /// Sets how long a missing cloud image is taken as missing (see the module doc).
     pub fn with_image_recheck(mut self, recheck: Duration) -> Self {
-        self.image_recheck = recheck;
+        self.lookups = Arc::new(CloudLookups::new(self.name()).with_image_recheck(recheck));
         self
     }
 
@@ -139,16 +133,11 @@ impl ProviderHandle {
         self.runtime.name()
     }
 
-    /// The flavor of a pool label (one flavor list on first use, then cached).
+    /// The flavor of a pool label (from the cached flavor list).
     pub async fn flavor(&self, label: &PoolLabel) -> Result<Flavor, QuotaError> {
-        if let Some(f) = lock(&self.flavors).get(&label.name) {
-            return Ok(f.clone());
-        }
         let spec = flavor_spec(label);
-        let f = self
-            .runtime
-            .driver
-            .find_flavor(spec.wanted())
+        self.lookups
+            .flavor(self.runtime.driver.as_ref(), &spec)
             .await
             .map_err(|source| QuotaError::Cloud {
                 provider: self.name().to_string(),
@@ -158,9 +147,7 @@ impl ProviderHandle {
             .ok_or_else(|| QuotaError::FlavorNotFound {
                 label: label.name.clone(),
                 wanted: spec.to_string(),
-            })?;
-        lock(&self.flavors).insert(label.name.clone(), f.clone());
-        Ok(f)
+            })
     }
 
     /// The quota one node of `label` takes.
@@ -176,52 +163,22 @@ impl ProviderHandle {
         let Some(ci) = self.runtime.config.cloud_image(name) else {
             return Ok(None);
         };
-        let wanted = match &ci.image {
-            CloudImageRef::Id(id) => return Ok(Some(id.clone())),
-            CloudImageRef::Name(n) => n.clone(),
-        };
-        if let Some(id) = lock(&self.cloud_images).get(&wanted) {
-            return Ok(Some(id.clone()));
-        }
-        if lock(&self.missing_images)
-            .get(&wanted)
-            .is_some_and(|at| at.elapsed() < self.image_recheck)
-        {
-            return Ok(None);
-        }
-        let found = self
-            .runtime
-            .driver
-            .find_image(&wanted)
-            .await
-            .map_err(|e| LaunchError::cloud("find image", e, None))?
-            .filter(|img| img.status.eq_ignore_ascii_case("active"));
-        match found {
-            Some(img) => {
-                lock(&self.missing_images).remove(&wanted);
-                lock(&self.cloud_images).insert(wanted, img.id.clone());
-                Ok(Some(img.id))
-            }
-            None => {
-                tracing::warn!(provider = %self.name(), cloud_image = %name, image = %wanted,
-                    "cloud image not found in the cloud; labels using it are not available");
-                lock(&self.missing_images).insert(wanted, Instant::now());
-                Ok(None)
-            }
+        match &ci.image {
+            CloudImageRef::Id(id) => Ok(Some(id.clone())),
+            CloudImageRef::Name(n) => self
+                .lookups
+                .image_id(self.runtime.driver.as_ref(), n)
+                .await
+                .map_err(|e| LaunchError::cloud("find image", e, None)),
         }
     }
 
-    /// The cloud's availability zones (listed once, then cached; a failed listing is
-    /// logged, not cached, and gives none: the cloud then picks).
+    /// The cloud's availability zones (listed once, then cached until a launch shows
+    /// them stale; a failed listing is logged, not cached, and gives none: the cloud
+    /// then picks).
     pub async fn availability_zones(&self) -> Vec<String> {
-        if let Some(z) = lock(&self.zones).as_ref() {
-            return z.clone();
-        }
-        match self.runtime.driver.list_availability_zones().await {
-            Ok(z) => {
-                *lock(&self.zones) = Some(z.clone());
-                z
-            }
+        match self.lookups.zones(self.runtime.driver.as_ref()).await {
+            Ok(z) => z.as_ref().clone(),
             Err(e) => {
                 tracing::warn!(provider = %self.name(), error = %e,
                     "cannot list availability zones");
@@ -230,12 +187,9 @@ impl ProviderHandle {
         }
     }
 
-    /// Forgets resolved flavors, images and zones (after a launch failed on them).
+    /// Forgets the cloud lookups (after a launch failed on them).
     pub fn forget_lookups(&self) {
-        lock(&self.flavors).clear();
-        lock(&self.cloud_images).clear();
-        lock(&self.missing_images).clear();
-        *lock(&self.zones) = None;
+        self.lookups.forget();
     }
 
     /// Records a node this launcher just created (counted until the cache shows it).
@@ -282,7 +236,14 @@ impl ProviderHandle {
                 })
                 .or_else(|| {
                     let l = node.node_type.first()?;
-                    let f = lock(&self.flavors).get(l).cloned()?;
+                    let pool = self
+                        .runtime
+                        .config
+                        .pools
+                        .iter()
+                        .find(|p| Some(&p.name) == node.pool.as_ref())?;
+                    let label = pool.labels.iter().find(|pl| &pl.name == l)?;
+                    let f = self.lookups.cached_flavor(&flavor_spec(label))?;
                     Some(f.quota(None))
                 });
             if let Some(q) = q {

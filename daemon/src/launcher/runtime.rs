@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use nodepool_shared::cloud::{CloudDriver, CloudError, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudError, CloudsFile};
 use nodepool_shared::config::{Config, Provider};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{TreeCache, ZkStore};
@@ -143,18 +143,13 @@ impl ProviderRuntime {
         }
     }
 
-    /// Builds the OpenStack driver from clouds.yaml (`cloud`, `region-name`, `rate`).
+    /// Builds the provider's OpenStack driver ([`provider_driver`]).
     pub fn start(
         config: &Provider,
         clouds: &CloudsFile,
         statsd: &Statsd,
     ) -> Result<Self, CloudError> {
-        let cloud = clouds.cloud(&config.cloud)?;
-        let mut opts = DriverOptions::new(config.name.clone());
-        opts.region_name = config.region_name.clone();
-        opts.rate = config.rate.as_secs_f64();
-        opts.statsd = statsd.clone();
-        let driver = OpenStackDriver::new(cloud, opts)?;
+        let driver = provider_driver(config, clouds, statsd)?;
         Ok(Self::new(config.clone(), Arc::new(driver), statsd.clone()))
     }
 

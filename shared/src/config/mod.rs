@@ -22,7 +22,7 @@ mod secure;
 mod source;
 mod static_provider;
 mod validate;
-mod yaml;
+pub(crate) mod yaml;
 mod zookeeper;
 
 use std::path::{Path, PathBuf};

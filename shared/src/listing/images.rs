@@ -10,9 +10,9 @@
 use std::collections::HashSet;
 
 use super::age::format_age;
-use super::pyfmt::json_str_into;
 use super::table::{Cell, Column, Table};
 use crate::model::{paths, ImageBuild, ImageUpload};
+use crate::pyfmt::json_str_into;
 
 /// Columns of `image-list`.
 pub const IMAGE_COLUMNS: [Column; 8] = [

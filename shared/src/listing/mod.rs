@@ -8,7 +8,6 @@
 //!
 //! * [`table`]: [`Table`], [`Column`], [`Cell`], field selection and the two renderers.
 //! * [`width`]: the display width PrettyTable uses to pad cells.
-//! * [`pyfmt`]: Python's `str()` of opaque values and `json.dumps` string escaping.
 //! * [`age`]: `DD:HH:MM:SS` ages and the TUI's relative "3m ago".
 //! * [`accept`]: `Accept` header negotiation of the web API.
 //! * [`nodes`], [`requests`], [`images`], [`misc`]: the builders of every listing.
@@ -18,7 +17,6 @@ pub mod age;
 pub mod images;
 pub mod misc;
 pub mod nodes;
-pub mod pyfmt;
 pub mod requests;
 pub mod table;
 pub mod width;

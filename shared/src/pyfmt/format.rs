@@ -5,10 +5,12 @@
 //! `['a', 'b']`, `{'k': 'v'}`).
 //!
 //! Values are JSON ([`serde_json::Value`]) because that is what the request record
-//! holds. Anything outside the subset (format specs, positional fields, unknown names)
-//! is a [`FormatError`], never a panic.
+//! holds; they are printed by [`super::repr`]. Anything outside the subset (format
+//! specs, positional fields, unknown names) is a [`FormatError`], never a panic.
 
 use serde_json::{Map, Value};
+
+use super::repr::{py_repr, py_str};
 
 /// Why a template could not be formatted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,7 +96,7 @@ fn replace_field(field: &str, args: &Map<String, Value>) -> Result<String, Forma
     };
     let value = lookup(field, args)?;
     match conv {
-        None | Some("s") => Ok(py_str(value)),
+        None | Some("s") => Ok(py_str(value).into_owned()),
         Some("r") => Ok(py_repr(value)),
         Some(other) => Err(FormatError::Conversion(other.to_string())),
     }
@@ -146,62 +148,6 @@ fn lookup<'a>(field: &str, args: &'a Map<String, Value>) -> Result<&'a Value, Fo
         rest = next;
     }
     Ok(cur)
-}
-
-/// Python `str()` of a JSON value.
-pub fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
-
-/// Python `repr()` of a JSON value.
-pub fn py_repr(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => repr_str(s),
-        Value::Array(a) => {
-            let items: Vec<String> = a.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(m) => {
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}: {}", repr_str(k), py_repr(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
-}
-
-/// Python's string repr: single quotes unless the text has `'` and no `"`.
-fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 #[cfg(test)]
