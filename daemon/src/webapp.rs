@@ -3,7 +3,7 @@
 //!
 //! Endpoints: `/node-list` (`node_id=`), `/request-list`, `/label-list`, `/image-list`,
 //! `/dib-image-list`, `/image-status`, `/ready` (503 until the launcher finished its first
-//! pass). Content negotiation on `Accept` (JSON only when `application/json` wins; a header
+//! pass), `/metrics` (Prometheus text format, see `crate::metrics`). Content negotiation on `Accept` (JSON only when `application/json` wins; a header
 //! matching no offer gets 406 where Python answered 500), `fields=` for text output,
 //! responses cached for one second per (path, query, format) with `Cache-Control`,
 //! `Last-Modified`, `Expires` and `If-Modified-Since` handling. Only GET and HEAD exist:
@@ -41,6 +41,7 @@ pub struct WebState {
     cache: TreeCache,
     ready: Arc<AtomicBool>,
     responses: Arc<Mutex<HashMap<String, CachedResponse>>>,
+    metrics: Option<Arc<nodepool_shared::stats::Metrics>>,
 }
 
 #[derive(Clone)]
@@ -59,7 +60,14 @@ impl WebState {
             cache,
             ready,
             responses: Arc::new(Mutex::new(HashMap::new())),
+            metrics: None,
         }
+    }
+
+    /// Serves `metrics` on `/metrics` (404 without).
+    pub fn with_metrics(mut self, metrics: Arc<nodepool_shared::stats::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -78,6 +86,7 @@ enum Listing {
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route(
             "/node-list",
             get(|s, q, h, u| listing(s, q, h, u, Listing::Nodes)),
@@ -104,6 +113,14 @@ pub fn router(state: WebState) -> Router {
         )
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `/metrics`: rendered on every scrape (Prometheus caches nothing either).
+async fn metrics(State(state): State<WebState>) -> Response {
+    match &state.metrics {
+        Some(m) => crate::metrics::response(m),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Binds `addr` and serves until `cancel` fires. Returns the bound address through

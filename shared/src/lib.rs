@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod config;
 pub mod diagnostics;
 pub mod listing;
+pub mod logging;
 pub mod model;
 pub mod pyfmt;
 pub mod ssh;
@@ -15,4 +16,5 @@ pub mod stats;
 pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod version;
 pub mod zk;

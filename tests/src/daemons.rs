@@ -4,7 +4,7 @@
 //! copy; they wait with `nodepool_shared::testing::wait_for_within`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -42,25 +42,23 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// A daemon child process whose stderr goes to a log file; killed (SIGKILL) on drop.
+/// A daemon child process whose stdout and stderr go to a log file (the daemons log to
+/// stdout in the foreground, as Nodepool's); killed (SIGKILL) on drop.
 pub struct DaemonProc {
     child: Child,
     log: PathBuf,
 }
 
 impl DaemonProc {
-    /// Starts `cmd` with stdout discarded and stderr appended to `log`.
+    /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(mut cmd: Command, log: &Path) -> DaemonProc {
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("daemon log file");
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("start daemon");
+        let out = err.try_clone().expect("daemon log file");
+        let child = cmd.stdout(out).stderr(err).spawn().expect("start daemon");
         DaemonProc {
             child,
             log: log.to_path_buf(),

@@ -262,18 +262,25 @@ async fn binary_builds_uploads_and_emits_metrics() {
         .await
         .unwrap();
     let pidfile = w.path("builder.pid");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(bin)
         .arg("-c")
         .arg(w.path("nodepool.yaml"))
         .arg("-f")
         .arg("-p")
         .arg(&pidfile)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .args(["--cleanup-interval", "1", "--config-check-interval", "0.2"])
         .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
         .env("STATSD_HOST", "127.0.0.1")
         .env("STATSD_PORT", statsd_port.to_string())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nodepool-builder");
@@ -339,6 +346,52 @@ async fn binary_builds_uploads_and_emits_metrics() {
     })
     .await
     .unwrap();
+
+    // Prometheus (--metrics-listen): the same build and upload, as ZooKeeper has them.
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let page = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |key: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} not in:\n{page}"))
+    };
+    let builds_in_zk = w.store.builds(IMAGE).await.unwrap().len() as f64;
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_build_duration_seconds_count{{image="{IMAGE}"}}"#
+        )),
+        builds_in_zk
+    );
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_build_exit_code{{image="{IMAGE}"}}"#
+        )),
+        0.0
+    );
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_upload_duration_seconds_count{{image="{IMAGE}",provider="{PROVIDER}"}}"#
+        )),
+        1.0, // the one ready upload of `wait_ready`
+    );
+    assert!(
+        sample(&format!(
+            r#"nodepool_image_build_size_bytes{{image="{IMAGE}",format="qcow2"}}"#
+        )) > 0.0
+    );
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_build_requests{{image="{IMAGE}"}}"#
+        )),
+        0.0
+    );
 
     // SIGUSR2 only logs; the builder keeps running.
     signal(&p, libc::SIGUSR2);
@@ -725,11 +778,12 @@ async fn bench_upload_1gib() {
         .await
         .unwrap();
     let child = Command::new(bin)
+        .arg("-f")
         .arg("-c")
         .arg(w.path("nodepool.yaml"))
         .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();

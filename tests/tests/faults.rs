@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{ComponentKind, NodeRequest, NodeState, RequestId, RequestState};
@@ -207,7 +207,9 @@ impl Env {
             .path()
             .join(format!("launcher-{}.log", self.started));
         let err = std::fs::File::create(&log).expect("log file");
+        let out = err.try_clone().expect("log file");
         let child = Command::new(launcher_bin())
+            .arg("-f")
             .arg("-c")
             .arg(&self.config)
             .arg("--clouds")
@@ -229,7 +231,7 @@ impl Env {
                 "RUST_LOG",
                 std::env::var("FAULTS_LAUNCHER_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(err)
             .spawn()
             .expect("start launcher");
@@ -1135,6 +1137,7 @@ async fn two_launchers_two_builders_no_double_work() {
             }
             let log = std::fs::File::create(env.dir.path().join(format!("builder-{name}.log")))
                 .expect("log");
+            let out = log.try_clone().expect("log");
             let child = Command::new(builder_bin())
                 .arg("-c")
                 .arg(&cfg)
@@ -1142,7 +1145,7 @@ async fn two_launchers_two_builders_no_double_work() {
                 .args(["--cleanup-interval", "1", "--config-check-interval", "0.2"])
                 .env("OS_CLIENT_CONFIG_FILE", &env.clouds)
                 .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
+                .stdout(out)
                 .stderr(log)
                 .spawn()
                 .expect("start nodepool-builder");

@@ -34,6 +34,9 @@ mod openstack_cli;
 mod run_local;
 /// Secrets never reach logs or error messages.
 mod secrets;
+/// The daemons as services: flags, pidfile, systemd notify, logging config, Prometheus,
+/// packages, Python Nodepool beside ours.
+mod service;
 /// The simulator over HTTP.
 mod sim_api;
 /// Simulator benchmarks (ignored by default).

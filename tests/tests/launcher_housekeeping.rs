@@ -178,6 +178,7 @@ async fn context(
         statsd,
         config: rx,
         providers: RwLock::new(providers),
+        static_providers: RwLock::new(HashMap::new()),
         hostname: "testhost".into(),
         fqdn: "testhost.example.org".into(),
         intervals,

@@ -181,6 +181,30 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
             "{name} is not running: {started:?}"
         );
     }
+    // The daemons' logs are files: Nodepool's plain lines, no colour escape codes
+    // (issue #12: launcher.log used to be full of them).
+    for name in ["launcher", "builder"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = poll(Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.contains(" INFO nodepool.").then_some(text)
+        })
+        .unwrap_or_else(|| panic!("{} has no INFO line", path.display()));
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
+        );
+    }
+    for name in ["openstack-sim", "zuul-sim"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
+        );
+    }
 
     // Ctrl-C: SIGINT to the whole foreground process group.
     let pgid = run.child.id() as i32;

@@ -517,7 +517,13 @@ async fn removing_a_provider_step_by_step() {
         let mut cmd = Command::new(workspace_bin("nodepool-builder"));
         cmd.arg("-c")
             .arg(w.path("nodepool.yaml"))
-            .args(["--cleanup-interval", "1", "--config-check-interval", "0.2"])
+            .args([
+                "-f",
+                "--cleanup-interval",
+                "1",
+                "--config-check-interval",
+                "0.2",
+            ])
             .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
             .env("RUST_LOG", "info");
         let builder = DaemonProc::spawn(cmd, &w.path("builder.log"));

@@ -29,7 +29,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/nodepool/nodepool.yaml";
 /// diskimages) and the clouds (via clouds.yaml) for quotas and console logs; with
 /// `--zk` only what ZooKeeper tells is shown.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "nodepool-tui", version)]
+#[command(name = "nodepool-tui", version = nodepool_shared::version::LONG)]
 pub struct Args {
     /// Nodepool configuration file (ZooKeeper settings; labels, providers and diskimages
     /// for the Overview and the Problems view; clouds for quotas and console logs).

@@ -35,9 +35,10 @@ use args::{Cli, Command};
 use context::{print_out, Globals, Session};
 use provider::Confirm;
 
-/// The `Nodepool version: …` line of `--version`.
+/// The line of `--version` (the same story as every other binary's; see
+/// `nodepool_shared::version`).
 pub fn version_line() -> String {
-    format!("Nodepool version: {}", env!("CARGO_PKG_VERSION"))
+    nodepool_shared::version::version_line("nodepool")
 }
 
 /// Whether stderr may be coloured: a terminal and `NO_COLOR` unset (or empty).

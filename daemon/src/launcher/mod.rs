@@ -34,6 +34,7 @@
 //! * [`delete`]: the delete state machine.
 //! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks.
 //! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs.
+//! * [`static_driver`]: fixed hosts registered as nodes (Nodepool's `static` driver).
 
 pub mod backoff;
 pub mod cleanup;
@@ -56,6 +57,7 @@ pub mod providers;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
+pub mod static_driver;
 pub mod stats_worker;
 pub mod tasks;
 pub mod tenant_limits;

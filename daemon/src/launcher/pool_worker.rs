@@ -39,14 +39,14 @@ use super::tenant_limits::{self, TenantCheck};
 use nodepool_shared::sync::MutexExt;
 
 /// The version written into component records.
-pub const COMPONENT_VERSION: &str = "11.0.0";
+pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
 
 /// A registered pool as the assignment pass sees it.
 #[derive(Clone, Debug)]
-struct OnlinePool {
+pub(crate) struct OnlinePool {
     id: String,
     provider: String,
     labels: HashSet<String>,
@@ -54,7 +54,8 @@ struct OnlinePool {
     paused: bool,
 }
 
-fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
+/// The pools registered now (from the cache).
+pub(crate) fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
     ctx.cache
         .components(ComponentKind::Pool)
         .iter()
@@ -92,7 +93,7 @@ pub fn pool_component(hostname: &str, worker_id: &str, provider: &str, pool: &Po
 pub struct RegistrationSlot(Arc<Mutex<Option<Arc<ComponentRegistration>>>>);
 
 impl RegistrationSlot {
-    fn set(&self, r: Arc<ComponentRegistration>) {
+    pub(crate) fn set(&self, r: Arc<ComponentRegistration>) {
         *self.0.lock_or_recover() = Some(r);
     }
 
@@ -118,10 +119,10 @@ impl RegistrationSlot {
 
 /// What the component says now (updated when the config or the pause changes it).
 #[derive(Clone, Debug, PartialEq)]
-struct Published {
-    labels: Vec<String>,
-    priority: i64,
-    paused: bool,
+pub(crate) struct Published {
+    pub labels: Vec<String>,
+    pub priority: i64,
+    pub paused: bool,
 }
 
 /// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
@@ -189,7 +190,7 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
 }
 
 /// Registers the component, retrying until it works or the worker is stopped.
-async fn register(
+pub(crate) async fn register(
     ctx: &LauncherContext,
     task: &str,
     component: Component,
@@ -212,7 +213,11 @@ async fn register(
 
 /// Writes the component when what it should say changed (retried on the next loop if
 /// the write fails).
-async fn publish(registration: &ComponentRegistration, published: &mut Published, want: Published) {
+pub(crate) async fn publish(
+    registration: &ComponentRegistration,
+    published: &mut Published,
+    want: Published,
+) {
     if *published == want {
         return;
     }
@@ -232,7 +237,8 @@ async fn publish(registration: &ComponentRegistration, published: &mut Published
     }
 }
 
-async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
+/// Waits (at most [`REGISTRATION_VISIBLE`]) until the cache shows the component `id`.
+pub(crate) async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
     let deadline = tokio::time::Instant::now() + REGISTRATION_VISIBLE;
     let mut generation = ctx.cache.watch_generation();
     while !online_pools(ctx).iter().any(|p| p.id == id) {
@@ -270,7 +276,8 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
     if view.provider_config().max_concurrency == 0 {
         return;
     }
-    let requests = pending_in_order(pc, view);
+    let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
+    let requests = pending_in_order(pc, &my_labels);
     if requests.is_empty() {
         return;
     }
@@ -307,8 +314,10 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
 
 /// `requested` requests this pool has not declined and does not handle, in Nodepool's
 /// order: those with the fewest labels we do not serve first, then by priority.
-fn pending_in_order(pc: &PoolContext, view: &PoolView) -> Vec<Arc<CachedRequest>> {
-    let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
+pub(crate) fn pending_in_order(
+    pc: &PoolContext,
+    my_labels: &HashSet<&str>,
+) -> Vec<Arc<CachedRequest>> {
     let unserved = |r: &NodeRequest| {
         r.node_types
             .iter()
@@ -337,6 +346,19 @@ fn pending_in_order(pc: &PoolContext, view: &PoolView) -> Vec<Arc<CachedRequest>
 /// Whether another online pool should have `req`: the provider it asks for, a preferred
 /// (smaller priority) pool that is not paused, or any candidate when we lack a label.
 fn yields(pc: &PoolContext, view: &PoolView, online: &[OnlinePool], req: &NodeRequest) -> bool {
+    let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
+    yields_to_others(pc, view.pool().priority, online, req, lacks_label)
+}
+
+/// [`yields`] for any pool: `priority` is the pool's, `lacks_label` whether it lacks
+/// some label of `req`.
+pub(crate) fn yields_to_others(
+    pc: &PoolContext,
+    priority: i64,
+    online: &[OnlinePool],
+    req: &NodeRequest,
+    lacks_label: bool,
+) -> bool {
     let candidates: Vec<&OnlinePool> = online
         .iter()
         .filter(|p| {
@@ -352,11 +374,10 @@ fn yields(pc: &PoolContext, view: &PoolView, online: &[OnlinePool], req: &NodeRe
     }
     if candidates
         .iter()
-        .any(|p| p.priority < view.pool().priority && !p.paused)
+        .any(|p| p.priority < priority && !p.paused)
     {
         return true;
     }
-    let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
     lacks_label && !candidates.is_empty()
 }
 
@@ -390,7 +411,10 @@ async fn admit(pc: &PoolContext, view: &PoolView, req: &NodeRequest) -> Option<A
 
 /// Locks `req` without waiting and re-reads it: still `requested` and not declined by
 /// us, or `None` (lock released).
-async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Option<(ZkLock, NodeRequest)> {
+pub(crate) async fn lock_fresh(
+    pc: &PoolContext,
+    req: &NodeRequest,
+) -> Option<(ZkLock, NodeRequest)> {
     let ctx = &pc.ctx;
     let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
     match lock.try_acquire().await {

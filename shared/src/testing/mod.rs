@@ -8,6 +8,7 @@
 //!   [`TestZk::dedicated`] — a ZooKeeper of its own, for tests that stop or restart it
 //!   ([`TestZk::server`]); [`ZkEnsemble`] — a 3-server quorum; [`ZkServer`] — the
 //!   process itself; [`TestCerts`] — the throw-away CA.
+//! * [`TestSshd`] — a real OpenSSH server on a loopback address (static hosts, scans).
 //! * Bounded waits ([`wait_for`], [`step`], [`bounded`], [`bounded_serial`]): nothing a
 //!   test waits for can hang the suite.
 //! * Logging ([`init_logs`], [`LogCapture`]): one subscriber per test process.
@@ -27,6 +28,7 @@ mod ensemble;
 mod logs;
 mod server;
 mod spawn;
+mod sshd;
 mod statsd;
 mod suite;
 mod wait;
@@ -39,6 +41,7 @@ pub use ensemble::{MemberMode, ZkEnsemble};
 pub use logs::{init_logs, LogCapture};
 pub use server::{four_letter_word, test_settings, ZkServer};
 pub use spawn::spawn_tied;
+pub use sshd::{sshd_available, TestSshd, SSHD};
 pub use statsd::StatsSink;
 pub use suite::{assert_all_test_files_declared, is_child_test, run_test_in_child, CHILD_TEST_VAR};
 pub use wait::{

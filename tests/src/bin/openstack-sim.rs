@@ -12,6 +12,7 @@ use nodepool_tests::sim::{CloudsAuth, FailNext, Knobs, LeakedServer, SimConfig, 
 #[derive(Parser, Debug)]
 #[command(
     name = "openstack-sim",
+    version = nodepool_shared::version::LONG,
     about = "In-memory OpenStack API simulator on 127.0.0.1",
     after_help = "Operation names (OP) are those counted by GET /admin/counters, e.g. \
 compute.servers.create, compute.servers.detail, compute.servers.delete, image.images.upload, \
@@ -446,6 +447,7 @@ fn inject_leaks(admin: &nodepool_tests::sim::SimAdmin, leaks: &Leaks) -> Result<
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

@@ -35,6 +35,7 @@ Examples:
 #[derive(Parser, Debug)]
 #[command(
     name = "zuul-sim",
+    version = nodepool_shared::version::LONG,
     about = "Fake Zuul: requests nodes from Nodepool through ZooKeeper, like Zuul does",
     after_help = AFTER_HELP
 )]
@@ -672,6 +673,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
