@@ -1,4 +1,4 @@
-//! The launcher's read-only web API (reference §7): the same listings as the CLI, served
+//! The launcher's read-only web API (docs/operation.md): the same listings as the CLI, served
 //! from the launcher's ZooKeeper tree cache so a request never waits on ZooKeeper.
 //!
 //! Endpoints: `/node-list` (`node_id=`), `/request-list`, `/label-list`, `/image-list`,
@@ -25,6 +25,7 @@ use nodepool_shared::listing::{
     Table,
 };
 use nodepool_shared::model::{now_epoch, BuildState, ComponentKind};
+use nodepool_shared::sync::MutexExt;
 use nodepool_shared::zk::TreeCache;
 use tokio_util::sync::CancellationToken;
 
@@ -186,7 +187,7 @@ async fn listing(
     let key = format!("{}?{}#{:?}", uri.path(), raw_query, format);
     let now = Instant::now();
     let cached = {
-        let map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+        let map = state.responses.lock_or_recover();
         map.get(&key)
             .filter(|c| now.duration_since(c.made) < RESPONSE_TTL)
             .cloned()
@@ -217,7 +218,7 @@ async fn listing(
                 content_type: format.content_type(),
                 body: Arc::new(body),
             };
-            let mut map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = state.responses.lock_or_recover();
             map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
             map.insert(key, entry.clone());
             entry

@@ -352,6 +352,23 @@ async fn delete_marks_deleting_and_unknown_id_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_now_of_a_static_node_needs_no_cloud() {
+    let env = Env::new().await;
+    let mut text = std::fs::read_to_string(&env.config).expect("config");
+    text.push_str(
+        "  - name: rack\n    driver: static\n    pools:\n      - name: main\n        nodes:\n\
+         \x20         - name: host1.example.com\n            labels: small\n",
+    );
+    std::fs::write(&env.config, text).expect("config");
+    let id = env.add_node("rack", NodeState::Ready, 5.0).await;
+    // The host is the node's server id; there is no cloud to ask.
+    let o = env.run(&["delete", "--now", id.as_str()]).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("deleted"), "{}", stdout(&o));
+    assert!(env.store.get_node(&id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_several_ids_needs_yes_without_a_terminal() {
     let env = Env::new().await;
     let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;

@@ -13,6 +13,8 @@ pub mod model;
 pub mod pyfmt;
 pub mod ssh;
 pub mod stats;
+pub mod sync;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod version;
 pub mod zk;

@@ -4,66 +4,30 @@
 //! read them back). Figures are printed (`--nocapture`) and copied into
 //! docs/reliability.md; no assertion is on timing, every wait is bounded.
 //!
-//! Needs the debug launcher binary: `cargo build -p nodepool-daemon --bin
-//! nodepool-launcher` (or `NODEPOOL_LAUNCHER_BIN`).
+//! The daemon binaries are built on first use (`nodepool_tests::daemons::workspace_bin`);
+//! `NODEPOOL_LAUNCHER_BIN` names other ones.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{ComponentKind, NodeRequest, NodeState, RequestId, RequestState};
-use nodepool_shared::testing::{TestZk, ZkEnsemble};
+use nodepool_shared::testing::{
+    bounded_serial, init_logs, wait_for_within, StatsSink, TestZk, ZkEnsemble,
+};
 use nodepool_shared::zk::ZkStore;
+use nodepool_tests::daemons::workspace_bin;
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
 
 const PROVIDER: &str = "fault-provider";
 const LABEL: &str = "small";
 
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// The launcher binary: `NODEPOOL_LAUNCHER_BIN`, else next to this test's `deps/` dir.
+/// The launcher binary: `NODEPOOL_LAUNCHER_BIN`, else this workspace's (built if needed).
 fn launcher_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("NODEPOOL_LAUNCHER_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = dir.join("nodepool-launcher");
-    assert!(
-        bin.is_file(),
-        "build the launcher first: cargo build -p nodepool-daemon --bin nodepool-launcher ({})",
-        bin.display()
-    );
-    bin
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    match std::env::var_os("NODEPOOL_LAUNCHER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_bin("nodepool-launcher"),
     }
 }
 
@@ -276,7 +240,7 @@ impl Env {
 
     async fn wait_registered(&self) {
         let store = self.store.clone();
-        wait_for("pool component", Duration::from_secs(60), || {
+        wait_for_within("pool component", Duration::from_secs(60), || {
             let store = store.clone();
             async move {
                 let c = store.components(ComponentKind::Pool).await.ok()?;
@@ -426,71 +390,6 @@ impl Env {
     }
 }
 
-/// A statsd sink on loopback: every received line is kept.
-struct StatsdSink {
-    port: u16,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StatsdSink {
-    fn start() -> StatsdSink {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind statsd");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let port = sock.local_addr().expect("addr").port();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, st) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !st.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let mut g = l.lock().unwrap_or_else(|e| e.into_inner());
-                    g.extend(text.lines().map(str::to_string));
-                }
-            }
-        });
-        StatsdSink { port, lines, stop }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("STATSD_HOST".into(), "127.0.0.1".into()),
-            ("STATSD_PORT".into(), self.port.to_string()),
-        ]
-    }
-
-    /// Sum of the counter `key` (`key:N|c` lines).
-    fn count(&self, key: &str) -> u64 {
-        let g = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        g.iter()
-            .filter_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .filter_map(|v| v.strip_suffix("|c")?.parse::<u64>().ok())
-            .sum()
-    }
-
-    /// Distinct keys starting with `prefix`.
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let g = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let mut k: Vec<String> = g
-            .iter()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.split(':').next().map(str::to_string))
-            .collect();
-        k.sort();
-        k.dedup();
-        k
-    }
-}
-
-impl Drop for StatsdSink {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 fn split_host(hp: &str) -> (String, u16) {
     let (h, p) = hp.rsplit_once(':').expect("host:port");
     (h.to_string(), p.parse().expect("port"))
@@ -502,17 +401,6 @@ fn count_states(done: &[NodeRequest]) -> (usize, usize) {
         .filter(|r| r.state == RequestState::Fulfilled)
         .count();
     (f, done.len() - f)
-}
-
-/// The fault tests each run several daemons and a burst; on 2 cores they run one at a
-/// time (the lock is taken before the time limit starts).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    let _serial = SERIAL.lock().await;
-    tokio::time::timeout(Duration::from_secs(170), f)
-        .await
-        .expect("test timed out");
 }
 
 /// 1. `kill -9` of the launcher in the middle of a burst (boot delay 200 ms), restart:
@@ -535,7 +423,7 @@ async fn launcher_kill9_during_burst_of_500() {
 }
 
 async fn kill9_during_burst(n: usize) {
-    bounded(async {
+    bounded_serial(async {
         let mut env = Env::shared(
             &Shape {
                 max_servers: (n as u32) + 20,
@@ -554,7 +442,7 @@ async fn kill9_during_burst(n: usize) {
         // Kill once a good part of the burst is in flight (servers created, nodes building).
         let admin = env.sim.admin();
         let kill_at = n / 3;
-        wait_for("servers created", Duration::from_secs(60), || {
+        wait_for_within("servers created", Duration::from_secs(60), || {
             let c = admin.counter("compute.servers.create") as usize;
             async move { (c >= kill_at).then_some(()) }
         })
@@ -615,7 +503,7 @@ async fn kill9_during_burst(n: usize) {
 /// no node is allocated to two requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_restart_under_load() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::dedicated().await;
         let hosts = vec![split_host(&zk.plain_hosts())];
         let mut env = Env::new(
@@ -633,7 +521,7 @@ async fn zookeeper_restart_under_load() {
         env.wait_registered().await;
         let mut ids = env.submit(60).await;
         let admin = env.sim.admin();
-        wait_for("servers created", Duration::from_secs(60), || {
+        wait_for_within("servers created", Duration::from_secs(60), || {
             let c = admin.counter("compute.servers.create");
             async move { (c >= 20).then_some(()) }
         })
@@ -685,7 +573,7 @@ async fn zookeeper_restart_under_load() {
 /// (launch retries) and `nodepool.launch.error.*` says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_5xx_bursts_are_retried() {
-    bounded(async {
+    bounded_serial(async {
         let mut knobs = Knobs {
             boot_delay_ms: 100,
             quota: Quota::UNLIMITED,
@@ -704,7 +592,7 @@ async fn cloud_5xx_bursts_are_retried() {
             knobs,
         )
         .await;
-        let sink = StatsdSink::start();
+        let sink = StatsSink::start();
         env.env_vars = sink.env();
         let l = env.spawn_launcher(&[]);
         env.wait_registered().await;
@@ -735,7 +623,7 @@ async fn cloud_5xx_bursts_are_retried() {
 /// quota is raised.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_exhausted_requests_wait_then_fulfil() {
-    bounded(async {
+    bounded_serial(async {
         let mut env = Env::shared(
             &Shape::default(),
             Knobs {
@@ -753,7 +641,7 @@ async fn quota_exhausted_requests_wait_then_fulfil() {
         // Four fit; the others wait.
         let store = env.store.clone();
         let ids2 = ids.clone();
-        wait_for("4 fulfilled", Duration::from_secs(60), || {
+        wait_for_within("4 fulfilled", Duration::from_secs(60), || {
             let (store, ids) = (store.clone(), ids2.clone());
             async move {
                 let mut n = 0;
@@ -833,7 +721,7 @@ async fn quota_exhausted_requests_wait_then_fulfil() {
 /// and nodes are deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_timeout_fails_cleanly() {
-    bounded(async {
+    bounded_serial(async {
         let mut env = Env::shared(
             &Shape {
                 launch_timeout: 2,
@@ -847,7 +735,7 @@ async fn launch_timeout_fails_cleanly() {
             },
         )
         .await;
-        let sink = StatsdSink::start();
+        let sink = StatsSink::start();
         env.env_vars = sink.env();
         let l = env.spawn_launcher(&[]);
         env.wait_registered().await;
@@ -859,7 +747,7 @@ async fn launch_timeout_fails_cleanly() {
         // Failed nodes and their servers are deleted.
         let store = env.store.clone();
         let admin = env.sim.admin();
-        wait_for("nodes and servers deleted", Duration::from_secs(60), || {
+        wait_for_within("nodes and servers deleted", Duration::from_secs(60), || {
             let store = store.clone();
             let servers = admin
                 .servers()
@@ -892,7 +780,7 @@ async fn launch_timeout_fails_cleanly() {
 /// overwritten) while the launcher runs: it skips them and keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_znodes_are_skipped() {
-    bounded(async {
+    bounded_serial(async {
         let mut env = Env::shared(
             &Shape::default(),
             Knobs {
@@ -941,7 +829,7 @@ fn l_alive(l: &mut LauncherProc) -> bool {
 /// requests submitted before and after are fulfilled, no node allocated twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensemble_leader_loss_under_load() {
-    bounded(async {
+    bounded_serial(async {
         let ens = tokio::task::spawn_blocking(|| ZkEnsemble::start(3))
             .await
             .expect("join")
@@ -977,7 +865,7 @@ async fn ensemble_leader_loss_under_load() {
         env.wait_registered().await;
         let mut ids = env.submit(60).await;
         let admin = env.sim.admin();
-        wait_for("servers created", Duration::from_secs(60), || {
+        wait_for_within("servers created", Duration::from_secs(60), || {
             let c = admin.counter("compute.servers.create");
             async move { (c >= 20).then_some(()) }
         })
@@ -1021,7 +909,7 @@ async fn ensemble_leader_loss_under_load() {
 /// the resumed launcher works again on its new session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_of_a_frozen_launcher() {
-    bounded(async {
+    bounded_serial(async {
         let mut env = Env::shared(
             &Shape {
                 zk_timeout: Some(3),
@@ -1034,14 +922,14 @@ async fn session_expiry_of_a_frozen_launcher() {
             },
         )
         .await;
-        let statsd = StatsdSink::start();
+        let statsd = StatsSink::start();
         env.env_vars = statsd.env();
         let mut frozen = env.spawn_launcher(&[]);
         env.wait_registered().await;
         // Let the first launcher take the whole first burst.
         let mut ids = env.submit(30).await;
         let admin = env.sim.admin();
-        wait_for("servers created", Duration::from_secs(60), || {
+        wait_for_within("servers created", Duration::from_secs(60), || {
             let c = admin.counter("compute.servers.create");
             async move { (c >= 20).then_some(()) }
         })
@@ -1135,7 +1023,7 @@ async fn session_expiry_of_a_frozen_launcher() {
 /// session is closed, not left to time out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launcher_signals_dump_and_stop_in_order() {
-    bounded(async {
+    bounded_serial(async {
         let mut env = Env::shared(&Shape::default(), Knobs::default()).await;
         for (name, sig) in [
             ("SIGINT", libc::SIGINT),
@@ -1152,7 +1040,7 @@ async fn launcher_signals_dump_and_stop_in_order() {
                 libc::kill(l.pid(), libc::SIGUSR2);
             }
             let log_path = l.log.clone();
-            wait_for("state dump in the log", Duration::from_secs(20), || {
+            wait_for_within("state dump in the log", Duration::from_secs(20), || {
                 let text = std::fs::read_to_string(&log_path).unwrap_or_default();
                 async move { text.contains("=== end of state dump ===").then_some(()) }
             })
@@ -1192,23 +1080,20 @@ async fn launcher_signals_dump_and_stop_in_order() {
     .await;
 }
 
-/// The builder binary next to the launcher's (built on demand by `builder_binary`).
+/// The builder binary: next to `NODEPOOL_LAUNCHER_BIN` when that is set, else this
+/// workspace's (built if needed).
 fn builder_bin() -> PathBuf {
-    let l = launcher_bin();
-    let bin = l.with_file_name("nodepool-builder");
-    assert!(
-        bin.is_file(),
-        "build the builder first: cargo build -p nodepool-daemon --bin nodepool-builder ({})",
-        bin.display()
-    );
-    bin
+    match std::env::var_os("NODEPOOL_LAUNCHER_BIN") {
+        Some(p) => PathBuf::from(p).with_file_name("nodepool-builder"),
+        None => workspace_bin("nodepool-builder"),
+    }
 }
 
 /// 4. Two launchers and two builders at once (all four as processes), one diskimage
 /// label: one build and one upload, every request fulfilled once, servers == nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_launchers_two_builders_no_double_work() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let hosts = vec![split_host(&zk.plain_hosts())];
         let mut env = Env::new(
@@ -1275,7 +1160,7 @@ async fn two_launchers_two_builders_no_double_work() {
         // Without a ready image a request is declined (as in Nodepool): wait for it.
         let t = Instant::now();
         let store = env.store.clone();
-        wait_for("ready upload", Duration::from_secs(90), || {
+        wait_for_within("ready upload", Duration::from_secs(90), || {
             let store = store.clone();
             async move {
                 for (b, _) in store.builds("ubuntu").await.ok()? {
@@ -1354,7 +1239,7 @@ async fn two_launchers_two_builders_no_double_work() {
 /// request is fulfilled once ZooKeeper is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::dedicated().await;
         let hosts = vec![split_host(&zk.plain_hosts())];
         let shape = Shape {
@@ -1387,7 +1272,7 @@ async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
         env.sim.admin().update_knobs(|k| k.api_latency_ms = 3000);
         let id = env.submit(1).await.remove(0);
         let store = env.store.clone();
-        wait_for("request pending", Duration::from_secs(90), || {
+        wait_for_within("request pending", Duration::from_secs(90), || {
             let store = store.clone();
             let id = id.clone();
             async move {

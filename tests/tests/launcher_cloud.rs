@@ -28,16 +28,8 @@ use nodepool_shared::cloud::{
 };
 use nodepool_shared::model::QuotaInformation;
 use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::bounded;
 use nodepool_tests::sim::{Quota, SimAdmin, SimConfig, SimHandle, Simulator};
-
-/// Upper bound for every test.
-const TEST_TIMEOUT: Duration = Duration::from_secs(90);
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
-}
 
 async fn start() -> (SimHandle, OpenStackDriver) {
     start_with(SimConfig::default(), "", None).await
@@ -617,7 +609,7 @@ async fn leaked_instance_removed_only_on_second_pass() {
         // A node id that becomes known between passes is no longer a leak.
         let late = admin.inject_leaked_server("prov", "0000000100", "main");
         assert_eq!(cleaner.pass(&d, &known).await.suspected_instances, 1);
-        let known2 = crate::known(&["0000000001", "0000000100"]);
+        let known2 = self::known(&["0000000001", "0000000100"]);
         let r = cleaner.pass(&d, &known2).await;
         assert_eq!((r.suspected_instances, r.instances), (0, 0));
         assert!(sim_has_server(&admin, &late));

@@ -1,59 +1,30 @@
 //! `nodepool-launcher` end to end: a real ZooKeeper (TestZk), the OpenStack simulator over
 //! HTTP and the launcher in-process (`launcher::daemon::run`). The test plays Zuul's part
-//! of the protocol (reference §3.13) with ZkStore + ZkLock: submit a request, wait for it
+//! of the protocol with ZkStore + ZkLock: submit a request, wait for it
 //! to be fulfilled, check the nodes are allocated and unlocked, lock them, delete the
-//! request.
+//! request. The static driver's tests (Nodepool's `test_driver_static.py`, ported) use
+//! real sshd hosts on loopback addresses.
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use crate::support::Launcher;
+use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::model::{
     paths, ComponentKind, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{
+    bounded, init_logs, sshd_available, wait_for, TestSshd, TestZk, WAIT,
+};
 use nodepool_shared::zk::{ZkLock, ZkStore};
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(60);
 const PROVIDER: &str = "sim-provider";
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Waits until `f` returns `Some`, polling every 50 ms, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Pool and provider knobs for the generated config.
 #[derive(Clone)]
@@ -143,21 +114,6 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
     )
 }
 
-struct Launcher {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Launcher {
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("launcher stops")
-            .expect("launcher task");
-    }
-}
-
 struct Env {
     zk: TestZk,
     sim: SimHandle,
@@ -225,12 +181,7 @@ impl Env {
             image_recheck: Duration::from_millis(500),
             ..Intervals::default()
         };
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            run(opts, c).await.expect("launcher run");
-        });
-        Launcher { cancel, task }
+        Launcher::start(opts)
     }
 
     /// Zuul's submit: persistent sequential `100-…`, state `requested`.
@@ -326,12 +277,6 @@ impl Env {
         self.store.delete_request(&req.id).await.expect("delete");
         locks
     }
-}
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(180), f)
-        .await
-        .expect("test timed out");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1405,6 +1350,1265 @@ async fn stuck_pool_worker_is_aborted_after_its_grace_period() {
     .await;
 }
 
+// ---------------------------------------------------------------------------------------
+// The static driver: Python Nodepool's tests/unit/test_driver_static.py ported, each test
+// named after Nodepool's. Hosts are real sshd servers on loopback addresses (127.0.0.x,
+// used as the host names; nothing is resolved through DNS); the launcher runs
+// in-process and the test plays Zuul.
+// ---------------------------------------------------------------------------------------
+
+const STATIC_PROVIDER: &str = "static-provider";
+
+/// One `nodes[]` entry for a host. `extra` is more YAML keys, each line indented by 12.
+fn static_host(name: &str, port: u16, labels: &str, host_key: &str, extra: &str) -> String {
+    let key = if host_key.is_empty() {
+        String::new()
+    } else {
+        format!("            host-key: {host_key}\n")
+    };
+    format!(
+        "          - name: {name}\n            labels: {labels}\n{key}            timeout: 2\n            connection-port: {port}\n            username: zuul\n{extra}"
+    )
+}
+
+/// A host entry for a running sshd.
+fn sshd_host(sshd: &TestSshd, labels: &str, extra: &str) -> String {
+    static_host(
+        &sshd.ip().to_string(),
+        sshd.port(),
+        labels,
+        sshd.host_key(),
+        extra,
+    )
+}
+
+/// Static tests: ZooKeeper, sshd hosts, a config file, Zuul's side.
+struct StaticEnv {
+    zk: TestZk,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    store: ZkStore,
+    hosts: Vec<TestSshd>,
+}
+
+impl StaticEnv {
+    /// `hosts` sshd servers on 127.0.0.10, 127.0.0.11, …; `None` (the test is skipped)
+    /// when sshd is not installed outside CI.
+    async fn new(hosts: usize) -> Option<StaticEnv> {
+        init_logs();
+        if !sshd_available() {
+            return None;
+        }
+        let zk = TestZk::shared().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("nodepool.yaml");
+        let hosts = (0..hosts)
+            .map(|i| {
+                let ip = std::net::IpAddr::from([127, 0, 0, 10 + i as u8]);
+                TestSshd::start(ip).expect("start sshd")
+            })
+            .collect();
+        let store = ZkStore::new(zk.client().await);
+        Some(StaticEnv {
+            zk,
+            dir,
+            config,
+            store,
+            hosts,
+        })
+    }
+
+    /// The config: `labels`, then one static provider whose pools are `pools` (YAML of
+    /// `pools[]` entries, indented by 6); `top` is more top-level YAML.
+    fn config_text(&self, labels: &[&str], pools: &str, top: &str) -> String {
+        let (host, port) = self
+            .zk
+            .plain_hosts()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+            .expect("host:port");
+        let labels: String = labels.iter().map(|l| format!("  - name: {l}\n")).collect();
+        format!(
+            "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n{top}labels:\n{labels}providers:\n  - name: {STATIC_PROVIDER}\n    driver: static\n    pools:\n{pools}",
+            chroot = self.zk.chroot(),
+        )
+    }
+
+    /// Writes the config (a new mtime makes a running launcher reload it).
+    fn write(&self, labels: &[&str], pools: &str) {
+        self.write_text(&self.config_text(labels, pools, ""));
+    }
+
+    fn write_text(&self, text: &str) {
+        let tmp = self.dir.path().join("nodepool.yaml.new");
+        std::fs::write(&tmp, text).expect("config");
+        std::fs::rename(&tmp, &self.config).expect("rename config");
+    }
+
+    fn start_launcher(&self) -> Launcher {
+        self.start_launcher_with(|_| {})
+    }
+
+    fn start_launcher_with(&self, tweak: impl FnOnce(&mut LauncherOptions)) -> Launcher {
+        let mut opts = LauncherOptions::new(self.config.clone());
+        opts.webapp = false;
+        opts.hostname = Some("static-host".into());
+        opts.statsd = Some(Statsd::noop());
+        opts.intervals = Intervals {
+            config_check: Duration::from_millis(200),
+            pool_tick: Duration::from_millis(200),
+            stop_grace: Duration::from_millis(500),
+            delete: Duration::from_millis(500),
+            // Also the retry delay of a host whose check failed.
+            cleanup: Duration::from_secs(1),
+            ..Intervals::default()
+        };
+        tweak(&mut opts);
+        Launcher::start(opts)
+    }
+
+    async fn nodes(&self) -> Vec<Node> {
+        let mut v: Vec<Node> = self
+            .store
+            .nodes()
+            .await
+            .expect("nodes")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Nodepool's `waitForNodes`: until exactly `count` nodes with `label` are `ready`
+    /// and unallocated; sorted by id.
+    async fn wait_nodes(&self, label: &str, count: usize) -> Vec<Node> {
+        wait_for(&format!("{count} ready {label} nodes"), || async {
+            let ready: Vec<Node> = self
+                .nodes()
+                .await
+                .into_iter()
+                .filter(|n| {
+                    n.state == NodeState::Ready
+                        && n.allocated_to.is_none()
+                        && n.node_type.iter().any(|t| t == label)
+                })
+                .collect();
+            (ready.len() == count).then_some(ready)
+        })
+        .await
+    }
+
+    /// Zuul's submit with a precedence (`100`, `200`, `300`).
+    async fn submit_with(&self, labels: &[&str], precedence: &str) -> RequestId {
+        let mut r = NodeRequest::new(labels.iter().map(|s| s.to_string()).collect(), "zuul-test");
+        r.tenant_name = Some("tenant-1".into());
+        self.store
+            .create_request(&mut r, precedence, false)
+            .await
+            .expect("submit request")
+    }
+
+    async fn submit(&self, labels: &[&str]) -> RequestId {
+        self.submit_with(labels, "100").await
+    }
+
+    async fn request(&self, id: &RequestId) -> NodeRequest {
+        self.store
+            .get_request(id)
+            .await
+            .expect("read request")
+            .expect("request exists")
+            .0
+    }
+
+    async fn wait_state(&self, id: &RequestId, state: RequestState) -> NodeRequest {
+        wait_for(&format!("request {id} {state:?}"), || async {
+            let (r, _) = self.store.get_request(id).await.ok()??;
+            (r.state == state).then_some(r)
+        })
+        .await
+    }
+
+    /// The request was never written since Zuul created it: deferred, not accepted and
+    /// put back (nor declined).
+    async fn assert_untouched(&self, id: &RequestId) {
+        let (r, stat) = self
+            .store
+            .get_request(id)
+            .await
+            .expect("read request")
+            .expect("request exists");
+        assert_eq!(r.state, RequestState::Requested);
+        assert!(r.declined_by.is_empty(), "{r:?}");
+        assert_eq!(stat.version, 0, "request {id} was written: {r:?}");
+    }
+
+    async fn node(&self, id: &NodeId) -> Node {
+        self.store
+            .get_node(id)
+            .await
+            .expect("read node")
+            .expect("node exists")
+            .0
+    }
+
+    /// Sets a node `used` without locking it (as Nodepool's tests do).
+    async fn mark_used(&self, id: &NodeId) {
+        let mut n = self.node(id).await;
+        n.set_state(NodeState::Used);
+        self.store.store_node(&n, None).await.expect("store used");
+    }
+
+    /// Zuul's use of a node: lock it, set it `in-use`; the lock is returned.
+    async fn lock_in_use(&self, id: &NodeId) -> ZkLock {
+        let mut lock = ZkLock::new(self.store.client(), &paths::node_lock(id), b"");
+        assert!(lock
+            .acquire(Some(Duration::from_secs(30)))
+            .await
+            .expect("lock node"));
+        let mut n = self.node(id).await;
+        n.set_state(NodeState::InUse);
+        self.store.store_node(&n, None).await.expect("store in-use");
+        lock
+    }
+
+    /// Zuul's return of a node it holds: `used`, then unlock.
+    async fn give_back(&self, id: &NodeId, mut lock: ZkLock) {
+        let mut n = self.node(id).await;
+        n.set_state(NodeState::Used);
+        self.store.store_node(&n, None).await.expect("store used");
+        lock.release().await.expect("unlock");
+    }
+
+    /// Nodepool's `waitForNodeDeletion`.
+    async fn wait_deleted(&self, id: &NodeId) {
+        wait_for(&format!("node {id} deleted"), || async {
+            self.store
+                .get_node(id)
+                .await
+                .ok()
+                .and_then(|n| n.is_none().then_some(()))
+        })
+        .await
+    }
+}
+
+/// `static-basic.yaml`: one host with `fake-label`, pool `main` with node-attributes.
+fn basic_pools(env: &StaticEnv, extra: &str) -> String {
+    format!(
+        "      - name: main\n        node-attributes:\n          key1: value1\n          key2: value2\n        nodes:\n{}",
+        sshd_host(&env.hosts[0], "fake-label", extra)
+    )
+}
+
+/// `static-2-nodes.yaml`: two hosts with `fake-label`.
+fn two_node_pools(env: &StaticEnv) -> String {
+    format!(
+        "      - name: main\n        nodes:\n{}{}",
+        sshd_host(&env.hosts[0], "fake-label", ""),
+        sshd_host(&env.hosts[1], "fake-label", "")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_basic() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        let n = &nodes[0];
+        let host = &env.hosts[0];
+        let name = host.ip().to_string();
+        assert_eq!(n.state, NodeState::Ready);
+        assert_eq!(n.provider.as_deref(), Some(STATIC_PROVIDER));
+        assert_eq!(n.pool.as_deref(), Some("main"));
+        assert_eq!(n.launcher.as_deref(), Some("static driver"));
+        assert_eq!(n.node_type, ["fake-label"]);
+        assert_eq!(n.hostname.as_deref(), Some(name.as_str()));
+        assert_eq!(n.interface_ip.as_deref(), Some(name.as_str()));
+        assert_eq!(n.external_id.as_deref(), Some(name.as_str()));
+        assert_eq!(n.public_ipv4.as_deref(), Some(name.as_str()));
+        assert_eq!(n.username.as_deref(), Some("zuul"));
+        assert_eq!(n.connection_port, host.port());
+        assert_eq!(n.connection_type.as_deref(), Some("ssh"));
+        assert_eq!(n.host_keys, [host.host_key()], "scanned from the real sshd");
+        assert_eq!(
+            n.attributes,
+            serde_json::json!({"key1": "value1", "key2": "value2"})
+        );
+        assert_eq!(n.python_path.as_deref(), Some("auto"));
+        assert_eq!(n.shell_type, None);
+        assert_eq!(n.slot, Some(0));
+        assert_eq!(n.resources, None);
+        assert_eq!(n.created_time, Some(n.state_time));
+        // The pool component serves the host's labels, as a cloud pool does.
+        let pools: Vec<_> = env
+            .store
+            .components(ComponentKind::Pool)
+            .await
+            .expect("pools")
+            .into_iter()
+            .filter_map(|c| c.component.pool)
+            .collect();
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0].provider_name.as_deref(), Some(STATIC_PROVIDER));
+        assert_eq!(pools[0].supported_labels, ["fake-label"]);
+        assert!(pools[0]
+            .id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("static-host-PoolWorker.static-provider-main-")));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_reuse() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        // Nodepool's test keeps its cleanup worker from running: the slot is registered
+        // again because the node was deleted, not by a periodic pass.
+        let l = env.start_launcher_with(|o| o.intervals.cleanup = Duration::from_secs(600));
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].slot, Some(0));
+        env.mark_used(&nodes[0].id).await;
+        env.wait_deleted(&nodes[0].id).await;
+        let again = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(again[0].slot, Some(0));
+        assert_ne!(again[0].id, nodes[0].id, "a new node for the same slot");
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_python_path() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        let extra = "            python-path: /usr/bin/python3\n";
+        env.write(&["fake-label"], &basic_pools(&env, extra));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].python_path.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(nodes[0].slot, Some(0));
+        env.mark_used(&nodes[0].id).await;
+        env.wait_deleted(&nodes[0].id).await;
+        let again = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(again[0].python_path.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(again[0].slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_shell_type() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        let extra = "            shell-type: cmd\n";
+        env.write(&["fake-label"], &basic_pools(&env, extra));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].shell_type.as_deref(), Some("cmd"));
+        env.mark_used(&nodes[0].id).await;
+        env.wait_deleted(&nodes[0].id).await;
+        let again = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(again[0].shell_type.as_deref(), Some("cmd"));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_multiname() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        // One host name twice, with two usernames: two hosts as far as Nodepool goes.
+        let h = &env.hosts[0];
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}{}",
+            sshd_host(h, "fake-label", ""),
+            sshd_host(h, "other-label", "").replace("username: zuul", "username: zuul-2")
+        );
+        let top = "tenant-resource-limits:\n  - tenant-name: tenant-1\n    max-cores: 1024\n";
+        env.write_text(&env.config_text(&["fake-label", "other-label"], &pools, top));
+        let l = env.start_launcher();
+        let a = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(a[0].username.as_deref(), Some("zuul"));
+        assert_eq!(a[0].slot, Some(0));
+        let b = env.wait_nodes("other-label", 1).await;
+        assert_eq!(b[0].username.as_deref(), Some("zuul-2"));
+        assert_eq!(b[0].slot, Some(0));
+        let id = env.submit(&["fake-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        let lock = env.lock_in_use(&req.nodes[0]).await;
+        env.give_back(&req.nodes[0], lock).await;
+        env.wait_deleted(&req.nodes[0]).await;
+        env.wait_nodes("fake-label", 1).await;
+        let labels: HashSet<String> = env
+            .nodes()
+            .await
+            .into_iter()
+            .map(|n| n.node_type[0].clone())
+            .collect();
+        assert_eq!(
+            labels,
+            HashSet::from(["fake-label".to_string(), "other-label".to_string()])
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_unresolvable() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        // A name that cannot resolve — one that is not even a valid host name, so that
+        // no DNS query leaves the machine — does not keep the other host out.
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}{}",
+            static_host("unresolvable..unresolvable", 22, "fake-label", "", ""),
+            sshd_host(&env.hosts[0], "fake-label", "")
+        );
+        env.write(&["fake-label"], &pools);
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(
+            nodes[0].hostname.as_deref(),
+            Some(env.hosts[0].ip().to_string().as_str())
+        );
+        assert_eq!(nodes[0].launcher.as_deref(), Some("static driver"));
+        assert_eq!(nodes[0].slot, Some(0));
+        assert_eq!(env.nodes().await.len(), 1);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_node_increase() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(2).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].slot, Some(0));
+        env.write(&["fake-label"], &two_node_pools(&env));
+        let nodes = env.wait_nodes("fake-label", 2).await;
+        assert_eq!(nodes[0].slot, Some(0));
+        assert_eq!(nodes[1].slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_node_decrease() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(2).await else {
+            return;
+        };
+        env.write(&["fake-label"], &two_node_pools(&env));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 2).await;
+        assert_eq!((nodes[0].slot, nodes[1].slot), (Some(0), Some(0)));
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(
+            nodes[0].hostname.as_deref(),
+            Some(env.hosts[0].ip().to_string().as_str())
+        );
+        assert_eq!(nodes[0].slot, Some(0));
+        wait_for("the removed host's node deleted", || async {
+            (env.nodes().await.len() == 1).then_some(())
+        })
+        .await;
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_parallel_increase() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        env.wait_nodes("fake-label", 1).await;
+        let extra = "            max-parallel-jobs: 2\n";
+        env.write(&["fake-label"], &basic_pools(&env, extra));
+        let nodes = env.wait_nodes("fake-label", 2).await;
+        assert_eq!((nodes[0].slot, nodes[1].slot), (Some(0), Some(1)));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_parallel_decrease() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        let extra = "            max-parallel-jobs: 2\n";
+        env.write(&["fake-label"], &basic_pools(&env, extra));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 2).await;
+        assert_eq!((nodes[0].slot, nodes[1].slot), (Some(0), Some(1)));
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_node_update() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label", "fake-label2"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        env.wait_nodes("fake-label", 1).await;
+        // `static-update.yaml`: two labels, user `admin`, a winrm connection (its port
+        // must answer; no host keys are kept).
+        let h = &env.hosts[0];
+        let pools = format!(
+            "      - name: main\n        nodes:\n          - name: {}\n            labels:\n              - fake-label\n              - fake-label2\n            timeout: 2\n            connection-type: winrm\n            connection-port: {}\n            username: admin\n",
+            h.ip(),
+            h.port()
+        );
+        env.write(&["fake-label", "fake-label2"], &pools);
+        let nodes = env.wait_nodes("fake-label2", 1).await;
+        let n = &nodes[0];
+        assert!(n.node_type.contains(&"fake-label".to_string()));
+        assert!(n.node_type.contains(&"fake-label2".to_string()));
+        assert_eq!(n.username.as_deref(), Some("admin"));
+        assert_eq!(n.connection_port, h.port());
+        assert_eq!(n.connection_type.as_deref(), Some("winrm"));
+        assert!(n.host_keys.is_empty());
+        assert_eq!(n.slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_node_update_startup() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label", "fake-label2"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        let first = env.wait_nodes("fake-label", 1).await;
+        l.stop().await;
+        // `static-multilabel.yaml`, read by a launcher started afresh.
+        let h = &env.hosts[0];
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}",
+            sshd_host(h, "[fake-label, fake-label2]", "")
+        );
+        env.write(&["fake-label", "fake-label2"], &pools);
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label2", 1).await;
+        assert_eq!(nodes[0].id, first[0].id, "updated, not created again");
+        assert_eq!(nodes[0].node_type, ["fake-label", "fake-label2"]);
+        assert_eq!(nodes[0].slot, Some(0));
+        assert_eq!(
+            nodes[0].attributes,
+            serde_json::Value::Null,
+            "the pool's now"
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_multilabel() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}",
+            sshd_host(&env.hosts[0], "[fake-label, fake-label2]", "")
+        );
+        env.write(&["fake-label", "fake-label2"], &pools);
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert!(nodes[0].node_type.contains(&"fake-label".to_string()));
+        assert!(nodes[0].node_type.contains(&"fake-label2".to_string()));
+        assert_eq!(nodes[0].slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// `static.yaml`: `fake-label` (one slot), `fake-concurrent-label` (two slots) and a
+/// winrm host with `fake-windows-label`.
+fn handler_pools(env: &StaticEnv) -> String {
+    format!(
+        "      - name: main\n        nodes:\n{}{}{}",
+        sshd_host(
+            &env.hosts[0],
+            "fake-label",
+            "            max-parallel-jobs: 1\n"
+        ),
+        sshd_host(
+            &env.hosts[1],
+            "fake-concurrent-label",
+            "            max-parallel-jobs: 2\n"
+        ),
+        static_host(
+            &env.hosts[2].ip().to_string(),
+            env.hosts[2].port(),
+            "fake-windows-label",
+            "",
+            "            max-parallel-jobs: 1\n            connection-type: winrm\n"
+        )
+    )
+}
+
+const HANDLER_LABELS: [&str; 4] = [
+    "fake-label",
+    "fake-label2",
+    "fake-concurrent-label",
+    "fake-windows-label",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_handler() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(3).await else {
+            return;
+        };
+        env.write(&HANDLER_LABELS, &handler_pools(&env));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].slot, Some(0));
+        let concurrent = env.wait_nodes("fake-concurrent-label", 2).await;
+        assert_eq!((concurrent[0].slot, concurrent[1].slot), (Some(0), Some(1)));
+        let windows = env.wait_nodes("fake-windows-label", 1).await;
+        assert!(windows[0].host_keys.is_empty());
+        env.mark_used(&nodes[0].id).await;
+        env.wait_deleted(&nodes[0].id).await;
+        let again = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(again[0].slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_multinode_handler() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(3).await else {
+            return;
+        };
+        env.write(&HANDLER_LABELS, &handler_pools(&env));
+        let l = env.start_launcher();
+        env.wait_nodes("fake-concurrent-label", 2).await;
+        let id = env.submit(&["fake-label", "fake-concurrent-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        assert_eq!(req.nodes.len(), 2);
+        assert_eq!(env.node(&req.nodes[0]).await.node_type, ["fake-label"]);
+        assert_eq!(
+            env.node(&req.nodes[1]).await.node_type,
+            ["fake-concurrent-label"]
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+/// `static-2-nodes-multilabel.yaml`.
+fn multilabel_pools(env: &StaticEnv) -> String {
+    format!(
+        "      - name: main\n        nodes:\n{}{}",
+        sshd_host(&env.hosts[0], "[fake-label, fake-label2, label-host-1]", ""),
+        sshd_host(&env.hosts[1], "[fake-label2, label-host-2]", "")
+    )
+}
+
+const MULTILABEL_LABELS: [&str; 4] = ["fake-label", "fake-label2", "label-host-1", "label-host-2"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_waiting_handler() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(2).await else {
+            return;
+        };
+        env.write(&MULTILABEL_LABELS, &multilabel_pools(&env));
+        let l = env.start_launcher();
+        env.wait_nodes("fake-label2", 2).await;
+        let id = env.submit(&["fake-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        let used = req.nodes[0].clone();
+        let lock = env.lock_in_use(&used).await;
+        let waiting = env.submit(&["fake-label"]).await;
+        let other = env.submit(&["fake-label2"]).await;
+        let other = env.wait_state(&other, RequestState::Fulfilled).await;
+        assert_ne!(other.nodes[0], used);
+        // fake-label has no node available: the request waits untouched (the pass
+        // that served the later request passed it over without writing it).
+        env.assert_untouched(&waiting).await;
+        env.give_back(&used, lock).await;
+        env.wait_deleted(&used).await;
+        env.wait_state(&waiting, RequestState::Fulfilled).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_quota() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(2).await else {
+            return;
+        };
+        env.write(&MULTILABEL_LABELS, &multilabel_pools(&env));
+        // Submitted before the launcher starts, so that one pass sees all three (as
+        // Nodepool's once-a-second pass does): host-1 and host-2 go to the first two,
+        // fake-label2 (which both hosts have) is then not available, and the third
+        // waits untouched.
+        let r1 = env.submit(&["label-host-1"]).await;
+        let r2 = env.submit(&["label-host-2"]).await;
+        let waiting = env.submit(&["fake-label2"]).await;
+        let l = env.start_launcher();
+        let req1 = env.wait_state(&r1, RequestState::Fulfilled).await;
+        let used = req1.nodes[0].clone();
+        let lock = env.lock_in_use(&used).await;
+        env.wait_state(&r2, RequestState::Fulfilled).await;
+        env.assert_untouched(&waiting).await;
+        env.give_back(&used, lock).await;
+        env.wait_deleted(&used).await;
+        env.wait_state(&waiting, RequestState::Fulfilled).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_ignore_assigned_ready_nodes() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        env.wait_nodes("fake-label", 1).await;
+        let id = env.submit(&["fake-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        // Zuul has not taken the node yet (the request still exists): another request
+        // must not get it, and no sync or cleanup pass may touch it.
+        let waiting = env.submit(&["fake-label"]).await;
+        // Several cleanup passes (1 s each) and pool passes go by.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        env.assert_untouched(&waiting).await;
+        let n = env.node(&req.nodes[0]).await;
+        assert_eq!(n.state, NodeState::Ready);
+        assert_eq!(n.allocated_to.as_ref(), Some(&id));
+        assert_eq!(n.slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_waiting_handler_order() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        env.wait_nodes("fake-label", 1).await;
+        let id = env.submit(&["fake-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        let node = req.nodes[0].clone();
+        assert_eq!(env.node(&node).await.slot, Some(0));
+        let lock = env.lock_in_use(&node).await;
+        let w1 = env.submit_with(&["fake-label"], "300").await;
+        let w2 = env.submit_with(&["fake-label"], "200").await;
+        let w3 = env.submit_with(&["fake-label"], "200").await;
+        env.give_back(&node, lock).await;
+        env.wait_deleted(&node).await;
+        // The one node goes to the highest precedence, then the oldest.
+        let r2 = env.wait_state(&w2, RequestState::Fulfilled).await;
+        env.assert_untouched(&w1).await;
+        env.assert_untouched(&w3).await;
+        let n2 = r2.nodes[0].clone();
+        assert_eq!(env.node(&n2).await.slot, Some(0));
+        let lock = env.lock_in_use(&n2).await;
+        env.give_back(&n2, lock).await;
+        let r3 = env.wait_state(&w3, RequestState::Fulfilled).await;
+        env.assert_untouched(&w1).await;
+        let n3 = r3.nodes[0].clone();
+        assert_eq!(env.node(&n3).await.slot, Some(0));
+        let lock = env.lock_in_use(&n3).await;
+        env.give_back(&n3, lock).await;
+        env.wait_state(&w1, RequestState::Fulfilled).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_request_handled() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].slot, Some(0));
+        let id = env.submit(&["fake-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        assert_eq!(req.nodes, [nodes[0].id.clone()]);
+        // As Zuul expects: allocated, unlocked, tenant and requestor copied.
+        let n = env.node(&nodes[0].id).await;
+        assert_eq!(n.allocated_to.as_ref(), Some(&id));
+        assert_eq!(n.tenant_name.as_deref(), Some("tenant-1"));
+        assert_eq!(n.requestor.as_deref(), Some("zuul-test"));
+        assert!(env
+            .store
+            .node_lock_contenders(&n.id)
+            .await
+            .expect("lock")
+            .is_empty());
+        assert!(env
+            .store
+            .request_lock_contenders(&id)
+            .await
+            .expect("request lock")
+            .is_empty());
+        env.store.delete_request(&id).await.expect("delete request");
+        env.mark_used(&nodes[0].id).await;
+        // Used, deleted, then registered again.
+        env.wait_deleted(&nodes[0].id).await;
+        let again = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(again[0].hostname, nodes[0].hostname);
+        assert_eq!(again[0].slot, Some(0));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_check() {
+    bounded(async {
+        let Some(mut env) = StaticEnv::new(1).await else {
+            return;
+        };
+        env.write(&["fake-label"], &basic_pools(&env, ""));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        // The host goes down: the request finds it dead and removes its node.
+        env.hosts[0].stop();
+        let id = env.submit(&["fake-label"]).await;
+        env.wait_deleted(&nodes[0].id).await;
+        env.wait_state(&id, RequestState::Requested).await;
+        // Back up: registered again (after the retry delay) and handed out.
+        env.hosts[0].start_again().expect("sshd back");
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        assert_eq!(req.nodes.len(), 1);
+        assert_ne!(req.nodes[0], nodes[0].id);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_two_node() {
+    bounded(async {
+        let Some(mut env) = StaticEnv::new(2).await else {
+            return;
+        };
+        // `static-two-node.yaml`: the second host is never checked.
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}{}",
+            sshd_host(&env.hosts[0], "fake-label", ""),
+            sshd_host(
+                &env.hosts[1],
+                "fake-label2",
+                "            host-key-checking: false\n"
+            )
+        );
+        env.write(&["fake-label", "fake-label2"], &pools);
+        let l = env.start_launcher();
+        let nodes1 = env.wait_nodes("fake-label", 1).await;
+        let nodes2 = env.wait_nodes("fake-label2", 1).await;
+        env.hosts[0].stop();
+        env.hosts[1].stop();
+        let r1 = env.submit(&["fake-label"]).await;
+        env.wait_deleted(&nodes1[0].id).await;
+        env.wait_state(&r1, RequestState::Requested).await;
+        let r2 = env.submit(&["fake-label2"]).await;
+        let req2 = env.wait_state(&r2, RequestState::Fulfilled).await;
+        assert_eq!(env.request(&r1).await.state, RequestState::Requested);
+        // Not checked, so handed out although its sshd is down. (Python Nodepool also
+        // recycles this node while the first request waits; we leave it alone.)
+        assert_eq!(req2.nodes, [nodes2[0].id.clone()]);
+        env.hosts[0].start_again().expect("sshd back");
+        let req1 = env.wait_state(&r1, RequestState::Fulfilled).await;
+        assert_ne!(req1.nodes[0], nodes1[0].id);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_key_checking_toggle() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(0).await else {
+            return;
+        };
+        // Nothing listens there: a host that were contacted could not be registered.
+        let port = std::net::TcpListener::bind("127.0.0.20:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}",
+            static_host(
+                "127.0.0.20",
+                port,
+                "fake-label",
+                "ssh-rsa FAKEKEY",
+                "            host-key-checking: false\n"
+            )
+        );
+        env.write(&["fake-label"], &pools);
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(
+            nodes[0].host_keys,
+            ["ssh-rsa FAKEKEY"],
+            "the configured keys"
+        );
+        // Handed out without a liveness check too.
+        let id = env.submit(&["fake-label"]).await;
+        env.wait_state(&id, RequestState::Fulfilled).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_static_node() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(2).await else {
+            return;
+        };
+        env.write(&["fake-label"], &two_node_pools(&env));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 2).await;
+        env.store.delete_node(&nodes[0]).await.expect("delete node");
+        let again = env.wait_nodes("fake-label", 2).await;
+        assert_eq!((again[0].slot, again[1].slot), (Some(0), Some(0)));
+        assert!(!again.iter().any(|n| n.id == nodes[0].id));
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_host_keeps_its_busy_node_until_it_comes_back() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(2).await else {
+            return;
+        };
+        env.write(&["fake-label"], &two_node_pools(&env));
+        let l = env.start_launcher();
+        let nodes = env.wait_nodes("fake-label", 2).await;
+        let id = env.submit(&["fake-label"]).await;
+        let req = env.wait_state(&id, RequestState::Fulfilled).await;
+        let busy = req.nodes[0].clone();
+        let lock = env.lock_in_use(&busy).await;
+        env.store.delete_request(&id).await.expect("delete request");
+        let free = nodes
+            .iter()
+            .find(|n| n.id != busy)
+            .expect("free node")
+            .id
+            .clone();
+        // Both hosts leave the config: the free node goes at once, the busy one stays.
+        env.write(&["fake-label"], "      - name: main\n        nodes: []\n");
+        env.wait_deleted(&free).await;
+        assert_eq!(env.node(&busy).await.state, NodeState::InUse);
+        // Returned: deleted, and not registered again.
+        env.give_back(&busy, lock).await;
+        env.wait_deleted(&busy).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(env.nodes().await.is_empty(), "{:?}", env.nodes().await);
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_or_mismatched_host_is_retried_and_not_registered() {
+    bounded(async {
+        let Some(mut env) = StaticEnv::new(2).await else {
+            return;
+        };
+        // Host 0 is down at start; host 1 presents another key than configured.
+        env.hosts[0].stop();
+        let wrong = env.hosts[0].host_key().to_string();
+        let pools = format!(
+            "      - name: main\n        nodes:\n{}{}",
+            sshd_host(&env.hosts[0], "fake-label", ""),
+            static_host(
+                &env.hosts[1].ip().to_string(),
+                env.hosts[1].port(),
+                "fake-label2",
+                &wrong,
+                ""
+            )
+        );
+        env.write(&["fake-label", "fake-label2"], &pools);
+        let l = env.start_launcher();
+        // Retried (every second here): registered once the host is up.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(env.nodes().await.is_empty());
+        env.hosts[0].start_again().expect("sshd back");
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        assert_eq!(nodes[0].host_keys, [env.hosts[0].host_key()]);
+        // The mismatched host never is (its sshd answers, with the wrong key).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!env
+            .nodes()
+            .await
+            .iter()
+            .any(|n| n.node_type.contains(&"fake-label2".to_string())));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// The cloud test config with a static provider added: `static_labels` are more
+/// top-level labels, `host` the static provider's one host entry.
+fn cloud_and_static_config(env: &Env, static_labels: &[&str], host: &str) -> String {
+    let labels: String = static_labels
+        .iter()
+        .map(|l| format!("  - name: {l}\n"))
+        .collect();
+    let cloud = config_yaml(&env.zk, &Shape::default(), env.sim.ssh_port()).replacen(
+        "labels:\n",
+        &format!("labels:\n{labels}"),
+        1,
+    );
+    format!(
+        "{cloud}  - name: {STATIC_PROVIDER}\n    driver: static\n    pools:\n      - name: main\n        nodes:\n{host}"
+    )
+}
+
+/// Submits a request for `label` preferring `provider` (as Zuul does for the nodes of
+/// one build).
+async fn submit_preferring(env: &Env, label: &str, provider: Option<&str>) -> RequestId {
+    let mut r = NodeRequest::new(vec![label.to_string()], "zuul-test");
+    r.provider = provider.map(str::to_string);
+    env.store
+        .create_request(&mut r, "100", false)
+        .await
+        .expect("submit request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_multiprovider_handler() {
+    bounded(async {
+        init_logs();
+        if !sshd_available() {
+            return;
+        }
+        let sshd = TestSshd::start([127, 0, 0, 30].into()).expect("sshd");
+        let env = Env::new(&Shape::default(), Knobs::default()).await;
+        let host = sshd_host(&sshd, "fake-static-label", "");
+        env.rewrite_config_text(&cloud_and_static_config(
+            &env,
+            &["fake-static-label"],
+            &host,
+        ));
+        let l = env.start_launcher("host-a");
+        let id = env.submit(&["fake-static-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        let n = env.node(&req.nodes[0]).await;
+        assert_eq!(n.provider.as_deref(), Some(STATIC_PROVIDER));
+        assert_eq!(n.launcher.as_deref(), Some("static driver"));
+        let id = env.submit(&["small-label"]).await;
+        let req = env.wait_done(&id).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        assert_eq!(
+            env.node(&req.nodes[0]).await.provider.as_deref(),
+            Some(PROVIDER)
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_of_static_and_cloud_providers_is_served_by_both() {
+    bounded(async {
+        init_logs();
+        if !sshd_available() {
+            return;
+        }
+        let sshd = TestSshd::start([127, 0, 0, 31].into()).expect("sshd");
+        let env = Env::new(&Shape::default(), Knobs::default()).await;
+        // `small-label` is also the static host's label.
+        let host = sshd_host(&sshd, "small-label", "");
+        env.rewrite_config_text(&cloud_and_static_config(&env, &[], &host));
+        let l = env.start_launcher("host-a");
+        let store = env.store.clone();
+        wait_for("static node registered", || {
+            let store = store.clone();
+            async move {
+                let nodes = store.nodes().await.ok()?;
+                nodes
+                    .iter()
+                    .any(|(n, _)| n.provider.as_deref() == Some(STATIC_PROVIDER))
+                    .then_some(())
+            }
+        })
+        .await;
+        // Each provider serves the request preferring it.
+        let on_static = submit_preferring(&env, "small-label", Some(STATIC_PROVIDER)).await;
+        let on_static = env.wait_done(&on_static).await;
+        assert_eq!(on_static.state, RequestState::Fulfilled);
+        let static_node = on_static.nodes[0].clone();
+        assert_eq!(
+            env.node(&static_node).await.provider.as_deref(),
+            Some(STATIC_PROVIDER)
+        );
+        let _static_lock = env.accept(&on_static).await;
+        let on_cloud = submit_preferring(&env, "small-label", Some(PROVIDER)).await;
+        let on_cloud = env.wait_done(&on_cloud).await;
+        assert_eq!(on_cloud.state, RequestState::Fulfilled);
+        assert_eq!(
+            env.node(&on_cloud.nodes[0]).await.provider.as_deref(),
+            Some(PROVIDER)
+        );
+        // The static host is busy: a request without preference goes to the cloud.
+        let any = submit_preferring(&env, "small-label", None).await;
+        let any = env.wait_done(&any).await;
+        assert_eq!(any.state, RequestState::Fulfilled);
+        assert_eq!(
+            env.node(&any.nodes[0]).await.provider.as_deref(),
+            Some(PROVIDER)
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_nodes_in_stats_and_the_web_api() {
+    bounded(async {
+        let Some(env) = StaticEnv::new(1).await else {
+            return;
+        };
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let top = "webapp:\n  port: 0\n  listen_address: 127.0.0.1\n";
+        env.write_text(&env.config_text(&["fake-label"], &basic_pools(&env, ""), top));
+        let bound = Arc::new(std::sync::Mutex::new(None));
+        let b = bound.clone();
+        let l = env.start_launcher_with(move |o| {
+            o.webapp = true;
+            o.web_bound = Some(b);
+            o.statsd = Some(Statsd::udp("127.0.0.1", port).unwrap());
+        });
+        let nodes = env.wait_nodes("fake-label", 1).await;
+        let want = [
+            format!("nodepool.provider.{STATIC_PROVIDER}.nodes.ready:1|g"),
+            "nodepool.label.fake-label.nodes.ready:1|g".to_string(),
+            format!("nodepool.provider.{STATIC_PROVIDER}.max_servers:inf|g"),
+        ];
+        let w = want.clone();
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut lines: Vec<String> = Vec::new();
+            let deadline = std::time::Instant::now() + WAIT;
+            let mut buf = [0u8; 8192];
+            while std::time::Instant::now() < deadline && !w.iter().all(|k| lines.contains(k)) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    lines.extend(text.lines().map(str::to_string));
+                }
+            }
+            lines
+        })
+        .await
+        .unwrap();
+        for k in &want {
+            assert!(lines.contains(k), "{k} missing from {lines:?}");
+        }
+        let addr = wait_for("web API bound", || {
+            let a = *bound.lock().unwrap();
+            async move { a }
+        })
+        .await;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        let id = nodes[0].id.as_str().to_string();
+        let row = wait_for("static node in /node-list", || async {
+            let r = http
+                .get(format!("http://{addr}/node-list"))
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .ok()?;
+            let body: serde_json::Value = r.json().await.ok()?;
+            body.as_array()?
+                .iter()
+                .find(|n| n["id"].as_str() == Some(id.as_str()))
+                .cloned()
+        })
+        .await;
+        let ip = env.hosts[0].ip().to_string();
+        assert_eq!(row["provider"].as_str(), Some(STATIC_PROVIDER), "{row}");
+        assert_eq!(row["server_id"].as_str(), Some(ip.as_str()), "{row}");
+        assert_eq!(row["hostname"].as_str(), Some(ip.as_str()), "{row}");
+        assert_eq!(row["launcher"].as_str(), Some("static driver"), "{row}");
+        assert_eq!(row["state"].as_str(), Some("ready"), "{row}");
+        assert_eq!(row["label"], serde_json::json!(["fake-label"]), "{row}");
+        l.stop().await;
+    })
+    .await;
+}
+
 /// Parses a Prometheus text page into `name{labels}` → value.
 fn prometheus_samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -1437,10 +2641,7 @@ async fn prometheus_metrics_match_zookeeper() {
             pool_tick: Duration::from_millis(200),
             ..Intervals::default()
         };
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move { run(opts, c).await.expect("launcher run") });
-        let l = Launcher { cancel, task };
+        let l = Launcher::start(opts);
         let a = env.submit(&["small-label"]).await;
         let b = env.submit(&["small-label", "small-label"]).await;
         let ra = env.wait_done(&a).await;

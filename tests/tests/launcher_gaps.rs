@@ -5,62 +5,23 @@
 //! AZ picked from the cloud's list (and re-listed after Nova's 400), node addresses as
 //! openstacksdk reads them, and a diskimage node's login facts from the config.
 
-use std::future::Future;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use crate::support::Launcher;
+use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::model::{
     BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, QuotaInformation,
     RequestId, RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::sim::{Knobs, SimConfig, SimHandle, Simulator};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(60);
 const PROVIDER: &str = "sim-provider";
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Waits until `f` returns `Some`, polling every 50 ms, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(180), f)
-        .await
-        .expect("test timed out");
-}
 
 /// The generated config's knobs.
 #[derive(Clone, Default)]
@@ -131,70 +92,6 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
     lines.join("\n") + "\n"
 }
 
-struct Launcher {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Launcher {
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("launcher stops")
-            .expect("launcher task");
-    }
-}
-
-/// statsd lines received on a loopback UDP socket (collected by a thread).
-struct StatsSink {
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StatsSink {
-    fn start() -> StatsSink {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let port = sock.local_addr().expect("addr").port();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    l.lock().unwrap().extend(text.lines().map(str::to_string));
-                }
-            }
-        });
-        StatsSink { port, lines, stop }
-    }
-
-    fn has(&self, pred: impl Fn(&str) -> bool) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| pred(l))
-    }
-
-    async fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.has(&pred) {
-            if tokio::time::Instant::now() >= deadline {
-                panic!("no statsd line {what} in {:?}", self.lines.lock().unwrap());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for StatsSink {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 struct Env {
     _zk: TestZk,
     sim: SimHandle,
@@ -247,12 +144,7 @@ impl Env {
     }
 
     fn start_with(&self, opts: LauncherOptions) -> Launcher {
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            run(opts, c).await.expect("launcher run");
-        });
-        Launcher { cancel, task }
+        Launcher::start(opts)
     }
 
     fn start_launcher(&self) -> Launcher {

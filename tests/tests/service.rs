@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 use nodepool_shared::model::{ComponentKind, NodeState};
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{wait_for_within, TestZk};
 use nodepool_shared::zk::ZkStore;
-use nodepool_tests::daemons::{wait_for, workspace_bin, DaemonProc};
+use nodepool_tests::daemons::{workspace_bin, DaemonProc};
 use nodepool_tests::zuul::{FakeZuul, HeldNode, Outcome};
 
 /// A temp dir with a `nodepool.yaml` on the test ZooKeeper (no providers: a launcher
@@ -121,7 +121,7 @@ impl Drop for Detached {
 }
 
 async fn wait_gone(pid: i32, what: &str) {
-    wait_for(what, Duration::from_secs(30), || async move {
+    wait_for_within(what, Duration::from_secs(30), || async move {
         (!alive(pid)
             || std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .is_ok_and(|s| s.contains(") Z ")))
@@ -182,7 +182,7 @@ async fn launcher_detaches_with_a_pidfile_like_nodepool() {
     );
     // It works: registered in ZooKeeper with the one version story.
     let store = env.store().await;
-    let launcher = wait_for("launcher component", Duration::from_secs(60), || {
+    let launcher = wait_for_within("launcher component", Duration::from_secs(60), || {
         let store = store.clone();
         async move {
             store
@@ -209,7 +209,7 @@ async fn launcher_detaches_with_a_pidfile_like_nodepool() {
     // SIGTERM: a graceful stop, the pidfile removed, the component gone.
     signal(pid, libc::SIGTERM);
     wait_gone(pid, "launcher exit").await;
-    wait_for("pidfile removed", Duration::from_secs(10), || async {
+    wait_for_within("pidfile removed", Duration::from_secs(10), || async {
         (!pidfile.exists()).then_some(())
     })
     .await;
@@ -301,7 +301,7 @@ async fn systemd_notify_ready_watchdog_stopping() {
             .env("WATCHDOG_USEC", "400000");
         let mut d = DaemonProc::spawn(cmd, &env.path(&format!("{bin}.out")));
         let mut seen = Vec::new();
-        let registered_at_ready = wait_for("READY=1", Duration::from_secs(60), || {
+        let registered_at_ready = wait_for_within("READY=1", Duration::from_secs(60), || {
             let got = notifications(&sock);
             let ready = got.iter().any(|l| l == "READY=1");
             seen.extend(got);
@@ -323,7 +323,7 @@ async fn systemd_notify_ready_watchdog_stopping() {
             "{bin}: {seen:?}"
         );
         // The watchdog keeps pinging (period 400 ms: every 200 ms).
-        wait_for("WATCHDOG=1", Duration::from_secs(10), || {
+        wait_for_within("WATCHDOG=1", Duration::from_secs(10), || {
             let got = notifications(&sock);
             let n = got.iter().filter(|l| *l == "WATCHDOG=1").count();
             seen.extend(got);
@@ -332,7 +332,7 @@ async fn systemd_notify_ready_watchdog_stopping() {
         .await;
         assert!(d.alive());
         signal(d.pid(), libc::SIGTERM);
-        wait_for("STOPPING=1", Duration::from_secs(30), || {
+        wait_for_within("STOPPING=1", Duration::from_secs(30), || {
             let got = notifications(&sock);
             let done = got.iter().any(|l| l == "STOPPING=1");
             seen.extend(got);
@@ -378,7 +378,7 @@ async fn python_logging_config_logrotate_sighup_and_json() {
     )
     .unwrap();
     for f in [&watched, &plain] {
-        wait_for(
+        wait_for_within(
             "launcher ready in the log file",
             Duration::from_secs(60),
             || async { line_re.is_match(&read(f)).then_some(()) },
@@ -389,7 +389,7 @@ async fn python_logging_config_logrotate_sighup_and_json() {
     std::fs::rename(&watched, env.path("watched.log.1")).unwrap();
     std::fs::rename(&plain, env.path("plain.log.1")).unwrap();
     signal(d.pid(), libc::SIGUSR2);
-    wait_for(
+    wait_for_within(
         "state dump in the new watched file",
         Duration::from_secs(30),
         || async {
@@ -404,12 +404,12 @@ async fn python_logging_config_logrotate_sighup_and_json() {
     assert!(read(&env.path("plain.log.1")).contains("state dump"));
     // …until SIGHUP.
     signal(d.pid(), libc::SIGHUP);
-    wait_for("plain file reopened", Duration::from_secs(30), || async {
+    wait_for_within("plain file reopened", Duration::from_secs(30), || async {
         plain.exists().then_some(())
     })
     .await;
     signal(d.pid(), libc::SIGUSR2);
-    wait_for(
+    wait_for_within(
         "state dump in the new plain file",
         Duration::from_secs(30),
         || async { read(&plain).contains("state dump").then_some(()) },
@@ -437,7 +437,7 @@ async fn python_logging_config_logrotate_sighup_and_json() {
     cmd.args(["-f", "--log-format", "json"]);
     let out = env.path("json.out");
     let d = DaemonProc::spawn(cmd, &out);
-    wait_for("ready", Duration::from_secs(60), || async {
+    wait_for_within("ready", Duration::from_secs(60), || async {
         read(&out).contains("launcher ready").then_some(())
     })
     .await;
@@ -743,7 +743,7 @@ impl SideBySide {
             }
         }
         let (sim_url, ssh_port) = (sim_url.unwrap(), ssh_port.unwrap());
-        wait_for("clouds.yaml", Duration::from_secs(30), || async {
+        wait_for_within("clouds.yaml", Duration::from_secs(30), || async {
             read(&clouds).contains("region_name").then_some(())
         })
         .await;
@@ -824,7 +824,7 @@ impl SideBySide {
 
     /// Waits until node `id`'s record and its server are both gone.
     async fn wait_deleted(&self, store: &ZkStore, id: &str, server: &str, who: &str) {
-        wait_for(
+        wait_for_within(
             &format!("node {id} (server {server}) deleted by {who}"),
             Duration::from_secs(90),
             || async {

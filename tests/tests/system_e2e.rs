@@ -3,147 +3,29 @@
 //! would run it, the OpenStack simulator over HTTP, a real ZooKeeper, `fake-image-create`
 //! writing real qcow2 images and statsd over UDP. Every wait is bounded.
 
-use std::future::Future;
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::Launcher;
 use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
-use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{
     BuildState, ComponentKind, ImageBuild, ImageUpload, Node, NodeId, RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
+use nodepool_tests::builder_world::fixture;
 use nodepool_tests::daemons::{workspace_bin, DaemonProc};
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use nodepool_tests::zuul::{FakeZuul, Outcome};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
 const LABEL: &str = "ubuntu-small";
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create")
-}
-
-/// The `nodepool` CLI binary of this workspace, built if needed (a dev-dependency's
-/// binaries are not built for us, and `CARGO_BIN_EXE_` only covers this crate's own).
-fn cli_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/system_e2e-… → target/<profile>/nodepool
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile dir")
-        .to_path_buf();
-    let bin = profile_dir.join("nodepool");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "nodepool-daemon", "--bin", "nodepool"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building nodepool failed");
-    assert!(bin.is_file(), "{} missing", bin.display());
-    bin
-}
-
-/// Collects every statsd line sent to a UDP socket on 127.0.0.1 (a background thread,
-/// stopped when dropped).
-struct StatsSink {
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StatsSink {
-    fn start() -> StatsSink {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd socket");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        let port = sock.local_addr().expect("local addr").port();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if let Ok(mut g) = l.lock() {
-                        g.extend(text.lines().map(str::to_string));
-                    }
-                }
-            }
-        });
-        StatsSink { port, lines, stop }
-    }
-
-    fn statsd(&self) -> Statsd {
-        Statsd::udp("127.0.0.1", self.port).expect("statsd client")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for StatsSink {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-struct Launcher {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Launcher {
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("launcher stops")
-            .expect("launcher task");
-    }
-}
 
 /// One test's world: ZooKeeper chroot, simulator, a temp dir with one nodepool.yaml for
 /// both daemons and the CLI, and clouds.yaml.
@@ -228,12 +110,7 @@ impl World {
             delete: Duration::from_millis(500),
             ..Intervals::default()
         };
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            run(opts, c).await.expect("launcher run");
-        });
-        Launcher { cancel, task }
+        Launcher::start(opts)
     }
 
     fn zuul(&self, client: nodepool_shared::zk::ZkClient) -> FakeZuul {
@@ -242,7 +119,7 @@ impl World {
 
     /// Runs the `nodepool` CLI with this world's config and clouds.yaml.
     async fn cli(&self, args: &[&str]) -> Output {
-        let bin = tokio::task::spawn_blocking(cli_binary)
+        let bin = tokio::task::spawn_blocking(|| workspace_bin("nodepool"))
             .await
             .expect("build cli");
         let mut cmd = Command::new(bin);
@@ -346,12 +223,6 @@ impl World {
         })
         .await;
     }
-}
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(300), f)
-        .await
-        .expect("test timed out");
 }
 
 /// Checks that `node` booted the upload `up` of `build`.

@@ -1,8 +1,6 @@
 //! The App as a pure state machine: events in, state and commands out.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nodepool_shared::model::{BuildId, NodeId, RequestId, ZkPath};
 use nodepool_shared::zk::{CacheEvent, CacheKind, Change, ConnectionState};
 use nodepool_tui::actions::{Action, ActionOutcome};

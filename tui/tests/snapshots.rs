@@ -1,9 +1,7 @@
 //! Snapshot tests of every view, the overlays, the filter and an empty view, at 80×24
 //! and 120×40, with a fixed set of records and a fixed clock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use insta::assert_snapshot;
 use nodepool_tui::app::{App, AppOptions};
 use ratatui::crossterm::event::KeyCode;

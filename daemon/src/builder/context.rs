@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
 use nodepool_shared::stats::Statsd;
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 use nodepool_shared::zk::ZkStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -217,24 +218,18 @@ impl Ctx {
 
     /// The current configuration.
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.config.read_or_recover().clone()
     }
 
     /// The current cloud drivers.
     pub fn clouds(&self) -> Arc<Clouds> {
-        self.clouds
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.clouds.read_or_recover().clone()
     }
 
     /// Installs a new configuration and its drivers, and wakes the scheduler.
     pub fn replace_config(&self, config: Arc<Config>, clouds: Arc<Clouds>) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
-        *self.clouds.write().unwrap_or_else(|e| e.into_inner()) = clouds;
+        *self.config.write_or_recover() = config;
+        *self.clouds.write_or_recover() = clouds;
         self.with_activity(|a| a.counters.config_reloads += 1);
         self.wake.notify_one();
     }
@@ -249,7 +244,7 @@ impl Ctx {
 
     /// Runs `f` on the activity record.
     pub fn with_activity<T>(&self, f: impl FnOnce(&mut Activity) -> T) -> T {
-        f(&mut self.activity.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.activity.lock_or_recover())
     }
 
     /// A human-readable report of the activity (SIGUSR2).

@@ -1,4 +1,4 @@
-//! The `nodepool` operator CLI (reference §6): the same subcommands, columns and messages
+//! The `nodepool` operator CLI (docs/cli.md): the same subcommands, columns and messages
 //! as Python Nodepool 11's, plus JSON output, shell completions and bounded ZooKeeper
 //! waits. The binary only calls [`main`].
 //!

@@ -159,13 +159,20 @@ async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
 /// for up to 10 minutes, until the cloud no longer has it), then the node record (state
 /// `deleted`, then the znode with its lock). On failure the node stays `deleting` and is
 /// unlocked, so a launcher finishes the job. Returns the node as it was last (`deleted`).
+/// A node of a static provider has no server: only its record goes (the launcher
+/// registers its host's slot again).
 async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
     let Some((node, _)) = s.store.get_node(id).await? else {
         return Err(ops::OpError::NodeNotFound(id.clone()).into());
     };
     let provider = node.provider.clone().unwrap_or_default();
-    let driver = driver_for(&s.config, &provider)
-        .wrap_err_with(|| format!("cannot delete node {id} now"))?;
+    let driver = match s.config.static_provider(&provider) {
+        Some(_) => None,
+        None => Some(
+            driver_for(&s.config, &provider)
+                .wrap_err_with(|| format!("cannot delete node {id} now"))?,
+        ),
+    };
     let ops::LockedNode {
         mut lock,
         mut node,
@@ -174,7 +181,7 @@ async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
     let mut version = Some(version);
     let r = delete_locked_node(
         &s.store,
-        driver.as_ref(),
+        driver.as_deref(),
         &mut node,
         &mut version,
         DELETE_TIMEOUT,

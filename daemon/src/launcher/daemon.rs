@@ -1,4 +1,4 @@
-//! The `nodepool-launcher` main loop (reference §3.1, §3.14): read the config, connect
+//! The `nodepool-launcher` main loop (docs/launcher.md): read the config, connect
 //! ZooKeeper, start the tree cache, register the launcher component, start providers
 //! and one pool worker per provider-pool, start the housekeeping tasks and the web API,
 //! then every `config_check` interval: re-read the config if its files changed (moving
@@ -6,12 +6,16 @@
 //! providers and pool workers with it, and run min-ready. `ready` is set after the first
 //! full pass.
 //!
+//! Providers of both kinds are reconciled here (the provider seam): an OpenStack provider
+//! gets a cloud driver and cloud pool workers; a static provider (`driver: static`)
+//! gets its sync task (`static_driver::sync`) and static pool workers.
+//!
 //! Every task it starts is tracked (see `tasks`). On cancel they are stopped in order,
 //! each group told to stop, waited for `stop_grace` and aborted after it: the pool
-//! workers (they unregister; the component of one aborted is removed here), the request
-//! handlers (they stop their launches), the housekeeping tasks and the web API; then
-//! the launcher component goes and the ZooKeeper session is closed, so every lock and
-//! ephemeral znode goes at once.
+//! workers (they unregister; the component of one aborted is removed here), the static
+//! providers' sync tasks, the request handlers (they stop their launches), the
+//! housekeeping tasks and the web API; then the launcher component goes and the
+//! ZooKeeper session is closed, so every lock and ephemeral znode goes at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,7 +38,9 @@ use super::pool_context::PoolContext;
 use super::pool_worker::{self, RegistrationSlot, COMPONENT_VERSION};
 use super::providers::{ProviderHandle, ProviderHandles};
 use super::runtime::{Intervals, LauncherContext, ProviderRuntime};
-use super::tasks::{stop_task_by, Stopped, TaskGroup};
+use super::static_driver::{self, StaticProvider};
+use super::tasks::{stop_task, stop_task_by, Stopped, TaskGroup};
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// How the launcher is started (the binary maps its flags onto this).
 #[derive(Clone, Debug)]
@@ -94,6 +100,8 @@ pub enum DaemonError {
 
 /// A running pool worker.
 struct WorkerHandle {
+    /// Whether it is a static pool's worker.
+    is_static: bool,
     pc: Arc<PoolContext>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -109,6 +117,8 @@ struct MainLoop {
     handles: Arc<ProviderHandles>,
     handlers: Arc<TaskGroup>,
     workers: HashMap<(String, String), WorkerHandle>,
+    /// The sync task of each started static provider.
+    static_syncs: HashMap<String, (CancellationToken, JoinHandle<()>)>,
     min_ready: MinReady,
 }
 
@@ -156,6 +166,7 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         statsd,
         config: config_rx,
         providers: RwLock::new(HashMap::new()),
+        static_providers: RwLock::new(HashMap::new()),
         fqdn,
         hostname: hostname.clone(),
         intervals: opts.intervals.clone(),
@@ -174,6 +185,7 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         handles: Arc::new(ProviderHandles::default()),
         handlers: Arc::new(TaskGroup::new("request handlers")),
         workers: HashMap::new(),
+        static_syncs: HashMap::new(),
         min_ready: MinReady::new(),
     };
     tracing::info!(hostname = %hostname, fqdn = %ctx.fqdn, "launcher started");
@@ -201,6 +213,7 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
     ctx_cancel.cancel();
     let grace = ctx.intervals.stop_grace;
     main.stop_workers(|_| true).await;
+    main.stop_static_syncs(|_| true).await;
     main.handlers.stop(grace).await;
     housekeeping.stop(grace).await;
     if let Some(reg) = launcher_component {
@@ -308,7 +321,7 @@ fn serve_webapp(
         let serve = crate::webapp::serve(addr, state, ctx.cancel.clone(), Some(tx));
         let report = async move {
             if let (Ok(a), Some(b)) = (rx.await, bound) {
-                *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                *b.lock_or_recover() = Some(a);
             }
         };
         let (served, ()) = tokio::join!(serve, report);
@@ -359,6 +372,7 @@ impl MainLoop {
     async fn reconcile(&mut self) {
         let config = self.ctx.config();
         self.reconcile_providers(&config).await;
+        self.reconcile_static_providers(&config).await;
         self.reconcile_workers(&config).await;
     }
 
@@ -415,11 +429,7 @@ impl MainLoop {
     /// Installs (or removes) the started provider `name` for the pool workers and the
     /// housekeeping tasks.
     fn set_handle(&self, name: &str, handle: Option<Arc<ProviderHandle>>) {
-        let mut providers = self
-            .ctx
-            .providers
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut providers = self.ctx.providers.write_or_recover();
         match handle {
             Some(h) => {
                 providers.insert(name.to_string(), h.runtime.clone());
@@ -432,44 +442,121 @@ impl MainLoop {
         }
     }
 
-    /// Stops the workers whose pool is gone (or whose provider is not started) and
-    /// starts one for every pool of a started provider that has none — also in place of
-    /// one that ended by itself (as Nodepool restarts a dead pool worker thread).
-    async fn reconcile_workers(&mut self, config: &Config) {
-        let wanted: Vec<(String, String)> = config
+    /// Starts a sync task for every static provider of the config that has none (also
+    /// in place of one that ended by itself) and stops those of providers removed
+    /// (their nodes stay; see the operation guide).
+    async fn reconcile_static_providers(&mut self, config: &Config) {
+        let gone: Vec<String> = self
+            .static_syncs
+            .iter()
+            .filter(|(name, (_, task))| {
+                config.static_provider(name).is_none() || task.is_finished()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !gone.is_empty() {
+            for name in &gone {
+                tracing::info!(provider = %name, "stopping static provider");
+            }
+            self.stop_workers(|(p, _)| gone.contains(p)).await;
+            self.stop_static_syncs(|p| gone.contains(&p.to_string()))
+                .await;
+        }
+        for p in &config.static_providers {
+            if self.static_syncs.contains_key(&p.name) {
+                continue;
+            }
+            tracing::info!(provider = %p.name, "static provider started");
+            let provider = Arc::new(StaticProvider::new(&p.name, self.ctx.intervals.cleanup));
+            self.ctx
+                .static_providers
+                .write_or_recover()
+                .insert(p.name.clone(), provider.clone());
+            let stop = self.ctx.cancel.child_token();
+            let task = tokio::spawn(static_driver::sync::run(
+                self.ctx.clone(),
+                provider,
+                stop.clone(),
+            ));
+            self.static_syncs.insert(p.name.clone(), (stop, task));
+        }
+    }
+
+    /// Stops the sync tasks of the chosen static providers (cancel, grace, abort) and
+    /// forgets those providers.
+    async fn stop_static_syncs(&mut self, which: impl Fn(&str) -> bool) {
+        let names: Vec<String> = self
+            .static_syncs
+            .keys()
+            .filter(|n| which(n))
+            .cloned()
+            .collect();
+        for name in names {
+            let Some((stop, task)) = self.static_syncs.remove(&name) else {
+                continue;
+            };
+            stop.cancel();
+            if stop_task(task, self.ctx.intervals.stop_grace).await == Stopped::Aborted {
+                tracing::warn!(provider = %name, "static sync did not stop within its grace period; aborted");
+            }
+            self.ctx.static_providers.write_or_recover().remove(&name);
+        }
+    }
+
+    /// Every (provider, pool) that should have a worker now, and whether it is static.
+    fn wanted_workers(&self, config: &Config) -> Vec<((String, String), bool)> {
+        let cloud = config
             .providers
             .iter()
             .filter(|p| self.handles.get(&p.name).is_some())
             .flat_map(|p| {
                 p.pools
                     .iter()
-                    .map(|pool| (p.name.clone(), pool.name.clone()))
-            })
-            .collect();
+                    .map(|pool| ((p.name.clone(), pool.name.clone()), false))
+            });
+        let fixed = config
+            .static_providers
+            .iter()
+            .filter(|p| self.static_syncs.contains_key(&p.name))
+            .flat_map(|p| {
+                p.pools
+                    .iter()
+                    .map(|pool| ((p.name.clone(), pool.name.clone()), true))
+            });
+        cloud.chain(fixed).collect()
+    }
+
+    /// Stops the workers whose pool is gone (or whose provider is not started, or
+    /// changed its kind) and starts one for every pool of a started provider that has
+    /// none — also in place of one that ended by itself (as Nodepool restarts a dead
+    /// pool worker thread).
+    async fn reconcile_workers(&mut self, config: &Config) {
+        let wanted = self.wanted_workers(config);
         let gone: Vec<(String, String)> = self
             .workers
             .iter()
             .filter(|(k, w)| {
+                let still = wanted.contains(&((*k).clone(), w.is_static));
                 let ended = w.task.is_finished();
-                if ended && wanted.contains(k) {
+                if ended && still {
                     tracing::warn!(pool = %w.pc.task_name(), "pool worker ended; restarting it");
                 }
-                ended || !wanted.contains(k)
+                ended || !still
             })
             .map(|(k, _)| k.clone())
             .collect();
         if !gone.is_empty() {
             self.stop_workers(|k| gone.contains(k)).await;
         }
-        for key in wanted {
+        for (key, is_static) in wanted {
             if !self.workers.contains_key(&key) {
-                let worker = self.start_worker(&key.0, &key.1);
+                let worker = self.start_worker(&key.0, &key.1, is_static);
                 self.workers.insert(key, worker);
             }
         }
     }
 
-    fn start_worker(&self, provider: &str, pool: &str) -> WorkerHandle {
+    fn start_worker(&self, provider: &str, pool: &str, is_static: bool) -> WorkerHandle {
         let pc = Arc::new(PoolContext::new(
             self.ctx.clone(),
             self.handles.clone(),
@@ -479,12 +566,21 @@ impl MainLoop {
         ));
         let stop = self.ctx.cancel.child_token();
         let registration = RegistrationSlot::default();
-        let task = tokio::spawn(pool_worker::run(
-            pc.clone(),
-            registration.clone(),
-            stop.clone(),
-        ));
+        let task = if is_static {
+            tokio::spawn(static_driver::pool_worker::run(
+                pc.clone(),
+                registration.clone(),
+                stop.clone(),
+            ))
+        } else {
+            tokio::spawn(pool_worker::run(
+                pc.clone(),
+                registration.clone(),
+                stop.clone(),
+            ))
+        };
         WorkerHandle {
+            is_static,
             pc,
             stop,
             task,
@@ -511,11 +607,7 @@ impl MainLoop {
             if stop_task_by(w.task, deadline).await == Stopped::Aborted {
                 tracing::warn!(pool = %task, id = %w.pc.worker_id, ?grace,
                     "pool worker did not stop within its grace period; aborted");
-                self.ctx
-                    .task_states
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&task);
+                self.ctx.task_states.lock_or_recover().remove(&task);
             }
             w.registration.unregister().await;
         }

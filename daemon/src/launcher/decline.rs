@@ -35,6 +35,10 @@ pub enum DeclineReason {
     /// A min-ready request while the pool is at quota (waiting makes no sense for it).
     #[error("not enough quota for a min-ready request")]
     MinReadyAtQuota,
+    /// A request that does not allow reuse (min-ready's) in a static pool, which can only
+    /// hand out registered nodes.
+    #[error("a static pool cannot launch new nodes and the request does not allow reuse")]
+    StaticNeedsReuse,
     /// A label's quota need or the provider's limits cannot be computed.
     #[error(transparent)]
     Quota(#[from] QuotaError),

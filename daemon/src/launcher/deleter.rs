@@ -1,4 +1,4 @@
-//! The DeletedNodeWorker (reference §3.8): reclaims nodes nobody holds any more.
+//! The DeletedNodeWorker: reclaims nodes nobody holds any more.
 //!
 //! For every cached node of a provider started in this launcher that has no lock
 //! contenders:
@@ -11,6 +11,8 @@
 //!   floating IPs first, temporary errors retried) and the znode removed (which also
 //!   removes our lock). On error the lock is released and the next pass retries.
 //!   `nodepool delete --now` runs the same [`delete_locked_node`].
+//!   A static provider's node has no server: only its znode goes (the provider's sync
+//!   then registers its slot again).
 //!
 //! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
 //! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
@@ -31,7 +33,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::delete::{delete_server, DELETE_TIMEOUT};
-use super::runtime::{Counters, LauncherContext};
+use super::runtime::{Counters, LauncherContext, StartedProvider};
 
 /// Task name in the state dump.
 pub const TASK: &str = "DeletedNodeWorker";
@@ -50,7 +52,8 @@ pub const DELETABLE: [NodeState; 7] = [
     NodeState::Aborted,
 ];
 
-/// A node we locked, re-read after locking (double-check pattern, §2).
+/// A node we locked, re-read after locking (double-check pattern: the record may
+/// have changed between the cache's view and the lock).
 pub struct LockedNode {
     /// Our lock on `/nodepool/nodes/<id>/lock`.
     pub lock: ZkLock,
@@ -71,7 +74,7 @@ impl LockedNode {
 
 /// Locks node `id` without waiting and re-reads it. `Ok(None)` if someone else holds
 /// the lock or the node is gone; in the latter case the empty znode our lock attempt
-/// re-created (§2 quirk) is removed again.
+/// re-created (kazoo's recipe makes the lock dir's parents) is removed again.
 pub async fn lock_node(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Option<LockedNode>> {
     let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
     if !lock.try_acquire().await? {
@@ -211,13 +214,13 @@ pub enum NodeDeleteError {
 
 /// Nodepool's node deleter for a node we hold the lock of: stores `deleting` (guarded
 /// by `version` when given; the stored version is kept up to date), deletes its server
-/// through the delete state machine ([`delete_server`]: floating IPs first, temporary
+/// (if it has one: a static node has no driver and no server) through the delete state machine ([`delete_server`]: floating IPs first, temporary
 /// errors retried, within `timeout`), then writes `deleted` and removes the znode with
 /// the lock below it. On an error nothing more is written and the caller still holds
 /// the lock (release it; the next attempt starts over).
 pub async fn delete_locked_node(
     store: &ZkStore,
-    driver: &dyn CloudDriver,
+    driver: Option<&dyn CloudDriver>,
     node: &mut Node,
     version: &mut Option<i32>,
     timeout: std::time::Duration,
@@ -227,7 +230,8 @@ pub async fn delete_locked_node(
         let stat = store.store_node(node, *version).await?;
         *version = Some(stat.version);
     }
-    if let Some(server) = node.external_id.clone().filter(|s| !s.is_empty()) {
+    let server = node.external_id.clone().filter(|s| !s.is_empty());
+    if let (Some(driver), Some(server)) = (driver, server) {
         delete_server(driver, &server, timeout).await?;
     }
     store.delete_node(node).await?;
@@ -255,15 +259,19 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
         ctx.store.delete_node(node).await?;
         return Ok(Outcome::ZnodeRemoved);
     }
-    let Some(rt) = ctx.provider(&provider) else {
+    let Some(started) = ctx.started_provider(&provider) else {
         locked.unlock().await;
         return Err(NodeDeleteError::NoProvider(provider));
     };
     info!(node = %id, provider = %provider, state = %node.state, server = ?node.external_id, "deleting node");
+    let driver: Option<&dyn CloudDriver> = match &started {
+        StartedProvider::Cloud(rt) => Some(&*rt.driver),
+        StartedProvider::Static(_) => None,
+    };
     let mut version = Some(locked.version);
     let r = delete_locked_node(
         &ctx.store,
-        &*rt.driver,
+        driver,
         &mut locked.node,
         &mut version,
         DELETE_TIMEOUT,

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use nodepool_shared::model::{ComponentKind, NodeState};
 
 use super::runtime::LauncherContext;
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// The human-readable, multi-line state of the launcher.
 pub fn dump(ctx: &LauncherContext) -> String {
@@ -40,8 +41,7 @@ fn tasks(s: &mut String, ctx: &LauncherContext) {
     let _ = writeln!(s, "tasks:");
     let mut tasks: Vec<(String, String)> = ctx
         .task_states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .lock_or_recover()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -54,39 +54,61 @@ fn tasks(s: &mut String, ctx: &LauncherContext) {
     }
 }
 
-/// The started providers: cloud, pools (as the current config has them), node count.
+/// The started providers: cloud (or static hosts), pools (as the current config has
+/// them), node count.
 fn providers(s: &mut String, ctx: &LauncherContext) {
     let _ = writeln!(s, "providers:");
-    let mut providers: Vec<_> = ctx
-        .providers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
-    providers.sort_by(|a, b| a.name().cmp(b.name()));
-    if providers.is_empty() {
-        let _ = writeln!(s, "  (none)");
-    }
+    let mut lines: Vec<(String, String)> = Vec::new();
     let config = ctx.config();
     let nodes = ctx.cache.nodes();
-    for p in providers {
+    let count = |name: &str| {
+        nodes
+            .iter()
+            .filter(|n| n.node.provider.as_deref() == Some(name))
+            .count()
+    };
+    let clouds: Vec<_> = ctx.providers.read_or_recover().values().cloned().collect();
+    for p in clouds {
         let pools: Vec<&str> = config
             .provider(p.name())
             .map(|c| c.pools.iter().map(|x| x.name.as_str()).collect())
             .unwrap_or_default();
-        let count = nodes
-            .iter()
-            .filter(|n| n.node.provider.as_deref() == Some(p.name()))
-            .count();
-        let _ = writeln!(
-            s,
-            "  {}: cloud {}, pools [{}], {} nodes in ZooKeeper",
-            p.name(),
+        let line = format!(
+            "cloud {}, pools [{}], {} nodes in ZooKeeper",
             p.config.cloud,
             pools.join(", "),
-            count
+            count(p.name())
         );
+        lines.push((p.name().to_string(), line));
+    }
+    let fixed: Vec<_> = ctx
+        .static_providers
+        .read_or_recover()
+        .values()
+        .cloned()
+        .collect();
+    for p in fixed {
+        let (pools, hosts) = config
+            .static_provider(p.name())
+            .map(|c| {
+                let pools: Vec<&str> = c.pools.iter().map(|x| x.name.as_str()).collect();
+                (pools.join(", "), c.hosts().count())
+            })
+            .unwrap_or_default();
+        let failing = p.failing_hosts();
+        let line = format!(
+            "static, pools [{pools}], {hosts} hosts ({} failing), {} nodes in ZooKeeper",
+            failing.len(),
+            count(p.name())
+        );
+        lines.push((p.name().to_string(), line));
+    }
+    lines.sort();
+    if lines.is_empty() {
+        let _ = writeln!(s, "  (none)");
+    }
+    for (name, line) in lines {
+        let _ = writeln!(s, "  {name}: {line}");
     }
 }
 

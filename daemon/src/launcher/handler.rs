@@ -1,4 +1,4 @@
-//! One accepted node request (reference §3.4), handled by its own task while the request
+//! One accepted node request, handled by its own task while the request
 //! lock is held: `pending` → allocation rounds (per empty slot: reuse a ready node or
 //! launch a new one) → wait for the launches → `fulfilled` (nodes unlocked first, then
 //! the request stored, then its lock released), or declined, or cleaned up when the
@@ -42,6 +42,7 @@ use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
 use super::runtime::Counters;
 use super::tasks::drain_set;
+use nodepool_shared::sync::MutexExt;
 
 /// `requestor` of Nodepool's own min-ready requests.
 pub const MIN_READY_REQUESTOR: &str = "NodePool:min-ready";
@@ -254,8 +255,7 @@ impl Handler {
         self.set_state(state);
         let ctx = self.pc.ctx.clone();
         ctx.task_states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_or_recover()
             .remove(&Self::task_name(&self.pc.worker_id, &self.request));
         self.pc.stop_handling(&id);
         if let Err(e) = self.lock.release().await {
@@ -615,7 +615,7 @@ impl Handler {
         None
     }
 
-    /// Frees quota before pausing (§3.4): the oldest `ready`, unallocated, unlocked node
+    /// Frees quota before pausing, as Nodepool does: the oldest `ready`, unallocated, unlocked node
     /// of this provider and pool goes to `deleting` (the DeletedNodeWorker removes it).
     /// At most one such deletion runs per pool at a time: nothing is done while a node
     /// of the pool is already `deleting`, so a paused handler polling every tick does not

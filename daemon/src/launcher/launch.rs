@@ -1,4 +1,4 @@
-//! Launching one server (reference §3.5): a [`LaunchSpec`] (what the label and pool ask
+//! Launching one server: a [`LaunchSpec`] (what the label and pool ask
 //! for) is turned into a server by the [`LaunchMachine`], a state machine advanced by an
 //! async driver loop ([`LaunchMachine::run`]):
 //!
@@ -87,7 +87,8 @@ impl Default for ImageRef {
     }
 }
 
-/// The host-key scan after boot (label `host-key-checking`, reference §3.5 step 4).
+/// The host-key scan after boot (label `host-key-checking`; only for
+/// `connection-type` `ssh` and `network_cli`; its deadline is the provider's `boot-timeout`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyscanSpec {
     /// `connection-port` of the image.
@@ -247,7 +248,8 @@ impl InstanceFacts {
     }
 }
 
-/// Progress a caller stores on the node before the attempt ends (reference §3.5 steps 3-4).
+/// Progress a caller stores on the node before the attempt ends: the server id as soon as
+/// the cloud knows it, then the instance facts before the host-key scan (as Nodepool does).
 #[derive(Clone, Debug, PartialEq)]
 pub enum LaunchProgress {
     /// The cloud accepted the create: the server id.
@@ -363,7 +365,7 @@ impl LaunchMachine {
 
     /// Sends [`LaunchProgress`] on `progress`: the server id as soon as the cloud accepted
     /// the create, and the instance facts before the host-key scan, so the caller can
-    /// store them on the node before the launch ends (reference §3.5 steps 3-4).
+    /// store them on the node before the launch ends.
     pub fn report_progress(mut self, progress: mpsc::UnboundedSender<LaunchProgress>) -> Self {
         self.progress = Some(progress);
         self

@@ -1,4 +1,4 @@
-//! Leaked-resource cleanup for one OpenStack provider (reference §3.11), run by the
+//! Leaked-resource cleanup for one OpenStack provider, run by the
 //! CleanupWorker about every 60 s.
 //!
 //! * Instances: a server whose metadata names this provider but a `nodepool_node_id`

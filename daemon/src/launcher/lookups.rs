@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use nodepool_shared::cloud::{choose_flavor, CloudDriver, CloudError, Flavor, Network};
 
 use super::launch::FlavorSpec;
+use nodepool_shared::sync::MutexExt;
 
 /// One cached listing.
 struct Cached<T> {
@@ -41,11 +42,11 @@ impl<T> Cached<T> {
     }
 
     fn peek(&self) -> Option<Arc<T>> {
-        lock(&self.value).clone()
+        self.value.lock_or_recover().clone()
     }
 
     fn clear(&self) {
-        *lock(&self.value) = None;
+        *self.value.lock_or_recover() = None;
     }
 
     /// The cached value, else the result of `fetch` (stored unless `generation` moved).
@@ -65,10 +66,10 @@ impl<T> Cached<T> {
         if let Some(v) = self.peek() {
             return Ok(v);
         }
-        let started = *lock(generation);
+        let started = *generation.lock_or_recover();
         let v = Arc::new(fetch().await?);
-        if *lock(generation) == started {
-            *lock(&self.value) = Some(v.clone());
+        if *generation.lock_or_recover() == started {
+            *self.value.lock_or_recover() = Some(v.clone());
         }
         Ok(v)
     }
@@ -153,26 +154,30 @@ impl CloudLookups {
         cloud: &dyn CloudDriver,
         name: &str,
     ) -> Result<Option<String>, CloudError> {
-        if let Some(id) = lock(&self.images).get(name) {
+        if let Some(id) = self.images.lock_or_recover().get(name) {
             return Ok(Some(id.clone()));
         }
-        if lock(&self.missing_images)
+        if self
+            .missing_images
+            .lock_or_recover()
             .get(name)
             .is_some_and(|at| at.elapsed() < self.image_recheck)
         {
             return Ok(None);
         }
-        let started = *lock(&self.generation);
+        let started = *self.generation.lock_or_recover();
         let found = cloud
             .find_image(name)
             .await?
             .filter(|img| img.status.eq_ignore_ascii_case("active"));
-        let current = *lock(&self.generation) == started;
+        let current = *self.generation.lock_or_recover() == started;
         match found {
             Some(img) => {
                 if current {
-                    lock(&self.missing_images).remove(name);
-                    lock(&self.images).insert(name.to_string(), img.id.clone());
+                    self.missing_images.lock_or_recover().remove(name);
+                    self.images
+                        .lock_or_recover()
+                        .insert(name.to_string(), img.id.clone());
                 }
                 Ok(Some(img.id))
             }
@@ -180,7 +185,9 @@ impl CloudLookups {
                 tracing::warn!(provider = %self.provider, image = %name,
                     "cloud image not found in the cloud; labels using it are not available");
                 if current {
-                    lock(&self.missing_images).insert(name.to_string(), Instant::now());
+                    self.missing_images
+                        .lock_or_recover()
+                        .insert(name.to_string(), Instant::now());
                 }
                 Ok(None)
             }
@@ -189,12 +196,12 @@ impl CloudLookups {
 
     /// Forgets everything (the next lookups list again).
     pub fn forget(&self) {
-        *lock(&self.generation) += 1;
+        *self.generation.lock_or_recover() += 1;
         self.flavors.clear();
         self.networks.clear();
         self.zones.clear();
-        lock(&self.images).clear();
-        lock(&self.missing_images).clear();
+        self.images.lock_or_recover().clear();
+        self.missing_images.lock_or_recover().clear();
     }
 
     /// After Nova answered a server create with 400: most likely a stale zone, flavor,
@@ -204,8 +211,4 @@ impl CloudLookups {
             "clearing availability zone, flavor, image and network caches after a 400 from Nova");
         self.forget();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

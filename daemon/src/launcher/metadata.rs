@@ -1,4 +1,4 @@
-//! Server name and instance metadata written to the cloud (reference §9). Leak
+//! Server name and instance metadata written to the cloud. Leak
 //! detection and unmanaged-quota accounting key off the `nodepool_*` keys written here,
 //! so every launch must go through [`build_metadata`].
 //!
@@ -114,7 +114,9 @@ pub struct ServerMetadata {
     pub errors: Vec<MetadataError>,
 }
 
-/// Builds the server metadata (reference §9).
+/// Builds the server metadata: `groups` (`<provider>,<image>,<label>`), then the label's
+/// `instance-properties` and formatted `dynamic-instance-properties`, then (overriding
+/// them) `nodepool_node_id`, `nodepool_pool_name` and `nodepool_provider_name`.
 pub fn build_metadata(input: &MetadataInput) -> ServerMetadata {
     let mut meta = BTreeMap::new();
     meta.insert(

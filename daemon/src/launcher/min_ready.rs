@@ -1,10 +1,11 @@
-//! min-ready (reference §3.7): keep `min-ready` ready, unallocated nodes of each label by
+//! min-ready: keep `min-ready` ready, unallocated nodes of each label by
 //! submitting Nodepool's own single-label requests (`900-…`, ephemeral, requestor
 //! `NodePool:min-ready`, `reuse` false), and clean up those requests once they are done
 //! (fulfilled: free the nodes for anybody; failed: just delete).
 //!
 //! A request is only submitted when some started provider can boot the label now
-//! (Nodepool's `labelImageIsAvailable`): a diskimage label needs a `ready` upload to
+//! (Nodepool's `labelImageIsAvailable`): a static provider's pool serving the label
+//! counts as able (it manages no images); a diskimage label needs a `ready` upload to
 //! that provider, a cloud-image label needs the image in that provider's cloud (an
 //! `image-id` is taken on trust; a name is looked up, and a missing image is looked up
 //! again only after `image_recheck`, 5 minutes as in Nodepool). Without that check a
@@ -154,16 +155,31 @@ async fn free_node(
     let _ = lock.release().await;
 }
 
-/// Labels some enabled pool of a started provider serves.
+/// Labels some enabled pool of a started provider (of either kind) serves.
 fn served_labels(ctx: &LauncherContext, config: &Config) -> HashSet<String> {
     let started = ctx.provider_names();
-    config
+    let mut labels: HashSet<String> = config
         .providers
         .iter()
         .filter(|p| started.contains(&p.name))
         .flat_map(|p| p.pools.iter())
         .filter(|pool| pool.max_servers.is_none_or(|m| m > 0))
         .flat_map(|pool| pool.labels.iter().map(|l| l.name.clone()))
+        .collect();
+    labels.extend(static_labels(ctx, config));
+    labels
+}
+
+/// Labels some enabled pool of a started static provider serves.
+fn static_labels(ctx: &LauncherContext, config: &Config) -> HashSet<String> {
+    let started = ctx.provider_names();
+    config
+        .static_providers
+        .iter()
+        .filter(|p| started.contains(&p.name))
+        .flat_map(|p| p.pools.iter())
+        .filter(|pool| pool.max_servers.is_none_or(|m| m > 0))
+        .flat_map(|pool| pool.labels())
         .collect()
 }
 
@@ -176,6 +192,9 @@ async fn image_available(
     config: &Config,
     label: &str,
 ) -> bool {
+    if static_labels(ctx, config).contains(label) {
+        return true;
+    }
     let mut pools = Vec::new();
     for p in &config.providers {
         for pool in &p.pools {

@@ -1,4 +1,4 @@
-//! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
+//! The ZooKeeper side of launching one node: create the
 //! `init` record, lock it, `building`, resolve the image and store what the image config
 //! says (username, python_path, shell_type, connection — from the current config, also
 //! for diskimages — and resources), boot the server via
@@ -540,7 +540,7 @@ pub async fn run_launch(
 }
 
 /// Gives up a launch whose node lock went with the ZooKeeper session
-/// (`nodepool.launch.error.zksession`, reference §3.5): nothing more is written, the
+/// (`nodepool.launch.error.zksession`): nothing more is written, the
 /// node now belongs to whoever cleans up unlocked nodes.
 fn abandon(
     ctx: &LauncherContext,

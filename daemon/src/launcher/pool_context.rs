@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::providers::{ProviderHandle, ProviderHandles};
 use super::runtime::LauncherContext;
 use super::tasks::TaskGroup;
+use nodepool_shared::sync::MutexExt;
 
 /// Why a pool worker has no pool to work with in the current config.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +164,7 @@ impl PoolContext {
     }
 
     fn handling(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
-        self.handling.lock().unwrap_or_else(|e| e.into_inner())
+        self.handling.lock_or_recover()
     }
 
     /// Marks a request as handled here (false if it already is).
@@ -185,7 +186,7 @@ impl PoolContext {
     fn tenant_claims(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<RequestId, (String, QuotaInformation)>> {
-        self.tenant_claims.lock().unwrap_or_else(|e| e.into_inner())
+        self.tenant_claims.lock_or_recover()
     }
 
     /// Counts `need` against `tenant` while the request's handler runs.

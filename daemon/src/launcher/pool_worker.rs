@@ -1,4 +1,4 @@
-//! One provider-pool worker (reference §3.2–3.3): registers the pool component, and on
+//! One provider-pool worker: registers the pool component, and on
 //! every tree-cache change, config reload or handler pause (or a short fallback tick for
 //! timeouts) runs an assignment pass over the cached requests: serviceable ones first,
 //! then by priority; skips, yields and defers as Nodepool does (also for tenant limits);
@@ -36,6 +36,7 @@ use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
 use super::tenant_limits::{self, TenantCheck};
+use nodepool_shared::sync::MutexExt;
 
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
@@ -45,7 +46,7 @@ const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
 
 /// A registered pool as the assignment pass sees it.
 #[derive(Clone, Debug)]
-struct OnlinePool {
+pub(crate) struct OnlinePool {
     id: String,
     provider: String,
     labels: HashSet<String>,
@@ -53,7 +54,8 @@ struct OnlinePool {
     paused: bool,
 }
 
-fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
+/// The pools registered now (from the cache).
+pub(crate) fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
     ctx.cache
         .components(ComponentKind::Pool)
         .iter()
@@ -91,14 +93,14 @@ pub fn pool_component(hostname: &str, worker_id: &str, provider: &str, pool: &Po
 pub struct RegistrationSlot(Arc<Mutex<Option<Arc<ComponentRegistration>>>>);
 
 impl RegistrationSlot {
-    fn set(&self, r: Arc<ComponentRegistration>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    pub(crate) fn set(&self, r: Arc<ComponentRegistration>) {
+        *self.0.lock_or_recover() = Some(r);
     }
 
     /// Removes the component record, once (later calls do nothing). Call it after the
     /// worker ended (by itself or aborted), so that nobody else holds the registration.
     pub async fn unregister(&self) {
-        let taken = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = self.0.lock_or_recover().take();
         let Some(r) = taken else {
             return;
         };
@@ -117,10 +119,10 @@ impl RegistrationSlot {
 
 /// What the component says now (updated when the config or the pause changes it).
 #[derive(Clone, Debug, PartialEq)]
-struct Published {
-    labels: Vec<String>,
-    priority: i64,
-    paused: bool,
+pub(crate) struct Published {
+    pub labels: Vec<String>,
+    pub priority: i64,
+    pub paused: bool,
 }
 
 /// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
@@ -181,17 +183,14 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
             _ = tokio::time::sleep(ctx.intervals.pool_tick) => {}
         }
     }
-    ctx.task_states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&task);
+    ctx.task_states.lock_or_recover().remove(&task);
     drop(registration);
     slot.unregister().await;
     tracing::info!(pool = %task, "pool worker stopped");
 }
 
 /// Registers the component, retrying until it works or the worker is stopped.
-async fn register(
+pub(crate) async fn register(
     ctx: &LauncherContext,
     task: &str,
     component: Component,
@@ -214,7 +213,11 @@ async fn register(
 
 /// Writes the component when what it should say changed (retried on the next loop if
 /// the write fails).
-async fn publish(registration: &ComponentRegistration, published: &mut Published, want: Published) {
+pub(crate) async fn publish(
+    registration: &ComponentRegistration,
+    published: &mut Published,
+    want: Published,
+) {
     if *published == want {
         return;
     }
@@ -234,7 +237,8 @@ async fn publish(registration: &ComponentRegistration, published: &mut Published
     }
 }
 
-async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
+/// Waits (at most [`REGISTRATION_VISIBLE`]) until the cache shows the component `id`.
+pub(crate) async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
     let deadline = tokio::time::Instant::now() + REGISTRATION_VISIBLE;
     let mut generation = ctx.cache.watch_generation();
     while !online_pools(ctx).iter().any(|p| p.id == id) {
@@ -272,7 +276,8 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
     if view.provider_config().max_concurrency == 0 {
         return;
     }
-    let requests = pending_in_order(pc, view);
+    let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
+    let requests = pending_in_order(pc, &my_labels);
     if requests.is_empty() {
         return;
     }
@@ -309,8 +314,10 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
 
 /// `requested` requests this pool has not declined and does not handle, in Nodepool's
 /// order: those with the fewest labels we do not serve first, then by priority.
-fn pending_in_order(pc: &PoolContext, view: &PoolView) -> Vec<Arc<CachedRequest>> {
-    let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
+pub(crate) fn pending_in_order(
+    pc: &PoolContext,
+    my_labels: &HashSet<&str>,
+) -> Vec<Arc<CachedRequest>> {
     let unserved = |r: &NodeRequest| {
         r.node_types
             .iter()
@@ -339,6 +346,19 @@ fn pending_in_order(pc: &PoolContext, view: &PoolView) -> Vec<Arc<CachedRequest>
 /// Whether another online pool should have `req`: the provider it asks for, a preferred
 /// (smaller priority) pool that is not paused, or any candidate when we lack a label.
 fn yields(pc: &PoolContext, view: &PoolView, online: &[OnlinePool], req: &NodeRequest) -> bool {
+    let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
+    yields_to_others(pc, view.pool().priority, online, req, lacks_label)
+}
+
+/// [`yields`] for any pool: `priority` is the pool's, `lacks_label` whether it lacks
+/// some label of `req`.
+pub(crate) fn yields_to_others(
+    pc: &PoolContext,
+    priority: i64,
+    online: &[OnlinePool],
+    req: &NodeRequest,
+    lacks_label: bool,
+) -> bool {
     let candidates: Vec<&OnlinePool> = online
         .iter()
         .filter(|p| {
@@ -354,11 +374,10 @@ fn yields(pc: &PoolContext, view: &PoolView, online: &[OnlinePool], req: &NodeRe
     }
     if candidates
         .iter()
-        .any(|p| p.priority < view.pool().priority && !p.paused)
+        .any(|p| p.priority < priority && !p.paused)
     {
         return true;
     }
-    let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
     lacks_label && !candidates.is_empty()
 }
 
@@ -392,7 +411,10 @@ async fn admit(pc: &PoolContext, view: &PoolView, req: &NodeRequest) -> Option<A
 
 /// Locks `req` without waiting and re-reads it: still `requested` and not declined by
 /// us, or `None` (lock released).
-async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Option<(ZkLock, NodeRequest)> {
+pub(crate) async fn lock_fresh(
+    pc: &PoolContext,
+    req: &NodeRequest,
+) -> Option<(ZkLock, NodeRequest)> {
     let ctx = &pc.ctx;
     let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
     match lock.try_acquire().await {

@@ -14,7 +14,7 @@
 //! the pool workers and handlers read (a provider restarted after a config change gets
 //! a new handle; the pool workers pick it up on their next pass).
 //!
-//! Quota usage (§3.6) is the sum of the `resources` of every node of the provider in the
+//! Quota usage is the sum of the `resources` of every node of the provider in the
 //! tree cache, plus nodes this launcher created that the cache has not shown yet
 //! ("claims"), so a burst of handlers cannot overshoot between a write and its watch event.
 
@@ -32,6 +32,7 @@ use super::launch::FlavorSpec;
 use super::lookups::CloudLookups;
 use super::quota::{fits, would_ever_fit, PoolLimits, QuotaError};
 use super::runtime::{LauncherContext, ProviderRuntime};
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// Pool limits of a pool config (`None` = unlimited; negative counts as 0).
 pub fn pool_limits(pool: &Pool) -> PoolLimits {
@@ -61,37 +62,22 @@ pub struct ProviderHandles(RwLock<HashMap<String, Arc<ProviderHandle>>>);
 impl ProviderHandles {
     /// The started provider `name`.
     pub fn get(&self, name: &str) -> Option<Arc<ProviderHandle>> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.0.read_or_recover().get(name).cloned()
     }
 
     /// Names of the started providers.
     pub fn names(&self) -> Vec<String> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.0.read_or_recover().keys().cloned().collect()
     }
 
     /// Installs (or replaces) the provider `name`.
     pub fn insert(&self, name: &str, handle: Arc<ProviderHandle>) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), handle);
+        self.0.write_or_recover().insert(name.to_string(), handle);
     }
 
     /// Removes the provider `name`.
     pub fn remove(&self, name: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        self.0.write_or_recover().remove(name);
     }
 }
 
@@ -194,12 +180,12 @@ impl ProviderHandle {
 
     /// Records a node this launcher just created (counted until the cache shows it).
     pub fn claim(&self, id: NodeId, need: QuotaInformation) {
-        lock(&self.claims).insert(id, need);
+        self.claims.lock_or_recover().insert(id, need);
     }
 
     /// Drops a claim (the node's handler is done with it).
     pub fn release_claim(&self, id: &NodeId) {
-        lock(&self.claims).remove(id);
+        self.claims.lock_or_recover().remove(id);
     }
 
     /// Launches running now (for `max-concurrency`).
@@ -218,7 +204,7 @@ impl ProviderHandle {
     pub fn usage(&self, ctx: &LauncherContext, pool: &str) -> (QuotaInformation, QuotaInformation) {
         let mut provider = QuotaInformation::usage();
         let mut in_pool = QuotaInformation::usage();
-        let claims = lock(&self.claims).clone();
+        let claims = self.claims.lock_or_recover().clone();
         let mut seen = std::collections::HashSet::new();
         for n in ctx.cache.nodes() {
             let node = &n.node;
@@ -278,7 +264,8 @@ impl ProviderHandle {
             .await
     }
 
-    /// Whether one more node with `need` fits now (§3.6 launch check).
+    /// Whether one more node with `need` fits now (provider limit and pool limits minus
+    /// current usage).
     pub async fn has_quota_for(
         &self,
         ctx: &LauncherContext,
@@ -296,7 +283,8 @@ impl ProviderHandle {
         ))
     }
 
-    /// Whether the whole request could ever fit (§3.3 decline check).
+    /// Whether the whole request could ever fit (the same limits without current
+    /// usage; a request that never fits is declined).
     pub async fn could_ever_fit(
         &self,
         ctx: &LauncherContext,
@@ -323,10 +311,6 @@ impl Drop for LaunchGuard {
     fn drop(&mut self) {
         self.0.active_launches.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The quota model (reference §3.6).
+//! The quota model (docs/launcher.md).
 //!
 //! * [`ProviderQuota`]: the provider limit = cloud compute (+ volume) limits minus the
 //!   usage of **unmanaged** servers (metadata not naming this provider, or naming a node
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::launch::FlavorSpec;
 use super::metadata::{NODE_ID, PROVIDER_NAME};
+use nodepool_shared::sync::MutexExt;
 
 /// How long a provider limit is reused (Nodepool: 5 minutes).
 pub const PROVIDER_QUOTA_TTL: Duration = Duration::from_secs(300);
@@ -73,7 +74,7 @@ impl ProviderQuota {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
-        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+        self.cached.lock_or_recover()
     }
 
     /// The provider limit, from the cache if fresh. On a cloud error the stale value is
@@ -233,7 +234,7 @@ impl LabelNeedCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, QuotaInformation>> {
-        self.needs.lock().unwrap_or_else(|p| p.into_inner())
+        self.needs.lock_or_recover()
     }
 
     pub fn clear(&self) {

@@ -1,4 +1,4 @@
-//! The `launch-retries` policy (reference §3.5): up to `launch-retries` attempts in all
+//! The `launch-retries` policy: up to `launch-retries` attempts in all
 //! (default 3); before each new attempt the previous attempt's half-built server is
 //! deleted. A quota failure ends the launch at once (the node is `aborted`, which does
 //! not count as a failure). Every failed attempt is reported to the caller (who records

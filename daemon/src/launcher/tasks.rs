@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use nodepool_shared::sync::MutexExt;
 use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 
 /// How a stopped task ended.
@@ -113,7 +114,7 @@ impl TaskGroup {
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock_or_recover()
     }
 
     /// Runs `fut` as a task of this group, known as `name`.

@@ -1,4 +1,4 @@
-//! `tenant-resource-limits` (reference §3.3, §3.6, §5): a request whose tenant would go
+//! `tenant-resource-limits`: a request whose tenant would go
 //! over its limits is deferred — left `requested` for a later pass, never declined — and
 //! every pool worker loop reports the limits as `nodepool.tenant_limits.<tenant>.<limit>`.
 //!

@@ -46,7 +46,8 @@ pub struct LauncherArgs {
     /// clouds.yaml to use (default: the openstacksdk search path, OS_CLIENT_CONFIG_FILE first).
     #[arg(long = "clouds")]
     pub clouds: Option<PathBuf>,
-    /// Test knob: CleanupWorker period in seconds (default 60).
+    /// Test knob: CleanupWorker period in seconds (default 60); also how soon a static
+    /// host that failed its check is tried again.
     #[arg(long = "cleanup-interval", value_name = "SECONDS")]
     pub cleanup_interval: Option<f64>,
     /// Test knob: DeletedNodeWorker fallback period in seconds (default 5).

@@ -237,7 +237,8 @@ pub struct CreateServer {
     pub key_name: Option<String>,
     /// Network ids; empty = `"auto"` (Nova picks the project's network).
     pub networks: Vec<String>,
-    /// Instance metadata (reference §9).
+    /// Instance metadata (`groups`, instance properties, `nodepool_node_id`,
+    /// `nodepool_pool_name`, `nodepool_provider_name`).
     pub metadata: BTreeMap<String, String>,
     pub availability_zone: Option<String>,
     /// Raw user data; the driver base64-encodes it.
@@ -333,7 +334,9 @@ pub struct ImageCreate {
     pub disk_format: String,
     /// `bare` when unset.
     pub container_format: Option<String>,
-    /// Custom properties (reference §9). Keys that name core image fields are ignored.
+    /// Custom properties (`nodepool_build_id`, `nodepool_upload_id`,
+    /// `nodepool_provider_name`, the diskimage's `metadata` and `meta`). Keys that name core
+    /// image fields are ignored.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -387,7 +390,7 @@ pub struct Port {
 
 impl Port {
     /// Owned by compute (`device_owner` empty/unset or `compute:*`): the ports the
-    /// leaked-port cleanup may remove (reference §3.11).
+    /// leaked-port cleanup may remove.
     pub fn is_compute_owned(&self) -> bool {
         match self.device_owner.as_deref() {
             None | Some("") => true,

@@ -124,7 +124,8 @@ where
 pub enum BuildRequestState {
     /// Waiting for a builder.
     Pending,
-    /// A builder holds the image build lock and has started (see reference §12).
+    /// A builder holds the image build lock and has started: the lock is held and the
+    /// first-listed build znode is newer than the lock directory (Nodepool's heuristic).
     Building,
 }
 

@@ -1,5 +1,5 @@
 //! The listings shared by the `nodepool` CLI, the launcher's read-only web API and the TUI
-//! (reference §6, §7): which columns each listing has, how values are formatted, and how a
+//! (docs/cli.md): which columns each listing has, how values are formatted, and how a
 //! table is rendered (PrettyTable-compatible text, or JSON as the web API emits it).
 //!
 //! Everything here is pure: builders take model records plus the extra facts they need

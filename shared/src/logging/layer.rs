@@ -6,6 +6,7 @@
 //! handler anywhere on the way, a WARNING or worse goes to stderr (Python's "last
 //! resort"). The route of each target is computed once and cached.
 
+use crate::sync::RwLockExt;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::{Arc, RwLock};
@@ -123,12 +124,7 @@ impl PyLogLayer {
     }
 
     fn route(&self, target: &str) -> Arc<Route> {
-        if let Some(r) = self
-            .routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(target)
-        {
+        if let Some(r) = self.routes.read_or_recover().get(target) {
             return r.clone();
         }
         let name = names::python_name(target);
@@ -152,8 +148,7 @@ impl PyLogLayer {
             handlers,
         });
         self.routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .write_or_recover()
             .insert(target.to_string(), r.clone());
         r
     }

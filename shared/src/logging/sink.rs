@@ -4,6 +4,7 @@
 //! rotated by size (`RotatingFileHandler`) or by time (`TimedRotatingFileHandler`). Every
 //! file is also reopened on demand ([`Sink::reopen`], the daemons call it on SIGHUP).
 
+use crate::sync::MutexExt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -130,7 +131,7 @@ impl FileSink {
             state: Mutex::new(None),
         };
         let f = sink.open_file(truncate)?;
-        *sink.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        *sink.state.lock_or_recover() = Some(f);
         Ok(sink)
     }
 
@@ -166,7 +167,7 @@ impl FileSink {
     /// Writes one formatted record (`line` ends with a newline). Errors are reported on
     /// stderr once per failure, as Python's `handleError` does, and never stop the daemon.
     pub fn write(&self, line: &[u8]) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock_or_recover();
         if let Err(e) = self.prepare(&mut st, line.len() as u64) {
             let _ = writeln!(
                 std::io::stderr(),
@@ -296,7 +297,7 @@ impl FileSink {
 
     /// Closes and reopens the file (SIGHUP), appending.
     pub fn reopen(&self) -> std::io::Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock_or_recover();
         *st = None;
         *st = Some(self.open_file(false)?);
         Ok(())
