@@ -877,11 +877,12 @@ async fn fake_sshd_finishes_the_key_exchange_with_newkeys() {
     let s = c.wait_server(&id).await;
     let ip = s["addresses"]["provider"][0]["addr"].as_str().unwrap();
     // The listener opens just after the server turns ACTIVE: retry a refused connect.
-    let mut conn = nodepool_tests::daemons::wait_for("fake sshd", Duration::from_secs(5), || {
-        let port = sim.ssh_port();
-        async move { tokio::net::TcpStream::connect((ip, port)).await.ok() }
-    })
-    .await;
+    let mut conn =
+        nodepool_shared::testing::wait_for_within("fake sshd", Duration::from_secs(5), || {
+            let port = sim.ssh_port();
+            async move { tokio::net::TcpStream::connect((ip, port)).await.ok() }
+        })
+        .await;
     let (mut rd, mut wr) = conn.split();
     let dl = Deadline {
         end: tokio::time::Instant::now() + Duration::from_secs(5),
