@@ -2,6 +2,9 @@
 
 pub mod builder;
 pub mod cli;
+pub mod host;
 pub mod launcher;
+pub mod metrics;
+pub mod service;
 pub mod webapp;
 pub mod zk_settings;

@@ -1,9 +1,9 @@
-//! The launcher's read-only web API (reference §7): the same listings as the CLI, served
+//! The launcher's read-only web API (docs/operation.md): the same listings as the CLI, served
 //! from the launcher's ZooKeeper tree cache so a request never waits on ZooKeeper.
 //!
 //! Endpoints: `/node-list` (`node_id=`), `/request-list`, `/label-list`, `/image-list`,
 //! `/dib-image-list`, `/image-status`, `/ready` (503 until the launcher finished its first
-//! pass). Content negotiation on `Accept` (JSON only when `application/json` wins; a header
+//! pass), `/metrics` (Prometheus text format, see `crate::metrics`). Content negotiation on `Accept` (JSON only when `application/json` wins; a header
 //! matching no offer gets 406 where Python answered 500), `fields=` for text output,
 //! responses cached for one second per (path, query, format) with `Cache-Control`,
 //! `Last-Modified`, `Expires` and `If-Modified-Since` handling. Only GET and HEAD exist:
@@ -26,6 +26,7 @@ use nodepool_shared::listing::{
     ResponseFormat, Table,
 };
 use nodepool_shared::model::{now_epoch, BuildState, ComponentKind, NodeId};
+use nodepool_shared::sync::MutexExt;
 use nodepool_shared::zk::TreeCache;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,7 @@ pub struct WebState {
     cache: TreeCache,
     ready: Arc<AtomicBool>,
     responses: Arc<Mutex<HashMap<String, CachedResponse>>>,
+    metrics: Option<Arc<nodepool_shared::stats::Metrics>>,
 }
 
 #[derive(Clone)]
@@ -61,7 +63,14 @@ impl WebState {
             cache,
             ready,
             responses: Arc::new(Mutex::new(HashMap::new())),
+            metrics: None,
         }
+    }
+
+    /// Serves `metrics` on `/metrics` (404 without).
+    pub fn with_metrics(mut self, metrics: Arc<nodepool_shared::stats::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -80,6 +89,7 @@ enum Listing {
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route(
             "/node-list",
             get(|s, q, h, u| listing(s, q, h, u, Listing::Nodes)),
@@ -106,6 +116,14 @@ pub fn router(state: WebState) -> Router {
         )
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `/metrics`: rendered on every scrape (Prometheus caches nothing either).
+async fn metrics(State(state): State<WebState>) -> Response {
+    match &state.metrics {
+        Some(m) => crate::metrics::response(m),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Binds `addr` and serves until `cancel` fires. Returns the bound address through
@@ -172,7 +190,7 @@ async fn listing(
     let key = format!("{}?{}#{:?}", uri.path(), raw_query, format);
     let now = Instant::now();
     let cached = {
-        let map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+        let map = state.responses.lock_or_recover();
         map.get(&key)
             .filter(|c| now.duration_since(c.made) < RESPONSE_TTL)
             .cloned()
@@ -201,7 +219,7 @@ async fn listing(
                 content_type: format.content_type(),
                 body: Bytes::from(body),
             };
-            let mut map = state.responses.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = state.responses.lock_or_recover();
             map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
             map.insert(key, entry.clone());
             entry

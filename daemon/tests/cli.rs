@@ -352,6 +352,23 @@ async fn delete_marks_deleting_and_unknown_id_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_now_of_a_static_node_needs_no_cloud() {
+    let env = Env::new().await;
+    let mut text = std::fs::read_to_string(&env.config).expect("config");
+    text.push_str(
+        "  - name: rack\n    driver: static\n    pools:\n      - name: main\n        nodes:\n\
+         \x20         - name: host1.example.com\n            labels: small\n",
+    );
+    std::fs::write(&env.config, text).expect("config");
+    let id = env.add_node("rack", NodeState::Ready, 5.0).await;
+    // The host is the node's server id; there is no cloud to ask.
+    let o = env.run(&["delete", "--now", id.as_str()]).await;
+    assert_ok(&o);
+    assert!(stdout(&o).contains("deleted"), "{}", stdout(&o));
+    assert!(env.store.get_node(&id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_several_ids_needs_yes_without_a_terminal() {
     let env = Env::new().await;
     let a = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
@@ -888,7 +905,10 @@ async fn usage_version_help_and_completions() {
     assert_ok(&o);
     assert_eq!(
         stdout(&o),
-        format!("Nodepool version: {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "nodepool {} (Nodepool in Rust; compatible with Nodepool 11.0.0)\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     let o = run_with(&config, &["no-such-command"]).await;
     assert_eq!(o.status.code(), Some(2));
@@ -1059,6 +1079,93 @@ async fn alien_image_list_json_against_the_simulator() {
         stdout(&o).contains(&alien) && !stdout(&o).contains(&known),
         "{}",
         stdout(&o)
+    );
+    sim.shutdown().await.expect("simulator shutdown");
+}
+
+/// Nodepool's `test_delete_now`: `delete --now` runs the launcher's own node-delete
+/// sequence against the cloud: the server's floating IP goes first, a temporary error
+/// of the server delete (503) is retried, and once the cloud no longer has the server
+/// the node record is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_delete_now() {
+    use nodepool_shared::cloud::{CloudDriver, CloudsFile, CreateServer, DriverOptions};
+    use nodepool_tests::sim::{SimConfig, Simulator};
+    let env = Env::new().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator");
+    let clouds = env.dir.path().join("clouds.yaml");
+    sim.write_clouds_yaml(&clouds, "simcloud")
+        .expect("clouds.yaml");
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let zk_part = base.split("labels:").next().unwrap().to_string();
+    let config = env.dir.path().join("sim.yaml");
+    std::fs::write(
+        &config,
+        format!("{zk_part}providers:\n  - name: sim-provider\n    cloud: simcloud\n    rate: 0\n"),
+    )
+    .unwrap();
+    // A server on the private network with a floating IP, and its ready node.
+    let file = CloudsFile::load_from(&clouds).unwrap();
+    let d = nodepool_shared::cloud::OpenStackDriver::new(
+        file.cloud("simcloud").unwrap(),
+        DriverOptions::new("sim-provider"),
+    )
+    .unwrap();
+    let nets = d.list_networks().await.unwrap();
+    let private = nets.iter().find(|n| n.name == "private").unwrap();
+    let public = nets.iter().find(|n| n.external).unwrap();
+    let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
+    let server = d
+        .create_server(&CreateServer {
+            name: "np-delete-now".into(),
+            flavor_id: "1".into(),
+            image_id: image.id,
+            networks: vec![private.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let port = d.server_ports(&server).await.unwrap().remove(0);
+    d.create_floating_ip(&public.id, Some(&port.id))
+        .await
+        .unwrap();
+    let mut n = Node::new();
+    n.state = NodeState::Ready;
+    n.provider = Some("sim-provider".into());
+    n.pool = Some("main".into());
+    n.node_type = vec!["small".into()];
+    n.external_id = Some(server.clone());
+    let id = env.store.create_node(&mut n).await.unwrap();
+    let admin = sim.admin();
+    admin.fail_next("compute.servers.delete", 1, 503);
+    admin.reset_counters();
+
+    let o = tokio::process::Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .args(["delete", "--now", id.as_str()])
+        .env("NO_COLOR", "1")
+        .env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run nodepool");
+    assert_ok(&o);
+    assert!(stdout(&o).contains(id.as_str()), "{}", stdout(&o));
+    assert!(admin.server(&server).is_none(), "server deleted");
+    assert!(admin.floating_ips().is_empty(), "floating IP deleted");
+    assert_eq!(admin.counter("network.floatingips.delete"), 1);
+    assert_eq!(
+        admin.counter("compute.servers.delete"),
+        2,
+        "503, then retried"
+    );
+    assert!(
+        env.store.get_node(&id).await.unwrap().is_none(),
+        "node removed"
     );
     sim.shutdown().await.expect("simulator shutdown");
 }
@@ -1236,4 +1343,382 @@ async fn secure_file_replaces_the_zookeeper_servers() {
     let err =
         String::from_utf8_lossy(&bad.stdout).to_string() + &String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("secure.yaml"), "{err}");
+}
+
+/// The config of the doctor test: two providers (three with `extra_provider`), labels
+/// `small` (min-ready 1) and `big`, diskimages `debian` and `old`, short timeouts.
+fn doctor_yaml(settings: &ZkSettings, extra_provider: bool) -> String {
+    let zk = yaml_for(settings);
+    let zk = zk.split("labels:").next().unwrap();
+    let pool = |p: &str| {
+        format!(
+            "  - name: {p}\n    cloud: {p}-cloud\n    launch-timeout: 600\n    boot-timeout: 60\n\
+             \x20   launch-retries: 2\n    image-upload-timeout: 600\n    diskimages:\n      - name: debian\n\
+             \x20   pools:\n      - name: main\n        max-servers: 10\n        labels:\n\
+             \x20         - name: small\n            diskimage: debian\n            min-ram: 1024\n\
+             \x20         - name: big\n            diskimage: debian\n            min-ram: 8192\n"
+        )
+    };
+    let mut y = format!(
+        "{zk}labels:\n  - name: small\n    min-ready: 1\n  - name: big\n\
+         diskimages:\n  - name: debian\n    rebuild-age: 3600\n    build-timeout: 3600\n\
+         \x20 - name: old\n    rebuild-age: 3600\n    build-timeout: 3600\nproviders:\n"
+    );
+    y.push_str(&pool("p1"));
+    y.push_str(&pool("p2"));
+    if extra_provider {
+        y.push_str(&pool("p3"));
+    }
+    y
+}
+
+/// Runs `nodepool doctor --format json`; returns the exit code and the problems as
+/// (kind, severity, record ids).
+async fn doctor(config: &Path) -> (Option<i32>, Vec<(String, String, Vec<String>)>, Output) {
+    let o = run_with(config, &["doctor", "--format", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("doctor JSON: {e}\n{}\n{}", stdout(&o), stderr(&o)));
+    let problems = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            let ids = p["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
+            (
+                p["kind"].as_str().unwrap().to_string(),
+                p["severity"].as_str().unwrap().to_string(),
+                ids,
+            )
+        })
+        .collect();
+    (o.status.code(), problems, o)
+}
+
+/// `nodepool doctor` against a real ZooKeeper: a healthy system has no problem (exit 0);
+/// a paused image is only info (exit 0); a node deleting for 11 minutes is a warning
+/// (exit 1); then every other anomaly is planted and each is found with its records,
+/// and the errors make the exit status 2. The text form names every kind too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_each_planted_anomaly_and_nothing_in_a_healthy_system() {
+    use nodepool_shared::model::{Component, ComponentKind};
+    let env = Env::new().await;
+    let settings = env.store.client().settings().clone();
+    let config = env.dir.path().join("doctor.yaml");
+    std::fs::write(&config, doctor_yaml(&settings, false)).unwrap();
+    let store = &env.store;
+    let now = now_epoch();
+
+    // A healthy system: launcher, builder and both pool workers registered (one version),
+    // the min-ready node of `small`, a fresh ready build uploaded to both providers.
+    let mut pools = BTreeMap::new();
+    for (kind, host) in [
+        (ComponentKind::Launcher, "nl01"),
+        (ComponentKind::Builder, "nb01"),
+    ] {
+        store
+            .create_component(&Component::new(kind, host, "11.0.0"))
+            .await
+            .unwrap();
+    }
+    for p in ["p1", "p2"] {
+        let mut c = Component::new(ComponentKind::Pool, "nl01", "11.0.0");
+        let info = c.pool.as_mut().unwrap();
+        info.id = Some(format!("nl01-PoolWorker.{p}-main-0123"));
+        info.name = Some("main".into());
+        info.provider_name = Some(p.into());
+        info.supported_labels = vec!["small".into(), "big".into()];
+        let (name, _) = store.create_component(&c).await.unwrap();
+        pools.insert(p, (name, c));
+    }
+    let min_ready_node = env.add_node("p1", NodeState::Ready, 30.0).await;
+    for image in ["debian", "old"] {
+        let b = env.add_build(image, BuildState::Ready).await;
+        for p in ["p1", "p2"] {
+            env.add_upload(&b, p, UploadState::Ready).await;
+        }
+    }
+    let (code, problems, o) = doctor(&config).await;
+    assert_eq!(code, Some(0), "{problems:?}\n{}", stderr(&o));
+    assert!(problems.is_empty(), "{problems:?}");
+    let text = run_with(&config, &["doctor"]).await;
+    assert_ok(&text);
+    assert_eq!(stdout(&text), "No problems found.\n");
+
+    // A paused image is worth knowing, not a failure.
+    store.pause_image("old").await.unwrap();
+    let (code, problems, _) = doctor(&config).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        problems,
+        [("image-paused".into(), "info".into(), vec!["old".into()])]
+    );
+
+    // A node deleting for 11 minutes: a warning, exit 1.
+    let deleting = env.add_node("p1", NodeState::Deleting, 660.0).await;
+    let (code, problems, _) = doctor(&config).await;
+    assert_eq!(code, Some(1), "{problems:?}");
+    assert!(problems.contains(&(
+        "node-deleting-too-long".into(),
+        "warning".into(),
+        vec![deleting.to_string()]
+    )));
+
+    // Everything else.
+    let building = env.add_node("p2", NodeState::Building, 700.0).await;
+    let lost = env.add_node("p2", NodeState::Building, 2000.0).await;
+    let orphan = {
+        let mut n = Node::new();
+        n.state = NodeState::Ready;
+        n.state_time = now - 300.0;
+        n.provider = Some("p1".into());
+        n.pool = Some("main".into());
+        n.node_type = vec!["small".into()];
+        n.allocated_to = Some(nodepool_shared::model::RequestId::from("200-0000099999"));
+        store.create_node(&mut n).await.unwrap()
+    };
+    // The min-ready node is taken by Zuul; the launcher's min-ready request waits 12 min.
+    let (mut n, _) = store.get_node(&min_ready_node).await.unwrap().unwrap();
+    n.state = NodeState::InUse;
+    store.store_node(&n, None).await.unwrap();
+    let mut mr = NodeRequest::new(vec!["small".into()], "NodePool:min-ready");
+    mr.created_time = Some(now - 720.0);
+    let min_ready_req = store.create_request(&mut mr, "900", false).await.unwrap();
+    // A persistent lock contender on the in-use node: no session will ever remove it.
+    let contender = format!(
+        "{}/{}__lock__0000000000",
+        paths::node_lock(&min_ready_node),
+        uuid::Uuid::new_v4().simple()
+    );
+    store
+        .client()
+        .ensure_path(&paths::node_lock(&min_ready_node))
+        .await
+        .unwrap();
+    store
+        .client()
+        .create_persistent(&contender, b"")
+        .await
+        .unwrap();
+    // A fresh request that p1 declined: only p2 can still serve it.
+    let mut r = NodeRequest::new(vec!["big".into()], "zuul");
+    r.declined_by = vec!["nl01-PoolWorker.p1-main-0123".into()];
+    let one_left = store.create_request(&mut r, "200", false).await.unwrap();
+    // A failed build of debian after its ready one; an upload uploading for 12 min.
+    let mut failed = ImageBuild::new("debian", BuildId::generate());
+    failed.state = BuildState::Failed;
+    failed.state_time = now + 1.0;
+    store.create_build(&mut failed).await.unwrap();
+    let debian_build = env.add_build("debian", BuildState::Ready).await;
+    let mut fb = failed.clone();
+    fb.state_time = debian_build.state_time + 1.0;
+    store.store_build(&fb, None).await.unwrap();
+    let mut stuck = ImageUpload::new("debian", debian_build.id.clone(), "p1");
+    stuck.state = UploadState::Uploading;
+    stuck.state_time = now - 720.0;
+    let stuck_id = store.create_upload(&mut stuck).await.unwrap();
+    // `old` is unpaused and its only build is 3 hours old (rebuild-age + build-timeout 2h).
+    store.unpause_image("old").await.unwrap();
+    let (old_build, _) = store.builds("old").await.unwrap().pop().unwrap();
+    let mut ob = old_build.clone();
+    ob.state_time = now - 3.0 * 3600.0;
+    store.store_build(&ob, None).await.unwrap();
+    store.pause_image("debian").await.unwrap();
+    // p1's pool worker paused; a builder of another version; a corrupt node record.
+    let (name, mut c) = pools.remove("p1").unwrap();
+    c.pool.as_mut().unwrap().paused = true;
+    store.update_component(&name, &c, None).await.unwrap();
+    store
+        .create_component(&Component::new(ComponentKind::Builder, "nb02", "10.1.0"))
+        .await
+        .unwrap();
+    store
+        .client()
+        .create_persistent(&paths::node(&NodeId::from("0000099998")), b"{not json")
+        .await
+        .unwrap();
+    // The config gains a provider p3 that no launcher serves.
+    std::fs::write(&config, doctor_yaml(&settings, true)).unwrap();
+
+    let (code, problems, o) = doctor(&config).await;
+    let find = |kind: &str, id: &str| {
+        problems
+            .iter()
+            .find(|(k, _, ids)| {
+                k == kind
+                    && ids
+                        .iter()
+                        .any(|i| i == id || (id.ends_with('/') && i.starts_with(id)))
+            })
+            .map(|(_, s, _)| s.clone())
+            .unwrap_or_else(|| panic!("no {kind} for {id} in {problems:#?}\n{}", stderr(&o)))
+    };
+    assert_eq!(find("node-deleting-too-long", deleting.as_str()), "warning");
+    assert_eq!(find("node-building-too-long", building.as_str()), "warning");
+    assert_eq!(find("node-building-too-long", lost.as_str()), "error");
+    assert_eq!(
+        find("ready-node-of-vanished-request", orphan.as_str()),
+        "warning"
+    );
+    assert_eq!(
+        find("lock-without-session", min_ready_node.as_str()),
+        "error"
+    );
+    assert_eq!(find("lock-without-session", &contender), "error");
+    assert_eq!(
+        find("request-waiting-too-long", min_ready_req.as_str()),
+        "warning"
+    );
+    assert_eq!(find("request-one-pool-left", one_left.as_str()), "warning");
+    assert_eq!(find("label-below-min-ready", "small"), "warning");
+    assert_eq!(
+        find("image-builds-failing", &format!("debian-{}", failed.id)),
+        "warning"
+    );
+    assert_eq!(find("image-stale", "old"), "warning");
+    assert_eq!(
+        find(
+            "upload-stuck",
+            &format!("debian-{}/p1/{stuck_id}", debian_build.id)
+        ),
+        "warning"
+    );
+    assert_eq!(find("provider-without-pool-worker", "p3/main"), "error");
+    assert_eq!(find("image-paused", "debian"), "info");
+    assert_eq!(find("pool-paused", "p1/main"), "warning");
+    assert_eq!(find("version-mismatch", "builder/"), "warning");
+    assert_eq!(
+        find("corrupt-record", "/nodepool/nodes/0000099998"),
+        "error"
+    );
+    assert_eq!(code, Some(2));
+    // Nothing else is reported.
+    assert_eq!(problems.len(), 16, "{problems:#?}");
+
+    // The text form: one block per problem, errors first, and the count.
+    let text = run_with(&config, &["doctor"]).await;
+    assert_eq!(text.status.code(), Some(2));
+    let out = stdout(&text);
+    assert!(out.starts_with("ERROR"), "{out}");
+    for (kind, _, _) in &problems {
+        assert!(
+            out.contains(&format!(": {kind}: ")) || out.contains(&format!(" {kind}: ")),
+            "{kind} missing:\n{out}"
+        );
+    }
+    assert!(
+        out.trim_end()
+            .ends_with("16 problems: 4 errors, 11 warnings, 1 info"),
+        "{out}"
+    );
+    assert!(out.contains("action: "), "{out}");
+}
+
+/// `nodepool console-log ID` fetches the console of the node's server from its cloud
+/// (the simulator, through the config's provider and clouds.yaml); `--lines N` keeps the
+/// last lines; a node without a server, a provider missing from the config, an unknown
+/// node and a missing clouds.yaml each fail with a line naming the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_log_of_a_node_from_its_cloud() {
+    use nodepool_tests::sim::{SimConfig, Simulator};
+    let env = Env::new().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator");
+    let clouds = env.dir.path().join("clouds.yaml");
+    sim.write_clouds_yaml(&clouds, "simcloud")
+        .expect("clouds.yaml");
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let zk_part = base.split("labels:").next().unwrap().to_string();
+    let config = env.dir.path().join("sim.yaml");
+    std::fs::write(
+        &config,
+        format!("{zk_part}providers:\n  - name: sim-provider\n    cloud: simcloud\n"),
+    )
+    .unwrap();
+    let server = sim
+        .admin()
+        .inject_leaked_server("sim-provider", "0000000001", "main");
+    let node = |provider: &str, server: Option<&str>| {
+        let mut n = Node::new();
+        n.state = NodeState::Ready;
+        n.provider = Some(provider.into());
+        n.node_type = vec!["small".into()];
+        n.external_id = server.map(str::to_string);
+        n
+    };
+    let with_server = env
+        .store
+        .create_node(&mut node("sim-provider", Some(&server)))
+        .await
+        .unwrap();
+    let without_server = env
+        .store
+        .create_node(&mut node("sim-provider", None))
+        .await
+        .unwrap();
+    let elsewhere = env
+        .store
+        .create_node(&mut node("other-provider", Some("x")))
+        .await
+        .unwrap();
+    let run = |args: Vec<String>, clouds: PathBuf| {
+        let config = config.clone();
+        async move {
+            tokio::process::Command::new(BIN)
+                .arg("-c")
+                .arg(&config)
+                .args(&args)
+                .env("NO_COLOR", "1")
+                .env("OS_CLIENT_CONFIG_FILE", &clouds)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .expect("run nodepool")
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let o = run(args(&["console-log", with_server.as_str()]), clouds.clone()).await;
+    assert_ok(&o);
+    let log = stdout(&o);
+    assert!(log.contains("Linux version"), "{log}");
+    assert!(log.trim_end().ends_with("login:"), "{log}");
+    assert!(log.contains(&server), "{log}");
+    let o = run(
+        args(&["console-log", with_server.as_str(), "--lines", "2"]),
+        clouds.clone(),
+    )
+    .await;
+    assert_ok(&o);
+    assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));
+    let o = run(
+        args(&["console-log", without_server.as_str()]),
+        clouds.clone(),
+    )
+    .await;
+    assert_fails(&o, 1, &format!("node {without_server} has no server yet"));
+    let o = run(args(&["console-log", elsewhere.as_str()]), clouds.clone()).await;
+    assert_fails(
+        &o,
+        1,
+        &format!("Provider other-provider of node {elsewhere} is not defined in the config"),
+    );
+    let o = run(args(&["console-log", "0000009999"]), clouds.clone()).await;
+    assert_fails(&o, 1, "Node id 0000009999 not found");
+    let o = run(
+        args(&["console-log", with_server.as_str()]),
+        env.dir.path().join("missing-clouds.yaml"),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("provider sim-provider: cloud simcloud"),
+        "{}",
+        stderr(&o)
+    );
+    sim.shutdown().await.expect("simulator shutdown");
 }

@@ -2,8 +2,9 @@
 # Installs what scripts/run-tests and scripts/run-local need on a fresh Debian machine:
 # Debian packages (ZooKeeper 3.8, openssl, openssh-server (the real sshd of the host-key scan
 # test), tmux, qemu-utils, python3-venv, a C toolchain),
-# Rust (rustup, only when cargo is missing) and, for the interop tests, kazoo and the
-# OpenStack command-line client in a venv under target/. Source this file, then call
+# Rust (rustup, only when cargo is missing) and, for the interop tests, kazoo, the
+# OpenStack command-line client and Python Nodepool 11.0.0 (the side-by-side migration
+# test) in a venv under target/. Source this file, then call
 # deps_debian, deps_rust and (for tests) deps_python ROOT.
 
 deps_log() { printf '\n=== %s\n' "$*" >&2; }
@@ -47,17 +48,22 @@ deps_rust() {
     fi
 }
 
-# deps_python ROOT — kazoo and python-openstackclient (interop tests), in ROOT/target/test-venv
-# unless python3 already has them.
+# deps_python ROOT — kazoo, python-openstackclient and Python Nodepool 11.0.0 (interop and
+# migration tests), in ROOT/target/test-venv unless python3 already has them. Nodepool
+# 11.0.0 imports cachetools without declaring it. The venv is reused while it works;
+# building it from empty takes about a minute (pip's cache hardly shortens it, see
+# docs/migration.md#tested), so CI should cache target/test-venv.
 deps_python() {
     local root=$1 venv
-    if ! python3 -c 'import kazoo' >/dev/null 2>&1 || ! command -v openstack >/dev/null 2>&1; then
+    if ! python3 -c 'import kazoo, nodepool, cachetools' >/dev/null 2>&1 \
+        || ! command -v openstack >/dev/null 2>&1; then
         venv=$root/target/test-venv
-        if [ ! -x "$venv/bin/openstack" ] || ! "$venv/bin/python3" -c 'import kazoo' 2>/dev/null; then
-            deps_log "installing kazoo and python-openstackclient into $venv"
+        if [ ! -x "$venv/bin/openstack" ] \
+            || ! "$venv/bin/python3" -c 'import kazoo, nodepool, cachetools' 2>/dev/null; then
+            deps_log "installing kazoo, python-openstackclient and nodepool 11.0.0 into $venv"
             python3 -m venv "$venv"
             "$venv/bin/pip" install --quiet --upgrade pip
-            "$venv/bin/pip" install --quiet kazoo python-openstackclient
+            "$venv/bin/pip" install --quiet kazoo python-openstackclient nodepool==11.0.0 cachetools
         fi
         export PATH=$venv/bin:$PATH
     fi

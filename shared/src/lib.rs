@@ -6,9 +6,15 @@
 
 pub mod cloud;
 pub mod config;
+pub mod diagnostics;
 pub mod listing;
+pub mod logging;
 pub mod model;
+pub mod pyfmt;
 pub mod ssh;
 pub mod stats;
+pub mod sync;
+#[cfg(feature = "testing")]
 pub mod testing;
+pub mod version;
 pub mod zk;

@@ -1015,8 +1015,9 @@ async fn corrupt_znodes_are_skipped_named_counted_and_recovered() {
 }
 
 /// Whether rewriting `key` from the hostile `frag` to something else is a documented
-/// normalisation (reference §1: defaults for null, float times, `hold_expiration`
-/// coerced to int, `ssh_port` mirrors `connection_port`, a string `type` is a list of one).
+/// normalisation (as Python Nodepool reads records: defaults for null, float times,
+/// `hold_expiration` coerced to int, `ssh_port` mirrors `connection_port`, a string `type`
+/// is a list of one).
 fn documented_normalisation(key: &str, frag: &str) -> bool {
     let numeric = frag.parse::<f64>().is_ok();
     frag == "null"

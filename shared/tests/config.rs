@@ -8,6 +8,7 @@ use std::time::Duration;
 use nodepool_shared::config::{
     CloudImageRef, Config, ConfigError, ConfigSource, PoolLabelImage, DEFAULT_BUILD_LOG_DIR,
 };
+use nodepool_shared::testing::{is_child_test, run_test_in_child};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,7 +57,9 @@ fn documented_example_loads_with_every_key() {
         blocks.len() >= 2,
         "the doc has the example and a secure file"
     );
-    let c = Config::from_yaml_strs(&blocks[0], "example", &blocks[1], "secure-example")
+    // The first block is the example, the last one the secure file.
+    let secure = blocks.last().expect("blocks");
+    let c = Config::from_yaml_strs(&blocks[0], "example", secure, "secure-example")
         .unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(c.webapp.port, 8005);
@@ -85,7 +88,7 @@ fn documented_example_loads_with_every_key() {
         "the secure file's TLS wins"
     );
 
-    assert_eq!(c.labels.len(), 3);
+    assert_eq!(c.labels.len(), 5);
     let deb = c.label("debian-bookworm").unwrap();
     assert_eq!(deb.min_ready, 2);
     assert_eq!(deb.max_ready_age, Some(Duration::from_secs(3600)));
@@ -204,6 +207,32 @@ fn documented_example_loads_with_every_key() {
     let small = p.pool("small").unwrap();
     assert_eq!(small.priority, 50, "falls back to the provider's priority");
     assert_eq!(small.max_servers, None);
+
+    assert!(
+        c.provider("rack1").is_none(),
+        "a static provider is not a cloud"
+    );
+    let rack = c.static_provider("rack1").unwrap();
+    assert_eq!((rack.max_concurrency, rack.priority), (-1, Some(20)));
+    let lab = rack.pool("lab").unwrap();
+    assert_eq!((lab.max_servers, lab.priority), (Some(10), 30));
+    assert_eq!(lab.node_attributes["site"], "lab2");
+    assert_eq!(lab.labels(), ["arm64-bare-metal", "network-switch"]);
+    let arm = &lab.nodes[0];
+    assert_eq!(arm.name, "arm1.example.com");
+    assert_eq!(arm.timeout, Duration::from_secs(10));
+    assert!(arm.host_key_checking);
+    assert_eq!(arm.host_keys.len(), 1);
+    assert_eq!(
+        (arm.connection_type.as_str(), arm.connection_port),
+        ("ssh", 22)
+    );
+    assert_eq!(arm.shell_type.as_deref(), Some("sh"));
+    assert_eq!(arm.max_parallel_jobs, 2);
+    assert_eq!(arm.python_path, "/usr/bin/python3");
+    let switch = &lab.nodes[1];
+    assert_eq!(switch.username, "zuul");
+    assert!(!switch.host_key_checking && switch.gathers_host_keys());
 }
 
 #[test]
@@ -294,10 +323,26 @@ fn merge_keys_and_aliases() {
         && m.ends_with("].boot-timeout: expected a non-negative number of seconds, got string \"slow\"")), "{got:?}");
 }
 
+/// `%(NODEPOOL_…)` comes from the process environment: the variables are set for a child
+/// process that runs [`nodepool_environment_variables_are_substituted_in_child`] (setting
+/// them here, while other tests' threads read the environment, is undefined behaviour).
 #[test]
 fn nodepool_environment_variables_are_substituted() {
-    std::env::set_var("NODEPOOL_CFGTEST_ZK_HOST", "zk.internal");
-    std::env::set_var("NODEPOOL_CFGTEST_ZK_PORT", "2999");
+    run_test_in_child(
+        "config::nodepool_environment_variables_are_substituted_in_child",
+        &[
+            ("NODEPOOL_CFGTEST_ZK_HOST", "zk.internal"),
+            ("NODEPOOL_CFGTEST_ZK_PORT", "2999"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "runs in a child process of nodepool_environment_variables_are_substituted"]
+fn nodepool_environment_variables_are_substituted_in_child() {
+    if !is_child_test("config::nodepool_environment_variables_are_substituted_in_child") {
+        return;
+    }
     let c = load("env.yaml");
     assert_eq!(c.zookeeper_servers[0].host, "zk.internal");
     assert_eq!(c.zookeeper_servers[0].port, 2999);
@@ -400,10 +445,73 @@ fn reference_errors_are_all_reported() {
         "37:26: providers[0].pools[0].labels[2].cloud-image: cloud-image `other` is not defined in this provider's `cloud-images`",
         "39:15: providers[0].pools[1].name: duplicate pool `main` (first defined at line 28)",
         "40:11: providers[1].name: duplicate provider `p` (first defined at line 17)",
-        "43:13: providers[2].driver: driver `static` is not supported (only `openstack` is)",
+        "43:13: providers[2].driver: driver `aws` is not supported (only `openstack` and `static` are)",
+        "47:5: providers[3]: unknown key `cloud`",
+        "52:21: providers[3].pools[0].nodes[0].labels: label `undefined-static-label` is not defined in the top-level `labels`",
+        "53:19: providers[3].pools[0].nodes[1].name: duplicate static node `zuul@h1:22` (first defined at line 51)",
+        "57:25: providers[3].pools[0].nodes[2].labels[1]: expected a string, got integer 3",
+        "58:32: providers[3].pools[0].nodes[2].max-parallel-jobs: expected a non-negative integer, got integer -1",
+        "59:13: providers[3].pools[0].nodes[3]: missing required key `name`",
+        "60:15: providers[3].pools[1].name: duplicate pool `main` (first defined at line 49)",
+        "61:11: providers[4].name: duplicate provider `p` (first defined at line 17)",
     ]
     .iter().map(|m| format!("{f}:{m}")).collect();
     assert_eq!(got, want);
+}
+
+/// Nodepool's `test_static_config`: the static provider's config loads, and loading it
+/// again gives an equal config.
+#[test]
+fn static_config() {
+    let c = load("static.yaml");
+    assert!(c.providers.is_empty(), "no OpenStack provider");
+    let p = c
+        .static_provider("static-provider")
+        .expect("static provider");
+    assert_eq!((p.max_concurrency, p.priority), (-1, None));
+    let pool = p.pool("main").unwrap();
+    assert_eq!(pool.priority, 100);
+    assert_eq!(pool.max_servers, None);
+    assert_eq!(
+        pool.labels(),
+        ["fake-label", "fake-concurrent-label", "fake-windows-label"]
+    );
+    let h1 = &pool.nodes[0];
+    assert_eq!(h1.name, "fake-host-1");
+    assert_eq!(h1.labels, ["fake-label"]);
+    assert_eq!(h1.host_keys, ["ssh-rsa FAKEKEY"]);
+    assert_eq!(h1.timeout, Duration::from_secs(13));
+    assert_eq!(h1.connection_port, 22022);
+    assert_eq!(h1.username, "zuul");
+    assert_eq!(h1.max_parallel_jobs, 1);
+    let h2 = &pool.nodes[1];
+    assert_eq!(h2.max_parallel_jobs, 2);
+    assert_eq!(
+        (h2.connection_port, h2.timeout, h2.python_path.as_str()),
+        (22, Duration::from_secs(5), "auto")
+    );
+    let h3 = &pool.nodes[2];
+    assert_eq!(h3.connection_type, "winrm");
+    assert_eq!(
+        h3.connection_port, 22,
+        "no winrm default port, as in Nodepool"
+    );
+    assert!(!h3.gathers_host_keys());
+    assert_eq!(c, load("static.yaml"));
+}
+
+/// Nodepool's `test_static_validator`: a static provider with a `cloud` is invalid.
+#[test]
+fn static_validator() {
+    let got = problems(Config::load(&fixture("static-error.yaml"), None));
+    let f = fixture("static-error.yaml");
+    assert_eq!(
+        got,
+        [format!(
+            "{}:6:5: providers[0]: unknown key `cloud`",
+            f.display()
+        )]
+    );
 }
 
 #[test]

@@ -14,18 +14,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{Node, NodeState};
-use nodepool_shared::testing::{MemberMode, ZkEnsemble};
+use nodepool_shared::testing::{step, MemberMode, ZkEnsemble};
 use nodepool_shared::zk::TreeCache;
 use nodepool_shared::zk::{ZkClient, ZkError, ZkSettings, ZkStore};
 
 /// Every wait in these tests is bounded by this.
 const BOUND: Duration = Duration::from_secs(60);
-
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
 
 /// The shared ensemble, held exclusively, all members running and a quorum formed.
 async fn healed() -> (&'static ZkEnsemble, tokio::sync::MutexGuard<'static, ()>) {
@@ -63,7 +57,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ZkError>>,
 {
-    bounded(what, async {
+    step(what, async {
         loop {
             match op().await {
                 Ok(v) => return v,
@@ -106,7 +100,7 @@ async fn ensemble_forms_a_quorum_with_one_leader() {
     for i in 0..e.len() {
         let r = ZkClient::connect(e.member_settings(i)).await.unwrap();
         // A follower may lag: `sync` is not exposed, so retry the read briefly.
-        bounded("read on every member", async {
+        step("read on every member", async {
             while r.get(&path).await.unwrap().is_none() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -128,7 +122,7 @@ async fn client_survives_loss_of_its_follower() {
     let (e, _x) = healed().await;
     let settings = chroot_settings(e).await;
     // Connect until the session lives on a follower (the crate shuffles the hosts).
-    let (c, member) = bounded("a session on a follower", async {
+    let (c, member) = step("a session on a follower", async {
         loop {
             let c = ZkClient::connect(settings.clone()).await.unwrap();
             let sid = session_id(&c);
@@ -216,7 +210,7 @@ async fn client_survives_leader_loss_and_election() {
     let r = ZkClient::connect(e.member_settings(old_leader).with_chroot(chroot))
         .await
         .unwrap();
-    bounded("old leader caught up", async {
+    step("old leader caught up", async {
         while r.get("/data").await.unwrap().map(|d| d.0) != Some(b"1".to_vec()) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -240,7 +234,7 @@ async fn tree_cache_stays_converged_across_leader_loss() {
     before.set_state(NodeState::Ready);
     let id_before = writer.create_node(&mut before).await.unwrap();
     let mut gen = cache.watch_generation();
-    bounded("node before the outage cached", async {
+    step("node before the outage cached", async {
         while cache.node(&id_before).is_none() {
             gen.changed().await.unwrap();
         }
@@ -268,7 +262,7 @@ async fn tree_cache_stays_converged_across_leader_loss() {
     })
     .await;
 
-    bounded("cache converged after the leader loss", async {
+    step("cache converged after the leader loss", async {
         loop {
             let seen_during = cache.node(&id_during).is_some();
             let seen_update = cache
@@ -292,7 +286,7 @@ async fn tree_cache_stays_converged_across_leader_loss() {
     let mut after = Node::new();
     after.set_state(NodeState::Ready);
     let id_after = writer.create_node(&mut after).await.unwrap();
-    bounded("node after the outage cached", async {
+    step("node after the outage cached", async {
         while cache.node(&id_after).is_none() {
             gen.changed().await.unwrap();
         }

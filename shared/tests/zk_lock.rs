@@ -1,11 +1,10 @@
 //! The kazoo-compatible lock and election against a real ZooKeeper: contention, timeouts,
 //! cancellation, FIFO order, names, helpers, and interop both ways with Python kazoo.
 
-use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{step, TestZk};
 use nodepool_shared::zk::election::default_identifier;
 use nodepool_shared::zk::{
     contender_identifiers, force_unlock, is_locked, lock_contenders, Election, ZkClient, ZkLock,
@@ -17,15 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Every wait in these tests is bounded by this.
 const BOUND: Duration = Duration::from_secs(30);
 
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
-
 /// Waits (bounded) until `dir` has exactly `n` contenders.
 async fn wait_contenders(c: &ZkClient, dir: &str, n: usize) -> Vec<String> {
-    bounded(&format!("{n} contenders at {dir}"), async {
+    step(&format!("{n} contenders at {dir}"), async {
         loop {
             let v = lock_contenders(c, dir).await.unwrap();
             if v.len() == n {
@@ -56,13 +49,13 @@ async fn two_clients_contend() {
     let dir = "/nodepool/nodes/0000000001/lock";
     let mut la = ZkLock::new(&a, dir, b"");
     assert!(!la.is_held());
-    assert!(bounded("a try", la.try_acquire()).await.unwrap());
+    assert!(step("a try", la.try_acquire()).await.unwrap());
     assert!(la.is_held());
     assert!(is_locked(&b, dir).await.unwrap());
 
     // Non-blocking fails and leaves nothing behind.
     let mut lb = ZkLock::new(&b, dir, b"");
-    assert!(!bounded("b try", lb.try_acquire()).await.unwrap());
+    assert!(!step("b try", lb.try_acquire()).await.unwrap());
     assert!(!lb.is_held());
     let only = lock_contenders(&b, dir).await.unwrap();
     assert_eq!(only.len(), 1);
@@ -70,7 +63,7 @@ async fn two_clients_contend() {
 
     // A timed-out blocking attempt returns false and leaves nothing behind.
     assert!(
-        !bounded("b timeout", lb.acquire(Some(Duration::from_millis(300))))
+        !step("b timeout", lb.acquire(Some(Duration::from_millis(300))))
             .await
             .unwrap()
     );
@@ -84,7 +77,7 @@ async fn two_clients_contend() {
     wait_contenders(&a, dir, 2).await;
     la.release().await.unwrap();
     assert!(!la.is_held());
-    let (ok, mut lb) = bounded("b acquire", waiter).await.unwrap();
+    let (ok, mut lb) = step("b acquire", waiter).await.unwrap();
     assert!(ok);
     assert!(lb.is_held());
     let names = lock_contenders(&a, dir).await.unwrap();
@@ -177,12 +170,12 @@ async fn waiters_are_served_in_fifo_order() {
     la.release().await.unwrap();
     let mut order = Vec::new();
     for rel in releases {
-        order.push(bounded("next waiter", got_rx.recv()).await.unwrap());
+        order.push(step("next waiter", got_rx.recv()).await.unwrap());
         rel.send(()).unwrap();
     }
     assert_eq!(order, vec![0, 1, 2]);
     for t in tasks {
-        bounded("waiter task", t).await.unwrap();
+        step("waiter task", t).await.unwrap();
     }
     wait_contenders(&a, dir, 0).await;
     for c in clients {
@@ -226,9 +219,7 @@ async fn helpers_contenders_and_force_unlock() {
         force_unlock(&a, dir).await.unwrap().as_deref(),
         Some(names[0].as_str())
     );
-    let (ok, mut lb, b) = bounded("b acquire after force unlock", waiter)
-        .await
-        .unwrap();
+    let (ok, mut lb, b) = step("b acquire after force unlock", waiter).await.unwrap();
     assert!(ok);
     assert_eq!(contender_identifiers(&a, dir).await.unwrap(), vec!["beta"]);
     lb.release().await.unwrap();
@@ -244,7 +235,7 @@ async fn election_leader_and_successor() {
     let (a, b) = (zk.client().await, zk.client().await);
     let dir = "/nodepool/elections/stats";
     let mut ea = Election::new(&a, dir);
-    bounded("a campaign", ea.campaign()).await.unwrap();
+    step("a campaign", ea.campaign()).await.unwrap();
     assert!(ea.is_leader());
     let mut eb = Election::with_identifier(&b, dir, "other-host-1");
     let follower = tokio::spawn(async move {
@@ -262,7 +253,7 @@ async fn election_leader_and_successor() {
     assert_eq!(pid, std::process::id().to_string());
     ea.resign().await.unwrap();
     assert!(!ea.is_leader());
-    let mut eb = bounded("b elected", follower).await.unwrap();
+    let mut eb = step("b elected", follower).await.unwrap();
     assert!(eb.is_leader());
     eb.resign().await.unwrap();
     a.close().await;
@@ -310,7 +301,7 @@ impl Kazoo {
     }
 
     async fn line(&mut self) -> String {
-        bounded("kazoo helper answer", self.lines.next_line())
+        step("kazoo helper answer", self.lines.next_line())
             .await
             .expect("read from kazoo helper")
             .expect("kazoo helper exited early")
@@ -331,9 +322,7 @@ impl Kazoo {
 
     async fn quit(mut self) {
         self.send("quit").await;
-        let status = bounded("kazoo helper exit", self.child.wait())
-            .await
-            .unwrap();
+        let status = step("kazoo helper exit", self.child.wait()).await.unwrap();
         assert!(status.success(), "kazoo helper: {status}");
     }
 }
@@ -359,7 +348,7 @@ async fn kazoo_holds_we_wait() {
     wait_contenders(&a, dir, 2).await;
     assert_eq!(k.call("contenders").await, r#"["kazoo", "rust"]"#);
     assert_eq!(k.call("release").await, "released");
-    let (ok, mut l) = bounded("rust acquire after kazoo release", waiter)
+    let (ok, mut l) = step("rust acquire after kazoo release", waiter)
         .await
         .unwrap();
     assert!(ok && l.is_held());

@@ -13,11 +13,10 @@
 //! ZooKeeper) as a new session that locks and component records follow, to more servers
 //! of the same ensemble without losing the session, and to servers that answer only later.
 
-use std::future::Future;
 use std::time::Duration;
 
 use nodepool_shared::model::{Component, ComponentKind};
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{step, TestZk};
 use nodepool_shared::zk::{
     lock_contenders, ConnectionState, Election, Reconfigured, SessionEvent, ZkClient, ZkError,
     ZkLock, ZkStore,
@@ -28,16 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// Every wait in these tests is bounded by this.
 const BOUND: Duration = Duration::from_secs(30);
 
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {BOUND:?}"))
-}
-
 /// Ends the session of `c` on the server: resume it on a second connection, close that.
 async fn expire_session(zk: &TestZk, c: &ZkClient) {
     let info = c.session_info().expect("client has a session");
-    let raw = bounded(
+    let raw = step(
         "resume the session on a second connection",
         zookeeper_client::Client::connector()
             .with_session(info)
@@ -48,7 +41,7 @@ async fn expire_session(zk: &TestZk, c: &ZkClient) {
     .expect("resume session");
     let mut watcher = raw.state_watcher();
     drop(raw);
-    bounded("close the resumed session", async {
+    step("close the resumed session", async {
         while !watcher.peek_state().is_terminated() {
             if watcher.changed().await.is_terminated() {
                 break;
@@ -60,7 +53,7 @@ async fn expire_session(zk: &TestZk, c: &ZkClient) {
 
 /// Waits (bounded) for `Reconnected(generation)` on `events`.
 async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, generation: u64) {
-    bounded("new session", async {
+    step("new session", async {
         loop {
             match events.recv().await {
                 Ok(SessionEvent::Reconnected(g)) if g == generation => return,
@@ -73,7 +66,7 @@ async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, genera
 }
 
 async fn wait_gone(c: &ZkClient, path: &str) {
-    bounded(&format!("{path} gone"), async {
+    step(&format!("{path} gone"), async {
         while c.exists(path).await.unwrap().is_some() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -82,7 +75,7 @@ async fn wait_gone(c: &ZkClient, path: &str) {
 }
 
 async fn wait_contenders(c: &ZkClient, dir: &str, n: usize) -> Vec<String> {
-    bounded(&format!("{n} contenders at {dir}"), async {
+    step(&format!("{n} contenders at {dir}"), async {
         loop {
             let v = lock_contenders(c, dir).await.unwrap();
             if v.len() == n {
@@ -109,7 +102,7 @@ async fn expiry_builds_new_session_and_held_lock_is_lost() {
     let eph = c.create_ephemeral("/ephemeral", b"").await.unwrap();
 
     expire_session(&zk, &c).await;
-    bounded("lock reported lost", lost).await;
+    step("lock reported lost", lost).await;
     wait_reconnected(&mut events, 2).await;
     assert_eq!(c.generation(), 2);
     assert_eq!(c.status().state, ConnectionState::Connected);
@@ -147,7 +140,7 @@ async fn waiter_requeues_after_its_session_expired() {
     expire_session(&zk, &b).await;
     wait_reconnected(&mut events, 2).await;
     // The waiter queued again with a new contender in the new session.
-    bounded("waiter re-queued", async {
+    step("waiter re-queued", async {
         loop {
             let now = lock_contenders(&a, dir).await.unwrap();
             if now.len() == 2 && now[1] != before[1] {
@@ -158,7 +151,7 @@ async fn waiter_requeues_after_its_session_expired() {
     })
     .await;
     la.release().await.unwrap();
-    let (ok, mut lb) = bounded("waiter acquires", waiter).await.unwrap();
+    let (ok, mut lb) = step("waiter acquires", waiter).await.unwrap();
     assert!(ok);
     assert_eq!(lb.generation(), Some(2));
     lb.release().await.unwrap();
@@ -189,18 +182,18 @@ async fn election_recampaigns_after_expiry() {
             .await
         })
     };
-    assert_eq!(bounded("elected", rx.recv()).await, Some(("elected", 1)));
+    assert_eq!(step("elected", rx.recv()).await, Some(("elected", 1)));
     expire_session(&zk, &c).await;
     assert_eq!(
-        bounded("stepped down", rx.recv()).await.map(|m| m.0),
+        step("stepped down", rx.recv()).await.map(|m| m.0),
         Some("stepped down")
     );
-    assert_eq!(bounded("re-elected", rx.recv()).await, Some(("elected", 2)));
+    assert_eq!(step("re-elected", rx.recv()).await, Some(("elected", 2)));
     assert_eq!(lock_contenders(&observer, dir).await.unwrap().len(), 1);
     cancel.cancel();
-    bounded("election task ends", task).await.unwrap().unwrap();
+    step("election task ends", task).await.unwrap().unwrap();
     assert_eq!(
-        bounded("stepped down at cancel", rx.recv()).await,
+        step("stepped down at cancel", rx.recv()).await,
         Some(("stepped down", 2))
     );
     // Resigned on the way out.
@@ -231,7 +224,7 @@ async fn server_restart_keeps_session_and_lock() {
     let before = wait_contenders(&c, dir, 2).await;
     let server = zk.server().expect("dedicated server");
     tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
-    bounded("suspended then connected again", async {
+    step("suspended then connected again", async {
         let mut suspended = false;
         loop {
             match events.recv().await {
@@ -254,7 +247,7 @@ async fn server_restart_keeps_session_and_lock() {
     let mut l3 = ZkLock::new(&other, dir, b"");
     assert!(!l3.try_acquire().await.unwrap());
     l.release().await.unwrap();
-    let (ok, mut l2) = bounded("waiter acquires after the restart", waiter)
+    let (ok, mut l2) = step("waiter acquires after the restart", waiter)
         .await
         .unwrap();
     assert!(ok && l2.is_held());
@@ -377,7 +370,7 @@ async fn pending_requests_count_calls_waiting_for_a_frozen_server() {
             tokio::spawn(async move { c.get("/t").await })
         })
         .collect();
-    bounded("3 calls pending", async {
+    step("3 calls pending", async {
         while c.pending_requests() != 3 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -385,7 +378,7 @@ async fn pending_requests_count_calls_waiting_for_a_frozen_server() {
     .await;
     assert!(server.thaw(), "SIGCONT the ZooKeeper process");
     for call in calls {
-        let _ = bounded("call ends", call).await;
+        let _ = step("call ends", call).await;
     }
     assert_eq!(c.pending_requests(), 0);
     c.close().await;
@@ -422,9 +415,7 @@ async fn reconfigure_moves_session_locks_and_components_to_another_ensemble() {
     assert_eq!(launcher_names(&watch_old).await.len(), 1);
     let mut events = c.subscribe();
 
-    let moved = bounded("move", c.reconfigure(new.settings()))
-        .await
-        .unwrap();
+    let moved = step("move", c.reconfigure(new.settings())).await.unwrap();
     assert_eq!(moved, Reconfigured::Moved { generation: 2 });
     assert_eq!(c.settings(), new.settings());
     assert_eq!(c.generation(), 2);
@@ -432,7 +423,7 @@ async fn reconfigure_moves_session_locks_and_components_to_another_ensemble() {
     wait_reconnected(&mut events, 2).await;
     // The old session was closed: its ephemerals are gone from the old ensemble.
     wait_gone(&watch_old, "/eph").await;
-    bounded("old component gone", async {
+    step("old component gone", async {
         while !launcher_names(&watch_old).await.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -443,7 +434,7 @@ async fn reconfigure_moves_session_locks_and_components_to_another_ensemble() {
         "a lock of the old session is reported lost"
     );
     // The component record follows the new session onto the new ensemble.
-    bounded("component on the new ensemble", async {
+    step("component on the new ensemble", async {
         while launcher_names(&watch_new).await.len() != 1 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -484,7 +475,7 @@ async fn reconfigure_to_more_servers_of_the_same_ensemble_keeps_the_session() {
     let dead_port = closed.local_addr().unwrap().port();
     drop(closed);
     more.hosts.push(("127.0.0.1".into(), dead_port));
-    let r = bounded("reconfigure", c.reconfigure(more.clone()))
+    let r = step("reconfigure", c.reconfigure(more.clone()))
         .await
         .unwrap();
     assert_eq!(r, Reconfigured::SameEnsemble);
@@ -508,7 +499,7 @@ async fn reconfigure_to_unreachable_servers_stays_and_moves_once_they_answer() {
     let c = old.client().await;
     let mut target = new.settings();
     target.session_timeout = Duration::from_secs(2);
-    let err = bounded("reconfigure", c.reconfigure(target.clone()))
+    let err = step("reconfigure", c.reconfigure(target.clone()))
         .await
         .unwrap_err();
     assert!(
@@ -528,7 +519,7 @@ async fn reconfigure_to_unreachable_servers_stays_and_moves_once_they_answer() {
     // The move is retried in the background once the new servers answer.
     tokio::task::block_in_place(|| server.restart()).expect("restart ZooKeeper");
     let mut status = c.watch_status();
-    bounded("moved after the restart", async {
+    step("moved after the restart", async {
         while status.borrow_and_update().generation < 2 {
             status.changed().await.unwrap();
         }

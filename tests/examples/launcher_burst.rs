@@ -164,6 +164,7 @@ async fn main() {
     std::fs::write(&config, config_yaml(&zk)).expect("config");
 
     let mut child = Command::new(&bin)
+        .arg("-f")
         .arg("-c")
         .arg(&config)
         .arg("--clouds")

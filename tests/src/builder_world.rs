@@ -10,10 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use nodepool_shared::model::{BuildState, ImageBuild, ImageUpload, UploadState};
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{wait_for_within, TestZk};
 use nodepool_shared::zk::ZkStore;
 
-use crate::daemons::{wait_for, workspace_bin, DaemonProc};
+use crate::daemons::{workspace_bin, DaemonProc};
 use crate::sim::state::Image;
 use crate::sim::{Knobs, SimConfig, SimHandle, Simulator};
 
@@ -228,7 +228,7 @@ impl BuilderWorld {
         provider: &str,
         limit: Duration,
     ) -> (ImageBuild, ImageUpload) {
-        wait_for(
+        wait_for_within(
             &format!("the newest ready build uploaded to {provider}"),
             limit,
             || async {

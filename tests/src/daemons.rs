@@ -1,33 +1,36 @@
 //! The workspace's daemons as child processes, for tests that crash, signal and restart
-//! them: where the built binaries are, a child handle (`kill -9`, graceful stop, its
-//! log) that never outlives the test, and the bounded polling every such test waits
-//! with. Shared so fault tests do not each grow their own copy.
+//! them: where the built binaries are, and a child handle (`kill -9`, graceful stop, its
+//! log) that never outlives the test. Shared so fault tests do not each grow their own
+//! copy; they wait with `nodepool_shared::testing::wait_for_within`.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Polls `f` every 100 ms until it returns `Some`; panics with `what` after `limit`.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The binary `name` of this workspace (`target/<profile>/<name>`, next to the test
-/// executable's `deps/` dir). Panics with the build command when it is missing: build
-/// it first (`cargo build -p nodepool-daemon --bins`), tests do not run cargo.
+/// The binary `name` of this workspace (`nodepool-launcher`, `nodepool-builder`,
+/// `nodepool`, …): `target/<profile>/<name>`, next to the test executable's `deps/` dir.
+///
+/// Cargo builds a dev-dependency's library for the tests but not its binaries, so the
+/// first call per test process runs `cargo build --workspace --bins`: a test never runs a
+/// stale daemon. (`--workspace` resolves the same features as `cargo test --workspace`,
+/// so after that it is a no-op; `-p nodepool-daemon` would resolve other features and
+/// rebuild the daemon and its dependencies once more.) `scripts/run-tests` sets
+/// `NODEPOOL_TEST_BINS_BUILT` when its `cargo test --workspace` has just built them.
 pub fn workspace_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("NODEPOOL_TEST_BINS_BUILT").is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "--workspace", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --workspace --bins failed");
+    });
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
@@ -35,33 +38,27 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .expect("target dir")
         .to_path_buf();
     let bin = dir.join(name);
-    assert!(
-        bin.is_file(),
-        "build it first: cargo build -p nodepool-daemon --bins ({} missing)",
-        bin.display()
-    );
+    assert!(bin.is_file(), "{} missing after cargo build", bin.display());
     bin
 }
 
-/// A daemon child process whose stderr goes to a log file; killed (SIGKILL) on drop.
+/// A daemon child process whose stdout and stderr go to a log file (the daemons log to
+/// stdout in the foreground, as Nodepool's); killed (SIGKILL) on drop.
 pub struct DaemonProc {
     child: Child,
     log: PathBuf,
 }
 
 impl DaemonProc {
-    /// Starts `cmd` with stdout discarded and stderr appended to `log`.
+    /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(mut cmd: Command, log: &Path) -> DaemonProc {
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("daemon log file");
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("start daemon");
+        let out = err.try_clone().expect("daemon log file");
+        let child = cmd.stdout(out).stderr(err).spawn().expect("start daemon");
         DaemonProc {
             child,
             log: log.to_path_buf(),

@@ -1,5 +1,5 @@
-//! `nodepool-builder` cleanup paths end to end (reference §4 "Cleanup" and "Manual
-//! deletes"): real ZooKeeper, the OpenStack simulator over HTTP, `fake-image-create`
+//! `nodepool-builder` cleanup paths end to end (docs/builder.md: cleanup
+//! and manual deletes): real ZooKeeper, the OpenStack simulator over HTTP, `fake-image-create`
 //! writing real images with qemu-img, the builder in-process through
 //! `nodepool_daemon::builder::start`. Covers vanished cloud images, delete-after-upload
 //! with keep-formats, dead records (free and held locks), an image leaving the config
@@ -9,8 +9,7 @@
 //! another ZooKeeper. Every wait is bounded.
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
@@ -19,35 +18,14 @@ use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{
     paths, BuildId, BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState,
 };
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{wait_for, TestZk};
 use nodepool_shared::zk::{ZkLock, ZkSettings, ZkStore};
+use nodepool_tests::builder_world::fixture;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
-/// Upper bound of every wait for the builder to reach a state.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create")
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// What the config file says.
 #[derive(Clone)]
@@ -353,7 +331,7 @@ fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// A build record as Nodepool 11 writes it (reference §1.5): `formats` a comma-joined
+/// A build record as Nodepool 11 writes it: `formats` a comma-joined
 /// sorted string, present unless the build failed; `builder`/`builder_id` strings;
 /// `state_time` a float; username/python_path/shell_type string or null.
 fn check_build_record(v: &Value, state: &str, formats: Option<&str>) {
@@ -388,7 +366,7 @@ fn check_build_record(v: &Value, state: &str, formats: Option<&str>) {
     }
 }
 
-/// An upload record as Nodepool 11 writes it (reference §1.5): always every key.
+/// An upload record as Nodepool 11 writes it: always every key.
 fn check_upload_record(v: &Value, state: &str) {
     assert_eq!(
         keys(v),

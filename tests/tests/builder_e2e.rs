@@ -4,9 +4,8 @@
 //! through `nodepool_daemon::builder::start` (several builders at once, config reloads).
 //! Every wait is bounded.
 
-use std::future::Future;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,34 +14,14 @@ use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{
     paths, BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState,
 };
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{wait_for, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
+use nodepool_tests::builder_world::fixture;
+use nodepool_tests::daemons::workspace_bin;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 
-/// Upper bound of every wait for the builder to reach a state.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create")
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// What the config file says (rewritten for reload tests).
 #[derive(Clone)]
@@ -267,30 +246,6 @@ impl Drop for Proc {
     }
 }
 
-/// The `nodepool-builder` binary of this workspace, built if needed.
-fn builder_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/builder_e2e-… → target/<profile>/nodepool-builder
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let bin = profile_dir.join("nodepool-builder");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "nodepool-daemon",
-            "--bin",
-            "nodepool-builder",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building nodepool-builder failed");
-    assert!(bin.is_file(), "{} missing", bin.display());
-    bin
-}
-
 fn signal(p: &Proc, sig: i32) {
     // SAFETY: kill(2) on the pid of our own child.
     unsafe { libc::kill(p.0.id() as i32, sig) };
@@ -303,20 +258,29 @@ async fn binary_builds_uploads_and_emits_metrics() {
     udp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let statsd_port = udp.local_addr().unwrap().port();
-    let bin = tokio::task::spawn_blocking(builder_binary).await.unwrap();
+    let bin = tokio::task::spawn_blocking(|| workspace_bin("nodepool-builder"))
+        .await
+        .unwrap();
     let pidfile = w.path("builder.pid");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(bin)
         .arg("-c")
         .arg(w.path("nodepool.yaml"))
         .arg("-f")
         .arg("-p")
         .arg(&pidfile)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .args(["--cleanup-interval", "1", "--config-check-interval", "0.2"])
         .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
         .env("STATSD_HOST", "127.0.0.1")
         .env("STATSD_PORT", statsd_port.to_string())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nodepool-builder");
@@ -382,6 +346,52 @@ async fn binary_builds_uploads_and_emits_metrics() {
     })
     .await
     .unwrap();
+
+    // Prometheus (--metrics-listen): the same build and upload, as ZooKeeper has them.
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let page = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |key: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} not in:\n{page}"))
+    };
+    let builds_in_zk = w.store.builds(IMAGE).await.unwrap().len() as f64;
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_build_duration_seconds_count{{image="{IMAGE}"}}"#
+        )),
+        builds_in_zk
+    );
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_build_exit_code{{image="{IMAGE}"}}"#
+        )),
+        0.0
+    );
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_upload_duration_seconds_count{{image="{IMAGE}",provider="{PROVIDER}"}}"#
+        )),
+        1.0, // the one ready upload of `wait_ready`
+    );
+    assert!(
+        sample(&format!(
+            r#"nodepool_image_build_size_bytes{{image="{IMAGE}",format="qcow2"}}"#
+        )) > 0.0
+    );
+    assert_eq!(
+        sample(&format!(
+            r#"nodepool_image_build_requests{{image="{IMAGE}"}}"#
+        )),
+        0.0
+    );
 
     // SIGUSR2 only logs; the builder keeps running.
     signal(&p, libc::SIGUSR2);
@@ -764,13 +774,16 @@ async fn bench_upload_1gib() {
         ..Cfg::default()
     };
     w.write_config("nodepool.yaml", "images", &cfg);
-    let bin = tokio::task::spawn_blocking(builder_binary).await.unwrap();
+    let bin = tokio::task::spawn_blocking(|| workspace_bin("nodepool-builder"))
+        .await
+        .unwrap();
     let child = Command::new(bin)
+        .arg("-f")
         .arg("-c")
         .arg(w.path("nodepool.yaml"))
         .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();

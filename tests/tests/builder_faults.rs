@@ -5,32 +5,20 @@
 //! HTTP 5xx on Glance. Every wait is bounded, nothing asserts on timing; figures are
 //! printed (`--nocapture`) and copied into docs/reliability.md.
 //!
-//! Needs the debug binaries: `cargo build -p nodepool-daemon --bins`.
+//! The builder binary is built on first use (`nodepool_tests::daemons::workspace_bin`).
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use nodepool_shared::model::{paths, BuildState, ImageUpload, UploadState};
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded_serial, wait_for_within, TestZk};
 use nodepool_tests::builder_world::{image_property, BuilderCfg, BuilderWorld, IMAGE};
-use nodepool_tests::daemons::{wait_for, DaemonProc};
+use nodepool_tests::daemons::DaemonProc;
 use nodepool_tests::sim::state::Image;
 use nodepool_tests::sim::Knobs;
 
 const PROVIDER: &str = "sim";
 /// Upper bound of each wait for the builder to reach a state.
 const WAIT: Duration = Duration::from_secs(90);
-
-/// The fault tests each run a builder, DIB and a simulator; on 2 shared cores they run
-/// one at a time (the lock is taken before the time limit starts).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    let _serial = SERIAL.lock().await;
-    tokio::time::timeout(Duration::from_secs(240), f)
-        .await
-        .expect("test timed out");
-}
 
 /// Whether process `pid` still exists (a zombie of another parent counts as gone).
 fn process_running(pid: i32) -> bool {
@@ -85,7 +73,7 @@ async fn world_with_upload_in_progress(
     };
     let mut w = BuilderWorld::new(zk, knobs, &cfg).await;
     let b = w.spawn_builder();
-    let (upload, cloud) = wait_for("an upload in progress", WAIT, || async {
+    let (upload, cloud) = wait_for_within("an upload in progress", WAIT, || async {
         let u = w
             .uploads(PROVIDER)
             .await
@@ -109,7 +97,7 @@ async fn wait_upload_cleaned(
     image: &Image,
     since: Instant,
 ) -> Duration {
-    let cleaned = wait_for(
+    let cleaned = wait_for_within(
         "the upload record and its cloud image removed",
         WAIT,
         || async {
@@ -119,7 +107,7 @@ async fn wait_upload_cleaned(
         },
     )
     .await;
-    wait_for("no lock left taken", WAIT, || async {
+    wait_for_within("no lock left taken", WAIT, || async {
         no_stuck_locks(w).await.then_some(())
     })
     .await;
@@ -178,7 +166,7 @@ async fn resumed_builder_is_fine(mut b: DaemonProc, noticed: &str) {
 /// files, a new build becomes ready and is uploaded, no lock stays taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_build_then_restart() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let mut w = BuilderWorld::new(zk, Knobs::default(), &BuilderCfg::default()).await;
         let pidfile = w.path("dib.pid");
@@ -192,7 +180,7 @@ async fn kill9_during_build_then_restart() {
         w.write_config(&cfg);
         let b1 = w.spawn_builder();
         // DIB is sleeping with a partial image on disk.
-        let dead = wait_for("a build running with a partial image", WAIT, || async {
+        let dead = wait_for_within("a build running with a partial image", WAIT, || async {
             let b = w
                 .builds()
                 .await
@@ -224,16 +212,16 @@ async fn kill9_during_build_then_restart() {
         // The dead record goes (its lock is free once the killed session expired), and
         // with it every file of the dead build — also what the orphaned DIB process
         // writes when it finishes after the kill.
-        let dead_gone = wait_for("the dead build record removed", WAIT, || async {
+        let dead_gone = wait_for_within("the dead build record removed", WAIT, || async {
             let gone = w.store.get_build(IMAGE, &dead.id).await.ok()?.is_none();
             gone.then(|| killed.elapsed())
         })
         .await;
-        wait_for("the orphaned DIB of the killed builder to end", WAIT, || async {
+        wait_for_within("the orphaned DIB of the killed builder to end", WAIT, || async {
             (!process_running(dib_pid)).then_some(())
         })
         .await;
-        let files_gone = wait_for("no file of the dead build", WAIT, || async {
+        let files_gone = wait_for_within("no file of the dead build", WAIT, || async {
             let left = w
                 .local_files()
                 .into_iter()
@@ -241,7 +229,7 @@ async fn kill9_during_build_then_restart() {
             (!left).then(|| killed.elapsed())
         })
         .await;
-        wait_for("no lock left taken", WAIT, || async {
+        wait_for_within("no lock left taken", WAIT, || async {
             no_stuck_locks(&w).await.then_some(())
         })
         .await;
@@ -281,7 +269,7 @@ async fn kill9_during_build_then_restart() {
 /// keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_during_build() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let mut w = BuilderWorld::new(zk, Knobs::default(), &BuilderCfg::default()).await;
         let cfg = BuilderCfg {
@@ -292,7 +280,7 @@ async fn session_expiry_during_build() {
         .with_env("FAKE_DIB_PARTIAL", "1");
         w.write_config(&cfg);
         let b = w.spawn_builder();
-        let stopped = wait_for("a build running", WAIT, || async {
+        let stopped = wait_for_within("a build running", WAIT, || async {
             w.builds()
                 .await
                 .into_iter()
@@ -304,7 +292,7 @@ async fn session_expiry_during_build() {
         let (ready, up) = w.wait_uploaded(PROVIDER, WAIT).await;
         let ready_after = frozen.elapsed();
         assert_ne!(ready.id, stopped.id, "a new build, not the stopped one");
-        let gone = wait_for("the stopped build and its files gone", WAIT, || async {
+        let gone = wait_for_within("the stopped build and its files gone", WAIT, || async {
             let record = w.store.get_build(IMAGE, &stopped.id).await.ok()?;
             let files = w
                 .local_files()
@@ -313,7 +301,7 @@ async fn session_expiry_during_build() {
             (record.is_none() && !files).then(|| frozen.elapsed())
         })
         .await;
-        wait_for("no lock left taken", WAIT, || async {
+        wait_for_within("no lock left taken", WAIT, || async {
             no_stuck_locks(&w).await.then_some(())
         })
         .await;
@@ -341,7 +329,7 @@ async fn session_expiry_during_build() {
 /// upload ends ready and is the only Nodepool image in the cloud.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_upload_then_restart() {
-    bounded(async {
+    bounded_serial(async {
         let (mut w, b1, dead, cloud) = world_with_upload_in_progress(5).await;
         b1.kill9();
         let killed = Instant::now();
@@ -379,7 +367,7 @@ async fn kill9_during_upload_then_restart() {
 /// Nodepool image in the cloud (nothing leaked), and the builder keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_during_upload() {
-    bounded(async {
+    bounded_serial(async {
         let (w, b, stale, cloud) = world_with_upload_in_progress(3).await;
         let frozen = freeze(&b, Duration::from_secs(7)).await;
         w.sim.admin().update_knobs(|k| k.image_upload_delay_ms = 0);
@@ -408,7 +396,7 @@ async fn session_expiry_during_upload() {
 /// reconnects within its session, the same build ends ready and is uploaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_restart_during_build() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::dedicated().await;
         let pidfile_name = "dib.pid";
         let mut w = BuilderWorld::new(zk, Knobs::default(), &BuilderCfg::default()).await;
@@ -418,7 +406,7 @@ async fn zookeeper_restart_during_build() {
             .with_env("FAKE_DIB_PID_FILE", &pidfile.display().to_string());
         w.write_config(&cfg);
         let b = w.spawn_builder();
-        let building = wait_for("DIB running", WAIT, || async {
+        let building = wait_for_within("DIB running", WAIT, || async {
             let b = w
                 .builds()
                 .await
@@ -468,7 +456,7 @@ async fn zookeeper_restart_during_build() {
 /// up and the ready upload's image is the only Nodepool image left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_5xx_is_retried_and_cleaned() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let mut w = BuilderWorld::new(zk, Knobs::default(), &BuilderCfg::default()).await;
         let admin = w.sim.admin();
@@ -481,7 +469,7 @@ async fn upload_5xx_is_retried_and_cleaned() {
         let b = w.spawn_builder();
         let (_, up) = w.wait_uploaded(PROVIDER, WAIT).await;
         let ready_after = t.elapsed();
-        let cleaned = wait_for(
+        let cleaned = wait_for_within(
             "failed upload records and their images removed",
             WAIT,
             || async {

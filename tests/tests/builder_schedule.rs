@@ -1,33 +1,21 @@
-//! What starts and stops the `nodepool-builder` scheduler (reference §4 "Scheduled
-//! builds" and "Uploads"), with the binary as a child process, a real ZooKeeper and the
+//! What starts and stops the `nodepool-builder` scheduler (docs/builder.md,
+//! scheduled builds and uploads), with the binary as a child process, a real ZooKeeper and the
 //! simulator over HTTP: `rebuild-age` triggers a rebuild; the ZooKeeper pause flag and
 //! the diskimage's config `pause` stop builds but — as in Nodepool, whose UploadWorker
 //! only looks at the provider diskimage entry — not uploads; a provider diskimage
 //! `pause` stops uploads. Every wait is bounded; nothing asserts on timing.
 //!
-//! Needs the debug binaries: `cargo build -p nodepool-daemon --bins`.
+//! The builder binary is built on first use (`nodepool_tests::daemons::workspace_bin`).
 
-use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nodepool_shared::model::BuildState;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded_serial, wait_for_within, TestZk};
 use nodepool_tests::builder_world::{BuilderCfg, BuilderWorld, ProviderCfg, IMAGE};
-use nodepool_tests::daemons::wait_for;
 use nodepool_tests::sim::Knobs;
 
 /// Upper bound of each wait for the builder to reach a state.
 const WAIT: Duration = Duration::from_secs(90);
-
-/// One builder process at a time on 2 shared cores.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    let _serial = SERIAL.lock().await;
-    tokio::time::timeout(Duration::from_secs(240), f)
-        .await
-        .expect("test timed out");
-}
 
 fn now_epoch() -> f64 {
     SystemTime::now()
@@ -38,7 +26,7 @@ fn now_epoch() -> f64 {
 
 /// Waits until `line` appears `n` times in the log of the builder (bounded).
 async fn wait_log(p: &nodepool_tests::daemons::DaemonProc, line: &str, n: usize) {
-    wait_for(&format!("{n}× `{line}` in the builder log"), WAIT, || {
+    wait_for_within(&format!("{n}× `{line}` in the builder log"), WAIT, || {
         let hit = p.log_text().matches(line).count() >= n;
         async move { hit.then_some(()) }
     })
@@ -50,7 +38,7 @@ async fn wait_log(p: &nodepool_tests::daemons::DaemonProc, line: &str, n: usize)
 /// entry is paused (added in the same reload, before the unpaused one) gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_pause_stops_builds_not_uploads_provider_pause_stops_uploads() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let mut cfg = BuilderCfg::default();
         let mut w = BuilderWorld::new(zk, Knobs::default(), &cfg).await;
@@ -98,7 +86,7 @@ async fn image_pause_stops_builds_not_uploads_provider_pause_stops_uploads() {
 /// unpaused, it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_age_rebuilds_and_the_pause_flag_stops_it() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let cfg = BuilderCfg {
             rebuild_age: Some(3),
@@ -107,7 +95,7 @@ async fn rebuild_age_rebuilds_and_the_pause_flag_stops_it() {
         let mut w = BuilderWorld::new(zk, Knobs::default(), &cfg).await;
         let b = w.spawn_builder();
         let (first, _) = w.wait_uploaded("sim", WAIT).await;
-        let second = wait_for("a rebuild after rebuild-age", WAIT, || async {
+        let second = wait_for_within("a rebuild after rebuild-age", WAIT, || async {
             let ready = w.ready_builds().await;
             (ready.len() >= 2).then(|| ready.last().cloned()).flatten()
         })
@@ -122,7 +110,7 @@ async fn rebuild_age_rebuilds_and_the_pause_flag_stops_it() {
         // Pause while the newest build is fresh, then wait until its rebuild is well
         // overdue (and several scheduler and cleanup passes happened).
         w.store.pause_image(IMAGE).await.expect("pause");
-        let newest = wait_for("no build running", WAIT, || async {
+        let newest = wait_for_within("no build running", WAIT, || async {
             let builds = w.builds().await;
             if builds.iter().any(|b| b.state == BuildState::Building) {
                 return None;
@@ -147,7 +135,7 @@ async fn rebuild_age_rebuilds_and_the_pause_flag_stops_it() {
         // Unpaused: the overdue rebuild happens.
         w.store.unpause_image(IMAGE).await.expect("unpause");
         let t = Instant::now();
-        wait_for("the rebuild after unpausing", WAIT, || async {
+        wait_for_within("the rebuild after unpausing", WAIT, || async {
             w.ready_builds()
                 .await
                 .iter()
@@ -169,7 +157,7 @@ async fn rebuild_age_rebuilds_and_the_pause_flag_stops_it() {
 /// nothing; set to false (config reload), the image is built and uploaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_pause_stops_builds() {
-    bounded(async {
+    bounded_serial(async {
         let zk = TestZk::shared().await;
         let mut cfg = BuilderCfg {
             image_pause: true,

@@ -8,21 +8,14 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::Duration;
 
+use nodepool_shared::cloud::addresses::needs_floating_ip;
 use nodepool_shared::cloud::{
-    CloudDriver, CloudError, CloudsFile, CreateServer, DriverOptions, FlavorWanted, ImageCreate,
-    Limit, OpenStackDriver, PortFilter,
+    server_ips, CloudDriver, CloudError, CloudsFile, CreateServer, DriverOptions, FlavorWanted,
+    ImageCreate, Limit, OpenStackDriver, PortFilter,
 };
 use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::{bounded, bounded_serial};
 use nodepool_tests::sim::{CloudsAuth, Quota, SimAdmin, SimConfig, SimHandle, Simulator};
-
-/// Upper bound for every test (they take well under a second normally).
-const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
-}
 
 fn options(provider: &str) -> DriverOptions {
     let mut o = DriverOptions::new(provider);
@@ -219,7 +212,8 @@ async fn server_lifecycle_one_request_each() {
         assert!(got.host_id.as_deref().is_some_and(|h| !h.is_empty()));
         assert_eq!(got.flavor.as_ref().unwrap().vcpus, Some(2));
         assert_eq!(got.image_id(), Some(image.id.as_str()));
-        assert!(got.private_ipv4().is_some(), "{:?}", got.addresses);
+        assert_eq!(got.addresses.len(), 1, "{:?}", got.addresses);
+        assert_eq!(got.addresses[0].0, "private");
         assert!(got.config_drive);
 
         let all = one_request(&admin, "compute.servers.detail", d.list_servers())
@@ -287,10 +281,18 @@ async fn boot_from_volume_and_auto_network() {
         assert_eq!(bdm["volume_size"], 80);
         assert_eq!(bdm["uuid"], image.id.as_str());
         assert_eq!(bdm["destination_type"], "volume");
-        // `networks: auto` gave it a port on the private network.
+        // `networks: auto` gave it a port on the provider network.
         assert_eq!(s.port_ids.len(), 1);
         let got = d.get_server(&created.id).await.unwrap().unwrap();
         assert_eq!(got.image_id(), None);
+        // Its boot volume is attached, and the volume list shows it (one request).
+        assert_eq!(got.volumes_attached.len(), 1);
+        let vols = one_request(&admin, "volume.volumes.list", d.list_volumes())
+            .await
+            .unwrap();
+        assert_eq!(vols.len(), 1);
+        assert_eq!(vols[0].id, got.volumes_attached[0].id);
+        assert_eq!(vols[0].size, Some(80));
     })
     .await;
 }
@@ -666,12 +668,20 @@ async fn floating_ips_and_ports() {
             .unwrap();
         let nets = d.list_networks().await.unwrap();
         let public = nets.iter().find(|n| n.external).unwrap();
+        let policy = d.address_policy();
+        let needs_fip = |s: &nodepool_shared::cloud::Server| {
+            let ips = server_ips(s, &nets, &policy);
+            needs_floating_ip(s, &ips, true, &policy)
+        };
         let created = d
-            .create_server(&simple_server("np3", &flavor.id, &image.id))
+            .create_server(&CreateServer {
+                networks: vec![private_network(&d).await],
+                ..simple_server("np3", &flavor.id, &image.id)
+            })
             .await
             .unwrap();
         let server = d.get_server(&created.id).await.unwrap().unwrap();
-        assert!(server.needs_floating_ip(true));
+        assert!(needs_fip(&server));
 
         let ports = one_request(&admin, "network.ports.list", d.server_ports(&created.id))
             .await
@@ -698,10 +708,10 @@ async fn floating_ips_and_ports() {
         assert_eq!(fip.port_id.as_deref(), Some(port.id.as_str()));
         let server = d.get_server(&created.id).await.unwrap().unwrap();
         assert_eq!(
-            server.public_ipv4().as_deref(),
-            Some(fip.floating_ip_address.as_str())
+            server_ips(&server, &nets, &policy).public_ipv4,
+            fip.floating_ip_address
         );
-        assert!(!server.needs_floating_ip(true));
+        assert!(!needs_fip(&server));
 
         let fips = one_request(&admin, "network.floatingips.list", d.list_floating_ips())
             .await
@@ -890,7 +900,7 @@ fn peak_rss_kib() -> u64 {
 /// separate `openstack-sim` process and reports this process's peak RSS after each, to
 /// show that the upload is streamed (memory does not grow with the image size).
 ///
-/// `cargo test -p nodepool-tests --test cloud_openstack -- --ignored --nocapture bench_upload_memory`
+/// `cargo test -p nodepool-tests --test integration cloud_openstack::bench_upload_memory -- --ignored --nocapture`
 #[tokio::test]
 #[ignore]
 async fn bench_upload_memory() {
@@ -989,7 +999,10 @@ async fn provider_rate_spaces_api_calls_as_seen_by_the_simulator() {
     /// Allowed shortfall of a gap: request send jitter on a loaded machine.
     const TOLERANCE_MS: f64 = 50.0;
     const OP: &str = "compute.servers.detail";
-    bounded(async {
+    // Serial with the process-heavy tests of this binary: the gaps are measured where the
+    // simulator receives the calls, and a launcher or builder busy on the same 2 cores
+    // delays one arrival and shortens the next gap by more than the tolerance.
+    bounded_serial(async {
         let sim = Simulator::start(SimConfig::default()).await.unwrap();
         let admin = sim.admin();
         let clouds = CloudsFile::parse(&sim.clouds_yaml("sim"), Path::new("clouds.yaml")).unwrap();
@@ -1041,6 +1054,59 @@ async fn provider_rate_spaces_api_calls_as_seen_by_the_simulator() {
                 );
             }
         }
+        sim.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+/// The one constructor of a provider's driver (`provider_driver`): the provider's
+/// `region-name` wins over the cloud's, clouds.yaml's `image_format` and address
+/// settings reach the driver, and a provider whose cloud is not in clouds.yaml gets an
+/// error naming the provider, the cloud and the file. The launcher's and the builder's
+/// drivers come from it (the CLI's too, see `daemon/tests/cli.rs`).
+#[tokio::test]
+async fn provider_driver_is_the_one_constructor() {
+    use nodepool_daemon::builder::context::Clouds;
+    use nodepool_daemon::launcher::runtime::ProviderRuntime;
+    use nodepool_shared::cloud::provider_driver;
+    use nodepool_shared::config::Config;
+
+    bounded(async {
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clouds.yaml");
+        let yaml = sim.clouds_yaml("sim") + "    image_format: raw\n    force_ipv4: true\n";
+        std::fs::write(&path, yaml).unwrap();
+        let clouds = CloudsFile::load_from(&path).unwrap();
+        let config = Config::from_yaml_str(
+            "providers:\n  - name: prov\n    cloud: sim\n    region-name: RegionOne\n    rate: 0\n  \
+             - name: moved\n    cloud: sim\n    region-name: RegionTwo\n  \
+             - name: lost\n    cloud: nowhere\n",
+            "nodepool.yaml",
+        )
+        .unwrap();
+        let statsd = Statsd::noop();
+        let d = provider_driver(&config.providers[0], &clouds, &statsd).unwrap();
+        assert_eq!(d.provider(), "prov");
+        assert_eq!(d.image_format(), "raw");
+        assert!(d.address_policy().force_ipv4);
+        d.list_servers().await.unwrap();
+        let moved = provider_driver(&config.providers[1], &clouds, &statsd).unwrap();
+        assert_eq!(moved.region(), Some("RegionTwo"));
+        let e = provider_driver(&config.providers[2], &clouds, &statsd)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("provider lost") && e.contains("`nowhere`") && e.contains("clouds.yaml"),
+            "{e}"
+        );
+        // The launcher's runtime and the builder's clouds use it.
+        let rt = ProviderRuntime::start(&config.providers[0], &clouds, &statsd).unwrap();
+        assert!(rt.driver.address_policy().force_ipv4);
+        let b = Clouds::from_config(&config, Some(&path), &statsd);
+        assert_eq!(b.image_format("prov"), "raw");
+        assert!(b.get("prov").unwrap().driver.address_policy().force_ipv4);
+        assert!(b.get("lost").is_none());
         sim.shutdown().await.unwrap();
     })
     .await;

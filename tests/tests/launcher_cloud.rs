@@ -1,7 +1,9 @@
 //! The launcher's cloud half (`nodepool_daemon::launcher`) end to end against the
 //! OpenStack simulator over HTTP, through the real `OpenStackDriver`: launch (success,
-//! floating IP, host-key scan, launch and keyscan timeouts, ERROR fault, quota), retries, delete, the quota model with
-//! unmanaged servers, and leak cleanup with statsd captured on a real UDP socket.
+//! floating IP, host-key scan, launch and keyscan timeouts, ERROR fault, quota, node
+//! addresses under clouds.yaml settings, cached lookups forgotten on Nova's 400),
+//! retries, delete, the quota model with unmanaged servers and their volumes, and leak
+//! cleanup (logged, and counted in statsd captured on a real UDP socket).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -26,30 +28,34 @@ use nodepool_shared::cloud::{
 };
 use nodepool_shared::model::QuotaInformation;
 use nodepool_shared::stats::Statsd;
+use nodepool_shared::testing::bounded;
 use nodepool_tests::sim::{Quota, SimAdmin, SimConfig, SimHandle, Simulator};
 
-/// Upper bound for every test.
-const TEST_TIMEOUT: Duration = Duration::from_secs(90);
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
+async fn start() -> (SimHandle, OpenStackDriver) {
+    start_with(SimConfig::default(), "", None).await
 }
 
-async fn start() -> (SimHandle, OpenStackDriver) {
+/// A simulator (with `config`) and a driver for it whose clouds.yaml entry has the
+/// extra lines `cloud_extra` (4-space indent) and whose host IPv6 support is
+/// `local_ipv6` (`None`: detected).
+async fn start_with(
+    config: SimConfig,
+    cloud_extra: &str,
+    local_ipv6: Option<bool>,
+) -> (SimHandle, OpenStackDriver) {
     // A free SSH port of our own for the fake sshds (see `scanning`).
     let sim = Simulator::start(SimConfig {
         ssh_port: 0,
-        ..SimConfig::default()
+        ..config
     })
     .await
     .unwrap();
-    let yaml = sim.clouds_yaml("sim");
+    let yaml = sim.clouds_yaml("sim") + cloud_extra;
     let file = CloudsFile::parse(&yaml, Path::new("clouds.yaml")).unwrap();
     let mut o = DriverOptions::new("prov");
     o.rate = 0.0;
     o.api_timeout = Duration::from_secs(10);
+    o.local_ipv6 = local_ipv6;
     let d = OpenStackDriver::new(file.cloud("sim").unwrap(), o).unwrap();
     d.authenticate().await.unwrap();
     (sim, d)
@@ -85,7 +91,8 @@ fn spec(node_id: &str) -> LaunchSpec {
             min_ram: None,
         },
         image: ImageRef::Name("cirros-0.6.2".into()),
-        networks: vec!["private".into()],
+        // The shared provider network: a directly reachable (public) address.
+        networks: vec!["provider".into()],
         metadata: meta.meta,
         auto_floating_ip: false,
         boot_timeout: Duration::from_secs(30),
@@ -106,6 +113,40 @@ fn scanning(node_id: &str, sim: &SimHandle) -> LaunchSpec {
         keyscan: Some(ks),
         ..spec(node_id)
     }
+}
+
+/// On the private network, reached through a floating IP the launch attaches.
+fn behind_floating_ip(sp: &mut LaunchSpec) {
+    sp.networks = vec!["private".into()];
+    sp.auto_floating_ip = true;
+}
+
+/// Runs `f` and returns what it logged (`tracing`, INFO and up) on this thread.
+async fn with_logs<T>(f: impl Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        f.await
+    };
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (out, text)
 }
 
 fn known(ids: &[&str]) -> HashSet<String> {
@@ -131,12 +172,12 @@ async fn launch_success_facts_and_metadata() {
         assert_eq!(s.metadata["nodepool_node_id"], "0000000001");
         assert_eq!(s.metadata["nodepool_pool_name"], "main");
         assert_eq!(s.metadata["nodepool_provider_name"], "prov");
-        assert!(facts
-            .private_ipv4
-            .as_deref()
-            .is_some_and(|a| a.starts_with("127.10.")));
-        assert_eq!(facts.public_ipv4, None);
-        assert_eq!(facts.interface_ip, facts.private_ipv4);
+        // As openstacksdk reads it: the provider network routes externally, so its
+        // address is public; without a private one Nodepool stores the public one there.
+        assert!(facts.public_ipv4.starts_with("127.30."), "{facts:?}");
+        assert_eq!(facts.private_ipv4, facts.public_ipv4);
+        assert_eq!(facts.public_ipv6, "");
+        assert_eq!(facts.interface_ip, facts.public_ipv4);
         assert!(facts.host_id.is_some());
         assert_eq!(facts.az.as_deref(), Some("nova"));
         assert_eq!(facts.cloud.as_deref(), Some("sim"));
@@ -156,25 +197,16 @@ async fn launch_attaches_floating_ip() {
         let (sim, d) = start().await;
         let admin = sim.admin();
         let mut sp = scanning("0000000002", &sim);
-        sp.auto_floating_ip = true;
+        behind_floating_ip(&mut sp);
         let facts = launch_server(&d, sp).await.result.unwrap();
         // Scanned on the floating address (the interface IP) once attached.
-        assert!(facts
-            .interface_ip
-            .as_deref()
-            .is_some_and(|a| a.starts_with("127.24.")));
+        assert!(facts.interface_ip.starts_with("127.24."), "{facts:?}");
         assert_eq!(facts.host_keys, admin.host_keys(&facts.external_id));
         let fips = admin.floating_ips();
         assert_eq!(fips.len(), 1);
-        assert_eq!(
-            facts.public_ipv4.as_deref(),
-            Some(fips[0].floating_ip_address.as_str())
-        );
+        assert_eq!(facts.public_ipv4, fips[0].floating_ip_address);
         assert_eq!(facts.interface_ip, facts.public_ipv4);
-        assert!(facts
-            .private_ipv4
-            .as_deref()
-            .is_some_and(|a| a.starts_with("127.10.")));
+        assert!(facts.private_ipv4.starts_with("127.10."), "{facts:?}");
         let port = admin.server(&facts.external_id).unwrap().port_ids[0].clone();
         assert_eq!(fips[0].port_id.as_deref(), Some(port.as_str()));
     })
@@ -371,7 +403,7 @@ async fn delete_removes_floating_ip_and_server_and_accepts_404() {
         let admin = sim.admin();
         admin.update_knobs(|k| k.delete_delay_ms = 300);
         let mut sp = spec("0000000010");
-        sp.auto_floating_ip = true;
+        behind_floating_ip(&mut sp);
         let facts = launch_server(&d, sp).await.result.unwrap();
         assert_eq!(admin.floating_ips().len(), 1);
         delete_server(&d, &facts.external_id, DELETE_TIMEOUT)
@@ -577,7 +609,7 @@ async fn leaked_instance_removed_only_on_second_pass() {
         // A node id that becomes known between passes is no longer a leak.
         let late = admin.inject_leaked_server("prov", "0000000100", "main");
         assert_eq!(cleaner.pass(&d, &known).await.suspected_instances, 1);
-        let known2 = crate::known(&["0000000001", "0000000100"]);
+        let known2 = self::known(&["0000000001", "0000000100"]);
         let r = cleaner.pass(&d, &known2).await;
         assert_eq!((r.suspected_instances, r.instances), (0, 0));
         assert!(sim_has_server(&admin, &late));
@@ -592,11 +624,11 @@ async fn down_ports_and_unattached_floating_ips_removed_and_counted() {
         let admin = sim.admin();
         let p1 = admin.inject_down_port();
         let p2 = admin.inject_down_port();
-        admin.inject_leaked_floating_ip();
-        admin.inject_leaked_floating_ip();
+        let fip1 = admin.inject_leaked_floating_ip();
+        let fip2 = admin.inject_leaked_floating_ip();
         // An attached floating IP and an active port must stay.
         let mut sp = spec("0000000001");
-        sp.auto_floating_ip = true;
+        behind_floating_ip(&mut sp);
         let facts = launch_server(&d, sp).await.result.unwrap();
         let ports_before = admin.ports().len();
 
@@ -612,11 +644,19 @@ async fn down_ports_and_unattached_floating_ips_removed_and_counted() {
         );
         let known = known(&["0000000001"]);
 
-        let r1 = cleaner.pass(&d, &known).await;
+        let (r1, logs) = with_logs(cleaner.pass(&d, &known)).await;
         assert!(r1.errors.is_empty(), "{:?}", r1.errors);
         assert_eq!(r1.ports, 0, "first sample only records DOWN ports");
         assert_eq!(r1.floating_ips, 2);
         assert_eq!(admin.floating_ips().len(), 1);
+        // Each deleted floating IP is logged with its id and address.
+        for id in [&fip1, &fip2] {
+            let line = logs
+                .lines()
+                .find(|l| l.contains("deleting leaked floating IP") && l.contains(id.as_str()))
+                .unwrap_or_else(|| panic!("no log line for floating IP {id}:\n{logs}"));
+            assert!(line.contains("address=127.24."), "{line}");
+        }
         // A port that goes DOWN after the first sample is not removed yet.
         let p3 = admin.inject_down_port();
 
@@ -625,7 +665,14 @@ async fn down_ports_and_unattached_floating_ips_removed_and_counted() {
         assert_eq!(r.ports, 0);
 
         tokio::time::sleep(interval + Duration::from_millis(50)).await;
-        let r2 = cleaner.pass(&d, &known).await;
+        let (r2, logs) = with_logs(cleaner.pass(&d, &known)).await;
+        for id in [&p1, &p2] {
+            assert!(
+                logs.lines()
+                    .any(|l| l.contains("removed DOWN port") && l.contains(id.as_str())),
+                "no log line for port {id}:\n{logs}"
+            );
+        }
         assert!(r2.errors.is_empty(), "{:?}", r2.errors);
         assert_eq!(r2.ports, 2);
         assert_eq!(r2.floating_ips, 0);
@@ -649,6 +696,159 @@ async fn down_ports_and_unattached_floating_ips_removed_and_counted() {
             !lines.iter().any(|l| l.contains("leaked.instances")),
             "{lines:?}"
         );
+    })
+    .await;
+}
+
+/// The node addresses of a launch follow openstacksdk's rules under each clouds.yaml
+/// setting: on the dual-stack provider network the IPv6 address is the interface IP
+/// when the host has IPv6, the IPv4 one when it has not or with `force_ipv4` (which
+/// also hides the IPv6 address); with `private: true` a server on the private network
+/// gets no floating IP and is reached (and scanned) on its private address.
+#[tokio::test]
+async fn addresses_follow_clouds_yaml_and_host_ipv6() {
+    bounded(async {
+        let dual = SimConfig {
+            ipv6: true,
+            ..SimConfig::default()
+        };
+        for (extra, local_ipv6, want_v6) in [
+            ("", Some(true), true),
+            ("", Some(false), false),
+            ("    force_ipv4: true\n", Some(true), false),
+        ] {
+            let (sim, d) = start_with(dual.clone(), extra, local_ipv6).await;
+            let facts = launch_server(&d, scanning("0000000031", &sim))
+                .await
+                .result
+                .unwrap();
+            let v4 = facts.public_ipv4.clone();
+            assert!(v4.starts_with("127.30."), "{facts:?}");
+            assert_eq!(facts.private_ipv4, v4);
+            let mapped = format!("::ffff:{v4}");
+            let forced = !extra.is_empty();
+            assert_eq!(facts.public_ipv6, if forced { "" } else { mapped.as_str() });
+            let want = if want_v6 {
+                mapped.as_str()
+            } else {
+                v4.as_str()
+            };
+            assert_eq!(facts.interface_ip, want, "{extra} {local_ipv6:?}");
+            // The scan reached the fake sshd on the interface IP (IPv6 included).
+            assert_eq!(facts.host_keys, sim.admin().host_keys(&facts.external_id));
+        }
+        let (sim, d) = start_with(SimConfig::default(), "    private: true\n", None).await;
+        let mut sp = scanning("0000000032", &sim);
+        behind_floating_ip(&mut sp);
+        let facts = launch_server(&d, sp).await.result.unwrap();
+        assert!(sim.admin().floating_ips().is_empty(), "no floating IP");
+        assert!(facts.private_ipv4.starts_with("127.10."), "{facts:?}");
+        assert_eq!(facts.public_ipv4, "");
+        assert_eq!(facts.interface_ip, facts.private_ipv4);
+        assert_eq!(facts.host_keys.len(), 1);
+    })
+    .await;
+}
+
+/// With the provider's cloud lookups (the launcher's path), two launches list flavors
+/// and networks once; Nova's 400 to a create (a zone the cloud no longer has) makes the
+/// provider forget them all, so the next launch lists again.
+#[tokio::test]
+async fn bad_request_on_create_forgets_cached_lookups() {
+    use nodepool_daemon::launcher::lookups::CloudLookups;
+    use nodepool_daemon::launcher::LaunchMachine;
+    use std::sync::Arc;
+
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        let lookups = Arc::new(CloudLookups::new("prov"));
+        let zones = lookups.zones(&d).await.unwrap();
+        assert_eq!(zones.as_slice(), ["nova"]);
+        admin.reset_counters();
+        for id in ["0000000041", "0000000042"] {
+            let out = LaunchMachine::new(spec(id))
+                .with_lookups(lookups.clone())
+                .run(&d)
+                .await;
+            out.result.unwrap();
+        }
+        assert_eq!(admin.counter("compute.flavors.list"), 1);
+        assert_eq!(admin.counter("network.networks.list"), 1);
+        assert_eq!(admin.counter("compute.availability_zones"), 0);
+        // The cloud's zones change; a launch in the cached zone gets Nova's 400.
+        admin
+            .set_availability_zones(&["az-new".to_string()])
+            .unwrap();
+        let stale = LaunchSpec {
+            availability_zone: Some(zones[0].clone()),
+            ..spec("0000000043")
+        };
+        let out = LaunchMachine::new(stale)
+            .with_lookups(lookups.clone())
+            .run(&d)
+            .await;
+        let e = out.result.unwrap_err();
+        assert!(e.to_string().contains("availability zone"), "{e}");
+        assert!(
+            lookups.cached_flavor(&spec("x").flavor).is_none(),
+            "flavors forgotten"
+        );
+        admin.reset_counters();
+        assert_eq!(lookups.zones(&d).await.unwrap().as_slice(), ["az-new"]);
+        assert_eq!(admin.counter("compute.availability_zones"), 1);
+        LaunchMachine::new(spec("0000000044"))
+            .with_lookups(lookups.clone())
+            .run(&d)
+            .await
+            .result
+            .unwrap();
+        assert_eq!(admin.counter("compute.flavors.list"), 1);
+        assert_eq!(admin.counter("network.networks.list"), 1);
+    })
+    .await;
+}
+
+/// Unmanaged usage counts the Cinder volumes attached to servers Nodepool does not
+/// manage (number and GB), as Nodepool's `quota_from_flavor` does for listed instances;
+/// our own nodes' volumes are not subtracted twice.
+#[tokio::test]
+async fn provider_quota_subtracts_unmanaged_volumes() {
+    bounded(async {
+        let (_sim, d) = start().await;
+        let flavors = d.list_flavors().await.unwrap();
+        let small = flavors.iter().find(|f| f.name == "small").unwrap();
+        let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
+        let bfv = |name: &str, gb: u64, meta: &[(&str, &str)]| CreateServer {
+            name: name.into(),
+            flavor_id: small.id.clone(),
+            image_id: image.id.clone(),
+            boot_from_volume: true,
+            volume_size: Some(gb),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        // Unmanaged, with a 30 GB boot volume; ours (known node), with a 40 GB one.
+        d.create_server(&bfv("manual", 30, &[])).await.unwrap();
+        let ours = [
+            ("nodepool_provider_name", "prov"),
+            ("nodepool_node_id", "0000000001"),
+        ];
+        d.create_server(&bfv("np0000000001", 40, &ours))
+            .await
+            .unwrap();
+        let limit = ProviderQuota::new("prov")
+            .limit(&d, &known(&["0000000001"]))
+            .await
+            .unwrap();
+        // Default Cinder quota: 10 volumes, 1000 GB.
+        assert_eq!(limit.get("volumes"), 9.0);
+        assert_eq!(limit.get("volume-gb"), 970.0);
+        assert_eq!(limit.get("instances"), 9.0);
+        assert_eq!(limit.get("cores"), 18.0);
     })
     .await;
 }

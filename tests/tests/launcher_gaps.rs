@@ -1,65 +1,27 @@
 //! The launcher's formerly known gaps, end to end (real ZooKeeper, the OpenStack
 //! simulator over HTTP, statsd over UDP, `launcher::daemon::run` in-process):
 //! diskimage launch metrics, the unlimited `max_servers` gauge, the server id stored
-//! while the launch runs, freeing quota by deleting the oldest unused ready node, and the
-//! AZ picked from the cloud's list.
+//! while the launch runs, freeing quota by deleting the oldest unused ready node, the
+//! AZ picked from the cloud's list (and re-listed after Nova's 400), node addresses as
+//! openstacksdk reads them, and a diskimage node's login facts from the config.
 
-use std::future::Future;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use crate::support::Launcher;
+use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::model::{
     BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, QuotaInformation,
     RequestId, RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
 use nodepool_tests::sim::{Knobs, SimConfig, SimHandle, Simulator};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(60);
 const PROVIDER: &str = "sim-provider";
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Waits until `f` returns `Some`, polling every 50 ms, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(180), f)
-        .await
-        .expect("test timed out");
-}
 
 /// The generated config's knobs.
 #[derive(Clone, Default)]
@@ -70,6 +32,14 @@ struct Shape {
     top_extra: String,
     /// Provider `launch-timeout` (default 3600 s; bounds the wait for ACTIVE).
     launch_timeout: Option<u64>,
+    /// Lines under the top-level `dimg` diskimage (4-space indent).
+    diskimage_extra: String,
+    /// Lines under `small-label` (12-space indent), e.g. `networks:`.
+    small_label_extra: String,
+    /// Pool `auto-floating-ip` (default false here).
+    auto_floating_ip: bool,
+    /// More provider entries (2-space indent, `  - name: …`), after the first.
+    more_providers: String,
 }
 
 /// The launcher config; `connection-port` is the simulator's fake sshd port (the launch
@@ -92,7 +62,7 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
         "  - name: disk-label".into(),
         "diskimages:".into(),
         "  - name: dimg".into(),
-        "providers:".into(),
+        format!("{}providers:", shape.diskimage_extra),
         format!("  - name: {PROVIDER}"),
         "    cloud: sim".into(),
         "    rate: 0".into(),
@@ -109,80 +79,17 @@ fn config_yaml(zk: &TestZk, shape: &Shape, ssh_port: u16) -> String {
         format!("        connection-port: {ssh_port}"),
         "    pools:".into(),
         "      - name: main".into(),
-        "        auto-floating-ip: false".into(),
+        format!("        auto-floating-ip: {}", shape.auto_floating_ip),
         format!("{}        labels:", shape.pool_extra),
         "          - name: small-label".into(),
         "            cloud-image: cirros".into(),
-        "            flavor-name: small".into(),
+        format!("{}            flavor-name: small", shape.small_label_extra),
         "          - name: disk-label".into(),
         "            diskimage: dimg".into(),
         "            flavor-name: small".into(),
+        shape.more_providers.trim_end().to_string(),
     ];
     lines.join("\n") + "\n"
-}
-
-struct Launcher {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Launcher {
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("launcher stops")
-            .expect("launcher task");
-    }
-}
-
-/// statsd lines received on a loopback UDP socket (collected by a thread).
-struct StatsSink {
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StatsSink {
-    fn start() -> StatsSink {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        let port = sock.local_addr().expect("addr").port();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    l.lock().unwrap().extend(text.lines().map(str::to_string));
-                }
-            }
-        });
-        StatsSink { port, lines, stop }
-    }
-
-    fn has(&self, pred: impl Fn(&str) -> bool) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| pred(l))
-    }
-
-    async fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.has(&pred) {
-            if tokio::time::Instant::now() >= deadline {
-                panic!("no statsd line {what} in {:?}", self.lines.lock().unwrap());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for StatsSink {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 struct Env {
@@ -237,12 +144,7 @@ impl Env {
     }
 
     fn start_with(&self, opts: LauncherOptions) -> Launcher {
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            run(opts, c).await.expect("launcher run");
-        });
-        Launcher { cancel, task }
+        Launcher::start(opts)
     }
 
     fn start_launcher(&self) -> Launcher {
@@ -814,6 +716,224 @@ async fn launcher_sends_zk_queue_gauges() {
                 })
                 .await;
         }
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Nodepool's `test_az_change_recover`: the cloud's zones change under a running
+/// launcher. The next request fails (its launch asks for a zone from the cached list,
+/// which Nova refuses with 400), and that 400 makes the provider forget its cached zones
+/// (and flavors, images, networks), so the request after it lists them again and is
+/// fulfilled in one of the new zones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_az_change_recover() {
+    bounded(async {
+        let sim_config = SimConfig {
+            availability_zones: vec!["az1".into(), "az2".into()],
+            ..SimConfig::default()
+        };
+        let env = Env::new(&Shape::default(), sim_config).await;
+        let l = env.start_launcher();
+        let req = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(req.state, RequestState::Fulfilled);
+        // Now change the zones in the cloud.
+        let new_zones = vec!["new-az1".to_string(), "new-az2".to_string()];
+        env.sim
+            .admin()
+            .set_availability_zones(&new_zones)
+            .expect("zones");
+        // This one fails: the cached zones are not available any more.
+        let req2 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(req2.state, RequestState::Failed);
+        // This one recovers from the stale zone cache.
+        let req3 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(req3.state, RequestState::Fulfilled);
+        let az = env.node(&req3.nodes[0]).await.expect("node").az;
+        assert!(
+            az.as_ref().is_some_and(|z| new_zones.contains(z)),
+            "{az:?} in {new_zones:?}"
+        );
+        l.stop().await;
+    })
+    .await;
+}
+
+/// `interface_ip` as openstacksdk picks it on this host: the public IPv6 address when
+/// the host has IPv6 (other than loopback and link-local), else the public IPv4 one.
+fn expected_interface(v4: &str, v6: &str) -> String {
+    if nodepool_shared::cloud::addresses::local_host_has_ipv6() && !v6.is_empty() {
+        v6.to_string()
+    } else {
+        v4.to_string()
+    }
+}
+
+/// A node on the dual-stack provider network: its public IPv4 and IPv6 addresses (the
+/// IPv6 one is the IPv4-mapped twin), no private one (so Nodepool stores the public
+/// IPv4 there too), and the interface IP openstacksdk prefers.
+fn assert_dual_stack(n: &Node) {
+    let v4 = n.public_ipv4.clone().unwrap_or_default();
+    assert!(v4.starts_with("127.30."), "{n:?}");
+    assert_eq!(
+        n.public_ipv6.as_deref(),
+        Some(format!("::ffff:{v4}").as_str())
+    );
+    assert_eq!(n.private_ipv4.as_deref(), Some(v4.as_str()));
+    assert_eq!(
+        n.interface_ip,
+        Some(expected_interface(
+            &v4,
+            n.public_ipv6.as_deref().unwrap_or("")
+        ))
+    );
+    assert!(n.host_id.as_deref().is_some_and(|h| !h.is_empty()));
+    assert_eq!(n.host_keys.len(), 1, "scanned on the interface IP");
+}
+
+/// A node on the private network behind a floating IP: no IPv6 (`""`, as Nodepool
+/// stores it), the floating address public and the interface IP.
+fn assert_floating_v4(n: &Node) {
+    let v4 = n.public_ipv4.clone().unwrap_or_default();
+    assert!(v4.starts_with("127.24."), "{n:?}");
+    assert_eq!(n.public_ipv6.as_deref(), Some(""));
+    assert!(n
+        .private_ipv4
+        .as_deref()
+        .is_some_and(|a| a.starts_with("127.10.")));
+    assert_eq!(n.interface_ip.as_deref(), Some(v4.as_str()));
+    assert_eq!(n.host_keys.len(), 1, "scanned on the floating IP");
+}
+
+/// Nodepool's `test_node_ipv6`: one provider's servers have an IPv6 address, the other's
+/// have none; both kinds of node get their addresses right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_node_ipv6() {
+    bounded(async {
+        let shape = Shape {
+            pool_extra: "        networks:\n          - provider\n".into(),
+            more_providers: "  - name: sim-provider2\n    cloud: sim\n    rate: 0\n    boot-timeout: 30\n    \
+                 cloud-images:\n      - name: cirros\n        image-name: cirros-0.6.2\n        \
+                 connection-port: {ssh}\n    pools:\n      - name: main\n        \
+                 networks:\n          - private\n        labels:\n          - name: label2\n            \
+                 cloud-image: cirros\n            flavor-name: small\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(
+            &shape,
+            SimConfig {
+                ipv6: true,
+                ..SimConfig::default()
+            },
+        )
+        .await;
+        // The second provider's connection port and label.
+        let text = std::fs::read_to_string(&env.config).expect("config");
+        let text = text
+            .replace("{ssh}", &env.sim.ssh_port().to_string())
+            .replace(
+                "labels:\n  - name: small-label\n",
+                "labels:\n  - name: small-label\n  - name: label2\n",
+            );
+        std::fs::write(&env.config, text).expect("config");
+        let l = env.start_launcher();
+        let r1 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        let r2 = env.wait_done(&env.submit(&["label2"]).await).await;
+        assert_eq!((r1.state, r2.state), (RequestState::Fulfilled, RequestState::Fulfilled));
+        let n1 = env.node(&r1.nodes[0]).await.expect("node 1");
+        let n2 = env.node(&r2.nodes[0]).await.expect("node 2");
+        // IPv6 address available.
+        assert_eq!(n1.provider.as_deref(), Some(PROVIDER));
+        assert_dual_stack(&n1);
+        // IPv6 address unavailable.
+        assert_eq!(n2.provider.as_deref(), Some("sim-provider2"));
+        assert_floating_v4(&n2);
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Nodepool's `test_node_net_name`: a label on the pool's networks (private, behind a
+/// floating IP) and a label with networks of its own (the dual-stack provider network).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_node_net_name() {
+    bounded(async {
+        let shape = Shape {
+            pool_extra: "        networks:\n          - private\n".into(),
+            auto_floating_ip: true,
+            small_label_extra: "            networks:\n              - provider\n".into(),
+            ..Shape::default()
+        };
+        let env = Env::new(
+            &shape,
+            SimConfig {
+                ipv6: true,
+                ..SimConfig::default()
+            },
+        )
+        .await;
+        env.ready_upload().await;
+        let l = env.start_launcher();
+        let r1 = env.wait_done(&env.submit(&["disk-label"]).await).await;
+        let r2 = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(
+            (r1.state, r2.state),
+            (RequestState::Fulfilled, RequestState::Fulfilled)
+        );
+        // IPv6 address unavailable.
+        assert_floating_v4(&env.node(&r1.nodes[0]).await.expect("node 1"));
+        // IPv6 address available.
+        assert_dual_stack(&env.node(&r2.nodes[0]).await.expect("node 2"));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A node on the provider network only (no private address): `private_ipv4` falls back
+/// to the public IPv4 address, as Nodepool does for OpenStack nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_ipv4_falls_back_to_the_public_address() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let l = env.start_launcher();
+        let r = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(r.state, RequestState::Fulfilled);
+        let n = env.node(&r.nodes[0]).await.expect("node");
+        let v4 = n.public_ipv4.clone().unwrap_or_default();
+        assert!(v4.starts_with("127.30."), "{n:?}");
+        assert_eq!(n.private_ipv4.as_deref(), Some(v4.as_str()));
+        assert_eq!(n.public_ipv6.as_deref(), Some(""));
+        assert_eq!(n.interface_ip.as_deref(), Some(v4.as_str()));
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A diskimage label's node takes `username`, `python-path` and `shell-type` from the
+/// current config's diskimage (and the connection from the provider's entry), not the
+/// copies in the upload record, which may come from an older config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diskimage_node_login_facts_come_from_the_config() {
+    bounded(async {
+        let shape = Shape {
+            diskimage_extra:
+                "    username: ubuntu\n    python-path: /usr/bin/python3\n    shell-type: csh\n"
+                    .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        // The upload says `zuul`, no python path or shell type.
+        env.ready_upload().await;
+        let l = env.start_launcher();
+        let r = env.wait_done(&env.submit(&["disk-label"]).await).await;
+        assert_eq!(r.state, RequestState::Fulfilled);
+        let n = env.node(&r.nodes[0]).await.expect("node");
+        assert_eq!(n.username.as_deref(), Some("ubuntu"));
+        assert_eq!(n.python_path.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(n.shell_type.as_deref(), Some("csh"));
+        assert_eq!(n.connection_type.as_deref(), Some("ssh"));
+        assert_eq!(n.connection_port, env.sim.ssh_port());
         l.stop().await;
     })
     .await;

@@ -4,7 +4,6 @@
 //! test is deterministic; one test runs the long-running tasks end to end.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,23 +18,15 @@ use nodepool_shared::model::{
     RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, TestZk};
 use nodepool_shared::zk::{TreeCache, ZkLock, ZkStore};
 use nodepool_tests::sim::{CloudsAuth, SimConfig, SimHandle, Simulator};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Upper bound of every test.
-const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound of every wait inside a test.
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
-}
 
 /// Polls `cond` until true, failing the test after [`WAIT`].
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -187,6 +178,7 @@ async fn context(
         statsd,
         config: rx,
         providers: RwLock::new(providers),
+        static_providers: RwLock::new(HashMap::new()),
         hostname: "testhost".into(),
         fqdn: "testhost.example.org".into(),
         intervals,

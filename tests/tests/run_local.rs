@@ -111,8 +111,8 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
         .expect("temp dir");
     let out = tmp.path().join("run-local.out");
     let log = std::fs::File::create(&out).expect("output file");
-    let child = Command::new("bash")
-        .arg(root.join("scripts/run-local"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/run-local"))
         .arg("--no-tui")
         .env("TMPDIR", tmp.path())
         .env("NODEPOOL_LOCAL_BIN", &bin_dir)
@@ -122,9 +122,20 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("output file"))
         .stderr(log)
-        .process_group(0)
-        .spawn()
-        .expect("start scripts/run-local");
+        .process_group(0);
+    // Ctrl-C in a terminal reaches a shell whose SIGINT has its default disposition. A test
+    // process started as a background job of a script (no job control) inherits SIGINT and
+    // SIGQUIT ignored, and bash cannot trap a signal that was ignored when it started:
+    // reset both, as a terminal session has them.
+    // SAFETY: signal(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("start scripts/run-local");
     let mut run = RunLocal { child, tmp, out };
 
     // Running: the script says so and the builder's disk-image-create has started.
@@ -157,16 +168,41 @@ fn ctrl_c_stops_everything_and_removes_the_work_dir() {
         panic!("no disk image build started; builder log:\n{log}")
     });
     let started = processes_under(run.tmp.path());
+    // (The fake Zuul starts only once an image is uploaded, which this build never
+    // finishes: its requests could only fail before.)
     for name in [
         "java",
         "openstack-sim",
         "nodepool-launcher",
         "nodepool-builder",
-        "zuul-sim",
     ] {
         assert!(
             started.iter().any(|(_, cmd)| cmd.contains(name)),
             "{name} is not running: {started:?}"
+        );
+    }
+    // The daemons' logs are files: Nodepool's plain lines, no colour escape codes
+    // (issue #12: launcher.log used to be full of them).
+    for name in ["launcher", "builder"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = poll(Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.contains(" INFO nodepool.").then_some(text)
+        })
+        .unwrap_or_else(|| panic!("{} has no INFO line", path.display()));
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
+        );
+    }
+    for name in ["openstack-sim", "zuul-sim"] {
+        let path = work.join(format!("logs/{name}.log"));
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !log.contains('\x1b'),
+            "escape codes in {}:\n{log}",
+            path.display()
         );
     }
 

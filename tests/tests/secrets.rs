@@ -1,20 +1,21 @@
-//! Secrets never reach logs or error messages: with a `tracing` subscriber capturing every
-//! event and span field at TRACE level (ours and the HTTP stack's), the OpenStack driver
-//! authenticates against the simulator (password and application credential), re-authenticates
-//! after a 401, fails with a wrong password, and does ordinary calls; neither the password,
-//! the application-credential secret nor any token issued appears in the captured output,
-//! in `Debug` of the clouds.yaml entry and driver, or in error messages.
+//! Secrets never reach logs or error messages: with a capture of every `tracing` event and
+//! its span fields at TRACE level (ours and the HTTP stack's, `testing::LogCapture`), the
+//! OpenStack driver authenticates against the simulator (password and application
+//! credential), re-authenticates after a 401, fails with a wrong password, and does
+//! ordinary calls; neither the password, the application-credential secret nor any token
+//! issued appears in the captured output, in `Debug` of the clouds.yaml entry and driver,
+//! or in error messages.
 //!
 //! The tokens are learnt by routing only the Keystone request through a tiny loopback TCP
 //! relay that records the `X-Subject-Token` reply headers (the catalog sends every other
 //! call straight to the simulator).
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nodepool_shared::cloud::{CloudDriver, CloudError, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::testing::LogCapture;
 use nodepool_tests::sim::{
     clouds_yaml_text, CloudsAuth, Credentials, SimConfig, SimHandle, Simulator,
 };
@@ -23,34 +24,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const PASSWORD: &str = "pw-9c41e7d2-do-not-log";
 const APP_SECRET: &str = "acs-5b07f3aa-do-not-log";
-
-/// Every byte any subscriber wrote in this process.
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        buf
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A loopback TCP relay to `target` that records everything the server sent back.
 async fn relay(target: std::net::SocketAddr) -> (u16, Arc<Mutex<Vec<u8>>>) {
@@ -129,7 +102,8 @@ fn driver(sim: &SimHandle, relay_port: u16, auth: CloudsAuth, password: &str) ->
 
 #[tokio::test]
 async fn no_password_or_token_in_logs_debug_or_errors() {
-    let logs = captured();
+    // Every event at TRACE level from here on (ours and the HTTP stack's).
+    let logs = LogCapture::start();
     let config = SimConfig {
         credentials: Credentials {
             password: PASSWORD.into(),
@@ -173,7 +147,7 @@ async fn no_password_or_token_in_logs_debug_or_errors() {
         tokens.len() >= 4,
         "expected 4 issued tokens (2 auth types, each re-authenticated once), saw {tokens:?}"
     );
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(
         logs.contains("DEBUG") || logs.contains("TRACE") || logs.contains("INFO"),
         "the subscriber captured nothing; the test would prove nothing"

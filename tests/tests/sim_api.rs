@@ -241,9 +241,10 @@ async fn server_lifecycle_shape_and_ports() {
     assert_eq!(s["flavor"]["original_name"], "small");
     assert_eq!(s["flavor"]["vcpus"], 2);
     assert_eq!(s["metadata"]["nodepool_provider_name"], "sim");
-    let addr = &s["addresses"]["private"][0];
+    // Without networks Nova puts it on the shared provider network.
+    let addr = &s["addresses"]["provider"][0];
     assert_eq!(addr["OS-EXT-IPS:type"], "fixed");
-    assert!(addr["addr"].as_str().unwrap().starts_with("127.10."));
+    assert!(addr["addr"].as_str().unwrap().starts_with("127.30."));
 
     // The server got a port.
     let (_, ports) = c.get(&format!("/network/v2.0/ports?device_id={id}")).await;
@@ -269,7 +270,7 @@ async fn server_lifecycle_shape_and_ports() {
         .to_string();
     let fip_id = f["floatingip"]["id"].as_str().unwrap().to_string();
     let (_, v) = c.get(&format!("/compute/v2.1/servers/{id}")).await;
-    let addrs = v["server"]["addresses"]["private"].as_array().unwrap();
+    let addrs = v["server"]["addresses"]["provider"].as_array().unwrap();
     assert!(addrs
         .iter()
         .any(|a| a["addr"] == fip.as_str() && a["OS-EXT-IPS:type"] == "floating"));
@@ -852,6 +853,97 @@ async fn metadata_keypairs_token_validation_and_image_patch() {
     sim.shutdown().await.unwrap();
 }
 
+/// The fake sshd finishes the key exchange as a real sshd does: its ECDH reply is signed
+/// by the server's host key over the exchange hash, and SSH_MSG_NEWKEYS follows it.
+/// Clients that complete the exchange before reading the key — paramiko, so Python
+/// Nodepool's host-key scan — wait for that NEWKEYS (without it they time out).
+#[tokio::test]
+async fn fake_sshd_finishes_the_key_exchange_with_newkeys() {
+    use aws_lc_rs::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, X25519};
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{UnparsedPublicKey as VerifyKey, ED25519};
+    use nodepool_shared::ssh::wire::{self, Deadline, KexInit, Reader, Writer};
+    use sha2::{Digest, Sha256};
+
+    let sim = Simulator::start(SimConfig {
+        ssh_port: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::login(&sim).await;
+    let (_, v) = c.create_server("kex", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&id).await;
+    let ip = s["addresses"]["provider"][0]["addr"].as_str().unwrap();
+    // The listener opens just after the server turns ACTIVE: retry a refused connect.
+    let mut conn =
+        nodepool_shared::testing::wait_for_within("fake sshd", Duration::from_secs(5), || {
+            let port = sim.ssh_port();
+            async move { tokio::net::TcpStream::connect((ip, port)).await.ok() }
+        })
+        .await;
+    let (mut rd, mut wr) = conn.split();
+    let dl = Deadline {
+        end: tokio::time::Instant::now() + Duration::from_secs(5),
+        io: Duration::from_secs(5),
+    };
+    let v_c = "SSH-2.0-test_client";
+    wire::write_ident(&mut wr, v_c, &dl).await.unwrap();
+    let i_c = KexInit::build([7; 16], &["curve25519-sha256"], &["ssh-ed25519"]);
+    wire::write_packet(&mut wr, &i_c, &dl).await.unwrap();
+    let v_s = wire::read_ident(&mut rd, &dl).await.unwrap();
+    let i_s = wire::read_message(&mut rd, wire::MSG_KEXINIT, &dl)
+        .await
+        .unwrap();
+    let eph = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new()).unwrap();
+    let q_c = eph.compute_public_key().unwrap().as_ref().to_vec();
+    let mut init = Writer::new(wire::MSG_KEX_ECDH_INIT);
+    init.string(&q_c);
+    wire::write_packet(&mut wr, &init.buf, &dl).await.unwrap();
+    let reply = wire::read_message(&mut rd, wire::MSG_KEX_ECDH_REPLY, &dl)
+        .await
+        .unwrap();
+    let mut r = Reader::new(&reply[1..]);
+    let (k_s, q_s, sig_blob) = (
+        r.string().unwrap().to_vec(),
+        r.string().unwrap().to_vec(),
+        r.string().unwrap().to_vec(),
+    );
+    let shared = agree_ephemeral(eph, UnparsedPublicKey::new(&X25519, &q_s), (), |k| {
+        Ok(k.to_vec())
+    })
+    .unwrap();
+    let mut h = Writer::default();
+    h.string(v_c.as_bytes())
+        .string(v_s.as_bytes())
+        .string(&i_c)
+        .string(&i_s)
+        .string(&k_s)
+        .string(&q_c)
+        .string(&q_s)
+        .mpint(&shared);
+    let hash = Sha256::digest(&h.buf);
+    let mut key = Reader::new(&k_s);
+    assert_eq!(key.string().unwrap(), b"ssh-ed25519");
+    let public = key.string().unwrap();
+    let mut sig = Reader::new(&sig_blob);
+    assert_eq!(sig.string().unwrap(), b"ssh-ed25519");
+    VerifyKey::new(&ED25519, public)
+        .verify(&hash, sig.string().unwrap())
+        .expect("the exchange hash is signed by the host key");
+    // The key blob is the one the admin API reports for the server.
+    use base64::Engine;
+    let line = format!(
+        "ssh-ed25519 {}",
+        base64::engine::general_purpose::STANDARD.encode(&k_s)
+    );
+    assert_eq!(vec![line], sim.admin().host_keys(&id));
+    let newkeys = wire::read_message(&mut rd, wire::MSG_NEWKEYS, &dl).await;
+    assert_eq!(newkeys.unwrap(), vec![wire::MSG_NEWKEYS]);
+    sim.shutdown().await.unwrap();
+}
+
 /// The fake sshd of an ACTIVE server answers our keyscan on the server's loopback address
 /// with the key the admin API reports; it goes away with the server; `ssh_never` keeps
 /// the port closed.
@@ -871,11 +963,11 @@ async fn fake_sshd_per_active_server() {
     assert_eq!(st, 202, "{v}");
     let id = v["server"]["id"].as_str().unwrap().to_string();
     let s = c.wait_server(&id).await;
-    let ip = s["addresses"]["private"][0]["addr"]
+    let ip = s["addresses"]["provider"][0]["addr"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(ip.starts_with("127.10."), "{ip}");
+    assert!(ip.starts_with("127.30."), "{ip}");
     let opts = ScanOptions {
         io_timeout: Duration::from_secs(2),
         ..ScanOptions::default()
@@ -928,7 +1020,7 @@ async fn fake_sshd_per_active_server() {
     let (_, v) = c.create_server("silent", "1").await;
     let id2 = v["server"]["id"].as_str().unwrap().to_string();
     let s2 = c.wait_server(&id2).await;
-    let ip2 = s2["addresses"]["private"][0]["addr"]
+    let ip2 = s2["addresses"]["provider"][0]["addr"]
         .as_str()
         .unwrap()
         .to_string();
@@ -1059,5 +1151,151 @@ async fn admin_request_log_records_arrivals_in_order() {
         2,
         "counters kept"
     );
+    sim.shutdown().await.unwrap();
+}
+
+/// `os-getConsoleOutput`: a booting server has only the kernel's first lines, an active
+/// one a whole boot log ending at its login prompt (serial-console `\r\n` line ends and
+/// colour escapes included), one in ERROR a kernel panic with its fault; `length` keeps
+/// the last lines; an unknown server is 404.
+#[tokio::test]
+async fn console_output_follows_the_server() {
+    let sim = start().await;
+    sim.admin().update_knobs(|k| k.boot_delay_ms = 300);
+    let c = Client::login(&sim).await;
+    let (_, v) = c.create_server("np0000000042", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let console = |length: Value| {
+        let c = &c;
+        let id = id.clone();
+        async move {
+            let (st, v) = c
+                .post(
+                    &format!("/compute/v2.1/servers/{id}/action"),
+                    json!({"os-getConsoleOutput": {"length": length}}),
+                )
+                .await;
+            assert_eq!(st, 200, "{v}");
+            v["output"].as_str().unwrap().to_string()
+        }
+    };
+    let booting = console(Value::Null).await;
+    assert!(booting.contains("Linux version"), "{booting}");
+    assert!(!booting.contains("login:"), "{booting}");
+    c.wait_server(&id).await;
+    let full = console(Value::Null).await;
+    assert!(full.contains("np0000000042 login: \r\n"), "{full}");
+    assert!(full.contains(&id), "{full}");
+    assert!(full.contains("\u{1b}[0;32m  OK  \u{1b}[0m"), "{full}");
+    assert!(full.lines().count() > 20, "{full}");
+    let tail = console(json!(3)).await;
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+    assert!(full.ends_with(&tail), "{tail}");
+    assert_eq!(console(json!("2")).await.lines().count(), 2);
+    assert_eq!(console(json!(-1)).await, full);
+    sim.admin()
+        .fail_server(&id, Some("Hypervisor went away"))
+        .unwrap();
+    let failed = console(Value::Null).await;
+    assert!(failed.contains("Kernel panic"), "{failed}");
+    assert!(failed.contains("Hypervisor went away"), "{failed}");
+    let (st, _) = c
+        .post(
+            "/compute/v2.1/servers/nope/action",
+            json!({"os-getConsoleOutput": {}}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    sim.shutdown().await.unwrap();
+}
+
+/// `PUT /admin/availability-zones` changes Nova's zones at run time: the zone list
+/// shows the new ones and a create naming an old zone gets Nova's 400; bad bodies are
+/// refused.
+#[tokio::test]
+async fn admin_changes_availability_zones_at_run_time() {
+    let sim = start().await;
+    let c = Client::login(&sim).await;
+    let http = reqwest::Client::new();
+    let put = |body: Value| {
+        let http = http.clone();
+        let url = format!("{}/admin/availability-zones", sim.url());
+        async move {
+            let r = http.put(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, v) = put(json!({"zones": ["new-az1", "new-az2"]})).await;
+    assert_eq!((st, &v), (200, &json!({"zones": ["new-az1", "new-az2"]})));
+    let (_, v) = c.get("/compute/v2.1/os-availability-zone").await;
+    let names: Vec<&str> = v["availabilityZoneInfo"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["zoneName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["new-az1", "new-az2"]);
+    let (_, images) = c.get("/image/v2/images?name=cirros-0.6.2").await;
+    let image = images["images"][0]["id"].as_str().unwrap().to_string();
+    let create = |az: &str| json!({"server": {"name": "z", "flavorRef": "1", "imageRef": image, "availability_zone": az}});
+    let (st, v) = c.post("/compute/v2.1/servers", create("nova")).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v.to_string().contains("availability zone is not available"),
+        "{v}"
+    );
+    let (st, v) = c.post("/compute/v2.1/servers", create("new-az2")).await;
+    assert_eq!(st, 202, "{v}");
+    for bad in [
+        json!({"zones": []}),
+        json!({"zones": "a"}),
+        json!({"zones": ["a", "a"]}),
+    ] {
+        let (st, v) = put(bad.clone()).await;
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
+    assert_eq!(sim.admin().availability_zones(), ["new-az1", "new-az2"]);
+    sim.shutdown().await.unwrap();
+}
+
+/// With `ipv6` the shared provider network is dual-stack: Neutron shows an IPv6 subnet
+/// of IPv4-mapped addresses, and a server on it gets the IPv4 address and its mapped
+/// IPv6 twin (reachable on loopback: the fake sshd answers on both).
+#[tokio::test]
+async fn ipv6_provider_network_is_dual_stack() {
+    let sim = Simulator::start(SimConfig {
+        ipv6: true,
+        ssh_port: 0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::login(&sim).await;
+    let (_, nets) = c.get("/network/v2.0/networks?name=provider").await;
+    let net = &nets["networks"][0];
+    assert_eq!(net["provider:physical_network"], "physnet1");
+    assert_eq!(net["router:external"], false);
+    assert_eq!(net["shared"], true);
+    assert_eq!(net["subnets"].as_array().unwrap().len(), 2);
+    let (_, subnets) = c.get("/network/v2.0/subnets?ip_version=6").await;
+    assert_eq!(subnets["subnets"][0]["cidr"], "::ffff:127.30.0.0/112");
+    let (_, v) = c.create_server("dual", "1").await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = c.wait_server(&id).await;
+    let addrs = s["addresses"]["provider"].as_array().unwrap();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    let v4 = addrs[0]["addr"].as_str().unwrap();
+    assert_eq!(addrs[0]["version"], 4);
+    assert_eq!(addrs[1]["version"], 6);
+    assert_eq!(addrs[1]["addr"], format!("::ffff:{v4}"));
+    let keys = nodepool_shared::ssh::scan_host_keys(
+        addrs[1]["addr"].as_str().unwrap(),
+        sim.ssh_port(),
+        tokio::time::Instant::now() + Duration::from_secs(10),
+        &nodepool_shared::ssh::ScanOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(keys, sim.admin().host_keys(&id));
     sim.shutdown().await.unwrap();
 }

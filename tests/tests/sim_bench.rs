@@ -1,5 +1,5 @@
 //! Simulator benchmarks (ignored by default; figures go to docs/benchmarks.md):
-//! `cargo test -p nodepool-tests --test sim_bench -- --ignored --nocapture --test-threads 1`
+//! `cargo test -p nodepool-tests --test integration sim_bench:: -- --ignored --nocapture --test-threads 1`
 
 use std::time::Instant;
 

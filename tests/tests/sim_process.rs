@@ -280,6 +280,8 @@ fn help_explains_every_flag() {
         "--app-credential-secret",
         "--state-file",
         "--write-clouds-yaml",
+        "--availability-zone",
+        "--ipv6",
     ] {
         // The flag's line and the next one together carry an explanation.
         let pos = help
@@ -332,8 +334,17 @@ async fn knob_and_leak_flags_shape_the_running_simulator() {
         "provider=p1,build_id=0000000011,upload_id=0000000001",
         "--quota-instances",
         "-1",
+        "--availability-zone",
+        "az-x",
+        "--availability-zone",
+        "az-y",
+        "--ipv6",
     ]);
     let api = Api::login(&url).await;
+    assert_eq!(
+        api.admin("availability-zones").await,
+        serde_json::json!({"zones": ["az-x", "az-y"]})
+    );
 
     let knobs = api.admin("knobs").await;
     assert_eq!(knobs["error_rates"]["compute.keypairs.list"], 0.25);
@@ -396,7 +407,16 @@ async fn knob_and_leak_flags_shape_the_running_simulator() {
     let s = api.wait_not_building(&failed).await;
     assert_eq!(s["status"], "ERROR");
     assert_eq!(s["fault"]["message"], "Host exploded");
-    assert_eq!(api.wait_not_building(&ok).await["status"], "ACTIVE");
+    let booted = api.wait_not_building(&ok).await;
+    assert_eq!(booted["status"], "ACTIVE");
+    assert_eq!(booted["OS-EXT-AZ:availability_zone"], "az-x");
+    // --ipv6: the provider network gives an IPv4-mapped IPv6 address too.
+    let addrs = booted["addresses"]["provider"].as_array().unwrap();
+    assert!(
+        addrs.iter().any(|a| a["version"] == 6
+            && a["addr"].as_str().unwrap().starts_with("::ffff:127.30.")),
+        "{addrs:?}"
+    );
     assert_eq!(api.status(&hung).await["status"], "BUILD");
     terminate(p);
 
@@ -439,6 +459,10 @@ fn bad_knob_and_leak_flags_are_reported() {
         (
             &["--leak-image", "provider=p,build_id=1"][..],
             "upload_id is required",
+        ),
+        (
+            &["--availability-zone", "a", "--availability-zone", "a"][..],
+            "--availability-zone",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_openstack-sim"))

@@ -3,144 +3,29 @@
 //! would run it, the OpenStack simulator over HTTP, a real ZooKeeper, `fake-image-create`
 //! writing real qcow2 images and statsd over UDP. Every wait is bounded.
 
-use std::future::Future;
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::Launcher;
 use nodepool_daemon::builder::{self, BuilderHandle, BuilderOptions};
-use nodepool_daemon::launcher::daemon::{run, LauncherOptions};
+use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
 use nodepool_shared::config::ConfigSource;
-use nodepool_shared::model::{BuildState, ImageBuild, ImageUpload, Node, NodeId, UploadState};
+use nodepool_shared::model::{
+    BuildState, ComponentKind, ImageBuild, ImageUpload, Node, NodeId, RequestState, UploadState,
+};
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
 use nodepool_shared::zk::ZkStore;
+use nodepool_tests::builder_world::fixture;
+use nodepool_tests::daemons::{workspace_bin, DaemonProc};
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
 use nodepool_tests::zuul::{FakeZuul, Outcome};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "ubuntu";
 const PROVIDER: &str = "sim";
 const LABEL: &str = "ubuntu-small";
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most [`WAIT`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fake-image-create")
-}
-
-/// The `nodepool` CLI binary of this workspace, built if needed (a dev-dependency's
-/// binaries are not built for us, and `CARGO_BIN_EXE_` only covers this crate's own).
-fn cli_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/system_e2e-… → target/<profile>/nodepool
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("profile dir")
-        .to_path_buf();
-    let bin = profile_dir.join("nodepool");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "nodepool-daemon", "--bin", "nodepool"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building nodepool failed");
-    assert!(bin.is_file(), "{} missing", bin.display());
-    bin
-}
-
-/// Collects every statsd line sent to a UDP socket on 127.0.0.1 (a background thread,
-/// stopped when dropped).
-struct StatsSink {
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StatsSink {
-    fn start() -> StatsSink {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd socket");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        let port = sock.local_addr().expect("local addr").port();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, s) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if let Ok(mut g) = l.lock() {
-                        g.extend(text.lines().map(str::to_string));
-                    }
-                }
-            }
-        });
-        StatsSink { port, lines, stop }
-    }
-
-    fn statsd(&self) -> Statsd {
-        Statsd::udp("127.0.0.1", self.port).expect("statsd client")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for StatsSink {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-struct Launcher {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Launcher {
-    async fn stop(self) {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("launcher stops")
-            .expect("launcher task");
-    }
-}
 
 /// One test's world: ZooKeeper chroot, simulator, a temp dir with one nodepool.yaml for
 /// both daemons and the CLI, and clouds.yaml.
@@ -225,12 +110,7 @@ impl World {
             delete: Duration::from_millis(500),
             ..Intervals::default()
         };
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            run(opts, c).await.expect("launcher run");
-        });
-        Launcher { cancel, task }
+        Launcher::start(opts)
     }
 
     fn zuul(&self, client: nodepool_shared::zk::ZkClient) -> FakeZuul {
@@ -239,7 +119,7 @@ impl World {
 
     /// Runs the `nodepool` CLI with this world's config and clouds.yaml.
     async fn cli(&self, args: &[&str]) -> Output {
-        let bin = tokio::task::spawn_blocking(cli_binary)
+        let bin = tokio::task::spawn_blocking(|| workspace_bin("nodepool"))
             .await
             .expect("build cli");
         let mut cmd = Command::new(bin);
@@ -343,12 +223,6 @@ impl World {
         })
         .await;
     }
-}
-
-async fn bounded<F: Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(300), f)
-        .await
-        .expect("test timed out");
 }
 
 /// Checks that `node` booted the upload `up` of `build`.
@@ -512,6 +386,231 @@ async fn cli_delete_now_and_alien_image_list() {
         assert!(!out.contains(&known), "a known upload is no alien: {out}");
         let out = w.cli_ok(&["alien-image-list", PROVIDER]).await;
         assert!(out.contains(&alien), "{out}");
+    })
+    .await;
+}
+
+/// Provider `cloud-a`'s stage in [`removing_a_provider_step_by_step`], as the
+/// operation guide's "Removing a provider" walks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageA {
+    /// Serving, `max-servers: 1`, preferred (pool priority 100; `cloud-b`'s is 200).
+    Serving,
+    /// Step 1: `max-servers: 0`.
+    Disabled,
+    /// Step 2: `diskimages: []`, no pools.
+    NoImages,
+    /// Step 3: removed from the config.
+    Removed,
+}
+
+const CLOUD_A: &str = "cloud-a";
+const CLOUD_B: &str = "cloud-b";
+
+impl World {
+    /// One config for the builder, the launcher and the CLI: providers `cloud-a` (at
+    /// `stage`) and `cloud-b` (`max-servers: 5`) on the one simulated cloud, both
+    /// uploading [`IMAGE`] and serving [`LABEL`] from it.
+    fn write_two_providers(&self, stage: StageA) {
+        let s = self.zk.settings();
+        let (host, port) = s.hosts[0].clone();
+        let provider = |name: &str, max_servers: Option<u32>, priority: u32| {
+            let head = format!(
+                "  - name: {name}\n    cloud: simcloud\n    rate: 0\n    boot-timeout: 30\n"
+            );
+            match max_servers {
+                None => format!("{head}    diskimages: []\n    pools: []\n"),
+                Some(m) => format!(
+                    "{head}    diskimages:\n      - name: {IMAGE}\n        connection-port: {ssh}\n\
+                     \x20   pools:\n      - name: main\n        max-servers: {m}\n        priority: {priority}\n\
+                     \x20       auto-floating-ip: false\n        labels:\n          - name: {LABEL}\n\
+                     \x20           diskimage: {IMAGE}\n            flavor-name: small\n",
+                    ssh = self.sim.ssh_port(),
+                ),
+            }
+        };
+        let a = match stage {
+            StageA::Serving => provider(CLOUD_A, Some(1), 100),
+            StageA::Disabled => provider(CLOUD_A, Some(0), 100),
+            StageA::NoImages => provider(CLOUD_A, None, 100),
+            StageA::Removed => String::new(),
+        };
+        let text = format!(
+            "images-dir: {images}\nbuild-log-dir: {logs}\n\
+             zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {chroot}\n\
+             labels:\n  - name: {LABEL}\n    min-ready: 0\n\
+             diskimages:\n  - name: {IMAGE}\n    dib-cmd: {dib}\n    elements: [base, vm]\n    release: noble\n\
+             \x20   env-vars:\n      FAKE_DIB_SIZE: \"16M\"\n\
+             providers:\n{a}{b}",
+            images = self.path("images").display(),
+            logs = self.path("logs").display(),
+            chroot = s.chroot.clone().unwrap_or_default(),
+            dib = fixture().display(),
+            b = provider(CLOUD_B, Some(5), 200),
+        );
+        // Write, then rename: a daemon never reads half a file.
+        let tmp = self.path("nodepool.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, self.path("nodepool.yaml")).expect("rename config");
+    }
+
+    /// Every upload record of [`IMAGE`] to `provider`.
+    async fn uploads_to(&self, provider: &str) -> Vec<ImageUpload> {
+        let mut out = Vec::new();
+        for (b, _) in self.store.builds(IMAGE).await.unwrap_or_default() {
+            for (u, _) in self
+                .store
+                .uploads(IMAGE, &b.id, provider)
+                .await
+                .unwrap_or_default()
+            {
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// Simulator images uploaded for `provider` (Nodepool's image properties).
+    fn cloud_images_of(&self, provider: &str) -> usize {
+        self.sim
+            .admin()
+            .images()
+            .into_iter()
+            .filter(|i| {
+                i.properties
+                    .get("nodepool_provider_name")
+                    .and_then(|v| v.as_str())
+                    == Some(provider)
+            })
+            .count()
+    }
+
+    /// Simulator servers booted for `provider`.
+    fn servers_of(&self, provider: &str) -> usize {
+        self.sim
+            .admin()
+            .servers()
+            .into_iter()
+            .filter(|s| {
+                s.metadata.get("nodepool_provider_name").map(String::as_str) == Some(provider)
+            })
+            .count()
+    }
+}
+
+/// The operation guide's "Removing a provider", step by step, with the builder as a
+/// real `nodepool-builder` process: `cloud-a` is full (its one node held by Zuul) and
+/// holds a paused request. Step 1 (`max-servers: 0`): no server is created on it, the
+/// paused request is declined there and fulfilled by `cloud-b`, and `cloud-a`'s node is
+/// deleted once Zuul returns it (`used`) — `nodepool list` shows none left. Step 2
+/// (`diskimages: []`, no pools): the builder deletes its uploads, in the cloud and in
+/// ZooKeeper — `nodepool image-list` shows none left. Step 3: the provider is removed
+/// from the config; `cloud-b` goes on serving and `nodepool info cloud-a` finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_provider_step_by_step() {
+    bounded(async {
+        let w = World::new().await;
+        w.sim
+            .admin()
+            .set_quota(nodepool_tests::sim::Quota::UNLIMITED);
+        w.write_two_providers(StageA::Serving);
+        let mut cmd = Command::new(workspace_bin("nodepool-builder"));
+        cmd.arg("-c")
+            .arg(w.path("nodepool.yaml"))
+            .args([
+                "-f",
+                "--cleanup-interval",
+                "1",
+                "--config-check-interval",
+                "0.2",
+            ])
+            .env("OS_CLIENT_CONFIG_FILE", w.path("clouds.yaml"))
+            .env("RUST_LOG", "info");
+        let builder = DaemonProc::spawn(cmd, &w.path("builder.log"));
+        let l = w.start_launcher(Statsd::noop());
+        for p in [CLOUD_A, CLOUD_B] {
+            wait_for(&format!("an upload to {p}"), || async {
+                let ups = w.uploads_to(p).await;
+                ups.iter()
+                    .any(|u| u.state == UploadState::Ready)
+                    .then_some(())
+            })
+            .await;
+        }
+        let zuul = w.zuul(w.zk.client().await);
+        let (node_a, mut held_a) = w.request_node(&zuul).await;
+        assert_eq!(node_a.provider.as_deref(), Some(CLOUD_A));
+        zuul.use_nodes(&mut held_a, "org/project")
+            .await
+            .expect("use");
+        // `cloud-a` is full: the next request waits there, paused.
+        let label = [LABEL.to_string()];
+        let paused_req = zuul
+            .submit(&label, 200, 0, "tenant-one", None)
+            .await
+            .expect("submit");
+        let pool_a = wait_for("cloud-a paused with the request", || async {
+            let (r, _) = w.store.get_request(&paused_req).await.ok()??;
+            let pools = w.store.components(ComponentKind::Pool).await.ok()?;
+            let a = pools
+                .into_iter()
+                .filter_map(|c| c.component.pool)
+                .find(|p| p.provider_name.as_deref() == Some(CLOUD_A) && p.paused)?;
+            (r.state == RequestState::Pending).then_some(a.id?)
+        })
+        .await;
+        assert_eq!(w.servers_of(CLOUD_A), 1);
+
+        // Step 1: stop launching on cloud-a.
+        w.write_two_providers(StageA::Disabled);
+        let req = match zuul.wait(&paused_req, WAIT).await.expect("wait") {
+            Outcome::Fulfilled(r) => r,
+            other => panic!("paused request not fulfilled: {other:?}"),
+        };
+        assert_eq!(req.declined_by, [pool_a]);
+        let node_b = w.node(&req.nodes[0]).await.expect("node");
+        assert_eq!(node_b.provider.as_deref(), Some(CLOUD_B));
+        let held_b = zuul.accept(&req).await.expect("accept");
+        assert_eq!(w.servers_of(CLOUD_A), 1, "no new server on cloud-a");
+        // Zuul returns cloud-a's node: it is deleted, and nothing replaces it.
+        zuul.return_nodes(held_a).await.expect("return");
+        w.wait_node_deleted(&node_a).await;
+        let listing = w.cli_ok(&["list"]).await;
+        assert!(!listing.contains(CLOUD_A), "{listing}");
+        assert!(listing.contains(CLOUD_B), "{listing}");
+        assert_eq!(w.servers_of(CLOUD_A), 0);
+
+        // Step 2: remove its images.
+        assert!(w.cloud_images_of(CLOUD_A) > 0);
+        w.write_two_providers(StageA::NoImages);
+        wait_for("cloud-a's uploads removed", || async {
+            (w.uploads_to(CLOUD_A).await.is_empty() && w.cloud_images_of(CLOUD_A) == 0)
+                .then_some(())
+        })
+        .await;
+        let images = w.cli_ok(&["image-list"]).await;
+        assert!(!images.contains(CLOUD_A), "{images}");
+        assert!(images.contains(CLOUD_B), "{images}");
+        assert_eq!(w.cloud_images_of(CLOUD_B), 1, "cloud-b keeps its image");
+
+        // Step 3: remove the provider; cloud-b goes on serving.
+        w.write_two_providers(StageA::Removed);
+        wait_for("cloud-a's pool gone", || async {
+            let pools = w.store.components(ComponentKind::Pool).await.ok()?;
+            (pools.len() == 1).then_some(())
+        })
+        .await;
+        let (node, held) = w.request_node(&zuul).await;
+        assert_eq!(node.provider.as_deref(), Some(CLOUD_B));
+        // Nothing is left to `nodepool erase`.
+        let info = w.cli_ok(&["info", CLOUD_A, "--format", "json"]).await;
+        let info: serde_json::Value = serde_json::from_str(&info).expect("info JSON");
+        assert_eq!(info["image_data"], serde_json::json!([]), "{info}");
+        assert_eq!(info["nodes"], serde_json::json!([]), "{info}");
+        zuul.return_nodes(held).await.expect("return");
+        zuul.return_nodes(held_b).await.expect("return");
+        l.stop().await;
+        assert!(builder.stop().await, "the builder stops on SIGTERM");
     })
     .await;
 }

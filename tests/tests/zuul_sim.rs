@@ -831,13 +831,19 @@ async fn binary_stream_interrupted_returns_everything() {
         Some(v["fulfilled"].as_u64().unwrap() + v["cancelled"].as_u64().unwrap()),
         "{v}"
     );
-    // Everything handed back: nodes used and unlocked, no request left behind.
+    // Everything handed back: no request left behind, nodes unlocked and either used or
+    // still `ready` for a request cancelled while the launcher fulfilled it (Zuul only
+    // deletes such a request; the launcher's cleanup takes the allocation back, which
+    // the stub does not do). Never `in-use`: every node zuul-sim held was returned.
+    assert!(no_requests_left(&client).await);
     for n in all_nodes(&client).await {
-        assert_eq!(n["state"], json!("used"), "{n:?}");
+        assert!(
+            n["state"] == json!("used") || n["state"] == json!("ready"),
+            "{n:?}"
+        );
         let id = NodeId::from(n["id"].as_str().unwrap());
         assert!(lock_children(&client, &id).await.is_empty());
     }
-    assert!(no_requests_left(&client).await);
     stub.stop().await;
     client.close().await;
 }

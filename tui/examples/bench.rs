@@ -1,12 +1,17 @@
 //! Benchmark of the console (not a test; run it in release, once):
 //!
 //! ```text
-//! cargo run --release -p nodepool-tui --example bench
+//! cargo run --release -p nodepool-tui --example bench            # all three
+//! cargo run --release -p nodepool-tui --example bench -- render  # 1 and 2 only
 //! ```
 //!
 //! 1. Rendering: the nodes view with 10,000 nodes at 120×40 into a test backend —
 //!    per-frame time of a redraw, and of a redraw after new data (rows rebuilt, sorted).
-//! 2. Latency: a real ZooKeeper (the shared test server, or one started here), a
+//! 2. The Overview with 10,000 nodes over 50 providers (a config of 50 providers, 13
+//!    labels, 30 minutes of history): a redraw at 80×24, 120×40 and 200×50, and new
+//!    data + redraw (history, the inspections of the Problems view and the Overview's
+//!    model rebuilt each time).
+//! 3. Latency: a real ZooKeeper (the shared test server, or one started here), a
 //!    TreeCache and the App; time from `ZkStore::store_node` returning to the changed
 //!    value being in the rendered frame, with 10,000 nodes in the cache.
 
@@ -17,7 +22,7 @@ use nodepool_shared::model::{Node, NodeId, NodeState};
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{CachedNode, Stat, TreeCache, ZkStore};
 use nodepool_tui::app::{App, AppEvent, AppOptions};
-use nodepool_tui::data::{Health, Snapshot};
+use nodepool_tui::data::{ConfigInfo, Health, Snapshot};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -28,6 +33,8 @@ fn nodes_count() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
 }
+const NODES: usize = 10_000;
+const PROVIDERS: usize = 50;
 const NOW: f64 = 1_700_000_000.0;
 
 fn synthetic(i: usize) -> Node {
@@ -42,7 +49,7 @@ fn synthetic(i: usize) -> Node {
         id: NodeId::from_sequence(i as u64),
         state: states[i % states.len()],
         state_time: NOW - (i % 5000) as f64,
-        provider: Some(format!("provider-{}", i % 7)),
+        provider: Some(format!("provider-{:02}", i % PROVIDERS)),
         pool: Some("main".into()),
         node_type: vec![format!("label-{}", i % 13)],
         public_ipv4: Some(format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)),
@@ -98,8 +105,11 @@ fn render_bench() {
         ..Default::default()
     });
     let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
-    // Warm up.
+    // Warm up, on the nodes view.
     app.update(AppEvent::Data(snap.clone()));
+    app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
+        ratatui::crossterm::event::KeyCode::Char('1'),
+    )));
     term.draw(|f| app.render(f)).expect("draw");
     let mut redraw = Vec::new();
     for i in 0..300 {
@@ -153,6 +163,133 @@ fn render_bench() {
     );
 }
 
+/// A config of [`PROVIDERS`] providers with two pools of 120 servers each, 13 labels.
+fn big_config() -> ConfigInfo {
+    use nodepool_shared::diagnostics::{ImageFacts, PoolFacts, ProviderFacts};
+    let labels: Vec<(String, u32)> = (0..13).map(|l| (format!("label-{l}"), 2)).collect();
+    ConfigInfo {
+        loaded: true,
+        labels: labels.clone(),
+        diskimages: vec![ImageFacts {
+            name: "bench-image".into(),
+            rebuild_age: Duration::from_secs(86_400),
+            build_timeout: Duration::from_secs(8 * 3600),
+            paused: false,
+        }],
+        providers: (0..PROVIDERS)
+            .map(|p| ProviderFacts {
+                name: format!("provider-{p:02}"),
+                cloud: "bench".into(),
+                region_name: None,
+                rate: Duration::from_secs(1),
+                launch_timeout: Duration::from_secs(3600),
+                boot_timeout: Duration::from_secs(60),
+                launch_retries: 3,
+                image_upload_timeout: Duration::from_secs(3600),
+                pools: ["a", "b"]
+                    .iter()
+                    .map(|n| PoolFacts {
+                        name: n.to_string(),
+                        max_servers: Some(120),
+                        labels: labels.iter().map(|(l, _)| (l.clone(), None)).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn overview_bench() {
+    let stat = Stat {
+        czxid: 1,
+        mzxid: 1,
+        pzxid: 1,
+        ctime: 0,
+        mtime: 0,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: 0,
+        data_length: 0,
+        num_children: 0,
+    };
+    let nodes: Vec<Arc<CachedNode>> = (0..NODES)
+        .map(|i| {
+            Arc::new(CachedNode {
+                node: Arc::new(synthetic(i).into()),
+                stat,
+                lock_contenders: vec![],
+            })
+        })
+        .collect();
+    let snap = Snapshot {
+        nodes,
+        ..Default::default()
+    };
+    let start = NOW - 1800.0;
+    let mut app = App::new(AppOptions {
+        hosts: "bench".into(),
+        now: start,
+        config: big_config(),
+        ..Default::default()
+    });
+    // Half an hour of history, one change every 10 s.
+    for step in 0..=180 {
+        app.update(AppEvent::Tick(start + f64::from(step) * 10.0));
+        app.update(AppEvent::Data(snap.clone()));
+    }
+    // The parts of a data change the Overview adds: the inspections of the Problems
+    // view and the history (sparklines, failures, min-ready tracking).
+    let cfg = big_config();
+    let mut inspect = Vec::new();
+    let mut observe = Vec::new();
+    let mut history = nodepool_tui::history::History::new(NOW);
+    for i in 0..50 {
+        let t = Instant::now();
+        let inputs = nodepool_shared::diagnostics::Inputs::new(&snap, &cfg, NOW);
+        std::hint::black_box(nodepool_shared::diagnostics::inspect(&inputs));
+        inspect.push(t.elapsed());
+        let t = Instant::now();
+        history.observe(&snap, &cfg, NOW + f64::from(i));
+        observe.push(t.elapsed());
+    }
+    println!(
+        "inspections (Problems view), {NODES} nodes, {PROVIDERS} providers: {}",
+        stats(inspect)
+    );
+    println!(
+        "history observe, {NODES} nodes:                     {}",
+        stats(observe)
+    );
+    for (w, h) in [(80u16, 24u16), (120, 40), (200, 50)] {
+        let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        term.draw(|f| app.render(f)).expect("draw");
+        let mut redraw = Vec::new();
+        for i in 0..300 {
+            // A clock tick: ages and trends change, the model is rebuilt.
+            app.update(AppEvent::Tick(NOW + f64::from(i) * 0.001));
+            let t = Instant::now();
+            term.draw(|f| app.render(f)).expect("draw");
+            redraw.push(t.elapsed());
+        }
+        let mut with_data = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            app.update(AppEvent::Data(snap.clone()));
+            term.draw(|f| app.render(f)).expect("draw");
+            with_data.push(t.elapsed());
+        }
+        println!(
+            "overview, {NODES} nodes, {PROVIDERS} providers, {w}x{h}, tick + redraw:      {}",
+            stats(redraw)
+        );
+        println!(
+            "overview, {NODES} nodes, {PROVIDERS} providers, {w}x{h}, new data + redraw: {}",
+            stats(with_data)
+        );
+    }
+}
+
 async fn latency_bench() {
     let zk = TestZk::shared().await;
     let client = zk.client().await;
@@ -196,6 +333,9 @@ async fn latency_bench() {
     };
     app.update(AppEvent::Health(health(&cache)));
     app.update(AppEvent::Data(Snapshot::from_cache(&cache)));
+    app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
+        ratatui::crossterm::event::KeyCode::Char('1'),
+    )));
     let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
     term.draw(|f| app.render(f)).expect("draw");
     let mut generation = cache.watch_generation();
@@ -238,6 +378,10 @@ async fn latency_bench() {
 
 fn main() {
     render_bench();
+    overview_bench();
+    if std::env::args().nth(1).as_deref() == Some("render") {
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -63,14 +63,26 @@ impl Action {
         }
     }
 
+    /// The id of the record acted on (node id, `image-build`, upload id, image).
+    pub fn target(&self) -> String {
+        match self {
+            Action::DeleteNode(id) | Action::HoldNode { id, .. } | Action::UnholdNode(id) => {
+                id.to_string()
+            }
+            Action::PauseImage(i) | Action::UnpauseImage(i) | Action::RequestBuild(i) => i.clone(),
+            Action::DeleteBuild(i, b) => format!("{i}-{b}"),
+            Action::DeleteUpload(k) => k.3.to_string(),
+        }
+    }
+
     /// What the confirmation dialog explains.
     pub fn consequence(&self) -> &'static str {
         match self {
             Action::DeleteNode(_) => "The node is set to `deleting`; the launcher deletes the instance.",
             Action::HoldNode { .. } => "The node is set to `hold`: kept for you, never reused or cleaned up.",
             Action::UnholdNode(_) => "The node is set to `used` (as Zuul releases holds); the launcher then deletes it.",
-            Action::PauseImage(_) => "The builder stops building and uploading this image.",
-            Action::UnpauseImage(_) => "The builder resumes building and uploading this image.",
+            Action::PauseImage(_) => "The builder stops building this image (scheduled and requested builds); uploads of its existing builds go on, and nodes keep booting from them.",
+            Action::UnpauseImage(_) => "The builder builds this image again when a build is due or requested.",
             Action::RequestBuild(_) => "The builder builds a new image as soon as it can.",
             Action::DeleteBuild(..) => "The build is set to `deleting`; the builder removes its uploads and files.",
             Action::DeleteUpload(_) => "The upload is set to `deleting`; the builder removes the cloud image (it may re-upload unless paused).",
@@ -142,7 +154,7 @@ pub fn precheck(action: &Action, snap: &Snapshot, cfg: &ConfigInfo) -> Result<()
             check_upload(u.upload.state, k).map_err(|e| e.to_string())
         }
         Action::RequestBuild(image) => {
-            if cfg.loaded && !cfg.diskimages.iter().any(|d| d == image) {
+            if cfg.loaded && cfg.diskimage(image).is_none() {
                 return Err(format!(
                     "refused: {image} is not a diskimage of the configuration"
                 ));

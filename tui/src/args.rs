@@ -14,18 +14,25 @@ pub const DEFAULT_CONFIG: &str = "/etc/nodepool/nodepool.yaml";
 
 /// nodepool-tui: a live console over Nodepool's ZooKeeper.
 ///
-/// Shows nodes, requests, image builds and uploads, labels, launchers/pools/builders and
-/// images as they change, and lets an operator delete or hold nodes, pause images,
+/// Opens on an Overview (providers against max-servers and the cloud quota, labels
+/// against min-ready, the last 30 minutes, images against rebuild-age); shows nodes,
+/// requests, image builds and uploads, labels, launchers/pools/builders, images and
+/// the problems `nodepool doctor` would find, as they change; shows a node's console
+/// log; and lets an operator delete or hold nodes (one or all marked), pause images,
 /// request image builds and delete builds or uploads (each after a confirmation).
 /// Press `?` inside for every key.
 ///
 /// ZooKeeper is taken from `-c nodepool.yaml` (zookeeper-servers, zookeeper-tls,
 /// zookeeper-timeout), or given with `--zk` (then `--chroot` and the `--tls-*` files
-/// apply). Without either, /etc/nodepool/nodepool.yaml is read.
+/// apply). Without either, /etc/nodepool/nodepool.yaml is read. The config also gives
+/// what the Overview and the Problems view compare with (labels, providers and pools,
+/// diskimages) and the clouds (via clouds.yaml) for quotas and console logs; with
+/// `--zk` only what ZooKeeper tells is shown.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "nodepool-tui", version)]
+#[command(name = "nodepool-tui", version = nodepool_shared::version::LONG)]
 pub struct Args {
-    /// Nodepool configuration file (for ZooKeeper settings and label min-ready).
+    /// Nodepool configuration file (ZooKeeper settings; labels, providers and diskimages
+    /// for the Overview and the Problems view; clouds for quotas and console logs).
     #[arg(short = 'c', long = "config", value_name = "CONFIG")]
     pub config: Option<PathBuf>,
     /// Secure configuration file (may hold zookeeper-servers).

@@ -1,9 +1,10 @@
 //! The key map, as tables that both decode keys and are checked against the help
 //! overlay, so the help always lists exactly the keys that work: [`BINDINGS`] for the
-//! table views (also the scrolling keys of the detail pane and the help), and
-//! [`CONFIRM_KEYS`], [`CANCEL_KEYS`], [`CLOSE_KEYS`] for the dialogs and panes, which
-//! [`crate::app`] decodes with [`answer`] and [`closes`]. The unit tests derive every
-//! bound key from these tables and check that [`VIEW_HELP`] / [`DIALOG_HELP`] name it.
+//! table views (also the scrolling keys of the panes), [`INPUT_KEYS`] for typed text
+//! (filter, hold comment), [`DETAIL_KEYS`] for the detail pane, and [`CONFIRM_KEYS`],
+//! [`CANCEL_KEYS`], [`CLOSE_KEYS`] for the dialogs and panes. [`crate::app`] decodes
+//! keys only through the functions here; the unit tests derive every bound key from
+//! the tables and check that [`VIEW_HELP`] / [`DIALOG_HELP`] name it and nothing else.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -54,6 +55,8 @@ pub enum Intent {
     TogglePause,
     /// Request a build of the selected image.
     RequestBuild,
+    /// Mark or unmark the selected row (actions then apply to all marked rows).
+    Mark,
 }
 
 /// One key of a table view: the key, whether Ctrl is held, what it asks for.
@@ -93,13 +96,15 @@ pub const BINDINGS: &[Binding] = &[
     ch('q', Intent::Quit),
     ctrl('c', Intent::Quit),
     key(KeyCode::Esc, Intent::ClearFilter),
-    ch('1', Intent::Tab(0)),
-    ch('2', Intent::Tab(1)),
-    ch('3', Intent::Tab(2)),
-    ch('4', Intent::Tab(3)),
-    ch('5', Intent::Tab(4)),
-    ch('6', Intent::Tab(5)),
-    ch('7', Intent::Tab(6)),
+    ch('0', Intent::Tab(0)),
+    ch('1', Intent::Tab(1)),
+    ch('2', Intent::Tab(2)),
+    ch('3', Intent::Tab(3)),
+    ch('4', Intent::Tab(4)),
+    ch('5', Intent::Tab(5)),
+    ch('6', Intent::Tab(6)),
+    ch('7', Intent::Tab(7)),
+    ch('8', Intent::Tab(8)),
     key(KeyCode::Tab, Intent::NextTab),
     key(KeyCode::BackTab, Intent::PrevTab),
     ch('j', Intent::Down),
@@ -126,7 +131,43 @@ pub const BINDINGS: &[Binding] = &[
     ch('u', Intent::Unhold),
     ch('p', Intent::TogglePause),
     ch('b', Intent::RequestBuild),
+    ch(' ', Intent::Mark),
 ];
+
+/// What a key does to typed text (the filter, the hold comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputIntent {
+    /// Done: keep the text (the filter stays, the hold runs).
+    Submit,
+    /// Abandon (the filter is cleared, the hold cancelled).
+    Cancel,
+    /// Delete the last character.
+    Erase,
+    /// Delete everything typed.
+    Clear,
+}
+
+/// Editing keys of typed text; any other printable character is typed.
+pub const INPUT_KEYS: &[(KeyCode, bool, InputIntent)] = &[
+    (KeyCode::Enter, false, InputIntent::Submit),
+    (KeyCode::Esc, false, InputIntent::Cancel),
+    (KeyCode::Backspace, false, InputIntent::Erase),
+    (KeyCode::Char('u'), true, InputIntent::Clear),
+];
+
+/// Keys that leave the filter and move the selection at once.
+pub const FILTER_LEAVE_KEYS: &[KeyCode] = &[KeyCode::Down, KeyCode::Up];
+
+/// What a key asks for in the detail pane (besides scrolling and closing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetailIntent {
+    /// Fetch the console log of the node's server from its cloud.
+    ConsoleLog,
+}
+
+/// Keys of the detail pane.
+pub const DETAIL_KEYS: &[(KeyCode, DetailIntent)] =
+    &[(KeyCode::Char('c'), DetailIntent::ConsoleLog)];
 
 /// Keys that confirm an action in the confirmation dialog.
 pub const CONFIRM_KEYS: &[KeyCode] = &[KeyCode::Char('y'), KeyCode::Char('Y'), KeyCode::Enter];
@@ -137,8 +178,6 @@ pub const CANCEL_KEYS: &[KeyCode] = &[
     KeyCode::Esc,
     KeyCode::Char('q'),
 ];
-/// The key that deletes the last typed character (filter, hold comment).
-pub const ERASE_KEY: KeyCode = KeyCode::Backspace;
 /// Keys that close the detail pane and the help overlay (`?` also closes the help).
 pub const CLOSE_KEYS: &[KeyCode] = &[KeyCode::Esc, KeyCode::Char('q'), KeyCode::Enter];
 
@@ -149,11 +188,10 @@ pub type HelpLine = (&'static str, &'static str);
 /// Keys of the table views.
 pub const VIEW_HELP: &[HelpLine] = &[
     ("", "Views"),
-    (
-        "1 2 3 4 5 6 7",
-        "switch to the view numbered in the tab bar",
-    ),
+    ("0 1 2 3 4 5 6 7 8", "switch view (0 overview … 8 problems)"),
     ("Tab Shift-Tab", "next / previous view"),
+    ("?", "this help"),
+    ("q ^c", "quit"),
     ("", "Moving (also scrolls the detail pane and this help)"),
     ("j k ↓ ↑", "down / up one row"),
     ("PgDn PgUp ^f ^b", "down / up one page"),
@@ -162,29 +200,29 @@ pub const VIEW_HELP: &[HelpLine] = &[
     ("s S", "sort by the next / previous column"),
     ("o", "flip the sort order"),
     ("/", "filter rows (live; Enter keeps, Esc clears)"),
-    ("Esc", "clear the filter (Esc never quits)"),
-    ("Enter", "details: the whole record (wrapped, scrollable)"),
+    ("Esc", "unmark all, else clear the filter (never quits)"),
+    ("Enter", "details; in view 8: jump to the record"),
+    ("Space", "mark / unmark the row (views 1, 3, 4)"),
     ("", "Actions (confirmed first; off with --read-only)"),
-    (
-        "d Delete",
-        "delete the node / build / upload (views 1, 3, 4)",
-    ),
-    ("h", "hold the node (with a comment)"),
-    ("u", "release the hold of the node (sets it used)"),
+    ("d Delete", "delete the node/build/upload (or all marked)"),
+    ("h", "hold the node(s), with a comment"),
+    ("u", "release the hold (sets the node(s) used)"),
     ("p", "pause / unpause the image (views 3, 4, 7)"),
     ("b", "request a build of the image (views 3, 4, 7)"),
-    ("", "Other"),
-    ("?", "this help"),
-    ("q ^c", "quit"),
 ];
 
 /// Keys inside dialogs and panes.
 pub const DIALOG_HELP: &[HelpLine] = &[
-    ("", "In dialogs and panes"),
+    ("", "Dialogs, typed text, panes"),
     ("y Y Enter", "confirm the action"),
-    ("n N Esc q", "cancel the action (Esc cancels a hold)"),
+    ("n N Esc q", "cancel the action"),
+    ("Enter", "keep the filter / hold with the comment"),
+    ("Esc", "clear the filter / cancel the hold"),
     ("Backspace", "delete the last typed character"),
-    ("Esc q Enter", "close the detail pane or this help (? too)"),
+    ("^u", "delete everything typed"),
+    ("↓ ↑", "leave the filter and move"),
+    ("c", "console log of the node's server (node detail)"),
+    ("Esc q Enter", "close the pane (? closes the help too)"),
 ];
 
 /// True for key events that should be handled (presses and repeats, not releases).
@@ -195,6 +233,43 @@ pub fn is_press(key: &KeyEvent) -> bool {
 /// Ctrl-C.
 pub fn is_interrupt(key: &KeyEvent) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c')
+}
+
+/// Decodes an editing key of typed text through [`INPUT_KEYS`].
+pub fn input_intent(key: &KeyEvent) -> Option<InputIntent> {
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    INPUT_KEYS
+        .iter()
+        .find(|(code, c, _)| *code == key.code && *c == ctrl)
+        .map(|(_, _, i)| *i)
+}
+
+/// The character a key types, if it types one (no Ctrl or Alt chords).
+pub fn typed_char(key: &KeyEvent) -> Option<char> {
+    match key.code {
+        KeyCode::Char(c)
+            if !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                && !c.is_control() =>
+        {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+/// Whether the key leaves the filter and moves ([`FILTER_LEAVE_KEYS`]).
+pub fn leaves_filter(key: &KeyEvent) -> bool {
+    FILTER_LEAVE_KEYS.contains(&key.code)
+}
+
+/// Decodes a key of the detail pane through [`DETAIL_KEYS`].
+pub fn detail_intent(key: &KeyEvent) -> Option<DetailIntent> {
+    DETAIL_KEYS
+        .iter()
+        .find(|(code, _)| *code == key.code && key.modifiers.is_empty())
+        .map(|(_, i)| *i)
 }
 
 /// Decodes a key of a table view through [`BINDINGS`].
@@ -226,6 +301,7 @@ pub fn closes(key: &KeyEvent, help: bool) -> bool {
 /// How the help overlay names a key, e.g. `j`, `↓`, `PgDn`, `^f`, `Shift-Tab`.
 pub fn label(code: KeyCode, ctrl: bool) -> String {
     let base = match code {
+        KeyCode::Char(' ') => "Space".into(),
         KeyCode::Char(c) => c.to_string(),
         KeyCode::Down => "↓".into(),
         KeyCode::Up => "↑".into(),
@@ -253,8 +329,15 @@ mod tests {
 
     #[test]
     fn decodes() {
-        assert_eq!(intent(&k(KeyCode::Char('3'))), Some(Intent::Tab(2)));
-        assert_eq!(intent(&k(KeyCode::Char('8'))), None);
+        assert_eq!(intent(&k(KeyCode::Char('3'))), Some(Intent::Tab(3)));
+        assert_eq!(intent(&k(KeyCode::Char('9'))), None);
+        assert_eq!(intent(&k(KeyCode::Char(' '))), Some(Intent::Mark));
+        assert_eq!(input_intent(&k(KeyCode::Enter)), Some(InputIntent::Submit));
+        assert_eq!(
+            detail_intent(&k(KeyCode::Char('c'))),
+            Some(DetailIntent::ConsoleLog)
+        );
+        assert_eq!(typed_char(&k(KeyCode::Char('x'))), Some('x'));
         assert_eq!(intent(&k(KeyCode::Down)), Some(Intent::Down));
         assert_eq!(intent(&k(KeyCode::Delete)), Some(Intent::Delete));
         assert_eq!(intent(&k(KeyCode::Esc)), Some(Intent::ClearFilter));
@@ -303,10 +386,11 @@ mod tests {
             .iter()
             .chain(CANCEL_KEYS)
             .chain(CLOSE_KEYS)
+            .chain(FILTER_LEAVE_KEYS)
             .map(|c| label(*c, false))
             .collect();
-        // Typed text in the filter and the hold comment.
-        dialog_keys.push(label(ERASE_KEY, false));
+        dialog_keys.extend(INPUT_KEYS.iter().map(|(c, ctrl, _)| label(*c, *ctrl)));
+        dialog_keys.extend(DETAIL_KEYS.iter().map(|(c, _)| label(*c, false)));
         for l in &dialog_keys {
             assert!(
                 dialog.contains(&l.as_str()),

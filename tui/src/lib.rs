@@ -2,21 +2,28 @@
 //!
 //! The console reads only the in-memory [`TreeCache`](nodepool_shared::zk::TreeCache)
 //! (one recursive watch on `/nodepool`), so drawing never waits on ZooKeeper; actions
-//! (delete/hold a node, pause an image, …) run in spawned tasks that report back.
+//! (delete/hold nodes, pause an image, …), console logs, lock owners and cloud quotas
+//! are fetched by background tasks that report back.
 //!
 //! * [`app`]: the state and the pure event handling (`App::update`).
 //! * [`ui`]: drawing the state (pure: state in, frame out).
-//! * [`views`], [`table`]: what each tab shows (rows, columns, sorting, filtering).
-//! * [`data`]: the snapshot of the cache the views are built from.
+//! * [`views`], [`table`]: what each tab shows (rows, columns, sorting, filtering, the
+//!   Overview's model, the detail pane).
+//! * [`history`]: what the console remembers since it started (trends, failures).
+//! * [`data`]: the snapshot of the cache and the config facts the views are built from.
 //! * [`actions`]: the operator actions and their ZooKeeper side.
-//! * [`keys`]: the key map (also the source of the help overlay).
+//! * [`keys`]: the key map (also the source of the help overlay); [`input`]: typed text.
 //! * [`theme`]: colours by state.
-//! * [`args`], [`runtime`]: command line and the terminal event loop.
+//! * [`args`], [`runtime`], [`background`]: command line, the terminal event loop and
+//!   the background work.
 
 pub mod actions;
 pub mod app;
 pub mod args;
+pub mod background;
 pub mod data;
+pub mod history;
+pub mod input;
 pub mod keys;
 pub mod runtime;
 pub mod table;

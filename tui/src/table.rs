@@ -1,13 +1,16 @@
 //! The generic table behind every tab: cells that know how to sort and render, the
-//! per-tab view state (sort column and order, live filter, selection), the computation
-//! of the visible rows, and the column layout that drops the least important columns
-//! and truncates the rest when the terminal is narrow. All pure.
+//! per-tab view state (sort column and order, live filter, selection, marked rows), a
+//! tab's state with its rows ([`Tab`]), the computation of the visible rows, and the
+//! column layout that drops the least important columns and truncates the rest when
+//! the terminal is narrow. All pure.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use nodepool_shared::listing::format_relative;
 
 use crate::data::RecordKey;
+use crate::input::TextInput;
 use crate::theme::Tone;
 
 /// A cell value.
@@ -20,6 +23,8 @@ pub enum Value {
     /// A point in time (float epoch seconds), shown as "3m ago", sorted by age
     /// (youngest first); `None` shows empty and sorts last.
     Time(Option<f64>),
+    /// Text sorted by a rank (e.g. a severity: errors first).
+    Ranked(i64, String),
 }
 
 /// One cell: a value and its colour.
@@ -61,6 +66,14 @@ impl Cell {
         }
     }
 
+    /// A text cell that sorts by `rank`.
+    pub fn ranked(rank: i64, s: impl Into<String>) -> Cell {
+        Cell {
+            value: Value::Ranked(rank, s.into()),
+            tone: Tone::Plain,
+        }
+    }
+
     /// A time cell ("3m ago"); times ≤ 0 count as unknown.
     pub fn time(t: Option<f64>) -> Cell {
         Cell {
@@ -78,7 +91,7 @@ impl Cell {
     /// The text shown at `now`.
     pub fn display(&self, now: f64) -> String {
         match &self.value {
-            Value::Text(s) => s.clone(),
+            Value::Text(s) | Value::Ranked(_, s) => s.clone(),
             Value::Num(n) => n.to_string(),
             Value::Time(Some(t)) => format_relative(now - t),
             Value::Time(None) => String::new(),
@@ -88,7 +101,7 @@ impl Cell {
     /// Widest text the cell can show (times: a typical "59m ago").
     pub fn width_hint(&self) -> usize {
         match &self.value {
-            Value::Text(s) => text_width(s),
+            Value::Text(s) | Value::Ranked(_, s) => text_width(s),
             Value::Num(n) => n.to_string().len(),
             Value::Time(_) => 8,
         }
@@ -98,6 +111,7 @@ impl Cell {
         match (&self.value, &other.value) {
             (Value::Text(a), Value::Text(b)) => a.cmp(b),
             (Value::Num(a), Value::Num(b)) => a.cmp(b),
+            (Value::Ranked(a, x), Value::Ranked(b, y)) => a.cmp(b).then_with(|| x.cmp(y)),
             // Youngest first: the larger timestamp first; unknown last.
             (Value::Time(a), Value::Time(b)) => match (a, b) {
                 (Some(a), Some(b)) => b.total_cmp(a),
@@ -115,6 +129,7 @@ fn rank(v: &Value) -> u8 {
         Value::Text(_) => 0,
         Value::Num(_) => 1,
         Value::Time(_) => 2,
+        Value::Ranked(..) => 3,
     }
 }
 
@@ -161,10 +176,12 @@ impl Row {
         let mut haystack = String::with_capacity(len);
         for c in &cells {
             match &c.value {
-                Value::Text(s) if s.is_ascii() => {
+                Value::Text(s) | Value::Ranked(_, s) if s.is_ascii() => {
                     haystack.extend(s.chars().map(|ch| ch.to_ascii_lowercase()))
                 }
-                Value::Text(s) => haystack.extend(s.chars().flat_map(char::to_lowercase)),
+                Value::Text(s) | Value::Ranked(_, s) => {
+                    haystack.extend(s.chars().flat_map(char::to_lowercase))
+                }
                 Value::Num(n) => {
                     let _ = write!(haystack, "{n}");
                 }
@@ -208,22 +225,39 @@ impl ColumnDef {
 /// Space between columns.
 pub const GAP: u16 = 1;
 
+/// The header of column `def`, with the sort mark when it is the sort column.
+pub fn header_text(def: &ColumnDef, sorted: bool, descending: bool) -> String {
+    match (sorted, descending) {
+        (false, _) => def.title.to_string(),
+        (true, false) => format!("{}▲", def.title),
+        (true, true) => format!("{}▼", def.title),
+    }
+}
+
 /// Chooses the columns that fit in `total` columns and their widths, in display order
-/// as `(column, width)`:
-/// 1. in order of importance, each column is taken at its content width (capped by
-///    its `max`) if that still fits; columns of priority 0 are always taken, shrunk
-///    towards their `min` if needed;
+/// as `(column, width)`. A column wants the width of its widest content or of its
+/// header (with the sort mark on the `sort` column), capped by its `max` but never
+/// below its header, so every header is whole whenever the terminal is wide enough:
+/// 1. in order of importance, each column is taken at the width it wants if that still
+///    fits; columns of priority 0 are always taken, shrunk towards their `min` if
+///    needed;
 /// 2. columns skipped so far are taken, truncated, if at least their `min` fits in
 ///    what is left.
-pub fn layout(defs: &[ColumnDef], content: &[usize], total: u16) -> Vec<(usize, u16)> {
+pub fn layout(
+    defs: &[ColumnDef],
+    content: &[usize],
+    total: u16,
+    sort: Option<usize>,
+) -> Vec<(usize, u16)> {
     let total = u32::from(total);
     let want: Vec<u32> = defs
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let c = content.get(i).copied().unwrap_or(0).max(d.title.len());
-            (c.min(usize::from(u16::MAX)) as u32)
-                .clamp(u32::from(d.min.min(d.max)), u32::from(d.max))
+            let header = text_width(d.title) + usize::from(sort == Some(i));
+            let max = u32::from(d.max).max(header as u32);
+            let c = content.get(i).copied().unwrap_or(0).max(header);
+            (c.min(usize::from(u16::MAX)) as u32).clamp(u32::from(d.min.min(d.max)), max)
         })
         .collect();
     let min = |i: usize| u32::from(defs[i].min).min(want[i]);
@@ -277,21 +311,84 @@ pub fn layout(defs: &[ColumnDef], content: &[usize], total: u16) -> Vec<(usize, 
         .collect()
 }
 
-/// Per-tab interaction state: sort, filter, selection and scroll position.
+/// Per-tab interaction state: sort, filter, selection, marks and scroll position.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ViewState {
     /// Index of the sort column.
     pub sort: usize,
     /// Descending order.
     pub descending: bool,
-    /// The filter text (case-insensitive substring of the row).
-    pub filter: String,
+    /// The filter (case-insensitive substring of the row).
+    pub filter: TextInput,
     /// Selected position within the visible rows.
     pub selected: usize,
     /// First visible row on screen.
     pub offset: usize,
     /// The record selected last, to keep the selection on it while rows move.
     pub selected_key: Option<RecordKey>,
+    /// Marked records (actions apply to all of them); records that vanish are unmarked.
+    pub marked: BTreeSet<RecordKey>,
+}
+
+/// One tab: its interaction state, its rows, and whether the rows must be rebuilt
+/// from new data before they are shown.
+#[derive(Clone, Debug)]
+pub struct Tab {
+    /// Sort, filter, selection, marks.
+    pub state: ViewState,
+    /// The rows and which are visible.
+    pub rows: Rows,
+    /// The data changed since the rows were built.
+    pub dirty: bool,
+}
+
+impl Default for Tab {
+    fn default() -> Tab {
+        Tab {
+            state: ViewState::default(),
+            rows: Rows::default(),
+            dirty: true,
+        }
+    }
+}
+
+impl Tab {
+    /// Takes freshly built rows and shows them (filter, sort, selection, marks).
+    pub fn set_rows(&mut self, rows: Vec<Row>, columns: usize) {
+        self.rows = Rows::new(rows, columns);
+        self.dirty = false;
+        if !self.state.marked.is_empty() {
+            let keys: BTreeSet<&RecordKey> = self.rows.rows.iter().map(|r| &r.key).collect();
+            self.state.marked.retain(|k| keys.contains(k));
+        }
+        self.refresh();
+    }
+
+    /// Re-filters and re-sorts the rows.
+    pub fn refresh(&mut self) {
+        self.rows.refresh(&mut self.state);
+    }
+
+    /// The selected row.
+    pub fn selected(&self) -> Option<&Row> {
+        self.rows.selected_row(&self.state)
+    }
+
+    /// Index (into `rows.rows`) of the selected row.
+    pub fn selected_index(&self) -> Option<usize> {
+        self.rows.visible.get(self.state.selected).copied()
+    }
+
+    /// Marks or unmarks the selected row; returns whether it is marked now.
+    pub fn toggle_mark(&mut self) -> Option<bool> {
+        let key = self.selected()?.key.clone();
+        if self.state.marked.remove(&key) {
+            Some(false)
+        } else {
+            self.state.marked.insert(key);
+            Some(true)
+        }
+    }
 }
 
 /// A view's rows and which of them are shown, in which order.
@@ -324,7 +421,7 @@ impl Rows {
     /// Recomputes the visible rows from the filter and sort of `state`, and keeps the
     /// selection on the same record when it is still visible.
     pub fn refresh(&mut self, state: &mut ViewState) {
-        let needle = state.filter.to_lowercase();
+        let needle = state.filter.text().to_lowercase();
         let rows = &self.rows;
         self.visible = (0..rows.len())
             .filter(|&i| needle.is_empty() || rows[i].haystack.contains(&needle))
@@ -449,12 +546,12 @@ mod tests {
     fn filter_is_case_insensitive_substring() {
         let mut r = rows();
         let mut st = ViewState {
-            filter: "READY".into(),
+            filter: TextInput::with("READY"),
             ..Default::default()
         };
         r.refresh(&mut st);
         assert_eq!(names(&r), ["b", "c"]);
-        st.filter = "zzz".into();
+        st.filter = TextInput::with("zzz");
         r.refresh(&mut st);
         assert!(r.visible.is_empty());
         assert_eq!(st.selected, 0);
@@ -487,15 +584,32 @@ mod tests {
             ColumnDef::new("Label", 5, 20, 1),
         ];
         let content = [10, 8, 40, 12];
-        let wide = layout(&defs, &content, 200);
+        let wide = layout(&defs, &content, 200, None);
         assert_eq!(wide, [(0, 10), (1, 8), (2, 40), (3, 12)]);
-        let narrow = layout(&defs, &content, 30);
+        let narrow = layout(&defs, &content, 30, None);
         assert_eq!(narrow, [(0, 10), (1, 8), (3, 10)]);
         // The comment is taken, truncated, when its minimum fits in what is left.
-        let mid = layout(&defs, &content, 40);
+        let mid = layout(&defs, &content, 40, None);
         assert_eq!(mid, [(0, 10), (1, 8), (2, 7), (3, 12)]);
-        let tiny = layout(&defs, &content, 5);
+        let tiny = layout(&defs, &content, 5, None);
         assert_eq!(tiny.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    /// A header with its sort mark is never cut when there is room, even when the
+    /// content and the column's `max` are narrower (`Label▲` over 5-letter labels,
+    /// `Ready▲` in a column of at most 5).
+    #[test]
+    fn headers_get_their_full_width_when_there_is_room() {
+        let defs = [
+            ColumnDef::new("Label", 5, 30, 0),
+            ColumnDef::new("Ready", 5, 5, 0),
+        ];
+        let content = [5, 1];
+        assert_eq!(layout(&defs, &content, 160, Some(0)), [(0, 6), (1, 5)]);
+        assert_eq!(layout(&defs, &content, 160, Some(1)), [(0, 5), (1, 6)]);
+        assert_eq!(header_text(&defs[1], true, false), "Ready▲");
+        // Narrow: shrunk towards the minimum as before.
+        assert_eq!(layout(&defs, &content, 11, Some(1)), [(0, 5), (1, 5)]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Every console action against a real ZooKeeper: what `actions::execute` writes must
-//! be what Python's `nodepool` CLI writes for the same operation (reference §6, §12):
+//! be what Python's `nodepool` CLI writes for the same operation:
 //! the record as before with only `state` (and `state_time`) changed — plus `comment`
 //! for a hold — the node lock released, refusals leaving the record untouched, and the
 //! pause / request-build flags as empty znodes at their Nodepool paths.

@@ -1,9 +1,7 @@
 //! The App as a pure state machine: events in, state and commands out.
 
-mod common;
-
-use common::*;
-use nodepool_shared::model::{BuildId, NodeId, ZkPath};
+use crate::common::*;
+use nodepool_shared::model::{BuildId, NodeId, RequestId, ZkPath};
 use nodepool_shared::zk::{CacheEvent, CacheKind, Change, ConnectionState};
 use nodepool_tui::actions::{Action, ActionOutcome};
 use nodepool_tui::app::{AppEvent, Command, Mode};
@@ -78,7 +76,7 @@ fn filter_is_live_and_esc_clears_it() {
     a.update(code(KeyCode::Backspace));
     a.update(code(KeyCode::Enter));
     assert_eq!(a.mode(), &Mode::Normal);
-    assert_eq!(a.state().filter, "nobl");
+    assert_eq!(a.state().filter.text(), "nobl");
     // The filter is per view.
     keys(&mut a, "2");
     assert_eq!(a.visible_keys().len(), 3);
@@ -154,8 +152,8 @@ fn delete_node_confirm_run_and_outcome() {
     let mut a = app();
     keys(&mut a, "d");
     let want = Action::DeleteNode(NodeId::from_sequence(1));
-    assert_eq!(a.mode(), &Mode::Confirm(want.clone()));
-    assert_eq!(a.update(key('y')), Some(Command::Run(want.clone())));
+    assert_eq!(a.mode(), &Mode::Confirm(vec![want.clone()]));
+    assert_eq!(a.update(key('y')), Some(Command::Run(vec![want.clone()])));
     assert_eq!(a.running(), std::slice::from_ref(&want));
     assert!(a.message().unwrap().text.contains("delete node 0000000001"));
     a.update(AppEvent::Outcome(ActionOutcome {
@@ -184,10 +182,10 @@ fn hold_with_comment_and_unhold_rules() {
     let cmd = a.update(code(KeyCode::Enter));
     assert_eq!(
         cmd,
-        Some(Command::Run(Action::HoldNode {
+        Some(Command::Run(vec![Action::HoldNode {
             id: NodeId::from_sequence(1),
             comment: "on cal".into()
-        }))
+        }]))
     );
     // Unhold of a ready node is refused without a dialog.
     assert_eq!(a.update(key('u')), None);
@@ -198,7 +196,7 @@ fn hold_with_comment_and_unhold_rules() {
     keys(&mut a, "u");
     assert_eq!(
         a.mode(),
-        &Mode::Confirm(Action::UnholdNode(NodeId::from_sequence(7)))
+        &Mode::Confirm(vec![Action::UnholdNode(NodeId::from_sequence(7))])
     );
     // Holding it again is refused.
     a.update(code(KeyCode::Esc));
@@ -214,7 +212,7 @@ fn image_actions_and_refusals() {
     keys(&mut a, "p");
     assert_eq!(
         a.mode(),
-        &Mode::Confirm(Action::UnpauseImage("centos-9".into()))
+        &Mode::Confirm(vec![Action::UnpauseImage("centos-9".into())])
     );
     a.update(code(KeyCode::Esc));
     keys(&mut a, "jjd");
@@ -223,16 +221,16 @@ fn image_actions_and_refusals() {
     keys(&mut a, "kd");
     assert_eq!(
         a.mode(),
-        &Mode::Confirm(Action::DeleteBuild(
+        &Mode::Confirm(vec![Action::DeleteBuild(
             "ubuntu-jammy".into(),
             BuildId::from("3b2a1c0d9e8f7a6b5c4d3e2f1a0b9c8d")
-        ))
+        )])
     );
     a.update(code(KeyCode::Esc));
     keys(&mut a, "b");
     assert_eq!(
         a.mode(),
-        &Mode::Confirm(Action::RequestBuild("ubuntu-jammy".into()))
+        &Mode::Confirm(vec![Action::RequestBuild("ubuntu-jammy".into())])
     );
     a.update(code(KeyCode::Esc));
     keys(&mut a, "4jjd"); // uploads: third is uploading
@@ -251,6 +249,7 @@ fn read_only_disables_actions() {
         ..Default::default()
     });
     a.update(AppEvent::Data(fixture()));
+    keys(&mut a, "1");
     for c in "dhupb".chars() {
         assert_eq!(a.update(key(c)), None);
         assert_eq!(a.mode(), &Mode::Normal);
@@ -323,7 +322,7 @@ fn selection_follows_its_record_and_last_event_is_shown() {
 fn narrow_and_tiny_terminals_do_not_panic() {
     let mut a = app();
     for (w, h) in [(80, 24), (40, 10), (20, 5), (1, 1), (200, 3)] {
-        for k in ["1", "2", "3", "4", "5", "6", "7", "?"] {
+        for k in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "?"] {
             keys(&mut a, k);
             draw(&mut a, w, h);
             a.update(code(KeyCode::Esc));
@@ -346,7 +345,7 @@ fn delete_key_and_image_keys_in_views_3_4_7() {
     a.update(code(KeyCode::Delete));
     assert_eq!(
         a.mode(),
-        &Mode::Confirm(Action::DeleteNode(NodeId::from_sequence(1)))
+        &Mode::Confirm(vec![Action::DeleteNode(NodeId::from_sequence(1))])
     );
     a.update(code(KeyCode::Esc));
     for (view, image) in [("3", "centos-9"), ("4", "ubuntu-jammy"), ("7", "centos-9")] {
@@ -354,13 +353,13 @@ fn delete_key_and_image_keys_in_views_3_4_7() {
         keys(&mut a, "b");
         assert_eq!(
             a.mode(),
-            &Mode::Confirm(Action::RequestBuild(image.into())),
+            &Mode::Confirm(vec![Action::RequestBuild(image.into())]),
             "b in view {view}"
         );
         a.update(code(KeyCode::Esc));
         keys(&mut a, "p");
         assert!(
-            matches!(a.mode(), Mode::Confirm(Action::PauseImage(i) | Action::UnpauseImage(i)) if i == image),
+            matches!(a.mode(), Mode::Confirm(v) if matches!(v.as_slice(), [Action::PauseImage(i) | Action::UnpauseImage(i)] if i == image)),
             "p in view {view}: {:?}",
             a.mode()
         );
@@ -370,4 +369,323 @@ fn delete_key_and_image_keys_in_views_3_4_7() {
     keys(&mut a, "2b");
     assert_eq!(a.mode(), &Mode::Normal);
     assert!(a.message().unwrap().text.contains("views 3, 4, 7"));
+}
+
+/// The console starts on the Overview (view 0); `0` and `8` switch to it and to the
+/// Problems view, and Tab goes round all nine views.
+#[test]
+fn starts_on_the_overview_and_has_nine_views() {
+    let mut a = app_at_start();
+    assert_eq!(a.view(), ViewKind::Overview);
+    keys(&mut a, "8");
+    assert_eq!(a.view(), ViewKind::Problems);
+    a.update(code(KeyCode::Tab));
+    assert_eq!(a.view(), ViewKind::Overview);
+    a.update(code(KeyCode::BackTab));
+    assert_eq!(a.view(), ViewKind::Problems);
+    keys(&mut a, "0");
+    assert_eq!(a.view(), ViewKind::Overview);
+    // Table keys do nothing on the Overview (and never panic).
+    for c in "jkdhu/ sob".chars() {
+        assert_eq!(a.update(key(c)), None);
+    }
+    assert_eq!(a.mode(), &Mode::Normal);
+}
+
+/// Space marks rows (and moves down); `d` then asks once for all marked nodes, leaving
+/// out (and naming) the one that cannot be deleted; the outcomes are summed up; Esc
+/// unmarks before it clears the filter.
+#[test]
+fn marked_rows_are_acted_on_with_one_confirmation() {
+    let mut a = app();
+    keys(&mut a, " ");
+    assert_eq!(a.selected(), Some(&node(2)));
+    keys(&mut a, "j j ");
+    assert_eq!(a.state().marked.len(), 3, "{:?}", a.state().marked);
+    keys(&mut a, "d");
+    let want = vec![
+        Action::DeleteNode(NodeId::from_sequence(1)),
+        Action::DeleteNode(NodeId::from_sequence(3)),
+    ];
+    assert_eq!(a.mode(), &Mode::Confirm(want.clone()));
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Delete 2 nodes?"), "{s}");
+    assert!(s.contains("node 0000000005 is already deleting"), "{s}");
+    assert_eq!(a.update(key('y')), Some(Command::Run(want.clone())));
+    assert!(a.state().marked.is_empty(), "marks are used up");
+    a.update(AppEvent::Outcome(ActionOutcome {
+        action: want[0].clone(),
+        result: Ok("node 0000000001 set to deleting".into()),
+    }));
+    assert!(
+        a.message().unwrap().text.contains("1 of 2 finished"),
+        "{:?}",
+        a.message()
+    );
+    a.update(AppEvent::Outcome(ActionOutcome {
+        action: want[1].clone(),
+        result: Err("node 0000000003 is locked by someone else (waited 5s)".into()),
+    }));
+    let m = a.message().unwrap().text.clone();
+    assert!(
+        m.contains("delete 2 nodes: 1 done, 1 failed: node 0000000003 is locked"),
+        "{m}"
+    );
+    assert!(a.running().is_empty());
+    // Esc: first the marks, then the filter.
+    keys(&mut a, "/jammy");
+    a.update(code(KeyCode::Enter));
+    a.update(code(KeyCode::Home));
+    keys(&mut a, " ");
+    a.update(code(KeyCode::Esc));
+    assert!(a.state().marked.is_empty());
+    assert_eq!(a.state().filter.text(), "jammy");
+    a.update(code(KeyCode::Esc));
+    assert_eq!(a.state().filter.text(), "");
+    // Marking works only where actions take several records.
+    keys(&mut a, "5 ");
+    assert!(a.message().unwrap().text.contains("views (1, 3, 4)"));
+}
+
+/// `h` on marked nodes asks for one comment and holds them all with it; a held node
+/// among them is left out.
+#[test]
+fn hold_of_marked_nodes_takes_one_comment() {
+    let mut a = app();
+    keys(&mut a, " ");
+    a.update(code(KeyCode::End));
+    keys(&mut a, " ");
+    keys(&mut a, "h");
+    assert_eq!(
+        a.mode(),
+        &Mode::HoldComment(
+            vec![NodeId::from_sequence(1)],
+            nodepool_tui::input::TextInput::new()
+        ),
+        "node 7 is already held"
+    );
+    keys(&mut a, "mtu");
+    let cmd = a.update(code(KeyCode::Enter));
+    assert_eq!(
+        cmd,
+        Some(Command::Run(vec![Action::HoldNode {
+            id: NodeId::from_sequence(1),
+            comment: "mtu".into()
+        }]))
+    );
+    // Two holdable nodes: one dialog, two actions with the same comment.
+    keys(&mut a, "g j ");
+    keys(&mut a, "h");
+    let Mode::HoldComment(ids, _) = a.mode().clone() else {
+        panic!("{:?}", a.mode());
+    };
+    assert_eq!(ids, [NodeId::from_sequence(1), NodeId::from_sequence(3)]);
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("Hold 2 nodes?"), "{s}");
+    keys(&mut a, "x");
+    let Some(Command::Run(actions)) = a.update(code(KeyCode::Enter)) else {
+        panic!("no run");
+    };
+    assert_eq!(actions.len(), 2);
+    assert!(actions
+        .iter()
+        .all(|a| matches!(a, Action::HoldNode { comment, .. } if comment == "x")));
+}
+
+/// The Problems view lists what the diagnostics find in the data; Enter jumps to the
+/// record in its view; new lock owners and the passing of time change the list.
+#[test]
+fn problems_view_lists_and_jumps() {
+    use nodepool_shared::diagnostics::ProblemKind;
+    let mut a = app();
+    let kinds: Vec<ProblemKind> = a.problems().iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ProblemKind::CorruptRecord,
+            ProblemKind::ImageBuildsFailing,
+            ProblemKind::PoolPaused,
+            ProblemKind::ImagePaused
+        ]
+    );
+    keys(&mut a, "8");
+    assert_eq!(a.visible_keys().len(), 4);
+    // The corrupt znode is in no view.
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.view(), ViewKind::Problems);
+    assert!(a.message().unwrap().text.contains("is in no view"));
+    // The failing build: the builds view, on that build.
+    keys(&mut a, "j");
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.view(), ViewKind::Builds);
+    assert_eq!(
+        a.selected(),
+        Some(&RecordKey::Build(
+            "centos-9".into(),
+            BuildId::from("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        ))
+    );
+    // The paused pool (the next row): the components view, on the pool worker.
+    keys(&mut a, "8j");
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.view(), ViewKind::Components);
+    assert_eq!(
+        a.selected(),
+        Some(&RecordKey::Component(
+            nodepool_shared::model::ComponentKind::Pool,
+            "nl010000000002".into()
+        ))
+    );
+    // A persistent lock contender on node 2 (read by the background task).
+    let path = "/nodepool/nodes/0000000002/lock/8d6b0c__lock__0000000000".to_string();
+    a.update(AppEvent::LockOwners([(path, 0)].into_iter().collect()));
+    assert!(a
+        .problems()
+        .iter()
+        .any(|p| p.kind == ProblemKind::LockWithoutSession && p.records.first() == Some(&node(2))));
+    // Eleven minutes later node 5 is still deleting.
+    a.update(AppEvent::Tick(NOW + 660.0));
+    assert!(
+        a.problems()
+            .iter()
+            .any(|p| p.kind == ProblemKind::NodeDeletingTooLong
+                && p.records.first() == Some(&node(5)))
+    );
+    // … the two requests wait for over ten minutes, and debian-bookworm and
+    // ubuntu-jammy have been below min-ready since the console started (no min-ready
+    // request tells; the console remembers).
+    for (kind, record) in [
+        (
+            ProblemKind::RequestWaitingTooLong,
+            RecordKey::Request(RequestId::from("100-0000000001")),
+        ),
+        (
+            ProblemKind::RequestWaitingTooLong,
+            RecordKey::Request(RequestId::from("100-0000000003")),
+        ),
+        (
+            ProblemKind::LabelBelowMinReady,
+            RecordKey::Label("debian-bookworm".into()),
+        ),
+        (
+            ProblemKind::LabelBelowMinReady,
+            RecordKey::Label("ubuntu-jammy".into()),
+        ),
+    ] {
+        assert!(
+            a.problems()
+                .iter()
+                .any(|p| p.kind == kind && p.records.first() == Some(&record)),
+            "{kind:?} {record:?}: {:#?}",
+            a.problems()
+        );
+    }
+    assert_eq!(a.problems().len(), 10);
+    let s = screen(&mut a, 120, 40);
+    assert!(s.contains("8 Problems (10)"), "{s}");
+}
+
+/// `c` in a node's detail asks the runtime for the console log through the node's
+/// provider; the answer is cleaned (escape sequences, carriage returns) and shown from
+/// its end; Esc goes back to the node. Without a config, or for a node without a
+/// server, the pane says why there is no log.
+#[test]
+fn console_log_from_the_node_detail() {
+    use nodepool_tui::app::{ConsoleLog, ConsoleText};
+    let mut a = app();
+    keys(&mut a, "jj");
+    a.update(code(KeyCode::Enter));
+    let Some(Command::FetchConsole(req)) = a.update(key('c')) else {
+        panic!("no fetch: {:?}", a.mode());
+    };
+    assert_eq!(req.node, NodeId::from_sequence(3));
+    assert_eq!(req.server, "7e1c0f5a-5b7e-4d57-9a0f-000000000003");
+    assert_eq!(req.provider.name, "ovh-bhs1");
+    assert_eq!(req.provider.cloud, "ovh-bhs1-cloud");
+    assert!(matches!(
+        a.mode(),
+        Mode::Console(ConsoleLog {
+            text: ConsoleText::Loading,
+            ..
+        })
+    ));
+    a.update(AppEvent::Console(
+        NodeId::from_sequence(3),
+        Ok("\u{1b}[0;32mOK\u{1b}[0m one\r\ntwo\r\n".into()),
+    ));
+    let Mode::Console(c) = a.mode().clone() else {
+        panic!("{:?}", a.mode());
+    };
+    assert_eq!(
+        c.text,
+        ConsoleText::Lines(vec!["OK one".into(), "two".into()])
+    );
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("OK one") && !s.contains("[0;32m"), "{s}");
+    a.update(code(KeyCode::Esc));
+    assert_eq!(a.mode(), &Mode::Detail(node(3), 0));
+    // A credentials failure arrives as the answer.
+    a.update(key('c'));
+    a.update(AppEvent::Console(
+        NodeId::from_sequence(3),
+        Err("Unavailable: no credentials for provider ovh-bhs1".into()),
+    ));
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("no credentials for provider ovh-bhs1"), "{s}");
+    // Without a config: no request, an explanation.
+    let mut b = nodepool_tui::app::App::new(nodepool_tui::app::AppOptions {
+        now: NOW,
+        ..Default::default()
+    });
+    b.update(AppEvent::Data(fixture()));
+    keys(&mut b, "1");
+    b.update(code(KeyCode::Enter));
+    assert_eq!(b.update(key('c')), None);
+    let Mode::Console(c) = b.mode().clone() else {
+        panic!("{:?}", b.mode());
+    };
+    assert!(
+        matches!(&c.text, ConsoleText::Unavailable(t) if t.contains("-c nodepool.yaml")),
+        "{c:?}"
+    );
+    // `c` elsewhere than a node's detail explains itself.
+    keys(&mut a, "q");
+    a.update(code(KeyCode::Esc));
+    keys(&mut a, "3");
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.update(key('c')), None);
+    assert!(a
+        .message()
+        .unwrap()
+        .text
+        .contains("console log is a node's"));
+}
+
+/// Times a few milliseconds ahead of the console's clock read "just now", not "in the
+/// future"; the pause dialog says that only builds stop.
+#[test]
+fn small_clock_skew_reads_just_now_and_pause_says_what_stops() {
+    let mut snap = fixture();
+    let first = snap.nodes[0].clone();
+    let mut n = first.node.to_node();
+    n.state_time = NOW + 0.004;
+    snap.nodes[0] = std::sync::Arc::new(nodepool_shared::zk::CachedNode {
+        node: std::sync::Arc::new(n.into()),
+        stat: first.stat,
+        lock_contenders: vec![],
+    });
+    let mut a = app();
+    a.update(AppEvent::Data(snap));
+    let s = screen(&mut a, 120, 40);
+    let row = s
+        .lines()
+        .find(|l| l.starts_with("0000000001"))
+        .expect("node 1 row");
+    assert!(row.contains("just now"), "{row}");
+    assert!(!s.contains("in the future"), "{s}");
+    keys(&mut a, "7jp");
+    let s = screen(&mut a, 80, 24);
+    assert!(s.contains("stops building this image"), "{s}");
+    assert!(s.contains("uploads of its existing builds go on"), "{s}");
+    assert!(!s.contains("stops building and uploading"), "{s}");
 }

@@ -143,6 +143,12 @@ async fn console_follows_zookeeper_and_holds_a_node() {
     let mut tmux = Tmux::start("hold", &command);
     tmux.log = Some(log.clone());
 
+    // The console starts on the Overview; 1 shows the nodes.
+    tmux.wait_for("the overview", |s| {
+        s.contains("Providers") && s.contains("cache synced")
+    })
+    .await;
+    tmux.send(&["1"]);
     // Both nodes are listed, the cache is synced.
     tmux.wait_for("both nodes", |s| {
         s.contains(id_a.as_str()) && s.contains(id_b.as_str()) && s.contains("cache synced")
@@ -254,10 +260,13 @@ async fn views_resize_and_session_loss() {
     );
     let mut tmux = Tmux::start("views", &command);
     tmux.log = Some(log.clone());
-    tmux.wait_for("the node and a synced cache", |s| {
-        s.contains(node_id.as_str()) && s.contains("cache synced")
+    tmux.wait_for("the overview and a synced cache", |s| {
+        s.contains("Overview 1 nodes") && s.contains("cache synced")
     })
     .await;
+    tmux.send(&["1"]);
+    tmux.wait_for("the node", |s| s.contains(node_id.as_str()))
+        .await;
 
     // The requests, builds and uploads views show their records.
     tmux.send(&["2"]);
@@ -284,7 +293,7 @@ async fn views_resize_and_session_loss() {
         .wait_for("the redraw at 80x24", |s| {
             let lines: Vec<&str> = s.lines().collect();
             lines.len() == 24
-                && lines[0].contains("1 Nodes")
+                && lines[0].contains("0 Over")
                 && lines[1].starts_with("Uploads 1")
                 && s.contains("e2e-cloud")
                 && lines[23].contains("q quit")
@@ -359,4 +368,179 @@ async fn views_resize_and_session_loss() {
         .await;
     assert!(s.contains("TUI-EXITED 0"), "{s}");
     client.close().await;
+}
+
+/// The Overview, the Problems view, a node's console log and marked rows, in the real
+/// binary against a real ZooKeeper and the OpenStack simulator (HTTP): the Overview
+/// shows the provider against its `max-servers` with the cloud's quota and no pool
+/// worker; view 8 lists that problem; `Enter` `c` on the node whose server is in the
+/// simulator shows the server's console log, and on a node of a provider whose cloud is
+/// not in clouds.yaml says there are no credentials; two nodes marked with Space are
+/// deleted with one confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_problems_console_log_and_marked_delete() {
+    use nodepool_tests::sim::{Quota, SimConfig, Simulator};
+    let zk = TestZk::shared().await;
+    let client = zk.client().await;
+    let store = ZkStore::new(client.clone());
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator");
+    sim.admin().set_quota(Quota {
+        instances: 25,
+        ..sim.admin().knobs().quota
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clouds = dir.path().join("clouds.yaml");
+    sim.write_clouds_yaml(&clouds, "simcloud")
+        .expect("clouds.yaml");
+    let server = sim
+        .admin()
+        .inject_leaked_server("e2e-sim", "0000000001", "main");
+    let mut with_server = ready_node("e2e-small");
+    with_server.provider = Some("e2e-sim".into());
+    with_server.external_id = Some(server.clone());
+    let id_server = store.create_node(&mut with_server).await.expect("node");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut n = ready_node("e2e-small");
+        n.provider = Some("e2e-sim".into());
+        ids.push(store.create_node(&mut n).await.expect("node"));
+    }
+    // A node of a provider whose cloud is not in clouds.yaml (no credentials).
+    let mut no_creds = ready_node("e2e-small");
+    no_creds.provider = Some("e2e-nocreds".into());
+    no_creds.external_id = Some("no-such-server".into());
+    let id_no_creds = store.create_node(&mut no_creds).await.expect("node");
+    let settings = zk.settings();
+    let (host, port) = &settings.hosts[0];
+    let config = dir.path().join("nodepool.yaml");
+    let provider = |name: &str, cloud: &str| {
+        format!(
+            "  - name: {name}\n    cloud: {cloud}\n    cloud-images:\n\
+             \x20     - name: cirros\n        image-name: cirros-0.6.2\n    pools:\n\
+             \x20     - name: main\n        max-servers: 4\n        labels:\n\
+             \x20         - name: e2e-small\n            cloud-image: cirros\n            min-ram: 512\n"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "zookeeper-servers:\n  - host: {host}\n    port: {port}\n    chroot: {}\n\
+             labels:\n  - name: e2e-small\nproviders:\n{}{}",
+            zk.chroot(),
+            provider("e2e-sim", "simcloud"),
+            provider("e2e-nocreds", "no-such-cloud"),
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("tui.log");
+    let command = format!(
+        "OS_CLIENT_CONFIG_FILE={} {} -c {} --log-file {}; echo TUI-EXITED $?; sleep 30",
+        shell_quote(&clouds.display().to_string()),
+        shell_quote(env!("CARGO_BIN_EXE_nodepool-tui")),
+        shell_quote(&config.display().to_string()),
+        shell_quote(&log.display().to_string()),
+    );
+    let mut tmux = Tmux::start("insight", &command);
+    tmux.log = Some(log.clone());
+
+    // The Overview: 3 of 4 nodes, the quota from the cloud, no pool worker (of 1).
+    let s = tmux
+        .wait_for("the provider on the overview", |s| {
+            s.lines()
+                .any(|l| l.contains("e2e-sim") && l.contains("3/4") && l.contains("quota 25"))
+        })
+        .await;
+    assert!(s.contains("pools 0/1"), "{s}");
+    assert!(s.contains("8 Problems (2)"), "{s}");
+    // The Problems view names it.
+    tmux.send(&["8"]);
+    tmux.wait_for("the problem", |s| {
+        s.contains("no pool worker") && s.contains("pool e2e-sim/main")
+    })
+    .await;
+
+    // The console log of the node whose server is in the simulator.
+    tmux.send(&["1"]);
+    tmux.wait_for("the nodes", |s| s.contains(id_server.as_str()))
+        .await;
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the node detail", |s| s.contains("c console log"))
+        .await;
+    tmux.send(&["c"]);
+    let s = tmux
+        .wait_for("the console log", |s| s.contains("login:"))
+        .await;
+    assert!(
+        s.contains(&format!("Console log of node {id_server}")),
+        "{s}"
+    );
+    assert!(!s.contains("[0;32m"), "escape sequences shown:\n{s}");
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the detail again", |s| s.contains("c console log"))
+        .await;
+    tmux.send(&["Escape"]);
+    // (Wait before the next key: ESC followed at once by `j` reads as Alt-j.)
+    tmux.wait_for("the table again", |s| !s.contains("c console log"))
+        .await;
+
+    // Mark the two other nodes and delete both with one confirmation.
+    tmux.send(&["j", "Space", "Space"]);
+    tmux.wait_for("two marked", |s| s.contains("2 marked"))
+        .await;
+    tmux.send(&["d"]);
+    tmux.wait_for("one confirmation", |s| s.contains("Delete 2 nodes?"))
+        .await;
+    tmux.send(&["y"]);
+    let start = Instant::now();
+    loop {
+        let mut states = Vec::new();
+        for id in &ids {
+            let (n, _) = store.get_node(id).await.expect("read").expect("node");
+            states.push(n.state);
+        }
+        if states.iter().all(|s| *s == NodeState::Deleting) {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "not deleting: {states:?}; screen:\n{}",
+            tmux.capture()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux.wait_for("the batch result", |s| {
+        s.contains("delete 2 nodes: all 2 done")
+    })
+    .await;
+
+    // The node whose provider's cloud has no credentials: the pane says so.
+    tmux.send(&["G"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("its detail", |s| {
+        s.contains(&format!("Node {id_no_creds}")) && s.contains("c console log")
+    })
+    .await;
+    tmux.send(&["c"]);
+    let s = tmux
+        .wait_for("the explanation", |s| s.contains("no credentials"))
+        .await;
+    assert!(
+        s.contains("provider e2e-nocreds") && s.contains("no-such-cloud"),
+        "{s}"
+    );
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the detail again", |s| !s.contains("no credentials"))
+        .await;
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the table again", |s| !s.contains("c console log"))
+        .await;
+    tmux.send(&["q"]);
+    let s = tmux
+        .wait_for("the exit", |s| s.contains("TUI-EXITED"))
+        .await;
+    assert!(s.contains("TUI-EXITED 0"), "{s}");
+    client.close().await;
+    sim.shutdown().await.expect("simulator shutdown");
 }

@@ -1,12 +1,82 @@
 //! Snapshot tests of every view, the overlays, the filter and an empty view, at 80×24
 //! and 120×40, with a fixed set of records and a fixed clock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use insta::assert_snapshot;
 use nodepool_tui::app::{App, AppOptions};
 use ratatui::crossterm::event::KeyCode;
+
+/// The fixture's app started half an hour before [`NOW`], fed a changing snapshot every
+/// 30 seconds (more or fewer ready nodes and waiting requests, launch failures in the
+/// last hour), with the quotas of both providers read.
+fn app_with_history() -> App {
+    use nodepool_shared::model::{NodeId, NodeRequest, NodeState, RequestId, RequestState};
+    use nodepool_shared::zk::{CachedNode, CachedRequest};
+    use nodepool_tui::app::AppEvent;
+    use nodepool_tui::data::Quota;
+    use std::sync::Arc;
+    let start = NOW - 1800.0;
+    let mut a = App::new(AppOptions {
+        hosts: "zk01.example.org:2281/nodepool".into(),
+        config: config(),
+        now: start,
+        ..Default::default()
+    });
+    a.update(AppEvent::Health(health()));
+    for step in 0..=60u64 {
+        let t = start + step as f64 * 30.0;
+        a.update(AppEvent::Tick(t));
+        let mut snap = fixture();
+        let base = snap.nodes[0].clone();
+        for k in 0..(step % 9) {
+            let mut n = base.node.to_node();
+            n.id = NodeId::from_sequence(100 + k);
+            snap.nodes.push(Arc::new(CachedNode {
+                node: Arc::new(n.into()),
+                stat: base.stat,
+                lock_contenders: vec![],
+            }));
+        }
+        // A launch failure every five minutes of the last hour, alternating reasons.
+        for f in 0..(step / 10) {
+            let mut n = base.node.to_node();
+            n.id = NodeId::from_sequence(200 + f);
+            n.state = if f % 2 == 0 {
+                NodeState::Failed
+            } else {
+                NodeState::Aborted
+            };
+            n.state_time = start + f as f64 * 300.0;
+            n.host_keys = vec![];
+            snap.nodes.push(Arc::new(CachedNode {
+                node: Arc::new(n.into()),
+                stat: base.stat,
+                lock_contenders: vec![],
+            }));
+        }
+        for k in 0..((60 - step) / 12) {
+            let mut r = NodeRequest::new(vec!["ubuntu-jammy".into()], "zuul");
+            r.id = RequestId::new("200", 50 + k);
+            r.state = RequestState::Requested;
+            r.state_time = t - 20.0;
+            r.created_time = Some(t - 20.0);
+            snap.requests.push(Arc::new(CachedRequest {
+                request: r,
+                stat: stat(0, 20.0),
+            }));
+        }
+        snap.nodes.sort_by(|x, y| x.node.id().cmp(y.node.id()));
+        snap.requests
+            .sort_by(|x, y| x.request.id.cmp(&y.request.id));
+        a.update(AppEvent::Data(snap));
+    }
+    a.update(AppEvent::Quota("rax-dfw".into(), Quota::Instances(40)));
+    a.update(AppEvent::Quota(
+        "ovh-bhs1".into(),
+        Quota::Unknown("no clouds.yaml".into()),
+    ));
+    a
+}
 
 fn both(name: &str, app: &mut App) {
     assert_snapshot!(format!("{name}_80x24"), draw(app, 80, 24).backend());
@@ -16,6 +86,7 @@ fn both(name: &str, app: &mut App) {
 #[test]
 fn views() {
     for (i, name) in [
+        "overview",
         "nodes",
         "requests",
         "builds",
@@ -23,14 +94,101 @@ fn views() {
         "labels",
         "components",
         "images",
+        "problems",
     ]
     .iter()
     .enumerate()
     {
         let mut a = app();
-        keys(&mut a, &(i + 1).to_string());
+        keys(&mut a, &i.to_string());
         both(&format!("view_{name}"), &mut a);
     }
+}
+
+/// The Overview after half an hour of history: sparklines, trends, launch failures of
+/// the last hour, quotas; at 80×24 (lists cut, sparklines narrow), 120×40 and 200×50
+/// (two columns).
+#[test]
+fn overview_with_history() {
+    let mut a = app_with_history();
+    assert_eq!(a.view(), nodepool_tui::views::ViewKind::Overview);
+    both("overview_history", &mut a);
+    assert_snapshot!("overview_history_200x50", draw(&mut a, 200, 50).backend());
+}
+
+/// Without a config the Overview says what it cannot know.
+#[test]
+fn overview_without_config() {
+    let mut a = App::new(AppOptions {
+        hosts: "127.0.0.1:2181".into(),
+        now: NOW,
+        ..Default::default()
+    });
+    a.update(nodepool_tui::app::AppEvent::Health(health()));
+    a.update(nodepool_tui::app::AppEvent::Data(fixture()));
+    assert_snapshot!("overview_no_config_80x24", draw(&mut a, 80, 24).backend());
+}
+
+/// On a 160-column terminal every header is whole, the sort mark included.
+#[test]
+fn full_headers_on_a_wide_terminal() {
+    for (view, name) in [("5", "labels"), ("7", "images")] {
+        let mut a = app();
+        keys(&mut a, view);
+        assert_snapshot!(
+            format!("wide_headers_{name}_160x30"),
+            draw(&mut a, 160, 30).backend()
+        );
+    }
+}
+
+/// Two nodes marked (Space) and the one confirmation for deleting both; a marked
+/// `deleting` node is left out, and the dialog says so.
+#[test]
+fn marked_rows_and_their_confirmation() {
+    let mut a = app();
+    keys(&mut a, " j ");
+    a.update(code(KeyCode::End));
+    keys(&mut a, "kk ");
+    both("marked_nodes", &mut a);
+    keys(&mut a, "d");
+    both("confirm_delete_marked", &mut a);
+}
+
+/// A node's console log (`Enter`, `c`): as it arrives (escape sequences removed,
+/// starting at its end), and without a config.
+#[test]
+fn console_log_pane() {
+    let mut a = app();
+    keys(&mut a, "jj");
+    a.update(code(KeyCode::Enter));
+    let cmd = a.update(key('c'));
+    assert!(
+        matches!(cmd, Some(nodepool_tui::app::Command::FetchConsole(_))),
+        "{cmd:?}"
+    );
+    let log: String = (1..=40)
+        .map(|i| format!("[{i:>5}.000000] \u{1b}[0;32mboot\u{1b}[0m line {i}\r\n"))
+        .collect::<String>()
+        + "np0000000003 login: \r\n";
+    a.update(nodepool_tui::app::AppEvent::Console(
+        nodepool_shared::model::NodeId::from_sequence(3),
+        Ok(log),
+    ));
+    both("console_log", &mut a);
+    let mut a = App::new(AppOptions {
+        hosts: "127.0.0.1:2181".into(),
+        now: NOW,
+        ..Default::default()
+    });
+    a.update(nodepool_tui::app::AppEvent::Data(fixture()));
+    keys(&mut a, "1");
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.update(key('c')), None);
+    assert_snapshot!(
+        "console_log_no_config_80x24",
+        draw(&mut a, 80, 24).backend()
+    );
 }
 
 #[test]
@@ -135,6 +293,7 @@ fn app_with_long_values() -> App {
     });
     a.update(nodepool_tui::app::AppEvent::Health(health()));
     a.update(nodepool_tui::app::AppEvent::Data(snap));
+    keys(&mut a, "1");
     a
 }
 
@@ -233,7 +392,7 @@ fn docs_captures_are_snapshots() {
         let Some((body, _)) = block.split_once("\n```") else {
             continue;
         };
-        if !body.starts_with(" 1 Nodes") {
+        if !body.starts_with(" 0 Over") {
             continue;
         }
         assert!(
@@ -243,7 +402,7 @@ fn docs_captures_are_snapshots() {
         checked += 1;
     }
     assert!(
-        checked >= 15,
+        checked >= 25,
         "only {checked} captures found in docs/tui.md"
     );
 }

@@ -1,4 +1,4 @@
-//! One image build with its ZooKeeper bookkeeping (reference §4 "Build"): take the
+//! One image build with its ZooKeeper bookkeeping (docs/builder.md): take the
 //! image build lock without waiting, re-check that the build is still needed, record
 //! the build `building`, run diskimage-builder, make sure every format exists, and
 //! record `ready` (clearing a manual request) or `failed` (local files removed).

@@ -1,4 +1,4 @@
-//! The periodic cleanup pass (reference §4 "Cleanup"): rotate builds and uploads
+//! The periodic cleanup pass (docs/builder.md): rotate builds and uploads
 //! (two newest ready builds per image, two newest ready uploads per image and
 //! provider), remove uploads of images a provider no longer lists, dead `building` /
 //! `uploading` records (their lock is free), `deleting` and `failed` records with their
@@ -494,7 +494,7 @@ async fn cleanup_local_files(ctx: &Ctx) -> ZkResult<()> {
     Ok(())
 }
 
-/// The builder gauges of §5: build requests, and per image build/upload state.
+/// The builder gauges (docs/metrics.md): build requests, and per image build/upload state.
 async fn emit_gauges(ctx: &Ctx, config: &Config) -> ZkResult<()> {
     use names::builder_state::{BUILDING, IDLE, PAUSED, UPLOADING};
     let mut total = 0;

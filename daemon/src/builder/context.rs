@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use nodepool_shared::cloud::{CloudDriver, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
 use nodepool_shared::stats::Statsd;
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 use nodepool_shared::zk::ZkStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -52,24 +53,14 @@ impl Clouds {
             }
         };
         for p in &config.providers {
-            let cloud = match file.cloud(&p.cloud) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(provider = %p.name, "cloud `{}` unusable: {e}", p.cloud);
-                    continue;
-                }
-            };
-            let mut opts = DriverOptions::new(&p.name);
-            opts.region_name = p.region_name.clone();
-            opts.rate = p.rate.as_secs_f64();
-            opts.statsd = statsd.clone();
-            match OpenStackDriver::new(cloud, opts) {
+            match provider_driver(p, &file, statsd) {
                 Ok(d) => {
+                    let image_format = d.image_format().to_string();
                     providers.insert(
                         p.name.clone(),
                         ProviderCloud {
                             driver: Arc::new(d),
-                            image_format: cloud.image_format().to_string(),
+                            image_format,
                         },
                     );
                 }
@@ -227,24 +218,18 @@ impl Ctx {
 
     /// The current configuration.
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.config.read_or_recover().clone()
     }
 
     /// The current cloud drivers.
     pub fn clouds(&self) -> Arc<Clouds> {
-        self.clouds
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.clouds.read_or_recover().clone()
     }
 
     /// Installs a new configuration and its drivers, and wakes the scheduler.
     pub fn replace_config(&self, config: Arc<Config>, clouds: Arc<Clouds>) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
-        *self.clouds.write().unwrap_or_else(|e| e.into_inner()) = clouds;
+        *self.config.write_or_recover() = config;
+        *self.clouds.write_or_recover() = clouds;
         self.with_activity(|a| a.counters.config_reloads += 1);
         self.wake.notify_one();
     }
@@ -259,7 +244,7 @@ impl Ctx {
 
     /// Runs `f` on the activity record.
     pub fn with_activity<T>(&self, f: impl FnOnce(&mut Activity) -> T) -> T {
-        f(&mut self.activity.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.activity.lock_or_recover())
     }
 
     /// A human-readable report of the activity (SIGUSR2).

@@ -30,7 +30,7 @@ use super::host;
 use super::scheduler::{scheduler, STOP_GRACE};
 
 /// The version written into the component record (the Nodepool release we mirror).
-pub const COMPONENT_VERSION: &str = "11.0.0";
+pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
 /// Everything the daemon is started with (the command line, resolved).
 #[derive(Clone, Debug)]
@@ -115,6 +115,17 @@ impl BuilderHandle {
     /// uploads aborted and recorded `failed`, locks released, component removed).
     pub fn stop(&self) {
         self.ctx.cancel.cancel();
+    }
+
+    /// The health check (`/health` of the metrics listener): not stopping, and connected
+    /// to ZooKeeper.
+    pub fn health(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let ctx = self.ctx.clone();
+        move || {
+            !ctx.cancel.is_cancelled()
+                && ctx.store.client().status().state
+                    == nodepool_shared::zk::ConnectionState::Connected
+        }
     }
 
     /// Waits until the builder has stopped.

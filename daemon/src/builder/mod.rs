@@ -15,7 +15,7 @@ pub mod dib;
 pub mod disk;
 pub mod files;
 pub mod formats;
-pub mod host;
+pub use crate::host;
 pub mod plan;
 pub mod run;
 pub mod scheduler;

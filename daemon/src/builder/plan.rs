@@ -1,5 +1,5 @@
-//! The builder's decisions as pure functions over records and configuration (reference
-//! §4): which formats an image needs, whether it needs a build, which build to upload,
+//! The builder's decisions as pure functions over records and configuration (docs/builder.md):
+//! which formats an image needs, whether it needs a build, which build to upload,
 //! and which builds and uploads cleanup keeps. The workers read ZooKeeper, call these,
 //! and act; keeping the rules here makes them testable without ZooKeeper.
 

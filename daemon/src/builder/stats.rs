@@ -1,4 +1,4 @@
-//! The statsd metrics of a finished build (reference §5): image sizes on success, and
+//! The statsd metrics of a finished build (docs/metrics.md): image sizes on success, and
 //! duration, rc and last-build time for every build.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! One image upload with its ZooKeeper bookkeeping (reference §4 "Uploads"): take the
+//! One image upload with its ZooKeeper bookkeeping (docs/builder.md): take the
 //! build+provider upload lock without waiting, re-check (build still ready, no ready
 //! upload yet), record the upload `uploading`, create the cloud image with its name and
 //! properties, stream the local file (memory does not grow with the size), wait until

@@ -84,6 +84,25 @@ impl From<Format> for OutputFormat {
     }
 }
 
+/// Output format of `doctor`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One block per problem (severity, kind, summary, records, action), then a count.
+    #[default]
+    Text,
+    /// One JSON object: the problems, and how many errors, warnings and info.
+    Json,
+}
+
+impl From<ReportFormat> for OutputFormat {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Text => OutputFormat::Text,
+            ReportFormat::Json => OutputFormat::Json,
+        }
+    }
+}
+
 /// `--format` of the listing commands.
 #[derive(Clone, Copy, Debug, Args)]
 pub struct FormatArg {
@@ -225,6 +244,29 @@ pub enum Command {
     },
     /// Validate the config file; prints every problem as file:line:column (no ZooKeeper).
     ConfigValidate,
+    /// Look for problems: stuck nodes and uploads, waiting requests, short labels,
+    /// failing images, missing pool workers, orphaned locks, paused images and pools.
+    ///
+    /// Loads the whole tree as the daemons do, compares it with the config and prints
+    /// each problem with its severity, the records involved and a suggested action.
+    /// Exit status: 0 no problem (or only info), 1 warnings, 2 errors or the inspection
+    /// failed (config, ZooKeeper): usable from cron or as a monitoring check.
+    Doctor {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Print the console log of a node's server, fetched from its cloud.
+    ///
+    /// Uses the node's provider from the config and its cloud in clouds.yaml (Nova's
+    /// os-getConsoleOutput).
+    ConsoleLog {
+        /// Node id (e.g. 0000000042).
+        id: String,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        lines: Option<u32>,
+    },
     /// Write all image build/upload records and pause flags to a JSON file (mode 0600).
     ExportImageData {
         /// Output file (created or truncated).

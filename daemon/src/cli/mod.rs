@@ -1,4 +1,4 @@
-//! The `nodepool` operator CLI (reference §6): the same subcommands, columns and messages
+//! The `nodepool` operator CLI (docs/cli.md): the same subcommands, columns and messages
 //! as Python Nodepool 11's, plus JSON output, shell completions and bounded ZooKeeper
 //! waits. The binary only calls [`main`].
 //!
@@ -10,10 +10,13 @@
 //! * [`context`]: config loading, connecting, printing.
 //! * [`read`], [`bulk`]: pipelined and batched reads for the listings.
 //! * [`nodes`], [`images`], [`provider`], [`image_data`]: the subcommands.
+//! * [`doctor`], [`console_log`]: problems found in the cached state; a server's console.
 
 pub mod args;
 pub mod bulk;
+pub mod console_log;
 pub mod context;
+pub mod doctor;
 pub mod image_data;
 pub mod images;
 pub mod nodes;
@@ -32,9 +35,10 @@ use args::{Cli, Command};
 use context::{print_out, Globals, Session};
 use provider::Confirm;
 
-/// The `Nodepool version: …` line of `--version`.
+/// The line of `--version` (the same story as every other binary's; see
+/// `nodepool_shared::version`).
 pub fn version_line() -> String {
-    format!("Nodepool version: {}", env!("CARGO_PKG_VERSION"))
+    nodepool_shared::version::version_line("nodepool")
 }
 
 /// Whether stderr may be coloured: a terminal and `NO_COLOR` unset (or empty).
@@ -108,6 +112,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(doctor::ExitWith(code)) = e.downcast_ref() {
+                return ExitCode::from(*code);
+            }
             if cli.debug {
                 eprintln!("Error: {e:?}");
             } else {
@@ -125,6 +132,7 @@ pub async fn run(g: &Globals, command: Command) -> Result<()> {
             g.load_config()?;
             print_out("Configuration validation complete")
         }
+        Command::Doctor { format } => doctor::doctor(g, format.into()).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "nodepool", &mut out);
@@ -185,8 +193,9 @@ async fn run_zk(s: &Session, command: Command) -> Result<()> {
             let table = request_list(requests.iter().map(|(r, _)| r));
             print_out(&table.render(format.format.into(), None))
         }
+        Command::ConsoleLog { id, lines } => console_log::console_log(s, &id, lines).await,
         Command::ExportImageData { path } => image_data::export(s, &path).await,
         Command::ImportImageData { path } => image_data::import(s, &path).await,
-        Command::ConfigValidate | Command::Completions { .. } => Ok(()),
+        Command::ConfigValidate | Command::Completions { .. } | Command::Doctor { .. } => Ok(()),
     }
 }

@@ -8,21 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
-use nodepool_shared::cloud::{CloudDriver, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
 use nodepool_shared::listing::{node_list, NodeColumns, NodeListing, OutputFormat};
 use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
+use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{ops, ZkStore};
 
 use super::bulk::read_nodes_with_locks;
 use super::context::{ask_yes, print_out, Session};
 use super::provider::Confirm;
 use super::read::node_with_lock;
+use crate::launcher::deleter::delete_locked_node;
+use crate::launcher::DELETE_TIMEOUT;
 
 /// How long the CLI waits for a node lock (Python: 5 s).
 pub const LOCK_TIMEOUT: Duration = ops::NODE_LOCK_TIMEOUT;
-/// How long `delete --now` waits for the cloud to report the server gone.
-pub const SERVER_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `nodepool list [--detail]`: the nodes are read in batches and each batch goes into
 /// the listing at once (text keeps only the cell texts until the widths are known,
@@ -171,62 +172,55 @@ async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
     Ok(())
 }
 
-/// `delete --now`: delete the server through the provider of the local config, wait until
-/// the cloud no longer lists it, then delete the node record (state `deleted`, then the
-/// znode with its lock). Returns the node as it was last (state `deleted`).
+/// `delete --now`: the launcher's own node-delete sequence ([`delete_locked_node`], as
+/// Python's CLI runs the provider's node deleter) through the provider of the local
+/// config: `deleting`, the server's floating IPs, the server (temporary errors retried
+/// for up to 10 minutes, until the cloud no longer has it), then the node record (state
+/// `deleted`, then the znode with its lock). On failure the node stays `deleting` and is
+/// unlocked, so a launcher finishes the job. Returns the node as it was last (`deleted`).
+/// A node of a static provider has no server: only its record goes (the launcher
+/// registers its host's slot again).
 async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
     let Some((node, _)) = s.store.get_node(id).await? else {
         return Err(ops::OpError::NodeNotFound(id.clone()).into());
     };
     let provider = node.provider.clone().unwrap_or_default();
-    let driver = driver_for(&s.config, &provider)
-        .wrap_err_with(|| format!("cannot delete node {id} now"))?;
+    let driver = match s.config.static_provider(&provider) {
+        Some(_) => None,
+        None => Some(
+            driver_for(&s.config, &provider)
+                .wrap_err_with(|| format!("cannot delete node {id} now"))?,
+        ),
+    };
     let ops::LockedNode {
-        lock: _lock,
+        mut lock,
         mut node,
-        ..
+        version,
     } = ops::lock_node(&s.store, id, LOCK_TIMEOUT).await?;
-    if let Some(server) = node.external_id.clone() {
-        delete_server(driver.as_ref(), &server)
-            .await
-            .wrap_err_with(|| format!("cannot delete server {server} of node {id}"))?;
+    let mut version = Some(version);
+    let r = delete_locked_node(
+        &s.store,
+        driver.as_deref(),
+        &mut node,
+        &mut version,
+        DELETE_TIMEOUT,
+    )
+    .await;
+    if let Err(e) = r {
+        let _ = lock.release().await;
+        return Err(eyre!(e)).wrap_err_with(|| format!("cannot delete node {id} now"));
     }
-    s.store.delete_node(&node).await?;
     node.set_state(NodeState::Deleted);
     Ok(node)
 }
 
-/// The cloud driver of `provider` from the local config (OpenStack via clouds.yaml).
+/// The cloud driver of `provider` from the local config and clouds.yaml (the standard
+/// search path), built as the launcher and builder build theirs.
 pub fn driver_for(config: &Config, provider: &str) -> Result<Arc<dyn CloudDriver>> {
     let p = config
         .provider(provider)
         .ok_or_else(|| eyre!("Provider {provider} is not defined in the config"))?;
-    let mut opts = DriverOptions::new(&p.name);
-    opts.region_name = p.region_name.clone();
-    opts.rate = p.rate.as_secs_f64();
-    let driver = OpenStackDriver::from_clouds_yaml(&p.cloud, opts)
-        .wrap_err_with(|| format!("provider {provider}: cloud {}", p.cloud))?;
+    let clouds = CloudsFile::load()?;
+    let driver = provider_driver(p, &clouds, &Statsd::noop())?;
     Ok(Arc::new(driver))
-}
-
-/// Deletes a server and waits (bounded) until the cloud no longer has it.
-async fn delete_server(driver: &dyn CloudDriver, server: &str) -> Result<()> {
-    match driver.delete_server(server).await {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    let deadline = tokio::time::Instant::now() + SERVER_DELETE_TIMEOUT;
-    loop {
-        if driver.get_server(server).await?.is_none() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(eyre!(
-                "server still exists after {}s",
-                SERVER_DELETE_TIMEOUT.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }

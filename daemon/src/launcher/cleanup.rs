@@ -1,8 +1,8 @@
-//! The CleanupWorker (reference §3.9): every [`Intervals::cleanup`] it runs, in order,
+//! The CleanupWorker: every [`Intervals::cleanup`] it runs, in order,
 //!
 //! 1. [`request_locks`]: request-lock dirs whose request is gone and older than
 //!    [`Intervals::request_lock_age`] are removed;
-//! 2. [`leaked_resources`]: each started provider's [`LeakCleaner`] pass (§3.11);
+//! 2. [`leaked_resources`]: each started provider's [`LeakCleaner`] pass;
 //! 3. [`lost_requests`]: `pending` requests whose lock can be taken (their handler died)
 //!    go back to `requested`; their allocated nodes are released (`init` ones are
 //!    marked `deleting`);
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::deleter::lock_node;
 use super::runtime::LauncherContext;
+use nodepool_shared::sync::RwLockExt;
 
 /// Task name in the state dump.
 pub const TASK: &str = "CleanupWorker";
@@ -147,13 +148,7 @@ pub async fn leaked_resources(ctx: &LauncherContext, report: &mut CleanupReport)
         report.error("leaked resources", "tree cache not synced; skipped");
         return;
     }
-    let mut providers: Vec<_> = ctx
-        .providers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let mut providers: Vec<_> = ctx.providers.read_or_recover().values().cloned().collect();
     providers.sort_by(|a, b| a.name().cmp(b.name()));
     for rt in providers {
         let known = ctx.known_node_ids(rt.name());
@@ -331,7 +326,8 @@ pub async fn max_hold_age(ctx: &LauncherContext) -> ZkResult<usize> {
 }
 
 /// Step 6: removes node znodes without data (left by a lock attempt on a deleted
-/// node, §2). Re-checked in ZooKeeper before deleting. Returns how many.
+/// node: kazoo's lock recipe re-creates the lock dir's parents). Re-checked in ZooKeeper
+/// before deleting. Returns how many.
 pub async fn empty_nodes(ctx: &LauncherContext) -> ZkResult<usize> {
     let mut removed = 0;
     for id in ctx.cache.empty_node_ids() {

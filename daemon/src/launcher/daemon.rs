@@ -1,11 +1,21 @@
-//! The `nodepool-launcher` main loop (reference §3.1, §3.14): read the config, connect
+//! The `nodepool-launcher` main loop (docs/launcher.md): read the config, connect
 //! ZooKeeper, start the tree cache, register the launcher component, start providers
-//! and one pool worker per provider-pool, spawn the housekeeping tasks and the web API,
+//! and one pool worker per provider-pool, start the housekeeping tasks and the web API,
 //! then every `config_check` interval: re-read the config if its files changed (moving
 //! to new ZooKeeper servers if those changed, [`crate::zk_settings`]), reconcile
 //! providers and pool workers with it, and run min-ready. `ready` is set after the first
-//! full pass. On cancel: stop the pool workers (they unregister), unregister the
-//! launcher, close the ZooKeeper session so every lock and ephemeral goes at once.
+//! full pass.
+//!
+//! Providers of both kinds are reconciled here (the provider seam): an OpenStack provider
+//! gets a cloud driver and cloud pool workers; a static provider (`driver: static`)
+//! gets its sync task (`static_driver::sync`) and static pool workers.
+//!
+//! Every task it starts is tracked (see `tasks`). On cancel they are stopped in order,
+//! each group told to stop, waited for `stop_grace` and aborted after it: the pool
+//! workers (they unregister; the component of one aborted is removed here), the static
+//! providers' sync tasks, the request handlers (they stop their launches), the
+//! housekeeping tasks and the web API; then the launcher component goes and the
+//! ZooKeeper session is closed, so every lock and ephemeral znode goes at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,18 +25,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use nodepool_shared::cloud::CloudsFile;
-use nodepool_shared::config::{Config, ConfigError, ConfigSource, Pool, Provider};
+use nodepool_shared::config::{Config, ConfigError, ConfigSource, Provider};
 use nodepool_shared::model::{Component, ComponentKind};
-use nodepool_shared::stats::Statsd;
+use nodepool_shared::stats::{StatsError, Statsd};
 use nodepool_shared::zk::{ComponentRegistration, TreeCache, ZkClient, ZkError, ZkStore};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::min_ready::MinReady;
-use super::pool_worker::{self, COMPONENT_VERSION};
-use super::providers::ProviderHandle;
+use super::pool_context::PoolContext;
+use super::pool_worker::{self, RegistrationSlot, COMPONENT_VERSION};
+use super::providers::{ProviderHandle, ProviderHandles};
 use super::runtime::{Intervals, LauncherContext, ProviderRuntime};
+use super::static_driver::{self, StaticProvider};
+use super::tasks::{stop_task, stop_task_by, Stopped, TaskGroup};
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// How the launcher is started (the binary maps its flags onto this).
 #[derive(Clone, Debug)]
@@ -43,10 +57,14 @@ pub struct LauncherOptions {
     pub clouds_file: Option<PathBuf>,
     /// statsd client; `None` = from `STATSD_HOST`/`STATSD_PORT`.
     pub statsd: Option<Statsd>,
-    /// Overrides `gethostname()` (tests running two launchers in one process).
+    /// Overrides `gethostname()` and the fully qualified name (tests running two
+    /// launchers in one process; the name is used as given, never resolved).
     pub hostname: Option<String>,
     /// Called with the web API's bound address.
     pub web_bound: Option<Arc<Mutex<Option<SocketAddr>>>>,
+    /// Notified once, after the first full pass (ZooKeeper connected, config loaded,
+    /// launcher and pool components registered): systemd's `READY=1`.
+    pub on_ready: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl LauncherOptions {
@@ -61,6 +79,7 @@ impl LauncherOptions {
             statsd: None,
             hostname: None,
             web_bound: None,
+            on_ready: None,
         }
     }
 }
@@ -76,15 +95,17 @@ pub enum DaemonError {
     Zk(#[from] ZkError),
     /// statsd could not be set up.
     #[error("statsd: {0}")]
-    Stats(String),
+    Stats(#[from] StatsError),
 }
 
 /// A running pool worker.
 struct WorkerHandle {
-    provider: Provider,
-    pool: Pool,
+    /// Whether it is a static pool's worker.
+    is_static: bool,
+    pc: Arc<PoolContext>,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    registration: RegistrationSlot,
 }
 
 /// The main loop's own state.
@@ -93,15 +114,25 @@ struct MainLoop {
     config_tx: watch::Sender<Arc<Config>>,
     source: ConfigSource,
     clouds_file: Option<PathBuf>,
-    handles: HashMap<String, Arc<ProviderHandle>>,
+    handles: Arc<ProviderHandles>,
+    handlers: Arc<TaskGroup>,
     workers: HashMap<(String, String), WorkerHandle>,
+    /// The sync task of each started static provider.
+    static_syncs: HashMap<String, (CancellationToken, JoinHandle<()>)>,
     min_ready: MinReady,
 }
 
-/// The fully qualified host name (`hostname -f` semantics are not needed: Nodepool only
-/// uses it inside pool worker ids).
-fn fqdn_of(hostname: &str) -> String {
-    hostname.to_string()
+/// `(gethostname(), getfqdn())`, or the override as both.
+async fn names(hostname: Option<String>) -> (String, String) {
+    if let Some(h) = hostname {
+        return (h.clone(), h);
+    }
+    let host = crate::host::hostname();
+    let h = host.clone();
+    let fqdn = tokio::task::spawn_blocking(move || crate::host::fqdn_of(&h))
+        .await
+        .unwrap_or_else(|_| host.clone());
+    (host, fqdn)
 }
 
 /// Runs the launcher until `cancel` fires.
@@ -111,29 +142,32 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
     let config = Arc::new(source.load()?);
     let statsd = match opts.statsd.clone() {
         Some(s) => s,
-        None => Statsd::from_env().map_err(|e| DaemonError::Stats(e.to_string()))?,
+        None => Statsd::from_env()?,
     };
-    let _flush = statsd.spawn_flush_task(Duration::from_millis(100));
     let client = ZkClient::connect(config.zk_settings()).await?;
     let cache = TreeCache::start(client.clone());
     if !cache.wait_synced(Duration::from_secs(30)).await {
         tracing::warn!("tree cache not synced after 30 s; continuing");
     }
-    let store = ZkStore::new(client.clone());
-    let hostname = opts
-        .hostname
-        .clone()
-        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let (hostname, fqdn) = names(opts.hostname.clone()).await;
     let (config_tx, config_rx) = watch::channel(config.clone());
+    // Prometheus (`/metrics`): the statsd calls' series plus gauges from the cache.
+    let mut metrics = nodepool_shared::stats::Metrics::new();
+    metrics.register_collector(Box::new(crate::metrics::LauncherCollector::new(
+        cache.clone(),
+        config_rx.clone(),
+    )));
+    let statsd = statsd.with_prometheus(Arc::new(metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let ctx_cancel = cancel.child_token();
     let ctx = Arc::new(LauncherContext {
-        store: store.clone(),
+        store: ZkStore::new(client.clone()),
         cache: cache.clone(),
-        statsd: statsd.clone(),
+        statsd,
         config: config_rx,
         providers: RwLock::new(HashMap::new()),
-        fqdn: fqdn_of(&hostname),
+        static_providers: RwLock::new(HashMap::new()),
+        fqdn,
         hostname: hostname.clone(),
         intervals: opts.intervals.clone(),
         ready: ready.clone(),
@@ -142,27 +176,27 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         task_states: Mutex::new(HashMap::new()),
     });
     let launcher_component = register_launcher(&ctx, &cancel).await;
-    let mut background: Vec<JoinHandle<()>> = Vec::new();
-    background.extend(spawn_housekeeping(&ctx));
-    if opts.webapp {
-        background.push(spawn_webapp(&ctx, &config, opts.web_bound.clone()));
-    }
-    background.push(tokio::spawn(dump_on_sigusr2(ctx.clone())));
+    let housekeeping = spawn_housekeeping(&ctx, &config, &opts);
     let mut main = MainLoop {
         ctx: ctx.clone(),
         config_tx,
         source,
         clouds_file: opts.clouds_file.clone(),
-        handles: HashMap::new(),
+        handles: Arc::new(ProviderHandles::default()),
+        handlers: Arc::new(TaskGroup::new("request handlers")),
         workers: HashMap::new(),
+        static_syncs: HashMap::new(),
         min_ready: MinReady::new(),
     };
-    tracing::info!(hostname = %hostname, "launcher started");
+    tracing::info!(hostname = %hostname, fqdn = %ctx.fqdn, "launcher started");
     loop {
         main.reconcile().await;
-        main.min_ready.pass(&ctx).await;
+        main.min_ready.pass(&ctx, &main.handles).await;
         if !ready.swap(true, Ordering::AcqRel) {
             tracing::info!("launcher ready");
+            if let Some(n) = &opts.on_ready {
+                n.notify_one();
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -171,27 +205,19 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         let now = main.source.stamp();
         if now != stamp {
             stamp = now;
-            match main.source.load() {
-                Ok(c) => {
-                    tracing::info!("configuration changed; reloading");
-                    crate::zk_settings::apply(&client, c.zk_settings()).await;
-                    main.config_tx.send_replace(Arc::new(c));
-                }
-                Err(e) => {
-                    tracing::error!("new configuration is invalid; keeping the old one:\n{e}")
-                }
-            }
+            main.reload(&client).await;
         }
     }
     tracing::info!("launcher stopping");
     ready.store(false, Ordering::Release);
     ctx_cancel.cancel();
-    main.stop_all_workers().await;
+    let grace = ctx.intervals.stop_grace;
+    main.stop_workers(|_| true).await;
+    main.stop_static_syncs(|_| true).await;
+    main.handlers.stop(grace).await;
+    housekeeping.stop(grace).await;
     if let Some(reg) = launcher_component {
         let _ = reg.unregister().await;
-    }
-    for t in background {
-        t.abort();
     }
     cache.stop();
     client.close().await;
@@ -219,14 +245,40 @@ async fn register_launcher(
 }
 
 /// The housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker, the local
-/// ZooKeeper gauges).
-fn spawn_housekeeping(ctx: &Arc<LauncherContext>) -> Vec<JoinHandle<()>> {
-    vec![
-        tokio::spawn(super::deleter::run(ctx.clone())),
-        tokio::spawn(super::cleanup::run(ctx.clone())),
-        tokio::spawn(super::stats_worker::run(ctx.clone())),
-        tokio::spawn(super::zk_stats::run(ctx.clone())),
-    ]
+/// ZooKeeper gauges), the statsd
+/// flush, the SIGUSR2 dump and the web API, all ending on `ctx.cancel`.
+fn spawn_housekeeping(
+    ctx: &Arc<LauncherContext>,
+    config: &Config,
+    opts: &LauncherOptions,
+) -> TaskGroup {
+    let group = TaskGroup::new("housekeeping");
+    group.spawn("DeletedNodeWorker", super::deleter::run(ctx.clone()));
+    group.spawn("CleanupWorker", super::cleanup::run(ctx.clone()));
+    group.spawn("StatsWorker", super::stats_worker::run(ctx.clone()));
+    group.spawn("zk gauges", super::zk_stats::run(ctx.clone()));
+    group.spawn("statsd flush", flush_statsd(ctx.clone()));
+    group.spawn("SIGUSR2 dump", dump_on_sigusr2(ctx.clone()));
+    if opts.webapp {
+        group.spawn(
+            "web API",
+            serve_webapp(ctx.clone(), config, opts.web_bound.clone()),
+        );
+    }
+    group
+}
+
+/// Sends buffered metrics every 100 ms, and once more at shutdown.
+async fn flush_statsd(ctx: Arc<LauncherContext>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            _ = tick.tick() => ctx.statsd.flush(),
+        }
+    }
+    ctx.statsd.flush();
 }
 
 /// The SIGUSR2 state dump (tasks, providers, counters, cache, session).
@@ -239,39 +291,69 @@ async fn dump_on_sigusr2(ctx: Arc<LauncherContext>) {
     let Ok(mut sig) = signal(SignalKind::user_defined2()) else {
         return;
     };
-    while sig.recv().await.is_some() {
-        tracing::info!("{}", state_dump(&ctx));
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            got = sig.recv() => match got {
+                Some(()) => tracing::info!("{}", state_dump(&ctx)),
+                None => return,
+            },
+        }
     }
 }
 
-fn spawn_webapp(
-    ctx: &Arc<LauncherContext>,
+fn serve_webapp(
+    ctx: Arc<LauncherContext>,
     config: &Config,
     bound: Option<Arc<Mutex<Option<SocketAddr>>>>,
-) -> JoinHandle<()> {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let addr = format!("{}:{}", config.webapp.listen_address, config.webapp.port);
-    let state = crate::webapp::WebState::new(ctx.cache.clone(), ctx.ready.clone());
-    let cancel = ctx.cancel.clone();
-    tokio::spawn(async move {
+    let mut state = crate::webapp::WebState::new(ctx.cache.clone(), ctx.ready.clone());
+    if let Some(m) = ctx.statsd.prometheus() {
+        state = state.with_metrics(m.clone());
+    }
+    async move {
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             tracing::error!(address = %addr, "invalid web API listen address");
             return;
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(b) = bound {
-            tokio::spawn(async move {
-                if let Ok(a) = rx.await {
-                    *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
-                }
-            });
-        }
-        if let Err(e) = crate::webapp::serve(addr, state, cancel, Some(tx)).await {
+        let serve = crate::webapp::serve(addr, state, ctx.cancel.clone(), Some(tx));
+        let report = async move {
+            if let (Ok(a), Some(b)) = (rx.await, bound) {
+                *b.lock_or_recover() = Some(a);
+            }
+        };
+        let (served, ()) = tokio::join!(serve, report);
+        if let Err(e) = served {
             tracing::error!(error = %e, "web API failed");
         }
-    })
+    }
+}
+
+/// Whether two configs of one provider differ only in their pools (a pool change does
+/// not restart the provider: its pool workers read their pool afresh on every pass).
+fn same_settings(a: &Provider, b: &Provider) -> bool {
+    let strip = |p: &Provider| Provider {
+        pools: Vec::new(),
+        ..p.clone()
+    };
+    strip(a) == strip(b)
 }
 
 impl MainLoop {
+    /// Loads the changed config files; a broken config is logged and the old one kept.
+    async fn reload(&mut self, client: &ZkClient) {
+        match self.source.load() {
+            Ok(c) => {
+                tracing::info!("configuration changed; reloading");
+                crate::zk_settings::apply(client, c.zk_settings()).await;
+                self.config_tx.send_replace(Arc::new(c));
+            }
+            Err(e) => tracing::error!("new configuration is invalid; keeping the old one:\n{e}"),
+        }
+    }
+
     fn clouds(&self) -> Option<CloudsFile> {
         let r = match &self.clouds_file {
             Some(p) => CloudsFile::load_from(p),
@@ -289,126 +371,245 @@ impl MainLoop {
     /// Starts, restarts and stops providers and pool workers to match the config.
     async fn reconcile(&mut self) {
         let config = self.ctx.config();
-        // Providers gone or changed: stop their workers and drop them.
-        let stale: Vec<String> = self
-            .handles
-            .iter()
-            .filter(|(name, h)| config.provider(name) != Some(&h.runtime.config))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stale {
-            tracing::info!(provider = %name, "stopping provider (removed or changed)");
-            self.stop_workers(|(p, _)| p == &name).await;
-            self.handles.remove(&name);
-            self.ctx
-                .providers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&name);
+        self.reconcile_providers(&config).await;
+        self.reconcile_static_providers(&config).await;
+        self.reconcile_workers(&config).await;
+    }
+
+    /// Stops removed providers, restarts those whose settings (other than pools)
+    /// changed, starts new ones. A provider that cannot be started is logged and left
+    /// out (retried on the next pass); its pool workers stop.
+    async fn reconcile_providers(&mut self, config: &Config) {
+        for name in self.handles.names() {
+            if config.provider(&name).is_none() {
+                tracing::info!(provider = %name, "stopping provider (removed)");
+                self.stop_workers(|(p, _)| p == &name).await;
+                self.set_handle(&name, None);
+            }
         }
-        // New providers.
-        let missing: Vec<&Provider> = config
-            .providers
-            .iter()
-            .filter(|p| !self.handles.contains_key(&p.name))
-            .collect();
-        if !missing.is_empty() {
-            if let Some(clouds) = self.clouds() {
-                for p in missing {
-                    match ProviderRuntime::start(p, &clouds, &self.ctx.statsd) {
-                        Ok(rt) => {
-                            let rt = Arc::new(rt);
-                            tracing::info!(provider = %p.name, "provider started");
-                            self.ctx
-                                .providers
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(p.name.clone(), rt.clone());
-                            self.handles
-                                .insert(p.name.clone(), Arc::new(ProviderHandle::new(rt)));
-                        }
-                        Err(e) => {
-                            tracing::error!(provider = %p.name, error = %e, "cannot start provider; skipping it")
-                        }
+        let mut clouds = None;
+        for p in &config.providers {
+            let current = self.handles.get(&p.name);
+            if current
+                .as_ref()
+                .is_some_and(|h| same_settings(&h.runtime.config, p))
+            {
+                continue;
+            }
+            if clouds.is_none() {
+                clouds = Some(self.clouds());
+            }
+            let started = match clouds.as_ref().and_then(Option::as_ref) {
+                Some(c) => ProviderRuntime::start(p, c, &self.ctx.statsd),
+                None => continue,
+            };
+            match started {
+                Ok(rt) => {
+                    let verb = if current.is_some() {
+                        "restarted (changed)"
+                    } else {
+                        "started"
+                    };
+                    tracing::info!(provider = %p.name, "provider {verb}");
+                    let handle = ProviderHandle::new(Arc::new(rt))
+                        .with_image_recheck(self.ctx.intervals.image_recheck);
+                    self.set_handle(&p.name, Some(Arc::new(handle)));
+                }
+                Err(e) => {
+                    tracing::error!(provider = %p.name, error = %e, "cannot start provider; skipping it");
+                    if current.is_some() {
+                        self.stop_workers(|(q, _)| q == &p.name).await;
+                        self.set_handle(&p.name, None);
                     }
                 }
             }
         }
-        // Pool workers: stop those whose pool is gone, start missing ones.
-        let wanted: HashMap<(String, String), (Provider, Pool)> = config
+    }
+
+    /// Installs (or removes) the started provider `name` for the pool workers and the
+    /// housekeeping tasks.
+    fn set_handle(&self, name: &str, handle: Option<Arc<ProviderHandle>>) {
+        let mut providers = self.ctx.providers.write_or_recover();
+        match handle {
+            Some(h) => {
+                providers.insert(name.to_string(), h.runtime.clone());
+                self.handles.insert(name, h);
+            }
+            None => {
+                providers.remove(name);
+                self.handles.remove(name);
+            }
+        }
+    }
+
+    /// Starts a sync task for every static provider of the config that has none (also
+    /// in place of one that ended by itself) and stops those of providers removed
+    /// (their nodes stay; see the operation guide).
+    async fn reconcile_static_providers(&mut self, config: &Config) {
+        let gone: Vec<String> = self
+            .static_syncs
+            .iter()
+            .filter(|(name, (_, task))| {
+                config.static_provider(name).is_none() || task.is_finished()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !gone.is_empty() {
+            for name in &gone {
+                tracing::info!(provider = %name, "stopping static provider");
+            }
+            self.stop_workers(|(p, _)| gone.contains(p)).await;
+            self.stop_static_syncs(|p| gone.contains(&p.to_string()))
+                .await;
+        }
+        for p in &config.static_providers {
+            if self.static_syncs.contains_key(&p.name) {
+                continue;
+            }
+            tracing::info!(provider = %p.name, "static provider started");
+            let provider = Arc::new(StaticProvider::new(&p.name, self.ctx.intervals.cleanup));
+            self.ctx
+                .static_providers
+                .write_or_recover()
+                .insert(p.name.clone(), provider.clone());
+            let stop = self.ctx.cancel.child_token();
+            let task = tokio::spawn(static_driver::sync::run(
+                self.ctx.clone(),
+                provider,
+                stop.clone(),
+            ));
+            self.static_syncs.insert(p.name.clone(), (stop, task));
+        }
+    }
+
+    /// Stops the sync tasks of the chosen static providers (cancel, grace, abort) and
+    /// forgets those providers.
+    async fn stop_static_syncs(&mut self, which: impl Fn(&str) -> bool) {
+        let names: Vec<String> = self
+            .static_syncs
+            .keys()
+            .filter(|n| which(n))
+            .cloned()
+            .collect();
+        for name in names {
+            let Some((stop, task)) = self.static_syncs.remove(&name) else {
+                continue;
+            };
+            stop.cancel();
+            if stop_task(task, self.ctx.intervals.stop_grace).await == Stopped::Aborted {
+                tracing::warn!(provider = %name, "static sync did not stop within its grace period; aborted");
+            }
+            self.ctx.static_providers.write_or_recover().remove(&name);
+        }
+    }
+
+    /// Every (provider, pool) that should have a worker now, and whether it is static.
+    fn wanted_workers(&self, config: &Config) -> Vec<((String, String), bool)> {
+        let cloud = config
             .providers
             .iter()
-            .filter(|p| self.handles.contains_key(&p.name))
+            .filter(|p| self.handles.get(&p.name).is_some())
             .flat_map(|p| {
-                p.pools.iter().map(move |pool| {
-                    (
-                        (p.name.clone(), pool.name.clone()),
-                        (p.clone(), pool.clone()),
-                    )
-                })
-            })
-            .collect();
-        let workers = &self.workers;
-        let gone: Vec<(String, String)> = workers
+                p.pools
+                    .iter()
+                    .map(|pool| ((p.name.clone(), pool.name.clone()), false))
+            });
+        let fixed = config
+            .static_providers
+            .iter()
+            .filter(|p| self.static_syncs.contains_key(&p.name))
+            .flat_map(|p| {
+                p.pools
+                    .iter()
+                    .map(|pool| ((p.name.clone(), pool.name.clone()), true))
+            });
+        cloud.chain(fixed).collect()
+    }
+
+    /// Stops the workers whose pool is gone (or whose provider is not started, or
+    /// changed its kind) and starts one for every pool of a started provider that has
+    /// none — also in place of one that ended by itself (as Nodepool restarts a dead
+    /// pool worker thread).
+    async fn reconcile_workers(&mut self, config: &Config) {
+        let wanted = self.wanted_workers(config);
+        let gone: Vec<(String, String)> = self
+            .workers
             .iter()
             .filter(|(k, w)| {
-                wanted
-                    .get(*k)
-                    .is_none_or(|(p, pool)| p != &w.provider || pool != &w.pool)
+                let still = wanted.contains(&((*k).clone(), w.is_static));
+                let ended = w.task.is_finished();
+                if ended && still {
+                    tracing::warn!(pool = %w.pc.task_name(), "pool worker ended; restarting it");
+                }
+                ended || !still
             })
             .map(|(k, _)| k.clone())
             .collect();
         if !gone.is_empty() {
             self.stop_workers(|k| gone.contains(k)).await;
         }
-        for (key, (provider, pool)) in wanted {
-            if self.workers.contains_key(&key) {
-                continue;
+        for (key, is_static) in wanted {
+            if !self.workers.contains_key(&key) {
+                let worker = self.start_worker(&key.0, &key.1, is_static);
+                self.workers.insert(key, worker);
             }
-            let Some(handle) = self.handles.get(&provider.name).cloned() else {
-                continue;
-            };
-            let stop = self.ctx.cancel.child_token();
-            let task = tokio::spawn(pool_worker::run(
-                self.ctx.clone(),
-                handle,
-                provider.clone(),
-                pool.clone(),
-                stop.clone(),
-            ));
-            self.workers.insert(
-                key,
-                WorkerHandle {
-                    provider,
-                    pool,
-                    stop,
-                    task,
-                },
-            );
         }
     }
 
+    fn start_worker(&self, provider: &str, pool: &str, is_static: bool) -> WorkerHandle {
+        let pc = Arc::new(PoolContext::new(
+            self.ctx.clone(),
+            self.handles.clone(),
+            self.handlers.clone(),
+            provider,
+            pool,
+        ));
+        let stop = self.ctx.cancel.child_token();
+        let registration = RegistrationSlot::default();
+        let task = if is_static {
+            tokio::spawn(static_driver::pool_worker::run(
+                pc.clone(),
+                registration.clone(),
+                stop.clone(),
+            ))
+        } else {
+            tokio::spawn(pool_worker::run(
+                pc.clone(),
+                registration.clone(),
+                stop.clone(),
+            ))
+        };
+        WorkerHandle {
+            is_static,
+            pc,
+            stop,
+            task,
+            registration,
+        }
+    }
+
+    /// Stops the chosen workers together: told to stop, waited for `stop_grace`, then
+    /// aborted; the component of an aborted one is removed here, so a replacement never
+    /// runs beside it.
     async fn stop_workers(&mut self, which: impl Fn(&(String, String)) -> bool) {
         let keys: Vec<(String, String)> =
             self.workers.keys().filter(|k| which(k)).cloned().collect();
-        let mut tasks = Vec::new();
-        for k in keys {
-            if let Some(w) = self.workers.remove(&k) {
-                w.stop.cancel();
-                tasks.push(w.task);
-            }
+        let stopping: Vec<WorkerHandle> =
+            keys.iter().filter_map(|k| self.workers.remove(k)).collect();
+        for w in &stopping {
+            w.stop.cancel();
         }
-        for t in tasks {
-            if tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .is_err()
-            {
-                tracing::warn!("pool worker did not stop within 10 s");
+        // One deadline for all: they were told to stop at the same time.
+        let grace = self.ctx.intervals.stop_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        for w in stopping {
+            let task = w.pc.task_name();
+            if stop_task_by(w.task, deadline).await == Stopped::Aborted {
+                tracing::warn!(pool = %task, id = %w.pc.worker_id, ?grace,
+                    "pool worker did not stop within its grace period; aborted");
+                self.ctx.task_states.lock_or_recover().remove(&task);
             }
+            w.registration.unregister().await;
         }
-    }
-
-    async fn stop_all_workers(&mut self) {
-        self.stop_workers(|_| true).await;
     }
 }

@@ -1,4 +1,4 @@
-//! Deleting one server (reference §3.8): the [`DeleteMachine`] removes the floating IPs
+//! Deleting one server: the [`DeleteMachine`] removes the floating IPs
 //! attached to the server's ports, deletes the server and waits until the cloud no
 //! longer knows it, all within [`DELETE_TIMEOUT`] by default.
 //!

@@ -1,4 +1,4 @@
-//! The DeletedNodeWorker (reference §3.8): reclaims nodes nobody holds any more.
+//! The DeletedNodeWorker: reclaims nodes nobody holds any more.
 //!
 //! For every cached node of a provider started in this launcher that has no lock
 //! contenders:
@@ -6,9 +6,13 @@
 //!   `allocated_to` (the node becomes reusable);
 //! * `used`, `in-use`, `building`, `failed`, `deleting`, `deleted`, `aborted` (unlocked,
 //!   so their owner is done or dead) → lock non-blocking, re-check; a `deleted` node or
-//!   one without provider just loses its znode; otherwise `deleting` is stored, the
-//!   server is deleted in the cloud ([`delete_server`]) and the znode removed (which
-//!   also removes our lock). On error the lock is released and the next pass retries.
+//!   one without provider just loses its znode; otherwise [`delete_locked_node`]:
+//!   `deleting` is stored, the server is deleted in the cloud ([`delete_server`]:
+//!   floating IPs first, temporary errors retried) and the znode removed (which also
+//!   removes our lock). On error the lock is released and the next pass retries.
+//!   `nodepool delete --now` runs the same [`delete_locked_node`].
+//!   A static provider's node has no server: only its znode goes (the provider's sync
+//!   then registers its slot again).
 //!
 //! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
 //! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
@@ -21,14 +25,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
+use nodepool_shared::cloud::CloudDriver;
 use nodepool_shared::model::{paths, Node, NodeId, NodeState};
-use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult};
+use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult, ZkStore};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::delete::{delete_server, DELETE_TIMEOUT};
-use super::runtime::{Counters, LauncherContext};
+use super::runtime::{Counters, LauncherContext, StartedProvider};
 
 /// Task name in the state dump.
 pub const TASK: &str = "DeletedNodeWorker";
@@ -47,7 +52,8 @@ pub const DELETABLE: [NodeState; 7] = [
     NodeState::Aborted,
 ];
 
-/// A node we locked, re-read after locking (double-check pattern, §2).
+/// A node we locked, re-read after locking (double-check pattern: the record may
+/// have changed between the cache's view and the lock).
 pub struct LockedNode {
     /// Our lock on `/nodepool/nodes/<id>/lock`.
     pub lock: ZkLock,
@@ -68,7 +74,7 @@ impl LockedNode {
 
 /// Locks node `id` without waiting and re-reads it. `Ok(None)` if someone else holds
 /// the lock or the node is gone; in the latter case the empty znode our lock attempt
-/// re-created (§2 quirk) is removed again.
+/// re-created (kazoo's recipe makes the lock dir's parents) is removed again.
 pub async fn lock_node(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Option<LockedNode>> {
     let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(id), b"");
     if !lock.try_acquire().await? {
@@ -193,13 +199,39 @@ async fn deallocate(ctx: &LauncherContext, id: &NodeId) -> ZkResult<Outcome> {
 
 /// Why a node delete failed.
 #[derive(Debug, thiserror::Error)]
-enum NodeDeleteError {
+pub enum NodeDeleteError {
     #[error("ZooKeeper: {0}")]
     Zk(#[from] ZkError),
     #[error("cloud: {0}")]
     Cloud(#[from] super::delete::DeleteError),
     #[error("provider {0} is not started in this launcher")]
     NoProvider(String),
+}
+
+/// Nodepool's node deleter for a node we hold the lock of: stores `deleting` (guarded
+/// by `version` when given; the stored version is kept up to date), deletes its server
+/// (if it has one: a static node has no driver and no server) through the delete state machine ([`delete_server`]: floating IPs first, temporary
+/// errors retried, within `timeout`), then writes `deleted` and removes the znode with
+/// the lock below it. On an error nothing more is written and the caller still holds
+/// the lock (release it; the next attempt starts over).
+pub async fn delete_locked_node(
+    store: &ZkStore,
+    driver: Option<&dyn CloudDriver>,
+    node: &mut Node,
+    version: &mut Option<i32>,
+    timeout: std::time::Duration,
+) -> Result<(), NodeDeleteError> {
+    if node.state != NodeState::Deleting {
+        node.set_state(NodeState::Deleting);
+        let stat = store.store_node(node, *version).await?;
+        *version = Some(stat.version);
+    }
+    let server = node.external_id.clone().filter(|s| !s.is_empty());
+    if let (Some(driver), Some(server)) = (driver, server) {
+        delete_server(driver, &server, timeout).await?;
+    }
+    store.delete_node(node).await?;
+    Ok(())
 }
 
 /// Deletes an unlocked node: lock, re-check, `deleting`, server, znode.
@@ -223,35 +255,27 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
         ctx.store.delete_node(node).await?;
         return Ok(Outcome::ZnodeRemoved);
     }
-    let Some(rt) = ctx.provider(&provider) else {
+    let Some(started) = ctx.started_provider(&provider) else {
         locked.unlock().await;
         return Err(NodeDeleteError::NoProvider(provider));
     };
     info!(node = %id, provider = %provider, state = %node.state, server = ?node.external_id, "deleting node");
-    if node.state != NodeState::Deleting {
-        locked.node.set_state(NodeState::Deleting);
-        match ctx
-            .store
-            .store_node(&locked.node, Some(locked.version))
-            .await
-        {
-            Ok(stat) => locked.version = stat.version,
-            Err(e) => {
-                locked.unlock().await;
-                return Err(e.into());
-            }
-        }
-    }
-    if let Some(server) = locked.node.external_id.clone().filter(|s| !s.is_empty()) {
-        if let Err(e) = delete_server(&*rt.driver, &server, DELETE_TIMEOUT).await {
-            locked.unlock().await;
-            return Err(e.into());
-        }
-    }
-    // Writes `deleted`, then removes the znode with our lock below it.
-    if let Err(e) = ctx.store.delete_node(&locked.node).await {
+    let driver: Option<&dyn CloudDriver> = match &started {
+        StartedProvider::Cloud(rt) => Some(&*rt.driver),
+        StartedProvider::Static(_) => None,
+    };
+    let mut version = Some(locked.version);
+    let r = delete_locked_node(
+        &ctx.store,
+        driver,
+        &mut locked.node,
+        &mut version,
+        DELETE_TIMEOUT,
+    )
+    .await;
+    if let Err(e) = r {
         locked.unlock().await;
-        return Err(e.into());
+        return Err(e);
     }
     Counters::bump(&ctx.counters.nodes_deleted);
     info!(node = %id, provider = %provider, "node deleted");
@@ -327,14 +351,15 @@ fn relevant(kind: CacheKind) -> bool {
     )
 }
 
-/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; running
-/// ones are aborted on shutdown (their locks go with the session or are released in
-/// the background, and the next launcher finishes the job).
+/// Runs the worker until `ctx.cancel` fires. Deletes run as tasks of their own; on
+/// shutdown the running ones stop at their next step (their locks go with the session
+/// or are released in the background, and the next launcher finishes the job), and any
+/// that does not within `stop_grace` is aborted.
 pub async fn run(ctx: Arc<LauncherContext>) {
     let mut events = ctx.cache.subscribe();
     let mut tick = tokio::time::interval(ctx.intervals.delete);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut running: JoinSet<(NodeId, Result<Outcome, String>)> = JoinSet::new();
+    let mut running: JoinSet<Option<(NodeId, Result<Outcome, String>)>> = JoinSet::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
     let mut tally = Tally::default();
     ctx.set_task_state(TASK, "starting");
@@ -356,7 +381,7 @@ pub async fn run(ctx: Arc<LauncherContext>) {
                 }
             },
             Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((id, r)) = done {
+                if let Ok(Some((id, r))) = done {
                     in_flight.remove(&id);
                     tally.add(&r);
                 }
@@ -376,8 +401,10 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             }
             let ctx = ctx.clone();
             running.spawn(async move {
-                let r = handle(&ctx, &id, action).await;
-                (id, r)
+                tokio::select! {
+                    r = handle(&ctx, &id, action) => Some((id, r)),
+                    _ = ctx.cancel.cancelled() => None,
+                }
             });
         }
         ctx.set_task_state(
@@ -392,7 +419,6 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             ),
         );
     }
-    running.abort_all();
-    while running.join_next().await.is_some() {}
+    super::tasks::drain_set(&mut running, ctx.intervals.stop_grace, |_| {}).await;
     ctx.set_task_state(TASK, "stopped");
 }

@@ -1,4 +1,4 @@
-//! Why a launch attempt failed, and how Nodepool accounts for it (reference §3.5): the
+//! Why a launch attempt failed, and how Nodepool accounts for it: the
 //! statsd `<result>` key of each failure, and whether it is a quota failure (the node
 //! becomes `aborted`, the provider quota cache is invalidated, and it does not count
 //! against `launch-retries`).

@@ -1,131 +1,105 @@
-//! One accepted node request (reference §3.4), handled by its own task while the request
-//! lock is held: `pending` → per label reuse a ready node or launch a new one (pausing
-//! while the quota is used up) → wait for the launches → `fulfilled` (nodes unlocked
-//! first, then the request stored, then its lock released), or declined on failure, or
-//! cleaned up when the requestor deleted the request.
+//! One accepted node request, handled by its own task while the request
+//! lock is held: `pending` → allocation rounds (per empty slot: reuse a ready node or
+//! launch a new one) → wait for the launches → `fulfilled` (nodes unlocked first, then
+//! the request stored, then its lock released), or declined, or cleaned up when the
+//! requestor deleted the request.
 //!
 //! ```text
-//! Accepting ─► Allocating ◄──► Paused
-//!                  │
+//! Accepting ─► Allocating ◄──► Waiting (quota: the pool pauses; ZooKeeper trouble)
+//!                  │      └──► Declining ─► Draining ─► Done   (current config says no)
 //!                  ▼
 //!              Launching ─► Fulfilling ─► Done
-//!                  │   └──► Declining ──► Done
+//!                  │   └──► Declining ──► Done                  (a launch failed)
 //!                  └──────► Vanished ───► Done
 //! ```
+//!
+//! An allocation round that cannot fill every slot ends with a typed [`WaitReason`]:
+//! only [`WaitReason::Quota`] pauses the pool (its component says `paused` and it takes
+//! no other request); a lost request lock or a ZooKeeper connection problem is just
+//! retried. Every round after the first re-checks the request against the *current*
+//! config (see `pool_context`), as Nodepool re-runs a paused handler: a reload that
+//! disables the pool, removes the label, pool or provider, or lowers the limits below
+//! what the request needs declines it at once (the nodes it already has are freed for
+//! any request, the launches still running are drained the same way) and unpauses the
+//! pool.
 //!
 //! From any state the handler goes to `Abandoned` when the request lock goes with the
 //! ZooKeeper session (expired or replaced, e.g. after the process was frozen): another
 //! launcher's lost-request cleanup may own the request and its nodes by then, so the
 //! handler writes nothing more about either and only waits for its launches to stop.
+//! On shutdown the handler stops its launches (cancel, grace period, abort) and ends.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use nodepool_shared::config::{Pool, PoolLabel, Provider};
-use nodepool_shared::model::{
-    paths, ComponentKind, NodeId, NodeRequest, NodeState, QuotaInformation, RequestId, RequestState,
-};
+use nodepool_shared::model::{paths, NodeId, NodeRequest, NodeState, RequestState};
 use nodepool_shared::zk::{ZkError, ZkLock};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::oneshot;
+use tokio::task::{JoinError, JoinSet};
 
+use super::decline::{decline_reason, decline_request, DeclineReason};
 use super::node_launch::{create_node, run_launch, LaunchResult, NodeOrder, OwnedNode};
+use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
-use super::runtime::{Counters, LauncherContext};
+use super::runtime::Counters;
+use super::tasks::drain_set;
+use nodepool_shared::sync::MutexExt;
 
 /// `requestor` of Nodepool's own min-ready requests.
 pub const MIN_READY_REQUESTOR: &str = "NodePool:min-ready";
-
-/// What a pool worker shares with its handlers.
-pub struct PoolContext {
-    /// The launcher.
-    pub ctx: Arc<LauncherContext>,
-    /// The provider.
-    pub provider: Arc<ProviderHandle>,
-    /// The provider config the worker was started with.
-    pub provider_config: Provider,
-    /// The pool config the worker was started with.
-    pub pool: Pool,
-    /// The pool worker id (`declined_by`, node `launcher`).
-    pub worker_id: String,
-    /// Number of paused handlers (the worker mirrors `> 0` into the component).
-    pub paused: watch::Sender<usize>,
-    /// Requests being handled by this pool.
-    pub handling: Mutex<HashSet<RequestId>>,
-    /// Tenant needs of the requests being handled (tenant-resource-limits), until their
-    /// handler ends: counted instead of their nodes, which may not be cached yet.
-    pub tenant_claims: Mutex<HashMap<RequestId, (String, QuotaInformation)>>,
-}
-
-impl PoolContext {
-    /// The pool label named `name`.
-    pub fn label(&self, name: &str) -> Option<&PoolLabel> {
-        self.pool.label(name)
-    }
-
-    /// Whether some handler of this pool is paused.
-    pub fn is_paused(&self) -> bool {
-        *self.paused.borrow() > 0
-    }
-
-    fn handling(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
-        self.handling.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Marks a request as handled here (false if it already is).
-    pub fn start_handling(&self, id: &RequestId) -> bool {
-        self.handling().insert(id.clone())
-    }
-
-    /// Whether a request is handled here.
-    pub fn is_handling(&self, id: &RequestId) -> bool {
-        self.handling().contains(id)
-    }
-
-    fn stop_handling(&self, id: &RequestId) {
-        self.handling().remove(id);
-        self.tenant_claims().remove(id);
-    }
-
-    fn tenant_claims(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<RequestId, (String, QuotaInformation)>> {
-        self.tenant_claims.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts `need` against `tenant` while the request's handler runs.
-    pub fn claim_tenant(&self, id: &RequestId, tenant: String, need: QuotaInformation) {
-        self.tenant_claims().insert(id.clone(), (tenant, need));
-    }
-
-    /// The tenant claims now (request → tenant, need).
-    pub fn tenant_claims_snapshot(&self) -> HashMap<RequestId, (String, QuotaInformation)> {
-        self.tenant_claims().clone()
-    }
-
-    /// Ids of every currently registered pool (from the cache).
-    pub fn registered_pool_ids(&self) -> Vec<String> {
-        self.ctx
-            .cache
-            .components(ComponentKind::Pool)
-            .iter()
-            .filter_map(|c| c.component.pool.as_ref().and_then(|p| p.id.clone()))
-            .collect()
-    }
-}
 
 /// Where a handler is (shown in the task states).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandlerState {
     Accepting,
     Allocating,
-    Paused,
+    Waiting,
     Launching,
     Declining,
+    Draining,
     Fulfilling,
     Vanished,
     Abandoned,
     Done,
+}
+
+/// Why an allocation round could not fill every slot now and will be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitReason {
+    /// The provider or pool has no room for another node: the pool pauses.
+    #[error("not enough quota")]
+    Quota,
+    /// The request lock went with the ZooKeeper session (the handler abandons).
+    #[error("request lock lost with the ZooKeeper session")]
+    LockLost,
+    /// Creating a node hit a ZooKeeper connection problem (the session may survive).
+    #[error("ZooKeeper connection problem: {0}")]
+    ZooKeeper(#[source] ZkError),
+}
+
+impl WaitReason {
+    /// Whether this wait pauses the pool (only a quota wait does, as in Nodepool).
+    pub fn pauses_pool(&self) -> bool {
+        matches!(self, WaitReason::Quota)
+    }
+}
+
+/// How an allocation round ended.
+enum Round {
+    /// Every empty slot got a node or a launch.
+    Filled,
+    /// Some slot has to wait; retried on the next wake-up.
+    Wait(WaitReason),
+    /// This request cannot be served here: decline once the launches ended (their
+    /// nodes stay allocated to it, as Nodepool leaves them after a failure).
+    Fail(DeclineReason),
+    /// The current config says no: decline now and free the nodes for anybody.
+    DeclineNow(DeclineReason),
+}
+
+/// A node the handler holds, with the provider whose quota claim it carries.
+struct Held {
+    node: OwnedNode,
+    claimed_on: Arc<ProviderHandle>,
 }
 
 /// One slot of the node set (index = position in `node_types`).
@@ -135,35 +109,17 @@ enum Slot {
     /// A launch is running for it.
     Launching,
     /// A ready node, locked.
-    Ready(Box<OwnedNode>),
+    Ready(Box<Held>),
 }
 
-/// Declines `request` (already locked by the caller): append `worker_id` to
-/// `declined_by`; `failed` when every registered pool declined, else back to
-/// `requested`; stored unconditionally. Re-reads the request first.
-pub async fn decline_request(
-    pc: &PoolContext,
-    id: &RequestId,
-    reason: &str,
-) -> Result<(), ZkError> {
-    let Some((mut req, _)) = pc.ctx.store.get_request(id).await? else {
-        return Ok(());
-    };
-    tracing::info!(request = %id, pool = %pc.worker_id, reason, "declining request");
-    if !req.declined_by.contains(&pc.worker_id) {
-        req.declined_by.push(pc.worker_id.clone());
-    }
-    let registered = pc.registered_pool_ids();
-    let all = registered.iter().all(|p| req.declined_by.contains(p));
-    if all {
-        req.set_state(RequestState::Failed);
-        Counters::bump(&pc.ctx.counters.requests_failed);
-    } else {
-        req.set_state(RequestState::Requested);
-    }
-    Counters::bump(&pc.ctx.counters.requests_declined);
-    pc.ctx.store.store_request(&req, None).await.map(|_| ())
+/// What a launch task gives back (`None` when it was stopped for shutdown).
+struct LaunchDone {
+    slot: usize,
+    held: Held,
+    result: LaunchResult,
 }
+
+type LaunchJoin = Result<Option<LaunchDone>, JoinError>;
 
 /// The handler of one accepted request.
 pub struct Handler {
@@ -171,28 +127,26 @@ pub struct Handler {
     request: Arc<NodeRequest>,
     lock: ZkLock,
     slots: Vec<Slot>,
-    launches: JoinSet<(usize, OwnedNode, LaunchResult)>,
+    launches: JoinSet<Option<LaunchDone>>,
     az: Option<String>,
+    /// Why the last round could not fill every slot.
+    waiting: Option<WaitReason>,
+    /// Whether this handler counts in the pool's paused handlers.
     paused: bool,
-    failure: Option<String>,
+    failure: Option<DeclineReason>,
+    rounds: u32,
     state: HandlerState,
     /// A node create hit a connection problem: it may have been applied on the server
     /// without us learning the id (an unlocked `init` orphan, swept at the end).
     create_interrupted: bool,
-    /// Told once the first allocation round is over: `true` if the handler paused for
+    /// Told once the first allocation round is over: `true` if the handler waits for
     /// quota. The pool worker waits for it before accepting the next request, so a pool
     /// takes at most one request it has no quota for (as Nodepool's pool worker does)
     /// and leaves the rest `requested` for other pools.
-    first_round: Option<tokio::sync::oneshot::Sender<bool>>,
+    first_round: Option<oneshot::Sender<bool>>,
     /// The provider claim under which the pool worker reserved the request's need when
     /// it accepted it; replaced by the node claims in the first quota check.
-    reservation: Option<NodeId>,
-}
-
-enum Fill {
-    Done,
-    NoQuota,
-    Fail(String),
+    reservation: Option<(Arc<ProviderHandle>, NodeId)>,
 }
 
 impl Handler {
@@ -206,8 +160,10 @@ impl Handler {
             slots: (0..n).map(|_| Slot::Empty).collect(),
             launches: JoinSet::new(),
             az: None,
+            waiting: None,
             paused: false,
             failure: None,
+            rounds: 0,
             state: HandlerState::Accepting,
             create_interrupted: false,
             first_round: None,
@@ -216,48 +172,68 @@ impl Handler {
     }
 
     /// The reservation the pool worker made for this request (see `reservation`).
-    pub fn with_reservation(mut self, reservation: Option<NodeId>) -> Self {
+    pub fn with_reservation(mut self, reservation: Option<(Arc<ProviderHandle>, NodeId)>) -> Self {
         self.reservation = reservation;
         self
     }
 
-    /// Drops the pool worker's reservation (at the first quota check, or at the end).
-    fn release_reservation(&mut self) {
-        if let Some(id) = self.reservation.take() {
-            self.pc.provider.release_claim(&id);
-        }
-    }
-
     /// Reports the end of the first allocation round on `tx` (see `first_round`).
-    pub fn report_first_round(mut self, tx: tokio::sync::oneshot::Sender<bool>) -> Self {
+    pub fn report_first_round(mut self, tx: oneshot::Sender<bool>) -> Self {
         self.first_round = Some(tx);
         self
+    }
+
+    /// The task name of a handler (also its key in the task states).
+    pub fn task_name(worker_id: &str, request: &NodeRequest) -> String {
+        format!("handler {worker_id} {}", request.id)
+    }
+
+    /// Drops the pool worker's reservation (at the first quota check, or at the end).
+    fn release_reservation(&mut self) {
+        if let Some((provider, id)) = self.reservation.take() {
+            provider.release_claim(&id);
+        }
     }
 
     fn set_state(&mut self, s: HandlerState) {
         self.state = s;
         self.pc.ctx.set_task_state(
-            &format!("handler {} {}", self.pc.worker_id, self.request.id),
+            &Self::task_name(&self.pc.worker_id, &self.request),
             format!("{s:?}"),
         );
     }
 
-    fn set_paused(&mut self, paused: bool) {
-        if paused != self.paused {
-            self.paused = paused;
-            self.pc.paused.send_modify(|n| {
-                if paused {
-                    *n += 1
-                } else {
-                    *n = n.saturating_sub(1)
-                }
-            });
-            if paused {
+    /// Records why the last round waits (`None`: it filled every slot) and mirrors a
+    /// quota wait into the pool's paused count.
+    fn set_waiting(&mut self, waiting: Option<WaitReason>) {
+        let paused = waiting.as_ref().is_some_and(WaitReason::pauses_pool);
+        if let Some(w) = &waiting {
+            let same = self
+                .waiting
+                .as_ref()
+                .is_some_and(|old| std::mem::discriminant(old) == std::mem::discriminant(w));
+            if !same {
                 tracing::info!(request = %self.request.id, pool = %self.pc.worker_id,
-                    "pausing handler: not enough quota");
-                self.set_state(HandlerState::Paused);
+                    reason = %w, pauses_pool = paused, "handler waits and retries");
             }
+            self.set_state(HandlerState::Waiting);
         }
+        self.waiting = waiting;
+        self.set_paused(paused);
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        self.pc.paused.send_modify(|n| {
+            if paused {
+                *n += 1
+            } else {
+                *n = n.saturating_sub(1)
+            }
+        });
     }
 
     /// Runs the request to its end.
@@ -267,17 +243,20 @@ impl Handler {
         let state = self.drive().await;
         self.release_reservation();
         // After an abandon the request may be someone else's: an unlocked `init` node
-        // allocated to it can be their create in progress, so nothing is swept.
-        if self.create_interrupted && state != HandlerState::Abandoned {
+        // allocated to it can be their create in progress, so nothing is swept; at
+        // shutdown the closing session ends everything anyway.
+        if self.create_interrupted
+            && state != HandlerState::Abandoned
+            && !self.pc.ctx.cancel.is_cancelled()
+        {
             self.sweep_orphan_inits().await;
         }
         self.set_paused(false);
         self.set_state(state);
         let ctx = self.pc.ctx.clone();
         ctx.task_states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&format!("handler {} {}", self.pc.worker_id, id));
+            .lock_or_recover()
+            .remove(&Self::task_name(&self.pc.worker_id, &self.request));
         self.pc.stop_handling(&id);
         if let Err(e) = self.lock.release().await {
             tracing::warn!(request = %id, error = %e, "cannot release request lock");
@@ -292,7 +271,7 @@ impl Handler {
         if let Err(e) = self.pc.ctx.store.store_request(&self.request, None).await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot store pending request");
             if matches!(e, ZkError::NoNode(_)) {
-                self.failure = Some("request vanished".into());
+                self.failure = Some(DeclineReason::RequestVanished);
             }
         }
         self.set_state(HandlerState::Allocating);
@@ -317,9 +296,14 @@ impl Handler {
         !self.lock.is_held()
     }
 
+    fn has_empty_slot(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s, Slot::Empty))
+    }
+
     async fn drive(&mut self) -> HandlerState {
         let ctx = self.pc.ctx.clone();
         let mut generation = ctx.cache.watch_generation();
+        let mut config = ctx.config.clone();
         let lost = self.lock.lost();
         tokio::pin!(lost);
         let mut lost_fired = false;
@@ -328,151 +312,177 @@ impl Handler {
                 self.abandon().await;
                 return HandlerState::Abandoned;
             }
-            if self.failure.is_none() {
-                let mut blocked = false;
-                for i in 0..self.slots.len() {
-                    if !matches!(self.slots[i], Slot::Empty) {
-                        continue;
+            if self.failure.is_none() && self.has_empty_slot() {
+                match self.round().await {
+                    Round::Filled => self.set_waiting(None),
+                    Round::Wait(w) => self.set_waiting(Some(w)),
+                    Round::Fail(why) => {
+                        self.set_waiting(None);
+                        self.failure = Some(why);
                     }
-                    match self.fill(i).await {
-                        Fill::Done => {}
-                        Fill::NoQuota => {
-                            blocked = true;
-                            break;
-                        }
-                        Fill::Fail(why) => {
-                            self.failure = Some(why);
-                            break;
-                        }
+                    Round::DeclineNow(why) => {
+                        self.send_first_round();
+                        return self.decline_now(why).await;
                     }
                 }
-                self.set_paused(blocked && self.failure.is_none());
             }
-            if let Some(tx) = self.first_round.take() {
-                let _ = tx.send(self.paused);
-            }
+            self.send_first_round();
             if self.launches.is_empty() {
-                if self.request_gone().await {
-                    self.vanished().await;
-                    return HandlerState::Vanished;
+                if let Some(end) = self.finish_if_done().await {
+                    return end;
                 }
-                if let Some(why) = self.failure.take() {
-                    self.set_state(HandlerState::Declining);
-                    self.decline(&why).await;
-                    return HandlerState::Done;
-                }
-                if !self.paused {
-                    self.set_state(HandlerState::Fulfilling);
-                    self.fulfill().await;
-                    return HandlerState::Done;
-                }
-            } else if !self.paused {
+            } else if self.waiting.is_none() {
                 self.set_state(HandlerState::Launching);
             }
-            let paused = self.paused;
+            let waiting = self.waiting.is_some();
             tokio::select! {
                 Some(res) = self.launches.join_next(), if !self.launches.is_empty() => {
-                    self.launch_done(res);
+                    self.launch_done(res).await;
                 }
-                _ = generation.changed(), if paused => {}
-                _ = tokio::time::sleep(ctx.intervals.pool_tick), if paused => {}
+                _ = generation.changed(), if waiting => {}
+                Ok(()) = config.changed(), if waiting => {}
+                _ = tokio::time::sleep(ctx.intervals.pool_tick), if waiting => {}
                 () = &mut lost, if !lost_fired => lost_fired = true,
                 _ = ctx.cancel.cancelled() => {
                     // Shutdown: the closing session releases every lock we hold.
+                    self.stop_launches().await;
                     return HandlerState::Done;
                 }
             }
         }
     }
 
-    fn launch_done(
-        &mut self,
-        res: Result<(usize, OwnedNode, LaunchResult), tokio::task::JoinError>,
-    ) {
-        let (i, owned, result) = match res {
-            Ok(r) => r,
+    fn send_first_round(&mut self) {
+        if let Some(tx) = self.first_round.take() {
+            let _ = tx.send(self.paused);
+        }
+    }
+
+    /// With no launch running: the end of the request, if it has come (vanished,
+    /// declined after a failure, or fulfilled once no slot waits).
+    async fn finish_if_done(&mut self) -> Option<HandlerState> {
+        if self.request_gone().await {
+            self.vanished().await;
+            return Some(HandlerState::Vanished);
+        }
+        if let Some(why) = self.failure.take() {
+            self.set_state(HandlerState::Declining);
+            self.decline(&why).await;
+            return Some(HandlerState::Done);
+        }
+        if self.waiting.is_none() {
+            self.set_state(HandlerState::Fulfilling);
+            self.fulfill().await;
+            return Some(HandlerState::Done);
+        }
+        None
+    }
+
+    /// One allocation round over the empty slots; from the second round on, the
+    /// request is first re-checked against the current config.
+    async fn round(&mut self) -> Round {
+        self.rounds += 1;
+        let view = match self.pc.view() {
+            Ok(v) => v,
+            Err(gone) => return Round::DeclineNow(gone.into()),
+        };
+        if self.rounds > 1 {
+            if let Some(why) = decline_reason(&self.pc.ctx, &view, &self.request).await {
+                return Round::DeclineNow(why);
+            }
+        }
+        for i in 0..self.slots.len() {
+            if !matches!(self.slots[i], Slot::Empty) {
+                continue;
+            }
+            if let Some(end) = self.fill(&view, i).await {
+                return end;
+            }
+        }
+        Round::Filled
+    }
+
+    async fn launch_done(&mut self, res: LaunchJoin) {
+        let done = match res {
+            Ok(Some(done)) => done,
+            // Stopped for shutdown: nothing to record.
+            Ok(None) => return,
             Err(e) => {
-                self.failure = Some(format!("launch task failed: {e}"));
+                if self.failure.is_none() {
+                    self.failure = Some(DeclineReason::LaunchTask(e));
+                }
                 return;
             }
         };
+        let LaunchDone { slot, held, result } = done;
         match result {
-            LaunchResult::Ready => self.slots[i] = Slot::Ready(Box::new(owned)),
+            LaunchResult::Ready => self.slots[slot] = Slot::Ready(Box::new(held)),
             LaunchResult::Aborted => {
                 // Dropped from the set and unlocked; the DeletedNodeWorker removes it. A
-                // replacement is launched once quota allows (the handler pauses).
-                self.pc.provider.release_claim(&owned.node.id);
-                self.slots[i] = Slot::Empty;
-                tokio::spawn(owned.unlock());
+                // replacement is launched once quota allows (the handler waits).
+                self.slots[slot] = Slot::Empty;
+                release(held).await;
             }
             LaunchResult::Failed(why) => {
-                self.pc.provider.release_claim(&owned.node.id);
-                tokio::spawn(owned.unlock());
-                self.slots[i] = Slot::Empty;
+                self.slots[slot] = Slot::Empty;
+                release(held).await;
                 if self.failure.is_none() {
-                    self.failure = Some(why);
+                    self.failure = Some(DeclineReason::LaunchFailed(why));
                 }
             }
         }
     }
 
-    /// Reuses or launches a node for slot `i`.
-    async fn fill(&mut self, i: usize) -> Fill {
+    /// Reuses or launches a node for slot `i`; `None` when the slot is taken care of.
+    async fn fill(&mut self, view: &PoolView, i: usize) -> Option<Round> {
         if self.lock_lost() {
             // The drive loop abandons the request; take no node for it.
-            return Fill::NoQuota;
+            return Some(Round::Wait(WaitReason::LockLost));
         }
         let label_name = self.request.node_types[i].clone();
-        let Some(label) = self.pc.label(&label_name).cloned() else {
-            return Fill::Fail(format!("node type {label_name} not available"));
+        let Some(label) = view.label(&label_name).cloned() else {
+            return Some(Round::Fail(DeclineReason::LabelsNotAvailable(vec![
+                label_name,
+            ])));
         };
         if self.request.reuse {
-            if let Some(owned) = self.try_reuse(&label_name).await {
+            if let Some(held) = self.try_reuse(view, &label_name).await {
                 if self.az.is_none() {
-                    self.az = owned.node.az.clone();
+                    self.az = held.node.node.az.clone();
                 }
-                self.slots[i] = Slot::Ready(Box::new(owned));
-                return Fill::Done;
+                self.slots[i] = Slot::Ready(Box::new(held));
+                return None;
             }
         }
-        let provider = self.pc.provider.clone();
+        let provider = view.provider.clone();
         let need = match provider.label_need(&label).await {
             Ok(n) => n,
-            Err(e) => return Fill::Fail(e.to_string()),
+            Err(e) => return Some(Round::Fail(e.into())),
         };
-        if self.az.is_none() {
-            // Random from the pool's `availability-zones`, else from the cloud's list;
-            // the first reused node (above) fixes it otherwise (§3.4).
-            let zones = if self.pc.pool.availability_zones.is_empty() {
-                provider.availability_zones().await
-            } else {
-                self.pc.pool.availability_zones.clone()
-            };
-            self.az = zones.get(rand_index(zones.len())).cloned();
-        }
+        self.choose_az(view).await;
         let gate = provider.launch_gate.lock().await;
         // Our own reservation must not count against us; from here on, our node claims
         // (made under the gate) take its place.
         self.release_reservation();
         match provider
-            .has_quota_for(&self.pc.ctx, &self.pc.pool, &need)
+            .has_quota_for(&self.pc.ctx, view.pool(), &need)
             .await
         {
             Ok(true) => {}
             Ok(false) => {
                 drop(gate);
                 if self.is_min_ready() {
-                    return Fill::Fail("not enough quota for a min-ready request".into());
+                    return Some(Round::Fail(DeclineReason::MinReadyAtQuota));
                 }
-                self.delete_oldest_unused().await;
-                return Fill::NoQuota;
+                self.delete_oldest_unused(view).await;
+                return Some(Round::Wait(WaitReason::Quota));
             }
-            Err(e) => return Fill::Fail(e.to_string()),
+            Err(e) => return Some(Round::Fail(e.into())),
         }
         let order = NodeOrder {
             launcher_id: self.pc.worker_id.clone(),
-            provider: self.pc.provider_config.clone(),
-            pool: self.pc.pool.clone(),
+            provider: view.provider_config().clone(),
+            pool: view.pool().clone(),
             label,
             request: self.request.clone(),
             az: self.az.clone(),
@@ -482,37 +492,83 @@ impl Handler {
         drop(gate);
         match created {
             Ok(owned) => {
-                tracing::debug!(node = %owned.node.id, request = %self.request.id, "launching node");
-                self.slots[i] = Slot::Launching;
-                let ctx = self.pc.ctx.clone();
-                self.launches.spawn(async move {
-                    let (owned, result) = run_launch(ctx, provider, order, owned).await;
-                    (i, owned, result)
-                });
-                Fill::Done
+                self.start_launch(i, provider, order, owned);
+                None
             }
             // A connection loss (server restart, leader election) keeps the session:
-            // wait and try again like a quota pause instead of declining the request.
-            // A half-applied create leaves an unlocked `init` node the cleanup removes.
+            // wait and try again instead of declining the request. A half-applied
+            // create leaves an unlocked `init` node, swept at the end.
+            Err(e) if self.lock_lost() => {
+                tracing::debug!(request = %self.request.id, error = %e, "create failed after the lock was lost");
+                Some(Round::Wait(WaitReason::LockLost))
+            }
             Err(
                 e @ (ZkError::ConnectionLoss { .. }
                 | ZkError::Timeout { .. }
                 | ZkError::SessionExpired { .. }),
             ) => {
-                tracing::info!(request = %self.request.id, error = %e,
-                    "creating node: ZooKeeper connection problem; will retry");
                 self.create_interrupted = true;
-                Fill::NoQuota
+                Some(Round::Wait(WaitReason::ZooKeeper(e)))
             }
-            Err(e) => Fill::Fail(format!("creating node: {e}")),
+            Err(e) => Some(Round::Fail(DeclineReason::CreateNode(e))),
+        }
+    }
+
+    /// Picks the request's AZ if none is fixed yet: at random from the pool's
+    /// `availability-zones`, else from the cloud's list (a reused node fixes it
+    /// otherwise).
+    async fn choose_az(&mut self, view: &PoolView) {
+        if self.az.is_some() {
+            return;
+        }
+        let zones = if view.pool().availability_zones.is_empty() {
+            view.provider.availability_zones().await
+        } else {
+            view.pool().availability_zones.clone()
+        };
+        self.az = zones.get(rand_index(zones.len())).cloned();
+    }
+
+    fn start_launch(
+        &mut self,
+        slot: usize,
+        provider: Arc<ProviderHandle>,
+        order: NodeOrder,
+        owned: OwnedNode,
+    ) {
+        tracing::debug!(node = %owned.node.id, request = %self.request.id, "launching node");
+        self.slots[slot] = Slot::Launching;
+        let ctx = self.pc.ctx.clone();
+        let cancel = ctx.cancel.clone();
+        self.launches.spawn(async move {
+            tokio::select! {
+                (node, result) = run_launch(ctx, provider.clone(), order, owned) => Some(LaunchDone {
+                    slot,
+                    held: Held { node, claimed_on: provider },
+                    result,
+                }),
+                // Shutdown: the node stays `building`; once the session is closed its
+                // lock is gone and any launcher's DeletedNodeWorker removes it.
+                _ = cancel.cancelled() => None,
+            }
+        });
+    }
+
+    /// Cancelled launches end at once; any that does not within the grace period is
+    /// aborted.
+    async fn stop_launches(&mut self) {
+        let grace = self.pc.ctx.intervals.stop_grace;
+        let aborted = drain_set(&mut self.launches, grace, |_| {}).await;
+        if aborted > 0 {
+            tracing::warn!(request = %self.request.id, aborted, "launches aborted after the grace period");
         }
     }
 
     /// A ready, unallocated, unlocked node of this provider and pool with `label`, locked
     /// and allocated to the request.
-    async fn try_reuse(&self, label: &str) -> Option<OwnedNode> {
+    async fn try_reuse(&self, view: &PoolView, label: &str) -> Option<Held> {
         let ctx = &self.pc.ctx;
-        let provider = self.pc.provider.name();
+        let provider = view.provider_config().name.as_str();
         let candidates: Vec<NodeId> = ctx
             .cache
             .select_nodes(|n| {
@@ -520,7 +576,7 @@ impl Handler {
                 node.state() == NodeState::Ready
                     && node.allocated_to().is_none()
                     && node.provider() == Some(provider)
-                    && node.pool() == Some(self.pc.pool.name.as_str())
+                    && node.pool() == Some(view.pool().name.as_str())
                     && node.has_label(label)
                     && !n.probably_locked()
                     && (self.az.is_none() || node.az() == self.az.as_deref())
@@ -550,20 +606,23 @@ impl Handler {
                 continue;
             }
             tracing::info!(node = %id, request = %self.request.id, "reusing ready node");
-            return Some(owned);
+            return Some(Held {
+                node: owned,
+                claimed_on: view.provider.clone(),
+            });
         }
         None
     }
 
-    /// Frees quota before pausing (§3.4): the oldest `ready`, unallocated, unlocked node
+    /// Frees quota before pausing, as Nodepool does: the oldest `ready`, unallocated, unlocked node
     /// of this provider and pool goes to `deleting` (the DeletedNodeWorker removes it).
     /// At most one such deletion runs per pool at a time: nothing is done while a node
     /// of the pool is already `deleting`, so a paused handler polling every tick does not
     /// delete one ready node per tick before the first deletion freed its quota.
-    async fn delete_oldest_unused(&self) {
+    async fn delete_oldest_unused(&self, view: &PoolView) {
         let ctx = &self.pc.ctx;
-        let provider = self.pc.provider.name();
-        let pool = self.pc.pool.name.as_str();
+        let provider = view.provider_config().name.as_str();
+        let pool = view.pool().name.as_str();
         let nodes = ctx
             .cache
             .select_nodes(|n| n.node.provider() == Some(provider) && n.node.pool() == Some(pool));
@@ -614,11 +673,11 @@ impl Handler {
         }
     }
 
-    fn take_nodes(&mut self) -> Vec<OwnedNode> {
+    fn take_nodes(&mut self) -> Vec<Held> {
         self.slots
             .iter_mut()
             .filter_map(|s| match std::mem::replace(s, Slot::Empty) {
-                Slot::Ready(o) => Some(*o),
+                Slot::Ready(h) => Some(*h),
                 _ => None,
             })
             .collect()
@@ -631,11 +690,10 @@ impl Handler {
         }
         let mut req = (*self.request).clone();
         let nodes = self.take_nodes();
-        req.nodes = nodes.iter().map(|o| o.node.id.clone()).collect();
+        req.nodes = nodes.iter().map(|h| h.node.node.id.clone()).collect();
         req.set_state(RequestState::Fulfilled);
-        for o in nodes {
-            self.pc.provider.release_claim(&o.node.id);
-            o.unlock().await;
+        for h in nodes {
+            release(h).await;
         }
         let store = &self.pc.ctx.store;
         let stored = super::zk_retry::retry_transient("storing fulfilled request", || {
@@ -655,18 +713,63 @@ impl Handler {
         }
     }
 
-    async fn decline(&mut self, why: &str) {
+    /// Declines after a failure, once no launch runs: nodes unlocked, still allocated.
+    async fn decline(&mut self, why: &DeclineReason) {
         if self.lock_lost() {
             self.abandon().await;
             return;
         }
-        for o in self.take_nodes() {
-            self.pc.provider.release_claim(&o.node.id);
-            o.unlock().await;
+        for h in self.take_nodes() {
+            release(h).await;
         }
         if let Err(e) = decline_request(&self.pc, &self.request.id, why).await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
         }
+    }
+
+    /// Declines because the current config says no: the request goes back (or fails) at
+    /// once and its lock is released, so another pool can take it while our running
+    /// launches end; every node of ours is freed for any request (Nodepool clears the
+    /// allocation when it declines while allocating).
+    async fn decline_now(&mut self, why: DeclineReason) -> HandlerState {
+        self.set_waiting(None);
+        self.set_state(HandlerState::Declining);
+        if self.lock_lost() {
+            self.abandon().await;
+            return HandlerState::Abandoned;
+        }
+        self.release_nodes_unallocated().await;
+        if let Err(e) = decline_request(&self.pc, &self.request.id, &why).await {
+            tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
+        }
+        if let Err(e) = self.lock.release().await {
+            tracing::warn!(request = %self.request.id, error = %e, "cannot release request lock");
+        }
+        // Not ours any more: its tenant need no longer counts here.
+        self.pc.stop_handling(&self.request.id);
+        if !self.launches.is_empty() {
+            self.set_state(HandlerState::Draining);
+            self.drain_launches().await;
+        }
+        HandlerState::Done
+    }
+
+    /// Waits for the running launches and frees their nodes (ready ones de-allocated).
+    async fn drain_launches(&mut self) {
+        let cancel = self.pc.ctx.cancel.clone();
+        while !self.launches.is_empty() {
+            tokio::select! {
+                Some(res) = self.launches.join_next() => {
+                    self.launch_done(res).await;
+                    self.release_nodes_unallocated().await;
+                }
+                _ = cancel.cancelled() => {
+                    self.stop_launches().await;
+                    return;
+                }
+            }
+        }
+        self.failure = None;
     }
 
     /// Marks `deleting` every `init` node allocated to this request that nobody holds:
@@ -708,8 +811,12 @@ impl Handler {
         tracing::warn!(request = %self.request.id, pool = %self.pc.worker_id,
             "request lock lost with the ZooKeeper session: abandoning the request");
         Counters::bump(&self.pc.ctx.counters.requests_abandoned);
-        while let Some(res) = self.launches.join_next().await {
-            self.launch_done(res);
+        let cancel = self.pc.ctx.cancel.clone();
+        while !self.launches.is_empty() {
+            tokio::select! {
+                Some(res) = self.launches.join_next() => self.launch_done(res).await,
+                _ = cancel.cancelled() => self.stop_launches().await,
+            }
         }
         // A node created on the new session (between the session change and our noticing
         // it) is still ours: de-allocate it so that any request can reuse it.
@@ -726,17 +833,23 @@ impl Handler {
     /// Unlocks every node we hold, de-allocating the `ready` ones whose lock is still
     /// held (the others are not ours to write any more).
     async fn release_nodes_unallocated(&mut self) {
-        for mut o in self.take_nodes() {
-            self.pc.provider.release_claim(&o.node.id);
+        for mut h in self.take_nodes() {
+            let o = &mut h.node;
             if o.node.state == NodeState::Ready && !o.lock_lost() {
                 o.node.allocated_to = None;
                 if let Err(e) = o.store(&self.pc.ctx).await {
                     tracing::warn!(node = %o.node.id, error = %e, "cannot de-allocate node");
                 }
             }
-            o.unlock().await;
+            release(h).await;
         }
     }
+}
+
+/// Drops a held node's quota claim and unlocks it.
+async fn release(h: Held) {
+    h.claimed_on.release_claim(&h.node.node.id);
+    h.node.unlock().await;
 }
 
 /// A pseudo-random index below `n` (AZ choice; no need for a strong generator).

@@ -1,4 +1,4 @@
-//! Launching one server (reference §3.5): a [`LaunchSpec`] (what the label and pool ask
+//! Launching one server: a [`LaunchSpec`] (what the label and pool ask
 //! for) is turned into a server by the [`LaunchMachine`], a state machine advanced by an
 //! async driver loop ([`LaunchMachine::run`]):
 //!
@@ -14,13 +14,22 @@
 //! host-key scan ([`KeyscanSpec`], `error.keyscan`), which starts once the server is
 //! `ACTIVE` and its floating IP attached. Polls back off ([`Backoff`]); each API call is
 //! bounded by the driver's own call timeout. The result is the [`InstanceFacts`] to store
-//! on the node. Retries across attempts are [`super::retry`]'s job.
+//! on the node, with the addresses openstacksdk would report
+//! ([`nodepool_shared::cloud::addresses`]). Retries across attempts are
+//! [`super::retry`]'s job. Flavors, images and networks come from the provider's
+//! [`CloudLookups`] when the machine has them (a 400 from Nova on the create makes it
+//! forget them all), else are listed once per attempt.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use nodepool_shared::cloud::{CloudDriver, CreateServer, Flavor, FlavorWanted, Network, Server};
+use nodepool_shared::cloud::addresses::needs_floating_ip;
+use nodepool_shared::cloud::{
+    server_ips, CloudDriver, CloudError, CreateServer, Flavor, FlavorWanted, Network, Server,
+    ServerIps,
+};
 use nodepool_shared::model::{Node, QuotaInformation};
 use nodepool_shared::ssh::{scan_host_keys, KeyscanError, ScanOptions};
 use tokio::sync::mpsc;
@@ -28,6 +37,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::failure::LaunchError;
+use super::lookups::CloudLookups;
 
 /// Lines of console log fetched after a failure when the label has `console-log`.
 pub const CONSOLE_LOG_LINES: u32 = 200;
@@ -77,7 +87,8 @@ impl Default for ImageRef {
     }
 }
 
-/// The host-key scan after boot (label `host-key-checking`, reference §3.5 step 4).
+/// The host-key scan after boot (label `host-key-checking`; only for
+/// `connection-type` `ssh` and `network_cli`; its deadline is the provider's `boot-timeout`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyscanSpec {
     /// `connection-port` of the image.
@@ -175,14 +186,15 @@ impl LaunchSpec {
     }
 }
 
-/// What a completed launch stores on the node.
+/// What a completed launch stores on the node. The addresses are empty strings where
+/// the server has none, as Nodepool stores them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceFacts {
     pub external_id: String,
-    pub interface_ip: Option<String>,
-    pub public_ipv4: Option<String>,
-    pub private_ipv4: Option<String>,
-    pub public_ipv6: Option<String>,
+    pub interface_ip: String,
+    pub public_ipv4: String,
+    pub private_ipv4: String,
+    pub public_ipv6: String,
     pub host_id: Option<String>,
     pub az: Option<String>,
     pub cloud: Option<String>,
@@ -194,22 +206,19 @@ pub struct InstanceFacts {
 }
 
 impl InstanceFacts {
-    /// Facts of an `ACTIVE` server. `interface_ip` is the public IPv4, else the public
-    /// IPv6, else the private IPv4.
-    pub fn from_server(server: &Server, spec: &LaunchSpec, resources: QuotaInformation) -> Self {
-        let public_ipv4 = server.public_ipv4();
-        let public_ipv6 = server.public_ipv6();
-        let private_ipv4 = server.private_ipv4();
-        let interface_ip = public_ipv4
-            .clone()
-            .or_else(|| public_ipv6.clone())
-            .or_else(|| private_ipv4.clone());
+    /// Facts of an `ACTIVE` server whose addresses are `ips`.
+    pub fn from_server(
+        server: &Server,
+        spec: &LaunchSpec,
+        resources: QuotaInformation,
+        ips: ServerIps,
+    ) -> Self {
         InstanceFacts {
             external_id: server.id.clone(),
-            interface_ip,
-            public_ipv4,
-            private_ipv4,
-            public_ipv6,
+            interface_ip: ips.interface_ip,
+            public_ipv4: ips.public_ipv4,
+            private_ipv4: ips.private_ipv4,
+            public_ipv6: ips.public_ipv6,
             host_id: server.host_id.clone().filter(|h| !h.is_empty()),
             az: server
                 .availability_zone
@@ -226,10 +235,10 @@ impl InstanceFacts {
     /// Copies the facts onto a node record (the caller stores it).
     pub fn apply_to(&self, node: &mut Node) {
         node.external_id = Some(self.external_id.clone());
-        node.interface_ip = self.interface_ip.clone();
-        node.public_ipv4 = self.public_ipv4.clone();
-        node.private_ipv4 = self.private_ipv4.clone();
-        node.public_ipv6 = self.public_ipv6.clone();
+        node.interface_ip = Some(self.interface_ip.clone());
+        node.public_ipv4 = Some(self.public_ipv4.clone());
+        node.private_ipv4 = Some(self.private_ipv4.clone());
+        node.public_ipv6 = Some(self.public_ipv6.clone());
         node.host_id = self.host_id.clone();
         node.az = self.az.clone();
         node.cloud = self.cloud.clone();
@@ -239,7 +248,8 @@ impl InstanceFacts {
     }
 }
 
-/// Progress a caller stores on the node before the attempt ends (reference §3.5 steps 3-4).
+/// Progress a caller stores on the node before the attempt ends: the server id as soon as
+/// the cloud knows it, then the instance facts before the host-key scan (as Nodepool does).
 #[derive(Clone, Debug, PartialEq)]
 pub enum LaunchProgress {
     /// The cloud accepted the create: the server id.
@@ -323,10 +333,11 @@ pub struct LaunchMachine {
     state: LaunchState,
     started: Instant,
     flavor: Option<Flavor>,
-    networks: Option<Vec<Network>>,
+    networks: Option<Arc<Vec<Network>>>,
     external_id: Option<String>,
     console: Option<String>,
     progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
+    lookups: Option<Arc<CloudLookups>>,
 }
 
 impl LaunchMachine {
@@ -341,12 +352,20 @@ impl LaunchMachine {
             external_id: None,
             console: None,
             progress: None,
+            lookups: None,
         }
+    }
+
+    /// Looks flavors, images and networks up through the provider's caches (and makes
+    /// them forget everything when Nova answers the create with 400).
+    pub fn with_lookups(mut self, lookups: Arc<CloudLookups>) -> Self {
+        self.lookups = Some(lookups);
+        self
     }
 
     /// Sends [`LaunchProgress`] on `progress`: the server id as soon as the cloud accepted
     /// the create, and the instance facts before the host-key scan, so the caller can
-    /// store them on the node before the launch ends (reference §3.5 steps 3-4).
+    /// store them on the node before the launch ends.
     pub fn report_progress(mut self, progress: mpsc::UnboundedSender<LaunchProgress>) -> Self {
         self.progress = Some(progress);
         self
@@ -474,7 +493,12 @@ impl LaunchMachine {
                     };
                     Step::Progress
                 }
-                Err(e) => self.fail(LaunchError::cloud("create server", e, None)),
+                Err(e) => {
+                    if let (Some(l), true) = (&self.lookups, is_bad_request(&e)) {
+                        l.forget_after_bad_request();
+                    }
+                    self.fail(LaunchError::cloud("create server", e, None))
+                }
             },
             LaunchState::WaitingActive {
                 server_id,
@@ -485,7 +509,8 @@ impl LaunchMachine {
             LaunchState::AttachingFloatingIp { server_id, address } => {
                 match cloud.get_server(&server_id).await {
                     Ok(Some(s)) if s.floating_ipv4().as_deref() == Some(address.as_str()) => {
-                        self.complete(&s)
+                        self.networks_or_none(cloud).await;
+                        self.complete_with(cloud, &s)
                     }
                     Ok(Some(_)) => {
                         self.state = LaunchState::AttachingFloatingIp { server_id, address };
@@ -509,9 +534,11 @@ impl LaunchMachine {
     /// Resolves flavor, image and networks into a create request.
     async fn prepare(&mut self, cloud: &dyn CloudDriver) -> Result<CreateServer, LaunchError> {
         if self.flavor.is_none() {
-            let f = cloud
-                .find_flavor(self.spec.flavor.wanted())
-                .await
+            let found = match &self.lookups {
+                Some(l) => l.flavor(cloud, &self.spec.flavor).await,
+                None => cloud.find_flavor(self.spec.flavor.wanted()).await,
+            };
+            let f = found
                 .map_err(|e| LaunchError::cloud("find flavor", e, None))?
                 .ok_or_else(|| LaunchError::FlavorNotFound {
                     wanted: self.spec.flavor.to_string(),
@@ -526,12 +553,13 @@ impl LaunchMachine {
         let image_id = match &self.spec.image {
             ImageRef::Id(id) => id.clone(),
             ImageRef::Name(name) => {
-                cloud
-                    .find_image(name)
-                    .await
+                let found = match &self.lookups {
+                    Some(l) => l.image_id(cloud, name).await,
+                    None => cloud.find_image(name).await.map(|i| i.map(|i| i.id)),
+                };
+                found
                     .map_err(|e| LaunchError::cloud("find image", e, None))?
                     .ok_or_else(|| LaunchError::ImageNotFound(name.clone()))?
-                    .id
             }
         };
         let mut network_ids = Vec::with_capacity(self.spec.networks.len());
@@ -564,16 +592,40 @@ impl LaunchMachine {
         })
     }
 
-    /// The cloud's networks (listed once per attempt).
+    /// The cloud's networks (from the provider's cache, else listed once per attempt).
     async fn networks(&mut self, cloud: &dyn CloudDriver) -> Result<&[Network], LaunchError> {
         if self.networks.is_none() {
-            let n = cloud
-                .list_networks()
-                .await
-                .map_err(|e| LaunchError::cloud("list networks", e, None))?;
+            let n = match &self.lookups {
+                Some(l) => l.networks(cloud).await,
+                None => cloud.list_networks().await.map(Arc::new),
+            }
+            .map_err(|e| LaunchError::cloud("list networks", e, None))?;
             self.networks = Some(n);
         }
-        Ok(self.networks.as_deref().unwrap_or_default())
+        Ok(self
+            .networks
+            .as_deref()
+            .map(Vec::as_slice)
+            .unwrap_or_default())
+    }
+
+    /// The networks for reading a server's addresses; a failed listing leaves them
+    /// unknown (openstacksdk then falls back on network names), logged.
+    async fn networks_or_none(&mut self, cloud: &dyn CloudDriver) {
+        if let Err(e) = self.networks(cloud).await {
+            tracing::warn!(server = %self.spec.name, error = %e,
+                "cannot list networks; reading addresses without them");
+        }
+    }
+
+    /// The server's node addresses under the cloud's address policy.
+    fn ips(&self, cloud: &dyn CloudDriver, server: &Server) -> ServerIps {
+        let nets = self
+            .networks
+            .as_deref()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        server_ips(server, nets, &cloud.address_policy())
     }
 
     async fn poll_active(
@@ -596,13 +648,14 @@ impl LaunchMachine {
         };
         match server.status.as_str() {
             "ACTIVE" => {
-                if self.spec.auto_floating_ip && self.needs_floating_ip(cloud, &server).await {
+                self.networks_or_none(cloud).await;
+                if self.spec.auto_floating_ip && self.needs_floating_ip(cloud, &server) {
                     self.state = LaunchState::FloatingIp {
                         server: Box::new(server),
                     };
                     Step::Progress
                 } else {
-                    self.complete(&server)
+                    self.complete_with(cloud, &server)
                 }
             }
             "ERROR" => {
@@ -626,19 +679,15 @@ impl LaunchMachine {
         }
     }
 
-    /// openstacksdk's rule: the cloud has an external network and the server has no
-    /// public IPv4. A failed network list counts as "no floating IPs".
-    async fn needs_floating_ip(&mut self, cloud: &dyn CloudDriver, server: &Server) -> bool {
-        if server.public_ipv4().is_some() {
-            return false;
-        }
-        match self.networks(cloud).await {
-            Ok(nets) => server.needs_floating_ip(nets.iter().any(|n| n.external)),
-            Err(e) => {
-                tracing::warn!(server = %server.id, error = %e, "cannot list networks for floating IP");
-                false
-            }
-        }
+    /// openstacksdk's rule ([`needs_floating_ip`]); unknown networks (a failed
+    /// listing) count as "no floating IPs".
+    fn needs_floating_ip(&self, cloud: &dyn CloudDriver, server: &Server) -> bool {
+        let has_external = self
+            .networks
+            .as_ref()
+            .is_some_and(|n| n.iter().any(|n| n.external));
+        let ips = self.ips(cloud, server);
+        needs_floating_ip(server, &ips, has_external, &cloud.address_policy())
     }
 
     async fn create_floating_ip(&mut self, cloud: &dyn CloudDriver, server: Server) -> Step {
@@ -682,9 +731,12 @@ impl LaunchMachine {
     }
 
     /// The server is up (and reachable): scan its host keys, or done.
-    fn complete(&mut self, server: &Server) -> Step {
+    fn complete_with(&mut self, cloud: &dyn CloudDriver, server: &Server) -> Step {
         let resources = self.resources().unwrap_or_default();
-        let facts = Box::new(InstanceFacts::from_server(server, &self.spec, resources));
+        let ips = self.ips(cloud, server);
+        let facts = Box::new(InstanceFacts::from_server(
+            server, &self.spec, resources, ips,
+        ));
         self.state = if self.spec.keyscan.is_some() {
             if let Some(tx) = &self.progress {
                 let _ = tx.send(LaunchProgress::Reachable(facts.clone()));
@@ -707,12 +759,15 @@ impl LaunchMachine {
             return Step::Progress;
         };
         let server_id = facts.external_id.clone();
-        let Some(ip) = facts.interface_ip.clone() else {
+        let ip = facts.interface_ip.clone();
+        if ip.is_empty() {
             return self.fail(LaunchError::Keyscan {
                 server_id,
-                detail: "the server has no address to scan".into(),
+                detail: "the server has no interface IP to scan (no public address; \
+                         clouds.yaml `private: true` uses the private one)"
+                    .into(),
             });
-        };
+        }
         let launch_deadline = self.deadline();
         let opts = ScanOptions {
             io_timeout: ks.io_timeout,
@@ -744,6 +799,11 @@ impl LaunchMachine {
     }
 }
 
+/// Nova's 400 (a malformed request: most likely a stale zone, flavor, image or network).
+fn is_bad_request(e: &CloudError) -> bool {
+    matches!(e, CloudError::Http { status: 400, .. })
+}
+
 /// One launch attempt from start to end ([`LaunchMachine::run`]).
 pub async fn launch_server(cloud: &dyn CloudDriver, spec: LaunchSpec) -> LaunchOutcome {
     LaunchMachine::new(spec).run(cloud).await
@@ -768,10 +828,10 @@ mod tests {
         let s = Server {
             id: "srv".into(),
             status: "ACTIVE".into(),
-            addresses: BTreeMap::from([(
+            addresses: vec![(
                 "private".to_string(),
                 vec![addr("10.0.0.5", "fixed"), addr("2001:db8::5", "fixed")],
-            )]),
+            )],
             host_id: Some("h".into()),
             availability_zone: Some("nova".into()),
             ..Default::default()
@@ -781,13 +841,19 @@ mod tests {
             region: Some("r".into()),
             ..Default::default()
         };
-        let f = InstanceFacts::from_server(&s, &spec, QuotaInformation::usage());
-        assert_eq!(f.private_ipv4.as_deref(), Some("10.0.0.5"));
-        assert_eq!(f.public_ipv4, None);
-        assert_eq!(f.public_ipv6.as_deref(), Some("2001:db8::5"));
-        assert_eq!(f.interface_ip.as_deref(), Some("2001:db8::5"));
+        let policy = nodepool_shared::cloud::AddressPolicy {
+            local_ipv6: true,
+            ..Default::default()
+        };
+        let ips = server_ips(&s, &[], &policy);
+        let f = InstanceFacts::from_server(&s, &spec, QuotaInformation::usage(), ips);
+        assert_eq!(f.private_ipv4, "10.0.0.5");
+        assert_eq!(f.public_ipv4, "");
+        assert_eq!(f.public_ipv6, "2001:db8::5");
+        assert_eq!(f.interface_ip, "2001:db8::5");
         let mut node = Node::default();
         f.apply_to(&mut node);
+        assert_eq!(node.public_ipv4.as_deref(), Some(""));
         assert_eq!(node.external_id.as_deref(), Some("srv"));
         assert_eq!(node.az.as_deref(), Some("nova"));
         assert_eq!(node.region.as_deref(), Some("r"));

@@ -1,4 +1,4 @@
-//! Leaked-resource cleanup for one OpenStack provider (reference §3.11), run by the
+//! Leaked-resource cleanup for one OpenStack provider, run by the
 //! CleanupWorker about every 60 s.
 //!
 //! * Instances: a server whose metadata names this provider but a `nodepool_node_id`
@@ -8,10 +8,13 @@
 //! * Ports (`port-cleanup-interval` > 0): DOWN ports owned by compute (or nobody) are
 //!   sampled; ports DOWN in two samples at least the interval apart are deleted, then
 //!   `nodepool.provider.<p>.leaked.ports` += number removed.
-//! * Floating IPs (`clean-floating-ips`): unattached ones are deleted, then
-//!   `nodepool.provider.<p>.leaked.floatingips` += number removed.
+//! * Floating IPs (`clean-floating-ips`): unattached ones are deleted (openstacksdk's
+//!   `delete_unattached_floating_ips`), then `nodepool.provider.<p>.leaked.floatingips`
+//!   += number removed.
 //!
-//! Each part runs even if another failed; failures are reported in the pass report.
+//! Every deleted instance, port and floating IP is logged (id, and the address of a
+//! floating IP). Each part runs even if another failed; failures are reported in the
+//! pass report.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -101,20 +104,36 @@ impl LeakCleaner {
             self.down_ports(cloud, &mut report).await;
         }
         if self.settings.clean_floating_ips {
-            match cloud.delete_unattached_floating_ips().await {
-                Ok(n) => {
-                    report.floating_ips = n;
-                    if n > 0 {
-                        self.statsd.count(
-                            &names::leaked(&self.settings.provider, "floatingips"),
-                            n as i64,
-                        );
-                    }
-                }
+            self.floating_ips(cloud, &mut report).await;
+        }
+        report
+    }
+
+    /// Deletes every floating IP not attached to a port, logging each.
+    async fn floating_ips(&mut self, cloud: &dyn CloudDriver, report: &mut LeakPassReport) {
+        let fips = match cloud.list_floating_ips().await {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(e);
+                return;
+            }
+        };
+        let provider = &self.settings.provider;
+        for fip in fips.into_iter().filter(|f| !f.is_attached()) {
+            tracing::info!(%provider, floating_ip = %fip.id, address = %fip.floating_ip_address,
+                "deleting leaked floating IP");
+            match cloud.delete_floating_ip(&fip.id).await {
+                Ok(()) => report.floating_ips += 1,
                 Err(e) => report.errors.push(e),
             }
         }
-        report
+        if report.floating_ips > 0 {
+            tracing::info!(%provider, count = report.floating_ips, "removed unattached floating IPs");
+            self.statsd.count(
+                &names::leaked(provider, "floatingips"),
+                report.floating_ips as i64,
+            );
+        }
     }
 
     async fn instances(
@@ -200,6 +219,7 @@ impl LeakCleaner {
         for id in current.intersection(&prev.ids) {
             match cloud.delete_port(id).await {
                 Ok(()) => {
+                    tracing::info!(provider = %self.settings.provider, port = %id, "removed DOWN port");
                     report.ports += 1;
                     remaining.remove(id);
                 }

@@ -1,4 +1,4 @@
-//! Server name and instance metadata written to the cloud (reference §9). Leak
+//! Server name and instance metadata written to the cloud. Leak
 //! detection and unmanaged-quota accounting key off the `nodepool_*` keys written here,
 //! so every launch must go through [`build_metadata`].
 //!
@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 
 use nodepool_shared::model::NodeRequest;
+use nodepool_shared::pyfmt::{self, FormatError};
 use serde_json::{Map, Value};
-
-use super::pyformat::{self, FormatError};
 
 /// Metadata key: the node id.
 pub const NODE_ID: &str = "nodepool_node_id";
@@ -115,7 +114,9 @@ pub struct ServerMetadata {
     pub errors: Vec<MetadataError>,
 }
 
-/// Builds the server metadata (reference §9).
+/// Builds the server metadata: `groups` (`<provider>,<image>,<label>`), then the label's
+/// `instance-properties` and formatted `dynamic-instance-properties`, then (overriding
+/// them) `nodepool_node_id`, `nodepool_pool_name` and `nodepool_provider_name`.
 pub fn build_metadata(input: &MetadataInput) -> ServerMetadata {
     let mut meta = BTreeMap::new();
     meta.insert(
@@ -129,7 +130,7 @@ pub fn build_metadata(input: &MetadataInput) -> ServerMetadata {
     args.insert("request".into(), input.request.to_value());
     let mut errors = Vec::new();
     for (k, template) in &input.dynamic_instance_properties {
-        match pyformat::format(template, &args) {
+        match pyfmt::format(template, &args) {
             Ok(v) => {
                 meta.insert(k.clone(), v);
             }
@@ -223,5 +224,23 @@ mod tests {
             "{request.requestor}/{request.labels}".to_string(),
         )]);
         assert_eq!(build_metadata(&i).meta["x"], "None/['a', 'b']");
+    }
+
+    /// `!r` prints floats and control characters as Python's `repr()` does.
+    #[test]
+    fn repr_of_floats_and_control_characters() {
+        let mut i = input();
+        i.request.created_time = Some(1e-7);
+        i.request.requestor = Some("zu\x01ul\u{7f}".into());
+        i.request.requestor_data = json!({"t": 1e16, "p": "tab\there"});
+        i.dynamic_instance_properties = BTreeMap::from([
+            ("t".to_string(), "{request.created_time!r}".to_string()),
+            ("who".to_string(), "{request.requestor!r}".to_string()),
+            ("data".to_string(), "{request.requestor_data}".to_string()),
+        ]);
+        let m = build_metadata(&i);
+        assert_eq!(m.meta["t"], "1e-07");
+        assert_eq!(m.meta["who"], "'zu\\x01ul\\x7f'");
+        assert_eq!(m.meta["data"], "{'t': 1e+16, 'p': 'tab\\there'}");
     }
 }

@@ -1,7 +1,15 @@
-//! min-ready (reference §3.7): keep `min-ready` ready, unallocated nodes of each label by
+//! min-ready: keep `min-ready` ready, unallocated nodes of each label by
 //! submitting Nodepool's own single-label requests (`900-…`, ephemeral, requestor
 //! `NodePool:min-ready`, `reuse` false), and clean up those requests once they are done
 //! (fulfilled: free the nodes for anybody; failed: just delete).
+//!
+//! A request is only submitted when some started provider can boot the label now
+//! (Nodepool's `labelImageIsAvailable`): a static provider's pool serving the label
+//! counts as able (it manages no images); a diskimage label needs a `ready` upload to
+//! that provider, a cloud-image label needs the image in that provider's cloud (an
+//! `image-id` is taken on trust; a name is looked up, and a missing image is looked up
+//! again only after `image_recheck`, 5 minutes as in Nodepool). Without that check a
+//! label whose image is missing would get a request every second, declined and failed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -12,6 +20,7 @@ use nodepool_shared::zk::ZkLock;
 
 use super::handler::MIN_READY_REQUESTOR;
 use super::node_launch::newest_ready_upload;
+use super::providers::ProviderHandles;
 use super::runtime::LauncherContext;
 
 /// Precedence of min-ready requests.
@@ -35,7 +44,7 @@ impl MinReady {
     }
 
     /// One pass: clean finished requests, then submit what is missing.
-    pub async fn pass(&mut self, ctx: &LauncherContext) {
+    pub async fn pass(&mut self, ctx: &LauncherContext, handles: &ProviderHandles) {
         self.clean(ctx).await;
         let config = ctx.config();
         let served = served_labels(ctx, &config);
@@ -60,28 +69,33 @@ impl MinReady {
                 }
             });
             let want = label.min_ready as usize;
-            if ready >= want || !image_available(ctx, &config, &label.name) {
+            if ready >= want || !image_available(ctx, handles, &config, &label.name).await {
                 continue;
             }
-            for _ in ready..want {
-                let mut req = NodeRequest::new(vec![label.name.clone()], MIN_READY_REQUESTOR);
-                req.reuse = false;
-                match ctx
-                    .store
-                    .create_request(&mut req, MIN_READY_PRECEDENCE, true)
-                    .await
-                {
-                    Ok(id) => {
-                        tracing::info!(label = %label.name, request = %id, "submitted min-ready request");
-                        self.outstanding
-                            .entry(label.name.clone())
-                            .or_default()
-                            .push(id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(label = %label.name, error = %e, "cannot submit min-ready request");
-                        break;
-                    }
+            self.submit(ctx, &label.name, want - ready).await;
+        }
+    }
+
+    /// Submits `n` single-node requests for `label`.
+    async fn submit(&mut self, ctx: &LauncherContext, label: &str, n: usize) {
+        for _ in 0..n {
+            let mut req = NodeRequest::new(vec![label.to_string()], MIN_READY_REQUESTOR);
+            req.reuse = false;
+            match ctx
+                .store
+                .create_request(&mut req, MIN_READY_PRECEDENCE, true)
+                .await
+            {
+                Ok(id) => {
+                    tracing::info!(label, request = %id, "submitted min-ready request");
+                    self.outstanding
+                        .entry(label.to_string())
+                        .or_default()
+                        .push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(label, error = %e, "cannot submit min-ready request");
+                    break;
                 }
             }
         }
@@ -140,31 +154,72 @@ async fn free_node(
     let _ = lock.release().await;
 }
 
-/// Labels some pool of a started provider serves.
+/// Labels some enabled pool of a started provider (of either kind) serves.
 fn served_labels(ctx: &LauncherContext, config: &Config) -> HashSet<String> {
     let started = ctx.provider_names();
-    config
+    let mut labels: HashSet<String> = config
         .providers
         .iter()
         .filter(|p| started.contains(&p.name))
         .flat_map(|p| p.pools.iter())
         .filter(|pool| pool.max_servers.is_none_or(|m| m > 0))
         .flat_map(|pool| pool.labels.iter().map(|l| l.name.clone()))
+        .collect();
+    labels.extend(static_labels(ctx, config));
+    labels
+}
+
+/// Labels some enabled pool of a started static provider serves.
+fn static_labels(ctx: &LauncherContext, config: &Config) -> HashSet<String> {
+    let started = ctx.provider_names();
+    config
+        .static_providers
+        .iter()
+        .filter(|p| started.contains(&p.name))
+        .flat_map(|p| p.pools.iter())
+        .filter(|pool| pool.max_servers.is_none_or(|m| m > 0))
+        .flat_map(|pool| pool.labels())
         .collect()
 }
 
-/// Whether some started provider can boot `label`: a cloud-image label, or a diskimage
-/// label with a ready upload for that provider.
-fn image_available(ctx: &LauncherContext, config: &Config, label: &str) -> bool {
-    let started = ctx.provider_names();
-    config
-        .providers
-        .iter()
-        .filter(|p| started.contains(&p.name))
-        .flat_map(|p| p.pools.iter().map(move |pool| (p, pool)))
-        .filter_map(|(p, pool)| pool.label(label).map(|l| (p, l)))
-        .any(|(p, l)| match &l.image {
-            PoolLabelImage::CloudImage(_) => true,
+/// Whether some started provider with an enabled pool serving `label` can boot it now:
+/// a diskimage label with a ready upload to that provider, or a cloud-image label whose
+/// image its cloud has.
+async fn image_available(
+    ctx: &LauncherContext,
+    handles: &ProviderHandles,
+    config: &Config,
+    label: &str,
+) -> bool {
+    if static_labels(ctx, config).contains(label) {
+        return true;
+    }
+    let mut pools = Vec::new();
+    for p in &config.providers {
+        for pool in &p.pools {
+            if pool.max_servers.is_none_or(|m| m > 0) {
+                pools.push((p, pool));
+            }
+        }
+    }
+    for (p, pool) in pools {
+        let (Some(l), Some(handle)) = (pool.label(label), handles.get(&p.name)) else {
+            continue;
+        };
+        let found = match &l.image {
             PoolLabelImage::DiskImage(image) => newest_ready_upload(ctx, image, &p.name).is_some(),
-        })
+            PoolLabelImage::CloudImage(image) => match handle.cloud_image_id(image).await {
+                Ok(id) => id.is_some(),
+                Err(e) => {
+                    tracing::warn!(provider = %p.name, label, error = %e,
+                        "cannot look up the cloud image for min-ready");
+                    false
+                }
+            },
+        };
+        if found {
+            return true;
+        }
+    }
+    false
 }

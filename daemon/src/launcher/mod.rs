@@ -1,22 +1,45 @@
-//! The cloud-facing half of `nodepool-launcher` (reference §3.5–3.6, §3.8, §3.11, §9),
-//! independent of ZooKeeper: everything here talks to a cloud through
-//! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
-//! the request handlers (which own ZooKeeper) map config and records onto them.
+//! `nodepool-launcher`: fulfils node requests from OpenStack clouds (docs/launcher.md; the
+//! path of one request through these modules is in ARCHITECTURE.md).
 //!
-//! * [`metadata`]: server name and instance metadata (§9).
-//! * [`pyformat`]: the subset of Python `str.format` used by
-//!   `dynamic-instance-properties`.
-//! * [`launch`]: the launch state machine and its driver loop (§3.5).
+//! The ZooKeeper side — tasks that read the tree cache and write records:
+//! * [`daemon`]: the main loop: config (re)loads, ZooKeeper, the tree cache, providers
+//!   and pool workers reconciled with the config, the housekeeping tasks, the web API.
+//! * [`runtime`]: what every task shares (store, cache, statsd, intervals, counters).
+//! * [`tasks`]: tracked tasks and the one way to stop them (cancel, grace, abort).
+//! * [`providers`]: a started provider: cloud lookups, quota usage, the launch gate.
+//! * [`pool_context`]: what a pool worker shares with its handlers.
+//! * [`pool_worker`]: one per provider-pool: assignment passes, declines, accepts.
+//! * [`decline`]: why a pool cannot serve a request, checked before and after accepting.
+//! * [`handler`]: one accepted request: allocation rounds, pause, fulfil.
+//! * [`node_launch`]: the node record of one launch, around the cloud side's launch.
+//! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
+//! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
+//! * [`deleter`]: the DeletedNodeWorker (deletes unlocked used/failed nodes).
+//! * [`cleanup`]: the CleanupWorker (lost requests, leaks, ages, empty znodes).
+//! * [`stats_worker`]: the node gauges, from the election winner only.
+//! * [`zk_stats`]: this launcher's own ZooKeeper gauges.
+//! * [`dump`]: the SIGUSR2 state dump.
+//! * [`zk_retry`]: retrying idempotent writes across a connection loss.
+//!
+//! The cloud side — independent of ZooKeeper: everything here talks to a cloud through
+//! [`CloudDriver`](nodepool_shared::cloud::CloudDriver) and takes plain input structs, so
+//! the ZooKeeper side maps config and records onto them:
+//! * [`metadata`]: server name and instance metadata; `dynamic-instance-properties` are
+//!   rendered by the workspace's one Python-formatting module, [`nodepool_shared::pyfmt`].
+//! * [`launch`]: the launch state machine and its driver loop.
 //! * [`failure`]: launch failures and their statsd keys.
 //! * [`retry`]: the `launch-retries` policy (delete the half-built server, try again).
+//! * [`lookups`]: a provider's cached flavors, networks, images and zones.
 //! * [`backoff`]: bounded exponential polling intervals.
-//! * [`delete`]: the delete state machine (§3.8).
-//! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks (§3.6).
-//! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs (§3.11).
+//! * [`delete`]: the delete state machine.
+//! * [`quota`]: provider limits, unmanaged usage, label needs, the fit checks.
+//! * [`leaks`]: leaked instances, DOWN ports and unattached floating IPs.
+//! * [`static_driver`]: fixed hosts registered as nodes (Nodepool's `static` driver).
 
 pub mod backoff;
 pub mod cleanup;
 pub mod daemon;
+pub mod decline;
 pub mod delete;
 pub mod deleter;
 pub mod dump;
@@ -24,16 +47,19 @@ pub mod failure;
 pub mod handler;
 pub mod launch;
 pub mod leaks;
+pub mod lookups;
 pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
+pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
-pub mod pyformat;
 pub mod quota;
 pub mod retry;
 pub mod runtime;
+pub mod static_driver;
 pub mod stats_worker;
+pub mod tasks;
 pub mod tenant_limits;
 pub mod zk_retry;
 pub mod zk_stats;
@@ -47,4 +73,4 @@ pub use launch::{
 pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
 pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
 pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
-pub use retry::{launch_with_retries, launch_with_retries_reporting, RetryOutcome};
+pub use retry::{launch_with_retries, launch_with_retries_reporting, AttemptOptions, RetryOutcome};

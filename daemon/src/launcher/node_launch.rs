@@ -1,9 +1,11 @@
-//! The ZooKeeper side of launching one node (reference §3.4 "new node", §3.5): create the
+//! The ZooKeeper side of launching one node: create the
 //! `init` record, lock it, `building`, resolve the image and store what the image config
-//! says (username, python_path, shell_type, connection, resources), boot the server via
+//! says (username, python_path, shell_type, connection — from the current config, also
+//! for diskimages — and resources), boot the server via
 //! [`launch_with_retries_reporting`] (storing the server id as soon as it exists, and the
-//! instance facts before the host-key scan), store the instance facts and `ready` — or `aborted` on a quota
-//! error, `failed` after the retries. Launch metrics are emitted here.
+//! instance facts before the host-key scan), store the instance facts and `ready` — or
+//! `aborted` on a quota error, `failed` after the retries. Launch metrics are emitted
+//! here.
 //!
 //! Host keys: unless the label has `host-key-checking: false`, the launch scans the
 //! server's `connection-port` once it is reachable ([`KeyscanSpec`]) and the keys found
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodepool_shared::config::{Pool, PoolLabel, PoolLabelImage, Provider};
+use nodepool_shared::config::{CloudImageRef, Pool, PoolLabel, PoolLabelImage, Provider};
 use nodepool_shared::model::paths;
 use nodepool_shared::model::{Node, NodeId, NodeRequest, NodeState, QuotaInformation, UploadState};
 use nodepool_shared::stats::names;
@@ -26,7 +28,7 @@ use super::failure::LaunchError;
 use super::launch::{ImageRef, KeyscanSpec, LaunchProgress, LaunchSpec};
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
 use super::providers::{flavor_spec, ProviderHandle};
-use super::retry::launch_with_retries_reporting;
+use super::retry::{launch_with_retries_reporting, AttemptOptions, RetryOutcome};
 use super::runtime::{Counters, LauncherContext};
 
 /// How a launch ended.
@@ -205,6 +207,12 @@ pub fn newest_ready_upload(
         .map(|u| u.upload.clone())
 }
 
+/// The image of a label. For a diskimage: the newest ready upload, with `username`,
+/// `python-path` and `shell-type` from the current config's diskimage and the
+/// connection from the provider's diskimage entry (as Nodepool does; the upload record's
+/// copies may be from an older config). For a cloud image: its config entry; an
+/// `image-name` is looked up now (so a missing image fails early) and again by every
+/// attempt through the provider's caches.
 async fn choose_image(
     ctx: &LauncherContext,
     provider: &ProviderHandle,
@@ -214,14 +222,19 @@ async fn choose_image(
         PoolLabelImage::DiskImage(name) => {
             let upload = newest_ready_upload(ctx, name, &order.provider.name)
                 .ok_or_else(|| LaunchError::ImageNotFound(format!("{name} (no ready upload)")))?;
+            let config = ctx.config();
+            let di = config.diskimage(name);
             let pdi = order.provider.diskimage(name);
             Ok(ImageChoice {
                 image: ImageRef::Id(upload.external_id.clone().unwrap_or_default()),
                 image_id: upload.path(),
                 image_name: name.clone(),
-                username: upload.username.clone(),
-                python_path: upload.python_path.clone(),
-                shell_type: upload.shell_type.clone(),
+                username: di.map(|d| d.username.clone()).or(upload.username),
+                python_path: di.map(|d| d.python_path.clone()).or(upload.python_path),
+                shell_type: match di {
+                    Some(d) => d.shell_type.clone(),
+                    None => upload.shell_type,
+                },
                 connection_type: pdi
                     .map(|d| d.connection_type.clone())
                     .unwrap_or_else(|| "ssh".into()),
@@ -239,7 +252,10 @@ async fn choose_image(
                 .await?
                 .ok_or_else(|| LaunchError::ImageNotFound(name.clone()))?;
             Ok(ImageChoice {
-                image: ImageRef::Id(id),
+                image: match &ci.image {
+                    CloudImageRef::Name(n) => ImageRef::Name(n.clone()),
+                    CloudImageRef::Id(_) => ImageRef::Id(id),
+                },
                 image_id: name.clone(),
                 image_name: name.clone(),
                 username: ci.username.clone(),
@@ -288,53 +304,8 @@ fn launch_stats(
     }
 }
 
-/// Boots the server for a `building` node and stores the outcome (the lock stays held).
-pub async fn run_launch(
-    ctx: Arc<LauncherContext>,
-    provider: Arc<ProviderHandle>,
-    order: NodeOrder,
-    mut owned: OwnedNode,
-) -> (OwnedNode, LaunchResult) {
-    let _active = provider.launch_started();
-    Counters::bump(&ctx.counters.launches_started);
-    let started = tokio::time::Instant::now();
-    let image = match choose_image(&ctx, &provider, &order).await {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::error!(node = %owned.node.id, error = %e, "cannot launch node");
-            launch_stats(
-                &ctx,
-                &order,
-                owned.node.az.as_deref(),
-                e.stats_key(),
-                started.elapsed(),
-            );
-            return fail(&ctx, owned, e.to_string()).await;
-        }
-    };
-    let flavor = provider.flavor(&order.label).await.ok();
-    {
-        let n = &mut owned.node;
-        n.image_id = Some(image.image_id.clone());
-        n.username = image.username.clone();
-        n.python_path = image.python_path.clone();
-        n.shell_type = image.shell_type.clone();
-        n.connection_type = Some(image.connection_type.clone());
-        n.connection_port = image.connection_port;
-        if let Some(f) = &flavor {
-            let bfv = order
-                .label
-                .boot_from_volume
-                .then_some(order.label.volume_size);
-            n.resources = Some(f.quota(bfv).to_resources());
-        }
-    }
-    if let Err(e) = owned.store(&ctx).await {
-        if owned.lock_lost() {
-            return abandon(&ctx, &order, owned, started.elapsed());
-        }
-        return fail(&ctx, owned, format!("storing node: {e}")).await;
-    }
+/// The server create for `owned` as the label, pool, provider and image ask for it.
+fn launch_spec(order: &NodeOrder, owned: &OwnedNode, image: ImageChoice) -> LaunchSpec {
     let meta = build_metadata(&MetadataInput {
         node_id: owned.node.id.as_str().to_string(),
         provider: order.provider.name.clone(),
@@ -345,7 +316,7 @@ pub async fn run_launch(
         dynamic_instance_properties: order.label.dynamic_instance_properties.clone(),
         request: RequestAttributes::from_request(&order.request),
     });
-    let spec = LaunchSpec {
+    LaunchSpec {
         name: server_name(owned.node.id.as_str()),
         flavor: flavor_spec(&order.label),
         image: image.image,
@@ -369,114 +340,207 @@ pub async fn run_launch(
         cloud: Some(order.provider.cloud.clone()),
         region: order.provider.region_name.clone(),
         ..Default::default()
-    };
-    let az = order.az.clone();
-    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
-    let launch = launch_with_retries_reporting(
-        provider.runtime.driver.as_ref(),
-        &spec,
-        order.provider.launch_retries,
-        DELETE_TIMEOUT,
-        Some(progress_tx),
-        |err, elapsed| {
-            if !err.is_quota() {
-                launch_stats(&ctx, &order, az.as_deref(), err.stats_key(), elapsed);
+    }
+}
+
+/// One node launch, phase by phase: [`prepare`](Self::prepare) (image, node fields),
+/// [`boot`](Self::boot) (the server, with retries, storing progress), then
+/// [`finish`](Self::finish) (`ready`, `aborted` or `failed`).
+struct NodeLaunch<'a> {
+    ctx: &'a Arc<LauncherContext>,
+    provider: &'a Arc<ProviderHandle>,
+    order: &'a NodeOrder,
+    started: tokio::time::Instant,
+}
+
+/// A launch that ended early, with what to hand back.
+type Ended = (OwnedNode, LaunchResult);
+
+impl NodeLaunch<'_> {
+    /// Stats for `result` with the node's (or the order's) AZ.
+    fn stats(&self, az: Option<&str>, result: &str) {
+        launch_stats(self.ctx, self.order, az, result, self.started.elapsed());
+    }
+
+    /// Chooses the image and stores what the node gets from it and from the flavor.
+    async fn prepare(&self, mut owned: OwnedNode) -> Result<(OwnedNode, ImageChoice), Ended> {
+        let image = match choose_image(self.ctx, self.provider, self.order).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(node = %owned.node.id, error = %e, "cannot launch node");
+                self.stats(owned.node.az.as_deref(), e.stats_key());
+                return Err(fail(self.ctx, owned, e.to_string()).await);
             }
-        },
-    );
-    tokio::pin!(launch);
-    let lost = owned.lock.lost();
-    tokio::pin!(lost);
-    // Store each attempt's server id as soon as it exists (§3.5.3): a launcher that dies
-    // now leaves a node whose server the deleter can find. Then, as Nodepool does, the
-    // instance facts (addresses …) once the server is up, before the host-key scan.
-    let outcome = loop {
-        tokio::select! {
-            out = &mut launch => break out,
-            // The session (and with it the node lock) is gone: stop here. Whoever cleans
-            // up the unlocked node deletes its server (or the leak cleanup does).
-            () = &mut lost => {
-                return abandon(&ctx, &order, owned, started.elapsed());
+        };
+        let flavor = self.provider.flavor(&self.order.label).await.ok();
+        let n = &mut owned.node;
+        n.image_id = Some(image.image_id.clone());
+        n.username = image.username.clone();
+        n.python_path = image.python_path.clone();
+        n.shell_type = image.shell_type.clone();
+        n.connection_type = Some(image.connection_type.clone());
+        n.connection_port = image.connection_port;
+        if let Some(f) = &flavor {
+            let label = &self.order.label;
+            let bfv = label.boot_from_volume.then_some(label.volume_size);
+            n.resources = Some(f.quota(bfv).to_resources());
+        }
+        if let Err(e) = owned.store(self.ctx).await {
+            if owned.lock_lost() {
+                return Err(self.abandon(owned));
             }
-            Some(progress) = progress_rx.recv() => {
-                let what = match progress {
-                    LaunchProgress::Created(server_id) => {
-                        owned.node.external_id = Some(server_id);
-                        "server id"
+            return Err(fail(self.ctx, owned, format!("storing node: {e}")).await);
+        }
+        Ok((owned, image))
+    }
+
+    fn abandon(&self, owned: OwnedNode) -> Ended {
+        abandon(self.ctx, self.order, owned, self.started.elapsed())
+    }
+
+    /// Boots the server (with `launch-retries`), storing each attempt's server id as soon
+    /// as it exists (a launcher that dies now leaves a node whose server the
+    /// deleter can find) and, as Nodepool does, the instance facts once the server is up,
+    /// before the host-key scan. Stops when the node lock goes with the session.
+    async fn boot(
+        &self,
+        mut owned: OwnedNode,
+        spec: &LaunchSpec,
+    ) -> Result<(OwnedNode, RetryOutcome), Ended> {
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+        let opts = AttemptOptions {
+            progress: Some(progress_tx),
+            lookups: Some(self.provider.lookups.clone()),
+        };
+        let az = self.order.az.clone();
+        let launch = launch_with_retries_reporting(
+            self.provider.runtime.driver.as_ref(),
+            spec,
+            self.order.provider.launch_retries,
+            DELETE_TIMEOUT,
+            &opts,
+            |err, elapsed| {
+                if !err.is_quota() {
+                    launch_stats(
+                        self.ctx,
+                        self.order,
+                        az.as_deref(),
+                        err.stats_key(),
+                        elapsed,
+                    );
+                }
+            },
+        );
+        tokio::pin!(launch);
+        let lost = owned.lock.lost();
+        tokio::pin!(lost);
+        let outcome = loop {
+            tokio::select! {
+                out = &mut launch => break out,
+                // The session (and with it the node lock) is gone: stop here. Whoever
+                // cleans up the unlocked node deletes its server (or the leak cleanup does).
+                () = &mut lost => return Err(self.abandon(owned)),
+                Some(progress) = progress_rx.recv() => {
+                    let what = match progress {
+                        LaunchProgress::Created(server_id) => {
+                            owned.node.external_id = Some(server_id);
+                            "server id"
+                        }
+                        LaunchProgress::Reachable(facts) => {
+                            facts.apply_to(&mut owned.node);
+                            "instance facts"
+                        }
+                    };
+                    if let Err(e) = owned.store(self.ctx).await {
+                        tracing::warn!(node = %owned.node.id, error = %e, "cannot store {what}");
                     }
-                    LaunchProgress::Reachable(facts) => {
-                        facts.apply_to(&mut owned.node);
-                        "instance facts"
-                    }
-                };
-                if let Err(e) = owned.store(&ctx).await {
-                    tracing::warn!(node = %owned.node.id, error = %e, "cannot store {what}");
                 }
             }
-        }
-    };
-    match outcome.result {
-        Ok(facts) => {
-            facts.apply_to(&mut owned.node);
-            if owned.node.resources.is_none() {
-                owned.node.resources = Some(facts.resources.to_resources());
-            }
-            owned.node.set_state(NodeState::Ready);
-            if let Err(e) = owned.store(&ctx).await {
-                if owned.lock_lost() {
-                    return abandon(&ctx, &order, owned, started.elapsed());
+        };
+        Ok((owned, outcome))
+    }
+
+    /// Stores how the launch ended: `ready`, `aborted` (cloud quota; the provider quota
+    /// cache is invalidated) or `failed`.
+    async fn finish(&self, mut owned: OwnedNode, outcome: RetryOutcome) -> Ended {
+        let order = self.order;
+        match outcome.result {
+            Ok(facts) => {
+                facts.apply_to(&mut owned.node);
+                if owned.node.resources.is_none() {
+                    owned.node.resources = Some(facts.resources.to_resources());
                 }
-                return fail(&ctx, owned, format!("storing ready node: {e}")).await;
+                owned.node.set_state(NodeState::Ready);
+                if let Err(e) = owned.store(self.ctx).await {
+                    if owned.lock_lost() {
+                        return self.abandon(owned);
+                    }
+                    return fail(self.ctx, owned, format!("storing ready node: {e}")).await;
+                }
+                self.stats(owned.node.az.as_deref(), names::result::READY);
+                Counters::bump(&self.ctx.counters.launches_ready);
+                tracing::info!(node = %owned.node.id, server = ?owned.node.external_id,
+                    request = %order.request.id, "node ready");
+                (owned, LaunchResult::Ready)
             }
-            launch_stats(
-                &ctx,
-                &order,
-                owned.node.az.as_deref(),
-                names::result::READY,
-                started.elapsed(),
-            );
-            Counters::bump(&ctx.counters.launches_ready);
-            tracing::info!(node = %owned.node.id, server = ?owned.node.external_id,
-                request = %order.request.id, "node ready");
-            (owned, LaunchResult::Ready)
-        }
-        Err(e) if e.is_quota() => {
-            launch_stats(
-                &ctx,
-                &order,
-                az.as_deref(),
-                e.stats_key(),
-                started.elapsed(),
-            );
-            provider.runtime.quota.invalidate();
-            tracing::warn!(node = %owned.node.id, error = %e, "launch aborted by cloud quota");
-            owned.node.external_id = outcome.external_id.or(owned.node.external_id.take());
-            owned.node.set_state(NodeState::Aborted);
-            if let Err(err) = owned.store(&ctx).await {
-                tracing::warn!(node = %owned.node.id, error = %err, "cannot store aborted node");
+            Err(e) if e.is_quota() => {
+                self.stats(order.az.as_deref(), e.stats_key());
+                self.provider.runtime.quota.invalidate();
+                tracing::warn!(node = %owned.node.id, error = %e, "launch aborted by cloud quota");
+                owned.node.external_id = outcome.external_id.or(owned.node.external_id.take());
+                owned.node.set_state(NodeState::Aborted);
+                if let Err(err) = owned.store(self.ctx).await {
+                    tracing::warn!(node = %owned.node.id, error = %err, "cannot store aborted node");
+                }
+                Counters::bump(&self.ctx.counters.launches_failed);
+                (owned, LaunchResult::Aborted)
             }
-            Counters::bump(&ctx.counters.launches_failed);
-            (owned, LaunchResult::Aborted)
-        }
-        Err(e) => {
-            if matches!(
-                e,
-                LaunchError::FlavorNotFound { .. } | LaunchError::ImageNotFound(_)
-            ) {
-                provider.forget_lookups();
+            Err(e) => {
+                if matches!(
+                    e,
+                    LaunchError::FlavorNotFound { .. } | LaunchError::ImageNotFound(_)
+                ) {
+                    self.provider.forget_lookups();
+                }
+                tracing::error!(node = %owned.node.id, attempts = outcome.attempts, error = %e,
+                    "launch failed");
+                if let Some(id) = outcome.external_id {
+                    owned.node.external_id = Some(id);
+                }
+                fail(self.ctx, owned, e.to_string()).await
             }
-            tracing::error!(node = %owned.node.id, attempts = outcome.attempts, error = %e,
-                "launch failed");
-            if let Some(id) = outcome.external_id {
-                owned.node.external_id = Some(id);
-            }
-            fail(&ctx, owned, e.to_string()).await
         }
     }
 }
 
+/// Boots the server for a `building` node and stores the outcome (the lock stays held).
+pub async fn run_launch(
+    ctx: Arc<LauncherContext>,
+    provider: Arc<ProviderHandle>,
+    order: NodeOrder,
+    owned: OwnedNode,
+) -> (OwnedNode, LaunchResult) {
+    let _active = provider.launch_started();
+    Counters::bump(&ctx.counters.launches_started);
+    let launch = NodeLaunch {
+        ctx: &ctx,
+        provider: &provider,
+        order: &order,
+        started: tokio::time::Instant::now(),
+    };
+    let (owned, image) = match launch.prepare(owned).await {
+        Ok(p) => p,
+        Err(ended) => return ended,
+    };
+    let spec = launch_spec(&order, &owned, image);
+    match launch.boot(owned, &spec).await {
+        Ok((owned, outcome)) => launch.finish(owned, outcome).await,
+        Err(ended) => ended,
+    }
+}
+
 /// Gives up a launch whose node lock went with the ZooKeeper session
-/// (`nodepool.launch.error.zksession`, reference §3.5): nothing more is written, the
+/// (`nodepool.launch.error.zksession`): nothing more is written, the
 /// node now belongs to whoever cleans up unlocked nodes.
 fn abandon(
     ctx: &LauncherContext,

@@ -1,38 +1,52 @@
-//! One provider-pool worker (reference §3.2–3.3): registers the pool component, and on
-//! every tree-cache change (or a short fallback tick for timeouts and paused handlers)
-//! runs an assignment pass over the cached requests: serviceable ones first, then by
-//! priority; skips, yields and defers as Nodepool does (also for tenant limits); declines what this pool can never
-//! serve; locks and hands the rest to a [`Handler`] task each.
+//! One provider-pool worker: registers the pool component, and on
+//! every tree-cache change, config reload or handler pause (or a short fallback tick for
+//! timeouts) runs an assignment pass over the cached requests: serviceable ones first,
+//! then by priority; skips, yields and defers as Nodepool does (also for tenant limits);
+//! declines what this pool can never serve; locks and hands the rest to a [`Handler`]
+//! task each.
+//!
+//! The worker reads its pool from the current config on every pass (see
+//! `pool_context`): a reload that changes the pool updates the component (`supported_labels`,
+//! `priority`) without restarting the worker, so its id stays. The main loop stops it
+//! when the pool or its provider leaves the config; its handlers run on (a waiting one
+//! declines at its next retry) in the launcher's handler group.
+//!
+//! A pass, phase by phase: [`pending_in_order`] (requests to look at, sorted),
+//! [`yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
+//! pool's state), [`lock_fresh`] (lock and re-read), then a decline or [`hand_over`]
+//! (reserve its quota, start its handler; a pool without quota takes at most one).
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nodepool_shared::config::{Pool, PoolLabelImage, Provider};
+use nodepool_shared::config::{Pool, Provider};
 use nodepool_shared::model::{
-    paths, pool_worker_id, Component, ComponentKind, ComponentState, NodeId, NodeRequest, PoolInfo,
+    paths, Component, ComponentKind, ComponentState, NodeId, NodeRequest, PoolInfo,
     QuotaInformation, RequestId, RequestState,
 };
 use nodepool_shared::stats::names;
-use nodepool_shared::zk::{ComponentRegistration, ZkLock};
-use tokio::sync::watch;
+use nodepool_shared::zk::{CachedRequest, ComponentRegistration, ZkLock};
 use tokio_util::sync::CancellationToken;
 
-use super::handler::{decline_request, Handler, PoolContext};
-use super::node_launch::newest_ready_upload;
+use super::decline::{decline_reason, decline_request, DeclineReason};
+use super::handler::Handler;
+use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
 use super::tenant_limits::{self, TenantCheck};
+use nodepool_shared::sync::MutexExt;
 
 /// The version written into component records.
-pub const COMPONENT_VERSION: &str = "11.0.0";
+pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
 
 /// A registered pool as the assignment pass sees it.
 #[derive(Clone, Debug)]
-struct OnlinePool {
+pub(crate) struct OnlinePool {
     id: String,
     provider: String,
     labels: HashSet<String>,
@@ -40,7 +54,8 @@ struct OnlinePool {
     paused: bool,
 }
 
-fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
+/// The pools registered now (from the cache).
+pub(crate) fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
     ctx.cache
         .components(ComponentKind::Pool)
         .iter()
@@ -72,93 +87,158 @@ pub fn pool_component(hostname: &str, worker_id: &str, provider: &str, pool: &Po
     c
 }
 
-/// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
-/// Handlers already started finish on their own.
-pub async fn run(
-    ctx: Arc<LauncherContext>,
-    provider: Arc<ProviderHandle>,
-    provider_config: Provider,
-    pool: Pool,
-    stop: CancellationToken,
-) {
-    let worker_id = pool_worker_id(&ctx.fqdn, &provider_config.name, &pool.name);
-    let task = format!("PoolWorker.{}-{}", provider_config.name, pool.name);
-    let component = pool_component(&ctx.hostname, &worker_id, &provider_config.name, &pool);
-    let registration = loop {
-        match ctx.store.register_component(component.clone()).await {
-            Ok(r) => break r,
-            Err(e) => {
-                tracing::warn!(pool = %task, error = %e, "cannot register pool component; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+/// A worker's component registration, shared with the main loop: a worker aborted after
+/// its grace period cannot unregister itself, so the main loop does it.
+#[derive(Clone, Default)]
+pub struct RegistrationSlot(Arc<Mutex<Option<Arc<ComponentRegistration>>>>);
+
+impl RegistrationSlot {
+    pub(crate) fn set(&self, r: Arc<ComponentRegistration>) {
+        *self.0.lock_or_recover() = Some(r);
+    }
+
+    /// Removes the component record, once (later calls do nothing). Call it after the
+    /// worker ended (by itself or aborted), so that nobody else holds the registration.
+    pub async fn unregister(&self) {
+        let taken = self.0.lock_or_recover().take();
+        let Some(r) = taken else {
+            return;
+        };
+        match Arc::try_unwrap(r) {
+            Ok(r) => {
+                if let Err(e) = r.unregister().await {
+                    tracing::warn!(error = %e, "cannot unregister pool component");
                 }
             }
+            Err(r) => {
+                tracing::warn!(path = %r.path(), "pool component still in use; not unregistered");
+            }
         }
+    }
+}
+
+/// What the component says now (updated when the config or the pause changes it).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Published {
+    pub labels: Vec<String>,
+    pub priority: i64,
+    pub paused: bool,
+}
+
+/// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
+/// Its handlers go on in the launcher's handler group.
+pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: CancellationToken) {
+    let ctx = pc.ctx.clone();
+    let task = pc.task_name();
+    let Ok(view) = pc.view() else {
+        return;
     };
-    tracing::info!(pool = %task, id = %worker_id, "pool worker started");
-    let (paused_tx, mut paused_rx) = watch::channel(0usize);
-    let pc = Arc::new(PoolContext {
-        ctx: ctx.clone(),
-        provider,
-        provider_config,
-        pool,
-        worker_id: worker_id.clone(),
-        paused: paused_tx,
-        handling: Mutex::new(HashSet::new()),
-        tenant_claims: Mutex::new(HashMap::new()),
-    });
-    wait_visible(&ctx, &worker_id, &stop).await;
+    let mut published = Published {
+        labels: view.label_names(),
+        priority: view.pool().priority,
+        paused: false,
+    };
+    let component = pool_component(&ctx.hostname, &pc.worker_id, &pc.provider_name, view.pool());
+    drop(view);
+    let Some(registration) = register(&ctx, &task, component, &stop).await else {
+        return;
+    };
+    let registration = Arc::new(registration);
+    slot.set(registration.clone());
+    tracing::info!(pool = %task, id = %pc.worker_id, "pool worker started");
+    let mut paused_rx = pc.paused.subscribe();
+    wait_visible(&ctx, &pc.worker_id, &stop).await;
     let mut generation = ctx.cache.watch_generation();
+    let mut config = ctx.config.clone();
     let mut last_gauge: Option<tokio::time::Instant> = None;
-    let mut component_paused = false;
     loop {
         generation.borrow_and_update();
-        ctx.set_task_state(&task, "assigning");
-        assign_pass(&pc).await;
-        if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            max_servers_gauge(&pc);
-            tenant_limits::emit_gauges(&ctx);
-            last_gauge = Some(tokio::time::Instant::now());
+        config.borrow_and_update();
+        match pc.view() {
+            Ok(view) => {
+                ctx.set_task_state(&task, "assigning");
+                assign_pass(&pc, &view).await;
+                if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    max_servers_gauge(&ctx, view.provider_config());
+                    tenant_limits::emit_gauges(&ctx);
+                    last_gauge = Some(tokio::time::Instant::now());
+                }
+                let want = Published {
+                    labels: view.label_names(),
+                    priority: view.pool().priority,
+                    paused: pc.is_paused(),
+                };
+                publish(&registration, &mut published, want).await;
+            }
+            // The main loop stops this worker soon; its handlers see the same.
+            Err(gone) => tracing::debug!(pool = %task, %gone, "pool not in the current config"),
         }
-        let paused = pc.is_paused();
-        if paused != component_paused {
-            component_paused = paused;
-            update_paused(&registration, paused).await;
-        }
-        ctx.set_task_state(&task, if paused { "paused" } else { "idle" });
+        ctx.set_task_state(&task, if pc.is_paused() { "paused" } else { "idle" });
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = ctx.cancel.cancelled() => break,
             _ = generation.changed() => {}
             _ = paused_rx.changed() => {}
+            Ok(()) = config.changed() => {}
             _ = tokio::time::sleep(ctx.intervals.pool_tick) => {}
         }
     }
-    ctx.task_states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&task);
-    if let Err(e) = registration.unregister().await {
-        tracing::warn!(pool = %task, error = %e, "cannot unregister pool component");
-    }
+    ctx.task_states.lock_or_recover().remove(&task);
+    drop(registration);
+    slot.unregister().await;
     tracing::info!(pool = %task, "pool worker stopped");
 }
 
-async fn update_paused(registration: &ComponentRegistration, paused: bool) {
-    let r = registration
-        .update(|c| {
-            if let Some(p) = c.pool.as_mut() {
-                p.paused = paused;
+/// Registers the component, retrying until it works or the worker is stopped.
+pub(crate) async fn register(
+    ctx: &LauncherContext,
+    task: &str,
+    component: Component,
+    stop: &CancellationToken,
+) -> Option<ComponentRegistration> {
+    loop {
+        match ctx.store.register_component(component.clone()).await {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                tracing::warn!(pool = %task, error = %e, "cannot register pool component; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = ctx.cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "cannot update pool component paused flag");
+        }
     }
 }
 
-async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
+/// Writes the component when what it should say changed (retried on the next loop if
+/// the write fails).
+pub(crate) async fn publish(
+    registration: &ComponentRegistration,
+    published: &mut Published,
+    want: Published,
+) {
+    if *published == want {
+        return;
+    }
+    let w = want.clone();
+    let r = registration
+        .update(move |c| {
+            if let Some(p) = c.pool.as_mut() {
+                p.supported_labels = w.labels;
+                p.priority = w.priority;
+                p.paused = w.paused;
+            }
+        })
+        .await;
+    match r {
+        Ok(()) => *published = want,
+        Err(e) => tracing::warn!(error = %e, "cannot update pool component"),
+    }
+}
+
+/// Waits (at most [`REGISTRATION_VISIBLE`]) until the cache shows the component `id`.
+pub(crate) async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken) {
     let deadline = tokio::time::Instant::now() + REGISTRATION_VISIBLE;
     let mut generation = ctx.cache.watch_generation();
     while !online_pools(ctx).iter().any(|p| p.id == id) {
@@ -174,11 +254,11 @@ async fn wait_visible(ctx: &LauncherContext, id: &str, stop: &CancellationToken)
 /// A pool without `max-servers` is unlimited, which makes the sum infinite: then the
 /// gauge is sent as `inf` (`…max_servers:inf|g`), the value Python Nodepool sends for
 /// its `math.inf` sum.
-fn max_servers_gauge(pc: &PoolContext) {
-    let key = names::provider_max_servers(&pc.provider_config.name);
-    match provider_max_servers(&pc.provider_config) {
-        Some(total) => pc.ctx.statsd.gauge(&key, total),
-        None => pc.ctx.statsd.gauge_f64(&key, f64::INFINITY),
+fn max_servers_gauge(ctx: &LauncherContext, provider: &Provider) {
+    let key = names::provider_max_servers(&provider.name);
+    match provider_max_servers(provider) {
+        Some(total) => ctx.statsd.gauge(&key, total),
+        None => ctx.statsd.gauge_f64(&key, f64::INFINITY),
     }
 }
 
@@ -191,58 +271,66 @@ pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
         .try_fold(0u64, |acc, p| p.max_servers.map(|m| acc + m.max(0) as u64))
 }
 
-/// Why this pool must decline `req`, if it must (§3.3.4).
-pub async fn decline_reason(pc: &PoolContext, req: &NodeRequest) -> Option<String> {
-    if pc.pool.max_servers.is_some_and(|m| m <= 0) {
-        return Some("pool is disabled by max_servers".into());
+/// One assignment pass over the cached requests (see the module doc for the phases).
+pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
+    if view.provider_config().max_concurrency == 0 {
+        return;
     }
-    let missing: Vec<&String> = req
-        .node_types
-        .iter()
-        .filter(|l| pc.label(l).is_none())
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!("node type(s) {missing:?} not available"));
+    let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
+    let requests = pending_in_order(pc, &my_labels);
+    if requests.is_empty() {
+        return;
     }
-    let mut labels = Vec::with_capacity(req.node_types.len());
-    for name in &req.node_types {
-        let Some(label) = pc.label(name) else {
+    let online = online_pools(&pc.ctx);
+    // Tenant usage scans every cached node: once per tenant per pass, not per request.
+    let mut tenant_usage = tenant_limits::UsageMemo::new();
+    for cached in requests {
+        if pc.ctx.cancel.is_cancelled() {
+            return;
+        }
+        let req = &cached.request;
+        if yields(pc, view, &online, req) {
+            continue;
+        }
+        let Some(admission) = admit(pc, view, req, &mut tenant_usage).await else {
             continue;
         };
-        let available = match &label.image {
-            PoolLabelImage::DiskImage(image) => {
-                newest_ready_upload(&pc.ctx, image, pc.provider.name()).is_some()
-            }
-            PoolLabelImage::CloudImage(image) => {
-                !matches!(pc.provider.cloud_image_id(image).await, Ok(None))
-            }
+        let Some((mut lock, fresh)) = lock_fresh(pc, req).await else {
+            continue;
         };
-        if !available {
-            return Some("images are not available".into());
-        }
-        labels.push(label);
-    }
-    match pc.provider.could_ever_fit(&pc.ctx, &pc.pool, &labels).await {
-        Ok(false) => Some("it would exceed quota".into()),
-        Ok(true) => None,
-        Err(e) => {
-            // Cannot tell now (cloud trouble): let the handler find out.
-            tracing::warn!(pool = %pc.worker_id, error = %e, "quota check failed");
-            None
+        match admission {
+            Admission::Decline(reason) => {
+                if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
+                    tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
+                }
+                let _ = lock.release().await;
+            }
+            Admission::Accept(tenant_claim) => {
+                if let Some((tenant, _)) = &tenant_claim {
+                    tenant_usage.remove(tenant);
+                }
+                if hand_over(pc, view, fresh, lock, tenant_claim).await == Flow::StopPass {
+                    return;
+                }
+            }
         }
     }
 }
 
-/// One assignment pass over the cached requests.
-pub async fn assign_pass(pc: &Arc<PoolContext>) {
-    let ctx = &pc.ctx;
-    let max_concurrency = pc.provider_config.max_concurrency;
-    if max_concurrency == 0 {
-        return;
-    }
-    let my_provider = pc.provider_config.name.as_str();
-    let my_labels: HashSet<&str> = pc.pool.labels.iter().map(|l| l.name.as_str()).collect();
-    let mut requests: Vec<_> = ctx
+/// `requested` requests this pool has not declined and does not handle, in Nodepool's
+/// order: those with the fewest labels we do not serve first, then by priority.
+pub(crate) fn pending_in_order(
+    pc: &PoolContext,
+    my_labels: &HashSet<&str>,
+) -> Vec<Arc<CachedRequest>> {
+    let unserved = |r: &NodeRequest| {
+        r.node_types
+            .iter()
+            .filter(|l| !my_labels.contains(l.as_str()))
+            .count()
+    };
+    let mut requests: Vec<(usize, Arc<CachedRequest>)> = pc
+        .ctx
         .cache
         .requests()
         .into_iter()
@@ -251,135 +339,180 @@ pub async fn assign_pass(pc: &Arc<PoolContext>) {
                 && !r.request.declined_by.contains(&pc.worker_id)
                 && !pc.is_handling(&r.request.id)
         })
+        .map(|r| (unserved(&r.request), r))
         .collect();
-    if requests.is_empty() {
-        return;
-    }
-    let unserved = |r: &NodeRequest| {
-        r.node_types
-            .iter()
-            .filter(|l| !my_labels.contains(l.as_str()))
-            .count()
-    };
-    requests.sort_by(|a, b| {
-        unserved(&a.request)
-            .cmp(&unserved(&b.request))
-            .then_with(|| a.request.cmp_priority(&b.request))
+    requests.sort_by(|(ua, a), (ub, b)| match ua.cmp(ub) {
+        Ordering::Equal => a.request.cmp_priority(&b.request),
+        o => o,
     });
-    let online = online_pools(ctx);
-    let mut tenant_usage = tenant_limits::UsageMemo::new();
-    for cached in requests {
-        if ctx.cancel.is_cancelled() {
-            return;
-        }
-        let req = &cached.request;
-        let candidates: Vec<&OnlinePool> = online
-            .iter()
-            .filter(|p| {
-                p.id != pc.worker_id
-                    && !req.declined_by.contains(&p.id)
-                    && req.node_types.iter().all(|l| p.labels.contains(l))
-            })
-            .collect();
-        if let Some(wanted) = req.provider.as_deref() {
-            if wanted != my_provider && candidates.iter().any(|p| p.provider == wanted) {
-                continue;
-            }
-        }
-        if candidates
-            .iter()
-            .any(|p| p.priority < pc.pool.priority && !p.paused)
-        {
-            continue;
-        }
-        if unserved(req) > 0 && !candidates.is_empty() {
-            continue;
-        }
-        let reason = decline_reason(pc, req).await;
-        let mut tenant_claim = None;
-        if reason.is_none() {
-            match tenant_limits::check(pc, req, &mut tenant_usage).await {
-                TenantCheck::Defer => continue,
-                TenantCheck::Fits(claim) => tenant_claim = claim,
-            }
-            if pc.is_paused() {
-                continue;
-            }
-            if max_concurrency > 0 && pc.provider.active_launches() as i64 >= max_concurrency {
-                continue;
-            }
-        }
-        let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
-        match lock.try_acquire().await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::debug!(request = %req.id, error = %e, "cannot lock request");
-                continue;
-            }
-        }
-        let fresh = match ctx.store.get_request(&req.id).await {
-            Ok(Some((r, _)))
-                if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
-            {
-                r
-            }
-            _ => {
-                let _ = lock.release().await;
-                continue;
-            }
-        };
-        if let Some(reason) = reason {
-            if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
-                tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
-            }
-            let _ = lock.release().await;
-            continue;
-        }
-        if !pc.start_handling(&fresh.id) {
-            let _ = lock.release().await;
-            continue;
-        }
-        if let Some((tenant, need)) = tenant_claim {
-            tenant_usage.remove(&tenant);
-            pc.claim_tenant(&fresh.id, tenant, need);
-        }
-        tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
-        // Like Nodepool's pool worker, a pool takes at most one request it has no quota
-        // for: that handler pauses and the pass stops, leaving the rest `requested` for
-        // other pools. While there is room, the request's need is reserved until its
-        // handler has claimed its nodes, so the pass can go on at once (handlers run in
-        // parallel) without taking more than the quota holds.
-        // The check and the claim run under the provider's launch gate, like a handler's
-        // quota check and node claim, so neither sees the other half-way.
-        let reservation = match request_need(pc, &fresh).await {
-            Some(need) => {
-                let _gate = pc.provider.launch_gate.lock().await;
-                if matches!(
-                    pc.provider.has_quota_for(ctx, &pc.pool, &need).await,
-                    Ok(true)
-                ) {
-                    let id = reservation_id(&fresh.id);
-                    pc.provider.claim(id.clone(), need);
-                    Some(id)
-                } else {
-                    None
-                }
-            }
-            None => None,
-        };
-        let (first_round, paused) = tokio::sync::oneshot::channel();
-        let must_wait = reservation.is_none();
-        let handler = Handler::new(pc.clone(), fresh, lock)
-            .report_first_round(first_round)
-            .with_reservation(reservation);
-        tokio::spawn(handler.run());
-        if must_wait {
-            if let Ok(true) = paused.await {
-                return;
-            }
+    requests.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Whether another online pool should have `req`: the provider it asks for, a preferred
+/// (smaller priority) pool that is not paused, or any candidate when we lack a label.
+fn yields(pc: &PoolContext, view: &PoolView, online: &[OnlinePool], req: &NodeRequest) -> bool {
+    let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
+    yields_to_others(pc, view.pool().priority, online, req, lacks_label)
+}
+
+/// [`yields`] for any pool: `priority` is the pool's, `lacks_label` whether it lacks
+/// some label of `req`.
+pub(crate) fn yields_to_others(
+    pc: &PoolContext,
+    priority: i64,
+    online: &[OnlinePool],
+    req: &NodeRequest,
+    lacks_label: bool,
+) -> bool {
+    let candidates: Vec<&OnlinePool> = online
+        .iter()
+        .filter(|p| {
+            p.id != pc.worker_id
+                && !req.declined_by.contains(&p.id)
+                && req.node_types.iter().all(|l| p.labels.contains(l))
+        })
+        .collect();
+    if let Some(wanted) = req.provider.as_deref() {
+        if wanted != pc.provider_name && candidates.iter().any(|p| p.provider == wanted) {
+            return true;
         }
     }
+    if candidates
+        .iter()
+        .any(|p| p.priority < priority && !p.paused)
+    {
+        return true;
+    }
+    lacks_label && !candidates.is_empty()
+}
+
+/// What this pool does with a request it may take.
+enum Admission {
+    /// Decline it (under its lock).
+    Decline(DeclineReason),
+    /// Accept it; when its tenant has limits, the (tenant, need) to count meanwhile.
+    Accept(Option<(String, QuotaInformation)>),
+}
+
+/// Decline or accept `req` — `None` to defer it (tenant limits, our pool paused,
+/// `max-concurrency` reached).
+async fn admit(
+    pc: &PoolContext,
+    view: &PoolView,
+    req: &NodeRequest,
+    tenant_usage: &mut tenant_limits::UsageMemo,
+) -> Option<Admission> {
+    if let Some(reason) = decline_reason(&pc.ctx, view, req).await {
+        return Some(Admission::Decline(reason));
+    }
+    let claim = match tenant_limits::check(pc, view, req, tenant_usage).await {
+        TenantCheck::Defer => return None,
+        TenantCheck::Fits(claim) => claim,
+    };
+    if pc.is_paused() {
+        return None;
+    }
+    let max_concurrency = view.provider_config().max_concurrency;
+    if max_concurrency > 0 && view.provider.active_launches() as i64 >= max_concurrency {
+        return None;
+    }
+    Some(Admission::Accept(claim))
+}
+
+/// Locks `req` without waiting and re-reads it: still `requested` and not declined by
+/// us, or `None` (lock released).
+pub(crate) async fn lock_fresh(
+    pc: &PoolContext,
+    req: &NodeRequest,
+) -> Option<(ZkLock, NodeRequest)> {
+    let ctx = &pc.ctx;
+    let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
+    match lock.try_acquire().await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::debug!(request = %req.id, error = %e, "cannot lock request");
+            return None;
+        }
+    }
+    match ctx.store.get_request(&req.id).await {
+        Ok(Some((r, _)))
+            if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
+        {
+            Some((lock, r))
+        }
+        _ => {
+            let _ = lock.release().await;
+            None
+        }
+    }
+}
+
+/// Whether the pass goes on after a hand-over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    StopPass,
+}
+
+/// Starts the handler of an accepted, locked request.
+///
+/// Like Nodepool's pool worker, a pool takes at most one request it has no quota for:
+/// that handler pauses and the pass stops, leaving the rest `requested` for other pools.
+/// While there is room, the request's need is reserved until its handler has claimed
+/// its nodes, so the pass can go on at once (handlers run in parallel) without taking
+/// more than the quota holds. The check and the claim run under the provider's launch
+/// gate, like a handler's quota check and node claim, so neither sees the other
+/// half-way.
+async fn hand_over(
+    pc: &Arc<PoolContext>,
+    view: &PoolView,
+    fresh: NodeRequest,
+    mut lock: ZkLock,
+    tenant_claim: Option<(String, QuotaInformation)>,
+) -> Flow {
+    if !pc.start_handling(&fresh.id) {
+        let _ = lock.release().await;
+        return Flow::Continue;
+    }
+    if let Some((tenant, need)) = tenant_claim {
+        pc.claim_tenant(&fresh.id, tenant, need);
+    }
+    tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
+    let reservation = reserve(pc, view, &fresh).await;
+    let (first_round, paused) = tokio::sync::oneshot::channel();
+    let must_wait = reservation.is_none();
+    let name = Handler::task_name(&pc.worker_id, &fresh);
+    let handler = Handler::new(pc.clone(), fresh, lock)
+        .report_first_round(first_round)
+        .with_reservation(reservation);
+    pc.handlers.spawn(name, handler.run());
+    if must_wait {
+        if let Ok(true) = paused.await {
+            return Flow::StopPass;
+        }
+    }
+    Flow::Continue
+}
+
+/// Claims the request's need on the provider if it fits now (see [`hand_over`]).
+async fn reserve(
+    pc: &PoolContext,
+    view: &PoolView,
+    req: &NodeRequest,
+) -> Option<(Arc<ProviderHandle>, NodeId)> {
+    let need = request_need(view, req).await?;
+    let provider = &view.provider;
+    let _gate = provider.launch_gate.lock().await;
+    if !matches!(
+        provider.has_quota_for(&pc.ctx, view.pool(), &need).await,
+        Ok(true)
+    ) {
+        return None;
+    }
+    let id = reservation_id(&req.id);
+    provider.claim(id.clone(), need);
+    Some((provider.clone(), id))
 }
 
 /// The claim key of a request's reservation (never a node id: those are digits).
@@ -388,11 +521,11 @@ pub fn reservation_id(id: &RequestId) -> NodeId {
 }
 
 /// The quota the request's labels need in this pool, if every label's flavor is known.
-async fn request_need(pc: &PoolContext, req: &NodeRequest) -> Option<QuotaInformation> {
+async fn request_need(view: &PoolView, req: &NodeRequest) -> Option<QuotaInformation> {
     let mut total = QuotaInformation::usage();
     for name in &req.node_types {
-        let label = pc.label(name)?;
-        total.add(&pc.provider.label_need(label).await.ok()?);
+        let label = view.label(name)?;
+        total.add(&view.provider.label_need(label).await.ok()?);
     }
     Some(total)
 }

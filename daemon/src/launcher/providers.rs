@@ -1,16 +1,27 @@
 //! A started provider as the request handlers see it: the shared [`ProviderRuntime`]
-//! (driver, provider quota cache) plus what launching needs on top — resolved flavors
-//! and cloud images (cached like openstacksdk does, until a launch fails on them), the
-//! per-provider launch gate that makes "check quota, then create the node" atomic within
-//! this launcher, and the count of active launches (`max-concurrency`).
+//! (driver, provider quota cache) plus what launching needs on top — the cloud lookups
+//! (flavors, networks, cloud images, availability zones; [`CloudLookups`], cached as
+//! Nodepool's adapter does until a launch shows them stale), the per-provider launch gate
+//! that makes "check quota, then create the node" atomic within this launcher, and the
+//! count of active launches (`max-concurrency`).
 //!
-//! Quota usage (§3.6) is the sum of the `resources` of every node of the provider in the
+//! A cloud image found missing is remembered as missing for `image_recheck` (Nodepool
+//! caches its image lookups and clears a miss every 5 minutes), so the per-request
+//! decline check and min-ready do not ask the cloud every second for an image that is
+//! not there; images are looked up with their status, and only an `active` one counts.
+//!
+//! [`ProviderHandles`] is the registry of started providers the main loop maintains and
+//! the pool workers and handlers read (a provider restarted after a config change gets
+//! a new handle; the pool workers pick it up on their next pass).
+//!
+//! Quota usage is the sum of the `resources` of every node of the provider in the
 //! tree cache, plus nodes this launcher created that the cache has not shown yet
 //! ("claims"), so a burst of handlers cannot overshoot between a write and its watch event.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use nodepool_shared::cloud::Flavor;
 use nodepool_shared::config::{CloudImageRef, Pool, PoolLabel};
@@ -18,8 +29,10 @@ use nodepool_shared::model::{NodeId, QuotaInformation};
 
 use super::failure::LaunchError;
 use super::launch::FlavorSpec;
+use super::lookups::CloudLookups;
 use super::quota::{fits, would_ever_fit, PoolLimits, QuotaError};
 use super::runtime::{LauncherContext, ProviderRuntime};
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// Pool limits of a pool config (`None` = unlimited; negative counts as 0).
 pub fn pool_limits(pool: &Pool) -> PoolLimits {
@@ -41,13 +54,42 @@ pub fn flavor_spec(label: &PoolLabel) -> FlavorSpec {
     }
 }
 
+/// The started providers by name, shared by the main loop (which installs, replaces
+/// and removes them) and the pool workers and handlers (which look them up).
+#[derive(Default)]
+pub struct ProviderHandles(RwLock<HashMap<String, Arc<ProviderHandle>>>);
+
+impl ProviderHandles {
+    /// The started provider `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<ProviderHandle>> {
+        self.0.read_or_recover().get(name).cloned()
+    }
+
+    /// Names of the started providers.
+    pub fn names(&self) -> Vec<String> {
+        self.0.read_or_recover().keys().cloned().collect()
+    }
+
+    /// Installs (or replaces) the provider `name`.
+    pub fn insert(&self, name: &str, handle: Arc<ProviderHandle>) {
+        self.0.write_or_recover().insert(name.to_string(), handle);
+    }
+
+    /// Removes the provider `name`.
+    pub fn remove(&self, name: &str) {
+        self.0.write_or_recover().remove(name);
+    }
+}
+
+/// How long a missing cloud image is taken as missing by default (Nodepool: 5 min).
+pub const IMAGE_RECHECK: Duration = Duration::from_secs(300);
+
 /// One started provider with the launch-side caches.
 pub struct ProviderHandle {
     /// The shared runtime (also used by the housekeeping tasks).
     pub runtime: Arc<ProviderRuntime>,
-    flavors: Mutex<HashMap<String, Flavor>>,
-    cloud_images: Mutex<HashMap<String, String>>,
-    zones: Mutex<Option<Vec<String>>>,
+    /// Flavors, networks, cloud images and zones as last listed.
+    pub lookups: Arc<CloudLookups>,
     claims: Mutex<HashMap<NodeId, QuotaInformation>>,
     /// Held while checking quota and creating a node znode.
     pub launch_gate: tokio::sync::Mutex<()>,
@@ -58,14 +100,18 @@ impl ProviderHandle {
     /// Wraps a started runtime.
     pub fn new(runtime: Arc<ProviderRuntime>) -> Self {
         ProviderHandle {
+            lookups: Arc::new(CloudLookups::new(runtime.name())),
             runtime,
-            flavors: Mutex::new(HashMap::new()),
-            cloud_images: Mutex::new(HashMap::new()),
-            zones: Mutex::new(None),
             claims: Mutex::new(HashMap::new()),
             launch_gate: tokio::sync::Mutex::new(()),
             active_launches: AtomicUsize::new(0),
         }
+    }
+
+    /// Sets how long a missing cloud image is taken as missing (see the module doc).
+    pub fn with_image_recheck(mut self, recheck: Duration) -> Self {
+        self.lookups = Arc::new(CloudLookups::new(self.name()).with_image_recheck(recheck));
+        self
     }
 
     /// The provider name.
@@ -73,16 +119,11 @@ impl ProviderHandle {
         self.runtime.name()
     }
 
-    /// The flavor of a pool label (one flavor list on first use, then cached).
+    /// The flavor of a pool label (from the cached flavor list).
     pub async fn flavor(&self, label: &PoolLabel) -> Result<Flavor, QuotaError> {
-        if let Some(f) = lock(&self.flavors).get(&label.name) {
-            return Ok(f.clone());
-        }
         let spec = flavor_spec(label);
-        let f = self
-            .runtime
-            .driver
-            .find_flavor(spec.wanted())
+        self.lookups
+            .flavor(self.runtime.driver.as_ref(), &spec)
             .await
             .map_err(|source| QuotaError::Cloud {
                 provider: self.name().to_string(),
@@ -92,9 +133,7 @@ impl ProviderHandle {
             .ok_or_else(|| QuotaError::FlavorNotFound {
                 label: label.name.clone(),
                 wanted: spec.to_string(),
-            })?;
-        lock(&self.flavors).insert(label.name.clone(), f.clone());
-        Ok(f)
+            })
     }
 
     /// The quota one node of `label` takes.
@@ -103,42 +142,29 @@ impl ProviderHandle {
         Ok(f.quota(label.boot_from_volume.then_some(label.volume_size)))
     }
 
-    /// The cloud id of a cloud image (`image-id` as is; `image-name` looked up once).
-    /// `Ok(None)` when the cloud does not have it.
+    /// The cloud id of a cloud image (`image-id` as is, taken on trust; `image-name`
+    /// looked up once, then cached). `Ok(None)` when the cloud has no `active` image of
+    /// that name, or had none less than `image_recheck` ago (not asked again before).
     pub async fn cloud_image_id(&self, name: &str) -> Result<Option<String>, LaunchError> {
         let Some(ci) = self.runtime.config.cloud_image(name) else {
             return Ok(None);
         };
-        let wanted = match &ci.image {
-            CloudImageRef::Id(id) => return Ok(Some(id.clone())),
-            CloudImageRef::Name(n) => n.clone(),
-        };
-        if let Some(id) = lock(&self.cloud_images).get(&wanted) {
-            return Ok(Some(id.clone()));
+        match &ci.image {
+            CloudImageRef::Id(id) => Ok(Some(id.clone())),
+            CloudImageRef::Name(n) => self
+                .lookups
+                .image_id(self.runtime.driver.as_ref(), n)
+                .await
+                .map_err(|e| LaunchError::cloud("find image", e, None)),
         }
-        let found = self
-            .runtime
-            .driver
-            .find_image(&wanted)
-            .await
-            .map_err(|e| LaunchError::cloud("find image", e, None))?;
-        Ok(found.map(|img| {
-            lock(&self.cloud_images).insert(wanted, img.id.clone());
-            img.id
-        }))
     }
 
-    /// The cloud's availability zones (listed once, then cached; a failed listing is
-    /// logged, not cached, and gives none: the cloud then picks).
+    /// The cloud's availability zones (listed once, then cached until a launch shows
+    /// them stale; a failed listing is logged, not cached, and gives none: the cloud
+    /// then picks).
     pub async fn availability_zones(&self) -> Vec<String> {
-        if let Some(z) = lock(&self.zones).as_ref() {
-            return z.clone();
-        }
-        match self.runtime.driver.list_availability_zones().await {
-            Ok(z) => {
-                *lock(&self.zones) = Some(z.clone());
-                z
-            }
+        match self.lookups.zones(self.runtime.driver.as_ref()).await {
+            Ok(z) => z.as_ref().clone(),
             Err(e) => {
                 tracing::warn!(provider = %self.name(), error = %e,
                     "cannot list availability zones");
@@ -147,21 +173,19 @@ impl ProviderHandle {
         }
     }
 
-    /// Forgets resolved flavors, images and zones (after a launch failed on them).
+    /// Forgets the cloud lookups (after a launch failed on them).
     pub fn forget_lookups(&self) {
-        lock(&self.flavors).clear();
-        lock(&self.cloud_images).clear();
-        *lock(&self.zones) = None;
+        self.lookups.forget();
     }
 
     /// Records a node this launcher just created (counted until the cache shows it).
     pub fn claim(&self, id: NodeId, need: QuotaInformation) {
-        lock(&self.claims).insert(id, need);
+        self.claims.lock_or_recover().insert(id, need);
     }
 
     /// Drops a claim (the node's handler is done with it).
     pub fn release_claim(&self, id: &NodeId) {
-        lock(&self.claims).remove(id);
+        self.claims.lock_or_recover().remove(id);
     }
 
     /// Launches running now (for `max-concurrency`).
@@ -180,7 +204,7 @@ impl ProviderHandle {
     pub fn usage(&self, ctx: &LauncherContext, pool: &str) -> (QuotaInformation, QuotaInformation) {
         let mut provider = QuotaInformation::usage();
         let mut in_pool = QuotaInformation::usage();
-        let claims = lock(&self.claims).clone();
+        let claims = self.claims.lock_or_recover().clone();
         let mut seen = std::collections::HashSet::new();
         // Launched nodes carry `resources` as three integers: summed as numbers, and
         // added once, instead of one QuotaInformation per node (100,000 cached nodes).
@@ -213,7 +237,14 @@ impl ProviderHandle {
                 })
                 .or_else(|| {
                     let l = node.first_label()?;
-                    let f = lock(&self.flavors).get(l).cloned()?;
+                    let pool = self
+                        .runtime
+                        .config
+                        .pools
+                        .iter()
+                        .find(|p| Some(p.name.as_str()) == node.pool())?;
+                    let label = pool.labels.iter().find(|pl| pl.name == l)?;
+                    let f = self.lookups.cached_flavor(&flavor_spec(label))?;
                     Some(f.quota(None))
                 });
             if let Some(q) = q {
@@ -258,7 +289,8 @@ impl ProviderHandle {
             .await
     }
 
-    /// Whether one more node with `need` fits now (§3.6 launch check).
+    /// Whether one more node with `need` fits now (provider limit and pool limits minus
+    /// current usage).
     pub async fn has_quota_for(
         &self,
         ctx: &LauncherContext,
@@ -276,7 +308,8 @@ impl ProviderHandle {
         ))
     }
 
-    /// Whether the whole request could ever fit (§3.3 decline check).
+    /// Whether the whole request could ever fit (the same limits without current
+    /// usage; a request that never fits is declined).
     pub async fn could_ever_fit(
         &self,
         ctx: &LauncherContext,
@@ -303,10 +336,6 @@ impl Drop for LaunchGuard {
     fn drop(&mut self) {
         self.0.active_launches.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -1,25 +1,27 @@
-//! The quota model (reference §3.6).
+//! The quota model (docs/launcher.md).
 //!
 //! * [`ProviderQuota`]: the provider limit = cloud compute (+ volume) limits minus the
 //!   usage of **unmanaged** servers (metadata not naming this provider, or naming a node
-//!   id that is not known), cached for [`PROVIDER_QUOTA_TTL`]; on an API error a stale
-//!   value is reused.
+//!   id that is not known): their flavors' instances, cores and RAM plus the Cinder
+//!   volumes attached to them (count and GB), cached for [`PROVIDER_QUOTA_TTL`]; on an
+//!   API error a stale value is reused.
 //! * [`LabelNeedCache`]: what one node of a label takes (flavor vcpus/RAM, 1 instance,
 //!   plus a volume when booting from one), cached per label.
 //! * [`fits`] and [`would_ever_fit`]: the launch check and the decline check.
 //! * [`PoolLimits`] and [`usage_of`]: pool limits and node usage as quota.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nodepool_shared::cloud::{CloudDriver, CloudError, Flavor, Server};
+use nodepool_shared::cloud::{CloudDriver, CloudError, Flavor, Server, Volume};
 use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
 use nodepool_shared::model::{Node, QuotaInformation};
 use tokio::time::Instant;
 
 use super::launch::FlavorSpec;
 use super::metadata::{NODE_ID, PROVIDER_NAME};
+use nodepool_shared::sync::MutexExt;
 
 /// How long a provider limit is reused (Nodepool: 5 minutes).
 pub const PROVIDER_QUOTA_TTL: Duration = Duration::from_secs(300);
@@ -72,7 +74,7 @@ impl ProviderQuota {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
-        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+        self.cached.lock_or_recover()
     }
 
     /// The cached limit if it is still fresh (no cloud call, no list of node ids needed).
@@ -156,9 +158,19 @@ impl ProviderQuota {
         } else {
             Vec::new()
         };
+        // Only listed when some unmanaged server has volumes attached.
+        let volumes = if unmanaged.iter().any(|s| !s.volumes_attached.is_empty()) {
+            cloud
+                .list_volumes()
+                .await
+                .map_err(|e| err("list volumes", e))?
+        } else {
+            Vec::new()
+        };
+        let volumes: HashMap<&str, &Volume> = volumes.iter().map(|v| (v.id.as_str(), v)).collect();
         let mut used = QuotaInformation::usage();
         for s in unmanaged {
-            used.add(&server_quota(s, &flavors));
+            used.add(&server_quota(s, &flavors, &volumes));
         }
         limit.subtract(&used);
         Ok(limit)
@@ -181,9 +193,15 @@ pub fn is_unmanaged(server: &Server, provider: &str, known_node_ids: &HashSet<St
     }
 }
 
-/// One server's usage: 1 instance plus its flavor's cores and RAM (embedded flavor, else
-/// looked up by id in `flavors`; unknown → instance only).
-pub fn server_quota(server: &Server, flavors: &[Flavor]) -> QuotaInformation {
+/// One server's usage (Python's `quota_from_flavor` for a listed instance): 1 instance
+/// plus its flavor's cores and RAM (embedded flavor, else looked up by id in `flavors`;
+/// unknown → instance only), plus the number and total size of its attached volumes
+/// that `volumes` (the cloud's volumes by id) knows.
+pub fn server_quota(
+    server: &Server,
+    flavors: &[Flavor],
+    volumes: &HashMap<&str, &Volume>,
+) -> QuotaInformation {
     let mut q = QuotaInformation::usage();
     q.set(INSTANCES, 1.0);
     let embedded = server.flavor.as_ref();
@@ -198,6 +216,16 @@ pub fn server_quota(server: &Server, flavors: &[Flavor]) -> QuotaInformation {
         .or_else(|| listed.and_then(|f| f.ram));
     q.set(CORES, cores.unwrap_or(0) as f64);
     q.set(RAM, ram.unwrap_or(0) as f64);
+    let attached: Vec<&Volume> = server
+        .volumes_attached
+        .iter()
+        .filter_map(|a| volumes.get(a.id.as_str()).copied())
+        .collect();
+    if !attached.is_empty() {
+        q.set(VOLUMES, attached.len() as f64);
+        let gb: u64 = attached.iter().map(|v| v.size.unwrap_or(0)).sum();
+        q.set(VOLUME_GB, gb as f64);
+    }
     q
 }
 
@@ -214,7 +242,7 @@ impl LabelNeedCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, QuotaInformation>> {
-        self.needs.lock().unwrap_or_else(|p| p.into_inner())
+        self.needs.lock_or_recover()
     }
 
     pub fn clear(&self) {
@@ -339,6 +367,7 @@ pub fn would_ever_fit(
 mod tests {
     use super::*;
     use nodepool_shared::cloud::types::ServerFlavor;
+    use nodepool_shared::cloud::AttachedVolume;
     use serde_json::json;
 
     fn need(cores: f64, ram: f64) -> QuotaInformation {
@@ -432,11 +461,33 @@ mod tests {
             }),
             ..Default::default()
         };
-        let q = server_quota(&s, &[]);
+        let none = HashMap::new();
+        let q = server_quota(&s, &[], &none);
         assert_eq!(
-            (q.get(CORES), q.get(RAM), q.get(INSTANCES)),
-            (2.0, 2048.0, 1.0)
+            (q.get(CORES), q.get(RAM), q.get(INSTANCES), q.get(VOLUMES)),
+            (2.0, 2048.0, 1.0, 0.0)
         );
+        // Attached volumes the cloud lists count (one it does not know is skipped).
+        let mut with_vols = s.clone();
+        for id in ["v1", "v2", "gone"] {
+            with_vols.volumes_attached.push(AttachedVolume {
+                id: id.into(),
+                delete_on_termination: None,
+            });
+        }
+        let v1 = Volume {
+            id: "v1".into(),
+            size: Some(10),
+            ..Default::default()
+        };
+        let v2 = Volume {
+            id: "v2".into(),
+            size: Some(25),
+            ..Default::default()
+        };
+        let vols = HashMap::from([("v1", &v1), ("v2", &v2)]);
+        let q = server_quota(&with_vols, &[], &vols);
+        assert_eq!((q.get(VOLUMES), q.get(VOLUME_GB)), (2.0, 35.0));
         let s = Server {
             id: "x".into(),
             flavor: Some(ServerFlavor {
@@ -451,7 +502,7 @@ mod tests {
             ram: Some(8192),
             ..Default::default()
         };
-        assert_eq!(server_quota(&s, &[f]).get(CORES), 4.0);
+        assert_eq!(server_quota(&s, &[f], &none).get(CORES), 4.0);
     }
 
     #[test]

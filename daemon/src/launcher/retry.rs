@@ -1,9 +1,10 @@
-//! The `launch-retries` policy (reference §3.5): up to `launch-retries` attempts in all
+//! The `launch-retries` policy: up to `launch-retries` attempts in all
 //! (default 3); before each new attempt the previous attempt's half-built server is
 //! deleted. A quota failure ends the launch at once (the node is `aborted`, which does
 //! not count as a failure). Every failed attempt is reported to the caller (who records
 //! `nodepool.launch.*.<error key>` for it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nodepool_shared::cloud::CloudDriver;
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use super::delete::delete_server;
 use super::failure::LaunchError;
 use super::launch::{InstanceFacts, LaunchMachine, LaunchOutcome, LaunchProgress, LaunchSpec};
+use super::lookups::CloudLookups;
 
 /// Nodepool's default `launch-retries`.
 pub const DEFAULT_LAUNCH_RETRIES: u32 = 3;
@@ -37,6 +39,28 @@ impl RetryOutcome {
             .as_ref()
             .err()
             .is_some_and(LaunchError::is_quota)
+    }
+}
+
+/// What every attempt of a launch is given besides its spec.
+#[derive(Clone, Default)]
+pub struct AttemptOptions {
+    /// Where each attempt sends its [`LaunchProgress`].
+    pub progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
+    /// The provider's cached cloud lookups ([`LaunchMachine::with_lookups`]).
+    pub lookups: Option<Arc<CloudLookups>>,
+}
+
+impl AttemptOptions {
+    fn machine(&self, spec: &LaunchSpec) -> LaunchMachine {
+        let mut machine = LaunchMachine::new(spec.clone());
+        if let Some(tx) = &self.progress {
+            machine = machine.report_progress(tx.clone());
+        }
+        if let Some(l) = &self.lookups {
+            machine = machine.with_lookups(l.clone());
+        }
+        machine
     }
 }
 
@@ -76,19 +100,21 @@ pub async fn launch_with_retries<F>(
 where
     F: FnMut(&LaunchError, Duration) + Send,
 {
-    launch_with_retries_reporting(cloud, spec, retries, delete_timeout, None, on_failure).await
+    let opts = AttemptOptions::default();
+    launch_with_retries_reporting(cloud, spec, retries, delete_timeout, &opts, on_failure).await
 }
 
-/// [`launch_with_retries`] that also sends every attempt's [`LaunchProgress`] on `progress`:
-/// the server id as soon as the cloud accepted the create (the caller stores it on the node
-/// at once, so a launcher dying mid-launch leaves a node the deleter can clean up), and
-/// the instance facts before the host-key scan.
+/// [`launch_with_retries`] with [`AttemptOptions`]: every attempt sends its
+/// [`LaunchProgress`] on `opts.progress` — the server id as soon as the cloud accepted the
+/// create (the caller stores it on the node at once, so a launcher dying mid-launch
+/// leaves a node the deleter can clean up), and the instance facts before the host-key
+/// scan — and looks things up through `opts.lookups`.
 pub async fn launch_with_retries_reporting<F>(
     cloud: &dyn CloudDriver,
     spec: &LaunchSpec,
     retries: u32,
     delete_timeout: Duration,
-    progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
+    opts: &AttemptOptions,
     mut on_failure: F,
 ) -> RetryOutcome
 where
@@ -97,16 +123,12 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut machine = LaunchMachine::new(spec.clone());
-        if let Some(tx) = &progress {
-            machine = machine.report_progress(tx.clone());
-        }
         let LaunchOutcome {
             result,
             external_id,
             console_log,
             elapsed,
-        } = machine.run(cloud).await;
+        } = opts.machine(spec).run(cloud).await;
         let error = match result {
             Ok(facts) => {
                 return RetryOutcome {

@@ -5,13 +5,19 @@
 //! worker, the cleanup worker, the stats worker, the web API) that all hold an
 //! `Arc<LauncherContext>`. The config is swapped as a whole on reload (`watch` channel),
 //! providers are started/stopped by the main loop and looked up by name.
+//!
+//! The provider seam: a started provider is either a cloud ([`ProviderRuntime`], in
+//! `providers`) or a set of fixed hosts (a static provider, in `static_providers`);
+//! [`LauncherContext::started_provider`] gives either as a [`StartedProvider`] to the
+//! tasks that handle nodes of both kinds (the DeletedNodeWorker, min-ready, the state
+//! dump). Each kind has its own pool workers and request handling, as in Nodepool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use nodepool_shared::cloud::{CloudDriver, CloudError, CloudsFile, DriverOptions, OpenStackDriver};
+use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudError, CloudsFile};
 use nodepool_shared::config::{Config, Provider};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{TreeCache, ZkStore};
@@ -20,11 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::leaks::{LeakCleaner, LeakSettings};
 use super::quota::{LabelNeedCache, ProviderQuota};
+use super::static_driver::StaticProvider;
+use nodepool_shared::sync::{MutexExt, RwLockExt};
 
 /// How often the periodic workers run. Nodepool's values by default; tests shorten them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Intervals {
-    /// CleanupWorker period (Nodepool: 60 s).
+    /// CleanupWorker period (Nodepool: 60 s); also the retry delay of a static host that
+    /// failed its check (Nodepool retries it in its cleanup pass).
     pub cleanup: Duration,
     /// DeletedNodeWorker fallback period when no cache event arrives (Nodepool: 5 s).
     pub delete: Duration,
@@ -37,6 +46,12 @@ pub struct Intervals {
     /// Request-lock directories older than this are removed once their request is gone
     /// (Nodepool: 8 h).
     pub request_lock_age: Duration,
+    /// How long a stopping task (pool worker, request handler, launch, housekeeping
+    /// worker) may take to end by itself before it is aborted.
+    pub stop_grace: Duration,
+    /// How long a cloud image found missing is taken as missing before the cloud is
+    /// asked again (Nodepool: 5 min).
+    pub image_recheck: Duration,
 }
 
 impl Default for Intervals {
@@ -48,6 +63,8 @@ impl Default for Intervals {
             config_check: Duration::from_secs(1),
             pool_tick: Duration::from_secs(1),
             request_lock_age: Duration::from_secs(8 * 3600),
+            stop_grace: Duration::from_secs(10),
+            image_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -127,18 +144,13 @@ impl ProviderRuntime {
         }
     }
 
-    /// Builds the OpenStack driver from clouds.yaml (`cloud`, `region-name`, `rate`).
+    /// Builds the provider's OpenStack driver ([`provider_driver`]).
     pub fn start(
         config: &Provider,
         clouds: &CloudsFile,
         statsd: &Statsd,
     ) -> Result<Self, CloudError> {
-        let cloud = clouds.cloud(&config.cloud)?;
-        let mut opts = DriverOptions::new(config.name.clone());
-        opts.region_name = config.region_name.clone();
-        opts.rate = config.rate.as_secs_f64();
-        opts.statsd = statsd.clone();
-        let driver = OpenStackDriver::new(cloud, opts)?;
+        let driver = provider_driver(config, clouds, statsd)?;
         Ok(Self::new(config.clone(), Arc::new(driver), statsd.clone()))
     }
 
@@ -146,6 +158,16 @@ impl ProviderRuntime {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+}
+
+/// A started provider of either kind (the provider seam, see the module doc).
+#[derive(Clone)]
+pub enum StartedProvider {
+    /// An OpenStack cloud: nodes are servers, deleted through its driver.
+    Cloud(Arc<ProviderRuntime>),
+    /// Fixed hosts: a node is only a ZooKeeper record; its slot is registered again once
+    /// it is deleted.
+    Static(Arc<StaticProvider>),
 }
 
 /// Everything the launcher's tasks share.
@@ -160,6 +182,8 @@ pub struct LauncherContext {
     pub config: watch::Receiver<Arc<Config>>,
     /// Started providers by name (the main loop adds and removes them).
     pub providers: RwLock<HashMap<String, Arc<ProviderRuntime>>>,
+    /// Started static providers by name (the main loop adds and removes them).
+    pub static_providers: RwLock<HashMap<String, Arc<StaticProvider>>>,
     /// `socket.gethostname()`.
     pub hostname: String,
     /// `socket.getfqdn()` (used in pool worker ids).
@@ -184,28 +208,32 @@ impl LauncherContext {
 
     /// A started provider by name.
     pub fn provider(&self, name: &str) -> Option<Arc<ProviderRuntime>> {
-        self.providers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.providers.read_or_recover().get(name).cloned()
     }
 
-    /// Names of the started providers.
+    /// Names of the started providers, of either kind.
     pub fn provider_names(&self) -> HashSet<String> {
-        self.providers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
+        let mut names: HashSet<String> = self.providers.read_or_recover().keys().cloned().collect();
+        names.extend(self.static_providers.read_or_recover().keys().cloned());
+        names
+    }
+
+    /// A started provider of either kind by name.
+    pub fn started_provider(&self, name: &str) -> Option<StartedProvider> {
+        if let Some(rt) = self.provider(name) {
+            return Some(StartedProvider::Cloud(rt));
+        }
+        self.static_providers
+            .read_or_recover()
+            .get(name)
             .cloned()
-            .collect()
+            .map(StartedProvider::Static)
     }
 
     /// Records what a task is doing (shown by SIGUSR2).
     pub fn set_task_state(&self, task: &str, state: impl Into<String>) {
         self.task_states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_or_recover()
             .insert(task.to_string(), state.into());
     }
 

@@ -1,4 +1,4 @@
-//! The StatsWorker (reference §5): one launcher of the whole system — the winner of the
+//! The StatsWorker: one launcher of the whole system — the winner of the
 //! election at `/nodepool/elections/stats`, shared with Python launchers — emits the
 //! node gauges, so that they are not reported twice.
 //!

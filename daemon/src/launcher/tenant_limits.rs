@@ -1,4 +1,4 @@
-//! `tenant-resource-limits` (reference §3.3, §3.6, §5): a request whose tenant would go
+//! `tenant-resource-limits`: a request whose tenant would go
 //! over its limits is deferred — left `requested` for a later pass, never declined — and
 //! every pool worker loop reports the limits as `nodepool.tenant_limits.<tenant>.<limit>`.
 //!
@@ -17,7 +17,7 @@ use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
 use nodepool_shared::model::{NodeRequest, QuotaInformation, RequestId};
 use nodepool_shared::stats::names;
 
-use super::handler::PoolContext;
+use super::pool_context::{PoolContext, PoolView};
 use super::runtime::LauncherContext;
 
 /// The limits of one tenant in gauge order: `cores`, `instances`, `ram`, `volumes`,
@@ -102,7 +102,12 @@ pub type UsageMemo = HashMap<String, QuotaInformation>;
 /// Whether accepting `req` here keeps its tenant within its limits. Requests without a
 /// tenant, or of a tenant without limits, always fit; so does a request whose need
 /// cannot be computed now (the handler finds out).
-pub async fn check(pc: &PoolContext, req: &NodeRequest, memo: &mut UsageMemo) -> TenantCheck {
+pub async fn check(
+    pc: &PoolContext,
+    view: &PoolView,
+    req: &NodeRequest,
+    memo: &mut UsageMemo,
+) -> TenantCheck {
     let Some(tenant) = req.tenant_name.as_deref() else {
         return TenantCheck::Fits(None);
     };
@@ -111,10 +116,10 @@ pub async fn check(pc: &PoolContext, req: &NodeRequest, memo: &mut UsageMemo) ->
     };
     let mut need = QuotaInformation::usage();
     for name in &req.node_types {
-        let Some(label) = pc.label(name) else {
+        let Some(label) = view.label(name) else {
             continue;
         };
-        match pc.provider.label_need(label).await {
+        match view.provider.label_need(label).await {
             Ok(n) => need.add(&n),
             Err(e) => {
                 tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");

@@ -5,8 +5,13 @@
 //!
 //! Supported: auth types `password` (also `v3password`) and `v3applicationcredential`,
 //! `region_name`/`regions`, `interface`, `cacert`, `verify`, `image_format` (the
-//! builder's upload format, default `qcow2`) and `compute_api_version`. Other keys are
-//! ignored. Secrets are held in [`Secret`], which never prints its value.
+//! builder's upload format, default `qcow2`), `compute_api_version`, and what decides
+//! which server address a node gets ([`AddressPolicy`]): `force_ipv4`, `prefer_ipv6`,
+//! `private`, `use_external_network`, `use_internal_network`, `networks` (and the older
+//! `external_network`/`internal_network`), the file's `client:` section (`force_ipv4`,
+//! `broken-ipv6`, `prefer_ipv6`) and the `OS_FORCE_IPV4`/`OS_PREFER_IPV6` environment
+//! variables. Other keys are ignored. Secrets are held in [`Secret`], which never
+//! prints its value.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_saphyr::MessageFormatter;
+
+use super::addresses::{AddressPolicy, NetworkRole};
 
 /// Upload format when the cloud entry has no `image_format` (openstacksdk's default).
 pub const DEFAULT_IMAGE_FORMAT: &str = "qcow2";
@@ -164,6 +171,8 @@ pub struct CloudConfig {
     pub image_format: Option<String>,
     /// `compute_api_version`: Nova microversion to request instead of the default.
     pub compute_api_version: Option<String>,
+    /// Which server address is which (`local_ipv6` is the driver's to fill in).
+    pub addresses: AddressPolicy,
 }
 
 impl CloudConfig {
@@ -183,6 +192,35 @@ impl CloudConfig {
 pub struct CloudsFile {
     pub path: PathBuf,
     clouds: BTreeMap<String, Result<CloudConfig, String>>,
+}
+
+/// `force_ipv4` for every cloud of a file, as openstacksdk's loader decides it:
+/// `OS_FORCE_IPV4`, else `client: {force_ipv4}` (or `broken-ipv6`); forced as well when
+/// `OS_PREFER_IPV6` (else `client: {prefer_ipv6}`) is false.
+fn global_force_ipv4(client: Option<&RawClient>, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    let get = |k: &str| client.and_then(|c| c.0.get(k)).cloned();
+    let prefer = env("OS_PREFER_IPV6")
+        .map(Value::String)
+        .or_else(|| get("prefer_ipv6"))
+        .or_else(|| get("prefer-ipv6"))
+        .map(|v| get_boolean(&v))
+        .unwrap_or(true);
+    let force = env("OS_FORCE_IPV4")
+        .map(Value::String)
+        .or_else(|| get("force_ipv4"))
+        .or_else(|| get("broken-ipv6"))
+        .is_some_and(|v| get_boolean(&v));
+    force || !prefer
+}
+
+/// openstacksdk's `get_boolean`: a bool as is, a string only when it is `true` (any
+/// case), anything else false.
+fn get_boolean(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
 }
 
 /// The files searched, in order.
@@ -228,8 +266,18 @@ impl CloudsFile {
 
     /// Parses clouds.yaml text; `path` is used in error messages. Entries are validated
     /// lazily (a broken entry only fails the provider that uses it), but syntax errors
-    /// fail the whole file.
+    /// fail the whole file. `OS_FORCE_IPV4`/`OS_PREFER_IPV6` are read from the
+    /// environment.
     pub fn parse(text: &str, path: &Path) -> Result<Self, CloudsYamlError> {
+        Self::parse_with_env(text, path, &|k| std::env::var(k).ok())
+    }
+
+    /// [`parse`](Self::parse) with the environment variables from `env`.
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, CloudsYamlError> {
         let raw: Option<RawFile> = serde_saphyr::from_str(text).map_err(|e| {
             let inner = e.without_snippet();
             let message = serde_saphyr::DefaultMessageFormatter
@@ -246,13 +294,14 @@ impl CloudsFile {
                 message,
             }
         })?;
+        let raw = raw.unwrap_or_default();
+        let force_ipv4 = global_force_ipv4(raw.client.as_ref(), env);
         let clouds = raw
-            .unwrap_or_default()
             .clouds
             .unwrap_or_default()
             .into_iter()
             .map(|(name, c)| {
-                let v = c.validate(&name);
+                let v = c.validate(&name, force_ipv4);
                 (name, v)
             })
             .collect();
@@ -321,6 +370,27 @@ fn bool_like<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> 
 struct RawFile {
     #[serde(default)]
     clouds: Option<BTreeMap<String, RawCloud>>,
+    #[serde(default)]
+    client: Option<RawClient>,
+}
+
+/// The file's `client:` section (only the IPv6 switches are read).
+#[derive(Default, Deserialize)]
+struct RawClient(BTreeMap<String, Value>);
+
+/// One `networks` entry of a cloud.
+#[derive(Deserialize)]
+struct RawNetwork {
+    #[serde(default, deserialize_with = "scalar")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "bool_like")]
+    routes_externally: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    routes_ipv4_externally: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    routes_ipv6_externally: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    default_interface: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -347,6 +417,22 @@ struct RawCloud {
     compute_api_version: Option<String>,
     #[serde(default, deserialize_with = "scalar")]
     profile: Option<String>,
+    #[serde(default, deserialize_with = "bool_like")]
+    force_ipv4: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    prefer_ipv6: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    private: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    use_external_network: Option<bool>,
+    #[serde(default, deserialize_with = "bool_like")]
+    use_internal_network: Option<bool>,
+    #[serde(default)]
+    networks: Option<Vec<RawNetwork>>,
+    #[serde(default, deserialize_with = "scalar")]
+    external_network: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    internal_network: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -405,7 +491,60 @@ fn domain(id: &Option<String>, name: &Option<String>, a: &RawAuth) -> Domain {
 }
 
 impl RawCloud {
-    fn validate(self, name: &str) -> Result<CloudConfig, String> {
+    /// The address settings; `force_ipv4` is the file-wide value.
+    fn address_policy(&mut self, force_ipv4: bool) -> Result<AddressPolicy, String> {
+        let mut networks = Vec::new();
+        for (i, n) in self
+            .networks
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let name = n
+                .name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| format!("networks[{i}]: the required field `name` is missing"))?;
+            let external = n.routes_externally.unwrap_or(false);
+            networks.push(NetworkRole {
+                name,
+                routes_ipv4_externally: n.routes_ipv4_externally.unwrap_or(external),
+                routes_ipv6_externally: n.routes_ipv6_externally.unwrap_or(external),
+                default_interface: n.default_interface.unwrap_or(false),
+            });
+        }
+        for (key, value, external) in [
+            ("external_network", self.external_network.take(), true),
+            ("internal_network", self.internal_network.take(), false),
+        ] {
+            let Some(name) = value else { continue };
+            if !networks.is_empty() {
+                return Err(format!(
+                    "both {key} and networks are set; use the networks list only"
+                ));
+            }
+            networks.push(NetworkRole {
+                name,
+                routes_ipv4_externally: external,
+                routes_ipv6_externally: external,
+                default_interface: external,
+            });
+        }
+        if networks.iter().filter(|n| n.default_interface).count() > 1 {
+            return Err("more than one network has default_interface: true".to_string());
+        }
+        Ok(AddressPolicy {
+            force_ipv4: self.force_ipv4.unwrap_or(force_ipv4) || self.prefer_ipv6 == Some(false),
+            private: self.private.unwrap_or(false),
+            use_external_network: self.use_external_network.unwrap_or(true),
+            use_internal_network: self.use_internal_network.unwrap_or(true),
+            networks,
+            local_ipv6: false,
+        })
+    }
+
+    fn validate(mut self, name: &str, force_ipv4: bool) -> Result<CloudConfig, String> {
+        let addresses = self.address_policy(force_ipv4)?;
         if let Some(v) = &self.identity_api_version {
             if !(v == "3" || v.starts_with("3.")) {
                 return Err(format!(
@@ -428,68 +567,7 @@ impl RawCloud {
             .as_deref()
             .unwrap_or("password")
             .to_lowercase();
-        let auth = match auth_type.as_str() {
-            "password" | "v3password" => {
-                let password = a
-                    .password
-                    .clone()
-                    .ok_or("auth.password is missing (auth_type password)")?;
-                if a.username.is_none() && a.user_id.is_none() {
-                    return Err("auth.username (or user_id) is missing".to_string());
-                }
-                let project_id = a.project_id.clone().or(a.tenant_id.clone());
-                let project_name = a.project_name.clone().or(a.tenant_name.clone());
-                if project_id.is_none() && project_name.is_none() {
-                    return Err(
-                        "auth.project_name (or project_id) is missing: a project-scoped token is needed for the service catalog"
-                            .to_string(),
-                    );
-                }
-                AuthConfig::Password(PasswordAuth {
-                    auth_url,
-                    user_id: a.user_id.clone(),
-                    username: a.username.clone(),
-                    user_domain: domain(&a.user_domain_id, &a.user_domain_name, &a),
-                    password: Secret(password),
-                    project_id,
-                    project_name,
-                    project_domain: domain(&a.project_domain_id, &a.project_domain_name, &a),
-                })
-            }
-            "v3applicationcredential" | "applicationcredential" | "application_credential" => {
-                let secret = a
-                    .application_credential_secret
-                    .clone()
-                    .ok_or("auth.application_credential_secret is missing")?;
-                if a.application_credential_id.is_none() {
-                    if a.application_credential_name.is_none() {
-                        return Err(
-                            "auth.application_credential_id (or _name) is missing".to_string()
-                        );
-                    }
-                    if a.username.is_none() && a.user_id.is_none() {
-                        return Err(
-                            "auth.username (or user_id) is needed with application_credential_name"
-                                .to_string(),
-                        );
-                    }
-                }
-                AuthConfig::ApplicationCredential(AppCredentialAuth {
-                    auth_url,
-                    id: a.application_credential_id.clone(),
-                    name: a.application_credential_name.clone(),
-                    user_id: a.user_id.clone(),
-                    username: a.username.clone(),
-                    user_domain: domain(&a.user_domain_id, &a.user_domain_name, &a),
-                    secret: Secret(secret),
-                })
-            }
-            other => {
-                return Err(format!(
-                    "auth_type `{other}` is not supported (use password or v3applicationcredential)"
-                ))
-            }
-        };
+        let auth = auth_config(&auth_type, auth_url, &a)?;
         let regions: Vec<String> = self
             .regions
             .unwrap_or_default()
@@ -522,8 +600,73 @@ impl RawCloud {
             verify: self.verify.unwrap_or(true),
             image_format: self.image_format,
             compute_api_version: self.compute_api_version,
+            addresses,
         })
     }
+}
+
+/// The credentials of one cloud entry for `auth_type`.
+fn auth_config(auth_type: &str, auth_url: String, a: &RawAuth) -> Result<AuthConfig, String> {
+    Ok(match auth_type {
+        "password" | "v3password" => {
+            let password = a
+                .password
+                .clone()
+                .ok_or("auth.password is missing (auth_type password)")?;
+            if a.username.is_none() && a.user_id.is_none() {
+                return Err("auth.username (or user_id) is missing".to_string());
+            }
+            let project_id = a.project_id.clone().or(a.tenant_id.clone());
+            let project_name = a.project_name.clone().or(a.tenant_name.clone());
+            if project_id.is_none() && project_name.is_none() {
+                return Err(
+                    "auth.project_name (or project_id) is missing: a project-scoped token is needed for the service catalog"
+                        .to_string(),
+                );
+            }
+            AuthConfig::Password(PasswordAuth {
+                auth_url,
+                user_id: a.user_id.clone(),
+                username: a.username.clone(),
+                user_domain: domain(&a.user_domain_id, &a.user_domain_name, a),
+                password: Secret(password),
+                project_id,
+                project_name,
+                project_domain: domain(&a.project_domain_id, &a.project_domain_name, a),
+            })
+        }
+        "v3applicationcredential" | "applicationcredential" | "application_credential" => {
+            let secret = a
+                .application_credential_secret
+                .clone()
+                .ok_or("auth.application_credential_secret is missing")?;
+            if a.application_credential_id.is_none() {
+                if a.application_credential_name.is_none() {
+                    return Err("auth.application_credential_id (or _name) is missing".to_string());
+                }
+                if a.username.is_none() && a.user_id.is_none() {
+                    return Err(
+                        "auth.username (or user_id) is needed with application_credential_name"
+                            .to_string(),
+                    );
+                }
+            }
+            AuthConfig::ApplicationCredential(AppCredentialAuth {
+                auth_url,
+                id: a.application_credential_id.clone(),
+                name: a.application_credential_name.clone(),
+                user_id: a.user_id.clone(),
+                username: a.username.clone(),
+                user_domain: domain(&a.user_domain_id, &a.user_domain_name, a),
+                secret: Secret(secret),
+            })
+        }
+        other => {
+            return Err(format!(
+                "auth_type `{other}` is not supported (use password or v3applicationcredential)"
+            ))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -649,6 +792,65 @@ metrics:
         // empty file: no clouds
         let f = CloudsFile::parse("", Path::new("e.yaml")).unwrap();
         assert_eq!(f.names().count(), 0);
+    }
+
+    #[test]
+    fn address_settings() {
+        let yaml = r#"
+client:
+  force_ipv4: "True"
+clouds:
+  plain:
+    auth: {auth_url: http://a, username: u, password: p, project_id: p}
+  v6:
+    auth: {auth_url: http://a, username: u, password: p, project_id: p}
+    force_ipv4: false
+    private: true
+    networks:
+      - name: ext-net
+        routes_externally: true
+        routes_ipv6_externally: false
+      - name: int-net
+        default_interface: true
+  old:
+    auth: {auth_url: http://a, username: u, password: p, project_id: p}
+    prefer_ipv6: false
+    external_network: pub
+  bad:
+    auth: {auth_url: http://a, username: u, password: p, project_id: p}
+    networks:
+      - routes_externally: true
+"#;
+        let no_env = |_: &str| None;
+        let f = CloudsFile::parse_with_env(yaml, Path::new("c.yaml"), &no_env).unwrap();
+        let plain = &f.cloud("plain").unwrap().addresses;
+        assert!(plain.force_ipv4 && !plain.private && plain.use_external_network);
+        let v6 = &f.cloud("v6").unwrap().addresses;
+        assert!(!v6.force_ipv4 && v6.private);
+        assert_eq!(v6.networks.len(), 2);
+        assert!(v6.networks[0].routes_ipv4_externally && !v6.networks[0].routes_ipv6_externally);
+        assert!(v6.networks[1].default_interface && !v6.networks[1].routes_ipv4_externally);
+        let old = &f.cloud("old").unwrap().addresses;
+        assert!(old.force_ipv4);
+        assert_eq!(old.networks[0].name, "pub");
+        assert!(old.networks[0].default_interface);
+        let e = f.cloud("bad").unwrap_err().to_string();
+        assert!(
+            e.contains("`bad`") && e.contains("networks[0]") && e.contains("name"),
+            "{e}"
+        );
+        // The environment beats the client section; prefer_ipv6 false forces IPv4.
+        let env = |k: &str| (k == "OS_FORCE_IPV4").then(|| "false".to_string());
+        let f = CloudsFile::parse_with_env(yaml, Path::new("c.yaml"), &env).unwrap();
+        assert!(!f.cloud("plain").unwrap().addresses.force_ipv4);
+        let env = |k: &str| (k == "OS_PREFER_IPV6").then(|| "no".to_string());
+        let f = CloudsFile::parse_with_env(
+            "clouds: {x: {auth: {auth_url: http://a, username: u, password: p, project_id: p}}}",
+            Path::new("c.yaml"),
+            &env,
+        )
+        .unwrap();
+        assert!(f.cloud("x").unwrap().addresses.force_ipv4);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Typed cloud errors and the rules that turn an HTTP reply into one.
 //!
 //! The launcher reacts differently to each kind: a quota error aborts the node without
-//! counting as a failure (reference §3.5), a retryable error is tried again on the next
+//! counting against `launch-retries`, a retryable error is tried again on the next
 //! pass, a 404 on delete is success. Classification reads only the reply (never the
 //! request), so secrets sent in a request can never leak into an error message.
 
@@ -145,7 +145,7 @@ impl CloudError {
     }
 }
 
-/// Nodepool's quota rules (reference §3.5) applied to an error or fault message:
+/// Nodepool's quota rules applied to an error or fault message:
 /// "quota exceeded", "number of ports exceeded", or both "exceeds" and "quota".
 pub fn is_quota_message(message: &str) -> bool {
     let m = message.to_lowercase();

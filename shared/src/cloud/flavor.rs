@@ -1,4 +1,4 @@
-//! Flavor choice for a pool label (reference §8): with `min-ram`, the first flavor
+//! Flavor choice for a pool label, as Nodepool makes it: with `min-ram`, the first flavor
 //! sorted by RAM then name that has enough RAM and whose name contains `flavor-name`
 //! (if given); otherwise the flavor whose name or id equals `flavor-name`.
 //!

@@ -4,7 +4,10 @@
 //! HTTP request per operation (list operations: one per page). See
 //! `docs/decisions.md` for why it is not the `openstack` or `openstack_sdk` crate.
 //!
+//! * [`setup`]: the one constructor of a provider's driver (launcher, builder, CLI).
 //! * [`clouds_yaml`]: clouds.yaml search and parsing, credentials as [`Secret`]s.
+//! * [`console`]: server console logs for operators (driver per provider, safe text).
+//! * [`addresses`]: a server's node addresses, as openstacksdk computes them.
 //! * [`auth`]: Keystone v3 token request/reply and service-catalog endpoint selection.
 //! * [`transport`]: one HTTP request per call, rate limit, token renewal, statsd timer.
 //! * [`openstack`]: the OpenStack API calls and reply parsing.
@@ -26,14 +29,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod addresses;
 pub mod auth;
 pub mod clouds_yaml;
+pub mod console;
 pub mod error;
 pub mod flavor;
 pub mod openstack;
 #[cfg(test)]
 mod props;
 pub mod rate;
+pub mod setup;
 pub(crate) mod transport;
 pub mod types;
 
@@ -42,13 +48,15 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+pub use addresses::{server_ips, AddressPolicy, NetworkRole, ServerIps};
 pub use clouds_yaml::{AuthConfig, CloudConfig, CloudsFile, CloudsYamlError, Secret};
 pub use error::{is_quota_message, CloudError};
 pub use flavor::{choose_flavor, FlavorWanted};
 pub use openstack::OpenStackDriver;
+pub use setup::provider_driver;
 pub use types::{
-    ComputeLimits, CreateServer, CreatedServer, Flavor, FloatingIp, Image, ImageCreate, Limit,
-    Network, Port, PortFilter, Server, ServerAddress, VolumeLimits,
+    AttachedVolume, ComputeLimits, CreateServer, CreatedServer, Flavor, FloatingIp, Image,
+    ImageCreate, Limit, Network, Port, PortFilter, Server, ServerAddress, Volume, VolumeLimits,
 };
 
 use crate::stats::Statsd;
@@ -86,6 +94,9 @@ pub struct DriverOptions {
     pub upload_timeout: Option<Duration>,
     /// Page size (`limit`) of list calls.
     pub page_size: usize,
+    /// Whether this host has IPv6 for [`AddressPolicy::local_ipv6`]; `None` = detect
+    /// ([`addresses::local_host_has_ipv6`]).
+    pub local_ipv6: Option<bool>,
 }
 
 impl DriverOptions {
@@ -101,6 +112,7 @@ impl DriverOptions {
             connect_timeout: Duration::from_secs(10),
             upload_timeout: None,
             page_size: 1000,
+            local_ipv6: None,
         }
     }
 }
@@ -138,6 +150,16 @@ pub trait CloudDriver: Send + Sync {
     fn volume_limits(&self) -> CloudFuture<'_, Option<VolumeLimits>>;
     /// Names of the available availability zones (`GET /os-availability-zone`).
     fn list_availability_zones(&self) -> CloudFuture<'_, Vec<String>>;
+    /// How this cloud's server addresses are read (clouds.yaml settings, host IPv6).
+    fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::default()
+    }
+
+    // ---- block storage ----
+
+    /// All volumes (`GET /volumes/detail` on the volume service, paged); empty when the
+    /// catalog has no volume service.
+    fn list_volumes(&self) -> CloudFuture<'_, Vec<Volume>>;
 
     // ---- image ----
 

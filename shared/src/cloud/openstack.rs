@@ -13,6 +13,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
+use super::addresses::{local_host_has_ipv6, AddressPolicy};
 use super::auth::Service;
 use super::clouds_yaml::{CloudConfig, CloudsFile};
 use super::error::CloudError;
@@ -55,6 +56,8 @@ pub struct OpenStackDriver {
     t: Transport,
     provider: String,
     page_size: usize,
+    addresses: AddressPolicy,
+    image_format: String,
 }
 
 /// Object keys of each list call: (items key, links key).
@@ -66,11 +69,20 @@ struct ListShape {
 impl OpenStackDriver {
     /// A driver for `cloud` (no network traffic until the first call).
     pub fn new(cloud: &CloudConfig, opts: DriverOptions) -> Result<Self, CloudError> {
+        let mut addresses = cloud.addresses.clone();
+        addresses.local_ipv6 = opts.local_ipv6.unwrap_or_else(local_host_has_ipv6);
         Ok(OpenStackDriver {
             t: Transport::new(cloud, &opts)?,
             provider: opts.provider.clone(),
             page_size: opts.page_size.max(1),
+            addresses,
+            image_format: cloud.image_format().to_string(),
         })
+    }
+
+    /// The cloud's `image_format` (the builder's upload format, default `qcow2`).
+    pub fn image_format(&self) -> &str {
+        &self.image_format
     }
 
     /// Loads clouds.yaml from the standard places and builds a driver for `cloud_name`.
@@ -523,6 +535,31 @@ impl CloudDriver for OpenStackDriver {
                 .filter_map(|z| z.get("zoneName").and_then(|n| n.as_str()))
                 .map(str::to_string)
                 .collect())
+        })
+    }
+
+    fn address_policy(&self) -> AddressPolicy {
+        self.addresses.clone()
+    }
+
+    fn list_volumes(&self) -> CloudFuture<'_, Vec<Volume>> {
+        Box::pin(async move {
+            match self.t.endpoint(Service::Volume).await {
+                Err(CloudError::EndpointNotFound { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            self.list(
+                Service::Volume,
+                "volumes/detail",
+                "volumes.detail",
+                ListShape {
+                    items: "volumes",
+                    links: "volumes_links",
+                },
+                &[],
+            )
+            .await
         })
     }
 

@@ -17,6 +17,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::addresses::{needs_floating_ip, server_ips, AddressPolicy};
 use super::clouds_yaml::{CloudsFile, CloudsYamlError};
 use super::{CloudDriver, DriverOptions, OpenStackDriver};
 use crate::testing::fuzz::{self, mangled_json, mangled_lines, to_yaml, typed, Kind};
@@ -352,15 +353,12 @@ async fn call(driver: &OpenStackDriver, op: u8) -> Result<(), String> {
     let err = |e: super::CloudError| e.to_string();
     match op {
         0 => {
+            let policy = AddressPolicy::default();
             for s in driver.list_servers().await.map_err(err)? {
-                let _ = (
-                    s.public_ipv4(),
-                    s.private_ipv4(),
-                    s.public_ipv6(),
-                    s.floating_ipv4(),
-                );
+                let ips = server_ips(&s, &[], &policy);
+                let _ = s.floating_ipv4();
                 let _ = (s.fault_message(), s.has_quota_fault(), s.image_id());
-                let _ = s.needs_floating_ip(true);
+                let _ = needs_floating_ip(&s, &ips, true, &policy);
             }
         }
         1 => {

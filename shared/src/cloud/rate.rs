@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sync::MutexExt;
 use tokio::time::Instant;
 
 /// Spaces calls at least `interval` apart.
@@ -36,7 +37,7 @@ impl RateLimiter {
 
     /// Reserves the next slot for a call made at `now` and returns when it may start.
     pub fn reserve(&self, now: Instant) -> Instant {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.next.lock_or_recover();
         let at = match *next {
             Some(t) if t > now => t,
             _ => now,

@@ -23,6 +23,7 @@ use super::error::CloudError;
 use super::rate::RateLimiter;
 use super::DriverOptions;
 use crate::stats::{names, Statsd};
+use crate::sync::RwLockExt;
 
 /// Renew the token when it expires within this margin (Keystone tokens last hours).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
@@ -191,7 +192,7 @@ impl Transport {
     }
 
     fn current(&self) -> Option<Arc<Token>> {
-        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.token.read_or_recover().clone()
     }
 
     /// A valid token, authenticating first if there is none or it is about to expire.
@@ -215,7 +216,7 @@ impl Transport {
             }
         }
         let token = Arc::new(self.authenticate().await?);
-        *self.token.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        *self.token.write_or_recover() = Some(token.clone());
         Ok(token)
     }
 

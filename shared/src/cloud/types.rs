@@ -6,7 +6,7 @@
 //! unparsable. Unknown fields are ignored (images keep them as properties).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -73,9 +73,14 @@ pub struct Server {
     pub status: String,
     #[serde(default, deserialize_with = "string_map")]
     pub metadata: BTreeMap<String, String>,
-    /// Network name → addresses.
-    #[serde(default, deserialize_with = "null_default")]
-    pub addresses: BTreeMap<String, Vec<ServerAddress>>,
+    /// Network name → addresses, in the order Nova lists the networks (openstacksdk
+    /// picks the first match, so the order matters).
+    #[serde(
+        default,
+        deserialize_with = "ordered_addresses",
+        serialize_with = "addresses_as_map"
+    )]
+    pub addresses: Vec<(String, Vec<ServerAddress>)>,
     #[serde(rename = "hostId", default)]
     pub host_id: Option<String>,
     #[serde(rename = "OS-EXT-AZ:availability_zone", default)]
@@ -101,6 +106,48 @@ pub struct Server {
     pub access_ipv6: Option<String>,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub config_drive: bool,
+    /// Cinder volumes attached to the server (`os-extended-volumes:volumes_attached`).
+    #[serde(
+        rename = "os-extended-volumes:volumes_attached",
+        default,
+        deserialize_with = "null_default"
+    )]
+    pub volumes_attached: Vec<AttachedVolume>,
+}
+
+/// One entry of `os-extended-volumes:volumes_attached`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct AttachedVolume {
+    pub id: String,
+    #[serde(default)]
+    pub delete_on_termination: Option<bool>,
+}
+
+/// `addresses` as an ordered list (a JSON object keeps its order in `serde_json::Map`).
+fn ordered_addresses<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, Vec<ServerAddress>)>, D::Error> {
+    let raw: Option<Map<String, Value>> = Option::deserialize(d)?;
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(net, list)| {
+            let list: Option<Vec<ServerAddress>> =
+                serde_json::from_value(list).map_err(serde::de::Error::custom)?;
+            Ok((net, list.unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn addresses_as_map<S: serde::Serializer>(
+    addresses: &[(String, Vec<ServerAddress>)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(addresses.len()))?;
+    for (net, list) in addresses {
+        m.serialize_entry(net, list)?;
+    }
+    m.end()
 }
 
 /// One entry of `addresses.<network>`.
@@ -163,64 +210,14 @@ impl Server {
         self.image.as_ref()?.get("id")?.as_str()
     }
 
-    fn addrs(&self) -> impl Iterator<Item = &ServerAddress> {
-        self.addresses.values().flatten()
-    }
-
-    fn parsed(&self) -> impl Iterator<Item = (&ServerAddress, IpAddr)> {
-        self.addrs()
-            .filter_map(|a| a.addr.parse::<IpAddr>().ok().map(|ip| (a, ip)))
-    }
-
     /// A floating IPv4 address attached to the server.
     pub fn floating_ipv4(&self) -> Option<String> {
-        self.parsed()
-            .find(|(a, ip)| ip.is_ipv4() && a.kind.as_deref() == Some("floating"))
-            .map(|(a, _)| a.addr.clone())
+        self.addresses
+            .iter()
+            .flat_map(|(_, l)| l)
+            .find(|a| a.kind.as_deref() == Some("floating") && a.addr.parse::<Ipv4Addr>().is_ok())
+            .map(|a| a.addr.clone())
     }
-
-    /// The public IPv4: a floating address, else a fixed address outside private ranges,
-    /// else `accessIPv4`.
-    pub fn public_ipv4(&self) -> Option<String> {
-        self.floating_ipv4()
-            .or_else(|| {
-                self.parsed()
-                    .find(|(_, ip)| matches!(ip, IpAddr::V4(v4) if is_public_v4(v4)))
-                    .map(|(a, _)| a.addr.clone())
-            })
-            .or_else(|| self.access_ipv4.clone().filter(|s| !s.is_empty()))
-    }
-
-    /// The first private (RFC 1918 / shared / link-local) fixed IPv4 address.
-    pub fn private_ipv4(&self) -> Option<String> {
-        self.parsed()
-            .find(|(a, ip)| {
-                a.kind.as_deref() != Some("floating")
-                    && matches!(ip, IpAddr::V4(v4) if !is_public_v4(v4))
-            })
-            .map(|(a, _)| a.addr.clone())
-    }
-
-    /// The first global IPv6 address (or `accessIPv6`).
-    pub fn public_ipv6(&self) -> Option<String> {
-        self.parsed()
-            .find(|(_, ip)| matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xe000) == 0x2000))
-            .map(|(a, _)| a.addr.clone())
-            .or_else(|| self.access_ipv6.clone().filter(|s| !s.is_empty()))
-    }
-
-    /// openstacksdk's `_needs_floating_ip` rule, given whether the cloud has an external
-    /// network to allocate from: a server without a public IPv4 needs one.
-    pub fn needs_floating_ip(&self, cloud_has_floating_ips: bool) -> bool {
-        cloud_has_floating_ips && self.public_ipv4().is_none()
-    }
-}
-
-/// Not private, not shared address space, not loopback/link-local.
-fn is_public_v4(ip: &std::net::Ipv4Addr) -> bool {
-    let o = ip.octets();
-    let shared = o[0] == 100 && (o[1] & 0xc0) == 64; // 100.64.0.0/10
-    !(ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() || shared)
 }
 
 /// The reply to a server create: Nova only returns the id (and admin password, dropped).
@@ -240,7 +237,8 @@ pub struct CreateServer {
     pub key_name: Option<String>,
     /// Network ids; empty = `"auto"` (Nova picks the project's network).
     pub networks: Vec<String>,
-    /// Instance metadata (reference §9).
+    /// Instance metadata (`groups`, instance properties, `nodepool_node_id`,
+    /// `nodepool_pool_name`, `nodepool_provider_name`).
     pub metadata: BTreeMap<String, String>,
     pub availability_zone: Option<String>,
     /// Raw user data; the driver base64-encodes it.
@@ -336,7 +334,9 @@ pub struct ImageCreate {
     pub disk_format: String,
     /// `bare` when unset.
     pub container_format: Option<String>,
-    /// Custom properties (reference §9). Keys that name core image fields are ignored.
+    /// Custom properties (`nodepool_build_id`, `nodepool_upload_id`,
+    /// `nodepool_provider_name`, the diskimage's `metadata` and `meta`). Keys that name core
+    /// image fields are ignored.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -390,7 +390,7 @@ pub struct Port {
 
 impl Port {
     /// Owned by compute (`device_owner` empty/unset or `compute:*`): the ports the
-    /// leaked-port cleanup may remove (reference §3.11).
+    /// leaked-port cleanup may remove.
     pub fn is_compute_owned(&self) -> bool {
         match self.device_owner.as_deref() {
             None | Some("") => true,
@@ -431,8 +431,25 @@ pub struct Network {
     pub external: bool,
     #[serde(default)]
     pub shared: bool,
+    /// `provider:physical_network`: openstacksdk treats such networks as external.
+    #[serde(rename = "provider:physical_network", default)]
+    pub provider_physical_network: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub subnets: Vec<String>,
+}
+
+/// A Cinder volume.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct Volume {
+    pub id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    /// `available`, `in-use`, `creating`, `error`, …
+    #[serde(default, deserialize_with = "null_default")]
+    pub status: String,
+    /// GB.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub size: Option<u64>,
 }
 
 /// A limit where `-1` (or absence) means unlimited.
@@ -519,7 +536,8 @@ mod tests {
         "config_drive": "",
         "fault": null,
         "links": [],
-        "tags": []
+        "tags": [],
+        "os-extended-volumes:volumes_attached": [{"id": "vol-1", "delete_on_termination": false}]
     }"#;
 
     #[test]
@@ -532,10 +550,10 @@ mod tests {
         assert_eq!(s.flavor.as_ref().unwrap().vcpus, Some(2));
         assert_eq!(s.image_id(), Some("img-1"));
         assert!(!s.config_drive);
-        assert_eq!(s.public_ipv4().as_deref(), Some("203.0.113.9"));
-        assert_eq!(s.private_ipv4().as_deref(), Some("10.0.0.5"));
-        assert_eq!(s.public_ipv6().as_deref(), Some("2001:db8::5"));
-        assert!(!s.needs_floating_ip(true));
+        assert_eq!(s.floating_ipv4().as_deref(), Some("203.0.113.9"));
+        assert_eq!(s.addresses[0].0, "private");
+        assert_eq!(s.addresses[0].1.len(), 3);
+        assert_eq!(s.volumes_attached[0].id, "vol-1");
         assert!(!s.has_quota_fault());
     }
 
@@ -551,8 +569,7 @@ mod tests {
         assert!(s.config_drive);
         assert_eq!(s.image_id(), None);
         assert!(s.has_quota_fault());
-        assert!(s.needs_floating_ip(true));
-        assert!(!s.needs_floating_ip(false));
+        assert!(s.addresses.is_empty() && s.volumes_attached.is_empty());
         // id is the one required field
         assert!(serde_json::from_str::<Server>(r#"{"name": "x"}"#).is_err());
     }

@@ -7,6 +7,7 @@ use super::diskimage::{parse_raw, resolve};
 use super::general::{parse_label, parse_tenant_limit, parse_webapp, WebApp};
 use super::provider::parse_provider;
 use super::reader::{Ctx, MapReader};
+use super::static_provider::{is_static, parse_static_provider};
 use super::yaml::{Node, Val};
 use super::zookeeper::{parse_servers, parse_tls, DEFAULT_ZK_TIMEOUT};
 use super::Config;
@@ -59,7 +60,13 @@ pub(crate) fn parse_main(cx: &mut Ctx, node: &Node) -> Config {
         .collect();
     config.diskimages = resolve(cx, &raws);
     for (i, (p, n)) in r.list(cx, "providers").into_iter().enumerate() {
-        config.providers.extend(parse_provider(cx, &p, n, i));
+        if is_static(n) {
+            config
+                .static_providers
+                .extend(parse_static_provider(cx, &p, n, i));
+        } else {
+            config.providers.extend(parse_provider(cx, &p, n, i));
+        }
     }
     r.finish(cx);
     config
@@ -81,6 +88,7 @@ impl Default for Config {
             tenant_resource_limits: Vec::new(),
             diskimages: Vec::new(),
             providers: Vec::new(),
+            static_providers: Vec::new(),
         }
     }
 }

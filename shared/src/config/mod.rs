@@ -22,8 +22,9 @@ mod provider;
 mod reader;
 mod secure;
 mod source;
+mod static_provider;
 mod validate;
-mod yaml;
+pub(crate) mod yaml;
 mod zookeeper;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use general::{Label, TenantResourceLimit, WebApp};
 pub use pool::{Pool, PoolLabel, PoolLabelImage};
 pub use provider::{CloudImage, CloudImageRef, Provider, ProviderDiskImage};
 pub use source::{ConfigSource, ConfigStamp};
+pub use static_provider::{HostKey, StaticNode, StaticPool, StaticProvider};
 pub use zookeeper::{ZkServerConfig, ZkTlsConfig, DEFAULT_ZK_TIMEOUT};
 
 use reader::Ctx;
@@ -67,8 +69,10 @@ pub struct Config {
     pub tenant_resource_limits: Vec<TenantResourceLimit>,
     /// `diskimages`, inheritance resolved, abstract images left out.
     pub diskimages: Vec<DiskImage>,
-    /// `providers`.
+    /// `providers` with the OpenStack driver (the default).
     pub providers: Vec<Provider>,
+    /// `providers` with `driver: static` (fixed hosts; never built for or uploaded to).
+    pub static_providers: Vec<StaticProvider>,
 }
 
 impl Config {
@@ -116,9 +120,14 @@ impl Config {
         self.diskimages.iter().find(|d| d.name == name)
     }
 
-    /// The provider named `name`.
+    /// The OpenStack provider named `name`.
     pub fn provider(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The static provider named `name`.
+    pub fn static_provider(&self, name: &str) -> Option<&StaticProvider> {
+        self.static_providers.iter().find(|p| p.name == name)
     }
 
     /// ZooKeeper client settings: servers, chroot, TLS, session timeout =

@@ -1,6 +1,7 @@
-//! `providers[]` (OpenStack only) with their `diskimages` and `cloud-images`.
+//! `providers[]` of the OpenStack driver with their `diskimages` and `cloud-images`
+//! (`driver: static` providers are read by `static_provider`).
 //!
-//! Any `driver` other than `openstack` (or `fake`, and anything on a provider whose name
+//! Any other `driver` than `openstack` (or `fake`, and anything on a provider whose name
 //! starts with `fake`, which Python Nodepool's tests use) is rejected by name.
 
 use std::time::Duration;
@@ -150,7 +151,7 @@ pub(crate) fn parse_provider(
             r.error(
                 cx,
                 "driver",
-                format!("driver `{other}` is not supported (only `openstack` is)"),
+                format!("driver `{other}` is not supported (only `openstack` and `static` are)"),
             );
             return None;
         }

@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     Pool,
     ProviderDiskImage,
     CloudImage,
+    /// A static host (name, username and port), unique within its provider.
+    StaticNode,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Pool => "pool",
             Kind::ProviderDiskImage => "provider diskimage",
             Kind::CloudImage => "cloud-image",
+            Kind::StaticNode => "static node",
         }
     }
 
@@ -43,6 +46,7 @@ impl Kind {
             Kind::Pool => "in this provider's `pools`",
             Kind::ProviderDiskImage => "in this provider's `diskimages`",
             Kind::CloudImage => "in this provider's `cloud-images`",
+            Kind::StaticNode => "in this provider's pools",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Content negotiation of the launcher's web API (reference §7), as a pure function.
+//! Content negotiation of the launcher's web API (docs/operation.md), as a pure function.
 //!
 //! Nodepool asks webob's `acceptable_offers` to rank the offers `text/html`,
 //! `text/plain`, `application/json` and answers JSON only when `application/json` comes

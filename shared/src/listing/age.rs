@@ -35,15 +35,23 @@ pub fn push_age(seconds: f64, out: &mut String) {
     );
 }
 
-/// A short relative age for the TUI: `12s ago`, `3m ago`, `5h ago`, `2d ago` (whole units,
-/// rounded down); a negative elapsed time (clock skew) gives `in the future`, a non-finite
-/// one `unknown`.
+/// Clock skew up to this many seconds (a record stamped by a host whose clock is a
+/// little ahead) still reads `just now`.
+pub const SKEW_SECONDS: f64 = 5.0;
+
+/// A short relative age for the TUI: `just now` (under a second, or up to
+/// [`SKEW_SECONDS`] in the future), `12s ago`, `3m ago`, `5h ago`, `2d ago` (whole
+/// units, rounded down); further in the future gives `in the future`, a non-finite
+/// elapsed time `unknown`.
 pub fn format_relative(seconds: f64) -> String {
     if !seconds.is_finite() {
         return "unknown".to_string();
     }
-    if seconds < 0.0 {
+    if seconds < -SKEW_SECONDS {
         return "in the future".to_string();
+    }
+    if seconds < 1.0 {
+        return "just now".to_string();
     }
     let s = seconds as u64;
     if s < 60 {
@@ -80,12 +88,15 @@ mod tests {
 
     #[test]
     fn relative() {
-        assert_eq!(format_relative(0.2), "0s ago");
+        assert_eq!(format_relative(0.2), "just now");
+        assert_eq!(format_relative(-0.004), "just now");
+        assert_eq!(format_relative(-4.9), "just now");
+        assert_eq!(format_relative(1.0), "1s ago");
         assert_eq!(format_relative(59.0), "59s ago");
         assert_eq!(format_relative(180.0), "3m ago");
         assert_eq!(format_relative(7_300.0), "2h ago");
         assert_eq!(format_relative(86_400.0 * 3.5), "3d ago");
-        assert_eq!(format_relative(-1.0), "in the future");
+        assert_eq!(format_relative(-6.0), "in the future");
         assert_eq!(format_relative(f64::NAN), "unknown");
         let _ = format_relative(1e300);
     }

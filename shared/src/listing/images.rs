@@ -10,9 +10,9 @@
 use std::collections::HashSet;
 
 use super::age::format_age;
-use super::pyfmt::json_str_into;
 use super::table::{Cell, Column, Table};
 use crate::model::{paths, ImageBuild, ImageUpload};
+use crate::pyfmt::json_str_into;
 
 /// Columns of `image-list`.
 pub const IMAGE_COLUMNS: [Column; 8] = [
@@ -124,7 +124,8 @@ where
 pub enum BuildRequestState {
     /// Waiting for a builder.
     Pending,
-    /// A builder holds the image build lock and has started (see reference §12).
+    /// A builder holds the image build lock and has started: the lock is held and the
+    /// first-listed build znode is newer than the lock directory (Nodepool's heuristic).
     Building,
 }
 

@@ -1,5 +1,5 @@
 //! The listings shared by the `nodepool` CLI, the launcher's read-only web API and the TUI
-//! (reference §6, §7): which columns each listing has, how values are formatted, and how a
+//! (docs/cli.md): which columns each listing has, how values are formatted, and how a
 //! table is rendered (PrettyTable-compatible text, or JSON as the web API emits it).
 //!
 //! Everything here is pure: builders take model records plus the extra facts they need
@@ -10,7 +10,6 @@
 //! * [`writer`]: [`TableWriter`] and [`TextLayout`], for listings written row by row
 //!   (100,000 nodes) without a table of every row's cells.
 //! * [`width`]: the display width PrettyTable uses to pad cells.
-//! * [`pyfmt`]: Python's `str()` of opaque values and `json.dumps` string escaping.
 //! * [`age`]: `DD:HH:MM:SS` ages and the TUI's relative "3m ago".
 //! * [`accept`]: `Accept` header negotiation of the web API.
 //! * [`nodes`], [`requests`], [`images`], [`misc`]: the builders of every listing.
@@ -20,7 +19,6 @@ pub mod age;
 pub mod images;
 pub mod misc;
 pub mod nodes;
-pub mod pyfmt;
 pub mod requests;
 pub mod table;
 pub mod width;

@@ -18,8 +18,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::pyfmt::{json_str_into, json_value_into, py_str};
 use super::writer::TableWriter;
+use crate::pyfmt::{json_str_into, json_value_into, py_str};
 
 /// A column: its key (JSON key and `fields=` name) and its title (text header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

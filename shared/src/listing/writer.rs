@@ -13,9 +13,9 @@
 
 use std::fmt::Write as _;
 
-use super::pyfmt::json_str_into;
 use super::table::{Cell, Column, Fields, OutputFormat};
 use super::width::{block_size, line_width};
+use crate::pyfmt::json_str_into;
 
 /// The selected columns, their widths and the number of rows of a text table.
 #[derive(Clone, Debug)]

@@ -476,6 +476,10 @@ impl CompactNode {
     pub fn host_keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         self.texts.host_keys()
     }
+    /// `slot` (a static node's slot on its host).
+    pub fn slot(&self) -> Option<i64> {
+        self.rare.as_ref().and_then(|r| r.slot)
+    }
     /// `hold_expiration`.
     pub fn hold_expiration(&self) -> Option<i64> {
         self.rare.as_ref().and_then(|r| r.hold_expiration)

@@ -1,16 +1,13 @@
-//! Component registry records (`/nodepool/components/<kind>/<hostname><seq>`, reference
-//! §1.6): one ephemeral znode per launcher, builder and provider-pool worker. Zuul reads
-//! the pool records to learn which labels are served.
+//! Component registry records (`/nodepool/components/<kind>/<hostname><seq>`): one
+//! ephemeral znode per launcher, builder and provider-pool worker. Zuul reads the pool records
+//! to learn which labels are served.
 //!
 //! Written with sorted keys, like Python's `json.dumps(..., sort_keys=True)`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::{Map, Value};
 
-use super::image::wire_enum;
 use super::json::{self, opt_str_value, str_list_value, Reader};
+use super::wire_enum::wire_enum;
 use super::ModelError;
 
 /// `model_api` written by Nodepool 11.

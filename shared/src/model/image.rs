@@ -1,58 +1,18 @@
-//! ImageBuild and ImageUpload records (reference §1.5): what the builder has built
+//! ImageBuild and ImageUpload records: what the builder has built
 //! (`/nodepool/images/<image>/builds/<build-id>`) and uploaded to each provider
 //! (`…/providers/<provider>/images/<upload-id>`).
-
-use std::fmt;
-use std::str::FromStr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::json::{self, f64_value, opt_str_value, Reader};
+use super::wire_enum::wire_enum;
 use super::{paths, BuildId, ModelError, UploadId};
 
 /// Read default of `username` for builds and uploads.
 pub const DEFAULT_IMAGE_USERNAME: &str = "zuul";
 /// Read default of `python_path` for builds and uploads.
 pub const DEFAULT_IMAGE_PYTHON_PATH: &str = "/usr/bin/python2";
-
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, { $($(#[$vdoc:meta])* $var:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $wire)] $var,)+
-        }
-        impl $name {
-            /// All states.
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-            /// The wire name.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$var => $wire,)+ }
-            }
-            /// Parses a wire name.
-            pub fn from_wire(s: &str) -> Option<Self> {
-                match s { $($wire => Some($name::$var),)+ _ => None }
-            }
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl FromStr for $name {
-            type Err = ModelError;
-            fn from_str(s: &str) -> Result<Self, ModelError> {
-                Self::from_wire(s).ok_or_else(|| ModelError::InvalidId {
-                    kind: $kind,
-                    value: s.to_string(),
-                    reason: "unknown state",
-                })
-            }
-        }
-    };
-}
-pub(crate) use wire_enum;
 
 wire_enum!(
     /// State of an image build.
@@ -459,7 +419,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("image upload ubuntu/"), "{e}");
         for s in UploadState::ALL {
-            assert_eq!(UploadState::from_wire(s.as_str()), Some(*s));
+            assert_eq!(UploadState::from_wire(s.as_str()), Some(s));
         }
     }
 }

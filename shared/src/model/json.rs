@@ -113,8 +113,8 @@ impl serde_json::ser::Formatter for PythonFormatter {
     }
 }
 
-/// Python's `repr(float)`: shortest round-trip digits, fixed notation for exponents in
-/// `-4..16`, otherwise `d.ddde+XX`.
+/// A float as Python's `json.dumps` writes it: `repr()` of finite values
+/// ([`crate::pyfmt::float_repr`]), `NaN`, `Infinity`, `-Infinity` otherwise.
 pub(crate) fn python_float_repr(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
@@ -122,54 +122,7 @@ pub(crate) fn python_float_repr(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits, e.g. `1.795550245227989e9`.
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::with_capacity(24);
-    if neg {
-        out.push('-');
-    }
-    if (-4..16).contains(&exp) {
-        if exp < 0 {
-            out.push_str("0.");
-            for _ in 0..(-exp - 1) {
-                out.push('0');
-            }
-            out.push_str(&digits);
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                out.push_str(&digits);
-                for _ in digits.len()..int_len {
-                    out.push('0');
-                }
-                out.push_str(".0");
-            } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
-            }
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exp.abs()));
-    }
-    out
+    crate::pyfmt::float_repr(v)
 }
 
 /// Parses znode bytes into a JSON object. Empty (or all-whitespace) data → `Ok(None)`.

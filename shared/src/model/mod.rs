@@ -1,5 +1,6 @@
 //! The ZooKeeper data model: the records Python Nodepool 11 keeps under `/nodepool`, with
-//! readers and writers that are wire-compatible with it (reference §1).
+//! readers and writers that are wire-compatible with it (UTF-8 JSON as Python's `json.dumps`
+//! writes it; readers ignore unknown keys and default missing ones).
 //!
 //! * [`Node`], [`NodeRequest`], [`ImageBuild`], [`ImageUpload`] and [`Component`] are the
 //!   records; each has `from_json` (bytes of a znode → record; empty data → `Ok(None)`),
@@ -23,6 +24,7 @@ pub mod paths;
 mod props;
 pub mod quota;
 pub mod request;
+mod wire_enum;
 
 pub use compact::{CompactNode, NodeView};
 pub use component::{pool_worker_id, Component, ComponentKind, ComponentState, PoolInfo};

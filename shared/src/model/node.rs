@@ -1,109 +1,44 @@
-//! The Node record (`/nodepool/nodes/<id>`, reference §1.3): one cloud instance or static
+//! The Node record (`/nodepool/nodes/<id>`): one cloud instance or static
 //! host and its life cycle, shared with Zuul.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::{self, f64_value, opt_f64_value, opt_str_value, str_list_value, Reader};
+use super::wire_enum::wire_enum;
 use super::{ModelError, NodeId, QuotaInformation, RequestId};
 
-/// The state of a node (`Node.VALID_STATES`), with Python's wire names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum NodeState {
-    /// `init`: znode created, not yet locked by its launcher.
-    #[serde(rename = "init")]
-    Init,
-    /// `building`: the launcher is creating the instance.
-    #[serde(rename = "building")]
-    Building,
-    /// `testing`: defined but never set by Nodepool 11.
-    #[serde(rename = "testing")]
-    Testing,
-    /// `ready`: available (or allocated to a request).
-    #[serde(rename = "ready")]
-    Ready,
-    /// `in-use`: Zuul is running a job on it.
-    #[serde(rename = "in-use")]
-    InUse,
-    /// `used`: Zuul is done; the launcher deletes it.
-    #[serde(rename = "used")]
-    Used,
-    /// `hold`: kept for a human (autohold or CLI).
-    #[serde(rename = "hold")]
-    Hold,
-    /// `deleting`: the launcher is deleting the instance.
-    #[serde(rename = "deleting")]
-    Deleting,
-    /// `failed`: the launch failed.
-    #[serde(rename = "failed")]
-    Failed,
-    /// `aborted`: launch aborted by a transient error such as over-quota.
-    #[serde(rename = "aborted")]
-    Aborted,
-    /// `deleted`: written just before the znode is removed.
-    #[serde(rename = "deleted")]
-    Deleted,
-}
-
-impl NodeState {
-    /// All 11 states, in the order of the reference.
-    pub const ALL: [NodeState; 11] = [
-        NodeState::Init,
-        NodeState::Building,
-        NodeState::Testing,
-        NodeState::Ready,
-        NodeState::InUse,
-        NodeState::Used,
-        NodeState::Hold,
-        NodeState::Deleting,
-        NodeState::Failed,
-        NodeState::Aborted,
-        NodeState::Deleted,
-    ];
-
-    /// The wire name, e.g. `in-use`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Init => "init",
-            NodeState::Building => "building",
-            NodeState::Testing => "testing",
-            NodeState::Ready => "ready",
-            NodeState::InUse => "in-use",
-            NodeState::Used => "used",
-            NodeState::Hold => "hold",
-            NodeState::Deleting => "deleting",
-            NodeState::Failed => "failed",
-            NodeState::Aborted => "aborted",
-            NodeState::Deleted => "deleted",
-        }
+wire_enum!(
+    /// The state of a node, with Python's wire names; `ALL` is in the order of Python's
+    /// `Node.VALID_STATES`.
+    NodeState, "node state", {
+        /// `init`: znode created, not yet locked by its launcher.
+        Init = "init",
+        /// `building`: the launcher is creating the instance.
+        Building = "building",
+        /// `testing`: defined but never set by Nodepool 11.
+        Testing = "testing",
+        /// `ready`: available (or allocated to a request).
+        Ready = "ready",
+        /// `in-use`: Zuul is running a job on it.
+        InUse = "in-use",
+        /// `used`: Zuul is done; the launcher deletes it.
+        Used = "used",
+        /// `hold`: kept for a human (autohold or CLI).
+        Hold = "hold",
+        /// `deleting`: the launcher is deleting the instance.
+        Deleting = "deleting",
+        /// `failed`: the launch failed.
+        Failed = "failed",
+        /// `aborted`: launch aborted by a transient error such as over-quota.
+        Aborted = "aborted",
+        /// `deleted`: written just before the znode is removed.
+        Deleted = "deleted",
     }
-
-    /// Parses a wire name.
-    pub fn from_wire(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-impl fmt::Display for NodeState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for NodeState {
-    type Err = ModelError;
-    fn from_str(s: &str) -> Result<Self, ModelError> {
-        Self::from_wire(s).ok_or_else(|| ModelError::InvalidId {
-            kind: "node state",
-            value: s.to_string(),
-            reason: "not one of init, building, testing, ready, in-use, used, hold, deleting, failed, aborted, deleted",
-        })
-    }
-}
+);
 
 /// A node record. Field names follow the wire keys (`node_type` is the key `type`).
 /// `None` is written as JSON `null`; every key is always written.
@@ -800,5 +735,35 @@ mod tests {
         assert!(n.state_time > 1.0e9);
         let fresh = Node::new();
         assert_eq!(fresh.created_time, Some(fresh.state_time));
+    }
+
+    /// Benchmark (run explicitly, release): reading and writing 10,000 node records (the
+    /// golden `node-ready.json`), the per-record cost under every listing and cache load.
+    /// `cargo test --release -p nodepool-shared --lib bench_node_read_write -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_node_read_write() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/node-ready.json");
+        let golden: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let data = serde_json::to_vec(&golden["data"]).unwrap();
+        let id = NodeId::from("0000004351");
+        let n = 10_000;
+        for round in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(Node::from_json(&id, std::hint::black_box(&data)).unwrap());
+            }
+            let read = t.elapsed();
+            let node = Node::from_json(&id, &data).unwrap().unwrap();
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(std::hint::black_box(&node).to_json());
+            }
+            println!(
+                "round {round}: read {n}: {read:?}, write {n}: {:?}",
+                t.elapsed()
+            );
+        }
     }
 }

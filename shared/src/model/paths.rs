@@ -1,4 +1,4 @@
-//! Every ZooKeeper path Nodepool uses (reference §1.2), as builders, and
+//! Every ZooKeeper path Nodepool uses (the tree under `/nodepool`), as builders, and
 //! [`classify`] which turns a path back into what it is — used by the tree caches, the
 //! launcher, the CLI and the TUI so that nobody splits paths by hand.
 

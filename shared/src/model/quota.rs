@@ -1,4 +1,4 @@
-//! Resource arithmetic for quota decisions (reference §3.6), like Python's
+//! Resource arithmetic for quota decisions, like Python's
 //! `QuotaInformation`: named quantities (`instances`, `cores`, `ram` in MiB, plus any
 //! driver key such as `volumes` or `volume-gb`) with a default for keys not present —
 //! 0 for usage and needs, +∞ for limits.

@@ -1,71 +1,28 @@
-//! The NodeRequest record (`/nodepool/requests/<prio>-<seq>`, reference §1.4): Zuul (or
+//! The NodeRequest record (`/nodepool/requests/<prio>-<seq>`): Zuul (or
 //! min-ready) asks for a set of labels; a launcher fulfils or fails it.
 
 use std::cmp::Ordering;
-use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::json::{self, f64_value, opt_f64_value, opt_str_value, str_list_value, Reader};
+use super::wire_enum::wire_enum;
 use super::{ModelError, NodeId, RequestId};
 
-/// The state of a node request, with Python's wire names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestState {
-    /// `requested`: submitted, not yet accepted by a launcher.
-    Requested,
-    /// `pending`: a launcher accepted it and is working on it.
-    Pending,
-    /// `fulfilled`: `nodes` holds the allocated nodes.
-    Fulfilled,
-    /// `failed`: declined by every launcher or launch failed.
-    Failed,
-}
-
-impl RequestState {
-    /// All states.
-    pub const ALL: [RequestState; 4] = [
-        RequestState::Requested,
-        RequestState::Pending,
-        RequestState::Fulfilled,
-        RequestState::Failed,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Requested => "requested",
-            RequestState::Pending => "pending",
-            RequestState::Fulfilled => "fulfilled",
-            RequestState::Failed => "failed",
-        }
+wire_enum!(
+    /// The state of a node request, with Python's wire names.
+    RequestState, "request state", {
+        /// `requested`: submitted, not yet accepted by a launcher.
+        Requested = "requested",
+        /// `pending`: a launcher accepted it and is working on it.
+        Pending = "pending",
+        /// `fulfilled`: `nodes` holds the allocated nodes.
+        Fulfilled = "fulfilled",
+        /// `failed`: declined by every launcher or launch failed.
+        Failed = "failed",
     }
-
-    /// Parses a wire name.
-    pub fn from_wire(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-impl fmt::Display for RequestState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RequestState {
-    type Err = ModelError;
-    fn from_str(s: &str) -> Result<Self, ModelError> {
-        Self::from_wire(s).ok_or_else(|| ModelError::InvalidId {
-            kind: "request state",
-            value: s.to_string(),
-            reason: "not one of requested, pending, fulfilled, failed",
-        })
-    }
-}
+);
 
 /// A node request record. `None` is written as JSON `null`; every key is always written.
 #[derive(Clone, Debug, PartialEq)]

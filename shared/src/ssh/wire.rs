@@ -18,6 +18,8 @@ pub const MSG_UNIMPLEMENTED: u8 = 3;
 pub const MSG_DEBUG: u8 = 4;
 /// SSH_MSG_KEXINIT.
 pub const MSG_KEXINIT: u8 = 20;
+/// SSH_MSG_NEWKEYS (RFC 4253 §7.3): the key exchange is over, new keys take effect.
+pub const MSG_NEWKEYS: u8 = 21;
 /// SSH_MSG_KEX_ECDH_INIT.
 pub const MSG_KEX_ECDH_INIT: u8 = 30;
 /// SSH_MSG_KEX_ECDH_REPLY.

@@ -14,6 +14,8 @@ use std::time::Duration;
 use cadence::prelude::*;
 use cadence::{BufferedUdpMetricSink, MetricSink, StatsdClient};
 
+use super::prometheus::{MetricKey, Metrics};
+
 /// Default statsd port when only `STATSD_HOST` is set.
 pub const DEFAULT_PORT: u16 = 8125;
 /// Default host when only `STATSD_PORT` is set.
@@ -42,10 +44,13 @@ pub enum StatsError {
     Sink(#[from] cadence::MetricError),
 }
 
-/// A cheap-to-clone statsd handle; a no-op when statsd is not configured.
+/// A cheap-to-clone statsd handle; a no-op when statsd is not configured. With
+/// [`Statsd::with_prometheus`] every call whose key names a Prometheus series is also
+/// recorded there (whether or not statsd is configured).
 #[derive(Clone, Default)]
 pub struct Statsd {
     inner: Option<Arc<StatsdClient>>,
+    prom: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Statsd {
@@ -59,7 +64,21 @@ impl std::fmt::Debug for Statsd {
 impl Statsd {
     /// A client that sends nothing.
     pub fn noop() -> Self {
-        Statsd { inner: None }
+        Statsd {
+            inner: None,
+            prom: None,
+        }
+    }
+
+    /// The same client, also recording into `metrics`.
+    pub fn with_prometheus(mut self, metrics: Arc<Metrics>) -> Self {
+        self.prom = Some(metrics);
+        self
+    }
+
+    /// The attached Prometheus metrics, if any.
+    pub fn prometheus(&self) -> Option<&Arc<Metrics>> {
+        self.prom.as_ref()
     }
 
     /// Configured from `STATSD_HOST` / `STATSD_PORT`; neither set (or both empty) → no-op.
@@ -115,6 +134,7 @@ impl Statsd {
     {
         Statsd {
             inner: Some(Arc::new(StatsdClient::from_sink("", sink))),
+            prom: None,
         }
     }
 
@@ -124,54 +144,66 @@ impl Statsd {
     }
 
     /// Counter +1 (`key:1|c`).
-    pub fn incr(&self, key: &str) {
+    pub fn incr<K: MetricKey + ?Sized>(&self, key: &K) {
         self.count(key, 1);
     }
 
     /// Counter by `n` (`key:n|c`).
-    pub fn count(&self, key: &str, n: i64) {
+    pub fn count<K: MetricKey + ?Sized>(&self, key: &K, n: i64) {
         if let Some(c) = &self.inner {
-            let _ = c.count(key, n);
+            let _ = c.count(key.name(), n);
+        }
+        if let (Some(p), Some(s)) = (&self.prom, key.series()) {
+            p.count(s, n);
         }
     }
 
     /// Gauge with an integer value (`key:v|g`).
-    pub fn gauge(&self, key: &str, value: u64) {
+    pub fn gauge<K: MetricKey + ?Sized>(&self, key: &K, value: u64) {
         if let Some(c) = &self.inner {
-            let _ = c.gauge(key, value);
+            let _ = c.gauge(key.name(), value);
+        }
+        if let (Some(p), Some(s)) = (&self.prom, key.series()) {
+            p.gauge(s, value as f64);
         }
     }
 
     /// Gauge with a float value. A negative value is sent as `0` followed by the value,
     /// as python-statsd does, so that it is not taken as a delta.
-    pub fn gauge_f64(&self, key: &str, value: f64) {
+    pub fn gauge_f64<K: MetricKey + ?Sized>(&self, key: &K, value: f64) {
         if let Some(c) = &self.inner {
             if value < 0.0 {
-                let _ = c.gauge(key, 0u64);
+                let _ = c.gauge(key.name(), 0u64);
             }
-            let _ = c.gauge(key, value);
+            let _ = c.gauge(key.name(), value);
+        }
+        if let (Some(p), Some(s)) = (&self.prom, key.series()) {
+            p.gauge(s, value);
         }
     }
 
     /// Timer (`key:ms|ms`, whole milliseconds).
-    pub fn timing(&self, key: &str, elapsed: Duration) {
+    pub fn timing<K: MetricKey + ?Sized>(&self, key: &K, elapsed: Duration) {
         if let Some(c) = &self.inner {
-            let _ = c.time(key, elapsed);
+            let _ = c.time(key.name(), elapsed);
+        }
+        if let (Some(p), Some(s)) = (&self.prom, key.series()) {
+            p.timing(s, elapsed);
         }
     }
 
     /// Timer in milliseconds.
-    pub fn timing_ms(&self, key: &str, ms: u64) {
-        if let Some(c) = &self.inner {
-            let _ = c.time(key, ms);
-        }
+    pub fn timing_ms<K: MetricKey + ?Sized>(&self, key: &K, ms: u64) {
+        self.timing(key, Duration::from_millis(ms));
     }
 
     /// The "c+ms" pattern: a timer and a +1 counter with the same key (timer first, as
-    /// Nodepool does).
-    pub fn timer_and_count(&self, key: &str, elapsed: Duration) {
+    /// Nodepool does). In Prometheus the histogram's `_count` is the counter.
+    pub fn timer_and_count<K: MetricKey + ?Sized>(&self, key: &K, elapsed: Duration) {
         self.timing(key, elapsed);
-        self.incr(key);
+        if let Some(c) = &self.inner {
+            let _ = c.count(key.name(), 1);
+        }
     }
 
     /// Sends whatever is buffered.

@@ -1,6 +1,6 @@
-//! statsd metrics: the exact metric names Nodepool emits (reference §5) in [`names`],
-//! and a small client wrapper in [`client`] configured from `STATSD_HOST` /
-//! `STATSD_PORT` (a no-op when unset).
+//! Metrics: the exact statsd names Nodepool emits in [`names`], a small client wrapper in
+//! [`client`] configured from `STATSD_HOST` / `STATSD_PORT` (a no-op when unset), and the
+//! Prometheus export in [`prometheus`], fed by the same calls.
 //!
 //! ```no_run
 //! use nodepool_shared::stats::{names, Statsd};
@@ -15,6 +15,8 @@
 
 pub mod client;
 pub mod names;
+pub mod prometheus;
 
 pub use client::{StatsError, Statsd};
 pub use names::normalize;
+pub use prometheus::{Key, MetricKey, Metrics};

@@ -1,7 +1,11 @@
-//! Builders for every statsd metric name Nodepool emits (reference §5), so that the
-//! launcher, builder and docs agree on one spelling. Names are exact; only the parts
-//! Python normalises (requestor, tenant-limit names) go through [`normalize`].
+//! Builders for every statsd metric name Nodepool emits, so that the launcher, builder
+//! and docs agree on one spelling. Names are exact; only the parts Python normalises
+//! (requestor, tenant-limit names) go through [`normalize`]. The names of event metrics
+//! (launches, leaks, API calls, builds, uploads, builder states) are [`Key`]s that also
+//! name their Prometheus series; the node and request gauges are Prometheus-exported from
+//! the launcher's cache at scrape time instead.
 
+use super::prometheus::{Fam, Key};
 use crate::model::NodeState;
 
 /// Python's `normalize_statsd_name`: `.` (graphite hierarchy) and `:` (statsd delimiter)
@@ -76,18 +80,33 @@ pub fn launch_image(image: &str, result: &str) -> String {
 /// All launch keys for one outcome, in Python's order: provider, global, provider+AZ
 /// (when the node has an AZ), requestor (when the request has one). Each is sent as a
 /// timer and a counter.
+/// The first key also records the one Prometheus observation of the launch,
+/// `nodepool_launch_duration_seconds{provider,az,requestor,result}`.
 pub fn launch_keys(
     provider: &str,
     az: Option<&str>,
     requestor: Option<&str>,
     result: &str,
-) -> Vec<String> {
-    let mut keys = vec![launch_provider(provider, result), launch(result)];
+) -> Vec<Key> {
+    let labels = vec![
+        ("provider", provider.to_string()),
+        ("az", az.unwrap_or("").to_string()),
+        ("requestor", requestor.map(normalize).unwrap_or_default()),
+        ("result", result.to_string()),
+    ];
+    let mut keys = vec![
+        Key::new(
+            launch_provider(provider, result),
+            Fam::LaunchDuration,
+            labels,
+        ),
+        Key::statsd_only(launch(result)),
+    ];
     if let Some(az) = az.filter(|a| !a.is_empty()) {
-        keys.push(launch_provider_az(provider, az, result));
+        keys.push(Key::statsd_only(launch_provider_az(provider, az, result)));
     }
     if let Some(r) = requestor.filter(|r| !r.is_empty()) {
-        keys.push(launch_requestor(r, result));
+        keys.push(Key::statsd_only(launch_requestor(r, result)));
     }
     keys
 }
@@ -130,8 +149,12 @@ pub fn tenant_limit(tenant: &str, limit: &str) -> String {
 
 /// `nodepool.provider.<provider>.leaked.<resource>` where `resource` is the plural
 /// (`instances`, `ports`, `floatingips`, `images`, `volumes`, …).
-pub fn leaked(provider: &str, resource: &str) -> String {
-    format!("nodepool.provider.{provider}.leaked.{resource}")
+pub fn leaked(provider: &str, resource: &str) -> Key {
+    Key::new(
+        format!("nodepool.provider.{provider}.leaked.{resource}"),
+        Fam::Leaked,
+        vec![("provider", provider.into()), ("resource", resource.into())],
+    )
 }
 
 /// `nodepool.launcher.<hostname>.zk.client.connection_queue`.
@@ -147,47 +170,84 @@ pub fn zk_cache_queue(hostname: &str, cache: &str, queue: &str) -> String {
 
 /// `nodepool.task.<provider>.<service>.<method>.<operation>`: cloud API call timer
 /// (c+ms), e.g. `nodepool.task.prov.compute.POST.servers`.
-pub fn task(provider: &str, service: &str, method: &str, operation: &str) -> String {
-    format!("nodepool.task.{provider}.{service}.{method}.{operation}")
+pub fn task(provider: &str, service: &str, method: &str, operation: &str) -> Key {
+    Key::new(
+        format!("nodepool.task.{provider}.{service}.{method}.{operation}"),
+        Fam::ApiDuration,
+        vec![
+            ("provider", provider.into()),
+            ("service", service.into()),
+            ("method", method.into()),
+            ("operation", operation.into()),
+        ],
+    )
 }
 
 // ---- builder ----
 
 /// `nodepool.dib_image_build.<image>.<ext>.size` (gauge, bytes).
-pub fn dib_image_build_size(image: &str, ext: &str) -> String {
-    format!("nodepool.dib_image_build.{image}.{ext}.size")
+pub fn dib_image_build_size(image: &str, ext: &str) -> Key {
+    Key::new(
+        format!("nodepool.dib_image_build.{image}.{ext}.size"),
+        Fam::BuildSize,
+        vec![("image", image.into()), ("format", ext.into())],
+    )
 }
 
 /// `nodepool.dib_image_build.<image>.status.duration` (timer).
-pub fn dib_image_build_duration(image: &str) -> String {
-    format!("nodepool.dib_image_build.{image}.status.duration")
+pub fn dib_image_build_duration(image: &str) -> Key {
+    Key::new(
+        format!("nodepool.dib_image_build.{image}.status.duration"),
+        Fam::BuildDuration,
+        vec![("image", image.into())],
+    )
 }
 
 /// `nodepool.dib_image_build.<image>.status.rc` (gauge).
-pub fn dib_image_build_rc(image: &str) -> String {
-    format!("nodepool.dib_image_build.{image}.status.rc")
+pub fn dib_image_build_rc(image: &str) -> Key {
+    Key::new(
+        format!("nodepool.dib_image_build.{image}.status.rc"),
+        Fam::BuildRc,
+        vec![("image", image.into())],
+    )
 }
 
 /// `nodepool.dib_image_build.<image>.status.last_build` (gauge, epoch seconds).
-pub fn dib_image_build_last_build(image: &str) -> String {
-    format!("nodepool.dib_image_build.{image}.status.last_build")
+pub fn dib_image_build_last_build(image: &str) -> Key {
+    Key::new(
+        format!("nodepool.dib_image_build.{image}.status.last_build"),
+        Fam::BuildLast,
+        vec![("image", image.into())],
+    )
 }
 
 /// `nodepool.image_update.<image>.<provider>` (c+ms, successful upload).
-pub fn image_update(image: &str, provider: &str) -> String {
-    format!("nodepool.image_update.{image}.{provider}")
+pub fn image_update(image: &str, provider: &str) -> Key {
+    Key::new(
+        format!("nodepool.image_update.{image}.{provider}"),
+        Fam::UploadDuration,
+        vec![("image", image.into()), ("provider", provider.into())],
+    )
 }
 
 /// `nodepool.builder.<host>.image.<image>.build.state` (gauge: 0 idle, 1 building,
 /// 3 paused).
-pub fn builder_build_state(host: &str, image: &str) -> String {
-    format!("nodepool.builder.{host}.image.{image}.build.state")
+pub fn builder_build_state(host: &str, image: &str) -> Key {
+    Key::new(
+        format!("nodepool.builder.{host}.image.{image}.build.state"),
+        Fam::BuildState,
+        vec![("image", image.into())],
+    )
 }
 
 /// `nodepool.builder.<host>.image.<image>.provider.<provider>.upload.state` (gauge:
 /// 0 idle, 2 uploading, 3 paused).
-pub fn builder_upload_state(host: &str, image: &str, provider: &str) -> String {
-    format!("nodepool.builder.{host}.image.{image}.provider.{provider}.upload.state")
+pub fn builder_upload_state(host: &str, image: &str, provider: &str) -> Key {
+    Key::new(
+        format!("nodepool.builder.{host}.image.{image}.provider.{provider}.upload.state"),
+        Fam::UploadState,
+        vec![("image", image.into()), ("provider", provider.into())],
+    )
 }
 
 /// Builder state gauge values.
@@ -203,8 +263,12 @@ pub mod builder_state {
 }
 
 /// `nodepool.image.<image>.image_build_requests` (gauge).
-pub fn image_build_requests(image: &str) -> String {
-    format!("nodepool.image.{image}.image_build_requests")
+pub fn image_build_requests(image: &str) -> Key {
+    Key::new(
+        format!("nodepool.image.{image}.image_build_requests"),
+        Fam::BuildRequests,
+        vec![("image", image.into())],
+    )
 }
 
 /// `nodepool.image_build_requests` (gauge, total).
@@ -266,6 +330,24 @@ mod tests {
             "nodepool.tenant_limits.ten_ant.volume-gb"
         );
         assert_eq!(leaked("p", "ports"), "nodepool.provider.p.leaked.ports");
+        use crate::stats::prometheus::{Fam, MetricKey};
+        let s = leaked("p", "ports").series().cloned().unwrap();
+        assert_eq!(s.fam, Fam::Leaked);
+        assert_eq!(
+            s.labels,
+            [
+                ("provider", "p".to_string()),
+                ("resource", "ports".to_string())
+            ]
+        );
+        let keys = launch_keys("p", Some("az1"), Some("a:b"), "error.quota");
+        let s = keys[0].series().unwrap();
+        assert_eq!(s.fam, Fam::LaunchDuration);
+        assert_eq!(s.labels[2], ("requestor", "a_b".to_string()));
+        assert!(
+            keys[1..].iter().all(|k| k.series().is_none()),
+            "one observation per launch"
+        );
         assert_eq!(
             zk_connection_queue("h"),
             "nodepool.launcher.h.zk.client.connection_queue"

@@ -17,6 +17,7 @@ use super::certs::TestCerts;
 use super::server::{four_letter_word, test_settings, JARS};
 use super::spawn::spawn_tied;
 use super::HarnessError;
+use crate::sync::MutexExt;
 use crate::zk::{ZkSettings, ZkTls};
 
 /// Bound of every wait in this module (start-up, quorum).
@@ -67,7 +68,7 @@ impl Member {
     }
 
     fn is_running(&self) -> bool {
-        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.child.lock_or_recover();
         match guard.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
@@ -75,7 +76,7 @@ impl Member {
     }
 
     fn kill(&self) {
-        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.child.lock_or_recover();
         if let Some(mut child) = guard.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -179,7 +180,7 @@ impl Member {
             .stderr(open_log()?);
         let child =
             spawn_tied(cmd).map_err(|e| HarnessError::new(format!("cannot run java: {e}")))?;
-        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        *self.child.lock_or_recover() = Some(child);
         let deadline = Instant::now() + ENSEMBLE_TIMEOUT;
         loop {
             if !self.is_running() {
@@ -603,10 +604,7 @@ impl ZkEnsemble {
 impl Member {
     /// True once a process was spawned and not deliberately stopped.
     fn child_started(&self) -> bool {
-        self.child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.child.lock_or_recover().is_some()
     }
 }
 

@@ -1,12 +1,23 @@
-//! Test harness used across the workspace: real ZooKeeper processes on loopback.
+//! The test harness shared by every crate's tests (cargo feature `testing`, enabled only
+//! by dev-dependencies and the test-support crate `nodepool-tests`):
 //!
-//! * [`TestZk::shared`] — the usual fixture: a ZooKeeper shared by all tests (the one
-//!   `scripts/run-tests` started, found via `NODEPOOL_TEST_ZK*` env vars, else one started
-//!   lazily per test process), with a fresh random chroot `/nodepool_test/<hex>` per
-//!   fixture, so tests never see each other's data.
-//! * [`TestZk::dedicated`] — a ZooKeeper of its own, for tests that stop or restart it
-//!   ([`TestZk::server`]).
-//! * [`ZkServer`] — the process itself; [`TestCerts`] — the throw-away CA.
+//! * ZooKeeper: [`TestZk::shared`] — the usual fixture: a ZooKeeper shared by all tests
+//!   (the one `scripts/run-tests` started, found via `NODEPOOL_TEST_ZK*` env vars, else
+//!   one started lazily per test process), with a fresh random chroot
+//!   `/nodepool_test/<hex>` per fixture, so tests never see each other's data;
+//!   [`TestZk::dedicated`] — a ZooKeeper of its own, for tests that stop or restart it
+//!   ([`TestZk::server`]); [`ZkEnsemble`] — a 3-server quorum; [`ZkServer`] — the
+//!   process itself; [`TestCerts`] — the throw-away CA.
+//! * [`TestSshd`] — a real OpenSSH server on a loopback address (static hosts, scans).
+//! * Bounded waits ([`wait_for`], [`step`], [`bounded`], [`bounded_serial`]): nothing a
+//!   test waits for can hang the suite.
+//! * Logging ([`init_logs`], [`LogCapture`]): one subscriber per test process.
+//! * statsd ([`StatsSink`]): metrics checked on a real UDP socket.
+//! * The suite's layout ([`assert_all_test_files_declared`]): one test binary per crate;
+//!   [`run_test_in_child`] for the few tests that need a process of their own.
+//!
+//! The simulator, the fake Zuul, daemon processes and the builder's world are in the
+//! `nodepool-tests` crate (`tests/src`); how the tests are organised is in ARCHITECTURE.md.
 //!
 //! * [`scale`] — realistic node records for scale benchmarks.
 //!
@@ -18,17 +29,29 @@ mod certs;
 mod ensemble;
 #[cfg(test)]
 pub(crate) mod fuzz;
+mod logs;
 pub mod scale;
 mod server;
 mod spawn;
+mod sshd;
+mod statsd;
+mod suite;
+mod wait;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub use certs::TestCerts;
 pub use ensemble::{MemberMode, ZkEnsemble};
+pub use logs::{init_logs, LogCapture};
 pub use server::{four_letter_word, test_settings, ZkServer};
 pub use spawn::spawn_tied;
+pub use sshd::{sshd_available, TestSshd, SSHD};
+pub use statsd::StatsSink;
+pub use suite::{assert_all_test_files_declared, is_child_test, run_test_in_child, CHILD_TEST_VAR};
+pub use wait::{
+    bounded, bounded_serial, heavy_lock, step, wait_for, wait_for_within, TEST_LIMIT, WAIT,
+};
 
 use crate::zk::{ZkClient, ZkSettings, ZkTls};
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::certs::TestCerts;
 use super::spawn::spawn_tied;
 use super::HarnessError;
+use crate::sync::MutexExt;
 use crate::zk::{ZkSettings, ZkTls};
 
 /// Jars (in `/usr/share/java`, override with `NODEPOOL_ZK_JAR_DIR`) needed besides the
@@ -138,7 +139,7 @@ impl ZkServer {
 
     /// Kills the process (like a crash; the dataDir keeps the state).
     pub fn stop(&self) {
-        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.child.lock_or_recover();
         if let Some(mut child) = guard.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -169,7 +170,7 @@ impl ZkServer {
 
     /// The process id, while the process runs.
     fn pid(&self) -> Option<libc::pid_t> {
-        let guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.child.lock_or_recover();
         guard
             .as_ref()
             .and_then(|c| libc::pid_t::try_from(c.id()).ok())
@@ -181,7 +182,7 @@ impl ZkServer {
     }
 
     fn signal(&self, sig: libc::c_int) -> bool {
-        let guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.child.lock_or_recover();
         let Some(child) = guard.as_ref() else {
             return false;
         };
@@ -214,7 +215,7 @@ impl ZkServer {
 
     /// True while the process runs.
     pub fn is_running(&self) -> bool {
-        let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.child.lock_or_recover();
         match guard.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
@@ -308,7 +309,7 @@ impl ZkServer {
             .stderr(log2);
         let child =
             spawn_tied(cmd).map_err(|e| HarnessError::new(format!("cannot run java: {e}")))?;
-        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        *self.child.lock_or_recover() = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if !self.is_running() {

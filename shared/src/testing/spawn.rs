@@ -4,6 +4,7 @@
 //! forked exits, and test harness threads come and go, so all children are forked from
 //! one long-lived spawner thread that never exits.
 
+use crate::sync::MutexExt;
 use std::io;
 use std::process::{Child, Command};
 use std::sync::mpsc;
@@ -50,8 +51,7 @@ fn spawn_here(cmd: &mut Command) -> io::Result<Child> {
 pub fn spawn_tied(cmd: Command) -> io::Result<Child> {
     let (tx, rx) = mpsc::channel();
     spawner()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_or_recover()
         .send((cmd, tx))
         .map_err(|_| io::Error::other("spawner thread gone"))?;
     rx.recv()

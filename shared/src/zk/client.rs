@@ -29,6 +29,7 @@ use zookeeper_client as zkc;
 
 use super::error::{ZkError, ZkResult};
 use super::settings::ZkSettings;
+use crate::sync::RwLockExt;
 
 pub use zookeeper_client::{OneshotWatcher, PersistentWatcher, Stat};
 
@@ -215,10 +216,7 @@ struct Inner {
 
 impl Inner {
     fn settings(&self) -> ZkSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.settings.read_or_recover().clone()
     }
 }
 
@@ -483,11 +481,7 @@ impl ZkClient {
     }
 
     fn request_timeout(&self) -> Duration {
-        self.inner
-            .settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .request_timeout
+        self.inner.settings.read_or_recover().request_timeout
     }
 
     fn in_flight(&self) -> InFlight<'_> {

@@ -1,7 +1,7 @@
 //! [`ZkLock`]: the kazoo 2.9 `Lock` recipe, byte-compatible with Python Nodepool and Zuul.
 //!
 //! Nodepool, Zuul and the `nodepool` CLI lock nodes, requests and images with kazoo's recipe,
-//! so ours must create the same znodes and honour theirs (reference §2):
+//! so ours must create the same znodes and honour theirs (kazoo 2.9's `Lock` recipe):
 //! * contender = ephemeral sequential child `<uuid4 hex>__lock__<seq10>` of the lock dir,
 //!   data = identifier (empty for node/request locks, `<host>-<pid>` for elections);
 //! * contenders are the children matching `__lock__(-?\d{10})$`, ordered by that sequence

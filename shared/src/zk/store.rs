@@ -1,14 +1,16 @@
-//! [`ZkStore`]: typed reads and writes of every Nodepool record (reference §1), for the
+//! [`ZkStore`]: typed reads and writes of every Nodepool record, for the
 //! launcher, the builder and the CLI, so that nobody builds paths or parses JSON by hand.
 //!
 //! * Reads return the record plus its [`Stat`] (the `version` is what a guarded
 //!   `store_*` call takes). A missing znode is `Ok(None)`; an empty node znode (a lock
-//!   attempt on a deleted node re-creates it, §2) also reads as `None`.
+//!   attempt on a deleted node re-creates it: kazoo's recipe makes the lock dir's parents)
+//!   also reads as `None`.
 //! * Corrupt JSON: `get_*` returns [`ZkError::Corrupt`] naming the path; the list
 //!   functions skip the record with a warning naming the path. Nothing here panics.
 //! * List functions read all records pipelined (many requests in flight at once).
 //! * Locks are not taken here (see the lock module); [`ZkStore::node_lock_contenders`]
-//!   only reports who holds or waits for a lock ("probably locked", §2).
+//!   only reports who holds or waits for a lock ("probably locked": a node with contenders
+//!   is skipped).
 //! * Components register through [`ComponentRegistration`] (see [`ZkStore::register_component`]).
 
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,7 @@ use crate::model::{
     paths, BuildId, Component, ComponentKind, ImageBuild, ImageUpload, ModelError, Node, NodeId,
     NodeRequest, NodeState, RequestId, UploadId,
 };
+use crate::sync::MutexExt;
 
 /// How many reads a list function keeps in flight.
 const PIPELINE: usize = 64;
@@ -174,7 +177,7 @@ impl ZkStore {
         self.read_many(ids, paths::node, Node::from_json).await
     }
 
-    /// Ids of node znodes without data (§3.9.6: to be deleted recursively).
+    /// Ids of node znodes without data (the CleanupWorker deletes them recursively).
     pub async fn empty_node_ids(&self) -> ZkResult<Vec<NodeId>> {
         let ids = self.node_ids().await?;
         let client = &self.client;
@@ -238,7 +241,8 @@ impl ZkStore {
     }
 
     /// Lock contenders of a node (`/nodepool/nodes/<id>/lock/*__lock__<seq>`), holder
-    /// first; empty if none (or no lock dir). Non-empty = "probably locked" (§2).
+    /// first; empty if none (or no lock dir). Non-empty = "probably locked" (skipped
+    /// without trying to lock it).
     pub async fn node_lock_contenders(&self, id: &NodeId) -> ZkResult<Vec<String>> {
         self.lock_contenders(&paths::node_lock(id)).await
     }
@@ -326,7 +330,7 @@ impl ZkStore {
         self.lock_contenders(&paths::request_lock(id)).await
     }
 
-    /// The request lock dirs with their stats (CleanupWorker §3.9.1 removes those whose
+    /// The request lock dirs with their stats (the CleanupWorker removes those whose
     /// request is gone and whose mtime is old).
     pub async fn request_lock_dirs(&self) -> ZkResult<Vec<(RequestId, Stat)>> {
         let ids = self.children(paths::REQUEST_LOCKS).await?;
@@ -688,26 +692,18 @@ impl Drop for ComponentRegistration {
 impl ComponentRegistration {
     /// The current znode name (`<hostname><seq10>`; changes after a re-registration).
     pub fn name(&self) -> String {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .name
-            .clone()
+        self.state.lock_or_recover().name.clone()
     }
 
     /// The current znode path.
     pub fn path(&self) -> String {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.state.lock_or_recover();
         paths::component(st.component.kind, &st.name)
     }
 
     /// The content as last written.
     pub fn component(&self) -> Component {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .component
-            .clone()
+        self.state.lock_or_recover().component.clone()
     }
 
     /// Changes the content (`f` edits a copy) and writes it with a version check. While
@@ -715,7 +711,7 @@ impl ComponentRegistration {
     /// new content is kept and written by the re-registration.
     pub async fn update(&self, f: impl FnOnce(&mut Component)) -> ZkResult<()> {
         let (name, component, version) = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = self.state.lock_or_recover();
             f(&mut st.component);
             (st.name.clone(), st.component.clone(), st.version)
         };
@@ -733,7 +729,7 @@ impl ComponentRegistration {
             r => r,
         };
         let stat = r?;
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock_or_recover();
         if st.name == name {
             st.version = stat.version;
         }
@@ -755,7 +751,7 @@ impl ComponentRegistration {
 async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: CancellationToken) {
     let mut status = store.client.watch_status();
     loop {
-        let registered = state.lock().unwrap_or_else(|e| e.into_inner()).generation;
+        let registered = state.lock_or_recover().generation;
         let wait = status.wait_for(|s| {
             (s.generation > registered && s.state == ConnectionState::Connected)
                 || s.state == ConnectionState::Closed
@@ -771,7 +767,7 @@ async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: Cancell
             return;
         }
         let (old, component) = {
-            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let st = state.lock_or_recover();
             (
                 paths::component(st.component.kind, &st.name),
                 st.component.clone(),
@@ -783,7 +779,7 @@ async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: Cancell
             Ok((name, stat)) => {
                 info!(kind = %component.kind, name = %name, generation = now.generation,
                     "re-registered component after new session");
-                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = state.lock_or_recover();
                 st.name = name;
                 st.version = stat.version;
                 st.generation = now.generation;

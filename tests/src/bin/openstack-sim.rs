@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use nodepool_tests::sim::{CloudsAuth, FailNext, LeakedServer, SimConfig, Simulator};
+use nodepool_tests::sim::{CloudsAuth, FailNext, Knobs, LeakedServer, SimConfig, Simulator};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "openstack-sim",
+    version = nodepool_shared::version::LONG,
     about = "In-memory OpenStack API simulator on 127.0.0.1",
     after_help = "Operation names (OP) are those counted by GET /admin/counters, e.g. \
 compute.servers.create, compute.servers.detail, compute.servers.delete, image.images.upload, \
@@ -30,6 +31,14 @@ struct Args {
     /// Region name in the service catalog.
     #[arg(long)]
     region: Option<String>,
+    /// An availability zone Nova offers (repeatable; the first is the default; replaces
+    /// the configured ones). PUT /admin/availability-zones changes them at run time.
+    #[arg(long, value_name = "NAME")]
+    availability_zone: Vec<String>,
+    /// Give the shared `provider` network an IPv6 subnet too (IPv4-mapped addresses,
+    /// ::ffff:127.30.x.y): its servers also get a public IPv6 address.
+    #[arg(long)]
+    ipv6: bool,
     /// Milliseconds a server stays in BUILD.
     #[arg(long)]
     boot_delay_ms: Option<u64>,
@@ -169,7 +178,48 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
     if let Some(r) = &a.region {
         c.region = r.clone();
     }
-    let k = &mut c.knobs;
+    if !a.availability_zone.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        for z in &a.availability_zone {
+            if z.is_empty() || !seen.insert(z) {
+                return Err(format!(
+                    "--availability-zone `{z}`: zone names must be non-empty and distinct"
+                ));
+            }
+        }
+        c.availability_zones = a.availability_zone.clone();
+    }
+    if a.ipv6 {
+        c.ipv6 = true;
+    }
+    apply_knob_flags(a, &mut c.knobs);
+    apply_failure_flags(a, &mut c.knobs)?;
+    let cr = &mut c.credentials;
+    for (flag, field) in [
+        (&a.username, &mut cr.username),
+        (&a.password, &mut cr.password),
+        (&a.project_name, &mut cr.project_name),
+        (&a.app_credential_id, &mut cr.app_credential_id),
+        (&a.app_credential_secret, &mut cr.app_credential_secret),
+    ] {
+        if let Some(v) = flag {
+            *field = v.clone();
+        }
+    }
+    if a.state_file.is_some() {
+        c.state_file = a.state_file.clone();
+    }
+    if a.image_store_dir.is_some() {
+        c.image_store_dir = a.image_store_dir.clone();
+    }
+    if a.no_hash_uploads {
+        c.hash_uploads = false;
+    }
+    Ok(c)
+}
+
+/// The knob flags for delays, quota and boots.
+fn apply_knob_flags(a: &Args, k: &mut Knobs) {
     if let Some(v) = a.boot_delay_ms {
         k.boot_delay_ms = v;
     }
@@ -200,6 +250,22 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
             *field = v;
         }
     }
+    if let Some(n) = a.error_boots {
+        k.fail_next_boots = n;
+    }
+    if let Some(m) = &a.boot_fault_message {
+        k.boot_fault_message = m.clone();
+    }
+    if let Some(n) = a.hang_boots {
+        k.hang_next_boots = n;
+    }
+    if a.hang_all_boots {
+        k.hang_all_boots = true;
+    }
+}
+
+/// The knob flags that inject API failures.
+fn apply_failure_flags(a: &Args, k: &mut Knobs) -> Result<(), String> {
     if let Some(r) = a.error_rate {
         if !(0.0..=1.0).contains(&r) {
             return Err(format!("--error-rate must be between 0 and 1, got {r}"));
@@ -247,40 +313,7 @@ fn build_config(a: &Args) -> Result<SimConfig, String> {
             .map_err(|_| format!("--garbage-next {spec}: N must be a non-negative integer"))?;
         k.garbage_next.insert(op.to_string(), n);
     }
-    if let Some(n) = a.error_boots {
-        k.fail_next_boots = n;
-    }
-    if let Some(m) = &a.boot_fault_message {
-        k.boot_fault_message = m.clone();
-    }
-    if let Some(n) = a.hang_boots {
-        k.hang_next_boots = n;
-    }
-    if a.hang_all_boots {
-        k.hang_all_boots = true;
-    }
-    let cr = &mut c.credentials;
-    for (flag, field) in [
-        (&a.username, &mut cr.username),
-        (&a.password, &mut cr.password),
-        (&a.project_name, &mut cr.project_name),
-        (&a.app_credential_id, &mut cr.app_credential_id),
-        (&a.app_credential_secret, &mut cr.app_credential_secret),
-    ] {
-        if let Some(v) = flag {
-            *field = v.clone();
-        }
-    }
-    if a.state_file.is_some() {
-        c.state_file = a.state_file.clone();
-    }
-    if a.image_store_dir.is_some() {
-        c.image_store_dir = a.image_store_dir.clone();
-    }
-    if a.no_hash_uploads {
-        c.hash_uploads = false;
-    }
-    Ok(c)
+    Ok(())
 }
 
 /// `OP=VALUE` → (`OP`, `VALUE`), both non-empty.
@@ -414,6 +447,7 @@ fn inject_leaks(admin: &nodepool_tests::sim::SimAdmin, leaks: &Leaks) -> Result<
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

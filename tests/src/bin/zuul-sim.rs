@@ -35,6 +35,7 @@ Examples:
 #[derive(Parser, Debug)]
 #[command(
     name = "zuul-sim",
+    version = nodepool_shared::version::LONG,
     about = "Fake Zuul: requests nodes from Nodepool through ZooKeeper, like Zuul does",
     after_help = AFTER_HELP
 )]
@@ -97,7 +98,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Mode {
-    /// Submit one request, wait for it and print the outcome and the nodes' JSON.
+    /// Submit one request, wait for it and print the outcome and the nodes' JSON;
+    /// returns as soon as the request is done (its nodes used for --hold seconds and
+    /// returned, or the request failed, vanished or timed out), e.g. to wait in a script.
     Once {
         /// Seconds to keep the nodes in use before returning them.
         #[arg(long, default_value_t = 0.0, value_name = "SECS")]
@@ -670,6 +673,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),

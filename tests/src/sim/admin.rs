@@ -16,6 +16,7 @@
 //! | `GET /admin/ssh` | – | `{"port", "listening": [addr], "host_keys": {server id: [key]}}` (fake sshds) |
 //! | `POST /admin/servers/{id}/error` | `{"message"?}` | ACTIVE or BUILD server goes to ERROR with a fault |
 //! | `POST /admin/servers/{id}/hang` | – | BUILD server never finishes booting |
+//! | `GET` / `PUT /admin/availability-zones` | `{"zones": [str]}` | read / replace Nova's availability zones |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -84,12 +85,16 @@ pub enum AdminError {
     },
     #[error("Cannot create the server: {0}")]
     Refused(String),
+    #[error("Invalid availability zones: {0}")]
+    BadZones(String),
 }
 
 impl AdminError {
     fn into_api(self) -> ApiError {
         let status = match &self {
-            AdminError::UnknownFlavor(_) | AdminError::Refused(_) => StatusCode::BAD_REQUEST,
+            AdminError::UnknownFlavor(_) | AdminError::Refused(_) | AdminError::BadZones(_) => {
+                StatusCode::BAD_REQUEST
+            }
             AdminError::NoServer(_) => StatusCode::NOT_FOUND,
             AdminError::WrongStatus { .. } => StatusCode::CONFLICT,
         };
@@ -210,6 +215,30 @@ impl SimAdmin {
 
     pub fn knobs(&self) -> Knobs {
         self.0.lock().knobs.clone()
+    }
+
+    /// Nova's availability zones now.
+    pub fn availability_zones(&self) -> Vec<String> {
+        self.0.lock().world.availability_zones.clone()
+    }
+
+    /// Replaces Nova's availability zones (as when a cloud's zones are reorganised):
+    /// later creates naming another zone get Nova's 400. At least one zone, no empty or
+    /// repeated names.
+    pub fn set_availability_zones(&self, zones: &[String]) -> Result<(), AdminError> {
+        if zones.is_empty() {
+            return Err(AdminError::BadZones("at least one zone is needed".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for z in zones {
+            if z.is_empty() || !seen.insert(z) {
+                return Err(AdminError::BadZones(format!(
+                    "empty or repeated zone name `{z}`"
+                )));
+            }
+        }
+        self.0.lock().world.availability_zones = zones.to_vec();
+        Ok(())
     }
 
     /// Changes knobs in place.
@@ -447,6 +476,28 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/admin/requests", get(requests).delete(clear_requests))
         .route("/admin/servers/{id}/error", post(server_error))
         .route("/admin/servers/{id}/hang", post(server_hang))
+        .route(
+            "/admin/availability-zones",
+            get(availability_zones).put(set_availability_zones),
+        )
+}
+
+async fn availability_zones(State(sim): State<Arc<Sim>>) -> ApiResult {
+    let zones = SimAdmin(sim).availability_zones();
+    Ok(json_response(StatusCode::OK, json!({"zones": zones})))
+}
+
+async fn set_availability_zones(State(sim): State<Arc<Sim>>, body: Bytes) -> ApiResult {
+    let b = body_json(&body)?;
+    let zones: Vec<String> = b
+        .get("zones")
+        .cloned()
+        .and_then(|z| serde_json::from_value(z).ok())
+        .ok_or_else(|| ApiError::bad_request(SVC, "'zones' must be a list of names"))?;
+    SimAdmin(sim)
+        .set_availability_zones(&zones)
+        .map_err(AdminError::into_api)?;
+    Ok(json_response(StatusCode::OK, json!({"zones": zones})))
 }
 
 async fn ssh(State(sim): State<Arc<Sim>>) -> ApiResult {

@@ -13,6 +13,7 @@ use super::admin::RequestRecord;
 use super::config::{Knobs, SimConfig};
 use super::sshd::Sshds;
 use super::state::{DomainError, World};
+use nodepool_shared::sync::MutexExt;
 
 /// Which API a request belongs to (decides the error body format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,7 +219,7 @@ impl Sim {
     /// Locks the state and applies due time-driven transitions first (and brings the fake
     /// sshds in line with them).
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.lock_or_recover();
         g.world.tick(Instant::now());
         let Inner {
             world,

@@ -19,8 +19,13 @@ pub struct SimConfig {
     pub credentials: Credentials,
     /// Initial knob values.
     pub knobs: Knobs,
-    /// Availability zones offered by Nova (the first one is the default).
+    /// Availability zones offered by Nova (the first one is the default); changeable at
+    /// run time with `PUT /admin/availability-zones`.
     pub availability_zones: Vec<String>,
+    /// Give the shared `provider` network an IPv6 subnet too (IPv4-mapped addresses,
+    /// `::ffff:127.30.x.y`, so they stay on the loopback interface): its servers get a
+    /// public IPv6 address as well.
+    pub ipv6: bool,
     /// Flavors offered by Nova.
     pub flavors: Vec<Flavor>,
     /// Names of public, active Glance images present at start (cloud images).
@@ -48,6 +53,7 @@ impl Default for SimConfig {
             credentials: Credentials::default(),
             knobs: Knobs::default(),
             availability_zones: vec!["nova".into()],
+            ipv6: false,
             flavors: default_flavors(),
             images: vec!["cirros-0.6.2".into()],
             token_ttl_secs: 3600,

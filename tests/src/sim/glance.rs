@@ -114,12 +114,9 @@ fn find<'a>(images: &'a [Image], id: &str) -> Result<&'a Image, ApiError> {
         .ok_or_else(|| ApiError::not_found(SVC, format!("No image found with ID {id}")))
 }
 
-async fn create_image(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    sim.enter(&headers, "image.images.create", SVC).await?;
-    let body = parse_body(SVC, &body)?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request(SVC, "Image create body must be a JSON object"))?;
+/// Glance's checks of an image create: known disk and container formats, a valid
+/// visibility (returned, default `shared`), no read-only attribute.
+fn check_create(obj: &Map<String, Value>) -> Result<String, ApiError> {
     let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     const DISK: &[&str] = &[
         "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
@@ -176,6 +173,17 @@ async fn create_image(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
             ));
         }
     }
+    Ok(visibility)
+}
+
+async fn create_image(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    sim.enter(&headers, "image.images.create", SVC).await?;
+    let body = parse_body(SVC, &body)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request(SVC, "Image create body must be a JSON object"))?;
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+    let visibility = check_create(obj)?;
     let mut properties = Map::new();
     for (k, v) in obj {
         if !CORE_KEYS.contains(&k.as_str()) {

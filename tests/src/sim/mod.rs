@@ -17,6 +17,7 @@ pub mod admin;
 mod app;
 mod cinder;
 pub mod config;
+mod console;
 mod glance;
 mod keystone;
 mod neutron;

@@ -93,6 +93,11 @@ fn common(sim: &Sim, v: &mut Value, created: u64, updated: u64) {
 }
 
 fn network_json(sim: &Sim, n: &Network) -> Value {
+    // Snapshots from before `physical_network` existed: the external one was flat.
+    let physnet = n
+        .physical_network
+        .clone()
+        .or_else(|| n.external.then(|| "public".to_string()));
     let mut v = json!({
         "id": n.id,
         "name": n.name,
@@ -109,26 +114,24 @@ fn network_json(sim: &Sim, n: &Network) -> Value {
         "port_security_enabled": true,
         "ipv4_address_scope": null,
         "ipv6_address_scope": null,
-        "provider:network_type": if n.external { "flat" } else { "vxlan" },
-        "provider:physical_network": if n.external { json!("public") } else { Value::Null },
-        "provider:segmentation_id": if n.external { Value::Null } else { json!(1001) },
+        "provider:network_type": if physnet.is_some() { "flat" } else { "vxlan" },
+        "provider:physical_network": physnet,
+        "provider:segmentation_id": if physnet.is_some() { Value::Null } else { json!(1001) },
     });
     common(sim, &mut v, n.created, n.created);
     v
 }
 
 fn subnet_json(sim: &Sim, s: &Subnet) -> Value {
-    let size = 1u32 << (32 - u32::from(s.prefix));
-    let first = std::net::Ipv4Addr::from(u32::from(s.network) + 2);
-    let last = std::net::Ipv4Addr::from(u32::from(s.network) + size - 2);
+    let (first, last) = s.pool();
     let mut v = json!({
         "id": s.id,
         "name": s.name,
         "network_id": s.network_id,
-        "ip_version": 4,
+        "ip_version": s.ip_version,
         "cidr": s.cidr(),
-        "gateway_ip": s.gateway().to_string(),
-        "allocation_pools": [{"start": first.to_string(), "end": last.to_string()}],
+        "gateway_ip": s.gateway_ip(),
+        "allocation_pools": [{"start": first, "end": last}],
         "enable_dhcp": true,
         "dns_nameservers": [],
         "host_routes": [],

@@ -342,6 +342,72 @@ fn find_server<'a>(w: &'a World, id: &str) -> Result<&'a Server, ApiError> {
 
 // ---------------------------------------------------------------- servers
 
+/// `metadata`: string keys and values of at most 255 characters.
+fn parse_metadata(s: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut metadata = BTreeMap::new();
+    if let Some(m) = s.get("metadata") {
+        let m = m.as_object().ok_or_else(|| {
+            ApiError::bad_request(
+                SVC,
+                "Invalid input for field/attribute metadata. Value must be an object",
+            )
+        })?;
+        for (k, v) in m {
+            let v = v.as_str().ok_or_else(|| {
+                ApiError::bad_request(
+                    SVC,
+                    format!("Invalid input for field/attribute metadata. Value of {k} is not of type 'string'"),
+                )
+            })?;
+            if k.len() > 255 || v.len() > 255 {
+                return Err(ApiError::bad_request(
+                    SVC,
+                    format!("Invalid input for field/attribute metadata. Key or value of {k} longer than 255 characters"),
+                ));
+            }
+            metadata.insert(k.clone(), v.to_string());
+        }
+    }
+    Ok(metadata)
+}
+
+/// `networks`: `auto` (or none given) → `None`, `none` → no network, else the list.
+fn parse_networks(s: &Map<String, Value>) -> Result<Option<Vec<NetworkRequest>>, ApiError> {
+    Ok(match s.get("networks") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(a)) if a == "auto" => None,
+        Some(Value::String(a)) if a == "none" => Some(vec![]),
+        Some(Value::Array(list)) => {
+            let mut out = Vec::new();
+            for n in list {
+                if let Some(p) = n.get("port").and_then(Value::as_str) {
+                    out.push(NetworkRequest::Port(p.to_string()));
+                } else if let Some(u) = n.get("uuid").and_then(Value::as_str) {
+                    out.push(NetworkRequest::Network {
+                        uuid: u.to_string(),
+                        fixed_ip: n
+                            .get("fixed_ip")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    });
+                } else {
+                    return Err(ApiError::bad_request(
+                        SVC,
+                        format!("Invalid input for field/attribute networks. Value: {n}. Each network needs 'uuid' or 'port'"),
+                    ));
+                }
+            }
+            Some(out)
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                SVC,
+                format!("Invalid input for field/attribute networks. Value: {other}."),
+            ))
+        }
+    })
+}
+
 fn parse_spec(body: &Value) -> Result<ServerSpec, ApiError> {
     let s = body
         .get("server")
@@ -374,63 +440,8 @@ fn parse_spec(body: &Value) -> Result<ServerSpec, ApiError> {
                 "Invalid input for field/attribute flavorRef. 'flavorRef' is a required property",
             )),
         };
-    let mut metadata = BTreeMap::new();
-    if let Some(m) = s.get("metadata") {
-        let m = m.as_object().ok_or_else(|| {
-            ApiError::bad_request(
-                SVC,
-                "Invalid input for field/attribute metadata. Value must be an object",
-            )
-        })?;
-        for (k, v) in m {
-            let v = v.as_str().ok_or_else(|| {
-                ApiError::bad_request(
-                    SVC,
-                    format!("Invalid input for field/attribute metadata. Value of {k} is not of type 'string'"),
-                )
-            })?;
-            if k.len() > 255 || v.len() > 255 {
-                return Err(ApiError::bad_request(
-                    SVC,
-                    format!("Invalid input for field/attribute metadata. Key or value of {k} longer than 255 characters"),
-                ));
-            }
-            metadata.insert(k.clone(), v.to_string());
-        }
-    }
-    let networks = match s.get("networks") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(a)) if a == "auto" => None,
-        Some(Value::String(a)) if a == "none" => Some(vec![]),
-        Some(Value::Array(list)) => {
-            let mut out = Vec::new();
-            for n in list {
-                if let Some(p) = n.get("port").and_then(Value::as_str) {
-                    out.push(NetworkRequest::Port(p.to_string()));
-                } else if let Some(u) = n.get("uuid").and_then(Value::as_str) {
-                    out.push(NetworkRequest::Network {
-                        uuid: u.to_string(),
-                        fixed_ip: n
-                            .get("fixed_ip")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                    });
-                } else {
-                    return Err(ApiError::bad_request(
-                        SVC,
-                        format!("Invalid input for field/attribute networks. Value: {n}. Each network needs 'uuid' or 'port'"),
-                    ));
-                }
-            }
-            Some(out)
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                SVC,
-                format!("Invalid input for field/attribute networks. Value: {other}."),
-            ))
-        }
-    };
+    let metadata = parse_metadata(s)?;
+    let networks = parse_networks(s)?;
     let config_drive = match s.get("config_drive") {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(v)) => matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
@@ -731,10 +742,15 @@ async fn server_action(
         .unwrap_or_default();
     let r = match action.as_str() {
         "os-getConsoleOutput" => {
-            let output = format!(
-                "[    0.000000] Linux version 6.1.0-sim (openstack-sim)\n[    1.000000] {} login: \n",
-                s.name
-            );
+            let length = body
+                .get("os-getConsoleOutput")
+                .and_then(|a| a.get("length"))
+                .and_then(|l| match l {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(t) => t.parse().ok(),
+                    _ => None,
+                });
+            let output = super::console::console_output(&g.world, s, s.status, length);
             json_response(StatusCode::OK, json!({"output": output}))
         }
         "reboot" | "os-start" | "os-stop" => StatusCode::ACCEPTED.into_response(),

@@ -6,10 +6,13 @@
 //! This is **not** an SSH server. Per connection it sends its identification and KEXINIT
 //! (`curve25519-sha256`, host key `ssh-ed25519` only), reads the client's, answers
 //! SSH_MSG_KEX_ECDH_INIT with a correct SSH_MSG_KEX_ECDH_REPLY (the server's fixed Ed25519
-//! host key, derived from its id, and an honest signature of the exchange hash), waits
-//! for the client to hang up and closes. A client asking for another key type gets a
-//! DISCONNECT. Knobs: `ssh_delay_ms` (the port opens only that long after the server
-//! became reachable) and `ssh_never` (the address and port stay reserved but closed).
+//! host key, derived from its id, and an honest signature of the exchange hash) followed
+//! by SSH_MSG_NEWKEYS as a real sshd does — clients that finish the key exchange before
+//! reading the key (paramiko, so Python Nodepool's scan) wait for it —, then waits for
+//! the client to hang up and closes without reading anything encrypted. A client asking
+//! for another key type gets a DISCONNECT. Knobs: `ssh_delay_ms` (the port opens only
+//! that long after the server became reachable) and `ssh_never` (the address and port
+//! stay reserved but closed).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,7 +24,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use nodepool_shared::ssh::wire::{
     self, read_ident, read_message, write_ident, write_packet, Deadline, KexInit, Reader, Writer,
-    MSG_DISCONNECT, MSG_KEXINIT, MSG_KEX_ECDH_INIT, MSG_KEX_ECDH_REPLY,
+    MSG_DISCONNECT, MSG_KEXINIT, MSG_KEX_ECDH_INIT, MSG_KEX_ECDH_REPLY, MSG_NEWKEYS,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -190,7 +193,8 @@ async fn serve(
     }
 }
 
-/// One connection: identification, KEXINIT, ECDH reply, then wait for the client to close.
+/// One connection: identification, KEXINIT, ECDH reply, NEWKEYS, then wait for the client
+/// to close.
 async fn handshake(mut conn: TcpStream, key: &HostKey) -> Result<(), wire::WireError> {
     let dl = Deadline {
         end: Instant::now() + IO_TIMEOUT * 3,
@@ -253,6 +257,9 @@ async fn handshake(mut conn: TcpStream, key: &HostKey) -> Result<(), wire::WireE
     let mut reply = Writer::new(MSG_KEX_ECDH_REPLY);
     reply.string(&key.blob).string(&q_s).string(&sig_blob.buf);
     write_packet(&mut wr, &reply.buf, &dl).await?;
+    // The key exchange ends with both sides' NEWKEYS (RFC 4253 §7.3); the client's (and
+    // whatever it encrypts after it) is drained below.
+    write_packet(&mut wr, &[MSG_NEWKEYS], &dl).await?;
     // Let the client close first (so the TIME_WAIT is on its side, not on our address).
     let mut sink = [0u8; 256];
     let _ = tokio::time::timeout(IO_TIMEOUT, async {

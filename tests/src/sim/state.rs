@@ -175,6 +175,9 @@ pub struct Network {
     pub subnet_ids: Vec<String>,
     pub mtu: u32,
     pub created: u64,
+    /// `provider:physical_network` (a flat provider network when set).
+    #[serde(default)]
+    pub physical_network: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,14 +191,40 @@ pub struct Subnet {
     /// Next host offset to hand out.
     pub next_host: u32,
     pub created: u64,
+    /// 4, or 6 for an IPv6 subnet of IPv4-mapped addresses (`::ffff:<v4>`): a port gets
+    /// the mapped twin of its IPv4 address on the same network, so anything connecting
+    /// to it still reaches the loopback address (and its fake sshd).
+    #[serde(default = "four")]
+    pub ip_version: u8,
+}
+
+fn four() -> u8 {
+    4
 }
 
 impl Subnet {
     pub fn cidr(&self) -> String {
-        format!("{}/{}", self.network, self.prefix)
+        if self.ip_version == 6 {
+            format!("::ffff:{}/{}", self.network, 96 + u32::from(self.prefix))
+        } else {
+            format!("{}/{}", self.network, self.prefix)
+        }
     }
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+    /// `gateway()` as this subnet writes addresses.
+    pub fn gateway_ip(&self) -> String {
+        mapped(self.ip_version, self.gateway())
+    }
+    /// The first and last address handed out, as this subnet writes addresses.
+    pub fn pool(&self) -> (String, String) {
+        let first = Ipv4Addr::from(u32::from(self.network) + 2);
+        let last = Ipv4Addr::from(u32::from(self.network) + self.size() - 2);
+        (
+            mapped(self.ip_version, first),
+            mapped(self.ip_version, last),
+        )
     }
     fn size(&self) -> u32 {
         1u32 << (32 - u32::from(self.prefix))
@@ -245,6 +274,15 @@ pub struct FloatingIp {
     pub description: String,
     pub created: u64,
     pub updated: u64,
+}
+
+/// `ip` as written on a subnet of `ip_version` (IPv4-mapped for 6).
+fn mapped(ip_version: u8, ip: Ipv4Addr) -> String {
+    if ip_version == 6 {
+        format!("::ffff:{ip}")
+    } else {
+        ip.to_string()
+    }
 }
 
 /// A failure of a domain operation, mapped to each service's error format by the HTTP layer.
@@ -300,6 +338,11 @@ pub struct Usage {
 pub const PUBLIC_NET: Ipv4Addr = Ipv4Addr::new(127, 24, 0, 0);
 /// The `private` (fixed IPs) network, loopback as well.
 pub const PRIVATE_NET: Ipv4Addr = Ipv4Addr::new(127, 10, 0, 0);
+/// The `provider` network: a shared flat provider network whose addresses are reachable
+/// directly (openstacksdk counts it as external), where servers without networks go.
+pub const PROVIDER_NET: Ipv4Addr = Ipv4Addr::new(127, 30, 0, 0);
+/// The name of [`PROVIDER_NET`]'s network.
+pub const PROVIDER_NETWORK: &str = "provider";
 
 /// The whole simulated cloud.
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
@@ -324,7 +367,9 @@ pub struct World {
 }
 
 impl World {
-    /// A fresh cloud: flavors, AZs, cloud images, a `public` external network and a `private` one.
+    /// A fresh cloud: flavors, AZs, cloud images, a `public` external network (floating
+    /// IPs), a `private` tenant network and a shared `provider` network (dual-stack with
+    /// [`SimConfig::ipv6`]).
     pub fn new(config: &SimConfig) -> World {
         let now = now_secs();
         let mut w = World {
@@ -359,32 +404,56 @@ impl World {
                 stored_path: None,
             });
         }
-        for (name, external, net, prefix) in [
-            ("public", true, PUBLIC_NET, 16u8),
-            ("private", false, PRIVATE_NET, 16u8),
+        for (name, external, net, physnet) in [
+            ("public", true, PUBLIC_NET, Some("public")),
+            ("private", false, PRIVATE_NET, None),
+            (PROVIDER_NETWORK, false, PROVIDER_NET, Some("physnet1")),
         ] {
             let net_id = new_id();
-            let subnet_id = new_id();
-            w.subnets.push(Subnet {
-                id: subnet_id.clone(),
-                name: format!("{name}-subnet"),
-                network_id: net_id.clone(),
-                network: net,
-                prefix,
-                next_host: 2,
-                created: now,
-            });
+            let mut versions = vec![4];
+            if config.ipv6 && name == PROVIDER_NETWORK {
+                versions.push(6);
+            }
+            let mut subnet_ids = Vec::new();
+            for ip_version in versions {
+                let subnet_id = new_id();
+                w.subnets.push(Subnet {
+                    id: subnet_id.clone(),
+                    name: if ip_version == 6 {
+                        format!("{name}-v6-subnet")
+                    } else {
+                        format!("{name}-subnet")
+                    },
+                    network_id: net_id.clone(),
+                    network: net,
+                    prefix: 16,
+                    next_host: 2,
+                    created: now,
+                    ip_version,
+                });
+                subnet_ids.push(subnet_id);
+            }
             w.networks.push(Network {
                 id: net_id,
                 name: name.into(),
                 external,
-                shared: false,
-                subnet_ids: vec![subnet_id],
+                shared: physnet.is_some(),
+                subnet_ids,
                 mtu: 1500,
                 created: now,
+                physical_network: physnet.map(str::to_string),
             });
         }
         w
+    }
+
+    /// Where Nova puts a server created without networks: the shared provider network,
+    /// else the first one that is not external.
+    pub fn default_network(&self) -> Option<&Network> {
+        self.networks
+            .iter()
+            .find(|n| n.shared && !n.external)
+            .or_else(|| self.networks.iter().find(|n| !n.external))
     }
 
     /// Makes a snapshot loaded from disk runnable again (instants are not persisted).
@@ -543,110 +612,20 @@ impl World {
                     .map(|v| v.as_i64() == Some(0) || v.as_str() == Some("0"))
                     .unwrap_or(false)
         });
-        let mut image_id = None;
-        match spec.image_ref.as_deref().filter(|s| !s.is_empty()) {
-            Some(r) => {
-                let id = r.rsplit('/').next().unwrap_or_default();
-                let img = self.image(id).ok_or_else(|| {
-                    DomainError::BadRequest(format!("Image {id} could not be found."))
-                })?;
-                if img.status != "active" {
-                    return Err(DomainError::BadRequest(format!(
-                        "Image {id} is not active."
-                    )));
-                }
-                if !boot_from_volume {
-                    image_id = Some(id.to_string());
-                }
-            }
-            None => {
-                // Boot from volume: the image comes from the block device mapping.
-                let src = spec.block_device_mapping_v2.iter().find_map(|b| {
-                    (b.get("source_type").and_then(Value::as_str) == Some("image"))
-                        .then(|| b.get("uuid").and_then(Value::as_str))
-                        .flatten()
-                });
-                match (boot_from_volume, src) {
-                    (true, Some(id)) => {
-                        if self.image(id).is_none() {
-                            return Err(DomainError::BadRequest(format!(
-                                "Image {id} could not be found."
-                            )));
-                        }
-                    }
-                    (true, None) => {}
-                    (false, _) => {
-                        return Err(DomainError::BadRequest("Missing imageRef attribute".into()))
-                    }
-                }
-            }
-        }
+        let image_id = self.server_image(&spec, boot_from_volume)?;
         if let Some(k) = &spec.key_name {
             if !self.keypairs.iter().any(|kp| &kp.name == k) {
                 return Err(DomainError::BadRequest("Invalid key_name provided.".into()));
             }
         }
-        let az = match &spec.availability_zone {
-            Some(az) if !az.is_empty() => {
-                if !self.availability_zones.contains(az) {
-                    return Err(DomainError::BadRequest(
-                        "The requested availability zone is not available".into(),
-                    ));
-                }
-                az.clone()
-            }
-            _ => self.availability_zones[0].clone(),
-        };
+        let az = self.server_az(&spec)?;
         // Validate networks before allocating anything.
-        let requests = match &spec.networks {
-            Some(n) => n.clone(),
-            None => match self.networks.iter().find(|n| !n.external) {
-                Some(n) => vec![NetworkRequest::Network {
-                    uuid: n.id.clone(),
-                    fixed_ip: None,
-                }],
-                None => vec![],
-            },
-        };
-        for r in &requests {
-            match r {
-                NetworkRequest::Network { uuid, .. } => {
-                    if self.network(uuid).is_none() {
-                        return Err(DomainError::BadRequest(format!(
-                            "Network {uuid} could not be found."
-                        )));
-                    }
-                }
-                NetworkRequest::Port(id) => match self.port(id) {
-                    None => {
-                        return Err(DomainError::BadRequest(format!(
-                            "Port id {id} could not be found."
-                        )))
-                    }
-                    Some(p) if !p.device_id.is_empty() => {
-                        return Err(DomainError::Conflict(format!("Port {id} is still in use.")))
-                    }
-                    Some(_) => {}
-                },
-            }
-        }
+        let requests = self.network_requests(&spec)?;
         check_quota(self.usage(), &flavor, knobs)?;
 
         let secs = now_secs();
         let id = new_id();
-        let boot = if knobs.fail_next_boots > 0 {
-            knobs.fail_next_boots -= 1;
-            BootPlan::Error {
-                message: knobs.boot_fault_message.clone(),
-            }
-        } else if knobs.hang_all_boots {
-            BootPlan::Hang
-        } else if knobs.hang_next_boots > 0 {
-            knobs.hang_next_boots -= 1;
-            BootPlan::Hang
-        } else {
-            BootPlan::Active
-        };
+        let boot = next_boot_plan(knobs);
         let mut port_ids = Vec::new();
         for r in requests {
             match r {
@@ -711,6 +690,108 @@ impl World {
             delete_at: None,
         });
         Ok(id)
+    }
+
+    /// The image a server boots from (`None` when it boots from a volume), checked.
+    fn server_image(
+        &self,
+        spec: &ServerSpec,
+        boot_from_volume: bool,
+    ) -> Result<Option<String>, DomainError> {
+        let mut image_id = None;
+        match spec.image_ref.as_deref().filter(|s| !s.is_empty()) {
+            Some(r) => {
+                let id = r.rsplit('/').next().unwrap_or_default();
+                let img = self.image(id).ok_or_else(|| {
+                    DomainError::BadRequest(format!("Image {id} could not be found."))
+                })?;
+                if img.status != "active" {
+                    return Err(DomainError::BadRequest(format!(
+                        "Image {id} is not active."
+                    )));
+                }
+                if !boot_from_volume {
+                    image_id = Some(id.to_string());
+                }
+            }
+            None => {
+                // Boot from volume: the image comes from the block device mapping.
+                let src = spec.block_device_mapping_v2.iter().find_map(|b| {
+                    (b.get("source_type").and_then(Value::as_str) == Some("image"))
+                        .then(|| b.get("uuid").and_then(Value::as_str))
+                        .flatten()
+                });
+                match (boot_from_volume, src) {
+                    (true, Some(id)) => {
+                        if self.image(id).is_none() {
+                            return Err(DomainError::BadRequest(format!(
+                                "Image {id} could not be found."
+                            )));
+                        }
+                    }
+                    (true, None) => {}
+                    (false, _) => {
+                        return Err(DomainError::BadRequest("Missing imageRef attribute".into()))
+                    }
+                }
+            }
+        }
+        Ok(image_id)
+    }
+
+    /// The zone a server goes to: the one asked for (Nova's 400 when the cloud has no
+    /// such zone), else the first.
+    fn server_az(&self, spec: &ServerSpec) -> Result<String, DomainError> {
+        Ok(match &spec.availability_zone {
+            Some(az) if !az.is_empty() => {
+                if !self.availability_zones.contains(az) {
+                    return Err(DomainError::BadRequest(
+                        "The requested availability zone is not available".into(),
+                    ));
+                }
+                az.clone()
+            }
+            _ => self.availability_zones[0].clone(),
+        })
+    }
+
+    /// The networks and ports a server asks for (Nova's default network when none),
+    /// each checked to exist (and ports to be free).
+    fn network_requests(&self, spec: &ServerSpec) -> Result<Vec<NetworkRequest>, DomainError> {
+        // Validate networks before allocating anything.
+        let requests = match &spec.networks {
+            Some(n) => n.clone(),
+            None => match self.default_network() {
+                Some(n) => vec![NetworkRequest::Network {
+                    uuid: n.id.clone(),
+                    fixed_ip: None,
+                }],
+                None => vec![],
+            },
+        };
+        for r in &requests {
+            match r {
+                NetworkRequest::Network { uuid, .. } => {
+                    if self.network(uuid).is_none() {
+                        return Err(DomainError::BadRequest(format!(
+                            "Network {uuid} could not be found."
+                        )));
+                    }
+                }
+                NetworkRequest::Port(id) => match self.port(id) {
+                    None => {
+                        return Err(DomainError::BadRequest(format!(
+                            "Port id {id} could not be found."
+                        )))
+                    }
+                    Some(p) if !p.device_id.is_empty() => {
+                        return Err(DomainError::Conflict(format!("Port {id} is still in use.")))
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        Ok(requests)
     }
 
     /// Creates the boot volume of a boot-from-volume server, or returns the fault message
@@ -782,9 +863,10 @@ impl World {
         let net = self.network(network_id).ok_or_else(|| {
             DomainError::NotFound(format!("Network {network_id} could not be found."))
         })?;
-        let subnet_id = net.subnet_ids.first().cloned();
+        let subnet_ids = net.subnet_ids.clone();
         let mut fixed_ips = Vec::new();
-        if let Some(sid) = subnet_id {
+        let mut v4: Option<String> = fixed_ip;
+        for sid in subnet_ids {
             let subnet = self
                 .subnets
                 .iter_mut()
@@ -792,9 +874,16 @@ impl World {
                 .ok_or_else(|| {
                     DomainError::NotFound(format!("Subnet {sid} could not be found."))
                 })?;
-            let ip = match fixed_ip {
-                Some(ip) => ip,
-                None => subnet.allocate().to_string(),
+            let ip = if subnet.ip_version == 6 {
+                // The IPv4-mapped twin of the port's IPv4 address.
+                match &v4 {
+                    Some(a) => format!("::ffff:{a}"),
+                    None => continue,
+                }
+            } else {
+                let a = v4.take().unwrap_or_else(|| subnet.allocate().to_string());
+                v4 = Some(a.clone());
+                a
             };
             fixed_ips.push(FixedIp {
                 subnet_id: sid,
@@ -1032,6 +1121,24 @@ impl World {
     }
 }
 
+/// What happens to the next server when it has booted, per the knobs (which count
+/// down).
+fn next_boot_plan(knobs: &mut Knobs) -> BootPlan {
+    if knobs.fail_next_boots > 0 {
+        knobs.fail_next_boots -= 1;
+        BootPlan::Error {
+            message: knobs.boot_fault_message.clone(),
+        }
+    } else if knobs.hang_all_boots {
+        BootPlan::Hang
+    } else if knobs.hang_next_boots > 0 {
+        knobs.hang_next_boots -= 1;
+        BootPlan::Hang
+    } else {
+        BootPlan::Active
+    }
+}
+
 /// One over-quota resource: name, requested, used, limit.
 type Over<'a> = (&'a str, i64, i64, i64);
 
@@ -1115,9 +1222,13 @@ mod tests {
             prefix: 30,
             next_host: 2,
             created: 0,
+            ip_version: 4,
         };
         assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
         assert_eq!(s.allocate(), Ipv4Addr::new(127, 10, 0, 2));
         assert_eq!(s.gateway(), Ipv4Addr::new(127, 10, 0, 1));
+        s.ip_version = 6;
+        assert_eq!(s.cidr(), "::ffff:127.10.0.0/126");
+        assert_eq!(s.gateway_ip(), "::ffff:127.10.0.1");
     }
 }

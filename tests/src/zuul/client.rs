@@ -1,5 +1,5 @@
 //! [`FakeZuul`]: the requestor side of the Nodepool protocol, speaking only ZooKeeper,
-//! exactly as Zuul does (reference §3.13): submit a request, wait for it through watches,
+//! exactly as Zuul does: submit a request, wait for it through watches,
 //! accept it (lock the nodes, always delete the request), use and return the nodes, hold
 //! them, cancel a request, revise its priority under the request lock.
 

@@ -1,5 +1,5 @@
 //! A fake Zuul: the requestor side of the Nodepool protocol, speaking only ZooKeeper
-//! exactly as Zuul does (reference §1.2–1.4, §2, §3.13). Used by end-to-end tests, the
+//! exactly as Zuul does (the request and node records, kazoo locks). Used by end-to-end tests, the
 //! local demo and the launcher benchmark (`zuul-sim` binary).
 //!
 //! * [`FakeZuul`] — submit, wait (watch-driven), accept, use, return, hold, cancel,

@@ -1,4 +1,4 @@
-//! What Zuul writes when it submits a node request (reference §1.4, §3.13), and what a
+//! What Zuul writes when it submits a node request, and what a
 //! wait for it can end in.
 //!
 //! The record is built with the model's [`NodeRequest`], but Zuul does not write the

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use nodepool_shared::diagnostics::{ImageFacts, PoolFacts, ProviderFacts};
 use nodepool_shared::model::{
     BuildId, BuildState, Component, ComponentKind, ComponentState, ImageBuild, ImageUpload, Node,
     NodeId, NodeRequest, NodeState, PoolInfo, RequestId, RequestState, UploadId, UploadState,
@@ -131,6 +133,7 @@ pub fn fixture() -> Snapshot {
         r.id = RequestId::new("100", seq);
         r.state = state;
         r.state_time = NOW - age;
+        r.created_time = Some(NOW - age);
         r.nodes = nodes.iter().map(|n| NodeId::from_sequence(*n)).collect();
         r.tenant_name = Some("tenant-one".into());
         r.declined_by = vec![];
@@ -305,12 +308,44 @@ pub fn fixture() -> Snapshot {
         )]
         .into_iter()
         .collect(),
-        locked_requests: [RequestId::from("100-0000000003")].into_iter().collect(),
-        corrupt: 1,
+        request_locks: [(
+            RequestId::from("100-0000000003"),
+            vec!["5e0d4c__lock__0000000000".to_string()],
+        )]
+        .into_iter()
+        .collect(),
+        corrupt: vec!["/nodepool/nodes/0000000099".into()],
+    }
+}
+
+fn provider(name: &str, max_servers: i64, labels: &[&str]) -> ProviderFacts {
+    ProviderFacts {
+        name: name.into(),
+        cloud: format!("{name}-cloud"),
+        region_name: None,
+        rate: Duration::from_secs(1),
+        launch_timeout: Duration::from_secs(3600),
+        boot_timeout: Duration::from_secs(60),
+        launch_retries: 3,
+        image_upload_timeout: Duration::from_secs(3600),
+        pools: vec![PoolFacts {
+            name: "main".into(),
+            max_servers: Some(max_servers),
+            labels: labels
+                .iter()
+                .map(|l| (l.to_string(), Some(l.to_string())))
+                .collect(),
+        }],
     }
 }
 
 pub fn config() -> ConfigInfo {
+    let image = |name: &str| ImageFacts {
+        name: name.into(),
+        rebuild_age: Duration::from_secs(86_400),
+        build_timeout: Duration::from_secs(8 * 3600),
+        paused: false,
+    };
     ConfigInfo {
         labels: vec![
             ("ubuntu-jammy".into(), 2),
@@ -319,9 +354,13 @@ pub fn config() -> ConfigInfo {
             ("debian-bookworm".into(), 1),
         ],
         diskimages: vec![
-            "ubuntu-jammy".into(),
-            "ubuntu-noble".into(),
-            "centos-9".into(),
+            image("ubuntu-jammy"),
+            image("ubuntu-noble"),
+            image("centos-9"),
+        ],
+        providers: vec![
+            provider("rax-dfw", 10, &["ubuntu-jammy", "ubuntu-noble"]),
+            provider("ovh-bhs1", 5, &["ubuntu-jammy", "ubuntu-noble", "centos-9"]),
         ],
         loaded: true,
     }
@@ -344,8 +383,8 @@ pub fn health() -> Health {
     }
 }
 
-/// An app with the fixture loaded, at [`NOW`].
-pub fn app() -> App {
+/// An app with the fixture loaded, at [`NOW`], as it starts (on the Overview).
+pub fn app_at_start() -> App {
     let mut app = App::new(AppOptions {
         hosts: "zk01.example.org:2281/nodepool".into(),
         read_only: false,
@@ -354,6 +393,13 @@ pub fn app() -> App {
     });
     app.update(AppEvent::Health(health()));
     app.update(AppEvent::Data(fixture()));
+    app
+}
+
+/// An app with the fixture loaded, at [`NOW`], on the nodes view (1).
+pub fn app() -> App {
+    let mut app = app_at_start();
+    keys(&mut app, "1");
     app
 }
 

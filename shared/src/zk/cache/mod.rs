@@ -32,6 +32,8 @@ use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
 
 pub use queues::{CachePart, CacheQueue, QueueSizes};
+
+use crate::sync::RwLockExt;
 pub use tree::{
     CacheEvent, CacheKind, CachedBuild, CachedComponent, CachedNode, CachedRequest, CachedUpload,
     Change, UploadKey,
@@ -74,7 +76,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, Tree> {
-        self.tree.read().unwrap_or_else(|e| e.into_inner())
+        self.tree.read_or_recover()
     }
 
     fn publish(&self, events: Vec<CacheEvent>) {
@@ -89,19 +91,13 @@ impl Shared {
 
     pub(crate) fn apply(&self, update: Update) {
         let mut out = Vec::new();
-        self.tree
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply(update, &mut out);
+        self.tree.write_or_recover().apply(update, &mut out);
         self.publish(out);
     }
 
     pub(crate) fn replace(&self, new: Tree, session_generation: u64) {
         let mut out = Vec::new();
-        self.tree
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace_with(new, &mut out);
+        self.tree.write_or_recover().replace_with(new, &mut out);
         out.push(CacheEvent {
             kind: CacheKind::Tree,
             path: ZkPath::Other,
@@ -278,7 +274,7 @@ impl TreeCache {
         self.shared.read().nodes.len()
     }
 
-    /// Ids of node znodes without data (§3.9.6).
+    /// Ids of node znodes without data (the CleanupWorker deletes them).
     pub fn empty_node_ids(&self) -> Vec<NodeId> {
         self.shared.read().empty_nodes.iter().cloned().collect()
     }

@@ -43,7 +43,8 @@ impl CachedNode {
         self.node.id()
     }
 
-    /// True when someone holds or waits for the node's lock (§2 "probably locked").
+    /// True when someone holds or waits for the node's lock (Nodepool's "probably locked":
+    /// the node has lock contenders, so it is skipped without trying to lock it).
     pub fn probably_locked(&self) -> bool {
         !self.lock_contenders.is_empty()
     }

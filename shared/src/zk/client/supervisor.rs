@@ -27,6 +27,7 @@ use super::{
     RECONNECT_PAUSE,
 };
 use crate::model::paths;
+use crate::sync::RwLockExt;
 use crate::zk::error::{ZkError, ZkResult};
 use crate::zk::settings::ZkSettings;
 
@@ -164,7 +165,7 @@ impl Supervisor {
         let Some(inner) = self.inner.upgrade() else {
             return Err(ZkError::Closed);
         };
-        *inner.settings.write().unwrap_or_else(|e| e.into_inner()) = settings.clone();
+        *inner.settings.write_or_recover() = settings.clone();
         drop(inner);
         if same_target(&self.accepted, &settings) {
             self.accepted = settings;
@@ -180,11 +181,7 @@ impl Supervisor {
             return Err(ZkError::Closed);
         };
         let wanted = inner.settings();
-        let old = inner
-            .session
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let old = inner.session.read_or_recover().clone();
         let Some(old) = old else {
             return Err(ZkError::Closed);
         };
@@ -231,7 +228,7 @@ impl Supervisor {
         self.watcher = session.client.state_watcher();
         debug!(generation = self.generation, session = ?session.client.session_id(), replaced,
             "new ZooKeeper session");
-        *inner.session.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(session));
+        *inner.session.write_or_recover() = Some(Arc::new(session));
         if replaced {
             // Owners of the old session's ephemerals learn it is gone, as after a loss.
             let _ = inner.status.send_replace(SessionStatus {
@@ -289,7 +286,7 @@ impl Supervisor {
                         None => return false,
                         Some(Command::Reconfigure { settings, reply }) => {
                             if let Some(inner) = self.inner.upgrade() {
-                                *inner.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+                                *inner.settings.write_or_recover() = settings;
                             }
                             let _ = reply.send(Ok(Reconfigured::NextSession));
                         }
