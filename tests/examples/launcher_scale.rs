@@ -235,7 +235,11 @@ fn spawn_launcher(dir: &Path, i: usize, config: &Path, clouds: &Path, web: bool)
     let log = dir.join(format!("launcher-{i}.log"));
     let err = std::fs::File::create(&log).expect("log");
     let mut cmd = Command::new(bin("NODEPOOL_LAUNCHER_BIN", "nodepool-launcher"));
-    cmd.arg("-c").arg(config).arg("--clouds").arg(clouds);
+    cmd.arg("-f")
+        .arg("-c")
+        .arg(config)
+        .arg("--clouds")
+        .arg(clouds);
     if !web {
         cmd.arg("--no-webapp");
     }

@@ -1502,6 +1502,7 @@ mod soak {
             let mut cmd = Command::new(workspace_bin("nodepool-launcher"));
             cmd.arg("-c")
                 .arg(self.config_path())
+                .arg("-f")
                 .arg("--clouds")
                 .arg(self.dir.path().join("clouds.yaml"))
                 .arg("--no-webapp")
