@@ -1039,8 +1039,15 @@ async fn python_nodepool_11_launcher_beside_ours() {
     let who = "Python's launcher after the rollback";
     t.wait_deleted(&store, &py_c_id, &py_c_server, who).await;
     let py_d = fulfil(&zuul, "py-label").await;
-    let launcher = py_d.node().unwrap().launcher;
-    assert_eq!(launcher.as_deref(), Some(back_pool.as_str()));
+    let node = py_d.node().unwrap();
+    let pools = pool_owners(&store).await;
+    assert_eq!(
+        node.launcher.as_deref(),
+        Some(back_pool.as_str()),
+        "the request after the rollback was not served by Python's pool: node {node:?}, \
+         pools {pools:?}\n{}",
+        logs()
+    );
     zuul.unlock(vec![py_d]).await;
 
     assert!(py.alive(), "Python's launcher died:\n{}", py.log_text());
