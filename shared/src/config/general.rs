@@ -71,10 +71,7 @@ pub(crate) fn parse_webapp(cx: &mut Ctx, mut r: MapReader) -> WebApp {
 
 pub(crate) fn parse_label(cx: &mut Ctx, path: &str, node: &Node) -> Option<Label> {
     let mut r = MapReader::new(cx, node, path)?;
-    let name = r.req_string(cx, "name");
-    if let Some(n) = &name {
-        cx.define(Kind::Label, "", n, r.value_pos("name"), &r.key_path("name"));
-    }
+    let name = r.defined_name(cx, Kind::Label, "");
     let min_ready = r
         .int(cx, "min-ready", "a non-negative integer")
         .unwrap_or(0);

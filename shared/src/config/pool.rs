@@ -120,16 +120,7 @@ pub(crate) fn parse_pool(
     provider_priority: Option<i64>,
 ) -> Option<Pool> {
     let mut r = MapReader::new(cx, node, path)?;
-    let name = r.req_string(cx, "name");
-    if let Some(n) = &name {
-        cx.define(
-            Kind::Pool,
-            scope,
-            n,
-            r.value_pos("name"),
-            &r.key_path("name"),
-        );
-    }
+    let name = r.defined_name(cx, Kind::Pool, scope);
     let mut pool = Pool {
         name: String::new(),
         max_servers: r.int(cx, "max-servers", LIMIT),

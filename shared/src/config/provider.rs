@@ -132,16 +132,7 @@ pub(crate) fn parse_provider(
     index: usize,
 ) -> Option<Provider> {
     let mut r = MapReader::new(cx, node, path)?;
-    let name = r.req_string(cx, "name");
-    if let Some(n) = &name {
-        cx.define(
-            Kind::Provider,
-            "",
-            n,
-            r.value_pos("name"),
-            &r.key_path("name"),
-        );
-    }
+    let name = r.defined_name(cx, Kind::Provider, "");
     let driver = r.string(cx, "driver");
     let fake = name.as_deref().is_some_and(|n| n.starts_with("fake"));
     match driver.as_deref() {
@@ -248,16 +239,7 @@ fn parse_provider_diskimage(
 
 fn parse_cloud_image(cx: &mut Ctx, path: &str, node: &Node, scope: &str) -> Option<CloudImage> {
     let mut r = MapReader::new(cx, node, path)?;
-    let name = r.req_string(cx, "name");
-    if let Some(n) = &name {
-        cx.define(
-            Kind::CloudImage,
-            scope,
-            n,
-            r.value_pos("name"),
-            &r.key_path("name"),
-        );
-    }
+    let name = r.defined_name(cx, Kind::CloudImage, scope);
     let config_drive = r.boolean(cx, "config-drive");
     if r.has("image-id") && r.has("image-name") {
         r.error(

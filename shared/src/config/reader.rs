@@ -215,6 +215,20 @@ impl<'n> MapReader<'n> {
         self.string(cx, key)
     }
 
+    /// The required `name` of a named section (provider, pool, label, image…), recorded
+    /// as a definition of `kind` within `scope` for the cross-reference checks.
+    pub fn defined_name(&mut self, cx: &mut Ctx, kind: Kind, scope: &str) -> Option<String> {
+        let name = self.req_string(cx, "name")?;
+        cx.define(
+            kind,
+            scope,
+            &name,
+            self.value_pos("name"),
+            &self.key_path("name"),
+        );
+        Some(name)
+    }
+
     /// A string, or an integer kept as its decimal text (e.g. `release: 9`).
     pub fn str_or_int(&mut self, cx: &mut Ctx, key: &str) -> Option<String> {
         let node = self.take(key)?;

@@ -164,16 +164,7 @@ pub(crate) fn parse_static_provider(
     index: usize,
 ) -> Option<StaticProvider> {
     let mut r = MapReader::new(cx, node, path)?;
-    let name = r.req_string(cx, "name");
-    if let Some(n) = &name {
-        cx.define(
-            Kind::Provider,
-            "",
-            n,
-            r.value_pos("name"),
-            &r.key_path("name"),
-        );
-    }
+    let name = r.defined_name(cx, Kind::Provider, "");
     r.ignore("driver");
     let max_concurrency = r.int(cx, "max-concurrency", "an integer").unwrap_or(-1);
     let priority = r.int(cx, "priority", "an integer");
@@ -199,16 +190,7 @@ fn parse_pool(
     provider_priority: Option<i64>,
 ) -> Option<StaticPool> {
     let mut r = MapReader::new(cx, node, path)?;
-    let name = r.req_string(cx, "name");
-    if let Some(n) = &name {
-        cx.define(
-            Kind::Pool,
-            scope,
-            n,
-            r.value_pos("name"),
-            &r.key_path("name"),
-        );
-    }
+    let name = r.defined_name(cx, Kind::Pool, scope);
     let max_servers = r.int(cx, "max-servers", "an integer");
     let node_attributes = r.json_map(cx, "node-attributes").unwrap_or_default();
     let priority = r
