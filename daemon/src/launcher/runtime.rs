@@ -43,6 +43,10 @@ pub struct Intervals {
     pub config_check: Duration,
     /// Pool worker fallback period when nothing wakes it (timeouts, paused handlers).
     pub pool_tick: Duration,
+    /// How often a pool worker looks at every waiting request again, also at those
+    /// whose verdict no cache event has changed (for what changes in the cloud alone:
+    /// its images, its limits).
+    pub pool_recheck: Duration,
     /// Request-lock directories older than this are removed once their request is gone
     /// (Nodepool: 8 h).
     pub request_lock_age: Duration,
@@ -62,6 +66,7 @@ impl Default for Intervals {
             stats: Duration::from_secs(1),
             config_check: Duration::from_secs(1),
             pool_tick: Duration::from_secs(1),
+            pool_recheck: Duration::from_secs(60),
             request_lock_age: Duration::from_secs(8 * 3600),
             stop_grace: Duration::from_secs(10),
             image_recheck: Duration::from_secs(300),
