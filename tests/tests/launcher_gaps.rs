@@ -664,7 +664,17 @@ async fn pool_passes_look_only_at_changed_requests() {
         assert_eq!(env.wait_done(&other).await.state, RequestState::Fulfilled);
         let text = logs.text();
         let after = passes_of(&text[mark..], &worker);
-        assert!(!after.is_empty(), "no pass logged for {worker}");
+        assert!(
+            !after.is_empty(),
+            "no pass logged for {worker} after the backlog was deferred ({} bytes logged since, {} before; {other}): {:?}",
+            text.len() - mark,
+            mark,
+            text[mark..]
+                .lines()
+                .filter(|l| l.contains(&worker) || l.contains(other.as_str()))
+                .take(40)
+                .collect::<Vec<_>>()
+        );
         assert!(
             after.iter().all(|n| *n <= 2),
             "passes after the backlog was deferred looked at {after:?} requests"

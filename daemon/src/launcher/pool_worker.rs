@@ -292,7 +292,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
         Work::Some(ids) if ids.is_empty() => return,
         Work::Some(ids) => (pending_among(pc, &my_labels, &ids), false),
     };
-    tracing::trace!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
+    if !requests.is_empty() {
+        tracing::debug!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
+    }
     let online = verdicts.online().to_vec();
     let mut tenant_usage = tenant_limits::UsageMemo::new();
     let mut rest = requests.into_iter();
