@@ -315,7 +315,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
             }
         };
         let (mut lock, fresh) = match lock_fresh(pc, req).await {
-            Locked::Fresh(lock, fresh) => (lock, fresh),
+            Locked::Fresh(lock, fresh) => (lock, *fresh),
             // A changed record comes back as a cache event; a lock released as well.
             Locked::Stale => continue,
             Locked::Busy => {
@@ -488,7 +488,7 @@ async fn admit(
 /// The outcome of [`lock_fresh`].
 pub(crate) enum Locked {
     /// Locked, and still ours to take (the record as read under the lock).
-    Fresh(ZkLock, NodeRequest),
+    Fresh(ZkLock, Box<NodeRequest>),
     /// Someone else holds the lock.
     Busy,
     /// Locked, but no longer `requested` or already declined by us (released).
@@ -515,7 +515,7 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
         Ok(Some((r, _)))
             if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
         {
-            return Locked::Fresh(lock, r);
+            return Locked::Fresh(lock, Box::new(r));
         }
         Ok(_) => Locked::Stale,
         Err(_) => Locked::Failed,

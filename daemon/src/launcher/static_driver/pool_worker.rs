@@ -239,6 +239,7 @@ pub async fn assign_pass(
         let Locked::Fresh(mut lock, fresh) = lock_fresh(pc, req).await else {
             continue;
         };
+        let fresh = *fresh;
         if let Some(reason) = decline {
             if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
                 tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
