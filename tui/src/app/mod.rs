@@ -17,17 +17,19 @@ use std::collections::BTreeMap;
 
 use nodepool_shared::diagnostics::{inspect, Inputs, LockOwners, Problem, ProviderFacts};
 use nodepool_shared::model::{NodeId, ZkPath};
-use nodepool_shared::zk::{CacheEvent, Change, ConnectionState, SyncState};
+use nodepool_shared::zk::{CacheEvent, CachedNode, Change, ConnectionState, SyncState};
 use ratatui::Frame;
 
 use crate::actions::{Action, ActionOutcome};
 use crate::data::{ConfigInfo, Health, Quota, RecordKey, Snapshot};
 use crate::history::History;
 use crate::input::TextInput;
+use crate::incremental::Tracked;
+use crate::rows::{Rows, Ties};
 use crate::table::{Tab, ViewState};
 use crate::theme::Tone;
 use crate::views::overview::{self, OverviewModel, Sources};
-use crate::views::{ViewData, ViewKind};
+use crate::views::{nodes, ViewData, ViewKind};
 
 pub use operate::{describe_many, Batch};
 
@@ -185,6 +187,8 @@ pub struct App {
     pub(crate) quotas: BTreeMap<String, Quota>,
     pub(crate) overview: OverviewModel,
     overview_dirty: bool,
+    /// The nodes the nodes tab's rows were built from.
+    node_rows: Tracked<CachedNode>,
 }
 
 impl App {
@@ -228,6 +232,7 @@ impl App {
             quotas: BTreeMap::new(),
             overview: OverviewModel::default(),
             overview_dirty: true,
+            node_rows: Tracked::default(),
         };
         app.ensure_rows();
         app
@@ -272,7 +277,7 @@ impl App {
     pub fn visible_keys(&mut self) -> Vec<RecordKey> {
         self.ensure_rows();
         let r = &self.tab().rows;
-        r.visible.iter().map(|&i| r.rows[i].key.clone()).collect()
+        r.visible_rows().map(|row| row.key.clone()).collect()
     }
 
     /// The connection / cache status shown.
@@ -406,7 +411,9 @@ impl App {
     pub(crate) fn ensure_rows(&mut self) {
         let view = self.view;
         let i = view.index();
-        if self.tabs[i].dirty {
+        if self.tabs[i].dirty && view == ViewKind::Nodes {
+            self.sync_node_rows();
+        } else if self.tabs[i].dirty {
             let data = ViewData {
                 snapshot: &self.snapshot,
                 config: &self.config,
@@ -426,6 +433,24 @@ impl App {
             });
             self.overview_dirty = false;
         }
+    }
+
+    /// Brings the nodes tab in step with the snapshot: only the rows of the nodes that
+    /// changed are rebuilt and placed in the shown order ([`crate::incremental`]).
+    fn sync_node_rows(&mut self) {
+        let tab = &mut self.tabs[ViewKind::Nodes.index()];
+        if tab.rows.ties() != Ties::Key {
+            tab.rows = Rows::keyed(ViewKind::Nodes.columns().len());
+            self.node_rows = Tracked::default();
+        }
+        self.node_rows.sync(
+            &self.snapshot.nodes,
+            |a, b| a.id().cmp(b.id()),
+            nodes::node_row,
+            &mut tab.rows,
+            &mut tab.state,
+        );
+        tab.dirty = false;
     }
 
     pub(crate) fn refresh(&mut self) {
