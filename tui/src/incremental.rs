@@ -137,8 +137,8 @@ impl<T> Tracked<T> {
         if edits.is_empty() {
             return out;
         }
-        let place = rows.is_shown()
-            && edits.len() <= RESORT_MIN_EDITS.max(rows.len() / RESORT_FRACTION);
+        let place =
+            rows.is_shown() && edits.len() <= RESORT_MIN_EDITS.max(rows.len() / RESORT_FRACTION);
         let mut selected = rows.selected_slot(state);
         let mut old = std::mem::take(&mut self.seen).into_iter();
         let mut next: Vec<(Arc<T>, usize)> = Vec::with_capacity(new.len());
@@ -274,7 +274,13 @@ mod tests {
         rows.visible_rows().map(|r| r.key.clone()).collect()
     }
 
-    fn assert_same(step: &str, inc: &Rows, inc_state: &ViewState, reference: &[Arc<Rec>], before: &ViewState) {
+    fn assert_same(
+        step: &str,
+        inc: &Rows,
+        inc_state: &ViewState,
+        reference: &[Arc<Rec>],
+        before: &ViewState,
+    ) {
         let mut ref_state = before.clone();
         let ref_rows = full(reference, &mut ref_state);
         assert_eq!(keys(inc), keys(&ref_rows), "{step}: shown rows and order");
@@ -325,7 +331,8 @@ mod tests {
                 }
                 6 => "nothing",
                 7 => {
-                    state.filter = TextInput::with(["", "ready", "label-3", "in", "zz"][g.next(5) as usize]);
+                    state.filter =
+                        TextInput::with(["", "ready", "label-3", "in", "zz"][g.next(5) as usize]);
                     "filter"
                 }
                 8 => {
@@ -348,7 +355,13 @@ mod tests {
                 tracked.sync(&records, by_key, build, &mut rows, &mut state);
             }
             let _ = before_state;
-            assert_same(&format!("step {step} ({label})"), &rows, &state, &records, &before);
+            assert_same(
+                &format!("step {step} ({label})"),
+                &rows,
+                &state,
+                &records,
+                &before,
+            );
         }
     }
 
@@ -380,7 +393,9 @@ mod tests {
         assert_eq!((s.changed, s.resorted), (1, false));
         assert_same("single", &rows, &state, &records, &before);
         // Nothing changed: nothing done.
-        assert!(!tracked.sync(&records, by_key, build, &mut rows, &mut state).any());
+        assert!(!tracked
+            .sync(&records, by_key, build, &mut rows, &mut state)
+            .any());
     }
 
     /// The selected record deleted: the selection stays at its position, on the next

@@ -9,7 +9,8 @@
 //! * [`ui`]: drawing the state (pure: state in, frame out).
 //! * [`views`], [`table`], [`rows`]: what each tab shows (rows, columns, sorting,
 //!   filtering, the Overview's model, the detail pane).
-//! * [`incremental`]: the nodes tab kept in step with the cache record by record.
+//! * [`incremental`], [`tally`]: the nodes tab and the node counts kept in step with
+//!   the cache record by record.
 //! * [`history`]: what the console remembers since it started (trends, failures).
 //! * [`data`]: the snapshot of the cache and the config facts the views are built from.
 //! * [`actions`]: the operator actions and their ZooKeeper side.
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod rows;
 pub mod runtime;
 pub mod table;
+pub mod tally;
 pub mod theme;
 pub mod ui;
 pub mod views;

@@ -229,7 +229,10 @@ impl Rows {
     /// still hold what it was placed with).
     fn position(&self, slot: usize) -> Option<usize> {
         let shown = self.shown.as_ref()?;
-        if !self.row(slot).is_some_and(|r| Self::passes(r, &shown.needle)) {
+        if !self
+            .row(slot)
+            .is_some_and(|r| Self::passes(r, &shown.needle))
+        {
             return None;
         }
         self.visible
@@ -241,7 +244,10 @@ impl Rows {
         let Some(shown) = self.shown.as_ref() else {
             return;
         };
-        if !self.row(slot).is_some_and(|r| Self::passes(r, &shown.needle)) {
+        if !self
+            .row(slot)
+            .is_some_and(|r| Self::passes(r, &shown.needle))
+        {
             return;
         }
         let (sort, descending) = (shown.sort, shown.descending);
@@ -340,9 +346,7 @@ impl Rows {
 
     /// The selected row, if any.
     pub fn selected_row(&self, state: &ViewState) -> Option<&Row> {
-        self.visible
-            .get(state.selected)
-            .and_then(|&i| self.row(i))
+        self.visible.get(state.selected).and_then(|&i| self.row(i))
     }
 
     /// Moves the selection by `delta` rows (clamped) and remembers the record.
