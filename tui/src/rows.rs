@@ -18,7 +18,7 @@ use crate::table::{Row, ViewState};
 /// Content widths are counted up to this; wider content counts as this wide. Every
 /// column's `max` is below it (a test checks), so the layout is the same as with the
 /// exact width.
-pub const WIDTH_CAP: usize = 256;
+pub const WIDTH_CAP: usize = 1024;
 
 /// How rows that sort equal are ordered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -371,5 +371,23 @@ impl Rows {
         };
         state.selected = 0;
         self.move_selection(state, target);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::ViewKind;
+
+    /// Content widths are counted up to [`WIDTH_CAP`]: every column is narrower, so the
+    /// layout never sees the difference.
+    #[test]
+    fn every_column_is_narrower_than_the_width_cap() {
+        for v in ViewKind::ALL {
+            for c in v.columns() {
+                assert!(usize::from(c.max) < WIDTH_CAP, "{v:?} {}", c.title);
+                assert!(c.title.chars().count() + 1 < WIDTH_CAP);
+            }
+        }
     }
 }
