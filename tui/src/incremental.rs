@@ -135,6 +135,13 @@ impl<T> Tracked<T> {
         let edits = self.diff(new, &key_cmp);
         let mut out = Synced::default();
         if edits.is_empty() {
+            // Nothing to edit; the selection may have been set by key (a jump to a
+            // record) and is put on it as a rebuild would.
+            if rows.is_shown() {
+                rows.reselect(state, rows.selected_slot(state));
+            } else {
+                rows.refresh(state);
+            }
             return out;
         }
         let place =

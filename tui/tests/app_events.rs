@@ -851,3 +851,32 @@ fn problems_of_a_burst_are_computed_at_the_next_tick() {
     a.update(AppEvent::Tick(NOW + 2.0));
     assert_eq!(corrupt(&a), 3);
 }
+
+/// A jump to a node (from the Problems view) when new data arrived but no node changed:
+/// the nodes tab is brought in step without edits and the selection lands on the node.
+#[test]
+fn jump_to_a_node_after_data_without_node_changes() {
+    use nodepool_shared::diagnostics::ProblemKind;
+    let snap = fixture();
+    let mut a = fresh(&snap, "1G");
+    assert_ne!(a.selected(), Some(&node(2)));
+    // On the Problems view: the data marks the nodes tab for an update.
+    keys(&mut a, "8");
+    a.update(AppEvent::Data(snap.clone()));
+    let path = "/nodepool/nodes/0000000002/lock/8d6b0c__lock__0000000000".to_string();
+    a.update(AppEvent::LockOwners([(path, 0)].into_iter().collect()));
+    assert!(a
+        .problems()
+        .iter()
+        .any(|p| p.kind == ProblemKind::LockWithoutSession));
+    let at = a
+        .visible_keys()
+        .iter()
+        .position(|k| k == &node(2))
+        .expect("the lock problem's row");
+    a.update(code(KeyCode::Home));
+    keys(&mut a, &"j".repeat(at));
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.view(), ViewKind::Nodes);
+    assert_eq!(a.selected(), Some(&node(2)));
+}
