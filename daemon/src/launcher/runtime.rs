@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudError, CloudsFile};
+use nodepool_shared::cloud::{provider_driver, CloudConfig, CloudDriver, CloudError, CloudsFile};
 use nodepool_shared::config::{Config, Provider};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{TreeCache, ZkStore};
@@ -119,6 +119,9 @@ impl Counters {
 pub struct ProviderRuntime {
     /// The provider's config as it was when started (restart on change).
     pub config: Provider,
+    /// Its clouds.yaml entry as it was when started (restart on change; `None` for a
+    /// driver given by a test).
+    pub cloud: Option<CloudConfig>,
     /// The cloud.
     pub driver: Arc<dyn CloudDriver>,
     /// Provider quota (cloud limits − unmanaged usage), cached.
@@ -141,6 +144,7 @@ impl ProviderRuntime {
             leaks: tokio::sync::Mutex::new(LeakCleaner::new(leak, statsd)),
             driver,
             config,
+            cloud: None,
         }
     }
 
@@ -151,7 +155,9 @@ impl ProviderRuntime {
         statsd: &Statsd,
     ) -> Result<Self, CloudError> {
         let driver = provider_driver(config, clouds, statsd)?;
-        Ok(Self::new(config.clone(), Arc::new(driver), statsd.clone()))
+        let mut rt = Self::new(config.clone(), Arc::new(driver), statsd.clone());
+        rt.cloud = clouds.cloud(&config.cloud).ok().cloned();
+        Ok(rt)
     }
 
     /// The provider name.
