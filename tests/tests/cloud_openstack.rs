@@ -1111,3 +1111,61 @@ async fn provider_driver_is_the_one_constructor() {
     })
     .await;
 }
+
+/// A wrong password: after the first refused token request no other is sent until the
+/// backoff window (1 s, then 2 s, …) has passed; every call in between fails at once
+/// with the last error. Token requests take slots of the provider's `rate` like any call.
+#[tokio::test]
+async fn failed_authentication_backs_off_and_is_rate_limited() {
+    bounded(async {
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let admin = sim.admin();
+        let yaml = sim
+            .clouds_yaml("sim")
+            .replace("password: secret", "password: wrong-pw");
+        let file = CloudsFile::parse(&yaml, Path::new("clouds.yaml")).unwrap();
+        let d = OpenStackDriver::new(file.cloud("sim").unwrap(), options("prov")).unwrap();
+        admin.reset_counters();
+        let first = d.list_servers().await.unwrap_err();
+        assert!(matches!(first, CloudError::Auth { .. }), "{first:?}");
+        // 2.5 s of callers as eager as a delete loop: the token requests are counted.
+        let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+        let mut calls = 0;
+        let mut backoff_errors = 0;
+        while tokio::time::Instant::now() < until {
+            match d.list_servers().await.unwrap_err() {
+                CloudError::AuthBackoff { last_error, .. } => {
+                    assert!(last_error.contains("authentication failed"), "{last_error}");
+                    backoff_errors += 1;
+                }
+                e => assert!(matches!(e, CloudError::Auth { .. }), "{e:?}"),
+            }
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tokens = admin.counter("identity.tokens.create");
+        assert!(
+            calls > 20 && backoff_errors > 0,
+            "{calls} calls, {backoff_errors}"
+        );
+        // At 0 s and after the 1 s window; the next is due at 3 s.
+        assert!(tokens <= 3, "{tokens} token requests for {calls} calls");
+        assert_eq!(admin.counter("compute.servers.detail"), 0);
+
+        // With `rate`, a token request waits for its slot like an API call: two drivers'
+        // worth of calls through one limiter are spaced by it.
+        let mut o = options("prov");
+        o.rate = 0.5;
+        let d = driver_with(&sim, CloudsAuth::Password, o);
+        admin.reset_counters();
+        let start = tokio::time::Instant::now();
+        d.list_servers().await.unwrap(); // token, then the list: two slots
+        d.list_servers().await.unwrap(); // a third
+        assert_eq!(admin.counter("identity.tokens.create"), 1);
+        assert!(
+            start.elapsed() >= Duration::from_millis(1000),
+            "three slots of 0.5 s take at least 1 s"
+        );
+    })
+    .await;
+}

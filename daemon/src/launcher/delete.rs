@@ -54,10 +54,7 @@ pub enum DeleteError {
     /// The provider was stopped (removed from the config, or it cannot be started)
     /// while the delete ran.
     #[error("provider {provider} is no longer started; delete of server {server_id} stopped")]
-    ProviderStopped {
-        server_id: String,
-        provider: String,
-    },
+    ProviderStopped { server_id: String, provider: String },
     /// A cloud call failed for good.
     #[error("deleting server {server_id}: {during}: {source}")]
     Cloud {
@@ -355,10 +352,7 @@ impl DeleteMachine {
 
 /// Whether two handles are the same driver object (a restarted provider has a new one).
 fn same_driver(a: &Arc<dyn CloudDriver>, b: &Arc<dyn CloudDriver>) -> bool {
-    std::ptr::eq(
-        Arc::as_ptr(a) as *const (),
-        Arc::as_ptr(b) as *const (),
-    )
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
 /// Deletes `server_id` (floating IPs first) and waits until it is gone.

@@ -52,6 +52,12 @@ pub struct Intervals {
     /// How long a cloud image found missing is taken as missing before the cloud is
     /// asked again (Nodepool: 5 min).
     pub image_recheck: Duration,
+    /// After a min-ready request of a label failed, the wait before the next one for
+    /// that label; it doubles with every failure in a row up to
+    /// [`min_ready_backoff_max`](Self::min_ready_backoff_max).
+    pub min_ready_backoff: Duration,
+    /// The longest wait between min-ready requests of a label that keep failing.
+    pub min_ready_backoff_max: Duration,
 }
 
 impl Default for Intervals {
@@ -65,6 +71,8 @@ impl Default for Intervals {
             request_lock_age: Duration::from_secs(8 * 3600),
             stop_grace: Duration::from_secs(10),
             image_recheck: Duration::from_secs(300),
+            min_ready_backoff: Duration::from_secs(5),
+            min_ready_backoff_max: Duration::from_secs(120),
         }
     }
 }
