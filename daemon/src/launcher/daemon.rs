@@ -451,6 +451,12 @@ impl MainLoop {
                         .with_image_recheck(self.ctx.intervals.image_recheck);
                     self.set_handle(&p.name, Some(Arc::new(handle)));
                 }
+                // Only its clouds.yaml entry changed, for the worse (removed, unusable):
+                // the provider keeps running as it was, as on a bad config.
+                Err(e) if unchanged => {
+                    tracing::error!(provider = %p.name, error = %e,
+                        "changed clouds.yaml entry is unusable; keeping the provider as it was");
+                }
                 Err(e) => {
                     tracing::error!(provider = %p.name, error = %e, "cannot start provider; skipping it");
                     if current.is_some() {
