@@ -248,7 +248,11 @@ fn spawn_launcher(dir: &Path, i: usize, config: &Path, clouds: &Path, web: bool)
     let child = cmd
         .env(
             "RUST_LOG",
-            "warn,nodepool_daemon::launcher::daemon=info,nodepool_shared::zk::cache=info",
+            // `LAUNCHER_SCALE_LOG` replaces the filter (e.g. to trace one request's phases).
+            std::env::var("LAUNCHER_SCALE_LOG").unwrap_or_else(|_| {
+                "warn,nodepool_daemon::launcher::daemon=info,nodepool_shared::zk::cache=info"
+                    .to_string()
+            }),
         )
         .stdout(out)
         .stderr(err)
@@ -583,7 +587,7 @@ async fn main() {
     // The CLI over TLS (the launchers' config is a TLS one).
     for args in [&["list"][..], &["list", "--detail"][..]] {
         let mut runs: Vec<(Duration, u64)> = (0..a.list_runs)
-            .map(|_| run_cli(&configs[1], args))
+            .map(|_| run_cli(&configs[1.min(configs.len() - 1)], args))
             .collect();
         runs.sort();
         println!(
