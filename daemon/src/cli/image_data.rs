@@ -19,7 +19,9 @@ use futures::stream::{self, StreamExt};
 use nodepool_shared::listing::export_image_data;
 use nodepool_shared::model::ids::SEQUENCE_WIDTH;
 use nodepool_shared::model::paths::{classify, ZkPath};
-use nodepool_shared::model::{paths, ImageBuild, ImageUpload, ModelError, UploadId};
+use nodepool_shared::model::{
+    paths, split_sequence, ImageBuild, ImageUpload, ModelError, UploadId,
+};
 use nodepool_shared::zk::{CreateKind, Op, ZkClient, ZkError, ZkResult, ZkStore};
 
 use super::args::znode_name_problem;
@@ -47,14 +49,14 @@ pub async fn export(s: &Session, path: &Path) -> Result<()> {
 
 /// The largest upload id `import-image-data` accepts. ZooKeeper's sequence counter is a
 /// signed 32-bit number (2147483647 at most), and raising a directory's counter costs one
-/// round trip per 2 × [`BUMP_PAIRS`]; an upload directory belongs to one build and one
+/// round trip per [`BUMP_PAIRS`] numbers; an upload directory belongs to one build and one
 /// provider and never comes near a million uploads, so an id above this is a damaged
 /// file, refused before anything is written.
 pub const MAX_IMPORT_UPLOAD_ID: i64 = 1_000_000;
 
 /// Create/delete pairs of a throw-away child in one transaction while raising a counter
-/// (each create and each delete raises it by one; 2,000 operations stay far below
-/// ZooKeeper's 1 MB request limit).
+/// (each create raises it by one; 2,000 operations stay far below ZooKeeper's 1 MB
+/// request limit).
 const BUMP_PAIRS: usize = 1000;
 
 /// Name of the throw-away child (never a sequence, so never an upload id).
@@ -167,10 +169,13 @@ fn check_doc(doc: &BTreeMap<String, String>) -> Result<BTreeMap<String, i64>> {
 }
 
 /// Raises the sequence counter of `dir` so that the next sequential child gets a number
-/// above `highest`: ZooKeeper numbers a sequential child with the parent's `cversion`,
-/// which every child create and delete increments, so we create and delete a throw-away
-/// child, [`BUMP_PAIRS`] times per transaction (all or nothing: no leftovers), until
-/// `cversion > highest`. Refuses a `highest` above [`MAX_IMPORT_UPLOAD_ID`].
+/// above `highest`. ZooKeeper numbers a sequential child by how many children the
+/// directory ever had created (deletes do not count; the `cversion` of its stat counts
+/// both, so it cannot be compared with an id). So, as Nodepool does, we create children:
+/// a sequential probe (created and deleted) tells the current number, then a throw-away
+/// child is created and deleted [`BUMP_PAIRS`] times per transaction (all or nothing: no
+/// leftovers) until a probe returns at least `highest`. Refuses a `highest` above
+/// [`MAX_IMPORT_UPLOAD_ID`].
 pub async fn bump_sequence(client: &ZkClient, dir: &str, highest: i64) -> ZkResult<()> {
     if highest > MAX_IMPORT_UPLOAD_ID {
         return Err(ZkError::Corrupt(format!(
@@ -180,30 +185,41 @@ pub async fn bump_sequence(client: &ZkClient, dir: &str, highest: i64) -> ZkResu
     client.ensure_path(dir).await?;
     let child = format!("{dir}/{BUMP_CHILD}");
     loop {
-        let cversion = client
-            .exists(dir)
-            .await?
-            .map_or(0, |st| i64::from(st.cversion));
-        if cversion > highest {
+        let number = probe_sequence(client, dir).await?;
+        if number >= highest {
             return Ok(());
         }
-        let pairs = usize::try_from((highest - cversion) / 2 + 1)
-            .unwrap_or(BUMP_PAIRS)
-            .min(BUMP_PAIRS);
-        let mut ops = Vec::with_capacity(2 * pairs);
-        for _ in 0..pairs {
-            ops.push(Op::Create {
-                path: child.clone(),
-                data: Vec::new(),
-                kind: CreateKind::Persistent,
-            });
-            ops.push(Op::Delete {
-                path: child.clone(),
-                version: None,
-            });
+        let mut missing = highest - number;
+        while missing > 0 {
+            let pairs = usize::try_from(missing).map_or(BUMP_PAIRS, |m| m.min(BUMP_PAIRS));
+            let mut ops = Vec::with_capacity(2 * pairs);
+            for _ in 0..pairs {
+                ops.push(Op::Create {
+                    path: child.clone(),
+                    data: Vec::new(),
+                    kind: CreateKind::Persistent,
+                });
+                ops.push(Op::Delete {
+                    path: child.clone(),
+                    version: None,
+                });
+            }
+            client.multi(&ops).await?;
+            missing -= pairs as i64;
         }
-        client.multi(&ops).await?;
     }
+}
+
+/// Creates and deletes a sequential child of `dir`; returns its number.
+async fn probe_sequence(client: &ZkClient, dir: &str) -> ZkResult<i64> {
+    let made = client
+        .create_sequential(&format!("{dir}/"), b"", false)
+        .await?;
+    client.delete(&made, None).await?;
+    let name = made.rsplit('/').next().unwrap_or_default();
+    split_sequence(name)
+        .and_then(|(_, seq)| seq.parse().ok())
+        .ok_or_else(|| ZkError::Corrupt(format!("ZooKeeper created {made}: no sequence number")))
 }
 
 /// `nodepool import-image-data PATH`.
