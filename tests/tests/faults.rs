@@ -858,7 +858,7 @@ async fn corrupt_znodes_are_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_made_corrupt_while_held_is_not_handed_over() {
     bounded_serial(async {
-        let env = Env::shared(
+        let mut env = Env::shared(
             &Shape::default(),
             Knobs {
                 boot_delay_ms: 3000,
@@ -867,7 +867,6 @@ async fn a_node_made_corrupt_while_held_is_not_handed_over() {
             },
         )
         .await;
-        let mut env = env;
         let l = env.spawn_launcher(&[]);
         env.wait_registered().await;
         let mut ready = Node::new();
