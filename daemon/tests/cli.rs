@@ -951,7 +951,7 @@ async fn import_image_data_refuses_a_bad_file_and_writes_nothing() {
         (
             vec![
                 (build_path.clone(), good_build),
-                (upload("0002000000"), good_upload),
+                (upload("0000100001"), good_upload),
             ],
             upload("0000100001"),
             "above 100000",
