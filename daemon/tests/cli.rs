@@ -939,7 +939,9 @@ async fn import_image_data_refuses_a_bad_file_and_writes_nothing() {
     let good_build =
         r#"{"state": "ready", "state_time": 1700000000.0, "builder": "b1", "formats": "qcow2"}"#;
     let good_upload = r#"{"state": "ready", "state_time": 1700000000.0, "external_id": "img-1"}"#;
-    let cases: Vec<(Vec<(String, &str)>, String, &str)> = vec![
+    // (the file's entries, the bad path, the reason named)
+    type Case<'a> = (Vec<(String, &'a str)>, String, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 (build_path.clone(), good_build),
