@@ -1,5 +1,6 @@
 //! Memory benchmark (not a test): bytes per node of the tree cache and of the node
-//! listing, counted by a global allocator that tracks live and peak heap bytes. No
+//! listing (and of a lock contender on 90 % of the nodes), counted by a global allocator
+//! that tracks live and peak heap bytes. No
 //! ZooKeeper: the records are decoded exactly as the cache decodes a read.
 //!
 //! ```text
@@ -120,6 +121,34 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     drop(records);
+
+    // Zuul's lock on 90 % of the nodes (those in use), as the launcher benchmark's fleet.
+    let before = live();
+    let allocs0 = ALLOCS.load(Ordering::Relaxed);
+    let mut locked = 0usize;
+    for i in (0..n).filter(|i| i % 10 != 9) {
+        let id = NodeId::from_sequence(i as u64);
+        let name = format!(
+            "{:032x}__lock__0000000000",
+            i as u128 * 0x9e37_79b9_7f4a_7c15
+        );
+        tree.apply(
+            nodepool_shared::zk::cache::tree::Update::Present(
+                ZkPath::NodeLock(id, Some(name)),
+                true,
+            ),
+            &mut events,
+        );
+        events.clear();
+        locked += 1;
+    }
+    let locks = live() - before;
+    println!(
+        "lock contenders on {locked} nodes: {:.1} MiB = {:.0} bytes/locked node, {:.1} allocations/locked node",
+        mib(locks),
+        locks as f64 / locked.max(1) as f64,
+        (ALLOCS.load(Ordering::Relaxed) - allocs0) as f64 / locked.max(1) as f64,
+    );
 
     let nodes: Vec<_> = tree.nodes().cloned().collect();
     // The records as the listings took them before the compact cache (whole `Node`s).

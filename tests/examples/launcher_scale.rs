@@ -234,6 +234,8 @@ fn strip_ansi(s: &str) -> String {
 fn spawn_launcher(dir: &Path, i: usize, config: &Path, clouds: &Path, web: bool) -> Launcher {
     let log = dir.join(format!("launcher-{i}.log"));
     let err = std::fs::File::create(&log).expect("log");
+    // In the foreground (`-f`) the launcher logs to stdout, as Nodepool does.
+    let out = err.try_clone().expect("log");
     let mut cmd = Command::new(bin("NODEPOOL_LAUNCHER_BIN", "nodepool-launcher"));
     cmd.arg("-f")
         .arg("-c")
@@ -248,7 +250,7 @@ fn spawn_launcher(dir: &Path, i: usize, config: &Path, clouds: &Path, web: bool)
             "RUST_LOG",
             "warn,nodepool_daemon::launcher::daemon=info,nodepool_shared::zk::cache=info",
         )
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(err)
         .spawn()
         .expect("start launcher");

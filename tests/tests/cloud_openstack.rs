@@ -988,7 +988,9 @@ fn min(v: &[f64]) -> f64 {
 
 /// `rate` of nodepool.yaml (seconds between API calls) goes through the launcher's
 /// `ProviderRuntime::start` into the real driver: the simulator sees consecutive calls —
-/// sequential or concurrent — at least `rate` apart; with `rate: 0` they are not spaced.
+/// sequential or concurrent — `rate` apart (a call delayed on its way may arrive late and
+/// close to the next: two neighbouring gaps together are at least twice the rate); with
+/// `rate: 0` they are not spaced.
 #[tokio::test]
 async fn provider_rate_spaces_api_calls_as_seen_by_the_simulator() {
     use nodepool_daemon::launcher::runtime::ProviderRuntime;
@@ -996,7 +998,7 @@ async fn provider_rate_spaces_api_calls_as_seen_by_the_simulator() {
 
     /// Calls per burst.
     const N: usize = 6;
-    /// Allowed shortfall of a gap: request send jitter on a loaded machine.
+    /// Allowed shortfall of a sum of gaps: request send jitter on a loaded machine.
     const TOLERANCE_MS: f64 = 50.0;
     const OP: &str = "compute.servers.detail";
     // Serial with the process-heavy tests of this binary: the gaps are measured where the
@@ -1040,11 +1042,21 @@ async fn provider_rate_spaces_api_calls_as_seen_by_the_simulator() {
             );
             let interval_ms = rate * 1000.0;
             if rate > 0.0 {
+                // A late arrival shortens the gap after it by as much as it lengthened the
+                // one before: each two neighbouring gaps, and all of them, add up to at
+                // least their share of the rate (unspaced calls arrive within a few ms).
                 for (what, gaps) in [("sequential", &sequential), ("concurrent", &concurrent)] {
+                    let total: f64 = gaps.iter().sum();
                     assert!(
-                        min(gaps) >= interval_ms - TOLERANCE_MS,
+                        total >= (N - 1) as f64 * interval_ms - TOLERANCE_MS,
                         "{what} calls closer than rate {rate} s: {gaps:?} ms"
                     );
+                    for pair in gaps.windows(2) {
+                        assert!(
+                            pair[0] + pair[1] >= 2.0 * interval_ms - TOLERANCE_MS,
+                            "{what} calls closer than rate {rate} s: {gaps:?} ms"
+                        );
+                    }
                 }
             } else {
                 // Unlimited: concurrent calls arrive together, far closer than 200 ms.
@@ -1108,6 +1120,64 @@ async fn provider_driver_is_the_one_constructor() {
         assert!(b.get("prov").unwrap().driver.address_policy().force_ipv4);
         assert!(b.get("lost").is_none());
         sim.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+/// A wrong password: after the first refused token request no other is sent until the
+/// backoff window (1 s, then 2 s, …) has passed; every call in between fails at once
+/// with the last error. Token requests take slots of the provider's `rate` like any call.
+#[tokio::test]
+async fn failed_authentication_backs_off_and_is_rate_limited() {
+    bounded(async {
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let admin = sim.admin();
+        let yaml = sim
+            .clouds_yaml("sim")
+            .replace("password: secret", "password: wrong-pw");
+        let file = CloudsFile::parse(&yaml, Path::new("clouds.yaml")).unwrap();
+        let d = OpenStackDriver::new(file.cloud("sim").unwrap(), options("prov")).unwrap();
+        admin.reset_counters();
+        let first = d.list_servers().await.unwrap_err();
+        assert!(matches!(first, CloudError::Auth { .. }), "{first:?}");
+        // 2.5 s of callers as eager as a delete loop: the token requests are counted.
+        let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+        let mut calls = 0;
+        let mut backoff_errors = 0;
+        while tokio::time::Instant::now() < until {
+            match d.list_servers().await.unwrap_err() {
+                CloudError::AuthBackoff { last_error, .. } => {
+                    assert!(last_error.contains("authentication failed"), "{last_error}");
+                    backoff_errors += 1;
+                }
+                e => assert!(matches!(e, CloudError::Auth { .. }), "{e:?}"),
+            }
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tokens = admin.counter("identity.tokens.create");
+        assert!(
+            calls > 20 && backoff_errors > 0,
+            "{calls} calls, {backoff_errors}"
+        );
+        // At 0 s and after the 1 s window; the next is due at 3 s.
+        assert!(tokens <= 3, "{tokens} token requests for {calls} calls");
+        assert_eq!(admin.counter("compute.servers.detail"), 0);
+
+        // With `rate`, a token request waits for its slot like an API call: two drivers'
+        // worth of calls through one limiter are spaced by it.
+        let mut o = options("prov");
+        o.rate = 0.5;
+        let d = driver_with(&sim, CloudsAuth::Password, o);
+        admin.reset_counters();
+        let start = tokio::time::Instant::now();
+        d.list_servers().await.unwrap(); // token, then the list: two slots
+        d.list_servers().await.unwrap(); // a third
+        assert_eq!(admin.counter("identity.tokens.create"), 1);
+        assert!(
+            start.elapsed() >= Duration::from_millis(1000),
+            "three slots of 0.5 s take at least 1 s"
+        );
     })
     .await;
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use nodepool_daemon::launcher::backoff::Backoff;
-use nodepool_daemon::launcher::delete::{delete_server, DELETE_TIMEOUT};
+use nodepool_daemon::launcher::delete::{delete_server, DeleteError, DELETE_TIMEOUT};
 use nodepool_daemon::launcher::failure::{record_launch, LaunchError};
 use nodepool_daemon::launcher::launch::{
     launch_server, FlavorSpec, ImageRef, KeyscanSpec, LaunchSpec,
@@ -849,6 +849,43 @@ async fn provider_quota_subtracts_unmanaged_volumes() {
         assert_eq!(limit.get("volume-gb"), 970.0);
         assert_eq!(limit.get("instances"), 9.0);
         assert_eq!(limit.get("cores"), 18.0);
+    })
+    .await;
+}
+
+/// A delete that runs out of time says why: "still exists" only when the cloud answered
+/// that the server is still there; when its calls could not reach the cloud, it says so
+/// with the error.
+#[tokio::test]
+async fn delete_out_of_time_says_whether_the_cloud_was_reachable() {
+    bounded(async {
+        let (sim, d) = start().await;
+        let admin = sim.admin();
+        let facts = launch_server(&d, spec("0000000020")).await.result.unwrap();
+        // The server keeps showing after the delete: it still exists.
+        admin.update_knobs(|k| k.delete_delay_ms = 60_000);
+        let e = delete_server(&d, &facts.external_id, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DeleteError::Timeout { .. }), "{e:?}");
+        assert!(e.to_string().contains("still exists after 2s"), "{e}");
+        // The cloud is gone (connection refused): not "still exists".
+        sim.shutdown().await.unwrap();
+        let e = delete_server(&d, &facts.external_id, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DeleteError::Unreachable { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("could not reach the cloud to delete server")
+                && text.contains(&facts.external_id)
+                && !text.contains("still exists"),
+            "{text}"
+        );
+        assert!(
+            text.contains("temporary failure"),
+            "the error itself: {text}"
+        );
     })
     .await;
 }

@@ -19,7 +19,7 @@ use nodepool_shared::model::{
 };
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::testing::{
-    bounded, init_logs, sshd_available, wait_for, TestSshd, TestZk, WAIT,
+    bounded, init_logs, sshd_available, wait_for, wait_for_within, TestSshd, TestZk, WAIT,
 };
 use nodepool_shared::zk::{ZkLock, ZkStore};
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, SimHandle, Simulator};
@@ -169,6 +169,15 @@ impl Env {
 
     /// A launcher named `hostname`, or by this machine's names when `None`.
     fn start_launcher_as(&self, hostname: Option<&str>) -> Launcher {
+        self.start_launcher_tuned(hostname, |_| {})
+    }
+
+    /// [`Env::start_launcher_as`] with the test intervals changed by `tune`.
+    fn start_launcher_tuned(
+        &self,
+        hostname: Option<&str>,
+        tune: impl FnOnce(&mut Intervals),
+    ) -> Launcher {
         let mut opts = LauncherOptions::new(self.config.clone());
         opts.webapp = false;
         opts.clouds_file = Some(self.clouds.clone());
@@ -181,7 +190,58 @@ impl Env {
             image_recheck: Duration::from_millis(500),
             ..Intervals::default()
         };
+        tune(&mut opts.intervals);
         Launcher::start(opts)
+    }
+
+    /// Replaces clouds.yaml (new file renamed into place: a new modification time).
+    fn rewrite_clouds(&self, text: &str) {
+        let tmp = self.dir.path().join("clouds.yaml.new");
+        std::fs::write(&tmp, text).expect("clouds.yaml");
+        std::fs::rename(&tmp, &self.clouds).expect("rename clouds.yaml");
+    }
+
+    /// `n` nodes in state `used` of our provider, each with a server in the simulator
+    /// (as Zuul leaves them after a job): work for the DeletedNodeWorker.
+    async fn used_nodes_with_servers(&self, n: usize) -> Vec<(NodeId, String)> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let mut node = Node::new();
+            node.set_state(NodeState::Used);
+            node.provider = Some(PROVIDER.into());
+            node.pool = Some("main".into());
+            node.node_type = vec!["small-label".into()];
+            let id = self
+                .store
+                .create_node(&mut node)
+                .await
+                .expect("create node");
+            let server = self
+                .sim
+                .admin()
+                .inject_leaked_server(PROVIDER, id.as_str(), "main");
+            node.external_id = Some(server.clone());
+            self.store
+                .store_node(&node, None)
+                .await
+                .expect("store node");
+            out.push((id, server));
+        }
+        out
+    }
+
+    /// Waits until none of `nodes` has a record or a server any more.
+    async fn wait_deleted(&self, nodes: &[(NodeId, String)], limit: Duration) {
+        let admin = self.sim.admin();
+        wait_for_within("the nodes and their servers deleted", limit, || async {
+            for (id, server) in nodes {
+                if admin.server(server).is_some() || self.store.get_node(id).await.ok()?.is_some() {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
     }
 
     /// Zuul's submit: persistent sequential `100-…`, state `requested`.
@@ -2456,6 +2516,14 @@ async fn static_multiprovider_handler() {
             &host,
         ));
         let l = env.start_launcher("host-a");
+        // Both pools take part in the request: submitted while only the cloud pool is
+        // registered, it would be declined by every pool there is, and fail.
+        wait_for("the cloud and the static pool registered", || async {
+            let pools = env.pools().await;
+            let has = |p: &str| pools.iter().any(|x| x.provider_name.as_deref() == Some(p));
+            (has(PROVIDER) && has(STATIC_PROVIDER)).then_some(())
+        })
+        .await;
         let id = env.submit(&["fake-static-label"]).await;
         let req = env.wait_done(&id).await;
         assert_eq!(req.state, RequestState::Fulfilled);
@@ -2740,6 +2808,224 @@ async fn prometheus_metrics_match_zookeeper() {
             .unwrap_or(0.0),
             cores
         );
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A port nothing listens on (bound once by the kernel, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Attack on a running launcher: a wrong password in clouds.yaml while nodes wait for
+/// deletion made 5,243 token requests in 20 s. The provider's authentication backs off
+/// (1 s doubling), so the count over 20 s stays small; fixing clouds.yaml restarts the
+/// provider and the deletes finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_backs_off_then_deletes_finish_once_fixed() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), Knobs::default()).await;
+        let good = env.sim.clouds_yaml("sim");
+        let wrong = good.replace("password: secret", "password: not-the-password");
+        assert_ne!(good, wrong);
+        env.rewrite_clouds(&wrong);
+        let nodes = env.used_nodes_with_servers(6).await;
+        let admin = env.sim.admin();
+        admin.reset_counters();
+        let l = env.start_launcher("host-a");
+        // A count of requests over a window, not a timing assertion: without the backoff
+        // every delete step of the six nodes asks Keystone again (thousands).
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let tokens = admin.counter("identity.tokens.create");
+        assert!(
+            (1..=10).contains(&tokens),
+            "{tokens} token requests in 20 s with a wrong password"
+        );
+        assert_eq!(admin.counter("compute.servers.delete"), 0);
+        for (id, server) in &nodes {
+            assert!(admin.server(server).is_some(), "server of {id} deleted");
+        }
+        // The password is fixed: the provider restarts and the deletes complete.
+        env.rewrite_clouds(&good);
+        env.wait_deleted(&nodes, WAIT).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Attack on a running launcher: with `auth_url` on a closed port, deletes kept the
+/// driver they started with; after clouds.yaml and nodepool.yaml were restored six nodes
+/// stayed `deleting` for 600 s. Running deletes follow the restarted provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_deletes_follow_a_restored_cloud_config() {
+    bounded(async {
+        let shape = Shape::default();
+        let env = Env::new(&shape, Knobs::default()).await;
+        let good = env.sim.clouds_yaml("sim");
+        let closed = format!("http://127.0.0.1:{}/identity", closed_port());
+        env.rewrite_clouds(&good.replace(&env.sim.auth_url(), &closed));
+        let nodes = env.used_nodes_with_servers(6).await;
+        let l = env.start_launcher("host-a");
+        // The deletes are running: every node is `deleting` and locked.
+        wait_for("six nodes deleting and locked", || async {
+            for (id, _) in &nodes {
+                let (n, _) = env.store.get_node(id).await.ok()??;
+                let locked = !env.store.node_lock_contenders(id).await.ok()?.is_empty();
+                if n.state != NodeState::Deleting || !locked {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        env.rewrite_clouds(&good);
+        env.rewrite_config(&shape);
+        // Far below the 600 s a delete may take: they must switch to the new driver.
+        env.wait_deleted(&nodes, Duration::from_secs(60)).await;
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Attack on a running launcher: removing the lock child of a `building` node let the
+/// DeletedNodeWorker delete node and server; the launch then retried, booted a new server
+/// for the vanished node and left it to the leak cleanup (70 s later). The launch stops
+/// when its node record is deleted and deletes its server itself; the request is
+/// declined (failed: this is the only pool), as Nodepool declines after a failed launch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_whose_node_is_deleted_stops_and_deletes_its_server() {
+    bounded(async {
+        let knobs = Knobs {
+            boot_delay_ms: 4000,
+            ..Knobs::default()
+        };
+        let env = Env::new(&Shape::default(), knobs).await;
+        let admin = env.sim.admin();
+        // Leak cleanup cannot be what removes a server in this test.
+        let l = env.start_launcher_tuned(Some("host-a"), |i| {
+            i.cleanup = Duration::from_secs(3600);
+        });
+        let req = env.submit(&["small-label"]).await;
+        let (node, server) = wait_for("a building node with its server", || async {
+            let nodes = env.store.nodes().await.ok()?;
+            nodes.into_iter().find_map(|(n, _)| {
+                let server = n.external_id.clone()?;
+                (n.state == NodeState::Building).then_some((n.id, server))
+            })
+        })
+        .await;
+        assert!(admin.server(&server).is_some());
+        // Take the lock away: remove the lock's children, as an operator could.
+        let client = env.store.client();
+        let dir = paths::node_lock(&node);
+        for child in client
+            .get_children(&dir)
+            .await
+            .expect("lock")
+            .unwrap_or_default()
+        {
+            client
+                .delete(&format!("{dir}/{child}"), None)
+                .await
+                .expect("delete lock child");
+        }
+        let done = env.wait_state(&req, RequestState::Failed).await;
+        assert!(done.nodes.is_empty(), "{done:?}");
+        // No server outlives its node record: none are left, soon after the request
+        // ended (the leak cleanup runs once an hour here).
+        wait_for_within("no servers left", Duration::from_secs(30), || async {
+            let servers = admin.servers();
+            let records = env.store.nodes().await.ok()?;
+            let with_server = records
+                .iter()
+                .filter(|(n, _)| n.external_id.is_some())
+                .count();
+            (servers.len() == with_server && servers.is_empty()).then_some(())
+        })
+        .await;
+        // …and stays so: no later attempt boots another one.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(admin.servers().is_empty(), "{:?}", admin.servers());
+        l.stop().await;
+    })
+    .await;
+}
+
+/// Attack on a running launcher: while a pool could not serve (at quota), min-ready
+/// submitted a `900-` request every pass, each declined at once. After a failed one the
+/// next waits (5 s, doubling); once the pool has room again min-ready is filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_backs_off_while_no_pool_can_serve() {
+    bounded(async {
+        let mut shape = Shape {
+            max_servers: Some(1),
+            ..Shape::default()
+        };
+        shape.min_ready.insert("small-label", 1);
+        let env = Env::new(&shape, Knobs::default()).await;
+        // The pool's one slot is taken by a node in use (locked, as Zuul holds it).
+        let mut busy = Node::new();
+        busy.set_state(NodeState::InUse);
+        busy.provider = Some(PROVIDER.into());
+        busy.pool = Some("main".into());
+        busy.node_type = vec!["medium-label".into()];
+        busy.resources = Some(
+            nodepool_shared::model::QuotaInformation::new(Some(1.0), Some(1.0), Some(512.0), 0.0)
+                .to_resources(),
+        );
+        let busy_id = env.store.create_node(&mut busy).await.expect("node");
+        let mut busy_lock = ZkLock::new(env.store.client(), &paths::node_lock(&busy_id), b"");
+        assert!(busy_lock.acquire(Some(WAIT)).await.expect("lock"));
+        // Count every min-ready request created, with a watch on the requests.
+        let client = env.store.client();
+        let (mut watcher, _) = client
+            .watch_recursive(paths::REQUESTS)
+            .await
+            .expect("watch requests");
+        let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = created.clone();
+        let watching = tokio::spawn(async move {
+            loop {
+                let e = watcher.changed().await;
+                if e.event_type == zookeeper_client::EventType::Session {
+                    break;
+                }
+                if e.event_type == zookeeper_client::EventType::NodeCreated
+                    && e.path
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|n| n.starts_with("900-"))
+                {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let l = env.start_launcher("host-a");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let n = created.load(std::sync::atomic::Ordering::SeqCst);
+        // A count over a window: 5 s, then 10 s between failed requests; without the
+        // backoff one every main-loop pass (200 ms here).
+        assert!((1..=4).contains(&n), "{n} min-ready requests in 15 s");
+        // The pool gets room: min-ready is filled.
+        busy.set_state(NodeState::Used);
+        env.store.store_node(&busy, None).await.expect("store");
+        busy_lock.release().await.expect("unlock");
+        wait_for("a ready min-ready node", || async {
+            let nodes = env.store.nodes().await.ok()?;
+            nodes
+                .iter()
+                .any(|(n, _)| {
+                    n.state == NodeState::Ready
+                        && n.allocated_to.is_none()
+                        && n.node_type == ["small-label"]
+                })
+                .then_some(())
+        })
+        .await;
+        watching.abort();
         l.stop().await;
     })
     .await;

@@ -594,6 +594,127 @@ async fn tenant_limits_hold_for_a_burst() {
     .await;
 }
 
+/// The `looked_at` of every "assignment pass" of pool worker `worker` in `log`.
+fn passes_of(log: &str, worker: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains("assignment pass") && l.contains(worker))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("looked_at="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
+}
+
+/// Issue #17 (the pool pass at scale): with a backlog of requests deferred by their
+/// tenant's limits, a new request of another tenant is taken by the pass its cache
+/// event wakes (the pool tick is an hour here) and no pass looks at the backlog again:
+/// each request waits with its verdict until something it depends on changes. Freeing
+/// the tenant's node then releases the backlog (one more request fits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_passes_look_only_at_changed_requests() {
+    const BACKLOG: usize = 20;
+    bounded(async {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let mut opts = env.options();
+        opts.intervals.pool_tick = Duration::from_secs(3600);
+        opts.intervals.pool_recheck = Duration::from_secs(3600);
+        let logs = nodepool_shared::testing::LogCapture::start();
+        let l = env.start_with(opts);
+        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(first.state, RequestState::Fulfilled);
+        let worker = env
+            .store
+            .components(nodepool_shared::model::ComponentKind::Pool)
+            .await
+            .expect("pool components")
+            .into_iter()
+            .find_map(|c| c.component.pool?.id)
+            .expect("pool worker id");
+        let mut backlog = Vec::new();
+        for _ in 0..BACKLOG {
+            backlog.push(env.submit(&["small-label"]).await);
+        }
+        // Every backlog request deferred once.
+        let deferred = |text: &str, id: &RequestId| {
+            text.lines().any(|l| {
+                l.contains("deferring request")
+                    && l.contains(&worker)
+                    && l.contains(&format!("request={id} "))
+            })
+        };
+        wait_for("the backlog deferred", || async {
+            let text = logs.text();
+            backlog.iter().all(|id| deferred(&text, id)).then_some(())
+        })
+        .await;
+        let mark = logs.text().len();
+        let mut other = NodeRequest::new(vec!["small-label".into()], "zuul-test");
+        other.tenant_name = Some("tenant-two".into());
+        let other = env
+            .store
+            .create_request(&mut other, "100", false)
+            .await
+            .expect("submit");
+        assert_eq!(env.wait_done(&other).await.state, RequestState::Fulfilled);
+        let text = logs.text();
+        let after = passes_of(&text[mark..], &worker);
+        assert!(
+            !after.is_empty(),
+            "no pass logged for {worker} after the backlog was deferred ({} bytes logged since, {} before; {other}): {:?}",
+            text.len() - mark,
+            mark,
+            text[mark..]
+                .lines()
+                .filter(|l| l.contains(&worker) || l.contains(other.as_str()))
+                .take(40)
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            after.iter().all(|n| *n <= 2),
+            "passes after the backlog was deferred looked at {after:?} requests"
+        );
+        let again: Vec<&RequestId> = backlog
+            .iter()
+            .filter(|id| deferred(&text[mark..], id))
+            .collect();
+        assert!(
+            again.is_empty(),
+            "deferred again though nothing changed: {again:?}"
+        );
+        for id in &backlog {
+            let r = env.request(id).await.expect("backlog request");
+            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
+            assert!(r.declined_by.is_empty(), "never declined: {r:?}");
+        }
+        // The tenant's node goes: its usage changes, and one backlog request fits.
+        let (mut node, _) = env
+            .store
+            .get_node(&first.nodes[0])
+            .await
+            .expect("read")
+            .expect("node");
+        node.set_state(NodeState::Deleting);
+        env.store.store_node(&node, None).await.expect("store");
+        wait_for("one backlog request fulfilled", || async {
+            for id in &backlog {
+                if env.request(id).await?.state == RequestState::Fulfilled {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await;
+        l.stop().await;
+    })
+    .await;
+}
+
 /// Writes `text` to `path` through a rename, so a reload never reads half a file.
 fn replace_file(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");

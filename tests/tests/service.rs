@@ -837,8 +837,9 @@ impl SideBySide {
     }
 }
 
-/// The pools registered now: provider name → (pool worker id, component version).
-async fn pool_owners(store: &ZkStore) -> std::collections::BTreeMap<String, (String, String)> {
+/// The pools registered now, sorted: (provider name, (pool worker id, component
+/// version)). A provider registered by both launchers (during a move) appears twice.
+async fn pool_owners(store: &ZkStore) -> Vec<(String, (String, String))> {
     let pools = store
         .components(ComponentKind::Pool)
         .await
@@ -852,6 +853,8 @@ async fn pool_owners(store: &ZkStore) -> std::collections::BTreeMap<String, (Str
                 (pool.id?, c.component.version.unwrap_or_default()),
             ))
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 

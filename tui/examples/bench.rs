@@ -5,15 +5,18 @@
 //! cargo run --release -p nodepool-tui --example bench -- render  # 1 and 2 only
 //! ```
 //!
-//! 1. Rendering: the nodes view with 10,000 nodes at 120×40 into a test backend —
-//!    per-frame time of a redraw, and of a redraw after new data (rows rebuilt, sorted).
-//! 2. The Overview with 10,000 nodes over 50 providers (a config of 50 providers, 13
-//!    labels, 30 minutes of history): a redraw at 80×24, 120×40 and 200×50, and new
-//!    data + redraw (history, the inspections of the Problems view and the Overview's
-//!    model rebuilt each time).
+//! `BENCH_NODES=100000` sets the number of nodes (default 10,000).
+//!
+//! 1. Rendering: the nodes view at 120×40 into a test backend — the first load, the
+//!    per-frame time of a redraw, and of a new snapshot in which one node changed
+//!    (state, label, age: its row moves) + redraw, sorted by ID and by label; the RSS.
+//! 2. The Overview over 50 providers (a config of 50 providers, 13 labels, 30 minutes
+//!    of history): a redraw at 80×24, 120×40 and 200×50, and a snapshot with one node
+//!    changed + redraw (history, the inspections of the Problems view and the
+//!    Overview's model each time).
 //! 3. Latency: a real ZooKeeper (the shared test server, or one started here), a
 //!    TreeCache and the App; time from `ZkStore::store_node` returning to the changed
-//!    value being in the rendered frame, with 10,000 nodes in the cache.
+//!    value being in the rendered frame; the RSS with the cache and the console.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +36,6 @@ fn nodes_count() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
 }
-const NODES: usize = 10_000;
 const PROVIDERS: usize = 50;
 const NOW: f64 = 1_700_000_000.0;
 
@@ -58,6 +60,61 @@ fn synthetic(i: usize) -> Node {
     }
 }
 
+/// The process's resident memory now (Linux; 0 elsewhere), in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn cached(node: Node) -> Arc<CachedNode> {
+    Arc::new(CachedNode {
+        node: Arc::new(node.into()),
+        stat: STAT,
+        lock_contenders: vec![],
+    })
+}
+
+/// The same snapshot with node `(i × 7919) mod n` changed (another state, label and
+/// age), as a watch event on one node leaves the cache: a new `Arc` for it, the same
+/// `Arc`s for the others.
+fn one_changed(snap: &mut Snapshot, i: usize) -> Snapshot {
+    let states = [
+        NodeState::Ready,
+        NodeState::InUse,
+        NodeState::Building,
+        NodeState::Used,
+        NodeState::Deleting,
+    ];
+    let k = (i * 7919) % snap.nodes.len();
+    let mut n = synthetic(k);
+    n.state = states[(k + i + 1) % states.len()];
+    n.node_type = vec![format!("label-{}", (k + i + 1) % 13)];
+    n.state_time = NOW - (i % 300) as f64;
+    snap.nodes[k] = cached(n);
+    snap.clone()
+}
+
+const STAT: Stat = Stat {
+    czxid: 1,
+    mzxid: 1,
+    pzxid: 1,
+    ctime: 0,
+    mtime: 0,
+    version: 0,
+    cversion: 0,
+    aversion: 0,
+    ephemeral_owner: 0,
+    data_length: 0,
+    num_children: 0,
+};
+
 fn stats(mut v: Vec<Duration>) -> String {
     v.sort();
     let mean = v.iter().sum::<Duration>() / v.len() as u32;
@@ -73,44 +130,27 @@ fn stats(mut v: Vec<Duration>) -> String {
 }
 
 fn render_bench() {
-    let stat = Stat {
-        czxid: 1,
-        mzxid: 1,
-        pzxid: 1,
-        ctime: 0,
-        mtime: 0,
-        version: 0,
-        cversion: 0,
-        aversion: 0,
-        ephemeral_owner: 0,
-        data_length: 0,
-        num_children: 0,
-    };
-    let nodes: Vec<Arc<CachedNode>> = (0..nodes_count())
-        .map(|i| {
-            Arc::new(CachedNode {
-                node: Arc::new(synthetic(i).into()),
-                stat,
-                lock_contenders: vec![],
-            })
-        })
-        .collect();
-    let snap = Snapshot {
-        nodes,
+    let rss_start = rss_mib();
+    let mut snap = Snapshot {
+        nodes: (0..nodes_count()).map(|i| cached(synthetic(i))).collect(),
         ..Default::default()
     };
+    let rss_snapshot = rss_mib();
     let mut app = App::new(AppOptions {
         hosts: "bench".into(),
         now: NOW,
         ..Default::default()
     });
     let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
-    // Warm up, on the nodes view.
+    // The first load, on the nodes view.
+    let t = Instant::now();
     app.update(AppEvent::Data(snap.clone()));
     app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
         ratatui::crossterm::event::KeyCode::Char('1'),
     )));
     term.draw(|f| app.render(f)).expect("draw");
+    let first = t.elapsed();
+    let rss_rows = rss_mib();
     let mut redraw = Vec::new();
     for i in 0..300 {
         // Move the selection so each frame differs.
@@ -125,10 +165,14 @@ fn render_bench() {
         term.draw(|f| app.render(f)).expect("draw");
         redraw.push(t.elapsed());
     }
+    let mut clone = Vec::new();
     let mut with_data = Vec::new();
-    for _ in 0..50 {
+    for i in 0..200 {
         let t = Instant::now();
-        app.update(AppEvent::Data(snap.clone()));
+        let next = one_changed(&mut snap, i);
+        clone.push(t.elapsed());
+        let t = Instant::now();
+        app.update(AppEvent::Data(next));
         term.draw(|f| app.render(f)).expect("draw");
         with_data.push(t.elapsed());
     }
@@ -140,26 +184,35 @@ fn render_bench() {
         ratatui::crossterm::event::KeyCode::Char('s'),
     )));
     let mut sorted_label = Vec::new();
-    for _ in 0..50 {
+    for i in 200..400 {
+        let next = one_changed(&mut snap, i);
         let t = Instant::now();
-        app.update(AppEvent::Data(snap.clone()));
+        app.update(AppEvent::Data(next));
         term.draw(|f| app.render(f)).expect("draw");
         sorted_label.push(t.elapsed());
     }
+    let n = nodes_count();
+    println!("render, {n} nodes, 120x40, first load + draw: {first:.2?}");
     println!(
-        "render, {} nodes, 120x40, redraw only:           {}",
-        nodes_count(),
+        "render, {n} nodes, 120x40, redraw only:           {}",
         stats(redraw)
     );
     println!(
-        "render, {} nodes, 120x40, new data + redraw (ID): {}",
-        nodes_count(),
+        "render, {n} nodes, snapshot with one node changed (clone, not in the frames): {}",
+        stats(clone)
+    );
+    println!(
+        "render, {n} nodes, 120x40, one node changed + redraw (ID): {}",
         stats(with_data)
     );
     println!(
-        "render, {} nodes, 120x40, new data + redraw (Label sort): {}",
-        nodes_count(),
+        "render, {n} nodes, 120x40, one node changed + redraw (Label sort): {}",
         stats(sorted_label)
+    );
+    println!(
+        "memory, {n} nodes: RSS {rss_start:.1} MiB at start, {rss_snapshot:.1} MiB with the snapshot, \
+         {rss_rows:.1} MiB with the nodes view built, {:.1} MiB at the end",
+        rss_mib()
     );
 }
 
@@ -200,30 +253,9 @@ fn big_config() -> ConfigInfo {
 }
 
 fn overview_bench() {
-    let stat = Stat {
-        czxid: 1,
-        mzxid: 1,
-        pzxid: 1,
-        ctime: 0,
-        mtime: 0,
-        version: 0,
-        cversion: 0,
-        aversion: 0,
-        ephemeral_owner: 0,
-        data_length: 0,
-        num_children: 0,
-    };
-    let nodes: Vec<Arc<CachedNode>> = (0..NODES)
-        .map(|i| {
-            Arc::new(CachedNode {
-                node: Arc::new(synthetic(i).into()),
-                stat,
-                lock_contenders: vec![],
-            })
-        })
-        .collect();
-    let snap = Snapshot {
-        nodes,
+    let nodes = nodes_count();
+    let mut snap = Snapshot {
+        nodes: (0..nodes).map(|i| cached(synthetic(i))).collect(),
         ..Default::default()
     };
     let start = NOW - 1800.0;
@@ -254,11 +286,11 @@ fn overview_bench() {
         observe.push(t.elapsed());
     }
     println!(
-        "inspections (Problems view), {NODES} nodes, {PROVIDERS} providers: {}",
+        "inspections (Problems view), {nodes} nodes, {PROVIDERS} providers: {}",
         stats(inspect)
     );
     println!(
-        "history observe, {NODES} nodes:                     {}",
+        "history observe, {nodes} nodes:                     {}",
         stats(observe)
     );
     for (w, h) in [(80u16, 24u16), (120, 40), (200, 50)] {
@@ -273,18 +305,19 @@ fn overview_bench() {
             redraw.push(t.elapsed());
         }
         let mut with_data = Vec::new();
-        for _ in 0..50 {
+        for i in 0..100 {
+            let next = one_changed(&mut snap, i);
             let t = Instant::now();
-            app.update(AppEvent::Data(snap.clone()));
+            app.update(AppEvent::Data(next));
             term.draw(|f| app.render(f)).expect("draw");
             with_data.push(t.elapsed());
         }
         println!(
-            "overview, {NODES} nodes, {PROVIDERS} providers, {w}x{h}, tick + redraw:      {}",
+            "overview, {nodes} nodes, {PROVIDERS} providers, {w}x{h}, tick + redraw:      {}",
             stats(redraw)
         );
         println!(
-            "overview, {NODES} nodes, {PROVIDERS} providers, {w}x{h}, new data + redraw: {}",
+            "overview, {nodes} nodes, {PROVIDERS} providers, {w}x{h}, one node changed + redraw: {}",
             stats(with_data)
         );
     }
@@ -371,6 +404,11 @@ async fn latency_bench() {
     println!(
         "latency write-acknowledged -> in rendered frame:  {}",
         stats(lat)
+    );
+    println!(
+        "memory: RSS with the TreeCache of {} nodes and the console on the nodes view: {:.1} MiB",
+        nodes_count(),
+        rss_mib()
     );
     cache.stop();
     client.close().await;

@@ -6,11 +6,15 @@
 //! the clock; pure.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use nodepool_shared::diagnostics::BelowMinReady;
 use nodepool_shared::model::{BuildId, BuildState, CompactNode, NodeId, NodeState, RequestState};
 
+use nodepool_shared::zk::CachedNode;
+
 use crate::data::{ConfigInfo, Snapshot};
+use crate::tally::NodeTally;
 
 /// Seconds per sample.
 pub const BUCKET_SECONDS: f64 = 10.0;
@@ -75,21 +79,12 @@ pub struct History {
     below_min_ready: BelowMinReady,
 }
 
-fn counts(snap: &Snapshot, t: f64) -> Sample {
+fn counts(snap: &Snapshot, tally: &NodeTally, t: f64) -> Sample {
     let mut s = Sample {
         t,
+        nodes: tally.series,
         ..Sample::default()
     };
-    for n in &snap.nodes {
-        let i = match n.node.state() {
-            NodeState::Ready => 0,
-            NodeState::InUse => 1,
-            NodeState::Init | NodeState::Building => 2,
-            NodeState::Deleting => 3,
-            _ => continue,
-        };
-        s.nodes[i] += 1;
-    }
     for r in &snap.requests {
         if matches!(
             r.request.state,
@@ -118,17 +113,36 @@ impl History {
         }
     }
 
-    /// Takes a new snapshot into account.
+    /// Takes a new snapshot into account (counting its nodes from scratch).
     pub fn observe(&mut self, snap: &Snapshot, cfg: &ConfigInfo, now: f64) {
-        let sample = counts(snap, bucket(now));
+        let tally = NodeTally::of(&snap.nodes);
+        self.observe_changes(snap, cfg, now, &tally, &snap.nodes);
+    }
+
+    /// Takes a new snapshot into account, with its nodes counted in `tally` and
+    /// `changed` the nodes that are new or changed since the previous snapshot (only
+    /// they can be new launch failures): no pass over every node.
+    pub fn observe_changes<'a>(
+        &mut self,
+        snap: &Snapshot,
+        cfg: &ConfigInfo,
+        now: f64,
+        tally: &NodeTally,
+        changed: impl IntoIterator<Item = &'a Arc<CachedNode>>,
+    ) {
+        let sample = counts(snap, tally, bucket(now));
         match self.samples.back_mut() {
             Some(last) if last.t == sample.t => *last = sample,
             _ => self.samples.push_back(sample),
         }
         self.advance(now);
-        self.observe_failures(snap, now);
+        self.observe_failures(changed, now);
         self.observe_builds(snap);
-        self.below_min_ready.observe(snap, cfg, now);
+        self.below_min_ready.observe_counts(
+            |l| tally.ready_by_label.get(l).copied().unwrap_or(0),
+            cfg,
+            now,
+        );
     }
 
     /// The clock moved: empty buckets repeat the last counts; old ones are dropped.
@@ -155,8 +169,12 @@ impl History {
         self.failures.retain(|_, f| now - f.at <= FAILURE_WINDOW);
     }
 
-    fn observe_failures(&mut self, snap: &Snapshot, now: f64) {
-        for n in &snap.nodes {
+    fn observe_failures<'a>(
+        &mut self,
+        nodes: impl IntoIterator<Item = &'a Arc<CachedNode>>,
+        now: f64,
+    ) {
+        for n in nodes {
             let node = &n.node;
             if !matches!(node.state(), NodeState::Failed | NodeState::Aborted)
                 || self.failures.contains_key(node.id())

@@ -7,8 +7,10 @@
 //!
 //! * [`app`]: the state and the pure event handling (`App::update`).
 //! * [`ui`]: drawing the state (pure: state in, frame out).
-//! * [`views`], [`table`]: what each tab shows (rows, columns, sorting, filtering, the
-//!   Overview's model, the detail pane).
+//! * [`views`], [`table`], [`rows`]: what each tab shows (rows, columns, sorting,
+//!   filtering, the Overview's model, the detail pane).
+//! * [`incremental`], [`tally`]: the nodes tab and the node counts kept in step with
+//!   the cache record by record.
 //! * [`history`]: what the console remembers since it started (trends, failures).
 //! * [`data`]: the snapshot of the cache and the config facts the views are built from.
 //! * [`actions`]: the operator actions and their ZooKeeper side.
@@ -23,10 +25,13 @@ pub mod args;
 pub mod background;
 pub mod data;
 pub mod history;
+pub mod incremental;
 pub mod input;
 pub mod keys;
+pub mod rows;
 pub mod runtime;
 pub mod table;
+pub mod tally;
 pub mod theme;
 pub mod ui;
 pub mod views;

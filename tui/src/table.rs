@@ -1,7 +1,7 @@
 //! The generic table behind every tab: cells that know how to sort and render, the
 //! per-tab view state (sort column and order, live filter, selection, marked rows), a
-//! tab's state with its rows ([`Tab`]), the computation of the visible rows, and the
-//! column layout that drops the least important columns and truncates the rest when
+//! tab's state with its rows ([`Tab`]; the rows and their shown order are in
+//! [`crate::rows`]), and the column layout that drops the least important columns and truncates the rest when
 //! the terminal is narrow. All pure.
 
 use std::cmp::Ordering;
@@ -12,6 +12,8 @@ use nodepool_shared::listing::format_relative;
 use crate::data::RecordKey;
 use crate::input::TextInput;
 use crate::theme::Tone;
+
+pub use crate::rows::Rows;
 
 /// A cell value.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +109,7 @@ impl Cell {
         }
     }
 
-    fn compare(&self, other: &Cell) -> Ordering {
+    pub(crate) fn compare(&self, other: &Cell) -> Ordering {
         match (&self.value, &other.value) {
             (Value::Text(a), Value::Text(b)) => a.cmp(b),
             (Value::Num(a), Value::Num(b)) => a.cmp(b),
@@ -358,7 +360,7 @@ impl Tab {
         self.rows = Rows::new(rows, columns);
         self.dirty = false;
         if !self.state.marked.is_empty() {
-            let keys: BTreeSet<&RecordKey> = self.rows.rows.iter().map(|r| &r.key).collect();
+            let keys: BTreeSet<&RecordKey> = self.rows.iter().map(|r| &r.key).collect();
             self.state.marked.retain(|k| keys.contains(k));
         }
         self.refresh();
@@ -374,7 +376,7 @@ impl Tab {
         self.rows.selected_row(&self.state)
     }
 
-    /// Index (into `rows.rows`) of the selected row.
+    /// Slot (see [`Rows::row`]) of the selected row.
     pub fn selected_index(&self) -> Option<usize> {
         self.rows.visible.get(self.state.selected).copied()
     }
@@ -388,97 +390,6 @@ impl Tab {
             self.state.marked.insert(key);
             Some(true)
         }
-    }
-}
-
-/// A view's rows and which of them are shown, in which order.
-#[derive(Clone, Debug, Default)]
-pub struct Rows {
-    /// All rows of the view.
-    pub rows: Vec<Row>,
-    /// Indices into `rows`: filtered and sorted.
-    pub visible: Vec<usize>,
-    /// Widest content per column (over all rows).
-    pub content_widths: Vec<usize>,
-}
-
-impl Rows {
-    /// Rows with their content widths computed; call [`Rows::refresh`] to show them.
-    pub fn new(rows: Vec<Row>, columns: usize) -> Rows {
-        let mut content_widths = vec![0; columns];
-        for r in &rows {
-            for (w, c) in content_widths.iter_mut().zip(&r.cells) {
-                *w = (*w).max(c.width_hint());
-            }
-        }
-        Rows {
-            rows,
-            visible: Vec::new(),
-            content_widths,
-        }
-    }
-
-    /// Recomputes the visible rows from the filter and sort of `state`, and keeps the
-    /// selection on the same record when it is still visible.
-    pub fn refresh(&mut self, state: &mut ViewState) {
-        let needle = state.filter.text().to_lowercase();
-        let rows = &self.rows;
-        self.visible = (0..rows.len())
-            .filter(|&i| needle.is_empty() || rows[i].haystack.contains(&needle))
-            .collect();
-        let col = state.sort;
-        let descending = state.descending;
-        self.visible.sort_by(|&a, &b| {
-            let (ca, cb) = (rows[a].cells.get(col), rows[b].cells.get(col));
-            let o = match (ca, cb) {
-                (Some(x), Some(y)) => x.compare(y),
-                _ => Ordering::Equal,
-            };
-            let o = if descending { o.reverse() } else { o };
-            o.then(a.cmp(&b))
-        });
-        let found = state
-            .selected_key
-            .as_ref()
-            .and_then(|k| self.visible.iter().position(|&i| &rows[i].key == k));
-        match found {
-            Some(p) => state.selected = p,
-            None => {
-                state.selected = state.selected.min(self.visible.len().saturating_sub(1));
-                state.selected_key = self.selected_row(state).map(|r| r.key.clone());
-            }
-        }
-    }
-
-    /// The selected row, if any.
-    pub fn selected_row(&self, state: &ViewState) -> Option<&Row> {
-        self.visible
-            .get(state.selected)
-            .and_then(|&i| self.rows.get(i))
-    }
-
-    /// Moves the selection by `delta` rows (clamped) and remembers the record.
-    pub fn move_selection(&self, state: &mut ViewState, delta: isize) {
-        if self.visible.is_empty() {
-            state.selected = 0;
-            state.selected_key = None;
-            return;
-        }
-        let last = self.visible.len() - 1;
-        let to = (state.selected as isize).saturating_add(delta);
-        state.selected = to.clamp(0, last as isize) as usize;
-        state.selected_key = self.selected_row(state).map(|r| r.key.clone());
-    }
-
-    /// Selects the first or the last row.
-    pub fn select_edge(&self, state: &mut ViewState, last: bool) {
-        let target = if last {
-            isize::MAX / 2
-        } else {
-            -(isize::MAX / 2)
-        };
-        state.selected = 0;
-        self.move_selection(state, target);
     }
 }
 
@@ -522,7 +433,8 @@ mod tests {
     fn names(r: &Rows) -> Vec<String> {
         r.visible
             .iter()
-            .map(|&i| r.rows[i].cells[0].display(0.0))
+            .filter_map(|&i| r.row(i))
+            .map(|row| row.cells[0].display(0.0))
             .collect()
     }
 

@@ -1,12 +1,15 @@
 //! The App as a pure state machine: events in, state and commands out.
 
+use std::sync::Arc;
+
 use crate::common::*;
-use nodepool_shared::model::{BuildId, NodeId, RequestId, ZkPath};
-use nodepool_shared::zk::{CacheEvent, CacheKind, Change, ConnectionState};
+use nodepool_shared::model::{BuildId, Node, NodeId, NodeState, RequestId, ZkPath};
+use nodepool_shared::zk::{CacheEvent, CacheKind, CachedNode, Change, ConnectionState};
 use nodepool_tui::actions::{Action, ActionOutcome};
-use nodepool_tui::app::{AppEvent, Command, Mode};
-use nodepool_tui::data::RecordKey;
-use nodepool_tui::views::ViewKind;
+use nodepool_tui::app::{App, AppEvent, AppOptions, Command, Mode};
+use nodepool_tui::data::{ConfigInfo, RecordKey, Snapshot};
+use nodepool_tui::table::{Rows, ViewState};
+use nodepool_tui::views::{ViewData, ViewKind};
 use ratatui::crossterm::event::KeyCode;
 
 fn node(seq: u64) -> RecordKey {
@@ -688,4 +691,192 @@ fn small_clock_skew_reads_just_now_and_pause_says_what_stops() {
     assert!(s.contains("stops building this image"), "{s}");
     assert!(s.contains("uploads of its existing builds go on"), "{s}");
     assert!(!s.contains("stops building and uploading"), "{s}");
+}
+
+/// A node record as the cache would hold it after a change.
+fn cached_node(
+    seq: u64,
+    state: NodeState,
+    label: &str,
+    provider: &str,
+    age: f64,
+) -> Arc<CachedNode> {
+    let n = Node {
+        id: NodeId::from_sequence(seq),
+        state,
+        state_time: NOW - age,
+        provider: Some(provider.into()),
+        pool: Some("main".into()),
+        node_type: vec![label.into()],
+        public_ipv4: Some(format!("203.0.113.{seq}")),
+        ..Node::default()
+    };
+    Arc::new(CachedNode::new(n, stat(7, age), vec![]))
+}
+
+/// The nodes tab of `a` built from scratch from `snap` with the same filter, sort and
+/// selection: its shown rows and the resulting view state.
+fn rebuilt(a: &App, snap: &Snapshot) -> (Vec<RecordKey>, ViewState) {
+    let data = ViewData {
+        snapshot: snap,
+        config: &ConfigInfo::default(),
+        problems: &[],
+    };
+    let mut rows = Rows::new(ViewKind::Nodes.rows(&data), ViewKind::Nodes.columns().len());
+    let mut state = a.state().clone();
+    rows.refresh(&mut state);
+    (rows.visible_rows().map(|r| r.key.clone()).collect(), state)
+}
+
+/// A console started on `snap` (the nodes tab built in one go), with `typed` keys.
+fn fresh(snap: &Snapshot, typed: &str) -> App {
+    let mut b = App::new(AppOptions {
+        hosts: "zk01.example.org:2281/nodepool".into(),
+        read_only: false,
+        config: config(),
+        now: NOW,
+    });
+    b.update(AppEvent::Health(health()));
+    b.update(AppEvent::Data(snap.clone()));
+    keys(&mut b, typed);
+    b
+}
+
+/// The nodes tab follows single changes (a change, an add, a delete, a node turned
+/// corrupt) without a rebuild, and a filter and a sort change on top: after every step
+/// its rows, order and selection equal those built from scratch, and the screens of
+/// the nodes tab and the Overview equal those of a console started on the same data.
+#[test]
+fn incremental_nodes_tab_matches_a_full_rebuild() {
+    let mut a = app();
+    let mut snap = fixture();
+    keys(&mut a, "jj");
+    let check = |a: &mut App, snap: &Snapshot, step: &str| {
+        let (keys, state) = rebuilt(a, snap);
+        assert_eq!(a.visible_keys(), keys, "{step}: rows");
+        assert_eq!(a.state(), &state, "{step}: selection");
+    };
+    // A change: node 3 is ready now, on another provider (its row moves when sorted).
+    snap.nodes[2] = cached_node(3, NodeState::Ready, "ubuntu-noble", "aaa-first", 5.0);
+    a.update(AppEvent::Data(snap.clone()));
+    check(&mut a, &snap, "change");
+    assert!(screen(&mut a, 120, 40).contains("aaa-first"));
+    // An add (after the last id) and one in the middle of the ids.
+    snap.nodes.push(cached_node(
+        50,
+        NodeState::Building,
+        "debian-bookworm",
+        "rax-dfw",
+        1.0,
+    ));
+    let at = snap
+        .nodes
+        .iter()
+        .position(|n| n.id() > &NodeId::from_sequence(45))
+        .unwrap_or(snap.nodes.len());
+    snap.nodes.insert(
+        at,
+        cached_node(45, NodeState::Ready, "centos-9", "ovh-bhs1", 9.0),
+    );
+    a.update(AppEvent::Data(snap.clone()));
+    check(&mut a, &snap, "add");
+    // Sort by provider, descending, then a delete of the selected node.
+    keys(&mut a, "ssso");
+    check(&mut a, &snap, "sort");
+    let selected = a.selected().cloned().unwrap();
+    snap.nodes
+        .retain(|n| RecordKey::Node(n.id().clone()) != selected);
+    a.update(AppEvent::Data(snap.clone()));
+    check(&mut a, &snap, "delete");
+    assert_ne!(a.selected(), Some(&selected));
+    // A filter, then a change that makes a node match it and one that makes another
+    // stop matching.
+    keys(&mut a, "/ready");
+    a.update(code(KeyCode::Enter));
+    check(&mut a, &snap, "filter");
+    let shown = a.visible_keys().len();
+    snap.nodes[0] = cached_node(1, NodeState::Deleting, "ubuntu-jammy", "rax-dfw", 3.0);
+    let last = snap.nodes.len() - 1;
+    snap.nodes[last] = cached_node(50, NodeState::Ready, "debian-bookworm", "rax-dfw", 1.0);
+    a.update(AppEvent::Data(snap.clone()));
+    check(&mut a, &snap, "filter, change");
+    assert_eq!(a.visible_keys().len(), shown);
+    // Node 2 turns corrupt: the cache skips it (gone from the nodes) and lists its path.
+    a.update(code(KeyCode::Esc));
+    snap.nodes.retain(|n| n.id() != &NodeId::from_sequence(2));
+    snap.corrupt.push("/nodepool/nodes/0000000002".into());
+    a.update(AppEvent::Data(snap.clone()));
+    check(&mut a, &snap, "corrupt");
+    assert!(!a.visible_keys().contains(&node(2)));
+    // The same screens as a console started on this data (problems are computed again
+    // at the clock tick after a burst of changes).
+    a.update(AppEvent::Tick(NOW));
+    let mut b = fresh(&snap, "1ssso");
+    for app in [&mut a, &mut b] {
+        app.update(code(KeyCode::Home));
+    }
+    assert_eq!(screen(&mut a, 120, 40), screen(&mut b, 120, 40));
+    keys(&mut a, "0");
+    keys(&mut b, "0");
+    assert_eq!(screen(&mut a, 120, 40), screen(&mut b, 120, 40));
+    keys(&mut a, "8");
+    keys(&mut b, "8");
+    assert_eq!(screen(&mut a, 120, 40), screen(&mut b, 120, 40));
+}
+
+/// A burst of changes within one second runs the inspections once at the first change
+/// and once more at the next clock tick, not at every change.
+#[test]
+fn problems_of_a_burst_are_computed_at_the_next_tick() {
+    use nodepool_shared::diagnostics::ProblemKind;
+    let mut a = app();
+    a.update(AppEvent::Tick(NOW + 1.0));
+    let mut snap = fixture();
+    snap.corrupt.push("/nodepool/nodes/0000000077".into());
+    a.update(AppEvent::Data(snap.clone()));
+    let corrupt = |a: &App| {
+        a.problems()
+            .iter()
+            .filter(|p| p.kind == ProblemKind::CorruptRecord)
+            .count()
+    };
+    assert_eq!(corrupt(&a), 2, "the first change after a tick is inspected");
+    snap.corrupt.push("/nodepool/nodes/0000000078".into());
+    a.update(AppEvent::Data(snap.clone()));
+    assert_eq!(
+        corrupt(&a),
+        2,
+        "the second in the same second waits for the tick"
+    );
+    a.update(AppEvent::Tick(NOW + 2.0));
+    assert_eq!(corrupt(&a), 3);
+}
+
+/// A jump to a node (from the Problems view) when new data arrived but no node changed:
+/// the nodes tab is brought in step without edits and the selection lands on the node.
+#[test]
+fn jump_to_a_node_after_data_without_node_changes() {
+    use nodepool_shared::diagnostics::ProblemKind;
+    let snap = fixture();
+    let mut a = fresh(&snap, "1G");
+    assert_ne!(a.selected(), Some(&node(2)));
+    // On the Problems view: the data marks the nodes tab for an update.
+    keys(&mut a, "8");
+    a.update(AppEvent::Data(snap.clone()));
+    let path = "/nodepool/nodes/0000000002/lock/8d6b0c__lock__0000000000".to_string();
+    a.update(AppEvent::LockOwners([(path, 0)].into_iter().collect()));
+    assert!(a
+        .problems()
+        .iter()
+        .any(|p| p.kind == ProblemKind::LockWithoutSession));
+    let at = a
+        .visible_keys()
+        .iter()
+        .position(|k| k == &node(2))
+        .expect("the lock problem's row");
+    a.update(code(KeyCode::Home));
+    keys(&mut a, &"j".repeat(at));
+    a.update(code(KeyCode::Enter));
+    assert_eq!(a.view(), ViewKind::Nodes);
+    assert_eq!(a.selected(), Some(&node(2)));
 }

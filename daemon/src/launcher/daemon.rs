@@ -4,7 +4,11 @@
 //! then every `config_check` interval: re-read the config if its files changed (moving
 //! to new ZooKeeper servers if those changed, [`crate::zk_settings`]), reconcile
 //! providers and pool workers with it, and run min-ready. `ready` is set after the first
-//! full pass.
+//! full pass. A provider is restarted (a new cloud driver) when its config section
+//! changes or, after clouds.yaml changed (its modification time, checked on the same
+//! interval) or the config was reloaded, when its clouds.yaml entry differs from the one
+//! it was started with: a corrected password or `auth_url` takes effect at once, and the
+//! running node deletes carry on with the new driver.
 //!
 //! Providers of both kinds are reconciled here (the provider seam): an OpenStack provider
 //! gets a cloud driver and cloud pool workers; a static provider (`driver: static`)
@@ -22,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nodepool_shared::cloud::CloudsFile;
 use nodepool_shared::config::{Config, ConfigError, ConfigSource, Provider};
@@ -120,6 +124,22 @@ struct MainLoop {
     /// The sync task of each started static provider.
     static_syncs: HashMap<String, (CancellationToken, JoinHandle<()>)>,
     min_ready: MinReady,
+    /// clouds.yaml changed (or the config was reloaded) since providers last compared
+    /// their clouds.yaml entries.
+    clouds_changed: bool,
+}
+
+/// Modification times of the clouds.yaml files the launcher reads (the given file, or
+/// every file of the openstacksdk search path).
+fn clouds_stamp(file: &Option<PathBuf>) -> Vec<Option<SystemTime>> {
+    let paths = match file {
+        Some(p) => vec![p.clone()],
+        None => nodepool_shared::cloud::clouds_yaml::search_paths(),
+    };
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 /// `(gethostname(), getfqdn())`, or the override as both.
@@ -187,7 +207,9 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         workers: HashMap::new(),
         static_syncs: HashMap::new(),
         min_ready: MinReady::new(),
+        clouds_changed: false,
     };
+    let mut clouds_seen = clouds_stamp(&opts.clouds_file);
     tracing::info!(hostname = %hostname, fqdn = %ctx.fqdn, "launcher started");
     loop {
         main.reconcile().await;
@@ -206,6 +228,13 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         if now != stamp {
             stamp = now;
             main.reload(&client).await;
+            main.clouds_changed = true;
+        }
+        let clouds_now = clouds_stamp(&opts.clouds_file);
+        if clouds_now != clouds_seen {
+            clouds_seen = clouds_now;
+            tracing::info!("clouds.yaml changed");
+            main.clouds_changed = true;
         }
     }
     tracing::info!("launcher stopping");
@@ -387,33 +416,46 @@ impl MainLoop {
                 self.set_handle(&name, None);
             }
         }
+        let check_clouds = std::mem::take(&mut self.clouds_changed);
         let mut clouds = None;
         for p in &config.providers {
             let current = self.handles.get(&p.name);
-            if current
+            let unchanged = current
                 .as_ref()
-                .is_some_and(|h| same_settings(&h.runtime.config, p))
-            {
+                .is_some_and(|h| same_settings(&h.runtime.config, p));
+            if unchanged && !check_clouds {
                 continue;
             }
             if clouds.is_none() {
                 clouds = Some(self.clouds());
             }
-            let started = match clouds.as_ref().and_then(Option::as_ref) {
-                Some(c) => ProviderRuntime::start(p, c, &self.ctx.statsd),
-                None => continue,
+            let Some(c) = clouds.as_ref().and_then(Option::as_ref) else {
+                continue;
             };
-            match started {
+            if unchanged
+                && current.as_ref().is_some_and(|h| {
+                    h.runtime.cloud.is_none() || h.runtime.cloud.as_ref() == c.cloud(&p.cloud).ok()
+                })
+            {
+                continue;
+            }
+            match ProviderRuntime::start(p, c, &self.ctx.statsd) {
                 Ok(rt) => {
-                    let verb = if current.is_some() {
-                        "restarted (changed)"
-                    } else {
-                        "started"
+                    let verb = match (&current, unchanged) {
+                        (None, _) => "started",
+                        (Some(_), true) => "restarted (clouds.yaml entry changed)",
+                        (Some(_), false) => "restarted (changed)",
                     };
                     tracing::info!(provider = %p.name, "provider {verb}");
                     let handle = ProviderHandle::new(Arc::new(rt))
                         .with_image_recheck(self.ctx.intervals.image_recheck);
                     self.set_handle(&p.name, Some(Arc::new(handle)));
+                }
+                // Only its clouds.yaml entry changed, for the worse (removed, unusable):
+                // the provider keeps running as it was, as on a bad config.
+                Err(e) if unchanged => {
+                    tracing::error!(provider = %p.name, error = %e,
+                        "changed clouds.yaml entry is unusable; keeping the provider as it was");
                 }
                 Err(e) => {
                     tracing::error!(provider = %p.name, error = %e, "cannot start provider; skipping it");

@@ -8,8 +8,19 @@
 //! ```
 //!
 //! "Not found" at any step means the server is already gone: success. Temporary cloud
-//! errors are retried with backoff until the deadline.
+//! errors (5xx, connection problems, timeouts) and authentication failures (the
+//! provider's authentication backs off by itself, see
+//! `nodepool_shared::cloud::auth_backoff`) are retried with backoff until the deadline.
+//!
+//! A delete talks to a [`DeleteCloud`]: one driver for its whole life (the CLI, a failed
+//! launch attempt's cleanup), or the provider as started *now* (the DeletedNodeWorker):
+//! the driver is looked up before every step, so a provider restarted with a corrected
+//! clouds.yaml or config carries on the running deletes at once, and a provider that is
+//! no longer started ends them (the node is unlocked and picked up again later). A
+//! delete that ran out of time says why: the server still existed, or the cloud could
+//! not be reached (with the last error).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nodepool_shared::cloud::{CloudDriver, CloudError};
@@ -31,6 +42,19 @@ pub enum DeleteError {
         server_id: String,
         timeout: Duration,
     },
+    /// The timeout passed while the cloud could not be reached (or would not
+    /// authenticate us): whether the server exists is unknown.
+    #[error("could not reach the cloud to delete server {server_id} within {}s: {source}", timeout.as_secs())]
+    Unreachable {
+        server_id: String,
+        timeout: Duration,
+        #[source]
+        source: CloudError,
+    },
+    /// The provider was stopped (removed from the config, or it cannot be started)
+    /// while the delete ran.
+    #[error("provider {provider} is no longer started; delete of server {server_id} stopped")]
+    ProviderStopped { server_id: String, provider: String },
     /// A cloud call failed for good.
     #[error("deleting server {server_id}: {during}: {source}")]
     Cloud {
@@ -45,10 +69,31 @@ impl DeleteError {
     /// The statsd key for this failure (`error.serverdeletetimeout` for a timeout).
     pub fn stats_key(&self) -> &'static str {
         match self {
-            DeleteError::Timeout { .. } => result::ERROR_SERVER_DELETE_TIMEOUT,
-            DeleteError::Cloud { .. } => result::ERROR_UNKNOWN,
+            DeleteError::Timeout { .. } | DeleteError::Unreachable { .. } => {
+                result::ERROR_SERVER_DELETE_TIMEOUT
+            }
+            DeleteError::ProviderStopped { .. } | DeleteError::Cloud { .. } => {
+                result::ERROR_UNKNOWN
+            }
         }
     }
+}
+
+/// The driver of a started provider as it is now (a restart replaces it).
+pub trait DriverSource: Send + Sync {
+    /// The provider's name.
+    fn provider(&self) -> &str;
+    /// Its driver now; `None` once the provider is no longer started.
+    fn current(&self) -> Option<Arc<dyn CloudDriver>>;
+}
+
+/// What a delete talks to.
+#[derive(Clone, Copy)]
+pub enum DeleteCloud<'a> {
+    /// This driver for the whole delete.
+    Fixed(&'a dyn CloudDriver),
+    /// The provider's driver as started at each step.
+    Following(&'a dyn DriverSource),
 }
 
 /// Where a delete is.
@@ -91,6 +136,9 @@ pub struct DeleteMachine {
     state: DeleteState,
     started: Instant,
     timeout: Duration,
+    /// The error of the last step that failed and is being retried (cleared by progress
+    /// and by a successful poll).
+    last_error: Option<CloudError>,
     /// Floating IPs deleted (for logs/tests).
     pub floating_ips_deleted: usize,
 }
@@ -103,6 +151,7 @@ impl DeleteMachine {
             state: DeleteState::Start,
             started: Instant::now(),
             timeout,
+            last_error: None,
             floating_ips_deleted: 0,
         }
     }
@@ -111,13 +160,15 @@ impl DeleteMachine {
         &self.state
     }
 
-    /// A cloud error: not found = already gone; temporary = try again; else failed.
+    /// A cloud error: not found = already gone; temporary or authentication = try
+    /// again; else failed.
     fn on_error(&mut self, during: &'static str, e: CloudError, retry: DeleteState) -> Step {
         if e.is_not_found() {
             self.state = DeleteState::Complete;
             Step::Progress
-        } else if e.is_retryable() {
+        } else if e.is_retryable() || e.is_auth() {
             tracing::debug!(server = %self.server_id, error = %e, "temporary error while deleting");
+            self.last_error = Some(e);
             self.state = retry;
             Step::Wait
         } else {
@@ -215,6 +266,7 @@ impl DeleteMachine {
                     Step::Progress
                 }
                 Ok(Some(_)) => {
+                    self.last_error = None;
                     self.state = DeleteState::WaitingGone;
                     Step::Wait
                 }
@@ -228,22 +280,49 @@ impl DeleteMachine {
     }
 
     /// Drives the delete to its end with backoff, bounded by the timeout.
-    pub async fn run(
+    pub async fn run(self, cloud: &dyn CloudDriver, backoff: Backoff) -> Result<(), DeleteError> {
+        self.run_in(DeleteCloud::Fixed(cloud), backoff).await
+    }
+
+    /// [`run`](Self::run) against a [`DeleteCloud`]: with [`DeleteCloud::Following`]
+    /// every step uses the provider's driver as started then (see the module doc).
+    pub async fn run_in(
         mut self,
-        cloud: &dyn CloudDriver,
+        cloud: DeleteCloud<'_>,
         mut backoff: Backoff,
     ) -> Result<(), DeleteError> {
         let deadline = self.started + self.timeout;
+        let mut driver: Option<Arc<dyn CloudDriver>> = None;
         while !self.state.is_terminal() {
             if Instant::now() >= deadline {
-                self.state = DeleteState::Failed(DeleteError::Timeout {
-                    server_id: self.server_id.clone(),
-                    timeout: self.timeout,
-                });
+                self.state = DeleteState::Failed(self.timed_out());
                 break;
             }
-            match self.advance(cloud).await {
-                Step::Progress => backoff.reset(),
+            let step = match cloud {
+                DeleteCloud::Fixed(d) => self.advance(d).await,
+                DeleteCloud::Following(source) => {
+                    let Some(now) = source.current() else {
+                        self.state = DeleteState::Failed(DeleteError::ProviderStopped {
+                            server_id: self.server_id.clone(),
+                            provider: source.provider().to_string(),
+                        });
+                        break;
+                    };
+                    if driver.as_ref().is_some_and(|d| !same_driver(d, &now)) {
+                        tracing::info!(server = %self.server_id, provider = %source.provider(),
+                            state = self.state.name(), "provider restarted; the delete carries on with its new settings");
+                        backoff.reset();
+                    }
+                    let step = self.advance(now.as_ref()).await;
+                    driver = Some(now);
+                    step
+                }
+            };
+            match step {
+                Step::Progress => {
+                    self.last_error = None;
+                    backoff.reset();
+                }
                 Step::Wait => tokio::time::sleep(backoff.next_before(deadline)).await,
             }
         }
@@ -252,6 +331,28 @@ impl DeleteMachine {
             _ => Ok(()),
         }
     }
+
+    /// The error for a delete out of time: the cloud could not be reached (last step
+    /// failed) or the server was still there.
+    fn timed_out(&mut self) -> DeleteError {
+        let server_id = self.server_id.clone();
+        match self.last_error.take() {
+            Some(source) => DeleteError::Unreachable {
+                server_id,
+                timeout: self.timeout,
+                source,
+            },
+            None => DeleteError::Timeout {
+                server_id,
+                timeout: self.timeout,
+            },
+        }
+    }
+}
+
+/// Whether two handles are the same driver object (a restarted provider has a new one).
+fn same_driver(a: &Arc<dyn CloudDriver>, b: &Arc<dyn CloudDriver>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
 /// Deletes `server_id` (floating IPs first) and waits until it is gone.
@@ -260,7 +361,16 @@ pub async fn delete_server(
     server_id: &str,
     timeout: Duration,
 ) -> Result<(), DeleteError> {
+    delete_server_in(DeleteCloud::Fixed(cloud), server_id, timeout).await
+}
+
+/// [`delete_server`] against a [`DeleteCloud`].
+pub async fn delete_server_in(
+    cloud: DeleteCloud<'_>,
+    server_id: &str,
+    timeout: Duration,
+) -> Result<(), DeleteError> {
     DeleteMachine::new(server_id, timeout)
-        .run(cloud, Backoff::default())
+        .run_in(cloud, Backoff::default())
         .await
 }

@@ -17,11 +17,17 @@
 //! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
 //! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
 //! of their own, so a slow cloud never delays the next pass; a node being deleted is
-//! never started twice.
+//! never started twice, and a node whose delete failed is tried again only after
+//! [`Intervals::delete`] (its own unlock event would otherwise start it again at once,
+//! in a loop as fast as the cloud fails).
+//!
+//! A running delete uses the provider's driver as started at each step
+//! ([`DeleteCloud::Following`]): a provider restarted after its config or clouds.yaml
+//! changed carries on the deletes already running, and one no longer started ends them.
 //!
 //! [`Intervals::delete`]: super::runtime::Intervals::delete
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
@@ -30,9 +36,10 @@ use nodepool_shared::model::{paths, Node, NodeId, NodeState};
 use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult, ZkStore};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::delete::{delete_server, DELETE_TIMEOUT};
+use super::delete::{delete_server_in, DeleteCloud, DriverSource, DELETE_TIMEOUT};
 use super::runtime::{Counters, LauncherContext, StartedProvider};
 
 /// Task name in the state dump.
@@ -221,17 +228,46 @@ pub async fn delete_locked_node(
     version: &mut Option<i32>,
     timeout: std::time::Duration,
 ) -> Result<(), NodeDeleteError> {
+    let cloud = driver.map(DeleteCloud::Fixed);
+    delete_locked_node_in(store, cloud, node, version, timeout).await
+}
+
+/// [`delete_locked_node`] against a [`DeleteCloud`] (the worker follows the provider as
+/// started, so a restarted provider carries on its running deletes).
+pub async fn delete_locked_node_in(
+    store: &ZkStore,
+    cloud: Option<DeleteCloud<'_>>,
+    node: &mut Node,
+    version: &mut Option<i32>,
+    timeout: std::time::Duration,
+) -> Result<(), NodeDeleteError> {
     if node.state != NodeState::Deleting {
         node.set_state(NodeState::Deleting);
         let stat = store.store_node(node, *version).await?;
         *version = Some(stat.version);
     }
     let server = node.external_id.clone().filter(|s| !s.is_empty());
-    if let (Some(driver), Some(server)) = (driver, server) {
-        delete_server(driver, &server, timeout).await?;
+    if let (Some(cloud), Some(server)) = (cloud, server) {
+        delete_server_in(cloud, &server, timeout).await?;
     }
     store.delete_node(node).await?;
     Ok(())
+}
+
+/// The cloud provider `name` as started in this launcher at each moment.
+struct StartedCloud<'a> {
+    ctx: &'a LauncherContext,
+    name: String,
+}
+
+impl DriverSource for StartedCloud<'_> {
+    fn provider(&self) -> &str {
+        &self.name
+    }
+
+    fn current(&self) -> Option<Arc<dyn CloudDriver>> {
+        self.ctx.provider(&self.name).map(|rt| rt.driver.clone())
+    }
 }
 
 /// Deletes an unlocked node: lock, re-check, `deleting`, server, znode.
@@ -260,14 +296,18 @@ async fn delete(ctx: &LauncherContext, id: &NodeId) -> Result<Outcome, NodeDelet
         return Err(NodeDeleteError::NoProvider(provider));
     };
     info!(node = %id, provider = %provider, state = %node.state, server = ?node.external_id, "deleting node");
-    let driver: Option<&dyn CloudDriver> = match &started {
-        StartedProvider::Cloud(rt) => Some(&*rt.driver),
+    let source = StartedCloud {
+        ctx,
+        name: provider.clone(),
+    };
+    let cloud = match &started {
+        StartedProvider::Cloud(_) => Some(DeleteCloud::Following(&source)),
         StartedProvider::Static(_) => None,
     };
     let mut version = Some(locked.version);
-    let r = delete_locked_node(
+    let r = delete_locked_node_in(
         &ctx.store,
-        driver,
+        cloud,
         &mut locked.node,
         &mut version,
         DELETE_TIMEOUT,
@@ -361,6 +401,9 @@ pub async fn run(ctx: Arc<LauncherContext>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running: JoinSet<Option<(NodeId, Result<Outcome, String>)>> = JoinSet::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
+    // A node whose delete failed waits one `delete` interval before the next attempt
+    // (Nodepool's pass period), instead of being retried on its own unlock event.
+    let mut retry_at: HashMap<NodeId, Instant> = HashMap::new();
     let mut tally = Tally::default();
     ctx.set_task_state(TASK, "starting");
     loop {
@@ -383,6 +426,9 @@ pub async fn run(ctx: Arc<LauncherContext>) {
             Some(done) = running.join_next(), if !running.is_empty() => {
                 if let Ok(Some((id, r))) = done {
                     in_flight.remove(&id);
+                    if r.is_err() {
+                        retry_at.insert(id.clone(), Instant::now() + ctx.intervals.delete);
+                    }
                     tally.add(&r);
                 }
             }
@@ -392,11 +438,13 @@ pub async fn run(ctx: Arc<LauncherContext>) {
         }
         // Coalesce a burst of events into one scan.
         while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+        let now = Instant::now();
+        retry_at.retain(|_, at| *at > now);
         for (id, action) in candidates(&ctx) {
             if in_flight.len() >= MAX_CONCURRENT_DELETES {
                 break;
             }
-            if !in_flight.insert(id.clone()) {
+            if retry_at.contains_key(&id) || !in_flight.insert(id.clone()) {
                 continue;
             }
             let ctx = ctx.clone();

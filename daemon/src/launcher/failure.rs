@@ -49,6 +49,10 @@ pub enum LaunchError {
     /// A floating IP is needed but cannot be attached (no port, or it never showed up).
     #[error("floating IP for server {server_id}: {detail}")]
     FloatingIp { server_id: String, detail: String },
+    /// The launch was told to stop (its node record was deleted under it): no retry,
+    /// and the caller deletes the server it created, if any.
+    #[error("launch stopped: the node record was deleted{}", server_suffix(.server_id))]
+    Stopped { server_id: Option<String> },
     /// A bug or impossible state (never expected).
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,6 +98,7 @@ impl LaunchError {
             | LaunchError::ImageNotFound(_)
             | LaunchError::NetworkNotFound(_)
             | LaunchError::Internal(_)
+            | LaunchError::Stopped { .. }
             | LaunchError::Cloud { .. } => result::ERROR_UNKNOWN,
         }
     }
@@ -106,9 +111,9 @@ impl LaunchError {
     /// The cloud server this attempt left behind, if known (to delete before a retry).
     pub fn server_id(&self) -> Option<&str> {
         match self {
-            LaunchError::Quota { server_id, .. } | LaunchError::LaunchTimeout { server_id, .. } => {
-                server_id.as_deref()
-            }
+            LaunchError::Quota { server_id, .. }
+            | LaunchError::LaunchTimeout { server_id, .. }
+            | LaunchError::Stopped { server_id } => server_id.as_deref(),
             LaunchError::ServerError { server_id, .. }
             | LaunchError::Keyscan { server_id, .. }
             | LaunchError::ServerVanished { server_id }

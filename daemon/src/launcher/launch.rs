@@ -18,7 +18,9 @@
 //! ([`nodepool_shared::cloud::addresses`]). Retries across attempts are
 //! [`super::retry`]'s job. Flavors, images and networks come from the provider's
 //! [`CloudLookups`] when the machine has them (a 400 from Nova on the create makes it
-//! forget them all), else are listed once per attempt.
+//! forget them all), else are listed once per attempt. An attempt given a stop token
+//! ([`LaunchMachine::stop_on`]) ends with [`LaunchError::Stopped`] at the next step after
+//! it is cancelled.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +36,7 @@ use nodepool_shared::model::{Node, QuotaInformation};
 use nodepool_shared::ssh::{scan_host_keys, KeyscanError, ScanOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::failure::LaunchError;
@@ -338,6 +341,7 @@ pub struct LaunchMachine {
     console: Option<String>,
     progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
     lookups: Option<Arc<CloudLookups>>,
+    stop: Option<CancellationToken>,
 }
 
 impl LaunchMachine {
@@ -353,6 +357,32 @@ impl LaunchMachine {
             console: None,
             progress: None,
             lookups: None,
+            stop: None,
+        }
+    }
+
+    /// Ends the attempt with [`LaunchError::Stopped`] at its next step once `stop` is
+    /// cancelled (a step under way, such as a server create, finishes first, so the
+    /// server it made is known and can be deleted).
+    pub fn stop_on(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.is_cancelled())
+    }
+
+    /// Sleeps `d`, or less when told to stop.
+    async fn pause(&self, d: Duration) {
+        match &self.stop {
+            Some(stop) => {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(d) => {}
+                }
+            }
+            None => tokio::time::sleep(d).await,
         }
     }
 
@@ -417,6 +447,12 @@ impl LaunchMachine {
         let deadline = self.deadline();
         let mut backoff = self.spec.poll.clone();
         while !self.state.is_terminal() {
+            if self.stop_requested() {
+                self.state = LaunchState::Failed(LaunchError::Stopped {
+                    server_id: self.external_id.clone(),
+                });
+                break;
+            }
             if Instant::now() >= deadline {
                 self.state = LaunchState::Failed(LaunchError::LaunchTimeout {
                     server_id: self.external_id.clone(),
@@ -430,11 +466,12 @@ impl LaunchMachine {
                     backoff.reset();
                     tracing::debug!(server = %self.spec.name, from = before, to = self.state.name(), "launch advanced");
                 }
-                Step::Wait => tokio::time::sleep(backoff.next_before(deadline)).await,
+                Step::Wait => self.pause(backoff.next_before(deadline)).await,
             }
         }
         let result = match std::mem::replace(&mut self.state, LaunchState::Start) {
             LaunchState::Complete(facts) => Ok(*facts),
+            LaunchState::Failed(e @ LaunchError::Stopped { .. }) => Err(e),
             LaunchState::Failed(e) => {
                 self.fetch_console(cloud, &e).await;
                 Err(e)

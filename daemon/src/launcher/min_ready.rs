@@ -10,13 +10,26 @@
 //! `image-id` is taken on trust; a name is looked up, and a missing image is looked up
 //! again only after `image_recheck`, 5 minutes as in Nodepool). Without that check a
 //! label whose image is missing would get a request every second, declined and failed.
+//!
+//! As in Nodepool, no request is submitted for a label while one of ours for it is still
+//! open. Beyond Nodepool: after a min-ready request of a label failed (no pool could
+//! serve it: cloud quota used up, provider broken), the next one for that label waits
+//! [`Intervals::min_ready_backoff`] (5 s), doubling with every failure in a row up to
+//! [`Intervals::min_ready_backoff_max`] (2 min), instead of a new request declined every
+//! second. A fulfilled request ends the backoff; so does a config reload or a provider
+//! (re)start, which may have fixed the cause.
+//!
+//! [`Intervals::min_ready_backoff`]: super::runtime::Intervals::min_ready_backoff
+//! [`Intervals::min_ready_backoff_max`]: super::runtime::Intervals::min_ready_backoff_max
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nodepool_shared::config::{Config, PoolLabelImage};
 use nodepool_shared::model::{paths, NodeRequest, NodeState, RequestId, RequestState};
 use nodepool_shared::zk::ZkLock;
+use tokio::time::Instant;
 
 use super::handler::MIN_READY_REQUESTOR;
 use super::node_launch::newest_ready_upload;
@@ -26,10 +39,31 @@ use super::runtime::LauncherContext;
 /// Precedence of min-ready requests.
 pub const MIN_READY_PRECEDENCE: &str = "900";
 
-/// The outstanding min-ready requests of this launcher, per label.
+/// A label whose min-ready requests failed in a row.
+#[derive(Debug)]
+struct Failing {
+    failures: u32,
+    /// No new request for the label before this.
+    not_before: Instant,
+}
+
+/// The outstanding min-ready requests of this launcher, per label, and the labels
+/// backing off after failed ones.
 #[derive(Debug, Default)]
 pub struct MinReady {
     outstanding: BTreeMap<String, Vec<RequestId>>,
+    failing: BTreeMap<String, Failing>,
+    /// The config and started providers the backoffs began under (identities).
+    world: Vec<usize>,
+}
+
+/// The wait after `failures` failed requests in a row: `initial` doubled per failure
+/// after the first, at most `max`.
+pub fn backoff_after(failures: u32, initial: Duration, max: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    initial
+        .saturating_mul(2u32.pow(doublings))
+        .min(max.max(initial))
 }
 
 impl MinReady {
@@ -47,7 +81,9 @@ impl MinReady {
     pub async fn pass(&mut self, ctx: &LauncherContext, handles: &ProviderHandles) {
         self.clean(ctx).await;
         let config = ctx.config();
+        self.forget_failures_if_changed(&config, handles);
         let served = served_labels(ctx, &config);
+        let now = Instant::now();
         for label in &config.labels {
             if label.min_ready == 0 || !served.contains(&label.name) {
                 continue;
@@ -56,6 +92,13 @@ impl MinReady {
                 .outstanding
                 .get(&label.name)
                 .is_some_and(|v| !v.is_empty())
+            {
+                continue;
+            }
+            if self
+                .failing
+                .get(&label.name)
+                .is_some_and(|f| f.not_before > now)
             {
                 continue;
             }
@@ -101,8 +144,43 @@ impl MinReady {
         }
     }
 
+    /// Ends every backoff when the config was reloaded or a provider (re)started.
+    fn forget_failures_if_changed(&mut self, config: &Arc<Config>, handles: &ProviderHandles) {
+        let mut names = handles.names();
+        names.sort();
+        let mut world = vec![Arc::as_ptr(config) as usize];
+        world.extend(
+            names
+                .iter()
+                .filter_map(|n| handles.get(n))
+                .map(|h| Arc::as_ptr(&h) as usize),
+        );
+        if world != self.world {
+            self.world = world;
+            self.failing.clear();
+        }
+    }
+
+    /// A min-ready request of `label` failed: the next waits longer.
+    fn failed(&mut self, ctx: &LauncherContext, label: &str, id: &RequestId) {
+        let f = self.failing.entry(label.to_string()).or_insert(Failing {
+            failures: 0,
+            not_before: Instant::now(),
+        });
+        f.failures = f.failures.saturating_add(1);
+        let wait = backoff_after(
+            f.failures,
+            ctx.intervals.min_ready_backoff,
+            ctx.intervals.min_ready_backoff_max,
+        );
+        f.not_before = Instant::now() + wait;
+        tracing::info!(label, request = %id, failures = f.failures,
+            "min-ready request failed; next one for this label in {}s", wait.as_secs_f64());
+    }
+
     async fn clean(&mut self, ctx: &LauncherContext) {
-        for ids in self.outstanding.values_mut() {
+        let mut failed = Vec::new();
+        for (label, ids) in self.outstanding.iter_mut() {
             let mut keep = Vec::new();
             for id in ids.drain(..) {
                 let req = match ctx.store.get_request(&id).await {
@@ -120,9 +198,11 @@ impl MinReady {
                             free_node(ctx, &id, node_id).await;
                         }
                         let _ = ctx.store.delete_request(&id).await;
+                        self.failing.remove(label);
                     }
                     RequestState::Failed => {
                         let _ = ctx.store.delete_request(&id).await;
+                        failed.push((label.clone(), id));
                     }
                     _ => keep.push(id),
                 }
@@ -130,6 +210,9 @@ impl MinReady {
             *ids = keep;
         }
         self.outstanding.retain(|_, v| !v.is_empty());
+        for (label, id) in failed {
+            self.failed(ctx, &label, &id);
+        }
     }
 }
 
@@ -222,4 +305,21 @@ async fn image_available(
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling() {
+        let s = Duration::from_secs;
+        let got: Vec<u64> = (1..=7)
+            .map(|n| backoff_after(n, s(5), s(120)).as_secs())
+            .collect();
+        assert_eq!(got, [5, 10, 20, 40, 80, 120, 120]);
+        assert_eq!(backoff_after(u32::MAX, s(5), s(120)), s(120));
+        // A ceiling below the first wait is raised to it.
+        assert_eq!(backoff_after(3, s(5), s(1)), s(5));
+    }
 }

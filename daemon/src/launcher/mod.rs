@@ -61,6 +61,7 @@ pub mod static_driver;
 pub mod stats_worker;
 pub mod tasks;
 pub mod tenant_limits;
+pub mod verdicts;
 pub mod zk_retry;
 pub mod zk_stats;
 

@@ -7,6 +7,11 @@
 //! `aborted` on a quota error, `failed` after the retries. Launch metrics are emitted
 //! here.
 //!
+//! A node record deleted during the launch (its lock child was removed and the
+//! DeletedNodeWorker took the node) stops the launch: no further attempt is made, the
+//! server it created is deleted at once, and the request is declined as after any failed
+//! launch.
+//!
 //! Host keys: unless the label has `host-key-checking: false`, the launch scans the
 //! server's `connection-port` once it is reachable ([`KeyscanSpec`]) and the keys found
 //! are stored in `host_keys` with the `ready` state.
@@ -22,8 +27,9 @@ use nodepool_shared::stats::names;
 use nodepool_shared::zk::{ZkError, ZkLock};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::delete::DELETE_TIMEOUT;
+use super::delete::{delete_server, DELETE_TIMEOUT};
 use super::failure::LaunchError;
 use super::launch::{ImageRef, KeyscanSpec, LaunchProgress, LaunchSpec};
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
@@ -408,9 +414,11 @@ impl NodeLaunch<'_> {
         spec: &LaunchSpec,
     ) -> Result<(OwnedNode, RetryOutcome), Ended> {
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
         let opts = AttemptOptions {
             progress: Some(progress_tx),
             lookups: Some(self.provider.lookups.clone()),
+            stop: Some(stop.clone()),
         };
         let az = self.order.az.clone();
         let launch = launch_with_retries_reporting(
@@ -434,12 +442,21 @@ impl NodeLaunch<'_> {
         tokio::pin!(launch);
         let lost = owned.lock.lost();
         tokio::pin!(lost);
+        let deleted = node_deleted(self.ctx, owned.node.id.clone());
+        tokio::pin!(deleted);
         let outcome = loop {
             tokio::select! {
                 out = &mut launch => break out,
                 // The session (and with it the node lock) is gone: stop here. Whoever
                 // cleans up the unlocked node deletes its server (or the leak cleanup does).
                 () = &mut lost => return Err(self.abandon(owned)),
+                // Someone deleted the node record (its lock was taken from us): stop the
+                // launch; its server is deleted below, once the attempt has ended.
+                () = &mut deleted, if !stop.is_cancelled() => {
+                    tracing::warn!(node = %owned.node.id, request = %self.order.request.id,
+                        "node record deleted during the launch; stopping it");
+                    stop.cancel();
+                }
                 Some(progress) = progress_rx.recv() => {
                     let what = match progress {
                         LaunchProgress::Created(server_id) => {
@@ -453,11 +470,43 @@ impl NodeLaunch<'_> {
                     };
                     if let Err(e) = owned.store(self.ctx).await {
                         tracing::warn!(node = %owned.node.id, error = %e, "cannot store {what}");
+                        if matches!(e, ZkError::NoNode(_)) {
+                            stop.cancel();
+                        }
                     }
                 }
             }
         };
+        if stop.is_cancelled() {
+            return Err(self.node_vanished(owned, outcome.external_id).await);
+        }
         Ok((owned, outcome))
+    }
+
+    /// Ends a launch whose node record was deleted under it: deletes the server it
+    /// created right away (a server without a node would otherwise live until the leak
+    /// cleanup finds it) and writes nothing more about the node.
+    async fn node_vanished(&self, owned: OwnedNode, last: Option<String>) -> Ended {
+        let mut servers: Vec<String> = last.into_iter().collect();
+        if let Some(id) = owned.node.external_id.clone() {
+            if !servers.contains(&id) {
+                servers.push(id);
+            }
+        }
+        let driver = self.provider.runtime.driver.as_ref();
+        for server in servers {
+            match delete_server(driver, &server, DELETE_TIMEOUT).await {
+                Ok(()) => tracing::info!(node = %owned.node.id, server = %server,
+                    "deleted the server of a node whose record was deleted"),
+                Err(e) => tracing::warn!(node = %owned.node.id, server = %server, error = %e,
+                    "cannot delete the server of a node whose record was deleted; the leak cleanup will"),
+            }
+        }
+        Counters::bump(&self.ctx.counters.launches_failed);
+        (
+            owned,
+            LaunchResult::Failed("the node record was deleted during the launch".into()),
+        )
     }
 
     /// Stores how the launch ended: `ready`, `aborted` (cloud quota; the provider quota
@@ -474,6 +523,9 @@ impl NodeLaunch<'_> {
                 if let Err(e) = owned.store(self.ctx).await {
                     if owned.lock_lost() {
                         return self.abandon(owned);
+                    }
+                    if matches!(e, ZkError::NoNode(_)) {
+                        return self.node_vanished(owned, None).await;
                     }
                     return fail(self.ctx, owned, format!("storing ready node: {e}")).await;
                 }
@@ -536,6 +588,24 @@ pub async fn run_launch(
     match launch.boot(owned, &spec).await {
         Ok((owned, outcome)) => launch.finish(owned, outcome).await,
         Err(ended) => ended,
+    }
+}
+
+/// Resolves once node `id`'s znode no longer exists (watched, not polled; a failed read
+/// is tried again a second later: the session's loss is the `lost` future's business).
+async fn node_deleted(ctx: &LauncherContext, id: NodeId) {
+    let path = paths::node(&id);
+    loop {
+        match ctx.store.client().exists_and_watch(&path).await {
+            Ok((None, _)) => return,
+            Ok((Some(_), watcher)) => {
+                watcher.changed().await;
+            }
+            Err(e) => {
+                tracing::debug!(node = %id, error = %e, "cannot watch the node record");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

@@ -10,11 +10,12 @@
 //! impossible here and declines it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nodepool_shared::config::{Config, Pool, PoolLabel, Provider};
 use nodepool_shared::model::{pool_worker_id, ComponentKind, QuotaInformation, RequestId};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::providers::{ProviderHandle, ProviderHandles};
 use super::runtime::LauncherContext;
@@ -53,6 +54,11 @@ pub struct PoolView {
 impl PoolView {
     /// The whole config this view was taken from.
     pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The config this view was taken from, shared (a reload makes a new one).
+    pub fn config_arc(&self) -> &Arc<Config> {
         &self.config
     }
 
@@ -100,6 +106,12 @@ pub struct PoolContext {
     /// Tenant needs of the requests being handled (tenant-resource-limits), until their
     /// handler ends: counted instead of their nodes, which may not be cached yet.
     tenant_claims: Mutex<HashMap<RequestId, (String, QuotaInformation)>>,
+    /// Bumped whenever `tenant_claims` changes.
+    claims_version: AtomicU64,
+    /// Requests whose handler ended since the worker last looked (it re-examines them).
+    ended: Mutex<Vec<RequestId>>,
+    /// Wakes the worker when a handler ends.
+    pub handler_ended: Notify,
 }
 
 impl PoolContext {
@@ -122,6 +134,9 @@ impl PoolContext {
             paused: watch::channel(0).0,
             handling: Mutex::new(HashSet::new()),
             tenant_claims: Mutex::new(HashMap::new()),
+            claims_version: AtomicU64::new(0),
+            ended: Mutex::new(Vec::new()),
+            handler_ended: Notify::new(),
         }
     }
 
@@ -180,7 +195,16 @@ impl PoolContext {
     /// The handler of `id` ended.
     pub fn stop_handling(&self, id: &RequestId) {
         self.handling().remove(id);
-        self.tenant_claims().remove(id);
+        if self.tenant_claims().remove(id).is_some() {
+            self.claims_version.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ended.lock_or_recover().push(id.clone());
+        self.handler_ended.notify_one();
+    }
+
+    /// The requests whose handler ended since the last call.
+    pub fn take_ended(&self) -> Vec<RequestId> {
+        std::mem::take(&mut *self.ended.lock_or_recover())
     }
 
     fn tenant_claims(
@@ -192,6 +216,12 @@ impl PoolContext {
     /// Counts `need` against `tenant` while the request's handler runs.
     pub fn claim_tenant(&self, id: &RequestId, tenant: String, need: QuotaInformation) {
         self.tenant_claims().insert(id.clone(), (tenant, need));
+        self.claims_version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes whenever the tenant claims change.
+    pub fn claims_version(&self) -> u64 {
+        self.claims_version.load(Ordering::Relaxed)
     }
 
     /// The tenant claims now (request → tenant, need).

@@ -15,8 +15,12 @@
 //! [`yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
 //! pool's state), [`lock_fresh`] (lock and re-read), then a decline or [`hand_over`]
 //! (reserve its quota, start its handler; a pool without quota takes at most one).
+//!
+//! A pass looks only at the requests whose outcome may have changed since the worker
+//! last left them alone ([`Verdicts`]): new or changed ones, and those whose reason to
+//! wait (yield, tenant limits, pause, `max-concurrency`, someone else's lock) is gone.
+//! The order comes from the cache, which keeps the waiting requests sorted.
 
-use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +40,7 @@ use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
 use super::tenant_limits::{self, TenantCheck};
+use super::verdicts::{Verdict, Verdicts, Work};
 use nodepool_shared::sync::MutexExt;
 
 /// The version written into component records.
@@ -45,8 +50,8 @@ pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
 
 /// A registered pool as the assignment pass sees it.
-#[derive(Clone, Debug)]
-pub(crate) struct OnlinePool {
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnlinePool {
     id: String,
     provider: String,
     labels: HashSet<String>,
@@ -147,6 +152,7 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
     slot.set(registration.clone());
     tracing::info!(pool = %task, id = %pc.worker_id, "pool worker started");
     let mut paused_rx = pc.paused.subscribe();
+    let mut verdicts = Verdicts::new(ctx.cache.subscribe());
     wait_visible(&ctx, &pc.worker_id, &stop).await;
     let mut generation = ctx.cache.watch_generation();
     let mut config = ctx.config.clone();
@@ -157,7 +163,7 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
         match pc.view() {
             Ok(view) => {
                 ctx.set_task_state(&task, "assigning");
-                assign_pass(&pc, &view).await;
+                assign_pass(&pc, &view, &mut verdicts).await;
                 if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     max_servers_gauge(&ctx, view.provider_config());
                     tenant_limits::emit_gauges(&ctx);
@@ -179,6 +185,7 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
             _ = ctx.cancel.cancelled() => break,
             _ = generation.changed() => {}
             _ = paused_rx.changed() => {}
+            _ = pc.handler_ended.notified() => {}
             Ok(()) = config.changed() => {}
             _ = tokio::time::sleep(ctx.intervals.pool_tick) => {}
         }
@@ -271,37 +278,60 @@ pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
         .try_fold(0u64, |acc, p| p.max_servers.map(|m| acc + m.max(0) as u64))
 }
 
-/// One assignment pass over the cached requests (see the module doc for the phases).
-pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
-    if view.provider_config().max_concurrency == 0 {
+/// One assignment pass over the requests that need a look (see the module doc for the
+/// phases).
+pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut Verdicts) {
+    let max_concurrency = view.provider_config().max_concurrency;
+    let work = verdicts.prepare(pc, view.config_arc(), max_concurrency);
+    if max_concurrency == 0 {
         return;
     }
     let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
-    let requests = pending_in_order(pc, &my_labels);
-    if requests.is_empty() {
-        return;
+    let (requests, all) = match work {
+        Work::All => (pending_in_order(pc, &my_labels), true),
+        Work::Some(ids) if ids.is_empty() => return,
+        Work::Some(ids) => (pending_among(pc, &my_labels, &ids), false),
+    };
+    if !requests.is_empty() {
+        tracing::debug!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
     }
-    let online = online_pools(&pc.ctx);
-    // Tenant usage scans every cached node: once per tenant per pass, not per request.
+    let online = verdicts.online().to_vec();
     let mut tenant_usage = tenant_limits::UsageMemo::new();
-    for cached in requests {
+    let mut rest = requests.into_iter();
+    while let Some(cached) = rest.next() {
         if pc.ctx.cancel.is_cancelled() {
             return;
         }
         let req = &cached.request;
         if yields(pc, view, &online, req) {
+            verdicts.decide(req.id.clone(), Verdict::Yielded);
             continue;
         }
-        let Some(admission) = admit(pc, view, req, &mut tenant_usage).await else {
-            continue;
+        let admission = match admit(pc, view, req, &mut tenant_usage).await {
+            Ok(a) => a,
+            Err(wait) => {
+                verdicts.decide(req.id.clone(), wait);
+                continue;
+            }
         };
-        let Some((mut lock, fresh)) = lock_fresh(pc, req).await else {
-            continue;
+        let (mut lock, fresh) = match lock_fresh(pc, req).await {
+            Locked::Fresh(lock, fresh) => (lock, *fresh),
+            // A changed record comes back as a cache event; a lock released as well.
+            Locked::Stale => continue,
+            Locked::Busy => {
+                verdicts.decide(req.id.clone(), Verdict::LockBusy);
+                continue;
+            }
+            Locked::Failed => {
+                verdicts.retry(req.id.clone());
+                continue;
+            }
         };
         match admission {
             Admission::Decline(reason) => {
                 if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
                     tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
+                    verdicts.retry(fresh.id.clone());
                 }
                 let _ = lock.release().await;
             }
@@ -310,6 +340,8 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
                     tenant_usage.remove(tenant);
                 }
                 if hand_over(pc, view, fresh, lock, tenant_claim).await == Flow::StopPass {
+                    // Paused: the rest waits for the pause to end (the next pass says so).
+                    rest.for_each(|r| verdicts.retry(r.request.id.clone()));
                     return;
                 }
             }
@@ -317,10 +349,19 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView) {
     }
 }
 
-/// `requested` requests this pool has not declined and does not handle, in Nodepool's
-/// order: those with the fewest labels we do not serve first, then by priority.
-pub(crate) fn pending_in_order(
-    pc: &PoolContext,
+/// Whether this pool may look at `r` at all: `requested`, not declined by us, not
+/// handled here.
+fn open_for(pc: &PoolContext, r: &NodeRequest) -> bool {
+    r.state == RequestState::Requested
+        && !r.declined_by.contains(&pc.worker_id)
+        && !pc.is_handling(&r.id)
+}
+
+/// Orders requests already in priority order as Nodepool's pool worker does: those with
+/// the fewest labels we do not serve first (a stable sort keeps the priority order
+/// within each group).
+fn serviceable_first(
+    requests: Vec<Arc<CachedRequest>>,
     my_labels: &HashSet<&str>,
 ) -> Vec<Arc<CachedRequest>> {
     let unserved = |r: &NodeRequest| {
@@ -329,23 +370,48 @@ pub(crate) fn pending_in_order(
             .filter(|l| !my_labels.contains(l.as_str()))
             .count()
     };
-    let mut requests: Vec<(usize, Arc<CachedRequest>)> = pc
-        .ctx
-        .cache
-        .requests()
+    let mut keyed: Vec<(usize, Arc<CachedRequest>)> = requests
         .into_iter()
-        .filter(|r| {
-            r.request.state == RequestState::Requested
-                && !r.request.declined_by.contains(&pc.worker_id)
-                && !pc.is_handling(&r.request.id)
-        })
         .map(|r| (unserved(&r.request), r))
         .collect();
-    requests.sort_by(|(ua, a), (ub, b)| match ua.cmp(ub) {
-        Ordering::Equal => a.request.cmp_priority(&b.request),
-        o => o,
+    keyed.sort_by_key(|(u, _)| *u);
+    keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `requested` requests this pool has not declined and does not handle, in Nodepool's
+/// order: those with the fewest labels we do not serve first, then by priority (the
+/// cache keeps them in priority order).
+pub(crate) fn pending_in_order(
+    pc: &PoolContext,
+    my_labels: &HashSet<&str>,
+) -> Vec<Arc<CachedRequest>> {
+    let open: Vec<Arc<CachedRequest>> = pc
+        .ctx
+        .cache
+        .requested_in_order()
+        .into_iter()
+        .filter(|r| open_for(pc, &r.request))
+        .collect();
+    serviceable_first(open, my_labels)
+}
+
+/// [`pending_in_order`] restricted to `ids`.
+fn pending_among(
+    pc: &PoolContext,
+    my_labels: &HashSet<&str>,
+    ids: &HashSet<RequestId>,
+) -> Vec<Arc<CachedRequest>> {
+    let mut open: Vec<Arc<CachedRequest>> = ids
+        .iter()
+        .filter_map(|id| pc.ctx.cache.request(id))
+        .filter(|r| open_for(pc, &r.request))
+        .collect();
+    open.sort_by(|a, b| {
+        a.request
+            .cmp_priority(&b.request)
+            .then(a.request.id.cmp(&b.request.id))
     });
-    requests.into_iter().map(|(_, r)| r).collect()
+    serviceable_first(open, my_labels)
 }
 
 /// Whether another online pool should have `req`: the provider it asks for, a preferred
@@ -394,58 +460,68 @@ enum Admission {
     Accept(Option<(String, QuotaInformation)>),
 }
 
-/// Decline or accept `req` — `None` to defer it (tenant limits, our pool paused,
-/// `max-concurrency` reached).
+/// Decline or accept `req` — or defer it, with the reason (tenant limits, our pool
+/// paused, `max-concurrency` reached).
 async fn admit(
     pc: &PoolContext,
     view: &PoolView,
     req: &NodeRequest,
     tenant_usage: &mut tenant_limits::UsageMemo,
-) -> Option<Admission> {
+) -> Result<Admission, Verdict> {
     if let Some(reason) = decline_reason(&pc.ctx, view, req).await {
-        return Some(Admission::Decline(reason));
+        return Ok(Admission::Decline(reason));
     }
     let claim = match tenant_limits::check(pc, view, req, tenant_usage).await {
-        TenantCheck::Defer => return None,
+        TenantCheck::Defer(basis) => return Err(Verdict::TenantFull(basis)),
         TenantCheck::Fits(claim) => claim,
     };
     if pc.is_paused() {
-        return None;
+        return Err(Verdict::Paused);
     }
     let max_concurrency = view.provider_config().max_concurrency;
     if max_concurrency > 0 && view.provider.active_launches() as i64 >= max_concurrency {
-        return None;
+        return Err(Verdict::AtConcurrency);
     }
-    Some(Admission::Accept(claim))
+    Ok(Admission::Accept(claim))
+}
+
+/// The outcome of [`lock_fresh`].
+pub(crate) enum Locked {
+    /// Locked, and still ours to take (the record as read under the lock).
+    Fresh(ZkLock, Box<NodeRequest>),
+    /// Someone else holds the lock.
+    Busy,
+    /// Locked, but no longer `requested` or already declined by us (released).
+    Stale,
+    /// ZooKeeper trouble (try again later).
+    Failed,
 }
 
 /// Locks `req` without waiting and re-reads it: still `requested` and not declined by
-/// us, or `None` (lock released).
-pub(crate) async fn lock_fresh(
-    pc: &PoolContext,
-    req: &NodeRequest,
-) -> Option<(ZkLock, NodeRequest)> {
+/// us (see [`Locked`]; the lock is released unless `Fresh`).
+pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     let ctx = &pc.ctx;
     let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
     match lock.try_acquire().await {
         Ok(true) => {}
-        Ok(false) => return None,
+        Ok(false) => return Locked::Busy,
         Err(e) => {
             tracing::debug!(request = %req.id, error = %e, "cannot lock request");
-            return None;
+            return Locked::Failed;
         }
     }
-    match ctx.store.get_request(&req.id).await {
+    let read = ctx.store.get_request(&req.id).await;
+    let outcome = match read {
         Ok(Some((r, _)))
             if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
         {
-            Some((lock, r))
+            return Locked::Fresh(lock, Box::new(r));
         }
-        _ => {
-            let _ = lock.release().await;
-            None
-        }
-    }
+        Ok(_) => Locked::Stale,
+        Err(_) => Locked::Failed,
+    };
+    let _ = lock.release().await;
+    outcome
 }
 
 /// Whether the pass goes on after a hand-over.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nodepool_shared::cloud::CloudDriver;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::delete::delete_server;
 use super::failure::LaunchError;
@@ -49,6 +50,9 @@ pub struct AttemptOptions {
     pub progress: Option<mpsc::UnboundedSender<LaunchProgress>>,
     /// The provider's cached cloud lookups ([`LaunchMachine::with_lookups`]).
     pub lookups: Option<Arc<CloudLookups>>,
+    /// Cancelled when the launch must stop (its node record is gone): the running
+    /// attempt ends at its next step ([`LaunchMachine::stop_on`]) and none follows.
+    pub stop: Option<CancellationToken>,
 }
 
 impl AttemptOptions {
@@ -59,6 +63,9 @@ impl AttemptOptions {
         }
         if let Some(l) = &self.lookups {
             machine = machine.with_lookups(l.clone());
+        }
+        if let Some(stop) = &self.stop {
+            machine = machine.stop_on(stop.clone());
         }
         machine
     }
@@ -71,7 +78,7 @@ pub enum RetryDecision {
     Retry,
     /// Stop: quota (→ `aborted`).
     Abort,
-    /// Stop: out of attempts (→ `failed`).
+    /// Stop: out of attempts, or told to stop (→ `failed`).
     GiveUp,
 }
 
@@ -80,6 +87,8 @@ pub enum RetryDecision {
 pub fn decide(error: &LaunchError, attempt: u32, retries: u32) -> RetryDecision {
     if error.is_quota() {
         RetryDecision::Abort
+    } else if matches!(error, LaunchError::Stopped { .. }) {
+        RetryDecision::GiveUp
     } else if attempt < retries.max(1) {
         RetryDecision::Retry
     } else {
@@ -181,5 +190,7 @@ mod tests {
         assert_eq!(decide(&other, 2, 3), RetryDecision::Retry);
         assert_eq!(decide(&other, 3, 3), RetryDecision::GiveUp);
         assert_eq!(decide(&other, 1, 0), RetryDecision::GiveUp);
+        let stopped = LaunchError::Stopped { server_id: None };
+        assert_eq!(decide(&stopped, 1, 3), RetryDecision::GiveUp);
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudError, CloudsFile};
+use nodepool_shared::cloud::{provider_driver, CloudConfig, CloudDriver, CloudError, CloudsFile};
 use nodepool_shared::config::{Config, Provider};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{TreeCache, ZkStore};
@@ -43,6 +43,10 @@ pub struct Intervals {
     pub config_check: Duration,
     /// Pool worker fallback period when nothing wakes it (timeouts, paused handlers).
     pub pool_tick: Duration,
+    /// How often a pool worker looks at every waiting request again, also at those
+    /// whose verdict no cache event has changed (for what changes in the cloud alone:
+    /// its images, its limits).
+    pub pool_recheck: Duration,
     /// Request-lock directories older than this are removed once their request is gone
     /// (Nodepool: 8 h).
     pub request_lock_age: Duration,
@@ -52,6 +56,12 @@ pub struct Intervals {
     /// How long a cloud image found missing is taken as missing before the cloud is
     /// asked again (Nodepool: 5 min).
     pub image_recheck: Duration,
+    /// After a min-ready request of a label failed, the wait before the next one for
+    /// that label; it doubles with every failure in a row up to
+    /// [`min_ready_backoff_max`](Self::min_ready_backoff_max).
+    pub min_ready_backoff: Duration,
+    /// The longest wait between min-ready requests of a label that keep failing.
+    pub min_ready_backoff_max: Duration,
 }
 
 impl Default for Intervals {
@@ -62,9 +72,12 @@ impl Default for Intervals {
             stats: Duration::from_secs(1),
             config_check: Duration::from_secs(1),
             pool_tick: Duration::from_secs(1),
+            pool_recheck: Duration::from_secs(60),
             request_lock_age: Duration::from_secs(8 * 3600),
             stop_grace: Duration::from_secs(10),
             image_recheck: Duration::from_secs(300),
+            min_ready_backoff: Duration::from_secs(5),
+            min_ready_backoff_max: Duration::from_secs(120),
         }
     }
 }
@@ -119,6 +132,9 @@ impl Counters {
 pub struct ProviderRuntime {
     /// The provider's config as it was when started (restart on change).
     pub config: Provider,
+    /// Its clouds.yaml entry as it was when started (restart on change; `None` for a
+    /// driver given by a test).
+    pub cloud: Option<CloudConfig>,
     /// The cloud.
     pub driver: Arc<dyn CloudDriver>,
     /// Provider quota (cloud limits − unmanaged usage), cached.
@@ -141,6 +157,7 @@ impl ProviderRuntime {
             leaks: tokio::sync::Mutex::new(LeakCleaner::new(leak, statsd)),
             driver,
             config,
+            cloud: None,
         }
     }
 
@@ -151,7 +168,9 @@ impl ProviderRuntime {
         statsd: &Statsd,
     ) -> Result<Self, CloudError> {
         let driver = provider_driver(config, clouds, statsd)?;
-        Ok(Self::new(config.clone(), Arc::new(driver), statsd.clone()))
+        let mut rt = Self::new(config.clone(), Arc::new(driver), statsd.clone());
+        rt.cloud = clouds.cloud(&config.cloud).ok().cloned();
+        Ok(rt)
     }
 
     /// The provider name.

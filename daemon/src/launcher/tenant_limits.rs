@@ -9,8 +9,13 @@
 //! of requests of one tenant cannot all be accepted before their nodes exist. Unset
 //! limits are unlimited; their gauge is sent as `inf`, as Python Nodepool sends its
 //! `math.inf`.
+//!
+//! The tree cache keeps every tenant's node usage as nodes change, so a check costs no
+//! node scan unless this pool is handling requests of that tenant (then the nodes of
+//! those requests are counted by their need instead, which takes a scan).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use nodepool_shared::config::TenantResourceLimit;
 use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
@@ -46,12 +51,16 @@ pub fn limit_quota(t: &TenantResourceLimit) -> QuotaInformation {
 
 /// What `tenant` uses now: the `resources` of its nodes in the tree cache, except nodes
 /// allocated to a request in `claims`, plus the needs in `claims` (requests of this pool
-/// being handled, whose nodes may not be created or cached yet).
+/// being handled, whose nodes may not be created or cached yet). Without claims of this
+/// tenant that is the cache's running total (no scan).
 pub fn usage(
     ctx: &LauncherContext,
     tenant: &str,
     claims: &HashMap<RequestId, (String, QuotaInformation)>,
 ) -> QuotaInformation {
+    if !claims.values().any(|(t, _)| t == tenant) {
+        return ctx.cache.tenant_usage(tenant).used;
+    }
     let mut used = QuotaInformation::usage();
     ctx.cache.for_each_node(|n| {
         if n.node.tenant_name() != Some(tenant) {
@@ -85,19 +94,63 @@ fn tenant_entry(ctx: &LauncherContext, tenant: &str) -> Option<TenantResourceLim
         .cloned()
 }
 
+/// A tenant's usage as one pool counts it, and what that was computed from: while
+/// neither the tenant's nodes nor the pool's claims changed, the usage is the same.
+#[derive(Debug, PartialEq)]
+pub struct TenantBasis {
+    /// The tenant.
+    pub tenant: String,
+    /// Its usage ([`usage`] with the pool's claims).
+    pub used: QuotaInformation,
+    /// The cache's change counter of the tenant's nodes at the time.
+    changes: u64,
+    /// The pool's claims version at the time.
+    claims_version: u64,
+}
+
+impl TenantBasis {
+    /// The usage of `tenant` now, as `pc`'s pool counts it.
+    pub fn now(pc: &PoolContext, tenant: &str) -> TenantBasis {
+        let changes = pc.ctx.cache.tenant_usage(tenant).changes;
+        let claims_version = pc.claims_version();
+        let used = usage(&pc.ctx, tenant, &pc.tenant_claims_snapshot());
+        TenantBasis {
+            tenant: tenant.to_string(),
+            used,
+            changes,
+            claims_version,
+        }
+    }
+
+    /// What the usage was computed from: the tenant's node change counter and the
+    /// pool's claims version. While [`Self::key_now`] is the same, so is the usage (if it
+    /// differs, the usage may still be the same).
+    pub fn key(&self) -> (u64, u64) {
+        (self.changes, self.claims_version)
+    }
+
+    /// [`Self::key`] of `tenant` now.
+    pub fn key_now(pc: &PoolContext, tenant: &str) -> (u64, u64) {
+        (
+            pc.ctx.cache.tenant_usage(tenant).changes,
+            pc.claims_version(),
+        )
+    }
+}
+
 /// The verdict of [`check`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum TenantCheck {
     /// Accept; when the tenant has limits, the (tenant, need) to claim while handling.
     Fits(Option<(String, QuotaInformation)>),
-    /// The tenant would exceed its limits: leave the request for a later pass.
-    Defer,
+    /// The tenant would exceed its limits at this usage: leave the request until it
+    /// changes.
+    Defer(Arc<TenantBasis>),
 }
 
-/// The usage of each tenant seen during one assignment pass: computing it scans every
-/// cached node, and a backlog of thousands of deferred requests of one tenant must not
-/// cost one scan each. Forget a tenant when the pass claims for it.
-pub type UsageMemo = HashMap<String, QuotaInformation>;
+/// The usage of each tenant seen during one assignment pass, shared by the verdicts of
+/// the requests it deferred. Forget a tenant when the pass claims for it.
+pub type UsageMemo = HashMap<String, Arc<TenantBasis>>;
 
 /// Whether accepting `req` here keeps its tenant within its limits. Requests without a
 /// tenant, or of a tenant without limits, always fit; so does a request whose need
@@ -127,21 +180,18 @@ pub async fn check(
             }
         }
     }
-    let used = match memo.get(tenant) {
-        Some(u) => u.clone(),
-        None => {
-            let u = usage(&pc.ctx, tenant, &pc.tenant_claims_snapshot());
-            memo.insert(tenant.to_string(), u.clone());
-            u
-        }
-    };
+    let basis = memo
+        .entry(tenant.to_string())
+        .or_insert_with(|| Arc::new(TenantBasis::now(pc, tenant)))
+        .clone();
     let mut room = limit_quota(&entry);
-    room.subtract(&used);
+    room.subtract(&basis.used);
     if room.fits(&need) {
         TenantCheck::Fits(Some((tenant.to_string(), need)))
     } else {
-        tracing::debug!(request = %req.id, tenant, "deferring request: tenant limits reached");
-        TenantCheck::Defer
+        tracing::debug!(request = %req.id, pool = %pc.worker_id, tenant,
+            "deferring request: tenant limits reached");
+        TenantCheck::Defer(basis)
     }
 }
 

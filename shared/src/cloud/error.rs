@@ -24,6 +24,17 @@ pub enum CloudError {
     /// token.
     #[error("{operation}: authentication failed: {message}")]
     Auth { operation: String, message: String },
+    /// No token was requested: an earlier token request of this provider failed and the
+    /// backoff window after it is still open (see `auth_backoff`).
+    #[error(
+        "not authenticating to the cloud for another {}s after {failures} failed attempt(s); last error: {last_error}",
+        retry_in.as_secs_f64().ceil()
+    )]
+    AuthBackoff {
+        failures: u32,
+        retry_in: std::time::Duration,
+        last_error: String,
+    },
     /// A server-side (5xx), throttling (429) or connection problem: try again later.
     #[error("{operation}: temporary failure{}: {message}", status_suffix(*status))]
     Retryable {
@@ -77,11 +88,32 @@ fn status_suffix(status: Option<u16>) -> String {
 }
 
 impl CloudError {
-    /// True for errors worth retrying unchanged later (5xx, 429, connection, timeout).
+    /// True for errors worth retrying unchanged later (5xx, 429, connection, timeout,
+    /// an authentication backoff window).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            CloudError::Retryable { .. } | CloudError::Timeout { .. }
+            CloudError::Retryable { .. }
+                | CloudError::Timeout { .. }
+                | CloudError::AuthBackoff { .. }
+        )
+    }
+
+    /// True when the credentials were refused, or no token is requested now because an
+    /// earlier token request failed ([`CloudError::AuthBackoff`]).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            CloudError::Auth { .. } | CloudError::AuthBackoff { .. }
+        )
+    }
+
+    /// True when the cloud could not be reached or did not answer (connection refused or
+    /// reset, DNS, timeout): nothing is known about the object the call was about.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            CloudError::Retryable { status: None, .. } | CloudError::Timeout { .. }
         )
     }
 

@@ -9,7 +9,9 @@
 //! * [`console`]: server console logs for operators (driver per provider, safe text).
 //! * [`addresses`]: a server's node addresses, as openstacksdk computes them.
 //! * [`auth`]: Keystone v3 token request/reply and service-catalog endpoint selection.
-//! * [`transport`]: one HTTP request per call, rate limit, token renewal, statsd timer.
+//! * [`auth_backoff`]: no token requests for a while after one failed.
+//! * [`transport`]: one HTTP request per call, rate limit (token requests included),
+//!   token renewal, statsd timer.
 //! * [`openstack`]: the OpenStack API calls and reply parsing.
 //! * [`types`], [`flavor`], [`error`]: cloud objects, flavor choice, typed errors.
 //!
@@ -31,6 +33,7 @@
 
 pub mod addresses;
 pub mod auth;
+pub mod auth_backoff;
 pub mod clouds_yaml;
 pub mod console;
 pub mod error;

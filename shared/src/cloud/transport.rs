@@ -1,6 +1,7 @@
 //! The HTTP layer under the OpenStack driver: one reqwest request per API call, with the
-//! provider's rate limit, a Keystone token (fetched on first use, renewed shortly before
-//! expiry or once after a 401), the Nova microversion header, a per-call timeout, a
+//! provider's rate limit (token requests included), a Keystone token (fetched on first
+//! use, renewed shortly before expiry or once after a 401; after a failed token request
+//! none is sent until the [`AuthBackoff`] window closes), the Nova microversion header, a per-call timeout, a
 //! statsd timer `nodepool.task.<provider>.<service>.<METHOD>.<operation>`, and error
 //! classification of every non-2xx reply.
 //!
@@ -18,12 +19,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::auth::{self, Service, Token, AUTH_OPERATION};
+use super::auth_backoff::AuthBackoff;
 use super::clouds_yaml::{AuthConfig, CloudConfig};
 use super::error::CloudError;
 use super::rate::RateLimiter;
 use super::DriverOptions;
 use crate::stats::{names, Statsd};
-use crate::sync::RwLockExt;
+use crate::sync::{MutexExt, RwLockExt};
 
 /// Renew the token when it expires within this margin (Keystone tokens last hours).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
@@ -127,6 +129,7 @@ pub(crate) struct Transport {
     upload_timeout: Option<Duration>,
     token: RwLock<Option<Arc<Token>>>,
     auth_lock: tokio::sync::Mutex<()>,
+    auth_backoff: std::sync::Mutex<AuthBackoff>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -184,6 +187,7 @@ impl Transport {
             upload_timeout: opts.upload_timeout,
             token: RwLock::new(None),
             auth_lock: tokio::sync::Mutex::new(()),
+            auth_backoff: std::sync::Mutex::new(AuthBackoff::default()),
         })
     }
 
@@ -206,7 +210,9 @@ impl Transport {
     }
 
     /// Authenticates unless another task already replaced `stale` (or the current
-    /// token) with a fresh one.
+    /// token) with a fresh one. While the window after a failed token request is open
+    /// it fails at once without a request ([`CloudError::AuthBackoff`]); the token
+    /// request takes a slot of the provider's rate limit like any call.
     async fn renew(&self, stale: Option<&Arc<Token>>) -> Result<Arc<Token>, CloudError> {
         let _guard = self.auth_lock.lock().await;
         if let Some(cur) = self.current() {
@@ -215,9 +221,30 @@ impl Transport {
                 return Ok(cur);
             }
         }
-        let token = Arc::new(self.authenticate().await?);
-        *self.token.write_or_recover() = Some(token.clone());
-        Ok(token)
+        self.auth_backoff.lock_or_recover().check(Instant::now())?;
+        self.limiter.acquire().await;
+        match self.authenticate().await {
+            Ok(token) => {
+                let failed = self.auth_backoff.lock_or_recover().succeeded();
+                if failed > 0 {
+                    tracing::info!(provider = %self.provider, failed,
+                        "authenticated to the cloud again");
+                }
+                let token = Arc::new(token);
+                *self.token.write_or_recover() = Some(token.clone());
+                Ok(token)
+            }
+            Err(e) => {
+                let window = self
+                    .auth_backoff
+                    .lock_or_recover()
+                    .failed(Instant::now(), &e);
+                tracing::warn!(provider = %self.provider, error = %e,
+                    "cannot authenticate to the cloud; no new token requests for {}s",
+                    window.as_secs());
+                Err(e)
+            }
+        }
     }
 
     /// One `POST /v3/auth/tokens`.

@@ -53,17 +53,33 @@ impl BelowMinReady {
     /// Takes one snapshot into account: a label short now keeps (or starts) its time; a
     /// label with enough ready nodes is forgotten.
     pub fn observe(&mut self, snap: &Snapshot, config: &ConfigFacts, now: f64) {
-        let wanted: Vec<&str> = config
+        let wanted = Self::wanted(config);
+        let counts = ready_unallocated_counts(snap, &wanted);
+        self.observe_counts(|l| counts.get(l).copied().unwrap_or(0), config, now);
+    }
+
+    /// The labels with a `min-ready`.
+    fn wanted(config: &ConfigFacts) -> Vec<&str> {
+        config
             .labels
             .iter()
             .filter(|(_, m)| *m > 0)
             .map(|(l, _)| l.as_str())
-            .collect();
-        let counts = ready_unallocated_counts(snap, &wanted);
+            .collect()
+    }
+
+    /// As [`BelowMinReady::observe`], with the ready unallocated nodes per label
+    /// counted by the caller (a console that keeps the counts by deltas).
+    pub fn observe_counts(
+        &mut self,
+        ready: impl Fn(&str) -> usize,
+        config: &ConfigFacts,
+        now: f64,
+    ) {
         let mut since = BTreeMap::new();
-        for (label, ready) in counts {
+        for label in Self::wanted(config) {
             let min = config.min_ready(label).unwrap_or(0) as usize;
-            if ready < min {
+            if ready(label) < min {
                 let t = self.since.get(label).copied().unwrap_or(now);
                 since.insert(label.to_string(), t);
             }

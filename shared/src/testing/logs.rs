@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{dynamic_filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -40,7 +40,12 @@ pub fn init_logs() {
         let capture = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_writer(|| CaptureWriter)
-            .with_filter(filter_fn(|_| CAPTURES.load(Ordering::SeqCst) > 0));
+            // A dynamic filter: a plain `filter_fn` is asked once per callsite and its
+            // answer cached, so an event first seen while no capture was alive would
+            // never be recorded by a later one.
+            .with_filter(dynamic_filter_fn(|_, _| {
+                CAPTURES.load(Ordering::SeqCst) > 0
+            }));
         let ok = tracing_subscriber::registry()
             .with(output)
             .with(capture)

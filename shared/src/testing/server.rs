@@ -295,10 +295,13 @@ impl ZkServer {
             .map_err(|e| HarnessError::new(e.to_string()))?;
         // Scale benchmarks hold 100,000 node records: NODEPOOL_ZK_HEAP raises the heap.
         let heap = std::env::var("NODEPOOL_ZK_HEAP").unwrap_or_else(|_| "256m".into());
+        // Tests want a fast start (C1 only, serial GC); a benchmark that measures the
+        // server's share wants a production JVM: NODEPOOL_ZK_JVM_OPTS replaces these.
+        let jvm_opts = std::env::var("NODEPOOL_ZK_JVM_OPTS")
+            .unwrap_or_else(|_| "-XX:+UseSerialGC -XX:TieredStopAtLevel=1".into());
         let mut cmd = Command::new("java");
         cmd.arg(format!("-Xmx{heap}"))
-            .arg("-XX:+UseSerialGC")
-            .arg("-XX:TieredStopAtLevel=1")
+            .args(jvm_opts.split_whitespace())
             .arg("-Dzookeeper.jmx.log4j.disable=true")
             .arg("-cp")
             .arg(cp.join(":"))

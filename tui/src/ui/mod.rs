@@ -161,9 +161,9 @@ fn render_title(app: &App, f: &mut Frame, area: Rect) {
     let tab = app.tab();
     let (rows, st) = (&tab.rows, &tab.state);
     left.push(Span::raw(if st.filter.is_empty() {
-        format!("{}", rows.rows.len())
+        format!("{}", rows.len())
     } else {
-        format!("{} of {}", rows.visible.len(), rows.rows.len())
+        format!("{} of {}", rows.visible.len(), rows.len())
     }));
     if !st.marked.is_empty() {
         left.push(Span::styled(

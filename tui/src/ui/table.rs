@@ -50,8 +50,8 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
     let body: Vec<TRow> = rows.visible[st.offset.min(end)..end]
         .iter()
         .enumerate()
-        .map(|(n, &ri)| {
-            let row = &rows.rows[ri];
+        .filter_map(|(n, &ri)| rows.row(ri).map(|row| (n, row)))
+        .map(|(n, row)| {
             let mut cells: Vec<Text> = cols
                 .iter()
                 .map(|(c, w)| {
@@ -82,9 +82,9 @@ pub fn render(app: &mut App, f: &mut Frame, area: Rect) {
         .column_spacing(GAP);
     f.render_widget(table, area);
     if rows.visible.is_empty() && area.height > 2 {
-        let text = if rows.rows.is_empty() && loading {
+        let text = if rows.is_empty() && loading {
             "loading from ZooKeeper…".to_string()
-        } else if rows.rows.is_empty() {
+        } else if rows.is_empty() {
             format!("no {} in ZooKeeper", view.title().to_lowercase())
         } else {
             format!(

@@ -1,5 +1,7 @@
 //! The nodes and requests tabs (views 1 and 2): their columns and rows.
 
+use nodepool_shared::zk::CachedNode;
+
 use crate::data::{RecordKey, Snapshot};
 use crate::table::{Cell, ColumnDef, Row};
 
@@ -17,35 +19,36 @@ pub const NODE_COLUMNS: [ColumnDef; 11] = [
     ColumnDef::new("Comment", 7, 40, 5),
 ];
 
+/// The rows of the nodes tab, in the snapshot's order (by id).
 pub fn node_rows(snap: &Snapshot) -> Vec<Row> {
-    snap.nodes
-        .iter()
-        .map(|c| {
-            let n = &c.node;
-            let ip = n
-                .interface_ip()
-                .or_else(|| n.public_ipv4())
-                .or_else(|| n.public_ipv6())
-                .or_else(|| n.private_ipv4());
-            let opt = |v: Option<&str>| Cell::opt(&v.map(str::to_string));
-            Row::new(
-                RecordKey::Node(n.id().clone()),
-                vec![
-                    Cell::text(n.id().as_str()),
-                    Cell::state(n.state().as_str()),
-                    Cell::text(n.labels().collect::<Vec<_>>().join(",")),
-                    opt(n.provider()),
-                    Cell::time(Some(n.state_time())),
-                    opt(ip),
-                    Cell::text(if c.probably_locked() { "locked" } else { "" }),
-                    opt(n.pool()),
-                    opt(n.external_id()),
-                    Cell::text(n.allocated_to().unwrap_or_default()),
-                    opt(n.comment()),
-                ],
-            )
-        })
-        .collect()
+    snap.nodes.iter().map(|c| node_row(c)).collect()
+}
+
+/// The row of one node.
+pub fn node_row(c: &CachedNode) -> Row {
+    let n = &c.node;
+    let ip = n
+        .interface_ip()
+        .or_else(|| n.public_ipv4())
+        .or_else(|| n.public_ipv6())
+        .or_else(|| n.private_ipv4());
+    let opt = |v: Option<&str>| Cell::opt(&v.map(str::to_string));
+    Row::new(
+        RecordKey::Node(n.id().clone()),
+        vec![
+            Cell::text(n.id().as_str()),
+            Cell::state(n.state().as_str()),
+            Cell::text(n.labels().collect::<Vec<_>>().join(",")),
+            opt(n.provider()),
+            Cell::time(Some(n.state_time())),
+            opt(ip),
+            Cell::text(if c.probably_locked() { "locked" } else { "" }),
+            opt(n.pool()),
+            opt(n.external_id()),
+            Cell::text(n.allocated_to().unwrap_or_default()),
+            opt(n.comment()),
+        ],
+    )
 }
 
 pub const REQUEST_COLUMNS: [ColumnDef; 11] = [

@@ -3,15 +3,17 @@
 //! label the ready nodes against `min-ready` and the waiting requests with a trend; per
 //! image the age of its newest ready build against `rebuild-age`, failed builds in a row
 //! and whether it is paused; and how many problems there are. Built once per change of
-//! the data (not per frame), so a frame over 10,000 nodes only formats a few lines.
+//! the data or tick of the clock (not per frame), from the node counts kept by deltas
+//! ([`crate::tally`]), so neither a frame nor a rebuild looks at every node.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nodepool_shared::diagnostics::{Problem, Severity};
-use nodepool_shared::model::{BuildState, NodeState, RequestState};
+use nodepool_shared::model::{BuildState, RequestState};
 
 use crate::data::{ConfigInfo, Quota, Snapshot};
 use crate::history::History;
+use crate::tally::NodeTally;
 
 /// Nodes of a provider by state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,6 +127,8 @@ pub struct OverviewModel {
 pub struct Sources<'a> {
     /// The records.
     pub snapshot: &'a Snapshot,
+    /// Their nodes counted (kept by deltas).
+    pub tally: &'a NodeTally,
     /// Facts from the config.
     pub config: &'a ConfigInfo,
     /// What the console remembers.
@@ -166,21 +170,7 @@ fn is_open(state: RequestState) -> bool {
 
 fn providers(s: &Sources<'_>) -> Vec<ProviderLine> {
     let mut names: BTreeSet<&str> = s.config.providers.iter().map(|p| p.name.as_str()).collect();
-    let mut nodes: BTreeMap<&str, StateCounts> = BTreeMap::new();
-    for n in &s.snapshot.nodes {
-        let Some(p) = n.node.provider() else {
-            continue;
-        };
-        names.insert(p);
-        let c = nodes.entry(p).or_default();
-        match n.node.state() {
-            NodeState::InUse => c.in_use += 1,
-            NodeState::Ready => c.ready += 1,
-            NodeState::Init | NodeState::Building => c.building += 1,
-            NodeState::Deleting => c.deleting += 1,
-            _ => c.other += 1,
-        }
-    }
+    names.extend(s.tally.by_provider.keys().map(String::as_str));
     let mut pools: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for c in &s.snapshot.components {
         if let Some(p) = c.component.pool.as_ref() {
@@ -201,7 +191,7 @@ fn providers(s: &Sources<'_>) -> Vec<ProviderLine> {
             let (registered, paused) = pools.get(name).copied().unwrap_or_default();
             ProviderLine {
                 name: name.to_string(),
-                nodes: nodes.get(name).copied().unwrap_or_default(),
+                nodes: s.tally.by_provider.get(name).copied().unwrap_or_default(),
                 max_servers: facts.and_then(|p| p.max_servers()),
                 quota: s.quotas.get(name).cloned(),
                 pools_registered: registered,
@@ -215,15 +205,7 @@ fn providers(s: &Sources<'_>) -> Vec<ProviderLine> {
 
 fn labels(s: &Sources<'_>) -> Vec<LabelLine> {
     let mut names: BTreeSet<&str> = s.config.labels.iter().map(|(l, _)| l.as_str()).collect();
-    let mut ready: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in &s.snapshot.nodes {
-        for l in n.node.labels() {
-            names.insert(l);
-            if n.node.state() == NodeState::Ready && n.node.allocated_to().is_none() {
-                *ready.entry(l).or_default() += 1;
-            }
-        }
-    }
+    names.extend(s.tally.by_label.keys().map(String::as_str));
     let mut waiting: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
     for r in &s.snapshot.requests {
         if !is_open(r.request.state) {
@@ -251,7 +233,7 @@ fn labels(s: &Sources<'_>) -> Vec<LabelLine> {
             });
             LabelLine {
                 name: name.to_string(),
-                ready: ready.get(name).copied().unwrap_or(0),
+                ready: s.tally.ready_by_label.get(name).copied().unwrap_or(0),
                 min_ready: s.config.min_ready(name),
                 waiting: count,
                 oldest: (count > 0).then_some(oldest),

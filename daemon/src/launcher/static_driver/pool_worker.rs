@@ -34,7 +34,7 @@ use crate::launcher::decline::{decline_request, DeclineReason};
 use crate::launcher::pool_context::PoolContext;
 use crate::launcher::pool_worker::{
     lock_fresh, online_pools, pending_in_order, publish, register, wait_visible, yields_to_others,
-    Published, RegistrationSlot, COMPONENT_VERSION,
+    Locked, Published, RegistrationSlot, COMPONENT_VERSION,
 };
 use crate::launcher::runtime::LauncherContext;
 use crate::launcher::tenant_limits;
@@ -236,9 +236,10 @@ pub async fn assign_pass(
             continue;
         }
         let decline = decline_reason(pool, req);
-        let Some((mut lock, fresh)) = lock_fresh(pc, req).await else {
+        let Locked::Fresh(mut lock, fresh) = lock_fresh(pc, req).await else {
             continue;
         };
+        let fresh = *fresh;
         if let Some(reason) = decline {
             if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
                 tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");

@@ -16,6 +16,7 @@
 //! The work is done by one task ([`sync`]); the state and its pure operations live in
 //! [`tree`].
 
+pub mod derived;
 pub mod queues;
 mod sync;
 pub mod tree;
@@ -31,6 +32,7 @@ use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
 use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
 
+pub use derived::TenantUsage;
 pub use queues::{CachePart, CacheQueue, QueueSizes};
 
 use crate::sync::RwLockExt;
@@ -301,6 +303,18 @@ impl TreeCache {
     /// All requests, sorted by id.
     pub fn requests(&self) -> Vec<Arc<CachedRequest>> {
         self.shared.read().requests.values().cloned().collect()
+    }
+
+    /// The `requested` requests in Nodepool's order (precedence, relative priority,
+    /// sequence), kept sorted as they change (no sort here).
+    pub fn requested_in_order(&self) -> Vec<Arc<CachedRequest>> {
+        self.shared.read().requested.values().cloned().collect()
+    }
+
+    /// The usage of a tenant's nodes (see [`TenantUsage`]), kept as nodes change (no
+    /// node scan here).
+    pub fn tenant_usage(&self, tenant: &str) -> TenantUsage {
+        self.shared.read().tenants.get(tenant)
     }
 
     /// One request.

@@ -155,11 +155,16 @@ struct Loaded {
     update: Option<Update>,
     /// Its children, if the cache lists them and it exists.
     children: Option<Vec<String>>,
+    /// For a node: the children of its `lock` dir, read at once (then the dir is not
+    /// listed again; `None` = not read this way).
+    lock: Option<Vec<String>>,
 }
 
 /// Reads one batch of the load: one multi-read for the data of the record znodes and
 /// the children of the directories, then one for the children of the records that
-/// have any (a node znode without children has no `lock` dir). The records are decoded
+/// have any — for a node, directly the contenders in its `lock` dir (its only child in
+/// Nodepool's tree; a node without children has none): two reads for a locked node,
+/// not three. The records are decoded
 /// on a pool thread. A batch the server refuses as a whole (a reply over its size
 /// limit) is read again one znode at a time.
 async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loaded>> {
@@ -187,6 +192,7 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
     };
     let mut data = Vec::with_capacity(paths.len());
     let mut children: Vec<Option<Vec<String>>> = vec![None; paths.len()];
+    let mut locks: Vec<Option<Vec<String>>> = vec![None; paths.len()];
     let mut second = Vec::new();
     let mut results = first.into_iter();
     for (i, zp) in zps.iter().enumerate() {
@@ -196,7 +202,11 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
             };
             let has_children = read.as_ref().is_some_and(|(_, st)| st.num_children > 0);
             if wants_children(zp) && has_children {
-                second.push((i, Read::Children(paths[i].clone())));
+                let dir = match zp {
+                    ZkPath::Node(_) => join(&paths[i], "lock"),
+                    _ => paths[i].clone(),
+                };
+                second.push((i, Read::Children(dir)));
             }
             data.push((i, read));
         } else if wants_children(zp) {
@@ -209,12 +219,28 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
     if !second.is_empty() {
         let reads: Vec<Read> = second.iter().map(|(_, r)| r.clone()).collect();
         for ((i, _), r) in second.iter().zip(client.multi_read(&reads).await?) {
-            if let ReadResult::Children(c) = r {
+            let ReadResult::Children(c) = r else {
+                continue;
+            };
+            if matches!(zps[*i], ZkPath::Node(_)) {
+                // Without a lock dir the node has no child the cache wants.
+                let dir = if c.is_some() {
+                    vec!["lock".to_string()]
+                } else {
+                    Vec::new()
+                };
+                children[*i] = Some(dir);
+                locks[*i] = c;
+            } else {
                 children[*i] = c;
             }
         }
     }
-    decode_batch(paths, zps, data, children).await
+    let mut loaded = decode_batch(paths, zps, data, children).await?;
+    for (l, lock) in loaded.iter_mut().zip(locks) {
+        l.lock = lock;
+    }
+    Ok(loaded)
 }
 
 /// What a data read of one znode gave: its bytes and stat, or `None` if it is gone.
@@ -248,6 +274,7 @@ async fn decode_batch(
             path,
             update,
             children: children[i].take(),
+            lock: None,
         })
         .collect())
 }
@@ -321,6 +348,7 @@ async fn load(client: &ZkClient) -> ZkResult<Tree> {
             path,
             update,
             children,
+            lock,
         } in batch?
         {
             if let Some(update) = update {
@@ -335,6 +363,13 @@ async fn load(client: &ZkClient) -> ZkResult<Tree> {
                 let czp = classify(&cpath);
                 if presence_only(&czp) {
                     tree.apply(Update::Present(czp.clone(), true), &mut ignored);
+                }
+                if let (ZkPath::NodeLock(..), Some(contenders)) = (&czp, &lock) {
+                    for c in contenders {
+                        let zp = classify(&join(&cpath, c));
+                        tree.apply(Update::Present(zp, true), &mut ignored);
+                    }
+                    continue;
                 }
                 if wants_data(&czp) || wants_children(&czp) {
                     queue.push_back(cpath);

@@ -11,10 +11,12 @@ use tracing::warn;
 use crate::model::paths::{self, ZkPath};
 use crate::model::{
     BuildId, CompactNode, Component, ComponentKind, ImageBuild, ImageUpload, Node, NodeId,
-    NodeRequest, RequestId, UploadId,
+    NodeRequest, RequestId, RequestState, UploadId,
 };
 use crate::zk::store::{is_lock_contender, sort_contenders, FlagTimes};
 use crate::zk::Stat;
+
+use super::derived::{RequestOrder, Tenants};
 
 /// A cached node with its lock contenders.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,7 +26,8 @@ pub struct CachedNode {
     pub node: Arc<CompactNode>,
     /// The znode stat (`version` for guarded writes, `mzxid` for ordering).
     pub stat: Stat,
-    /// Lock contenders below `/nodepool/nodes/<id>/lock`, holder first.
+    /// Lock contenders below `/nodepool/nodes/<id>/lock`, holder first (kept only here:
+    /// the tree holds no second copy for a cached node).
     pub lock_contenders: Vec<String>,
 }
 
@@ -153,8 +156,14 @@ pub type UploadKey = (String, BuildId, String, UploadId);
 pub struct Tree {
     pub(crate) nodes: BTreeMap<NodeId, Arc<CachedNode>>,
     pub(crate) empty_nodes: BTreeSet<NodeId>,
+    /// Lock contenders of node ids without a cached node (a lock seen before its node's
+    /// data, or of an empty node znode); a cached node carries its own.
     pub(crate) node_locks: BTreeMap<NodeId, BTreeSet<String>>,
     pub(crate) requests: BTreeMap<RequestId, Arc<CachedRequest>>,
+    /// The `requested` requests of `requests`, in Nodepool's order.
+    pub(crate) requested: BTreeMap<RequestOrder, Arc<CachedRequest>>,
+    /// Every tenant's node usage.
+    pub(crate) tenants: Tenants,
     pub(crate) request_locks: BTreeMap<RequestId, BTreeSet<String>>,
     pub(crate) images: BTreeSet<String>,
     pub(crate) paused: BTreeSet<String>,
@@ -321,29 +330,137 @@ impl Tree {
         self.nodes.values()
     }
 
-    fn contenders(&self, id: &NodeId) -> Vec<String> {
+    /// Takes the contenders kept for a node id that had no cached node.
+    fn take_orphan_contenders(&mut self, id: &NodeId) -> Vec<String> {
         let mut v: Vec<String> = self
             .node_locks
-            .get(id)
-            .map(|s| s.iter().cloned().collect())
+            .remove(id)
+            .map(|s| s.into_iter().collect())
             .unwrap_or_default();
         sort_contenders(&mut v);
         v
     }
 
-    /// Re-attaches the current contender list to the cached node (cheap: the record is
-    /// shared).
-    fn refresh_node_locks(&mut self, id: &NodeId) {
-        let contenders = self.contenders(id);
-        if let Some(entry) = self.nodes.get_mut(id) {
-            if entry.lock_contenders != contenders {
-                *entry = Arc::new(CachedNode {
-                    node: entry.node.clone(),
-                    stat: entry.stat,
-                    lock_contenders: contenders,
-                });
-            }
+    /// Stores node data unless the cached data is newer (by `mzxid`); the node keeps
+    /// its lock contenders, and its tenant's usage follows.
+    fn put_node(&mut self, id: NodeId, node: CompactNode, stat: Stat, out: &mut Vec<CacheEvent>) {
+        let (lock_contenders, change) = match self.nodes.get(&id) {
+            Some(old) if old.stat.mzxid > stat.mzxid => return,
+            Some(old) => (
+                old.lock_contenders.clone(),
+                (old.stat.mzxid != stat.mzxid).then_some(Change::Updated),
+            ),
+            None => (self.take_orphan_contenders(&id), Some(Change::Added)),
+        };
+        let new = Arc::new(CachedNode {
+            node: Arc::new(node),
+            stat,
+            lock_contenders,
+        });
+        let old = self.nodes.insert(id.clone(), new.clone());
+        self.tenants
+            .replace(old.as_deref().map(|o| &*o.node), Some(&new.node));
+        if let Some(c) = change {
+            out.push(CacheEvent::new(CacheKind::Node, ZkPath::Node(id), c));
         }
+    }
+
+    /// Drops a cached node (its tenant's usage follows); `keep_locks` keeps its
+    /// contenders for the id (its znode is still there, empty).
+    fn drop_node(&mut self, id: &NodeId, keep_locks: bool, out: &mut Vec<CacheEvent>) {
+        let Some(old) = self.nodes.remove(id) else {
+            return;
+        };
+        self.tenants.replace(Some(&old.node), None);
+        if keep_locks && !old.lock_contenders.is_empty() {
+            self.node_locks
+                .insert(id.clone(), old.lock_contenders.iter().cloned().collect());
+        }
+        out.push(CacheEvent::new(
+            CacheKind::Node,
+            ZkPath::Node(id.clone()),
+            Change::Removed,
+        ));
+    }
+
+    /// Stores request data unless the cached data is newer; keeps the priority order of
+    /// the `requested` ones.
+    fn put_request(
+        &mut self,
+        id: RequestId,
+        request: NodeRequest,
+        stat: Stat,
+        out: &mut Vec<CacheEvent>,
+    ) {
+        let change = match self.requests.get(&id) {
+            Some(old) if old.stat.mzxid > stat.mzxid => return,
+            Some(old) => (old.stat.mzxid != stat.mzxid).then_some(Change::Updated),
+            None => Some(Change::Added),
+        };
+        let new = Arc::new(CachedRequest { request, stat });
+        if let Some(old) = self.requests.insert(id.clone(), new.clone()) {
+            self.requested.remove(&RequestOrder::of(&old.request));
+        }
+        if new.request.state == RequestState::Requested {
+            self.requested.insert(RequestOrder::of(&new.request), new);
+        }
+        if let Some(c) = change {
+            out.push(CacheEvent::new(CacheKind::Request, ZkPath::Request(id), c));
+        }
+    }
+
+    /// A node lock contender appeared or vanished: kept in the cached node, or for the
+    /// id until its node is cached. Returns whether anything changed.
+    fn node_contender(&mut self, id: &NodeId, child: &str, present: bool) -> bool {
+        if let Some(entry) = self.nodes.get_mut(id) {
+            let mut v = entry.lock_contenders.clone();
+            let pos = v.iter().position(|c| c == child);
+            match (present, pos) {
+                (true, None) => {
+                    v.push(child.to_string());
+                    sort_contenders(&mut v);
+                }
+                (false, Some(i)) => {
+                    v.remove(i);
+                }
+                _ => return false,
+            }
+            *entry = Arc::new(CachedNode {
+                node: entry.node.clone(),
+                stat: entry.stat,
+                lock_contenders: v,
+            });
+            return true;
+        }
+        if present {
+            return self
+                .node_locks
+                .entry(id.clone())
+                .or_default()
+                .insert(child.to_string());
+        }
+        let Some(set) = self.node_locks.get_mut(id) else {
+            return false;
+        };
+        let removed = set.remove(child);
+        if set.is_empty() {
+            self.node_locks.remove(id);
+        }
+        removed
+    }
+
+    /// Every node lock contender, cached node or not.
+    fn all_node_contenders(&self) -> BTreeSet<(NodeId, String)> {
+        let orphans = self
+            .node_locks
+            .iter()
+            .flat_map(|(id, s)| s.iter().map(move |c| (id.clone(), c.clone())));
+        let cached = self.nodes.iter().flat_map(|(id, n)| {
+            n.lock_contenders
+                .iter()
+                .map(move |c| (id.clone(), c.clone()))
+        });
+        orphans.chain(cached).collect()
     }
 
     /// Applies one update, pushing the resulting events to `out`.
@@ -352,46 +469,16 @@ impl Tree {
             Update::Node(id, Some(node), stat) => {
                 self.empty_nodes.remove(&id);
                 self.corrupt.remove(&paths::node(&id));
-                let v = CachedNode {
-                    node: Arc::new(node),
-                    stat,
-                    lock_contenders: self.contenders(&id),
-                };
-                let zp = ZkPath::Node(id.clone());
-                upsert(
-                    &mut self.nodes,
-                    id,
-                    v,
-                    |n| n.stat.mzxid,
-                    CacheKind::Node,
-                    zp,
-                    out,
-                );
+                self.put_node(id, node, stat, out);
             }
             Update::Node(id, None, _) => {
                 self.corrupt.remove(&paths::node(&id));
-                remove(
-                    &mut self.nodes,
-                    &id,
-                    CacheKind::Node,
-                    ZkPath::Node(id.clone()),
-                    out,
-                );
+                self.drop_node(&id, true, out);
                 self.empty_nodes.insert(id);
             }
             Update::Request(id, req, stat) => {
                 self.corrupt.remove(&paths::request(&id));
-                let zp = ZkPath::Request(id.clone());
-                let v = CachedRequest { request: req, stat };
-                upsert(
-                    &mut self.requests,
-                    id,
-                    v,
-                    |r| r.stat.mzxid,
-                    CacheKind::Request,
-                    zp,
-                    out,
-                );
+                self.put_request(id, req, stat, out);
             }
             Update::Build(build, stat) => {
                 self.corrupt.remove(&build.path());
@@ -484,9 +571,12 @@ impl Tree {
             ZkPath::Node(id) => {
                 self.empty_nodes.remove(id);
                 self.node_locks.remove(id);
-                remove(&mut self.nodes, id, CacheKind::Node, zp.clone(), out);
+                self.drop_node(id, false, out);
             }
             ZkPath::Request(id) => {
+                if let Some(old) = self.requests.get(id) {
+                    self.requested.remove(&RequestOrder::of(&old.request));
+                }
                 remove(&mut self.requests, id, CacheKind::Request, zp.clone(), out)
             }
             ZkPath::Build(i, b) => {
@@ -534,24 +624,7 @@ impl Tree {
                 if !is_lock_contender(&child) {
                     return;
                 }
-                let changed = if present {
-                    self.node_locks
-                        .entry(id.clone())
-                        .or_default()
-                        .insert(child.clone())
-                } else {
-                    let set = self.node_locks.get_mut(&id);
-                    let r = set.as_ref().is_some_and(|s| s.contains(&child));
-                    if let Some(s) = set {
-                        s.remove(&child);
-                        if s.is_empty() {
-                            self.node_locks.remove(&id);
-                        }
-                    }
-                    r
-                };
-                if changed {
-                    self.refresh_node_locks(&id);
+                if self.node_contender(&id, &child, present) {
                     let c = if present {
                         Change::Added
                     } else {
@@ -565,15 +638,27 @@ impl Tree {
                 }
             }
             ZkPath::NodeLock(id, None) if !present => {
-                if let Some(set) = self.node_locks.remove(&id) {
-                    self.refresh_node_locks(&id);
-                    for child in set {
-                        out.push(CacheEvent::new(
-                            CacheKind::NodeLock,
-                            ZkPath::NodeLock(id.clone(), Some(child)),
-                            Change::Removed,
-                        ));
+                let mut gone: Vec<String> = self
+                    .node_locks
+                    .remove(&id)
+                    .map(|s| s.into_iter().collect())
+                    .unwrap_or_default();
+                if let Some(entry) = self.nodes.get_mut(&id) {
+                    if !entry.lock_contenders.is_empty() {
+                        gone.extend(entry.lock_contenders.iter().cloned());
+                        *entry = Arc::new(CachedNode {
+                            node: entry.node.clone(),
+                            stat: entry.stat,
+                            lock_contenders: Vec::new(),
+                        });
                     }
+                }
+                for child in gone {
+                    out.push(CacheEvent::new(
+                        CacheKind::NodeLock,
+                        ZkPath::NodeLock(id.clone(), Some(child)),
+                        Change::Removed,
+                    ));
                 }
             }
             ZkPath::RequestLock(id, Some(child)) => {
@@ -651,14 +736,9 @@ impl Tree {
             CacheKind::Node,
             out,
         );
-        let flat = |m: &BTreeMap<NodeId, BTreeSet<String>>| -> BTreeSet<(NodeId, String)> {
-            m.iter()
-                .flat_map(|(id, s)| s.iter().map(move |c| (id.clone(), c.clone())))
-                .collect()
-        };
         diff_set(
-            &flat(&self.node_locks),
-            &flat(&new.node_locks),
+            &self.all_node_contenders(),
+            &new.all_node_contenders(),
             |(id, c)| ZkPath::NodeLock(id.clone(), Some(c.clone())),
             CacheKind::NodeLock,
             out,
@@ -734,6 +814,8 @@ impl Tree {
             CacheKind::Component,
             out,
         );
+        let mut new = new;
+        new.tenants.continue_from(&self.tenants);
         *self = new;
     }
 }
@@ -867,6 +949,119 @@ mod tests {
             &mut out,
         );
         assert!(!t.nodes[&id].probably_locked());
+    }
+
+    #[test]
+    fn a_cached_nodes_contenders_are_kept_once() {
+        use crate::model::NodeState::*;
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        let id = NodeId::from("0000000001");
+        let c = |n: &str| ZkPath::NodeLock(id.clone(), Some(n.to_string()));
+        t.apply(Update::Present(c("b__lock__0000000002"), true), &mut out);
+        assert_eq!(
+            t.node_locks[&id].len(),
+            1,
+            "kept for the id until the node is cached"
+        );
+        t.apply(node_update("0000000001", 5, Ready), &mut out);
+        t.apply(Update::Present(c("a__lock__0000000001"), true), &mut out);
+        t.apply(node_update("0000000001", 6, InUse), &mut out);
+        assert!(
+            t.node_locks.is_empty(),
+            "no second copy: {:?}",
+            t.node_locks
+        );
+        assert_eq!(
+            t.nodes[&id].lock_contenders,
+            ["a__lock__0000000001", "b__lock__0000000002"]
+        );
+        // The znode emptied: its contenders stay with the id, and come back with data.
+        t.apply(Update::Node(id.clone(), None, stat(7)), &mut out);
+        assert_eq!(t.node_locks[&id].len(), 2);
+        t.apply(node_update("0000000001", 8, Ready), &mut out);
+        assert!(t.node_locks.is_empty());
+        assert_eq!(t.nodes[&id].lock_contenders.len(), 2);
+        let mut other = Tree::default();
+        out.clear();
+        other.replace_with(std::mem::take(&mut t), &mut out);
+        let locks = out.iter().filter(|e| e.kind == CacheKind::NodeLock).count();
+        assert_eq!(
+            locks, 2,
+            "a reload reports the contenders of cached nodes: {out:?}"
+        );
+    }
+
+    fn request_update(id: &str, mzxid: i64, rp: i64, state: RequestState) -> Update {
+        let r = NodeRequest {
+            id: RequestId::from(id),
+            relative_priority: rp,
+            state,
+            ..NodeRequest::default()
+        };
+        Update::Request(RequestId::from(id), r, stat(mzxid))
+    }
+
+    #[test]
+    fn waiting_requests_are_kept_in_priority_order() {
+        use RequestState::*;
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        t.apply(request_update("200-0000000001", 1, 0, Requested), &mut out);
+        t.apply(request_update("100-0000000003", 1, 0, Requested), &mut out);
+        t.apply(request_update("100-0000000002", 1, 1, Requested), &mut out);
+        t.apply(request_update("100-0000000004", 1, 0, Pending), &mut out);
+        let ids = |t: &Tree| -> Vec<String> {
+            t.requested
+                .values()
+                .map(|r| r.request.id.to_string())
+                .collect()
+        };
+        assert_eq!(
+            ids(&t),
+            ["100-0000000003", "100-0000000002", "200-0000000001"]
+        );
+        // Zuul revises a relative priority; a request leaves when no longer requested.
+        t.apply(request_update("100-0000000002", 2, 0, Requested), &mut out);
+        t.apply(request_update("100-0000000003", 2, 0, Pending), &mut out);
+        assert_eq!(ids(&t), ["100-0000000002", "200-0000000001"]);
+        t.apply(
+            Update::Gone(ZkPath::Request(RequestId::from("200-0000000001"))),
+            &mut out,
+        );
+        assert_eq!(ids(&t), ["100-0000000002"]);
+    }
+
+    #[test]
+    fn tenant_usage_follows_applied_nodes() {
+        use crate::model::NodeState::*;
+        let node = |id: &str, mzxid: i64, tenant: Option<&str>| {
+            let mut n = Node::new();
+            n.set_state(Ready);
+            n.id = NodeId::from(id);
+            n.tenant_name = tenant.map(str::to_string);
+            let mut m = serde_json::Map::new();
+            m.insert("cores".into(), 2.into());
+            m.insert("instances".into(), 1.into());
+            m.insert("ram".into(), 1024.into());
+            n.resources = Some(m);
+            Update::Node(NodeId::from(id), Some(n.into()), stat(mzxid))
+        };
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        t.apply(node("0000000001", 1, Some("t")), &mut out);
+        t.apply(node("0000000002", 1, Some("t")), &mut out);
+        t.apply(node("0000000003", 1, None), &mut out);
+        assert_eq!(t.tenants.get("t").used.get("cores"), 4.0);
+        t.apply(node("0000000002", 2, None), &mut out);
+        assert_eq!(t.tenants.get("t").used.get("instances"), 1.0);
+        let before = t.tenants.get("t").changes;
+        t.apply(
+            Update::Gone(ZkPath::Node(NodeId::from("0000000001"))),
+            &mut out,
+        );
+        assert_eq!(t.tenants.get("t").used.get("instances"), 0.0);
+        assert!(t.tenants.get("t").changes > before);
     }
 
     #[test]
