@@ -385,7 +385,7 @@ mod tests {
             (
                 upload("0002000000"),
                 r#"{"state": "ready"}"#,
-                "above 1000000",
+                "above 100000",
             ),
             (upload("12"), r#"{"state": "ready"}"#, "10 digits"),
             (upload("0000000001"), "not json at all", "invalid JSON"),
