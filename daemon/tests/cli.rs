@@ -368,6 +368,56 @@ async fn delete_now_of_a_static_node_needs_no_cloud() {
     assert!(env.store.get_node(&id).await.unwrap().is_none());
 }
 
+/// A node record that does not parse (`{not json` written over a ready node) cannot be
+/// changed: `delete` and `hold` refuse and say that `delete --now` removes it, which it
+/// does under the node lock (znode and lock directory), leaving any server to leak
+/// cleanup. A node whose lock is held is not removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_now_removes_a_corrupt_node_record() {
+    let env = Env::new().await;
+    let id = env.add_node("fake-provider", NodeState::Ready, 5.0).await;
+    let client = env.store.client();
+    // A lock directory exists (the node was locked and released before).
+    let mut lock = ZkLock::new(client, &paths::node_lock(&id), b"");
+    assert!(lock.try_acquire().await.unwrap());
+    lock.release().await.unwrap();
+    client
+        .set(&paths::node(&id), b"{not json", None)
+        .await
+        .unwrap();
+
+    for args in [
+        vec!["delete", id.as_str()],
+        vec!["hold", id.as_str()],
+        vec!["delete", id.as_str(), "0000999999", "--yes"],
+    ] {
+        let o = env.run(&args).await;
+        assert_fails(&o, 1, &format!("corrupt record at {}", paths::node(&id)));
+        assert_fails(&o, 1, &format!("`nodepool delete --now {id}` removes"));
+        assert!(client.exists(&paths::node(&id)).await.unwrap().is_some());
+    }
+
+    // Locked by someone else: refused, nothing removed.
+    let mut other = ZkLock::new(client, &paths::node_lock(&id), b"");
+    assert!(other.try_acquire().await.unwrap());
+    let o = env.run(&["delete", "--now", id.as_str()]).await;
+    assert_fails(&o, 1, "is locked by another client");
+    assert!(client.exists(&paths::node(&id)).await.unwrap().is_some());
+    other.release().await.unwrap();
+
+    let o = env.run(&["delete", "--now", id.as_str()]).await;
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("Removed the corrupt record of node {id}")),
+        "{out}"
+    );
+    assert!(out.contains("leak cleanup"), "{out}");
+    assert!(client.exists(&paths::node(&id)).await.unwrap().is_none());
+    let o = env.run(&["delete", "--now", id.as_str()]).await;
+    assert_fails(&o, 1, &format!("Node id {id} not found"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_several_ids_needs_yes_without_a_terminal() {
     let env = Env::new().await;
@@ -840,6 +890,159 @@ async fn export_import_round_trip_bumps_sequences() {
     assert_fails(&o, 1, "already exist");
 }
 
+/// Runs `import-image-data` on `doc` in `env`, bounded (it once ran past a minute).
+async fn import(env: &Env, doc: &BTreeMap<String, String>) -> Output {
+    let file = env
+        .dir
+        .path()
+        .join(format!("import-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, serde_json::to_string(doc).unwrap()).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        env.run(&["import-image-data", file.to_str().unwrap()]),
+    )
+    .await
+    .expect("import-image-data ended within 2 minutes")
+}
+
+/// Every znode below `/nodepool/images` (paths), to show nothing was written.
+async fn image_znodes(store: &ZkStore) -> Vec<String> {
+    let c = store.client();
+    let mut out = Vec::new();
+    let mut todo = vec![paths::IMAGES.to_string()];
+    while let Some(p) = todo.pop() {
+        for child in c.get_children(&p).await.unwrap().unwrap_or_default() {
+            let path = format!("{p}/{child}");
+            out.push(path.clone());
+            todo.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A bad import file (an upload id beyond ZooKeeper's 32-bit sequence or far beyond any
+/// real counter, a value that is not the record the path names, a path the export never
+/// writes) is refused with one line naming the path and the reason, before anything is
+/// written: no build record, no upload directory, no throw-away znodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_image_data_refuses_a_bad_file_and_writes_nothing() {
+    let env = Env::new().await;
+    let build = BuildId::generate();
+    let build_path = paths::build("debian", &build);
+    let upload = |n: &str| {
+        format!(
+            "{}/{n}",
+            paths::provider_uploads("debian", &build, "fake-provider")
+        )
+    };
+    let good_build =
+        r#"{"state": "ready", "state_time": 1700000000.0, "builder": "b1", "formats": "qcow2"}"#;
+    let good_upload = r#"{"state": "ready", "state_time": 1700000000.0, "external_id": "img-1"}"#;
+    // (the file's entries, the bad path, the reason named)
+    type Case<'a> = (Vec<(String, &'a str)>, String, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                (build_path.clone(), good_build),
+                (upload("9999999999"), good_upload),
+            ],
+            upload("9999999999"),
+            "beyond ZooKeeper's sequence counter",
+        ),
+        (
+            vec![
+                (build_path.clone(), good_build),
+                (upload("0000100001"), good_upload),
+            ],
+            upload("0000100001"),
+            "above 100000",
+        ),
+        (
+            vec![(build_path.clone(), "not json at all")],
+            build_path.clone(),
+            "invalid JSON",
+        ),
+        (
+            vec![
+                (build_path.clone(), good_build),
+                (upload("0000000001"), "not json at all"),
+            ],
+            upload("0000000001"),
+            "invalid JSON",
+        ),
+        (
+            vec![(build_path.clone(), r#"{"state": "exploded"}"#)],
+            build_path.clone(),
+            "`state`",
+        ),
+        (
+            vec![
+                (build_path.clone(), good_build),
+                (paths::image_request_build("debian"), ""),
+            ],
+            paths::image_request_build("debian"),
+            "not an image build, upload or pause flag",
+        ),
+        (
+            vec![(format!("{}/../nodes/0000000001", paths::IMAGES), "{}")],
+            format!("{}/../nodes/0000000001", paths::IMAGES),
+            "`..`",
+        ),
+    ];
+    for (entries, bad_path, reason) in cases {
+        let doc: BTreeMap<String, String> = entries
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let o = import(&env, &doc).await;
+        assert_fails(&o, 1, &bad_path);
+        assert_fails(&o, 1, reason);
+        assert_fails(&o, 1, "nothing imported");
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(
+            image_znodes(&env.store).await.is_empty(),
+            "{bad_path}: written: {:?}",
+            image_znodes(&env.store).await
+        );
+    }
+}
+
+/// The highest upload id accepted is imported: the counter is raised by transactions of
+/// create/delete pairs, which leave no throw-away znode behind, and the next upload gets
+/// a number above the imported one (the old way compared the directory's `cversion`,
+/// which counts deletes too, and left the counter at about half the id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_image_data_raises_a_high_upload_counter() {
+    let env = Env::new().await;
+    let b = ImageBuild {
+        state: BuildState::Ready,
+        ..ImageBuild::new("debian", BuildId::generate())
+    };
+    let dir = paths::provider_uploads("debian", &b.id, "fake-provider");
+    let mut doc = BTreeMap::new();
+    doc.insert(b.path(), String::from_utf8(b.to_json()).unwrap());
+    doc.insert(
+        format!("{dir}/0000100000"),
+        r#"{"state": "ready", "external_id": "img-1"}"#.to_string(),
+    );
+    let o = import(&env, &doc).await;
+    assert_ok(&o);
+    assert_eq!(
+        env.store
+            .client()
+            .get_children(&dir)
+            .await
+            .unwrap()
+            .unwrap(),
+        ["0000100000"]
+    );
+    let next = env
+        .add_upload(&b, "fake-provider", UploadState::Uploading)
+        .await;
+    assert!(next.id.sequence().unwrap() > 100_000, "{}", next.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_validate_good_and_bad() {
     let env = Env::new().await;
@@ -1292,6 +1495,90 @@ fn garbage_arguments_get_clear_errors() {
                 "case {case}: {args:?}: exit {code:?} without a message"
             );
         }
+    }
+}
+
+/// Every argument that becomes part of a ZooKeeper path is checked before any ZooKeeper
+/// call: `nodepool delete ../../requests` once walked out of `/nodepool/nodes` and
+/// printed its error twice; `erase '' --yes` and `erase ../x --yes` printed "Erasing build
+/// data for ..." and exited 0. Each bad argument gets one message naming the argument and
+/// exit 2 (usage). The config points at a closed port, so reaching ZooKeeper would fail
+/// with exit 1 instead.
+#[test]
+fn arguments_naming_znodes_are_checked_before_zookeeper() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = dir.path().join("nodepool.yaml");
+    std::fs::write(
+        &config,
+        format!("zookeeper-servers:\n  - host: 127.0.0.1\n    port: {port}\nlabels: []\nproviders: []\n"),
+    )
+    .unwrap();
+    let upload = |flag: &str, value: &'static str| {
+        let mut v = vec![
+            "image-delete",
+            "--provider",
+            "p",
+            "--image",
+            "i",
+            "--build-id",
+            "b",
+            "--upload-id",
+            "0000000001",
+        ];
+        let i = v.iter().position(|a| *a == flag).unwrap();
+        v[i + 1] = value;
+        v
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["delete", "../../requests"], "<ID>"),
+        (vec!["delete", "0000000001", "a/b", "--yes"], "<ID>"),
+        (vec!["delete", "--now", ""], "<ID>"),
+        (vec!["delete", ".."], "<ID>"),
+        (vec!["delete", "\u{1}x"], "<ID>"),
+        (vec!["hold", "../x"], "<ID>"),
+        (vec!["console-log", "a/b"], "<ID>"),
+        (vec!["erase", "", "--yes"], "<PROVIDER>"),
+        (vec!["erase", "../x", "--yes"], "<PROVIDER>"),
+        (vec!["erase", "..", "--force"], "<PROVIDER>"),
+        (vec!["info", "a/b"], "<PROVIDER>"),
+        (vec!["alien-image-list", "."], "[PROVIDER]"),
+        (vec!["image-build", ""], "<IMAGE>"),
+        (vec!["image-pause", "../x"], "<IMAGE>"),
+        (vec!["image-unpause", "😀"], "<IMAGE>"),
+        (vec!["dib-image-delete", "../x-abc"], "<ID>"),
+        (vec!["dib-image-delete", "img-"], "<ID>"),
+        (vec!["dib-image-delete", "nohyphen"], "<ID>"),
+        (upload("--provider", ""), "--provider"),
+        (upload("--image", "a/b"), "--image"),
+        (upload("--build-id", ".."), "--build-id"),
+        (upload("--upload-id", "../../x"), "--upload-id"),
+    ];
+    for (args, argument) in cases {
+        let o = std::process::Command::new(BIN)
+            .arg("-c")
+            .arg(&config)
+            .args(["--zk-timeout", "5"])
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run nodepool");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}{}", stdout(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: invalid value") && first.contains(argument),
+            "{args:?}: {err}"
+        );
+        assert!(
+            first.contains("not a valid") || first.contains("expected <image>-<build-id>"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.matches("error:").count(), 1, "{args:?}: {err}");
     }
 }
 

@@ -205,6 +205,53 @@ async fn corrupt_records_are_skipped_in_lists_and_errors_in_get() {
     c.close().await;
 }
 
+/// A daemon lists the same records every few seconds: a corrupt one is warned about once
+/// per version (the builder logged ~6,000 lines in 2 minutes for a few imported bad
+/// records), again once it changes and is still corrupt, and again after it was fixed
+/// and broke anew.
+#[tokio::test]
+async fn a_corrupt_record_is_warned_about_once_per_version() {
+    let zk = TestZk::shared().await;
+    let c = zk.client().await;
+    let store = ZkStore::new(c.clone());
+    let image = format!("img{}", uuid::Uuid::new_v4().simple());
+    let bad = BuildId::generate();
+    let path = paths::build(&image, &bad);
+    c.create_persistent(&path, b"not json at all")
+        .await
+        .unwrap();
+    let warnings = |capture: &nodepool_shared::testing::LogCapture| {
+        capture
+            .text()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(&path))
+            .count()
+    };
+    let capture = nodepool_shared::testing::LogCapture::start();
+    for _ in 0..5 {
+        assert!(store.builds(&image).await.unwrap().is_empty());
+    }
+    assert_eq!(warnings(&capture), 1, "{}", capture.text());
+    // A clone (another task of the same daemon) knows it too.
+    assert!(store.clone().builds(&image).await.unwrap().is_empty());
+    assert_eq!(warnings(&capture), 1, "{}", capture.text());
+    // Changed, still corrupt: reported again, once.
+    c.set(&path, b"[1]", None).await.unwrap();
+    for _ in 0..3 {
+        assert!(store.builds(&image).await.unwrap().is_empty());
+    }
+    assert_eq!(warnings(&capture), 2, "{}", capture.text());
+    // Fixed, then broken with the same bytes as before: a new version, reported.
+    let mut good = ImageBuild::new(&image, bad.clone());
+    good.state = BuildState::Ready;
+    c.set(&path, &good.to_json(), None).await.unwrap();
+    assert_eq!(store.builds(&image).await.unwrap().len(), 1);
+    c.set(&path, b"[1]", None).await.unwrap();
+    assert!(store.builds(&image).await.unwrap().is_empty());
+    assert_eq!(warnings(&capture), 3, "{}", capture.text());
+    c.close().await;
+}
+
 #[tokio::test]
 async fn request_crud() {
     let zk = TestZk::shared().await;

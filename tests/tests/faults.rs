@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nodepool_shared::model::{ComponentKind, NodeRequest, NodeState, RequestId, RequestState};
+use nodepool_shared::model::{
+    paths, ComponentKind, Node, NodeRequest, NodeState, RequestId, RequestState,
+};
 use nodepool_shared::testing::{
     bounded_serial, heavy_lock, init_logs, wait_for_within, StatsSink, TestZk, ZkEnsemble,
 };
@@ -843,6 +845,93 @@ async fn corrupt_znodes_are_skipped() {
         let log = l.log_text();
         l.stop().await;
         assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+    })
+    .await;
+}
+
+/// 6b. A node record made corrupt while it is held for a request is never handed over:
+/// a two-node request reuses a ready node and launches a second (slow boot); meanwhile
+/// `{not json` is written over the reused node. The launcher re-reads its nodes before
+/// fulfilling, drops the unreadable one (unlocked, record untouched) and launches a
+/// replacement; the request is fulfilled with two readable nodes. Before, it was
+/// fulfilled with the corrupt node 3 s after the cache had logged it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_made_corrupt_while_held_is_not_handed_over() {
+    bounded_serial(async {
+        let mut env = Env::shared(
+            &Shape::default(),
+            Knobs {
+                boot_delay_ms: 3000,
+                quota: Quota::UNLIMITED,
+                ..Knobs::default()
+            },
+        )
+        .await;
+        let l = env.spawn_launcher(&[]);
+        env.wait_registered().await;
+        let mut ready = Node::new();
+        ready.set_state(NodeState::Ready);
+        ready.provider = Some(PROVIDER.into());
+        ready.pool = Some("main".into());
+        ready.node_type = vec![LABEL.into()];
+        ready.external_id = Some("no-such-server".into());
+        let corrupt = env.store.create_node(&mut ready).await.expect("ready node");
+        let mut r = NodeRequest::new(vec![LABEL.to_string(), LABEL.to_string()], "fault-test");
+        let id = env
+            .store
+            .create_request(&mut r, "100", false)
+            .await
+            .expect("submit");
+        let store = env.store.clone();
+        wait_for_within(
+            "the ready node allocated to the request",
+            Duration::from_secs(60),
+            || {
+                let store = store.clone();
+                let (corrupt, id) = (corrupt.clone(), id.clone());
+                async move {
+                    let (n, _) = store.get_node(&corrupt).await.ok()??;
+                    (n.allocated_to.as_ref() == Some(&id)).then_some(())
+                }
+            },
+        )
+        .await;
+        env.store
+            .client()
+            .set(&paths::node(&corrupt), b"{not json", None)
+            .await
+            .expect("corrupt the node");
+        let done = env
+            .wait_all_done(std::slice::from_ref(&id), Duration::from_secs(90))
+            .await;
+        let req = &done[0];
+        assert_eq!(req.state, RequestState::Fulfilled, "{req:?}");
+        assert_eq!(req.nodes.len(), 2, "{req:?}");
+        assert!(
+            !req.nodes.contains(&corrupt),
+            "handed over the corrupt node: {req:?}"
+        );
+        for n in &req.nodes {
+            let (node, _) = env
+                .store
+                .get_node(n)
+                .await
+                .expect("readable")
+                .expect("exists");
+            assert_eq!(node.state, NodeState::Ready);
+            assert_eq!(node.allocated_to.as_ref(), Some(&id));
+        }
+        let (data, _) = env
+            .store
+            .client()
+            .get(&paths::node(&corrupt))
+            .await
+            .expect("read")
+            .expect("the corrupt record is left to the operator");
+        assert_eq!(data, b"{not json");
+        let log = l.log_text();
+        l.stop().await;
+        assert!(log.contains("not handing over node"), "{log}");
     })
     .await;
 }

@@ -2516,6 +2516,14 @@ async fn static_multiprovider_handler() {
             &host,
         ));
         let l = env.start_launcher("host-a");
+        // Both pools take part in the request: submitted while only the cloud pool is
+        // registered, it would be declined by every pool there is, and fail.
+        wait_for("the cloud and the static pool registered", || async {
+            let pools = env.pools().await;
+            let has = |p: &str| pools.iter().any(|x| x.provider_name.as_deref() == Some(p));
+            (has(PROVIDER) && has(STATIC_PROVIDER)).then_some(())
+        })
+        .await;
         let id = env.submit(&["fake-static-label"]).await;
         let req = env.wait_done(&id).await;
         assert_eq!(req.state, RequestState::Fulfilled);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nodepool_shared::model::{
     paths, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
 };
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{four_letter_word, wait_for, TestZk};
 use nodepool_shared::zk::{ZkClient, ZkLock};
 use nodepool_tests::zuul::{FakeZuul, Outcome, ZuulError};
 use regex::Regex;
@@ -841,6 +841,129 @@ async fn binary_stream_interrupted_returns_everything() {
             n["state"] == json!("used") || n["state"] == json!("ready"),
             "{n:?}"
         );
+        let id = NodeId::from(n["id"].as_str().unwrap());
+        assert!(lock_children(&client, &id).await.is_empty());
+    }
+    stub.stop().await;
+    client.close().await;
+}
+
+/// The ids of the sessions a ZooKeeper server has (its `dump` lists every session).
+fn session_ids(port: u16) -> HashSet<String> {
+    four_letter_word(port, "dump")
+        .expect("dump")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("0x").map(str::to_string))
+        .collect()
+}
+
+/// Like Zuul after a ZooKeeper session loss: zuul-sim reads every request it waits on
+/// again, takes up the ones fulfilled while it was cut off (locks, uses and returns their
+/// nodes) and submits again the one that vanished meanwhile; no node stays allocated.
+/// zuul-sim is frozen (SIGSTOP) until the server has expired its 2 s session, the stub
+/// launcher fulfils meanwhile and one request is deleted; then ZooKeeper goes down for
+/// longer than zuul-sim's request timeout (10 s) while zuul-sim runs again, and comes
+/// back. zuul-sim used to give up its waits then, leaving the fulfilled requests and
+/// their allocated nodes behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_burst_takes_up_requests_fulfilled_during_a_session_loss() {
+    let zk = TestZk::dedicated().await;
+    let server = zk.server().expect("dedicated server");
+    let port = server.plain_port();
+    let client = zk.client().await;
+    client.ensure_path(paths::REQUESTS).await.unwrap();
+    client.ensure_path(paths::NODES).await.unwrap();
+    let before = session_ids(port);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zuul-sim"));
+    cmd.args([
+        "--zk",
+        &zk.plain_hosts(),
+        "--chroot",
+        zk.chroot(),
+        "--connect-timeout",
+        "2",
+        "--timeout",
+        "100",
+        "-l",
+        "small",
+        "--json",
+        "burst",
+        "4",
+    ])
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let child = cmd.spawn().expect("start zuul-sim");
+    let pid = child.id().expect("zuul-sim pid") as i32;
+    let requests = wait_for("zuul-sim submitted 4 requests", || {
+        let client = client.clone();
+        async move {
+            let c = client.get_children(paths::REQUESTS).await.ok()??;
+            (c.len() == 4).then_some(c)
+        }
+    })
+    .await;
+    let sim_sessions: HashSet<String> = session_ids(port).difference(&before).cloned().collect();
+    assert_eq!(sim_sessions.len(), 1, "{sim_sessions:?}");
+    // SAFETY: kill(2) on the pid of our own child (not yet reaped).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    wait_for("the server expired zuul-sim's session", || {
+        let gone = session_ids(port).is_disjoint(&sim_sessions);
+        async move { gone.then_some(()) }
+    })
+    .await;
+    // Meanwhile: one request vanishes, the others are fulfilled.
+    let vanished = RequestId::from(requests[0].as_str());
+    client
+        .delete(&paths::request(&vanished), None)
+        .await
+        .unwrap();
+    let stub = StubLauncher::start(&zk).await;
+    wait_for("3 requests fulfilled", || {
+        let client = client.clone();
+        let requests = requests.clone();
+        async move {
+            let mut n = 0;
+            for r in &requests[1..] {
+                let id = RequestId::from(r.as_str());
+                let (data, _) = client.get(&paths::request(&id)).await.ok()??;
+                let req = NodeRequest::from_json(&id, &data).ok()??;
+                n += usize::from(req.state == RequestState::Fulfilled);
+            }
+            (n == 3).then_some(())
+        }
+    })
+    .await;
+    stub.stop().await;
+    // ZooKeeper goes away for longer than zuul-sim's request timeout while it runs again.
+    server.stop();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    server.restart().expect("restart ZooKeeper");
+    let stub = StubLauncher::start(&zk).await;
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("zuul-sim did not finish within 120 s")
+        .unwrap();
+    let out = Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("session lost"), "{}", out.stderr);
+    let v = parse_json(&out);
+    assert_eq!(v["fulfilled"], json!(4), "{v}");
+    assert_eq!(v["resubmitted"], json!(1), "{v}");
+    let client = zk.client().await;
+    assert!(no_requests_left(&client).await);
+    let nodes = all_nodes(&client).await;
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
+    for n in nodes {
+        assert_eq!(n["state"], json!("used"), "{n:?}");
         let id = NodeId::from(n["id"].as_str().unwrap());
         assert!(lock_children(&client, &id).await.is_empty());
     }

@@ -58,6 +58,76 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Why `s` cannot be one component of a ZooKeeper path: empty, `.` or `..`, a `/`, or a
+/// character ZooKeeper refuses in a path (control characters, the private-use range
+/// U+E000–U+F8FF, U+FFF0 and above). Checked before any ZooKeeper call, so a bad
+/// argument never reaches (or walks around) the tree.
+pub fn znode_name_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if s == "." || s == ".." {
+        return Some(format!(
+            "`{s}` is not allowed (it would name another znode)"
+        ));
+    }
+    if s.contains('/') {
+        return Some("must not contain `/`".into());
+    }
+    // ZooKeeper checks UTF-16 code units: characters above U+FFFF are surrogate pairs,
+    // which it refuses like the private-use range.
+    let refused =
+        |c: char| c.is_control() || ('\u{e000}'..='\u{f8ff}').contains(&c) || c >= '\u{fff0}';
+    if let Some(c) = s.chars().find(|c| refused(*c)) {
+        return Some(format!(
+            "contains the character {c:?}, which ZooKeeper does not allow in a path"
+        ));
+    }
+    None
+}
+
+fn znode_name(what: &str, s: &str) -> Result<String, String> {
+    match znode_name_problem(s) {
+        None => Ok(s.to_string()),
+        Some(why) => Err(format!("not a valid {what}: {why}")),
+    }
+}
+
+/// A node id (one znode name below `/nodepool/nodes`).
+pub fn node_id(s: &str) -> Result<String, String> {
+    znode_name("node id", s)
+}
+
+/// An image (diskimage) name.
+pub fn image_name(s: &str) -> Result<String, String> {
+    znode_name("image name", s)
+}
+
+/// A provider name.
+pub fn provider_name(s: &str) -> Result<String, String> {
+    znode_name("provider name", s)
+}
+
+/// A build id.
+pub fn build_id(s: &str) -> Result<String, String> {
+    znode_name("build id", s)
+}
+
+/// An upload id (a sequence number as `image-list` shows it, e.g. `0000000001`).
+pub fn upload_id(s: &str) -> Result<String, String> {
+    znode_name("upload id", s)
+}
+
+/// `<image>-<build-id>` as `dib-image-list` shows it: both parts valid names.
+pub fn image_build(s: &str) -> Result<String, String> {
+    let Some((image, build)) = s.rsplit_once('-') else {
+        return Err("expected <image>-<build-id>, as dib-image-list shows".into());
+    };
+    image_name(image)?;
+    build_id(build)?;
+    Ok(s.to_string())
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1.0e6 => Ok(v),
@@ -131,7 +201,7 @@ pub enum Command {
     /// asks for confirmation on a terminal unless --yes (without a terminal: refused).
     Delete {
         /// Node ids (e.g. 0000000042); Python Nodepool takes exactly one.
-        #[arg(value_name = "ID", required = true, num_args = 1..)]
+        #[arg(value_name = "ID", required = true, num_args = 1.., value_parser = node_id)]
         ids: Vec<String>,
         /// Delete the server and the node record in the foreground.
         #[arg(long)]
@@ -146,6 +216,7 @@ pub enum Command {
     /// its row.
     Hold {
         /// Node id (e.g. 0000000042).
+        #[arg(value_parser = node_id)]
         id: String,
         /// Why the node is held (stored as the node's comment).
         #[arg(long, value_name = "TEXT")]
@@ -169,6 +240,7 @@ pub enum Command {
     /// Request a build of a diskimage (it must be in the config and not paused there).
     ImageBuild {
         /// Diskimage name.
+        #[arg(value_parser = image_name)]
         image: String,
     },
     /// Mark an image build for deletion (`<image>-<build-id>`, as dib-image-list shows).
@@ -177,6 +249,7 @@ pub enum Command {
     /// uploads, local files and record.
     DibImageDelete {
         /// Build id as shown by dib-image-list: `<image>-<build-id>`.
+        #[arg(value_parser = image_build)]
         id: String,
     },
     /// Mark one image upload for deletion (the builder's cleanup removes it).
@@ -185,16 +258,16 @@ pub enum Command {
     /// build again unless the image is paused.
     ImageDelete {
         /// Provider name.
-        #[arg(long)]
+        #[arg(long, value_parser = provider_name)]
         provider: String,
         /// Image name.
-        #[arg(long)]
+        #[arg(long, value_parser = image_name)]
         image: String,
         /// Build id.
-        #[arg(long)]
+        #[arg(long, value_parser = build_id)]
         build_id: String,
         /// Upload id.
-        #[arg(long)]
+        #[arg(long, value_parser = upload_id)]
         upload_id: String,
     },
     /// Pause an image: no builds (scheduled or requested) until unpaused. Uploads of
@@ -202,16 +275,19 @@ pub enum Command {
     /// entry stops uploads.
     ImagePause {
         /// Image name.
+        #[arg(value_parser = image_name)]
         image: String,
     },
     /// Unpause an image.
     ImageUnpause {
         /// Image name.
+        #[arg(value_parser = image_name)]
         image: String,
     },
     /// Show the ZooKeeper data of a provider: its image uploads and its nodes.
     Info {
         /// Provider name.
+        #[arg(value_parser = provider_name)]
         provider: String,
         #[command(flatten)]
         format: FormatArg,
@@ -222,6 +298,7 @@ pub enum Command {
     /// without a terminal to ask on it refuses.
     Erase {
         /// Provider name.
+        #[arg(value_parser = provider_name)]
         provider: String,
         /// Do not ask for confirmation (as Nodepool).
         #[arg(long)]
@@ -233,6 +310,7 @@ pub enum Command {
     /// List images in the clouds that carry Nodepool's build id but match no ready upload.
     AlienImageList {
         /// Only this provider.
+        #[arg(value_parser = provider_name)]
         provider: Option<String>,
         #[command(flatten)]
         format: FormatArg,
@@ -262,6 +340,7 @@ pub enum Command {
     /// os-getConsoleOutput).
     ConsoleLog {
         /// Node id (e.g. 0000000042).
+        #[arg(value_parser = node_id)]
         id: String,
         /// Only the last N lines.
         #[arg(long, value_name = "N")]

@@ -5,77 +5,24 @@
 //! only if the node znode has children (no `lock` dir, no lock holder); each batch's
 //! records are parsed on a pool thread while the next batches are read.
 //!
-//! [`ZkClient`](nodepool_shared::zk::ZkClient) has no multi-read, so this opens a second,
-//! plain library session from the same settings (TLS included) for the bulk reads. A
-//! batch that fails as a whole (e.g. a reply too large) is read again op by op through
-//! the store, so the result never depends on batching.
-
-use std::time::Duration;
+//! The reads go over the CLI's one session ([`ZkClient::multi_read`]): a second session
+//! would cost a second TLS handshake (tens of milliseconds). A batch that fails as a
+//! whole (e.g. a reply too large) is read again op by op through the store, so the
+//! result never depends on batching.
+//!
+//! [`ZkClient::multi_read`]: nodepool_shared::zk::ZkClient::multi_read
 
 use futures::stream::{self, StreamExt};
 use nodepool_shared::model::{paths, Node, NodeId};
-use nodepool_shared::zk::{is_lock_contender, ZkError, ZkResult, ZkSettings, ZkStore};
+use nodepool_shared::zk::{
+    is_lock_contender, Read, ReadResult, ZkClient, ZkError, ZkResult, ZkStore,
+};
 use tracing::{debug, warn};
-use zookeeper_client as zkc;
 
 /// Nodes per batch (one multi-read of their records, one of their lock dirs).
 const NODES_PER_BATCH: usize = 250;
 /// Multi-read requests in flight.
 const BATCHES_IN_FLIGHT: usize = 16;
-
-fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
-}
-
-/// Opens a library session with `settings` (bounded by its connect/request timeout).
-async fn raw_connect(settings: &ZkSettings) -> ZkResult<zkc::Client> {
-    let hosts = settings
-        .hosts
-        .iter()
-        .map(|(h, p)| format!("{}:{p}", bracket(h)))
-        .collect::<Vec<_>>()
-        .join(",");
-    let cs = format!(
-        "{hosts}{}",
-        settings.normalized_chroot().unwrap_or_default()
-    );
-    let connector = zkc::Client::connector()
-        .with_session_timeout(settings.session_timeout)
-        .with_fail_eagerly();
-    let limit = settings
-        .connect_timeout
-        .unwrap_or(settings.request_timeout)
-        .max(Duration::from_secs(1));
-    let err = |e: String| ZkError::Connect {
-        hosts: settings.connect_string(),
-        reason: e,
-    };
-    let fut = async {
-        match &settings.tls {
-            None => connector.connect(&cs).await,
-            Some(tls) => {
-                let read = |p: &std::path::Path| std::fs::read_to_string(p);
-                let (ca, cert, key) = match (read(&tls.ca), read(&tls.cert), read(&tls.key)) {
-                    (Ok(a), Ok(c), Ok(k)) => (a, c, k),
-                    _ => return Err(zkc::Error::BadArguments(&"cannot read TLS files")),
-                };
-                let opts = zkc::TlsOptions::new()
-                    .with_pem_ca(&ca)?
-                    .with_pem_identity(&cert, &key)?;
-                connector.with_tls(opts).secure_connect(&cs).await
-            }
-        }
-    };
-    match tokio::time::timeout(limit, fut).await {
-        Err(_) => Err(err(format!("no session within {limit:?}"))),
-        Ok(Err(e)) => Err(err(e.to_string())),
-        Ok(Ok(c)) => Ok(c),
-    }
-}
 
 /// One node's reads: its data (`None` = no such znode) and whether its lock dir holds a
 /// kazoo lock contender.
@@ -92,50 +39,27 @@ fn locked(children: Option<Vec<String>>) -> bool {
         .any(|c| is_lock_contender(c))
 }
 
-/// Commits a multi-read (bounded by `timeout`) and checks it answered every operation.
-async fn commit(
-    mut reader: zkc::MultiReader<'_>,
-    ops: usize,
-    timeout: Duration,
-) -> Result<Vec<zkc::MultiReadResult>, String> {
-    let results = match tokio::time::timeout(timeout, reader.commit()).await {
-        Err(_) => return Err(format!("timed out after {timeout:?}")),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(r)) => r,
-    };
-    if results.len() != ops {
-        return Err(format!("{} results for {ops} reads", results.len()));
-    }
-    Ok(results)
-}
-
 /// Reads a batch in two multi-reads: the node records, then the lock dirs of the nodes
 /// that have one (a node znode without children has no `lock` dir, so nothing can hold
 /// its lock). `Err` if a request as a whole failed.
-async fn read_batch(
-    client: &zkc::Client,
-    ids: &[NodeId],
-    timeout: Duration,
-) -> Result<Vec<NodeRead>, String> {
-    let mut r = client.new_multi_reader();
-    for id in ids {
-        r.add_get_data(&paths::node(id))
-            .map_err(|e| e.to_string())?;
-    }
+async fn read_batch(client: &ZkClient, ids: &[NodeId]) -> ZkResult<Vec<NodeRead>> {
+    let reads: Vec<Read> = ids.iter().map(|id| Read::Data(paths::node(id))).collect();
     let mut out = Vec::with_capacity(ids.len());
     let mut with_lock_dir = Vec::new();
-    for (id, result) in ids.iter().zip(commit(r, ids.len(), timeout).await?) {
+    for (id, result) in ids.iter().zip(client.multi_read(&reads).await?) {
         let data = match result {
-            zkc::MultiReadResult::Data { data, stat } => {
+            ReadResult::Data(Some((data, stat))) => {
                 if stat.num_children > 0 && !data.is_empty() {
                     with_lock_dir.push(out.len());
                 }
                 Some(data)
             }
-            zkc::MultiReadResult::Error {
-                err: zkc::Error::NoNode,
-            } => None,
-            other => return Err(format!("unexpected reply for {id}: {other:?}")),
+            ReadResult::Data(None) => None,
+            other => {
+                return Err(ZkError::Corrupt(format!(
+                    "unexpected reply for {id}: {other:?}"
+                )))
+            }
         };
         out.push(NodeRead {
             id: id.clone(),
@@ -146,25 +70,19 @@ async fn read_batch(
     if with_lock_dir.is_empty() {
         return Ok(out);
     }
-    let mut r = client.new_multi_reader();
-    for &i in &with_lock_dir {
-        r.add_get_children(&paths::node_lock(&out[i].id))
-            .map_err(|e| e.to_string())?;
-    }
-    for (&i, result) in with_lock_dir
+    let reads: Vec<Read> = with_lock_dir
         .iter()
-        .zip(commit(r, with_lock_dir.len(), timeout).await?)
-    {
+        .map(|&i| Read::Children(paths::node_lock(&out[i].id)))
+        .collect();
+    let results = client.multi_read(&reads).await?;
+    for (&i, result) in with_lock_dir.iter().zip(results) {
         out[i].locked = match result {
-            zkc::MultiReadResult::Children { children } => locked(Some(children)),
-            zkc::MultiReadResult::Error {
-                err: zkc::Error::NoNode,
-            } => false,
+            ReadResult::Children(children) => locked(children),
             other => {
-                return Err(format!(
+                return Err(ZkError::Corrupt(format!(
                     "unexpected reply for {} lock: {other:?}",
                     out[i].id
-                ))
+                )))
             }
         };
     }
@@ -214,39 +132,18 @@ pub async fn read_nodes_with_locks(
     store: &ZkStore,
     mut sink: impl FnMut(Vec<(Node, bool)>),
 ) -> ZkResult<usize> {
-    let settings = store.client().settings().clone();
-    let timeout = settings.request_timeout;
-    let mut ids = store
-        .client()
-        .get_children(paths::NODES)
-        .await?
-        .unwrap_or_default();
+    let client = store.client();
+    let mut ids = client.get_children(paths::NODES).await?.unwrap_or_default();
     ids.sort();
     let ids: Vec<NodeId> = ids.into_iter().map(NodeId::from).collect();
-    let raw = if ids.len() > NODES_PER_BATCH {
-        match raw_connect(&settings).await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                debug!("no bulk-read session, reading one by one: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
     let batches = ids.chunks(NODES_PER_BATCH).map(|chunk| {
-        let raw = raw.as_ref();
         async move {
-            let mut reads = None;
-            if let Some(c) = raw {
-                match read_batch(c, chunk, timeout).await {
-                    Ok(r) => reads = Some(r),
-                    Err(e) => debug!("multi-read failed, reading one by one: {e}"),
+            let reads = match read_batch(client, chunk).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!("multi-read failed, reading one by one: {e}");
+                    read_single(store, chunk).await?
                 }
-            }
-            let reads = match reads {
-                Some(r) => r,
-                None => read_single(store, chunk).await?,
             };
             // Parsed on a pool thread, while the other batches are still being read.
             tokio::task::spawn_blocking(move || parse(reads))

@@ -118,11 +118,29 @@ pub fn main() -> ExitCode {
             if cli.debug {
                 eprintln!("Error: {e:?}");
             } else {
-                eprintln!("{e:#}");
+                eprintln!("{}", one_line(&e));
             }
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, `outer: cause: cause`, leaving out a cause whose
+/// text the line already holds (many error types print their source in their own
+/// message; the line must not say it twice).
+pub fn one_line(e: &color_eyre::eyre::Report) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Runs one subcommand.
@@ -197,5 +215,26 @@ async fn run_zk(s: &Session, command: Command) -> Result<()> {
         Command::ExportImageData { path } => image_data::export(s, &path).await,
         Command::ImportImageData { path } => image_data::import(s, &path).await,
         Command::ConfigValidate | Command::Completions { .. } | Command::Doctor { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use color_eyre::eyre::{eyre, WrapErr};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn one_line_does_not_repeat_a_cause() {
+        let io = std::io::Error::other("relative path is not allowed");
+        let e: color_eyre::eyre::Report = Repeats(io).into();
+        assert_eq!(one_line(&e), "outer: relative path is not allowed");
+        let e = Err::<(), _>(eyre!("inner"))
+            .wrap_err("context")
+            .unwrap_err();
+        assert_eq!(one_line(&e), "context: inner");
     }
 }

@@ -11,9 +11,10 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
 use nodepool_shared::listing::{node_list, NodeColumns, NodeListing, OutputFormat};
+use nodepool_shared::model::paths;
 use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::zk::{ops, ZkStore};
+use nodepool_shared::zk::{ops, ZkError, ZkLock, ZkStore};
 
 use super::bulk::read_nodes_with_locks;
 use super::context::{ask_yes, print_out, Session};
@@ -82,6 +83,16 @@ async fn print_current(store: &ZkStore, id: &NodeId) -> Result<()> {
     }
 }
 
+/// A node change that failed; a corrupt record gets the hint how to remove it.
+fn change_failed(id: &NodeId, e: ops::OpError) -> color_eyre::eyre::Report {
+    match e {
+        ops::OpError::Zk(ZkError::Corrupt(why)) => eyre!(
+            "{why}; the record cannot be changed: `nodepool delete --now {id}` removes a corrupt node record"
+        ),
+        e => e.into(),
+    }
+}
+
 /// `nodepool hold ID [--reason TEXT]`.
 pub async fn hold(s: &Session, id: &str, reason: Option<&str>) -> Result<()> {
     let id = NodeId::from(id);
@@ -92,7 +103,8 @@ pub async fn hold(s: &Session, id: &str, reason: Option<&str>) -> Result<()> {
         }
         Ok(())
     })
-    .await?;
+    .await
+    .map_err(|e| change_failed(&id, e))?;
     print_current(&s.store, &id).await
 }
 
@@ -100,8 +112,10 @@ pub async fn hold(s: &Session, id: &str, reason: Option<&str>) -> Result<()> {
 pub async fn delete(s: &Session, id: &str, now: bool) -> Result<()> {
     let id = NodeId::from(id);
     if now {
-        let node = delete_now(s, &id).await?;
-        return print_row(&node, false);
+        return match delete_now(s, &id).await? {
+            Some(node) => print_row(&node, false),
+            None => Ok(()),
+        };
     }
     mark_deleting(s, &id).await?;
     print_current(&s.store, &id).await
@@ -135,7 +149,7 @@ pub async fn delete_many(s: &Session, ids: &[String], now: bool, confirm: Confir
     for id in ids {
         let id = NodeId::from(id.as_str());
         let done = if now {
-            delete_now(s, &id).await.map(|n| Some((n, false)))
+            delete_now(s, &id).await.map(|n| n.map(|n| (n, false)))
         } else {
             match mark_deleting(s, &id).await {
                 Ok(()) => node_with_lock(&s.store, &id).await.map_err(Into::into),
@@ -168,7 +182,8 @@ async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
         node.set_state(NodeState::Deleting);
         Ok(())
     })
-    .await?;
+    .await
+    .map_err(|e| change_failed(id, e))?;
     Ok(())
 }
 
@@ -179,10 +194,14 @@ async fn mark_deleting(s: &Session, id: &NodeId) -> Result<()> {
 /// `deleted`, then the znode with its lock). On failure the node stays `deleting` and is
 /// unlocked, so a launcher finishes the job. Returns the node as it was last (`deleted`).
 /// A node of a static provider has no server: only its record goes (the launcher
-/// registers its host's slot again).
-async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
-    let Some((node, _)) = s.store.get_node(id).await? else {
-        return Err(ops::OpError::NodeNotFound(id.clone()).into());
+/// registers its host's slot again). A corrupt record is removed by
+/// [`remove_corrupt`] (returns `None`: there is no row to print).
+async fn delete_now(s: &Session, id: &NodeId) -> Result<Option<Node>> {
+    let node = match s.store.get_node(id).await {
+        Ok(Some((node, _))) => node,
+        Ok(None) => return Err(ops::OpError::NodeNotFound(id.clone()).into()),
+        Err(ZkError::Corrupt(why)) => return remove_corrupt(s, id, &why).await.map(|()| None),
+        Err(e) => return Err(e.into()),
     };
     let provider = node.provider.clone().unwrap_or_default();
     let driver = match s.config.static_provider(&provider) {
@@ -211,7 +230,50 @@ async fn delete_now(s: &Session, id: &NodeId) -> Result<Node> {
         return Err(eyre!(e)).wrap_err_with(|| format!("cannot delete node {id} now"));
     }
     node.set_state(NodeState::Deleted);
-    Ok(node)
+    Ok(Some(node))
+}
+
+/// `delete --now` of a node whose record cannot be read: under the node lock (so no
+/// launcher or Zuul is using it), if the record is still unreadable, the znode and its
+/// lock directory are deleted. Nothing is known of its server, which the launcher's leak
+/// cleanup deletes (a server whose node record is gone is a leak).
+async fn remove_corrupt(s: &Session, id: &NodeId, why: &str) -> Result<()> {
+    let mut lock = ZkLock::new(s.store.client(), &paths::node_lock(id), b"");
+    if !lock.acquire(Some(LOCK_TIMEOUT)).await? {
+        return Err(ops::OpError::NodeLocked {
+            id: id.clone(),
+            secs: LOCK_TIMEOUT.as_secs(),
+        }
+        .into());
+    }
+    match s.store.get_node(id).await {
+        Err(ZkError::Corrupt(_)) => {}
+        Ok(Some(_)) => {
+            let _ = lock.release().await;
+            return Err(eyre!(
+                "the record of node {id} became readable while we waited for its lock; nothing removed (run the command again)"
+            ));
+        }
+        Ok(None) => {
+            // Deleted meanwhile: our lock attempt re-created an empty znode.
+            let _ = s.store.delete_node_znode(id).await;
+            return Err(ops::OpError::NodeNotFound(id.clone()).into());
+        }
+        Err(e) => {
+            let _ = lock.release().await;
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = s.store.delete_node_znode(id).await {
+        let _ = lock.release().await;
+        return Err(eyre!(e))
+            .wrap_err_with(|| format!("cannot remove the corrupt record of node {id}"));
+    }
+    // The lock went with the znode.
+    print_out(&format!(
+        "Removed the corrupt record of node {id} ({why}) with its lock. Any server it had \
+         is deleted by a launcher's leak cleanup."
+    ))
 }
 
 /// The cloud driver of `provider` from the local config and clouds.yaml (the standard

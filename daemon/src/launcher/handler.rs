@@ -328,6 +328,13 @@ impl Handler {
             }
             self.send_first_round();
             if self.launches.is_empty() {
+                if self.failure.is_none()
+                    && self.waiting.is_none()
+                    && self.drop_unusable_nodes().await
+                {
+                    // Refill the emptied slots before fulfilling.
+                    continue;
+                }
                 if let Some(end) = self.finish_if_done().await {
                     return end;
                 }
@@ -671,6 +678,44 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// Before fulfilling: re-reads every node held for the request (we hold their locks)
+    /// and drops, unlocked, any whose record no longer reads as `ready` and allocated to
+    /// this request: a record made corrupt (or changed by hand) while other nodes of the
+    /// request were launching must not be handed to Zuul. A node whose record cannot be
+    /// read is left to the operator (`nodepool delete --now`) and its server to leak
+    /// cleanup. Returns whether a slot was emptied. A read that fails for connection
+    /// trouble keeps the node (the fulfilment write would fail as well).
+    async fn drop_unusable_nodes(&mut self) -> bool {
+        let ctx = self.pc.ctx.clone();
+        let mut dropped = false;
+        for slot in self.slots.iter_mut() {
+            let Slot::Ready(held) = slot else { continue };
+            let id = held.node.node.id.clone();
+            let why = match ctx.store.get_node(&id).await {
+                Ok(Some((n, _)))
+                    if n.state == NodeState::Ready
+                        && n.allocated_to.as_ref() == Some(&self.request.id) =>
+                {
+                    continue
+                }
+                Ok(Some((n, _))) => format!(
+                    "its record changed (state {}, allocated to {:?})",
+                    n.state,
+                    n.allocated_to.as_ref().map(|r| r.as_str())
+                ),
+                Ok(None) => "its record is gone".to_string(),
+                Err(ZkError::Corrupt(e)) => e,
+                Err(_) => continue,
+            };
+            tracing::warn!(node = %id, request = %self.request.id, "not handing over node: {why}");
+            if let Slot::Ready(held) = std::mem::replace(slot, Slot::Empty) {
+                release(*held).await;
+            }
+            dropped = true;
+        }
+        dropped
     }
 
     fn take_nodes(&mut self) -> Vec<Held> {

@@ -57,13 +57,14 @@ pub enum ZkError {
     /// A znode holds data this layer cannot interpret (e.g. a corrupt record).
     #[error("{0}")]
     Corrupt(String),
-    /// Any other error reported by ZooKeeper or the client library.
-    #[error("ZooKeeper {op} {path}: {source}")]
+    /// Any other error reported by ZooKeeper or the client library. Its message holds
+    /// the library's, so the library error is not also reported as the source (a
+    /// printed cause chain would repeat it).
+    #[error("ZooKeeper {op} {path}: {reason}")]
     Other {
         op: &'static str,
         path: String,
-        #[source]
-        source: zookeeper_client::Error,
+        reason: zookeeper_client::Error,
     },
 }
 
@@ -86,7 +87,7 @@ impl ZkError {
             other => ZkError::Other {
                 op,
                 path,
-                source: other,
+                reason: other,
             },
         }
     }

@@ -6,7 +6,9 @@
 //!   attempt on a deleted node re-creates it: kazoo's recipe makes the lock dir's parents)
 //!   also reads as `None`.
 //! * Corrupt JSON: `get_*` returns [`ZkError::Corrupt`] naming the path; the list
-//!   functions skip the record with a warning naming the path. Nothing here panics.
+//!   functions skip the record with a warning naming the path, once per record and
+//!   version (a daemon that lists every few seconds must not repeat it on every pass;
+//!   later passes log it at debug level). Nothing here panics.
 //! * List functions read all records pipelined (many requests in flight at once).
 //! * Locks are not taken here (see the lock module); [`ZkStore::node_lock_contenders`]
 //!   only reports who holds or waits for a lock ("probably locked": a node with contenders
@@ -85,16 +87,54 @@ fn corrupt(path: &str, err: ModelError) -> ZkError {
     ZkError::Corrupt(format!("corrupt record at {path}: {err}"))
 }
 
+/// At most this many corrupt records are remembered as already reported; beyond that
+/// the memory starts afresh (and each is reported once more).
+const REPORTED_CORRUPT_MAX: usize = 10_000;
+
 /// A cloneable handle for typed record access (wraps a [`ZkClient`]).
 #[derive(Clone, Debug)]
 pub struct ZkStore {
     client: ZkClient,
+    /// Corrupt records the list functions have warned about, with the `mzxid` of the
+    /// version they warned about (shared by clones).
+    reported_corrupt: Arc<Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl ZkStore {
     /// A store on `client`.
     pub fn new(client: ZkClient) -> Self {
-        ZkStore { client }
+        ZkStore {
+            client,
+            reported_corrupt: Arc::default(),
+        }
+    }
+
+    /// Logs a corrupt record skipped by a list function: a warning the first time this
+    /// version of it is seen, debug afterwards.
+    fn skip_corrupt(&self, path: &str, stat: &Stat, err: &ModelError) {
+        let first = {
+            let mut seen = self.reported_corrupt.lock_or_recover();
+            if seen.len() >= REPORTED_CORRUPT_MAX && !seen.contains_key(path) {
+                seen.clear();
+            }
+            seen.insert(path.to_string(), stat.mzxid) != Some(stat.mzxid)
+        };
+        if first {
+            warn!(path = %path, "skipping corrupt record: {err}");
+        } else {
+            debug!(path = %path, "skipping corrupt record (reported before): {err}");
+        }
+    }
+
+    /// Forgets the reported corrupt records among `paths` (they read fine or are gone).
+    fn forget_corrupt<'a>(&self, paths: impl Iterator<Item = &'a str>) {
+        let mut seen = self.reported_corrupt.lock_or_recover();
+        if seen.is_empty() {
+            return;
+        }
+        for p in paths {
+            seen.remove(p);
+        }
     }
 
     /// The underlying client.
@@ -148,14 +188,20 @@ impl ZkStore {
         });
         let results: Vec<_> = stream::iter(reads).buffered(PIPELINE).collect().await;
         let mut out = Vec::with_capacity(results.len());
+        let mut readable = Vec::new();
         for (k, path, r) in results {
             let Some((data, stat)) = r? else { continue };
             match parse(&k, &data) {
                 Ok(Some(v)) => out.push((v, stat)),
                 Ok(None) => {}
-                Err(e) => warn!(path = %path, "skipping corrupt record: {e}"),
+                Err(e) => {
+                    self.skip_corrupt(&path, &stat, &e);
+                    continue;
+                }
             }
+            readable.push(path);
         }
+        self.forget_corrupt(readable.iter().map(String::as_str));
         Ok(out)
     }
 

@@ -21,7 +21,9 @@ Every request goes through Zuul's full cycle: submit (persistent sequential
 /nodepool/requests/<priority>-), wait for `fulfilled`/`failed` via ZooKeeper watches,
 lock every node (blocking up to 30 s), delete the request, mark the nodes `in-use`,
 hold them for --hold seconds, mark them `used` and unlock them. A failed request is
-deleted, like Zuul does.
+deleted, like Zuul does. As in Zuul, every request waited for is read again after a
+ZooKeeper session loss (one fulfilled meanwhile is taken up), and a request that
+vanishes while waited for is submitted again (counted as `resubmitted`).
 
 Exit status: 0 all requests fulfilled; 1 usage, connection or ZooKeeper error;
 2 some request failed, vanished or timed out.
@@ -209,6 +211,8 @@ struct Run {
     /// Node records as read when locked: (id, label, record).
     nodes: Vec<(String, String, Map<String, Value>)>,
     error: Option<String>,
+    /// How many times the request vanished and was submitted again.
+    resubmitted: u32,
 }
 
 impl Run {
@@ -220,6 +224,7 @@ impl Run {
             outcome_at: None,
             nodes: Vec::new(),
             error: Some(e.to_string()),
+            resubmitted: 0,
         }
     }
 }
@@ -244,26 +249,53 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Submits a request; `Err` is the run to report.
+async fn submit(zuul: &FakeZuul, spec: &Spec) -> Result<RequestId, Run> {
+    zuul.submit(
+        &spec.labels,
+        spec.priority,
+        spec.relative_priority,
+        &spec.tenant,
+        spec.provider.as_deref(),
+    )
+    .await
+    .map_err(|e| Run::error(None, e))
+}
+
+/// Submits a request and waits for its outcome (`None`: stopped). A request that
+/// vanishes while we wait (deleted by someone else, not by us) is submitted again, as
+/// Zuul does ("Resubmitting lost node request"), within the same overall timeout.
+/// Returns the last request id and how many times it was resubmitted.
+async fn submit_and_wait(
+    zuul: &FakeZuul,
+    spec: &Spec,
+    stop: &watch::Receiver<bool>,
+) -> Result<(RequestId, u32, Option<Result<Outcome, ZuulError>>), Run> {
+    let deadline = Instant::now() + spec.timeout;
+    let mut resubmitted = 0;
+    loop {
+        let id = submit(zuul, spec).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let waited = tokio::select! {
+            r = zuul.wait(&id, left) => Some(r),
+            _ = stopped(stop.clone()) => None,
+        };
+        if matches!(waited, Some(Ok(Outcome::Gone))) && !left.is_zero() {
+            tracing::warn!(request = %id, "request vanished while waiting; resubmitting it");
+            resubmitted += 1;
+            continue;
+        }
+        return Ok((id, resubmitted, waited));
+    }
+}
+
 /// One request through Zuul's whole cycle. `epoch` is the start of the run; `stop` ends
 /// waits (cancelling the request) and holds early.
 async fn lifecycle(zuul: FakeZuul, spec: Spec, epoch: Instant, stop: watch::Receiver<bool>) -> Run {
     let start = Instant::now();
-    let id = match zuul
-        .submit(
-            &spec.labels,
-            spec.priority,
-            spec.relative_priority,
-            &spec.tenant,
-            spec.provider.as_deref(),
-        )
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => return Run::error(None, e),
-    };
-    let waited = tokio::select! {
-        r = zuul.wait(&id, spec.timeout) => Some(r),
-        _ = stopped(stop.clone()) => None,
+    let (id, resubmitted, waited) = match submit_and_wait(&zuul, &spec, &stop).await {
+        Ok(w) => w,
+        Err(run) => return run,
     };
     let latency = start.elapsed();
     let outcome_at = Some(epoch.elapsed());
@@ -274,6 +306,7 @@ async fn lifecycle(zuul: FakeZuul, spec: Spec, epoch: Instant, stop: watch::Rece
         outcome_at,
         nodes: Vec::new(),
         error: None,
+        resubmitted,
     };
     let outcome = match waited {
         None => {
@@ -352,6 +385,9 @@ struct Counts {
     timed_out: usize,
     cancelled: usize,
     errors: usize,
+    /// Requests that vanished while waited for and were submitted again (not in
+    /// `requested`).
+    resubmitted: usize,
 }
 
 impl Counts {
@@ -393,6 +429,7 @@ impl Summary {
         let mut error_messages = Vec::new();
         for r in runs {
             counts.add(r.fate);
+            counts.resubmitted += r.resubmitted as usize;
             if r.fate == Fate::Fulfilled {
                 lat.extend(r.latency);
             }
@@ -427,8 +464,8 @@ impl Summary {
         }
         let c = &self.counts;
         println!(
-            "{}: {} requested, {} fulfilled, {} failed, {} gone, {} timed out, {} cancelled, {} errors",
-            self.mode, c.requested, c.fulfilled, c.failed, c.gone, c.timed_out, c.cancelled, c.errors
+            "{}: {} requested, {} fulfilled, {} failed, {} gone, {} timed out, {} cancelled, {} errors, {} resubmitted",
+            self.mode, c.requested, c.fulfilled, c.failed, c.gone, c.timed_out, c.cancelled, c.errors, c.resubmitted
         );
         println!(
             "elapsed {:.3} s, throughput {:.2} fulfilled/s",
@@ -466,6 +503,7 @@ async fn run_once(zuul: FakeZuul, spec: Spec, as_json: bool) -> bool {
                 "latency_ms": run.latency.map(|d| d.as_secs_f64() * 1000.0),
                 "nodes": nodes,
                 "error": run.error,
+                "resubmitted": run.resubmitted,
             })
         );
     } else {

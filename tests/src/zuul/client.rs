@@ -8,13 +8,17 @@ use std::time::Duration;
 use nodepool_shared::model::{
     paths, to_python_json, Node, NodeId, NodeRequest, NodeState, RequestId, RequestState,
 };
-use nodepool_shared::zk::{ZkClient, ZkError, ZkLock};
+use nodepool_shared::zk::{SessionEvent, ZkClient, ZkError, ZkLock};
 use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::error::{ZuulError, ZuulResult};
 use super::node::HeldNode;
 use super::request::{precedence, requestor_data, zuul_submission, Outcome};
+
+/// Pause before reading a request again after ZooKeeper failed to answer.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// How long Zuul waits for a node lock when accepting a request.
 pub const NODE_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,6 +32,20 @@ pub struct FakeZuul {
     pipeline_name: String,
     job_name: String,
     node_lock_timeout: Duration,
+}
+
+/// Returns at the next session event that calls for reading again: the session was lost
+/// or replaced, or events were missed. A closed client never returns (the next read
+/// reports it).
+async fn session_changed(events: &mut broadcast::Receiver<SessionEvent>) {
+    loop {
+        match events.recv().await {
+            Ok(SessionEvent::Lost | SessionEvent::Reconnected(_))
+            | Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Ok(SessionEvent::Connected | SessionEvent::Suspended) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 fn new_uuid_hex() -> String {
@@ -124,8 +142,12 @@ impl FakeZuul {
     }
 
     /// Waits until the request is fulfilled or failed, or its znode is gone, re-arming a
-    /// ZooKeeper data watch after every change (no polling). Fails with
-    /// [`ZuulError::WaitTimeout`] after `timeout` (the request is left in place).
+    /// ZooKeeper data watch after every change (no polling). Like Zuul's watches (kazoo
+    /// re-runs them on reconnect), it reads the request again after any change of the
+    /// session: a watch of an expired session may never fire, and the request may have
+    /// been fulfilled (or deleted) meanwhile; while ZooKeeper does not answer it keeps
+    /// trying. Fails with [`ZuulError::WaitTimeout`] after `timeout` (the request is left
+    /// in place).
     pub async fn wait(&self, id: &RequestId, timeout: Duration) -> ZuulResult<Outcome> {
         let path = paths::request(id);
         let deadline = Instant::now() + timeout;
@@ -133,10 +155,25 @@ impl FakeZuul {
             request: id.clone(),
             timeout,
         };
+        // Subscribed before the first read, so no session change between them is missed.
+        let mut sessions = self.client.subscribe();
         loop {
-            let got = tokio::time::timeout_at(deadline, self.client.get_and_watch(&path))
+            let read = tokio::time::timeout_at(deadline, self.client.get_and_watch(&path))
                 .await
-                .map_err(|_| timed_out())??;
+                .map_err(|_| timed_out())?;
+            let got = match read {
+                Ok(got) => got,
+                // ZooKeeper away (longer than one call's timeout) or the session being
+                // replaced: keep waiting for the request, as Zuul does, and read again.
+                Err(e) if e.is_connection_problem() && !matches!(e, ZkError::Closed) => {
+                    tracing::debug!(request = %id, error = %e, "cannot read the request; trying again");
+                    tokio::time::timeout_at(deadline, tokio::time::sleep(RETRY_PAUSE))
+                        .await
+                        .map_err(|_| timed_out())?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let Some((data, _, watcher)) = got else {
                 return Ok(Outcome::Gone);
             };
@@ -148,7 +185,13 @@ impl FakeZuul {
                 }
             }
             // Any event (data change, delete, session trouble) means: look again.
-            tokio::time::timeout_at(deadline, watcher.changed())
+            let changed = async {
+                tokio::select! {
+                    _ = watcher.changed() => {}
+                    _ = session_changed(&mut sessions) => {}
+                }
+            };
+            tokio::time::timeout_at(deadline, changed)
                 .await
                 .map_err(|_| timed_out())?;
         }
