@@ -593,9 +593,28 @@ async fn holds_ten_thousand_nodes() {
 #[tokio::test]
 async fn reloads_after_reconnect_within_the_session() {
     let zk = TestZk::dedicated().await;
+    // A locked node and an unlocked one, cached before the outage.
+    let before_client = zk.client().await;
+    let before_store = ZkStore::new(before_client.clone());
+    let (mut locked, mut free) = (Node::new(), Node::new());
+    before_store.create_node(&mut locked).await.unwrap();
+    before_store.create_node(&mut free).await.unwrap();
+    before_client
+        .create_sequential(
+            &format!("{}/aaaa__lock__", paths::node_lock(&locked.id)),
+            b"",
+            false,
+        )
+        .await
+        .unwrap();
+    before_client.close().await;
     let cache_client = zk.client().await;
     let cache = TreeCache::start(cache_client.clone());
     assert!(cache.wait_synced(WAIT).await);
+    let cached = |id: &NodeId| cache.node(id).expect("cached");
+    let (locked_before, free_before) = (cached(&locked.id), cached(&free.id));
+    assert_eq!(locked_before.lock_contenders, ["aaaa__lock__0000000000"]);
+    let mut events = cache.subscribe();
     let server = zk.server().expect("dedicated server");
     // A short outage (shorter than the session timeout): the session survives, the cache
     // goes stale and reloads once the connection is back.
@@ -611,6 +630,26 @@ async fn reloads_after_reconnect_within_the_session() {
         s.state == SyncState::Synced && s.loads >= 2
     })
     .await;
+    // The reload reused the unchanged records instead of decoding a second copy of
+    // each: old and new tree never hold two copies of the fleet.
+    for before in [&locked_before, &free_before] {
+        let after = cached(before.id());
+        assert!(
+            std::sync::Arc::ptr_eq(before, &after),
+            "node {} is the cached node from before the reload",
+            before.id()
+        );
+    }
+    assert_eq!(
+        cached(&locked.id).lock_contenders,
+        ["aaaa__lock__0000000000"]
+    );
+    // Nothing changed: the reload reports only that it happened.
+    let event = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event")
+        .expect("the cache runs");
+    assert_eq!((event.kind, event.change), (CacheKind::Tree, Change::Resynced));
     let writer = zk.client().await;
     let store = ZkStore::new(writer.clone());
     let mut n = Node::new();

@@ -68,6 +68,10 @@ struct Args {
     /// `nodepool list` runs.
     #[arg(long, default_value_t = 5)]
     list_runs: usize,
+    /// Only the start, rest, rolling restart and reload phases (no requests, web API or
+    /// CLI): for measuring the cache load.
+    #[arg(long)]
+    load_only: bool,
 }
 
 const BACKLOG_TENANT: &str = "backlog-tenant";
@@ -455,32 +459,21 @@ async fn main() {
     fill(&store, &a).await;
 
     // Start: all launchers at once.
-    let spawned = Instant::now();
+    let server = zk.server().expect("dedicated");
+    let zk_pid = || server.pid().map_or(0, |p| p as u32);
+    println!("load average before the start: {}", load_average());
+    let zk_cpu0 = cpu_secs(zk_pid());
     let mut launchers: Vec<Launcher> = (0..a.launchers)
         .map(|i| spawn_launcher(dir.path(), i, &configs[i], &clouds, i == 0))
         .collect();
-    let mut starts: Vec<Option<Duration>> = vec![None; launchers.len()];
-    while starts.iter().any(Option::is_none) {
-        for (i, l) in launchers.iter().enumerate() {
-            if starts[i].is_none() && l.log_text().contains("launcher ready") {
-                starts[i] = Some(spawned.elapsed());
-            }
-        }
-        assert!(
-            spawned.elapsed() < Duration::from_secs(600),
-            "launchers not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let starts = wait_ready(&launchers).await;
+    for (i, s) in starts.iter().enumerate() {
+        print_start(&format!("launcher {i}"), &launchers[i], s);
     }
-    let starts: Vec<Duration> = starts.into_iter().flatten().collect();
-    for (i, l) in launchers.iter().enumerate() {
-        println!(
-            "launcher {i}: ready {:.2} s after start (first cache load {:?} ms), RSS {}",
-            starts[i].as_secs_f64(),
-            cache_loads(&l.log_text()).first(),
-            mib(status_kib(l.pid(), "VmRSS:"))
-        );
-    }
+    println!(
+        "ZooKeeper CPU from the start to the last launcher ready: {:.2} s",
+        cpu_secs(zk_pid()) - zk_cpu0
+    );
 
     // At rest: 5,000 deferred requests, nothing to do.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -494,6 +487,113 @@ async fn main() {
             mib(status_kib(l.pid(), "VmRSS:"))
         );
     }
+
+    // A rolling restart: the last launcher stops and starts again alone while the
+    // others run.
+    let last = launchers.len() - 1;
+    // SAFETY: plain kill(2) of our own child.
+    unsafe {
+        libc::kill(launchers[last].pid() as i32, libc::SIGINT);
+    }
+    let _ = launchers[last].child.wait();
+    println!("load average before the rolling restart: {}", load_average());
+    let zk_cpu0 = cpu_secs(zk_pid());
+    launchers[last] = spawn_launcher(dir.path(), last + 10, &configs[last], &clouds, last == 0);
+    let start = wait_ready(&launchers[last..]).await;
+    print_start(
+        &format!("launcher {last} restarted alone"),
+        &launchers[last],
+        &start[0],
+    );
+    println!(
+        "ZooKeeper CPU for that start: {:.2} s",
+        cpu_secs(zk_pid()) - zk_cpu0
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!(
+        "launcher {last} restarted alone, 10 s after ready: RSS {}",
+        mib(status_kib(launchers[last].pid(), "VmRSS:"))
+    );
+    if !a.load_only {
+        traffic(&a, &store, &client, &launchers, web_port, &configs).await;
+    }
+    reload(&launchers, server, zk_pid).await;
+    for l in &mut launchers {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(l.pid() as i32, libc::SIGINT);
+        }
+    }
+    for l in &mut launchers {
+        let _ = l.child.wait();
+        let text = l.log_text();
+        assert!(!text.contains("panicked"), "a launcher panicked:\n{text}");
+    }
+    println!("load average at the end: {}", load_average());
+}
+
+/// When a launcher (re)started: its first cache load and its `launcher ready`, and its
+/// CPU time and RSS at that point.
+struct Start {
+    loaded: Duration,
+    ready: Duration,
+    cpu: f64,
+    rss_kib: u64,
+}
+
+/// Waits until every launcher logs `launcher ready` (bounded), sampling each one's CPU
+/// and RSS as it does.
+async fn wait_ready(launchers: &[Launcher]) -> Vec<Start> {
+    let spawned = Instant::now();
+    let mut loaded: Vec<Option<Duration>> = vec![None; launchers.len()];
+    let mut starts: Vec<Option<Start>> = launchers.iter().map(|_| None).collect();
+    while starts.iter().any(Option::is_none) {
+        for (i, l) in launchers.iter().enumerate() {
+            if starts[i].is_some() {
+                continue;
+            }
+            let text = l.log_text();
+            if loaded[i].is_none() && text.contains("tree cache loaded") {
+                loaded[i] = Some(spawned.elapsed());
+            }
+            if text.contains("launcher ready") {
+                starts[i] = Some(Start {
+                    loaded: loaded[i].unwrap_or_default(),
+                    ready: spawned.elapsed(),
+                    cpu: cpu_secs(l.pid()),
+                    rss_kib: status_kib(l.pid(), "VmRSS:"),
+                });
+            }
+        }
+        assert!(
+            spawned.elapsed() < Duration::from_secs(600),
+            "launchers not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    starts.into_iter().flatten().collect()
+}
+
+fn print_start(name: &str, l: &Launcher, s: &Start) {
+    println!(
+        "{name}: ready {:.2} s after start (cache loaded at {:.2} s, the load itself {:?} ms), CPU at ready {:.2} s, RSS at ready {}",
+        s.ready.as_secs_f64(),
+        s.loaded.as_secs_f64(),
+        cache_loads(&l.log_text()).first(),
+        s.cpu,
+        mib(s.rss_kib)
+    );
+}
+
+/// The idle requests, the burst, the web API and the CLI.
+async fn traffic(
+    a: &Args,
+    store: &ZkStore,
+    client: &ZkClient,
+    launchers: &[Launcher],
+    web_port: u16,
+    configs: &[PathBuf],
+) {
 
     // Idle latency: one request at a time.
     let mut idle = Vec::new();
@@ -605,17 +705,24 @@ async fn main() {
         configs[1].display()
     );
 
-    // Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
+}
+
+/// Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
+async fn reload(
+    launchers: &[Launcher],
+    server: &nodepool_shared::testing::ZkServer,
+    zk_pid: impl Fn() -> u32,
+) {
     let before: Vec<usize> = launchers
         .iter()
         .map(|l| cache_loads(&l.log_text()).len())
         .collect();
+    let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    println!("load average before the ZooKeeper restart: {}", load_average());
     let t = Instant::now();
-    zk.server()
-        .expect("dedicated")
-        .restart()
-        .expect("restart ZooKeeper");
+    server.restart().expect("restart ZooKeeper");
     let restarted = t.elapsed();
+    let zk_cpu0 = cpu_secs(zk_pid());
     for (i, l) in launchers.iter().enumerate() {
         if before[i] == 0 {
             println!("launcher {i}: this binary does not log its cache loads");
@@ -627,22 +734,24 @@ async fn main() {
         .await;
         let loads = cache_loads(&l.log_text());
         println!(
-            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms",
+            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms, CPU {:.2} s, RSS {} (peak {})",
             waited.as_secs_f64(),
             restarted.as_secs_f64(),
-            loads.last()
+            loads.last(),
+            cpu_secs(l.pid()) - cpu0[i],
+            mib(status_kib(l.pid(), "VmRSS:")),
+            mib(status_kib(l.pid(), "VmHWM:"))
         );
     }
-    for l in &mut launchers {
-        // SAFETY: plain kill(2) of our own child.
-        unsafe {
-            libc::kill(l.pid() as i32, libc::SIGINT);
-        }
+    println!(
+        "ZooKeeper CPU from its restart to the last reload: {:.2} s",
+        cpu_secs(zk_pid()) - zk_cpu0
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (i, l) in launchers.iter().enumerate() {
+        println!(
+            "launcher {i} 10 s after the reload: RSS {}",
+            mib(status_kib(l.pid(), "VmRSS:"))
+        );
     }
-    for l in &mut launchers {
-        let _ = l.child.wait();
-        let text = l.log_text();
-        assert!(!text.contains("panicked"), "a launcher panicked:\n{text}");
-    }
-    println!("load average at the end: {}", load_average());
 }

@@ -168,8 +168,8 @@ impl ZkServer {
         false
     }
 
-    /// The process id, while the process runs.
-    fn pid(&self) -> Option<libc::pid_t> {
+    /// The process id, while the process runs (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<libc::pid_t> {
         let guard = self.child.lock_or_recover();
         guard
             .as_ref()

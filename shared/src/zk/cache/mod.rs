@@ -68,6 +68,9 @@ pub struct CacheStatus {
     pub last_error: Option<String>,
 }
 
+/// Events the broadcast channel keeps for a subscriber that has not read them yet.
+const EVENT_CAPACITY: usize = 4096;
+
 pub(crate) struct Shared {
     tree: RwLock<Tree>,
     generation: watch::Sender<u64>,
@@ -99,7 +102,17 @@ impl Shared {
 
     pub(crate) fn replace(&self, new: Tree, session_generation: u64) {
         let mut out = Vec::new();
-        self.tree.write_or_recover().replace_with(new, &mut out);
+        let old = {
+            let mut tree = self.tree.write_or_recover();
+            tree.replace_with(new, &mut out)
+        };
+        // The old tree is freed outside the lock (100,000 nodes take a while).
+        drop(old);
+        if out.len() > EVENT_CAPACITY {
+            // More changes than the channel holds: every subscriber would lag and re-read
+            // everything anyway; `Resynced` alone tells them to.
+            out.clear();
+        }
         out.push(CacheEvent {
             kind: CacheKind::Tree,
             path: ZkPath::Other,
@@ -157,7 +170,7 @@ impl TreeCache {
     /// use [`Self::wait_synced`] to wait for the first load.
     pub fn start(client: ZkClient) -> TreeCache {
         let (generation, _) = watch::channel(0);
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (status, _) = watch::channel(CacheStatus {
             state: SyncState::Loading,
             session_generation: client.generation(),
@@ -437,5 +450,80 @@ impl TreeCache {
             .take_while(|((k, _), _)| *k == kind)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CompactNode, Node, NodeState};
+    use crate::zk::Stat;
+
+    fn shared() -> Shared {
+        Shared {
+            tree: RwLock::new(Tree::default()),
+            generation: watch::channel(0).0,
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            status: watch::channel(CacheStatus {
+                state: SyncState::Loading,
+                session_generation: 0,
+                loads: 0,
+                last_error: None,
+            })
+            .0,
+            queues: QueueSizes::default(),
+        }
+    }
+
+    fn tree(nodes: u64) -> Tree {
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        for i in 0..nodes {
+            let mut n = Node::new();
+            n.set_state(NodeState::Ready);
+            n.id = NodeId::from_sequence(i);
+            let stat = Stat {
+                czxid: 1,
+                mzxid: 1,
+                pzxid: 1,
+                ctime: 0,
+                mtime: 0,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                ephemeral_owner: 0,
+                data_length: 0,
+                num_children: 0,
+            };
+            let node = Arc::new(CompactNode::from(n));
+            t.apply(Update::Node(node.id().clone(), Some(node), stat), &mut out);
+        }
+        t
+    }
+
+    fn received(rx: &mut broadcast::Receiver<CacheEvent>) -> Vec<CacheEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_reload_reports_each_change_while_they_fit_the_channel() {
+        let s = shared();
+        let mut rx = s.events.subscribe();
+        s.replace(tree(10), 1);
+        let got = received(&mut rx);
+        assert_eq!(got.len(), 11, "{got:?}");
+        assert!(got[..10].iter().all(|e| e.change == Change::Added));
+        assert_eq!(got[10].change, Change::Resynced);
+    }
+
+    #[test]
+    fn a_reload_with_more_changes_than_the_channel_holds_reports_only_the_reload() {
+        let s = shared();
+        let mut rx = s.events.subscribe();
+        s.replace(tree(EVENT_CAPACITY as u64 + 1), 1);
+        let got = received(&mut rx);
+        assert_eq!(got.len(), 1, "not lagging: {}", got.len());
+        assert_eq!((got[0].kind, got[0].change), (CacheKind::Tree, Change::Resynced));
+        assert_eq!(s.read().nodes.len(), EVENT_CAPACITY + 1);
     }
 }

@@ -15,7 +15,9 @@ use tracing::{debug, info, warn};
 use zookeeper_client as zkc;
 
 use super::queues::{CachePart, CacheQueue};
-use super::tree::{decode, presence_only, wants_children, wants_data, Tree, Update};
+use super::tree::{
+    decode, presence_only, wants_children, wants_data, CachedNode, LoadedNode, Tree, Update,
+};
 use super::{Shared, SyncState};
 use crate::model::paths::{self, classify, ZkPath};
 use crate::zk::client::{join, ConnectionState, PersistentWatcher, Read, ReadResult, ZkClient};
@@ -72,7 +74,7 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
             let started = std::time::Instant::now();
             let loaded = tokio::select! {
                 _ = cancel.cancelled() => break 'session Outcome::Cancelled,
-                r = load(&client) => r,
+                r = load(&client, &shared) => r,
             };
             if client.generation() != generation {
                 // The load finished on a newer session than the watch: start over.
@@ -82,6 +84,9 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
                 Ok(tree) => {
                     let (nodes, requests) = (tree.nodes.len(), tree.requests.len());
                     shared.replace(tree, generation);
+                    // A load allocates and frees several times the tree's size (reads,
+                    // decoding, the replaced tree); hand the freed pages back.
+                    tokio::task::spawn_blocking(release_freed_memory);
                     info!(
                         nodes,
                         requests,
@@ -140,6 +145,16 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
     shared.set_state(SyncState::Stopped, client.generation(), None);
 }
 
+/// Returns the heap's free pages to the system (glibc keeps them, in every thread's
+/// arena, after a load: the launcher's RSS at ready was ~80 MiB above its live heap).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Sleeps before a retry; true if cancelled meanwhile.
 async fn pause(cancel: &CancellationToken) -> bool {
     tokio::select! {
@@ -153,6 +168,9 @@ struct Loaded {
     path: String,
     /// The decoded data, if the cache reads its data (`Gone` when missing).
     update: Option<Update>,
+    /// For a node whose record the live tree holds with the same `mzxid`: the live
+    /// tree's node and the stat just read (its data is not decoded again).
+    unchanged: Option<(Arc<CachedNode>, zkc::Stat)>,
     /// Its children, if the cache lists them and it exists.
     children: Option<Vec<String>>,
     /// For a node: the children of its `lock` dir, read at once (then the dir is not
@@ -167,7 +185,11 @@ struct Loaded {
 /// not three. The records are decoded
 /// on a pool thread. A batch the server refuses as a whole (a reply over its size
 /// limit) is read again one znode at a time.
-async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loaded>> {
+async fn read_batch(
+    client: &ZkClient,
+    live: &Arc<Shared>,
+    paths: Vec<String>,
+) -> ZkResult<Vec<Loaded>> {
     let zps: Vec<ZkPath> = paths.iter().map(|p| classify(p)).collect();
     let reads: Vec<Read> = paths
         .iter()
@@ -187,7 +209,7 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
         Err(e) if e.is_connection_problem() => return Err(e),
         Err(e) => {
             debug!("tree cache: multi-read failed ({e}), reading one by one");
-            return read_one_by_one(client, paths, zps).await;
+            return read_one_by_one(client, live, paths, zps).await;
         }
     };
     let mut data = Vec::with_capacity(paths.len());
@@ -236,7 +258,7 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
             }
         }
     }
-    let mut loaded = decode_batch(paths, zps, data, children).await?;
+    let mut loaded = decode_batch(live, paths, zps, data, children).await?;
     for (l, lock) in loaded.iter_mut().zip(locks) {
         l.lock = lock;
     }
@@ -247,32 +269,56 @@ async fn read_batch(client: &ZkClient, paths: Vec<String>) -> ZkResult<Vec<Loade
 type DataRead = Option<(Vec<u8>, zkc::Stat)>;
 
 /// Decodes the data read for a batch (on a pool thread: 100,000 records take seconds of
-/// CPU) and assembles the batch's entries.
+/// CPU) and assembles the batch's entries. A node record the live tree holds with the
+/// same `mzxid` is not decoded again: a reload then shares the live tree's records
+/// instead of holding a second copy of every record until it replaces the live tree.
 async fn decode_batch(
+    live: &Arc<Shared>,
     paths: Vec<String>,
     zps: Vec<ZkPath>,
     data: Vec<(usize, DataRead)>,
     mut children: Vec<Option<Vec<String>>>,
 ) -> ZkResult<Vec<Loaded>> {
+    let live = live.clone();
     let decoded = tokio::task::spawn_blocking(move || {
         let mut updates: Vec<Option<Update>> = Vec::new();
         updates.resize_with(paths.len(), || None);
-        for (i, read) in data {
+        let mut unchanged: Vec<Option<(Arc<CachedNode>, zkc::Stat)>> = vec![None; paths.len()];
+        let mut to_decode = Vec::with_capacity(data.len());
+        {
+            let tree = live.read();
+            for (i, read) in data {
+                let kept = match (&zps[i], &read) {
+                    (ZkPath::Node(id), Some((_, stat))) => tree
+                        .nodes
+                        .get(id)
+                        .filter(|n| n.stat.mzxid == stat.mzxid)
+                        .map(|n| (n.clone(), *stat)),
+                    _ => None,
+                };
+                match kept {
+                    Some(k) => unchanged[i] = Some(k),
+                    None => to_decode.push((i, read)),
+                }
+            }
+        }
+        for (i, read) in to_decode {
             updates[i] = Some(decode(&paths[i], zps[i].clone(), read));
         }
-        (paths, zps, updates)
+        (paths, updates, unchanged)
     })
     .await;
-    let (paths, zps, updates) =
+    let (paths, updates, unchanged) =
         decoded.map_err(|e| ZkError::Corrupt(format!("decoding records: {e}")))?;
     Ok(paths
         .into_iter()
-        .zip(zps)
         .zip(updates)
+        .zip(unchanged)
         .enumerate()
-        .map(|(i, ((path, _), update))| Loaded {
+        .map(|(i, ((path, update), unchanged))| Loaded {
             path,
             update,
+            unchanged,
             children: children[i].take(),
             lock: None,
         })
@@ -282,6 +328,7 @@ async fn decode_batch(
 /// [`read_batch`] one request per znode.
 async fn read_one_by_one(
     client: &ZkClient,
+    live: &Arc<Shared>,
     paths: Vec<String>,
     zps: Vec<ZkPath>,
 ) -> ZkResult<Vec<Loaded>> {
@@ -324,12 +371,13 @@ async fn read_one_by_one(
         }
         children.push(c);
     }
-    decode_batch(paths, zps, data, children).await
+    decode_batch(live, paths, zps, data, children).await
 }
 
 /// Reads the whole tree below `/nodepool` into a fresh [`Tree`]: breadth first, in
-/// multi-read batches of [`LOAD_BATCH`] znodes, [`LOAD_BATCHES`] in flight.
-async fn load(client: &ZkClient) -> ZkResult<Tree> {
+/// multi-read batches of [`LOAD_BATCH`] znodes, [`LOAD_BATCHES`] in flight. `live` is
+/// the tree being replaced (empty at the first load): its unchanged records are reused.
+async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Tree> {
     let mut tree = Tree::default();
     let mut ignored = Vec::new();
     let mut queue: VecDeque<String> = VecDeque::from([paths::ROOT.to_string()]);
@@ -338,47 +386,75 @@ async fn load(client: &ZkClient) -> ZkResult<Tree> {
         while pending.len() < LOAD_BATCHES && !queue.is_empty() {
             let n = queue.len().min(LOAD_BATCH);
             let batch: Vec<String> = queue.drain(..n).collect();
-            let client = client.clone();
-            pending.push(Box::pin(async move { read_batch(&client, batch).await }));
+            let (client, live) = (client.clone(), live.clone());
+            pending.push(Box::pin(
+                async move { read_batch(&client, &live, batch).await },
+            ));
         }
         let Some(batch) = pending.next().await else {
             break;
         };
-        for Loaded {
-            path,
-            update,
-            children,
-            lock,
-        } in batch?
-        {
-            if let Some(update) = update {
-                let missing = matches!(update, Update::Gone(_));
-                tree.apply(update, &mut ignored);
-                if missing {
-                    continue;
-                }
-            }
-            for child in children.unwrap_or_default() {
-                let cpath = join(&path, &child);
-                let czp = classify(&cpath);
-                if presence_only(&czp) {
-                    tree.apply(Update::Present(czp.clone(), true), &mut ignored);
-                }
-                if let (ZkPath::NodeLock(..), Some(contenders)) = (&czp, &lock) {
-                    for c in contenders {
-                        let zp = classify(&join(&cpath, c));
-                        tree.apply(Update::Present(zp, true), &mut ignored);
-                    }
-                    continue;
-                }
-                if wants_data(&czp) || wants_children(&czp) {
-                    queue.push_back(cpath);
-                }
-            }
+        for loaded in batch? {
+            put_loaded(&mut tree, loaded, &mut queue, &mut ignored);
             ignored.clear();
         }
     }
     Ok(tree)
+}
+
+/// Puts one znode of a full load into the new tree and queues the children the cache
+/// reads. A node's lock contenders, read with it, go in with its record.
+fn put_loaded(
+    tree: &mut Tree,
+    loaded: Loaded,
+    queue: &mut VecDeque<String>,
+    ignored: &mut Vec<super::CacheEvent>,
+) {
+    let Loaded {
+        path,
+        update,
+        unchanged,
+        children,
+        mut lock,
+    } = loaded;
+    let node = match (unchanged, update) {
+        (Some((kept, stat)), _) => Some((LoadedNode::Unchanged(kept), stat)),
+        (None, Some(Update::Node(_, Some(node), stat))) => Some((LoadedNode::Read(node), stat)),
+        (None, Some(update)) => {
+            let missing = matches!(update, Update::Gone(_));
+            tree.apply(update, ignored);
+            if missing {
+                return;
+            }
+            None
+        }
+        (None, None) => None,
+    };
+    if let Some((node, stat)) = node {
+        match lock.take() {
+            Some(contenders) => return tree.put_loaded_node(node, stat, contenders),
+            // Read one znode at a time (the fallback): its lock dir is read below.
+            None => tree.put_loaded_node(node, stat, Vec::new()),
+        }
+    }
+    for child in children.unwrap_or_default() {
+        let cpath = join(&path, &child);
+        let czp = classify(&cpath);
+        if presence_only(&czp) {
+            tree.apply(Update::Present(czp.clone(), true), ignored);
+        }
+        if let (ZkPath::NodeLock(..), Some(contenders)) = (&czp, &lock) {
+            // The lock of an empty node znode (no record to keep them in).
+            for c in contenders {
+                let zp = classify(&join(&cpath, c));
+                tree.apply(Update::Present(zp, true), ignored);
+            }
+            continue;
+        }
+        if wants_data(&czp) || wants_children(&czp) {
+            queue.push_back(cpath);
+        }
+    }
 }
 
 /// What to do for one node event: the read (or the known outcome) to play back, or

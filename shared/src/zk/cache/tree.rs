@@ -180,7 +180,7 @@ pub struct Tree {
 #[allow(clippy::large_enum_variant)]
 pub enum Update {
     /// Node data (`None` = empty znode, i.e. no node).
-    Node(NodeId, Option<CompactNode>, Stat),
+    Node(NodeId, Option<Arc<CompactNode>>, Stat),
     /// Request data.
     Request(RequestId, NodeRequest, Stat),
     /// Build data.
@@ -197,6 +197,16 @@ pub enum Update {
     Corrupt(ZkPath, String),
     /// A znode that matters by existence only (contenders, images, pause flags, lock dirs).
     Present(ZkPath, bool),
+}
+
+/// A node record a full load read: decoded, or the live tree's cached node when its
+/// record has not changed since (not decoded again).
+#[derive(Debug)]
+pub(crate) enum LoadedNode {
+    /// Decoded from the data read.
+    Read(Arc<CompactNode>),
+    /// The live tree's node, whose record has the `mzxid` just read.
+    Unchanged(Arc<CachedNode>),
 }
 
 /// Whether the cache reads the data of znodes at `p`.
@@ -238,7 +248,7 @@ pub fn decode(path: &str, zp: ZkPath, read: Option<(Vec<u8>, Stat)>) -> Update {
         ZkPath::Node(id) => Node::from_json(id, &data).map(|n| {
             let n = n.map(|mut n| {
                 n.id = id.clone();
-                CompactNode::from(n)
+                Arc::new(CompactNode::from(n))
             });
             Update::Node(id.clone(), n, stat)
         }),
@@ -343,7 +353,13 @@ impl Tree {
 
     /// Stores node data unless the cached data is newer (by `mzxid`); the node keeps
     /// its lock contenders, and its tenant's usage follows.
-    fn put_node(&mut self, id: NodeId, node: CompactNode, stat: Stat, out: &mut Vec<CacheEvent>) {
+    fn put_node(
+        &mut self,
+        id: NodeId,
+        node: Arc<CompactNode>,
+        stat: Stat,
+        out: &mut Vec<CacheEvent>,
+    ) {
         let (lock_contenders, change) = match self.nodes.get(&id) {
             Some(old) if old.stat.mzxid > stat.mzxid => return,
             Some(old) => (
@@ -353,7 +369,7 @@ impl Tree {
             None => (self.take_orphan_contenders(&id), Some(Change::Added)),
         };
         let new = Arc::new(CachedNode {
-            node: Arc::new(node),
+            node,
             stat,
             lock_contenders,
         });
@@ -381,6 +397,36 @@ impl Tree {
             ZkPath::Node(id.clone()),
             Change::Removed,
         ));
+    }
+
+    /// Stores a node read by a full load into this fresh tree, its lock contenders with
+    /// it (one `CachedNode` per node, not one more per contender). `node` is either the
+    /// freshly decoded record or, when the record is unchanged since the live tree read
+    /// it (same `mzxid`), the live tree's copy: then the two trees share it, and the
+    /// whole cached node when its stat and contenders are unchanged too.
+    pub(crate) fn put_loaded_node(&mut self, node: LoadedNode, stat: Stat, lock: Vec<String>) {
+        let mut contenders: Vec<String> = lock.into_iter().filter(|c| is_lock_contender(c)).collect();
+        let (record, kept) = match node {
+            LoadedNode::Read(record) => (record, None),
+            LoadedNode::Unchanged(kept) => (kept.node.clone(), Some(kept)),
+        };
+        let id = record.id().clone();
+        contenders.extend(self.take_orphan_contenders(&id));
+        sort_contenders(&mut contenders);
+        contenders.dedup();
+        contenders.shrink_to_fit();
+        let new = match kept {
+            Some(k) if k.stat == stat && k.lock_contenders == contenders => k,
+            _ => Arc::new(CachedNode {
+                node: record,
+                stat,
+                lock_contenders: contenders,
+            }),
+        };
+        self.empty_nodes.remove(&id);
+        let old = self.nodes.insert(id, new.clone());
+        self.tenants
+            .replace(old.as_deref().map(|o| &*o.node), Some(&new.node));
     }
 
     /// Stores request data unless the cached data is newer; keeps the priority order of
@@ -464,6 +510,46 @@ impl Tree {
                 .map(move |c| (id.clone(), c.clone()))
         });
         orphans.chain(cached).collect()
+    }
+
+    /// Pushes an event for every node lock contender that differs between this tree and
+    /// `new`. Without contenders kept apart from their nodes (the usual case) the two
+    /// node maps are walked side by side and only differing contender lists are looked
+    /// at, instead of collecting both trees' 90,000 contenders of a large fleet into sets.
+    fn diff_node_contenders(&self, new: &Tree, out: &mut Vec<CacheEvent>) {
+        if !self.node_locks.is_empty() || !new.node_locks.is_empty() {
+            return diff_set(
+                &self.all_node_contenders(),
+                &new.all_node_contenders(),
+                |(id, c)| ZkPath::NodeLock(id.clone(), Some(c.clone())),
+                CacheKind::NodeLock,
+                out,
+            );
+        }
+        let none: &[String] = &[];
+        let mut push = |id: &NodeId, old: &[String], new: &[String]| {
+            for (list, other, change) in [(old, new, Change::Removed), (new, old, Change::Added)] {
+                for c in list.iter().filter(|c| !other.contains(c)) {
+                    out.push(CacheEvent::new(
+                        CacheKind::NodeLock,
+                        ZkPath::NodeLock(id.clone(), Some(c.clone())),
+                        change,
+                    ));
+                }
+            }
+        };
+        for (id, o) in &self.nodes {
+            match new.nodes.get(id) {
+                Some(n) if Arc::ptr_eq(o, n) || o.lock_contenders == n.lock_contenders => {}
+                Some(n) => push(id, &o.lock_contenders, &n.lock_contenders),
+                None => push(id, &o.lock_contenders, none),
+            }
+        }
+        for (id, n) in &new.nodes {
+            if !n.lock_contenders.is_empty() && !self.nodes.contains_key(id) {
+                push(id, none, &n.lock_contenders);
+            }
+        }
     }
 
     /// Applies one update, pushing the resulting events to `out`.
@@ -729,8 +815,9 @@ impl Tree {
     }
 
     /// Replaces this (live) tree with `new` (a full load), pushing events for every
-    /// difference so that subscribers see what vanished or changed meanwhile.
-    pub fn replace_with(&mut self, new: Tree, out: &mut Vec<CacheEvent>) {
+    /// difference so that subscribers see what vanished or changed meanwhile. Returns
+    /// the replaced tree (for the caller to free outside its lock).
+    pub fn replace_with(&mut self, new: Tree, out: &mut Vec<CacheEvent>) -> Tree {
         diff_map(
             &self.nodes,
             &new.nodes,
@@ -739,13 +826,7 @@ impl Tree {
             CacheKind::Node,
             out,
         );
-        diff_set(
-            &self.all_node_contenders(),
-            &new.all_node_contenders(),
-            |(id, c)| ZkPath::NodeLock(id.clone(), Some(c.clone())),
-            CacheKind::NodeLock,
-            out,
-        );
+        self.diff_node_contenders(&new, out);
         diff_map(
             &self.requests,
             &new.requests,
@@ -819,7 +900,7 @@ impl Tree {
         );
         let mut new = new;
         new.tenants.continue_from(&self.tenants);
-        *self = new;
+        std::mem::replace(self, new)
     }
 }
 
@@ -907,7 +988,7 @@ mod tests {
         let mut n = Node::new();
         n.set_state(state);
         n.id = NodeId::from(id);
-        Update::Node(NodeId::from(id), Some(n.into()), stat(mzxid))
+        Update::Node(NodeId::from(id), Some(Arc::new(n.into())), stat(mzxid))
     }
 
     #[test]
@@ -1065,7 +1146,7 @@ mod tests {
             m.insert("instances".into(), 1.into());
             m.insert("ram".into(), 1024.into());
             n.resources = Some(m);
-            Update::Node(NodeId::from(id), Some(n.into()), stat(mzxid))
+            Update::Node(NodeId::from(id), Some(Arc::new(n.into())), stat(mzxid))
         };
         let mut t = Tree::default();
         let mut out = Vec::new();
