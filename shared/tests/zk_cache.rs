@@ -649,7 +649,10 @@ async fn reloads_after_reconnect_within_the_session() {
         .await
         .expect("an event")
         .expect("the cache runs");
-    assert_eq!((event.kind, event.change), (CacheKind::Tree, Change::Resynced));
+    assert_eq!(
+        (event.kind, event.change),
+        (CacheKind::Tree, Change::Resynced)
+    );
     let writer = zk.client().await;
     let store = ZkStore::new(writer.clone());
     let mut n = Node::new();

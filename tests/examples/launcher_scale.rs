@@ -496,7 +496,10 @@ async fn main() {
         libc::kill(launchers[last].pid() as i32, libc::SIGINT);
     }
     let _ = launchers[last].child.wait();
-    println!("load average before the rolling restart: {}", load_average());
+    println!(
+        "load average before the rolling restart: {}",
+        load_average()
+    );
     let zk_cpu0 = cpu_secs(zk_pid());
     launchers[last] = spawn_launcher(dir.path(), last + 10, &configs[last], &clouds, last == 0);
     let start = wait_ready(&launchers[last..]).await;
@@ -594,7 +597,6 @@ async fn traffic(
     web_port: u16,
     configs: &[PathBuf],
 ) {
-
     // Idle latency: one request at a time.
     let mut idle = Vec::new();
     for i in 0..a.idle {
@@ -704,7 +706,6 @@ async fn traffic(
         bin("NODEPOOL_CLI_BIN", "nodepool").display(),
         configs[1].display()
     );
-
 }
 
 /// Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
@@ -718,7 +719,10 @@ async fn reload(
         .map(|l| cache_loads(&l.log_text()).len())
         .collect();
     let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
-    println!("load average before the ZooKeeper restart: {}", load_average());
+    println!(
+        "load average before the ZooKeeper restart: {}",
+        load_average()
+    );
     let t = Instant::now();
     server.restart().expect("restart ZooKeeper");
     let restarted = t.elapsed();

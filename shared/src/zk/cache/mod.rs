@@ -523,7 +523,10 @@ mod tests {
         s.replace(tree(EVENT_CAPACITY as u64 + 1), 1);
         let got = received(&mut rx);
         assert_eq!(got.len(), 1, "not lagging: {}", got.len());
-        assert_eq!((got[0].kind, got[0].change), (CacheKind::Tree, Change::Resynced));
+        assert_eq!(
+            (got[0].kind, got[0].change),
+            (CacheKind::Tree, Change::Resynced)
+        );
         assert_eq!(s.read().nodes.len(), EVENT_CAPACITY + 1);
     }
 }

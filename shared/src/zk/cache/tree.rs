@@ -405,7 +405,8 @@ impl Tree {
     /// it (same `mzxid`), the live tree's copy: then the two trees share it, and the
     /// whole cached node when its stat and contenders are unchanged too.
     pub(crate) fn put_loaded_node(&mut self, node: LoadedNode, stat: Stat, lock: Vec<String>) {
-        let mut contenders: Vec<String> = lock.into_iter().filter(|c| is_lock_contender(c)).collect();
+        let mut contenders: Vec<String> =
+            lock.into_iter().filter(|c| is_lock_contender(c)).collect();
         let (record, kept) = match node {
             LoadedNode::Read(record) => (record, None),
             LoadedNode::Unchanged(kept) => (kept.node.clone(), Some(kept)),
@@ -1090,6 +1091,74 @@ mod tests {
         assert_eq!(
             locks, 2,
             "a reload reports the contenders of cached nodes: {out:?}"
+        );
+    }
+
+    #[test]
+    fn a_load_reuses_unchanged_nodes_and_reports_contender_changes() {
+        use crate::model::NodeState::*;
+        let mut live = Tree::default();
+        let mut out = Vec::new();
+        for id in ["0000000001", "0000000002", "0000000003"] {
+            live.apply(node_update(id, 5, InUse), &mut out);
+        }
+        let c = |id: &str, n: &str| ZkPath::NodeLock(NodeId::from(id), Some(n.to_string()));
+        live.apply(
+            Update::Present(c("0000000001", "a__lock__0000000001"), true),
+            &mut out,
+        );
+        live.apply(
+            Update::Present(c("0000000002", "b__lock__0000000001"), true),
+            &mut out,
+        );
+        let node = |t: &Tree, id: &str| t.nodes[&NodeId::from(id)].clone();
+        let (one, two, three) = (
+            node(&live, "0000000001"),
+            node(&live, "0000000002"),
+            node(&live, "0000000003"),
+        );
+        // A reload: 1 unchanged; 2's lock now held by someone else; 3 locked meanwhile.
+        let mut new = Tree::default();
+        let lock = |n: &str| vec![n.to_string(), "not-a-contender".to_string()];
+        new.put_loaded_node(
+            LoadedNode::Unchanged(one.clone()),
+            one.stat,
+            lock("a__lock__0000000001"),
+        );
+        new.put_loaded_node(
+            LoadedNode::Unchanged(two.clone()),
+            two.stat,
+            lock("c__lock__0000000002"),
+        );
+        new.put_loaded_node(
+            LoadedNode::Unchanged(three.clone()),
+            three.stat,
+            lock("d__lock__0000000003"),
+        );
+        assert!(
+            Arc::ptr_eq(&node(&new, "0000000001"), &one),
+            "unchanged: the same cached node"
+        );
+        assert!(
+            Arc::ptr_eq(&node(&new, "0000000002").node, &two.node),
+            "the record is shared"
+        );
+        assert_eq!(
+            node(&new, "0000000002").lock_contenders,
+            ["c__lock__0000000002"]
+        );
+        assert_eq!(node(&new, "0000000003").lock_contenders.capacity(), 1);
+        out.clear();
+        let _old = live.replace_with(new, &mut out);
+        let mut got: Vec<_> = out.iter().map(|e| (e.path.clone(), e.change)).collect();
+        got.sort_by_key(|g| format!("{g:?}"));
+        assert_eq!(
+            got,
+            [
+                (c("0000000002", "b__lock__0000000001"), Change::Removed),
+                (c("0000000002", "c__lock__0000000002"), Change::Added),
+                (c("0000000003", "d__lock__0000000003"), Change::Added),
+            ]
         );
     }
 
