@@ -600,7 +600,7 @@ async fn traffic(
     // Idle latency: one request at a time.
     let mut idle = Vec::new();
     for i in 0..a.idle {
-        let r = one_request(&store, &client, vec![format!("label-{}", i % a.labels)]).await;
+        let r = one_request(store, client, vec![format!("label-{}", i % a.labels)]).await;
         let missed = r.is_none();
         idle.push(r);
         if missed {
