@@ -274,6 +274,7 @@ impl Handler {
                 self.failure = Some(DeclineReason::RequestVanished);
             }
         }
+        tracing::debug!(request = %self.request.id, "request stored pending");
         self.set_state(HandlerState::Allocating);
     }
 
@@ -475,7 +476,9 @@ impl Handler {
             .has_quota_for(&self.pc.ctx, view.pool(), &need)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => {
+                tracing::debug!(request = %self.request.id, label = %label_name, "quota checked");
+            }
             Ok(false) => {
                 drop(gate);
                 if self.is_min_ready() {

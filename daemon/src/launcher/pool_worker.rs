@@ -556,6 +556,7 @@ async fn hand_over(
     }
     tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
     let reservation = reserve(pc, view, &fresh).await;
+    tracing::debug!(request = %fresh.id, reserved = reservation.is_some(), "handler starting");
     let (first_round, paused) = tokio::sync::oneshot::channel();
     let must_wait = reservation.is_none();
     let name = Handler::task_name(&pc.worker_id, &fresh);
