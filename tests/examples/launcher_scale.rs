@@ -602,7 +602,7 @@ async fn main() {
     println!(
         "hyperfine -N --warmup 1 --runs 10 '{} -c {} list'",
         bin("NODEPOOL_CLI_BIN", "nodepool").display(),
-        configs[1].display()
+        configs[1.min(configs.len() - 1)].display()
     );
 
     // Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.

@@ -306,7 +306,8 @@ async fn a_held_request_lock_is_not_raced() {
         let dir = paths::request_lock(&held);
         let mut lock = ZkLock::new(env.store.client(), &dir, b"");
         assert!(lock.try_acquire().await.expect("lock"), "held by the test");
-        let children_changes = |client: ZkClient| async move {
+        let children_changes = || async {
+            let client: &ZkClient = env.store.client();
             client
                 .exists(&dir)
                 .await
@@ -314,7 +315,7 @@ async fn a_held_request_lock_is_not_raced() {
                 .expect("lock dir")
                 .cversion
         };
-        let before = children_changes(env.store.client().clone()).await;
+        let before = children_changes().await;
         // Submitted after `held`, so a pass that serves it has looked at `held` first.
         let other = env.submit(&["small-label"]).await;
         let l = env.start_launcher();
@@ -323,7 +324,7 @@ async fn a_held_request_lock_is_not_raced() {
         let third = env.submit(&["small-label"]).await;
         assert_eq!(env.wait_done(&third).await.state, RequestState::Fulfilled);
         assert_eq!(
-            children_changes(env.store.client().clone()).await,
+            children_changes().await,
             before,
             "no pool worker created a contender on a lock the cache shows held"
         );
