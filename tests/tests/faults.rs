@@ -221,8 +221,17 @@ impl Env {
         Env::with_zk(None, client, &chroot, hosts, shape, knobs).await
     }
 
+    /// An environment on a fresh chroot of the shared test ZooKeeper.
     async fn shared(shape: &Shape, knobs: Knobs) -> Env {
-        let zk = TestZk::shared().await;
+        Env::on(TestZk::shared().await, shape, knobs).await
+    }
+
+    /// An environment on a ZooKeeper server of its own (a test that stops or restarts it).
+    async fn dedicated(shape: &Shape, knobs: Knobs) -> Env {
+        Env::on(TestZk::dedicated().await, shape, knobs).await
+    }
+
+    async fn on(zk: TestZk, shape: &Shape, knobs: Knobs) -> Env {
         let hosts = vec![split_host(&zk.plain_hosts())];
         Env::new(zk, hosts, shape, knobs).await
     }
@@ -532,11 +541,7 @@ async fn kill9_during_burst(n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_restart_under_load() {
     bounded_serial(async {
-        let zk = TestZk::dedicated().await;
-        let hosts = vec![split_host(&zk.plain_hosts())];
-        let mut env = Env::new(
-            zk,
-            hosts,
+        let mut env = Env::dedicated(
             &Shape::default(),
             Knobs {
                 boot_delay_ms: 200,
@@ -1327,11 +1332,7 @@ fn builder_bin() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_launchers_two_builders_no_double_work() {
     bounded_serial(async {
-        let zk = TestZk::shared().await;
-        let hosts = vec![split_host(&zk.plain_hosts())];
-        let mut env = Env::new(
-            zk,
-            hosts,
+        let mut env = Env::shared(
             &Shape::default(),
             Knobs {
                 boot_delay_ms: 100,
@@ -2274,15 +2275,11 @@ async fn chaos_soak_one_hour() {
 async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
     bounded_serial(async {
         let t = Instant::now();
-        let zk = TestZk::dedicated().await;
-        let hosts = vec![split_host(&zk.plain_hosts())];
         let shape = Shape {
             zk_timeout: Some(40),
             ..Shape::default()
         };
-        let mut env = Env::new(
-            zk,
-            hosts,
+        let mut env = Env::dedicated(
             &shape,
             Knobs {
                 quota: Quota::UNLIMITED,
@@ -2301,9 +2298,14 @@ async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
             }
         };
         let before = pool_version(&env).await.expect("pool component");
-        // Slow cloud calls: the handler spends ~3 s listing the cloud's availability
-        // zones before it creates its node; ZooKeeper goes down in that window.
-        env.sim.admin().update_knobs(|k| k.api_latency_ms = 3000);
+        // A slow call: the handler spends ~3 s listing the cloud's availability zones
+        // (after it marked the request `pending`, before it creates its node); ZooKeeper
+        // goes down in that window. Only that call is slow: the launcher's other first
+        // calls (token, images, flavors, limits, servers) would take 3 s each too.
+        env.sim.admin().update_knobs(|k| {
+            k.api_latency_ms_for
+                .insert("compute.availability_zones".into(), 3000);
+        });
         let id = env.submit(1).await.remove(0);
         let store = env.store.clone();
         wait_for_within("request pending", Duration::from_secs(90), || {
@@ -2341,7 +2343,7 @@ async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
         let down = t.elapsed();
         server.restart().expect("start ZooKeeper again");
         let restart = t.elapsed() - down;
-        env.sim.admin().update_knobs(|k| k.api_latency_ms = 0);
+        env.sim.admin().update_knobs(|k| k.api_latency_ms_for.clear());
         let t = Instant::now();
         let done = env
             .wait_all_done(std::slice::from_ref(&id), Duration::from_secs(90))
