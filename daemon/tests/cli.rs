@@ -1076,11 +1076,7 @@ async fn config_validate_good_and_bad() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_zookeeper_fails_within_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let config = dir.path().join("nodepool.yaml");
     let mut settings = ZkSettings::new(vec![("127.0.0.1".into(), port)]);
     settings.chroot = Some("/nodepool".into());
@@ -1373,6 +1369,27 @@ async fn test_delete_now() {
     sim.shutdown().await.expect("simulator shutdown");
 }
 
+/// A loopback port nobody listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `DIR/nodepool.yaml` with no labels and no providers, its ZooKeeper server on a closed
+/// loopback port: a command that gets as far as ZooKeeper fails (exit 1).
+fn config_with_closed_zookeeper(dir: &Path) -> PathBuf {
+    let config = dir.join("nodepool.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "zookeeper-servers:\n  - host: 127.0.0.1\n    port: {}\nlabels: []\nproviders: []\n",
+            closed_port()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// CLI garbage (fixed seed, 300 argument vectors made of real subcommands and options
 /// mixed with hostile words): every run ends within the bound with exit code 0, 1 or 2
 /// and never panics. The config points at a closed loopback port, so commands that get
@@ -1380,15 +1397,7 @@ async fn test_delete_now() {
 #[test]
 fn garbage_arguments_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let config = dir.path().join("nodepool.yaml");
-    std::fs::write(
-        &config,
-        format!("zookeeper-servers:\n  - host: 127.0.0.1\n    port: {port}\nlabels: []\nproviders: []\n"),
-    )
-    .unwrap();
+    let config = config_with_closed_zookeeper(dir.path());
     let config = config.to_str().unwrap().to_string();
     let words = [
         "list",
@@ -1507,15 +1516,7 @@ fn garbage_arguments_get_clear_errors() {
 #[test]
 fn arguments_naming_znodes_are_checked_before_zookeeper() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let config = dir.path().join("nodepool.yaml");
-    std::fs::write(
-        &config,
-        format!("zookeeper-servers:\n  - host: 127.0.0.1\n    port: {port}\nlabels: []\nproviders: []\n"),
-    )
-    .unwrap();
+    let config = config_with_closed_zookeeper(dir.path());
     let upload = |flag: &str, value: &'static str| {
         let mut v = vec![
             "image-delete",
@@ -1589,9 +1590,7 @@ fn arguments_naming_znodes_are_checked_before_zookeeper() {
 async fn secure_file_replaces_the_zookeeper_servers() {
     let env = Env::new().await;
     let id = env.add_node("fake-provider", NodeState::Ready, 10.0).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = closed_port();
     let main = std::fs::read_to_string(&env.config).unwrap();
     // Split the working file: its `zookeeper-servers` go to the secure file, the main
     // file gets a dead server instead.

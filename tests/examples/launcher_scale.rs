@@ -704,7 +704,7 @@ async fn traffic(
     println!(
         "hyperfine -N --warmup 1 --runs 10 '{} -c {} list'",
         bin("NODEPOOL_CLI_BIN", "nodepool").display(),
-        configs[1].display()
+        configs[1.min(configs.len() - 1)].display()
     );
 }
 

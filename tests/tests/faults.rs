@@ -221,8 +221,17 @@ impl Env {
         Env::with_zk(None, client, &chroot, hosts, shape, knobs).await
     }
 
+    /// An environment on a fresh chroot of the shared test ZooKeeper.
     async fn shared(shape: &Shape, knobs: Knobs) -> Env {
-        let zk = TestZk::shared().await;
+        Env::on(TestZk::shared().await, shape, knobs).await
+    }
+
+    /// An environment on a ZooKeeper server of its own (a test that stops or restarts it).
+    async fn dedicated(shape: &Shape, knobs: Knobs) -> Env {
+        Env::on(TestZk::dedicated().await, shape, knobs).await
+    }
+
+    async fn on(zk: TestZk, shape: &Shape, knobs: Knobs) -> Env {
         let hosts = vec![split_host(&zk.plain_hosts())];
         Env::new(zk, hosts, shape, knobs).await
     }
@@ -532,11 +541,7 @@ async fn kill9_during_burst(n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_restart_under_load() {
     bounded_serial(async {
-        let zk = TestZk::dedicated().await;
-        let hosts = vec![split_host(&zk.plain_hosts())];
-        let mut env = Env::new(
-            zk,
-            hosts,
+        let mut env = Env::dedicated(
             &Shape::default(),
             Knobs {
                 boot_delay_ms: 200,
@@ -545,15 +550,7 @@ async fn zookeeper_restart_under_load() {
             },
         )
         .await;
-        let l = env.spawn_launcher(&[]);
-        env.wait_registered().await;
-        let mut ids = env.submit(60).await;
-        let admin = env.sim.admin();
-        wait_for_within("servers created", Duration::from_secs(60), || {
-            let c = admin.counter("compute.servers.create");
-            async move { (c >= 20).then_some(()) }
-        })
-        .await;
+        let (l, mut ids) = launcher_with_burst_in_flight(&mut env).await;
         let server = env
             .zk
             .as_ref()
@@ -565,36 +562,89 @@ async fn zookeeper_restart_under_load() {
         // Submit more after the restart (our own client reconnects too).
         let t = Instant::now();
         ids.extend(env.submit(40).await);
-        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
-        let all_done = t.elapsed();
-        let (ok, failed) = count_states(&done);
-        Env::assert_no_double_allocation(&done);
-        let converge = env.wait_converged(Duration::from_secs(60)).await;
+        let end = finish_burst(&env, &ids, t).await;
         println!(
-            "ZooKeeper restart under load: restart took {:.1} s; all 100 requests done {:.1} s after it ({ok} fulfilled, {failed} failed); converged {:.1} s later; {} servers",
+            "ZooKeeper restart under load: restart took {:.1} s; all 100 requests done {:.1} s after it ({} fulfilled, {} failed); converged {:.1} s later; {} servers",
             restarted.as_secs_f64(),
-            all_done.as_secs_f64(),
-            converge.as_secs_f64(),
+            end.all_done.as_secs_f64(),
+            end.ok,
+            end.failed,
+            end.converge.as_secs_f64(),
             env.sim_servers().len()
         );
-        let log = l.log_text();
-        if failed > 0 {
-            let bad: Vec<String> = done
-                .iter()
-                .filter(|r| r.state == RequestState::Failed)
-                .map(|r| r.id.as_str().to_string())
-                .collect();
-            for line in log.lines().filter(|l| {
-                l.contains("WARN") || l.contains("ERROR") || bad.iter().any(|b| l.contains(b.as_str()))
-            }) {
-                println!("launcher: {line}");
-            }
-        }
-        assert_eq!(failed, 0, "no request fails because of a ZooKeeper restart");
-        l.stop().await;
-        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+        let bad: Vec<String> = end
+            .done
+            .iter()
+            .filter(|r| r.state == RequestState::Failed)
+            .map(|r| r.id.as_str().to_string())
+            .collect();
+        assert_none_failed(l, end.failed, "a ZooKeeper restart", |line| {
+            line.contains("WARN") || line.contains("ERROR") || bad.iter().any(|b| line.contains(b.as_str()))
+        })
+        .await;
     })
     .await;
+}
+
+/// The start of the "under load" faults: a launcher, 60 requests, and the wait until 20
+/// of their servers are being created (launches in flight when the fault comes).
+async fn launcher_with_burst_in_flight(env: &mut Env) -> (LauncherProc, Vec<RequestId>) {
+    let l = env.spawn_launcher(&[]);
+    env.wait_registered().await;
+    let ids = env.submit(60).await;
+    wait_for_within("launches in flight", Duration::from_secs(60), || {
+        let c = creates(env);
+        async move { (c >= 20).then_some(()) }
+    })
+    .await;
+    (l, ids)
+}
+
+/// How a burst ended ([`finish_burst`]).
+struct BurstEnd {
+    done: Vec<NodeRequest>,
+    ok: usize,
+    failed: usize,
+    /// From the caller's instant until every request was done.
+    all_done: Duration,
+    /// From then until [`Env::wait_converged`].
+    converge: Duration,
+}
+
+/// The end of the "under load" faults: every request done (90 s bound), no node
+/// allocated twice, no node stuck and no server leaked (60 s bound).
+async fn finish_burst(env: &Env, ids: &[RequestId], since: Instant) -> BurstEnd {
+    let done = env.wait_all_done(ids, Duration::from_secs(90)).await;
+    let all_done = since.elapsed();
+    let (ok, failed) = count_states(&done);
+    Env::assert_no_double_allocation(&done);
+    let converge = env.wait_converged(Duration::from_secs(60)).await;
+    BurstEnd {
+        done,
+        ok,
+        failed,
+        all_done,
+        converge,
+    }
+}
+
+/// No request failed because of `fault` (else the launcher's log lines that `show`
+/// picks are printed first); the launcher stops without having panicked.
+async fn assert_none_failed(
+    l: LauncherProc,
+    failed: usize,
+    fault: &str,
+    show: impl Fn(&str) -> bool,
+) {
+    let log = l.log_text();
+    if failed > 0 {
+        for line in log.lines().filter(|line| show(line)) {
+            println!("launcher: {line}");
+        }
+    }
+    assert_eq!(failed, 0, "no request fails because of {fault}");
+    l.stop().await;
+    assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
 }
 
 /// 5a. 30 % of server creates fail with HTTP 500: every request is still fulfilled
@@ -959,39 +1009,24 @@ async fn ensemble_leader_loss_under_load() {
             },
         )
         .await;
-        let l = env.spawn_launcher(&[]);
-        env.wait_registered().await;
-        let mut ids = env.submit(60).await;
-        let admin = env.sim.admin();
-        wait_for_within("servers created", Duration::from_secs(60), || {
-            let c = admin.counter("compute.servers.create");
-            async move { (c >= 20).then_some(()) }
-        })
-        .await;
+        let (l, mut ids) = launcher_with_burst_in_flight(&mut env).await;
         let leader = ens.leader_index().expect("leader");
         let t = Instant::now();
         ens.stop(leader);
         ids.extend(env.submit(40).await);
-        let done = env.wait_all_done(&ids, Duration::from_secs(90)).await;
-        let all_done = t.elapsed();
-        let (ok, failed) = count_states(&done);
-        Env::assert_no_double_allocation(&done);
-        let converge = env.wait_converged(Duration::from_secs(60)).await;
+        let end = finish_burst(&env, &ids, t).await;
         println!(
-            "ensemble leader loss under load: all 100 requests done {:.1} s after the leader was killed ({ok} fulfilled, {failed} failed); converged {:.1} s later; {} servers",
-            all_done.as_secs_f64(),
-            converge.as_secs_f64(),
+            "ensemble leader loss under load: all 100 requests done {:.1} s after the leader was killed ({} fulfilled, {} failed); converged {:.1} s later; {} servers",
+            end.all_done.as_secs_f64(),
+            end.ok,
+            end.failed,
+            end.converge.as_secs_f64(),
             env.sim_servers().len()
         );
-        let log = l.log_text();
-        if failed > 0 {
-            for line in log.lines().filter(|l| l.contains("WARN") || l.contains("declin")) {
-                println!("launcher: {line}");
-            }
-        }
-        assert_eq!(failed, 0, "no request fails because of a leader loss");
-        l.stop().await;
-        assert!(!log.contains("panicked"), "launcher panicked:\n{log}");
+        assert_none_failed(l, end.failed, "a leader loss", |line| {
+            line.contains("WARN") || line.contains("declin")
+        })
+        .await;
         drop(env);
         drop(ens);
     })
@@ -1038,14 +1073,7 @@ async fn quorum_loss(outage: Duration) {
             ..Knobs::default()
         };
         let mut env = Env::on_ensemble(&ens, &shape, knobs).await;
-        let mut l = env.spawn_launcher(&[]);
-        env.wait_registered().await;
-        let mut ids = env.submit(60).await;
-        wait_for_within("launches in flight", Duration::from_secs(60), || {
-            let c = creates(&env);
-            async move { (c >= 20).then_some(()) }
-        })
-        .await;
+        let (mut l, mut ids) = launcher_with_burst_in_flight(&mut env).await;
         let leader = ens.leader_index().expect("leader");
         let other = (0..3).find(|&i| i != leader).expect("a follower");
         let lost = Instant::now();
@@ -1304,11 +1332,7 @@ fn builder_bin() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_launchers_two_builders_no_double_work() {
     bounded_serial(async {
-        let zk = TestZk::shared().await;
-        let hosts = vec![split_host(&zk.plain_hosts())];
-        let mut env = Env::new(
-            zk,
-            hosts,
+        let mut env = Env::shared(
             &Shape::default(),
             Knobs {
                 boot_delay_ms: 100,
@@ -2223,14 +2247,15 @@ mod soak {
     }
 }
 
-/// The chaos soak of CI: four minutes of faults, then the settle and the final checks
-/// (about five minutes in all). It runs beside the other fault tests.
+/// The chaos soak of CI: five minutes of faults (`SOAK_SECONDS` to change), then the
+/// settle and the final checks. It runs beside the other fault tests; `scripts/run-tests`
+/// runs it as a process of its own from the start, so that it is not the last to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_soak() {
     let secs = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(240);
+        .unwrap_or(300);
     soak::run(Duration::from_secs(secs), 0x50a4_0001).await;
 }
 
@@ -2242,22 +2267,19 @@ async fn chaos_soak_one_hour() {
 }
 
 /// 9. A ZooKeeper outage while a handler allocates (the server is down from just after
-/// the request went `pending` until past the client's 10 s request timeout, so the node
-/// create fails; the 40 s session survives) is retried, not taken for a full pool: the
-/// pool component is never marked `paused` (its record is not written at all), and the
-/// request is fulfilled once ZooKeeper is back.
+/// the request went `pending` until the node create has failed on the client's 10 s
+/// request timeout and the handler says it waits; the 40 s session survives) is
+/// retried, not taken for a full pool: the pool component is never marked `paused` (its
+/// record is not written at all), and the request is fulfilled once ZooKeeper is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
     bounded_serial(async {
-        let zk = TestZk::dedicated().await;
-        let hosts = vec![split_host(&zk.plain_hosts())];
+        let t = Instant::now();
         let shape = Shape {
             zk_timeout: Some(40),
             ..Shape::default()
         };
-        let mut env = Env::new(
-            zk,
-            hosts,
+        let mut env = Env::dedicated(
             &shape,
             Knobs {
                 quota: Quota::UNLIMITED,
@@ -2276,9 +2298,14 @@ async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
             }
         };
         let before = pool_version(&env).await.expect("pool component");
-        // Slow cloud calls: the handler spends ~3 s listing the cloud's availability
-        // zones before it creates its node; ZooKeeper goes down in that window.
-        env.sim.admin().update_knobs(|k| k.api_latency_ms = 3000);
+        // A slow call: the handler spends ~3 s listing the cloud's availability zones
+        // (after it marked the request `pending`, before it creates its node); ZooKeeper
+        // goes down in that window. Only that call is slow: the launcher's other first
+        // calls (token, images, flavors, limits, servers) would take 3 s each too.
+        env.sim.admin().update_knobs(|k| {
+            k.api_latency_ms_for
+                .insert("compute.availability_zones".into(), 3000);
+        });
         let id = env.submit(1).await.remove(0);
         let store = env.store.clone();
         wait_for_within("request pending", Duration::from_secs(90), || {
@@ -2295,19 +2322,41 @@ async fn zookeeper_blip_while_allocating_does_not_pause_the_pool() {
             .as_ref()
             .and_then(|z| z.server())
             .expect("dedicated server");
+        let set_up = t.elapsed();
         server.stop();
-        tokio::time::sleep(Duration::from_secs(15)).await;
+        let t = Instant::now();
+        // ZooKeeper stays down until the node create has failed and the handler waits
+        // (not a fixed time: the create comes after the slow listing, then fails on the
+        // 10 s request timeout).
+        wait_for_within(
+            "the handler waiting after a ZooKeeper connection problem (the outage hit node creation)",
+            Duration::from_secs(60),
+            || {
+                let hit = l.log_text().lines().any(|line| {
+                    line.contains("handler waits and retries")
+                        && line.contains("ZooKeeper connection problem")
+                });
+                async move { hit.then_some(()) }
+            },
+        )
+        .await;
+        let down = t.elapsed();
         server.restart().expect("start ZooKeeper again");
-        env.sim.admin().update_knobs(|k| k.api_latency_ms = 0);
+        let restart = t.elapsed() - down;
+        env.sim.admin().update_knobs(|k| k.api_latency_ms_for.clear());
+        let t = Instant::now();
         let done = env
             .wait_all_done(std::slice::from_ref(&id), Duration::from_secs(90))
             .await;
         assert_eq!(done[0].state, RequestState::Fulfilled, "{:?}", done[0]);
-        let log = l.log_text();
-        assert!(
-            log.contains("ZooKeeper connection problem"),
-            "the outage did not hit node creation; launcher log:\n{log}"
+        println!(
+            "ZooKeeper blip while allocating: set-up {:.1} s; down {:.1} s until the node create had failed, restart {:.1} s; fulfilled {:.1} s after",
+            set_up.as_secs_f64(),
+            down.as_secs_f64(),
+            restart.as_secs_f64(),
+            t.elapsed().as_secs_f64()
         );
+        let log = l.log_text();
         let after = pool_version(&env).await.expect("pool component");
         assert_eq!(
             after, before,

@@ -12,13 +12,14 @@ use std::time::Duration;
 use crate::support::Launcher;
 use nodepool_daemon::launcher::daemon::LauncherOptions;
 use nodepool_daemon::launcher::runtime::Intervals;
+use nodepool_shared::model::paths;
 use nodepool_shared::model::{
     BuildState, ImageBuild, ImageUpload, Node, NodeId, NodeRequest, NodeState, QuotaInformation,
     RequestId, RequestState, UploadState,
 };
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::testing::{bounded, init_logs, wait_for, StatsSink, TestZk, WAIT};
-use nodepool_shared::zk::ZkStore;
+use nodepool_shared::zk::{ZkClient, ZkLock, ZkStore};
 use nodepool_tests::sim::{Knobs, SimConfig, SimHandle, Simulator};
 
 const PROVIDER: &str = "sim-provider";
@@ -288,6 +289,51 @@ async fn server_id_is_stored_while_building() {
             env.node(&node.id).await.is_none().then_some(())
         })
         .await;
+        l.stop().await;
+    })
+    .await;
+}
+
+/// A request whose lock someone else holds is not tried while the cache shows the
+/// contender (a try would fail; with many pool workers their contender creates and
+/// deletes, and the events of those, slowed the holder's own writes): its lock dir sees
+/// no contender of ours. Once the holder lets go, the request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_lock_is_not_raced() {
+    bounded(async {
+        let env = Env::new(&Shape::default(), SimConfig::default()).await;
+        let held = env.submit(&["small-label"]).await;
+        let dir = paths::request_lock(&held);
+        let mut lock = ZkLock::new(env.store.client(), &dir, b"");
+        assert!(lock.try_acquire().await.expect("lock"), "held by the test");
+        let children_changes = || async {
+            let client: &ZkClient = env.store.client();
+            client
+                .exists(&dir)
+                .await
+                .expect("stat")
+                .expect("lock dir")
+                .cversion
+        };
+        let before = children_changes().await;
+        // Submitted after `held`, so a pass that serves it has looked at `held` first.
+        let other = env.submit(&["small-label"]).await;
+        let l = env.start_launcher();
+        assert_eq!(env.wait_done(&other).await.state, RequestState::Fulfilled);
+        // A later pass (another request's events) does not try it either.
+        let third = env.submit(&["small-label"]).await;
+        assert_eq!(env.wait_done(&third).await.state, RequestState::Fulfilled);
+        assert_eq!(
+            children_changes().await,
+            before,
+            "no pool worker created a contender on a lock the cache shows held"
+        );
+        assert_eq!(
+            env.request(&held).await.expect("held").state,
+            RequestState::Requested
+        );
+        lock.release().await.expect("unlock");
+        assert_eq!(env.wait_done(&held).await.state, RequestState::Fulfilled);
         l.stop().await;
     })
     .await;

@@ -32,7 +32,8 @@ fn openstack_cli_works_against_the_simulator() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run openstack-cli-check.sh");
-    // Bounded wait (the script normally takes ~20 s); output is drained by the waiting thread.
+    // Bounded wait (the script normally takes 15 - 30 s: four `openstack` processes); output
+    // is drained by the waiting thread.
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

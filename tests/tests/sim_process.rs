@@ -258,6 +258,7 @@ fn help_explains_every_flag() {
         "--boot-delay-ms",
         "--delete-delay-ms",
         "--api-latency-ms",
+        "--api-latency-ms-for",
         "--image-upload-delay-ms",
         "--quota-instances",
         "--error-rate ",
@@ -448,6 +449,10 @@ fn bad_knob_and_leak_flags_are_reported() {
             "not an HTTP status",
         ),
         (&["--garbage-next", "=1"][..], "--garbage-next"),
+        (
+            &["--api-latency-ms-for", "compute.limits=-1"][..],
+            "--api-latency-ms-for",
+        ),
         (
             &["--leak-server", "provider=p,colour=red"][..],
             "unknown key",

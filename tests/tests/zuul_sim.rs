@@ -503,22 +503,44 @@ struct Output {
     stderr: String,
 }
 
+/// Runs `zuul-sim ARGS` to its end (120 s bound).
 async fn zuul_sim(args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zuul-sim"));
-    cmd.args(args)
+    let child = spawn_zuul_sim(args, &[]);
+    finished(child, Duration::from_secs(120)).await
+}
+
+/// Starts `zuul-sim ARGS` with `envs`, its output piped; killed when dropped.
+fn spawn_zuul_sim(args: &[&str], envs: &[(&str, &str)]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_zuul-sim"))
+        .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("start zuul-sim");
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start zuul-sim")
+}
+
+/// Waits (at most `limit`) until `child` ends; its exit code and output.
+async fn finished(child: tokio::process::Child, limit: Duration) -> Output {
+    let out = tokio::time::timeout(limit, child.wait_with_output())
         .await
-        .expect("zuul-sim did not finish within 120 s")
+        .unwrap_or_else(|_| panic!("zuul-sim did not finish within {limit:?}"))
         .expect("zuul-sim output");
     Output {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every node is unlocked and in one of `states` (zuul-sim handed everything back).
+async fn assert_nodes_returned(client: &ZkClient, states: &[&str]) {
+    for n in all_nodes(client).await {
+        assert!(states.iter().any(|s| n["state"] == json!(s)), "{n:?}");
+        let id = NodeId::from(n["id"].as_str().unwrap());
+        assert!(lock_children(client, &id).await.is_empty());
     }
 }
 
@@ -787,41 +809,31 @@ async fn binary_stream_interrupted_returns_everything() {
     let zk = TestZk::shared().await;
     let stub = StubLauncher::start(&zk).await;
     let client = zk.client().await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zuul-sim"));
-    cmd.args([
-        "--zk",
-        &zk.plain_hosts(),
-        "--chroot",
-        zk.chroot(),
-        "-l",
-        "small",
-        "--json",
-        "stream",
-        "--rate",
-        "10",
-        "--hold",
-        "600",
-        "--report-every",
-        "0.2",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let child = cmd.spawn().expect("start zuul-sim");
+    let child = spawn_zuul_sim(
+        &[
+            "--zk",
+            &zk.plain_hosts(),
+            "--chroot",
+            zk.chroot(),
+            "-l",
+            "small",
+            "--json",
+            "stream",
+            "--rate",
+            "10",
+            "--hold",
+            "600",
+            "--report-every",
+            "0.2",
+        ],
+        &[],
+    );
     wait_for_in_use(&client).await;
     let pid = child.id().expect("zuul-sim pid") as i32;
     // SAFETY: kill(2) on the pid of our own child.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("zuul-sim did not stop within 60 s of SIGINT")
-        .unwrap();
-    let out = Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    // (It stops within 60 s of SIGINT.)
+    let out = finished(child, Duration::from_secs(60)).await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
     let v = parse_json(&out);
@@ -836,14 +848,7 @@ async fn binary_stream_interrupted_returns_everything() {
     // deletes such a request; the launcher's cleanup takes the allocation back, which
     // the stub does not do). Never `in-use`: every node zuul-sim held was returned.
     assert!(no_requests_left(&client).await);
-    for n in all_nodes(&client).await {
-        assert!(
-            n["state"] == json!("used") || n["state"] == json!("ready"),
-            "{n:?}"
-        );
-        let id = NodeId::from(n["id"].as_str().unwrap());
-        assert!(lock_children(&client, &id).await.is_empty());
-    }
+    assert_nodes_returned(&client, &["used", "ready"]).await;
     stub.stop().await;
     client.close().await;
 }
@@ -874,28 +879,24 @@ async fn binary_burst_takes_up_requests_fulfilled_during_a_session_loss() {
     client.ensure_path(paths::REQUESTS).await.unwrap();
     client.ensure_path(paths::NODES).await.unwrap();
     let before = session_ids(port);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zuul-sim"));
-    cmd.args([
-        "--zk",
-        &zk.plain_hosts(),
-        "--chroot",
-        zk.chroot(),
-        "--connect-timeout",
-        "2",
-        "--timeout",
-        "100",
-        "-l",
-        "small",
-        "--json",
-        "burst",
-        "4",
-    ])
-    .env("RUST_LOG", "warn")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let child = cmd.spawn().expect("start zuul-sim");
+    let child = spawn_zuul_sim(
+        &[
+            "--zk",
+            &zk.plain_hosts(),
+            "--chroot",
+            zk.chroot(),
+            "--connect-timeout",
+            "2",
+            "--timeout",
+            "100",
+            "-l",
+            "small",
+            "--json",
+            "burst",
+            "4",
+        ],
+        &[("RUST_LOG", "warn")],
+    );
     let pid = child.id().expect("zuul-sim pid") as i32;
     let requests = wait_for("zuul-sim submitted 4 requests", || {
         let client = client.clone();
@@ -944,15 +945,7 @@ async fn binary_burst_takes_up_requests_fulfilled_during_a_session_loss() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     server.restart().expect("restart ZooKeeper");
     let stub = StubLauncher::start(&zk).await;
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("zuul-sim did not finish within 120 s")
-        .unwrap();
-    let out = Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = finished(child, Duration::from_secs(120)).await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("session lost"), "{}", out.stderr);
     let v = parse_json(&out);
@@ -962,11 +955,7 @@ async fn binary_burst_takes_up_requests_fulfilled_during_a_session_loss() {
     assert!(no_requests_left(&client).await);
     let nodes = all_nodes(&client).await;
     assert_eq!(nodes.len(), 4, "{nodes:?}");
-    for n in nodes {
-        assert_eq!(n["state"], json!("used"), "{n:?}");
-        let id = NodeId::from(n["id"].as_str().unwrap());
-        assert!(lock_children(&client, &id).await.is_empty());
-    }
+    assert_nodes_returned(&client, &["used"]).await;
     stub.stop().await;
     client.close().await;
 }

@@ -274,6 +274,7 @@ impl Handler {
                 self.failure = Some(DeclineReason::RequestVanished);
             }
         }
+        tracing::debug!(request = %self.request.id, "request stored pending");
         self.set_state(HandlerState::Allocating);
     }
 
@@ -475,7 +476,9 @@ impl Handler {
             .has_quota_for(&self.pc.ctx, view.pool(), &need)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => {
+                tracing::debug!(request = %self.request.id, label = %label_name, "quota checked");
+            }
             Ok(false) => {
                 drop(gate);
                 if self.is_min_ready() {
@@ -571,26 +574,17 @@ impl Handler {
         }
     }
 
-    /// A ready, unallocated, unlocked node of this provider and pool with `label`, locked
-    /// and allocated to the request.
+    /// A ready, unallocated, unlocked node of this provider and pool with `label` (in
+    /// the chosen AZ, if any), locked and allocated to the request; tried in id order.
+    /// The cache indexes such nodes by provider, pool and label (no node scan).
     async fn try_reuse(&self, view: &PoolView, label: &str) -> Option<Held> {
         let ctx = &self.pc.ctx;
         let provider = view.provider_config().name.as_str();
-        let candidates: Vec<NodeId> = ctx
+        let candidates = ctx
             .cache
-            .select_nodes(|n| {
-                let node = &n.node;
-                node.state() == NodeState::Ready
-                    && node.allocated_to().is_none()
-                    && node.provider() == Some(provider)
-                    && node.pool() == Some(view.pool().name.as_str())
-                    && node.has_label(label)
-                    && !n.probably_locked()
-                    && (self.az.is_none() || node.az() == self.az.as_deref())
-            })
-            .iter()
-            .map(|n| n.id().clone())
-            .collect();
+            .reusable_nodes(provider, &view.pool().name, label, |n| {
+                self.az.is_none() || n.node.az() == self.az.as_deref()
+            });
         for id in candidates {
             let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"");
             match lock.try_acquire().await {

@@ -13,7 +13,8 @@
 //!
 //! A pass, phase by phase: [`pending_in_order`] (requests to look at, sorted),
 //! [`yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
-//! pool's state), [`lock_fresh`] (lock and re-read), then a decline or [`hand_over`]
+//! pool's state), [`lock_fresh`] (lock and re-read; not tried while the cache shows a
+//! contender on the request's lock), then a decline or [`hand_over`]
 //! (reserve its quota, start its handler; a pool without quota takes at most one).
 //!
 //! A pass looks only at the requests whose outcome may have changed since the worker
@@ -314,6 +315,14 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 continue;
             }
         };
+        // Someone holds or waits for its lock (the cache shows a contender): a try
+        // would fail too. Not trying spares ZooKeeper a contender create and delete per
+        // pool worker, and every launcher the events of those: with 60 pool workers
+        // that storm slowed the winner's writes. The lock's events bring it back.
+        if pc.ctx.cache.request_locked(&req.id) {
+            verdicts.decide(req.id.clone(), Verdict::LockBusy);
+            continue;
+        }
         let (mut lock, fresh) = match lock_fresh(pc, req).await {
             Locked::Fresh(lock, fresh) => (lock, *fresh),
             // A changed record comes back as a cache event; a lock released as well.
@@ -556,6 +565,7 @@ async fn hand_over(
     }
     tracing::debug!(request = %fresh.id, pool = %pc.worker_id, "accepting request");
     let reservation = reserve(pc, view, &fresh).await;
+    tracing::debug!(request = %fresh.id, reserved = reservation.is_some(), "handler starting");
     let (first_round, paused) = tokio::sync::oneshot::channel();
     let must_wait = reservation.is_none();
     let name = Handler::task_name(&pc.worker_id, &fresh);

@@ -200,34 +200,16 @@ impl ProviderHandle {
     }
 
     /// Current usage of the provider and of `pool`: resources of all nodes (any state)
-    /// in the cache plus claims not yet cached.
+    /// in the cache plus claims not yet cached. The cache keeps the sum of the nodes
+    /// with standard `resources` per provider and pool; only the few others (no
+    /// `resources` yet) are looked at one by one, in id order.
     pub fn usage(&self, ctx: &LauncherContext, pool: &str) -> (QuotaInformation, QuotaInformation) {
         let mut provider = QuotaInformation::usage();
         let mut in_pool = QuotaInformation::usage();
         let claims = self.claims.lock_or_recover().clone();
-        let mut seen = std::collections::HashSet::new();
-        // Launched nodes carry `resources` as three integers: summed as numbers, and
-        // added once, instead of one QuotaInformation per node (100,000 cached nodes).
-        let mut sums = [[0.0f64; 3]; 2];
-        let mut standard = [0usize; 2];
-        ctx.cache.for_each_node(|n| {
+        let seen = ctx.cache.provider_usage(self.name(), pool, claims.keys());
+        for n in &seen.other {
             let node = &n.node;
-            if node.provider() != Some(self.name()) {
-                return;
-            }
-            if claims.contains_key(node.id()) {
-                seen.insert(node.id().clone());
-            }
-            let here = usize::from(node.pool() == Some(pool));
-            if let Some(r) = node.standard_resources() {
-                for i in 0..=here {
-                    standard[i] += 1;
-                    for (s, v) in sums[i].iter_mut().zip(r) {
-                        *s += v as f64;
-                    }
-                }
-                return;
-            }
             let q = node
                 .resources_quota()
                 .or_else(|| claims.get(node.id()).cloned())
@@ -249,19 +231,28 @@ impl ProviderHandle {
                 });
             if let Some(q) = q {
                 provider.add(&q);
-                if here == 1 {
+                if node.pool() == Some(pool) {
                     in_pool.add(&q);
                 }
             }
-        });
-        for (i, usage) in [&mut provider, &mut in_pool].into_iter().enumerate() {
-            if standard[i] > 0 {
-                let [c, n, r] = sums[i];
-                usage.add(&QuotaInformation::new(Some(c), Some(n), Some(r), 0.0));
+        }
+        // Summed as integers by the cache; added once, as they were when this summed
+        // a scan (exact: the sums stay far below 2^53).
+        for (usage, (count, [c, n, r])) in [
+            (&mut provider, seen.provider_standard),
+            (&mut in_pool, seen.pool_standard),
+        ] {
+            if count > 0 {
+                usage.add(&QuotaInformation::new(
+                    Some(c as f64),
+                    Some(n as f64),
+                    Some(r as f64),
+                    0.0,
+                ));
             }
         }
         for (id, q) in claims {
-            if !seen.contains(&id) {
+            if !seen.cached.contains(&id) {
                 provider.add(&q);
                 in_pool.add(&q); // claims are made per pool; conservative for others
             }

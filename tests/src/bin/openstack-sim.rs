@@ -66,6 +66,10 @@ struct Args {
     /// Cinder volume size quota in GB (-1 = unlimited).
     #[arg(long, allow_hyphen_values = true)]
     quota_gigabytes: Option<i64>,
+    /// Extra latency of one operation's calls, as OP=MS (on top of --api-latency-ms);
+    /// repeatable.
+    #[arg(long, value_name = "OP=MS")]
+    api_latency_ms_for: Vec<String>,
     /// Probability (0-1) that any API call fails with --error-status.
     #[arg(long)]
     error_rate: Option<f64>,
@@ -264,7 +268,7 @@ fn apply_knob_flags(a: &Args, k: &mut Knobs) {
     }
 }
 
-/// The knob flags that inject API failures.
+/// The knob flags that inject API failures, and per-operation latency.
 fn apply_failure_flags(a: &Args, k: &mut Knobs) -> Result<(), String> {
     if let Some(r) = a.error_rate {
         if !(0.0..=1.0).contains(&r) {
@@ -305,6 +309,13 @@ fn apply_failure_flags(a: &Args, k: &mut Knobs) -> Result<(), String> {
         };
         k.fail_next
             .insert(op.to_string(), FailNext { count, status });
+    }
+    for spec in &a.api_latency_ms_for {
+        let (op, ms) = split_op("--api-latency-ms-for", spec)?;
+        let ms: u64 = ms.parse().map_err(|_| {
+            format!("--api-latency-ms-for {spec}: MS must be a non-negative integer")
+        })?;
+        k.api_latency_ms_for.insert(op.to_string(), ms);
     }
     for spec in &a.garbage_next {
         let (op, n) = split_op("--garbage-next", spec)?;

@@ -264,7 +264,7 @@ impl Sim {
                 operation: op.to_string(),
                 at_ms: at.as_secs_f64() * 1000.0,
             });
-            g.knobs.api_latency_ms
+            g.knobs.api_latency_ms + g.knobs.api_latency_ms_for.get(op).copied().unwrap_or(0)
         };
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;

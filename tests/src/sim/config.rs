@@ -175,6 +175,9 @@ pub struct Knobs {
     pub delete_delay_ms: u64,
     /// Added to every API call (admin API excepted).
     pub api_latency_ms: u64,
+    /// Added to the calls of one operation, on top of `api_latency_ms` (one slow call, e.g.
+    /// `compute.availability_zones`, without slowing the others).
+    pub api_latency_ms_for: BTreeMap<String, u64>,
     /// Time an image upload (`PUT /v2/images/{id}/file`) spends with the image in
     /// `saving` before the data is read: a slow transfer to kill a builder in.
     pub image_upload_delay_ms: u64,
@@ -209,6 +212,7 @@ impl Default for Knobs {
             boot_delay_ms: 0,
             delete_delay_ms: 0,
             api_latency_ms: 0,
+            api_latency_ms_for: BTreeMap::new(),
             image_upload_delay_ms: 0,
             error_rates: BTreeMap::new(),
             error_status: 500,

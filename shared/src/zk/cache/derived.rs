@@ -1,16 +1,21 @@
-//! What the tree keeps beside its maps so that the launcher's pool workers need no scan
-//! of the whole cache: the `requested` requests in Nodepool's priority order
-//! ([`RequestOrder`]), and every tenant's node usage ([`TenantUsage`]), both updated as
-//! each change is applied.
+//! What the tree keeps beside its maps so that the launcher's pool workers and request
+//! handlers need no scan of the whole cache: the `requested` requests in Nodepool's
+//! priority order ([`RequestOrder`]), every tenant's node usage ([`TenantUsage`]), and
+//! per provider and pool the nodes' resources and the ready nodes free for reuse
+//! ([`NodeIndex`]), all updated as each change is applied.
 //!
 //! At 100,000 nodes and 5,000 waiting requests, sorting the requests and summing a
 //! tenant's nodes on every pass of every pool worker was most of an idle launcher's CPU;
-//! kept here they cost a map update per change.
+//! summing a provider's nodes for each quota check and scanning every node for a ready
+//! one to reuse was most of the time between accepting a request and launching its
+//! node. Kept here they cost a few map updates per change.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use crate::model::{CompactNode, NodeRequest, QuotaInformation, RequestId};
+use crate::model::{CompactNode, NodeId, NodeRequest, NodeState, QuotaInformation, RequestId};
+
+use super::tree::CachedNode;
 
 /// The position of a request in Nodepool's order: `(precedence, relative_priority,
 /// sequence)` as [`NodeRequest::priority`], then the whole id (a total order for a map
@@ -109,10 +114,182 @@ impl Tenants {
     }
 }
 
+/// The resources of a set of nodes, as the launcher's quota check counts them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeSum {
+    /// How many nodes have `resources` of exactly `cores`, `instances` and `ram` as
+    /// integers (what a launcher writes).
+    pub standard_nodes: u64,
+    /// Their summed `cores`, `instances` and `ram`.
+    pub standard: [i64; 3],
+    /// The other nodes (`resources` in another form, or none yet), in id order: the
+    /// launcher works out what each takes (a claim or the label's need may stand in).
+    pub other: BTreeSet<NodeId>,
+}
+
+impl NodeSum {
+    fn count(&mut self, n: &CompactNode, add: bool) {
+        match n.standard_resources() {
+            Some(r) => {
+                let sign = if add { 1 } else { -1 };
+                self.standard_nodes = if add {
+                    self.standard_nodes + 1
+                } else {
+                    self.standard_nodes.saturating_sub(1)
+                };
+                for (s, v) in self.standard.iter_mut().zip(r) {
+                    *s += sign * v;
+                }
+            }
+            None if add => {
+                self.other.insert(n.id().clone());
+            }
+            None => {
+                self.other.remove(n.id());
+            }
+        }
+    }
+}
+
+/// The nodes of one pool of a provider.
+#[derive(Debug, Default)]
+struct PoolNodes {
+    sum: NodeSum,
+    /// Ready nodes free for reuse (see [`NodeIndex::reusable`]) by label.
+    ready: HashMap<String, BTreeSet<NodeId>>,
+}
+
+/// The nodes of one provider.
+#[derive(Debug, Default)]
+struct ProviderNodes {
+    /// Every node of the provider (any pool, also none).
+    sum: NodeSum,
+    pools: HashMap<String, PoolNodes>,
+}
+
+/// Per provider (the node's `provider`) and per pool of it (`pool`): the nodes'
+/// resources ([`NodeSum`], every state) and, by label, the ids of the `ready`,
+/// unallocated nodes nobody holds or waits to lock (an entry per such node only).
+#[derive(Debug, Default)]
+pub struct NodeIndex(HashMap<String, ProviderNodes>);
+
+impl NodeIndex {
+    /// Whether a node is one a request of its provider and pool may reuse: `ready`, not
+    /// allocated, no lock contender (Nodepool skips a node that is probably locked).
+    pub fn reusable(n: &CachedNode) -> bool {
+        n.node.state() == NodeState::Ready
+            && n.node.allocated_to().is_none()
+            && !n.probably_locked()
+    }
+
+    /// Accounts for a cached node replaced by another (`None` = absent; the same node
+    /// with other lock contenders counts as a replacement too).
+    pub fn replace(&mut self, old: Option<&CachedNode>, new: Option<&CachedNode>) {
+        if let (Some(o), Some(n)) = (old, new) {
+            if std::ptr::eq(o, n) {
+                return;
+            }
+            let same_usage = o.node.provider() == n.node.provider()
+                && o.node.pool() == n.node.pool()
+                && o.node.standard_resources() == n.node.standard_resources();
+            let same_ready = !Self::reusable(o) && !Self::reusable(n);
+            if same_usage && same_ready {
+                return;
+            }
+        }
+        if let Some(o) = old {
+            self.count(o, false);
+        }
+        if let Some(n) = new {
+            self.count(n, true);
+        }
+    }
+
+    fn count(&mut self, n: &CachedNode, add: bool) {
+        let node = &n.node;
+        let Some(provider) = node.provider() else {
+            return;
+        };
+        let entry = match self.0.get_mut(provider) {
+            Some(e) => e,
+            None if add => self.0.entry(provider.to_string()).or_default(),
+            None => return,
+        };
+        entry.sum.count(node, add);
+        let Some(pool) = node.pool() else {
+            return;
+        };
+        let pool_entry = match entry.pools.get_mut(pool) {
+            Some(p) => p,
+            None if add => entry.pools.entry(pool.to_string()).or_default(),
+            None => return,
+        };
+        pool_entry.sum.count(node, add);
+        if !Self::reusable(n) {
+            return;
+        }
+        for label in node.labels() {
+            if add {
+                let set = match pool_entry.ready.get_mut(label) {
+                    Some(s) => s,
+                    None => pool_entry.ready.entry(label.to_string()).or_default(),
+                };
+                set.insert(node.id().clone());
+            } else if let Some(set) = pool_entry.ready.get_mut(label) {
+                set.remove(node.id());
+                if set.is_empty() {
+                    pool_entry.ready.remove(label);
+                }
+            }
+        }
+    }
+
+    /// The resources of every node of `provider` (`None`: it has none).
+    pub fn provider_sum(&self, provider: &str) -> Option<&NodeSum> {
+        self.0.get(provider).map(|p| &p.sum)
+    }
+
+    /// The resources of the nodes of `provider` in `pool`.
+    pub fn pool_sum(&self, provider: &str, pool: &str) -> Option<&NodeSum> {
+        self.0.get(provider)?.pools.get(pool).map(|p| &p.sum)
+    }
+
+    /// The ids of the nodes of `provider` in `pool` with `label` that are free for
+    /// reuse ([`Self::reusable`]), in id order.
+    pub fn ready(&self, provider: &str, pool: &str, label: &str) -> Option<&BTreeSet<NodeId>> {
+        self.0.get(provider)?.pools.get(pool)?.ready.get(label)
+    }
+
+    /// How many entries the ready sets hold (an entry per label of each reusable node).
+    pub fn ready_entries(&self) -> usize {
+        self.0
+            .values()
+            .flat_map(|p| p.pools.values())
+            .flat_map(|p| p.ready.values())
+            .map(BTreeSet::len)
+            .sum()
+    }
+}
+
+/// A provider's node usage as one read of the cache saw it ([`TreeCache::provider_usage`]).
+///
+/// [`TreeCache::provider_usage`]: super::TreeCache::provider_usage
+#[derive(Clone, Debug, Default)]
+pub struct ProviderUsage {
+    /// Nodes of the provider with standard `resources`: how many, and their sum.
+    pub provider_standard: (u64, [i64; 3]),
+    /// The same for the nodes of the pool asked about.
+    pub pool_standard: (u64, [i64; 3]),
+    /// The provider's other nodes (any pool), in id order.
+    pub other: Vec<std::sync::Arc<CachedNode>>,
+    /// Which of the ids asked about are cached nodes of the provider.
+    pub cached: std::collections::HashSet<NodeId>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Node, NodeId};
+    use crate::model::Node;
 
     fn req(id: &str, rp: i64) -> NodeRequest {
         NodeRequest {

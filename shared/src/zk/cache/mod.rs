@@ -32,7 +32,7 @@ use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
 use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
 
-pub use derived::TenantUsage;
+pub use derived::{NodeSum, ProviderUsage, TenantUsage};
 pub use queues::{CachePart, CacheQueue, QueueSizes};
 
 use crate::sync::RwLockExt;
@@ -328,6 +328,59 @@ impl TreeCache {
     /// node scan here).
     pub fn tenant_usage(&self, tenant: &str) -> TenantUsage {
         self.shared.read().tenants.get(tenant)
+    }
+
+    /// The node usage of `provider` and of its `pool` (see [`ProviderUsage`]), kept as
+    /// nodes change (no node scan here), and which of `ids` are cached nodes of the
+    /// provider, all from one read.
+    pub fn provider_usage<'a>(
+        &self,
+        provider: &str,
+        pool: &str,
+        ids: impl IntoIterator<Item = &'a NodeId>,
+    ) -> ProviderUsage {
+        let t = self.shared.read();
+        let of = |s: Option<&NodeSum>| s.map_or((0, [0; 3]), |s| (s.standard_nodes, s.standard));
+        let all = t.node_index.provider_sum(provider);
+        ProviderUsage {
+            provider_standard: of(all),
+            pool_standard: of(t.node_index.pool_sum(provider, pool)),
+            other: all
+                .iter()
+                .flat_map(|s| s.other.iter())
+                .filter_map(|id| t.nodes.get(id).cloned())
+                .collect(),
+            cached: ids
+                .into_iter()
+                .filter(|id| {
+                    t.nodes
+                        .get(*id)
+                        .is_some_and(|n| n.node.provider() == Some(provider))
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The ids of the `ready`, unallocated, unlocked nodes of `provider` in `pool` with
+    /// `label` for which `keep` is true, in id order, from an index kept as nodes and
+    /// their locks change (no node scan). `keep` runs under the cache's read lock: it
+    /// must not call the cache.
+    pub fn reusable_nodes(
+        &self,
+        provider: &str,
+        pool: &str,
+        label: &str,
+        mut keep: impl FnMut(&CachedNode) -> bool,
+    ) -> Vec<NodeId> {
+        let t = self.shared.read();
+        t.node_index
+            .ready(provider, pool, label)
+            .into_iter()
+            .flatten()
+            .filter(|id| t.nodes.get(*id).is_some_and(|n| keep(n)))
+            .cloned()
+            .collect()
     }
 
     /// One request.

@@ -16,7 +16,7 @@ use crate::model::{
 use crate::zk::store::{is_lock_contender, sort_contenders, FlagTimes};
 use crate::zk::Stat;
 
-use super::derived::{RequestOrder, Tenants};
+use super::derived::{NodeIndex, RequestOrder, Tenants};
 
 /// A cached node with its lock contenders.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +164,8 @@ pub struct Tree {
     pub(crate) requested: BTreeMap<RequestOrder, Arc<CachedRequest>>,
     /// Every tenant's node usage.
     pub(crate) tenants: Tenants,
+    /// Per provider and pool: the nodes' resources and the ready nodes free for reuse.
+    pub(crate) node_index: NodeIndex,
     pub(crate) request_locks: BTreeMap<RequestId, BTreeSet<String>>,
     pub(crate) images: BTreeSet<String>,
     pub(crate) paused: BTreeSet<String>,
@@ -376,6 +378,7 @@ impl Tree {
         let old = self.nodes.insert(id.clone(), new.clone());
         self.tenants
             .replace(old.as_deref().map(|o| &*o.node), Some(&new.node));
+        self.node_index.replace(old.as_deref(), Some(&new));
         if let Some(c) = change {
             out.push(CacheEvent::new(CacheKind::Node, ZkPath::Node(id), c));
         }
@@ -388,6 +391,7 @@ impl Tree {
             return;
         };
         self.tenants.replace(Some(&old.node), None);
+        self.node_index.replace(Some(&old), None);
         if keep_locks && !old.lock_contenders.is_empty() {
             self.node_locks
                 .insert(id.clone(), old.lock_contenders.iter().cloned().collect());
@@ -475,11 +479,13 @@ impl Tree {
                 }
                 _ => return false,
             }
-            *entry = Arc::new(CachedNode {
+            let new = Arc::new(CachedNode {
                 node: entry.node.clone(),
                 stat: entry.stat,
                 lock_contenders: v,
             });
+            let old = std::mem::replace(entry, new.clone());
+            self.node_index.replace(Some(&old), Some(&new));
             return true;
         }
         if present {
@@ -736,11 +742,13 @@ impl Tree {
                 if let Some(entry) = self.nodes.get_mut(&id) {
                     if !entry.lock_contenders.is_empty() {
                         gone.extend(entry.lock_contenders.iter().cloned());
-                        *entry = Arc::new(CachedNode {
+                        let new = Arc::new(CachedNode {
                             node: entry.node.clone(),
                             stat: entry.stat,
                             lock_contenders: Vec::new(),
                         });
+                        let old = std::mem::replace(entry, new.clone());
+                        self.node_index.replace(Some(&old), Some(&new));
                     }
                 }
                 for child in gone {
@@ -1232,6 +1240,175 @@ mod tests {
         );
         assert_eq!(t.tenants.get("t").used.get("instances"), 0.0);
         assert!(t.tenants.get("t").changes > before);
+    }
+
+    /// What the launcher's scans found before the cache kept [`NodeIndex`]: the sums
+    /// and ready sets worked out from every cached node.
+    fn scan_sum(t: &Tree, keep: impl Fn(&CachedNode) -> bool) -> super::super::NodeSum {
+        let mut sum = super::super::NodeSum::default();
+        for n in t.nodes.values().filter(|n| keep(n)) {
+            match n.node.standard_resources() {
+                Some(r) => {
+                    sum.standard_nodes += 1;
+                    for (s, v) in sum.standard.iter_mut().zip(r) {
+                        *s += v;
+                    }
+                }
+                None => {
+                    sum.other.insert(n.id().clone());
+                }
+            }
+        }
+        sum
+    }
+
+    fn scan_ready(t: &Tree, provider: &str, pool: &str, label: &str) -> BTreeSet<NodeId> {
+        t.nodes
+            .values()
+            .filter(|n| {
+                let node = &n.node;
+                node.state() == crate::model::NodeState::Ready
+                    && node.allocated_to().is_none()
+                    && node.provider() == Some(provider)
+                    && node.pool() == Some(pool)
+                    && node.has_label(label)
+                    && !n.probably_locked()
+            })
+            .map(|n| n.id().clone())
+            .collect()
+    }
+
+    const PROVIDERS: [&str; 2] = ["p0", "p1"];
+    const POOLS: [&str; 2] = ["main", "second"];
+    const LABELS: [&str; 3] = ["l0", "l1", "l2"];
+
+    /// Asserts that the index equals a from-scratch scan (`what` says after which edit).
+    fn assert_index_matches_scan(t: &Tree, what: &str) {
+        let empty = super::super::NodeSum::default();
+        let mut ready_entries = 0;
+        for p in PROVIDERS {
+            let want = scan_sum(t, |n| n.node.provider() == Some(p));
+            let got = t.node_index.provider_sum(p).unwrap_or(&empty);
+            assert_eq!(got, &want, "provider {p} after {what}");
+            for pool in POOLS {
+                let want = scan_sum(t, |n| {
+                    n.node.provider() == Some(p) && n.node.pool() == Some(pool)
+                });
+                let got = t.node_index.pool_sum(p, pool).unwrap_or(&empty);
+                assert_eq!(got, &want, "provider {p} pool {pool} after {what}");
+                for label in LABELS {
+                    let want = scan_ready(t, p, pool, label);
+                    let got = t
+                        .node_index
+                        .ready(p, pool, label)
+                        .cloned()
+                        .unwrap_or_default();
+                    assert_eq!(got, want, "ready {p}/{pool}/{label} after {what}");
+                    ready_entries += want.len();
+                }
+            }
+        }
+        assert_eq!(
+            t.node_index.ready_entries(),
+            ready_entries,
+            "no entry for anything but a reusable node after {what}"
+        );
+    }
+
+    /// A random node record: provider and pool (sometimes none), state, labels,
+    /// allocation, and `resources` standard, in another form, or none.
+    fn random_node(rng: &mut impl rand::Rng, id: &str) -> CompactNode {
+        use crate::model::NodeState::*;
+        let mut n = Node::new();
+        n.id = NodeId::from(id);
+        let pick = |rng: &mut dyn rand::RngCore, k: usize| (rng.next_u32() as usize) % k;
+        n.provider = (pick(rng, 6) > 0).then(|| PROVIDERS[pick(rng, 2)].to_string());
+        n.pool = (pick(rng, 6) > 0).then(|| POOLS[pick(rng, 2)].to_string());
+        n.set_state([Ready, Ready, Ready, InUse, Building, Deleting, Used][pick(rng, 7)]);
+        n.node_type = LABELS
+            .iter()
+            .filter(|_| pick(rng, 2) == 0)
+            .map(|l| l.to_string())
+            .collect();
+        n.allocated_to = (pick(rng, 3) == 0).then(|| RequestId::from("100-0000000001"));
+        let mut m = serde_json::Map::new();
+        match pick(rng, 4) {
+            0 => {}
+            1 => {
+                m.insert("cores".into(), 1.5.into());
+                m.insert("instances".into(), 1.into());
+                m.insert("ram".into(), 512.into());
+                n.resources = Some(m);
+            }
+            _ => {
+                m.insert("cores".into(), (pick(rng, 8) as i64).into());
+                m.insert("instances".into(), 1.into());
+                m.insert("ram".into(), (1024 * pick(rng, 8) as i64).into());
+                n.resources = Some(m);
+            }
+        }
+        n.into()
+    }
+
+    #[test]
+    fn node_index_follows_random_edits() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        let mut mzxid = 1;
+        for step in 0..4000 {
+            let id = format!("{:010}", rng.random_range(0..40));
+            let nid = NodeId::from(id.as_str());
+            let contender = format!("{:032x}__lock__{:010}", rng.random_range(0..3), 0);
+            mzxid += 1;
+            let (what, update) = match rng.random_range(0..10) {
+                0..=4 => (
+                    "node data",
+                    Update::Node(nid, Some(random_node(&mut rng, &id)), stat(mzxid)),
+                ),
+                5 => ("node gone", Update::Gone(ZkPath::Node(nid))),
+                6 => ("node emptied", Update::Node(nid, None, stat(mzxid))),
+                7 => (
+                    "contender added",
+                    Update::Present(ZkPath::NodeLock(nid, Some(contender)), true),
+                ),
+                8 => (
+                    "contender removed",
+                    Update::Present(ZkPath::NodeLock(nid, Some(contender)), false),
+                ),
+                _ => (
+                    "lock dir removed",
+                    Update::Present(ZkPath::NodeLock(nid, None), false),
+                ),
+            };
+            t.apply(update, &mut out);
+            assert_index_matches_scan(&t, &format!("step {step}: {what} {id}"));
+        }
+        assert!(
+            t.node_index.ready_entries() > 0,
+            "the edits left some reusable node"
+        );
+        // A full load builds a fresh tree; it replaces the live one with its index.
+        let mut loaded = Tree::default();
+        for n in t.nodes.values() {
+            loaded.apply(
+                Update::Node(n.id().clone(), Some((*n.node).clone()), n.stat),
+                &mut out,
+            );
+            for c in &n.lock_contenders {
+                let zp = ZkPath::NodeLock(n.id().clone(), Some(c.clone()));
+                loaded.apply(Update::Present(zp, true), &mut out);
+            }
+        }
+        let mut live = Tree::default();
+        live.apply(
+            node_update("0000000099", 1, crate::model::NodeState::Ready),
+            &mut out,
+        );
+        live.replace_with(loaded, &mut out);
+        assert_index_matches_scan(&live, "a full reload");
+        assert_eq!(live.nodes.len(), t.nodes.len());
     }
 
     #[test]
