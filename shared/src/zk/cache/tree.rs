@@ -432,6 +432,7 @@ impl Tree {
         let old = self.nodes.insert(id, new.clone());
         self.tenants
             .replace(old.as_deref().map(|o| &*o.node), Some(&new.node));
+        self.node_index.replace(old.as_deref(), Some(&new));
     }
 
     /// Stores request data unless the cached data is newer; keeps the priority order of
@@ -1365,7 +1366,7 @@ mod tests {
             let (what, update) = match rng.random_range(0..10) {
                 0..=4 => (
                     "node data",
-                    Update::Node(nid, Some(random_node(&mut rng, &id)), stat(mzxid)),
+                    Update::Node(nid, Some(Arc::new(random_node(&mut rng, &id))), stat(mzxid)),
                 ),
                 5 => ("node gone", Update::Gone(ZkPath::Node(nid))),
                 6 => ("node emptied", Update::Node(nid, None, stat(mzxid))),
@@ -1389,18 +1390,18 @@ mod tests {
             t.node_index.ready_entries() > 0,
             "the edits left some reusable node"
         );
-        // A full load builds a fresh tree; it replaces the live one with its index.
+        // A full load builds a fresh tree as the load does (`put_loaded_node`, records
+        // decoded anew or kept from the live tree); it replaces the live one with its index.
         let mut loaded = Tree::default();
-        for n in t.nodes.values() {
-            loaded.apply(
-                Update::Node(n.id().clone(), Some((*n.node).clone()), n.stat),
-                &mut out,
-            );
-            for c in &n.lock_contenders {
-                let zp = ZkPath::NodeLock(n.id().clone(), Some(c.clone()));
-                loaded.apply(Update::Present(zp, true), &mut out);
-            }
+        for (i, n) in t.nodes.values().enumerate() {
+            let record = if i % 2 == 0 {
+                LoadedNode::Read(n.node.clone())
+            } else {
+                LoadedNode::Unchanged(n.clone())
+            };
+            loaded.put_loaded_node(record, n.stat, n.lock_contenders.clone());
         }
+        assert_index_matches_scan(&loaded, "the loaded tree");
         let mut live = Tree::default();
         live.apply(
             node_update("0000000099", 1, crate::model::NodeState::Ready),
