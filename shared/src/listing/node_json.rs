@@ -428,3 +428,107 @@ impl fmt::Display for Refused {
         f.write_str("left to the full reader")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::nodes::{listed_node_row, owned_node_row, NodeColumns};
+    use crate::listing::Cell;
+    use crate::model::Node;
+
+    const NOW: f64 = 1_700_100_000.0;
+
+    /// The detail cells as `nodepool list` makes them (JSON reader, then `Node` for
+    /// what it leaves), and whether the JSON reader took the record.
+    fn via_listed(data: &[u8]) -> (Option<Vec<Cell>>, bool) {
+        let id = NodeId::from("0000000007");
+        let mut row = Vec::new();
+        match ListedNode::parse(&id, data) {
+            Some(Some(n)) => {
+                listed_node_row(&n, false, NOW, NodeColumns::Detail, &mut row);
+                (Some(row), true)
+            }
+            Some(None) => (None, true),
+            None => (via_node(data), false),
+        }
+    }
+
+    fn via_node(data: &[u8]) -> Option<Vec<Cell>> {
+        let id = NodeId::from("0000000007");
+        let mut row = Vec::new();
+        let node = Node::from_json(&id, data).ok()??;
+        owned_node_row(node, false, NOW, NodeColumns::Detail, &mut row);
+        Some(row)
+    }
+
+    /// Same cells as through `Node`; `direct`: whether the JSON reader must take it.
+    fn check(json: &str, direct: bool) {
+        let (got, took) = via_listed(json.as_bytes());
+        assert_eq!(got, via_node(json.as_bytes()), "{json}");
+        assert_eq!(took, direct, "taken by the JSON reader: {json}");
+    }
+
+    #[test]
+    fn realistic_records_are_read_directly() {
+        use crate::testing::scale::{realistic_node, FleetShape};
+        for i in [0, 6, 8, 9, 12_345] {
+            let n = realistic_node(i, FleetShape::default(), NOW);
+            let json = String::from_utf8(n.to_json()).expect("utf-8");
+            check(&json, true);
+        }
+    }
+
+    #[test]
+    fn same_cells_as_through_node() {
+        for (json, direct) in [
+            (r#"{"state": "ready"}"#, true),
+            ("  \n", true),
+            (r#"{"state": "ready", "username": null}"#, true),
+            (r#"{"state": "ready", "provider": "pr\u00f6v\"ider", "comment": "a\nb"}"#, true),
+            (r#"{"state": "ready", "type": ""}"#, true),
+            (r#"{"state": "ready", "type": "a"}"#, true),
+            (r#"{"state": "ready", "type": false}"#, true),
+            (r#"{"state": "ready", "type": null}"#, true),
+            (r#"{"state": "ready", "type": ["a", "b"]}"#, true),
+            (r#"{"state": "ready", "type": true}"#, false),
+            (r#"{"state": "ready", "type": [1]}"#, false),
+            (r#"{"state": "ready", "connection_port": 2022}"#, true),
+            (r#"{"state": "ready", "connection_port": " 2022 "}"#, true),
+            (r#"{"state": "ready", "connection_port": null, "ssh_port": 1}"#, true),
+            (r#"{"state": "ready", "ssh_port": "2200"}"#, true),
+            (r#"{"state": "ready", "connection_port": 22, "ssh_port": "x"}"#, true),
+            (r#"{"state": "ready", "connection_port": -1}"#, false),
+            (r#"{"state": "ready", "connection_port": 70000}"#, false),
+            (r#"{"state": "ready", "connection_port": 22.0}"#, false),
+            (r#"{"state": "ready", "connection_port": {"user": "x"}}"#, false),
+            (r#"{"state": "ready", "slot": 1.0, "hold_expiration": "abc"}"#, true),
+            (r#"{"state": "ready", "slot": 1.5}"#, false),
+            (r#"{"state": "ready", "slot": "1"}"#, false),
+            (r#"{"state": "ready", "slot": 18446744073709551615}"#, false),
+            (r#"{"state": "ready", "resources": {"cores": 2}, "node_properties": null}"#, true),
+            (r#"{"state": "ready", "resources": []}"#, false),
+            (r#"{"state": "ready", "node_properties": 5}"#, false),
+            (r#"{"state": "ready", "x": 1e999}"#, false),
+            (r#"{"state": "ready", "x": "\ud800"}"#, false),
+            (r#"{"state": "ready", "host_keys": null, "attributes": [1, {"a": null}]}"#, true),
+            (r#"{"state": "ready", "host_keys": "k"}"#, false),
+            (r#"{"state": "ready", "user_data": {"k": [1, "a"]}, "driver_data": "o"}"#, true),
+            (r#"{"state": "ready", "state_time": 5, "created_time": null}"#, true),
+            (r#"{"state": "ready", "state_time": "5"}"#, false),
+            (r#"{"state": "ready", "allocated_to": 5}"#, false),
+            (r#"{"state": "bogus", "state": "ready"}"#, false),
+            (r#"{"state": "ready", "state": "bogus"}"#, false),
+            (r#"{"state": "nope"}"#, false),
+            (r#"{"provider": "p"}"#, false),
+            (r#"{"state": "ready"} x"#, false),
+            (r#"["state"]"#, false),
+            ("null", false),
+        ] {
+            check(json, direct);
+        }
+        let mut bad_utf8 = br#"{"state": "ready", "x": "?"}"#.to_vec();
+        let at = bad_utf8.iter().position(|b| *b == b'?').expect("?");
+        bad_utf8[at] = 0xff;
+        assert_eq!(via_listed(&bad_utf8), (None, false));
+    }
+}
