@@ -77,7 +77,7 @@ fn fleet_node(i: usize, args: &Args, now: f64) -> (Node, Option<bool>) {
     n.launcher = Some("launcher-PoolWorker.provider-main-0123456789abcdef".into());
     n.connection_type = Some("ssh".into());
     n.host_keys = vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample".into()];
-    let lock = if i % 10 == 0 {
+    let lock = if i.is_multiple_of(10) {
         Some(true)
     } else if args.lock_dirs {
         Some(false)
