@@ -21,7 +21,7 @@ use nodepool_shared::zk::{
 };
 use tracing::{debug, warn};
 
-/// Nodes per batch (one multi-read of their records, one of their lock dirs).
+/// Nodes per batch (one multi-read of their records and lock dirs).
 const NODES_PER_BATCH: usize = 250;
 /// Multi-read requests in flight.
 const BATCHES_IN_FLIGHT: usize = 16;
@@ -114,8 +114,8 @@ fn decode_batch<T>(
         .collect()
 }
 
-/// The nodes of a batch of reads; empty and corrupt node znodes are skipped (corrupt
-/// ones with a warning).
+/// One node record as a [`Node`] with its lock flag; `None` for an empty record (no
+/// node) and for a corrupt one (with a warning), which the listing skips.
 pub fn parse_node(id: &NodeId, data: &[u8], locked: bool) -> Option<(Node, bool)> {
     match Node::from_json(id, data) {
         Ok(Some(node)) => Some((node, locked)),
