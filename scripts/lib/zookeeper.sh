@@ -78,7 +78,11 @@ LOG
         slf4j-api slf4j-log4j12 log4j-1.2; do
         cp=$cp:$jars/$j.jar
     done
-    java -Xmx512m -XX:+UseSerialGC -Dzookeeper.jmx.log4j.disable=true -cp "$cp" \
+    # NODEPOOL_ZK_HEAP and NODEPOOL_ZK_JVM_OPTS (which replaces the GC flag) as for the
+    # test harness's own ZooKeeper; benchmarks use them (scripts/bench-list).
+    # shellcheck disable=SC2086
+    java -Xmx"${NODEPOOL_ZK_HEAP:-512m}" ${NODEPOOL_ZK_JVM_OPTS:--XX:+UseSerialGC} \
+        -Dzookeeper.jmx.log4j.disable=true -cp "$cp" \
         org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" \
         </dev/null >>"$dir/zookeeper.log" 2>&1 &
     ZK_PID=$!

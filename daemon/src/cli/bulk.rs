@@ -1,9 +1,11 @@
 //! Batched reads with ZooKeeper's `multiRead` (3.6+): hundreds of `getData` /
 //! `getChildren` operations per request. Reading 10,000 nodes and their lock dirs one
 //! request each takes ~250 ms even fully pipelined (the per-request cost on both ends
-//! dominates); in batches it takes ~50 ms (docs/benchmarks.md). A node's lock dir is read
-//! only if the node znode has children (no `lock` dir, no lock holder); each batch's
-//! records are parsed on a pool thread while the next batches are read.
+//! dominates); in batches it takes ~50 ms (docs/benchmarks.md). A batch's records and
+//! the children of their `lock` dirs are read in one multi-read (a node without a lock
+//! dir answers "no node", which costs the server next to nothing), so a batch is one
+//! round trip; each batch's records are decoded on a pool thread while the next batches
+//! are read.
 //!
 //! The reads go over the CLI's one session ([`ZkClient::multi_read`]): a second session
 //! would cost a second TLS handshake (tens of milliseconds). A batch that fails as a
@@ -19,7 +21,7 @@ use nodepool_shared::zk::{
 };
 use tracing::{debug, warn};
 
-/// Nodes per batch (one multi-read of their records, one of their lock dirs).
+/// Nodes per batch (one multi-read of their records and lock dirs).
 const NODES_PER_BATCH: usize = 250;
 /// Multi-read requests in flight.
 const BATCHES_IN_FLIGHT: usize = 16;
@@ -39,52 +41,43 @@ fn locked(children: Option<Vec<String>>) -> bool {
         .any(|c| is_lock_contender(c))
 }
 
-/// Reads a batch in two multi-reads: the node records, then the lock dirs of the nodes
-/// that have one (a node znode without children has no `lock` dir, so nothing can hold
-/// its lock). `Err` if a request as a whole failed.
+/// Reads a batch in one multi-read: each node's record and the children of its `lock`
+/// dir (a node without one answers "no node": not locked). `Err` if the request as a
+/// whole failed.
 async fn read_batch(client: &ZkClient, ids: &[NodeId]) -> ZkResult<Vec<NodeRead>> {
-    let reads: Vec<Read> = ids.iter().map(|id| Read::Data(paths::node(id))).collect();
+    let reads: Vec<Read> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                Read::Data(paths::node(id)),
+                Read::Children(paths::node_lock(id)),
+            ]
+        })
+        .collect();
+    let mut results = client.multi_read(&reads).await?.into_iter();
     let mut out = Vec::with_capacity(ids.len());
-    let mut with_lock_dir = Vec::new();
-    for (id, result) in ids.iter().zip(client.multi_read(&reads).await?) {
-        let data = match result {
-            ReadResult::Data(Some((data, stat))) => {
-                if stat.num_children > 0 && !data.is_empty() {
-                    with_lock_dir.push(out.len());
-                }
-                Some(data)
-            }
-            ReadResult::Data(None) => None,
+    for id in ids {
+        let data = match results.next() {
+            Some(ReadResult::Data(data)) => data.map(|(data, _)| data),
             other => {
                 return Err(ZkError::Corrupt(format!(
                     "unexpected reply for {id}: {other:?}"
                 )))
             }
         };
-        out.push(NodeRead {
-            id: id.clone(),
-            data,
-            locked: false,
-        });
-    }
-    if with_lock_dir.is_empty() {
-        return Ok(out);
-    }
-    let reads: Vec<Read> = with_lock_dir
-        .iter()
-        .map(|&i| Read::Children(paths::node_lock(&out[i].id)))
-        .collect();
-    let results = client.multi_read(&reads).await?;
-    for (&i, result) in with_lock_dir.iter().zip(results) {
-        out[i].locked = match result {
-            ReadResult::Children(children) => locked(children),
+        let locked = match results.next() {
+            Some(ReadResult::Children(children)) => locked(children),
             other => {
                 return Err(ZkError::Corrupt(format!(
-                    "unexpected reply for {} lock: {other:?}",
-                    out[i].id
+                    "unexpected reply for {id} lock: {other:?}"
                 )))
             }
         };
+        out.push(NodeRead {
+            id: id.clone(),
+            data,
+            locked,
+        });
     }
     Ok(out)
 }
@@ -109,34 +102,48 @@ async fn read_single(store: &ZkStore, ids: &[NodeId]) -> ZkResult<Vec<NodeRead>>
         .collect()
 }
 
-/// The nodes of a batch of reads; empty and corrupt node znodes are skipped (corrupt
-/// ones with a warning).
-fn parse(reads: Vec<NodeRead>) -> Vec<(Node, bool)> {
-    let mut out = Vec::with_capacity(reads.len());
-    for NodeRead { id, data, locked } in reads {
-        let Some(data) = data else { continue };
-        match Node::from_json(&id, &data) {
-            Ok(Some(node)) => out.push((node, locked)),
-            Ok(None) => {}
-            Err(e) => warn!(path = %paths::node(&id), "skipping corrupt node record: {e}"),
-        }
-    }
-    out
+/// Decodes a batch of reads on a pool thread: `decode` gets each existing znode's id,
+/// data and lock flag and returns the item to keep (or `None` to skip it).
+fn decode_batch<T>(
+    reads: Vec<NodeRead>,
+    decode: &impl Fn(&NodeId, &[u8], bool) -> Option<T>,
+) -> Vec<T> {
+    reads
+        .iter()
+        .filter_map(|r| decode(&r.id, r.data.as_deref()?, r.locked))
+        .collect()
 }
 
-/// Every node with its "locked" flag (any lock contender), in id order, handed to
-/// `sink` batch by batch as the batches are read (a listing of 100,000 nodes never holds
-/// them all); empty and corrupt node znodes are skipped (corrupt ones with a warning).
-/// Returns the number of nodes.
-pub async fn read_nodes_with_locks(
+/// One node record as a [`Node`] with its lock flag; `None` for an empty record (no
+/// node) and for a corrupt one (with a warning), which the listing skips.
+pub fn parse_node(id: &NodeId, data: &[u8], locked: bool) -> Option<(Node, bool)> {
+    match Node::from_json(id, data) {
+        Ok(Some(node)) => Some((node, locked)),
+        Ok(None) => None,
+        Err(e) => {
+            warn!(path = %paths::node(id), "skipping corrupt node record: {e}");
+            None
+        }
+    }
+}
+
+/// Every node, in id order, decoded by `decode` (from its id, data and "locked" flag:
+/// any lock contender) on pool threads while the next batches are read, and handed to
+/// `sink` batch by batch as the batches come in (a listing of 100,000 nodes never holds
+/// them all). Znodes that no longer exist are skipped; `decode` returns `None` for one it
+/// skips (e.g. [`parse_node`]: empty or corrupt). Returns the number of items.
+pub async fn read_nodes_with_locks<T: Send + 'static>(
     store: &ZkStore,
-    mut sink: impl FnMut(Vec<(Node, bool)>),
+    decode: impl Fn(&NodeId, &[u8], bool) -> Option<T> + Send + Sync + 'static,
+    mut sink: impl FnMut(Vec<T>),
 ) -> ZkResult<usize> {
     let client = store.client();
     let mut ids = client.get_children(paths::NODES).await?.unwrap_or_default();
     ids.sort();
     let ids: Vec<NodeId> = ids.into_iter().map(NodeId::from).collect();
+    let decode = std::sync::Arc::new(decode);
     let batches = ids.chunks(NODES_PER_BATCH).map(|chunk| {
+        let decode = decode.clone();
         async move {
             let reads = match read_batch(client, chunk).await {
                 Ok(r) => r,
@@ -145,8 +152,8 @@ pub async fn read_nodes_with_locks(
                     read_single(store, chunk).await?
                 }
             };
-            // Parsed on a pool thread, while the other batches are still being read.
-            tokio::task::spawn_blocking(move || parse(reads))
+            // Decoded on a pool thread, while the other batches are still being read.
+            tokio::task::spawn_blocking(move || decode_batch(reads, &*decode))
                 .await
                 .map_err(|e| ZkError::Corrupt(format!("parsing node records: {e}")))
         }

@@ -10,13 +10,16 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use nodepool_shared::cloud::{provider_driver, CloudDriver, CloudsFile};
 use nodepool_shared::config::Config;
-use nodepool_shared::listing::{node_list, NodeColumns, NodeListing, OutputFormat};
+use nodepool_shared::listing::{
+    listed_node_row, node_list, owned_node_row, Cell, ListedNode, NodeColumns, NodeListing,
+    OutputFormat,
+};
 use nodepool_shared::model::paths;
 use nodepool_shared::model::{now_epoch, Node, NodeId, NodeState};
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{ops, ZkError, ZkLock, ZkStore};
 
-use super::bulk::read_nodes_with_locks;
+use super::bulk::{parse_node, read_nodes_with_locks};
 use super::context::{ask_yes, print_out, Session};
 use super::provider::Confirm;
 use super::read::node_with_lock;
@@ -36,12 +39,17 @@ pub async fn list(s: &Session, detail: bool, format: OutputFormat) -> Result<()>
     } else {
         NodeColumns::Brief
     };
-    let mut listing = NodeListing::new(now_epoch(), columns, format, None);
-    let count = read_nodes_with_locks(&s.store, |batch| {
-        for (node, locked) in batch {
-            listing.push_owned(node, locked);
-        }
-    })
+    let now = now_epoch();
+    let mut listing = NodeListing::new(now, columns, format, None);
+    let count = read_nodes_with_locks(
+        &s.store,
+        move |id, data, locked| listing_row(id, data, locked, now, columns),
+        |batch| {
+            for row in batch {
+                listing.push_cells(&row);
+            }
+        },
+    )
     .await?;
     tracing::debug!(nodes = count, elapsed = ?start.elapsed(), "read nodes");
     // Nothing more to read: the session closes (a round trip) while the table is written.
@@ -52,6 +60,28 @@ pub async fn list(s: &Session, detail: bool, format: OutputFormat) -> Result<()>
     let _ = closing.await;
     tracing::debug!(elapsed = ?start.elapsed(), "session closed");
     printed
+}
+
+/// The listing's cells of one node record (on a pool thread): read straight from the
+/// JSON ([`ListedNode`]), or, for what that leaves alone, through [`Node::from_json`]
+/// (same cells; a corrupt record is skipped with a warning). `None`: nothing to list.
+fn listing_row(
+    id: &NodeId,
+    data: &[u8],
+    locked: bool,
+    now: f64,
+    columns: NodeColumns,
+) -> Option<Vec<Cell>> {
+    let mut row = Vec::with_capacity(21);
+    match ListedNode::parse(id, data) {
+        Some(Some(node)) => listed_node_row(&node, locked, now, columns, &mut row),
+        Some(None) => return None,
+        None => {
+            let (node, locked) = parse_node(id, data, locked)?;
+            owned_node_row(node, locked, now, columns, &mut row);
+        }
+    }
+    Some(row)
 }
 
 /// Writes a listing and a newline to stdout (a closed pipe is not an error, as in

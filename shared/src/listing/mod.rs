@@ -12,12 +12,14 @@
 //! * [`width`]: the display width PrettyTable uses to pad cells.
 //! * [`age`]: `DD:HH:MM:SS` ages and the TUI's relative "3m ago".
 //! * [`accept`]: `Accept` header negotiation of the web API.
+//! * [`node_json`]: the node listing's fields read straight from a record's JSON.
 //! * [`nodes`], [`requests`], [`images`], [`misc`]: the builders of every listing.
 
 pub mod accept;
 pub mod age;
 pub mod images;
 pub mod misc;
+pub mod node_json;
 pub mod nodes;
 pub mod requests;
 pub mod table;
@@ -34,9 +36,10 @@ pub use images::{
     BuildRequest, BuildRequestState, ImageStatusEntry,
 };
 pub use misc::{info_builds, info_nodes, info_text, label_list};
+pub use node_json::ListedNode;
 pub use nodes::{
-    node_list, node_list_owned, redacted_port, render_compact_nodes, NodeColumns, NodeListing,
-    NODE_BRIEF_KEYS,
+    listed_node_row, node_list, node_list_owned, owned_node_row, redacted_port,
+    render_compact_nodes, NodeColumns, NodeListing, NODE_BRIEF_KEYS,
 };
 pub use requests::request_list;
 pub use table::{Cell, Column, Fields, OutputFormat, Table};

@@ -12,6 +12,7 @@
 use serde_json::Value;
 
 use super::age::format_age;
+use super::node_json::ListedNode;
 use super::table::{Cell, Column, Fields, OutputFormat, Table};
 use super::writer::{write_json_row, TableWriter, TextLayout};
 use crate::model::{CompactNode, Node};
@@ -147,6 +148,22 @@ macro_rules! moved {
     };
 }
 
+/// A field of a [`ListedNode`].
+macro_rules! listed {
+    ($n:ident, allocated_to) => {
+        $n.allocated_to.as_deref()
+    };
+    ($n:ident, $f:ident) => {
+        $n.$f
+    };
+}
+
+macro_rules! listed_text {
+    ($n:ident, $f:ident) => {
+        Cell::opt($n.$f.as_deref())
+    };
+}
+
 macro_rules! cached {
     ($n:ident, $f:ident) => {
         Cell::opt($n.$f())
@@ -202,6 +219,34 @@ pub fn node_list_owned(mut nodes: Vec<(Node, bool)>, now: f64, columns: NodeColu
         table.push_row(row);
     }
     table
+}
+
+/// The cells of a node read by [`ListedNode::parse`], in [`NODE_COLUMNS`] order (the
+/// first 9 for [`NodeColumns::Brief`]), into `row` (cleared first): what
+/// [`NodeListing::push`] shows for the same record read as a [`Node`].
+pub fn listed_node_row(
+    node: &ListedNode<'_>,
+    locked: bool,
+    now: f64,
+    columns: NodeColumns,
+    row: &mut Vec<Cell>,
+) {
+    row.clear();
+    let labels = node.labels.iter().map(|l| l.to_string()).collect();
+    node_row!(row, node, locked, now, columns, listed_text, listed, labels);
+}
+
+/// [`listed_node_row`] for a [`Node`] the caller no longer needs (its texts are moved).
+pub fn owned_node_row(
+    mut node: Node,
+    locked: bool,
+    now: f64,
+    columns: NodeColumns,
+    row: &mut Vec<Cell>,
+) {
+    row.clear();
+    let labels = std::mem::take(&mut node.node_type);
+    node_row!(row, node, locked, now, columns, moved, field, labels);
 }
 
 /// The node listing written node by node: what [`node_list`] renders, without a
@@ -264,6 +309,12 @@ impl NodeListing {
             labels
         );
         self.writer.push_row(&self.row);
+    }
+
+    /// Appends the cells of one node ([`listed_node_row`], [`owned_node_row`]), made
+    /// with this listing's `now` and columns.
+    pub fn push_cells(&mut self, row: &[Cell]) {
+        self.writer.push_row(row);
     }
 
     /// Appends a cached node (its texts are copied; the record is not rebuilt).

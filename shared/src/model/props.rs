@@ -156,8 +156,59 @@ fn check_node(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The node listing's cells of a record read straight from its JSON
+/// ([`ListedNode`], with [`Node::from_json`] for what it leaves alone, as `nodepool list`
+/// reads them) equal those of the record read as a [`Node`]; `None` = not listed.
+/// Returns whether the JSON reader took the record itself.
+fn check_listed(bytes: &[u8]) -> Result<bool, TestCaseError> {
+    use crate::listing::{listed_node_row, owned_node_row, ListedNode, NodeColumns};
+    let id = NodeId::from("0000000042");
+    let now = 1.7e9;
+    for columns in [NodeColumns::Brief, NodeColumns::Detail] {
+        let mut expected = Vec::new();
+        let expected = match Node::from_json(&id, bytes) {
+            Ok(Some(n)) => {
+                owned_node_row(n, true, now, columns, &mut expected);
+                Some(expected)
+            }
+            _ => None,
+        };
+        let mut row = Vec::new();
+        let (got, direct) = match ListedNode::parse(&id, bytes) {
+            Some(Some(n)) => {
+                listed_node_row(&n, true, now, columns, &mut row);
+                (Some(row), true)
+            }
+            Some(None) => (None, true),
+            None => match Node::from_json(&id, bytes) {
+                Ok(Some(n)) => {
+                    owned_node_row(n, true, now, columns, &mut row);
+                    (Some(row), false)
+                }
+                _ => (None, false),
+            },
+        };
+        prop_assert_eq!(&got, &expected, "{}", String::from_utf8_lossy(bytes));
+        if direct && got.is_some() {
+            prop_assert!(
+                matches!(Node::from_json(&id, bytes), Ok(Some(_))),
+                "taken by ListedNode, refused by Node::from_json"
+            );
+        }
+        if columns == NodeColumns::Detail {
+            return Ok(direct);
+        }
+    }
+    Ok(false)
+}
+
 proptest! {
     #![proptest_config(fuzz::config(1000, 0x4d4f_0001))]
+
+    #[test]
+    fn node_listing_rows(bytes in node_record()) {
+        check_listed(&bytes)?;
+    }
 
     #[test]
     fn node_records(bytes in node_record()) {
