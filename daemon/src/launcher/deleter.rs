@@ -178,17 +178,20 @@ fn first_look(n: &CachedNode, ours: &HashSet<String>) -> Option<Look> {
 }
 
 /// The nodes a pass would act on now, in id order. It runs on every node or request
-/// event, so the scan copies nothing but the few nodes it keeps (with 100,000 cached
-/// nodes, copying every node's `Arc` per event was most of an idle launcher's CPU).
+/// event, so it looks only at the nodes the cache keeps as unheld (no lock contender,
+/// not `hold`, not `ready` and unallocated: `first_look` passes over all others) and
+/// copies nothing but the few nodes it keeps (with 100,000 cached nodes, copying every
+/// node's `Arc` per event was most of an idle launcher's CPU, and scanning them all
+/// still a tenth of it).
 pub fn candidates(ctx: &LauncherContext) -> Vec<(NodeId, Action)> {
     let ours = ctx.provider_names();
     let mut looks: Vec<(NodeId, Look)> = Vec::new();
-    ctx.cache.for_each_node(|n| {
+    ctx.cache.for_each_unheld_node(|n| {
         if let Some(l) = first_look(n, &ours) {
             looks.push((n.id().clone(), l));
         }
     });
-    // `for_each_node` goes in id order.
+    // `for_each_unheld_node` goes in id order.
     looks
         .into_iter()
         .filter_map(|(id, look)| match look {

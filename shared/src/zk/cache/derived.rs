@@ -170,8 +170,10 @@ struct ProviderNodes {
 /// Per provider (the node's `provider`) and per pool of it (`pool`): the nodes'
 /// resources ([`NodeSum`], every state) and, by label, the ids of the `ready`,
 /// unallocated nodes nobody holds or waits to lock (an entry per such node only).
+/// Also the ids of the nodes the launcher's cleanup may act on ([`Self::unheld`]), so
+/// that its scan on every cache event looks at those few instead of every node.
 #[derive(Debug, Default)]
-pub struct NodeIndex(HashMap<String, ProviderNodes>);
+pub struct NodeIndex(HashMap<String, ProviderNodes>, BTreeSet<NodeId>);
 
 impl NodeIndex {
     /// Whether a node is one a request of its provider and pool may reuse: `ready`, not
@@ -182,6 +184,17 @@ impl NodeIndex {
             && !n.probably_locked()
     }
 
+    /// Whether a node is one the launcher's cleanup (the DeletedNodeWorker's job) may
+    /// act on: no lock contender, and neither `hold` nor `ready` and unallocated (a
+    /// `ready` node allocated to a request is deallocated once the request is gone).
+    /// At rest nearly every node is in use and locked, or held: this set stays small.
+    pub fn unheld(n: &CachedNode) -> bool {
+        let state = n.node.state();
+        !n.probably_locked()
+            && state != NodeState::Hold
+            && !(state == NodeState::Ready && n.node.allocated_to().is_none())
+    }
+
     /// Accounts for a cached node replaced by another (`None` = absent; the same node
     /// with other lock contenders counts as a replacement too).
     pub fn replace(&mut self, old: Option<&CachedNode>, new: Option<&CachedNode>) {
@@ -189,6 +202,21 @@ impl NodeIndex {
             if std::ptr::eq(o, n) {
                 return;
             }
+        }
+        match new {
+            Some(n) if Self::unheld(n) => {
+                self.1.insert(n.id().clone());
+            }
+            Some(n) => {
+                self.1.remove(n.id());
+            }
+            None => {
+                if let Some(o) = old {
+                    self.1.remove(o.id());
+                }
+            }
+        }
+        if let (Some(o), Some(n)) = (old, new) {
             let same_usage = o.node.provider() == n.node.provider()
                 && o.node.pool() == n.node.pool()
                 && o.node.standard_resources() == n.node.standard_resources();
@@ -258,6 +286,11 @@ impl NodeIndex {
     /// reuse ([`Self::reusable`]), in id order.
     pub fn ready(&self, provider: &str, pool: &str, label: &str) -> Option<&BTreeSet<NodeId>> {
         self.0.get(provider)?.pools.get(pool)?.ready.get(label)
+    }
+
+    /// The ids of the nodes [`Self::unheld`] says the cleanup may act on, in id order.
+    pub fn unheld_ids(&self) -> &BTreeSet<NodeId> {
+        &self.1
     }
 
     /// How many entries the ready sets hold (an entry per label of each reusable node).

@@ -279,6 +279,19 @@ impl TreeCache {
         self.shared.read().nodes.values().map(|n| &**n).for_each(f)
     }
 
+    /// Calls `f`, in id order and under the cache's read lock, for the nodes the
+    /// launcher's cleanup may act on: no lock contender, not `hold`, not `ready` and
+    /// unallocated (`NodeIndex::unheld`). Kept as nodes change, so this does not look at
+    /// the locked and held nodes that make up most of a busy fleet.
+    pub fn for_each_unheld_node(&self, mut f: impl FnMut(&CachedNode)) {
+        let t = self.shared.read();
+        for id in t.node_index.unheld_ids() {
+            if let Some(n) = t.nodes.get(id) {
+                f(n);
+            }
+        }
+    }
+
     /// One node.
     pub fn node(&self, id: &NodeId) -> Option<Arc<CachedNode>> {
         self.shared.read().nodes.get(id).cloned()

@@ -1314,6 +1314,13 @@ mod tests {
             ready_entries,
             "no entry for anything but a reusable node after {what}"
         );
+        let unheld: BTreeSet<NodeId> = t
+            .nodes
+            .values()
+            .filter(|n| NodeIndex::unheld(n))
+            .map(|n| n.id().clone())
+            .collect();
+        assert_eq!(t.node_index.unheld_ids(), &unheld, "unheld after {what}");
     }
 
     /// A random node record: provider and pool (sometimes none), state, labels,
@@ -1325,7 +1332,7 @@ mod tests {
         let pick = |rng: &mut dyn rand::RngCore, k: usize| (rng.next_u32() as usize) % k;
         n.provider = (pick(rng, 6) > 0).then(|| PROVIDERS[pick(rng, 2)].to_string());
         n.pool = (pick(rng, 6) > 0).then(|| POOLS[pick(rng, 2)].to_string());
-        n.set_state([Ready, Ready, Ready, InUse, Building, Deleting, Used][pick(rng, 7)]);
+        n.set_state([Ready, Ready, Ready, InUse, Building, Deleting, Used, Hold][pick(rng, 8)]);
         n.node_type = LABELS
             .iter()
             .filter(|_| pick(rng, 2) == 0)
