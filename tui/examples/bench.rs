@@ -101,19 +101,7 @@ fn one_changed(snap: &mut Snapshot, i: usize) -> Snapshot {
     snap.clone()
 }
 
-const STAT: Stat = Stat {
-    czxid: 1,
-    mzxid: 1,
-    pzxid: 1,
-    ctime: 0,
-    mtime: 0,
-    version: 0,
-    cversion: 0,
-    aversion: 0,
-    ephemeral_owner: 0,
-    data_length: 0,
-    num_children: 0,
-};
+const STAT: Stat = nodepool_shared::zk::IN_MEMORY_STAT;
 
 fn stats(mut v: Vec<Duration>) -> String {
     v.sort();

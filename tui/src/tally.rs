@@ -157,7 +157,6 @@ impl NodeTally {
 mod tests {
     use super::*;
     use nodepool_shared::model::{Node, NodeId};
-    use nodepool_shared::zk::Stat;
 
     fn node(
         seq: u64,
@@ -172,19 +171,7 @@ mod tests {
             node_type: labels.iter().map(|l| l.to_string()).collect(),
             ..Node::default()
         };
-        let stat = Stat {
-            czxid: 1,
-            mzxid: 1,
-            pzxid: 1,
-            ctime: 0,
-            mtime: 0,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            data_length: 0,
-            num_children: 0,
-        };
+        let stat = nodepool_shared::zk::IN_MEMORY_STAT;
         Arc::new(CachedNode::new(n, stat, vec![]))
     }
 

@@ -121,7 +121,7 @@ pub fn format_duration(seconds: f64) -> String {
 mod tests {
     use super::*;
     use crate::model::{Node, NodeId, NodeState};
-    use crate::zk::{CachedNode, Stat};
+    use crate::zk::CachedNode;
     use std::sync::Arc;
 
     const NOW: f64 = 1_700_000_000.0;
@@ -135,19 +135,7 @@ mod tests {
         n.node_type = vec!["small".into()];
         Arc::new(CachedNode {
             node: Arc::new(n.into()),
-            stat: Stat {
-                czxid: 1,
-                mzxid: 1,
-                pzxid: 1,
-                ctime: 0,
-                mtime: 0,
-                version: 0,
-                cversion: 0,
-                aversion: 0,
-                ephemeral_owner: 0,
-                data_length: 0,
-                num_children: 0,
-            },
+            stat: crate::zk::IN_MEMORY_STAT,
             lock_contenders: vec!["abc__lock__0000000000".into()],
         })
     }

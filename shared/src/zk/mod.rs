@@ -26,6 +26,23 @@ pub use client::{
     SessionStatus, Stat, ZkClient,
 };
 pub use election::Election;
+
+/// The stat of a record built in memory rather than read from ZooKeeper (tests,
+/// benchmarks, the console's examples): first version, created and written at zxid 1,
+/// no data length or children recorded.
+pub const IN_MEMORY_STAT: Stat = Stat {
+    czxid: 1,
+    mzxid: 1,
+    pzxid: 1,
+    ctime: 0,
+    mtime: 0,
+    version: 0,
+    cversion: 0,
+    aversion: 0,
+    ephemeral_owner: 0,
+    data_length: 0,
+    num_children: 0,
+};
 pub use error::{ZkError, ZkResult};
 pub use lock::{contender_identifiers, force_unlock, is_locked, lock_contenders, ZkLock};
 pub use settings::{ZkSettings, ZkTls, DEFAULT_PORT};

@@ -523,7 +523,6 @@ impl TreeCache {
 mod tests {
     use super::*;
     use crate::model::{CompactNode, Node, NodeState};
-    use crate::zk::Stat;
 
     fn shared() -> Shared {
         Shared {
@@ -548,19 +547,7 @@ mod tests {
             let mut n = Node::new();
             n.set_state(NodeState::Ready);
             n.id = NodeId::from_sequence(i);
-            let stat = Stat {
-                czxid: 1,
-                mzxid: 1,
-                pzxid: 1,
-                ctime: 0,
-                mtime: 0,
-                version: 0,
-                cversion: 0,
-                aversion: 0,
-                ephemeral_owner: 0,
-                data_length: 0,
-                num_children: 0,
-            };
+            let stat = crate::zk::IN_MEMORY_STAT;
             let node = Arc::new(CompactNode::from(n));
             t.apply(Update::Node(node.id().clone(), Some(node), stat), &mut out);
         }
