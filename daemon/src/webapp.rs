@@ -8,6 +8,14 @@
 //! responses cached for one second per (path, query, format) with `Cache-Control`,
 //! `Last-Modified`, `Expires` and `If-Modified-Since` handling. Only GET and HEAD exist:
 //! the API never changes anything.
+//!
+//! `/node-list` is not kept rendered: a listing of 100,000 nodes is 35 MB of text or
+//! 57 MB of JSON. What is cached for the second is the snapshot of the cache's nodes it
+//! is written from (ids and shared records, under 1 MB), and every answer is written from
+//! it on a blocking thread while it is sent, in pieces of [`PIECE_BYTES`], a few pieces
+//! ahead of the client ([`PIECES_AHEAD`]), at most [`NODE_LIST_WRITERS`] at a time. So
+//! the answers within the second are the same bytes, and a listing costs the launcher a
+//! few hundred KB whatever its size and however many clients ask at once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -15,9 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -27,7 +35,8 @@ use nodepool_shared::listing::{
 };
 use nodepool_shared::model::{now_epoch, BuildState, ComponentKind, NodeId};
 use nodepool_shared::sync::MutexExt;
-use nodepool_shared::zk::TreeCache;
+use nodepool_shared::zk::{CachedNode, TreeCache};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// How long a rendered response is reused.
@@ -36,12 +45,23 @@ const RESPONSE_TTL: Duration = Duration::from_secs(1);
 /// Longest query string we look at; longer ones are refused (400) rather than parsed.
 const MAX_QUERY_LEN: usize = 4096;
 
+/// Size of the pieces a `/node-list` answer is written and sent in.
+const PIECE_BYTES: usize = 256 * 1024;
+
+/// Pieces written ahead of what the client has taken, per answer.
+const PIECES_AHEAD: usize = 4;
+
+/// `/node-list` answers written at once (each takes a core while it is written: about
+/// half a second for 100,000 nodes); more clients wait for their turn.
+const NODE_LIST_WRITERS: usize = 4;
+
 /// What the handlers read.
 #[derive(Clone)]
 pub struct WebState {
     cache: TreeCache,
     ready: Arc<AtomicBool>,
     responses: Arc<Mutex<HashMap<String, CachedResponse>>>,
+    node_list_writers: Arc<Semaphore>,
     metrics: Option<Arc<nodepool_shared::stats::Metrics>>,
 }
 
@@ -51,9 +71,25 @@ struct CachedResponse {
     modified: SystemTime,
     status: StatusCode,
     content_type: &'static str,
-    /// Shared by every answer within the TTL (a `/node-list` of 100,000 nodes is tens of
-    /// MB: it is never copied per response).
-    body: Bytes,
+    body: CachedBody,
+}
+
+/// What every answer within the TTL is made of.
+#[derive(Clone)]
+enum CachedBody {
+    /// A rendered listing (the small ones), shared, never copied per answer.
+    Rendered(Bytes),
+    /// `/node-list`: what it is written from for each answer.
+    Nodes(Arc<NodeSnapshot>),
+}
+
+/// The nodes of one `/node-list` answer and how to write them.
+struct NodeSnapshot {
+    /// In id order, as the cache gives them.
+    nodes: Vec<Arc<CachedNode>>,
+    now: f64,
+    format: OutputFormat,
+    fields: Option<Fields>,
 }
 
 impl WebState {
@@ -63,6 +99,7 @@ impl WebState {
             cache,
             ready,
             responses: Arc::new(Mutex::new(HashMap::new())),
+            node_list_writers: Arc::new(Semaphore::new(NODE_LIST_WRITERS)),
             metrics: None,
         }
     }
@@ -92,27 +129,27 @@ pub fn router(state: WebState) -> Router {
         .route("/metrics", get(metrics))
         .route(
             "/node-list",
-            get(|s, q, h, u| listing(s, q, h, u, Listing::Nodes)),
+            get(|s, q, h, u, m| listing(s, q, h, u, m, Listing::Nodes)),
         )
         .route(
             "/request-list",
-            get(|s, q, h, u| listing(s, q, h, u, Listing::Requests)),
+            get(|s, q, h, u, m| listing(s, q, h, u, m, Listing::Requests)),
         )
         .route(
             "/label-list",
-            get(|s, q, h, u| listing(s, q, h, u, Listing::Labels)),
+            get(|s, q, h, u, m| listing(s, q, h, u, m, Listing::Labels)),
         )
         .route(
             "/image-list",
-            get(|s, q, h, u| listing(s, q, h, u, Listing::Images)),
+            get(|s, q, h, u, m| listing(s, q, h, u, m, Listing::Images)),
         )
         .route(
             "/dib-image-list",
-            get(|s, q, h, u| listing(s, q, h, u, Listing::DibImages)),
+            get(|s, q, h, u, m| listing(s, q, h, u, m, Listing::DibImages)),
         )
         .route(
             "/image-status",
-            get(|s, q, h, u| listing(s, q, h, u, Listing::ImageStatus)),
+            get(|s, q, h, u, m| listing(s, q, h, u, m, Listing::ImageStatus)),
         )
         .fallback(not_found)
         .with_state(state)
@@ -174,6 +211,7 @@ async fn listing(
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     uri: Uri,
+    method: Method,
     which: Listing,
 ) -> Response {
     let raw_query = uri.query().unwrap_or("");
@@ -190,10 +228,10 @@ async fn listing(
     let key = format!("{}?{}#{:?}", uri.path(), raw_query, format);
     let now = Instant::now();
     let cached = {
-        let map = state.responses.lock_or_recover();
-        map.get(&key)
-            .filter(|c| now.duration_since(c.made) < RESPONSE_TTL)
-            .cloned()
+        let mut map = state.responses.lock_or_recover();
+        // Expired answers go at once (a `/node-list` snapshot keeps replaced records).
+        map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
+        map.get(&key).cloned()
     };
     let entry = match cached {
         Some(c) => c,
@@ -205,30 +243,41 @@ async fn listing(
                     .map(|(_, v)| v.as_str())
             };
             let fields = param("fields").and_then(Fields::parse);
-            let body = render(
-                &state.cache,
-                which,
-                param("node_id"),
-                format,
-                fields.as_ref(),
-            );
+            let body = match which {
+                Listing::Nodes => CachedBody::Nodes(Arc::new(node_snapshot(
+                    &state.cache,
+                    param("node_id"),
+                    format,
+                    fields,
+                ))),
+                _ => CachedBody::Rendered(Bytes::from(render(
+                    &state.cache,
+                    which,
+                    format,
+                    fields.as_ref(),
+                ))),
+            };
             let entry = CachedResponse {
                 made: now,
                 modified: SystemTime::now(),
                 status: StatusCode::OK,
                 content_type: format.content_type(),
-                body: Bytes::from(body),
+                body,
             };
             let mut map = state.responses.lock_or_recover();
-            map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
             map.insert(key, entry.clone());
             entry
         }
     };
-    respond(&entry, &headers)
+    respond(&state, &entry, &headers, &method).await
 }
 
-fn respond(entry: &CachedResponse, headers: &HeaderMap) -> Response {
+async fn respond(
+    state: &WebState,
+    entry: &CachedResponse,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Response {
     let last_modified = httpdate::fmt_http_date(entry.modified);
     let expires = httpdate::fmt_http_date(entry.modified + RESPONSE_TTL);
     let not_modified = headers
@@ -243,7 +292,17 @@ fn respond(entry: &CachedResponse, headers: &HeaderMap) -> Response {
     let mut resp = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (entry.status, entry.body.clone()).into_response()
+        match &entry.body {
+            CachedBody::Rendered(bytes) => (entry.status, bytes.clone()).into_response(),
+            // HEAD: the headers only, nothing written.
+            CachedBody::Nodes(_) if method == Method::HEAD => entry.status.into_response(),
+            CachedBody::Nodes(snapshot) => {
+                let Ok(permit) = state.node_list_writers.clone().acquire_owned().await else {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                };
+                (entry.status, stream_nodes(snapshot.clone(), permit)).into_response()
+            }
+        }
     };
     let h = resp.headers_mut();
     h.insert(
@@ -269,34 +328,85 @@ fn respond(entry: &CachedResponse, headers: &HeaderMap) -> Response {
     resp
 }
 
-/// The body of one listing (text with a final newline, as Nodepool's web API).
+fn output_format(format: ResponseFormat) -> OutputFormat {
+    match format {
+        ResponseFormat::Json => OutputFormat::Json,
+        ResponseFormat::Text => OutputFormat::Text,
+    }
+}
+
+/// The nodes `/node-list` lists (all, or the one of `node_id`), taken from the cache now.
+fn node_snapshot(
+    cache: &TreeCache,
+    node_id: Option<&str>,
+    format: ResponseFormat,
+    fields: Option<Fields>,
+) -> NodeSnapshot {
+    let nodes = match node_id {
+        Some(id) => cache.node(&NodeId::from(id)).into_iter().collect(),
+        None => cache.nodes(),
+    };
+    NodeSnapshot {
+        nodes,
+        now: now_epoch(),
+        format: output_format(format),
+        fields,
+    }
+}
+
+/// The body of a `/node-list` answer: written from `snapshot` on a blocking thread,
+/// [`PIECES_AHEAD`] pieces ahead of the client (it stops when the client goes away),
+/// text with a final newline as Nodepool's web API. `permit` is held until it is
+/// written. A writer that stops before the end fails the body, so that the client sees
+/// a broken answer rather than a short listing.
+fn stream_nodes(snapshot: Arc<NodeSnapshot>, permit: OwnedSemaphorePermit) -> Body {
+    // `None` marks the end of the listing.
+    let (tx, rx) = mpsc::channel::<Option<Bytes>>(PIECES_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let s = &*snapshot;
+        let mut open = true;
+        listing::write_compact_nodes(
+            &s.nodes,
+            |n| (&*n.node, n.probably_locked()),
+            s.now,
+            NodeColumns::Detail,
+            s.format,
+            s.fields.as_ref(),
+            PIECE_BYTES,
+            |piece| {
+                open = open && tx.blocking_send(Some(Bytes::from(piece))).is_ok();
+                open
+            },
+        );
+        if open && s.format == OutputFormat::Text {
+            open = tx.blocking_send(Some(Bytes::from_static(b"\n"))).is_ok();
+        }
+        if open {
+            let _ = tx.blocking_send(None);
+        }
+    });
+    let pieces = futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Some(piece)) => Some((Ok(piece), Some(rx))),
+            Some(None) => None,
+            None => Some((Err(std::io::Error::other("node listing ended early")), None)),
+        }
+    });
+    Body::from_stream(pieces)
+}
+
+/// The body of one of the smaller listings (text with a final newline, as Nodepool's
+/// web API).
 fn render(
     cache: &TreeCache,
     which: Listing,
-    node_id: Option<&str>,
     format: ResponseFormat,
     fields: Option<&Fields>,
 ) -> String {
-    let format = match format {
-        ResponseFormat::Json => OutputFormat::Json,
-        ResponseFormat::Text => OutputFormat::Text,
-    };
-    let mut body = match which {
-        // Written from a snapshot of the cache, twice for text (widths first): no copy
-        // of the records or of their cells (100,000 nodes).
-        Listing::Nodes => {
-            let snapshot = match node_id {
-                Some(id) => cache.node(&NodeId::from(id)).into_iter().collect(),
-                None => cache.nodes(),
-            };
-            let pairs: Vec<_> = snapshot
-                .iter()
-                .map(|n| (&*n.node, n.probably_locked()))
-                .collect();
-            listing::render_compact_nodes(&pairs, now_epoch(), NodeColumns::Detail, format, fields)
-        }
-        _ => build_table(cache, which).render(format, fields),
-    };
+    let format = output_format(format);
+    let mut body = build_table(cache, which).render(format, fields);
     if format == OutputFormat::Text {
         body.push('\n');
     }

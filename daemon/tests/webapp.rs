@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nodepool_daemon::webapp::{serve, WebState};
-use nodepool_shared::model::{Component, ComponentKind, Node, NodeRequest, NodeState, PoolInfo};
+use nodepool_shared::listing::{render_compact_nodes, Fields, NodeColumns, OutputFormat};
+use nodepool_shared::model::{
+    now_epoch, Component, ComponentKind, Node, NodeId, NodeRequest, NodeState, PoolInfo,
+};
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{TreeCache, ZkStore};
 use serde_json::Value;
@@ -310,6 +313,126 @@ async fn responses_are_cached_and_conditional_requests_work() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Replaces every age (`DD:HH:MM:SS`) by `AGE`: two listings written a second apart
+/// differ only there.
+fn mask_ages(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let is_age = |w: &[u8]| {
+        w.len() == 11
+            && w.iter().enumerate().all(|(i, b)| match i {
+                2 | 5 | 8 => *b == b':',
+                _ => b.is_ascii_digit(),
+            })
+    };
+    let (mut out, mut i) = (Vec::with_capacity(bytes.len()), 0);
+    while i < bytes.len() {
+        if bytes.len() - i >= 11 && is_age(&bytes[i..i + 11]) {
+            out.extend_from_slice(b"AGE");
+            i += 11;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// `/node-list` is written while it is sent (chunked, no `Content-Length`), in text,
+/// JSON, with `fields=` and `node_id=`, and the bytes are the listing rendered in one
+/// piece from the same cache. Clients that go away in the middle do not keep the
+/// writers: the API serves full listings afterwards. HEAD answers without writing.
+#[tokio::test]
+async fn node_list_is_streamed_and_byte_identical() {
+    nodepool_shared::testing::bounded(async {
+        let (_zk, store, cache) = fixture().await;
+        // About 1 MB of text: several pieces of 256 KiB.
+        for i in 0..150 {
+            let mut node = Node::new();
+            node.set_state(if i % 3 == 0 {
+                NodeState::Hold
+            } else {
+                NodeState::Ready
+            });
+            node.provider = Some("sim".into());
+            node.pool = Some("main".into());
+            node.node_type = vec!["small".into(), format!("l{}", i % 7)];
+            node.comment = Some(format!("{i} ünïcode\n{}", "x".repeat(4000 + i)));
+            node.user_data = serde_json::json!({"job": i, "s": "a\"b"});
+            store.create_node(&mut node).await.unwrap();
+        }
+        nodepool_shared::testing::wait_for("152 nodes cached", || async {
+            (cache.node_count() == 152).then_some(())
+        })
+        .await;
+        let web = start(cache.clone()).await;
+        let one = cache.nodes()[5].id().to_string();
+        let cases = [
+            ("", None),
+            ("", Some("application/json")),
+            ("?fields=id,label,state,locked,comment,user_data", None),
+            ("?fields=id,age,comment", Some("text/plain")),
+            (&*format!("?node_id={one}"), None),
+            (&*format!("?node_id={one}"), Some("application/json")),
+        ];
+        for (query, accept) in cases {
+            let r = web.get(&format!("/node-list{query}"), accept).await;
+            assert_eq!(r.status(), 200, "{query}");
+            assert!(r.headers().get("content-length").is_none(), "{query}");
+            assert_eq!(r.headers()["transfer-encoding"], "chunked", "{query}");
+            let got = r.text().await.unwrap();
+            let format = match accept {
+                Some("application/json") => OutputFormat::Json,
+                _ => OutputFormat::Text,
+            };
+            let fields = query.strip_prefix("?fields=").and_then(Fields::parse);
+            let nodes = match query.strip_prefix("?node_id=") {
+                Some(id) => vec![cache.node(&NodeId::from(id)).unwrap()],
+                None => cache.nodes(),
+            };
+            let pairs: Vec<_> = nodes
+                .iter()
+                .map(|n| (&*n.node, n.probably_locked()))
+                .collect();
+            let mut want = render_compact_nodes(
+                &pairs,
+                now_epoch(),
+                NodeColumns::Detail,
+                format,
+                fields.as_ref(),
+            );
+            if format == OutputFormat::Text {
+                want.push('\n');
+            }
+            if query.is_empty() {
+                assert!(want.len() > 2 * 256 * 1024, "{}", want.len());
+            }
+            assert_eq!(mask_ages(&got), mask_ages(&want), "{query} {accept:?}");
+        }
+
+        // Clients that read a little and go away, more of them than writers.
+        for _ in 0..12 {
+            let r = web.get("/node-list", Some("application/json")).await;
+            let mut body = r.bytes_stream();
+            use futures::StreamExt;
+            assert!(body.next().await.is_some());
+        }
+        let r = web.get("/node-list", Some("application/json")).await;
+        let all: Value = r.json().await.unwrap();
+        assert_eq!(all.as_array().unwrap().len(), 152);
+
+        let r = web
+            .http
+            .head(format!("{}/node-list", web.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=UTF-8");
+        assert!(r.bytes().await.unwrap().is_empty());
+    })
+    .await;
 }
 
 /// A small deterministic generator (xorshift64*) so the fuzz cases are the same on every

@@ -39,7 +39,7 @@ pub use misc::{info_builds, info_nodes, info_text, label_list};
 pub use node_json::ListedNode;
 pub use nodes::{
     listed_node_row, node_list, node_list_owned, owned_node_row, redacted_port,
-    render_compact_nodes, NodeColumns, NodeListing, NODE_BRIEF_KEYS,
+    render_compact_nodes, write_compact_nodes, NodeColumns, NodeListing, NODE_BRIEF_KEYS,
 };
 pub use requests::request_list;
 pub use table::{Cell, Column, Fields, OutputFormat, Table};

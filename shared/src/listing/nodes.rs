@@ -357,8 +357,7 @@ impl NodeListing {
 }
 
 /// The node listing of cached nodes (in id order), written in two passes over them for
-/// text (the column widths first), so that nothing but the output is kept: the web
-/// API's `/node-list` of 100,000 nodes.
+/// text (the column widths first), so that nothing but the output is kept.
 pub fn render_compact_nodes(
     nodes: &[(&CompactNode, bool)],
     now: f64,
@@ -366,42 +365,122 @@ pub fn render_compact_nodes(
     format: OutputFormat,
     fields: Option<&Fields>,
 ) -> String {
+    let mut whole = String::new();
+    write_compact_nodes(
+        nodes,
+        |&(node, locked)| (node, locked),
+        now,
+        columns,
+        format,
+        fields,
+        usize::MAX,
+        |out| {
+            whole = out;
+            true
+        },
+    );
+    whole
+}
+
+/// [`render_compact_nodes`] handed out in pieces of about `chunk` bytes (the last one
+/// shorter): the web API's `/node-list` of 100,000 nodes (57 MB of JSON) is sent while
+/// it is written, so that only a few pieces are in memory at a time. `node` gives each
+/// item's cached node and lock flag; `emit` takes each piece in order and returns false
+/// to stop early (the client went away). The pieces joined are exactly
+/// [`render_compact_nodes`]'s output.
+#[allow(clippy::too_many_arguments)]
+pub fn write_compact_nodes<T>(
+    nodes: &[T],
+    node: impl Fn(&T) -> (&CompactNode, bool),
+    now: f64,
+    columns: NodeColumns,
+    format: OutputFormat,
+    fields: Option<&Fields>,
+    chunk: usize,
+    mut emit: impl FnMut(String) -> bool,
+) {
     let headers = NODE_COLUMNS[..ncols(columns)].to_vec();
     let mut row = Vec::with_capacity(headers.len());
-    let fill = |row: &mut Vec<Cell>, node: &CompactNode, locked: bool| {
+    let fill = |row: &mut Vec<Cell>, item: &T| {
+        let (node, locked) = node(item);
         row.clear();
         let labels = node.labels().map(str::to_string).collect();
         node_row!(row, node, locked, now, columns, cached, accessor, labels);
     };
+    let mut pieces = Pieces::new(chunk);
     match format {
         OutputFormat::Json => {
-            let mut out = String::from("[");
-            for (i, (node, locked)) in nodes.iter().enumerate() {
-                fill(&mut row, node, *locked);
-                write_json_row(&headers, &row, i == 0, &mut out);
+            pieces.out.push('[');
+            for (i, item) in nodes.iter().enumerate() {
+                fill(&mut row, item);
+                write_json_row(&headers, &row, i == 0, &mut pieces.out);
                 if i == 0 {
                     // Sized from the first row (+25 %), instead of doubling as it grows.
-                    out.reserve(out.len() * nodes.len() / 4 * 5);
+                    pieces.size_for(pieces.out.len() * nodes.len() / 4 * 5);
+                }
+                if !pieces.emit_full(&mut emit) {
+                    return;
                 }
             }
-            out.push(']');
-            out
+            pieces.out.push(']');
         }
         OutputFormat::Text => {
             let mut layout = TextLayout::new(headers, fields);
-            for (node, locked) in nodes {
-                fill(&mut row, node, *locked);
+            for item in nodes {
+                fill(&mut row, item);
                 layout.measure(&row);
             }
-            let mut out = String::with_capacity(layout.len_hint());
-            layout.write_header(&mut out);
-            for (node, locked) in nodes {
-                fill(&mut row, node, *locked);
-                layout.write_row(&row, &mut out);
+            pieces.size_for(layout.len_hint());
+            layout.write_header(&mut pieces.out);
+            for item in nodes {
+                fill(&mut row, item);
+                layout.write_row(&row, &mut pieces.out);
+                if !pieces.emit_full(&mut emit) {
+                    return;
+                }
             }
-            layout.write_footer(&mut out);
-            out
+            layout.write_footer(&mut pieces.out);
         }
+    }
+    emit(pieces.out);
+}
+
+/// The piece of a listing being written by [`write_compact_nodes`].
+struct Pieces {
+    out: String,
+    chunk: usize,
+    /// The capacity of each new piece.
+    capacity: usize,
+}
+
+impl Pieces {
+    fn new(chunk: usize) -> Self {
+        Pieces {
+            out: String::new(),
+            chunk,
+            capacity: 0,
+        }
+    }
+
+    /// Sizes the pieces for a listing of about `total` bytes: one piece of that size
+    /// when it is not cut, else `chunk` and room for one more row.
+    fn size_for(&mut self, total: usize) {
+        self.capacity = if self.chunk == usize::MAX {
+            total
+        } else {
+            self.chunk + self.chunk / 8
+        };
+        self.out
+            .reserve(self.capacity.saturating_sub(self.out.len()));
+    }
+
+    /// Hands the piece out once it has `chunk` bytes; false when `emit` says stop.
+    fn emit_full(&mut self, emit: &mut impl FnMut(String) -> bool) -> bool {
+        if self.out.len() < self.chunk {
+            return true;
+        }
+        let next = String::with_capacity(self.capacity);
+        emit(std::mem::replace(&mut self.out, next))
     }
 }
 
@@ -543,6 +622,43 @@ mod tests {
                         render_compact_nodes(&pairs, NOW, columns, format, fields.as_ref()),
                         want
                     );
+                    for chunk in [1, 7, 100, 100_000] {
+                        let mut pieces = Vec::new();
+                        write_compact_nodes(
+                            &cached,
+                            |c| (c, c.id() == "0000000002"),
+                            NOW,
+                            columns,
+                            format,
+                            fields.as_ref(),
+                            chunk,
+                            |piece| {
+                                pieces.push(piece);
+                                true
+                            },
+                        );
+                        assert_eq!(pieces.concat(), want, "chunk {chunk}");
+                        if chunk == 1 {
+                            // Header, a piece per row, then the end.
+                            assert!(pieces.len() >= 3, "{pieces:?}");
+                        }
+                    }
+                    // A consumer that stops gets nothing more.
+                    let mut calls = 0;
+                    write_compact_nodes(
+                        &cached,
+                        |c| (c, false),
+                        NOW,
+                        columns,
+                        format,
+                        fields.as_ref(),
+                        1,
+                        |_| {
+                            calls += 1;
+                            false
+                        },
+                    );
+                    assert_eq!(calls, 1);
                     let mut out = Vec::new();
                     owned.write_to(&mut out).unwrap();
                     assert_eq!(String::from_utf8(out).unwrap(), want);
