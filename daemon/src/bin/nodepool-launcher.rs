@@ -64,6 +64,7 @@ async fn wait_for_stop(cancel: CancellationToken) {
 }
 
 fn main() -> ExitCode {
+    service::memory::tune_allocator();
     let args = Args::parse();
     let mut opts = options(&args);
     let source = ConfigSource::new(opts.config.clone(), opts.secure.clone());
@@ -105,13 +106,16 @@ fn main() -> ExitCode {
         });
         let cancel = CancellationToken::new();
         tokio::spawn(wait_for_stop(cancel.clone()));
-        let code = match run(opts, cancel).await {
+        let trimmer = tokio::spawn(service::memory::trim_freed_memory(cancel.child_token()));
+        let code = match run(opts, cancel.clone()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("nodepool-launcher: {e}");
                 ExitCode::FAILURE
             }
         };
+        cancel.cancel();
+        let _ = trimmer.await;
         watchdog.abort();
         code
     });

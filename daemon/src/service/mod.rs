@@ -3,9 +3,11 @@
 //! (`nodepool_shared::logging`), systemd notification ([`notify`]) and the SIGHUP that
 //! reopens log files. The launcher's and builder's `main` call [`start`] before building
 //! their async runtime and get back a [`Service`] to report readiness and stop with.
+//! [`memory`] keeps the launcher's resident memory close to its live heap.
 
 pub mod args;
 pub mod detach;
+pub mod memory;
 pub mod notify;
 pub mod pidfile;
 

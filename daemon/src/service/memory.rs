@@ -1,0 +1,172 @@
+//! Keeps the launcher's resident memory close to its live heap (docs/benchmarks.md,
+//! "Launcher at scale").
+//!
+//! With glibc's allocator a process keeps the pages it frees: in every thread's arena,
+//! until `malloc_trim`. The launcher's live heap hardly grows once its cache is loaded
+//! (156 MiB at 100,000 nodes, counted with heaptrack), but its resident set grew by
+//! 15 – 20 MiB within seconds of `ready` (the pool workers' first passes over 5,000
+//! requests), by tens of MiB after a `/node-list` or a cache reload, and stayed there.
+//! So:
+//!
+//! * [`tune_allocator`], at start: blocks of [`MMAP_THRESHOLD`] and more (multi-read
+//!   replies, listing pieces, snapshots of the cache) get their own mappings, returned
+//!   to the system when freed, instead of holes among the cache's small long-lived
+//!   blocks (glibc otherwise raises this threshold as large blocks are freed, up to
+//!   32 MiB).
+//! * [`trim_freed_memory`], while running: every [`CHECK_EVERY`], if the anonymous
+//!   resident memory grew by [`TRIM_GROWTH`] since the last trim, hands the free pages
+//!   back (`malloc_trim(0)`, a few ms on a blocking thread). An idle launcher does
+//!   nothing but read `/proc/self/statm`.
+//!
+//! Elsewhere (not glibc) both are no-ops.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Blocks of this size or larger are mapped on their own.
+pub const MMAP_THRESHOLD: usize = 128 * 1024;
+
+/// How often the resident memory is looked at.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Growth of the anonymous resident memory that makes it trim.
+pub const TRIM_GROWTH: u64 = 4 * 1024 * 1024;
+
+/// Sets the allocator up for a long-running daemon (see the module doc). Call before
+/// the threads start.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc's parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
+    }
+}
+
+/// Returns the free pages of every arena to the system.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Anonymous resident bytes of this process (resident minus file-backed pages, from
+/// `/proc/self/statm`), or `None` where there is no such file.
+pub fn anon_resident() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut fields = statm.split_whitespace().skip(1);
+    let resident: u64 = fields.next()?.parse().ok()?;
+    let shared: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(resident.saturating_sub(shared) * u64::try_from(page).ok()?)
+}
+
+/// When to trim: the anonymous resident memory after the last trim (or its lowest
+/// since).
+#[derive(Debug, Default)]
+pub struct Trimmer {
+    baseline: Option<u64>,
+}
+
+impl Trimmer {
+    /// Trims if `resident` grew by [`TRIM_GROWTH`] over the baseline; returns whether
+    /// it did. The caller reads `resident` again afterwards for [`Trimmer::trimmed`].
+    pub fn should_trim(&mut self, resident: u64) -> bool {
+        match self.baseline {
+            Some(b) if resident >= b.saturating_add(TRIM_GROWTH) => true,
+            Some(b) if resident >= b => false,
+            _ => {
+                self.baseline = Some(resident);
+                false
+            }
+        }
+    }
+
+    /// Records the resident memory after a trim.
+    pub fn trimmed(&mut self, resident: u64) {
+        self.baseline = Some(resident);
+    }
+}
+
+/// Trims freed memory whenever the resident memory grew (see the module doc) until
+/// `cancel` fires.
+pub async fn trim_freed_memory(cancel: CancellationToken) {
+    let mut trimmer = Trimmer::default();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+        let Some(before) = anon_resident() else {
+            return;
+        };
+        if !trimmer.should_trim(before) {
+            continue;
+        }
+        if tokio::task::spawn_blocking(release_freed_memory)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let after = anon_resident().unwrap_or(before);
+        tracing::debug!(
+            before_mib = before >> 20,
+            after_mib = after >> 20,
+            "returned freed memory to the system"
+        );
+        trimmer.trimmed(after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_after_growth_only() {
+        let mib = 1024 * 1024;
+        let mut t = Trimmer::default();
+        assert!(!t.should_trim(100 * mib), "first look sets the baseline");
+        assert!(!t.should_trim(103 * mib));
+        assert!(t.should_trim(104 * mib));
+        t.trimmed(101 * mib);
+        assert!(!t.should_trim(104 * mib));
+        // A lower reading lowers the baseline.
+        assert!(!t.should_trim(90 * mib));
+        assert!(t.should_trim(94 * mib));
+    }
+
+    /// Freed small blocks stay resident until [`release_freed_memory`]; afterwards the
+    /// anonymous resident memory is down by most of them. (Run on a thread of its own,
+    /// so the blocks live in one arena; the margins leave room for other tests.)
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn release_returns_freed_small_blocks() {
+        std::thread::spawn(|| {
+            let mib = 1024 * 1024;
+            let mut blocks: Vec<Vec<u8>> = (0..64 * 256).map(|_| vec![1u8; 4096]).collect();
+            // Free all but every 64th block: 63 MiB in free chunks between live ones.
+            let mut i = 0;
+            blocks.retain(|_| {
+                i += 1;
+                i % 64 == 0
+            });
+            let before = anon_resident().unwrap();
+            release_freed_memory();
+            let after = anon_resident().unwrap();
+            drop(blocks);
+            assert!(
+                before > after + 32 * mib,
+                "before {} MiB, after {} MiB",
+                before / mib,
+                after / mib
+            );
+        })
+        .join()
+        .unwrap();
+    }
+}
