@@ -20,7 +20,7 @@
 //! on every golden record and by the property tests), so the record written back or
 //! shown is never changed by the cache.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -112,10 +112,11 @@ enum Text {
 const TEXTS: usize = 10;
 
 /// Optional texts packed into one buffer: `ends[i]` is where text `i` ends; a text
-/// whose bit in `present` is clear is `None`.
+/// whose bit in `present` is clear is `None`. The host keys follow, each as
+/// [`pack_host_key`] writes it.
 #[derive(Clone, Debug, PartialEq, Default)]
 struct Packed {
-    buf: Box<str>,
+    buf: Box<[u8]>,
     ends: Box<[u32]>,
     present: u16,
 }
@@ -123,19 +124,19 @@ struct Packed {
 impl Packed {
     fn new(texts: [Option<String>; TEXTS], host_keys: Vec<String>) -> Packed {
         let len: usize = texts.iter().flatten().map(String::len).sum::<usize>()
-            + host_keys.iter().map(String::len).sum::<usize>();
-        let mut buf = String::with_capacity(len);
+            + host_keys.iter().map(|k| k.len() + 1).sum::<usize>();
+        let mut buf = Vec::with_capacity(len);
         let mut ends = Vec::with_capacity(TEXTS + host_keys.len());
         let mut present = 0u16;
         for (i, t) in texts.iter().enumerate() {
             if let Some(t) = t {
-                buf.push_str(t);
+                buf.extend_from_slice(t.as_bytes());
                 present |= 1 << i;
             }
             ends.push(buf.len());
         }
         for k in &host_keys {
-            buf.push_str(k);
+            pack_host_key(k, &mut buf);
             ends.push(buf.len());
         }
         // A record is at most ZooKeeper's 1 MB znode limit (jute.maxbuffer): far below 4 GB.
@@ -144,26 +145,122 @@ impl Packed {
             .map(|e| u32::try_from(e).unwrap_or(u32::MAX))
             .collect();
         Packed {
-            buf: buf.into_boxed_str(),
+            buf: buf.into_boxed_slice(),
             ends,
             present,
         }
     }
 
-    fn slice(&self, i: usize) -> &str {
+    fn bytes(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         let end = self.ends[i] as usize;
-        self.buf.get(start..end).unwrap_or("")
+        self.buf.get(start..end).unwrap_or_default()
     }
 
     fn get(&self, t: Text) -> Option<&str> {
         let i = t as usize;
-        (self.present & (1 << i) != 0).then(|| self.slice(i))
+        // Written from a `String` by `new`: always UTF-8.
+        (self.present & (1 << i) != 0).then(|| std::str::from_utf8(self.bytes(i)).unwrap_or(""))
     }
 
-    fn host_keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        (TEXTS..self.ends.len()).map(|i| self.slice(i))
+    fn host_keys(&self) -> impl ExactSizeIterator<Item = Cow<'_, str>> + '_ {
+        (TEXTS..self.ends.len()).map(|i| unpack_host_key(self.bytes(i)))
     }
+}
+
+/// A host key kept as written.
+const KEY_TEXT: u8 = 0;
+/// A host key `<type> <base64>` with the base64 at 6 bits a character.
+const KEY_PACKED: u8 = 1;
+
+/// The base64 alphabet (RFC 4648 §4), in value order.
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// Appends a host key to `buf`. An OpenSSH public key (`<type> <base64>`, what Nodepool
+/// stores: a quarter of a node's record) keeps its base64 at 6 bits a character (any
+/// run of base64 characters and up to two `=`, valid base64 or not, so that it comes
+/// back exactly); anything else is kept as written.
+fn pack_host_key(key: &str, buf: &mut Vec<u8>) {
+    let packable = key.split_once(' ').and_then(|(kind, body)| {
+        let digits = body.trim_end_matches('=');
+        let pad = body.len() - digits.len();
+        let ok = !kind.is_empty()
+            && kind.len() <= usize::from(u8::MAX)
+            && pad <= 2
+            && digits.len() >= 16
+            && u32::try_from(digits.len()).is_ok()
+            && digits.bytes().all(|c| base64_value(c).is_some());
+        ok.then_some((kind, digits, pad))
+    });
+    let Some((kind, digits, pad)) = packable else {
+        buf.push(KEY_TEXT);
+        buf.extend_from_slice(key.as_bytes());
+        return;
+    };
+    buf.push(KEY_PACKED);
+    buf.push(kind.len() as u8);
+    buf.extend_from_slice(kind.as_bytes());
+    buf.push(pad as u8);
+    buf.extend_from_slice(&(digits.len() as u32).to_le_bytes());
+    for group in digits.as_bytes().chunks(4) {
+        let mut bits = 0u32;
+        for (j, c) in group.iter().enumerate() {
+            bits |= u32::from(base64_value(*c).unwrap_or(0)) << (18 - 6 * j);
+        }
+        let bytes = bits.to_be_bytes();
+        // 1 to 4 characters take 1 to 3 bytes.
+        buf.extend_from_slice(&bytes[1..1 + (group.len() * 6).div_ceil(8)]);
+    }
+}
+
+/// A host key as [`pack_host_key`] wrote it.
+fn unpack_host_key(b: &[u8]) -> Cow<'_, str> {
+    match b.split_first() {
+        Some((&KEY_PACKED, rest)) => {
+            unpack_packed(rest).map_or_else(|| String::from_utf8_lossy(rest), Cow::Owned)
+        }
+        Some((_, rest)) => String::from_utf8_lossy(rest),
+        None => Cow::Borrowed(""),
+    }
+}
+
+fn unpack_packed(b: &[u8]) -> Option<String> {
+    let (&kind_len, b) = b.split_first()?;
+    let (kind, b) = b.split_at_checked(usize::from(kind_len))?;
+    let (&pad, b) = b.split_first()?;
+    let (len, mut b) = b.split_at_checked(4)?;
+    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let mut out = String::with_capacity(kind.len() + 1 + len + usize::from(pad));
+    out.push_str(std::str::from_utf8(kind).ok()?);
+    out.push(' ');
+    let mut left = len;
+    while left > 0 {
+        let chars = left.min(4);
+        let (group, rest) = b.split_at_checked((chars * 6).div_ceil(8))?;
+        let mut bytes = [0u8; 4];
+        bytes[1..1 + group.len()].copy_from_slice(group);
+        let bits = u32::from_be_bytes(bytes);
+        for j in 0..chars {
+            out.push(char::from(BASE64[((bits >> (18 - 6 * j)) & 63) as usize]));
+        }
+        left -= chars;
+        b = rest;
+    }
+    for _ in 0..pad {
+        out.push('=');
+    }
+    Some(out)
 }
 
 /// `resources` as a launcher writes it, or anything else (kept as is in [`Rare`]).
@@ -343,7 +440,7 @@ impl CompactNode {
             comment: t(Text::Comment),
             user_data: r(|r| r.user_data.clone()),
             hold_job: t(Text::HoldJob),
-            host_keys: self.texts.host_keys().map(str::to_string).collect(),
+            host_keys: self.texts.host_keys().map(Cow::into_owned).collect(),
             username: unboxed(&p.username),
             connection_type: unboxed(&p.connection_type),
             shell_type: unboxed(&p.shell_type),
@@ -472,8 +569,8 @@ impl CompactNode {
     pub fn hold_job(&self) -> Option<&str> {
         self.texts.get(Text::HoldJob)
     }
-    /// `host_keys`.
-    pub fn host_keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+    /// `host_keys` (an OpenSSH key is kept packed and written out on each call).
+    pub fn host_keys(&self) -> impl ExactSizeIterator<Item = Cow<'_, str>> + '_ {
         self.texts.host_keys()
     }
     /// `slot` (a static node's slot on its host).
@@ -668,6 +765,51 @@ mod tests {
             n.resources = resources.as_object().cloned();
             round_trip(n.clone());
         }
+    }
+
+    #[test]
+    fn host_keys_come_back_exactly() {
+        let mut keys: Vec<String> = [
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== comment@host",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ===",
+            "ssh-rsa AAAAB3Nza C1yc2EAAAADAQABAAABAQ",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB-AABAQ",
+            "ssh-rsa short",
+            " AAAAB3NzaC1yc2EAAAADAQABAAABAQ",
+            "ünïcode AAAAB3NzaC1yc2EAAAADAQABAAABAQ",
+            "no-space-at-all",
+            "",
+            "=",
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+        // Every length around the 4-character groups, with and without padding.
+        for len in 16..=24 {
+            for pad in ["", "=", "=="] {
+                keys.push(format!(
+                    "ssh-x {}{pad}",
+                    &BASE64[..].repeat(2)[len..2 * len].escape_ascii()
+                ));
+            }
+        }
+        let n = Node {
+            host_keys: keys.clone(),
+            ..Node::default()
+        };
+        let c = CompactNode::from(n);
+        assert_eq!(c.host_keys().collect::<Vec<_>>(), keys);
+        // A realistic fleet's keys take under four fifths of their text.
+        let n = realistic_node(3, FleetShape::default(), 1.7e9);
+        let text: usize = n.host_keys.iter().map(String::len).sum();
+        let mut buf = Vec::new();
+        for k in &n.host_keys {
+            pack_host_key(k, &mut buf);
+        }
+        assert!(buf.len() * 100 < text * 80, "{} of {text}", buf.len());
+        round_trip(n);
     }
 
     #[test]
