@@ -14,9 +14,11 @@
 //!   blocks (glibc otherwise raises this threshold as large blocks are freed, up to
 //!   32 MiB).
 //! * [`trim_freed_memory`], while running: every [`CHECK_EVERY`], if the anonymous
-//!   resident memory grew by [`TRIM_GROWTH`] since the last trim, hands the free pages
-//!   back (`malloc_trim(0)`, a few ms on a blocking thread). An idle launcher does
-//!   nothing but read `/proc/self/statm`.
+//!   resident memory grew by [`TRIM_GROWTH`] since the last trim and has stopped
+//!   growing (less than [`SETTLED`] since the last look: not in the middle of a cache
+//!   load, whose freed pages would only be faulted in again), hands the free pages back
+//!   (`malloc_trim(0)`, a few ms on a blocking thread). An idle launcher does nothing
+//!   but read `/proc/self/statm`.
 //!
 //! Elsewhere (not glibc) both are no-ops.
 
@@ -32,6 +34,9 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Growth of the anonymous resident memory that makes it trim.
 pub const TRIM_GROWTH: u64 = 4 * 1024 * 1024;
+
+/// Growth between two looks under which the memory counts as settled.
+pub const SETTLED: u64 = 1024 * 1024;
 
 /// Sets the allocator up for a long-running daemon (see the module doc). Call before
 /// the threads start.
@@ -65,18 +70,24 @@ pub fn anon_resident() -> Option<u64> {
 }
 
 /// When to trim: the anonymous resident memory after the last trim (or its lowest
-/// since).
+/// since), and at the last look.
 #[derive(Debug, Default)]
 pub struct Trimmer {
     baseline: Option<u64>,
+    last: Option<u64>,
 }
 
 impl Trimmer {
-    /// Trims if `resident` grew by [`TRIM_GROWTH`] over the baseline; returns whether
-    /// it did. The caller reads `resident` again afterwards for [`Trimmer::trimmed`].
+    /// True if `resident` grew by [`TRIM_GROWTH`] over the baseline and by less than
+    /// [`SETTLED`] since the last look. The caller trims, then reports the resident
+    /// memory after it with [`Trimmer::trimmed`].
     pub fn should_trim(&mut self, resident: u64) -> bool {
+        let settled = self
+            .last
+            .replace(resident)
+            .is_some_and(|last| resident < last.saturating_add(SETTLED));
         match self.baseline {
-            Some(b) if resident >= b.saturating_add(TRIM_GROWTH) => true,
+            Some(b) if resident >= b.saturating_add(TRIM_GROWTH) => settled,
             Some(b) if resident >= b => false,
             _ => {
                 self.baseline = Some(resident);
@@ -88,6 +99,7 @@ impl Trimmer {
     /// Records the resident memory after a trim.
     pub fn trimmed(&mut self, resident: u64) {
         self.baseline = Some(resident);
+        self.last = Some(resident);
     }
 }
 
@@ -132,10 +144,17 @@ mod tests {
         let mut t = Trimmer::default();
         assert!(!t.should_trim(100 * mib), "first look sets the baseline");
         assert!(!t.should_trim(103 * mib));
-        assert!(t.should_trim(104 * mib));
+        assert!(!t.should_trim(104 * mib), "grown by 4 MiB, still growing");
+        assert!(t.should_trim(104 * mib + mib / 2), "grown by 4 MiB, settled");
         t.trimmed(101 * mib);
-        assert!(!t.should_trim(104 * mib));
+        assert!(!t.should_trim(101 * mib));
+        // Still growing (a cache load): not yet.
+        assert!(!t.should_trim(110 * mib));
+        assert!(!t.should_trim(130 * mib));
+        assert!(t.should_trim(130 * mib));
+        t.trimmed(100 * mib);
         // A lower reading lowers the baseline.
+        assert!(!t.should_trim(90 * mib));
         assert!(!t.should_trim(90 * mib));
         assert!(t.should_trim(94 * mib));
     }
