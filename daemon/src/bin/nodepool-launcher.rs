@@ -64,7 +64,6 @@ async fn wait_for_stop(cancel: CancellationToken) {
 }
 
 fn main() -> ExitCode {
-    service::memory::tune_allocator();
     let args = Args::parse();
     let mut opts = options(&args);
     let source = ConfigSource::new(opts.config.clone(), opts.secure.clone());

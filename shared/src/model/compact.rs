@@ -176,15 +176,20 @@ const KEY_PACKED: u8 = 1;
 /// The base64 alphabet (RFC 4648 §4), in value order.
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
+/// Each byte's base64 value, or [`NOT_BASE64`].
+const BASE64_VALUES: [u8; 256] = {
+    let mut t = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[BASE64[i] as usize] = i as u8;
+        i += 1;
     }
+    t
+};
+const NOT_BASE64: u8 = 0xff;
+
+fn base64_value(c: u8) -> u8 {
+    BASE64_VALUES[usize::from(c)]
 }
 
 /// Appends a host key to `buf`. An OpenSSH public key (`<type> <base64>`, what Nodepool
@@ -200,7 +205,7 @@ fn pack_host_key(key: &str, buf: &mut Vec<u8>) {
             && pad <= 2
             && digits.len() >= 16
             && u32::try_from(digits.len()).is_ok()
-            && digits.bytes().all(|c| base64_value(c).is_some());
+            && digits.bytes().all(|c| base64_value(c) != NOT_BASE64);
         ok.then_some((kind, digits, pad))
     });
     let Some((kind, digits, pad)) = packable else {
@@ -213,14 +218,23 @@ fn pack_host_key(key: &str, buf: &mut Vec<u8>) {
     buf.extend_from_slice(kind.as_bytes());
     buf.push(pad as u8);
     buf.extend_from_slice(&(digits.len() as u32).to_le_bytes());
-    for group in digits.as_bytes().chunks(4) {
+    let digits = digits.as_bytes();
+    buf.reserve(digits.len().div_ceil(4) * 3);
+    let mut groups = digits.chunks_exact(4);
+    for g in &mut groups {
+        let bits = g
+            .iter()
+            .fold(0u32, |v, c| v << 6 | u32::from(base64_value(*c)));
+        buf.extend_from_slice(&bits.to_be_bytes()[1..]);
+    }
+    let rest = groups.remainder();
+    if !rest.is_empty() {
         let mut bits = 0u32;
-        for (j, c) in group.iter().enumerate() {
-            bits |= u32::from(base64_value(*c).unwrap_or(0)) << (18 - 6 * j);
+        for (j, c) in rest.iter().enumerate() {
+            bits |= u32::from(base64_value(*c)) << (18 - 6 * j);
         }
-        let bytes = bits.to_be_bytes();
-        // 1 to 4 characters take 1 to 3 bytes.
-        buf.extend_from_slice(&bytes[1..1 + (group.len() * 6).div_ceil(8)]);
+        // 1 to 3 characters take 1 to 3 bytes.
+        buf.extend_from_slice(&bits.to_be_bytes()[1..1 + (rest.len() * 6).div_ceil(8)]);
     }
 }
 
