@@ -131,6 +131,19 @@ pub(crate) struct Published {
     pub paused: bool,
 }
 
+impl Published {
+    /// Whether the component says what `view` and `paused` say it should.
+    fn matches(&self, view: &PoolView, paused: bool) -> bool {
+        self.priority == view.pool().priority
+            && self.paused == paused
+            && self.labels.iter().map(String::as_str).eq(view
+                .pool()
+                .labels
+                .iter()
+                .map(|l| l.name.as_str()))
+    }
+}
+
 /// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
 /// Its handlers go on in the launcher's handler group.
 pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: CancellationToken) {
@@ -170,12 +183,15 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
                     tenant_limits::emit_gauges(&ctx);
                     last_gauge = Some(tokio::time::Instant::now());
                 }
-                let want = Published {
-                    labels: view.label_names(),
-                    priority: view.pool().priority,
-                    paused: pc.is_paused(),
-                };
-                publish(&registration, &mut published, want).await;
+                // Compared before the labels are copied: this runs on every wake.
+                if !published.matches(&view, pc.is_paused()) {
+                    let want = Published {
+                        labels: view.label_names(),
+                        priority: view.pool().priority,
+                        paused: pc.is_paused(),
+                    };
+                    publish(&registration, &mut published, want).await;
+                }
             }
             // The main loop stops this worker soon; its handlers see the same.
             Err(gone) => tracing::debug!(pool = %task, %gone, "pool not in the current config"),
@@ -296,7 +312,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
     if !requests.is_empty() {
         tracing::debug!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
     }
-    let online = verdicts.online().to_vec();
+    let online = verdicts.online();
     let mut tenant_usage = tenant_limits::UsageMemo::new();
     let mut rest = requests.into_iter();
     while let Some(cached) = rest.next() {
@@ -510,8 +526,14 @@ pub(crate) enum Locked {
 /// us (see [`Locked`]; the lock is released unless `Fresh`).
 pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     let ctx = &pc.ctx;
-    let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
-    match lock.try_acquire().await {
+    // A new request's lock dir does not exist yet: the lock takes one round trip, and
+    // the re-read goes with it. Sent behind the lock on the same session it is read
+    // after it; and a lock that had no dir had no holder, so nobody wrote the request
+    // under it. Otherwise (the dir was there) the request is read again once locked.
+    let mut lock =
+        ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"").expect_new_dir();
+    let (locked, early) = tokio::join!(lock.try_acquire(), ctx.store.get_request(&req.id));
+    match locked {
         Ok(true) => {}
         Ok(false) => return Locked::Busy,
         Err(e) => {
@@ -519,7 +541,11 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
             return Locked::Failed;
         }
     }
-    let read = ctx.store.get_request(&req.id).await;
+    let read = if lock.made_dir() {
+        early
+    } else {
+        ctx.store.get_request(&req.id).await
+    };
     let outcome = match read {
         Ok(Some((r, _)))
             if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
