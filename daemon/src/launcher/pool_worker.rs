@@ -303,10 +303,13 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
     if max_concurrency == 0 {
         return;
     }
+    if matches!(&work, Work::Some(ids) if ids.is_empty()) {
+        // Most wakes (a node's event, another pool's request): nothing to look at.
+        return;
+    }
     let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
     let (requests, all) = match work {
         Work::All => (pending_in_order(pc, &my_labels), true),
-        Work::Some(ids) if ids.is_empty() => return,
         Work::Some(ids) => (pending_among(pc, &my_labels, &ids), false),
     };
     if !requests.is_empty() {
@@ -526,10 +529,12 @@ pub(crate) enum Locked {
 /// us (see [`Locked`]; the lock is released unless `Fresh`).
 pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     let ctx = &pc.ctx;
-    // A new request's lock dir does not exist yet: the lock takes one round trip, and
-    // the re-read goes with it. Sent behind the lock on the same session it is read
-    // after it; and a lock that had no dir had no holder, so nobody wrote the request
-    // under it. Otherwise (the dir was there) the request is read again once locked.
+    // A new request's lock dir does not exist yet: the lock takes one multi (dir and
+    // contender), sent first, and the re-read is sent right behind it. ZooKeeper
+    // answers a session's requests in order, so that read sees the request as it is
+    // once locked: the re-read of Nodepool's double check, in the same round trip.
+    // When the lock took the recipe's way (the dir was there) the early read may
+    // predate the lock: the request is read again.
     let mut lock =
         ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"").expect_new_dir();
     let (locked, early) = tokio::join!(lock.try_acquire(), ctx.store.get_request(&req.id));
