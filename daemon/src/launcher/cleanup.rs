@@ -280,10 +280,12 @@ pub async fn max_ready_age(ctx: &LauncherContext) -> ZkResult<usize> {
             })
     };
     let mut marked = 0;
-    for n in ctx.cache.nodes() {
-        if n.probably_locked() || !too_old(&*n.node, now_epoch()) {
-            continue;
-        }
+    // Only the candidates are copied out of the cache (not 100,000 nodes per pass).
+    let now = now_epoch();
+    let candidates = ctx
+        .cache
+        .select_nodes(|n| !n.probably_locked() && too_old(&*n.node, now));
+    for n in candidates {
         if mark_deleting(ctx, n.id(), |f| too_old(f, now_epoch()), "max-ready-age").await? {
             marked += 1;
         }
@@ -314,10 +316,11 @@ pub async fn max_hold_age(ctx: &LauncherContext) -> ZkResult<usize> {
                 .is_some_and(|l| now - node.node_state_time() >= l)
     };
     let mut marked = 0;
-    for n in ctx.cache.nodes() {
-        if n.probably_locked() || !expired(&*n.node, now_epoch()) {
-            continue;
-        }
+    let now = now_epoch();
+    let candidates = ctx
+        .cache
+        .select_nodes(|n| !n.probably_locked() && expired(&*n.node, now));
+    for n in candidates {
         if mark_deleting(ctx, n.id(), |f| expired(f, now_epoch()), "max-hold-age").await? {
             marked += 1;
         }
