@@ -2,7 +2,8 @@
 //! handlers need no scan of the whole cache: the `requested` requests in Nodepool's
 //! priority order ([`RequestOrder`]), every tenant's node usage ([`TenantUsage`]), and
 //! per provider and pool the nodes' resources and the ready nodes free for reuse
-//! ([`NodeIndex`]), all updated as each change is applied.
+//! ([`NodeIndex`]), and the node counts of the stats gauges and min-ready
+//! ([`NodeCounts`]), all updated as each change is applied.
 //!
 //! At 100,000 nodes and 5,000 waiting requests, sorting the requests and summing a
 //! tenant's nodes on every pass of every pool worker was most of an idle launcher's CPU;
