@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
 
 use super::decline::{decline_reason, decline_request, DeclineReason};
+use super::held_request::{expected_version, store_fulfilled, HeldWrite};
 use super::node_launch::{create_node, run_launch, LaunchResult, NodeOrder, OwnedNode};
 use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
@@ -147,6 +148,11 @@ pub struct Handler {
     /// The provider claim under which the pool worker reserved the request's need when
     /// it accepted it; replaced by the node claims in the first quota check.
     reservation: Option<(Arc<ProviderHandle>, NodeId)>,
+    /// The request's version after our `pending` write: the fulfilled or declined write
+    /// is conditional on it (see [`held_request`]). `None` if that write's reply was lost.
+    ///
+    /// [`held_request`]: super::held_request
+    version: Option<i32>,
 }
 
 impl Handler {
@@ -168,6 +174,7 @@ impl Handler {
             create_interrupted: false,
             first_round: None,
             reservation: None,
+            version: None,
         }
     }
 
@@ -268,10 +275,18 @@ impl Handler {
         req.set_state(RequestState::Pending);
         self.request = Arc::new(req);
         Counters::bump(&self.pc.ctx.counters.requests_accepted);
-        if let Err(e) = self.pc.ctx.store.store_request(&self.request, None).await {
-            tracing::warn!(request = %self.request.id, error = %e, "cannot store pending request");
-            if matches!(e, ZkError::NoNode(_)) {
-                self.failure = Some(DeclineReason::RequestVanished);
+        let store = &self.pc.ctx.store;
+        let stored = super::zk_retry::retry_transient("storing pending request", || {
+            store.store_request(&self.request, None)
+        })
+        .await;
+        match stored {
+            Ok(stat) => self.version = Some(stat.version),
+            Err(e) => {
+                tracing::warn!(request = %self.request.id, error = %e, "cannot store pending request");
+                if matches!(e, ZkError::NoNode(_)) {
+                    self.failure = Some(DeclineReason::RequestVanished);
+                }
             }
         }
         tracing::debug!(request = %self.request.id, "request stored pending");
@@ -735,21 +750,36 @@ impl Handler {
             release(h).await;
         }
         let store = &self.pc.ctx.store;
-        let stored = super::zk_retry::retry_transient("storing fulfilled request", || {
-            store.store_request(&req, None)
-        })
-        .await;
+        let stored = match expected_version(store, &req, self.version).await {
+            Ok(Some(v)) => store_fulfilled(store, &req, v).await,
+            Ok(None) => Ok(HeldWrite::Changed),
+            Err(e) => Err(e),
+        };
         match stored {
-            Ok(_) => {
+            Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
                     "request fulfilled");
             }
+            Ok(HeldWrite::Changed) => self.lost_to_another(),
             // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
+            Ok(HeldWrite::Gone) => {
+                tracing::info!(request = %req.id, "request withdrawn before it could be fulfilled")
+            }
             Err(e) => {
                 tracing::warn!(request = %req.id, error = %e, "cannot store fulfilled request")
             }
         }
+    }
+
+    /// Our conditional write found the request changed by someone else: our lock went
+    /// with an expired session and another launcher's cleanup reset the request (and
+    /// takes back its nodes). Nothing more is written about it.
+    fn lost_to_another(&mut self) {
+        Counters::bump(&self.pc.ctx.counters.requests_abandoned);
+        tracing::warn!(request = %self.request.id, pool = %self.pc.worker_id,
+            "request changed since we accepted it (our lock went with an expired ZooKeeper \
+             session): leaving it to its new owner");
     }
 
     /// Declines after a failure, once no launch runs: nodes unlocked, still allocated.
@@ -761,8 +791,23 @@ impl Handler {
         for h in self.take_nodes() {
             release(h).await;
         }
-        if let Err(e) = decline_request(&self.pc, &self.request.id, why).await {
-            tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
+        self.store_declined(why).await;
+    }
+
+    /// The declined write, conditional on our version of the request.
+    async fn store_declined(&mut self, why: &DeclineReason) {
+        let store = &self.pc.ctx.store;
+        let written = match expected_version(store, &self.request, self.version).await {
+            Ok(Some(v)) => decline_request(&self.pc, &self.request.id, why, Some(v)).await,
+            Ok(None) => Ok(HeldWrite::Changed),
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(HeldWrite::Stored | HeldWrite::Gone) => {}
+            Ok(HeldWrite::Changed) => self.lost_to_another(),
+            Err(e) => {
+                tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request")
+            }
         }
     }
 
@@ -778,9 +823,7 @@ impl Handler {
             return HandlerState::Abandoned;
         }
         self.release_nodes_unallocated().await;
-        if let Err(e) = decline_request(&self.pc, &self.request.id, &why).await {
-            tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
-        }
+        self.store_declined(&why).await;
         if let Err(e) = self.lock.release().await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot release request lock");
         }

@@ -45,6 +45,7 @@ pub mod deleter;
 pub mod dump;
 pub mod failure;
 pub mod handler;
+pub mod held_request;
 pub mod launch;
 pub mod leaks;
 pub mod lookups;
