@@ -279,6 +279,36 @@ impl Harness {
         wait_until("the request in the cache", || cache.request(&id).is_some()).await;
         req
     }
+
+    /// A request a handler accepted (`pending`, seen so by the cache) with a `ready` node
+    /// allocated to it: the request as the handler would store it `fulfilled`, and the
+    /// version of the `pending` write.
+    async fn accepted_with_a_ready_node(&self) -> (NodeRequest, i32) {
+        let mut req = self.request(RequestState::Requested, |_| {}).await;
+        let ready = self
+            .node(NodeState::Ready, &["small"], |n| {
+                n.allocated_to = Some(req.id.clone())
+            })
+            .await;
+        req.set_state(RequestState::Pending);
+        let version = self
+            .store()
+            .store_request(&req, None)
+            .await
+            .unwrap()
+            .version;
+        let cache = self.ctx.cache.clone();
+        let id = req.id.clone();
+        wait_until("the pending request in the cache", || {
+            cache
+                .request(&id)
+                .is_some_and(|r| r.request.state == RequestState::Pending)
+        })
+        .await;
+        req.nodes = vec![ready.id];
+        req.set_state(RequestState::Fulfilled);
+        (req, version)
+    }
 }
 
 #[tokio::test]
@@ -558,42 +588,18 @@ async fn lost_request_goes_back_to_requested() {
 async fn fulfilled_write_after_a_lost_request_reset_is_refused() {
     bounded(async {
         let h = harness().await;
-        let req = h.request(RequestState::Requested, |_| {}).await;
-        let ready = h
-            .node(NodeState::Ready, &["small"], |n| {
-                n.allocated_to = Some(req.id.clone())
-            })
-            .await;
-        // The handler accepts: `pending`, and the version it keeps.
-        let mut pending = req.clone();
-        pending.set_state(RequestState::Pending);
-        let ours = h
-            .store()
-            .store_request(&pending, None)
-            .await
-            .unwrap()
-            .version;
-        let cache = h.ctx.cache.clone();
-        let id = req.id.clone();
-        wait_until("the pending request in the cache", || {
-            cache
-                .request(&id)
-                .is_some_and(|r| r.request.state == RequestState::Pending)
-        })
-        .await;
+        let (fulfilled, ours) = h.accepted_with_a_ready_node().await;
+        let (req, ready) = (&fulfilled, &fulfilled.nodes[0]);
         // Its lock is gone (no contender): another launcher's cleanup resets it.
         assert_eq!(cleanup::lost_requests(&h.ctx).await.unwrap(), 1);
         // The resumed handler's write.
-        let mut fulfilled = pending.clone();
-        fulfilled.nodes = vec![ready.id.clone()];
-        fulfilled.set_state(RequestState::Fulfilled);
         let w = held_request::store_fulfilled(h.store(), &fulfilled, ours)
             .await
             .unwrap();
         assert_eq!(w, held_request::HeldWrite::Changed);
         let (r, _) = h.store().get_request(&req.id).await.unwrap().unwrap();
         assert_eq!((r.state, r.nodes.len()), (RequestState::Requested, 0));
-        assert_eq!(h.get(&ready.id).await.unwrap().allocated_to, None);
+        assert_eq!(h.get(ready).await.unwrap().allocated_to, None);
         // Without our version there is nothing to write against: a request that is not
         // `pending` is not ours.
         assert_eq!(
@@ -612,23 +618,8 @@ async fn fulfilled_write_after_a_lost_request_reset_is_refused() {
 async fn fulfilled_write_repeated_after_a_lost_reply_counts_as_stored() {
     bounded(async {
         let h = harness().await;
-        let req = h.request(RequestState::Requested, |_| {}).await;
-        let node = h
-            .node(NodeState::Ready, &["small"], |n| {
-                n.allocated_to = Some(req.id.clone())
-            })
-            .await;
-        let mut pending = req.clone();
-        pending.set_state(RequestState::Pending);
-        let ours = h
-            .store()
-            .store_request(&pending, None)
-            .await
-            .unwrap()
-            .version;
-        let mut fulfilled = pending.clone();
-        fulfilled.nodes = vec![node.id.clone()];
-        fulfilled.set_state(RequestState::Fulfilled);
+        let (fulfilled, ours) = h.accepted_with_a_ready_node().await;
+        let req = &fulfilled;
         for _ in 0..2 {
             let w = held_request::store_fulfilled(h.store(), &fulfilled, ours)
                 .await

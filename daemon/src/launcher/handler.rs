@@ -36,8 +36,8 @@ use nodepool_shared::zk::{ZkError, ZkLock};
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
 
-use super::decline::{decline_reason, decline_request, DeclineReason};
-use super::held_request::{expected_version, store_fulfilled, HeldWrite};
+use super::decline::{decline_reason, DeclineReason};
+use super::held_request::{self, HeldWrite};
 use super::node_launch::{create_node, run_launch, LaunchResult, NodeOrder, OwnedNode};
 use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
@@ -750,18 +750,13 @@ impl Handler {
             release(h).await;
         }
         let store = &self.pc.ctx.store;
-        let stored = match expected_version(store, &req, self.version).await {
-            Ok(Some(v)) => store_fulfilled(store, &req, v).await,
-            Ok(None) => Ok(HeldWrite::Changed),
-            Err(e) => Err(e),
-        };
-        match stored {
+        match held_request::fulfil(store, &req, self.version).await {
             Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
                     "request fulfilled");
             }
-            Ok(HeldWrite::Changed) => self.lost_to_another(),
+            Ok(HeldWrite::Changed) => held_request::lost_to_another(&self.pc, &req.id),
             // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
             Ok(HeldWrite::Gone) => {
                 tracing::info!(request = %req.id, "request withdrawn before it could be fulfilled")
@@ -770,16 +765,6 @@ impl Handler {
                 tracing::warn!(request = %req.id, error = %e, "cannot store fulfilled request")
             }
         }
-    }
-
-    /// Our conditional write found the request changed by someone else: our lock went
-    /// with an expired session and another launcher's cleanup reset the request (and
-    /// takes back its nodes). Nothing more is written about it.
-    fn lost_to_another(&mut self) {
-        Counters::bump(&self.pc.ctx.counters.requests_abandoned);
-        tracing::warn!(request = %self.request.id, pool = %self.pc.worker_id,
-            "request changed since we accepted it (our lock went with an expired ZooKeeper \
-             session): leaving it to its new owner");
     }
 
     /// Declines after a failure, once no launch runs: nodes unlocked, still allocated.
@@ -796,19 +781,7 @@ impl Handler {
 
     /// The declined write, conditional on our version of the request.
     async fn store_declined(&mut self, why: &DeclineReason) {
-        let store = &self.pc.ctx.store;
-        let written = match expected_version(store, &self.request, self.version).await {
-            Ok(Some(v)) => decline_request(&self.pc, &self.request.id, why, Some(v)).await,
-            Ok(None) => Ok(HeldWrite::Changed),
-            Err(e) => Err(e),
-        };
-        match written {
-            Ok(HeldWrite::Stored | HeldWrite::Gone) => {}
-            Ok(HeldWrite::Changed) => self.lost_to_another(),
-            Err(e) => {
-                tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request")
-            }
-        }
+        held_request::decline(&self.pc, &self.request, self.version, why).await;
     }
 
     /// Declines because the current config says no: the request goes back (or fails) at

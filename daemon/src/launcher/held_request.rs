@@ -17,9 +17,12 @@
 //! lost. Writing with that version turns the race into a `BadVersion`, which here means
 //! "not ours any more": the handler writes nothing else about the request.
 
-use nodepool_shared::model::{NodeRequest, RequestState};
+use nodepool_shared::model::{NodeRequest, RequestId, RequestState};
 use nodepool_shared::zk::{ZkError, ZkResult, ZkStore};
 
+use super::decline::{decline_request, DeclineReason};
+use super::pool_context::PoolContext;
+use super::runtime::Counters;
 use super::zk_retry::retry_transient;
 
 /// What a conditional write of a held request did.
@@ -74,4 +77,49 @@ pub async fn expected_version(
         Some((now, stat)) if now.state == RequestState::Pending => Some(stat.version),
         _ => None,
     })
+}
+
+/// Stores `req` (`fulfilled`, with its nodes) if the request is still at the version of
+/// the handler's `pending` write (`written`, see [`expected_version`]).
+pub async fn fulfil(
+    store: &ZkStore,
+    req: &NodeRequest,
+    written: Option<i32>,
+) -> ZkResult<HeldWrite> {
+    match expected_version(store, req, written).await? {
+        Some(v) => store_fulfilled(store, req, v).await,
+        None => Ok(HeldWrite::Changed),
+    }
+}
+
+/// Declines `req` ([`decline_request`]) if it is still at the version of the handler's
+/// `pending` write, and logs the outcome.
+pub async fn decline(
+    pc: &PoolContext,
+    req: &NodeRequest,
+    written: Option<i32>,
+    why: &DeclineReason,
+) {
+    let written = match expected_version(&pc.ctx.store, req, written).await {
+        Ok(Some(v)) => decline_request(pc, &req.id, why, Some(v)).await,
+        Ok(None) => Ok(HeldWrite::Changed),
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(HeldWrite::Stored | HeldWrite::Gone) => {}
+        Ok(HeldWrite::Changed) => lost_to_another(pc, &req.id),
+        Err(e) => {
+            tracing::warn!(request = %req.id, error = %e, "cannot store declined request")
+        }
+    }
+}
+
+/// A conditional write found the request changed by someone else: the handler's lock
+/// went with an expired session and another launcher's cleanup reset the request (and
+/// takes back its nodes). Nothing more is written about it.
+pub fn lost_to_another(pc: &PoolContext, id: &RequestId) {
+    Counters::bump(&pc.ctx.counters.requests_abandoned);
+    tracing::warn!(request = %id, pool = %pc.worker_id,
+        "request changed since we accepted it (our lock went with an expired ZooKeeper \
+         session): leaving it to its new owner");
 }

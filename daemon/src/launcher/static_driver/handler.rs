@@ -33,9 +33,9 @@ use tracing::{debug, info, warn};
 use super::check;
 use super::provider::remove;
 use super::slots::host_of;
-use crate::launcher::decline::{decline_request, DeclineReason};
+use crate::launcher::decline::DeclineReason;
 use crate::launcher::deleter::{lock_node, LockedNode};
-use crate::launcher::held_request::{expected_version, store_fulfilled, HeldWrite};
+use crate::launcher::held_request::{self, HeldWrite};
 use crate::launcher::pool_context::PoolContext;
 use crate::launcher::runtime::Counters;
 
@@ -187,15 +187,6 @@ impl<'a> StaticHandler<'a> {
         Handled::default()
     }
 
-    /// Our conditional write found the request changed by someone else: the lock went
-    /// with an expired session and another launcher reset the request.
-    fn lost_to_another(&self) {
-        Counters::bump(&self.pc.ctx.counters.requests_abandoned);
-        warn!(request = %self.request.id, pool = %self.pc.worker_id,
-            "request changed since we accepted it (our lock went with an expired ZooKeeper \
-             session): leaving it to its new owner");
-    }
-
     /// `pending`, stored; false when the request vanished (or the lock is gone).
     async fn accept(&mut self) -> bool {
         self.request.set_state(RequestState::Pending);
@@ -280,18 +271,13 @@ impl<'a> StaticHandler<'a> {
         }
         let store = &self.pc.ctx.store;
         let req = &self.request;
-        let stored = match expected_version(store, req, self.version).await {
-            Ok(Some(v)) => store_fulfilled(store, req, v).await,
-            Ok(None) => Ok(HeldWrite::Changed),
-            Err(e) => Err(e),
-        };
-        match stored {
+        match held_request::fulfil(store, req, self.version).await {
             Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 info!(request = %req.id, nodes = ?req.nodes.iter().map(NodeId::as_str).collect::<Vec<_>>(),
                     "request fulfilled from static nodes");
             }
-            Ok(HeldWrite::Changed) => self.lost_to_another(),
+            Ok(HeldWrite::Changed) => held_request::lost_to_another(self.pc, &req.id),
             // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
             Ok(HeldWrite::Gone) => {
                 info!(request = %req.id, "request withdrawn before it could be fulfilled")
@@ -313,7 +299,8 @@ impl<'a> StaticHandler<'a> {
         self.request.set_state(RequestState::Requested);
         self.request.nodes.clear();
         let store = &self.pc.ctx.store;
-        let stored = match expected_version(store, &self.request, self.version).await {
+        let stored = match held_request::expected_version(store, &self.request, self.version).await
+        {
             Ok(Some(v)) => store
                 .store_request(&self.request, Some(v))
                 .await
@@ -323,7 +310,7 @@ impl<'a> StaticHandler<'a> {
         };
         match stored {
             Ok(()) | Err(ZkError::NoNode(_)) => {}
-            Err(ZkError::BadVersion(_)) => self.lost_to_another(),
+            Err(ZkError::BadVersion(_)) => held_request::lost_to_another(self.pc, &self.request.id),
             Err(e) => warn!(request = %self.request.id, error = %e, "cannot put request back"),
         }
     }
@@ -334,19 +321,7 @@ impl<'a> StaticHandler<'a> {
             return;
         }
         self.free_nodes().await;
-        let store = &self.pc.ctx.store;
-        let written = match expected_version(store, &self.request, self.version).await {
-            Ok(Some(v)) => decline_request(self.pc, &self.request.id, why, Some(v)).await,
-            Ok(None) => Ok(HeldWrite::Changed),
-            Err(e) => Err(e),
-        };
-        match written {
-            Ok(HeldWrite::Stored | HeldWrite::Gone) => {}
-            Ok(HeldWrite::Changed) => self.lost_to_another(),
-            Err(e) => {
-                warn!(request = %self.request.id, error = %e, "cannot store declined request")
-            }
-        }
+        held_request::decline(self.pc, &self.request, self.version, why).await;
     }
 
     async fn free_nodes(&mut self) {
