@@ -357,7 +357,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
         };
         match admission {
             Admission::Decline(reason) => {
-                if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
+                if let Err(e) = decline_request(pc, &fresh.id, &reason, None).await {
                     tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
                     verdicts.retry(fresh.id.clone());
                 }
