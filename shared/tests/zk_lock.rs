@@ -387,3 +387,54 @@ async fn we_hold_kazoo_waits() {
     k.quit().await;
     a.close().await;
 }
+
+/// `expect_new_dir`: the dir of a lock nobody ever took (a node just created) and our
+/// contender are created in one transaction and the lock is held at once; an existing
+/// dir, or a missing parent, gets kazoo's recipe with the same znodes.
+#[tokio::test]
+async fn a_new_lock_dir_and_its_contender_are_one_transaction() {
+    let zk = TestZk::shared().await;
+    let (a, b) = (zk.client().await, zk.client().await);
+    a.create_persistent("/nodepool/nodes/0000000042", b"{}")
+        .await
+        .unwrap();
+    let dir = "/nodepool/nodes/0000000042/lock";
+    let mut la = ZkLock::new(&a, dir, b"").expect_new_dir();
+    assert!(step("a new dir", la.try_acquire()).await.unwrap());
+    assert!(la.is_held() && la.made_dir());
+    let only = lock_contenders(&b, dir).await.unwrap();
+    assert_eq!(only.len(), 1, "{only:?}");
+    assert!(is_kazoo_name(&only[0]), "{}", only[0]);
+    assert!(only[0].ends_with("__lock__0000000000"), "{}", only[0]);
+    assert_eq!(la.node_path().unwrap(), format!("{dir}/{}", only[0]));
+    let dir_stat = b.exists(dir).await.unwrap().expect("lock dir");
+    let child_stat = b
+        .exists(&format!("{dir}/{}", only[0]))
+        .await
+        .unwrap()
+        .expect("contender");
+    assert_eq!(
+        dir_stat.czxid, child_stat.czxid,
+        "the dir and the contender are one transaction"
+    );
+    assert_eq!(dir_stat.ephemeral_owner, 0, "the lock dir is persistent");
+    assert_ne!(child_stat.ephemeral_owner, 0, "the contender is ephemeral");
+
+    // The dir exists: the recipe runs (busy, nothing left behind), then takes it.
+    let mut lb = ZkLock::new(&b, dir, b"").expect_new_dir();
+    assert!(!step("b busy", lb.try_acquire()).await.unwrap());
+    assert!(!lb.made_dir());
+    assert_eq!(lock_contenders(&a, dir).await.unwrap(), only);
+    la.release().await.unwrap();
+    assert!(step("b after release", lb.try_acquire()).await.unwrap());
+    assert!(!lb.made_dir());
+    lb.release().await.unwrap();
+
+    // The parent is missing: created by the recipe, as kazoo's `ensure_path` does.
+    let orphan = "/nodepool/nodes/0000000043/lock";
+    let mut lc = ZkLock::new(&a, orphan, b"").expect_new_dir();
+    assert!(step("c parent missing", lc.try_acquire()).await.unwrap());
+    assert!(!lc.made_dir());
+    assert_eq!(lock_contenders(&b, orphan).await.unwrap().len(), 1);
+    lc.release().await.unwrap();
+}

@@ -478,6 +478,7 @@ async fn main() {
     // At rest: 5,000 deferred requests, nothing to do.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    let zk_rest0 = cpu_secs(zk_pid());
     tokio::time::sleep(Duration::from_secs(a.rest)).await;
     for (i, l) in launchers.iter().enumerate() {
         println!(
@@ -487,6 +488,11 @@ async fn main() {
             mib(status_kib(l.pid(), "VmRSS:"))
         );
     }
+    println!(
+        "ZooKeeper at rest: CPU {:.1} % of a core over {} s",
+        (cpu_secs(zk_pid()) - zk_rest0) * 100.0 / a.rest as f64,
+        a.rest
+    );
 
     // A rolling restart: the last launcher stops and starts again alone while the
     // others run.
@@ -518,7 +524,16 @@ async fn main() {
         mib(status_kib(launchers[last].pid(), "VmRSS:"))
     );
     if !a.load_only {
-        traffic(&a, &store, &client, &launchers, web_port, &configs).await;
+        traffic(
+            &a,
+            &store,
+            &client,
+            &launchers,
+            web_port,
+            &configs,
+            zk_pid(),
+        )
+        .await;
     }
     reload(&launchers, server, zk_pid).await;
     for l in &mut launchers {
@@ -588,6 +603,39 @@ fn print_start(name: &str, l: &Launcher, s: &Start) {
     );
 }
 
+/// CPU seconds (utime + stime) of each launcher, then ZooKeeper, then this process (the
+/// simulator and the requests' client).
+fn idle_cpu(launchers: &[Launcher], zk_pid: u32) -> Vec<f64> {
+    let mut v: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    v.push(cpu_secs(zk_pid));
+    v.push(cpu_secs(std::process::id()));
+    v
+}
+
+/// The CPU each process spent per idle request (robust to the machine's load, unlike
+/// the latencies).
+fn print_idle_cpu(before: &[f64], after: &[f64], requests: usize, took: Duration) {
+    println!(
+        "idle phase: {:.1} s; CPU over it: {:?} s (launchers, ZooKeeper, bench)",
+        took.as_secs_f64(),
+        before
+            .iter()
+            .zip(after)
+            .map(|(b, a)| ((a - b) * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    );
+    let per = |i: usize| (after[i] - before[i]) * 1000.0 / requests.max(1) as f64;
+    let n = before.len() - 2;
+    let launchers: Vec<String> = (0..n).map(|i| format!("{:.1}", per(i))).collect();
+    let total: f64 = (0..n).map(per).sum();
+    println!(
+        "idle CPU per request: launchers [{}] ms (sum {total:.1} ms), ZooKeeper {:.1} ms, bench and simulator {:.1} ms",
+        launchers.join(", "),
+        per(n),
+        per(n + 1)
+    );
+}
+
 /// The idle requests, the burst, the web API and the CLI.
 async fn traffic(
     a: &Args,
@@ -596,8 +644,11 @@ async fn traffic(
     launchers: &[Launcher],
     web_port: u16,
     configs: &[PathBuf],
+    zk_pid: u32,
 ) {
     // Idle latency: one request at a time.
+    let idle_cpu0 = idle_cpu(launchers, zk_pid);
+    let idle_started = Instant::now();
     let mut idle = Vec::new();
     for i in 0..a.idle {
         let r = one_request(store, client, vec![format!("label-{}", i % a.labels)]).await;
@@ -616,6 +667,12 @@ async fn traffic(
         ms(pct(&idle, 0.5)),
         ms(pct(&idle, 0.9)),
         ms(pct(&idle, 1.0))
+    );
+    print_idle_cpu(
+        &idle_cpu0,
+        &idle_cpu(launchers, zk_pid),
+        idle.len() + missed,
+        idle_started.elapsed(),
     );
 
     // Burst: multi-node requests over random labels, all at once.

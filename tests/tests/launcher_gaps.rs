@@ -339,6 +339,68 @@ async fn a_held_request_lock_is_not_raced() {
     .await;
 }
 
+/// The lock of a new request and that of its new node are each taken in one transaction:
+/// the lock dir and the contender are created together (one round trip instead of
+/// `ensure_path`, `create` and a listing), with the znodes of kazoo's recipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_request_and_node_locks_take_one_transaction() {
+    bounded(async {
+        let sim_config = SimConfig {
+            knobs: Knobs {
+                boot_delay_ms: 3000,
+                ..Knobs::default()
+            },
+            ..SimConfig::default()
+        };
+        let env = Env::new(&Shape::default(), sim_config).await;
+        let l = env.start_launcher();
+        // The first lock ever also creates `/nodepool/requests-lock` (the recipe's way).
+        let first = env.submit(&["small-label"]).await;
+        assert_eq!(env.wait_done(&first).await.state, RequestState::Fulfilled);
+        let id = env.submit(&["small-label"]).await;
+        let client: &ZkClient = env.store.client();
+        // While the server boots, the handler holds the request's lock and the node's.
+        let one_transaction = |dir: String| async move {
+            let dir_stat = client.exists(&dir).await.ok()??;
+            let children = client.get_children(&dir).await.ok()??;
+            let [child] = children.as_slice() else {
+                return None;
+            };
+            let child_stat = client.exists(&format!("{dir}/{child}")).await.ok()??;
+            assert!(child.contains("__lock__"), "{child}");
+            assert_ne!(child_stat.ephemeral_owner, 0, "{child} is ephemeral");
+            Some((dir_stat.czxid, child_stat.czxid))
+        };
+        let (dir, contender) = wait_for("the request lock held", || {
+            one_transaction(paths::request_lock(&id))
+        })
+        .await;
+        assert_eq!(
+            dir, contender,
+            "request lock dir and contender in one transaction"
+        );
+        let node = wait_for("the request's node", || async {
+            let nodes = env.store.nodes().await.ok()?;
+            nodes
+                .into_iter()
+                .find(|(n, _)| n.allocated_to.as_ref() == Some(&id))
+                .map(|(n, _)| n.id)
+        })
+        .await;
+        let (dir, contender) = wait_for("the node lock held", || {
+            one_transaction(paths::node_lock(&node))
+        })
+        .await;
+        assert_eq!(
+            dir, contender,
+            "node lock dir and contender in one transaction"
+        );
+        assert_eq!(env.wait_done(&id).await.state, RequestState::Fulfilled);
+        l.stop().await;
+    })
+    .await;
+}
+
 /// Item 3: with the pool full of an unused ready node, a request for another label makes
 /// the handler delete that (oldest unused) node before pausing, then fulfils.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

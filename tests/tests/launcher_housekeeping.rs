@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use nodepool_daemon::launcher::runtime::{Counters, Intervals, LauncherContext, ProviderRuntime};
-use nodepool_daemon::launcher::{cleanup, deleter, dump, stats_worker};
+use nodepool_daemon::launcher::{cleanup, deleter, dump, held_request, stats_worker};
 use nodepool_shared::cloud::{CloudsFile, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
 use nodepool_shared::model::{
@@ -279,6 +279,36 @@ impl Harness {
         wait_until("the request in the cache", || cache.request(&id).is_some()).await;
         req
     }
+
+    /// A request a handler accepted (`pending`, seen so by the cache) with a `ready` node
+    /// allocated to it: the request as the handler would store it `fulfilled`, and the
+    /// version of the `pending` write.
+    async fn accepted_with_a_ready_node(&self) -> (NodeRequest, i32) {
+        let mut req = self.request(RequestState::Requested, |_| {}).await;
+        let ready = self
+            .node(NodeState::Ready, &["small"], |n| {
+                n.allocated_to = Some(req.id.clone())
+            })
+            .await;
+        req.set_state(RequestState::Pending);
+        let version = self
+            .store()
+            .store_request(&req, None)
+            .await
+            .unwrap()
+            .version;
+        let cache = self.ctx.cache.clone();
+        let id = req.id.clone();
+        wait_until("the pending request in the cache", || {
+            cache
+                .request(&id)
+                .is_some_and(|r| r.request.state == RequestState::Pending)
+        })
+        .await;
+        req.nodes = vec![ready.id];
+        req.set_state(RequestState::Fulfilled);
+        (req, version)
+    }
 }
 
 #[tokio::test]
@@ -546,6 +576,97 @@ async fn lost_request_goes_back_to_requested() {
             .is_empty());
         lock.release().await.unwrap();
         other.close().await;
+    })
+    .await;
+}
+
+/// A handler whose launcher was stopped past the session timeout resumes and writes
+/// `fulfilled` after another launcher's cleanup reset its request (the chaos soak's
+/// "fulfilled request …: node … is allocated to None"): the write is conditional on the
+/// version of the handler's `pending` write, so it is refused and the reset stands.
+#[tokio::test]
+async fn fulfilled_write_after_a_lost_request_reset_is_refused() {
+    bounded(async {
+        let h = harness().await;
+        let (fulfilled, ours) = h.accepted_with_a_ready_node().await;
+        let (req, ready) = (&fulfilled, &fulfilled.nodes[0]);
+        // Its lock is gone (no contender): another launcher's cleanup resets it.
+        assert_eq!(cleanup::lost_requests(&h.ctx).await.unwrap(), 1);
+        // The resumed handler's write.
+        let w = held_request::store_fulfilled(h.store(), &fulfilled, ours)
+            .await
+            .unwrap();
+        assert_eq!(w, held_request::HeldWrite::Changed);
+        let (r, _) = h.store().get_request(&req.id).await.unwrap().unwrap();
+        assert_eq!((r.state, r.nodes.len()), (RequestState::Requested, 0));
+        assert_eq!(h.get(ready).await.unwrap().allocated_to, None);
+        // Without our version there is nothing to write against: a request that is not
+        // `pending` is not ours.
+        assert_eq!(
+            held_request::expected_version(h.store(), &fulfilled, None)
+                .await
+                .unwrap(),
+            None
+        );
+    })
+    .await;
+}
+
+/// The fulfilled write's reply is lost and the retry finds the version moved by our own
+/// write: that counts as stored, not as a lost request.
+#[tokio::test]
+async fn fulfilled_write_repeated_after_a_lost_reply_counts_as_stored() {
+    bounded(async {
+        let h = harness().await;
+        let (fulfilled, ours) = h.accepted_with_a_ready_node().await;
+        let req = &fulfilled;
+        for _ in 0..2 {
+            let w = held_request::store_fulfilled(h.store(), &fulfilled, ours)
+                .await
+                .unwrap();
+            assert_eq!(w, held_request::HeldWrite::Stored);
+        }
+        h.store().delete_request(&req.id).await.unwrap();
+        let w = held_request::store_fulfilled(h.store(), &fulfilled, ours)
+            .await
+            .unwrap();
+        assert_eq!(w, held_request::HeldWrite::Gone);
+    })
+    .await;
+}
+
+/// The cleanup's reset is conditional too: a request fulfilled after the cleanup read
+/// it `pending` is not put back, and the nodes it was fulfilled with keep their
+/// allocation (the reset changes nodes only after its request write succeeded).
+#[tokio::test]
+async fn lost_request_reset_does_not_undo_a_fulfilled_write() {
+    bounded(async {
+        let h = harness().await;
+        let req = h.request(RequestState::Pending, |_| {}).await;
+        let node = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.allocated_to = Some(req.id.clone())
+            })
+            .await;
+        let (read, stale) = h.store().get_request(&req.id).await.unwrap().unwrap();
+        let mut fulfilled = req.clone();
+        fulfilled.nodes = vec![node.id.clone()];
+        fulfilled.set_state(RequestState::Fulfilled);
+        h.store().store_request(&fulfilled, None).await.unwrap();
+        let reset = cleanup::reset_pending(&h.ctx, read, stale.version)
+            .await
+            .unwrap();
+        assert!(!reset);
+        let (r, _) = h.store().get_request(&req.id).await.unwrap().unwrap();
+        assert_eq!(r.state, RequestState::Fulfilled);
+        let n = h.get(&node.id).await.unwrap();
+        assert_eq!(n.allocated_to, Some(req.id.clone()));
+        assert!(h
+            .store()
+            .node_lock_contenders(&node.id)
+            .await
+            .unwrap()
+            .is_empty());
     })
     .await;
 }

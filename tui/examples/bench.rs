@@ -13,7 +13,9 @@
 //! 2. The Overview over 50 providers (a config of 50 providers, 13 labels, 30 minutes
 //!    of history): a redraw at 80×24, 120×40 and 200×50, and a snapshot with one node
 //!    changed + redraw (history, the inspections of the Problems view and the
-//!    Overview's model each time).
+//!    Overview's model each time); and the nodes view after a clock tick, when the first
+//!    change runs the inspections: inline (as before) and on the console's inspection
+//!    thread.
 //! 3. Latency: a real ZooKeeper (the shared test server, or one started here), a
 //!    TreeCache and the App; time from `ZkStore::store_node` returning to the changed
 //!    value being in the rendered frame; the RSS with the cache and the console.
@@ -402,8 +404,67 @@ async fn latency_bench() {
     client.close().await;
 }
 
+/// The first change after a clock tick runs the inspections: in the frame when inline,
+/// on their own thread with the inspector (the answer is applied outside the timing,
+/// as the console's loop does when it arrives).
+fn tick_bench() {
+    let mut snap = Snapshot {
+        nodes: (0..nodes_count()).map(|i| cached(synthetic(i))).collect(),
+        ..Default::default()
+    };
+    let n = nodes_count();
+    for background in [false, true] {
+        let mut app = App::new(AppOptions {
+            hosts: "bench".into(),
+            now: NOW,
+            ..Default::default()
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        if background {
+            app.inspect_in_background(tx);
+        }
+        let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+        app.update(AppEvent::Data(snap.clone()));
+        app.update(AppEvent::Key(ratatui::crossterm::event::KeyEvent::from(
+            ratatui::crossterm::event::KeyCode::Char('1'),
+        )));
+        let mut frames = Vec::new();
+        let mut answers = Vec::new();
+        for i in 0..60 {
+            if background {
+                let t = Instant::now();
+                let ev = rx.blocking_recv().expect("inspection answer");
+                answers.push(t.elapsed());
+                app.update(ev);
+            }
+            app.update(AppEvent::Tick(NOW + 1.0 + i as f64));
+            let next = one_changed(&mut snap, i);
+            let t = Instant::now();
+            app.update(AppEvent::Data(next));
+            term.draw(|f| app.render(f)).expect("draw");
+            frames.push(t.elapsed());
+        }
+        let how = if background {
+            "inspection thread"
+        } else {
+            "inline"
+        };
+        println!(
+            "render, {n} nodes, 120x40, first change after a tick + redraw, inspections {how}: {}",
+            stats(frames)
+        );
+        if background {
+            println!(
+                "render, {n} nodes, waiting for the inspection thread's answer after the frame: {}",
+                stats(answers)
+            );
+        }
+    }
+}
+
 fn main() {
     render_bench();
+    tick_bench();
     overview_bench();
     if std::env::args().nth(1).as_deref() == Some("render") {
         return;

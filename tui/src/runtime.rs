@@ -179,6 +179,7 @@ pub async fn run(
     settings: ZkSettings,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<AppEvent>();
+    app.inspect_in_background(tx.clone());
     let mut rt = Runtime {
         connect: Some(tokio::spawn(ZkClient::connect(settings))),
         source: None,

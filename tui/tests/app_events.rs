@@ -880,3 +880,58 @@ fn jump_to_a_node_after_data_without_node_changes() {
     assert_eq!(a.view(), ViewKind::Nodes);
     assert_eq!(a.selected(), Some(&node(2)));
 }
+
+/// With the inspector (the running console), the inspections run on their own thread
+/// and come back as `AppEvent::Problems`; data arriving while one runs marks the
+/// problems stale, and the next clock tick inspects again. The answers are the inline
+/// ones.
+#[test]
+fn problems_from_the_inspection_thread() {
+    use nodepool_shared::diagnostics::ProblemKind;
+    let corrupt = |a: &App| {
+        a.problems()
+            .iter()
+            .filter(|p| p.kind == ProblemKind::CorruptRecord)
+            .count()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut a = app();
+    let inline: Vec<_> = a.problems().to_vec();
+    a.inspect_in_background(tx);
+    let answer = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<AppEvent>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match rx.try_recv() {
+                Ok(ev @ AppEvent::Problems(..)) => return ev,
+                Ok(other) => panic!("unexpected event {other:?}"),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2))
+                }
+                Err(e) => panic!("no answer from the inspection thread: {e}"),
+            }
+        }
+    };
+    a.update(AppEvent::Tick(NOW + 1.0));
+    let mut snap = fixture();
+    snap.corrupt.push("/nodepool/nodes/0000000077".into());
+    a.update(AppEvent::Data(snap.clone()));
+    assert_eq!(corrupt(&a), 1, "not applied before the answer comes");
+    // More data while the thread works: nothing more is sent to it.
+    snap.corrupt.push("/nodepool/nodes/0000000078".into());
+    a.update(AppEvent::Data(snap.clone()));
+    let ev = answer(&mut rx);
+    a.update(ev);
+    assert_eq!(corrupt(&a), 2);
+    assert!(rx.try_recv().is_err(), "one inspection at a time");
+    // The tick inspects the stale data.
+    a.update(AppEvent::Tick(NOW + 2.0));
+    let ev = answer(&mut rx);
+    a.update(ev);
+    assert_eq!(corrupt(&a), 3);
+    // Same inputs, same answer as inline.
+    let mut b = app();
+    b.update(AppEvent::Tick(NOW + 2.0));
+    b.update(AppEvent::Data(snap));
+    assert_eq!(a.problems(), b.problems());
+    assert_ne!(a.problems(), &inline[..]);
+}

@@ -22,11 +22,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nodepool_shared::model::{now_epoch, paths, NodeId, NodeState, NodeView, RequestState};
-use nodepool_shared::zk::{SyncState, ZkLock, ZkResult};
+use nodepool_shared::model::{
+    now_epoch, paths, NodeId, NodeRequest, NodeState, NodeView, RequestState,
+};
+use nodepool_shared::zk::{SyncState, ZkError, ZkLock, ZkResult};
 use tracing::{debug, info, warn};
 
-use super::deleter::lock_node;
+use super::deleter::{lock_node, LockedNode};
 use super::runtime::LauncherContext;
 use nodepool_shared::sync::RwLockExt;
 
@@ -189,17 +191,74 @@ pub async fn lost_requests(ctx: &LauncherContext) -> ZkResult<usize> {
 }
 
 /// Resets one locked request if it is still `pending`.
+///
+/// The nodes allocated to it are locked first and changed only after the request's
+/// conditional write: a handler that still believes it holds the request (its
+/// launcher was stopped past the session timeout and has just resumed) writes
+/// `fulfilled` conditional on its own version, so either its write lands first and
+/// this reset gives up with the nodes untouched, or the reset lands first and the
+/// handler's write fails. Either way no request is fulfilled with nodes taken back.
 async fn reset_request(
     ctx: &LauncherContext,
     id: &nodepool_shared::model::RequestId,
 ) -> ZkResult<bool> {
-    let Some((mut req, _)) = ctx.store.get_request(id).await? else {
+    let Some((req, stat)) = ctx.store.get_request(id).await? else {
         return Ok(false);
     };
     if req.state != RequestState::Pending {
         return Ok(false);
     }
+    reset_pending(ctx, req, stat.version).await
+}
+
+/// Resets `req`, read `pending` at `version` under its lock (see [`reset_request`]);
+/// false if the request changed since that read. Public for the test of that race.
+pub async fn reset_pending(
+    ctx: &LauncherContext,
+    mut req: NodeRequest,
+    version: i32,
+) -> ZkResult<bool> {
+    let id = &req.id.clone();
     info!(request = %id, "resetting lost request");
+    let nodes = lock_allocated_nodes(ctx, id).await?;
+    req.set_state(RequestState::Requested);
+    req.nodes.clear();
+    if let Err(e) = ctx.store.store_request(&req, Some(version)).await {
+        for locked in nodes {
+            locked.unlock().await;
+        }
+        return match e {
+            ZkError::BadVersion(_) | ZkError::NoNode(_) => {
+                info!(request = %id, "lost request changed meanwhile; not reset");
+                Ok(false)
+            }
+            e => Err(e),
+        };
+    }
+    for mut locked in nodes {
+        if locked.node.state == NodeState::Init {
+            locked.node.set_state(NodeState::Deleting);
+        } else {
+            locked.node.allocated_to = None;
+        }
+        if let Err(e) = ctx
+            .store
+            .store_node(&locked.node, Some(locked.version))
+            .await
+        {
+            warn!(node = %locked.node.id, request = %id, "cannot release node of lost request: {e}");
+        }
+        locked.unlock().await;
+    }
+    Ok(true)
+}
+
+/// Locks the nodes allocated to request `id` that nobody holds (a locked one is left
+/// alone), re-checked on the fresh record. On an error every lock taken is released.
+async fn lock_allocated_nodes(
+    ctx: &LauncherContext,
+    id: &nodepool_shared::model::RequestId,
+) -> ZkResult<Vec<LockedNode>> {
     let allocated: Vec<NodeId> = ctx
         .cache
         .nodes()
@@ -207,32 +266,23 @@ async fn reset_request(
         .filter(|n| n.node.is_allocated_to(id))
         .map(|n| n.id().clone())
         .collect();
+    let mut held = Vec::new();
     for node_id in allocated {
-        let Some(mut locked) = lock_node(ctx, &node_id).await? else {
-            debug!(node = %node_id, "allocated node of lost request is locked; left alone");
-            continue;
-        };
-        if locked.node.allocated_to.as_ref() == Some(id) {
-            if locked.node.state == NodeState::Init {
-                locked.node.set_state(NodeState::Deleting);
-            } else {
-                locked.node.allocated_to = None;
+        match lock_node(ctx, &node_id).await {
+            Ok(Some(locked)) if locked.node.allocated_to.as_ref() == Some(id) => held.push(locked),
+            Ok(Some(locked)) => locked.unlock().await,
+            Ok(None) => {
+                debug!(node = %node_id, "allocated node of lost request is locked; left alone")
             }
-            if let Err(e) = ctx
-                .store
-                .store_node(&locked.node, Some(locked.version))
-                .await
-            {
-                locked.unlock().await;
+            Err(e) => {
+                for locked in held {
+                    locked.unlock().await;
+                }
                 return Err(e);
             }
         }
-        locked.unlock().await;
     }
-    req.set_state(RequestState::Requested);
-    req.nodes.clear();
-    ctx.store.store_request(&req, None).await?;
-    Ok(true)
+    Ok(held)
 }
 
 /// Locks a node, re-checks `still` on the fresh record and marks it `deleting`.
@@ -280,10 +330,12 @@ pub async fn max_ready_age(ctx: &LauncherContext) -> ZkResult<usize> {
             })
     };
     let mut marked = 0;
-    for n in ctx.cache.nodes() {
-        if n.probably_locked() || !too_old(&*n.node, now_epoch()) {
-            continue;
-        }
+    // Only the candidates are copied out of the cache (not 100,000 nodes per pass).
+    let now = now_epoch();
+    let candidates = ctx
+        .cache
+        .select_nodes(|n| !n.probably_locked() && too_old(&*n.node, now));
+    for n in candidates {
         if mark_deleting(ctx, n.id(), |f| too_old(f, now_epoch()), "max-ready-age").await? {
             marked += 1;
         }
@@ -314,10 +366,11 @@ pub async fn max_hold_age(ctx: &LauncherContext) -> ZkResult<usize> {
                 .is_some_and(|l| now - node.node_state_time() >= l)
     };
     let mut marked = 0;
-    for n in ctx.cache.nodes() {
-        if n.probably_locked() || !expired(&*n.node, now_epoch()) {
-            continue;
-        }
+    let now = now_epoch();
+    let candidates = ctx
+        .cache
+        .select_nodes(|n| !n.probably_locked() && expired(&*n.node, now));
+    for n in candidates {
         if mark_deleting(ctx, n.id(), |f| expired(f, now_epoch()), "max-hold-age").await? {
             marked += 1;
         }

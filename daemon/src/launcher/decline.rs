@@ -8,6 +8,7 @@ use nodepool_shared::config::PoolLabelImage;
 use nodepool_shared::model::{NodeRequest, RequestId, RequestState};
 use nodepool_shared::zk::ZkError;
 
+use super::held_request::HeldWrite;
 use super::node_launch::newest_ready_upload;
 use super::pool_context::{ConfigGone, PoolContext, PoolView};
 use super::quota::QuotaError;
@@ -121,29 +122,46 @@ pub async fn image_available(
 
 /// Declines `request` (already locked by the caller): append our worker id to
 /// `declined_by`; `failed` when every registered pool declined, else back to
-/// `requested`; stored unconditionally. Re-reads the request first.
+/// `requested`. Re-reads the request first and writes it conditional on that read.
+/// A handler passes the version it expects the request at (its `pending` write, see
+/// [`held_request`]): if the request changed since, the lock was lost and nothing is
+/// written ([`HeldWrite::Changed`]).
+///
+/// [`held_request`]: super::held_request
 pub async fn decline_request(
     pc: &PoolContext,
     id: &RequestId,
     reason: &DeclineReason,
-) -> Result<(), ZkError> {
-    let Some((mut req, _)) = pc.ctx.store.get_request(id).await? else {
-        return Ok(());
+    expected: Option<i32>,
+) -> Result<HeldWrite, ZkError> {
+    let Some((mut req, stat)) = pc.ctx.store.get_request(id).await? else {
+        return Ok(HeldWrite::Gone);
     };
+    if expected.is_some_and(|v| v != stat.version) {
+        return Ok(HeldWrite::Changed);
+    }
     tracing::info!(request = %id, pool = %pc.worker_id, %reason, "declining request");
     if !req.declined_by.contains(&pc.worker_id) {
         req.declined_by.push(pc.worker_id.clone());
     }
     let registered = pc.registered_pool_ids();
-    let all = registered.iter().all(|p| req.declined_by.contains(p));
-    if all {
+    let failed = registered.iter().all(|p| req.declined_by.contains(p));
+    if failed {
         req.set_state(RequestState::Failed);
-        Counters::bump(&pc.ctx.counters.requests_failed);
     } else {
         req.set_state(RequestState::Requested);
     }
+    match pc.ctx.store.store_request(&req, Some(stat.version)).await {
+        Ok(_) => {}
+        Err(ZkError::NoNode(_)) => return Ok(HeldWrite::Gone),
+        Err(ZkError::BadVersion(_)) => return Ok(HeldWrite::Changed),
+        Err(e) => return Err(e),
+    }
+    if failed {
+        Counters::bump(&pc.ctx.counters.requests_failed);
+    }
     Counters::bump(&pc.ctx.counters.requests_declined);
-    pc.ctx.store.store_request(&req, None).await.map(|_| ())
+    Ok(HeldWrite::Stored)
 }
 
 #[cfg(test)]

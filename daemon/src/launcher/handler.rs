@@ -36,7 +36,8 @@ use nodepool_shared::zk::{ZkError, ZkLock};
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
 
-use super::decline::{decline_reason, decline_request, DeclineReason};
+use super::decline::{decline_reason, DeclineReason};
+use super::held_request::{self, HeldWrite};
 use super::node_launch::{create_node, run_launch, LaunchResult, NodeOrder, OwnedNode};
 use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
@@ -147,6 +148,11 @@ pub struct Handler {
     /// The provider claim under which the pool worker reserved the request's need when
     /// it accepted it; replaced by the node claims in the first quota check.
     reservation: Option<(Arc<ProviderHandle>, NodeId)>,
+    /// The request's version after our `pending` write: the fulfilled or declined write
+    /// is conditional on it (see [`held_request`]). `None` if that write's reply was lost.
+    ///
+    /// [`held_request`]: super::held_request
+    version: Option<i32>,
 }
 
 impl Handler {
@@ -168,6 +174,7 @@ impl Handler {
             create_interrupted: false,
             first_round: None,
             reservation: None,
+            version: None,
         }
     }
 
@@ -268,10 +275,18 @@ impl Handler {
         req.set_state(RequestState::Pending);
         self.request = Arc::new(req);
         Counters::bump(&self.pc.ctx.counters.requests_accepted);
-        if let Err(e) = self.pc.ctx.store.store_request(&self.request, None).await {
-            tracing::warn!(request = %self.request.id, error = %e, "cannot store pending request");
-            if matches!(e, ZkError::NoNode(_)) {
-                self.failure = Some(DeclineReason::RequestVanished);
+        let store = &self.pc.ctx.store;
+        let stored = super::zk_retry::retry_transient("storing pending request", || {
+            store.store_request(&self.request, None)
+        })
+        .await;
+        match stored {
+            Ok(stat) => self.version = Some(stat.version),
+            Err(e) => {
+                tracing::warn!(request = %self.request.id, error = %e, "cannot store pending request");
+                if matches!(e, ZkError::NoNode(_)) {
+                    self.failure = Some(DeclineReason::RequestVanished);
+                }
             }
         }
         tracing::debug!(request = %self.request.id, "request stored pending");
@@ -735,17 +750,17 @@ impl Handler {
             release(h).await;
         }
         let store = &self.pc.ctx.store;
-        let stored = super::zk_retry::retry_transient("storing fulfilled request", || {
-            store.store_request(&req, None)
-        })
-        .await;
-        match stored {
-            Ok(_) => {
+        match held_request::fulfil(store, &req, self.version).await {
+            Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
                     "request fulfilled");
             }
+            Ok(HeldWrite::Changed) => held_request::lost_to_another(&self.pc, &req.id),
             // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
+            Ok(HeldWrite::Gone) => {
+                tracing::info!(request = %req.id, "request withdrawn before it could be fulfilled")
+            }
             Err(e) => {
                 tracing::warn!(request = %req.id, error = %e, "cannot store fulfilled request")
             }
@@ -761,9 +776,12 @@ impl Handler {
         for h in self.take_nodes() {
             release(h).await;
         }
-        if let Err(e) = decline_request(&self.pc, &self.request.id, why).await {
-            tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
-        }
+        self.store_declined(why).await;
+    }
+
+    /// The declined write, conditional on our version of the request.
+    async fn store_declined(&mut self, why: &DeclineReason) {
+        held_request::decline(&self.pc, &self.request, self.version, why).await;
     }
 
     /// Declines because the current config says no: the request goes back (or fails) at
@@ -778,9 +796,7 @@ impl Handler {
             return HandlerState::Abandoned;
         }
         self.release_nodes_unallocated().await;
-        if let Err(e) = decline_request(&self.pc, &self.request.id, &why).await {
-            tracing::warn!(request = %self.request.id, error = %e, "cannot store declined request");
-        }
+        self.store_declined(&why).await;
         if let Err(e) = self.lock.release().await {
             tracing::warn!(request = %self.request.id, error = %e, "cannot release request lock");
         }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nodepool_shared::config::{Config, PoolLabelImage};
-use nodepool_shared::model::{paths, NodeRequest, NodeState, RequestId, RequestState};
+use nodepool_shared::model::{paths, NodeRequest, RequestId, RequestState};
 use nodepool_shared::zk::ZkLock;
 use tokio::time::Instant;
 
@@ -102,15 +102,8 @@ impl MinReady {
             {
                 continue;
             }
-            let mut ready = 0;
-            ctx.cache.for_each_node(|n| {
-                if n.node.state() == NodeState::Ready
-                    && n.node.allocated_to().is_none()
-                    && n.node.has_label(&label.name)
-                {
-                    ready += 1;
-                }
-            });
+            // Kept by the cache as nodes change (no node scan per label and pass).
+            let ready = ctx.cache.ready_unallocated(&label.name) as usize;
             let want = label.min_ready as usize;
             if ready >= want || !image_available(ctx, handles, &config, &label.name).await {
                 continue;

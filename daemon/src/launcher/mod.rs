@@ -11,6 +11,7 @@
 //! * [`pool_worker`]: one per provider-pool: assignment passes, declines, accepts.
 //! * [`decline`]: why a pool cannot serve a request, checked before and after accepting.
 //! * [`handler`]: one accepted request: allocation rounds, pause, fulfil.
+//! * [`held_request`]: the handler's request writes, conditional on its `pending` version.
 //! * [`node_launch`]: the node record of one launch, around the cloud side's launch.
 //! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
 //! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
@@ -45,6 +46,7 @@ pub mod deleter;
 pub mod dump;
 pub mod failure;
 pub mod handler;
+pub mod held_request;
 pub mod launch;
 pub mod leaks;
 pub mod lookups;

@@ -140,7 +140,8 @@ pub async fn create_node(
         .session
         .unwrap_or_else(|| ctx.store.client().generation());
     let id = ctx.store.create_node(&mut node).await?;
-    let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"");
+    // The node is new: its lock dir and our contender go in one round trip.
+    let mut lock = ZkLock::new(ctx.store.client(), &paths::node_lock(&id), b"").expect_new_dir();
     match lock.acquire(Some(Duration::from_secs(10))).await {
         Ok(true) => {}
         Ok(false) => {

@@ -131,6 +131,19 @@ pub(crate) struct Published {
     pub paused: bool,
 }
 
+impl Published {
+    /// Whether the component says what `view` and `paused` say it should.
+    fn matches(&self, view: &PoolView, paused: bool) -> bool {
+        self.priority == view.pool().priority
+            && self.paused == paused
+            && self.labels.iter().map(String::as_str).eq(view
+                .pool()
+                .labels
+                .iter()
+                .map(|l| l.name.as_str()))
+    }
+}
+
 /// Runs a pool worker until `stop` (or the launcher's cancel) fires; then unregisters.
 /// Its handlers go on in the launcher's handler group.
 pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: CancellationToken) {
@@ -170,12 +183,15 @@ pub async fn run(pc: Arc<PoolContext>, slot: RegistrationSlot, stop: Cancellatio
                     tenant_limits::emit_gauges(&ctx);
                     last_gauge = Some(tokio::time::Instant::now());
                 }
-                let want = Published {
-                    labels: view.label_names(),
-                    priority: view.pool().priority,
-                    paused: pc.is_paused(),
-                };
-                publish(&registration, &mut published, want).await;
+                // Compared before the labels are copied: this runs on every wake.
+                if !published.matches(&view, pc.is_paused()) {
+                    let want = Published {
+                        labels: view.label_names(),
+                        priority: view.pool().priority,
+                        paused: pc.is_paused(),
+                    };
+                    publish(&registration, &mut published, want).await;
+                }
             }
             // The main loop stops this worker soon; its handlers see the same.
             Err(gone) => tracing::debug!(pool = %task, %gone, "pool not in the current config"),
@@ -287,16 +303,19 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
     if max_concurrency == 0 {
         return;
     }
+    if matches!(&work, Work::Some(ids) if ids.is_empty()) {
+        // Most wakes (a node's event, another pool's request): nothing to look at.
+        return;
+    }
     let my_labels: HashSet<&str> = view.pool().labels.iter().map(|l| l.name.as_str()).collect();
     let (requests, all) = match work {
         Work::All => (pending_in_order(pc, &my_labels), true),
-        Work::Some(ids) if ids.is_empty() => return,
         Work::Some(ids) => (pending_among(pc, &my_labels, &ids), false),
     };
     if !requests.is_empty() {
         tracing::debug!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
     }
-    let online = verdicts.online().to_vec();
+    let online = verdicts.online();
     let mut tenant_usage = tenant_limits::UsageMemo::new();
     let mut rest = requests.into_iter();
     while let Some(cached) = rest.next() {
@@ -338,7 +357,7 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
         };
         match admission {
             Admission::Decline(reason) => {
-                if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
+                if let Err(e) = decline_request(pc, &fresh.id, &reason, None).await {
                     tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
                     verdicts.retry(fresh.id.clone());
                 }
@@ -510,8 +529,16 @@ pub(crate) enum Locked {
 /// us (see [`Locked`]; the lock is released unless `Fresh`).
 pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     let ctx = &pc.ctx;
-    let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"");
-    match lock.try_acquire().await {
+    // A new request's lock dir does not exist yet: the lock takes one multi (dir and
+    // contender), sent first, and the re-read is sent right behind it. ZooKeeper
+    // answers a session's requests in order, so that read sees the request as it is
+    // once locked: the re-read of Nodepool's double check, in the same round trip.
+    // When the lock took the recipe's way (the dir was there) the early read may
+    // predate the lock: the request is read again.
+    let mut lock =
+        ZkLock::new(ctx.store.client(), &paths::request_lock(&req.id), b"").expect_new_dir();
+    let (locked, early) = tokio::join!(lock.try_acquire(), ctx.store.get_request(&req.id));
+    match locked {
         Ok(true) => {}
         Ok(false) => return Locked::Busy,
         Err(e) => {
@@ -519,7 +546,11 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
             return Locked::Failed;
         }
     }
-    let read = ctx.store.get_request(&req.id).await;
+    let read = if lock.made_dir() {
+        early
+    } else {
+        ctx.store.get_request(&req.id).await
+    };
     let outcome = match read {
         Ok(Some((r, _)))
             if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>

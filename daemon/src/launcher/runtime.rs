@@ -250,10 +250,13 @@ impl LauncherContext {
     }
 
     /// Records what a task is doing (shown by SIGUSR2).
-    pub fn set_task_state(&self, task: &str, state: impl Into<String>) {
-        self.task_states
-            .lock_or_recover()
-            .insert(task.to_string(), state.into());
+    pub fn set_task_state(&self, task: &str, state: impl Into<String> + AsRef<str>) {
+        let mut states = self.task_states.lock_or_recover();
+        // Pool workers set theirs on every wake: unchanged, nothing is allocated.
+        if states.get(task).map(String::as_str) == Some(state.as_ref()) {
+            return;
+        }
+        states.insert(task.to_string(), state.into());
     }
 
     /// Ids of every ZooKeeper node of `provider` (any state), for quota and leak checks.

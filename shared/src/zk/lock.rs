@@ -9,6 +9,13 @@
 //! * a waiter watches its immediate predecessor (FIFO, no herd);
 //! * release deletes the own child; the lock dir stays.
 //!
+//! A lock whose dir does not exist yet (a node just created, a request nobody has
+//! locked) can be taken in one round trip instead of three ([`ZkLock::expect_new_dir`]):
+//! one multi creates the dir and our contender, the same znodes the recipe's
+//! `ensure_path` and `create` make; nothing can stand before a contender created with
+//! its dir, so the lock is ours without listing the dir. Where the dir exists (or its
+//! parent does not) the recipe runs as above.
+//!
 //! We build on [`ZkClient`] instead of the crate's `lock()` because we need kazoo's names,
 //! timeouts, cancellation cleanup and knowledge of session loss: a lock is only as good as
 //! the session its ephemeral child lives in, so a held lock records the session generation
@@ -20,7 +27,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::client::{join, ConnectionState, CreateKind, ZkClient};
+use super::client::{join, ConnectionState, CreateKind, Op, OpResult, ZkClient};
 use super::error::{ZkError, ZkResult};
 
 /// The marker kazoo puts between the uuid prefix and the sequence.
@@ -174,6 +181,10 @@ pub struct ZkLock {
     dir: String,
     identifier: Vec<u8>,
     ensured: bool,
+    /// Try the dir and contender in one multi first ([`Self::expect_new_dir`]).
+    new_dir: bool,
+    /// The lock was taken by that multi: nobody had ever locked the dir before.
+    made_dir: bool,
     state: LockState,
 }
 
@@ -196,8 +207,27 @@ impl ZkLock {
             dir: dir.trim_end_matches('/').to_string(),
             identifier: identifier.to_vec(),
             ensured: false,
+            new_dir: false,
+            made_dir: false,
             state: LockState::Idle,
         }
+    }
+
+    /// The lock dir most likely does not exist yet (the lock of a node just created, of a
+    /// request nobody has locked): the first acquire tries to create the dir and our
+    /// contender in one multi, and holds the lock at once if that works (one round trip
+    /// instead of `ensure_path`, `create` and `get_children`). If the dir exists, or its
+    /// parent does not, the recipe runs as usual (the parent is then created, as kazoo's
+    /// `ensure_path` does).
+    pub fn expect_new_dir(mut self) -> ZkLock {
+        self.new_dir = true;
+        self
+    }
+
+    /// True if the lock was taken by creating its dir ([`Self::expect_new_dir`]): nobody
+    /// held or waited for it before, so nobody wrote what it guards under it.
+    pub fn made_dir(&self) -> bool {
+        self.made_dir
     }
 
     /// The client the lock lives in.
@@ -349,6 +379,11 @@ impl ZkLock {
         blocking: bool,
         deadline: Option<Instant>,
     ) -> ZkResult<Round> {
+        if !self.ensured && self.new_dir {
+            if let Some(round) = self.create_with_dir(prefix, create_tried).await? {
+                return Ok(round);
+            }
+        }
         if !self.ensured {
             self.client.ensure_path(&self.dir).await?;
             self.ensured = true;
@@ -445,6 +480,56 @@ impl ZkLock {
                 }
             }
         }
+    }
+
+    /// The dir and our contender in one multi (see [`Self::expect_new_dir`]; tried once
+    /// per lock). `Some(Acquired)` when it worked; `None` when the recipe must run: the
+    /// dir exists or its parent does not, or the session changed meanwhile. A connection
+    /// error is returned for the caller's retry, which runs the recipe: a multi that was
+    /// applied all the same left a contender with our prefix, which the recipe adopts.
+    async fn create_with_dir(
+        &mut self,
+        prefix: &str,
+        create_tried: &mut bool,
+    ) -> ZkResult<Option<Round>> {
+        self.new_dir = false;
+        let gen = self.client.generation();
+        let ops = [
+            Op::Create {
+                path: self.dir.clone(),
+                data: Vec::new(),
+                kind: CreateKind::Persistent,
+            },
+            Op::Create {
+                path: join(&self.dir, prefix),
+                data: self.identifier.clone(),
+                kind: CreateKind::EphemeralSequential,
+            },
+        ];
+        let created = match self.client.multi(&ops).await {
+            Ok(results) => results,
+            Err(ZkError::NodeExists(_) | ZkError::NoNode(_)) => return Ok(None),
+            Err(e) => {
+                *create_tried = true;
+                return Err(e);
+            }
+        };
+        self.ensured = true;
+        let Some(OpResult::Create { path, .. }) = created.get(1) else {
+            return Err(ZkError::Corrupt(format!(
+                "lock {}: the multi creating it answered {created:?}",
+                self.dir
+            )));
+        };
+        let name = path.rsplit('/').next().unwrap_or_default().to_string();
+        if self.client.generation() != gen {
+            // Unknown which session it belongs to; the recipe starts over.
+            let _ = self.client.delete(&join(&self.dir, &name), None).await;
+            return Ok(None);
+        }
+        *create_tried = true;
+        self.made_dir = true;
+        Ok(Some(Round::Acquired(name, gen)))
     }
 
     /// Releases the lock: deletes our contender (the dir stays). A lock lost with its

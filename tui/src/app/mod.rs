@@ -9,11 +9,14 @@
 //! * [`input`]: what each key does in each [`Mode`].
 //! * [`operate`]: the operator actions (marks, confirmation, batches), jumping from a
 //!   problem to its record, the console log of a node.
+//! * [`inspector`]: the inspections on a thread of their own (the running console).
 
 mod input;
+pub mod inspector;
 mod operate;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use nodepool_shared::diagnostics::{inspect, Inputs, LockOwners, Problem, ProviderFacts};
 use nodepool_shared::model::{NodeId, ZkPath};
@@ -105,6 +108,8 @@ pub enum AppEvent {
     Tick(f64),
     /// A failure outside any action (e.g. the connection), shown on the bottom line.
     Error(String),
+    /// The problems found by the [`inspector`] (with the clock they were measured at).
+    Problems(f64, Vec<Problem>),
 }
 
 /// The console log to fetch.
@@ -187,7 +192,11 @@ pub struct App {
     /// New data arrived since the problems were computed (they are computed again on
     /// the next clock tick).
     problems_stale: bool,
-    pub(crate) lock_owners: Option<LockOwners>,
+    pub(crate) lock_owners: Option<Arc<LockOwners>>,
+    /// Runs the inspections off the UI thread; `None` = inline.
+    inspector: Option<inspector::Inspector>,
+    /// An inspection is running on the inspector.
+    inspecting: bool,
     pub(crate) quotas: BTreeMap<String, Quota>,
     pub(crate) overview: OverviewModel,
     overview_dirty: bool,
@@ -236,6 +245,8 @@ impl App {
             problems_at: f64::MIN,
             problems_stale: false,
             lock_owners: None,
+            inspector: None,
+            inspecting: false,
             quotas: BTreeMap::new(),
             overview: OverviewModel::default(),
             overview_dirty: true,
@@ -322,7 +333,7 @@ impl App {
             AppEvent::Outcome(o) => self.on_outcome(o),
             AppEvent::Console(node, result) => self.on_console(node, result),
             AppEvent::LockOwners(owners) => {
-                self.lock_owners = Some(owners);
+                self.lock_owners = Some(Arc::new(owners));
                 self.recompute_problems();
             }
             AppEvent::Quota(provider, q) => {
@@ -331,6 +342,10 @@ impl App {
             }
             AppEvent::Error(text) => self.say(text, Tone::Bad),
             AppEvent::Tick(now) => self.on_tick(now),
+            AppEvent::Problems(at, problems) => {
+                self.inspecting = false;
+                self.set_problems(at, problems);
+            }
         }
         None
     }
@@ -343,7 +358,8 @@ impl App {
         self.tabs.iter_mut().for_each(|t| t.dirty = true);
         // The inspections look at every record (15–20 ms at 100,000 nodes): the first
         // change after a clock tick runs them at once, a burst of changes within the
-        // same second only once more, at the next tick.
+        // same second only once more, at the next tick (also while the inspector is
+        // still busy with an earlier one).
         if self.problems_at < self.now {
             self.recompute_problems();
         } else {
@@ -369,14 +385,53 @@ impl App {
         }
     }
 
-    /// Runs the inspections again (new data, new lock owners, or time passed).
+    /// Runs the inspections from now on on a thread of their own, which answers on
+    /// `tx` ([`AppEvent::Problems`]); the running console does this, tests do not.
+    pub fn inspect_in_background(&mut self, tx: tokio::sync::mpsc::UnboundedSender<AppEvent>) {
+        match inspector::Inspector::start(tx) {
+            Ok(i) => self.inspector = Some(i),
+            Err(e) => self.say(
+                format!("cannot start the inspection thread ({e}): inspecting inline"),
+                Tone::Bad,
+            ),
+        }
+    }
+
+    /// Runs the inspections again (new data, new lock owners, or time passed): inline,
+    /// or handed to the inspector, whose answer comes as [`AppEvent::Problems`].
     fn recompute_problems(&mut self) {
+        if self.inspecting {
+            self.problems_stale = true;
+            return;
+        }
+        if let Some(inspector) = &self.inspector {
+            let job = inspector::InspectJob {
+                snapshot: self.snapshot.clone(),
+                config: self.config.clone(),
+                now: self.now,
+                lock_owners: self.lock_owners.clone(),
+                below_min_ready: self.history.below_min_ready().clone(),
+            };
+            if inspector.submit(job) {
+                self.inspecting = true;
+                self.problems_at = self.now;
+                self.problems_stale = false;
+                return;
+            }
+            // The thread is gone (it panicked): inspect inline from now on.
+            self.inspector = None;
+        }
         let mut inputs = Inputs::new(&self.snapshot, &self.config, self.now);
-        inputs.lock_owners = self.lock_owners.as_ref();
+        inputs.lock_owners = self.lock_owners.as_deref();
         inputs.below_min_ready = Some(self.history.below_min_ready());
         let problems = inspect(&inputs);
-        self.problems_at = self.now;
         self.problems_stale = false;
+        self.set_problems(self.now, problems);
+    }
+
+    /// The problems found at `at`.
+    fn set_problems(&mut self, at: f64, problems: Vec<Problem>) {
+        self.problems_at = self.problems_at.max(at);
         if problems != self.problems {
             self.problems = problems;
             self.tabs[ViewKind::Problems.index()].dirty = true;

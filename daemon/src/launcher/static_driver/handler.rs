@@ -33,8 +33,9 @@ use tracing::{debug, info, warn};
 use super::check;
 use super::provider::remove;
 use super::slots::host_of;
-use crate::launcher::decline::{decline_request, DeclineReason};
+use crate::launcher::decline::DeclineReason;
 use crate::launcher::deleter::{lock_node, LockedNode};
+use crate::launcher::held_request::{self, HeldWrite};
 use crate::launcher::pool_context::PoolContext;
 use crate::launcher::runtime::Counters;
 
@@ -103,6 +104,11 @@ pub struct StaticHandler<'a> {
     lock: ZkLock,
     nodes: Vec<LockedNode>,
     state: StaticHandlerState,
+    /// The request's version after our `pending` write; later writes are conditional on
+    /// it (see [`held_request`]).
+    ///
+    /// [`held_request`]: crate::launcher::held_request
+    version: Option<i32>,
 }
 
 impl<'a> StaticHandler<'a> {
@@ -120,6 +126,7 @@ impl<'a> StaticHandler<'a> {
             lock,
             nodes: Vec::new(),
             state: StaticHandlerState::Accepting,
+            version: None,
         }
     }
 
@@ -185,7 +192,10 @@ impl<'a> StaticHandler<'a> {
         self.request.set_state(RequestState::Pending);
         Counters::bump(&self.pc.ctx.counters.requests_accepted);
         match self.pc.ctx.store.store_request(&self.request, None).await {
-            Ok(_) => true,
+            Ok(stat) => {
+                self.version = Some(stat.version);
+                true
+            }
             Err(ZkError::NoNode(_)) => {
                 self.set_state(StaticHandlerState::Vanished);
                 false
@@ -261,18 +271,17 @@ impl<'a> StaticHandler<'a> {
         }
         let store = &self.pc.ctx.store;
         let req = &self.request;
-        let stored =
-            crate::launcher::zk_retry::retry_transient("storing fulfilled request", || {
-                store.store_request(req, None)
-            })
-            .await;
-        match stored {
-            Ok(_) => {
+        match held_request::fulfil(store, req, self.version).await {
+            Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 info!(request = %req.id, nodes = ?req.nodes.iter().map(NodeId::as_str).collect::<Vec<_>>(),
                     "request fulfilled from static nodes");
             }
+            Ok(HeldWrite::Changed) => held_request::lost_to_another(self.pc, &req.id),
             // The requestor gave up meanwhile; the DeletedNodeWorker frees the nodes.
+            Ok(HeldWrite::Gone) => {
+                info!(request = %req.id, "request withdrawn before it could be fulfilled")
+            }
             Err(e) => warn!(request = %req.id, error = %e, "cannot store fulfilled request"),
         }
         handled
@@ -289,8 +298,19 @@ impl<'a> StaticHandler<'a> {
         self.free_nodes().await;
         self.request.set_state(RequestState::Requested);
         self.request.nodes.clear();
-        match self.pc.ctx.store.store_request(&self.request, None).await {
-            Ok(_) | Err(ZkError::NoNode(_)) => {}
+        let store = &self.pc.ctx.store;
+        let stored = match held_request::expected_version(store, &self.request, self.version).await
+        {
+            Ok(Some(v)) => store
+                .store_request(&self.request, Some(v))
+                .await
+                .map(|_| ()),
+            Ok(None) => Err(ZkError::BadVersion(self.request.id.to_string())),
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(()) | Err(ZkError::NoNode(_)) => {}
+            Err(ZkError::BadVersion(_)) => held_request::lost_to_another(self.pc, &self.request.id),
             Err(e) => warn!(request = %self.request.id, error = %e, "cannot put request back"),
         }
     }
@@ -301,9 +321,7 @@ impl<'a> StaticHandler<'a> {
             return;
         }
         self.free_nodes().await;
-        if let Err(e) = decline_request(self.pc, &self.request.id, why).await {
-            warn!(request = %self.request.id, error = %e, "cannot store declined request");
-        }
+        held_request::decline(self.pc, &self.request, self.version, why).await;
     }
 
     async fn free_nodes(&mut self) {

@@ -241,7 +241,7 @@ pub async fn assign_pass(
         };
         let fresh = *fresh;
         if let Some(reason) = decline {
-            if let Err(e) = decline_request(pc, &fresh.id, &reason).await {
+            if let Err(e) = decline_request(pc, &fresh.id, &reason, None).await {
                 tracing::warn!(request = %fresh.id, error = %e, "cannot decline request");
             }
             let _ = lock.release().await;

@@ -32,7 +32,7 @@ use crate::model::{BuildId, ComponentKind, NodeId, RequestId};
 use crate::zk::client::{SessionStatus, ZkClient};
 use crate::zk::store::FlagTimes;
 
-pub use derived::{NodeSum, ProviderUsage, TenantUsage};
+pub use derived::{state_index, NodeCounts, NodeSum, ProviderUsage, StateCounts, TenantUsage};
 pub use queues::{CachePart, CacheQueue, QueueSizes};
 
 use crate::sync::RwLockExt;
@@ -290,6 +290,25 @@ impl TreeCache {
                 f(n);
             }
         }
+    }
+
+    /// The node counts by state, provider and label, and the `ready` unallocated nodes
+    /// per label (see [`NodeCounts`]), kept as nodes change (no node scan here).
+    pub fn node_counts(&self) -> NodeCounts {
+        self.shared.read().node_index.counts().clone()
+    }
+
+    /// How many `ready` nodes with no `allocated_to` carry `label`, kept as nodes change
+    /// (no node scan here).
+    pub fn ready_unallocated(&self, label: &str) -> u64 {
+        self.shared
+            .read()
+            .node_index
+            .counts()
+            .ready_unallocated
+            .get(label)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// One node.

@@ -1321,6 +1321,33 @@ mod tests {
             .map(|n| n.id().clone())
             .collect();
         assert_eq!(t.node_index.unheld_ids(), &unheld, "unheld after {what}");
+        assert_eq!(
+            t.node_index.counts(),
+            &scan_counts(t),
+            "node counts after {what}"
+        );
+    }
+
+    /// The node counts as the stats worker and min-ready counted them by a scan.
+    fn scan_counts(t: &Tree) -> super::super::NodeCounts {
+        use super::super::derived::state_index;
+        let mut c = super::super::NodeCounts::default();
+        for n in t.nodes.values() {
+            let node = &n.node;
+            let i = state_index(node.state());
+            c.all[i] += 1;
+            if let Some(p) = node.provider() {
+                c.by_provider.entry(p.to_string()).or_default()[i] += 1;
+            }
+            let labels: BTreeSet<&str> = node.labels().collect();
+            for l in labels {
+                c.by_label.entry(l.to_string()).or_default()[i] += 1;
+                if node.state() == crate::model::NodeState::Ready && node.allocated_to().is_none() {
+                    *c.ready_unallocated.entry(l.to_string()).or_default() += 1;
+                }
+            }
+        }
+        c
     }
 
     /// A random node record: provider and pool (sometimes none), state, labels,
@@ -1338,6 +1365,10 @@ mod tests {
             .filter(|_| pick(rng, 2) == 0)
             .map(|l| l.to_string())
             .collect();
+        if pick(rng, 8) == 0 {
+            // A label listed twice counts once.
+            n.node_type.push(LABELS[pick(rng, 3)].to_string());
+        }
         n.allocated_to = (pick(rng, 3) == 0).then(|| RequestId::from("100-0000000001"));
         let mut m = serde_json::Map::new();
         match pick(rng, 4) {
