@@ -405,6 +405,11 @@ async fn locked_delete_upload(
     else {
         return Ok(Removal::Deleted);
     };
+    if !decision_holds(u.state, cur.state) {
+        debug!(image = %u.image, provider = %u.provider, upload = %u.id, was = %u.state,
+            now = %cur.state, "upload changed since the pass read it; left for the next pass");
+        return Ok(Removal::Untouched);
+    }
     if cur.state != UploadState::Deleting {
         cur.set_state(UploadState::Deleting);
         ctx.store.store_upload(&cur, Some(stat.version)).await?;
@@ -428,6 +433,20 @@ async fn locked_delete_upload(
         external_id = ?cur.external_id, "deleted image upload");
     ctx.with_activity(|a| a.counters.uploads_deleted += 1);
     Ok(Removal::Deleted)
+}
+
+/// Whether the decision to delete an upload, taken on the record as the pass read it
+/// (state `decided`), still holds for the record read again under its lock (`fresh`).
+///
+/// The upload lock the uploader holds is not the per-upload lock the deletion takes,
+/// and the pass reads every record before it looks at their locks: an `uploading`
+/// record read while its upload ran, whose upload lock was released (upload finished)
+/// by the time the pass looked, was taken for dead, and the deletion then removed the
+/// just-ready upload and its cloud image (the builder uploaded again: seen once in
+/// `builder_faults::kill9_during_upload_then_restart`). A record that changed state
+/// meanwhile is left to the next pass, which decides on what it is now.
+fn decision_holds(decided: UploadState, fresh: UploadState) -> bool {
+    fresh == decided || fresh == UploadState::Deleting
 }
 
 /// `delete-after-upload`: once every provider listing the image has a ready upload of
@@ -551,6 +570,26 @@ pub async fn cleanup_loop(ctx: Arc<Ctx>) {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
             _ = tokio::time::sleep(ctx.tunables.cleanup_interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `uploading` record read while its upload ran and found `ready` under the lock
+    /// is not deleted; the decision holds for the state it was taken on, and for a record
+    /// already `deleting`.
+    #[test]
+    fn a_deletion_decided_on_a_stale_state_is_dropped() {
+        use UploadState::*;
+        assert!(!decision_holds(Uploading, Ready));
+        assert!(!decision_holds(Uploading, Failed));
+        assert!(!decision_holds(Failed, Ready));
+        for s in [Uploading, Ready, Failed, Deleting] {
+            assert!(decision_holds(s, s));
+            assert!(decision_holds(s, Deleting));
         }
     }
 }
