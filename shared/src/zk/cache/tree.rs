@@ -980,17 +980,10 @@ mod tests {
 
     fn stat(mzxid: i64) -> Stat {
         Stat {
-            czxid: 1,
             mzxid,
-            pzxid: 1,
             ctime: 1000,
             mtime: 2000,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            data_length: 0,
-            num_children: 0,
+            ..crate::zk::IN_MEMORY_STAT
         }
     }
 
