@@ -92,7 +92,7 @@ impl ListedNode<'_> {
 }
 
 /// A string, borrowed from the JSON text unless it has escapes.
-struct Text<'de>(Cow<'de, str>);
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -189,12 +189,12 @@ impl<'de> Deserialize<'de> for CheckedObject {
 
 /// A list of strings, or null (empty); with `type`'s extra forms when `labels`: a string
 /// (one label, none when empty) or `false` (none).
-struct StrList<'de> {
-    items: Vec<Cow<'de, str>>,
+pub(crate) struct StrList<'de> {
+    pub(crate) items: Vec<Cow<'de, str>>,
 }
 
-struct StrListVisitor {
-    labels: bool,
+pub(crate) struct StrListVisitor {
+    pub(crate) labels: bool,
 }
 
 impl<'de> Visitor<'de> for StrListVisitor {
@@ -246,7 +246,7 @@ impl<'de> DeserializeSeed<'de> for StrListVisitor {
 /// A port as `connection_port` / `ssh_port` hold it: null is 22, an integer 0…65535 or
 /// a string of one (spaces around allowed); anything else is an error, but only if this
 /// key is the one used (a record's other port key is not checked).
-struct Port(Result<u16, ()>);
+pub(crate) struct Port(pub(crate) Result<u16, ()>);
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

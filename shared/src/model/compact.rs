@@ -21,14 +21,15 @@
 //! shown is never changed by the cache.
 
 use std::borrow::{Borrow, Cow};
-use std::collections::HashSet;
-use std::hash::Hash;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
+use super::compact_json;
 use super::quota::{QuotaInformation, CORES, INSTANCES, RAM};
-use super::{Node, NodeId, NodeState, RequestId};
+use super::{ModelError, Node, NodeId, NodeState, RequestId};
 
 /// The texts nodes of a fleet share; interned, so equal profiles are stored once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -49,40 +50,143 @@ pub struct Profile {
     requestor: Option<Box<str>>,
 }
 
-/// A set of shared values. Entries nobody uses any more are dropped whenever the set
-/// has doubled since the last sweep, so hostile or churning values cannot make it grow
-/// beyond twice the values in use.
-struct Interner<T: Eq + Hash> {
-    set: HashSet<Arc<T>>,
+/// The texts of a [`Profile`] other than its labels, in its field order; the index of
+/// each in [`Parts::shared`].
+#[derive(Clone, Copy)]
+pub(super) enum Shared {
+    Cloud,
+    Provider,
+    Pool,
+    Az,
+    Region,
+    ImageId,
+    Launcher,
+    Username,
+    ConnectionType,
+    ShellType,
+    PythonPath,
+    TenantName,
+    Requestor,
+}
+
+const SHARED: usize = 13;
+
+impl Profile {
+    /// The texts in [`Shared`] order.
+    fn texts(&self) -> [Option<&str>; SHARED] {
+        [
+            &self.cloud,
+            &self.provider,
+            &self.pool,
+            &self.az,
+            &self.region,
+            &self.image_id,
+            &self.launcher,
+            &self.username,
+            &self.connection_type,
+            &self.shell_type,
+            &self.python_path,
+            &self.tenant_name,
+            &self.requestor,
+        ]
+        .map(|t| t.as_deref())
+    }
+}
+
+/// A profile's values borrowed from where they were read: looked up without building a
+/// [`Profile`], so nothing is allocated for a profile the fleet already has.
+struct ProfileKey<'a, L> {
+    texts: [Option<&'a str>; SHARED],
+    labels: &'a [L],
+}
+
+impl<L: AsRef<str>> ProfileKey<'_, L> {
+    fn hash(&self, state: &RandomState) -> u64 {
+        let mut h = state.build_hasher();
+        self.texts.hash(&mut h);
+        h.write_usize(self.labels.len());
+        for l in self.labels {
+            l.as_ref().hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn matches(&self, p: &Profile) -> bool {
+        self.texts == p.texts()
+            && self.labels.len() == p.labels.len()
+            && self.labels.iter().zip(&*p.labels).all(|(a, b)| a.as_ref() == &**b)
+    }
+
+    fn to_profile(&self) -> Profile {
+        let [cloud, provider, pool, az, region, image_id, launcher, username, connection_type, shell_type, python_path, tenant_name, requestor] =
+            self.texts.map(|t| t.map(Box::from));
+        Profile {
+            cloud,
+            provider,
+            pool,
+            labels: self.labels.iter().map(|l| Box::from(l.as_ref())).collect(),
+            az,
+            region,
+            image_id,
+            launcher,
+            username,
+            connection_type,
+            shell_type,
+            python_path,
+            tenant_name,
+            requestor,
+        }
+    }
+}
+
+/// The shared profiles, by the hash of their values. Entries nobody uses any more are
+/// dropped whenever the set has doubled since the last sweep, so hostile or churning
+/// values cannot make it grow beyond twice the values in use.
+struct Interner {
+    by_hash: HashMap<u64, Vec<Arc<Profile>>>,
+    len: usize,
     sweep_at: usize,
+    state: RandomState,
 }
 
 const MIN_SWEEP: usize = 1024;
 
-impl<T: Eq + Hash> Interner<T> {
-    fn intern(&mut self, v: T) -> Arc<T> {
-        if let Some(a) = self.set.get(&v) {
-            return a.clone();
+impl Interner {
+    fn intern<L: AsRef<str>>(&mut self, key: &ProfileKey<'_, L>) -> Arc<Profile> {
+        let hash = key.hash(&self.state);
+        if let Some(p) = self
+            .by_hash
+            .get(&hash)
+            .and_then(|same| same.iter().find(|p| key.matches(p)))
+        {
+            return p.clone();
         }
-        if self.set.len() >= self.sweep_at {
-            self.set.retain(|a| Arc::strong_count(a) > 1);
-            self.sweep_at = (self.set.len() * 2).max(MIN_SWEEP);
+        if self.len >= self.sweep_at {
+            self.by_hash.retain(|_, same| {
+                same.retain(|p| Arc::strong_count(p) > 1);
+                !same.is_empty()
+            });
+            self.len = self.by_hash.values().map(Vec::len).sum();
+            self.sweep_at = (self.len * 2).max(MIN_SWEEP);
         }
-        let a = Arc::new(v);
-        self.set.insert(a.clone());
-        a
+        let p = Arc::new(key.to_profile());
+        self.by_hash.entry(hash).or_default().push(p.clone());
+        self.len += 1;
+        p
     }
 }
 
-static PROFILES: Mutex<Option<Interner<Profile>>> = Mutex::new(None);
+static PROFILES: Mutex<Option<Interner>> = Mutex::new(None);
 
-fn intern_profile(p: Profile) -> Arc<Profile> {
+fn intern_profile<L: AsRef<str>>(key: &ProfileKey<'_, L>) -> Arc<Profile> {
     let mut g = PROFILES.lock().unwrap_or_else(|e| e.into_inner());
     g.get_or_insert_with(|| Interner {
-        set: HashSet::new(),
+        by_hash: HashMap::new(),
+        len: 0,
         sweep_at: MIN_SWEEP,
+        state: RandomState::new(),
     })
-    .intern(p)
+    .intern(key)
 }
 
 /// Number of distinct profiles held (for tests and benchmarks).
@@ -91,12 +195,13 @@ pub fn interned_profiles() -> usize {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
-        .map_or(0, |i| i.set.len())
+        .map_or(0, |i| i.len)
 }
 
-/// The per-node texts, in this order, then the host keys.
+/// The per-node texts, in this order, then the host keys; the index of each in
+/// [`Parts::texts`].
 #[derive(Clone, Copy)]
-enum Text {
+pub(super) enum Text {
     AllocatedTo,
     PublicIpv4,
     PrivateIpv4,
@@ -109,7 +214,7 @@ enum Text {
     HoldJob,
 }
 
-const TEXTS: usize = 10;
+pub(super) const TEXTS: usize = 10;
 
 /// Optional texts packed into one buffer: `ends[i]` is where text `i` ends; a text
 /// whose bit in `present` is clear is `None`. The host keys follow, each as
@@ -122,31 +227,28 @@ struct Packed {
 }
 
 impl Packed {
-    fn new(texts: [Option<String>; TEXTS], host_keys: Vec<String>) -> Packed {
-        let len: usize = texts.iter().flatten().map(String::len).sum::<usize>()
-            + host_keys.iter().map(|k| k.len() + 1).sum::<usize>();
+    fn new(texts: [Option<&str>; TEXTS], host_keys: &[impl AsRef<str>]) -> Packed {
+        let len: usize = texts.iter().flatten().map(|t| t.len()).sum::<usize>()
+            + host_keys.iter().map(|k| k.as_ref().len() + 1).sum::<usize>();
         let mut buf = Vec::with_capacity(len);
         let mut ends = Vec::with_capacity(TEXTS + host_keys.len());
         let mut present = 0u16;
+        // A record is at most ZooKeeper's 1 MB znode limit (jute.maxbuffer): far below 4 GB.
+        let end = |buf: &Vec<u8>| u32::try_from(buf.len()).unwrap_or(u32::MAX);
         for (i, t) in texts.iter().enumerate() {
             if let Some(t) = t {
                 buf.extend_from_slice(t.as_bytes());
                 present |= 1 << i;
             }
-            ends.push(buf.len());
+            ends.push(end(&buf));
         }
-        for k in &host_keys {
-            pack_host_key(k, &mut buf);
-            ends.push(buf.len());
+        for k in host_keys {
+            pack_host_key(k.as_ref(), &mut buf);
+            ends.push(end(&buf));
         }
-        // A record is at most ZooKeeper's 1 MB znode limit (jute.maxbuffer): far below 4 GB.
-        let ends = ends
-            .into_iter()
-            .map(|e| u32::try_from(e).unwrap_or(u32::MAX))
-            .collect();
         Packed {
             buf: buf.into_boxed_slice(),
-            ends,
+            ends: ends.into_boxed_slice(),
             present,
         }
     }
@@ -289,15 +391,16 @@ enum Resources {
 
 /// The keys most nodes leave at their defaults.
 #[derive(Clone, Debug, PartialEq, Default)]
-struct Rare {
-    user_data: Value,
-    attributes: Value,
-    driver_data: Value,
-    node_properties: Map<String, Value>,
-    extra: Map<String, Value>,
+pub(super) struct Rare {
+    pub user_data: Value,
+    pub attributes: Value,
+    pub driver_data: Value,
+    pub node_properties: Map<String, Value>,
+    pub extra: Map<String, Value>,
+    /// `resources` of another shape than [`Resources::Standard`].
     resources: Option<Map<String, Value>>,
-    slot: Option<i64>,
-    hold_expiration: Option<i64>,
+    pub slot: Option<i64>,
+    pub hold_expiration: Option<i64>,
 }
 
 impl Rare {
@@ -331,8 +434,52 @@ fn standard_resources(m: &Map<String, Value>) -> Option<[i64; 3]> {
     Some(out)
 }
 
-fn boxed(s: Option<String>) -> Option<Box<str>> {
-    s.map(String::into_boxed_str)
+/// `resources` as read: absent or null, the standard three integers, or any object.
+pub(super) enum ReadResources {
+    None,
+    Standard([i64; 3]),
+    Map(Map<String, Value>),
+}
+
+/// A node record's values, borrowed from where they were read (a [`Node`] or the JSON
+/// text): what a [`CompactNode`] is built from.
+pub(super) struct Parts<'a> {
+    pub id: NodeId,
+    pub state: NodeState,
+    pub state_time: f64,
+    pub created_time: Option<f64>,
+    pub connection_port: u16,
+    /// The profile's texts, indexed by [`Shared`].
+    pub shared: [Option<Cow<'a, str>>; SHARED],
+    pub labels: Vec<Cow<'a, str>>,
+    /// The node's own texts, indexed by [`Text`].
+    pub texts: [Option<Cow<'a, str>>; TEXTS],
+    pub host_keys: Vec<Cow<'a, str>>,
+    pub resources: ReadResources,
+    /// Everything else (`resources` apart, set from [`Parts::resources`]).
+    pub rare: Rare,
+}
+
+impl Parts<'_> {
+    /// A record with every key absent: `Node::from_json`'s defaults (`username` is
+    /// `zuul`, the port 22); `state` must still be set.
+    pub fn new(id: NodeId) -> Self {
+        let mut shared: [Option<Cow<'_, str>>; SHARED] = Default::default();
+        shared[Shared::Username as usize] = Some(Cow::Borrowed("zuul"));
+        Parts {
+            id,
+            state: NodeState::Init,
+            state_time: 0.0,
+            created_time: None,
+            connection_port: 22,
+            shared,
+            labels: Vec::new(),
+            texts: Default::default(),
+            host_keys: Vec::new(),
+            resources: ReadResources::None,
+            rare: Rare::default(),
+        }
+    }
 }
 
 fn unboxed(s: &Option<Box<str>>) -> Option<String> {
@@ -356,73 +503,148 @@ pub struct CompactNode {
 
 impl From<Node> for CompactNode {
     fn from(n: Node) -> Self {
-        let profile = intern_profile(Profile {
-            cloud: boxed(n.cloud),
-            provider: boxed(n.provider),
-            pool: boxed(n.pool),
-            labels: n
-                .node_type
-                .into_iter()
-                .map(String::into_boxed_str)
-                .collect(),
-            az: boxed(n.az),
-            region: boxed(n.region),
-            image_id: boxed(n.image_id),
-            launcher: boxed(n.launcher),
-            username: boxed(n.username),
-            connection_type: boxed(n.connection_type),
-            shell_type: boxed(n.shell_type),
-            python_path: boxed(n.python_path),
-            tenant_name: boxed(n.tenant_name),
-            requestor: boxed(n.requestor),
-        });
-        let texts = Packed::new(
-            [
-                n.allocated_to.map(RequestId::into_string),
-                n.public_ipv4,
-                n.private_ipv4,
-                n.public_ipv6,
-                n.host_id,
-                n.interface_ip,
-                n.external_id,
-                n.hostname,
-                n.comment,
-                n.hold_job,
+        let Node {
+            id,
+            state,
+            state_time,
+            cloud,
+            provider,
+            pool,
+            node_type,
+            allocated_to,
+            az,
+            region,
+            public_ipv4,
+            private_ipv4,
+            public_ipv6,
+            host_id,
+            interface_ip,
+            connection_port,
+            image_id,
+            launcher,
+            created_time,
+            external_id,
+            hostname,
+            comment,
+            user_data,
+            hold_job,
+            host_keys,
+            username,
+            connection_type,
+            shell_type,
+            hold_expiration,
+            resources,
+            slot,
+            attributes,
+            python_path,
+            tenant_name,
+            driver_data,
+            requestor,
+            node_properties,
+            extra,
+        } = n;
+        fn b(s: &Option<String>) -> Option<Cow<'_, str>> {
+            s.as_deref().map(Cow::Borrowed)
+        }
+        fn strs(v: &[String]) -> Vec<Cow<'_, str>> {
+            v.iter().map(|s| Cow::Borrowed(s.as_str())).collect()
+        }
+        CompactNode::from_parts(Parts {
+            id,
+            state,
+            state_time,
+            created_time,
+            connection_port,
+            shared: [
+                b(&cloud),
+                b(&provider),
+                b(&pool),
+                b(&az),
+                b(&region),
+                b(&image_id),
+                b(&launcher),
+                b(&username),
+                b(&connection_type),
+                b(&shell_type),
+                b(&python_path),
+                b(&tenant_name),
+                b(&requestor),
             ],
-            n.host_keys,
-        );
-        let (resources, other) = match n.resources {
-            None => (Resources::None, None),
-            Some(m) => match standard_resources(&m) {
-                Some(v) => (Resources::Standard(v), None),
-                None => (Resources::Other, Some(m)),
+            labels: strs(&node_type),
+            texts: [
+                allocated_to.as_ref().map(|r| Cow::Borrowed(r.as_str())),
+                b(&public_ipv4),
+                b(&private_ipv4),
+                b(&public_ipv6),
+                b(&host_id),
+                b(&interface_ip),
+                b(&external_id),
+                b(&hostname),
+                b(&comment),
+                b(&hold_job),
+            ],
+            host_keys: strs(&host_keys),
+            resources: resources.map_or(ReadResources::None, ReadResources::Map),
+            rare: Rare {
+                user_data,
+                attributes,
+                driver_data,
+                node_properties,
+                extra,
+                resources: None,
+                slot,
+                hold_expiration,
+            },
+        })
+    }
+}
+
+impl CompactNode {
+    /// Reads a node znode, as [`Node::from_json`] followed by [`CompactNode::from`] would
+    /// (same record, same errors), but straight from the JSON text in most cases
+    /// (module `compact_json`). Empty data means "no node" (`Ok(None)`).
+    pub fn from_json(id: &NodeId, data: &[u8]) -> Result<Option<CompactNode>, ModelError> {
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        if let Some(n) = compact_json::parse(id, data) {
+            return Ok(Some(n));
+        }
+        Node::from_json(id, data).map(|n| n.map(CompactNode::from))
+    }
+
+    /// Packs the values of a record.
+    pub(super) fn from_parts(p: Parts<'_>) -> CompactNode {
+        let profile = intern_profile(&ProfileKey {
+            texts: p.shared.each_ref().map(|t| t.as_deref()),
+            labels: &p.labels,
+        });
+        let texts = Packed::new(p.texts.each_ref().map(|t| t.as_deref()), &p.host_keys);
+        let mut rare = p.rare;
+        let resources = match p.resources {
+            ReadResources::None => Resources::None,
+            ReadResources::Standard(v) => Resources::Standard(v),
+            ReadResources::Map(m) => match standard_resources(&m) {
+                Some(v) => Resources::Standard(v),
+                None => {
+                    rare.resources = Some(m);
+                    Resources::Other
+                }
             },
         };
-        let rare = Rare {
-            user_data: n.user_data,
-            attributes: n.attributes,
-            driver_data: n.driver_data,
-            node_properties: n.node_properties,
-            extra: n.extra,
-            resources: other,
-            slot: n.slot,
-            hold_expiration: n.hold_expiration,
-        };
         CompactNode {
-            id: n.id,
-            state: n.state,
-            connection_port: n.connection_port,
-            state_time: n.state_time,
-            created_time: n.created_time,
+            id: p.id,
+            state: p.state,
+            connection_port: p.connection_port,
+            state_time: p.state_time,
+            created_time: p.created_time,
             profile,
             texts,
             resources,
             rare: (!rare.is_default()).then(|| Box::new(rare)),
         }
     }
-}
 
-impl CompactNode {
     /// The record as a [`Node`], exactly as it was read.
     pub fn to_node(&self) -> Node {
         let p = &*self.profile;
@@ -736,6 +958,7 @@ mod tests {
     use super::*;
     use crate::testing::scale::{realistic_node, FleetShape};
     use serde_json::json;
+    use std::collections::HashSet;
 
     fn round_trip(n: Node) {
         let c = CompactNode::from(n.clone());

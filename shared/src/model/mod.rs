@@ -13,6 +13,7 @@
 //!   arithmetic; [`ids`] holds the id types.
 
 pub mod compact;
+mod compact_json;
 pub mod component;
 pub mod error;
 pub mod ids;

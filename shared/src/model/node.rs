@@ -173,7 +173,7 @@ impl Default for Node {
 
 /// Python's `int(x)` as used for `hold_expiration`: numbers truncate, numeric strings
 /// parse, bools are 0/1; anything else is 0 (no expiration).
-fn coerce_hold_expiration(v: Value) -> Option<i64> {
+pub(super) fn coerce_hold_expiration(v: Value) -> Option<i64> {
     match v {
         Value::Null => None,
         Value::Bool(b) => Some(i64::from(b)),

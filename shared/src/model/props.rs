@@ -1,7 +1,8 @@
 //! Property tests of the record readers: whatever a ZooKeeper znode holds (a record
 //! with hostile values, unknown keys, cut or flipped bytes, any bytes), `from_json`
 //! returns a record or a [`super::ModelError`] naming it, never a panic; an accepted
-//! record written back reads back the same; a node survives the cache's compact form.
+//! record written back reads back the same; a node survives the cache's compact form,
+//! and is read into it straight from its JSON exactly as through a [`Node`].
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -121,6 +122,85 @@ fn node_record() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
+/// A node record as text, with what a `serde_json::Value` cannot show: keys in any
+/// order, duplicate keys (the last counts), escaped keys, `resources` near the
+/// standard shape (duplicate keys in it too), invalid states.
+fn node_record_text() -> impl Strategy<Value = Vec<u8>> {
+    let states: &'static [&'static str] = &["init", "ready", "in-use", "hold", "bogus"];
+    let text = |v: Value| v.to_string();
+    let field = prop_oneof![
+        8 => prop::sample::select(NODE_FIELDS)
+            .prop_flat_map(move |(k, kind)| fuzz::typed(kind).prop_map(move |v| (k.to_string(), text(v)))),
+        2 => one_of(states).prop_map(move |v| ("state".to_string(), text(v))),
+        3 => resources_text().prop_map(|v| ("resources".to_string(), v)),
+        1 => (fuzz::hostile_string(), fuzz::json_leaf()).prop_map(move |(k, v)| (k, text(v))),
+    ];
+    let record = (
+        one_of(states),
+        prop::collection::vec((field, any::<bool>()), 0..24),
+    )
+        .prop_map(|(state, entries)| {
+            let mut out = format!("{{\"state\": {state}");
+            for ((k, v), escaped) in entries {
+                out.push_str(&format!(", {}: {v}", key_text(&k, escaped)));
+            }
+            out.push('}');
+            out.into_bytes()
+        });
+    mangled_text(record)
+}
+
+/// A key as JSON text; `escaped`: its first character written as `\uXXXX`.
+fn key_text(k: &str, escaped: bool) -> String {
+    match k.chars().next() {
+        Some(c) if escaped && u32::from(c) < 0x10000 => {
+            let rest = serde_json::to_string(&k[c.len_utf8()..]).unwrap_or_default();
+            format!("\"\\u{:04x}{}", u32::from(c), &rest[1..])
+        }
+        _ => serde_json::to_string(k).unwrap_or_default(),
+    }
+}
+
+/// `resources` as text: the standard shape and near it (another order, floats, numbers
+/// at the edges of i64, a fourth key, duplicate keys), or anything.
+fn resources_text() -> BoxedStrategy<String> {
+    let int = prop_oneof![
+        4 => (0i64..100_000).prop_map(|i| i.to_string()),
+        1 => prop::sample::select(&[i64::MIN, -1, i64::MAX][..]).prop_map(|i| i.to_string()),
+        1 => Just(u64::MAX.to_string()),
+        1 => Just("4.0".to_string()),
+        1 => Just("null".to_string()),
+    ];
+    let keys = prop::sample::select(&["cores", "instances", "ram", "volumes"][..]);
+    prop_oneof![
+        4 => (int.clone(), int.clone(), int.clone())
+            .prop_map(|(c, i, r)| format!(r#"{{"cores": {c}, "instances": {i}, "ram": {r}}}"#)),
+        3 => prop::collection::vec((keys, int), 0..5).prop_map(|kv| {
+            let kv: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            format!("{{{}}}", kv.join(", "))
+        }),
+        1 => fuzz::json_value().prop_map(|v| v.to_string()),
+    ]
+    .boxed()
+}
+
+/// `text`, or cut, or with a byte flipped.
+fn mangled_text(text: impl Strategy<Value = Vec<u8>> + 'static) -> impl Strategy<Value = Vec<u8>> {
+    let text = text.boxed();
+    prop_oneof![
+        6 => text.clone(),
+        1 => (text.clone(), any::<prop::sample::Index>())
+            .prop_map(|(b, i)| b[..i.index(b.len() + 1)].to_vec()),
+        1 => (text, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut b, i, x)| {
+            if !b.is_empty() {
+                let at = i.index(b.len());
+                b[at] ^= x | 1;
+            }
+            b
+        }),
+    ]
+}
+
 fn request_record() -> impl Strategy<Value = Vec<u8>> {
     let states = &["requested", "pending", "fulfilled", "failed"];
     mangled_json(record(REQUEST_FIELDS, vec![("state", one_of(states))]).prop_map(Value::Object))
@@ -154,6 +234,36 @@ fn check_node(bytes: &[u8]) -> Result<(), TestCaseError> {
         Err(e) => prop_assert!(e.to_string().contains("node 0000000042"), "{e}"),
     }
     Ok(())
+}
+
+/// [`CompactNode::from_json`] reads a record as [`Node::from_json`] and
+/// [`CompactNode::from`] do: the same node, written back as the same bytes, or the same
+/// error. Returns whether the record was read straight from its JSON (not left to
+/// `Node::from_json`).
+fn check_compact(bytes: &[u8]) -> Result<bool, TestCaseError> {
+    let id = NodeId::from("0000000042");
+    let text = String::from_utf8_lossy(bytes);
+    let expected = Node::from_json(&id, bytes)
+        .map(|n| n.map(CompactNode::from))
+        .map_err(|e| e.to_string());
+    let direct = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        super::compact_json::parse(&id, bytes)
+    };
+    if let Some(d) = &direct {
+        let Ok(Some(e)) = &expected else {
+            return Err(TestCaseError::fail(format!(
+                "read straight from JSON, refused by Node::from_json: {text}"
+            )));
+        };
+        prop_assert_eq!(d, e, "{}", text);
+        prop_assert_eq!(d.to_node().to_json(), e.to_node().to_json(), "{}", text);
+        prop_assert_eq!(d.to_node(), e.to_node(), "{}", text);
+    }
+    let got = CompactNode::from_json(&id, bytes).map_err(|e| e.to_string());
+    prop_assert_eq!(got, expected, "{}", text);
+    Ok(direct.is_some())
 }
 
 /// The node listing's cells of a record read straight from its JSON
@@ -208,6 +318,16 @@ proptest! {
     #[test]
     fn node_listing_rows(bytes in node_record()) {
         check_listed(&bytes)?;
+    }
+
+    #[test]
+    fn compact_records(bytes in node_record()) {
+        check_compact(&bytes)?;
+    }
+
+    #[test]
+    fn compact_record_texts(bytes in node_record_text()) {
+        check_compact(&bytes)?;
     }
 
     #[test]
@@ -266,6 +386,34 @@ proptest! {
                 Err(e) => prop_assert!(e.to_string().contains("host0000000001"), "{e}"),
             }
         }
+    }
+}
+
+/// Both generators reach the direct reader's success path often, and its refusals too
+/// (else the equality checks above would test little).
+#[test]
+fn compact_generators_reach_both_paths() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let id = NodeId::from("1");
+    let mut runner = TestRunner::new(fuzz::config(1, 0x4d4f_0003));
+    for (what, strategy) in [
+        ("records", node_record().boxed()),
+        ("texts", node_record_text().boxed()),
+    ] {
+        let (mut direct, mut refused) = (0, 0);
+        for _ in 0..400 {
+            let bytes = strategy.new_tree(&mut runner).expect("a value").current();
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match super::compact_json::parse(&id, &bytes) {
+                Some(_) => direct += 1,
+                None => refused += 1,
+            }
+        }
+        assert!(direct >= 100, "{what}: only {direct} of 400 read directly");
+        assert!(refused >= 40, "{what}: only {refused} of 400 refused");
     }
 }
 

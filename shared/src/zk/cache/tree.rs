@@ -247,13 +247,8 @@ pub fn decode(path: &str, zp: ZkPath, read: Option<(Vec<u8>, Stat)>) -> Update {
         return Update::Gone(zp);
     };
     let res = match &zp {
-        ZkPath::Node(id) => Node::from_json(id, &data).map(|n| {
-            let n = n.map(|mut n| {
-                n.id = id.clone();
-                Arc::new(CompactNode::from(n))
-            });
-            Update::Node(id.clone(), n, stat)
-        }),
+        ZkPath::Node(id) => CompactNode::from_json(id, &data)
+            .map(|n| Update::Node(id.clone(), n.map(Arc::new), stat)),
         ZkPath::Request(id) => NodeRequest::from_json(id, &data).map(|r| {
             r.map_or(Update::Gone(zp.clone()), |r| {
                 Update::Request(id.clone(), r, stat)
