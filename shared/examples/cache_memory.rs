@@ -1,7 +1,11 @@
 //! Memory benchmark (not a test): bytes per node of the tree cache and of the node
 //! listing (and of a lock contender on 90 % of the nodes), counted by a global allocator
 //! that tracks live and peak heap bytes. No
-//! ZooKeeper: the records are decoded exactly as the cache decodes a read.
+//! ZooKeeper: the records are decoded exactly as the cache decodes a read. Before the
+//! tree is built, the steps of a load are timed one by one over the same records (the
+//! split of the launcher's load CPU): scanning the JSON alone, reading it into a
+//! `Node`, packing `Node`s into `CompactNode`s, reading the JSON straight into
+//! `CompactNode`s (what the cache does), and putting decoded records into the tree.
 //!
 //! ```text
 //! CARGO_PROFILE_RELEASE_DEBUG=0 cargo run --release -p nodepool-shared --example cache_memory -- 100000
@@ -9,15 +13,16 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use nodepool_shared::listing::{
     node_list, render_compact_nodes, NodeColumns, NodeListing, OutputFormat,
 };
 use nodepool_shared::model::paths::{self, ZkPath};
-use nodepool_shared::model::{now_epoch, NodeId};
+use nodepool_shared::model::{now_epoch, CompactNode, Node, NodeId};
 use nodepool_shared::testing::scale::{realistic_node, FleetShape};
-use nodepool_shared::zk::cache::tree::{decode, Tree};
+use nodepool_shared::zk::cache::tree::{decode, Tree, Update};
 use nodepool_shared::zk::Stat;
 
 struct Counting;
@@ -25,6 +30,8 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// Every allocation made (not net of frees).
+static MADE: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
@@ -32,6 +39,7 @@ unsafe impl GlobalAlloc for Counting {
         let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
         PEAK.fetch_max(now, Ordering::Relaxed);
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        MADE.fetch_add(1, Ordering::Relaxed);
         System.alloc(l)
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
@@ -40,6 +48,7 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(p, l)
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        MADE.fetch_add(1, Ordering::Relaxed);
         if new > l.size() {
             let now = LIVE.fetch_add(new - l.size(), Ordering::Relaxed) + new - l.size();
             PEAK.fetch_max(now, Ordering::Relaxed);
@@ -81,6 +90,52 @@ fn mib(b: usize) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
+/// Runs `step` over every record; prints its time and the allocations it made per record.
+fn timed<T>(what: &str, n: usize, step: impl FnMut(usize) -> T) -> Vec<T> {
+    let made = MADE.load(Ordering::Relaxed);
+    let t = Instant::now();
+    let out: Vec<T> = (0..n).map(step).collect();
+    println!(
+        "  {what}: {:.3} s, {:.1} allocations/record",
+        t.elapsed().as_secs_f64(),
+        (MADE.load(Ordering::Relaxed) - made) as f64 / n as f64
+    );
+    out
+}
+
+/// The steps of a load, timed one by one over the same records.
+fn split(records: &[Vec<u8>]) {
+    let n = records.len();
+    let ids: Vec<NodeId> = (0..n).map(|i| NodeId::from_sequence(i as u64)).collect();
+    println!("decode split ({n} records; each step alone):");
+    timed("JSON scan only (serde IgnoredAny)", n, |i| {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&records[i]).is_ok()
+    });
+    let nodes = timed("JSON -> Node (Node::from_json)", n, |i| {
+        Node::from_json(&ids[i], &records[i]).ok().flatten()
+    });
+    let mut nodes = nodes.into_iter();
+    let via_node = timed("Node -> CompactNode (CompactNode::from)", n, |_| {
+        nodes.next().flatten().map(CompactNode::from)
+    });
+    drop(via_node);
+    let compact = timed("JSON -> CompactNode (CompactNode::from_json)", n, |i| {
+        CompactNode::from_json(&ids[i], &records[i]).ok().flatten()
+    });
+    let mut updates = compact
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Update::Node(ids[i].clone(), c.map(Arc::new), stat(i, records[i].len())));
+    let mut tree = Tree::default();
+    let mut events = Vec::new();
+    timed("tree insertion and indexes (Tree::apply)", n, |_| {
+        if let Some(u) = updates.next() {
+            tree.apply(u, &mut events);
+        }
+        events.clear();
+    });
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -95,6 +150,7 @@ fn main() {
         "{n} node records, {:.0} bytes of JSON each",
         json_bytes as f64 / n as f64
     );
+    split(&records);
 
     let base = live();
     let allocs0 = ALLOCS.load(Ordering::Relaxed);

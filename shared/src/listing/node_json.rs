@@ -369,7 +369,8 @@ where
             match k.as_ref() {
                 "state" => {
                     let Text(s) = map.next_value()?;
-                    state = Some(NodeState::from_wire(&s).ok_or(A::Error::custom(Refused))?);
+                    state =
+                        Some(NodeState::from_wire(&s).ok_or_else(|| A::Error::custom(Refused))?);
                 }
                 "state_time" => n.state_time = map.next_value::<Option<f64>>()?.unwrap_or(0.0),
                 "created_time" => {
@@ -414,7 +415,7 @@ where
                 }
             }
         }
-        n.state = state.ok_or(A::Error::custom(Refused))?;
+        n.state = state.ok_or_else(|| A::Error::custom(Refused))?;
         n.connection_port = match (connection_port, ssh_port) {
             (Some(p), _) | (None, Some(p)) => p.map_err(|()| A::Error::custom(Refused))?,
             (None, None) => 22,

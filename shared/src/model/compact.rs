@@ -114,7 +114,11 @@ impl<L: AsRef<str>> ProfileKey<'_, L> {
     fn matches(&self, p: &Profile) -> bool {
         self.texts == p.texts()
             && self.labels.len() == p.labels.len()
-            && self.labels.iter().zip(&*p.labels).all(|(a, b)| a.as_ref() == &**b)
+            && self
+                .labels
+                .iter()
+                .zip(&*p.labels)
+                .all(|(a, b)| a.as_ref() == &**b)
     }
 
     fn to_profile(&self) -> Profile {
@@ -229,7 +233,10 @@ struct Packed {
 impl Packed {
     fn new(texts: [Option<&str>; TEXTS], host_keys: &[impl AsRef<str>]) -> Packed {
         let len: usize = texts.iter().flatten().map(|t| t.len()).sum::<usize>()
-            + host_keys.iter().map(|k| k.as_ref().len() + 1).sum::<usize>();
+            + host_keys
+                .iter()
+                .map(|k| k.as_ref().len() + 1)
+                .sum::<usize>();
         let mut buf = Vec::with_capacity(len);
         let mut ends = Vec::with_capacity(TEXTS + host_keys.len());
         let mut present = 0u16;
@@ -299,45 +306,62 @@ fn base64_value(c: u8) -> u8 {
 /// run of base64 characters and up to two `=`, valid base64 or not, so that it comes
 /// back exactly); anything else is kept as written.
 fn pack_host_key(key: &str, buf: &mut Vec<u8>) {
-    let packable = key.split_once(' ').and_then(|(kind, body)| {
+    let shape = key.split_once(' ').and_then(|(kind, body)| {
         let digits = body.trim_end_matches('=');
         let pad = body.len() - digits.len();
         let ok = !kind.is_empty()
             && kind.len() <= usize::from(u8::MAX)
             && pad <= 2
             && digits.len() >= 16
-            && u32::try_from(digits.len()).is_ok()
-            && digits.bytes().all(|c| base64_value(c) != NOT_BASE64);
+            && u32::try_from(digits.len()).is_ok();
         ok.then_some((kind, digits, pad))
     });
-    let Some((kind, digits, pad)) = packable else {
-        buf.push(KEY_TEXT);
-        buf.extend_from_slice(key.as_bytes());
-        return;
-    };
+    let start = buf.len();
+    if let Some((kind, digits, pad)) = shape {
+        if pack_base64(kind, digits, pad, buf) {
+            return;
+        }
+        buf.truncate(start);
+    }
+    buf.push(KEY_TEXT);
+    buf.extend_from_slice(key.as_bytes());
+}
+
+/// Appends `<kind> <digits>` and `pad` `=` packed; false (`buf` then partly written) if
+/// a digit is not a base64 character. One pass: the digits are checked as they are
+/// packed, whole groups of four at a time.
+fn pack_base64(kind: &str, digits: &str, pad: usize, buf: &mut Vec<u8>) -> bool {
     buf.push(KEY_PACKED);
     buf.push(kind.len() as u8);
     buf.extend_from_slice(kind.as_bytes());
     buf.push(pad as u8);
     buf.extend_from_slice(&(digits.len() as u32).to_le_bytes());
     let digits = digits.as_bytes();
-    buf.reserve(digits.len().div_ceil(4) * 3);
-    let mut groups = digits.chunks_exact(4);
-    for g in &mut groups {
-        let bits = g
-            .iter()
-            .fold(0u32, |v, c| v << 6 | u32::from(base64_value(*c)));
-        buf.extend_from_slice(&bits.to_be_bytes()[1..]);
-    }
+    let groups = digits.chunks_exact(4);
     let rest = groups.remainder();
+    // 1 to 3 characters left over take 1 to 3 bytes.
+    let rest_len = (rest.len() * 6).div_ceil(8);
+    let at = buf.len();
+    buf.resize(at + digits.len() / 4 * 3 + rest_len, 0);
+    let (out, out_rest) = buf[at..].split_at_mut(digits.len() / 4 * 3);
+    // A character outside base64 has the value 0xff: its high bits end up in `seen`.
+    let mut seen = 0u8;
+    for (g, o) in groups.zip(out.chunks_exact_mut(3)) {
+        let v = [g[0], g[1], g[2], g[3]].map(base64_value);
+        seen |= v[0] | v[1] | v[2] | v[3];
+        let bits = v.iter().fold(0u32, |b, x| b << 6 | u32::from(*x & 63));
+        o.copy_from_slice(&bits.to_be_bytes()[1..]);
+    }
     if !rest.is_empty() {
         let mut bits = 0u32;
         for (j, c) in rest.iter().enumerate() {
-            bits |= u32::from(base64_value(*c)) << (18 - 6 * j);
+            let v = base64_value(*c);
+            seen |= v;
+            bits |= u32::from(v & 63) << (18 - 6 * j);
         }
-        // 1 to 3 characters take 1 to 3 bytes.
-        buf.extend_from_slice(&bits.to_be_bytes()[1..1 + (rest.len() * 6).div_ceil(8)]);
+        out_rest.copy_from_slice(&bits.to_be_bytes()[1..1 + rest_len]);
     }
+    seen & !63 == 0
 }
 
 /// A host key as [`pack_host_key`] wrote it.

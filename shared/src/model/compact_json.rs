@@ -212,7 +212,9 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
                 None => match k.as_ref() {
                     "state" => {
                         let Text(s) = map.next_value()?;
-                        state = Some(NodeState::from_wire(&s).ok_or(A::Error::custom(Refused))?);
+                        state = Some(
+                            NodeState::from_wire(&s).ok_or_else(|| A::Error::custom(Refused))?,
+                        );
                     }
                     "state_time" => p.state_time = map.next_value::<Option<f64>>()?.unwrap_or(0.0),
                     "created_time" => p.created_time = map.next_value()?,
@@ -246,11 +248,58 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
                 },
             }
         }
-        p.state = state.ok_or(A::Error::custom(Refused))?;
+        p.state = state.ok_or_else(|| A::Error::custom(Refused))?;
         p.connection_port = match (connection_port, ssh_port) {
             (Some(port), _) | (None, Some(port)) => port.map_err(|()| A::Error::custom(Refused))?,
             (None, None) => 22,
         };
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Node;
+    use crate::testing::scale::{realistic_node, FleetShape};
+
+    #[test]
+    fn realistic_records_are_read_directly() {
+        for i in [0, 6, 8, 9, 12_345] {
+            let n = realistic_node(i, FleetShape::default(), 1.7e9);
+            let data = n.to_json();
+            let direct = parse(&n.id, &data).expect("read directly");
+            assert_eq!(direct, CompactNode::from(n));
+        }
+    }
+
+    /// Benchmark (run explicitly, release): 100,000 realistic records read straight into
+    /// `CompactNode`, and through `Node` as before, three rounds each.
+    /// `cargo test --release -p nodepool-shared --lib bench_compact_read -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_compact_read() {
+        let records: Vec<(NodeId, Vec<u8>)> = (0..100_000)
+            .map(|i| {
+                let n = realistic_node(i, FleetShape::default(), 1.7e9);
+                (NodeId::from_sequence(i as u64), n.to_json())
+            })
+            .collect();
+        for round in 0..3 {
+            let t = std::time::Instant::now();
+            for (id, data) in &records {
+                std::hint::black_box(CompactNode::from_json(id, std::hint::black_box(data)).ok());
+            }
+            let direct = t.elapsed();
+            let t = std::time::Instant::now();
+            for (id, data) in &records {
+                let n = Node::from_json(id, std::hint::black_box(data));
+                std::hint::black_box(n.ok().flatten().map(CompactNode::from));
+            }
+            println!(
+                "round {round}: direct {direct:?}, through Node {:?}",
+                t.elapsed()
+            );
+        }
     }
 }

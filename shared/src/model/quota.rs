@@ -136,6 +136,29 @@ impl QuotaInformation {
         self.combine(other, -1.0);
     }
 
+    /// Adds (`sign` 1) or subtracts (-1) the usage `cores`, `instances`, `ram` exactly as
+    /// [`Self::add`] / [`Self::subtract`] of that usage would, without building it (a
+    /// node's standard `resources`, counted for every node a cache load reads).
+    pub fn combine_standard(&mut self, [cores, instances, ram]: [i64; 3], sign: f64) {
+        for k in [CORES, INSTANCES, RAM] {
+            if !self.values.contains_key(k) {
+                self.values.insert(k.to_string(), self.default);
+            }
+        }
+        for (k, v) in self.values.iter_mut() {
+            let o = match k.as_str() {
+                CORES => cores as f64,
+                INSTANCES => instances as f64,
+                RAM => ram as f64,
+                _ => 0.0,
+            };
+            if v.is_infinite() && o.is_infinite() {
+                continue;
+            }
+            *v += sign * o;
+        }
+    }
+
     /// True if no value is negative.
     pub fn non_negative(&self) -> bool {
         self.values.values().all(|v| *v >= 0.0) && self.default >= 0.0
@@ -196,6 +219,39 @@ impl fmt::Display for QuotaInformation {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn combine_standard_equals_add_and_subtract() {
+        let starts = [
+            QuotaInformation::usage(),
+            QuotaInformation::unlimited(),
+            QuotaInformation::new(Some(2.0), None, Some(-0.0), 0.0),
+            QuotaInformation::from_cloud_limits([("cores", -1), ("volumes", 3)]),
+        ];
+        for start in starts {
+            for v in [[4, 1, 8192], [0, 0, 0], [-3, i64::MAX, i64::MIN]] {
+                for sign in [1.0, -1.0] {
+                    let mut q = QuotaInformation::usage();
+                    for (k, x) in [CORES, INSTANCES, RAM].into_iter().zip(v) {
+                        q.set(k, x as f64);
+                    }
+                    let mut want = start.clone();
+                    if sign > 0.0 {
+                        want.add(&q);
+                    } else {
+                        want.subtract(&q);
+                    }
+                    let mut got = start.clone();
+                    got.combine_standard(v, sign);
+                    assert_eq!(
+                        format!("{got:?}"),
+                        format!("{want:?}"),
+                        "{start} {v:?} {sign}"
+                    );
+                }
+            }
+        }
+    }
 
     fn need(cores: f64, ram: f64) -> QuotaInformation {
         QuotaInformation::new(Some(cores), Some(1.0), Some(ram), 0.0)

@@ -96,7 +96,9 @@ impl Tenants {
             None => self.0.entry(tenant.to_string()).or_default(),
         };
         entry.changes += 1;
-        if let Some(q) = n.resources_quota() {
+        if let Some(v) = n.standard_resources() {
+            entry.used.combine_standard(v, sign);
+        } else if let Some(q) = n.resources_quota() {
             if sign > 0.0 {
                 entry.used.add(&q);
             } else {
