@@ -4,7 +4,8 @@
 //!   golden records mutated (truncated, bytes flipped/inserted/deleted, wrong type per
 //!   key, huge numbers, NaN strings, deep nesting, non-UTF-8) and random bytes. Every
 //!   error names the record; every accepted record re-serialises to bytes that read back
-//!   to the same bytes.
+//!   to the same bytes. Node records are also read as the tree cache reads them
+//!   (`CompactNode::from_json`), which must give the same record or the same error.
 //! * `Config::from_yaml_str`: mutated fixtures and the docs/configuration.md example;
 //!   every problem names `origin:line:col` within the file.
 //! * clouds.yaml: mutated copies; every error names the file (and line:col for syntax).
@@ -28,8 +29,8 @@ use nodepool_shared::listing::{
     Table,
 };
 use nodepool_shared::model::{
-    paths, BuildId, Component, ComponentKind, ImageBuild, ImageUpload, ModelError, Node, NodeId,
-    NodeRequest, RequestId, UploadId,
+    paths, BuildId, CompactNode, Component, ComponentKind, ImageBuild, ImageUpload, ModelError,
+    Node, NodeId, NodeRequest, RequestId, UploadId,
 };
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{TreeCache, ZkError, ZkStore};
@@ -173,6 +174,26 @@ fn node_reader(id: &str) -> Reader {
     }
 }
 
+/// A node record read as the tree cache reads it (`CompactNode::from_json`), which must
+/// give what `Node::from_json` gives: the same record written back, or the same error.
+fn compact_node_reader(id: &str) -> Reader {
+    let id = NodeId::from(id);
+    Reader {
+        record: format!("node {id}"),
+        read: Box::new(move |d| {
+            let via_node = Node::from_json(&id, d).map(|n| n.map(|n| n.to_json()));
+            let compact = CompactNode::from_json(&id, d).map(|n| n.map(|n| n.to_node().to_json()));
+            assert_eq!(
+                format!("{compact:?}"),
+                format!("{via_node:?}"),
+                "CompactNode::from_json differs from Node::from_json on {}",
+                show(d)
+            );
+            compact
+        }),
+    }
+}
+
 fn request_reader(id: &str) -> Reader {
     let id = RequestId::from(id);
     Reader {
@@ -239,6 +260,7 @@ fn seeds() -> Vec<(Reader, Map<String, Value>)> {
         };
         if name.starts_with("node-") {
             out.push((node_reader(&last(&g)), data(&g)));
+            out.push((compact_node_reader(&last(&g)), data(&g)));
         } else if name.starts_with("request-") {
             out.push((request_reader(&last(&g)), data(&g)));
         } else if name == "components.json" {
