@@ -186,6 +186,7 @@ async fn context(
         counters: Counters::default(),
         cancel: CancellationToken::new(),
         task_states: Mutex::new(HashMap::new()),
+        request_tries: Default::default(),
     };
     (Arc::new(ctx), tx)
 }

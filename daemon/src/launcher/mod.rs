@@ -57,6 +57,7 @@ pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
 pub mod quota;
+pub mod request_tries;
 pub mod retry;
 pub mod runtime;
 pub mod static_driver;

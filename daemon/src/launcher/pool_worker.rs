@@ -14,7 +14,8 @@
 //! A pass, phase by phase: [`pending_in_order`] (requests to look at, sorted),
 //! [`yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
 //! pool's state), [`lock_fresh`] (lock and re-read; not tried while the cache shows a
-//! contender on the request's lock), then a decline or [`hand_over`]
+//! contender on the request's lock, nor while another pool worker of this launcher
+//! tries it: `request_tries`), then a decline or [`hand_over`]
 //! (reserve its quota, start its handler; a pool without quota takes at most one).
 //!
 //! A pass looks only at the requests whose outcome may have changed since the worker
@@ -350,6 +351,12 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 verdicts.decide(req.id.clone(), Verdict::LockBusy);
                 continue;
             }
+            // Another pool worker of this launcher is trying it: its outcome (its
+            // contender, a changed record) wakes this worker, at the latest the tick.
+            Locked::Sibling => {
+                verdicts.retry(req.id.clone());
+                continue;
+            }
             Locked::Failed => {
                 verdicts.retry(req.id.clone());
                 continue;
@@ -519,6 +526,8 @@ pub(crate) enum Locked {
     Fresh(ZkLock, Box<NodeRequest>),
     /// Someone else holds the lock.
     Busy,
+    /// Another pool worker of this launcher is trying the lock (not tried).
+    Sibling,
     /// Locked, but no longer `requested` or already declined by us (released).
     Stale,
     /// ZooKeeper trouble (try again later).
@@ -529,6 +538,9 @@ pub(crate) enum Locked {
 /// us (see [`Locked`]; the lock is released unless `Fresh`).
 pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     let ctx = &pc.ctx;
+    let Some(_trying) = ctx.request_tries.begin(&req.id) else {
+        return Locked::Sibling;
+    };
     // A new request's lock dir does not exist yet: the lock takes one multi (dir and
     // contender), sent first, and the re-read is sent right behind it. ZooKeeper
     // answers a session's requests in order, so that read sees the request as it is

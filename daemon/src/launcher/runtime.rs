@@ -217,6 +217,8 @@ pub struct LauncherContext {
     pub cancel: CancellationToken,
     /// Human-readable state of each task (for the SIGUSR2 dump), by task name.
     pub task_states: Mutex<HashMap<String, String>>,
+    /// The request locks a pool worker is trying (one pool worker at a time each).
+    pub request_tries: super::request_tries::RequestTries,
 }
 
 impl LauncherContext {
