@@ -549,8 +549,7 @@ async fn main() {
             &launchers,
             web_port,
             &configs,
-            zk_pid(),
-            &probe,
+            (zk_pid(), &probe),
         )
         .await;
     }
@@ -663,8 +662,7 @@ async fn traffic(
     launchers: &[Launcher],
     web_port: u16,
     configs: &[PathBuf],
-    zk_pid: u32,
-    probe: &ZkProbe,
+    (zk_pid, probe): (u32, &ZkProbe),
 ) {
     // Idle latency: one request at a time.
     let phase = probe.begin("idle", zk_pid, cpu_secs(zk_pid));
