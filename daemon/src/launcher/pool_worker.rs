@@ -48,6 +48,9 @@ use nodepool_shared::sync::MutexExt;
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
+/// How long a lock just taken may take to show in the cache (see [`seen_locked`]).
+const SEEN_LOCKED: Duration = Duration::from_secs(1);
+
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
 
@@ -567,6 +570,7 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
         Ok(Some((r, _)))
             if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
         {
+            seen_locked(ctx, &req.id).await;
             return Locked::Fresh(lock, Box::new(r));
         }
         Ok(_) => Locked::Stale,
@@ -574,6 +578,22 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     };
     let _ = lock.release().await;
     outcome
+}
+
+/// Waits (bounded) until this launcher's cache shows the contender of a lock just taken:
+/// until then a sibling pool worker would not know the lock is held and would try it,
+/// so the try stays open (`request_tries`) meanwhile. Our contender's watch event
+/// arrives before the reply to its create; applying it takes the cache task a moment.
+async fn seen_locked(ctx: &LauncherContext, id: &RequestId) {
+    let mut generation = ctx.cache.watch_generation();
+    let _ = tokio::time::timeout(SEEN_LOCKED, async {
+        while !ctx.cache.request_locked(id) {
+            if generation.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Whether the pass goes on after a hand-over.

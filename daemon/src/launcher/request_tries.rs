@@ -7,9 +7,11 @@
 //! contender create, listing and delete (kazoo's non-blocking `Lock.acquire`): with 20
 //! pools in each of 3 launchers that was ~50 tries, ~420 ZooKeeper requests and ~220
 //! writes (each a watch event to every launcher's cache) per request, where one try per
-//! launcher decides the same. A pool worker that finds a sibling trying looks at the
-//! request again in its next pass: by then the cache shows the sibling's contender (the
-//! lock is held) or the request changed, or the sibling failed and it tries itself.
+//! launcher decides the same. A try that takes the lock stays open until this
+//! launcher's cache shows the new contender (`pool_worker::seen_locked`), so no sibling
+//! reads the lock as free meanwhile. A pool worker that finds a sibling trying looks at
+//! the request again in its next pass: by then the cache shows the sibling's contender
+//! (the lock is held) or the request changed, or the sibling failed and it tries itself.
 //! The lock recipe and what Nodepool's pool workers do are unchanged; only tries that
 //! could not succeed are left out.
 
