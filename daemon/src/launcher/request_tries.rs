@@ -47,7 +47,7 @@ impl RequestTries {
             })
     }
 
-    /// How many requests are being tried (for tests and the state dump).
+    /// How many requests are being tried.
     pub fn len(&self) -> usize {
         self.trying.lock_or_recover().len()
     }
