@@ -20,7 +20,10 @@
 //! ./target/release/examples/launcher_scale [--nodes 100000] [--waiting 5000] ...
 //! ```
 //! `NODEPOOL_LAUNCHER_BIN` / `NODEPOOL_CLI_BIN` override the binaries (default
-//! `target/release/…`); `NODEPOOL_ZK_HEAP` the ZooKeeper heap (default here 3g).
+//! `target/release/…`); `NODEPOOL_ZK_HEAP` the ZooKeeper heap (default here 3g),
+//! `NODEPOOL_ZK_JVM_OPTS` its JVM options. For every phase it also prints what the
+//! ZooKeeper server did (CPU per thread, `mntr` counters; `--jfr DIR`: a Java Flight
+//! Recorder recording per phase, see `support/zk_probe.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
