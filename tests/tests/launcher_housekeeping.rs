@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use nodepool_daemon::launcher::runtime::{Counters, Intervals, LauncherContext, ProviderRuntime};
-use nodepool_daemon::launcher::{cleanup, deleter, dump, held_request, stats_worker};
+use nodepool_daemon::launcher::{cleanup, deleter, dump, held_request, orphan_inits, stats_worker};
 use nodepool_shared::cloud::{CloudsFile, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
 use nodepool_shared::model::{
@@ -488,6 +488,13 @@ async fn leaked_resources_are_removed_and_counted() {
         let known = h.node(NodeState::Ready, &["small"], |_| {}).await;
         let known_server = h.server_for(&known);
         let leaked = admin.inject_leaked_server(PROVIDER, "0000099999", "main");
+        // A node of that id exists, but of another provider: the server is no node's.
+        let elsewhere = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.provider = Some("elsewhere".into())
+            })
+            .await;
+        let misnamed = admin.inject_leaked_server(PROVIDER, elsewhere.id.as_str(), "main");
         // Another provider's server is never ours to delete.
         let foreign = admin.inject_leaked_server("elsewhere", "0000099998", "main");
         let port = admin.inject_down_port();
@@ -503,10 +510,11 @@ async fn leaked_resources_are_removed_and_counted() {
 
         tokio::time::sleep(Duration::from_millis(100)).await; // > port-cleanup-interval
         let second = cleanup::pass(&h.ctx).await;
-        assert_eq!(second.leaked_instances, 1, "{}", second.summary());
+        assert_eq!(second.leaked_instances, 2, "{}", second.summary());
         assert_eq!(second.leaked_ports, 1);
         assert!(second.errors.is_empty(), "{:?}", second.errors);
         assert!(!h.server_exists(&leaked));
+        assert!(!h.server_exists(&misnamed));
         assert!(h.server_exists(&known_server));
         assert!(h.server_exists(&foreign));
         assert!(!admin.ports().iter().any(|p| p.id == port));
@@ -575,6 +583,82 @@ async fn lost_request_goes_back_to_requested() {
             .await
             .unwrap()
             .is_empty());
+        lock.release().await.unwrap();
+        other.close().await;
+    })
+    .await;
+}
+
+/// A create whose reply was lost leaves an unlocked `init` node allocated to the
+/// request; the handler's sweep marks those `deleting` and nothing else: not a node
+/// someone holds, not another request's, not one past `init`. The nodes the tree cache
+/// does not hold yet are read (the cache is stopped before they are created), and a
+/// node the cache still shows as `init` is judged by its fresh record.
+#[tokio::test]
+async fn sweep_marks_the_unlocked_init_nodes_of_the_request() {
+    bounded(async {
+        let h = harness().await;
+        let req = h.request(RequestState::Pending, |_| {}).await;
+        let other_req = h.request(RequestState::Pending, |_| {}).await;
+        let ours = |n: &mut Node| n.allocated_to = Some(req.id.clone());
+        let orphan = h.node(NodeState::Init, &["small"], ours).await;
+        let held = h.node(NodeState::Init, &["small"], ours).await;
+        let not_ours = h
+            .node(NodeState::Init, &["small"], |n| {
+                n.allocated_to = Some(other_req.id.clone())
+            })
+            .await;
+        let ready = h.node(NodeState::Ready, &["small"], ours).await;
+        let moved_on = h.node(NodeState::Init, &["small"], ours).await;
+        let other = h._zk.client().await;
+        let mut lock = ZkLock::new(&other, &paths::node_lock(&held.id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+
+        // From here on the cache sees nothing: later nodes are not in it, and it still
+        // shows `moved_on` as `init`.
+        h.ctx.cache.stop();
+        let mut uncached = Node::new();
+        uncached.set_state(NodeState::Init);
+        uncached.provider = Some(PROVIDER.into());
+        uncached.allocated_to = Some(req.id.clone());
+        h.store().create_node(&mut uncached).await.unwrap();
+        let mut uncached_other = uncached.clone();
+        uncached_other.allocated_to = Some(other_req.id.clone());
+        h.store().create_node(&mut uncached_other).await.unwrap();
+        let mut building = h.get(&moved_on.id).await.unwrap();
+        building.set_state(NodeState::Building);
+        h.store().store_node(&building, None).await.unwrap();
+        assert!(h.ctx.cache.node(&uncached.id).is_none());
+
+        let mut found = orphan_inits::candidates(&h.ctx, &req.id).await.unwrap();
+        found.sort();
+        let mut want = vec![
+            orphan.id.clone(),
+            held.id.clone(),
+            moved_on.id.clone(),
+            uncached.id.clone(),
+        ];
+        want.sort();
+        assert_eq!(found, want, "init nodes of the request, cached or not");
+
+        assert_eq!(orphan_inits::sweep(&h.ctx, &req.id).await.unwrap(), 2);
+        for (id, state) in [
+            (&orphan.id, NodeState::Deleting),
+            (&uncached.id, NodeState::Deleting),
+            (&held.id, NodeState::Init),
+            (&not_ours.id, NodeState::Init),
+            (&uncached_other.id, NodeState::Init),
+            (&ready.id, NodeState::Ready),
+            (&moved_on.id, NodeState::Building),
+        ] {
+            assert_eq!(h.get(id).await.unwrap().state, state, "node {id}");
+        }
+        for id in [&orphan.id, &uncached.id, &moved_on.id] {
+            assert!(
+                h.store().node_lock_contenders(id).await.unwrap().is_empty(),
+                "our lock on {id} released"
+            );
+        }
         lock.release().await.unwrap();
         other.close().await;
     })

@@ -13,6 +13,7 @@
 //! * [`handler`]: one accepted request: allocation rounds, pause, fulfil.
 //! * [`held_request`]: the handler's request writes, conditional on its `pending` version.
 //! * [`node_launch`]: the node record of one launch, around the cloud side's launch.
+//! * [`orphan_inits`]: the `init` nodes left by a create whose reply was lost.
 //! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
 //! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
 //! * [`deleter`]: the DeletedNodeWorker (deletes unlocked used/failed nodes).
@@ -53,6 +54,7 @@ pub mod lookups;
 pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
+pub mod orphan_inits;
 pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
