@@ -18,7 +18,7 @@ use nodepool_shared::model::{
     RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::{bounded, TestZk};
+use nodepool_shared::testing::{bounded, wait_for, TestZk};
 use nodepool_shared::zk::{TreeCache, ZkLock, ZkStore};
 use nodepool_tests::sim::{CloudsAuth, SimConfig, SimHandle, Simulator};
 use tokio::net::UdpSocket;
@@ -187,6 +187,7 @@ async fn context(
         cancel: CancellationToken::new(),
         task_states: Mutex::new(HashMap::new()),
         request_tries: Default::default(),
+        own_pool_workers: Default::default(),
     };
     (Arc::new(ctx), tx)
 }
@@ -257,6 +258,16 @@ impl Harness {
     async fn wait_gone_from_cache(&self, id: &NodeId) {
         let cache = self.ctx.cache.clone();
         wait_until("the node to leave the cache", || cache.node(id).is_none()).await;
+    }
+
+    /// Waits until node `id`'s znode is gone from ZooKeeper.
+    async fn wait_deleted(&self, id: &NodeId) {
+        let store = self.store().clone();
+        wait_for("the node's znode to be deleted", || {
+            let store = store.clone();
+            async move { store.get_node(id).await.unwrap().is_none().then_some(()) }
+        })
+        .await;
     }
 
     fn server_exists(&self, id: &str) -> bool {
@@ -1055,6 +1066,79 @@ async fn running_tasks_delete_and_clean_until_cancelled() {
         let states = h.ctx.task_states.lock().unwrap().clone();
         assert_eq!(states["DeletedNodeWorker"], "stopped");
         assert_eq!(states["CleanupWorker"], "stopped");
+    })
+    .await;
+}
+
+/// A `used` node that another launcher's pool worker created is left to that launcher
+/// (its DeletedNodeWorker sees the same event) for a `delete` interval, so that three
+/// launchers do not all race for its lock; our own node and one whose launcher is no
+/// longer registered are deleted at once.
+#[tokio::test]
+async fn the_launcher_that_created_a_node_deletes_it_first() {
+    bounded(async {
+        let intervals = Intervals {
+            delete: Duration::from_secs(600),
+            ..Intervals::default()
+        };
+        let h = harness_with(None, intervals).await;
+        register_pool(h.store()).await; // "testhost-prov-main-abc", alive
+        let ours = "testhost-PoolWorker.prov-main-ours";
+        h.ctx
+            .own_pool_workers
+            .lock()
+            .unwrap()
+            .insert(ours.to_string());
+        let jd = tokio::spawn(deleter::run(h.ctx.clone()));
+        let used = |launcher: &str| {
+            let mut n = Node::new();
+            n.set_state(NodeState::Used);
+            n.provider = Some(PROVIDER.into());
+            n.pool = Some("main".into());
+            n.launcher = Some(launcher.to_string());
+            n
+        };
+        let mut mine = used(ours);
+        let mut theirs = used("testhost-prov-main-abc");
+        let mut orphaned = used("a-launcher-long-gone");
+        for n in [&mut theirs, &mut mine, &mut orphaned] {
+            h.store().create_node(n).await.unwrap();
+        }
+        h.wait_deleted(&mine.id).await;
+        h.wait_deleted(&orphaned.id).await;
+        let ctx = h.ctx.clone();
+        wait_until("the other launcher's node to wait for it", || {
+            ctx.task_states.lock().unwrap()["DeletedNodeWorker"]
+                .contains("1 left to their launcher")
+        })
+        .await;
+        assert_eq!(h.get(&theirs.id).await.unwrap().state, NodeState::Used);
+        h.ctx.cancel.cancel();
+        tokio::time::timeout(WAIT, jd).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// …and taken by whoever comes first once that interval has passed (its launcher may
+/// not serve the provider any more, or be stuck).
+#[tokio::test]
+async fn another_launchers_node_is_deleted_after_the_delete_interval() {
+    bounded(async {
+        let intervals = Intervals {
+            delete: Duration::from_millis(300),
+            ..Intervals::default()
+        };
+        let h = harness_with(None, intervals).await;
+        register_pool(h.store()).await;
+        let jd = tokio::spawn(deleter::run(h.ctx.clone()));
+        let mut theirs = Node::new();
+        theirs.set_state(NodeState::Used);
+        theirs.provider = Some(PROVIDER.into());
+        theirs.launcher = Some("testhost-prov-main-abc".into());
+        h.store().create_node(&mut theirs).await.unwrap();
+        h.wait_deleted(&theirs.id).await;
+        h.ctx.cancel.cancel();
+        tokio::time::timeout(WAIT, jd).await.unwrap().unwrap();
     })
     .await;
 }

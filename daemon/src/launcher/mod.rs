@@ -17,6 +17,7 @@
 //! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
 //! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
 //! * [`deleter`]: the DeletedNodeWorker (deletes unlocked used/failed nodes).
+//! * [`owner_first`]: the launcher that created a node deletes it first.
 //! * [`cleanup`]: the CleanupWorker (lost requests, leaks, ages, empty znodes).
 //! * [`stats_worker`]: the node gauges, from the election winner only.
 //! * [`zk_stats`]: this launcher's own ZooKeeper gauges.
@@ -55,6 +56,7 @@ pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
 pub mod orphan_inits;
+pub mod owner_first;
 pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;

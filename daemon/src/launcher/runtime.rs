@@ -220,6 +220,9 @@ pub struct LauncherContext {
     pub task_states: Mutex<HashMap<String, String>>,
     /// The request locks a pool worker is trying (one pool worker at a time each).
     pub request_tries: super::request_tries::RequestTries,
+    /// The ids of the pool workers this launcher has started (a node's `launcher`): the
+    /// DeletedNodeWorker deletes the nodes they created first (see `owner_first`).
+    pub own_pool_workers: Mutex<HashSet<String>>,
 }
 
 impl LauncherContext {
