@@ -20,7 +20,10 @@
 //! ./target/release/examples/launcher_scale [--nodes 100000] [--waiting 5000] ...
 //! ```
 //! `NODEPOOL_LAUNCHER_BIN` / `NODEPOOL_CLI_BIN` override the binaries (default
-//! `target/release/…`); `NODEPOOL_ZK_HEAP` the ZooKeeper heap (default here 3g).
+//! `target/release/…`); `NODEPOOL_ZK_HEAP` the ZooKeeper heap (default here 3g),
+//! `NODEPOOL_ZK_JVM_OPTS` its JVM options. For every phase it also prints what the
+//! ZooKeeper server did (CPU per thread, `mntr` counters; `--jfr DIR`: a Java Flight
+//! Recorder recording per phase, see `support/zk_probe.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +38,10 @@ use nodepool_shared::zk::{ZkClient, ZkStore};
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, Simulator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+#[path = "support/zk_probe.rs"]
+mod zk_probe;
+use zk_probe::ZkProbe;
 
 #[derive(Parser, Clone)]
 struct Args {
@@ -72,6 +79,13 @@ struct Args {
     /// CLI): for measuring the cache load.
     #[arg(long)]
     load_only: bool,
+    /// Record the ZooKeeper server with Java Flight Recorder per phase (start, rest,
+    /// rolling restart, idle requests, reload) into this directory (`<phase>.jfr`).
+    #[arg(long, value_name = "DIR")]
+    jfr: Option<PathBuf>,
+    /// The JFR settings for `--jfr`: `profile`, `default` or a `.jfc` file.
+    #[arg(long, default_value = "profile")]
+    jfc: String,
 }
 
 const BACKLOG_TENANT: &str = "backlog-tenant";
@@ -461,7 +475,9 @@ async fn main() {
     // Start: all launchers at once.
     let server = zk.server().expect("dedicated");
     let zk_pid = || server.pid().map_or(0, |p| p as u32);
+    let probe = ZkProbe::new(server.plain_port(), a.jfr.clone(), a.jfc.clone());
     println!("load average before the start: {}", load_average());
+    let phase = probe.begin("start", zk_pid(), cpu_secs(zk_pid()));
     let zk_cpu0 = cpu_secs(zk_pid());
     let mut launchers: Vec<Launcher> = (0..a.launchers)
         .map(|i| spawn_launcher(dir.path(), i, &configs[i], &clouds, i == 0))
@@ -474,12 +490,15 @@ async fn main() {
         "ZooKeeper CPU from the start to the last launcher ready: {:.2} s",
         cpu_secs(zk_pid()) - zk_cpu0
     );
+    probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
 
     // At rest: 5,000 deferred requests, nothing to do.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    let phase = probe.begin("rest", zk_pid(), cpu_secs(zk_pid()));
     let zk_rest0 = cpu_secs(zk_pid());
     tokio::time::sleep(Duration::from_secs(a.rest)).await;
+    probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
     for (i, l) in launchers.iter().enumerate() {
         println!(
             "launcher {i} at rest: CPU {:.1} % of a core over {} s, RSS {}",
@@ -506,6 +525,7 @@ async fn main() {
         "load average before the rolling restart: {}",
         load_average()
     );
+    let phase = probe.begin("rolling-restart", zk_pid(), cpu_secs(zk_pid()));
     let zk_cpu0 = cpu_secs(zk_pid());
     launchers[last] = spawn_launcher(dir.path(), last + 10, &configs[last], &clouds, last == 0);
     let start = wait_ready(&launchers[last..]).await;
@@ -518,6 +538,7 @@ async fn main() {
         "ZooKeeper CPU for that start: {:.2} s",
         cpu_secs(zk_pid()) - zk_cpu0
     );
+    probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
     tokio::time::sleep(Duration::from_secs(10)).await;
     println!(
         "launcher {last} restarted alone, 10 s after ready: RSS {}",
@@ -531,11 +552,11 @@ async fn main() {
             &launchers,
             web_port,
             &configs,
-            zk_pid(),
+            (zk_pid(), &probe),
         )
         .await;
     }
-    reload(&launchers, server, zk_pid).await;
+    reload(&launchers, server, zk_pid, &probe).await;
     for l in &mut launchers {
         // SAFETY: plain kill(2) of our own child.
         unsafe {
@@ -644,9 +665,10 @@ async fn traffic(
     launchers: &[Launcher],
     web_port: u16,
     configs: &[PathBuf],
-    zk_pid: u32,
+    (zk_pid, probe): (u32, &ZkProbe),
 ) {
     // Idle latency: one request at a time.
+    let phase = probe.begin("idle", zk_pid, cpu_secs(zk_pid));
     let idle_cpu0 = idle_cpu(launchers, zk_pid);
     let idle_started = Instant::now();
     let mut idle = Vec::new();
@@ -660,6 +682,15 @@ async fn traffic(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let idle_cpu1 = idle_cpu(launchers, zk_pid);
+    let idle_took = idle_started.elapsed();
+    let idle_count = idle.len();
+    probe.end(
+        phase,
+        zk_pid,
+        cpu_secs(zk_pid),
+        Some((idle_count, "idle request")),
+    );
     let (idle, missed) = summarize(idle);
     println!(
         "idle ({} sequential requests, {missed} not fulfilled within 120 s): p50 {} p90 {} max {}",
@@ -668,12 +699,7 @@ async fn traffic(
         ms(pct(&idle, 0.9)),
         ms(pct(&idle, 1.0))
     );
-    print_idle_cpu(
-        &idle_cpu0,
-        &idle_cpu(launchers, zk_pid),
-        idle.len() + missed,
-        idle_started.elapsed(),
-    );
+    print_idle_cpu(&idle_cpu0, &idle_cpu1, idle_count, idle_took);
 
     // Burst: multi-node requests over random labels, all at once.
     let mut rng = StdRng::seed_from_u64(17);
@@ -770,6 +796,7 @@ async fn reload(
     launchers: &[Launcher],
     server: &nodepool_shared::testing::ZkServer,
     zk_pid: impl Fn() -> u32,
+    probe: &ZkProbe,
 ) {
     let before: Vec<usize> = launchers
         .iter()
@@ -780,10 +807,23 @@ async fn reload(
         "load average before the ZooKeeper restart: {}",
         load_average()
     );
+    // The restarted server records from its start (nothing can attach before).
+    let opts = std::env::var("NODEPOOL_ZK_JVM_OPTS").ok();
+    if let Some(jfr) = probe.start_options("reload") {
+        let base = opts
+            .clone()
+            .unwrap_or_else(|| "-XX:+UseSerialGC -XX:TieredStopAtLevel=1".into());
+        std::env::set_var("NODEPOOL_ZK_JVM_OPTS", format!("{base} {jfr}"));
+    }
     let t = Instant::now();
     server.restart().expect("restart ZooKeeper");
     let restarted = t.elapsed();
+    match &opts {
+        Some(o) => std::env::set_var("NODEPOOL_ZK_JVM_OPTS", o),
+        None => std::env::remove_var("NODEPOOL_ZK_JVM_OPTS"),
+    }
     let zk_cpu0 = cpu_secs(zk_pid());
+    let phase = probe.begin_started("reload", zk_cpu0);
     for (i, l) in launchers.iter().enumerate() {
         if before[i] == 0 {
             println!("launcher {i}: this binary does not log its cache loads");
@@ -808,6 +848,7 @@ async fn reload(
         "ZooKeeper CPU from its restart to the last reload: {:.2} s",
         cpu_secs(zk_pid()) - zk_cpu0
     );
+    probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
     tokio::time::sleep(Duration::from_secs(10)).await;
     for (i, l) in launchers.iter().enumerate() {
         println!(

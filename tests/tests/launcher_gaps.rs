@@ -339,6 +339,62 @@ async fn a_held_request_lock_is_not_raced() {
     .await;
 }
 
+/// A new request's lock is tried by one pool worker of a launcher at a time: with eight
+/// pools serving its label, all woken by the request's event before anyone holds its
+/// lock, the lock dir sees only the winner's contender (created, then deleted at the
+/// unlock), not one contender create and delete per pool worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_request_lock_is_tried_once_per_launcher() {
+    bounded(async {
+        let more_providers: String = (2..=8)
+            .map(|i| {
+                format!(
+                    "  - name: sim-provider{i}\n    cloud: sim\n    rate: 0\n    \
+                     boot-timeout: 30\n    cloud-images:\n      - name: cirros\n        \
+                     image-name: cirros-0.6.2\n        username: cirros\n        \
+                     connection-port: {{ssh}}\n    pools:\n      - name: main\n        \
+                     labels:\n          - name: small-label\n            \
+                     cloud-image: cirros\n            flavor-name: small\n"
+                )
+            })
+            .collect();
+        let shape = Shape {
+            more_providers,
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let text = std::fs::read_to_string(&env.config).expect("config");
+        let text = text.replace("{ssh}", &env.sim.ssh_port().to_string());
+        std::fs::write(&env.config, text).expect("config");
+        let l = env.start_launcher();
+        // The first request also creates `/nodepool/requests-lock` and lets every pool
+        // worker register.
+        let first = env.submit(&["small-label"]).await;
+        assert_eq!(env.wait_done(&first).await.state, RequestState::Fulfilled);
+        let client: &ZkClient = env.store.client();
+        for _ in 0..3 {
+            let id = env.submit(&["small-label"]).await;
+            assert_eq!(env.wait_done(&id).await.state, RequestState::Fulfilled);
+            let dir = paths::request_lock(&id);
+            // Unlocked after `fulfilled`: wait for the winner's contender to go.
+            let stat = wait_for("the request unlocked", || async {
+                let children = client.get_children(&dir).await.ok()??;
+                if !children.is_empty() {
+                    return None;
+                }
+                client.exists(&dir).await.ok()?
+            })
+            .await;
+            assert_eq!(
+                stat.cversion, 2,
+                "request {id}: one contender created and deleted, none by the other pool workers"
+            );
+        }
+        l.stop().await;
+    })
+    .await;
+}
+
 /// The lock of a new request and that of its new node are each taken in one transaction:
 /// the lock dir and the contender are created together (one round trip instead of
 /// `ensure_path`, `create` and a listing), with the znodes of kazoo's recipe.

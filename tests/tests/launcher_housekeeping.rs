@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use nodepool_daemon::launcher::runtime::{Counters, Intervals, LauncherContext, ProviderRuntime};
-use nodepool_daemon::launcher::{cleanup, deleter, dump, held_request, stats_worker};
+use nodepool_daemon::launcher::{cleanup, deleter, dump, held_request, orphan_inits, stats_worker};
 use nodepool_shared::cloud::{CloudsFile, DriverOptions, OpenStackDriver};
 use nodepool_shared::config::Config;
 use nodepool_shared::model::{
@@ -18,7 +18,7 @@ use nodepool_shared::model::{
     RequestId, RequestState,
 };
 use nodepool_shared::stats::Statsd;
-use nodepool_shared::testing::{bounded, TestZk};
+use nodepool_shared::testing::{bounded, wait_for, TestZk};
 use nodepool_shared::zk::{TreeCache, ZkLock, ZkStore};
 use nodepool_tests::sim::{CloudsAuth, SimConfig, SimHandle, Simulator};
 use tokio::net::UdpSocket;
@@ -186,6 +186,8 @@ async fn context(
         counters: Counters::default(),
         cancel: CancellationToken::new(),
         task_states: Mutex::new(HashMap::new()),
+        request_tries: Default::default(),
+        own_pool_workers: Default::default(),
     };
     (Arc::new(ctx), tx)
 }
@@ -256,6 +258,16 @@ impl Harness {
     async fn wait_gone_from_cache(&self, id: &NodeId) {
         let cache = self.ctx.cache.clone();
         wait_until("the node to leave the cache", || cache.node(id).is_none()).await;
+    }
+
+    /// Waits until node `id`'s znode is gone from ZooKeeper.
+    async fn wait_deleted(&self, id: &NodeId) {
+        let store = self.store().clone();
+        wait_for("the node's znode to be deleted", || {
+            let store = store.clone();
+            async move { store.get_node(id).await.unwrap().is_none().then_some(()) }
+        })
+        .await;
     }
 
     fn server_exists(&self, id: &str) -> bool {
@@ -487,6 +499,13 @@ async fn leaked_resources_are_removed_and_counted() {
         let known = h.node(NodeState::Ready, &["small"], |_| {}).await;
         let known_server = h.server_for(&known);
         let leaked = admin.inject_leaked_server(PROVIDER, "0000099999", "main");
+        // A node of that id exists, but of another provider: the server is no node's.
+        let elsewhere = h
+            .node(NodeState::Ready, &["small"], |n| {
+                n.provider = Some("elsewhere".into())
+            })
+            .await;
+        let misnamed = admin.inject_leaked_server(PROVIDER, elsewhere.id.as_str(), "main");
         // Another provider's server is never ours to delete.
         let foreign = admin.inject_leaked_server("elsewhere", "0000099998", "main");
         let port = admin.inject_down_port();
@@ -502,10 +521,11 @@ async fn leaked_resources_are_removed_and_counted() {
 
         tokio::time::sleep(Duration::from_millis(100)).await; // > port-cleanup-interval
         let second = cleanup::pass(&h.ctx).await;
-        assert_eq!(second.leaked_instances, 1, "{}", second.summary());
+        assert_eq!(second.leaked_instances, 2, "{}", second.summary());
         assert_eq!(second.leaked_ports, 1);
         assert!(second.errors.is_empty(), "{:?}", second.errors);
         assert!(!h.server_exists(&leaked));
+        assert!(!h.server_exists(&misnamed));
         assert!(h.server_exists(&known_server));
         assert!(h.server_exists(&foreign));
         assert!(!admin.ports().iter().any(|p| p.id == port));
@@ -574,6 +594,82 @@ async fn lost_request_goes_back_to_requested() {
             .await
             .unwrap()
             .is_empty());
+        lock.release().await.unwrap();
+        other.close().await;
+    })
+    .await;
+}
+
+/// A create whose reply was lost leaves an unlocked `init` node allocated to the
+/// request; the handler's sweep marks those `deleting` and nothing else: not a node
+/// someone holds, not another request's, not one past `init`. The nodes the tree cache
+/// does not hold yet are read (the cache is stopped before they are created), and a
+/// node the cache still shows as `init` is judged by its fresh record.
+#[tokio::test]
+async fn sweep_marks_the_unlocked_init_nodes_of_the_request() {
+    bounded(async {
+        let h = harness().await;
+        let req = h.request(RequestState::Pending, |_| {}).await;
+        let other_req = h.request(RequestState::Pending, |_| {}).await;
+        let ours = |n: &mut Node| n.allocated_to = Some(req.id.clone());
+        let orphan = h.node(NodeState::Init, &["small"], ours).await;
+        let held = h.node(NodeState::Init, &["small"], ours).await;
+        let not_ours = h
+            .node(NodeState::Init, &["small"], |n| {
+                n.allocated_to = Some(other_req.id.clone())
+            })
+            .await;
+        let ready = h.node(NodeState::Ready, &["small"], ours).await;
+        let moved_on = h.node(NodeState::Init, &["small"], ours).await;
+        let other = h._zk.client().await;
+        let mut lock = ZkLock::new(&other, &paths::node_lock(&held.id), b"");
+        assert!(lock.try_acquire().await.unwrap());
+
+        // From here on the cache sees nothing: later nodes are not in it, and it still
+        // shows `moved_on` as `init`.
+        h.ctx.cache.stop();
+        let mut uncached = Node::new();
+        uncached.set_state(NodeState::Init);
+        uncached.provider = Some(PROVIDER.into());
+        uncached.allocated_to = Some(req.id.clone());
+        h.store().create_node(&mut uncached).await.unwrap();
+        let mut uncached_other = uncached.clone();
+        uncached_other.allocated_to = Some(other_req.id.clone());
+        h.store().create_node(&mut uncached_other).await.unwrap();
+        let mut building = h.get(&moved_on.id).await.unwrap();
+        building.set_state(NodeState::Building);
+        h.store().store_node(&building, None).await.unwrap();
+        assert!(h.ctx.cache.node(&uncached.id).is_none());
+
+        let mut found = orphan_inits::candidates(&h.ctx, &req.id).await.unwrap();
+        found.sort();
+        let mut want = vec![
+            orphan.id.clone(),
+            held.id.clone(),
+            moved_on.id.clone(),
+            uncached.id.clone(),
+        ];
+        want.sort();
+        assert_eq!(found, want, "init nodes of the request, cached or not");
+
+        assert_eq!(orphan_inits::sweep(&h.ctx, &req.id).await.unwrap(), 2);
+        for (id, state) in [
+            (&orphan.id, NodeState::Deleting),
+            (&uncached.id, NodeState::Deleting),
+            (&held.id, NodeState::Init),
+            (&not_ours.id, NodeState::Init),
+            (&uncached_other.id, NodeState::Init),
+            (&ready.id, NodeState::Ready),
+            (&moved_on.id, NodeState::Building),
+        ] {
+            assert_eq!(h.get(id).await.unwrap().state, state, "node {id}");
+        }
+        for id in [&orphan.id, &uncached.id, &moved_on.id] {
+            assert!(
+                h.store().node_lock_contenders(id).await.unwrap().is_empty(),
+                "our lock on {id} released"
+            );
+        }
         lock.release().await.unwrap();
         other.close().await;
     })
@@ -970,6 +1066,79 @@ async fn running_tasks_delete_and_clean_until_cancelled() {
         let states = h.ctx.task_states.lock().unwrap().clone();
         assert_eq!(states["DeletedNodeWorker"], "stopped");
         assert_eq!(states["CleanupWorker"], "stopped");
+    })
+    .await;
+}
+
+/// A `used` node that another launcher's pool worker created is left to that launcher
+/// (its DeletedNodeWorker sees the same event) for a `delete` interval, so that three
+/// launchers do not all race for its lock; our own node and one whose launcher is no
+/// longer registered are deleted at once.
+#[tokio::test]
+async fn the_launcher_that_created_a_node_deletes_it_first() {
+    bounded(async {
+        let intervals = Intervals {
+            delete: Duration::from_secs(600),
+            ..Intervals::default()
+        };
+        let h = harness_with(None, intervals).await;
+        register_pool(h.store()).await; // "testhost-prov-main-abc", alive
+        let ours = "testhost-PoolWorker.prov-main-ours";
+        h.ctx
+            .own_pool_workers
+            .lock()
+            .unwrap()
+            .insert(ours.to_string());
+        let jd = tokio::spawn(deleter::run(h.ctx.clone()));
+        let used = |launcher: &str| {
+            let mut n = Node::new();
+            n.set_state(NodeState::Used);
+            n.provider = Some(PROVIDER.into());
+            n.pool = Some("main".into());
+            n.launcher = Some(launcher.to_string());
+            n
+        };
+        let mut mine = used(ours);
+        let mut theirs = used("testhost-prov-main-abc");
+        let mut orphaned = used("a-launcher-long-gone");
+        for n in [&mut theirs, &mut mine, &mut orphaned] {
+            h.store().create_node(n).await.unwrap();
+        }
+        h.wait_deleted(&mine.id).await;
+        h.wait_deleted(&orphaned.id).await;
+        let ctx = h.ctx.clone();
+        wait_until("the other launcher's node to wait for it", || {
+            ctx.task_states.lock().unwrap()["DeletedNodeWorker"]
+                .contains("1 left to their launcher")
+        })
+        .await;
+        assert_eq!(h.get(&theirs.id).await.unwrap().state, NodeState::Used);
+        h.ctx.cancel.cancel();
+        tokio::time::timeout(WAIT, jd).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// …and taken by whoever comes first once that interval has passed (its launcher may
+/// not serve the provider any more, or be stuck).
+#[tokio::test]
+async fn another_launchers_node_is_deleted_after_the_delete_interval() {
+    bounded(async {
+        let intervals = Intervals {
+            delete: Duration::from_millis(300),
+            ..Intervals::default()
+        };
+        let h = harness_with(None, intervals).await;
+        register_pool(h.store()).await;
+        let jd = tokio::spawn(deleter::run(h.ctx.clone()));
+        let mut theirs = Node::new();
+        theirs.set_state(NodeState::Used);
+        theirs.provider = Some(PROVIDER.into());
+        theirs.launcher = Some("testhost-prov-main-abc".into());
+        h.store().create_node(&mut theirs).await.unwrap();
+        h.wait_deleted(&theirs.id).await;
+        h.ctx.cancel.cancel();
+        tokio::time::timeout(WAIT, jd).await.unwrap().unwrap();
     })
     .await;
 }

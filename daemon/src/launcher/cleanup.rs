@@ -153,7 +153,7 @@ pub async fn leaked_resources(ctx: &LauncherContext, report: &mut CleanupReport)
     let mut providers: Vec<_> = ctx.providers.read_or_recover().values().cloned().collect();
     providers.sort_by(|a, b| a.name().cmp(b.name()));
     for rt in providers {
-        let known = ctx.known_node_ids(rt.name());
+        let known = ctx.known_nodes(rt.name());
         let r = rt.leaks.lock().await.pass(&*rt.driver, &known).await;
         report.leaked_instances += r.instances;
         report.leaked_ports += r.ports;
@@ -261,9 +261,8 @@ async fn lock_allocated_nodes(
 ) -> ZkResult<Vec<LockedNode>> {
     let allocated: Vec<NodeId> = ctx
         .cache
-        .nodes()
+        .select_nodes(|n| n.node.is_allocated_to(id))
         .iter()
-        .filter(|n| n.node.is_allocated_to(id))
         .map(|n| n.id().clone())
         .collect();
     let mut held = Vec::new();

@@ -194,6 +194,8 @@ pub async fn run(opts: LauncherOptions, cancel: CancellationToken) -> Result<(),
         counters: Default::default(),
         cancel: ctx_cancel.clone(),
         task_states: Mutex::new(HashMap::new()),
+        request_tries: Default::default(),
+        own_pool_workers: Default::default(),
     });
     let launcher_component = register_launcher(&ctx, &cancel).await;
     let housekeeping = spawn_housekeeping(&ctx, &config, &opts);

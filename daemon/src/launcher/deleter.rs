@@ -14,6 +14,10 @@
 //!   A static provider's node has no server: only its znode goes (the provider's sync
 //!   then registers its slot again).
 //!
+//! The launcher that created a node deletes it first: a node another launcher's
+//! registered pool worker created waits one [`Intervals::delete`] for that launcher
+//! ([`super::owner_first`]), so that all launchers do not race for every node's lock.
+//!
 //! Passes are driven by node cache events, with [`Intervals::delete`] as a fallback
 //! tick. Server deletes run concurrently (at most [`MAX_CONCURRENT_DELETES`]) as tasks
 //! of their own, so a slow cloud never delays the next pass; a node being deleted is
@@ -32,7 +36,8 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 use nodepool_shared::cloud::CloudDriver;
-use nodepool_shared::model::{paths, Node, NodeId, NodeState};
+use nodepool_shared::model::{paths, ComponentKind, Node, NodeId, NodeState};
+use nodepool_shared::sync::MutexExt;
 use nodepool_shared::zk::{CacheKind, CachedNode, ZkError, ZkLock, ZkResult, ZkStore};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinSet;
@@ -40,6 +45,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::delete::{delete_server_in, DeleteCloud, DriverSource, DELETE_TIMEOUT};
+use super::owner_first::{Owner, OwnerFirst};
 use super::runtime::{Counters, LauncherContext, StartedProvider};
 
 /// Task name in the state dump.
@@ -410,6 +416,37 @@ pub async fn pass(ctx: &LauncherContext) -> PassReport {
     report
 }
 
+/// The [`Owner`] of candidate nodes, with the registered pool workers read once per
+/// pass and only if a candidate is another launcher's.
+#[derive(Default)]
+struct OwnerLookup {
+    ours: Option<HashSet<String>>,
+    registered: Option<HashSet<String>>,
+}
+
+impl OwnerLookup {
+    fn of(&mut self, ctx: &LauncherContext, id: &NodeId) -> Owner {
+        let Some(node) = ctx.cache.node(id) else {
+            return Owner::Gone;
+        };
+        let launcher = node.node.launcher();
+        let ours = self
+            .ours
+            .get_or_insert_with(|| ctx.own_pool_workers.lock_or_recover().clone());
+        if launcher.is_some_and(|l| ours.contains(l)) {
+            return Owner::Us;
+        }
+        let registered = self.registered.get_or_insert_with(|| {
+            ctx.cache
+                .components(ComponentKind::Pool)
+                .iter()
+                .filter_map(|c| c.component.pool.as_ref()?.id.clone())
+                .collect()
+        });
+        Owner::of(launcher, ours, registered)
+    }
+}
+
 /// True for cache events that may create work for this worker.
 fn relevant(kind: CacheKind) -> bool {
     matches!(
@@ -432,6 +469,7 @@ pub async fn run(ctx: Arc<LauncherContext>) {
     // (Nodepool's pass period), instead of being retried on its own unlock event.
     let mut retry_at: HashMap<NodeId, Instant> = HashMap::new();
     let mut tally = Tally::default();
+    let mut turn = OwnerFirst::new(ctx.intervals.delete);
     ctx.set_task_state(TASK, "starting");
     loop {
         let mut wake = false;
@@ -467,13 +505,20 @@ pub async fn run(ctx: Arc<LauncherContext>) {
         while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
         let now = Instant::now();
         retry_at.retain(|_, at| *at > now);
-        for (id, action) in candidates(&ctx) {
+        let work = candidates(&ctx);
+        turn.keep_only(&work.iter().map(|(id, _)| id.clone()).collect());
+        let mut owners = OwnerLookup::default();
+        for (id, action) in work {
             if in_flight.len() >= MAX_CONCURRENT_DELETES {
                 break;
             }
-            if retry_at.contains_key(&id) || !in_flight.insert(id.clone()) {
+            if retry_at.contains_key(&id) || in_flight.contains(&id) {
                 continue;
             }
+            if action == Action::Delete && !turn.go(&id, owners.of(&ctx, &id), now) {
+                continue;
+            }
+            in_flight.insert(id.clone());
             let ctx = ctx.clone();
             running.spawn(async move {
                 tokio::select! {
@@ -485,8 +530,9 @@ pub async fn run(ctx: Arc<LauncherContext>) {
         ctx.set_task_state(
             TASK,
             format!(
-                "{} in flight; deleted {}, znodes removed {}, deallocated {}, failures {}",
+                "{} in flight, {} left to their launcher; deleted {}, znodes removed {}, deallocated {}, failures {}",
                 in_flight.len(),
+                turn.waiting(),
                 tally.deleted,
                 tally.znodes_removed,
                 tally.deallocated,

@@ -634,25 +634,16 @@ impl Handler {
     /// of this provider and pool goes to `deleting` (the DeletedNodeWorker removes it).
     /// At most one such deletion runs per pool at a time: nothing is done while a node
     /// of the pool is already `deleting`, so a paused handler polling every tick does not
-    /// delete one ready node per tick before the first deletion freed its quota.
+    /// delete one ready node per tick before the first deletion freed its quota. Both come
+    /// from the cache's index (a paused handler looks on every tick: no node scan).
     async fn delete_oldest_unused(&self, view: &PoolView) {
         let ctx = &self.pc.ctx;
         let provider = view.provider_config().name.as_str();
         let pool = view.pool().name.as_str();
-        let nodes = ctx
-            .cache
-            .select_nodes(|n| n.node.provider() == Some(provider) && n.node.pool() == Some(pool));
-        if nodes.iter().any(|n| n.node.state() == NodeState::Deleting) {
+        let (deleting, mut candidates) = ctx.cache.pool_reusable(provider, pool);
+        if deleting > 0 {
             return;
         }
-        let mut candidates: Vec<_> = nodes
-            .iter()
-            .filter(|n| {
-                n.node.state() == NodeState::Ready
-                    && n.node.allocated_to().is_none()
-                    && !n.probably_locked()
-            })
-            .collect();
         candidates.sort_by(|a, b| {
             a.node
                 .state_time()
@@ -831,30 +822,9 @@ impl Handler {
     /// creates whose reply was lost. Runs once no launch of ours is in flight (our own
     /// nodes are then locked or past `init`).
     async fn sweep_orphan_inits(&self) {
-        let ctx = &self.pc.ctx;
-        let Ok(nodes) = ctx.store.nodes().await else {
-            return;
-        };
-        for (n, _) in nodes {
-            if n.state != NodeState::Init || n.allocated_to.as_ref() != Some(&self.request.id) {
-                continue;
-            }
-            let Ok(Some(mut locked)) = super::deleter::lock_node(ctx, &n.id).await else {
-                continue;
-            };
-            if locked.node.state == NodeState::Init {
-                tracing::info!(node = %n.id, request = %self.request.id,
-                    "deleting init node left by an interrupted create");
-                locked.node.set_state(NodeState::Deleting);
-                if let Err(e) = ctx
-                    .store
-                    .store_node(&locked.node, Some(locked.version))
-                    .await
-                {
-                    tracing::warn!(node = %n.id, error = %e, "cannot mark orphan init node deleting");
-                }
-            }
-            locked.unlock().await;
+        if let Err(e) = super::orphan_inits::sweep(&self.pc.ctx, &self.request.id).await {
+            tracing::warn!(request = %self.request.id, error = %e,
+                "cannot sweep init nodes left by an interrupted create");
         }
     }
 

@@ -24,6 +24,7 @@ use nodepool_shared::stats::{names, Statsd};
 use tokio::time::Instant;
 
 use super::metadata::{NODE_ID, PROVIDER_NAME};
+use super::quota::KnownNodes;
 
 /// Nodepool's default `port-cleanup-interval`.
 pub const DEFAULT_PORT_CLEANUP_INTERVAL: Duration = Duration::from_secs(600);
@@ -96,7 +97,7 @@ impl LeakCleaner {
     pub async fn pass(
         &mut self,
         cloud: &dyn CloudDriver,
-        known_node_ids: &HashSet<String>,
+        known_node_ids: &dyn KnownNodes,
     ) -> LeakPassReport {
         let mut report = LeakPassReport::default();
         self.instances(cloud, known_node_ids, &mut report).await;
@@ -139,7 +140,7 @@ impl LeakCleaner {
     async fn instances(
         &mut self,
         cloud: &dyn CloudDriver,
-        known: &HashSet<String>,
+        known: &dyn KnownNodes,
         report: &mut LeakPassReport,
     ) {
         let servers = match cloud.list_servers().await {
@@ -160,7 +161,7 @@ impl LeakCleaner {
             let Some(node_id) = s.metadata.get(NODE_ID).filter(|i| !i.is_empty()) else {
                 continue;
             };
-            if known.contains(node_id) {
+            if known.knows(node_id) {
                 continue;
             }
             if !self.suspects.contains(&s.id) {

@@ -13,9 +13,11 @@
 //! * [`handler`]: one accepted request: allocation rounds, pause, fulfil.
 //! * [`held_request`]: the handler's request writes, conditional on its `pending` version.
 //! * [`node_launch`]: the node record of one launch, around the cloud side's launch.
+//! * [`orphan_inits`]: the `init` nodes left by a create whose reply was lost.
 //! * [`min_ready`]: Nodepool's own requests that keep `min-ready` nodes.
 //! * [`tenant_limits`]: `tenant-resource-limits` checks and gauges.
 //! * [`deleter`]: the DeletedNodeWorker (deletes unlocked used/failed nodes).
+//! * [`owner_first`]: the launcher that created a node deletes it first.
 //! * [`cleanup`]: the CleanupWorker (lost requests, leaks, ages, empty znodes).
 //! * [`stats_worker`]: the node gauges, from the election winner only.
 //! * [`zk_stats`]: this launcher's own ZooKeeper gauges.
@@ -53,10 +55,13 @@ pub mod lookups;
 pub mod metadata;
 pub mod min_ready;
 pub mod node_launch;
+pub mod orphan_inits;
+pub mod owner_first;
 pub mod pool_context;
 pub mod pool_worker;
 pub mod providers;
 pub mod quota;
+pub mod request_tries;
 pub mod retry;
 pub mod runtime;
 pub mod static_driver;

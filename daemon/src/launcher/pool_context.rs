@@ -124,8 +124,12 @@ impl PoolContext {
         provider: &str,
         pool: &str,
     ) -> Self {
+        let worker_id = pool_worker_id(&ctx.fqdn, provider, pool);
+        ctx.own_pool_workers
+            .lock_or_recover()
+            .insert(worker_id.clone());
         PoolContext {
-            worker_id: pool_worker_id(&ctx.fqdn, provider, pool),
+            worker_id,
             ctx,
             provider_name: provider.to_string(),
             pool_name: pool.to_string(),

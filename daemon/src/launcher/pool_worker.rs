@@ -14,7 +14,8 @@
 //! A pass, phase by phase: [`pending_in_order`] (requests to look at, sorted),
 //! [`yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
 //! pool's state), [`lock_fresh`] (lock and re-read; not tried while the cache shows a
-//! contender on the request's lock), then a decline or [`hand_over`]
+//! contender on the request's lock, nor while another pool worker of this launcher
+//! tries it: `request_tries`), then a decline or [`hand_over`]
 //! (reserve its quota, start its handler; a pool without quota takes at most one).
 //!
 //! A pass looks only at the requests whose outcome may have changed since the worker
@@ -46,6 +47,9 @@ use nodepool_shared::sync::MutexExt;
 
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
+
+/// How long a lock just taken may take to show in the cache (see [`seen_locked`]).
+const SEEN_LOCKED: Duration = Duration::from_secs(1);
 
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
@@ -350,6 +354,12 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 verdicts.decide(req.id.clone(), Verdict::LockBusy);
                 continue;
             }
+            // Another pool worker of this launcher is trying it: its outcome (its
+            // contender, a changed record) wakes this worker, at the latest the tick.
+            Locked::Sibling => {
+                verdicts.retry(req.id.clone());
+                continue;
+            }
             Locked::Failed => {
                 verdicts.retry(req.id.clone());
                 continue;
@@ -519,6 +529,8 @@ pub(crate) enum Locked {
     Fresh(ZkLock, Box<NodeRequest>),
     /// Someone else holds the lock.
     Busy,
+    /// Another pool worker of this launcher is trying the lock (not tried).
+    Sibling,
     /// Locked, but no longer `requested` or already declined by us (released).
     Stale,
     /// ZooKeeper trouble (try again later).
@@ -529,6 +541,9 @@ pub(crate) enum Locked {
 /// us (see [`Locked`]; the lock is released unless `Fresh`).
 pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     let ctx = &pc.ctx;
+    let Some(_trying) = ctx.request_tries.begin(&req.id) else {
+        return Locked::Sibling;
+    };
     // A new request's lock dir does not exist yet: the lock takes one multi (dir and
     // contender), sent first, and the re-read is sent right behind it. ZooKeeper
     // answers a session's requests in order, so that read sees the request as it is
@@ -555,6 +570,7 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
         Ok(Some((r, _)))
             if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
         {
+            seen_locked(ctx, &req.id).await;
             return Locked::Fresh(lock, Box::new(r));
         }
         Ok(_) => Locked::Stale,
@@ -562,6 +578,22 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     };
     let _ = lock.release().await;
     outcome
+}
+
+/// Waits (bounded) until this launcher's cache shows the contender of a lock just taken:
+/// until then a sibling pool worker would not know the lock is held and would try it,
+/// so the try stays open (`request_tries`) meanwhile. Our contender's watch event
+/// arrives before the reply to its create; applying it takes the cache task a moment.
+async fn seen_locked(ctx: &LauncherContext, id: &RequestId) {
+    let mut generation = ctx.cache.watch_generation();
+    let _ = tokio::time::timeout(SEEN_LOCKED, async {
+        while !ctx.cache.request_locked(id) {
+            if generation.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Whether the pass goes on after a hand-over.

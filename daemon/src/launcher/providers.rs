@@ -273,7 +273,7 @@ impl ProviderHandle {
         if let Some(limit) = self.runtime.quota.fresh() {
             return Ok(limit);
         }
-        let known = ctx.known_node_ids(self.name());
+        let known = ctx.known_nodes(self.name());
         self.runtime
             .quota
             .limit(self.runtime.driver.as_ref(), &known)

@@ -90,7 +90,7 @@ impl ProviderQuota {
     pub async fn limit(
         &self,
         cloud: &dyn CloudDriver,
-        known_node_ids: &HashSet<String>,
+        known_node_ids: &dyn KnownNodes,
     ) -> Result<QuotaInformation, QuotaError> {
         if let Some(c) = self.lock().as_ref() {
             if c.at.elapsed() < self.ttl {
@@ -119,7 +119,7 @@ impl ProviderQuota {
     pub async fn compute(
         &self,
         cloud: &dyn CloudDriver,
-        known_node_ids: &HashSet<String>,
+        known_node_ids: &dyn KnownNodes,
     ) -> Result<QuotaInformation, QuotaError> {
         let err = |during, source| QuotaError::Cloud {
             provider: self.provider.clone(),
@@ -177,10 +177,25 @@ impl ProviderQuota {
     }
 }
 
+/// Whether ZooKeeper has a node of the provider being checked with a given id: how the
+/// quota and leak checks tell our servers from others. The launcher asks its tree cache
+/// (one lookup per listed server, not a set built by a scan of every node); a set of ids
+/// answers too (tests, tools).
+pub trait KnownNodes: Sync {
+    /// Whether a node `node_id` of the provider exists.
+    fn knows(&self, node_id: &str) -> bool;
+}
+
+impl KnownNodes for HashSet<String> {
+    fn knows(&self, node_id: &str) -> bool {
+        self.contains(node_id)
+    }
+}
+
 /// True when `server` does not belong to a node this provider knows: its metadata names
 /// another (or no) provider, or a node id that is not known. Deleted servers count as
 /// nothing.
-pub fn is_unmanaged(server: &Server, provider: &str, known_node_ids: &HashSet<String>) -> bool {
+pub fn is_unmanaged(server: &Server, provider: &str, known_node_ids: &dyn KnownNodes) -> bool {
     if server.status.eq_ignore_ascii_case("DELETED") {
         return false;
     }
@@ -188,7 +203,7 @@ pub fn is_unmanaged(server: &Server, provider: &str, known_node_ids: &HashSet<St
         return true;
     }
     match server.metadata.get(NODE_ID) {
-        Some(id) => !known_node_ids.contains(id),
+        Some(id) => !known_node_ids.knows(id),
         None => true,
     }
 }

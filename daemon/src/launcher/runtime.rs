@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use nodepool_shared::cloud::{provider_driver, CloudConfig, CloudDriver, CloudError, CloudsFile};
 use nodepool_shared::config::{Config, Provider};
+use nodepool_shared::model::NodeId;
 use nodepool_shared::stats::Statsd;
 use nodepool_shared::zk::{TreeCache, ZkStore};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::leaks::{LeakCleaner, LeakSettings};
-use super::quota::{LabelNeedCache, ProviderQuota};
+use super::quota::{KnownNodes, LabelNeedCache, ProviderQuota};
 use super::static_driver::StaticProvider;
 use nodepool_shared::sync::{MutexExt, RwLockExt};
 
@@ -217,6 +218,11 @@ pub struct LauncherContext {
     pub cancel: CancellationToken,
     /// Human-readable state of each task (for the SIGUSR2 dump), by task name.
     pub task_states: Mutex<HashMap<String, String>>,
+    /// The request locks a pool worker is trying (one pool worker at a time each).
+    pub request_tries: super::request_tries::RequestTries,
+    /// The ids of the pool workers this launcher has started (a node's `launcher`): the
+    /// DeletedNodeWorker deletes the nodes they created first (see `owner_first`).
+    pub own_pool_workers: Mutex<HashSet<String>>,
 }
 
 impl LauncherContext {
@@ -259,14 +265,28 @@ impl LauncherContext {
         states.insert(task.to_string(), state.into());
     }
 
-    /// Ids of every ZooKeeper node of `provider` (any state), for quota and leak checks.
-    pub fn known_node_ids(&self, provider: &str) -> HashSet<String> {
-        let mut ids = HashSet::new();
-        self.cache.for_each_node(|n| {
-            if n.node.provider() == Some(provider) {
-                ids.insert(n.id().as_str().to_string());
-            }
-        });
-        ids
+    /// The ZooKeeper nodes of `provider` (any state) as the quota and leak checks ask
+    /// about them: a lookup in the tree cache per server.
+    pub fn known_nodes<'a>(&'a self, provider: &'a str) -> CachedNodesOf<'a> {
+        CachedNodesOf {
+            cache: &self.cache,
+            provider,
+        }
+    }
+}
+
+/// The nodes of one provider in the tree cache, looked up by id ([`KnownNodes`]). The
+/// cache's tree is replaced only by a complete load, so a lookup never sees a half-loaded
+/// tree.
+pub struct CachedNodesOf<'a> {
+    cache: &'a TreeCache,
+    provider: &'a str,
+}
+
+impl KnownNodes for CachedNodesOf<'_> {
+    fn knows(&self, node_id: &str) -> bool {
+        self.cache
+            .node(&NodeId::from(node_id))
+            .is_some_and(|n| n.node.provider() == Some(self.provider))
     }
 }

@@ -160,6 +160,9 @@ struct PoolNodes {
     sum: NodeSum,
     /// Ready nodes free for reuse (see [`NodeIndex::reusable`]) by label.
     ready: HashMap<String, BTreeSet<NodeId>>,
+    /// How many of the pool's nodes are `deleting` (a paused handler frees quota only
+    /// while none is).
+    deleting: u64,
 }
 
 /// The nodes of one provider.
@@ -302,7 +305,9 @@ impl NodeIndex {
                 && o.node.pool() == n.node.pool()
                 && o.node.standard_resources() == n.node.standard_resources();
             let same_ready = !Self::reusable(o) && !Self::reusable(n);
-            if same_usage && same_ready {
+            let same_deleting =
+                (o.node.state() == NodeState::Deleting) == (n.node.state() == NodeState::Deleting);
+            if same_usage && same_ready && same_deleting {
                 return;
             }
         }
@@ -355,6 +360,9 @@ impl NodeIndex {
             None => return,
         };
         pool_entry.sum.count(node, add);
+        if node.state() == NodeState::Deleting {
+            bump(&mut pool_entry.deleting, add);
+        }
         if !Self::reusable(n) {
             return;
         }
@@ -388,6 +396,23 @@ impl NodeIndex {
     /// reuse ([`Self::reusable`]), in id order.
     pub fn ready(&self, provider: &str, pool: &str, label: &str) -> Option<&BTreeSet<NodeId>> {
         self.0.get(provider)?.pools.get(pool)?.ready.get(label)
+    }
+
+    /// The ids of the nodes of `provider` in `pool` free for reuse, whatever their
+    /// label, in id order.
+    pub fn pool_reusable(&self, provider: &str, pool: &str) -> BTreeSet<NodeId> {
+        let Some(p) = self.0.get(provider).and_then(|p| p.pools.get(pool)) else {
+            return BTreeSet::new();
+        };
+        p.ready.values().flatten().cloned().collect()
+    }
+
+    /// How many nodes of `provider` in `pool` are `deleting`.
+    pub fn pool_deleting(&self, provider: &str, pool: &str) -> u64 {
+        self.0
+            .get(provider)
+            .and_then(|p| p.pools.get(pool))
+            .map_or(0, |p| p.deleting)
     }
 
     /// The ids of the nodes [`Self::unheld`] says the cleanup may act on, in id order.

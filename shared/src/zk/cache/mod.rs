@@ -415,6 +415,21 @@ impl TreeCache {
             .collect()
     }
 
+    /// For freeing quota in one pool: how many of its nodes are `deleting`, and its
+    /// `ready`, unallocated, unlocked nodes (any label, in id order), from the index kept
+    /// as nodes and their locks change (no node scan).
+    pub fn pool_reusable(&self, provider: &str, pool: &str) -> (u64, Vec<Arc<CachedNode>>) {
+        let t = self.shared.read();
+        let deleting = t.node_index.pool_deleting(provider, pool);
+        let nodes = t
+            .node_index
+            .pool_reusable(provider, pool)
+            .iter()
+            .filter_map(|id| t.nodes.get(id).cloned())
+            .collect();
+        (deleting, nodes)
+    }
+
     /// One request.
     pub fn request(&self, id: &RequestId) -> Option<Arc<CachedRequest>> {
         self.shared.read().requests.get(id).cloned()

@@ -1295,6 +1295,36 @@ mod tests {
                     assert_eq!(got, want, "ready {p}/{pool}/{label} after {what}");
                     ready_entries += want.len();
                 }
+                let reusable: BTreeSet<NodeId> = t
+                    .nodes
+                    .values()
+                    .filter(|n| {
+                        n.node.provider() == Some(p)
+                            && n.node.pool() == Some(pool)
+                            && n.node.labels().next().is_some()
+                            && NodeIndex::reusable(n)
+                    })
+                    .map(|n| n.id().clone())
+                    .collect();
+                assert_eq!(
+                    t.node_index.pool_reusable(p, pool),
+                    reusable,
+                    "reusable in {p}/{pool} after {what}"
+                );
+                let deleting = t
+                    .nodes
+                    .values()
+                    .filter(|n| {
+                        n.node.provider() == Some(p)
+                            && n.node.pool() == Some(pool)
+                            && n.node.state() == crate::model::NodeState::Deleting
+                    })
+                    .count() as u64;
+                assert_eq!(
+                    t.node_index.pool_deleting(p, pool),
+                    deleting,
+                    "deleting in {p}/{pool} after {what}"
+                );
             }
         }
         assert_eq!(
