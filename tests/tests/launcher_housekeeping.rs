@@ -708,6 +708,61 @@ async fn fulfilled_write_after_a_lost_request_reset_is_refused() {
     .await;
 }
 
+/// A handler whose `pending` write's outcome is unknown has no version to write
+/// against: a `pending` read later may be another launcher's (after our lock went with
+/// the session, the request was reset and accepted again). Its `fulfilled` write is then
+/// guarded by its own lock contender: refused once that is gone, stored while it exists.
+#[tokio::test]
+async fn fulfilled_write_of_an_unknown_version_needs_our_lock() {
+    bounded(async {
+        let h = harness().await;
+        let (fulfilled, _) = h.accepted_with_a_ready_node().await;
+        let id = fulfilled.id.clone();
+        // Our contender (gone with our session) and another launcher's `pending`.
+        let gone = format!(
+            "{}/{}__lock__0000000000",
+            paths::request_lock(&id),
+            "0123456789abcdef0123456789abcdef"
+        );
+        let other = h._zk.client().await;
+        let mut theirs = ZkLock::new(&other, &paths::request_lock(&id), b"");
+        assert!(theirs.try_acquire().await.unwrap());
+        let (mut pending, _) = h.store().get_request(&id).await.unwrap().unwrap();
+        pending.declined_by.push("someone".into());
+        h.store().store_request(&pending, None).await.unwrap();
+
+        let w = held_request::fulfil(h.store(), &fulfilled, None, Some(&gone))
+            .await
+            .unwrap();
+        assert_eq!(w, held_request::HeldWrite::Changed);
+        let (r, _) = h.store().get_request(&id).await.unwrap().unwrap();
+        assert_eq!(
+            r.state,
+            RequestState::Pending,
+            "the other launcher's request stands"
+        );
+        assert!(r.nodes.is_empty());
+
+        // While our contender exists the write goes through.
+        theirs.release().await.unwrap();
+        let mut ours = ZkLock::new(h.store().client(), &paths::request_lock(&id), b"");
+        assert!(ours.try_acquire().await.unwrap());
+        let held = ours.node_path().unwrap();
+        let w = held_request::fulfil(h.store(), &fulfilled, None, Some(&held))
+            .await
+            .unwrap();
+        assert_eq!(w, held_request::HeldWrite::Stored);
+        let (r, _) = h.store().get_request(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.nodes),
+            (RequestState::Fulfilled, fulfilled.nodes.clone())
+        );
+        ours.release().await.unwrap();
+        other.close().await;
+    })
+    .await;
+}
+
 /// The fulfilled write's reply is lost and the retry finds the version moved by our own
 /// write: that counts as stored, not as a lost request.
 #[tokio::test]

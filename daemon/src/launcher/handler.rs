@@ -741,7 +741,8 @@ impl Handler {
             release(h).await;
         }
         let store = &self.pc.ctx.store;
-        match held_request::fulfil(store, &req, self.version).await {
+        let lock_node = self.lock.node_path();
+        match held_request::fulfil(store, &req, self.version, lock_node.as_deref()).await {
             Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 tracing::info!(request = %req.id, nodes = ?req.nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>(),

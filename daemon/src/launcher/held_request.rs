@@ -80,15 +80,35 @@ pub async fn expected_version(
 }
 
 /// Stores `req` (`fulfilled`, with its nodes) if the request is still at the version of
-/// the handler's `pending` write (`written`, see [`expected_version`]).
+/// the handler's `pending` write (`written`).
+///
+/// If that write's outcome is unknown (`written` is `None`), a `pending` version read now
+/// proves nothing: after a lost lock it may be another launcher's `pending`. The write
+/// then goes in one transaction with a check of our request lock's contender
+/// (`lock_node`), which exists only while our session holds the lock.
 pub async fn fulfil(
     store: &ZkStore,
     req: &NodeRequest,
     written: Option<i32>,
+    lock_node: Option<&str>,
 ) -> ZkResult<HeldWrite> {
-    match expected_version(store, req, written).await? {
-        Some(v) => store_fulfilled(store, req, v).await,
-        None => Ok(HeldWrite::Changed),
+    if let Some(v) = written {
+        return store_fulfilled(store, req, v).await;
+    }
+    let Some(lock_node) = lock_node else {
+        return Ok(HeldWrite::Changed);
+    };
+    let stored = retry_transient("storing fulfilled request", || {
+        store.store_request_while_locked(req, lock_node)
+    })
+    .await;
+    match stored {
+        Ok(()) => Ok(HeldWrite::Stored),
+        Err(ZkError::NoNode(_)) => match store.get_request(&req.id).await? {
+            None => Ok(HeldWrite::Gone),
+            Some(_) => Ok(HeldWrite::Changed),
+        },
+        Err(e) => Err(e),
     }
 }
 

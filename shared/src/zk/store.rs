@@ -21,7 +21,7 @@ use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{join, ConnectionState, Stat, ZkClient};
+use super::client::{join, ConnectionState, Op, Stat, ZkClient};
 use super::error::{ZkError, ZkResult};
 use crate::model::ids::split_sequence;
 use crate::model::{
@@ -364,6 +364,31 @@ impl ZkStore {
         self.client
             .set(&paths::request(&request.id), &request.to_json(), version)
             .await
+    }
+
+    /// Stores a request only while the lock contender `lock_node` (the full path of our
+    /// own contender) exists: one transaction, a check of the contender and the write.
+    /// An ephemeral contender goes with its session, so the write cannot land once the
+    /// lock is lost. `NoNode` if the contender (or the request) is gone.
+    pub async fn store_request_while_locked(
+        &self,
+        request: &NodeRequest,
+        lock_node: &str,
+    ) -> ZkResult<()> {
+        self.client
+            .multi(&[
+                Op::Check {
+                    path: lock_node.to_string(),
+                    version: 0,
+                },
+                Op::Set {
+                    path: paths::request(&request.id),
+                    data: request.to_json(),
+                    version: None,
+                },
+            ])
+            .await
+            .map(|_| ())
     }
 
     /// Deletes a request (recursively); a missing one is not an error.

@@ -271,7 +271,8 @@ impl<'a> StaticHandler<'a> {
         }
         let store = &self.pc.ctx.store;
         let req = &self.request;
-        match held_request::fulfil(store, req, self.version).await {
+        let lock_node = self.lock.node_path();
+        match held_request::fulfil(store, req, self.version, lock_node.as_deref()).await {
             Ok(HeldWrite::Stored) => {
                 Counters::bump(&self.pc.ctx.counters.requests_fulfilled);
                 info!(request = %req.id, nodes = ?req.nodes.iter().map(NodeId::as_str).collect::<Vec<_>>(),
