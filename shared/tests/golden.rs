@@ -2,21 +2,13 @@
 //! re-serialise to an equal JSON value (the capture tool sorted the keys, so compare as
 //! values), and our output must follow Python's `toDict` key order.
 
-use std::path::Path;
-
 use nodepool_shared::model::{
     paths, CompactNode, Component, ComponentKind, Node, NodeId, NodeRequest, NodeState, RequestId,
     RequestState, ZkPath,
 };
 use serde_json::Value;
 
-fn golden(name: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+use super::goldens::golden;
 
 fn keys(v: &Value) -> Vec<String> {
     v.as_object().unwrap().keys().cloned().collect()
@@ -120,15 +112,7 @@ fn golden_nodes_round_trip() {
 /// node as through `Node`, written back as the captured record, unknown keys included.
 #[test]
 fn golden_nodes_decode_compact() {
-    for file in [
-        "node-init.json",
-        "node-building.json",
-        "node-ready.json",
-        "node-in-use.json",
-        "node-used.json",
-        "node-deleting.json",
-        "node-deleted.json",
-    ] {
+    for file in super::goldens::NODE_FILES {
         let g = golden(file);
         let id = NodeId::from("0000004351");
         let mut data = g["data"].clone();

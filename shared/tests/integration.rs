@@ -11,6 +11,8 @@ mod bad_input;
 mod config;
 /// Records captured from Python Nodepool 11 read and re-serialised.
 mod golden;
+/// The captured Python Nodepool 11 records, for the modules that read them.
+mod goldens;
 /// The SSH host-key scan against a real OpenSSH server.
 mod keyscan_sshd;
 /// The workspace's own rules (no test harness in production builds).

@@ -2,7 +2,6 @@
 //! convergence after 1000 concurrent writes, lock contenders, corrupt znodes, resync after
 //! session expiry, and 10,000 nodes. Every wait is bounded.
 
-use std::path::Path;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -14,18 +13,11 @@ use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{
     CacheKind, Change, CreateKind, Op, SyncState, TreeCache, ZkClient, ZkStore,
 };
-use serde_json::Value;
 use zookeeper_client as zkc;
 
-const WAIT: Duration = Duration::from_secs(90);
+use super::goldens::golden;
 
-fn golden(name: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+const WAIT: Duration = Duration::from_secs(90);
 
 /// Waits (bounded by [`WAIT`]) until `cond` holds, re-checking on every cache change.
 async fn wait_until(cache: &TreeCache, what: &str, mut cond: impl FnMut() -> bool) {

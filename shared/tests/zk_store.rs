@@ -2,7 +2,6 @@
 //! the model's `to_json`), golden records written raw and read back, corrupt znodes,
 //! lock contenders, image flags and component registration (also across session expiry).
 
-use std::path::Path;
 use std::time::Duration;
 
 use nodepool_shared::model::{
@@ -14,15 +13,9 @@ use nodepool_shared::zk::{ZkClient, ZkError, ZkStore};
 use serde_json::Value;
 use zookeeper_client as zkc;
 
-const WAIT: Duration = Duration::from_secs(60);
+use super::goldens::golden;
 
-fn golden(name: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+const WAIT: Duration = Duration::from_secs(60);
 
 /// What reading `v` back yields: serde_json (without `float_roundtrip`) may parse a float
 /// 1 ULP off, so compare records after the same JSON round trip.
@@ -419,15 +412,7 @@ async fn golden_records_written_raw_read_back() {
     let zk = TestZk::shared().await;
     let c = zk.client().await;
     let store = ZkStore::new(c.clone());
-    for file in [
-        "node-init.json",
-        "node-building.json",
-        "node-ready.json",
-        "node-in-use.json",
-        "node-used.json",
-        "node-deleting.json",
-        "node-deleted.json",
-    ] {
+    for file in super::goldens::NODE_FILES {
         let g = golden(file);
         let path = g["path"].as_str().unwrap();
         let data = serde_json::to_vec(&g["data"]).unwrap();
