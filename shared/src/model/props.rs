@@ -187,18 +187,7 @@ fn resources_text() -> BoxedStrategy<String> {
 /// `text`, or cut, or with a byte flipped.
 fn mangled_text(text: impl Strategy<Value = Vec<u8>> + 'static) -> impl Strategy<Value = Vec<u8>> {
     let text = text.boxed();
-    prop_oneof![
-        6 => text.clone(),
-        1 => (text.clone(), any::<prop::sample::Index>())
-            .prop_map(|(b, i)| b[..i.index(b.len() + 1)].to_vec()),
-        1 => (text, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut b, i, x)| {
-            if !b.is_empty() {
-                let at = i.index(b.len());
-                b[at] ^= x | 1;
-            }
-            b
-        }),
-    ]
+    prop_oneof![6 => text.clone(), 2 => fuzz::damaged(text)]
 }
 
 fn request_record() -> impl Strategy<Value = Vec<u8>> {

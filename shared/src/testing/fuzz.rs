@@ -144,9 +144,16 @@ pub fn mangled_json(
     prop_oneof![
         1 => prop::collection::vec(any::<u8>(), 0..256),
         5 => base.clone(),
-        1 => (base.clone(), any::<prop::sample::Index>())
+        2 => damaged(base),
+    ]
+}
+
+/// `bytes` cut short or with a byte flipped, half and half.
+pub fn damaged(bytes: BoxedStrategy<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (bytes.clone(), any::<prop::sample::Index>())
             .prop_map(|(b, i)| b[..i.index(b.len() + 1)].to_vec()),
-        1 => (base, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut b, i, x)| {
+        (bytes, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(mut b, i, x)| {
             if !b.is_empty() {
                 let at = i.index(b.len());
                 b[at] ^= x | 1;
