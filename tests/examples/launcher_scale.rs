@@ -33,7 +33,7 @@ use clap::Parser;
 use futures::stream::{self, StreamExt};
 use nodepool_shared::model::{now_epoch, paths, NodeRequest, NodeState, RequestId, RequestState};
 use nodepool_shared::testing::scale::{realistic_node, FleetShape};
-use nodepool_shared::testing::TestZk;
+use nodepool_shared::testing::{remove_on_signal, spawn_tied, TestZk};
 use nodepool_shared::zk::{ZkClient, ZkStore};
 use nodepool_tests::sim::{Knobs, Quota, SimConfig, Simulator};
 use rand::rngs::StdRng;
@@ -263,19 +263,18 @@ fn spawn_launcher(dir: &Path, i: usize, config: &Path, clouds: &Path, web: bool)
     if !web {
         cmd.arg("--no-webapp");
     }
-    let child = cmd
-        .env(
-            "RUST_LOG",
-            // `LAUNCHER_SCALE_LOG` replaces the filter (e.g. to trace one request's phases).
-            std::env::var("LAUNCHER_SCALE_LOG").unwrap_or_else(|_| {
-                "warn,nodepool_daemon::launcher::daemon=info,nodepool_shared::zk::cache=info"
-                    .to_string()
-            }),
-        )
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start launcher");
+    cmd.env(
+        "RUST_LOG",
+        // `LAUNCHER_SCALE_LOG` replaces the filter (e.g. to trace one request's phases).
+        std::env::var("LAUNCHER_SCALE_LOG").unwrap_or_else(|_| {
+            "warn,nodepool_daemon::launcher::daemon=info,nodepool_shared::zk::cache=info"
+                .to_string()
+        }),
+    )
+    .stdout(out)
+    .stderr(err);
+    // Dies with the benchmark, however that ends.
+    let child = spawn_tied(cmd).expect("start launcher");
     Launcher { child, log }
 }
 
@@ -455,6 +454,9 @@ async fn main() {
     .await
     .expect("simulator");
     let dir = tempfile::tempdir().expect("tempdir");
+    // Ctrl-C or `timeout` (SIGINT/SIGTERM) skips the drops: the harness's signal handler
+    // kills the launchers and ZooKeeper and removes this directory and ZooKeeper's.
+    let _remove_on_signal = remove_on_signal(dir.path());
     let clouds = dir.path().join("clouds.yaml");
     sim.write_clouds_yaml(&clouds, "sim").expect("clouds");
     let web_port = {

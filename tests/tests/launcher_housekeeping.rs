@@ -1226,32 +1226,6 @@ async fn dump_shows_tasks_providers_counters_cache_and_session() {
     .await;
 }
 
-/// Expires `client`'s session from the outside (a second connection resumes and closes it).
-async fn expire_session(zk: &TestZk, client: &nodepool_shared::zk::ZkClient) {
-    let info = client.session_info().expect("client has a session");
-    let raw = tokio::time::timeout(
-        WAIT,
-        zookeeper_client::Client::connector()
-            .with_session(info)
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(&zk.kazoo_hosts()),
-    )
-    .await
-    .expect("resume the session in time")
-    .expect("resume the session");
-    let mut watcher = raw.state_watcher();
-    drop(raw);
-    tokio::time::timeout(WAIT, async {
-        while !watcher.peek_state().is_terminated() {
-            if watcher.changed().await.is_terminated() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("close the resumed session");
-}
-
 #[tokio::test]
 async fn stats_leader_losing_its_session_stops_and_campaigns_again() {
     bounded(async {
@@ -1291,7 +1265,7 @@ async fn stats_leader_losing_its_session_stops_and_campaigns_again() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
-        expire_session(&zk, a.store.client()).await;
+        zk.expire_session(a.store.client()).await;
         // `b` takes over…
         rx_b.wait_line("nodepool.nodes.ready:0|g").await;
         // …and `a` queues again in its new session.

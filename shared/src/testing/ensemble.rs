@@ -4,7 +4,8 @@
 //! Each member has its own directory (`zoo.cfg`, `data/myid`, log), four free loopback
 //! ports (client, TLS client, peer, election) and the same throw-away CA. Processes are
 //! started with [`spawn_tied`], so nothing outlives the test process; [`Drop`] kills them
-//! and removes the directories. All calls here block (use `spawn_blocking` from async
+//! and removes the directories (so does a signal that stops the process: see
+//! [`super::cleanup`]). All calls here block (use `spawn_blocking` from async
 //! code).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,6 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::certs::TestCerts;
+use super::cleanup::{remove_on_signal, RemoveOnSignal};
 use super::server::{four_letter_word, test_settings, JARS};
 use super::spawn::spawn_tied;
 use super::HarnessError;
@@ -249,6 +251,8 @@ fn free_ports(k: usize) -> Result<Vec<u16>, HarnessError> {
 pub struct ZkEnsemble {
     dir: PathBuf,
     remove_dir: bool,
+    /// Removes `dir` if a signal stops the process (none once [`Self::keep_dir`]).
+    _remove_on_signal: Option<RemoveOnSignal>,
     certs: TestCerts,
     members: Vec<Member>,
     start_duration: Duration,
@@ -300,6 +304,7 @@ impl ZkEnsemble {
             }
         };
         let mut ensemble = ZkEnsemble {
+            _remove_on_signal: Some(remove_on_signal(&dir)),
             dir,
             remove_dir: true,
             certs,
@@ -598,6 +603,7 @@ impl ZkEnsemble {
     /// Keeps the directory (logs, data) after drop, for debugging a failed test.
     pub fn keep_dir(&mut self) {
         self.remove_dir = false;
+        self._remove_on_signal = None;
     }
 }
 

@@ -5,9 +5,12 @@
 //!   (the one `scripts/run-tests` started, found via `NODEPOOL_TEST_ZK*` env vars, else
 //!   one started lazily per test process), with a fresh random chroot
 //!   `/nodepool_test/<hex>` per fixture, so tests never see each other's data;
+//!   [`TestZk::expire_session`] ends a client's session on the server;
 //!   [`TestZk::dedicated`] — a ZooKeeper of its own, for tests that stop or restart it
 //!   ([`TestZk::server`]); [`ZkEnsemble`] — a 3-server quorum; [`ZkServer`] — the
 //!   process itself; [`TestCerts`] — the throw-away CA.
+//! * Test data removed even when a signal stops the process ([`remove_on_signal`]; the
+//!   ZooKeeper fixtures register their directories).
 //! * [`TestSshd`] — a real OpenSSH server on a loopback address (static hosts, scans).
 //! * Bounded waits ([`wait_for`], [`step`], [`bounded`], [`bounded_serial`]): nothing a
 //!   test waits for can hang the suite.
@@ -26,7 +29,9 @@
 //! `NODEPOOL_TEST_ZK_KEY` (PEM files).
 
 mod certs;
+mod cleanup;
 mod ensemble;
+mod expire;
 #[cfg(test)]
 pub(crate) mod fuzz;
 mod logs;
@@ -42,6 +47,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub use certs::TestCerts;
+pub use cleanup::{remove_on_signal, RemoveOnSignal};
 pub use ensemble::{MemberMode, ZkEnsemble};
 pub use logs::{init_logs, LogCapture};
 pub use server::{four_letter_word, test_settings, ZkServer};

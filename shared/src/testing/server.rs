@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::certs::TestCerts;
+use super::cleanup::{remove_on_signal, RemoveOnSignal};
 use super::spawn::spawn_tied;
 use super::HarnessError;
 use crate::sync::MutexExt;
@@ -30,9 +31,11 @@ pub(super) const JARS: &[&str] = &[
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running (or stopped) ZooKeeper process. Killed on drop.
+/// A running (or stopped) ZooKeeper process. Killed on drop, and its directory removed
+/// then, or by the signal handler of [`super::cleanup`] if a signal stops the process.
 pub struct ZkServer {
     dir: tempfile::TempDir,
+    _remove_on_signal: RemoveOnSignal,
     plain_port: u16,
     tls_port: u16,
     certs: TestCerts,
@@ -75,8 +78,10 @@ impl ZkServer {
             .prefix("nodepool-test-zk-")
             .tempdir()
             .map_err(|e| HarnessError::new(format!("create temp dir: {e}")))?;
+        let remove_on_signal = remove_on_signal(dir.path());
         let certs = TestCerts::generate(&dir.path().join("certs"))?;
         let mut server = ZkServer {
+            _remove_on_signal: remove_on_signal,
             plain_port: free_port()?,
             tls_port: free_port()?,
             certs,
