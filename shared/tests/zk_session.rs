@@ -3,7 +3,7 @@
 //! elections re-campaign; a server restart within the session timeout keeps everything.
 //!
 //! Expiry is forced the way ZooKeeper tests do it: a second connection resumes the session
-//! (same id and password) and closes it.
+//! (same id and password) and closes it ([`TestZk::expire_session`]).
 //!
 //! A frozen (`SIGSTOP`) or stopped server shows the request timeout: every call returns
 //! `Timeout` or `ConnectionLoss` within it, and the same client works again afterwards
@@ -26,30 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Every wait in these tests is bounded by this.
 const BOUND: Duration = Duration::from_secs(30);
-
-/// Ends the session of `c` on the server: resume it on a second connection, close that.
-async fn expire_session(zk: &TestZk, c: &ZkClient) {
-    let info = c.session_info().expect("client has a session");
-    let raw = step(
-        "resume the session on a second connection",
-        zookeeper_client::Client::connector()
-            .with_session(info)
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(&zk.kazoo_hosts()),
-    )
-    .await
-    .expect("resume session");
-    let mut watcher = raw.state_watcher();
-    drop(raw);
-    step("close the resumed session", async {
-        while !watcher.peek_state().is_terminated() {
-            if watcher.changed().await.is_terminated() {
-                break;
-            }
-        }
-    })
-    .await;
-}
 
 /// Waits (bounded) for `Reconnected(generation)` on `events`.
 async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, generation: u64) {
@@ -101,7 +77,7 @@ async fn expiry_builds_new_session_and_held_lock_is_lost() {
     let lost = l.lost();
     let eph = c.create_ephemeral("/ephemeral", b"").await.unwrap();
 
-    expire_session(&zk, &c).await;
+    zk.expire_session(&c).await;
     step("lock reported lost", lost).await;
     wait_reconnected(&mut events, 2).await;
     assert_eq!(c.generation(), 2);
@@ -137,7 +113,7 @@ async fn waiter_requeues_after_its_session_expired() {
         (ok, lb)
     });
     let before = wait_contenders(&a, dir, 2).await;
-    expire_session(&zk, &b).await;
+    zk.expire_session(&b).await;
     wait_reconnected(&mut events, 2).await;
     // The waiter queued again with a new contender in the new session.
     step("waiter re-queued", async {
@@ -183,7 +159,7 @@ async fn election_recampaigns_after_expiry() {
         })
     };
     assert_eq!(step("elected", rx.recv()).await, Some(("elected", 1)));
-    expire_session(&zk, &c).await;
+    zk.expire_session(&c).await;
     assert_eq!(
         step("stepped down", rx.recv()).await.map(|m| m.0),
         Some("stepped down")

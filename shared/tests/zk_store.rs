@@ -11,7 +11,6 @@ use nodepool_shared::model::{
 use nodepool_shared::testing::TestZk;
 use nodepool_shared::zk::{ZkClient, ZkError, ZkStore};
 use serde_json::Value;
-use zookeeper_client as zkc;
 
 use super::goldens::golden;
 
@@ -43,50 +42,6 @@ fn upload_rt(u: &ImageUpload) -> ImageUpload {
 
 async fn raw(c: &ZkClient, path: &str) -> Vec<u8> {
     c.get(path).await.unwrap().expect("znode exists").0
-}
-
-/// Expires `client`'s session on the server: opens a second session with the same id and
-/// password and closes it, then waits (bounded) for the client's replacement session. The
-/// original client may win its session back before the second one closes it; then retry.
-async fn expire_session(zk: &TestZk, client: &ZkClient) {
-    let before = client.generation();
-    for _ in 0..5 {
-        let info = client.session_info().expect("session");
-        // The two connections of one session can fight: a connect that times out is
-        // retried like a session the original client won back.
-        let raw = match zkc::Client::connector()
-            .with_session(info)
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(&zk.plain_hosts())
-            .await
-        {
-            Ok(raw) => raw,
-            Err(e) => {
-                eprintln!(
-                    "expire_session: second connection of the session failed ({e}); retrying"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let mut w = raw.state_watcher();
-        drop(raw);
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !w.changed().await.is_terminated() {}
-        })
-        .await
-        .expect("raw session closed");
-        let mut st = client.watch_status();
-        let renewed = tokio::time::timeout(
-            Duration::from_secs(20),
-            st.wait_for(|s| s.generation > before),
-        )
-        .await;
-        if renewed.is_ok_and(|r| r.is_ok()) {
-            return;
-        }
-    }
-    panic!("session of the client was not replaced");
 }
 
 #[tokio::test]
@@ -504,7 +459,7 @@ async fn component_reregisters_after_session_expiry() {
     let comp = Component::new(ComponentKind::Launcher, "host", "11.0.0");
     let reg = store.register_component(comp).await.unwrap();
     let first = reg.name();
-    expire_session(&zk, &c).await;
+    zk.expire_session(&c).await;
     // Re-registered under a new name (the handle knows it), the old znode gone.
     let new_name = tokio::time::timeout(WAIT, async {
         loop {

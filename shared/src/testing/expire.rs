@@ -27,7 +27,7 @@ const RESUME_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 enum Attempt {
     /// The server answered the close: the session is gone.
     Closed,
-    /// The client runs a newer session already.
+    /// The client runs another session already (or none, while it builds one).
     Replaced,
     /// The session may still live (the fight was lost); try again.
     Again(String),
@@ -40,12 +40,14 @@ impl TestZk {
     /// finds it expired and opens a new one (wait for [`ZkClient::generation`] to grow
     /// if a test needs the new session).
     pub async fn expire_session(&self, client: &ZkClient) {
-        let before = client.generation();
+        let Some(target) = client.session_info() else {
+            panic!("expire_session: the client has no session");
+        };
         wait_for_within(
             "the server to end the client's session",
             WAIT * 2,
             || async {
-                match self.end_session_once(client, before).await {
+                match self.end_session_once(client, &target).await {
                     Attempt::Closed | Attempt::Replaced => Some(()),
                     Attempt::Again(why) => {
                         eprintln!("expire_session: {why}; trying again");
@@ -57,15 +59,15 @@ impl TestZk {
         .await;
     }
 
-    /// One try: resume the session of generation `before` on a second connection and
-    /// close it.
-    async fn end_session_once(&self, client: &ZkClient, before: u64) -> Attempt {
-        if client.generation() > before {
+    /// One try: resume the session `target` on a second connection and close it.
+    async fn end_session_once(&self, client: &ZkClient, target: &zkc::SessionInfo) -> Attempt {
+        // By id, not generation: the client installs a new session before it publishes
+        // the new generation.
+        let replaced = || client.session_info().is_none_or(|s| s.id() != target.id());
+        if replaced() {
             return Attempt::Replaced;
         }
-        let Some(info) = client.session_info() else {
-            return Attempt::Again("the client has no session right now".into());
-        };
+        let info = target.clone();
         // Bounded by the library itself (1.4 × the session timeout), and by us.
         let hosts = self.plain_hosts();
         let connect = zkc::Client::connector()
@@ -75,7 +77,7 @@ impl TestZk {
         let raw = match tokio::time::timeout(RESUME_SESSION_TIMEOUT * 2, connect).await {
             Err(_) => return Attempt::Again("resuming the session did not end".into()),
             Ok(Err(e)) => {
-                return if client.generation() > before {
+                return if replaced() {
                     Attempt::Replaced
                 } else {
                     Attempt::Again(format!("resuming the session failed: {e}"))
@@ -97,7 +99,7 @@ impl TestZk {
         .await;
         match ended {
             Ok(zkc::SessionState::Closed) => Attempt::Closed,
-            _ if client.generation() > before => Attempt::Replaced,
+            _ if replaced() => Attempt::Replaced,
             Ok(state) => Attempt::Again(format!("the second connection ended {state:?}")),
             Err(_) => Attempt::Again("closing the resumed session did not end".into()),
         }
