@@ -261,7 +261,7 @@ async fn lock_allocated_nodes(
 ) -> ZkResult<Vec<LockedNode>> {
     let allocated: Vec<NodeId> = ctx
         .cache
-        .select_nodes(|n| n.node.is_allocated_to(id))
+        .allocated_nodes(id)
         .iter()
         .map(|n| n.id().clone())
         .collect();

@@ -302,6 +302,7 @@ pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
 /// One assignment pass over the requests that need a look (see the module doc for the
 /// phases).
 pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut Verdicts) {
+    let started = std::time::Instant::now();
     let max_concurrency = view.provider_config().max_concurrency;
     let work = verdicts.prepare(pc, view.config_arc(), max_concurrency);
     if max_concurrency == 0 {
@@ -316,8 +317,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
         Work::All => (pending_in_order(pc, &my_labels), true),
         Work::Some(ids) => (pending_among(pc, &my_labels, &ids), false),
     };
-    if !requests.is_empty() {
-        tracing::debug!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
+    let looked_at = requests.len();
+    if looked_at > 0 {
+        tracing::debug!(pool = %pc.worker_id, looked_at, all, "assignment pass");
     }
     let online = verdicts.online();
     let mut tenant_usage = tenant_limits::UsageMemo::new();
@@ -384,6 +386,11 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 }
             }
         }
+    }
+    if all && looked_at > 0 {
+        // What a look at every waiting request costs (`pool_recheck`, see `verdicts`).
+        tracing::debug!(pool = %pc.worker_id, looked_at,
+            micros = started.elapsed().as_micros() as u64, "full assignment pass done");
     }
 }
 

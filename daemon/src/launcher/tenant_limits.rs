@@ -10,9 +10,11 @@
 //! limits are unlimited; their gauge is sent as `inf`, as Python Nodepool sends its
 //! `math.inf`.
 //!
-//! The tree cache keeps every tenant's node usage as nodes change, so a check costs no
-//! node scan unless this pool is handling requests of that tenant (then the nodes of
-//! those requests are counted by their need instead, which takes a scan).
+//! The tree cache keeps every tenant's node usage and the nodes allocated to each
+//! request as nodes change, so a check costs no node scan: while this pool handles
+//! requests of that tenant, their nodes are taken out of the total by that index and
+//! the requests counted by their need instead (at 100,000 nodes the scan it replaces
+//! cost milliseconds per check).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,7 +54,9 @@ pub fn limit_quota(t: &TenantResourceLimit) -> QuotaInformation {
 /// What `tenant` uses now: the `resources` of its nodes in the tree cache, except nodes
 /// allocated to a request in `claims`, plus the needs in `claims` (requests of this pool
 /// being handled, whose nodes may not be created or cached yet). Without claims of this
-/// tenant that is the cache's running total (no scan).
+/// tenant that is the cache's running total; with claims, that total less the tenant's
+/// nodes allocated to the claimed requests (the cache's index of allocations: no node
+/// scan either).
 pub fn usage(
     ctx: &LauncherContext,
     tenant: &str,
@@ -61,21 +65,7 @@ pub fn usage(
     if !claims.values().any(|(t, _)| t == tenant) {
         return ctx.cache.tenant_usage(tenant).used;
     }
-    let mut used = QuotaInformation::usage();
-    ctx.cache.for_each_node(|n| {
-        if n.node.tenant_name() != Some(tenant) {
-            return;
-        }
-        if n.node
-            .allocated_to()
-            .is_some_and(|r| claims.contains_key(r))
-        {
-            return;
-        }
-        if let Some(q) = n.node.resources_quota() {
-            used.add(&q);
-        }
-    });
+    let mut used = ctx.cache.tenant_usage_without(tenant, claims.keys()).used;
     for (t, need) in claims.values() {
         if t == tenant {
             used.add(need);

@@ -1,9 +1,10 @@
 //! What the tree keeps beside its maps so that the launcher's pool workers and request
 //! handlers need no scan of the whole cache: the `requested` requests in Nodepool's
-//! priority order ([`RequestOrder`]), every tenant's node usage ([`TenantUsage`]), and
-//! per provider and pool the nodes' resources and the ready nodes free for reuse
-//! ([`NodeIndex`]), and the node counts of the stats gauges and min-ready
-//! ([`NodeCounts`]), all updated as each change is applied.
+//! priority order ([`RequestOrder`]), every tenant's node usage ([`TenantUsage`]), the
+//! nodes allocated to each request ([`Allocations`]), and per provider and pool the
+//! nodes' resources and the ready nodes free for reuse ([`NodeIndex`]), and the node
+//! counts of the stats gauges and min-ready ([`NodeCounts`]), all updated as each
+//! change is applied.
 //!
 //! At 100,000 nodes and 5,000 waiting requests, sorting the requests and summing a
 //! tenant's nodes on every pass of every pool worker was most of an idle launcher's CPU;
@@ -96,13 +97,19 @@ impl Tenants {
             None => self.0.entry(tenant.to_string()).or_default(),
         };
         entry.changes += 1;
+        Self::account(&mut entry.used, n, sign);
+    }
+
+    /// Adds (`sign` 1) or subtracts (-1) the `resources` of `n` to `used`, as a tenant's
+    /// usage counts them (a node without `resources` counts as nothing).
+    pub fn account(used: &mut QuotaInformation, n: &CompactNode, sign: f64) {
         if let Some(v) = n.standard_resources() {
-            entry.used.combine_standard(v, sign);
+            used.combine_standard(v, sign);
         } else if let Some(q) = n.resources_quota() {
             if sign > 0.0 {
-                entry.used.add(&q);
+                used.add(&q);
             } else {
-                entry.used.subtract(&q);
+                used.subtract(&q);
             }
         }
     }
@@ -114,6 +121,50 @@ impl Tenants {
             let e = self.0.entry(t.clone()).or_default();
             e.changes += u.changes + 1;
         }
+    }
+}
+
+/// The ids of the nodes allocated to each request (their `allocated_to`; any state),
+/// so that the nodes of a few requests are found without a scan: a tenant's usage
+/// while a pool handles requests of that tenant counts their need instead of their
+/// nodes, and the reset of a lost request releases its nodes. A request without
+/// allocated nodes has no entry.
+#[derive(Debug, Default)]
+pub struct Allocations(HashMap<RequestId, BTreeSet<NodeId>>);
+
+impl Allocations {
+    /// Accounts for a node replaced by another (`None` = absent).
+    pub fn replace(&mut self, old: Option<&CompactNode>, new: Option<&CompactNode>) {
+        let before = old.and_then(|o| o.allocated_to());
+        let after = new.and_then(|n| n.allocated_to());
+        if before == after {
+            return;
+        }
+        if let (Some(o), Some(r)) = (old, before) {
+            if let Some(set) = self.0.get_mut(r) {
+                set.remove(o.id());
+                if set.is_empty() {
+                    self.0.remove(r);
+                }
+            }
+        }
+        if let (Some(n), Some(r)) = (new, after) {
+            let set = match self.0.get_mut(r) {
+                Some(s) => s,
+                None => self.0.entry(RequestId::from(r)).or_default(),
+            };
+            set.insert(n.id().clone());
+        }
+    }
+
+    /// The ids of the nodes allocated to `request`, in id order (empty: none).
+    pub fn nodes_of(&self, request: &str) -> impl Iterator<Item = &NodeId> {
+        self.0.get(request).into_iter().flatten()
+    }
+
+    /// How many requests have allocated nodes.
+    pub fn requests(&self) -> usize {
+        self.0.len()
     }
 }
 
