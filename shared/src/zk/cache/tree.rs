@@ -348,12 +348,9 @@ impl Tree {
     ) -> TenantUsage {
         let mut usage = self.tenants.get(tenant);
         for r in requests {
-            for id in self.allocations.nodes_of(r.as_str()) {
-                match self.nodes.get(id) {
-                    Some(n) if n.node.tenant_name() == Some(tenant) => {
-                        Tenants::account(&mut usage.used, &n.node, -1.0);
-                    }
-                    _ => {}
+            for n in self.allocated(r) {
+                if n.node.tenant_name() == Some(tenant) {
+                    Tenants::account(&mut usage.used, &n.node, -1.0);
                 }
             }
         }
@@ -362,10 +359,20 @@ impl Tree {
 
     /// The cached nodes allocated to `request`, in id order.
     pub fn allocated_nodes(&self, request: &RequestId) -> Vec<Arc<CachedNode>> {
+        let mut v: Vec<Arc<CachedNode>> = self.allocated(request).cloned().collect();
+        v.sort_by(|a, b| a.id().cmp(b.id()));
+        v
+    }
+
+    /// The cached nodes allocated to `request`, by [`Allocations`].
+    fn allocated<'a>(
+        &'a self,
+        request: &'a RequestId,
+    ) -> impl Iterator<Item = &'a Arc<CachedNode>> {
         self.allocations
-            .nodes_of(request.as_str())
-            .filter_map(|id| self.nodes.get(id).cloned())
-            .collect()
+            .candidates(request.as_str())
+            .filter_map(|id| self.nodes.get(&id))
+            .filter(|n| n.node.is_allocated_to(request))
     }
 
     /// Takes the contenders kept for a node id that had no cached node.
@@ -1423,9 +1430,15 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "nodes allocated to {r} after {what}");
         }
-        assert!(
-            t.allocations.requests() <= REQUESTS.len(),
-            "no entry for a request without nodes after {what}"
+        let allocated = t
+            .nodes
+            .values()
+            .filter(|n| n.node.allocated_to().is_some())
+            .count();
+        assert_eq!(
+            t.allocations.len(),
+            allocated,
+            "one entry per allocated node after {what}"
         );
         for tenant in TENANTS {
             for claimed in [&REQUESTS[..0], &REQUESTS[..1], &REQUESTS[1..]] {
@@ -1529,7 +1542,12 @@ mod tests {
         let mut out = Vec::new();
         let mut mzxid = 1;
         for step in 0..4000 {
-            let id = format!("{:010}", rng.random_range(0..40));
+            // Two ids that are not plain 10-digit sequences (kept apart by `Allocations`).
+            let id = match rng.random_range(0..40) {
+                38 => "000000038".to_string(),
+                39 => "node-39".to_string(),
+                i => format!("{i:010}"),
+            };
             let nid = NodeId::from(id.as_str());
             let contender = format!("{:032x}__lock__{:010}", rng.random_range(0..3), 0);
             mzxid += 1;
