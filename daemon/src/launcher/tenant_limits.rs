@@ -24,6 +24,7 @@ use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
 use nodepool_shared::model::{NodeRequest, QuotaInformation, RequestId};
 use nodepool_shared::stats::names;
 
+use super::label_checks::LabelChecks;
 use super::pool_context::{PoolContext, PoolView};
 use super::runtime::LauncherContext;
 
@@ -144,11 +145,13 @@ pub type UsageMemo = HashMap<String, Arc<TenantBasis>>;
 
 /// Whether accepting `req` here keeps its tenant within its limits. Requests without a
 /// tenant, or of a tenant without limits, always fit; so does a request whose need
-/// cannot be computed now (the handler finds out).
+/// cannot be computed now (the handler finds out). The need is that of `labels` (the
+/// request's label checks in this pass).
 pub async fn check(
     pc: &PoolContext,
     view: &PoolView,
     req: &NodeRequest,
+    labels: &LabelChecks,
     memo: &mut UsageMemo,
 ) -> TenantCheck {
     let Some(tenant) = req.tenant_name.as_deref() else {
@@ -157,19 +160,13 @@ pub async fn check(
     let Some(entry) = tenant_entry(&pc.ctx, tenant) else {
         return TenantCheck::Fits(None);
     };
-    let mut need = QuotaInformation::usage();
-    for name in &req.node_types {
-        let Some(label) = view.label(name) else {
-            continue;
-        };
-        match view.provider.label_need(label).await {
-            Ok(n) => need.add(&n),
-            Err(e) => {
-                tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");
-                return TenantCheck::Fits(None);
-            }
+    let need = match labels.need(view).await {
+        Ok(n) => n.clone(),
+        Err(e) => {
+            tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");
+            return TenantCheck::Fits(None);
         }
-    }
+    };
     let basis = memo
         .entry(tenant.to_string())
         .or_insert_with(|| Arc::new(TenantBasis::now(pc, tenant)))
