@@ -14,7 +14,7 @@
 //! request as nodes change, so a check costs no node scan: while this pool handles
 //! requests of that tenant, their nodes are taken out of the total by that index and
 //! the requests counted by their need instead (at 100,000 nodes the scan it replaces
-//! cost milliseconds per check).
+//! cost tens of milliseconds per check).
 
 use std::collections::HashMap;
 use std::sync::Arc;
