@@ -963,6 +963,51 @@ async fn pool_recheck_runs_the_label_checks_once_per_label_list() {
     .await;
 }
 
+/// The pool recheck still finds what changes in the cloud alone: a backlog deferred by
+/// its tenant's limits is declined (and fails, this pool being the only one) once the
+/// cloud's limits shrink below what its label needs, with no ZooKeeper event about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_recheck_declines_deferred_requests_the_cloud_can_no_longer_fit() {
+    const BACKLOG: usize = 3;
+    bounded(async {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let mut opts = env.options();
+        opts.intervals.pool_tick = Duration::from_millis(200);
+        opts.intervals.pool_recheck = Duration::from_millis(500);
+        opts.intervals.provider_quota = Duration::from_millis(300);
+        let l = env.start_with(opts);
+        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(first.state, RequestState::Fulfilled);
+        let mut backlog = Vec::new();
+        for _ in 0..BACKLOG {
+            backlog.push(env.submit(&["small-label"]).await);
+        }
+        // Deferred: still `requested` a few rechecks later.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for id in &backlog {
+            let r = env.request(id).await.expect("backlog request");
+            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
+        }
+        // The small flavor needs 2 cores; the cloud now allows 1.
+        env.sim.admin().set_quota(nodepool_tests::sim::Quota {
+            cores: 1,
+            ..nodepool_tests::sim::Quota::default()
+        });
+        for id in &backlog {
+            let r = env.wait_done(id).await;
+            assert_eq!(r.state, RequestState::Failed, "declined: {r:?}");
+            assert_eq!(r.declined_by.len(), 1, "{r:?}");
+        }
+        l.stop().await;
+    })
+    .await;
+}
+
 /// Writes `text` to `path` through a rename, so a reload never reads half a file.
 fn replace_file(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");
