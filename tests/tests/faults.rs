@@ -1564,6 +1564,9 @@ mod soak {
         /// Returns whose `used` write met a connection loss (the nodes are then unlocked
         /// `in-use`, which the launchers delete, as after a Zuul that went away).
         returns_cut: u64,
+        /// Accepts of a fulfilled request that met a connection loss (the job deleted the
+        /// request and asked again, as Zuul does).
+        accepts_cut: u64,
         faults: BTreeMap<&'static str, u64>,
         /// Fault kind, and how long after its end every request submitted before that
         /// end was done.
@@ -1716,15 +1719,39 @@ mod soak {
         }
     }
 
-    /// One job: submit, wait, lock the nodes, use them a moment, return them.
+    /// One job: submit, wait, lock the nodes, use them a moment, return them. Like Zuul,
+    /// a job whose accept was cut by a connection loss asks again with a new request.
     async fn job(w: &World, rng: &mut StdRng) {
         let labels: Vec<String> = match rng.random_range(0..10) {
             0..=5 => vec!["small".into()],
             6 | 7 => vec!["small".into(), "small".into()],
             _ => vec!["dib".into()],
         };
-        let Ok(id) = retrying(|| w.zuul.submit(&labels, 100, 0, "soak-tenant", None)).await else {
-            return w.violation(format!("cannot submit a request for {labels:?}"));
+        for _ in 0..3 {
+            if run_request(w, rng, &labels).await == Asked::Done {
+                return;
+            }
+        }
+        w.violation(format!(
+            "three accepts for {labels:?} in a row cut by connection losses"
+        ));
+    }
+
+    /// What became of one request of a job.
+    #[derive(PartialEq)]
+    enum Asked {
+        /// Used and returned, failed, or a violation recorded.
+        Done,
+        /// Fulfilled, but the accept met a connection loss: the request is deleted and
+        /// its nodes are the launchers' again; the job asks again.
+        AcceptCut,
+    }
+
+    /// Submits one request for `labels`, waits, accepts, uses and returns its nodes.
+    async fn run_request(w: &World, rng: &mut StdRng, labels: &[String]) -> Asked {
+        let Ok(id) = retrying(|| w.zuul.submit(labels, 100, 0, "soak-tenant", None)).await else {
+            w.violation(format!("cannot submit a request for {labels:?}"));
+            return Asked::Done;
         };
         w.count(|t| t.submitted += 1);
         w.outstanding
@@ -1738,19 +1765,36 @@ mod soak {
             .remove(&id);
         match outcome {
             Ok(Outcome::Fulfilled(req)) => {
-                let nodes = match retrying(|| w.zuul.accept(&req)).await {
+                // One try, as Zuul: an accept always deletes the request (or tried to),
+                // so accepting the same request again after a connection loss would find
+                // its nodes already freed by the launchers.
+                let nodes = match w.zuul.accept(&req).await {
                     Ok(n) => n,
-                    Err(e) => return w.violation(format!("fulfilled request {id}: {e}")),
+                    Err(ZuulError::Zk(e)) if e.is_connection_problem() => {
+                        w.count(|t| t.accepts_cut += 1);
+                        if let Err(e) = retrying(|| w.zuul.cancel(&id)).await {
+                            w.violation(format!(
+                                "cannot delete request {id} after a cut accept: {e}"
+                            ));
+                            return Asked::Done;
+                        }
+                        return Asked::AcceptCut;
+                    }
+                    Err(e) => {
+                        w.violation(format!("fulfilled request {id}: {e}"));
+                        return Asked::Done;
+                    }
                 };
                 {
                     let mut held = w.held.lock().unwrap_or_else(|e| e.into_inner());
                     for n in &nodes {
                         if !held.insert(n.id().clone()) {
                             drop(held);
-                            return w.violation(format!(
+                            w.violation(format!(
                                 "node {} given to {id} while another job holds it",
                                 n.id()
                             ));
+                            return Asked::Done;
                         }
                     }
                 }
@@ -1799,6 +1843,7 @@ mod soak {
             Ok(Outcome::Gone) => w.violation(format!("request {id} vanished")),
             Err(e) => w.violation(format!("request {id}: {e}")),
         }
+        Asked::Done
     }
 
     /// Checks, again and again, what must hold at every moment.
@@ -2219,13 +2264,14 @@ mod soak {
             rec.entry(k).or_default().push(d.as_secs_f64());
         }
         println!(
-            "chaos soak (seed {seed:#x}): {:.0} s of faults, {faults} faults {:?}; {} requests submitted, {} fulfilled, {} failed; {} returns cut by a connection loss; {} invariant checks; settled {:.1} s after the faults; {} violations",
+            "chaos soak (seed {seed:#x}): {:.0} s of faults, {faults} faults {:?}; {} requests submitted, {} fulfilled, {} failed; {} returns and {} accepts cut by a connection loss; {} invariant checks; settled {:.1} s after the faults; {} violations",
             chaos_took.as_secs_f64(),
             t.faults,
             t.submitted,
             t.fulfilled,
             t.failed,
             t.returns_cut,
+            t.accepts_cut,
             t.checks,
             settled.as_secs_f64(),
             t.violations.len()

@@ -879,6 +879,135 @@ async fn pool_passes_look_only_at_changed_requests() {
     .await;
 }
 
+/// Issue #17 (the pool recheck at scale): every `pool_recheck` a pool worker runs the
+/// label checks of its deferred requests again (what can change in the cloud without a
+/// cache event: images, limits, flavors), once per label list, instead of looking at
+/// every waiting request: with nothing changed in the cloud no request is looked at or
+/// deferred again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_recheck_runs_the_label_checks_once_per_label_list() {
+    const BACKLOG: usize = 10;
+    bounded(async {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let mut opts = env.options();
+        opts.intervals.pool_tick = Duration::from_millis(200);
+        opts.intervals.pool_recheck = Duration::from_millis(500);
+        let logs = nodepool_shared::testing::LogCapture::start();
+        let l = env.start_with(opts);
+        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(first.state, RequestState::Fulfilled);
+        let worker = env
+            .store
+            .components(nodepool_shared::model::ComponentKind::Pool)
+            .await
+            .expect("pool components")
+            .into_iter()
+            .find_map(|c| c.component.pool?.id)
+            .expect("pool worker id");
+        let mut backlog = Vec::new();
+        for _ in 0..BACKLOG {
+            backlog.push(env.submit(&["small-label"]).await);
+        }
+        let deferred = |text: &str, id: &RequestId| {
+            text.lines().any(|l| {
+                l.contains("deferring request")
+                    && l.contains(&worker)
+                    && l.contains(&format!("request={id} "))
+            })
+        };
+        wait_for("the backlog deferred", || async {
+            let text = logs.text();
+            backlog.iter().all(|id| deferred(&text, id)).then_some(())
+        })
+        .await;
+        let mark = logs.text().len();
+        let rechecks = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("label checks rechecked") && l.contains(&worker))
+                .map(str::to_string)
+                .collect()
+        };
+        // Three rechecks, or (the old way) a pass over the whole backlog.
+        wait_for("three rechecks of the label checks", || async {
+            let since = &logs.text()[mark..];
+            let full = passes_of(since, &worker).iter().any(|n| *n >= BACKLOG);
+            (rechecks(since).len() >= 3 || full).then_some(())
+        })
+        .await;
+        let text = logs.text();
+        let since = &text[mark..];
+        for line in rechecks(since) {
+            assert!(
+                line.contains("lists=1 ") && line.contains("moved=0 "),
+                "one label list checked, nothing changed: {line}"
+            );
+        }
+        let passes = passes_of(since, &worker);
+        assert!(
+            passes.iter().all(|n| *n < BACKLOG),
+            "the rechecks looked at the backlog again: {passes:?}"
+        );
+        let again: Vec<&RequestId> = backlog.iter().filter(|id| deferred(since, id)).collect();
+        assert!(again.is_empty(), "deferred again: {again:?}");
+        for id in &backlog {
+            let r = env.request(id).await.expect("backlog request");
+            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
+        }
+        l.stop().await;
+    })
+    .await;
+}
+
+/// The pool recheck still finds what changes in the cloud alone: a backlog deferred by
+/// its tenant's limits is declined (and fails, this pool being the only one) once the
+/// cloud's limits shrink below what its label needs, with no ZooKeeper event about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_recheck_declines_deferred_requests_the_cloud_can_no_longer_fit() {
+    const BACKLOG: usize = 3;
+    bounded(async {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let mut opts = env.options();
+        opts.intervals.pool_tick = Duration::from_millis(200);
+        opts.intervals.pool_recheck = Duration::from_millis(500);
+        opts.intervals.provider_quota = Duration::from_millis(300);
+        let l = env.start_with(opts);
+        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(first.state, RequestState::Fulfilled);
+        let mut backlog = Vec::new();
+        for _ in 0..BACKLOG {
+            backlog.push(env.submit(&["small-label"]).await);
+        }
+        // Deferred: still `requested` a few rechecks later.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for id in &backlog {
+            let r = env.request(id).await.expect("backlog request");
+            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
+        }
+        // The small flavor needs 2 cores; the cloud now allows 1.
+        env.sim.admin().set_quota(nodepool_tests::sim::Quota {
+            cores: 1,
+            ..nodepool_tests::sim::Quota::default()
+        });
+        for id in &backlog {
+            let r = env.wait_done(id).await;
+            assert_eq!(r.state, RequestState::Failed, "declined: {r:?}");
+            assert_eq!(r.declined_by.len(), 1, "{r:?}");
+        }
+        l.stop().await;
+    })
+    .await;
+}
+
 /// Writes `text` to `path` through a rename, so a reload never reads half a file.
 fn replace_file(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");

@@ -56,6 +56,8 @@ pub struct CleanupReport {
     pub empty_nodes: usize,
     /// What failed (the pass went on).
     pub errors: Vec<String>,
+    /// The time each step took, in order (what a pass costs at scale).
+    pub took: Vec<(&'static str, Duration)>,
 }
 
 impl CleanupReport {
@@ -78,7 +80,22 @@ impl CleanupReport {
             self.max_hold_age,
             self.empty_nodes,
             self.errors.len()
-        )
+        ) + &self.timing()
+    }
+
+    /// `; took N ms (step a ms, …)` for the steps timed.
+    fn timing(&self) -> String {
+        if self.took.is_empty() {
+            return String::new();
+        }
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        let total: Duration = self.took.iter().map(|(_, d)| *d).sum();
+        let steps: Vec<String> = self
+            .took
+            .iter()
+            .map(|(step, d)| format!("{step} {:.1}", ms(d)))
+            .collect();
+        format!("; took {:.1} ms ({})", ms(&total), steps.join(", "))
     }
 }
 
@@ -93,27 +110,39 @@ fn now_ms() -> i64 {
 /// One complete pass of all six steps, in order.
 pub async fn pass(ctx: &LauncherContext) -> CleanupReport {
     let mut report = CleanupReport::default();
+    let mut at = std::time::Instant::now();
+    let mut lap = |report: &mut CleanupReport, step: &'static str| {
+        let now = std::time::Instant::now();
+        report.took.push((step, now - at));
+        at = now;
+    };
     match request_locks(ctx).await {
         Ok(n) => report.request_locks = n,
         Err(e) => report.error("request locks", e),
     }
+    lap(&mut report, "request locks");
     leaked_resources(ctx, &mut report).await;
+    lap(&mut report, "leaked resources");
     match lost_requests(ctx).await {
         Ok(n) => report.lost_requests = n,
         Err(e) => report.error("lost requests", e),
     }
+    lap(&mut report, "lost requests");
     match max_ready_age(ctx).await {
         Ok(n) => report.max_ready_age = n,
         Err(e) => report.error("max-ready-age", e),
     }
+    lap(&mut report, "max-ready-age");
     match max_hold_age(ctx).await {
         Ok(n) => report.max_hold_age = n,
         Err(e) => report.error("max-hold-age", e),
     }
+    lap(&mut report, "max-hold-age");
     match empty_nodes(ctx).await {
         Ok(n) => report.empty_nodes = n,
         Err(e) => report.error("empty nodes", e),
     }
+    lap(&mut report, "empty nodes");
     report
 }
 
@@ -261,7 +290,7 @@ async fn lock_allocated_nodes(
 ) -> ZkResult<Vec<LockedNode>> {
     let allocated: Vec<NodeId> = ctx
         .cache
-        .select_nodes(|n| n.node.is_allocated_to(id))
+        .allocated_nodes(id)
         .iter()
         .map(|n| n.id().clone())
         .collect();

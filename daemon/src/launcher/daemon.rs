@@ -41,6 +41,7 @@ use super::min_ready::MinReady;
 use super::pool_context::PoolContext;
 use super::pool_worker::{self, RegistrationSlot, COMPONENT_VERSION};
 use super::providers::{ProviderHandle, ProviderHandles};
+use super::quota::ProviderQuota;
 use super::runtime::{Intervals, LauncherContext, ProviderRuntime};
 use super::static_driver::{self, StaticProvider};
 use super::tasks::{stop_task, stop_task_by, Stopped, TaskGroup};
@@ -442,7 +443,9 @@ impl MainLoop {
                 continue;
             }
             match ProviderRuntime::start(p, c, &self.ctx.statsd) {
-                Ok(rt) => {
+                Ok(mut rt) => {
+                    rt.quota =
+                        ProviderQuota::with_ttl(p.name.clone(), self.ctx.intervals.provider_quota);
                     let verb = match (&current, unchanged) {
                         (None, _) => "started",
                         (Some(_), true) => "restarted (clouds.yaml entry changed)",

@@ -64,11 +64,19 @@ pub async fn decline_reason(
     view: &PoolView,
     req: &NodeRequest,
 ) -> Option<DeclineReason> {
+    decline_reason_for(ctx, view, &req.node_types).await
+}
+
+/// [`decline_reason`] of a request for `node_types` (it depends on nothing else).
+pub async fn decline_reason_for(
+    ctx: &LauncherContext,
+    view: &PoolView,
+    node_types: &[String],
+) -> Option<DeclineReason> {
     if view.pool().max_servers.is_some_and(|m| m <= 0) {
         return Some(DeclineReason::PoolDisabled);
     }
-    let missing: Vec<String> = req
-        .node_types
+    let missing: Vec<String> = node_types
         .iter()
         .filter(|l| view.label(l).is_none())
         .cloned()
@@ -76,8 +84,7 @@ pub async fn decline_reason(
     if !missing.is_empty() {
         return Some(DeclineReason::LabelsNotAvailable(missing));
     }
-    let labels: Vec<_> = req
-        .node_types
+    let labels: Vec<_> = node_types
         .iter()
         .filter_map(|name| view.label(name))
         .collect();

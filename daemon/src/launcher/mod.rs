@@ -49,6 +49,7 @@ pub mod dump;
 pub mod failure;
 pub mod handler;
 pub mod held_request;
+pub mod label_checks;
 pub mod launch;
 pub mod leaks;
 pub mod lookups;

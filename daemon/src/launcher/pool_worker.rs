@@ -36,8 +36,9 @@ use nodepool_shared::stats::names;
 use nodepool_shared::zk::{CachedRequest, ComponentRegistration, ZkLock};
 use tokio_util::sync::CancellationToken;
 
-use super::decline::{decline_reason, decline_request, DeclineReason};
+use super::decline::{decline_request, DeclineReason};
 use super::handler::Handler;
+use super::label_checks::{LabelChecks, LabelMemo};
 use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
 use super::runtime::LauncherContext;
@@ -302,7 +303,14 @@ pub fn provider_max_servers(provider: &Provider) -> Option<u64> {
 /// One assignment pass over the requests that need a look (see the module doc for the
 /// phases).
 pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut Verdicts) {
+    let started = std::time::Instant::now();
     let max_concurrency = view.provider_config().max_concurrency;
+    let mut label_checks = LabelMemo::default();
+    if max_concurrency != 0 && verdicts.recheck_due(pc) {
+        let (lists, moved) = verdicts.recheck(pc, view, &mut label_checks).await;
+        tracing::debug!(pool = %pc.worker_id, lists, moved,
+            micros = started.elapsed().as_micros() as u64, "label checks rechecked");
+    }
     let work = verdicts.prepare(pc, view.config_arc(), max_concurrency);
     if max_concurrency == 0 {
         return;
@@ -316,8 +324,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
         Work::All => (pending_in_order(pc, &my_labels), true),
         Work::Some(ids) => (pending_among(pc, &my_labels, &ids), false),
     };
-    if !requests.is_empty() {
-        tracing::debug!(pool = %pc.worker_id, looked_at = requests.len(), all, "assignment pass");
+    let looked_at = requests.len();
+    if looked_at > 0 {
+        tracing::debug!(pool = %pc.worker_id, looked_at, all, "assignment pass");
     }
     let online = verdicts.online();
     let mut tenant_usage = tenant_limits::UsageMemo::new();
@@ -331,7 +340,8 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
             verdicts.decide(req.id.clone(), Verdict::Yielded);
             continue;
         }
-        let admission = match admit(pc, view, req, &mut tenant_usage).await {
+        let checks = label_checks.get(&pc.ctx, view, &req.node_types).await;
+        let admission = match admit(pc, view, req, &checks, &mut tenant_usage).await {
             Ok(a) => a,
             Err(wait) => {
                 verdicts.decide(req.id.clone(), wait);
@@ -384,6 +394,11 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 }
             }
         }
+    }
+    if all && looked_at > 0 {
+        // What a look at every waiting request costs (`pool_recheck`, see `verdicts`).
+        tracing::debug!(pool = %pc.worker_id, looked_at,
+            micros = started.elapsed().as_micros() as u64, "full assignment pass done");
     }
 }
 
@@ -493,7 +508,7 @@ pub(crate) fn yields_to_others(
 /// What this pool does with a request it may take.
 enum Admission {
     /// Decline it (under its lock).
-    Decline(DeclineReason),
+    Decline(Arc<DeclineReason>),
     /// Accept it; when its tenant has limits, the (tenant, need) to count meanwhile.
     Accept(Option<(String, QuotaInformation)>),
 }
@@ -504,21 +519,22 @@ async fn admit(
     pc: &PoolContext,
     view: &PoolView,
     req: &NodeRequest,
+    checks: &Arc<LabelChecks>,
     tenant_usage: &mut tenant_limits::UsageMemo,
 ) -> Result<Admission, Verdict> {
-    if let Some(reason) = decline_reason(&pc.ctx, view, req).await {
-        return Ok(Admission::Decline(reason));
+    if let Some(reason) = checks.decline() {
+        return Ok(Admission::Decline(reason.clone()));
     }
-    let claim = match tenant_limits::check(pc, view, req, tenant_usage).await {
-        TenantCheck::Defer(basis) => return Err(Verdict::TenantFull(basis)),
+    let claim = match tenant_limits::check(pc, view, req, checks, tenant_usage).await {
+        TenantCheck::Defer(basis) => return Err(Verdict::TenantFull(basis, checks.clone())),
         TenantCheck::Fits(claim) => claim,
     };
     if pc.is_paused() {
-        return Err(Verdict::Paused);
+        return Err(Verdict::Paused(checks.clone()));
     }
     let max_concurrency = view.provider_config().max_concurrency;
     if max_concurrency > 0 && view.provider.active_launches() as i64 >= max_concurrency {
-        return Err(Verdict::AtConcurrency);
+        return Err(Verdict::AtConcurrency(checks.clone()));
     }
     Ok(Admission::Accept(claim))
 }

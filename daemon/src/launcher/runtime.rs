@@ -57,6 +57,9 @@ pub struct Intervals {
     /// How long a cloud image found missing is taken as missing before the cloud is
     /// asked again (Nodepool: 5 min).
     pub image_recheck: Duration,
+    /// How long a provider's limit (the cloud's limits less what servers Nodepool does
+    /// not manage use) is taken as fresh before the cloud is asked again (Nodepool: 5 min).
+    pub provider_quota: Duration,
     /// After a min-ready request of a label failed, the wait before the next one for
     /// that label; it doubles with every failure in a row up to
     /// [`min_ready_backoff_max`](Self::min_ready_backoff_max).
@@ -77,6 +80,7 @@ impl Default for Intervals {
             request_lock_age: Duration::from_secs(8 * 3600),
             stop_grace: Duration::from_secs(10),
             image_recheck: Duration::from_secs(300),
+            provider_quota: super::quota::PROVIDER_QUOTA_TTL,
             min_ready_backoff: Duration::from_secs(5),
             min_ready_backoff_max: Duration::from_secs(120),
         }

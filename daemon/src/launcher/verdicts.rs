@@ -7,9 +7,19 @@
 //! `tenant-resource-limits`), the pool's pause, the provider's running launches
 //! (`max-concurrency`). A new or changed request is looked at in the pass its cache
 //! event wakes. Everything is looked at again after a config change, a full reload of
-//! the cache, missed cache events, a change of images, and every `pool_recheck` of the
-//! launcher's intervals (for what changes in the cloud without a cache event: its
-//! images, its limits; one minute by default).
+//! the cache, missed cache events and a change of images.
+//!
+//! What changes in the cloud without a cache event (a cloud image, the cloud's limits
+//! or flavors) reaches a verdict only through the pool's [label checks]: why it must
+//! decline requests of those labels, and their need. Every `pool_recheck` of the
+//! launcher's intervals (one minute by default) the worker runs those checks again,
+//! once per label list of its deferred requests, and looks again at the requests whose
+//! checks came out otherwise; a request deferred by its tenant's limits also when its
+//! need changed. A yielded request does not depend on them (the pass yields before it
+//! checks), nor does one whose lock someone else holds (left alone whatever the checks
+//! say, until its lock's event).
+//!
+//! [label checks]: super::label_checks
 //!
 //! Nodepool's pool workers look at every request on every loop; with 5,000 waiting
 //! requests and 20 pools per launcher that was most of an idle launcher's CPU and
@@ -27,23 +37,36 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::Instant;
 
-use super::pool_context::PoolContext;
+use super::label_checks::{LabelChecks, LabelMemo};
+use super::pool_context::{PoolContext, PoolView};
 use super::pool_worker::OnlinePool;
 use super::tenant_limits::TenantBasis;
 
-/// Why the worker left a request alone, and so what it waits for.
+/// Why the worker left a request alone, and so what it waits for. A deferral keeps the
+/// label checks it was made under.
 #[derive(Clone, Debug)]
 pub enum Verdict {
     /// Another online pool should have it.
     Yielded,
     /// Its tenant would exceed its limits at this usage.
-    TenantFull(Arc<TenantBasis>),
+    TenantFull(Arc<TenantBasis>, Arc<LabelChecks>),
     /// Our pool is paused.
-    Paused,
+    Paused(Arc<LabelChecks>),
     /// The provider runs `max-concurrency` launches.
-    AtConcurrency,
+    AtConcurrency(Arc<LabelChecks>),
     /// Someone else holds its lock.
     LockBusy,
+}
+
+impl Verdict {
+    /// The label checks a deferral was made under, and whether its need counted.
+    fn label_checks(&self) -> Option<(&Arc<LabelChecks>, bool)> {
+        match self {
+            Verdict::TenantFull(_, c) => Some((c, true)),
+            Verdict::Paused(c) | Verdict::AtConcurrency(c) => Some((c, false)),
+            Verdict::Yielded | Verdict::LockBusy => None,
+        }
+    }
 }
 
 /// What to look at in this pass.
@@ -66,7 +89,9 @@ pub struct Verdicts {
     /// launcher's CPU at scale.
     online: Arc<[OnlinePool]>,
     config: Option<Arc<Config>>,
-    last_all: Instant,
+    /// When the label checks were last run again for every deferral (or everything
+    /// looked at).
+    last_recheck: Instant,
     /// Whether some verdict is [`Verdict::Paused`] / [`Verdict::AtConcurrency`] (so a
     /// pass checks the pause and the launches only then).
     some_paused: bool,
@@ -87,7 +112,7 @@ impl Verdicts {
             online_changed: true,
             online: Arc::from([]),
             config: None,
-            last_all: Instant::now(),
+            last_recheck: Instant::now(),
             some_paused: false,
             some_at_concurrency: false,
             tenants: HashMap::new(),
@@ -122,9 +147,9 @@ impl Verdicts {
                 self.release(|v| matches!(v, Verdict::Yielded));
             }
         }
-        if self.everything || self.last_all.elapsed() >= pc.ctx.intervals.pool_recheck {
+        if self.everything {
             self.everything = false;
-            self.last_all = Instant::now();
+            self.last_recheck = Instant::now();
             self.decided.clear();
             self.dirty.clear();
             self.some_paused = false;
@@ -136,12 +161,56 @@ impl Verdicts {
         Work::Some(std::mem::take(&mut self.dirty))
     }
 
+    /// Whether the label checks of the deferrals are due again (`pool_recheck`).
+    pub fn recheck_due(&self, pc: &PoolContext) -> bool {
+        !self.everything && self.last_recheck.elapsed() >= pc.ctx.intervals.pool_recheck
+    }
+
+    /// Runs the label checks of every deferral again, once per label list (into
+    /// `memo`, which the pass then uses), and moves the deferrals whose checks came out
+    /// otherwise to the work of the next pass (see the module doc). Returns how many
+    /// label lists were checked and how many deferrals moved.
+    pub async fn recheck(
+        &mut self,
+        pc: &PoolContext,
+        view: &PoolView,
+        memo: &mut LabelMemo,
+    ) -> (usize, usize) {
+        self.last_recheck = Instant::now();
+        // The distinct checks the deferrals were made under (shared within a pass).
+        let mut then: HashMap<usize, (Arc<LabelChecks>, bool)> = HashMap::new();
+        for v in self.decided.values() {
+            if let Some((c, tenant)) = v.label_checks() {
+                then.entry(Arc::as_ptr(c) as usize)
+                    .or_insert_with(|| (c.clone(), false))
+                    .1 |= tenant;
+            }
+        }
+        let mut stale: HashSet<usize> = HashSet::new();
+        let mut lists = HashSet::new();
+        for (ptr, (c, tenant)) in &then {
+            lists.insert(c.labels().to_vec());
+            let now = memo.get(&pc.ctx, view, c.labels()).await;
+            if now.differ(c, view, *tenant).await {
+                stale.insert(*ptr);
+            }
+        }
+        let before = self.dirty.len();
+        if !stale.is_empty() {
+            self.release(|v| {
+                v.label_checks()
+                    .is_some_and(|(c, _)| stale.contains(&(Arc::as_ptr(c) as usize)))
+            });
+        }
+        (lists.len(), self.dirty.len() - before)
+    }
+
     /// Records the verdict on a request the pass left alone.
     pub fn decide(&mut self, id: RequestId, verdict: Verdict) {
         match &verdict {
-            Verdict::Paused => self.some_paused = true,
-            Verdict::AtConcurrency => self.some_at_concurrency = true,
-            Verdict::TenantFull(b) => {
+            Verdict::Paused(_) => self.some_paused = true,
+            Verdict::AtConcurrency(_) => self.some_at_concurrency = true,
+            Verdict::TenantFull(b, _) => {
                 self.tenants.entry(b.tenant.clone()).or_insert(b.key());
             }
             Verdict::Yielded | Verdict::LockBusy => {}
@@ -227,15 +296,15 @@ impl Verdicts {
         // The usage of each moved tenant now; a verdict holds if its usage is the same.
         let mut usage: HashMap<String, TenantBasis> = HashMap::new();
         self.release(|v| match v {
-            Verdict::Paused => unpaused,
-            Verdict::AtConcurrency => below,
-            Verdict::TenantFull(b) if moved.contains_key(&b.tenant) => {
+            Verdict::Paused(_) => unpaused,
+            Verdict::AtConcurrency(_) => below,
+            Verdict::TenantFull(b, _) if moved.contains_key(&b.tenant) => {
                 let now = usage
                     .entry(b.tenant.clone())
                     .or_insert_with(|| TenantBasis::now(pc, &b.tenant));
                 now.used != b.used
             }
-            Verdict::TenantFull(_) | Verdict::Yielded | Verdict::LockBusy => false,
+            Verdict::TenantFull(..) | Verdict::Yielded | Verdict::LockBusy => false,
         });
         self.some_paused &= !unpaused;
         self.some_at_concurrency &= !below;

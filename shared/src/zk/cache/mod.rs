@@ -362,6 +362,23 @@ impl TreeCache {
         self.shared.read().tenants.get(tenant)
     }
 
+    /// [`Self::tenant_usage`] without the nodes of `tenant` allocated to one of
+    /// `requests`, from one read: the running total less those nodes, found by the
+    /// index of allocations (no node scan; the cost grows with the requests' nodes).
+    pub fn tenant_usage_without<'a>(
+        &self,
+        tenant: &str,
+        requests: impl IntoIterator<Item = &'a RequestId>,
+    ) -> TenantUsage {
+        self.shared.read().tenant_usage_without(tenant, requests)
+    }
+
+    /// The cached nodes allocated to `request` (any state), in id order, found by the
+    /// index of allocations (no node scan).
+    pub fn allocated_nodes(&self, request: &RequestId) -> Vec<Arc<CachedNode>> {
+        self.shared.read().allocated_nodes(request)
+    }
+
     /// The node usage of `provider` and of its `pool` (see [`ProviderUsage`]), kept as
     /// nodes change (no node scan here), and which of `ids` are cached nodes of the
     /// provider, all from one read.

@@ -16,7 +16,7 @@ use crate::model::{
 use crate::zk::store::{is_lock_contender, sort_contenders, FlagTimes};
 use crate::zk::Stat;
 
-use super::derived::{NodeIndex, RequestOrder, Tenants};
+use super::derived::{Allocations, NodeIndex, RequestOrder, TenantUsage, Tenants};
 
 /// A cached node with its lock contenders.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +164,8 @@ pub struct Tree {
     pub(crate) requested: BTreeMap<RequestOrder, Arc<CachedRequest>>,
     /// Every tenant's node usage.
     pub(crate) tenants: Tenants,
+    /// The nodes allocated to each request.
+    pub(crate) allocations: Allocations,
     /// Per provider and pool: the nodes' resources and the ready nodes free for reuse.
     pub(crate) node_index: NodeIndex,
     pub(crate) request_locks: BTreeMap<RequestId, BTreeSet<String>>,
@@ -337,6 +339,42 @@ impl Tree {
         self.nodes.values()
     }
 
+    /// The usage of `tenant` ([`Tenants`]) less its nodes allocated to one of
+    /// `requests` (found by [`Allocations`], not by a scan).
+    pub fn tenant_usage_without<'a>(
+        &self,
+        tenant: &str,
+        requests: impl IntoIterator<Item = &'a RequestId>,
+    ) -> TenantUsage {
+        let mut usage = self.tenants.get(tenant);
+        for r in requests {
+            for n in self.allocated(r) {
+                if n.node.tenant_name() == Some(tenant) {
+                    Tenants::account(&mut usage.used, &n.node, -1.0);
+                }
+            }
+        }
+        usage
+    }
+
+    /// The cached nodes allocated to `request`, in id order.
+    pub fn allocated_nodes(&self, request: &RequestId) -> Vec<Arc<CachedNode>> {
+        let mut v: Vec<Arc<CachedNode>> = self.allocated(request).cloned().collect();
+        v.sort_by(|a, b| a.id().cmp(b.id()));
+        v
+    }
+
+    /// The cached nodes allocated to `request`, by [`Allocations`].
+    fn allocated<'a>(
+        &'a self,
+        request: &'a RequestId,
+    ) -> impl Iterator<Item = &'a Arc<CachedNode>> {
+        self.allocations
+            .candidates(request.as_str())
+            .filter_map(|id| self.nodes.get(&id))
+            .filter(|n| n.node.is_allocated_to(request))
+    }
+
     /// Takes the contenders kept for a node id that had no cached node.
     fn take_orphan_contenders(&mut self, id: &NodeId) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -371,8 +409,9 @@ impl Tree {
             lock_contenders,
         });
         let old = self.nodes.insert(id.clone(), new.clone());
-        self.tenants
-            .replace(old.as_deref().map(|o| &*o.node), Some(&new.node));
+        let old_node = old.as_deref().map(|o| &*o.node);
+        self.tenants.replace(old_node, Some(&new.node));
+        self.allocations.replace(old_node, Some(&new.node));
         self.node_index.replace(old.as_deref(), Some(&new));
         if let Some(c) = change {
             out.push(CacheEvent::new(CacheKind::Node, ZkPath::Node(id), c));
@@ -386,6 +425,7 @@ impl Tree {
             return;
         };
         self.tenants.replace(Some(&old.node), None);
+        self.allocations.replace(Some(&old.node), None);
         self.node_index.replace(Some(&old), None);
         if keep_locks && !old.lock_contenders.is_empty() {
             self.node_locks
@@ -425,8 +465,9 @@ impl Tree {
         };
         self.empty_nodes.remove(&id);
         let old = self.nodes.insert(id, new.clone());
-        self.tenants
-            .replace(old.as_deref().map(|o| &*o.node), Some(&new.node));
+        let old_node = old.as_deref().map(|o| &*o.node);
+        self.tenants.replace(old_node, Some(&new.node));
+        self.allocations.replace(old_node, Some(&new.node));
         self.node_index.replace(old.as_deref(), Some(&new));
     }
 
@@ -972,6 +1013,7 @@ fn diff_set<K: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::QuotaInformation;
 
     fn stat(mzxid: i64) -> Stat {
         Stat {
@@ -1270,6 +1312,41 @@ mod tests {
     const PROVIDERS: [&str; 2] = ["p0", "p1"];
     const POOLS: [&str; 2] = ["main", "second"];
     const LABELS: [&str; 3] = ["l0", "l1", "l2"];
+    const REQUESTS: [&str; 3] = ["100-0000000001", "100-0000000002", "200-0000000003"];
+    const TENANTS: [&str; 3] = ["t0", "t1", "none"];
+
+    /// A tenant's usage as the launcher summed it by a scan before the cache kept
+    /// [`Allocations`]: the `resources` of the tenant's nodes not allocated to one of
+    /// `claimed`.
+    fn scan_tenant_usage(t: &Tree, tenant: &str, claimed: &[RequestId]) -> QuotaInformation {
+        let mut used = QuotaInformation::usage();
+        for n in t.nodes.values() {
+            if n.node.tenant_name() != Some(tenant) {
+                continue;
+            }
+            if n.node
+                .allocated_to()
+                .is_some_and(|r| claimed.iter().any(|c| c == r))
+            {
+                continue;
+            }
+            if let Some(q) = n.node.resources_quota() {
+                used.add(&q);
+            }
+        }
+        used
+    }
+
+    /// Asserts that two usages are the same number for every resource either names.
+    fn assert_same_usage(got: &QuotaInformation, want: &QuotaInformation, what: &str) {
+        for k in got
+            .keys()
+            .chain(want.keys())
+            .chain(["cores", "instances", "ram"])
+        {
+            assert_eq!(got.get(k), want.get(k), "{k} of {what}: {got} vs {want}");
+        }
+    }
 
     /// Asserts that the index equals a from-scratch scan (`what` says after which edit).
     fn assert_index_matches_scan(t: &Tree, what: &str) {
@@ -1339,6 +1416,42 @@ mod tests {
             .map(|n| n.id().clone())
             .collect();
         assert_eq!(t.node_index.unheld_ids(), &unheld, "unheld after {what}");
+        for r in REQUESTS {
+            let want: Vec<NodeId> = t
+                .nodes
+                .values()
+                .filter(|n| n.node.allocated_to() == Some(r))
+                .map(|n| n.id().clone())
+                .collect();
+            let got: Vec<NodeId> = t
+                .allocated_nodes(&RequestId::from(r))
+                .iter()
+                .map(|n| n.id().clone())
+                .collect();
+            assert_eq!(got, want, "nodes allocated to {r} after {what}");
+        }
+        let allocated = t
+            .nodes
+            .values()
+            .filter(|n| n.node.allocated_to().is_some())
+            .count();
+        assert_eq!(
+            t.allocations.len(),
+            allocated,
+            "one entry per allocated node after {what}"
+        );
+        for tenant in TENANTS {
+            for claimed in [&REQUESTS[..0], &REQUESTS[..1], &REQUESTS[1..]] {
+                let claimed: Vec<RequestId> = claimed.iter().map(|r| RequestId::from(*r)).collect();
+                let got = t.tenant_usage_without(tenant, &claimed).used;
+                let want = scan_tenant_usage(t, tenant, &claimed);
+                assert_same_usage(
+                    &got,
+                    &want,
+                    &format!("{tenant} without {claimed:?} after {what}"),
+                );
+            }
+        }
         assert_eq!(
             t.node_index.counts(),
             &scan_counts(t),
@@ -1371,6 +1484,11 @@ mod tests {
     /// A random node record: provider and pool (sometimes none), state, labels,
     /// allocation, and `resources` standard, in another form, or none.
     fn random_node(rng: &mut impl rand::Rng, id: &str) -> CompactNode {
+        random_record(rng, id).into()
+    }
+
+    /// [`random_node`] as a record.
+    fn random_record(rng: &mut impl rand::Rng, id: &str) -> Node {
         use crate::model::NodeState::*;
         let mut n = Node::new();
         n.id = NodeId::from(id);
@@ -1387,14 +1505,23 @@ mod tests {
             // A label listed twice counts once.
             n.node_type.push(LABELS[pick(rng, 3)].to_string());
         }
-        n.allocated_to = (pick(rng, 3) == 0).then(|| RequestId::from("100-0000000001"));
+        n.allocated_to = (pick(rng, 3) == 0).then(|| RequestId::from(REQUESTS[pick(rng, 3)]));
+        n.tenant_name =
+            [None, Some("t0"), Some("t0"), Some("t1")][pick(rng, 4)].map(str::to_string);
         let mut m = serde_json::Map::new();
-        match pick(rng, 4) {
+        match pick(rng, 5) {
             0 => {}
             1 => {
                 m.insert("cores".into(), 1.5.into());
                 m.insert("instances".into(), 1.into());
                 m.insert("ram".into(), 512.into());
+                n.resources = Some(m);
+            }
+            2 => {
+                m.insert("cores".into(), (pick(rng, 8) as i64).into());
+                m.insert("instances".into(), 1.into());
+                m.insert("ram".into(), 2048.into());
+                m.insert("gpu".into(), (pick(rng, 3) as i64).into());
                 n.resources = Some(m);
             }
             _ => {
@@ -1404,7 +1531,7 @@ mod tests {
                 n.resources = Some(m);
             }
         }
-        n.into()
+        n
     }
 
     #[test]
@@ -1415,7 +1542,12 @@ mod tests {
         let mut out = Vec::new();
         let mut mzxid = 1;
         for step in 0..4000 {
-            let id = format!("{:010}", rng.random_range(0..40));
+            // Two ids that are not plain 10-digit sequences (kept apart by `Allocations`).
+            let id = match rng.random_range(0..40) {
+                38 => "000000038".to_string(),
+                39 => "node-39".to_string(),
+                i => format!("{i:010}"),
+            };
             let nid = NodeId::from(id.as_str());
             let contender = format!("{:032x}__lock__{:010}", rng.random_range(0..3), 0);
             mzxid += 1;
@@ -1466,6 +1598,53 @@ mod tests {
         live.replace_with(loaded, &mut out);
         assert_index_matches_scan(&live, "a full reload");
         assert_eq!(live.nodes.len(), t.nodes.len());
+    }
+
+    /// A tenant's usage less its nodes allocated to claimed requests, from the running
+    /// total and the index of allocations, is the number the launcher's scan found: over
+    /// random fleets (built by random edits, so that the totals went up and down) and
+    /// random sets of claimed requests, some without nodes.
+    #[test]
+    fn tenant_usage_without_claimed_requests_equals_a_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1717);
+        let requests: Vec<RequestId> = (1..=12)
+            .map(|i| RequestId::from(format!("100-{i:010}")))
+            .collect();
+        for fleet in 0..40 {
+            let mut t = Tree::default();
+            let mut out = Vec::new();
+            let ids = rng.random_range(1..120);
+            for step in 0..rng.random_range(0..400) {
+                let id = format!("{:010}", rng.random_range(0..ids));
+                let nid = NodeId::from(id.as_str());
+                let update = if rng.random_range(0..6) == 0 {
+                    Update::Gone(ZkPath::Node(nid))
+                } else {
+                    let mut n = random_record(&mut rng, &id);
+                    n.allocated_to = (rng.random_range(0..3) > 0)
+                        .then(|| requests[rng.random_range(0..requests.len())].clone());
+                    Update::Node(nid, Some(Arc::new(n.into())), stat(step + 2))
+                };
+                t.apply(update, &mut out);
+            }
+            for _ in 0..20 {
+                let claimed: Vec<RequestId> = requests
+                    .iter()
+                    .filter(|_| rng.random_range(0..3) == 0)
+                    .cloned()
+                    .collect();
+                for tenant in TENANTS {
+                    let got = t.tenant_usage_without(tenant, &claimed).used;
+                    let want = scan_tenant_usage(&t, tenant, &claimed);
+                    assert_same_usage(
+                        &got,
+                        &want,
+                        &format!("fleet {fleet}: {tenant} without {claimed:?}"),
+                    );
+                }
+            }
+        }
     }
 
     #[test]
