@@ -758,6 +758,94 @@ async fn tenant_limits_hold_for_a_burst() {
     .await;
 }
 
+/// A launcher whose pool serves tenant `tenant-one` under `max-servers: 1`: its one node
+/// is taken by a fulfilled request, and `n` more requests of the tenant wait (deferred).
+struct TenantBacklog {
+    env: Env,
+    launcher: Launcher,
+    /// The fulfilled request holding the tenant's node.
+    first: NodeRequest,
+    /// The waiting requests.
+    ids: Vec<RequestId>,
+    /// The pool worker's component id (in its log lines).
+    worker: String,
+}
+
+impl TenantBacklog {
+    /// Starts it with the launcher intervals `tune` sets (log capture, when a test reads
+    /// the launcher's lines, must start before this).
+    async fn start(n: usize, tune: impl FnOnce(&mut Intervals)) -> TenantBacklog {
+        let shape = Shape {
+            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
+                .into(),
+            ..Shape::default()
+        };
+        let env = Env::new(&shape, SimConfig::default()).await;
+        let mut opts = env.options();
+        tune(&mut opts.intervals);
+        let launcher = env.start_with(opts);
+        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
+        assert_eq!(first.state, RequestState::Fulfilled);
+        let worker = env
+            .store
+            .components(nodepool_shared::model::ComponentKind::Pool)
+            .await
+            .expect("pool components")
+            .into_iter()
+            .find_map(|c| c.component.pool?.id)
+            .expect("pool worker id");
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(env.submit(&["small-label"]).await);
+        }
+        TenantBacklog {
+            env,
+            launcher,
+            first,
+            ids,
+            worker,
+        }
+    }
+
+    /// Whether `log` has the pool worker deferring request `id`.
+    fn deferred_in(&self, log: &str, id: &RequestId) -> bool {
+        log.lines().any(|l| {
+            l.contains("deferring request")
+                && l.contains(&self.worker)
+                && l.contains(&format!("request={id} "))
+        })
+    }
+
+    /// Waits until `logs` show every waiting request deferred once.
+    async fn wait_all_deferred(&self, logs: &nodepool_shared::testing::LogCapture) {
+        wait_for("the backlog deferred", || async {
+            let text = logs.text();
+            self.ids
+                .iter()
+                .all(|id| self.deferred_in(&text, id))
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The waiting requests the pool worker deferred (again) in `log`.
+    fn deferred_again<'a>(&'a self, log: &str) -> Vec<&'a RequestId> {
+        self.ids
+            .iter()
+            .filter(|id| self.deferred_in(log, id))
+            .collect()
+    }
+
+    /// Asserts that every waiting request is still `requested` and never declined.
+    async fn assert_all_waiting(&self) {
+        for id in &self.ids {
+            let r = self.env.request(id).await.expect("backlog request");
+            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
+            assert!(r.declined_by.is_empty(), "never declined: {r:?}");
+        }
+    }
+}
+
 /// The `looked_at` of every "assignment pass" of pool worker `worker` in `log`.
 fn passes_of(log: &str, worker: &str) -> Vec<usize> {
     log.lines()
@@ -779,44 +867,15 @@ fn passes_of(log: &str, worker: &str) -> Vec<usize> {
 async fn pool_passes_look_only_at_changed_requests() {
     const BACKLOG: usize = 20;
     bounded(async {
-        let shape = Shape {
-            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
-                .into(),
-            ..Shape::default()
-        };
-        let env = Env::new(&shape, SimConfig::default()).await;
-        let mut opts = env.options();
-        opts.intervals.pool_tick = Duration::from_secs(3600);
-        opts.intervals.pool_recheck = Duration::from_secs(3600);
         let logs = nodepool_shared::testing::LogCapture::start();
-        let l = env.start_with(opts);
-        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
-        assert_eq!(first.state, RequestState::Fulfilled);
-        let worker = env
-            .store
-            .components(nodepool_shared::model::ComponentKind::Pool)
-            .await
-            .expect("pool components")
-            .into_iter()
-            .find_map(|c| c.component.pool?.id)
-            .expect("pool worker id");
-        let mut backlog = Vec::new();
-        for _ in 0..BACKLOG {
-            backlog.push(env.submit(&["small-label"]).await);
-        }
-        // Every backlog request deferred once.
-        let deferred = |text: &str, id: &RequestId| {
-            text.lines().any(|l| {
-                l.contains("deferring request")
-                    && l.contains(&worker)
-                    && l.contains(&format!("request={id} "))
-            })
-        };
-        wait_for("the backlog deferred", || async {
-            let text = logs.text();
-            backlog.iter().all(|id| deferred(&text, id)).then_some(())
+        let b = TenantBacklog::start(BACKLOG, |i| {
+            i.pool_tick = Duration::from_secs(3600);
+            i.pool_recheck = Duration::from_secs(3600);
         })
         .await;
+        let (env, worker) = (&b.env, &b.worker);
+        // Every backlog request deferred once.
+        b.wait_all_deferred(&logs).await;
         let mark = logs.text().len();
         let mut other = NodeRequest::new(vec!["small-label".into()], "zuul-test");
         other.tenant_name = Some("tenant-two".into());
@@ -827,7 +886,7 @@ async fn pool_passes_look_only_at_changed_requests() {
             .expect("submit");
         assert_eq!(env.wait_done(&other).await.state, RequestState::Fulfilled);
         let text = logs.text();
-        let after = passes_of(&text[mark..], &worker);
+        let after = passes_of(&text[mark..], worker);
         assert!(
             !after.is_empty(),
             "no pass logged for {worker} after the backlog was deferred ({} bytes logged since, {} before; {other}): {:?}",
@@ -835,7 +894,7 @@ async fn pool_passes_look_only_at_changed_requests() {
             mark,
             text[mark..]
                 .lines()
-                .filter(|l| l.contains(&worker) || l.contains(other.as_str()))
+                .filter(|l| l.contains(worker.as_str()) || l.contains(other.as_str()))
                 .take(40)
                 .collect::<Vec<_>>()
         );
@@ -843,30 +902,23 @@ async fn pool_passes_look_only_at_changed_requests() {
             after.iter().all(|n| *n <= 2),
             "passes after the backlog was deferred looked at {after:?} requests"
         );
-        let again: Vec<&RequestId> = backlog
-            .iter()
-            .filter(|id| deferred(&text[mark..], id))
-            .collect();
+        let again = b.deferred_again(&text[mark..]);
         assert!(
             again.is_empty(),
             "deferred again though nothing changed: {again:?}"
         );
-        for id in &backlog {
-            let r = env.request(id).await.expect("backlog request");
-            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
-            assert!(r.declined_by.is_empty(), "never declined: {r:?}");
-        }
+        b.assert_all_waiting().await;
         // The tenant's node goes: its usage changes, and one backlog request fits.
         let (mut node, _) = env
             .store
-            .get_node(&first.nodes[0])
+            .get_node(&b.first.nodes[0])
             .await
             .expect("read")
             .expect("node");
         node.set_state(NodeState::Deleting);
         env.store.store_node(&node, None).await.expect("store");
         wait_for("one backlog request fulfilled", || async {
-            for id in &backlog {
+            for id in &b.ids {
                 if env.request(id).await?.state == RequestState::Fulfilled {
                     return Some(());
                 }
@@ -874,7 +926,7 @@ async fn pool_passes_look_only_at_changed_requests() {
             None
         })
         .await;
-        l.stop().await;
+        b.launcher.stop().await;
     })
     .await;
 }
@@ -888,54 +940,25 @@ async fn pool_passes_look_only_at_changed_requests() {
 async fn pool_recheck_runs_the_label_checks_once_per_label_list() {
     const BACKLOG: usize = 10;
     bounded(async {
-        let shape = Shape {
-            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
-                .into(),
-            ..Shape::default()
-        };
-        let env = Env::new(&shape, SimConfig::default()).await;
-        let mut opts = env.options();
-        opts.intervals.pool_tick = Duration::from_millis(200);
-        opts.intervals.pool_recheck = Duration::from_millis(500);
         let logs = nodepool_shared::testing::LogCapture::start();
-        let l = env.start_with(opts);
-        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
-        assert_eq!(first.state, RequestState::Fulfilled);
-        let worker = env
-            .store
-            .components(nodepool_shared::model::ComponentKind::Pool)
-            .await
-            .expect("pool components")
-            .into_iter()
-            .find_map(|c| c.component.pool?.id)
-            .expect("pool worker id");
-        let mut backlog = Vec::new();
-        for _ in 0..BACKLOG {
-            backlog.push(env.submit(&["small-label"]).await);
-        }
-        let deferred = |text: &str, id: &RequestId| {
-            text.lines().any(|l| {
-                l.contains("deferring request")
-                    && l.contains(&worker)
-                    && l.contains(&format!("request={id} "))
-            })
-        };
-        wait_for("the backlog deferred", || async {
-            let text = logs.text();
-            backlog.iter().all(|id| deferred(&text, id)).then_some(())
+        let b = TenantBacklog::start(BACKLOG, |i| {
+            i.pool_tick = Duration::from_millis(200);
+            i.pool_recheck = Duration::from_millis(500);
         })
         .await;
+        let worker = &b.worker;
+        b.wait_all_deferred(&logs).await;
         let mark = logs.text().len();
         let rechecks = |text: &str| -> Vec<String> {
             text.lines()
-                .filter(|l| l.contains("label checks rechecked") && l.contains(&worker))
+                .filter(|l| l.contains("label checks rechecked") && l.contains(worker.as_str()))
                 .map(str::to_string)
                 .collect()
         };
         // Three rechecks, or (the old way) a pass over the whole backlog.
         wait_for("three rechecks of the label checks", || async {
             let since = &logs.text()[mark..];
-            let full = passes_of(since, &worker).iter().any(|n| *n >= BACKLOG);
+            let full = passes_of(since, worker).iter().any(|n| *n >= BACKLOG);
             (rechecks(since).len() >= 3 || full).then_some(())
         })
         .await;
@@ -947,18 +970,15 @@ async fn pool_recheck_runs_the_label_checks_once_per_label_list() {
                 "one label list checked, nothing changed: {line}"
             );
         }
-        let passes = passes_of(since, &worker);
+        let passes = passes_of(since, worker);
         assert!(
             passes.iter().all(|n| *n < BACKLOG),
             "the rechecks looked at the backlog again: {passes:?}"
         );
-        let again: Vec<&RequestId> = backlog.iter().filter(|id| deferred(since, id)).collect();
+        let again = b.deferred_again(since);
         assert!(again.is_empty(), "deferred again: {again:?}");
-        for id in &backlog {
-            let r = env.request(id).await.expect("backlog request");
-            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
-        }
-        l.stop().await;
+        b.assert_all_waiting().await;
+        b.launcher.stop().await;
     })
     .await;
 }
@@ -970,40 +990,27 @@ async fn pool_recheck_runs_the_label_checks_once_per_label_list() {
 async fn pool_recheck_declines_deferred_requests_the_cloud_can_no_longer_fit() {
     const BACKLOG: usize = 3;
     bounded(async {
-        let shape = Shape {
-            top_extra: "tenant-resource-limits:\n  - tenant-name: tenant-one\n    max-servers: 1\n"
-                .into(),
-            ..Shape::default()
-        };
-        let env = Env::new(&shape, SimConfig::default()).await;
-        let mut opts = env.options();
-        opts.intervals.pool_tick = Duration::from_millis(200);
-        opts.intervals.pool_recheck = Duration::from_millis(500);
-        opts.intervals.provider_quota = Duration::from_millis(300);
-        let l = env.start_with(opts);
-        let first = env.wait_done(&env.submit(&["small-label"]).await).await;
-        assert_eq!(first.state, RequestState::Fulfilled);
-        let mut backlog = Vec::new();
-        for _ in 0..BACKLOG {
-            backlog.push(env.submit(&["small-label"]).await);
-        }
+        let b = TenantBacklog::start(BACKLOG, |i| {
+            i.pool_tick = Duration::from_millis(200);
+            i.pool_recheck = Duration::from_millis(500);
+            i.provider_quota = Duration::from_millis(300);
+        })
+        .await;
+        let env = &b.env;
         // Deferred: still `requested` a few rechecks later.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        for id in &backlog {
-            let r = env.request(id).await.expect("backlog request");
-            assert_eq!(r.state, RequestState::Requested, "deferred: {r:?}");
-        }
+        b.assert_all_waiting().await;
         // The small flavor needs 2 cores; the cloud now allows 1.
         env.sim.admin().set_quota(nodepool_tests::sim::Quota {
             cores: 1,
             ..nodepool_tests::sim::Quota::default()
         });
-        for id in &backlog {
+        for id in &b.ids {
             let r = env.wait_done(id).await;
             assert_eq!(r.state, RequestState::Failed, "declined: {r:?}");
             assert_eq!(r.declined_by.len(), 1, "{r:?}");
         }
-        l.stop().await;
+        b.launcher.stop().await;
     })
     .await;
 }
