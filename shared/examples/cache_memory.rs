@@ -283,30 +283,13 @@ fn median_us<T>(mut f: impl FnMut() -> T) -> f64 {
 /// The node scans of the launcher's periodic passes against the indexes that replace
 /// them (see the module doc).
 fn scans(tree: &Tree) {
-    use nodepool_shared::model::{NodeState, QuotaInformation, RequestId};
+    use nodepool_shared::model::{NodeState, RequestId};
     let tenant = "tenant-one";
     // Eight claimed requests of the tenant, two of them with a cached node.
     let claimed: Vec<RequestId> = (0..8)
         .map(|i| RequestId::from(format!("300-{:010}", i * 5)))
         .collect();
-    let scan = median_us(|| {
-        let mut used = QuotaInformation::usage();
-        for n in tree.nodes() {
-            if n.node.tenant_name() != Some(tenant) {
-                continue;
-            }
-            if n.node
-                .allocated_to()
-                .is_some_and(|r| claimed.iter().any(|c| c == r))
-            {
-                continue;
-            }
-            if let Some(q) = n.node.resources_quota() {
-                used.add(&q);
-            }
-        }
-        used
-    });
+    let scan = median_us(|| tree.tenant_usage_by_scan(tenant, &claimed));
     let index = median_us(|| tree.tenant_usage_without(tenant, &claimed));
     println!(
         "tenant usage with 8 claimed requests: scan {scan:.0} us, running total less the claimed requests' nodes {index:.1} us"

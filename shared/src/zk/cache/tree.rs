@@ -11,7 +11,7 @@ use tracing::warn;
 use crate::model::paths::{self, ZkPath};
 use crate::model::{
     BuildId, CompactNode, Component, ComponentKind, ImageBuild, ImageUpload, Node, NodeId,
-    NodeRequest, RequestId, RequestState, UploadId,
+    NodeRequest, QuotaInformation, RequestId, RequestState, UploadId,
 };
 use crate::zk::store::{is_lock_contender, sort_contenders, FlagTimes};
 use crate::zk::Stat;
@@ -355,6 +355,28 @@ impl Tree {
             }
         }
         usage
+    }
+
+    /// The same number as [`Self::tenant_usage_without`] (its `used`) by a scan of
+    /// every cached node, as the launcher summed it before the cache kept
+    /// [`Allocations`]: the reference the index is tested and benchmarked against.
+    pub fn tenant_usage_by_scan(&self, tenant: &str, claimed: &[RequestId]) -> QuotaInformation {
+        let mut used = QuotaInformation::usage();
+        for n in self.nodes.values() {
+            if n.node.tenant_name() != Some(tenant) {
+                continue;
+            }
+            if n.node
+                .allocated_to()
+                .is_some_and(|r| claimed.iter().any(|c| c == r))
+            {
+                continue;
+            }
+            if let Some(q) = n.node.resources_quota() {
+                used.add(&q);
+            }
+        }
+        used
     }
 
     /// The cached nodes allocated to `request`, in id order.
@@ -1013,7 +1035,6 @@ fn diff_set<K: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::QuotaInformation;
 
     fn stat(mzxid: i64) -> Stat {
         Stat {
@@ -1315,28 +1336,6 @@ mod tests {
     const REQUESTS: [&str; 3] = ["100-0000000001", "100-0000000002", "200-0000000003"];
     const TENANTS: [&str; 3] = ["t0", "t1", "none"];
 
-    /// A tenant's usage as the launcher summed it by a scan before the cache kept
-    /// [`Allocations`]: the `resources` of the tenant's nodes not allocated to one of
-    /// `claimed`.
-    fn scan_tenant_usage(t: &Tree, tenant: &str, claimed: &[RequestId]) -> QuotaInformation {
-        let mut used = QuotaInformation::usage();
-        for n in t.nodes.values() {
-            if n.node.tenant_name() != Some(tenant) {
-                continue;
-            }
-            if n.node
-                .allocated_to()
-                .is_some_and(|r| claimed.iter().any(|c| c == r))
-            {
-                continue;
-            }
-            if let Some(q) = n.node.resources_quota() {
-                used.add(&q);
-            }
-        }
-        used
-    }
-
     /// Asserts that two usages are the same number for every resource either names.
     fn assert_same_usage(got: &QuotaInformation, want: &QuotaInformation, what: &str) {
         for k in got
@@ -1444,7 +1443,7 @@ mod tests {
             for claimed in [&REQUESTS[..0], &REQUESTS[..1], &REQUESTS[1..]] {
                 let claimed: Vec<RequestId> = claimed.iter().map(|r| RequestId::from(*r)).collect();
                 let got = t.tenant_usage_without(tenant, &claimed).used;
-                let want = scan_tenant_usage(t, tenant, &claimed);
+                let want = t.tenant_usage_by_scan(tenant, &claimed);
                 assert_same_usage(
                     &got,
                     &want,
@@ -1636,7 +1635,7 @@ mod tests {
                     .collect();
                 for tenant in TENANTS {
                     let got = t.tenant_usage_without(tenant, &claimed).used;
-                    let want = scan_tenant_usage(&t, tenant, &claimed);
+                    let want = t.tenant_usage_by_scan(tenant, &claimed);
                     assert_same_usage(
                         &got,
                         &want,
