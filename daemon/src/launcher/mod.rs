@@ -9,6 +9,11 @@
 //! * [`providers`]: a started provider: cloud lookups, quota usage, the launch gate.
 //! * [`pool_context`]: what a pool worker shares with its handlers.
 //! * [`pool_worker`]: one per provider-pool: assignment passes, declines, accepts.
+//! * [`verdicts`]: what a pool worker remembers of the requests it left alone, so a pass
+//!   looks only at those whose outcome may have changed.
+//! * [`label_checks`]: the checks that depend on a request's labels alone, once per
+//!   label list, and what `pool_recheck` runs again.
+//! * [`request_tries`]: one lock try per new request per launcher.
 //! * [`decline`]: why a pool cannot serve a request, checked before and after accepting.
 //! * [`handler`]: one accepted request: allocation rounds, pause, fulfil.
 //! * [`held_request`]: the handler's request writes, conditional on its `pending` version.
