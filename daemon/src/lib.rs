@@ -1,5 +1,9 @@
 //! Daemon support code shared by the launcher, builder and CLI binaries.
 
+// Module docs link to the private items that do the work; `cargo doc` documents them
+// (`--document-private-items`, set in .cargo/config.toml), so the links resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod builder;
 pub mod cli;
 pub mod host;

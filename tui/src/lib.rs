@@ -19,6 +19,10 @@
 //! * [`args`], [`runtime`], [`background`]: command line, the terminal event loop and
 //!   the background work.
 
+// Module docs link to the private items that do the work; `cargo doc` documents them
+// (`--document-private-items`, set in .cargo/config.toml), so the links resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod actions;
 pub mod app;
 pub mod args;

@@ -108,8 +108,8 @@ async fn has_contenders(ctx: &Ctx, dir: &str) -> ZkResult<bool> {
     Ok(!ctx.store.lock_contenders(dir).await?.is_empty())
 }
 
-/// One image: its uploads first ([`cleanup_uploads`]), then its builds
-/// ([`cleanup_builds`]) knowing which uploads are left.
+/// One image: its uploads first ([`ImagePass::cleanup_uploads`]), then its builds
+/// ([`ImagePass::cleanup_builds`]) knowing which uploads are left.
 async fn cleanup_image(
     ctx: &Ctx,
     config: &Config,

@@ -7,7 +7,7 @@
 //! * `used`, `in-use`, `building`, `failed`, `deleting`, `deleted`, `aborted` (unlocked,
 //!   so their owner is done or dead) → lock non-blocking, re-check; a `deleted` node or
 //!   one without provider just loses its znode; otherwise [`delete_locked_node`]:
-//!   `deleting` is stored, the server is deleted in the cloud ([`delete_server`]:
+//!   `deleting` is stored, the server is deleted in the cloud ([`delete_server`](super::delete::delete_server):
 //!   floating IPs first, temporary errors retried) and the znode removed (which also
 //!   removes our lock). On error the lock is released and the next pass retries.
 //!   `nodepool delete --now` runs the same [`delete_locked_node`].
@@ -250,7 +250,7 @@ pub enum NodeDeleteError {
 
 /// Nodepool's node deleter for a node we hold the lock of: stores `deleting` (guarded
 /// by `version` when given; the stored version is kept up to date), deletes its server
-/// (if it has one: a static node has no driver and no server) through the delete state machine ([`delete_server`]: floating IPs first, temporary
+/// (if it has one: a static node has no driver and no server) through the delete state machine ([`delete_server`](super::delete::delete_server): floating IPs first, temporary
 /// errors retried, within `timeout`), then writes `deleted` and removes the znode with
 /// the lock below it. On an error nothing more is written and the caller still holds
 /// the lock (release it; the next attempt starts over).

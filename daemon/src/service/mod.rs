@@ -29,12 +29,12 @@ pub struct DaemonArgs {
     /// Do not detach (foreground); log to stdout (unless -l is given).
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
-    /// Pidfile. Always written when detaching (default /var/run/nodepool/<app>.pid); in
-    /// the foreground only when given. A stale pidfile is replaced; a live one refuses.
+    /// Pidfile. Always written when detaching (default /var/run/nodepool/APP.pid, APP
+    /// the program's name); in the foreground only when given. A stale pidfile is replaced; a live one refuses.
     #[arg(short = 'p', long = "pidfile", value_name = "PIDFILE")]
     pub pidfile: Option<PathBuf>,
     /// Python logging config (YAML/JSON dictConfig, as Nodepool's). Without it: stdout
-    /// in the foreground, /var/log/nodepool/<app>.log when detached.
+    /// in the foreground, /var/log/nodepool/APP.log when detached.
     #[arg(short = 'l', long = "logconfig", value_name = "LOGCONFIG")]
     pub logconfig: Option<PathBuf>,
     /// Line format of every log handler: `text` (the handlers' formatters) or `json`

@@ -1,7 +1,7 @@
 //! The `nodepool.yaml` configuration (Nodepool 11 key names and defaults), as typed,
 //! validated structs.
 //!
-//! Loading: `%(NODEPOOL_*)` substitution ([`env`]) → YAML 1.1 parse into a positioned tree
+//! Loading: `%(NODEPOOL_*)` substitution ([`mod@env`]) → YAML 1.1 parse into a positioned tree
 //! ([`yaml`]) → typed reading that collects every problem ([`reader`] and one module per
 //! section) → `diskimages` inheritance ([`diskimage`]) → the secure file ([`secure`]) →
 //! cross checks ([`validate`]). Every problem is reported as `origin:line:column: key

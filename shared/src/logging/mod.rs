@@ -4,7 +4,7 @@
 //! `-l LOGCONFIG` reads the Python dictConfig YAML operators already have
 //! ([`dictconfig`]). Events get Python-style logger names ([`names`]), are routed like
 //! Python's logging module ([`layer`]), formatted by `%`-style formatters or as JSON
-//! lines ([`format`]) and written to streams or files that follow logrotate ([`sink`]).
+//! lines ([`mod@format`]) and written to streams or files that follow logrotate ([`sink`]).
 //! No colour codes are ever written: the output is meant for files and journals.
 //!
 //! `RUST_LOG`, when set and no `-l` is given, replaces the levels (tracing's `EnvFilter`

@@ -32,7 +32,7 @@ use crate::listing::node_json::{Port, StrListVisitor, Text};
 use crate::model::quota::{CORES, INSTANCES, RAM};
 
 /// Node `id`'s record `data` in compact form; `None` when it is left to
-/// [`Node::from_json`] (invalid, or a value it would refuse). `data` is not empty.
+/// [`Node::from_json`](crate::model::Node::from_json) (invalid, or a value it would refuse). `data` is not empty.
 pub(super) fn parse(id: &NodeId, data: &[u8]) -> Option<CompactNode> {
     let mut de = serde_json::Deserializer::from_slice(data);
     let parts = de.deserialize_map(RecordVisitor { id }).ok()?;
@@ -40,7 +40,7 @@ pub(super) fn parse(id: &NodeId, data: &[u8]) -> Option<CompactNode> {
     Some(CompactNode::from_parts(parts))
 }
 
-/// Why a record was not read here (never shown: [`Node::from_json`] reads it again).
+/// Why a record was not read here (never shown: [`Node::from_json`](crate::model::Node::from_json) reads it again).
 struct Refused;
 
 impl fmt::Display for Refused {

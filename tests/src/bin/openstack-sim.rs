@@ -4,6 +4,9 @@
 //! Every run-time knob of `PATCH /admin/knobs` and every leak of `POST /admin/leaks/...` has a
 //! flag here, so a fault scenario can be set up from the command line alone.
 
+// Flag docs are clap help text in the syntax of the flags (`[,pool=POOL]`), not rustdoc.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use clap::Parser;

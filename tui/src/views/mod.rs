@@ -7,7 +7,7 @@
 //! * [`labels`]: views 5 (labels) and 6 (components).
 //! * [`problems`]: view 8, the diagnostics' problems.
 //! * [`overview`]: view 0, the dashboard's model.
-//! * [`detail`]: the detail pane of a record.
+//! * [`mod@detail`]: the detail pane of a record.
 
 pub mod detail;
 pub mod images;
