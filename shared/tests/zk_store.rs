@@ -449,6 +449,56 @@ async fn component_registration_update_unregister() {
     c.close().await;
 }
 
+/// A re-registration removes what an earlier attempt in the same session left (its
+/// create went through but the reply was lost, so the name was never learnt: two
+/// records of one daemon, seen in CI after a move to another ensemble), and never a
+/// record of the same name owned by another session (after a move, the previous name
+/// may be another daemon's on the new ensemble).
+#[tokio::test]
+async fn component_reregistration_removes_only_what_its_session_left() {
+    let zk = TestZk::shared().await;
+    let c = zk.client().await;
+    let other = zk.client().await;
+    let store = ZkStore::new(c.clone());
+    let observer = ZkStore::new(other.clone());
+    let comp = Component::new(ComponentKind::Builder, "host", "11.0.0");
+    let names = |store: ZkStore| async move {
+        let list = store.components(ComponentKind::Builder).await.unwrap();
+        list.into_iter().map(|s| s.name).collect::<Vec<_>>()
+    };
+    let (first, stat) = store.create_component(&comp).await.unwrap();
+    // The lost-reply attempt, and another daemon of the same host name.
+    let (left, _) = store.create_component(&comp).await.unwrap();
+    let (theirs, their_stat) = observer.create_component(&comp).await.unwrap();
+    let another_host = Component::new(ComponentKind::Builder, "hostess", "11.0.0");
+    let (hostess, _) = store.create_component(&another_host).await.unwrap();
+    assert_eq!(names(observer.clone()).await.len(), 4);
+
+    let (again, _) = store
+        .reregister_component(&comp, &first, stat.ephemeral_owner)
+        .await
+        .unwrap();
+    let mut want = vec![theirs.clone(), hostess.clone(), again.clone()];
+    want.sort();
+    assert_eq!(
+        names(observer.clone()).await,
+        want,
+        "{first} and {left} removed"
+    );
+
+    // A previous name owned by another session stays.
+    let (last, _) = store
+        .reregister_component(&comp, &theirs, c.session_id().unwrap())
+        .await
+        .unwrap();
+    let mut want = vec![theirs.clone(), hostess, last];
+    want.sort();
+    assert_eq!(names(observer.clone()).await, want);
+    assert_ne!(their_stat.ephemeral_owner, c.session_id().unwrap());
+    c.close().await;
+    other.close().await;
+}
+
 #[tokio::test]
 async fn component_reregisters_after_session_expiry() {
     let zk = TestZk::dedicated().await;

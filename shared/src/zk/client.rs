@@ -448,6 +448,12 @@ impl ZkClient {
         .is_ok_and(|r| r.is_ok())
     }
 
+    /// The id of the current session (the `ephemeralOwner` of the ephemeral znodes it
+    /// creates); `None` once closed.
+    pub fn session_id(&self) -> Option<i64> {
+        self.current().ok().map(|s| s.client.session_id().0)
+    }
+
     /// The id and password of the current session (for tests that force expiry).
     pub fn session_info(&self) -> Option<zkc::SessionInfo> {
         self.current().ok().map(|s| s.client.session().clone())

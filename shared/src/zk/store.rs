@@ -704,6 +704,47 @@ impl ZkStore {
             .await
     }
 
+    /// Registers `component` again in the current session: removes what earlier
+    /// attempts left, then creates it anew. Removed first: `previous` (the znode of
+    /// the session `previous_owner`, which may linger until the server expires it) and
+    /// every znode of this host's kind that the current session already owns (an
+    /// attempt whose create went through but whose reply was lost, so its name was
+    /// never learnt). Only znodes owned by those sessions go: after a move to another
+    /// ensemble, `previous` may name another daemon's record there.
+    pub async fn reregister_component(
+        &self,
+        component: &Component,
+        previous: &str,
+        previous_owner: i64,
+    ) -> ZkResult<(String, Stat)> {
+        let current = self.client.session_id().ok_or(ZkError::Closed)?;
+        let dir = paths::components(component.kind);
+        let mut stale = vec![(previous.to_string(), previous_owner)];
+        for name in self.children(&dir).await? {
+            let seq = name.strip_prefix(component.hostname.as_str());
+            let ours = seq.is_some_and(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()));
+            if ours && name != previous {
+                stale.push((name, current));
+            }
+        }
+        for (name, owner) in stale {
+            let path = paths::component(component.kind, &name);
+            let Some(stat) = self.client.exists(&path).await? else {
+                continue;
+            };
+            if stat.ephemeral_owner != owner {
+                continue;
+            }
+            match self.client.delete(&path, Some(stat.version)).await {
+                Ok(()) | Err(ZkError::NoNode(_)) => {}
+                // Rewritten meanwhile: ours all the same (only its owner writes it).
+                Err(ZkError::BadVersion(_)) => self.client.delete(&path, None).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        self.create_component(component).await
+    }
+
     /// Registers a component and keeps it registered: after a new session
     /// ([`super::SessionEvent::Reconnected`]) it is created again (new sequence number)
     /// with the latest content.
@@ -718,6 +759,7 @@ impl ZkStore {
             component,
             name,
             version: stat.version,
+            owner: stat.ephemeral_owner,
             generation,
         }));
         let cancel = CancellationToken::new();
@@ -734,6 +776,8 @@ struct RegState {
     component: Component,
     name: String,
     version: i32,
+    /// The session that created `name` (its `ephemeralOwner`).
+    owner: i64,
     generation: u64,
 }
 
@@ -837,22 +881,21 @@ async fn reregister(store: ZkStore, state: Arc<Mutex<RegState>>, cancel: Cancell
         if now.state == ConnectionState::Closed {
             return;
         }
-        let (old, component) = {
+        let (previous, owner, component) = {
             let st = state.lock_or_recover();
-            (
-                paths::component(st.component.kind, &st.name),
-                st.component.clone(),
-            )
+            (st.name.clone(), st.owner, st.component.clone())
         };
-        // The old session's znode may linger until the server expires it; remove it.
-        let _ = store.client.delete(&old, None).await;
-        match store.create_component(&component).await {
+        match store
+            .reregister_component(&component, &previous, owner)
+            .await
+        {
             Ok((name, stat)) => {
                 info!(kind = %component.kind, name = %name, generation = now.generation,
                     "re-registered component after new session");
                 let mut st = state.lock_or_recover();
                 st.name = name;
                 st.version = stat.version;
+                st.owner = stat.ephemeral_owner;
                 st.generation = now.generation;
             }
             Err(e) => {
