@@ -296,3 +296,164 @@ async fn tree_cache_stays_converged_across_leader_loss() {
     writer.client().close().await;
     reader.close().await;
 }
+
+/// A cache whose only server stops while the others keep the quorum and take writes
+/// reloads once it is back, and the reload brings in what changed meanwhile: a node
+/// deleted, one updated, one created, a lock released and another taken, a request
+/// added, with an event for each and none for what did not change (that node keeps the
+/// record read before, not a second copy).
+#[tokio::test]
+async fn tree_cache_reload_applies_what_changed_while_it_was_away() {
+    use nodepool_shared::model::{paths, NodeRequest};
+    use nodepool_shared::zk::{CacheKind, Change, SyncState};
+    let (e, _x) = healed().await;
+    let settings = chroot_settings(e).await;
+    let chroot = settings.chroot.clone();
+    let (away, other) = (0, 1);
+    let reader = ZkClient::connect(e.member_settings(away).with_chroot(chroot.clone()))
+        .await
+        .unwrap();
+    let writer_client = ZkClient::connect(e.member_settings(other).with_chroot(chroot))
+        .await
+        .unwrap();
+    let writer = ZkStore::new(writer_client.clone());
+    let ready = || {
+        let mut n = Node::new();
+        n.set_state(NodeState::Ready);
+        n
+    };
+    let (mut kept, mut locked, mut updated, mut deleted) = (ready(), ready(), ready(), ready());
+    for n in [&mut kept, &mut locked, &mut updated, &mut deleted] {
+        writer.create_node(n).await.unwrap();
+    }
+    let lock = |id: &nodepool_shared::model::NodeId, who: &str| {
+        format!("{}/{who}__lock__", paths::node_lock(id))
+    };
+    let held = writer_client
+        .create_sequential(&lock(&locked.id, "aaaa"), b"", false)
+        .await
+        .unwrap();
+    let cache = TreeCache::start(reader.clone());
+    assert!(cache.wait_synced(BOUND).await, "cache synced");
+    let kept_before = cache.node(&kept.id).expect("cached");
+    assert_eq!(cache.node(&locked.id).unwrap().lock_contenders.len(), 1);
+    let mut events = cache.subscribe();
+
+    let mut status = cache.watch_status();
+    blocking(move || ZkEnsemble::shared().unwrap().stop(away)).await;
+    step("cache stale while its server is away", async {
+        status
+            .wait_for(|s| s.state == SyncState::Stale)
+            .await
+            .unwrap();
+    })
+    .await;
+    // Meanwhile, through the other members.
+    writer_client.delete(&held, None).await.unwrap();
+    let taken = writer_client
+        .create_sequential(&lock(&kept.id, "bbbb"), b"", false)
+        .await
+        .unwrap();
+    updated.set_state(NodeState::InUse);
+    writer.store_node(&updated, None).await.unwrap();
+    writer.delete_node(&deleted).await.unwrap();
+    let mut created = ready();
+    writer.create_node(&mut created).await.unwrap();
+    let mut request = NodeRequest::new(vec!["label".into()], "zuul");
+    let request_id = writer
+        .create_request(&mut request, "100", false)
+        .await
+        .unwrap();
+    blocking(move || ZkEnsemble::shared().unwrap().start_member(away).unwrap()).await;
+
+    step("reloaded once its server is back", async {
+        loop {
+            let s = cache.status();
+            if s.state == SyncState::Synced && s.loads >= 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        cache.node(&deleted.id).is_none(),
+        "the deleted node is gone"
+    );
+    assert_eq!(
+        cache.node(&updated.id).unwrap().node.state(),
+        NodeState::InUse
+    );
+    assert!(cache.node(&created.id).is_some(), "the new node is there");
+    assert!(cache.node(&locked.id).unwrap().lock_contenders.is_empty());
+    let kept_after = cache.node(&kept.id).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&kept_before.node, &kept_after.node),
+        "the unchanged record is the one read before"
+    );
+    assert_eq!(
+        kept_after.lock_contenders,
+        [taken.rsplit('/').next().unwrap()]
+    );
+    assert!(
+        cache.request(&request_id).is_some(),
+        "the new request is there"
+    );
+
+    let mut got = Vec::new();
+    step("the reload's events", async {
+        loop {
+            let ev = events.recv().await.unwrap();
+            if ev.change == Change::Resynced {
+                return;
+            }
+            got.push((ev.kind, ev.path, ev.change));
+        }
+    })
+    .await;
+    got.sort_by_key(|g| format!("{g:?}"));
+    use paths::ZkPath;
+    let contender = |id: &nodepool_shared::model::NodeId, path: &str| {
+        ZkPath::NodeLock(
+            id.clone(),
+            Some(path.rsplit('/').next().unwrap().to_string()),
+        )
+    };
+    let mut want = vec![
+        (
+            CacheKind::Node,
+            ZkPath::Node(deleted.id.clone()),
+            Change::Removed,
+        ),
+        (
+            CacheKind::Node,
+            ZkPath::Node(updated.id.clone()),
+            Change::Updated,
+        ),
+        (
+            CacheKind::Node,
+            ZkPath::Node(created.id.clone()),
+            Change::Added,
+        ),
+        (
+            CacheKind::NodeLock,
+            contender(&locked.id, &held),
+            Change::Removed,
+        ),
+        (
+            CacheKind::NodeLock,
+            contender(&kept.id, &taken),
+            Change::Added,
+        ),
+        (
+            CacheKind::Request,
+            ZkPath::Request(request_id.clone()),
+            Change::Added,
+        ),
+    ];
+    want.sort_by_key(|g| format!("{g:?}"));
+    assert_eq!(got, want);
+    cache.stop();
+    writer_client.close().await;
+    reader.close().await;
+}

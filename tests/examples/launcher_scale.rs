@@ -302,6 +302,15 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resets the peak resident size (`VmHWM`) of `pid` to its current one, so that the
+/// peak printed after a phase is that phase's (not the start's cache load).
+fn reset_peak(pid: u32) {
+    // "5" in clear_refs resets the peak RSS (Linux 4.0 and later).
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+        println!("cannot reset the peak RSS of {pid}: {e}");
+    }
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
 }
@@ -617,12 +626,13 @@ async fn wait_ready(launchers: &[Launcher]) -> Vec<Start> {
 
 fn print_start(name: &str, l: &Launcher, s: &Start) {
     println!(
-        "{name}: ready {:.2} s after start (cache loaded at {:.2} s, the load itself {:?} ms), CPU at ready {:.2} s, RSS at ready {}",
+        "{name}: ready {:.2} s after start (cache loaded at {:.2} s, the load itself {:?} ms), CPU at ready {:.2} s, RSS at ready {} (peak of the start {})",
         s.ready.as_secs_f64(),
         s.loaded.as_secs_f64(),
         cache_loads(&l.log_text()).first(),
         s.cpu,
-        mib(s.rss_kib)
+        mib(s.rss_kib),
+        mib(status_kib(l.pid(), "VmHWM:"))
     );
 }
 
@@ -713,6 +723,9 @@ async fn traffic(
         })
         .collect();
     let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    for l in launchers.iter() {
+        reset_peak(l.pid());
+    }
     let t = Instant::now();
     let lat: Vec<Option<Duration>> = stream::iter(requests)
         .map(|labels| {
@@ -742,7 +755,7 @@ async fn traffic(
     );
     for (i, l) in launchers.iter().enumerate() {
         println!(
-            "launcher {i} after the burst: RSS {} (peak {})",
+            "launcher {i} after the burst: RSS {} (peak during the burst {})",
             mib(status_kib(l.pid(), "VmRSS:")),
             mib(status_kib(l.pid(), "VmHWM:"))
         );
@@ -751,6 +764,7 @@ async fn traffic(
     // Web API.
     let http = reqwest::Client::new();
     for accept in ["application/json", "text/plain"] {
+        reset_peak(launchers[0].pid());
         let t = Instant::now();
         let body = http
             .get(format!("http://127.0.0.1:{web_port}/node-list"))
@@ -762,7 +776,7 @@ async fn traffic(
             .await
             .expect("body");
         println!(
-            "/node-list ({accept}): {} in {}, launcher 0 RSS after {} (peak {})",
+            "/node-list ({accept}): {} in {}, launcher 0 RSS after {} (peak during the request {})",
             format_args!("{:.1} MB", body.len() as f64 / 1e6),
             ms(t.elapsed()),
             mib(status_kib(launchers[0].pid(), "VmRSS:")),
@@ -805,6 +819,9 @@ async fn reload(
         .map(|l| cache_loads(&l.log_text()).len())
         .collect();
     let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    for l in launchers {
+        reset_peak(l.pid());
+    }
     println!(
         "load average before the ZooKeeper restart: {}",
         load_average()
@@ -837,7 +854,7 @@ async fn reload(
         .await;
         let loads = cache_loads(&l.log_text());
         println!(
-            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms, CPU {:.2} s, RSS {} (peak {})",
+            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms, CPU {:.2} s, RSS {} (peak since the restart {})",
             waited.as_secs_f64(),
             restarted.as_secs_f64(),
             loads.last(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client as zkc;
@@ -25,8 +26,15 @@ use crate::zk::error::{ZkError, ZkResult};
 
 /// Znodes per multi-read during a full load.
 const LOAD_BATCH: usize = 250;
-/// Multi-reads kept in flight during a full load.
-const LOAD_BATCHES: usize = 16;
+/// Multi-reads kept in flight during a full load. The load is bound by the server:
+/// 16 in flight held more replies and decoded batches at once (the launcher's resident
+/// memory peaked ~13 MiB higher during a reload of 100,000 nodes) and took more CPU
+/// (1.9 s instead of 1.2 s at start), without loading sooner (docs/benchmarks.md).
+const LOAD_BATCHES: usize = 4;
+/// Batches decoded at once during a full load (each on a pool thread): decoding is
+/// CPU-bound, and more at once only spread its short-lived memory over more of the
+/// allocator's per-thread arenas.
+const LOAD_DECODERS: usize = 1;
 /// Single reads kept in flight when a batch is read one znode at a time.
 const LOAD_PIPELINE: usize = 64;
 /// Reads kept in flight while following events.
@@ -188,6 +196,7 @@ struct Loaded {
 async fn read_batch(
     client: &ZkClient,
     live: &Arc<Shared>,
+    decoders: &Semaphore,
     paths: Vec<String>,
 ) -> ZkResult<Vec<Loaded>> {
     let zps: Vec<ZkPath> = paths.iter().map(|p| classify(p)).collect();
@@ -209,7 +218,7 @@ async fn read_batch(
         Err(e) if e.is_connection_problem() => return Err(e),
         Err(e) => {
             debug!("tree cache: multi-read failed ({e}), reading one by one");
-            return read_one_by_one(client, live, paths, zps).await;
+            return read_one_by_one(client, live, decoders, paths, zps).await;
         }
     };
     let mut data = Vec::with_capacity(paths.len());
@@ -258,7 +267,7 @@ async fn read_batch(
             }
         }
     }
-    let mut loaded = decode_batch(live, paths, zps, data, children).await?;
+    let mut loaded = decode_batch(live, decoders, paths, zps, data, children).await?;
     for (l, lock) in loaded.iter_mut().zip(locks) {
         l.lock = lock;
     }
@@ -274,12 +283,14 @@ type DataRead = Option<(Vec<u8>, zkc::Stat)>;
 /// instead of holding a second copy of every record until it replaces the live tree.
 async fn decode_batch(
     live: &Arc<Shared>,
+    decoders: &Semaphore,
     paths: Vec<String>,
     zps: Vec<ZkPath>,
     data: Vec<(usize, DataRead)>,
     mut children: Vec<Option<Vec<String>>>,
 ) -> ZkResult<Vec<Loaded>> {
     let live = live.clone();
+    let _turn = decoders.acquire().await.map_err(|_| ZkError::Closed)?;
     let decoded = tokio::task::spawn_blocking(move || {
         let mut updates: Vec<Option<Update>> = Vec::new();
         updates.resize_with(paths.len(), || None);
@@ -329,6 +340,7 @@ async fn decode_batch(
 async fn read_one_by_one(
     client: &ZkClient,
     live: &Arc<Shared>,
+    decoders: &Semaphore,
     paths: Vec<String>,
     zps: Vec<ZkPath>,
 ) -> ZkResult<Vec<Loaded>> {
@@ -371,7 +383,7 @@ async fn read_one_by_one(
         }
         children.push(c);
     }
-    decode_batch(live, paths, zps, data, children).await
+    decode_batch(live, decoders, paths, zps, data, children).await
 }
 
 /// Reads the whole tree below `/nodepool` into a fresh [`Tree`]: breadth first, in
@@ -382,14 +394,15 @@ async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Tree> {
     let mut ignored = Vec::new();
     let mut queue: VecDeque<String> = VecDeque::from([paths::ROOT.to_string()]);
     let mut pending = FuturesUnordered::new();
+    let decoders = Arc::new(Semaphore::new(LOAD_DECODERS));
     loop {
         while pending.len() < LOAD_BATCHES && !queue.is_empty() {
             let n = queue.len().min(LOAD_BATCH);
             let batch: Vec<String> = queue.drain(..n).collect();
-            let (client, live) = (client.clone(), live.clone());
-            pending.push(Box::pin(
-                async move { read_batch(&client, &live, batch).await },
-            ));
+            let (client, live, decoders) = (client.clone(), live.clone(), decoders.clone());
+            pending.push(Box::pin(async move {
+                read_batch(&client, &live, &decoders, batch).await
+            }));
         }
         let Some(batch) = pending.next().await else {
             break;
