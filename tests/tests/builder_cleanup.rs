@@ -18,7 +18,7 @@ use nodepool_shared::config::ConfigSource;
 use nodepool_shared::model::{
     paths, BuildId, BuildState, ComponentKind, ImageBuild, ImageUpload, UploadState,
 };
-use nodepool_shared::testing::{wait_for, TestZk};
+use nodepool_shared::testing::{wait_for, TestZk, WAIT};
 use nodepool_shared::zk::{ZkLock, ZkSettings, ZkStore};
 use nodepool_tests::builder_world::fixture;
 use nodepool_tests::sim::{SimConfig, SimHandle, Simulator};
@@ -981,15 +981,20 @@ async fn zookeeper_servers_change_moves_the_builder() {
     let w = World::new(&Cfg::default()).await;
     let b = w.start().await;
     let (ready, _) = w.wait_ready(1).await;
-    let builders = |store: &ZkStore| {
+    // The builder records' names (or the error reading them): a failure shows them.
+    let records = |store: &ZkStore| {
         let store = store.clone();
         async move {
             store
                 .components(ComponentKind::Builder)
                 .await
-                .map(|c| c.len())
-                .unwrap_or(usize::MAX)
+                .map(|c| c.into_iter().map(|s| s.name).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
         }
+    };
+    let builders = |store: &ZkStore| {
+        let records = records(store);
+        async move { records.await.map_or(usize::MAX, |names| names.len()) }
     };
     assert_eq!(builders(&w.store).await, 1);
     let other = TestZk::dedicated().await;
@@ -998,10 +1003,19 @@ async fn zookeeper_servers_change_moves_the_builder() {
         zk: Some(other.settings()),
         ..Cfg::default()
     });
-    wait_for("the builder on the new ensemble only", || async {
-        (builders(&other_store).await == 1 && builders(&w.store).await == 0).then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (new, old) = (records(&other_store).await, records(&w.store).await);
+        if matches!((&new, &old), (Ok(n), Ok(o)) if n.len() == 1 && o.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for the builder on the new ensemble only: \
+             builder records on the new ensemble {new:?}, on the old one {old:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let up = wait_for("a ready build uploaded on the new ensemble", || async {
         let builds = other_store.builds(IMAGE).await.ok()?;
         let (b, _) = builds
@@ -1022,5 +1036,9 @@ async fn zookeeper_servers_change_moves_the_builder() {
     assert_eq!(old[0].id, ready[0].id);
     b.stop();
     b.wait().await;
-    assert_eq!(builders(&other_store).await, 0, "unregistered at stop");
+    assert_eq!(
+        records(&other_store).await,
+        Ok(Vec::new()),
+        "unregistered at stop"
+    );
 }
