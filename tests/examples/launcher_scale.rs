@@ -9,6 +9,7 @@
 //! release `nodepool-launcher` processes sharing the 20 providers.
 //!
 //! Measures, per launcher: time to ready after start (and to the first full cache load),
+//! after a restart alone and after a restart of all at once against the warmed server,
 //! RSS, CPU at rest; idle request→fulfilled latency; a burst of multi-node requests
 //! over many labels (throughput, latency, CPU); RSS after the burst; the web API's
 //! `/node-list` (time, size, RSS after); `nodepool list` over TLS (time, peak RSS); the
@@ -75,12 +76,13 @@ struct Args {
     /// `nodepool list` runs.
     #[arg(long, default_value_t = 5)]
     list_runs: usize,
-    /// Only the start, rest, rolling restart and reload phases (no requests, web API or
-    /// CLI): for measuring the cache load.
+    /// Only the start, rest, restart and reload phases (no requests, web API or CLI):
+    /// for measuring the cache load.
     #[arg(long)]
     load_only: bool,
     /// Record the ZooKeeper server with Java Flight Recorder per phase (start, rest,
-    /// rolling restart, idle requests, reload) into this directory (`<phase>.jfr`).
+    /// rolling restart, restart of all, idle requests, reload) into this directory
+    /// (`<phase>.jfr`).
     #[arg(long, value_name = "DIR")]
     jfr: Option<PathBuf>,
     /// The JFR settings for `--jfr`: `profile`, `default` or a `.jfc` file.
@@ -555,6 +557,41 @@ async fn main() {
         "launcher {last} restarted alone, 10 s after ready: RSS {}",
         mib(status_kib(launchers[last].pid(), "VmRSS:"))
     );
+
+    // All launchers restarted at once (a deploy) against the server that has been
+    // serving them: unlike the first start, its read path is compiled already.
+    for l in &launchers {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe {
+            libc::kill(l.pid() as i32, libc::SIGINT);
+        }
+    }
+    for l in &mut launchers {
+        let _ = l.child.wait();
+    }
+    println!(
+        "load average before restarting all at once: {}",
+        load_average()
+    );
+    let phase = probe.begin("restart-all", zk_pid(), cpu_secs(zk_pid()));
+    let zk_cpu0 = cpu_secs(zk_pid());
+    launchers = (0..a.launchers)
+        .map(|i| spawn_launcher(dir.path(), i + 20, &configs[i], &clouds, i == 0))
+        .collect();
+    let starts = wait_ready(&launchers).await;
+    for (i, s) in starts.iter().enumerate() {
+        print_start(
+            &format!("launcher {i} restarted with the others"),
+            &launchers[i],
+            s,
+        );
+    }
+    println!(
+        "ZooKeeper CPU from the restart of all to the last launcher ready: {:.2} s",
+        cpu_secs(zk_pid()) - zk_cpu0
+    );
+    probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
+    tokio::time::sleep(Duration::from_secs(10)).await;
     if !a.load_only {
         traffic(
             &a,
