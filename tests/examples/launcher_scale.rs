@@ -13,7 +13,8 @@
 //! RSS, CPU at rest; idle request→fulfilled latency; a burst of multi-node requests
 //! over many labels (throughput, latency, CPU); RSS after the burst; the web API's
 //! `/node-list` (time, size, RSS after); `nodepool list` over TLS (time, peak RSS); the
-//! time the launchers take to reload their caches after ZooKeeper restarts.
+//! time the launchers take to reload their caches after their connections are aborted
+//! (`ss -K`, as root: the server keeps running) and after ZooKeeper restarts.
 //!
 //! ```text
 //! CARGO_PROFILE_RELEASE_DEBUG=0 cargo build --release -p nodepool-daemon --bins \
@@ -604,6 +605,7 @@ async fn main() {
         )
         .await;
     }
+    reconnect(&launchers, server.tls_port(), zk_pid, &probe).await;
     reload(&launchers, server, zk_pid, &probe).await;
     for l in &mut launchers {
         // SAFETY: plain kill(2) of our own child.
@@ -844,6 +846,95 @@ async fn traffic(
     );
 }
 
+/// Cache reload after a reconnect to a running server: every launcher's connection to
+/// ZooKeeper's TLS port is aborted (`ss -K`, a reset as after a network fault; needs
+/// root or CAP_NET_ADMIN) and each reconnects within its session. A new connection
+/// may have lost watch events, so the cache loads the whole tree again.
+async fn reconnect(
+    launchers: &[Launcher],
+    tls_port: u16,
+    zk_pid: impl Fn() -> u32,
+    probe: &ZkProbe,
+) {
+    let before: Vec<usize> = launchers
+        .iter()
+        .map(|l| cache_loads(&l.log_text()).len())
+        .collect();
+    let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
+    for l in launchers {
+        reset_peak(l.pid());
+    }
+    println!("load average before the reconnect: {}", load_average());
+    let zk_cpu0 = cpu_secs(zk_pid());
+    let phase = probe.begin("reconnect", zk_pid(), zk_cpu0);
+    let t = Instant::now();
+    let killed = Command::new("ss")
+        .args([
+            "-K",
+            "dst",
+            "127.0.0.1",
+            "dport",
+            "=",
+            &format!(":{tls_port}"),
+        ])
+        .stderr(Stdio::null())
+        .output();
+    match killed {
+        Ok(o) => {
+            let aborted = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("tcp"))
+                .count();
+            println!("reconnect: {aborted} connections to ZooKeeper's TLS port aborted");
+            if aborted == 0 {
+                println!("reconnect: nothing aborted (not root?), phase skipped");
+                probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
+                return;
+            }
+        }
+        Err(e) => {
+            println!("reconnect: cannot run ss ({e}), phase skipped");
+            probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
+            return;
+        }
+    }
+    for (i, l) in launchers.iter().enumerate() {
+        if before[i] == 0 {
+            println!("launcher {i}: this binary does not log its cache loads");
+            continue;
+        }
+        wait_log(
+            l,
+            "reload after the reconnect",
+            Duration::from_secs(120),
+            |text| cache_loads(text).len() > before[i],
+        )
+        .await;
+        let loads = cache_loads(&l.log_text());
+        println!(
+            "launcher {i}: cache reloaded {:.2} s after its connection was aborted; the load itself {:?} ms, CPU {:.2} s, RSS {} (anonymous {}, peak since the abort {})",
+            t.elapsed().as_secs_f64(),
+            loads.last(),
+            cpu_secs(l.pid()) - cpu0[i],
+            mib(status_kib(l.pid(), "VmRSS:")),
+            mib(status_kib(l.pid(), "RssAnon:")),
+            mib(status_kib(l.pid(), "VmHWM:"))
+        );
+    }
+    println!(
+        "ZooKeeper CPU from the abort to the last reload: {:.2} s",
+        cpu_secs(zk_pid()) - zk_cpu0
+    );
+    probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (i, l) in launchers.iter().enumerate() {
+        println!(
+            "launcher {i} 10 s after the reload: RSS {}",
+            mib(status_kib(l.pid(), "VmRSS:"))
+        );
+    }
+}
+
 /// Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
 async fn reload(
     launchers: &[Launcher],
@@ -891,12 +982,13 @@ async fn reload(
         .await;
         let loads = cache_loads(&l.log_text());
         println!(
-            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms, CPU {:.2} s, RSS {} (peak since the restart {})",
+            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms, CPU {:.2} s, RSS {} (anonymous {}, peak since the restart {})",
             waited.as_secs_f64(),
             restarted.as_secs_f64(),
             loads.last(),
             cpu_secs(l.pid()) - cpu0[i],
             mib(status_kib(l.pid(), "VmRSS:")),
+            mib(status_kib(l.pid(), "RssAnon:")),
             mib(status_kib(l.pid(), "VmHWM:"))
         );
     }

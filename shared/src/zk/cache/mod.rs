@@ -17,6 +17,7 @@
 //! [`tree`].
 
 pub mod derived;
+mod load_queue;
 pub mod queues;
 mod sync;
 pub mod tree;
@@ -104,7 +105,7 @@ impl Shared {
         let mut out = Vec::new();
         let old = {
             let mut tree = self.tree.write_or_recover();
-            tree.replace_with(new, &mut out)
+            tree.replace_with(new, &mut out, EVENT_CAPACITY)
         };
         // The old tree is freed outside the lock (100,000 nodes take a while).
         drop(old);

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client as zkc;
 
+use super::load_queue::LoadQueue;
 use super::queues::{CachePart, CacheQueue};
 use super::tree::{
     decode, presence_only, wants_children, wants_data, CachedNode, LoadedNode, Tree, Update,
@@ -392,13 +393,12 @@ async fn read_one_by_one(
 async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Tree> {
     let mut tree = Tree::default();
     let mut ignored = Vec::new();
-    let mut queue: VecDeque<String> = VecDeque::from([paths::ROOT.to_string()]);
+    let mut queue = LoadQueue::with_path(paths::ROOT);
     let mut pending = FuturesUnordered::new();
     let decoders = Arc::new(Semaphore::new(LOAD_DECODERS));
     loop {
         while pending.len() < LOAD_BATCHES && !queue.is_empty() {
-            let n = queue.len().min(LOAD_BATCH);
-            let batch: Vec<String> = queue.drain(..n).collect();
+            let batch = queue.take(LOAD_BATCH);
             let (client, live, decoders) = (client.clone(), live.clone(), decoders.clone());
             pending.push(Box::pin(async move {
                 read_batch(&client, &live, &decoders, batch).await
@@ -420,7 +420,7 @@ async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Tree> {
 fn put_loaded(
     tree: &mut Tree,
     loaded: Loaded,
-    queue: &mut VecDeque<String>,
+    queue: &mut LoadQueue,
     ignored: &mut Vec<super::CacheEvent>,
 ) {
     let Loaded {
@@ -465,7 +465,7 @@ fn put_loaded(
             continue;
         }
         if wants_data(&czp) || wants_children(&czp) {
-            queue.push_back(cpath);
+            queue.push(&path, &child);
         }
     }
 }
