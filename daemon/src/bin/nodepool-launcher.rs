@@ -64,6 +64,7 @@ async fn wait_for_stop(cancel: CancellationToken) {
 }
 
 fn main() -> ExitCode {
+    service::memory::limit_arenas();
     let args = Args::parse();
     let mut opts = options(&args);
     let source = ConfigSource::new(opts.config.clone(), opts.secure.clone());

@@ -17,7 +17,14 @@
 //! their own): 2 – 3 MiB less at rest with one launcher, within the noise once the trim
 //! runs; and mimalloc instead of glibc: 250 MiB at rest instead of 196 MiB.
 //!
-//! Elsewhere (not glibc) the trim is a no-op.
+//! [`limit_arenas`] also keeps glibc to [`ARENAS`] malloc arenas instead of up to
+//! eight per core: the cache's records are decoded on pool threads, and with an arena
+//! per thread the launcher's long-lived data and each load's short-lived buffers spread
+//! over many arenas whose partly used pages no trim can return. With 100,000 nodes one
+//! arena lowered the RSS 10 s after a reload from 189 – 192 to 179 – 188 MiB and its
+//! peak from 198 – 202 to 194 – 198 MiB, at the same CPU (docs/benchmarks.md).
+//!
+//! Elsewhere (not glibc) the trim and the arena limit are no-ops.
 
 use std::time::Duration;
 
@@ -31,6 +38,22 @@ pub const TRIM_GROWTH: u64 = 4 * 1024 * 1024;
 
 /// Growth between two looks under which the memory counts as settled.
 pub const SETTLED: u64 = 1024 * 1024;
+
+/// Malloc arenas the launcher keeps (glibc's default: up to eight per core).
+pub const ARENAS: i32 = 1;
+
+/// Limits glibc's malloc arenas to [`ARENAS`], unless `MALLOC_ARENA_MAX` is set in the
+/// environment (glibc's own setting wins). Call before starting any thread.
+pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+    }
+}
 
 /// Returns the free pages of every arena to the system.
 pub fn release_freed_memory() {
