@@ -19,6 +19,7 @@
 pub mod derived;
 mod load_queue;
 pub mod queues;
+mod reload;
 mod sync;
 pub mod tree;
 
@@ -101,11 +102,11 @@ impl Shared {
         self.publish(out);
     }
 
-    pub(crate) fn replace(&self, new: Tree, session_generation: u64) {
+    pub(crate) fn replace(&self, load: reload::Load, session_generation: u64) {
         let mut out = Vec::new();
         let old = {
             let mut tree = self.tree.write_or_recover();
-            tree.replace_with(new, &mut out, EVENT_CAPACITY)
+            tree.replace_with_load(load, &mut out, EVENT_CAPACITY)
         };
         // The old tree is freed outside the lock (100,000 nodes take a while).
         drop(old);
@@ -592,16 +593,16 @@ mod tests {
         }
     }
 
-    fn tree(nodes: u64) -> Tree {
-        let mut t = Tree::default();
-        let mut out = Vec::new();
+    /// A first load of `nodes` ready nodes.
+    fn tree(nodes: u64) -> reload::Load {
+        let mut t = reload::Load::for_tree(&Tree::default());
         for i in 0..nodes {
             let mut n = Node::new();
             n.set_state(NodeState::Ready);
             n.id = NodeId::from_sequence(i);
             let stat = crate::zk::IN_MEMORY_STAT;
             let node = Arc::new(CompactNode::from(n));
-            t.apply(Update::Node(node.id().clone(), Some(node), stat), &mut out);
+            t.apply(Update::Node(node.id().clone(), Some(node), stat));
         }
         t
     }

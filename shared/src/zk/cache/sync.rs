@@ -17,8 +17,9 @@ use zookeeper_client as zkc;
 
 use super::load_queue::LoadQueue;
 use super::queues::{CachePart, CacheQueue};
+use super::reload::Load;
 use super::tree::{
-    decode, presence_only, wants_children, wants_data, CachedNode, LoadedNode, Tree, Update,
+    decode, presence_only, wants_children, wants_data, CachedNode, LoadedNode, Update,
 };
 use super::{Shared, SyncState};
 use crate::model::paths::{self, classify, ZkPath};
@@ -90,9 +91,12 @@ pub(super) async fn run(client: ZkClient, shared: Arc<Shared>, cancel: Cancellat
                 break 'session Outcome::SessionEnded;
             }
             match loaded {
-                Ok(tree) => {
-                    let (nodes, requests) = (tree.nodes.len(), tree.requests.len());
-                    shared.replace(tree, generation);
+                Ok(load) => {
+                    shared.replace(load, generation);
+                    let (nodes, requests) = {
+                        let tree = shared.read();
+                        (tree.nodes.len(), tree.requests.len())
+                    };
                     // A load allocates and frees several times the tree's size (reads,
                     // decoding, the replaced tree); hand the freed pages back.
                     tokio::task::spawn_blocking(release_freed_memory);
@@ -387,12 +391,12 @@ async fn read_one_by_one(
     decode_batch(live, decoders, paths, zps, data, children).await
 }
 
-/// Reads the whole tree below `/nodepool` into a fresh [`Tree`]: breadth first, in
-/// multi-read batches of [`LOAD_BATCH`] znodes, [`LOAD_BATCHES`] in flight. `live` is
-/// the tree being replaced (empty at the first load): its unchanged records are reused.
-async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Tree> {
-    let mut tree = Tree::default();
-    let mut ignored = Vec::new();
+/// Reads the whole tree below `/nodepool` as a [`Load`] for the live tree: breadth
+/// first, in multi-read batches of [`LOAD_BATCH`] znodes, [`LOAD_BATCHES`] in flight.
+/// `live` is the tree the load is for (empty at the first load): its unchanged node
+/// records are neither decoded nor copied again.
+async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Load> {
+    let mut load = Load::for_tree(&live.read());
     let mut queue = LoadQueue::with_path(paths::ROOT);
     let mut pending = FuturesUnordered::new();
     let decoders = Arc::new(Semaphore::new(LOAD_DECODERS));
@@ -408,21 +412,20 @@ async fn load(client: &ZkClient, live: &Arc<Shared>) -> ZkResult<Tree> {
             break;
         };
         for loaded in batch? {
-            put_loaded(&mut tree, loaded, &mut queue, &mut ignored);
-            ignored.clear();
+            if loaded.path == paths::NODES {
+                if let Some(children) = &loaded.children {
+                    load.list_nodes(&live.read(), children);
+                }
+            }
+            put_loaded(&mut load, loaded, &mut queue);
         }
     }
-    Ok(tree)
+    Ok(load)
 }
 
-/// Puts one znode of a full load into the new tree and queues the children the cache
+/// Puts one znode of a full load into the load and queues the children the cache
 /// reads. A node's lock contenders, read with it, go in with its record.
-fn put_loaded(
-    tree: &mut Tree,
-    loaded: Loaded,
-    queue: &mut LoadQueue,
-    ignored: &mut Vec<super::CacheEvent>,
-) {
+fn put_loaded(load: &mut Load, loaded: Loaded, queue: &mut LoadQueue) {
     let Loaded {
         path,
         update,
@@ -435,7 +438,7 @@ fn put_loaded(
         (None, Some(Update::Node(_, Some(node), stat))) => Some((LoadedNode::Read(node), stat)),
         (None, Some(update)) => {
             let missing = matches!(update, Update::Gone(_));
-            tree.apply(update, ignored);
+            load.apply(update);
             if missing {
                 return;
             }
@@ -445,22 +448,22 @@ fn put_loaded(
     };
     if let Some((node, stat)) = node {
         match lock.take() {
-            Some(contenders) => return tree.put_loaded_node(node, stat, contenders),
+            Some(contenders) => return load.put_node(node, stat, contenders),
             // Read one znode at a time (the fallback): its lock dir is read below.
-            None => tree.put_loaded_node(node, stat, Vec::new()),
+            None => load.put_node(node, stat, Vec::new()),
         }
     }
     for child in children.unwrap_or_default() {
         let cpath = join(&path, &child);
         let czp = classify(&cpath);
         if presence_only(&czp) {
-            tree.apply(Update::Present(czp.clone(), true), ignored);
+            load.apply(Update::Present(czp.clone(), true));
         }
         if let (ZkPath::NodeLock(..), Some(contenders)) = (&czp, &lock) {
             // The lock of an empty node znode (no record to keep them in).
             for c in contenders {
                 let zp = classify(&join(&cpath, c));
-                tree.apply(Update::Present(zp, true), ignored);
+                load.apply(Update::Present(zp, true));
             }
             continue;
         }

@@ -143,7 +143,7 @@ pub struct CacheEvent {
 }
 
 impl CacheEvent {
-    fn new(kind: CacheKind, path: ZkPath, change: Change) -> Self {
+    pub(super) fn new(kind: CacheKind, path: ZkPath, change: Change) -> Self {
         CacheEvent { kind, path, change }
     }
 }
@@ -724,7 +724,7 @@ impl Tree {
         }
     }
 
-    fn gone(&mut self, zp: ZkPath, out: &mut Vec<CacheEvent>) {
+    pub(super) fn gone(&mut self, zp: ZkPath, out: &mut Vec<CacheEvent>) {
         if let Some(p) = path_string(&zp) {
             self.corrupt.remove(&p);
         }
@@ -897,17 +897,32 @@ impl Tree {
     /// first load of 100,000 nodes and their locks made ~190,000 events, 27 MiB of
     /// vector alone, only to drop them).
     pub fn replace_with(&mut self, new: Tree, out: &mut Vec<CacheEvent>, limit: usize) -> Tree {
+        {
+            let mut capped = Capped {
+                out: &mut *out,
+                limit,
+            };
+            diff_map(
+                &self.nodes,
+                &new.nodes,
+                |a, b| a.stat.mzxid == b.stat.mzxid,
+                |k| ZkPath::Node(k.clone()),
+                CacheKind::Node,
+                &mut capped,
+            );
+            self.diff_node_contenders(&new, &mut capped);
+        }
+        self.diff_rest(&new, out, limit);
+        let mut new = new;
+        new.tenants.continue_from(&self.tenants);
+        std::mem::replace(self, new)
+    }
+
+    /// Pushes an event for every difference between this (live) tree and `new` (a
+    /// full load) outside the node part, while `out` holds at most `limit` events.
+    pub(super) fn diff_rest(&self, new: &Tree, out: &mut Vec<CacheEvent>, limit: usize) {
         let mut out = Capped { out, limit };
         let out = &mut out;
-        diff_map(
-            &self.nodes,
-            &new.nodes,
-            |a, b| a.stat.mzxid == b.stat.mzxid,
-            |k| ZkPath::Node(k.clone()),
-            CacheKind::Node,
-            out,
-        );
-        self.diff_node_contenders(&new, out);
         diff_map(
             &self.requests,
             &new.requests,
@@ -979,9 +994,6 @@ impl Tree {
             CacheKind::Component,
             out,
         );
-        let mut new = new;
-        new.tenants.continue_from(&self.tenants);
-        std::mem::replace(self, new)
     }
 }
 
@@ -1078,6 +1090,7 @@ fn diff_set<K: Ord>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::reload::Load;
     use super::*;
 
     fn stat(mzxid: i64) -> Stat {
@@ -1641,6 +1654,42 @@ mod tests {
         live.replace_with(loaded, &mut out, usize::MAX);
         assert_index_matches_scan(&live, "a full reload");
         assert_eq!(live.nodes.len(), t.nodes.len());
+        // A reload as a patch of a live tree that holds half of the nodes as they are
+        // (kept, not decoded again), the other half without their lock contenders, and
+        // a node that is gone since.
+        let mut live = Tree::default();
+        live.apply(
+            node_update("0000000099", 1, crate::model::NodeState::Ready),
+            &mut out,
+        );
+        for (i, n) in t.nodes.values().enumerate() {
+            if i % 2 == 0 {
+                live.apply(
+                    Update::Node(n.id().clone(), Some(n.node.clone()), n.stat),
+                    &mut out,
+                );
+            } else {
+                live.nodes.insert(n.id().clone(), n.clone());
+                live.tenants.replace(None, Some(&n.node));
+                live.allocations.replace(None, Some(&n.node));
+                live.node_index.replace(None, Some(n));
+            }
+        }
+        assert_index_matches_scan(&live, "the live tree before the patch");
+        let mut patch = Load::for_tree(&live);
+        let ids: Vec<String> = t.nodes.keys().map(|id| id.to_string()).collect();
+        patch.list_nodes(&live, &ids);
+        for n in t.nodes.values() {
+            let kept = live.nodes[n.id()].clone();
+            patch.put_node(
+                LoadedNode::Unchanged(kept),
+                n.stat,
+                n.lock_contenders.clone(),
+            );
+        }
+        live.replace_with_load(patch, &mut out, usize::MAX);
+        assert_index_matches_scan(&live, "a reload as a patch");
+        assert_eq!(live.nodes, t.nodes);
     }
 
     /// A tenant's usage less its nodes allocated to claimed requests, from the running
@@ -1779,6 +1828,149 @@ mod tests {
         assert_eq!(
             live.nodes[&NodeId::from("0000000050")].lock_contenders,
             ["a__lock__0000000050"]
+        );
+    }
+
+    #[test]
+    fn a_reload_patch_keeps_unchanged_nodes_and_reports_contender_changes() {
+        use crate::model::NodeState::*;
+        let mut live = Tree::default();
+        let mut out = Vec::new();
+        for id in ["0000000001", "0000000002", "0000000003", "0000000004"] {
+            live.apply(node_update(id, 5, InUse), &mut out);
+        }
+        let c = |id: &str, n: &str| ZkPath::NodeLock(NodeId::from(id), Some(n.to_string()));
+        live.apply(
+            Update::Present(c("0000000001", "a__lock__0000000001"), true),
+            &mut out,
+        );
+        live.apply(
+            Update::Present(c("0000000002", "b__lock__0000000001"), true),
+            &mut out,
+        );
+        live.apply(
+            Update::Present(c("0000000004", "e__lock__0000000001"), true),
+            &mut out,
+        );
+        let node = |t: &Tree, id: &str| t.nodes[&NodeId::from(id)].clone();
+        let (one, two, three) = (
+            node(&live, "0000000001"),
+            node(&live, "0000000002"),
+            node(&live, "0000000003"),
+        );
+        // A reload: 1 unchanged; 2's lock now held by someone else; 3 locked meanwhile;
+        // 4 gone (with its lock).
+        let mut load = Load::for_tree(&live);
+        let ids = ["0000000001", "0000000002", "0000000003"].map(String::from);
+        load.list_nodes(&live, &ids);
+        let lock = |n: &str| vec![n.to_string(), "not-a-contender".to_string()];
+        load.put_node(
+            LoadedNode::Unchanged(one.clone()),
+            one.stat,
+            lock("a__lock__0000000001"),
+        );
+        load.put_node(
+            LoadedNode::Unchanged(two.clone()),
+            two.stat,
+            lock("c__lock__0000000002"),
+        );
+        load.put_node(
+            LoadedNode::Unchanged(three.clone()),
+            three.stat,
+            lock("d__lock__0000000003"),
+        );
+        assert_eq!(load.node_steps(), 2, "nothing kept for the unchanged node");
+        out.clear();
+        let _old = live.replace_with_load(load, &mut out, usize::MAX);
+        assert!(
+            Arc::ptr_eq(&node(&live, "0000000001"), &one),
+            "unchanged: the same cached node"
+        );
+        assert!(
+            Arc::ptr_eq(&node(&live, "0000000002").node, &two.node),
+            "the record is shared"
+        );
+        assert_eq!(
+            node(&live, "0000000002").lock_contenders,
+            ["c__lock__0000000002"]
+        );
+        assert_eq!(node(&live, "0000000003").lock_contenders.capacity(), 1);
+        assert!(!live.nodes.contains_key(&NodeId::from("0000000004")));
+        let mut got: Vec<_> = out.iter().map(|e| (e.path.clone(), e.change)).collect();
+        got.sort_by_key(|g| format!("{g:?}"));
+        let mut want = vec![
+            (c("0000000002", "b__lock__0000000001"), Change::Removed),
+            (c("0000000002", "c__lock__0000000002"), Change::Added),
+            (c("0000000003", "d__lock__0000000003"), Change::Added),
+            (c("0000000004", "e__lock__0000000001"), Change::Removed),
+            (ZkPath::Node(NodeId::from("0000000004")), Change::Removed),
+        ];
+        want.sort_by_key(|g| format!("{g:?}"));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_reload_patch_reports_differences_and_replaces_the_rest() {
+        use crate::model::NodeState::*;
+        let mut live = Tree::default();
+        let mut out = Vec::new();
+        live.apply(node_update("0000000001", 1, Ready), &mut out);
+        live.apply(node_update("0000000002", 1, Ready), &mut out);
+        live.apply(Update::Present(ZkPath::Pause("img".into()), true), &mut out);
+        let mut new = Load::for_tree(&live);
+        new.list_nodes(&live, &["0000000002".into(), "0000000003".into()]);
+        new.apply(node_update("0000000002", 4, Used));
+        new.apply(node_update("0000000003", 4, Init));
+        new.apply(Update::Present(ZkPath::Image("img2".into()), true));
+        out.clear();
+        live.replace_with_load(new, &mut out, usize::MAX);
+        let mut got: Vec<_> = out
+            .iter()
+            .map(|e| (e.kind, e.path.clone(), e.change))
+            .collect();
+        got.sort_by_key(|g| format!("{g:?}"));
+        let n = |s: &str| ZkPath::Node(NodeId::from(s));
+        let mut want = vec![
+            (CacheKind::Node, n("0000000001"), Change::Removed),
+            (CacheKind::Node, n("0000000002"), Change::Updated),
+            (CacheKind::Node, n("0000000003"), Change::Added),
+            (
+                CacheKind::ImagePause,
+                ZkPath::Pause("img".into()),
+                Change::Removed,
+            ),
+            (
+                CacheKind::Image,
+                ZkPath::Image("img2".into()),
+                Change::Added,
+            ),
+        ];
+        want.sort_by_key(|g| format!("{g:?}"));
+        assert_eq!(got, want);
+        assert_eq!(live.nodes.len(), 2);
+        assert_eq!(live.nodes[&NodeId::from("0000000002")].node.state(), Used);
+        assert!(live.paused.is_empty());
+        assert!(live.images.contains("img2"));
+    }
+
+    #[test]
+    fn a_reload_without_the_nodes_dir_forgets_every_node() {
+        use crate::model::NodeState::*;
+        let mut live = Tree::default();
+        let mut out = Vec::new();
+        live.apply(node_update("0000000001", 1, Ready), &mut out);
+        live.apply(
+            Update::Node(NodeId::from("0000000002"), None, stat(1)),
+            &mut out,
+        );
+        let load = Load::for_tree(&live);
+        out.clear();
+        live.replace_with_load(load, &mut out, usize::MAX);
+        assert!(live.nodes.is_empty());
+        assert!(live.empty_nodes.is_empty());
+        assert_eq!(
+            live.node_index.counts(),
+            Tree::default().node_index.counts()
         );
     }
 }
