@@ -461,10 +461,12 @@ impl Tree {
     }
 
     /// Stores a node read by a full load into this fresh tree, its lock contenders with
-    /// it (one `CachedNode` per node, not one more per contender). `node` is either the
-    /// freshly decoded record or, when the record is unchanged since the live tree read
-    /// it (same `mzxid`), the live tree's copy: then the two trees share it, and the
-    /// whole cached node when its stat and contenders are unchanged too.
+    /// it (one `CachedNode` per node, not one more per contender). The cache's first
+    /// load builds its tree this way; a reload patches the live tree instead
+    /// (`super::reload`). `node` is either the freshly decoded record or, when the
+    /// record is unchanged since the live tree read it (same `mzxid`), the live tree's
+    /// copy: then the two trees share it, and the whole cached node when its stat and
+    /// contenders are unchanged too.
     pub(crate) fn put_loaded_node(&mut self, node: LoadedNode, stat: Stat, lock: Vec<String>) {
         let mut contenders: Vec<String> =
             lock.into_iter().filter(|c| is_lock_contender(c)).collect();
