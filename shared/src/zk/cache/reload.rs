@@ -290,11 +290,7 @@ impl Tree {
             .remove(&id)
             .map(|s| s.into_iter().collect())
             .unwrap_or_default();
-        let old = self.nodes.insert(id.clone(), new.clone());
-        let old_node = old.as_deref().map(|o| &*o.node);
-        self.tenants.replace(old_node, Some(&new.node));
-        self.allocations.replace(old_node, Some(&new.node));
-        self.node_index.replace(old.as_deref(), Some(&new));
+        let old = self.store_node(id.clone(), &new);
         let (before, change) = match &old {
             None => (orphans, Some(Change::Added)),
             Some(o) => (

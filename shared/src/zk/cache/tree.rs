@@ -430,11 +430,7 @@ impl Tree {
             stat,
             lock_contenders,
         });
-        let old = self.nodes.insert(id.clone(), new.clone());
-        let old_node = old.as_deref().map(|o| &*o.node);
-        self.tenants.replace(old_node, Some(&new.node));
-        self.allocations.replace(old_node, Some(&new.node));
-        self.node_index.replace(old.as_deref(), Some(&new));
+        self.store_node(id.clone(), &new);
         if let Some(c) = change {
             out.push(CacheEvent::new(CacheKind::Node, ZkPath::Node(id), c));
         }
@@ -488,11 +484,22 @@ impl Tree {
             }),
         };
         self.empty_nodes.remove(&id);
+        self.store_node(id, &new);
+    }
+
+    /// Puts `new` in the node map, its indexes following (tenant usage, allocations,
+    /// the node index); returns the node it replaced.
+    pub(super) fn store_node(
+        &mut self,
+        id: NodeId,
+        new: &Arc<CachedNode>,
+    ) -> Option<Arc<CachedNode>> {
         let old = self.nodes.insert(id, new.clone());
         let old_node = old.as_deref().map(|o| &*o.node);
         self.tenants.replace(old_node, Some(&new.node));
         self.allocations.replace(old_node, Some(&new.node));
-        self.node_index.replace(old.as_deref(), Some(&new));
+        self.node_index.replace(old.as_deref(), Some(new));
+        old
     }
 
     /// Stores request data unless the cached data is newer; keeps the priority order of
@@ -1671,10 +1678,7 @@ mod tests {
                     &mut out,
                 );
             } else {
-                live.nodes.insert(n.id().clone(), n.clone());
-                live.tenants.replace(None, Some(&n.node));
-                live.allocations.replace(None, Some(&n.node));
-                live.node_index.replace(None, Some(n));
+                live.store_node(n.id().clone(), n);
             }
         }
         assert_index_matches_scan(&live, "the live tree before the patch");
