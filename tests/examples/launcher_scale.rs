@@ -846,6 +846,70 @@ async fn traffic(
     );
 }
 
+/// What a reload phase compares against: each launcher's cache loads and CPU before it
+/// (its peak RSS reset, so that the peak printed is the phase's).
+struct ReloadWatch {
+    before: Vec<usize>,
+    cpu0: Vec<f64>,
+}
+
+impl ReloadWatch {
+    fn start(launchers: &[Launcher]) -> Self {
+        for l in launchers {
+            reset_peak(l.pid());
+        }
+        ReloadWatch {
+            before: launchers
+                .iter()
+                .map(|l| cache_loads(&l.log_text()).len())
+                .collect(),
+            cpu0: launchers.iter().map(|l| cpu_secs(l.pid())).collect(),
+        }
+    }
+
+    /// Waits for each launcher's next cache load and prints it: `after` says when (from
+    /// the time waited for that launcher), `since` what the peak is counted from.
+    async fn report(
+        &self,
+        launchers: &[Launcher],
+        what: &str,
+        after: impl Fn(Duration) -> String,
+        since: &str,
+    ) {
+        for (i, l) in launchers.iter().enumerate() {
+            if self.before[i] == 0 {
+                println!("launcher {i}: this binary does not log its cache loads");
+                continue;
+            }
+            let waited = wait_log(l, what, Duration::from_secs(120), |text| {
+                cache_loads(text).len() > self.before[i]
+            })
+            .await;
+            let loads = cache_loads(&l.log_text());
+            println!(
+                "launcher {i}: cache reloaded {}; the load itself {:?} ms, CPU {:.2} s, RSS {} (anonymous {}, peak since {since} {})",
+                after(waited),
+                loads.last(),
+                cpu_secs(l.pid()) - self.cpu0[i],
+                mib(status_kib(l.pid(), "VmRSS:")),
+                mib(status_kib(l.pid(), "RssAnon:")),
+                mib(status_kib(l.pid(), "VmHWM:"))
+            );
+        }
+    }
+}
+
+/// Prints each launcher's RSS 10 s after a reload (once its memory has been trimmed).
+async fn print_rss_after_reload(launchers: &[Launcher]) {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (i, l) in launchers.iter().enumerate() {
+        println!(
+            "launcher {i} 10 s after the reload: RSS {}",
+            mib(status_kib(l.pid(), "VmRSS:"))
+        );
+    }
+}
+
 /// Cache reload after a reconnect to a running server: every launcher's connection to
 /// ZooKeeper's TLS port is aborted (`ss -K`, a reset as after a network fault; needs
 /// root or CAP_NET_ADMIN) and each reconnects within its session. A new connection
@@ -856,14 +920,7 @@ async fn reconnect(
     zk_pid: impl Fn() -> u32,
     probe: &ZkProbe,
 ) {
-    let before: Vec<usize> = launchers
-        .iter()
-        .map(|l| cache_loads(&l.log_text()).len())
-        .collect();
-    let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
-    for l in launchers {
-        reset_peak(l.pid());
-    }
+    let watch = ReloadWatch::start(launchers);
     println!("load average before the reconnect: {}", load_average());
     let zk_cpu0 = cpu_secs(zk_pid());
     let phase = probe.begin("reconnect", zk_pid(), zk_cpu0);
@@ -898,41 +955,25 @@ async fn reconnect(
             return;
         }
     }
-    for (i, l) in launchers.iter().enumerate() {
-        if before[i] == 0 {
-            println!("launcher {i}: this binary does not log its cache loads");
-            continue;
-        }
-        wait_log(
-            l,
+    watch
+        .report(
+            launchers,
             "reload after the reconnect",
-            Duration::from_secs(120),
-            |text| cache_loads(text).len() > before[i],
+            |_| {
+                format!(
+                    "{:.2} s after its connection was aborted",
+                    t.elapsed().as_secs_f64()
+                )
+            },
+            "the abort",
         )
         .await;
-        let loads = cache_loads(&l.log_text());
-        println!(
-            "launcher {i}: cache reloaded {:.2} s after its connection was aborted; the load itself {:?} ms, CPU {:.2} s, RSS {} (anonymous {}, peak since the abort {})",
-            t.elapsed().as_secs_f64(),
-            loads.last(),
-            cpu_secs(l.pid()) - cpu0[i],
-            mib(status_kib(l.pid(), "VmRSS:")),
-            mib(status_kib(l.pid(), "RssAnon:")),
-            mib(status_kib(l.pid(), "VmHWM:"))
-        );
-    }
     println!(
         "ZooKeeper CPU from the abort to the last reload: {:.2} s",
         cpu_secs(zk_pid()) - zk_cpu0
     );
     probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    for (i, l) in launchers.iter().enumerate() {
-        println!(
-            "launcher {i} 10 s after the reload: RSS {}",
-            mib(status_kib(l.pid(), "VmRSS:"))
-        );
-    }
+    print_rss_after_reload(launchers).await;
 }
 
 /// Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
@@ -942,14 +983,7 @@ async fn reload(
     zk_pid: impl Fn() -> u32,
     probe: &ZkProbe,
 ) {
-    let before: Vec<usize> = launchers
-        .iter()
-        .map(|l| cache_loads(&l.log_text()).len())
-        .collect();
-    let cpu0: Vec<f64> = launchers.iter().map(|l| cpu_secs(l.pid())).collect();
-    for l in launchers {
-        reset_peak(l.pid());
-    }
+    let watch = ReloadWatch::start(launchers);
     println!(
         "load average before the ZooKeeper restart: {}",
         load_average()
@@ -971,37 +1005,24 @@ async fn reload(
     }
     let zk_cpu0 = cpu_secs(zk_pid());
     let phase = probe.begin_started("reload", zk_cpu0);
-    for (i, l) in launchers.iter().enumerate() {
-        if before[i] == 0 {
-            println!("launcher {i}: this binary does not log its cache loads");
-            continue;
-        }
-        let waited = wait_log(l, "reload", Duration::from_secs(120), |text| {
-            cache_loads(text).len() > before[i]
-        })
+    watch
+        .report(
+            launchers,
+            "reload",
+            |waited| {
+                format!(
+                    "{:.2} s after ZooKeeper was back (restart took {:.1} s)",
+                    waited.as_secs_f64(),
+                    restarted.as_secs_f64()
+                )
+            },
+            "the restart",
+        )
         .await;
-        let loads = cache_loads(&l.log_text());
-        println!(
-            "launcher {i}: cache reloaded {:.2} s after ZooKeeper was back (restart took {:.1} s); the load itself {:?} ms, CPU {:.2} s, RSS {} (anonymous {}, peak since the restart {})",
-            waited.as_secs_f64(),
-            restarted.as_secs_f64(),
-            loads.last(),
-            cpu_secs(l.pid()) - cpu0[i],
-            mib(status_kib(l.pid(), "VmRSS:")),
-            mib(status_kib(l.pid(), "RssAnon:")),
-            mib(status_kib(l.pid(), "VmHWM:"))
-        );
-    }
     println!(
         "ZooKeeper CPU from its restart to the last reload: {:.2} s",
         cpu_secs(zk_pid()) - zk_cpu0
     );
     probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    for (i, l) in launchers.iter().enumerate() {
-        println!(
-            "launcher {i} 10 s after the reload: RSS {}",
-            mib(status_kib(l.pid(), "VmRSS:"))
-        );
-    }
+    print_rss_after_reload(launchers).await;
 }
