@@ -1118,6 +1118,20 @@ mod tests {
         Update::Node(NodeId::from(id), Some(Arc::new(n.into())), stat(mzxid))
     }
 
+    /// A live tree of `in-use` nodes (`mzxid` 5) with these lock contenders.
+    fn in_use_with_locks(ids: &[&str], locks: &[(&str, &str)]) -> Tree {
+        let mut t = Tree::default();
+        let mut out = Vec::new();
+        for id in ids {
+            t.apply(node_update(id, 5, crate::model::NodeState::InUse), &mut out);
+        }
+        for (id, contender) in locks {
+            let path = ZkPath::NodeLock(NodeId::from(*id), Some(contender.to_string()));
+            t.apply(Update::Present(path, true), &mut out);
+        }
+        t
+    }
+
     #[test]
     fn older_data_never_overwrites_newer() {
         use crate::model::NodeState::*;
@@ -1222,21 +1236,15 @@ mod tests {
 
     #[test]
     fn a_load_reuses_unchanged_nodes_and_reports_contender_changes() {
-        use crate::model::NodeState::*;
-        let mut live = Tree::default();
+        let mut live = in_use_with_locks(
+            &["0000000001", "0000000002", "0000000003"],
+            &[
+                ("0000000001", "a__lock__0000000001"),
+                ("0000000002", "b__lock__0000000001"),
+            ],
+        );
         let mut out = Vec::new();
-        for id in ["0000000001", "0000000002", "0000000003"] {
-            live.apply(node_update(id, 5, InUse), &mut out);
-        }
         let c = |id: &str, n: &str| ZkPath::NodeLock(NodeId::from(id), Some(n.to_string()));
-        live.apply(
-            Update::Present(c("0000000001", "a__lock__0000000001"), true),
-            &mut out,
-        );
-        live.apply(
-            Update::Present(c("0000000002", "b__lock__0000000001"), true),
-            &mut out,
-        );
         let node = |t: &Tree, id: &str| t.nodes[&NodeId::from(id)].clone();
         let (one, two, three) = (
             node(&live, "0000000001"),
@@ -1839,25 +1847,16 @@ mod tests {
 
     #[test]
     fn a_reload_patch_keeps_unchanged_nodes_and_reports_contender_changes() {
-        use crate::model::NodeState::*;
-        let mut live = Tree::default();
+        let mut live = in_use_with_locks(
+            &["0000000001", "0000000002", "0000000003", "0000000004"],
+            &[
+                ("0000000001", "a__lock__0000000001"),
+                ("0000000002", "b__lock__0000000001"),
+                ("0000000004", "e__lock__0000000001"),
+            ],
+        );
         let mut out = Vec::new();
-        for id in ["0000000001", "0000000002", "0000000003", "0000000004"] {
-            live.apply(node_update(id, 5, InUse), &mut out);
-        }
         let c = |id: &str, n: &str| ZkPath::NodeLock(NodeId::from(id), Some(n.to_string()));
-        live.apply(
-            Update::Present(c("0000000001", "a__lock__0000000001"), true),
-            &mut out,
-        );
-        live.apply(
-            Update::Present(c("0000000002", "b__lock__0000000001"), true),
-            &mut out,
-        );
-        live.apply(
-            Update::Present(c("0000000004", "e__lock__0000000001"), true),
-            &mut out,
-        );
         let node = |t: &Tree, id: &str| t.nodes[&NodeId::from(id)].clone();
         let (one, two, three) = (
             node(&live, "0000000001"),
