@@ -69,6 +69,7 @@ pub mod providers;
 pub mod quota;
 pub mod request_tries;
 pub mod retry;
+pub mod rivals;
 pub mod runtime;
 pub mod static_driver;
 pub mod stats_worker;

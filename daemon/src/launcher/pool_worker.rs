@@ -12,7 +12,7 @@
 //! declines at its next retry) in the launcher's handler group.
 //!
 //! A pass, phase by phase: [`pending_in_order`] (requests to look at, sorted),
-//! [`yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
+//! [`Rivals::yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
 //! pool's state), [`lock_fresh`] (lock and re-read; not tried while the cache shows a
 //! contender on the request's lock, nor while another pool worker of this launcher
 //! tries it: `request_tries`), then a decline or [`hand_over`]
@@ -41,6 +41,8 @@ use super::handler::Handler;
 use super::label_checks::{LabelChecks, LabelMemo};
 use super::pool_context::{PoolContext, PoolView};
 use super::providers::ProviderHandle;
+use super::rivals::Rivals;
+pub(crate) use super::rivals::{online_pools, OnlinePool};
 use super::runtime::LauncherContext;
 use super::tenant_limits::{self, TenantCheck};
 use super::verdicts::{Verdict, Verdicts, Work};
@@ -54,34 +56,6 @@ const SEEN_LOCKED: Duration = Duration::from_secs(1);
 
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
-
-/// A registered pool as the assignment pass sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OnlinePool {
-    id: String,
-    provider: String,
-    labels: HashSet<String>,
-    priority: i64,
-    paused: bool,
-}
-
-/// The pools registered now (from the cache).
-pub(crate) fn online_pools(ctx: &LauncherContext) -> Vec<OnlinePool> {
-    ctx.cache
-        .components(ComponentKind::Pool)
-        .iter()
-        .filter_map(|c| {
-            let p = c.component.pool.as_ref()?;
-            Some(OnlinePool {
-                id: p.id.clone()?,
-                provider: p.provider_name.clone().unwrap_or_default(),
-                labels: p.supported_labels.iter().cloned().collect(),
-                priority: p.priority,
-                paused: p.paused,
-            })
-        })
-        .collect()
-}
 
 /// The pool component content of a worker.
 pub fn pool_component(hostname: &str, worker_id: &str, provider: &str, pool: &Pool) -> Component {
@@ -328,7 +302,12 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
     if looked_at > 0 {
         tracing::debug!(pool = %pc.worker_id, looked_at, all, "assignment pass");
     }
-    let online = verdicts.online();
+    let mut rivals = Rivals::new(
+        verdicts.online(),
+        &pc.worker_id,
+        &pc.provider_name,
+        view.pool().priority,
+    );
     let mut tenant_usage = tenant_limits::UsageMemo::new();
     let mut rest = requests.into_iter();
     while let Some(cached) = rest.next() {
@@ -336,7 +315,8 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
             return;
         }
         let req = &cached.request;
-        if yields(pc, view, &online, req) {
+        let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
+        if rivals.yields(req, lacks_label) {
             verdicts.decide(req.id.clone(), Verdict::Yielded);
             continue;
         }
@@ -465,44 +445,6 @@ fn pending_among(
             .then(a.request.id.cmp(&b.request.id))
     });
     serviceable_first(open, my_labels)
-}
-
-/// Whether another online pool should have `req`: the provider it asks for, a preferred
-/// (smaller priority) pool that is not paused, or any candidate when we lack a label.
-fn yields(pc: &PoolContext, view: &PoolView, online: &[OnlinePool], req: &NodeRequest) -> bool {
-    let lacks_label = req.node_types.iter().any(|l| view.label(l).is_none());
-    yields_to_others(pc, view.pool().priority, online, req, lacks_label)
-}
-
-/// [`yields`] for any pool: `priority` is the pool's, `lacks_label` whether it lacks
-/// some label of `req`.
-pub(crate) fn yields_to_others(
-    pc: &PoolContext,
-    priority: i64,
-    online: &[OnlinePool],
-    req: &NodeRequest,
-    lacks_label: bool,
-) -> bool {
-    let candidates: Vec<&OnlinePool> = online
-        .iter()
-        .filter(|p| {
-            p.id != pc.worker_id
-                && !req.declined_by.contains(&p.id)
-                && req.node_types.iter().all(|l| p.labels.contains(l))
-        })
-        .collect();
-    if let Some(wanted) = req.provider.as_deref() {
-        if wanted != pc.provider_name && candidates.iter().any(|p| p.provider == wanted) {
-            return true;
-        }
-    }
-    if candidates
-        .iter()
-        .any(|p| p.priority < priority && !p.paused)
-    {
-        return true;
-    }
-    lacks_label && !candidates.is_empty()
 }
 
 /// What this pool does with a request it may take.

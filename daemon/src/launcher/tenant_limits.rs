@@ -139,9 +139,18 @@ pub enum TenantCheck {
     Defer(Arc<TenantBasis>),
 }
 
-/// The usage of each tenant seen during one assignment pass, shared by the verdicts of
-/// the requests it deferred. Forget a tenant when the pass claims for it.
-pub type UsageMemo = HashMap<String, Arc<TenantBasis>>;
+/// A tenant's room in one assignment pass: its usage and its limits less that usage.
+#[derive(Debug)]
+pub struct TenantRoom {
+    basis: Arc<TenantBasis>,
+    room: QuotaInformation,
+}
+
+/// The tenants seen during one assignment pass (`None`: no limits), shared by the
+/// requests of each: its usage, the verdicts of the requests it deferred and its room
+/// are worked out once per pass, not per request. Forget a tenant when the pass claims
+/// for it.
+pub type UsageMemo = HashMap<String, Option<TenantRoom>>;
 
 /// Whether accepting `req` here keeps its tenant within its limits. Requests without a
 /// tenant, or of a tenant without limits, always fit; so does a request whose need
@@ -157,28 +166,31 @@ pub async fn check(
     let Some(tenant) = req.tenant_name.as_deref() else {
         return TenantCheck::Fits(None);
     };
-    let Some(entry) = tenant_entry(&pc.ctx, tenant) else {
+    if !memo.contains_key(tenant) {
+        let room = tenant_entry(&pc.ctx, tenant).map(|entry| {
+            let basis = Arc::new(TenantBasis::now(pc, tenant));
+            let mut room = limit_quota(&entry);
+            room.subtract(&basis.used);
+            TenantRoom { basis, room }
+        });
+        memo.insert(tenant.to_string(), room);
+    }
+    let Some(Some(room)) = memo.get(tenant) else {
         return TenantCheck::Fits(None);
     };
     let need = match labels.need(view).await {
-        Ok(n) => n.clone(),
+        Ok(n) => n,
         Err(e) => {
             tracing::warn!(request = %req.id, error = %e, "cannot compute tenant need");
             return TenantCheck::Fits(None);
         }
     };
-    let basis = memo
-        .entry(tenant.to_string())
-        .or_insert_with(|| Arc::new(TenantBasis::now(pc, tenant)))
-        .clone();
-    let mut room = limit_quota(&entry);
-    room.subtract(&basis.used);
-    if room.fits(&need) {
-        TenantCheck::Fits(Some((tenant.to_string(), need)))
+    if room.room.fits(need) {
+        TenantCheck::Fits(Some((tenant.to_string(), need.clone())))
     } else {
         tracing::debug!(request = %req.id, pool = %pc.worker_id, tenant,
             "deferring request: tenant limits reached");
-        TenantCheck::Defer(basis)
+        TenantCheck::Defer(room.basis.clone())
     }
 }
 

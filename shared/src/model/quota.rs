@@ -166,10 +166,27 @@ impl QuotaInformation {
 
     /// True if `need` fits into `self` (taken as the remaining room): `self − need ≥ 0`
     /// for every key.
+    /// Works key by key without building `self − need` (an assignment pass asks this
+    /// for every waiting request of a tenant with limits).
     pub fn fits(&self, need: &QuotaInformation) -> bool {
-        let mut room = self.clone();
-        room.subtract(need);
-        room.non_negative()
+        // As `combine` does: ∞ − ∞ stays as it was.
+        let left = |v: f64, o: f64| {
+            if v.is_infinite() && o.is_infinite() {
+                v
+            } else {
+                v - o
+            }
+        };
+        self.default >= 0.0
+            && self
+                .values
+                .iter()
+                .all(|(k, v)| left(*v, need.get(k)) >= 0.0)
+            && need
+                .values
+                .iter()
+                .filter(|(k, _)| !self.values.contains_key(*k))
+                .all(|(_, o)| left(self.default, *o) >= 0.0)
     }
 
     /// The explicitly set values as a `resources` dict for a node record (`cores`,
@@ -300,5 +317,32 @@ mod tests {
         assert_eq!(Value::Object(q.to_resources()), r);
         let keys: Vec<String> = q.to_resources().keys().cloned().collect();
         assert_eq!(keys, ["cores", "instances", "ram", "volume-gb", "volumes"]);
+    }
+
+    fn any_quota() -> impl proptest::strategy::Strategy<Value = QuotaInformation> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            (-4i32..8).prop_map(f64::from),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(0.5),
+        ];
+        let key = prop_oneof![Just("cores"), Just("instances"), Just("ram"), Just("gpu")];
+        (
+            prop_oneof![Just(0.0), Just(f64::INFINITY), Just(-1.0)],
+            proptest::collection::btree_map(key.prop_map(str::to_string), value, 0..4),
+        )
+            .prop_map(|(default, values)| QuotaInformation { values, default })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+        /// `fits` answers as `room − need` checked for a negative value does.
+        #[test]
+        fn fits_equals_subtracting_and_checking(room in any_quota(), need in any_quota()) {
+            let mut left = room.clone();
+            left.subtract(&need);
+            proptest::prop_assert_eq!(room.fits(&need), left.non_negative());
+        }
     }
 }

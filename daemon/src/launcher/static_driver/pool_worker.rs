@@ -33,9 +33,10 @@ use super::handler::{usable_host, StaticHandler};
 use crate::launcher::decline::{decline_request, DeclineReason};
 use crate::launcher::pool_context::PoolContext;
 use crate::launcher::pool_worker::{
-    lock_fresh, online_pools, pending_in_order, publish, register, wait_visible, yields_to_others,
-    Locked, Published, RegistrationSlot, COMPONENT_VERSION,
+    lock_fresh, online_pools, pending_in_order, publish, register, wait_visible, Locked, Published,
+    RegistrationSlot, COMPONENT_VERSION,
 };
+use crate::launcher::rivals::Rivals;
 use crate::launcher::runtime::LauncherContext;
 use crate::launcher::tenant_limits;
 use nodepool_shared::sync::MutexExt;
@@ -214,6 +215,12 @@ pub async fn assign_pass(
         return;
     }
     let online = online_pools(&pc.ctx);
+    let mut rivals = Rivals::new(
+        online.into(),
+        &pc.worker_id,
+        &pc.provider_name,
+        pool.priority,
+    );
     let mut available = availability(&pc.ctx, &provider.name, pool);
     for cached in requests {
         if stop.is_cancelled() || pc.ctx.cancel.is_cancelled() {
@@ -221,7 +228,7 @@ pub async fn assign_pass(
         }
         let req = &cached.request;
         let lacks = req.node_types.iter().any(|l| !mine.contains(l.as_str()));
-        if yields_to_others(pc, pool.priority, &online, req, lacks) {
+        if rivals.yields(req, lacks) {
             continue;
         }
         if !req
