@@ -38,6 +38,7 @@ pub mod clouds_yaml;
 pub mod console;
 pub mod error;
 pub mod flavor;
+mod http_clients;
 pub mod openstack;
 #[cfg(test)]
 mod props;

@@ -147,28 +147,11 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     pub fn new(cloud: &CloudConfig, opts: &DriverOptions) -> Result<Self, CloudError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(opts.connect_timeout)
-            // Never forward the X-Auth-Token to wherever a redirect points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("nodepool-rs/", env!("CARGO_PKG_VERSION")));
-        if !cloud.verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(ca) = &cloud.cacert {
-            let pem = std::fs::read(ca).map_err(|source| CloudError::Io {
-                path: ca.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| CloudError::Config(format!("cacert {}: {e}", ca.display())))?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| CloudError::Config(format!("HTTP client: {e}")))?;
+        let http = super::http_clients::client(
+            cloud.verify,
+            cloud.cacert.as_deref(),
+            opts.connect_timeout,
+        )?;
         Ok(Transport {
             http,
             provider: opts.provider.clone(),
