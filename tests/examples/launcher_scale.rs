@@ -897,16 +897,19 @@ impl ReloadWatch {
             );
         }
     }
-}
 
-/// Prints each launcher's RSS 10 s after a reload (once its memory has been trimmed).
-async fn print_rss_after_reload(launchers: &[Launcher]) {
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    for (i, l) in launchers.iter().enumerate() {
-        println!(
-            "launcher {i} 10 s after the reload: RSS {}",
-            mib(status_kib(l.pid(), "VmRSS:"))
-        );
+    /// Prints each launcher's RSS 10 s after the reload (once its memory has been
+    /// trimmed), and its CPU from the start of the reload until then: the load and the
+    /// assignment passes over every waiting request that follow it.
+    async fn print_10_s_after(&self, launchers: &[Launcher]) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for (i, l) in launchers.iter().enumerate() {
+            println!(
+                "launcher {i} 10 s after the reload: RSS {}, CPU since the reload began {:.2} s",
+                mib(status_kib(l.pid(), "VmRSS:")),
+                cpu_secs(l.pid()) - self.cpu0[i]
+            );
+        }
     }
 }
 
@@ -973,7 +976,7 @@ async fn reconnect(
         cpu_secs(zk_pid()) - zk_cpu0
     );
     probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
-    print_rss_after_reload(launchers).await;
+    watch.print_10_s_after(launchers).await;
 }
 
 /// Cache reload after a reconnect: ZooKeeper restarts, the sessions survive.
@@ -1024,5 +1027,5 @@ async fn reload(
         cpu_secs(zk_pid()) - zk_cpu0
     );
     probe.end(phase, zk_pid(), cpu_secs(zk_pid()), None);
-    print_rss_after_reload(launchers).await;
+    watch.print_10_s_after(launchers).await;
 }
