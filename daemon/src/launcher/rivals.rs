@@ -88,14 +88,15 @@ impl Rivals {
                 .collect();
             serving.insert(req.node_types.clone(), serve);
         }
-        let serve = &serving[&req.node_types];
-        let mut candidates = serve
+        // The candidates: those of them that have not declined it.
+        let candidates = serving[&req.node_types]
             .iter()
             .map(|&i| &online[i])
             .filter(|p| req.declined_by.is_empty() || !req.declined_by.contains(&p.id));
+        // The provider it asks for, unless that is ours.
         let wanted = req.provider.as_deref().filter(|w| *w != provider.as_str());
         let mut any = false;
-        for p in candidates.by_ref() {
+        for p in candidates {
             any = true;
             if wanted == Some(p.provider.as_str()) || (p.priority < *priority && !p.paused) {
                 return true;
