@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use super::label_checks::{LabelChecks, LabelMemo};
 use super::pool_context::{PoolContext, PoolView};
-use super::pool_worker::OnlinePool;
+use super::rivals::OnlinePool;
 use super::tenant_limits::TenantBasis;
 
 /// Why the worker left a request alone, and so what it waits for. A deferral keeps the
@@ -141,7 +141,7 @@ impl Verdicts {
         }
         if self.online_changed || self.everything {
             self.online_changed = false;
-            let now = super::pool_worker::online_pools(&pc.ctx);
+            let now = super::rivals::online_pools(&pc.ctx);
             if *now != *self.online {
                 self.online = now.into();
                 self.release(|v| matches!(v, Verdict::Yielded));

@@ -33,10 +33,10 @@ use super::handler::{usable_host, StaticHandler};
 use crate::launcher::decline::{decline_request, DeclineReason};
 use crate::launcher::pool_context::PoolContext;
 use crate::launcher::pool_worker::{
-    lock_fresh, online_pools, pending_in_order, publish, register, wait_visible, Locked, Published,
+    lock_fresh, pending_in_order, publish, register, wait_visible, Locked, Published,
     RegistrationSlot, COMPONENT_VERSION,
 };
-use crate::launcher::rivals::Rivals;
+use crate::launcher::rivals::{online_pools, Rivals};
 use crate::launcher::runtime::LauncherContext;
 use crate::launcher::tenant_limits;
 use nodepool_shared::sync::MutexExt;
