@@ -1,5 +1,5 @@
 //! The launcher's housekeeping tasks (DeletedNodeWorker, CleanupWorker, StatsWorker,
-//! state dump) against a real ZooKeeper, the OpenStack simulator over HTTP and statsd
+//! state dump), and a pool worker's lock try, against a real ZooKeeper, the OpenStack simulator over HTTP and statsd
 //! on a real UDP socket. The single-pass functions are driven directly so that every
 //! test is deterministic; one test runs the long-running tasks end to end.
 
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use nodepool_daemon::launcher::pool_worker::{lock_fresh, Locked};
 use nodepool_daemon::launcher::runtime::{Counters, Intervals, LauncherContext, ProviderRuntime};
 use nodepool_daemon::launcher::{cleanup, deleter, dump, held_request, orphan_inits, stats_worker};
 use nodepool_shared::cloud::{CloudsFile, DriverOptions, OpenStackDriver};
@@ -1299,6 +1300,104 @@ async fn stats_leader_losing_its_session_stops_and_campaigns_again() {
         b.cancel.cancel();
         tokio::time::timeout(WAIT, ja).await.unwrap().unwrap();
         tokio::time::timeout(WAIT, jb).await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A pass may hold an older record of a request than the cache: another pool worker
+/// locked, fulfilled and unlocked it while the pass awaited. The lock try reads the
+/// cache first and creates no contender for a request the cache shows taken or locked
+/// (each contender is a create and a delete in ZooKeeper, and an event to every
+/// launcher); a request still waiting is locked as before.
+#[tokio::test]
+async fn no_lock_try_for_a_request_the_cache_shows_taken_or_locked() {
+    bounded(async {
+        let h = harness().await;
+        let ctx = &h.ctx;
+        let client = h.store().client().clone();
+        let submit = || async {
+            let mut r = NodeRequest::new(vec!["small".into()], "zuul-test");
+            h.store()
+                .create_request(&mut r, "100", false)
+                .await
+                .unwrap();
+            let cache = ctx.cache.clone();
+            let id = r.id.clone();
+            wait_until("the request in the cache", || cache.request(&id).is_some()).await;
+            r
+        };
+        // The cache already shows the request fulfilled; the pass still has it requested.
+        let taken = submit().await;
+        let mut done = taken.clone();
+        done.state = RequestState::Fulfilled;
+        h.store().store_request(&done, None).await.unwrap();
+        let cache = ctx.cache.clone();
+        wait_until("the cache to show it fulfilled", || {
+            cache
+                .request(&taken.id)
+                .is_some_and(|c| c.request.state == RequestState::Fulfilled)
+        })
+        .await;
+        assert!(matches!(lock_fresh(ctx, "w", &taken).await, Locked::Stale));
+        let dir = paths::request_lock(&taken.id);
+        assert!(
+            client.exists(&dir).await.unwrap().is_none(),
+            "no lock dir, hence no contender, for a request the cache shows fulfilled"
+        );
+
+        // Someone else holds the lock of a waiting request.
+        let held = submit().await;
+        let dir = paths::request_lock(&held.id);
+        let mut theirs = ZkLock::new(&client, &dir, b"");
+        assert!(theirs.try_acquire().await.unwrap());
+        wait_until("the cache to show the lock", || {
+            cache.request_locked(&held.id)
+        })
+        .await;
+        let changes = || async { client.exists(&dir).await.unwrap().unwrap().cversion };
+        let before = changes().await;
+        assert!(matches!(lock_fresh(ctx, "w", &held).await, Locked::Busy));
+        assert_eq!(
+            changes().await,
+            before,
+            "no contender created on a lock the cache shows held"
+        );
+
+        // Once let go, the lock is ours, with the record as read under it.
+        theirs.release().await.unwrap();
+        wait_until("the cache to show it unlocked", || {
+            !cache.request_locked(&held.id)
+        })
+        .await;
+        match lock_fresh(ctx, "w", &held).await {
+            Locked::Fresh(mut lock, fresh) => {
+                assert_eq!(fresh.id, held.id);
+                assert_eq!(fresh.state, RequestState::Requested);
+                lock.release().await.unwrap();
+            }
+            _ => panic!("a waiting, unlocked request is locked"),
+        }
+        // Declined by this pool worker: not tried either.
+        let mut declined = held.clone();
+        declined.declined_by.push("w".into());
+        let (_, stat) = h.store().get_request(&held.id).await.unwrap().unwrap();
+        h.store()
+            .store_request(&declined, Some(stat.version))
+            .await
+            .unwrap();
+        wait_until("the cache to show it declined", || {
+            cache
+                .request(&held.id)
+                .is_some_and(|c| !c.request.declined_by.is_empty())
+        })
+        .await;
+        let before = changes().await;
+        assert!(matches!(lock_fresh(ctx, "w", &held).await, Locked::Stale));
+        assert_eq!(
+            changes().await,
+            before,
+            "no contender for a declined request"
+        );
     })
     .await;
 }

@@ -14,8 +14,8 @@
 //! A pass, phase by phase: [`pending_in_order`] (requests to look at, sorted),
 //! [`Rivals::yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
 //! pool's state), [`lock_fresh`] (lock and re-read; not tried while the cache shows a
-//! contender on the request's lock, nor while another pool worker of this launcher
-//! tries it: `request_tries`), then a decline or [`hand_over`]
+//! contender on the request's lock or the request no longer waiting, nor while another
+//! pool worker of this launcher tries it: `request_tries`), then a decline or [`hand_over`]
 //! (reserve its quota, start its handler; a pool without quota takes at most one).
 //!
 //! A pass looks only at the requests whose outcome may have changed since the worker
@@ -327,18 +327,15 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 continue;
             }
         };
-        // Someone holds or waits for its lock (the cache shows a contender): a try
-        // would fail too. Not trying spares ZooKeeper a contender create and delete per
-        // pool worker, and every launcher the events of those: with 60 pool workers
-        // that storm slowed the winner's writes. The lock's events bring it back.
-        if pc.ctx.cache.request_locked(&req.id) {
-            verdicts.decide(req.id.clone(), Verdict::LockBusy);
-            continue;
-        }
-        let (mut lock, fresh) = match lock_fresh(pc, req).await {
+        let (mut lock, fresh) = match lock_fresh(&pc.ctx, &pc.worker_id, req).await {
             Locked::Fresh(lock, fresh) => (lock, *fresh),
             // A changed record comes back as a cache event; a lock released as well.
             Locked::Stale => continue,
+            // Someone holds or waits for its lock (in the cache or in ZooKeeper). Not
+            // trying while the cache shows a contender spares ZooKeeper a contender
+            // create and delete per pool worker, and every launcher the events of
+            // those: with 60 pool workers that storm slowed the winner's writes. The
+            // lock's events bring it back.
             Locked::Busy => {
                 verdicts.decide(req.id.clone(), Verdict::LockBusy);
                 continue;
@@ -481,7 +478,7 @@ async fn admit(
 }
 
 /// The outcome of [`lock_fresh`].
-pub(crate) enum Locked {
+pub enum Locked {
     /// Locked, and still ours to take (the record as read under the lock).
     Fresh(ZkLock, Box<NodeRequest>),
     /// Someone else holds the lock.
@@ -494,13 +491,25 @@ pub(crate) enum Locked {
     Failed,
 }
 
-/// Locks `req` without waiting and re-reads it: still `requested` and not declined by
-/// us (see [`Locked`]; the lock is released unless `Fresh`).
-pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
-    let ctx = &pc.ctx;
+/// Locks `req` for the pool worker `worker_id` without waiting and re-reads it: still
+/// `requested` and not declined by us (see [`Locked`]; the lock is released unless
+/// `Fresh`).
+///
+/// `req` is the record as the pass found it, which may be older than the cache by now:
+/// a pass awaits (label checks may call the cloud) while another pool worker locks,
+/// fulfils and unlocks the request. So the lock is not tried when the cache, read once
+/// the try is ours, shows the request locked (`Busy`: a try would fail) or no longer
+/// waiting for us (`Stale`: the lock would be taken only to find that out). Both
+/// spare ZooKeeper a contender create and delete, and every launcher its events.
+pub async fn lock_fresh(ctx: &LauncherContext, worker_id: &str, req: &NodeRequest) -> Locked {
     let Some(_trying) = ctx.request_tries.begin(&req.id) else {
         return Locked::Sibling;
     };
+    match ctx.cache.request_with_lock(&req.id) {
+        (_, true) => return Locked::Busy,
+        (Some(now), false) if waits_for(&now.request, worker_id) => {}
+        _ => return Locked::Stale,
+    }
     // A new request's lock dir does not exist yet: the lock takes one multi (dir and
     // contender), sent first, and the re-read is sent right behind it. ZooKeeper
     // answers a session's requests in order, so that read sees the request as it is
@@ -524,9 +533,7 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
         ctx.store.get_request(&req.id).await
     };
     let outcome = match read {
-        Ok(Some((r, _)))
-            if r.state == RequestState::Requested && !r.declined_by.contains(&pc.worker_id) =>
-        {
+        Ok(Some((r, _))) if waits_for(&r, worker_id) => {
             seen_locked(ctx, &req.id).await;
             return Locked::Fresh(lock, Box::new(r));
         }
@@ -535,6 +542,12 @@ pub(crate) async fn lock_fresh(pc: &PoolContext, req: &NodeRequest) -> Locked {
     };
     let _ = lock.release().await;
     outcome
+}
+
+/// Whether `req` still waits for the pool worker `worker_id`: `requested`, and not
+/// declined by it.
+fn waits_for(req: &NodeRequest, worker_id: &str) -> bool {
+    req.state == RequestState::Requested && !req.declined_by.iter().any(|d| d == worker_id)
 }
 
 /// Waits (bounded) until this launcher's cache shows the contender of a lock just taken:

@@ -243,7 +243,7 @@ pub async fn assign_pass(
             continue;
         }
         let decline = decline_reason(pool, req);
-        let Locked::Fresh(mut lock, fresh) = lock_fresh(pc, req).await else {
+        let Locked::Fresh(mut lock, fresh) = lock_fresh(&pc.ctx, &pc.worker_id, req).await else {
             continue;
         };
         let fresh = *fresh;

@@ -477,6 +477,18 @@ impl TreeCache {
         self.shared.read().request_locks.contains_key(id)
     }
 
+    /// One request and whether someone holds or waits for its lock, read together: the
+    /// cache applies events in order, so a request shown unlocked after its handler let
+    /// go is shown with the record that handler wrote before (e.g. `fulfilled`), never
+    /// with an older one. Two separate reads could pair an old record with the unlock.
+    pub fn request_with_lock(&self, id: &RequestId) -> (Option<Arc<CachedRequest>>, bool) {
+        let t = self.shared.read();
+        (
+            t.requests.get(id).cloned(),
+            t.request_locks.contains_key(id),
+        )
+    }
+
     /// Ids of requests whose lock has contenders.
     pub fn locked_requests(&self) -> Vec<RequestId> {
         self.shared.read().request_locks.keys().cloned().collect()
