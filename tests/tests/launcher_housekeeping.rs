@@ -1373,7 +1373,11 @@ async fn no_lock_try_for_a_request_the_cache_shows_taken_or_locked() {
             Locked::Fresh(mut lock, fresh) => {
                 assert_eq!(fresh.id, held.id);
                 assert_eq!(fresh.state, RequestState::Requested);
+                // The launcher's try lasts as long as the lock: no sibling pool worker
+                // tries it, whether or not the cache shows the contender yet.
+                assert!(ctx.request_tries.begin(&held.id).is_none());
                 lock.release().await.unwrap();
+                assert!(ctx.request_tries.is_empty(), "the try ended with the lock");
             }
             _ => panic!("a waiting, unlocked request is locked"),
         }

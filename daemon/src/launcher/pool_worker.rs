@@ -50,9 +50,6 @@ use nodepool_shared::sync::MutexExt;
 /// The version written into component records.
 pub const COMPONENT_VERSION: &str = nodepool_shared::version::COMPONENT_VERSION;
 
-/// How long a lock just taken may take to show in the cache (see [`seen_locked`]).
-const SEEN_LOCKED: Duration = Duration::from_secs(1);
-
 /// How long a new worker waits to see its own component in the cache.
 const REGISTRATION_VISIBLE: Duration = Duration::from_secs(5);
 
@@ -340,8 +337,9 @@ pub async fn assign_pass(pc: &Arc<PoolContext>, view: &PoolView, verdicts: &mut 
                 verdicts.decide(req.id.clone(), Verdict::LockBusy);
                 continue;
             }
-            // Another pool worker of this launcher is trying it: its outcome (its
-            // contender, a changed record) wakes this worker, at the latest the tick.
+            // Another pool worker of this launcher is trying or holds it: its outcome
+            // (its contender in the cache, a changed record) wakes this worker, at the
+            // latest the tick.
             Locked::Sibling => {
                 verdicts.retry(req.id.clone());
                 continue;
@@ -483,7 +481,7 @@ pub enum Locked {
     Fresh(ZkLock, Box<NodeRequest>),
     /// Someone else holds the lock.
     Busy,
-    /// Another pool worker of this launcher is trying the lock (not tried).
+    /// Another pool worker of this launcher is trying or holds the lock (not tried).
     Sibling,
     /// Locked, but no longer `requested` or already declined by us (released).
     Stale,
@@ -493,23 +491,26 @@ pub enum Locked {
 
 /// Locks `req` for the pool worker `worker_id` without waiting and re-reads it: still
 /// `requested` and not declined by us (see [`Locked`]; the lock is released unless
-/// `Fresh`).
+/// `Fresh`). A lock taken carries this launcher's try (`request_tries`) until it is
+/// released: no sibling pool worker tries it meanwhile, even before this launcher's
+/// cache shows the new contender.
 ///
 /// `req` is the record as the pass found it, which may be older than the cache by now:
 /// a pass awaits (label checks may call the cloud) while another pool worker locks,
-/// fulfils and unlocks the request. So the lock is not tried when the cache, read once
-/// the try is ours, shows the request locked (`Busy`: a try would fail) or no longer
-/// waiting for us (`Stale`: the lock would be taken only to find that out). Both
-/// spare ZooKeeper a contender create and delete, and every launcher its events.
+/// fulfils and unlocks the request. So the lock is not tried when the cache shows the
+/// request locked (`Busy`: a try would fail) or no longer waiting for us (`Stale`: the
+/// lock would be taken only to find that out). Both spare ZooKeeper a contender create
+/// and delete, and every launcher its events. (The cache is read with the lock state in
+/// one go: it applies events in order, so it never pairs an unlock with an older record.)
 pub async fn lock_fresh(ctx: &LauncherContext, worker_id: &str, req: &NodeRequest) -> Locked {
-    let Some(_trying) = ctx.request_tries.begin(&req.id) else {
-        return Locked::Sibling;
-    };
     match ctx.cache.request_with_lock(&req.id) {
         (_, true) => return Locked::Busy,
         (Some(now), false) if waits_for(&now.request, worker_id) => {}
         _ => return Locked::Stale,
     }
+    let Some(trying) = ctx.request_tries.begin(&req.id) else {
+        return Locked::Sibling;
+    };
     // A new request's lock dir does not exist yet: the lock takes one multi (dir and
     // contender), sent first, and the re-read is sent right behind it. ZooKeeper
     // answers a session's requests in order, so that read sees the request as it is
@@ -534,7 +535,7 @@ pub async fn lock_fresh(ctx: &LauncherContext, worker_id: &str, req: &NodeReques
     };
     let outcome = match read {
         Ok(Some((r, _))) if waits_for(&r, worker_id) => {
-            seen_locked(ctx, &req.id).await;
+            lock.keep_while_held(trying);
             return Locked::Fresh(lock, Box::new(r));
         }
         Ok(_) => Locked::Stale,
@@ -548,22 +549,6 @@ pub async fn lock_fresh(ctx: &LauncherContext, worker_id: &str, req: &NodeReques
 /// declined by it.
 fn waits_for(req: &NodeRequest, worker_id: &str) -> bool {
     req.state == RequestState::Requested && !req.declined_by.iter().any(|d| d == worker_id)
-}
-
-/// Waits (bounded) until this launcher's cache shows the contender of a lock just taken:
-/// until then a sibling pool worker would not know the lock is held and would try it,
-/// so the try stays open (`request_tries`) meanwhile. Our contender's watch event
-/// arrives before the reply to its create; applying it takes the cache task a moment.
-async fn seen_locked(ctx: &LauncherContext, id: &RequestId) {
-    let mut generation = ctx.cache.watch_generation();
-    let _ = tokio::time::timeout(SEEN_LOCKED, async {
-        while !ctx.cache.request_locked(id) {
-            if generation.changed().await.is_err() {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 /// Whether the pass goes on after a hand-over.

@@ -1,5 +1,5 @@
-//! The request locks this launcher is trying right now, so that of its pool workers one
-//! at a time tries a request's lock.
+//! The request locks this launcher is trying or holds right now, so that of its pool
+//! workers one at a time tries a request's lock, and none while another holds it.
 //!
 //! Every pool worker wakes on the cache event of a new request, and before any of them
 //! holds its lock the cache shows no contender: each would try it. One try is a lock
@@ -7,60 +7,62 @@
 //! contender create, listing and delete (kazoo's non-blocking `Lock.acquire`): with 20
 //! pools in each of 3 launchers that was ~50 tries, ~420 ZooKeeper requests and ~220
 //! writes (each a watch event to every launcher's cache) per request, where one try per
-//! launcher decides the same. A try that takes the lock stays open until this
-//! launcher's cache shows the new contender (`pool_worker::seen_locked`), so no sibling
-//! reads the lock as free meanwhile. A pool worker that finds a sibling trying looks at
-//! the request again in its next pass: by then the cache shows the sibling's contender
-//! (the lock is held) or the request changed, or the sibling failed and it tries itself.
-//! The lock recipe and what Nodepool's pool workers do are unchanged; only tries that
-//! could not succeed are left out.
+//! launcher decides the same. A try that takes the lock stays open as long as the lock
+//! is held (its [`Trying`] is attached to the lock), so no sibling tries it while this
+//! launcher's cache has not shown the new contender yet, however far the cache lags.
+//! A pool worker that finds a sibling trying looks at the request again in its next
+//! pass: by then the cache shows the sibling's contender (the lock is held) or the
+//! request changed, or the sibling failed and it tries itself. The lock recipe and what
+//! Nodepool's pool workers do are unchanged; only tries that could not succeed are
+//! left out.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nodepool_shared::model::RequestId;
 use nodepool_shared::sync::MutexExt;
 
-/// The requests whose lock a pool worker of this launcher is trying.
+/// The requests whose lock a pool worker of this launcher is trying or holds.
 #[derive(Debug, Default)]
 pub struct RequestTries {
-    trying: Mutex<HashSet<RequestId>>,
+    trying: Arc<Mutex<HashSet<RequestId>>>,
 }
 
-/// Held while one pool worker tries a request's lock; ends the try when dropped.
+/// Held while one pool worker tries or holds a request's lock; ends the try when
+/// dropped. It owns what it needs, so it can go with the lock into a handler.
 #[derive(Debug)]
-pub struct Trying<'a> {
-    tries: &'a RequestTries,
+pub struct Trying {
+    trying: Arc<Mutex<HashSet<RequestId>>>,
     id: RequestId,
 }
 
 impl RequestTries {
     /// Starts trying `id`'s lock, or `None` while another pool worker of this launcher
-    /// is trying it.
-    pub fn begin(&self, id: &RequestId) -> Option<Trying<'_>> {
+    /// is trying or holding it.
+    pub fn begin(&self, id: &RequestId) -> Option<Trying> {
         self.trying
             .lock_or_recover()
             .insert(id.clone())
             .then(|| Trying {
-                tries: self,
+                trying: self.trying.clone(),
                 id: id.clone(),
             })
     }
 
-    /// How many requests are being tried.
+    /// How many requests are being tried or held.
     pub fn len(&self) -> usize {
         self.trying.lock_or_recover().len()
     }
 
-    /// Whether no request is being tried.
+    /// Whether no request is being tried or held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-impl Drop for Trying<'_> {
+impl Drop for Trying {
     fn drop(&mut self) {
-        self.tries.trying.lock_or_recover().remove(&self.id);
+        self.trying.lock_or_recover().remove(&self.id);
     }
 }
 

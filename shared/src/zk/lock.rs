@@ -183,6 +183,8 @@ pub struct ZkLock {
     ensured: bool,
     /// Try the dir and contender in one multi first ([`Self::expect_new_dir`]).
     new_dir: bool,
+    /// Kept while the lock is held ([`Self::keep_while_held`]).
+    kept: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// The lock was taken by that multi: nobody had ever locked the dir before.
     made_dir: bool,
     state: LockState,
@@ -208,9 +210,17 @@ impl ZkLock {
             identifier: identifier.to_vec(),
             ensured: false,
             new_dir: false,
+            kept: None,
             made_dir: false,
             state: LockState::Idle,
         }
+    }
+
+    /// Keeps `guard` until the lock is released or dropped: a marker of the holder's
+    /// own (e.g. "this launcher holds that request") that must live exactly as long as
+    /// the lock, wherever the lock is handed on.
+    pub fn keep_while_held(&mut self, guard: impl std::any::Any + Send + Sync) {
+        self.kept = Some(Box::new(guard));
     }
 
     /// The lock dir most likely does not exist yet (the lock of a node just created, of a
@@ -535,6 +545,7 @@ impl ZkLock {
     /// Releases the lock: deletes our contender (the dir stays). A lock lost with its
     /// session, or never acquired, releases trivially.
     pub async fn release(&mut self) -> ZkResult<()> {
+        self.kept = None;
         let LockState::Held { node, generation } = self.state.clone() else {
             return Ok(());
         };
