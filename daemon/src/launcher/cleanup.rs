@@ -201,7 +201,11 @@ pub async fn lost_requests(ctx: &LauncherContext) -> ZkResult<usize> {
     let mut reset = 0;
     for cached in ctx.cache.requests() {
         let id = &cached.request.id;
-        if cached.request.state != RequestState::Pending || ctx.cache.request_locked(id) {
+        // As the cache has it now (the pass awaits between requests), record and lock
+        // read together: a handler's unlock is never paired with its older `pending`.
+        let (now, locked) = ctx.cache.request_with_lock(id);
+        let pending = now.is_some_and(|c| c.request.state == RequestState::Pending);
+        if !pending || locked {
             continue;
         }
         let mut lock = ZkLock::new(ctx.store.client(), &paths::request_lock(id), b"");
