@@ -1833,6 +1833,12 @@ mod soak {
                 }
             }
             Ok(Outcome::Failed(req)) => {
+                // Allowed, with a reason; printed among the faults (`soak: <fault>`
+                // lines) so that a run's failures can be traced to the faults before.
+                eprintln!(
+                    "soak: request {id} for {:?} failed, declined by {:?}",
+                    req.node_types, req.declined_by
+                );
                 // The reason: every pool that could not serve it declined it.
                 if req.declined_by.is_empty() {
                     w.violation(format!("request {id} failed without any pool declining it"));
