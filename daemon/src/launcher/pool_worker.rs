@@ -15,7 +15,8 @@
 //! [`Rivals::yields`] (another pool should have it), [`admit`] (decline, defer or accept by our
 //! pool's state), [`lock_fresh`] (lock and re-read; not tried while the cache shows a
 //! contender on the request's lock or the request no longer waiting, nor while another
-//! pool worker of this launcher tries it: `request_tries`), then a decline or [`hand_over`]
+//! pool worker of this launcher tries or holds it: `request_tries`), then a decline or
+//! [`hand_over`]
 //! (reserve its quota, start its handler; a pool without quota takes at most one).
 //!
 //! A pass looks only at the requests whose outcome may have changed since the worker
