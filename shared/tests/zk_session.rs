@@ -107,17 +107,22 @@ async fn waiter_requeues_after_its_session_expired() {
     assert!(la.try_acquire().await.unwrap());
     let mut events = b.subscribe();
     let b2 = b.clone();
+    // Unbounded: the steps below bound the test, and a waiter that gave up on a deadline
+    // of its own would be reported as one that never re-queued.
     let waiter = tokio::spawn(async move {
         let mut lb = ZkLock::new(&b2, dir, b"waiter");
-        let ok = lb.acquire(Some(BOUND)).await.unwrap();
+        let ok = lb.acquire(None).await.unwrap();
         (ok, lb)
     });
     let before = wait_contenders(&a, dir, 2).await;
     zk.expire_session(&b).await;
     wait_reconnected(&mut events, 2).await;
-    // The waiter queued again with a new contender in the new session.
+    // The waiter queued again with a new contender in the new session. (It used to be
+    // missed when the expiry fell between the waiter's listing and its predecessor
+    // watch: the watch call ran again in the new session and waited on the holder.)
     step("waiter re-queued", async {
         loop {
+            assert!(!waiter.is_finished(), "the waiter ended before re-queuing");
             let now = lock_contenders(&a, dir).await.unwrap();
             if now.len() == 2 && now[1] != before[1] {
                 return;

@@ -540,12 +540,18 @@ impl ZkClient {
 /// Runs a read-only call, retrying on connection loss and across a session replacement
 /// until the request timeout.
 macro_rules! read_call {
-    ($self:ident, $op:expr, $path:expr, |$c:ident| $body:expr) => {{
+    ($self:ident, $op:expr, $path:expr, |$c:ident| $body:expr) => {
+        read_call!($self, $op, $path, |$c, _generation| $body)
+    };
+    // `$g`: the generation of the session the call ran in (a retry may run it in a newer
+    // session than the one current when the call began).
+    ($self:ident, $op:expr, $path:expr, |$c:ident, $g:ident| $body:expr) => {{
         let _in_flight = $self.in_flight();
         let deadline = Instant::now() + $self.request_timeout();
         loop {
             let session = $self.current()?;
             let $c = &session.client;
+            let $g = session.generation;
             match tokio::time::timeout_at(deadline, $body).await {
                 Err(_) => break Err($self.timeout_err($op, $path)),
                 Ok(Ok(v)) => break Ok(v),
@@ -608,6 +614,20 @@ impl ZkClient {
     /// Stat of `path` plus a one-shot watch that fires on create/delete/change.
     pub async fn exists_and_watch(&self, path: &str) -> ZkResult<(Option<Stat>, OneshotWatcher)> {
         read_call!(self, "exists", path, |c| c.check_and_watch_stat(path))
+    }
+
+    /// [`Self::exists_and_watch`] plus the generation of the session the watch belongs
+    /// to. A call that met a session loss is retried in the next session, so the watch
+    /// may belong to a newer session than the caller's ephemerals: a lock waiter compares
+    /// the two, or it would wait on a predecessor while its own contender is gone.
+    pub async fn exists_and_watch_in_session(
+        &self,
+        path: &str,
+    ) -> ZkResult<(Option<Stat>, OneshotWatcher, u64)> {
+        read_call!(self, "exists", path, |c, generation| async move {
+            let (stat, watcher) = c.check_and_watch_stat(path).await?;
+            Ok((stat, watcher, generation))
+        })
     }
 
     /// Children of `path` plus a one-shot child watch; `None` if missing.
