@@ -13,8 +13,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
 
-/// Every wait in these tests is bounded by this.
-const BOUND: Duration = Duration::from_secs(30);
+/// Every wait in these tests is bounded by this: the bound of a [`step`], so that a lock
+/// wait with a shorter deadline of its own cannot give up first on a loaded machine and
+/// fail the test as something else.
+const BOUND: Duration = nodepool_shared::testing::WAIT;
 
 /// Waits (bounded) until `dir` has exactly `n` contenders.
 async fn wait_contenders(c: &ZkClient, dir: &str, n: usize) -> Vec<String> {

@@ -24,8 +24,10 @@ use nodepool_shared::zk::{
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// Every wait in these tests is bounded by this.
-const BOUND: Duration = Duration::from_secs(30);
+/// Every wait in these tests is bounded by this: the bound of a [`step`], so that a lock
+/// wait with a shorter deadline of its own cannot give up first on a loaded machine and
+/// fail the test as something else.
+const BOUND: Duration = nodepool_shared::testing::WAIT;
 
 /// Waits (bounded) for `Reconnected(generation)` on `events`.
 async fn wait_reconnected(events: &mut broadcast::Receiver<SessionEvent>, generation: u64) {
