@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use nodepool_shared::model::{Component, ComponentKind};
-use nodepool_shared::testing::{step, TestZk};
+use nodepool_shared::testing::{step, test_settings, TestZk, ZkProxy, OP_EXISTS};
 use nodepool_shared::zk::{
     lock_contenders, ConnectionState, Election, Reconfigured, SessionEvent, ZkClient, ZkError,
     ZkLock, ZkStore,
@@ -122,6 +122,58 @@ async fn waiter_requeues_after_its_session_expired() {
     // The waiter queued again with a new contender in the new session. (It used to be
     // missed when the expiry fell between the waiter's listing and its predecessor
     // watch: the watch call ran again in the new session and waited on the holder.)
+    step("waiter re-queued", async {
+        loop {
+            assert!(!waiter.is_finished(), "the waiter ended before re-queuing");
+            let now = lock_contenders(&a, dir).await.unwrap();
+            if now.len() == 2 && now[1] != before[1] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    la.release().await.unwrap();
+    let (ok, mut lb) = step("waiter acquires", waiter).await.unwrap();
+    assert!(ok);
+    assert_eq!(lb.generation(), Some(2));
+    lb.release().await.unwrap();
+    a.close().await;
+    b.close().await;
+}
+
+/// The window `waiter_requeues_after_its_session_expired` once hit by chance, forced: the
+/// session expires after the waiter listed the lock dir and while its call that sets a
+/// watch on its predecessor is on the way (held by a proxy). That call is retried in the
+/// new session; the waiter must see that its contender went with the old one and queue
+/// again, not wait on the holder.
+#[tokio::test]
+async fn waiter_requeues_when_its_session_expires_during_its_predecessor_watch() {
+    let zk = TestZk::shared().await;
+    let a = zk.client().await;
+    let proxy = ZkProxy::start(&zk.plain_hosts()).await;
+    let b = ZkClient::connect(
+        test_settings(vec![proxy.endpoint()], None).with_chroot(Some(zk.chroot().to_string())),
+    )
+    .await
+    .expect("connect through the proxy");
+    let dir = "/nodepool/requests-lock/100-0000000010";
+    let mut la = ZkLock::new(&a, dir, b"holder");
+    assert!(la.try_acquire().await.unwrap());
+    let mut events = b.subscribe();
+    let held = proxy.hold_next(OP_EXISTS, dir);
+    let b2 = b.clone();
+    let waiter = tokio::spawn(async move {
+        let mut lb = ZkLock::new(&b2, dir, b"waiter");
+        let ok = lb.acquire(None).await.unwrap();
+        (ok, lb)
+    });
+    step("the waiter's predecessor watch held", held)
+        .await
+        .expect("hold");
+    let before = wait_contenders(&a, dir, 2).await;
+    zk.expire_session(&b).await;
+    wait_reconnected(&mut events, 2).await;
     step("waiter re-queued", async {
         loop {
             assert!(!waiter.is_finished(), "the waiter ended before re-queuing");

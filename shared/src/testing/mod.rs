@@ -6,6 +6,7 @@
 //!   one started lazily per test process), with a fresh random chroot
 //!   `/nodepool_test/<hex>` per fixture, so tests never see each other's data;
 //!   [`TestZk::expire_session`] ends a client's session on the server;
+//!   [`ZkProxy`] holds one request of a client, to put a fault between two calls;
 //!   [`TestZk::dedicated`] — a ZooKeeper of its own, for tests that stop or restart it
 //!   ([`TestZk::server`]); [`ZkEnsemble`] — a 3-server quorum; [`ZkServer`] — the
 //!   process itself; [`TestCerts`] — the throw-away CA.
@@ -42,6 +43,7 @@ mod sshd;
 mod statsd;
 mod suite;
 mod wait;
+mod zk_proxy;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -58,6 +60,7 @@ pub use suite::{assert_all_test_files_declared, is_child_test, run_test_in_child
 pub use wait::{
     bounded, bounded_serial, heavy_lock, step, wait_for, wait_for_within, TEST_LIMIT, WAIT,
 };
+pub use zk_proxy::{ZkProxy, OP_EXISTS};
 
 use crate::zk::{ZkClient, ZkSettings, ZkTls};
 
