@@ -100,14 +100,21 @@ async fn expiry_builds_new_session_and_held_lock_is_lost() {
     observer.close().await;
 }
 
-#[tokio::test]
-async fn waiter_requeues_after_its_session_expired() {
-    let zk = TestZk::shared().await;
-    let (a, b) = (zk.client().await, zk.client().await);
-    let dir = "/nodepool/requests-lock/100-0000000009";
+/// A holder (client `a`) and a waiter (client `b`) at `dir`; `b`'s session is ended once
+/// the waiter queued or, with `proxy` (which `b` connects through), while the waiter's
+/// call that sets a watch on its predecessor is held there. The waiter must queue again
+/// in the new session and get the lock once the holder lets go.
+async fn waiter_requeues_after_expiry(
+    zk: &TestZk,
+    a: ZkClient,
+    b: ZkClient,
+    dir: &'static str,
+    proxy: Option<&ZkProxy>,
+) {
     let mut la = ZkLock::new(&a, dir, b"holder");
     assert!(la.try_acquire().await.unwrap());
     let mut events = b.subscribe();
+    let held = proxy.map(|p| p.hold_next(OP_EXISTS, dir));
     let b2 = b.clone();
     // Unbounded: the steps below bound the test, and a waiter that gave up on a deadline
     // of its own would be reported as one that never re-queued.
@@ -116,12 +123,14 @@ async fn waiter_requeues_after_its_session_expired() {
         let ok = lb.acquire(None).await.unwrap();
         (ok, lb)
     });
+    if let Some(held) = held {
+        step("the waiter's predecessor watch held", held)
+            .await
+            .expect("hold");
+    }
     let before = wait_contenders(&a, dir, 2).await;
     zk.expire_session(&b).await;
     wait_reconnected(&mut events, 2).await;
-    // The waiter queued again with a new contender in the new session. (It used to be
-    // missed when the expiry fell between the waiter's listing and its predecessor
-    // watch: the watch call ran again in the new session and waited on the holder.)
     step("waiter re-queued", async {
         loop {
             assert!(!waiter.is_finished(), "the waiter ended before re-queuing");
@@ -142,10 +151,17 @@ async fn waiter_requeues_after_its_session_expired() {
     b.close().await;
 }
 
-/// The window `waiter_requeues_after_its_session_expired` once hit by chance, forced: the
-/// session expires after the waiter listed the lock dir and while its call that sets a
-/// watch on its predecessor is on the way (held by a proxy). That call is retried in the
-/// new session; the waiter must see that its contender went with the old one and queue
+#[tokio::test]
+async fn waiter_requeues_after_its_session_expired() {
+    let zk = TestZk::shared().await;
+    let (a, b) = (zk.client().await, zk.client().await);
+    waiter_requeues_after_expiry(&zk, a, b, "/nodepool/requests-lock/100-0000000009", None).await;
+}
+
+/// The window `waiter_requeues_after_its_session_expired` once hit by chance (in CI),
+/// forced: the session expires after the waiter listed the lock dir, while its call that
+/// sets a watch on its predecessor is on the way. That call is retried in the new
+/// session; the waiter must see that its contender went with the old one and queue
 /// again, not wait on the holder.
 #[tokio::test]
 async fn waiter_requeues_when_its_session_expires_during_its_predecessor_watch() {
@@ -158,40 +174,7 @@ async fn waiter_requeues_when_its_session_expires_during_its_predecessor_watch()
     .await
     .expect("connect through the proxy");
     let dir = "/nodepool/requests-lock/100-0000000010";
-    let mut la = ZkLock::new(&a, dir, b"holder");
-    assert!(la.try_acquire().await.unwrap());
-    let mut events = b.subscribe();
-    let held = proxy.hold_next(OP_EXISTS, dir);
-    let b2 = b.clone();
-    let waiter = tokio::spawn(async move {
-        let mut lb = ZkLock::new(&b2, dir, b"waiter");
-        let ok = lb.acquire(None).await.unwrap();
-        (ok, lb)
-    });
-    step("the waiter's predecessor watch held", held)
-        .await
-        .expect("hold");
-    let before = wait_contenders(&a, dir, 2).await;
-    zk.expire_session(&b).await;
-    wait_reconnected(&mut events, 2).await;
-    step("waiter re-queued", async {
-        loop {
-            assert!(!waiter.is_finished(), "the waiter ended before re-queuing");
-            let now = lock_contenders(&a, dir).await.unwrap();
-            if now.len() == 2 && now[1] != before[1] {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    la.release().await.unwrap();
-    let (ok, mut lb) = step("waiter acquires", waiter).await.unwrap();
-    assert!(ok);
-    assert_eq!(lb.generation(), Some(2));
-    lb.release().await.unwrap();
-    a.close().await;
-    b.close().await;
+    waiter_requeues_after_expiry(&zk, a, b, dir, Some(&proxy)).await;
 }
 
 #[tokio::test]
