@@ -598,8 +598,8 @@ async fn node_deleted(ctx: &LauncherContext, id: NodeId) {
     let path = paths::node(&id);
     loop {
         match ctx.store.client().exists_and_watch(&path).await {
-            Ok((None, _)) => return,
-            Ok((Some(_), watcher)) => {
+            Ok((None, _, _)) => return,
+            Ok((Some(_), watcher, _)) => {
                 watcher.changed().await;
             }
             Err(e) => {

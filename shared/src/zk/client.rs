@@ -611,16 +611,12 @@ impl ZkClient {
         none_if_missing(read_call!(self, "get", path, |c| c.get_and_watch_data(path)))
     }
 
-    /// Stat of `path` plus a one-shot watch that fires on create/delete/change.
-    pub async fn exists_and_watch(&self, path: &str) -> ZkResult<(Option<Stat>, OneshotWatcher)> {
-        read_call!(self, "exists", path, |c| c.check_and_watch_stat(path))
-    }
-
-    /// [`Self::exists_and_watch`] plus the generation of the session the watch belongs
-    /// to. A call that met a session loss is retried in the next session, so the watch
-    /// may belong to a newer session than the caller's ephemerals: a lock waiter compares
-    /// the two, or it would wait on a predecessor while its own contender is gone.
-    pub async fn exists_and_watch_in_session(
+    /// Stat of `path` plus a one-shot watch that fires on create/delete/change, and the
+    /// generation of the session the watch belongs to. A call that met a session loss is
+    /// retried in the next session, so the watch may belong to a newer session than the
+    /// caller's ephemerals: a lock waiter compares the two, or it would wait on a
+    /// predecessor while its own contender is gone.
+    pub async fn exists_and_watch(
         &self,
         path: &str,
     ) -> ZkResult<(Option<Stat>, OneshotWatcher, u64)> {

@@ -475,10 +475,7 @@ impl ZkLock {
                 return Ok(Round::Busy);
             }
             let predecessor = join(&self.dir, &contenders[idx - 1]);
-            let (stat, watcher, watch_gen) = self
-                .client
-                .exists_and_watch_in_session(&predecessor)
-                .await?;
+            let (stat, watcher, watch_gen) = self.client.exists_and_watch(&predecessor).await?;
             if watch_gen != node_gen {
                 // The call met the loss of our session and ran again in a new one: our
                 // contender is gone and this watch would not tell us.
