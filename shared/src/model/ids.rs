@@ -5,11 +5,17 @@
 //! (`From<&str>` / `From<String>` never fail); `parse` validates user input such as CLI
 //! arguments. All ids serialise as plain JSON strings and order as strings, which for
 //! zero-padded sequences is numeric order.
+//!
+//! An id is a [`CompactString`]: up to 24 bytes (every node, request and upload id; a
+//! build id is 32) it is kept inline, without a heap block of its own. A launcher at
+//! scale holds a few hundred thousand ids (the cache's maps and indexes, each pool
+//! worker's verdicts); see docs/decisions.md.
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
 
+use compact_str::{format_compact, CompactString};
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
@@ -60,13 +66,13 @@ macro_rules! string_id {
         $(#[$doc])*
         #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// Validates a user-supplied id (non-empty, no `/`, not a reserved znode name).
             pub fn parse(s: &str) -> Result<Self, ModelError> {
                 validate_name($kind, s)?;
-                Ok(Self(s.to_string()))
+                Ok(Self(CompactString::new(s)))
             }
             /// The id as a string slice.
             pub fn as_str(&self) -> &str {
@@ -78,7 +84,7 @@ macro_rules! string_id {
             }
             /// Consumes the id, returning the string.
             pub fn into_string(self) -> String {
-                self.0
+                self.0.into_string()
             }
         }
         impl fmt::Display for $name {
@@ -94,12 +100,13 @@ macro_rules! string_id {
         }
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.to_string())
+                Self(CompactString::new(s))
             }
         }
         impl From<String> for $name {
             fn from(s: String) -> Self {
-                Self(s)
+                // `new` keeps a short id inline (`From<String>` would keep its heap block).
+                Self(CompactString::new(&s))
             }
         }
         impl AsRef<str> for $name {
@@ -152,7 +159,7 @@ string_id!(
 impl NodeId {
     /// The id ZooKeeper gives the node whose sequence number is `seq`.
     pub fn from_sequence(seq: u64) -> Self {
-        Self(format!("{seq:010}"))
+        Self(format_compact!("{seq:010}"))
     }
     /// The numeric sequence, if the id is a plain sequence.
     pub fn sequence(&self) -> Option<u64> {
@@ -163,7 +170,7 @@ impl NodeId {
 impl UploadId {
     /// The id ZooKeeper gives the upload whose sequence number is `seq`.
     pub fn from_sequence(seq: u64) -> Self {
-        Self(format!("{seq:010}"))
+        Self(format_compact!("{seq:010}"))
     }
     /// The numeric sequence, if the id is a plain sequence.
     pub fn sequence(&self) -> Option<u64> {
@@ -174,14 +181,18 @@ impl UploadId {
 impl BuildId {
     /// A fresh build id, `uuid4().hex`.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        Self(CompactString::new(
+            uuid::Uuid::new_v4()
+                .simple()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        ))
     }
 }
 
 impl RequestId {
     /// Builds `<precedence>-<sequence>`, e.g. `("100", 3350)` → `100-0000003350`.
     pub fn new(precedence: &str, seq: u64) -> Self {
-        Self(format!("{precedence}-{seq:010}"))
+        Self(format_compact!("{precedence}-{seq:010}"))
     }
     /// Validates a request id: `<precedence>-<sequence>` with exactly one `-` and both
     /// parts non-empty (Python splits on `-` and unpacks two values).
@@ -189,7 +200,7 @@ impl RequestId {
         validate_name("request id", s)?;
         match s.split_once('-') {
             Some((p, q)) if !p.is_empty() && !q.is_empty() && !q.contains('-') => {
-                Ok(Self(s.to_string()))
+                Ok(Self(CompactString::new(s)))
             }
             _ => Err(ModelError::InvalidId {
                 kind: "request id",
@@ -200,7 +211,7 @@ impl RequestId {
     }
     /// The text before the `-` (`100`, `200`, `300`, `900` …); the whole id if there is none.
     pub fn precedence(&self) -> &str {
-        self.0.split_once('-').map_or(&self.0, |(p, _)| p)
+        self.0.split_once('-').map_or(self.0.as_str(), |(p, _)| p)
     }
     /// The text after the `-` (the 10-digit sequence); empty if there is none.
     pub fn sequence(&self) -> &str {
@@ -278,5 +289,36 @@ mod tests {
         let odd = RequestId::from("garbage");
         assert_eq!(odd.precedence(), "garbage");
         assert_eq!(odd.sequence(), "");
+    }
+
+    /// Kept inline or on the heap, an id is its string: JSON, order, hash lookups by
+    /// `&str`, and the string it gives back.
+    #[test]
+    fn ids_behave_as_their_strings() {
+        use std::collections::{BTreeSet, HashMap};
+        let long = "x".repeat(100);
+        for s in ["", "0000004772", "100-0000003350", long.as_str()] {
+            let id = RequestId::from(s);
+            assert_eq!(id.as_str(), s);
+            assert_eq!(RequestId::from(s.to_string()), id);
+            assert_eq!(id.clone().into_string(), s);
+            assert_eq!(id.to_string(), s);
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(json, serde_json::to_string(s).unwrap());
+            assert_eq!(serde_json::from_str::<RequestId>(&json).unwrap(), id);
+            let map: HashMap<RequestId, u8> = [(id.clone(), 1)].into();
+            assert_eq!(map.get(s), Some(&1));
+        }
+        let build = BuildId::generate();
+        assert_eq!(
+            serde_json::from_value::<BuildId>(build.as_str().into()).unwrap(),
+            build
+        );
+        let ids: BTreeSet<NodeId> = ["0000000010", "0000000002", "a", "0000000001"]
+            .into_iter()
+            .map(NodeId::from)
+            .collect();
+        let sorted: Vec<&str> = ids.iter().map(NodeId::as_str).collect();
+        assert_eq!(sorted, ["0000000001", "0000000002", "0000000010", "a"]);
     }
 }
