@@ -303,7 +303,8 @@ async fn timeout_kills_the_process_group() {
     s.env_vars.insert("FAKE_DIB_SLEEP".into(), "600".into());
     s.env_vars
         .insert("FAKE_DIB_PID_FILE".into(), pid_file.display().to_string());
-    s.build_timeout = Duration::from_secs(2);
+    // Long enough that a loaded machine has written the pid file before the kill.
+    s.build_timeout = Duration::from_secs(10);
     let outcome = run_build(&s, &CancellationToken::new())
         .await
         .expect("runs");
@@ -313,7 +314,7 @@ async fn timeout_kills_the_process_group() {
     wait_gone(sleeper).await;
     let log = read(&outcome.log_path);
     assert!(log.contains(&format!("sleep pid {sleeper}")), "{log}");
-    assert!(log.contains("Build timed out after 2 seconds"), "{log}");
+    assert!(log.contains("Build timed out after 10 seconds"), "{log}");
     assert_eq!(last_line(&log), format!("Exit code: {}", outcome.rc));
     assert_eq!(outcome.rc, 128 + libc::SIGTERM, "bash died of SIGTERM");
 }

@@ -805,8 +805,10 @@ async fn build_timeout_fails_the_build_and_keeps_the_last_good_image() {
     let good = ready[0].id.clone();
 
     let pids = w.path("dib.pids");
+    // Long enough that a loaded machine has started DIB and written its pid file
+    // before the timeout kills it; far below the 120 s sleep.
     let mut cfg = Cfg {
-        build_timeout: Some(2),
+        build_timeout: Some(10),
         ..Cfg::default()
     };
     cfg.env.push(("FAKE_DIB_SLEEP".into(), "120".into()));
