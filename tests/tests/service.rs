@@ -492,7 +492,11 @@ fn every_binary_reports_one_version() {
 }
 
 /// `scripts/package --debug` builds the Debian package from the debug binaries (the
-/// same code as a release build, quicker in CI). Its contents: the four binaries, man
+/// same code as a release build, quicker in CI); with `--no-build` when the suite's
+/// `cargo test --workspace` has built them (`NODEPOOL_TEST_BINS_BUILT`, as for
+/// [`workspace_bin`]): the script's own `cargo build -p ...` resolves other features,
+/// so it compiled our crates again (over two minutes of a CI run on 2 cores) and re-linked
+/// the binaries other tests were starting. Its contents: the four binaries, man
 /// pages and completions generated from their clap definitions, the systemd units, the
 /// example config, the maintainer scripts; the binaries run from the unpacked tree
 /// (`--version`, `config-validate` on the shipped example) and the units pass
@@ -503,9 +507,13 @@ fn debian_package_contents_and_binaries() {
         .parent()
         .expect("workspace");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
-        .arg(root.join("scripts/package"))
-        .args(["--debug", "--out"])
+    let mut package = Command::new("bash");
+    package.arg(root.join("scripts/package")).arg("--debug");
+    if std::env::var_os("NODEPOOL_TEST_BINS_BUILT").is_some() {
+        package.arg("--no-build");
+    }
+    let out = package
+        .arg("--out")
         .arg(dir.path())
         .current_dir(root)
         .output()
