@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Installs what scripts/run-tests and scripts/run-local need on a fresh Debian machine:
 # Debian packages (ZooKeeper 3.8, openssl, openssh-server (the real sshd of the host-key scan
-# test), tmux, qemu-utils, python3-venv, a C toolchain),
+# test), tmux, qemu-utils, python3-venv, a C toolchain, procps (pgrep: run-tests stops its
+# lanes' process trees with it)),
 # Rust (rustup, only when cargo is missing) and, for the interop tests, kazoo, the
 # OpenStack command-line client and Python Nodepool 11.0.0 (the side-by-side migration
 # test) in a venv under target/. Source this file, then call
@@ -16,7 +17,7 @@ deps_as_root() {
 # deps_debian — installs the missing Debian packages.
 deps_debian() {
     local need=() p
-    for p in zookeeper openssl openssh-server tmux qemu-utils python3 python3-venv curl ca-certificates; do
+    for p in zookeeper openssl openssh-server tmux qemu-utils python3 python3-venv curl ca-certificates procps; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
     command -v cc >/dev/null 2>&1 || need+=(build-essential)
