@@ -8,6 +8,13 @@ use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Whether the workspace's binaries (and examples) are known to be built for this run:
+/// `scripts/run-tests` sets `NODEPOOL_TEST_BINS_BUILT` after its `cargo test --workspace`
+/// build, so tests run them as they are instead of running cargo.
+pub fn bins_prebuilt() -> bool {
+    std::env::var_os("NODEPOOL_TEST_BINS_BUILT").is_some()
+}
+
 /// The binary `name` of this workspace (`nodepool-launcher`, `nodepool-builder`,
 /// `nodepool`, …): `target/<profile>/<name>`, next to the test executable's `deps/` dir.
 ///
@@ -15,12 +22,11 @@ use std::time::{Duration, Instant};
 /// first call per test process runs `cargo build --workspace --bins`: a test never runs a
 /// stale daemon. (`--workspace` resolves the same features as `cargo test --workspace`,
 /// so after that it is a no-op; `-p nodepool-daemon` would resolve other features and
-/// rebuild the daemon and its dependencies once more.) `scripts/run-tests` sets
-/// `NODEPOOL_TEST_BINS_BUILT` when its `cargo test --workspace` has just built them.
+/// rebuild the daemon and its dependencies once more.) Not when [`bins_prebuilt`].
 pub fn workspace_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        if std::env::var_os("NODEPOOL_TEST_BINS_BUILT").is_some() {
+        if bins_prebuilt() {
             return;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

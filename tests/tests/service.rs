@@ -15,7 +15,7 @@ use tokio::io::AsyncBufReadExt;
 use nodepool_shared::model::{ComponentKind, NodeState};
 use nodepool_shared::testing::{wait_for_within, TestZk};
 use nodepool_shared::zk::ZkStore;
-use nodepool_tests::daemons::{workspace_bin, DaemonProc};
+use nodepool_tests::daemons::{bins_prebuilt, workspace_bin, DaemonProc};
 use nodepool_tests::zuul::{FakeZuul, HeldNode, Outcome};
 
 /// A temp dir with a `nodepool.yaml` on the test ZooKeeper (no providers: a launcher
@@ -493,10 +493,10 @@ fn every_binary_reports_one_version() {
 
 /// `scripts/package --debug` builds the Debian package from the debug binaries (the
 /// same code as a release build, quicker in CI); with `--no-build` when the suite's
-/// `cargo test --workspace` has built them (`NODEPOOL_TEST_BINS_BUILT`, as for
-/// [`workspace_bin`]): the script's own `cargo build -p ...` resolves other features,
-/// so it compiled our crates again (over two minutes of a CI run on 2 cores) and re-linked
-/// the binaries other tests were starting. Its contents: the four binaries, man
+/// `cargo test --workspace` has built them ([`bins_prebuilt`]): the script's own
+/// `cargo build -p ...` resolves other features, so it compiled our crates again (over
+/// two minutes of a CI run on 2 cores) and re-linked the binaries other tests were
+/// starting. Its contents: the four binaries, man
 /// pages and completions generated from their clap definitions, the systemd units, the
 /// example config, the maintainer scripts; the binaries run from the unpacked tree
 /// (`--version`, `config-validate` on the shipped example) and the units pass
@@ -509,7 +509,7 @@ fn debian_package_contents_and_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let mut package = Command::new("bash");
     package.arg(root.join("scripts/package")).arg("--debug");
-    if std::env::var_os("NODEPOOL_TEST_BINS_BUILT").is_some() {
+    if bins_prebuilt() {
         package.arg("--no-build");
     }
     let out = package
