@@ -14,10 +14,9 @@ use std::time::Duration;
 use nodepool_daemon::launcher::backoff::Backoff;
 use nodepool_daemon::launcher::delete::{delete_server, DeleteError, DELETE_TIMEOUT};
 use nodepool_daemon::launcher::failure::{record_launch, LaunchError};
-use nodepool_daemon::launcher::launch::{
-    launch_server, FlavorSpec, ImageRef, KeyscanSpec, LaunchSpec,
-};
+use nodepool_daemon::launcher::launch::{launch_server, ImageRef, KeyscanSpec, LaunchSpec};
 use nodepool_daemon::launcher::leaks::{LeakCleaner, LeakSettings};
+use nodepool_daemon::launcher::lookups::FlavorSpec;
 use nodepool_daemon::launcher::metadata::{
     build_metadata, server_name, MetadataInput, RequestAttributes,
 };

@@ -23,14 +23,12 @@
 //! it is cancelled.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nodepool_shared::cloud::addresses::needs_floating_ip;
 use nodepool_shared::cloud::{
-    server_ips, CloudDriver, CloudError, CreateServer, Flavor, FlavorWanted, Network, Server,
-    ServerIps,
+    server_ips, CloudDriver, CloudError, CreateServer, Flavor, Network, Server, ServerIps,
 };
 use nodepool_shared::model::{Node, QuotaInformation};
 use nodepool_shared::ssh::{scan_host_keys, KeyscanError, ScanOptions};
@@ -40,40 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::failure::LaunchError;
-use super::lookups::CloudLookups;
+use super::lookups::{CloudLookups, FlavorSpec};
 
 /// Lines of console log fetched after a failure when the label has `console-log`.
 pub const CONSOLE_LOG_LINES: u32 = 200;
-
-/// How a label picks its flavor (`flavor-name` and/or `min-ram`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FlavorSpec {
-    /// `flavor-name`: exact name/id without `min-ram`, a name filter with it.
-    pub flavor_name: Option<String>,
-    /// `min-ram` in MiB.
-    pub min_ram: Option<u64>,
-}
-
-impl FlavorSpec {
-    /// As the shared flavor-choice input.
-    pub fn wanted(&self) -> FlavorWanted<'_> {
-        FlavorWanted {
-            min_ram: self.min_ram,
-            flavor_name: self.flavor_name.as_deref(),
-        }
-    }
-}
-
-impl fmt::Display for FlavorSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.flavor_name, self.min_ram) {
-            (Some(n), Some(r)) => write!(f, "min-ram {r} and flavor-name `{n}`"),
-            (Some(n), None) => write!(f, "flavor-name `{n}`"),
-            (None, Some(r)) => write!(f, "min-ram {r}"),
-            (None, None) => f.write_str("no flavor-name or min-ram"),
-        }
-    }
-}
 
 /// The image to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -895,15 +863,5 @@ mod tests {
         assert_eq!(node.az.as_deref(), Some("nova"));
         assert_eq!(node.region.as_deref(), Some("r"));
         assert!(node.resources.is_some());
-    }
-
-    #[test]
-    fn flavor_spec_display() {
-        let f = FlavorSpec {
-            flavor_name: Some("m1".into()),
-            min_ram: None,
-        };
-        assert_eq!(f.to_string(), "flavor-name `m1`");
-        assert_eq!(f.wanted().flavor_name, Some("m1"));
     }
 }

@@ -17,14 +17,57 @@
 //! stored.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nodepool_shared::cloud::{choose_flavor, CloudDriver, CloudError, Flavor, Network};
-
-use super::launch::FlavorSpec;
+use nodepool_shared::cloud::{
+    choose_flavor, CloudDriver, CloudError, Flavor, FlavorWanted, Network,
+};
+use nodepool_shared::config::PoolLabel;
 use nodepool_shared::sync::MutexExt;
+
+/// How long a missing cloud image is taken as missing by default (Nodepool: 5 min).
+pub const IMAGE_RECHECK: Duration = Duration::from_secs(300);
+
+/// How a label picks its flavor (`flavor-name` and/or `min-ram`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlavorSpec {
+    /// `flavor-name`: exact name/id without `min-ram`, a name filter with it.
+    pub flavor_name: Option<String>,
+    /// `min-ram` in MiB.
+    pub min_ram: Option<u64>,
+}
+
+impl FlavorSpec {
+    /// As the shared flavor-choice input.
+    pub fn wanted(&self) -> FlavorWanted<'_> {
+        FlavorWanted {
+            min_ram: self.min_ram,
+            flavor_name: self.flavor_name.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for FlavorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.flavor_name, self.min_ram) {
+            (Some(n), Some(r)) => write!(f, "min-ram {r} and flavor-name `{n}`"),
+            (Some(n), None) => write!(f, "flavor-name `{n}`"),
+            (None, Some(r)) => write!(f, "min-ram {r}"),
+            (None, None) => f.write_str("no flavor-name or min-ram"),
+        }
+    }
+}
+
+/// The flavor wish of a pool label.
+pub fn flavor_spec(label: &PoolLabel) -> FlavorSpec {
+    FlavorSpec {
+        flavor_name: label.flavor_name.clone(),
+        min_ram: label.min_ram,
+    }
+}
 
 /// One cached listing.
 struct Cached<T> {
@@ -99,7 +142,7 @@ impl CloudLookups {
             zones: Cached::new(),
             images: Mutex::new(HashMap::new()),
             missing_images: Mutex::new(HashMap::new()),
-            image_recheck: super::providers::IMAGE_RECHECK,
+            image_recheck: IMAGE_RECHECK,
             generation: Mutex::new(0),
         }
     }
@@ -210,5 +253,20 @@ impl CloudLookups {
         tracing::info!(provider = %self.provider,
             "clearing availability zone, flavor, image and network caches after a 400 from Nova");
         self.forget();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavor_spec_display() {
+        let f = FlavorSpec {
+            flavor_name: Some("m1".into()),
+            min_ram: None,
+        };
+        assert_eq!(f.to_string(), "flavor-name `m1`");
+        assert_eq!(f.wanted().flavor_name, Some("m1"));
     }
 }

@@ -82,10 +82,11 @@ pub mod zk_stats;
 pub use delete::{delete_server, DeleteError, DeleteMachine, DeleteState, DELETE_TIMEOUT};
 pub use failure::{record_launch, LaunchError};
 pub use launch::{
-    launch_server, FlavorSpec, ImageRef, InstanceFacts, LaunchMachine, LaunchOutcome, LaunchSpec,
-    LaunchState, Step,
+    launch_server, ImageRef, InstanceFacts, LaunchMachine, LaunchOutcome, LaunchSpec, LaunchState,
+    Step,
 };
 pub use leaks::{LeakCleaner, LeakPassReport, LeakSettings};
+pub use lookups::FlavorSpec;
 pub use metadata::{build_metadata, server_name, MetadataInput, RequestAttributes, ServerMetadata};
 pub use quota::{fits, would_ever_fit, LabelNeedCache, PoolLimits, ProviderQuota, QuotaError};
 pub use retry::{launch_with_retries, launch_with_retries_reporting, AttemptOptions, RetryOutcome};

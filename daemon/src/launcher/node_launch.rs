@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 use super::delete::{delete_server, DELETE_TIMEOUT};
 use super::failure::LaunchError;
 use super::launch::{ImageRef, KeyscanSpec, LaunchProgress, LaunchSpec};
+use super::lookups::flavor_spec;
 use super::metadata::{build_metadata, server_name, MetadataInput, RequestAttributes};
-use super::providers::{flavor_spec, ProviderHandle};
+use super::providers::ProviderHandle;
 use super::retry::{launch_with_retries_reporting, AttemptOptions, RetryOutcome};
 use super::runtime::{Counters, LauncherContext};
 

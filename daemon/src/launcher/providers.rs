@@ -28,8 +28,7 @@ use nodepool_shared::config::{CloudImageRef, Pool, PoolLabel};
 use nodepool_shared::model::{NodeId, QuotaInformation};
 
 use super::failure::LaunchError;
-use super::launch::FlavorSpec;
-use super::lookups::CloudLookups;
+use super::lookups::{flavor_spec, CloudLookups};
 use super::quota::{fits, would_ever_fit, PoolLimits, QuotaError};
 use super::runtime::{LauncherContext, ProviderRuntime};
 use nodepool_shared::sync::{MutexExt, RwLockExt};
@@ -43,14 +42,6 @@ pub fn pool_limits(pool: &Pool) -> PoolLimits {
         max_ram: u(pool.max_ram),
         max_volumes: u(pool.max_volumes),
         max_volume_gb: u(pool.max_volume_gb),
-    }
-}
-
-/// The flavor wish of a pool label.
-pub fn flavor_spec(label: &PoolLabel) -> FlavorSpec {
-    FlavorSpec {
-        flavor_name: label.flavor_name.clone(),
-        min_ram: label.min_ram,
     }
 }
 
@@ -80,9 +71,6 @@ impl ProviderHandles {
         self.0.write_or_recover().remove(name);
     }
 }
-
-/// How long a missing cloud image is taken as missing by default (Nodepool: 5 min).
-pub const IMAGE_RECHECK: Duration = Duration::from_secs(300);
 
 /// One started provider with the launch-side caches.
 pub struct ProviderHandle {

@@ -19,7 +19,7 @@ use nodepool_shared::model::quota::{CORES, INSTANCES, RAM, VOLUMES, VOLUME_GB};
 use nodepool_shared::model::{Node, QuotaInformation};
 use tokio::time::Instant;
 
-use super::launch::FlavorSpec;
+use super::lookups::FlavorSpec;
 use super::metadata::{NODE_ID, PROVIDER_NAME};
 use nodepool_shared::sync::MutexExt;
 
