@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod cli;
 pub mod host;
+pub mod http_serve;
 pub mod launcher;
 pub mod metrics;
 pub mod service;

@@ -291,9 +291,9 @@ pub async fn serve_builder(
     tracing::info!(address = %local, "metrics listener (/metrics, /health)");
     tokio::spawn(async move {
         let app = builder_router(metrics, healthy);
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await
+        let limits = crate::http_serve::Limits::default();
+        if let Err(e) =
+            crate::http_serve::serve(listener, app, limits, "metrics listener", cancel).await
         {
             tracing::error!(error = %e, "metrics listener failed");
         }

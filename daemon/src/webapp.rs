@@ -163,8 +163,9 @@ async fn metrics(State(state): State<WebState>) -> Response {
     }
 }
 
-/// Binds `addr` and serves until `cancel` fires. Returns the bound address through
-/// `bound` (useful with port 0) before serving.
+/// Binds `addr` and serves until `cancel` fires, with [`crate::http_serve`]'s limits (a
+/// client silent for 10 s is dropped; 256 connections at most). Returns the bound address
+/// through `bound` (useful with port 0) before serving.
 pub async fn serve(
     addr: SocketAddr,
     state: WebState,
@@ -177,9 +178,14 @@ pub async fn serve(
     if let Some(tx) = bound {
         let _ = tx.send(local);
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    crate::http_serve::serve(
+        listener,
+        router(state),
+        crate::http_serve::Limits::default(),
+        "web API",
+        cancel,
+    )
+    .await
 }
 
 async fn not_found() -> Response {

@@ -464,6 +464,106 @@ async fn python_logging_config_logrotate_sighup_and_json() {
     );
 }
 
+/// Clients that open connections to the web API and never finish a request cannot take
+/// the launcher's descriptors: with a limit of 300 open files (as 1,024 under systemd,
+/// scaled down), 400 such clients leave the launcher at most 256 web connections, it logs
+/// that every slot is taken, nothing fails with "Too many open files", and `/ready`
+/// answers again once the silent clients are dropped (10 s each). Found by attacking a
+/// running launcher: before, every client kept its descriptor forever, and host-key
+/// scans failed with `connect: Too many open files`.
+#[tokio::test]
+async fn silent_web_clients_cannot_take_the_launchers_descriptors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = Env::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = read(&env.path("nodepool.yaml"))
+        + &format!("webapp:\n  port: {port}\n  listen_address: 127.0.0.1\n");
+    std::fs::write(env.path("web.yaml"), config).expect("config");
+    let mut cmd = Command::new(workspace_bin("nodepool-launcher"));
+    cmd.arg("-f")
+        .arg("-c")
+        .arg(env.path("web.yaml"))
+        .env_remove("NOTIFY_SOCKET")
+        .env("RUST_LOG", "info");
+    // SAFETY: only setrlimit(2) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: 300,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let d = DaemonProc::spawn(cmd, &env.path("web-launcher.out"));
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let ready = || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http.get(&url).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    };
+    wait_for_within("/ready", Duration::from_secs(60), ready).await;
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", d.pid())).map_or(0, |r| r.count());
+    let before = fds();
+
+    let mut silent = Vec::new();
+    for _ in 0..400 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect (the kernel queues what the launcher does not accept)");
+        s.write_all(b"GET /ready HTTP/1.1\r\nHost: attacker\r\n")
+            .await
+            .unwrap();
+        silent.push(s);
+    }
+    wait_for_within("the busy warning", Duration::from_secs(30), || {
+        let text = d.log_text();
+        async move {
+            text.contains("every connection slot is taken")
+                .then_some(())
+        }
+    })
+    .await;
+    let during = fds();
+    assert!(
+        during <= before + 256 + 8,
+        "{during} descriptors open with 400 silent clients ({before} before)"
+    );
+    // Served again once the silent clients are dropped.
+    wait_for_within(
+        "/ready after the silent clients",
+        Duration::from_secs(90),
+        ready,
+    )
+    .await;
+    let mut buf = [0u8; 64];
+    let first = silent.first_mut().unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), first.read(&mut buf)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "the first silent client is still connected"
+    );
+    drop(silent);
+    let text = d.log_text();
+    assert!(!text.contains("Too many open files"), "{text}");
+    assert!(text.contains("launcher ready"), "{text}");
+    assert!(d.stop().await, "the launcher stops after SIGTERM");
+}
+
 /// Every binary's `--version` tells the same story: our version and the Nodepool
 /// release we are compatible with (which is also what the component records carry).
 #[test]

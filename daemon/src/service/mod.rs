@@ -3,11 +3,13 @@
 //! (`nodepool_shared::logging`), systemd notification ([`notify`]) and the SIGHUP that
 //! reopens log files. The launcher's and builder's `main` call [`start`] before building
 //! their async runtime and get back a [`Service`] to report readiness and stop with.
-//! [`memory`] keeps the launcher's resident memory close to its live heap.
+//! [`memory`] keeps the launcher's resident memory close to its live heap; [`nofile`]
+//! raises the limit of open files.
 
 pub mod args;
 pub mod detach;
 pub mod memory;
+pub mod nofile;
 pub mod notify;
 pub mod pidfile;
 
@@ -127,6 +129,7 @@ pub fn start(
     for w in &logging.warnings {
         tracing::warn!("logging config: {w}");
     }
+    nofile::raise_open_files_limit();
     Ok(Service {
         logging,
         pidfile,
