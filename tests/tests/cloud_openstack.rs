@@ -836,6 +836,44 @@ async fn lists_are_paged_with_limit_and_marker() {
     .await;
 }
 
+/// A reply larger than the driver's limit fails its call with a bad-reply error that
+/// names the call and the limit, instead of being read whole into memory (a broken
+/// proxy or cloud could send gigabytes). The same cloud, read with the default limit,
+/// answers normally.
+#[tokio::test]
+async fn oversized_replies_fail_the_call() {
+    bounded(async {
+        let sim = Simulator::start(SimConfig::default()).await.unwrap();
+        let d = driver_with(&sim, CloudsAuth::Password, options("prov"));
+        let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
+        let flavor = d
+            .find_flavor(FlavorWanted {
+                min_ram: None,
+                flavor_name: Some("small"),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        for i in 0..5 {
+            d.create_server(&simple_server(&format!("np{i}"), &flavor.id, &image.id))
+                .await
+                .unwrap();
+        }
+        assert_eq!(d.list_servers().await.unwrap().len(), 5);
+
+        let mut opts = options("prov");
+        opts.max_reply_bytes = 4096;
+        let small = driver_with(&sim, CloudsAuth::Password, opts);
+        // The token's reply (with its catalog) is within 4 KiB; 5 servers are not.
+        small.authenticate().await.unwrap();
+        let err = small.list_servers().await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CloudError::BadReply { .. }), "{err:?}");
+        assert!(text.contains("reply larger than 4096 bytes"), "{text}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn api_calls_are_timed_in_statsd() {
     bounded(async {

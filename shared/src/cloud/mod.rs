@@ -78,6 +78,10 @@ impl From<CloudsYamlError> for CloudError {
     }
 }
 
+/// The default [`DriverOptions::max_reply_bytes`]: 64 MiB. A page of 1,000 servers with
+/// their details is about 5 MB, and no other reply comes near it.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 << 20;
+
 /// Per-provider driver settings (from the provider's config section).
 #[derive(Clone, Debug)]
 pub struct DriverOptions {
@@ -98,6 +102,9 @@ pub struct DriverOptions {
     pub upload_timeout: Option<Duration>,
     /// Page size (`limit`) of list calls.
     pub page_size: usize,
+    /// Largest reply body read from the cloud ([`DEFAULT_MAX_REPLY_BYTES`]); a larger one
+    /// fails the call instead of growing the daemon's memory without bound.
+    pub max_reply_bytes: usize,
     /// Whether this host has IPv6 for [`AddressPolicy::local_ipv6`]; `None` = detect
     /// ([`addresses::local_host_has_ipv6`]).
     pub local_ipv6: Option<bool>,
@@ -105,7 +112,7 @@ pub struct DriverOptions {
 
 impl DriverOptions {
     /// Defaults: rate 1.0 s (Nodepool's default), 60 s call timeout, 10 s connect timeout,
-    /// no upload timeout, pages of 1000, statsd off.
+    /// no upload timeout, pages of 1000, replies up to 64 MiB, statsd off.
     pub fn new(provider: impl Into<String>) -> Self {
         DriverOptions {
             provider: provider.into(),
@@ -116,6 +123,7 @@ impl DriverOptions {
             connect_timeout: Duration::from_secs(10),
             upload_timeout: None,
             page_size: 1000,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             local_ipv6: None,
         }
     }

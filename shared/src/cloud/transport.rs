@@ -2,8 +2,9 @@
 //! provider's rate limit (token requests included), a Keystone token (fetched on first
 //! use, renewed shortly before expiry or once after a 401; after a failed token request
 //! none is sent until the [`AuthBackoff`] window closes), the Nova microversion header, a per-call timeout, a
-//! statsd timer `nodepool.task.<provider>.<service>.<METHOD>.<operation>`, and error
-//! classification of every non-2xx reply.
+//! statsd timer `nodepool.task.<provider>.<service>.<METHOD>.<operation>`, replies read
+//! up to a size limit (`DriverOptions::max_reply_bytes`), and error classification of
+//! every non-2xx reply.
 //!
 //! Nothing here logs or returns request bodies or headers, so credentials and tokens
 //! stay out of logs and errors.
@@ -127,6 +128,7 @@ pub(crate) struct Transport {
     statsd: Statsd,
     api_timeout: Duration,
     upload_timeout: Option<Duration>,
+    max_reply_bytes: usize,
     token: RwLock<Option<Arc<Token>>>,
     auth_lock: tokio::sync::Mutex<()>,
     auth_backoff: std::sync::Mutex<AuthBackoff>,
@@ -168,6 +170,7 @@ impl Transport {
             statsd: opts.statsd.clone(),
             api_timeout: opts.api_timeout,
             upload_timeout: opts.upload_timeout,
+            max_reply_bytes: opts.max_reply_bytes,
             token: RwLock::new(None),
             auth_lock: tokio::sync::Mutex::new(()),
             auth_backoff: std::sync::Mutex::new(AuthBackoff::default()),
@@ -363,8 +366,8 @@ impl Transport {
                 .get("X-Subject-Token")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>(RawReply {
+            let body = read_body(resp, self.max_reply_bytes).await?;
+            Ok::<_, ReadError>(RawReply {
                 status,
                 body,
                 subject_token,
@@ -388,10 +391,129 @@ impl Transport {
                 Ok(raw)
             }
             Err(e) => {
-                let err = CloudError::from_transport(name, &e);
+                let err = match e {
+                    ReadError::Transport(e) => CloudError::from_transport(name, &e),
+                    ReadError::TooLarge { limit } => CloudError::bad_reply(
+                        name,
+                        format!("reply larger than {}; not read further", size_text(limit)),
+                    ),
+                };
                 tracing::debug!(provider = %self.provider, call = %name, error = %err, "cloud API call failed");
                 Err(err)
             }
         }
+    }
+}
+
+/// Why a reply could not be read.
+enum ReadError {
+    Transport(reqwest::Error),
+    /// The body (announced or received) is larger than the limit.
+    TooLarge {
+        limit: usize,
+    },
+}
+
+impl From<reqwest::Error> for ReadError {
+    fn from(e: reqwest::Error) -> Self {
+        ReadError::Transport(e)
+    }
+}
+
+/// `limit` for a message: whole MiB when it is some, else bytes.
+fn size_text(limit: usize) -> String {
+    if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit} bytes")
+    }
+}
+
+/// Reads `resp`'s body, at most `limit` bytes: a larger `Content-Length` fails before
+/// anything is read, and a body that grows past the limit fails as it does.
+async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > limit as u64 {
+        return Err(ReadError::TooLarge { limit });
+    }
+    let mut body = bytes::BytesMut::with_capacity(announced as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_body, size_text, ReadError};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server on loopback answering `head` and then `chunks`, each as an
+    /// HTTP chunk (`chunked`) or as they are (when `head` has a `Content-Length`).
+    async fn serve_once(head: &'static str, chunks: Vec<Vec<u8>>, chunked: bool) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req).await;
+            let _ = s.write_all(head.as_bytes()).await;
+            for c in chunks {
+                if chunked {
+                    let _ = s.write_all(format!("{:x}\r\n", c.len()).as_bytes()).await;
+                    let _ = s.write_all(&c).await;
+                    let _ = s.write_all(b"\r\n").await;
+                } else {
+                    let _ = s.write_all(&c).await;
+                }
+            }
+            if chunked {
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            }
+            let _ = s.shutdown().await;
+        });
+        url
+    }
+
+    const CHUNKED: &str =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_chunked_body_is_read_up_to_the_limit() {
+        let url = serve_once(CHUNKED, vec![vec![b'a'; 1024]; 3], true).await;
+        let resp = reqwest::get(&url).await.unwrap();
+        let body = read_body(resp, 3 * 1024)
+            .await
+            .ok()
+            .expect("3 KiB within 3 KiB");
+        assert_eq!(body.len(), 3 * 1024);
+
+        let url = serve_once(CHUNKED, vec![vec![b'a'; 1024]; 3], true).await;
+        let resp = reqwest::get(&url).await.unwrap();
+        assert!(matches!(
+            read_body(resp, 2 * 1024).await,
+            Err(ReadError::TooLarge { limit: 2048 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_past_the_limit_fails_before_reading() {
+        // Announces 10 GB and sends nothing: only the announcement can fail it.
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n";
+        let url = serve_once(head, vec![], false).await;
+        let resp = reqwest::get(&url).await.unwrap();
+        assert!(matches!(
+            read_body(resp, 64 << 20).await,
+            Err(ReadError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_are_named_in_mib_or_bytes() {
+        assert_eq!(size_text(64 << 20), "64 MiB");
+        assert_eq!(size_text(2048), "2048 bytes");
     }
 }
