@@ -422,7 +422,7 @@ impl From<reqwest::Error> for ReadError {
 
 /// `limit` for a message: whole MiB when it is some, else bytes.
 fn size_text(limit: usize) -> String {
-    if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+    if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
         format!("{} MiB", limit >> 20)
     } else {
         format!("{limit} bytes")
