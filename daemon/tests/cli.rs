@@ -531,6 +531,36 @@ async fn delete_several_ids_asks_on_a_terminal() {
     }
 }
 
+/// A record's text with escape sequences (here a hold comment that would set the
+/// terminal's clipboard through OSC 52, then clear the screen) reaches a terminal with
+/// its control characters as `?`, and a pipe unchanged, as Python Nodepool prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_reach_a_terminal_as_question_marks() {
+    let env = Env::new().await;
+    let evil = "\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J\u{9b}31mheld";
+    let mut n = Node::new();
+    n.state = NodeState::Hold;
+    n.state_time = now_epoch() - 5.0;
+    n.provider = Some("fake-provider".into());
+    n.pool = Some("main".into());
+    n.node_type = vec!["small".into()];
+    n.comment = Some(evil.into());
+    env.store.create_node(&mut n).await.expect("create node");
+
+    let piped = env.run(&["list", "--detail"]).await;
+    assert_ok(&piped);
+    assert!(stdout(&piped).contains(evil), "{}", stdout(&piped));
+
+    let o = run_on_terminal(&env, &["list", "--detail"], "").await;
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("?]52;c;cHduZWQ=??[2J?31mheld"), "{out:?}");
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{9b}'),
+        "{out:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_of_locked_node_times_out() {
     let env = Env::new().await;

@@ -84,9 +84,10 @@ impl Session {
     }
 }
 
-/// Writes `text` and a newline to stdout in one go; a closed pipe (`| head`) is not an
-/// error.
+/// Writes `text` and a newline to stdout in one go (control characters as `?` on a
+/// terminal, see [`super::terminal`]); a closed pipe (`| head`) is not an error.
 pub fn print_out(text: &str) -> Result<()> {
+    let text = super::terminal::for_stdout(text);
     let mut out = std::io::stdout().lock();
     let r = out
         .write_all(text.as_bytes())

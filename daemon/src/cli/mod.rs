@@ -11,6 +11,7 @@
 //! * [`read`], [`bulk`]: pipelined and batched reads for the listings.
 //! * [`nodes`], [`images`], [`provider`], [`image_data`]: the subcommands.
 //! * [`doctor`], [`console_log`]: problems found in the cached state; a server's console.
+//! * [`terminal`]: control characters of records shown as `?` on a terminal.
 
 pub mod args;
 pub mod bulk;
@@ -22,6 +23,7 @@ pub mod images;
 pub mod nodes;
 pub mod provider;
 pub mod read;
+pub mod terminal;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -116,9 +118,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(*code);
             }
             if cli.debug {
-                eprintln!("Error: {e:?}");
+                eprintln!("{}", terminal::for_stderr(&format!("Error: {e:?}")));
             } else {
-                eprintln!("{}", one_line(&e));
+                eprintln!("{}", terminal::for_stderr(&one_line(&e)));
             }
             ExitCode::from(1)
         }

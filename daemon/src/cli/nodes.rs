@@ -84,15 +84,25 @@ fn listing_row(
     Some(row)
 }
 
-/// Writes a listing and a newline to stdout (a closed pipe is not an error, as in
-/// [`print_out`]).
+/// Writes a listing and a newline to stdout (control characters as `?` on a terminal; a
+/// closed pipe is not an error, as in [`print_out`]).
 fn print_listing(listing: NodeListing) -> Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let r = listing
-        .write_to(&mut out)
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush());
+    use std::io::{IsTerminal, Write as _};
+    let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut out = stdout.lock();
+    let r = if terminal {
+        let mut out = super::terminal::Sanitized::new(out);
+        listing
+            .write_to(&mut out)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+    } else {
+        listing
+            .write_to(&mut out)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+    };
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
