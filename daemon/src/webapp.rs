@@ -13,7 +13,8 @@
 //! 57 MB of JSON. What is cached for the second is the snapshot of the cache's nodes it
 //! is written from (ids and shared records, under 1 MB), and every answer is written from
 //! it on a blocking thread while it is sent, in pieces of [`PIECE_BYTES`], a few pieces
-//! ahead of the client ([`PIECES_AHEAD`]), at most [`NODE_LIST_WRITERS`] at a time. So
+//! ahead of the client ([`PIECES_AHEAD`]), at most four at a time ([`NodeListLimits`]:
+//! a client that stops reading loses its turn after a minute). So
 //! the answers within the second are the same bytes, and a listing costs the launcher a
 //! few hundred KB whatever its size and however many clients ask at once.
 
@@ -51,9 +52,28 @@ const PIECE_BYTES: usize = 256 * 1024;
 /// Pieces written ahead of what the client has taken, per answer.
 const PIECES_AHEAD: usize = 4;
 
-/// `/node-list` answers written at once (each takes a core while it is written: about
-/// half a second for 100,000 nodes); more clients wait for their turn.
-const NODE_LIST_WRITERS: usize = 4;
+/// How `/node-list` answers share the launcher ([`NodeListLimits::default`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeListLimits {
+    /// Answers written at once (each takes a core while it is written: about half a
+    /// second for 100,000 nodes); more clients wait for their turn.
+    pub writers: usize,
+    /// An answer whose client takes nothing for this long is ended (the connection
+    /// closes), so that a client that stops reading cannot keep its turn forever.
+    pub stall: Duration,
+    /// A client that waits this long for its turn gets 503.
+    pub queue_wait: Duration,
+}
+
+impl Default for NodeListLimits {
+    fn default() -> Self {
+        NodeListLimits {
+            writers: 4,
+            stall: Duration::from_secs(60),
+            queue_wait: Duration::from_secs(60),
+        }
+    }
+}
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -62,6 +82,7 @@ pub struct WebState {
     ready: Arc<AtomicBool>,
     responses: Arc<Mutex<HashMap<String, CachedResponse>>>,
     node_list_writers: Arc<Semaphore>,
+    node_list_limits: NodeListLimits,
     metrics: Option<Arc<nodepool_shared::stats::Metrics>>,
 }
 
@@ -99,9 +120,17 @@ impl WebState {
             cache,
             ready,
             responses: Arc::new(Mutex::new(HashMap::new())),
-            node_list_writers: Arc::new(Semaphore::new(NODE_LIST_WRITERS)),
+            node_list_writers: Arc::new(Semaphore::new(NodeListLimits::default().writers)),
+            node_list_limits: NodeListLimits::default(),
             metrics: None,
         }
+    }
+
+    /// Other [`NodeListLimits`] than the defaults (tests use short times).
+    pub fn with_node_list_limits(mut self, limits: NodeListLimits) -> Self {
+        self.node_list_writers = Arc::new(Semaphore::new(limits.writers.max(1)));
+        self.node_list_limits = limits;
+        self
     }
 
     /// Serves `metrics` on `/metrics` (404 without).
@@ -303,10 +332,20 @@ async fn respond(
             // HEAD: the headers only, nothing written.
             CachedBody::Nodes(_) if method == Method::HEAD => entry.status.into_response(),
             CachedBody::Nodes(snapshot) => {
-                let Ok(permit) = state.node_list_writers.clone().acquire_owned().await else {
-                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                let limits = state.node_list_limits;
+                let turn = state.node_list_writers.clone().acquire_owned();
+                let Ok(Ok(permit)) = tokio::time::timeout(limits.queue_wait, turn).await else {
+                    return text_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable: every node listing slot is busy; try again\n"
+                            .to_string(),
+                    );
                 };
-                (entry.status, stream_nodes(snapshot.clone(), permit)).into_response()
+                (
+                    entry.status,
+                    stream_nodes(snapshot.clone(), permit, limits.stall),
+                )
+                    .into_response()
             }
         }
     };
@@ -361,17 +400,34 @@ fn node_snapshot(
 }
 
 /// The body of a `/node-list` answer: written from `snapshot` on a blocking thread,
-/// [`PIECES_AHEAD`] pieces ahead of the client (it stops when the client goes away),
-/// text with a final newline as Nodepool's web API. `permit` is held until it is
-/// written. A writer that stops before the end fails the body, so that the client sees
-/// a broken answer rather than a short listing.
-fn stream_nodes(snapshot: Arc<NodeSnapshot>, permit: OwnedSemaphorePermit) -> Body {
+/// [`PIECES_AHEAD`] pieces ahead of the client (it stops when the client goes away, or
+/// takes nothing for `stall`), text with a final newline as Nodepool's web API. `permit`
+/// is held until it is written. A writer that stops before the end fails the body, so
+/// that the client sees a broken answer rather than a short listing.
+fn stream_nodes(
+    snapshot: Arc<NodeSnapshot>,
+    permit: OwnedSemaphorePermit,
+    stall: Duration,
+) -> Body {
     // `None` marks the end of the listing.
     let (tx, rx) = mpsc::channel::<Option<Bytes>>(PIECES_AHEAD);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let s = &*snapshot;
         let mut open = true;
+        // Hands a piece to the answer; false once the client is gone or stalled.
+        let send = |piece: Option<Bytes>| match runtime
+            .block_on(tokio::time::timeout(stall, tx.send(piece)))
+        {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                tracing::info!(
+                    "web API: a /node-list client took nothing for {stall:?}; ending its answer"
+                );
+                false
+            }
+        };
         listing::write_compact_nodes(
             &s.nodes,
             |n| (&*n.node, n.probably_locked()),
@@ -381,15 +437,15 @@ fn stream_nodes(snapshot: Arc<NodeSnapshot>, permit: OwnedSemaphorePermit) -> Bo
             s.fields.as_ref(),
             PIECE_BYTES,
             |piece| {
-                open = open && tx.blocking_send(Some(Bytes::from(piece))).is_ok();
+                open = open && send(Some(Bytes::from(piece)));
                 open
             },
         );
         if open && s.format == OutputFormat::Text {
-            open = tx.blocking_send(Some(Bytes::from_static(b"\n"))).is_ok();
+            open = send(Some(Bytes::from_static(b"\n")));
         }
         if open {
-            let _ = tx.blocking_send(None);
+            send(None);
         }
     });
     let pieces = futures::stream::unfold(Some(rx), |rx| async move {

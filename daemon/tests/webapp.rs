@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodepool_daemon::webapp::{serve, WebState};
+use nodepool_daemon::webapp::{serve, NodeListLimits, WebState};
 use nodepool_shared::listing::{render_compact_nodes, Fields, NodeColumns, OutputFormat};
 use nodepool_shared::model::{
     now_epoch, Component, ComponentKind, Node, NodeId, NodeRequest, NodeState, PoolInfo,
@@ -29,10 +29,14 @@ impl Drop for Web {
 }
 
 async fn start(cache: TreeCache) -> Web {
+    start_with(cache, NodeListLimits::default()).await
+}
+
+async fn start_with(cache: TreeCache, limits: NodeListLimits) -> Web {
     let ready = Arc::new(AtomicBool::new(false));
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let state = WebState::new(cache, ready.clone());
+    let state = WebState::new(cache, ready.clone()).with_node_list_limits(limits);
     tokio::spawn(serve(
         "127.0.0.1:0".parse().unwrap(),
         state,
@@ -431,6 +435,85 @@ async fn node_list_is_streamed_and_byte_identical() {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/plain; charset=UTF-8");
         assert!(r.bytes().await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// A client that asks for `/node-list` and then stops reading loses its turn after the
+/// stall time: its answer is ended, and the next client (here waiting for the only
+/// writer) gets the whole listing. Before, such a client kept its writer forever, and
+/// four of them stopped `/node-list` for everyone.
+#[tokio::test]
+async fn a_node_list_client_that_stops_reading_loses_its_turn() {
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    nodepool_shared::testing::bounded(async {
+        let (_zk, store, cache) = fixture().await;
+        // About 12 MB of JSON: more than the socket buffers and the pieces written ahead
+        // hold, so the writer of a client that reads nothing has to wait.
+        futures::stream::iter(0..1500)
+            .map(|i| {
+                let store = store.clone();
+                async move {
+                    let mut node = Node::new();
+                    node.set_state(NodeState::Hold);
+                    node.provider = Some("sim".into());
+                    node.pool = Some("main".into());
+                    node.node_type = vec!["small".into()];
+                    node.comment = Some(format!("{i} {}", "x".repeat(8000)));
+                    store.create_node(&mut node).await.unwrap();
+                }
+            })
+            .buffer_unordered(100)
+            .collect::<Vec<_>>()
+            .await;
+        nodepool_shared::testing::wait_for("1502 nodes cached", || async {
+            (cache.node_count() == 1502).then_some(())
+        })
+        .await;
+        let web = start_with(
+            cache.clone(),
+            NodeListLimits {
+                writers: 1,
+                stall: Duration::from_secs(1),
+                queue_wait: Duration::from_secs(60),
+            },
+        )
+        .await;
+        let addr: std::net::SocketAddr = web.base.trim_start_matches("http://").parse().unwrap();
+
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /node-list HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 1024];
+        let n = stalled.read(&mut head).await.unwrap();
+        assert!(
+            head[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&head[..n])
+        );
+
+        // The only writer is the stalled client's until the stall time ends its answer.
+        let r = web.get("/node-list", Some("application/json")).await;
+        assert_eq!(r.status(), 200);
+        let whole = r.bytes().await.expect("the whole listing");
+        let all: Value = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(all.as_array().unwrap().len(), 1502);
+
+        // The stalled client's answer was cut: reading on, it ends short.
+        let mut got = n;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got += k,
+            }
+        }
+        assert!(got < whole.len(), "{got} bytes of {}", whole.len());
     })
     .await;
 }
