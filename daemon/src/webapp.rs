@@ -5,7 +5,7 @@
 //! `/dib-image-list`, `/image-status`, `/ready` (503 until the launcher finished its first
 //! pass), `/metrics` (Prometheus text format, see `crate::metrics`). Content negotiation on `Accept` (JSON only when `application/json` wins; a header
 //! matching no offer gets 406 where Python answered 500), `fields=` for text output,
-//! responses cached for one second per (path, query, format) with `Cache-Control`,
+//! responses cached for one second per (path, query, format), 16 at most, with `Cache-Control`,
 //! `Last-Modified`, `Expires` and `If-Modified-Since` handling. Only GET and HEAD exist:
 //! the API never changes anything.
 //!
@@ -42,6 +42,11 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a rendered response is reused.
 const RESPONSE_TTL: Duration = Duration::from_secs(1);
+
+/// Answers kept for their second at most. A `/node-list` one holds a snapshot of every
+/// cached node (8 bytes each: 800 KB at 100,000 nodes), and every distinct query string
+/// makes one; past this many, answers are made for their request alone.
+const MAX_CACHED_RESPONSES: usize = 16;
 
 /// Longest query string we look at; longer ones are refused (400) rather than parsed.
 const MAX_QUERY_LEN: usize = 4096;
@@ -124,6 +129,11 @@ impl WebState {
             node_list_limits: NodeListLimits::default(),
             metrics: None,
         }
+    }
+
+    /// How many answers are kept for their second now (at most 16).
+    pub fn cached_answers(&self) -> usize {
+        self.responses.lock_or_recover().len()
     }
 
     /// Other [`NodeListLimits`] than the defaults (tests use short times).
@@ -262,15 +272,25 @@ async fn listing(
     };
     let key = format!("{}?{}#{:?}", uri.path(), raw_query, format);
     let now = Instant::now();
-    let cached = {
+    let (cached, room) = {
         let mut map = state.responses.lock_or_recover();
         // Expired answers go at once (a `/node-list` snapshot keeps replaced records).
         map.retain(|_, c| now.duration_since(c.made) < RESPONSE_TTL);
-        map.get(&key).cloned()
+        (map.get(&key).cloned(), map.len() < MAX_CACHED_RESPONSES)
     };
+    let mut turn = None;
     let entry = match cached {
         Some(c) => c,
         None => {
+            // A `/node-list` answer that will not be kept takes its snapshot only once it
+            // has its turn to be written: clients past the cache hold nothing while they
+            // wait, however many distinct queries they send.
+            if which == Listing::Nodes && !room && method != Method::HEAD {
+                match node_list_turn(&state).await {
+                    Ok(permit) => turn = Some(permit),
+                    Err(busy) => return busy,
+                }
+            }
             let param = |name: &str| {
                 query
                     .iter()
@@ -300,18 +320,36 @@ async fn listing(
                 body,
             };
             let mut map = state.responses.lock_or_recover();
-            map.insert(key, entry.clone());
+            if map.len() < MAX_CACHED_RESPONSES {
+                map.insert(key, entry.clone());
+            }
             entry
         }
     };
-    respond(&state, &entry, &headers, &method).await
+    respond(&state, &entry, &headers, &method, turn).await
 }
 
+/// A turn to write a `/node-list` answer, waited for at most
+/// [`NodeListLimits::queue_wait`]; the 503 answer when none came.
+async fn node_list_turn(state: &WebState) -> Result<OwnedSemaphorePermit, Response> {
+    let turn = state.node_list_writers.clone().acquire_owned();
+    match tokio::time::timeout(state.node_list_limits.queue_wait, turn).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: every node listing slot is busy; try again\n".to_string(),
+        )),
+    }
+}
+
+/// The answer of `entry` (a `/node-list` one written with `turn`, or with a turn waited
+/// for here).
 async fn respond(
     state: &WebState,
     entry: &CachedResponse,
     headers: &HeaderMap,
     method: &Method,
+    turn: Option<OwnedSemaphorePermit>,
 ) -> Response {
     let last_modified = httpdate::fmt_http_date(entry.modified);
     let expires = httpdate::fmt_http_date(entry.modified + RESPONSE_TTL);
@@ -332,18 +370,16 @@ async fn respond(
             // HEAD: the headers only, nothing written.
             CachedBody::Nodes(_) if method == Method::HEAD => entry.status.into_response(),
             CachedBody::Nodes(snapshot) => {
-                let limits = state.node_list_limits;
-                let turn = state.node_list_writers.clone().acquire_owned();
-                let Ok(Ok(permit)) = tokio::time::timeout(limits.queue_wait, turn).await else {
-                    return text_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Service Unavailable: every node listing slot is busy; try again\n"
-                            .to_string(),
-                    );
+                let permit = match turn {
+                    Some(p) => p,
+                    None => match node_list_turn(state).await {
+                        Ok(p) => p,
+                        Err(busy) => return busy,
+                    },
                 };
                 (
                     entry.status,
-                    stream_nodes(snapshot.clone(), permit, limits.stall),
+                    stream_nodes(snapshot.clone(), permit, state.node_list_limits.stall),
                 )
                     .into_response()
             }

@@ -20,6 +20,7 @@ struct Web {
     http: reqwest::Client,
     cancel: CancellationToken,
     ready: Arc<AtomicBool>,
+    state: WebState,
 }
 
 impl Drop for Web {
@@ -39,7 +40,7 @@ async fn start_with(cache: TreeCache, limits: NodeListLimits) -> Web {
     let state = WebState::new(cache, ready.clone()).with_node_list_limits(limits);
     tokio::spawn(serve(
         "127.0.0.1:0".parse().unwrap(),
-        state,
+        state.clone(),
         cancel.clone(),
         Some(tx),
     ));
@@ -52,6 +53,7 @@ async fn start_with(cache: TreeCache, limits: NodeListLimits) -> Web {
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
         cancel,
         ready,
+        state,
     }
 }
 
@@ -497,6 +499,23 @@ async fn a_node_list_client_that_stops_reading_loses_its_turn() {
             String::from_utf8_lossy(&head[..n])
         );
 
+        // Forty more clients, each with a query of its own, wait for the writer: they
+        // are not all kept for the second (each would hold a snapshot of every node).
+        let waiting: Vec<_> = (0..40)
+            .map(|i| {
+                let req = web
+                    .http
+                    .get(format!("{}/node-list?fields=id&n={i}", web.base));
+                tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            web.state.cached_answers() <= 16,
+            "{}",
+            web.state.cached_answers()
+        );
+
         // The only writer is the stalled client's until the stall time ends its answer.
         let r = web.get("/node-list", Some("application/json")).await;
         assert_eq!(r.status(), 200);
@@ -514,6 +533,10 @@ async fn a_node_list_client_that_stops_reading_loses_its_turn() {
             }
         }
         assert!(got < whole.len(), "{got} bytes of {}", whole.len());
+        for w in waiting {
+            let text = w.await.unwrap();
+            assert_eq!(text.matches("| 0").count(), 1502, "{text}");
+        }
     })
     .await;
 }
