@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -242,9 +244,54 @@ impl Collector for LauncherCollector {
     }
 }
 
-/// The `/metrics` response.
-pub fn response(metrics: &Metrics) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response()
+/// The `/metrics` page, rendered at most once per [`PAGE_TTL`]: scrapes within it get
+/// the same page. A render walks the launcher's whole cache on a runtime thread (3.5 ms
+/// of CPU at 10,000 nodes, ~35 ms at 100,000), so clients scraping as fast as they can
+/// would otherwise keep the launcher's two runtime threads busy; Prometheus scrapes
+/// every 15 s or so and loses nothing. Concurrent scrapes of a stale page wait for one
+/// render.
+#[derive(Clone)]
+pub struct MetricsPage {
+    metrics: Arc<Metrics>,
+    ttl: Duration,
+    page: Arc<tokio::sync::Mutex<Option<(Instant, Bytes)>>>,
+}
+
+/// How long a rendered `/metrics` page is served.
+pub const PAGE_TTL: Duration = Duration::from_secs(1);
+
+impl MetricsPage {
+    /// The page of `metrics`, kept for [`PAGE_TTL`].
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self::with_ttl(metrics, PAGE_TTL)
+    }
+
+    /// The page of `metrics`, kept for `ttl`.
+    pub fn with_ttl(metrics: Arc<Metrics>, ttl: Duration) -> Self {
+        MetricsPage {
+            metrics,
+            ttl,
+            page: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// The current page's body, rendered if it is older than the TTL.
+    pub async fn body(&self) -> Bytes {
+        let mut page = self.page.lock().await;
+        match &*page {
+            Some((made, body)) if made.elapsed() < self.ttl => body.clone(),
+            _ => {
+                let body = Bytes::from(self.metrics.render());
+                *page = Some((Instant::now(), body.clone()));
+                body
+            }
+        }
+    }
+
+    /// The HTTP answer of a scrape.
+    pub async fn response(&self) -> Response {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], self.body().await).into_response()
+    }
 }
 
 /// The builder's health: running and connected to ZooKeeper.
@@ -253,7 +300,7 @@ pub type Health = Arc<dyn Fn() -> bool + Send + Sync>;
 /// What the builder's listener serves.
 #[derive(Clone)]
 struct BuilderState {
-    metrics: Arc<Metrics>,
+    page: MetricsPage,
     healthy: Health,
 }
 
@@ -262,7 +309,7 @@ pub fn builder_router(metrics: Arc<Metrics>, healthy: Health) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(s): State<BuilderState>| async move { response(&s.metrics) }),
+            get(|State(s): State<BuilderState>| async move { s.page.response().await }),
         )
         .route(
             "/health",
@@ -274,7 +321,10 @@ pub fn builder_router(metrics: Arc<Metrics>, healthy: Health) -> Router {
                 }
             }),
         )
-        .with_state(BuilderState { metrics, healthy })
+        .with_state(BuilderState {
+            page: MetricsPage::new(metrics),
+            healthy,
+        })
 }
 
 /// Binds `addr` (errors name it) and serves the builder's listener until `cancel`.
@@ -299,4 +349,49 @@ pub async fn serve_builder(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use nodepool_shared::stats::Metrics;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::DescriptorEncoder;
+
+    use super::MetricsPage;
+
+    /// Counts its renders.
+    #[derive(Debug)]
+    struct Renders(Arc<AtomicUsize>);
+
+    impl Collector for Renders {
+        fn encode(&self, _: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn scrapes_within_the_ttl_share_one_render() {
+        let renders = Arc::new(AtomicUsize::new(0));
+        let mut metrics = Metrics::new();
+        metrics.register_collector(Box::new(Renders(renders.clone())));
+        let page = MetricsPage::with_ttl(Arc::new(metrics), Duration::from_millis(300));
+        let scrapes: Vec<_> = (0..50)
+            .map(|_| {
+                let page = page.clone();
+                tokio::spawn(async move { page.body().await })
+            })
+            .collect();
+        for s in scrapes {
+            s.await.unwrap();
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1, "50 scrapes at once");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        page.body().await;
+        assert_eq!(renders.load(Ordering::SeqCst), 2, "a scrape after the TTL");
+    }
 }

@@ -88,7 +88,7 @@ pub struct WebState {
     responses: Arc<Mutex<HashMap<String, CachedResponse>>>,
     node_list_writers: Arc<Semaphore>,
     node_list_limits: NodeListLimits,
-    metrics: Option<Arc<nodepool_shared::stats::Metrics>>,
+    metrics: Option<crate::metrics::MetricsPage>,
 }
 
 #[derive(Clone)]
@@ -145,7 +145,7 @@ impl WebState {
 
     /// Serves `metrics` on `/metrics` (404 without).
     pub fn with_metrics(mut self, metrics: Arc<nodepool_shared::stats::Metrics>) -> Self {
-        self.metrics = Some(metrics);
+        self.metrics = Some(crate::metrics::MetricsPage::new(metrics));
         self
     }
 }
@@ -194,10 +194,10 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// `/metrics`: rendered on every scrape (Prometheus caches nothing either).
+/// `/metrics`: rendered at most once a second ([`crate::metrics::MetricsPage`]).
 async fn metrics(State(state): State<WebState>) -> Response {
     match &state.metrics {
-        Some(m) => crate::metrics::response(m),
+        Some(m) => m.response().await,
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
