@@ -246,7 +246,7 @@ impl Collector for LauncherCollector {
 
 /// The `/metrics` page, rendered at most once per [`PAGE_TTL`]: scrapes within it get
 /// the same page. A render walks the launcher's whole cache on a runtime thread (3.5 ms
-/// of CPU at 10,000 nodes, ~35 ms at 100,000), so clients scraping as fast as they can
+/// of CPU at 10,000 nodes, growing with the cache), so clients scraping as fast as they can
 /// would otherwise keep the launcher's two runtime threads busy; Prometheus scrapes
 /// every 15 s or so and loses nothing. Concurrent scrapes of a stale page wait for one
 /// render.
