@@ -785,6 +785,24 @@ async fn floating_ips_and_ports() {
     .await;
 }
 
+/// Boots `np0` … `np4` (cirros, flavor `small`).
+async fn create_five_servers(d: &OpenStackDriver) {
+    let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
+    let flavor = d
+        .find_flavor(FlavorWanted {
+            min_ram: None,
+            flavor_name: Some("small"),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..5 {
+        d.create_server(&simple_server(&format!("np{i}"), &flavor.id, &image.id))
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn lists_are_paged_with_limit_and_marker() {
     bounded(async {
@@ -793,20 +811,7 @@ async fn lists_are_paged_with_limit_and_marker() {
         let mut opts = options("prov");
         opts.page_size = 2;
         let d = driver_with(&sim, CloudsAuth::Password, opts);
-        let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
-        let flavor = d
-            .find_flavor(FlavorWanted {
-                min_ram: None,
-                flavor_name: Some("small"),
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        for i in 0..5 {
-            d.create_server(&simple_server(&format!("np{i}"), &flavor.id, &image.id))
-                .await
-                .unwrap();
-        }
+        create_five_servers(&d).await;
         admin.reset_counters();
         let servers = d.list_servers().await.unwrap();
         let mut names: Vec<_> = servers.iter().map(|s| s.name.clone()).collect();
@@ -845,20 +850,7 @@ async fn oversized_replies_fail_the_call() {
     bounded(async {
         let sim = Simulator::start(SimConfig::default()).await.unwrap();
         let d = driver_with(&sim, CloudsAuth::Password, options("prov"));
-        let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
-        let flavor = d
-            .find_flavor(FlavorWanted {
-                min_ram: None,
-                flavor_name: Some("small"),
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        for i in 0..5 {
-            d.create_server(&simple_server(&format!("np{i}"), &flavor.id, &image.id))
-                .await
-                .unwrap();
-        }
+        create_five_servers(&d).await;
         assert_eq!(d.list_servers().await.unwrap().len(), 5);
 
         let mut opts = options("prov");
