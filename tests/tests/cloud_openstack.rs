@@ -370,22 +370,14 @@ async fn server_errors_are_classified() {
     bounded(async {
         let (sim, d) = start(SimConfig::default()).await;
         let admin = sim.admin();
-        let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
-        let flavor = d
-            .find_flavor(FlavorWanted {
-                min_ram: None,
-                flavor_name: Some("small"),
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let (image, flavor) = cirros_small(&d).await;
 
         // 5xx → retryable, one request, nothing created.
         admin.fail_next("compute.servers.create", 1, 503);
         let e = one_request(
             &admin,
             "compute.servers.create",
-            d.create_server(&simple_server("np1", &flavor.id, &image.id)),
+            d.create_server(&simple_server("np1", &flavor, &image)),
         )
         .await
         .unwrap_err();
@@ -399,7 +391,7 @@ async fn server_errors_are_classified() {
 
         // A 4xx that is neither quota nor 404.
         let e = d
-            .create_server(&simple_server("np1", "no-such-flavor", &image.id))
+            .create_server(&simple_server("np1", "no-such-flavor", &image))
             .await
             .unwrap_err();
         assert!(
@@ -785,8 +777,8 @@ async fn floating_ips_and_ports() {
     .await;
 }
 
-/// Boots `np0` … `np4` (cirros, flavor `small`).
-async fn create_five_servers(d: &OpenStackDriver) {
+/// The simulator's cirros image and `small` flavor: `(image id, flavor id)`.
+async fn cirros_small(d: &OpenStackDriver) -> (String, String) {
     let image = d.find_image("cirros-0.6.2").await.unwrap().unwrap();
     let flavor = d
         .find_flavor(FlavorWanted {
@@ -796,8 +788,14 @@ async fn create_five_servers(d: &OpenStackDriver) {
         .await
         .unwrap()
         .unwrap();
+    (image.id, flavor.id)
+}
+
+/// Boots `np0` … `np4` (cirros, flavor `small`).
+async fn create_five_servers(d: &OpenStackDriver) {
+    let (image, flavor) = cirros_small(d).await;
     for i in 0..5 {
-        d.create_server(&simple_server(&format!("np{i}"), &flavor.id, &image.id))
+        d.create_server(&simple_server(&format!("np{i}"), &flavor, &image))
             .await
             .unwrap();
     }
