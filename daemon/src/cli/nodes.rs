@@ -87,21 +87,17 @@ fn listing_row(
 /// Writes a listing and a newline to stdout (control characters as `?` on a terminal; a
 /// closed pipe is not an error, as in [`print_out`]).
 fn print_listing(listing: NodeListing) -> Result<()> {
-    use std::io::{IsTerminal, Write as _};
+    use std::io::{IsTerminal, Write};
+    fn write(listing: NodeListing, mut out: impl Write) -> std::io::Result<()> {
+        listing.write_to(&mut out)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
     let stdout = std::io::stdout();
-    let terminal = stdout.is_terminal();
-    let mut out = stdout.lock();
-    let r = if terminal {
-        let mut out = super::terminal::Sanitized::new(out);
-        listing
-            .write_to(&mut out)
-            .and_then(|_| out.write_all(b"\n"))
-            .and_then(|_| out.flush())
+    let r = if stdout.is_terminal() {
+        write(listing, super::terminal::Sanitized::new(stdout.lock()))
     } else {
-        listing
-            .write_to(&mut out)
-            .and_then(|_| out.write_all(b"\n"))
-            .and_then(|_| out.flush())
+        write(listing, stdout.lock())
     };
     match r {
         Ok(()) => Ok(()),

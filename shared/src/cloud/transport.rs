@@ -436,14 +436,27 @@ async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, R
     if announced > limit as u64 {
         return Err(ReadError::TooLarge { limit });
     }
-    let mut body = bytes::BytesMut::with_capacity(announced as usize);
+    // Most replies come in one chunk: it is returned as it is, without a copy. Only a
+    // second chunk starts a buffer.
+    let mut first: Option<Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
+    let mut len = 0;
     while let Some(chunk) = resp.chunk().await? {
-        if body.len() + chunk.len() > limit {
+        len += chunk.len();
+        if len > limit {
             return Err(ReadError::TooLarge { limit });
         }
-        body.extend_from_slice(&chunk);
+        match first.take() {
+            None if joined.is_empty() => first = Some(chunk),
+            Some(f) => {
+                joined.reserve((announced as usize).max(len));
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&chunk);
+            }
+            None => joined.extend_from_slice(&chunk),
+        }
     }
-    Ok(body.freeze())
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 #[cfg(test)]
